@@ -1,0 +1,476 @@
+//! The Fastfood projection `P: R^d -> R^D` over a model's named parameter tensors.
+//!
+//! # The map
+//! The output is split into *groups*: in [`Scope::Global`] (Li et al.) one group covering the
+//! concatenation of all tensors (in the order given); in [`Scope::PerTensor`] (the authors' code) one
+//! group per tensor. A group with `n` outputs uses blocks of length `L = 2^ceil(log2 n)`; one block
+//! maps `R^L -> R^L` as
+//!
+//! ```text
+//! block_j(v) = H G_j Pi_j H B_j v
+//! ```
+//!
+//! with `H` the unnormalised `L x L` Walsh-Hadamard matrix, `B_j` a diagonal of random signs,
+//! `Pi_j` a random permutation (`(Pi v)_i = v_{pi(i)}`), `G_j` a diagonal of `N(0, 1)` entries.
+//! The input `x in R^d` is zero-padded to `c L` with `c = ceil(d / L)` and cut into `c` chunks of
+//! length `L`; chunk `j` gets its own independent block, and
+//!
+//! ```text
+//! P_group(x) = sum_j  crop_n(block_j(x_j)) / (||G_j|| sqrt(n) sqrt(c))
+//! ```
+//!
+//! The `1 / (||G_j|| sqrt(n))` normalisation is the one of Li et al. and of the authors' code
+//! (`divisor * sqrt(DD / LL)` with `divisor = sqrt(LL * sum G^2)`): `||H B v|| = sqrt(L) ||v||`,
+//! `E ||G Pi H B v||^2 = ||G||^2 ||v||^2`, the second `H` multiplies by `sqrt(L)` and keeping `n` of
+//! `L` rows by about `sqrt(n / L)`, so `||block_j(v)[..n]|| ~ ||G_j|| sqrt(n) ||v||` and
+//! `||P_group x|| ~ ||x||`. The `1 / sqrt(c)` keeps the sum of `c` independent chunks at the same
+//! scale. Nothing is ever cropped: every coordinate of `x` reaches every group.
+//!
+//! The authors' code instead feeds only `x[..L]` to a tensor whose `L < d` (its `F.pad` with a
+//! negative pad crops silently). [`Projector::new`] with `crop_to_block = true` reproduces that
+//! for the `aghajanyan` compatibility mode (see `subspace`).
+//!
+//! # The transpose
+//! `H`, `B`, `G` are symmetric and `Pi^T = Pi^{-1}`, so
+//! `P_group^T u = concat_j B_j H Pi_j^{-1} G_j H pad_L(u) / (||G_j|| sqrt(n) sqrt(c))`, cut to `d`.
+//!
+//! # Randomness
+//! The factors of block `j` of group `name` are regenerated from
+//! `sha256("intrinsic-bench fastfood v1", seed, name, j)` as a ChaCha8 key (stream 0: signs,
+//! stream 1: permutation by Fisher-Yates with Lemire's unbiased bounded integers, stream 2:
+//! Gaussians by Box-Muller with the pure-Rust `libm`), so the same seed gives bit-identical factors
+//! on any machine, in any order of calls, and nothing but the seed needs saving. By default the
+//! factors of every block are generated once and cached compactly on the projector's device (signs
+//! as i8, permutation and inverse as i32, Gaussians as f32: 13 bytes per padded element);
+//! [`FactorStorage::Regenerate`] keeps nothing and regenerates them at every call instead.
+
+use rand_chacha::ChaCha8Rng;
+use rand_core::{RngCore, SeedableRng};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tch::{Device, Tensor};
+
+use crate::fwht::{self, MAX_LOG2_LEN};
+
+/// How the output space is cut into block groups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    /// One group over the concatenation of all tensors (Li et al.).
+    Global,
+    /// One group per tensor, each padded to its own power of two (the authors' code).
+    PerTensor,
+}
+
+/// Whether block factors are kept between calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FactorStorage {
+    /// Generated once, kept on the device (13 bytes per padded element).
+    Cached,
+    /// Regenerated from the seed at every call; nothing kept.
+    Regenerate,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum FastfoodError {
+    #[error("the Fastfood projection needs d >= 1")]
+    EmptyInput,
+    #[error("no parameter tensors to project onto")]
+    NoTensors,
+    #[error("parameter tensor `{name}` has no elements")]
+    EmptyTensor { name: String },
+    #[error(
+        "block group `{name}` has {len} outputs, above the 2^30 a block supports{hint}",
+        hint = if .name == GLOBAL_GROUP { ": use the per_tensor scope" } else { "" }
+    )]
+    GroupTooLarge { name: String, len: usize },
+    #[error("expected {expected} tensors of output gradients, got {actual}")]
+    WrongTensorCount { expected: usize, actual: usize },
+    #[error("input of length {actual} given to a projector built for d = {expected}")]
+    WrongInputLength { expected: usize, actual: usize },
+}
+
+/// The name of the single group of [`Scope::Global`], used as its randomness key.
+pub const GLOBAL_GROUP: &str = "<global>";
+
+/// A contiguous range of the output that one set of blocks covers.
+#[derive(Debug, Clone)]
+struct Group {
+    name: String,
+    out_len: usize,
+    log2_block: u32,
+    n_chunks: usize,
+    /// The length of input this group sees: `d`, or `L` when the compatibility mode crops.
+    in_len: usize,
+    /// The tensors of this group, in output order: (tensor index, offset in the group's output).
+    members: Vec<(usize, usize)>,
+}
+
+impl Group {
+    fn block_len(&self) -> usize {
+        1 << self.log2_block
+    }
+}
+
+/// The random factors of one group's `c` blocks, as tensors on the projector's device.
+struct GroupFactors {
+    /// `[c, L]` i8 of +-1.
+    signs: Tensor,
+    /// `[c L]` i32: for chunk j, `pi_j(i) + j L`, so one gather serves all chunks.
+    perm: Tensor,
+    /// `[c L]` i32: the inverse of `perm`.
+    inv_perm: Tensor,
+    /// `[c, L]` f32 of N(0, 1).
+    gauss: Tensor,
+    /// `[c, 1]` f64: `1 / (||G_j|| sqrt(n) sqrt(c))`.
+    scale: Tensor,
+}
+
+/// Summary facts of a projector, for run records.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProjectorSummary {
+    pub scope: Scope,
+    pub seed: u64,
+    pub d: usize,
+    pub total_params: usize,
+    pub n_tensors: usize,
+    pub n_groups: usize,
+    pub n_blocks: usize,
+    /// Sum over blocks of their length `L`: the elements each FWHT pass touches.
+    pub total_padded_len: usize,
+    /// Groups whose block is shorter than `d`: the authors' code would crop the input there.
+    pub n_groups_cropped_by_authors_code: usize,
+    pub crop_to_block: bool,
+}
+
+/// `P: R^d -> R^D` over a list of named tensors, with its transpose.
+pub struct Projector {
+    scope: Scope,
+    seed: u64,
+    d: usize,
+    crop_to_block: bool,
+    storage: FactorStorage,
+    device: Device,
+    numels: Vec<usize>,
+    groups: Vec<Group>,
+    cached: Vec<GroupFactors>,
+}
+
+impl Projector {
+    /// Builds the projector for tensors given as `(name, numel)` in a fixed order. With
+    /// `crop_to_block`, a group whose block is shorter than `d` sees only `x[..L]` (the authors'
+    /// behaviour, for the compatibility mode only).
+    pub fn new(
+        tensors: &[(String, usize)],
+        d: usize,
+        scope: Scope,
+        seed: u64,
+        crop_to_block: bool,
+        storage: FactorStorage,
+        device: Device,
+    ) -> Result<Projector, FastfoodError> {
+        if d == 0 {
+            return Err(FastfoodError::EmptyInput);
+        }
+        if tensors.is_empty() {
+            return Err(FastfoodError::NoTensors);
+        }
+        if let Some((name, _)) = tensors.iter().find(|(_, numel)| *numel == 0) {
+            return Err(FastfoodError::EmptyTensor { name: name.clone() });
+        }
+        let make_group = |name: &str, out_len: usize, members: Vec<(usize, usize)>| {
+            let block_len = out_len.next_power_of_two();
+            let log2_block = block_len.trailing_zeros();
+            if log2_block > MAX_LOG2_LEN {
+                return Err(FastfoodError::GroupTooLarge { name: name.to_owned(), len: out_len });
+            }
+            let in_len = if crop_to_block { d.min(block_len) } else { d };
+            Ok(Group {
+                name: name.to_owned(),
+                out_len,
+                log2_block,
+                n_chunks: in_len.div_ceil(block_len),
+                in_len,
+                members,
+            })
+        };
+        let groups = match scope {
+            Scope::Global => {
+                let mut members = Vec::with_capacity(tensors.len());
+                let mut offset = 0;
+                for (tensor_idx, (_, numel)) in tensors.iter().enumerate() {
+                    members.push((tensor_idx, offset));
+                    offset += numel;
+                }
+                vec![make_group(GLOBAL_GROUP, offset, members)?]
+            }
+            Scope::PerTensor => tensors
+                .iter()
+                .enumerate()
+                .map(|(tensor_idx, (name, numel))| make_group(name, *numel, vec![(tensor_idx, 0)]))
+                .collect::<Result<_, _>>()?,
+        };
+        let mut projector = Projector {
+            scope,
+            seed,
+            d,
+            crop_to_block,
+            storage,
+            device,
+            numels: tensors.iter().map(|(_, numel)| *numel).collect(),
+            groups,
+            cached: Vec::new(),
+        };
+        if storage == FactorStorage::Cached {
+            let host: Vec<HostFactors> =
+                projector.groups.par_iter().map(|group| HostFactors::generate(seed, group)).collect();
+            projector.cached = host.into_iter().map(|factors| factors.to_device(device)).collect();
+        }
+        Ok(projector)
+    }
+
+    pub fn d(&self) -> usize {
+        self.d
+    }
+
+    pub fn device(&self) -> Device {
+        self.device
+    }
+
+    /// The total number of outputs `D`.
+    pub fn total_params(&self) -> usize {
+        self.numels.iter().sum()
+    }
+
+    /// The block length `L` of the group that holds tensor `tensor_idx`.
+    pub fn block_len_of_tensor(&self, tensor_idx: usize) -> usize {
+        let group = self.groups.iter().find(|group| group.members.iter().any(|(idx, _)| *idx == tensor_idx));
+        group.expect("every tensor belongs to a group").block_len()
+    }
+
+    pub fn summary(&self) -> ProjectorSummary {
+        ProjectorSummary {
+            scope: self.scope,
+            seed: self.seed,
+            d: self.d,
+            total_params: self.total_params(),
+            n_tensors: self.numels.len(),
+            n_groups: self.groups.len(),
+            n_blocks: self.groups.iter().map(|group| group.n_chunks).sum(),
+            total_padded_len: self.groups.iter().map(|group| group.n_chunks * group.block_len()).sum(),
+            n_groups_cropped_by_authors_code: self.groups.iter().filter(|group| group.block_len() < self.d).count(),
+            crop_to_block: self.crop_to_block,
+        }
+    }
+
+    /// Bytes held by cached factors (0 with [`FactorStorage::Regenerate`]).
+    pub fn cached_bytes(&self) -> usize {
+        self.cached
+            .iter()
+            .map(|factors| {
+                [&factors.signs, &factors.perm, &factors.inv_perm, &factors.gauss, &factors.scale]
+                    .iter()
+                    .map(|tensor| tensor.numel() * tensor.kind().elt_size_in_bytes())
+                    .sum::<usize>()
+            })
+            .sum()
+    }
+
+    /// `P x`, as one flat tensor per parameter tensor (in the order given to [`Projector::new`]),
+    /// in the dtype and on the device of `x`.
+    pub fn forward(&self, x: &Tensor) -> Result<Vec<Tensor>, FastfoodError> {
+        self.check_input(x)?;
+        let mut outputs: Vec<Option<Tensor>> = (0..self.numels.len()).map(|_| None).collect();
+        for (group_idx, group) in self.groups.iter().enumerate() {
+            let out = self.with_factors(group_idx, |factors| forward_group(group, factors, x));
+            for &(tensor_idx, offset) in &group.members {
+                outputs[tensor_idx] = Some(out.narrow(0, offset as i64, self.numels[tensor_idx] as i64));
+            }
+        }
+        Ok(outputs.into_iter().map(|out| out.expect("every tensor belongs to a group")).collect())
+    }
+
+    /// `P^T` applied to one output-space vector per tensor (each flattened to `numel` elements):
+    /// `sum_t P_t^T u_t`, of length `d`.
+    pub fn transpose(&self, per_tensor: &[Tensor]) -> Result<Tensor, FastfoodError> {
+        if per_tensor.len() != self.numels.len() {
+            return Err(FastfoodError::WrongTensorCount { expected: self.numels.len(), actual: per_tensor.len() });
+        }
+        let first = &per_tensor[0];
+        let total = Tensor::zeros([self.d as i64], (first.kind(), first.device()));
+        for (group_idx, group) in self.groups.iter().enumerate() {
+            let pieces: Vec<Tensor> =
+                group.members.iter().map(|&(tensor_idx, _)| per_tensor[tensor_idx].reshape([-1])).collect();
+            let u = if pieces.len() == 1 { pieces.into_iter().next().unwrap() } else { Tensor::cat(&pieces, 0) };
+            let grad = self.with_factors(group_idx, |factors| transpose_group(group, factors, &u));
+            let mut head = total.narrow(0, 0, group.in_len as i64);
+            head += grad;
+        }
+        Ok(total)
+    }
+
+    fn check_input(&self, x: &Tensor) -> Result<(), FastfoodError> {
+        let len = x.numel();
+        if x.dim() != 1 || len != self.d {
+            return Err(FastfoodError::WrongInputLength { expected: self.d, actual: len });
+        }
+        Ok(())
+    }
+
+    fn with_factors<R>(&self, group_idx: usize, run: impl FnOnce(&GroupFactors) -> R) -> R {
+        match self.storage {
+            FactorStorage::Cached => run(&self.cached[group_idx]),
+            FactorStorage::Regenerate => {
+                run(&HostFactors::generate(self.seed, &self.groups[group_idx]).to_device(self.device))
+            }
+        }
+    }
+}
+
+/// A group's factors in host memory, before they go to the device.
+struct HostFactors {
+    shape: [i64; 2],
+    signs: Vec<i8>,
+    perm: Vec<i32>,
+    inv_perm: Vec<i32>,
+    gauss: Vec<f32>,
+    scale: Vec<f64>,
+}
+
+impl HostFactors {
+    fn generate(seed: u64, group: &Group) -> HostFactors {
+        let block_len = group.block_len();
+        let n_chunks = group.n_chunks;
+        let blocks: Vec<BlockFactors> = (0..n_chunks)
+            .into_par_iter()
+            .map(|chunk| BlockFactors::generate(seed, &group.name, chunk, block_len))
+            .collect();
+        let mut factors = HostFactors {
+            shape: [n_chunks as i64, block_len as i64],
+            signs: Vec::with_capacity(n_chunks * block_len),
+            perm: Vec::with_capacity(n_chunks * block_len),
+            inv_perm: vec![0; n_chunks * block_len],
+            gauss: Vec::with_capacity(n_chunks * block_len),
+            scale: Vec::with_capacity(n_chunks),
+        };
+        let norm = ((group.out_len as f64) * (n_chunks as f64)).sqrt();
+        for (chunk, block) in blocks.iter().enumerate() {
+            let offset = chunk * block_len;
+            factors.signs.extend_from_slice(&block.signs);
+            for (position, &source) in block.perm.iter().enumerate() {
+                let global_source = offset + source as usize;
+                factors.perm.push(global_source as i32);
+                factors.inv_perm[global_source] = (offset + position) as i32;
+            }
+            factors.gauss.extend_from_slice(&block.gauss);
+            factors.scale.push(1.0 / (block.gauss_norm * norm));
+        }
+        factors
+    }
+
+    fn to_device(&self, device: Device) -> GroupFactors {
+        GroupFactors {
+            signs: Tensor::from_slice(&self.signs).reshape(self.shape).to_device(device),
+            perm: Tensor::from_slice(&self.perm).to_device(device),
+            inv_perm: Tensor::from_slice(&self.inv_perm).to_device(device),
+            gauss: Tensor::from_slice(&self.gauss).reshape(self.shape).to_device(device),
+            scale: Tensor::from_slice(&self.scale).reshape([self.shape[0], 1]).to_device(device),
+        }
+    }
+}
+
+fn forward_group(group: &Group, factors: &GroupFactors, x: &Tensor) -> Tensor {
+    let block_len = group.block_len() as i64;
+    let n_chunks = group.n_chunks as i64;
+    let kind = x.kind();
+    let input = x.narrow(0, 0, group.in_len as i64);
+    let padded = input.constant_pad_nd([0, n_chunks * block_len - group.in_len as i64]).reshape([n_chunks, block_len]);
+    let mut v = padded * &factors.signs;
+    fwht::fwht_in_place(&mut v).expect("block length is a checked power of two");
+    let mut v =
+        v.reshape([-1]).index_select(0, &factors.perm).reshape([n_chunks, block_len]) * factors.gauss.to_kind(kind);
+    fwht::fwht_in_place(&mut v).expect("block length is a checked power of two");
+    let v = v.narrow(1, 0, group.out_len as i64) * factors.scale.to_kind(kind);
+    if n_chunks == 1 { v.reshape([-1]) } else { v.sum_dim_intlist(0, false, kind) }
+}
+
+fn transpose_group(group: &Group, factors: &GroupFactors, u: &Tensor) -> Tensor {
+    let block_len = group.block_len() as i64;
+    let n_chunks = group.n_chunks as i64;
+    let kind = u.kind();
+    let padded = u.constant_pad_nd([0, block_len - group.out_len as i64]).reshape([1, block_len]);
+    let mut v = padded * factors.scale.to_kind(kind);
+    fwht::fwht_in_place(&mut v).expect("block length is a checked power of two");
+    let mut v = (v * factors.gauss.to_kind(kind))
+        .reshape([-1])
+        .index_select(0, &factors.inv_perm)
+        .reshape([n_chunks, block_len]);
+    fwht::fwht_in_place(&mut v).expect("block length is a checked power of two");
+    (v * &factors.signs).reshape([-1]).narrow(0, 0, group.in_len as i64)
+}
+
+/// The factors of one block, as generated on the CPU.
+struct BlockFactors {
+    signs: Vec<i8>,
+    perm: Vec<u32>,
+    gauss: Vec<f32>,
+    /// `||G||` over the f32 values, summed in f64.
+    gauss_norm: f64,
+}
+
+impl BlockFactors {
+    fn generate(seed: u64, group_name: &str, chunk: usize, len: usize) -> BlockFactors {
+        let mut hasher = Sha256::new();
+        hasher.update(b"intrinsic-bench fastfood v1\0");
+        hasher.update(seed.to_le_bytes());
+        hasher.update((group_name.len() as u64).to_le_bytes());
+        hasher.update(group_name.as_bytes());
+        hasher.update((chunk as u64).to_le_bytes());
+        let key: [u8; 32] = hasher.finalize().into();
+
+        let mut rng = ChaCha8Rng::from_seed(key);
+        rng.set_stream(0);
+        let mut signs = Vec::with_capacity(len);
+        while signs.len() < len {
+            let bits = rng.next_u64();
+            let take = (len - signs.len()).min(64);
+            signs.extend((0..take).map(|bit| if (bits >> bit) & 1 == 1 { 1i8 } else { -1i8 }));
+        }
+
+        rng.set_stream(1);
+        let mut perm: Vec<u32> = (0..len as u32).collect();
+        for idx in (1..len).rev() {
+            let swap_with = bounded(&mut rng, idx as u64 + 1) as usize;
+            perm.swap(idx, swap_with);
+        }
+
+        rng.set_stream(2);
+        let mut gauss = Vec::with_capacity(len + 1);
+        while gauss.len() < len {
+            // Box-Muller: u1 in (0, 1], u2 in [0, 1), both with 53 random bits.
+            let u1 = ((rng.next_u64() >> 11) + 1) as f64 * (1.0 / (1u64 << 53) as f64);
+            let u2 = (rng.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64);
+            let radius = libm::sqrt(-2.0 * libm::log(u1));
+            let angle = std::f64::consts::TAU * u2;
+            gauss.push((radius * libm::cos(angle)) as f32);
+            gauss.push((radius * libm::sin(angle)) as f32);
+        }
+        gauss.truncate(len);
+        let gauss_norm = gauss.iter().map(|&value| f64::from(value) * f64::from(value)).sum::<f64>().sqrt();
+        BlockFactors { signs, perm, gauss, gauss_norm }
+    }
+}
+
+/// A uniform integer in `0..range` (Lemire's multiply-shift with rejection: unbiased).
+fn bounded(rng: &mut ChaCha8Rng, range: u64) -> u64 {
+    let mut product = u128::from(rng.next_u64()) * u128::from(range);
+    if (product as u64) < range {
+        let threshold = range.wrapping_neg() % range;
+        while (product as u64) < threshold {
+            product = u128::from(rng.next_u64()) * u128::from(range);
+        }
+    }
+    (product >> 64) as u64
+}

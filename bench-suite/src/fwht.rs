@@ -1,0 +1,378 @@
+//! Fast Walsh-Hadamard transform (FWHT): `x <- H x`, unnormalised, in place.
+//!
+//! `H` is the `n x n` Sylvester-Hadamard matrix with entries `H[i][j] = (-1)^popcount(i & j)`, for `n`
+//! a power of two from 1 to 2^30. `H H = n I`, so the inverse is `H / n`; nothing here normalises.
+//!
+//! Three implementations, all giving the same numbers within floating-point rounding:
+//! - [`fwht_slice`]: the CPU kernel, hand-written over contiguous memory. It is cache-blocked: the
+//!   index bits `0..LEAF_BITS` are transformed on contiguous leaves that fit in L1 (all those stages
+//!   in one visit), then the remaining bits are transformed in passes of up to `TILE_ROW_BITS` bits,
+//!   each pass working on tiles of `2^TILE_ROW_BITS` rows x `TILE_BYTES` that fit in L2. 2^24
+//!   elements take two passes over memory, 2^26 three, 2^30 three. Butterflies are done two stages at
+//!   a time (radix 4) over contiguous runs the compiler vectorises (AVX2 picked at run time), and
+//!   rayon spreads leaves and tiles over threads.
+//! - [`fwht_kron`]: built from tch operations, for any device (the CUDA path): with `n = a_1 ... a_r`,
+//!   `H_n = H_{a_1} (x) ... (x) H_{a_r}`, so the transform is `r` batched matmuls against small
+//!   Hadamard matrices (`a_i <= 128`) in the tensor's own dtype.
+//! - [`fwht_anchor`]: the authors' algorithm (`fast_walsh_hadamard_torched` in their code), one
+//!   reshape/chunk/cat per stage. Kept only as the baseline that benchmarks measure against.
+//!
+//! [`fwht`] and [`fwht_in_place`] dispatch on the device: the CPU kernel for contiguous f32/f64 CPU
+//! tensors, [`fwht_kron`] otherwise. Tensors are transformed along their last dimension.
+
+use std::ops::{Add, Sub};
+
+use rayon::prelude::*;
+use tch::{Device, Kind, Tensor};
+
+/// The largest supported length: 2^30.
+pub const MAX_LOG2_LEN: u32 = 30;
+
+/// Bytes of one leaf: the contiguous run on which the low index bits are transformed in L1.
+const LEAF_BYTES: usize = 16 * 1024;
+/// Bytes of one row of a column tile: a run of contiguous elements sharing the high index bits.
+const TILE_ROW_BYTES: usize = 128;
+/// At most this many index bits per column pass: a tile is `2^TILE_ROW_BITS x TILE_ROW_BYTES` (512 KiB).
+const TILE_ROW_BITS: u32 = 12;
+/// Below this many elements, threads cost more than they save.
+const PARALLEL_MIN_LEN: usize = 1 << 15;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum FwhtError {
+    #[error("FWHT length {len} is not a power of two: pad the input to {next}", next = .len.next_power_of_two())]
+    NotPowerOfTwo { len: usize },
+    #[error("FWHT length {len} exceeds the supported maximum 2^30")]
+    TooLong { len: usize },
+    #[error("FWHT needs an f32 or f64 tensor, got {kind:?}")]
+    UnsupportedKind { kind: Kind },
+}
+
+/// The element types the CPU kernel handles.
+pub trait Real: Copy + Send + Sync + Add<Output = Self> + Sub<Output = Self> + 'static {}
+impl Real for f32 {}
+impl Real for f64 {}
+
+/// Checks that `len` is a power of two within the supported range and returns its log2.
+pub fn log2_len(len: usize) -> Result<u32, FwhtError> {
+    if len == 0 || !len.is_power_of_two() {
+        return Err(FwhtError::NotPowerOfTwo { len });
+    }
+    let log2 = len.trailing_zeros();
+    if log2 > MAX_LOG2_LEN {
+        return Err(FwhtError::TooLong { len });
+    }
+    Ok(log2)
+}
+
+/// In-place unnormalised FWHT of a contiguous slice whose length is a power of two.
+pub fn fwht_slice<T: Real>(data: &mut [T]) -> Result<(), FwhtError> {
+    let leaf_bits = (LEAF_BYTES / size_of::<T>()).trailing_zeros();
+    fwht_slice_blocked(data, leaf_bits, TILE_ROW_BITS, TILE_ROW_BYTES / size_of::<T>())
+}
+
+/// [`fwht_slice`] with explicit blocking: leaves of `2^leaf_bits` elements, column passes of at
+/// most `tile_row_bits` bits on tiles `tile_width` elements wide. Tests use small values to reach
+/// every code path at small sizes; any values give the same result.
+#[doc(hidden)]
+pub fn fwht_slice_blocked<T: Real>(
+    data: &mut [T],
+    leaf_bits: u32,
+    tile_row_bits: u32,
+    tile_width: usize,
+) -> Result<(), FwhtError> {
+    let log2 = log2_len(data.len())?;
+    assert!(tile_row_bits >= 1 && tile_width.is_power_of_two(), "bad blocking");
+    let leaf_bits = leaf_bits.min(log2);
+    let leaf_len = 1usize << leaf_bits;
+    let parallel = data.len() >= PARALLEL_MIN_LEN;
+    if parallel {
+        data.par_chunks_mut(leaf_len).for_each(leaf);
+    } else {
+        data.chunks_mut(leaf_len).for_each(leaf);
+    }
+
+    let remaining_bits = log2 - leaf_bits;
+    if remaining_bits == 0 {
+        return Ok(());
+    }
+    let n_passes = remaining_bits.div_ceil(tile_row_bits);
+    let tile_width = tile_width.min(leaf_len);
+    let mut low_bit = leaf_bits;
+    for pass_idx in 0..n_passes {
+        // Spread the bits evenly over the passes, so no pass is a nearly empty one.
+        let pass_bits = (remaining_bits - (low_bit - leaf_bits)).div_ceil(n_passes - pass_idx);
+        column_pass(data, low_bit, low_bit + pass_bits, tile_width, parallel);
+        low_bit += pass_bits;
+    }
+    Ok(())
+}
+
+/// A pointer that may cross threads: column tiles of one pass touch disjoint elements.
+#[derive(Clone, Copy)]
+struct SharedMut<T>(*mut T);
+unsafe impl<T: Send> Send for SharedMut<T> {}
+unsafe impl<T: Send> Sync for SharedMut<T> {}
+
+impl<T> SharedMut<T> {
+    /// A method, not a field access, so closures capture the whole `Send` wrapper.
+    fn get(self) -> *mut T {
+        self.0
+    }
+}
+
+/// Transforms index bits `low_bit..high_bit` of `data`: for every value of the other bits, the
+/// `2^(high_bit - low_bit)` elements that differ only in those bits get a Hadamard transform.
+fn column_pass<T: Real>(data: &mut [T], low_bit: u32, high_bit: u32, tile_width: usize, parallel: bool) {
+    let row_stride = 1usize << low_bit;
+    let n_rows = 1usize << (high_bit - low_bit);
+    let tiles_per_block = row_stride / tile_width;
+    let n_blocks = data.len() >> high_bit;
+    let n_tiles = n_blocks * tiles_per_block;
+    let base = SharedMut(data.as_mut_ptr());
+    let run_tile = move |tile_idx: usize| {
+        let block_idx = tile_idx / tiles_per_block;
+        let column = (tile_idx % tiles_per_block) * tile_width;
+        let start = (block_idx << high_bit) + column;
+        // SAFETY: tile `tile_idx` owns exactly the elements start + row * row_stride + 0..tile_width
+        // for row in 0..n_rows; these sets are disjoint across tiles and lie inside `data`.
+        unsafe { tile(base.get().add(start), row_stride, n_rows, tile_width) }
+    };
+    if parallel {
+        (0..n_tiles).into_par_iter().for_each(run_tile);
+    } else {
+        (0..n_tiles).for_each(run_tile);
+    }
+}
+
+fn leaf<T: Real>(data: &mut [T]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2, checked just above.
+        return unsafe { leaf_avx2(data) };
+    }
+    leaf_body(data)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn leaf_avx2<T: Real>(data: &mut [T]) {
+    leaf_body(data)
+}
+
+/// Full FWHT of a contiguous run small enough for L1.
+#[inline(always)]
+fn leaf_body<T: Real>(data: &mut [T]) {
+    let len = data.len();
+    let mut half = 1;
+    if len >= 4 {
+        for quad in data.chunks_exact_mut(4) {
+            let (s0, d0) = (quad[0] + quad[1], quad[0] - quad[1]);
+            let (s1, d1) = (quad[2] + quad[3], quad[2] - quad[3]);
+            quad[0] = s0 + s1;
+            quad[1] = d0 + d1;
+            quad[2] = s0 - s1;
+            quad[3] = d0 - d1;
+        }
+        half = 4;
+    }
+    while half * 4 <= len {
+        for group in data.chunks_exact_mut(4 * half) {
+            let (ab, cd) = group.split_at_mut(2 * half);
+            let (a, b) = ab.split_at_mut(half);
+            let (c, d) = cd.split_at_mut(half);
+            radix4(a, b, c, d);
+        }
+        half *= 4;
+    }
+    if half * 2 <= len {
+        for pair in data.chunks_exact_mut(2 * half) {
+            let (a, b) = pair.split_at_mut(half);
+            radix2(a, b);
+        }
+    }
+}
+
+/// # Safety
+/// `start + row * row_stride + column` for `row < n_rows`, `column < width` must be valid, and no
+/// other thread may touch those elements during the call.
+unsafe fn tile<T: Real>(start: *mut T, row_stride: usize, n_rows: usize, width: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: AVX2 checked just above; the caller upholds the memory contract.
+        return unsafe { tile_avx2(start, row_stride, n_rows, width) };
+    }
+    // SAFETY: forwarded from the caller.
+    unsafe { tile_body(start, row_stride, n_rows, width) }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn tile_avx2<T: Real>(start: *mut T, row_stride: usize, n_rows: usize, width: usize) {
+    // SAFETY: forwarded from the caller.
+    unsafe { tile_body(start, row_stride, n_rows, width) }
+}
+
+/// FWHT across the rows of a tile: row `r` is the contiguous run `start + r * row_stride ..+ width`.
+#[inline(always)]
+unsafe fn tile_body<T: Real>(start: *mut T, row_stride: usize, n_rows: usize, width: usize) {
+    // SAFETY (all blocks below): distinct rows are disjoint runs inside the tile.
+    let row = |row_idx: usize| unsafe { std::slice::from_raw_parts_mut(start.add(row_idx * row_stride), width) };
+    let mut half = 1;
+    while half * 4 <= n_rows {
+        for group in (0..n_rows).step_by(4 * half) {
+            for offset in group..group + half {
+                radix4(row(offset), row(offset + half), row(offset + 2 * half), row(offset + 3 * half));
+            }
+        }
+        half *= 4;
+    }
+    if half * 2 <= n_rows {
+        for offset in 0..half {
+            radix2(row(offset), row(offset + half));
+        }
+    }
+}
+
+/// Two butterfly stages on four equally long runs (a, b, c, d) at distances h and 2h.
+#[inline(always)]
+fn radix4<T: Real>(a: &mut [T], b: &mut [T], c: &mut [T], d: &mut [T]) {
+    let len = a.len();
+    let (b, c, d) = (&mut b[..len], &mut c[..len], &mut d[..len]);
+    for idx in 0..len {
+        let (s0, d0) = (a[idx] + b[idx], a[idx] - b[idx]);
+        let (s1, d1) = (c[idx] + d[idx], c[idx] - d[idx]);
+        a[idx] = s0 + s1;
+        b[idx] = d0 + d1;
+        c[idx] = s0 - s1;
+        d[idx] = d0 - d1;
+    }
+}
+
+#[inline(always)]
+fn radix2<T: Real>(a: &mut [T], b: &mut [T]) {
+    for (x, y) in a.iter_mut().zip(b.iter_mut()) {
+        let (sum, diff) = (*x + *y, *x - *y);
+        *x = sum;
+        *y = diff;
+    }
+}
+
+/// FWHT along the last dimension, out of place, on the tensor's device.
+pub fn fwht(x: &Tensor) -> Result<Tensor, FwhtError> {
+    if uses_cpu_kernel(x) {
+        let mut out = x.contiguous().copy();
+        fwht_in_place(&mut out)?;
+        return Ok(out);
+    }
+    fwht_kron(x)
+}
+
+/// FWHT along the last dimension, in place. Contiguous f32/f64 CPU tensors use the CPU kernel on
+/// their own memory; other tensors are computed with [`fwht_kron`] and copied back.
+pub fn fwht_in_place(x: &mut Tensor) -> Result<(), FwhtError> {
+    if !uses_cpu_kernel(x) {
+        let transformed = fwht_kron(x)?;
+        x.copy_(&transformed);
+        return Ok(());
+    }
+    let row_len = last_dim(x)?;
+    let numel = x.numel();
+    // Writing through the raw pointer must not be recorded by autograd.
+    let _guard = tch::no_grad_guard();
+    match x.kind() {
+        Kind::Float => {
+            // SAFETY: contiguous CPU f32 tensor with `numel` elements; we hold `&mut` to it.
+            let data = unsafe { std::slice::from_raw_parts_mut(x.data_ptr() as *mut f32, numel) };
+            rows_in_place(data, row_len)
+        }
+        Kind::Double => {
+            // SAFETY: as above, for f64.
+            let data = unsafe { std::slice::from_raw_parts_mut(x.data_ptr() as *mut f64, numel) };
+            rows_in_place(data, row_len)
+        }
+        kind => Err(FwhtError::UnsupportedKind { kind }),
+    }
+}
+
+fn rows_in_place<T: Real>(data: &mut [T], row_len: usize) -> Result<(), FwhtError> {
+    log2_len(row_len)?;
+    if row_len < PARALLEL_MIN_LEN && data.len() >= PARALLEL_MIN_LEN {
+        return data.par_chunks_mut(row_len).try_for_each(fwht_slice);
+    }
+    data.chunks_mut(row_len).try_for_each(fwht_slice)
+}
+
+fn uses_cpu_kernel(x: &Tensor) -> bool {
+    x.device() == Device::Cpu && x.is_contiguous() && matches!(x.kind(), Kind::Float | Kind::Double)
+}
+
+fn last_dim(x: &Tensor) -> Result<usize, FwhtError> {
+    let len = x.size().last().copied().unwrap_or(1) as usize;
+    log2_len(len)?;
+    Ok(len)
+}
+
+/// The largest Hadamard factor of the Kronecker path: 128 x 128, so each matmul has a short inner
+/// dimension and the f32 sums stay close to the butterfly's.
+const KRON_MAX_FACTOR_BITS: u32 = 7;
+
+/// FWHT along the last dimension from tch operations, on any device (the CUDA path).
+///
+/// With `n = a_1 a_2 ... a_r`, `H_n = H_{a_1} (x) ... (x) H_{a_r}`: view the row as an
+/// `a_1 x ... x a_r` array and multiply each axis by its small Hadamard matrix, one batched matmul
+/// per factor. Factors are balanced powers of two of at most 128.
+pub fn fwht_kron(x: &Tensor) -> Result<Tensor, FwhtError> {
+    if !matches!(x.kind(), Kind::Float | Kind::Double) {
+        return Err(FwhtError::UnsupportedKind { kind: x.kind() });
+    }
+    let shape = x.size();
+    let len = last_dim(x)?;
+    let log2 = len.trailing_zeros();
+    if log2 == 0 {
+        return Ok(x.copy());
+    }
+    let n_factors = log2.div_ceil(KRON_MAX_FACTOR_BITS);
+    let n_rows = (x.numel() / len) as i64;
+    let mut y = x.reshape([n_rows, len as i64]);
+    let mut bits_done = 0;
+    for factor_idx in 0..n_factors {
+        let factor_bits = (log2 - bits_done).div_ceil(n_factors - factor_idx);
+        let factor = 1i64 << factor_bits;
+        let inner = 1i64 << (log2 - bits_done - factor_bits);
+        let outer = n_rows << bits_done;
+        let hadamard = hadamard_matrix(factor_bits, x.kind(), x.device());
+        y = if inner == 1 {
+            // H is symmetric: multiply the last axis from the right.
+            y.reshape([outer, factor]).matmul(&hadamard)
+        } else {
+            hadamard.matmul(&y.reshape([outer, factor, inner]))
+        };
+        bits_done += factor_bits;
+    }
+    Ok(y.reshape(shape))
+}
+
+/// The dense `2^log2 x 2^log2` Sylvester-Hadamard matrix.
+pub fn hadamard_matrix(log2: u32, kind: Kind, device: Device) -> Tensor {
+    let len = 1usize << log2;
+    let entries: Vec<f64> =
+        (0..len * len).map(|idx| if ((idx / len) & (idx % len)).count_ones() % 2 == 0 { 1.0 } else { -1.0 }).collect();
+    Tensor::from_slice(&entries).reshape([len as i64, len as i64]).to_kind(kind).to_device(device)
+}
+
+/// The authors' algorithm (`fast_walsh_hadamard_torched`): view the row as `[rows, 2, 2, ..., 2]`
+/// and, for each axis, `cat(chunk0 + chunk1, chunk0 - chunk1)`. A benchmark baseline only.
+pub fn fwht_anchor(x: &Tensor) -> Result<Tensor, FwhtError> {
+    let shape = x.size();
+    let len = last_dim(x)?;
+    let log2 = len.trailing_zeros() as usize;
+    let n_rows = (x.numel() / len) as i64;
+    let mut working_shape = vec![n_rows];
+    working_shape.extend(std::iter::repeat_n(2i64, log2));
+    let mut y = x.reshape(working_shape);
+    for axis in 1..=log2 as i64 {
+        let halves = y.chunk(2, axis);
+        y = Tensor::cat(&[&halves[0] + &halves[1], &halves[0] - &halves[1]], axis);
+    }
+    Ok(y.reshape(shape))
+}

@@ -1,0 +1,12 @@
+//! intrinsic-bench's heavy crate: everything that links tch.
+//!
+//! - [`fwht`]: the fast Walsh-Hadamard transform (CPU kernel, tch-op path for any device, and the
+//!   authors' per-stage algorithm as a baseline).
+//! - [`fastfood`]: the Fastfood projection `P: R^d -> R^D` over named tensors, and its transpose.
+//! - [`subspace`]: DID and SAID reparameterisation of a model, with exact gradients by the transpose.
+//! - [`device`]: device selection, loading libtorch's CUDA library at run time.
+
+pub mod device;
+pub mod fastfood;
+pub mod fwht;
+pub mod subspace;

@@ -1,0 +1,308 @@
+//! The subspace reparameterisation of a model: DID and SAID over its named parameters.
+//!
+//! - DID: `theta_t = theta_0,t + P_t(theta_d)`.
+//! - SAID: `theta_t = theta_0,t + lambda_g(t) P_t(theta_{d-m})`, with `m` scales `lambda` (one per
+//!   group `g`, initialised to 1) and `theta` initialised to 0, so the model starts at `theta_0`.
+//!   Groups: [`LambdaGrouping::PerTensor`] (the authors' code: one scale per tensor) or
+//!   [`LambdaGrouping::PerLayer`] (embeddings, each transformer layer, everything else as the task
+//!   head: `m = n_layers + 2`).
+//!
+//! # Gradients, with no autograd through `P`
+//! After an ordinary backward has left `g_t = dLoss/dtheta_t` on every parameter tensor:
+//!
+//! ```text
+//! grad theta    = sum_t lambda_g(t) P_t^T g_t
+//! grad lambda_g = sum_{t in g} <g_t, P_t theta>
+//! ```
+//!
+//! Weights are written as `theta_0 + lambda P(theta)` once per optimiser step, outside autograd.
+//!
+//! # Memory
+//! We keep a flat copy of `theta_0` (4 bytes per parameter at f32; 0.5 GB for RoBERTa-base). It
+//! could be recovered instead by applying the change `lambda' P(theta') - lambda P(theta)` to the
+//! weights in place, but then the weights drift from `theta_0 + P(theta)` by rounding at every
+//! step, and a run restarted from a checkpoint of `theta` and `lambda` alone (a few kilobytes) would
+//! no longer reproduce an uninterrupted run bit for bit. Exactness and tiny checkpoints are worth
+//! one copy of the weights; full fine-tuning holds three (Adam's two moments and the gradient).
+//!
+//! # The `aghajanyan` compatibility mode
+//! Reproduces the behaviour of the authors' code (as redistributed in rabeehk/compacter,
+//! `seq2seq/projections/intrinsic.py`), defects included, so that its numbers can be compared with
+//! ours. It is *not* a correct implementation of the method:
+//! - per-tensor scope; SAID has one scale per tensor plus one that no tensor uses, so `theta` has
+//!   `d - m - 1` coordinates;
+//! - a tensor whose block length `L_t` is shorter than `theta` sees only `theta[..L_t]` (cropping);
+//! - its Hadamard backward divides by `sqrt(L_t)` while its forward does not, twice, so the gradient
+//!   of `theta` through tensor `t` is `1 / L_t` of the true one (the gradient of `lambda` is right).
+
+use serde::{Deserialize, Serialize};
+use tch::{Device, Kind, Tensor};
+
+use crate::fastfood::{FactorStorage, FastfoodError, Projector, ProjectorSummary, Scope};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    Did,
+    Said,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LambdaGrouping {
+    PerTensor,
+    PerLayer,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Compat {
+    /// The exact method.
+    None,
+    /// The authors' code, defects included (see the module doc).
+    Aghajanyan,
+}
+
+/// What a subspace run asks for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SubspaceConfig {
+    pub method: Method,
+    pub d: usize,
+    pub scope: Scope,
+    /// Ignored for DID.
+    pub grouping: LambdaGrouping,
+    pub compat: Compat,
+    pub seed: u64,
+    pub factor_storage: FactorStorage,
+}
+
+/// The small serialisable record of a subspace, kept with every run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SubspaceDescription {
+    pub method: Method,
+    pub grouping: Option<LambdaGrouping>,
+    pub compat: Compat,
+    /// Scales `m` (including the unused one of the compatibility mode).
+    pub n_lambda: usize,
+    /// Coordinates of `theta` (`d - m` for SAID, `d - m - 1` in the compatibility mode).
+    pub theta_len: usize,
+    pub projector: ProjectorSummary,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SubspaceError {
+    #[error("SAID needs d > m: d = {d}, but the {grouping:?} grouping has m = {m} scales{extra}")]
+    DimensionTooSmall { d: usize, m: usize, grouping: LambdaGrouping, extra: &'static str },
+    #[error(
+        "the aghajanyan compatibility mode is per-tensor only (its code has no global scope): use scope per_tensor"
+    )]
+    CompatNeedsPerTensor,
+    #[error("the aghajanyan compatibility mode has one scale per tensor: use grouping per_tensor")]
+    CompatNeedsPerTensorGrouping,
+    #[error("d = {d} exceeds the {total} parameters it would reparameterise")]
+    DimensionTooLarge { d: usize, total: usize },
+    #[error("parameter `{name}` is {kind:?}; the subspace needs all parameters in one float kind ({expected:?})")]
+    MixedKinds { name: String, kind: Kind, expected: Kind },
+    #[error("parameter `{name}` has no gradient: run a backward pass before asking for subspace gradients")]
+    MissingGradient { name: String },
+    #[error(transparent)]
+    Fastfood(#[from] FastfoodError),
+}
+
+/// The reparameterisation of a set of named parameter tensors.
+pub struct Subspace {
+    config: SubspaceConfig,
+    names: Vec<String>,
+    /// The model's own tensors (shallow clones: writes reach the model).
+    params: Vec<Tensor>,
+    theta0: Vec<Tensor>,
+    projector: Projector,
+    /// `lambda` group of each tensor (SAID only).
+    group_of: Vec<usize>,
+    n_lambda: usize,
+    theta: Tensor,
+    lambda: Tensor,
+}
+
+impl Subspace {
+    /// Takes the model's named parameters (in a fixed order, e.g. `VarStore::variables` sorted by
+    /// name); `theta` starts at 0 and `lambda` at 1, so the weights are unchanged.
+    pub fn new(named_params: &[(String, Tensor)], config: SubspaceConfig) -> Result<Subspace, SubspaceError> {
+        let compat = config.compat == Compat::Aghajanyan;
+        if compat && config.scope != Scope::PerTensor {
+            return Err(SubspaceError::CompatNeedsPerTensor);
+        }
+        if compat && config.method == Method::Said && config.grouping != LambdaGrouping::PerTensor {
+            return Err(SubspaceError::CompatNeedsPerTensorGrouping);
+        }
+        let Some((_, first)) = named_params.first() else { return Err(FastfoodError::NoTensors.into()) };
+        let (kind, device) = (first.kind(), first.device());
+        if let Some((name, param)) = named_params.iter().find(|(_, param)| param.kind() != kind) {
+            return Err(SubspaceError::MixedKinds { name: name.clone(), kind: param.kind(), expected: kind });
+        }
+        let names: Vec<String> = named_params.iter().map(|(name, _)| name.clone()).collect();
+        let numels: Vec<usize> = named_params.iter().map(|(_, param)| param.numel()).collect();
+        let total: usize = numels.iter().sum();
+        if config.d > total {
+            return Err(SubspaceError::DimensionTooLarge { d: config.d, total });
+        }
+
+        let (group_of, n_lambda) = match (config.method, config.grouping) {
+            (Method::Did, _) => (vec![0; names.len()], 0),
+            (Method::Said, LambdaGrouping::PerTensor) => {
+                ((0..names.len()).collect(), names.len() + usize::from(compat))
+            }
+            (Method::Said, LambdaGrouping::PerLayer) => layer_groups(&names),
+        };
+        if config.method == Method::Said && config.d <= n_lambda {
+            return Err(SubspaceError::DimensionTooSmall {
+                d: config.d,
+                m: n_lambda,
+                grouping: config.grouping,
+                extra: if compat { " (one per tensor plus the unused one of the authors' code)" } else { "" },
+            });
+        }
+        let theta_len = config.d - n_lambda;
+        let shapes: Vec<(String, usize)> = names.iter().cloned().zip(numels).collect();
+        let projector =
+            Projector::new(&shapes, theta_len, config.scope, config.seed, compat, config.factor_storage, device)?;
+        let theta0 = named_params.iter().map(|(_, param)| param.detach().reshape([-1]).copy()).collect();
+        Ok(Subspace {
+            params: named_params.iter().map(|(_, param)| param.shallow_clone()).collect(),
+            names,
+            theta0,
+            projector,
+            group_of,
+            n_lambda,
+            theta: Tensor::zeros([theta_len as i64], (kind, device)),
+            lambda: Tensor::ones([n_lambda as i64], (kind, device)),
+            config,
+        })
+    }
+
+    pub fn config(&self) -> &SubspaceConfig {
+        &self.config
+    }
+
+    pub fn projector(&self) -> &Projector {
+        &self.projector
+    }
+
+    pub fn theta(&self) -> &Tensor {
+        &self.theta
+    }
+
+    /// The scales (empty for DID).
+    pub fn lambda(&self) -> &Tensor {
+        &self.lambda
+    }
+
+    pub fn device(&self) -> Device {
+        self.projector.device()
+    }
+
+    pub fn description(&self) -> SubspaceDescription {
+        SubspaceDescription {
+            method: self.config.method,
+            grouping: (self.config.method == Method::Said).then_some(self.config.grouping),
+            compat: self.config.compat,
+            n_lambda: self.n_lambda,
+            theta_len: self.theta.numel(),
+            projector: self.projector.summary(),
+        }
+    }
+
+    /// Sets `theta` and `lambda` (copied) and writes the weights.
+    pub fn set(&mut self, theta: &Tensor, lambda: &Tensor) -> Result<(), SubspaceError> {
+        let _guard = tch::no_grad_guard();
+        self.theta.copy_(theta);
+        self.lambda.copy_(lambda);
+        self.write_weights()
+    }
+
+    /// Writes `theta_0 + lambda P(theta)` into the model's tensors, outside autograd.
+    pub fn write_weights(&self) -> Result<(), SubspaceError> {
+        let _guard = tch::no_grad_guard();
+        let projected = self.projector.forward(&self.theta)?;
+        for (tensor_idx, (param, offset)) in self.params.iter().zip(projected).enumerate() {
+            let offset = match self.config.method {
+                Method::Did => offset,
+                Method::Said => offset * self.lambda.get(self.group_of[tensor_idx] as i64),
+            };
+            let mut param = param.shallow_clone();
+            param.copy_(&(&self.theta0[tensor_idx] + offset).view_as(&param));
+        }
+        Ok(())
+    }
+
+    /// `(grad theta, grad lambda)` from the gradients that a backward pass left on the model's
+    /// tensors. `grad lambda` is empty for DID.
+    pub fn gradients(&self) -> Result<(Tensor, Tensor), SubspaceError> {
+        let _guard = tch::no_grad_guard();
+        let mut grads = Vec::with_capacity(self.params.len());
+        for (name, param) in self.names.iter().zip(&self.params) {
+            let grad = param.grad();
+            if !grad.defined() {
+                return Err(SubspaceError::MissingGradient { name: name.clone() });
+            }
+            grads.push(grad.reshape([-1]));
+        }
+        let compat = self.config.compat == Compat::Aghajanyan;
+        let scaled: Vec<Tensor> = grads
+            .iter()
+            .enumerate()
+            .map(|(tensor_idx, grad)| {
+                let mut weight = match self.config.method {
+                    Method::Did => None,
+                    Method::Said => Some(self.lambda.get(self.group_of[tensor_idx] as i64)),
+                };
+                if compat {
+                    // The authors' Hadamard backward: 1 / sqrt(L_t), twice.
+                    let defect = 1.0 / self.projector.block_len_of_tensor(tensor_idx) as f64;
+                    weight = Some(weight.map_or_else(|| Tensor::from(defect).to_kind(grad.kind()), |w| w * defect));
+                }
+                match weight {
+                    Some(weight) => grad * weight.to_device(grad.device()),
+                    None => grad.shallow_clone(),
+                }
+            })
+            .collect();
+        let grad_theta = self.projector.transpose(&scaled)?;
+
+        let grad_lambda = Tensor::zeros([self.n_lambda as i64], (self.theta.kind(), self.theta.device()));
+        if self.config.method == Method::Said {
+            let projected = self.projector.forward(&self.theta)?;
+            for (tensor_idx, (grad, offset)) in grads.iter().zip(projected).enumerate() {
+                let mut slot = grad_lambda.narrow(0, self.group_of[tensor_idx] as i64, 1);
+                slot += grad.dot(&offset).reshape([1]);
+            }
+        }
+        Ok((grad_theta, grad_lambda))
+    }
+}
+
+/// Groups for [`LambdaGrouping::PerLayer`]: 0 for embeddings, `1 + i` for transformer layer `i`
+/// (a name containing `layer.<i>.` or `layers.<i>.`), `n_layers + 1` for everything else (the
+/// task head, pooler included). `m = n_layers + 2`.
+fn layer_groups(names: &[String]) -> (Vec<usize>, usize) {
+    let layer_of: Vec<Option<usize>> = names.iter().map(|name| layer_index(name)).collect();
+    let n_layers = layer_of.iter().flatten().max().map_or(0, |max| max + 1);
+    let groups = names
+        .iter()
+        .zip(&layer_of)
+        .map(|(name, layer)| match layer {
+            Some(layer) => 1 + layer,
+            None if name.contains("embeddings") => 0,
+            None => n_layers + 1,
+        })
+        .collect();
+    (groups, n_layers + 2)
+}
+
+fn layer_index(name: &str) -> Option<usize> {
+    let parts: Vec<&str> = name.split('.').collect();
+    parts.windows(2).find_map(|pair| match pair {
+        ["layer" | "layers", index] => index.parse().ok(),
+        _ => None,
+    })
+}

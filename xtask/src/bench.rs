@@ -1,0 +1,27 @@
+//! `cargo xtask bench ...`: benchmarks, always release builds.
+//!
+//! `bench fastfood [flags]` runs the suite's own benchmark binary, which measures our FWHT and
+//! Fastfood against a memcpy and against the authors' per-stage algorithm in one process and
+//! prints the ratios. `bench criterion [filter]` runs the criterion benches.
+
+use anyhow::{Result, bail};
+
+use crate::{cargo, run_checked, setup};
+
+pub fn run(args: &[String]) -> Result<()> {
+    let Some((which, rest)) = args.split_first() else {
+        bail!("usage: cargo xtask bench fastfood [--quick] | cargo xtask bench criterion [filter]");
+    };
+    let libtorch = setup::ensure()?;
+    match which.as_str() {
+        "fastfood" => run_checked(
+            cargo(&libtorch)
+                .args(["run", "--release", "--package", "bench-suite", "--bin", "bench-suite", "--", "bench-fastfood"])
+                .args(rest),
+        ),
+        "criterion" => run_checked(
+            cargo(&libtorch).args(["bench", "--package", "bench-suite", "--bench", "bench_main", "--"]).args(rest),
+        ),
+        other => bail!("unknown benchmark `{other}`: expected `fastfood` or `criterion`"),
+    }
+}

@@ -1,0 +1,97 @@
+//! `cargo xtask`: the front door of intrinsic-bench (setup, tests, benchmarks).
+//!
+//! A flat dispatch: parse flags, go to the project root, one arm per subcommand, one file per
+//! subcommand. Everything heavy runs by shelling out to `$CARGO` with the libtorch environment
+//! that `setup` prepares.
+
+mod bench;
+mod setup;
+mod test;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+const USAGE: &str = "\
+usage: cargo xtask <command> [args]
+
+commands:
+  setup            install libtorch (torch==2.11.0 wheel) into the cache, or check the user's own
+  test             the one test command: setup, fmt --check, clippy -D warnings, cargo test
+  bench fastfood   Fastfood/FWHT benchmark, release build, ratios measured in one process
+  bench criterion  the criterion benches of bench-suite (cargo bench -p bench-suite)
+  env              print the environment that xtask gives to cargo (for running cargo by hand)
+
+environment:
+  INTRINSIC_BENCH_HOME   cache folder (default ${XDG_CACHE_HOME:-$HOME/.cache}/intrinsic-bench)
+  LIBTORCH               use this libtorch 2.11.0 instead of installing one
+  LIBTORCH_USE_PYTORCH=1 use the libtorch of the importable python3 torch (must be 2.11.0)
+";
+
+fn main() -> Result<()> {
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    if args.is_empty() || args.iter().any(|arg| arg == "-h" || arg == "--help") {
+        print!("{USAGE}");
+        return Ok(());
+    }
+    let command = args.remove(0);
+    std::env::set_current_dir(project_root()).context("go to the project root")?;
+    match command.as_str() {
+        "setup" => {
+            no_more_args(&args)?;
+            let libtorch = setup::ensure()?;
+            println!("libtorch {} ready at {}", setup::TORCH_VERSION, libtorch.dir.display());
+            Ok(())
+        }
+        "test" => {
+            no_more_args(&args)?;
+            test::run()
+        }
+        "bench" => bench::run(&args),
+        "env" => {
+            no_more_args(&args)?;
+            let libtorch = setup::ensure()?;
+            for (key, value) in libtorch.cargo_env() {
+                println!("export {key}={value:?}");
+            }
+            Ok(())
+        }
+        other => bail!("unknown command `{other}`\n\n{USAGE}"),
+    }
+}
+
+fn no_more_args(args: &[String]) -> Result<()> {
+    if let Some(extra) = args.first() {
+        bail!("unexpected argument `{extra}`\n\n{USAGE}");
+    }
+    Ok(())
+}
+
+fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace root").to_path_buf()
+}
+
+/// `$CARGO` as cargo gave it to us (so the same toolchain builds everything), with libtorch's
+/// environment set.
+fn cargo(libtorch: &setup::Libtorch) -> Command {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = Command::new(cargo);
+    command.envs(libtorch.cargo_env());
+    command
+}
+
+/// Runs a command, echoing it first, and fails with its exit status.
+fn run_checked(command: &mut Command) -> Result<()> {
+    let shown = std::iter::once(command.get_program())
+        .chain(command.get_args())
+        .map(|part| part.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ");
+    eprintln!("$ {shown}");
+    let status = command.status().with_context(|| format!("start `{shown}`"))?;
+    if !status.success() {
+        bail!("`{shown}` failed ({status})");
+    }
+    Ok(())
+}

@@ -1,0 +1,264 @@
+//! `cargo xtask setup`: find or install libtorch 2.11.0, the one PyTorch this suite binds (tch 0.24).
+//!
+//! Order of preference:
+//! 1. `LIBTORCH` set: the user's own libtorch, checked for the version.
+//! 2. `LIBTORCH_USE_PYTORCH=1`: the libtorch inside the importable `python3` torch, checked for the
+//!    version (this needs the full pip install of torch, CUDA dependencies included).
+//! 3. Otherwise the per-user cache `$INTRINSIC_BENCH_HOME/torch-2.11.0` (default
+//!    `${XDG_CACHE_HOME:-$HOME/.cache}/intrinsic-bench`), filled once from PyPI and reused by every
+//!    clone and CI run.
+//!
+//! The cache install downloads three wheels with `pip download --no-deps` (torch, and the CUDA
+//! runtime and CUPTI libraries that `libtorch_cpu.so` links against) and unpacks only what a CPU
+//! build and run needs: `torch/include`, the CPU libraries, `libcudart.so.13` and `libcupti.so.13`
+//! copied beside them (found through libtorch_cpu's `$ORIGIN` rpath). About 0.5 GB instead of the
+//! 4.6 GB of a full install. `libtorch_cuda.so` is left out on purpose: CUDA runs use the GPU
+//! machine's own PyTorch install (see README). The wheel carries no `build-version` file, so we
+//! write one, which lets torch-sys check the version.
+//!
+//! Idempotent and safe under concurrency: an exclusive lock file serialises installers, the tree is
+//! unpacked into a staging folder and renamed into place, and the `.complete` marker is written
+//! last; a folder without the marker is a half-finished install and is redone.
+
+use std::fs::{self, File};
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+pub const TORCH_VERSION: &str = "2.11.0";
+
+/// The wheels of a CPU-capable libtorch: torch itself and the two CUDA libraries that
+/// `libtorch_cpu.so` has as `NEEDED` entries (versions as pinned by torch's `cuda-toolkit==13.0.2`).
+const WHEELS: [&str; 3] = ["torch==2.11.0", "nvidia-cuda-runtime==13.0.96.*", "nvidia-cuda-cupti==13.0.85.*"];
+
+const MARKER: &str = ".complete";
+
+/// Where libtorch lives, and how it was found.
+pub struct Libtorch {
+    pub dir: PathBuf,
+    /// `LIBTORCH_CXX11_ABI` for torch-sys when it must be told (a user's own python torch).
+    cxx11_abi: Option<&'static str>,
+}
+
+impl Libtorch {
+    pub fn lib_dir(&self) -> PathBuf {
+        self.dir.join("lib")
+    }
+
+    /// The environment every cargo command run by xtask gets.
+    pub fn cargo_env(&self) -> Vec<(String, String)> {
+        let mut env = vec![("LIBTORCH".to_owned(), self.dir.display().to_string())];
+        if let Some(abi) = self.cxx11_abi {
+            env.push(("LIBTORCH_CXX11_ABI".to_owned(), abi.to_owned()));
+        }
+        // Built binaries carry an rpath to this folder (bench-suite's build script); the library
+        // path is only a fallback for tools that run binaries of their own.
+        let mut library_path = self.lib_dir().display().to_string();
+        if let Some(old) = std::env::var_os("LD_LIBRARY_PATH").filter(|old| !old.is_empty()) {
+            library_path = format!("{library_path}:{}", old.to_string_lossy());
+        }
+        env.push(("LD_LIBRARY_PATH".to_owned(), library_path));
+        env
+    }
+}
+
+pub fn ensure() -> Result<Libtorch> {
+    if let Some(dir) = std::env::var_os("LIBTORCH").filter(|dir| !dir.is_empty()) {
+        let dir = PathBuf::from(dir);
+        check_libtorch_dir(&dir).context("LIBTORCH is set but does not hold a usable libtorch")?;
+        return Ok(Libtorch { dir, cxx11_abi: None });
+    }
+    if std::env::var("LIBTORCH_USE_PYTORCH").is_ok_and(|value| value == "1") {
+        return python_torch();
+    }
+    cached_install()
+}
+
+fn cache_home() -> Result<PathBuf> {
+    if let Some(home) = std::env::var_os("INTRINSIC_BENCH_HOME").filter(|home| !home.is_empty()) {
+        return Ok(PathBuf::from(home));
+    }
+    if let Some(xdg) = std::env::var_os("XDG_CACHE_HOME").filter(|xdg| !xdg.is_empty()) {
+        return Ok(PathBuf::from(xdg).join("intrinsic-bench"));
+    }
+    match std::env::var_os("HOME").filter(|home| !home.is_empty()) {
+        Some(home) => Ok(PathBuf::from(home).join(".cache").join("intrinsic-bench")),
+        None => bail!(
+            "neither INTRINSIC_BENCH_HOME, XDG_CACHE_HOME nor HOME is set: set INTRINSIC_BENCH_HOME to a cache folder"
+        ),
+    }
+}
+
+fn check_libtorch_dir(dir: &Path) -> Result<()> {
+    for needed in ["lib/libtorch_cpu.so", "lib/libc10.so", "include/torch"] {
+        if !dir.join(needed).exists() {
+            bail!("{} has no `{needed}`: point LIBTORCH at a libtorch folder (with lib/ and include/)", dir.display());
+        }
+    }
+    match fs::read_to_string(dir.join("build-version")) {
+        Ok(version) if !version.trim().starts_with(TORCH_VERSION) => bail!(
+            "wrong torch version found: {} has {}, this suite needs {TORCH_VERSION} (tch 0.24)",
+            dir.display(),
+            version.trim()
+        ),
+        _ => Ok(()),
+    }
+}
+
+fn python_torch() -> Result<Libtorch> {
+    let script = "import os, torch; print(torch.__version__); print(os.path.dirname(torch.__file__)); \
+                  print(int(torch._C._GLIBCXX_USE_CXX11_ABI))";
+    let output = python()?.args(["-c", script]).output().context("run python3")?;
+    if !output.status.success() {
+        bail!(
+            "LIBTORCH_USE_PYTORCH=1 but `python3 -c 'import torch'` failed:\n{}\nunset it to let xtask install libtorch into its cache",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    let [version, dir, abi] = lines[..] else { bail!("unexpected answer from python3 torch: {stdout}") };
+    if !version.starts_with(TORCH_VERSION) {
+        bail!("wrong torch version found: python3 has torch {version}, this suite needs {TORCH_VERSION} (tch 0.24)");
+    }
+    let dir = PathBuf::from(dir);
+    check_libtorch_dir(&dir)?;
+    Ok(Libtorch { dir, cxx11_abi: Some(if abi == "1" { "1" } else { "0" }) })
+}
+
+fn python() -> Result<Command> {
+    match Command::new("python3").arg("--version").output() {
+        Ok(output) if output.status.success() => Ok(Command::new("python3")),
+        Ok(_) | Err(_) => {
+            bail!("no python3 found on PATH: install Python 3 with pip (needed once to fetch the torch wheel)")
+        }
+    }
+}
+
+fn cached_install() -> Result<Libtorch> {
+    let home = cache_home()?;
+    let dir = home.join(format!("torch-{TORCH_VERSION}"));
+    if dir.join(MARKER).exists() {
+        return Ok(Libtorch { dir, cxx11_abi: None });
+    }
+    fs::create_dir_all(&home)
+        .map_err(|err| io_error(err, &home))
+        .with_context(|| format!("create cache folder {}", home.display()))?;
+
+    let lock_path = home.join(format!("torch-{TORCH_VERSION}.lock"));
+    let lock = File::create(&lock_path).with_context(|| format!("create lock file {}", lock_path.display()))?;
+    if lock.try_lock().is_err() {
+        eprintln!("waiting for another process installing libtorch (lock {})", lock_path.display());
+        lock.lock().with_context(|| format!("lock {}", lock_path.display()))?;
+    }
+    // Another process may have finished while we waited.
+    if dir.join(MARKER).exists() {
+        return Ok(Libtorch { dir, cxx11_abi: None });
+    }
+    if dir.exists() {
+        eprintln!("half-finished libtorch install found at {}: redoing it", dir.display());
+        fs::remove_dir_all(&dir).with_context(|| format!("remove {}", dir.display()))?;
+    }
+    install_into(&home, &dir).with_context(|| format!("install libtorch {TORCH_VERSION} into {}", dir.display()))?;
+    fs::write(dir.join(MARKER), format!("torch {TORCH_VERSION} from {}\n", WHEELS.join(" ")))
+        .map_err(|err| io_error(err, &dir))?;
+    eprintln!("libtorch {TORCH_VERSION} installed at {}", dir.display());
+    Ok(Libtorch { dir, cxx11_abi: None })
+}
+
+fn install_into(home: &Path, dir: &Path) -> Result<()> {
+    let staging = home.join(format!("torch-{TORCH_VERSION}.staging"));
+    if staging.exists() {
+        fs::remove_dir_all(&staging).with_context(|| format!("remove {}", staging.display()))?;
+    }
+    let wheels = staging.join("wheels");
+    fs::create_dir_all(&wheels).map_err(|err| io_error(err, &staging))?;
+
+    let pip_ok = python()?.args(["-m", "pip", "--version"]).output().is_ok_and(|output| output.status.success());
+    if !pip_ok {
+        bail!("python3 has no pip: install it (for example `apt-get install python3-pip` or `python3 -m ensurepip`)");
+    }
+    eprintln!("downloading the torch {TORCH_VERSION} wheel (about 530 MB, once per machine)");
+    let output = python()?
+        .args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--progress-bar", "off", "-d"])
+        .arg(&wheels)
+        .args(WHEELS)
+        .output()
+        .context("run pip download")?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        if stderr.contains("No space left on device") {
+            bail!(
+                "disk full while downloading the torch wheel into {}: free about 1.5 GB there or set INTRINSIC_BENCH_HOME to another disk",
+                wheels.display()
+            );
+        }
+        bail!("`pip download {}` failed:\n{stderr}", WHEELS.join(" "));
+    }
+
+    // Unpack with Python's zipfile (python3 is required anyway; this keeps xtask free of zip crates).
+    let unpack = r#"
+import errno, glob, os, shutil, sys, zipfile
+wheels, out = sys.argv[1], sys.argv[2]
+keep_lib = {"libc10.so", "libtorch.so", "libtorch_cpu.so", "libtorch_global_deps.so", "libgomp.so.1", "libshm.so"}
+cuda_libs = {"libcudart.so.13", "libcupti.so.13"}
+try:
+    lib = os.path.join(out, "lib")
+    os.makedirs(lib, exist_ok=True)
+    found = set()
+    for wheel in sorted(glob.glob(os.path.join(wheels, "*.whl"))):
+        with zipfile.ZipFile(wheel) as archive:
+            for info in archive.infolist():
+                name = info.filename
+                base = os.path.basename(name)
+                if name.startswith("torch/include/") and not name.endswith("/"):
+                    target = os.path.join(out, name[len("torch/"):])
+                elif name.startswith("torch/lib/") and base in keep_lib:
+                    target = os.path.join(lib, base)
+                elif base in cuda_libs:
+                    target = os.path.join(lib, base)
+                else:
+                    continue
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                with archive.open(info) as src, open(target, "wb") as dst:
+                    shutil.copyfileobj(src, dst, 1 << 20)
+                found.add(base)
+    missing = (keep_lib | cuda_libs) - found
+    if missing:
+        sys.exit("wheels lack " + ", ".join(sorted(missing)))
+except OSError as err:
+    if err.errno == errno.ENOSPC:
+        print("ENOSPC", file=sys.stderr)
+        sys.exit(28)
+    raise
+"#;
+    let unpacked = staging.join("libtorch");
+    let output =
+        python()?.arg("-c").arg(unpack).arg(&wheels).arg(&unpacked).output().context("run the wheel unpacker")?;
+    if !output.status.success() {
+        if output.status.code() == Some(28) {
+            bail!(
+                "disk full while unpacking libtorch into {}: free about 1 GB there or set INTRINSIC_BENCH_HOME to another disk",
+                staging.display()
+            );
+        }
+        bail!("unpacking the torch wheels failed:\n{}", String::from_utf8_lossy(&output.stderr));
+    }
+    fs::write(unpacked.join("build-version"), format!("{TORCH_VERSION}\n")).map_err(|err| io_error(err, &unpacked))?;
+    fs::rename(&unpacked, dir).with_context(|| format!("move {} to {}", unpacked.display(), dir.display()))?;
+    fs::remove_dir_all(&staging).with_context(|| format!("remove {}", staging.display()))?;
+    Ok(())
+}
+
+fn io_error(err: std::io::Error, place: &Path) -> anyhow::Error {
+    if err.kind() == ErrorKind::StorageFull {
+        anyhow::anyhow!(
+            "disk full at {}: free space there or set INTRINSIC_BENCH_HOME to another disk",
+            place.display()
+        )
+    } else {
+        anyhow::Error::new(err).context(format!("write under {}", place.display()))
+    }
+}
