@@ -1,0 +1,176 @@
+//! Fastfood: against the dense matrix built from the same factors, the transpose identity,
+//! chunking instead of cropping, determinism, and the norm.
+
+use bench_suite::fastfood::{FactorStorage, FastfoodError, Projector, Scope};
+use tch::{Device, Kind, Tensor};
+
+fn shapes(list: &[(&str, usize)]) -> Vec<(String, usize)> {
+    list.iter().map(|(name, numel)| (name.to_string(), *numel)).collect()
+}
+
+fn projector(tensors: &[(String, usize)], d: usize, scope: Scope, seed: u64) -> Projector {
+    Projector::new(tensors, d, scope, seed, false, FactorStorage::Cached, Device::Cpu).unwrap()
+}
+
+fn random(len: usize, seed: i64) -> Tensor {
+    tch::manual_seed(seed);
+    Tensor::randn([len as i64], (Kind::Double, Device::Cpu))
+}
+
+fn concat(parts: &[Tensor]) -> Tensor {
+    Tensor::cat(parts, 0)
+}
+
+fn max_abs(tensor: &Tensor) -> f64 {
+    tensor.abs().max().double_value(&[])
+}
+
+fn split(flat: &Tensor, tensors: &[(String, usize)]) -> Vec<Tensor> {
+    let mut offset = 0;
+    tensors
+        .iter()
+        .map(|(_, numel)| {
+            let part = flat.narrow(0, offset, *numel as i64);
+            offset += *numel as i64;
+            part
+        })
+        .collect()
+}
+
+/// Forward equals the dense matrix, and `<P x, y> = <x, P^T y>`, for random shapes, seeds, both
+/// scopes, and `d` below and above the block length.
+#[test]
+fn matches_the_dense_matrix_and_its_transpose() {
+    let cases: [&[(&str, usize)]; 4] = [
+        &[("w", 5)],
+        &[("a", 3), ("b", 17), ("c", 1)],
+        &[("embeddings.weight", 40), ("encoder.layer.0.bias", 6), ("classifier.weight", 33), ("x", 2)],
+        &[("big", 300), ("small", 7)],
+    ];
+    let mut checked = 0;
+    for (case_idx, list) in cases.iter().enumerate() {
+        let tensors = shapes(list);
+        let total: usize = tensors.iter().map(|(_, numel)| numel).sum();
+        for scope in [Scope::Global, Scope::PerTensor] {
+            for d in [1, 2, 9, 70, 700] {
+                let seed = 1000 * case_idx as u64 + d as u64;
+                let p = projector(&tensors, d, scope, seed);
+                let dense = p.dense_matrix();
+                assert_eq!(dense.size(), [total as i64, d as i64]);
+                let x = random(d, seed as i64);
+                let forward = concat(&p.forward(&x).unwrap());
+                let expected = dense.mv(&x);
+                let error = max_abs(&(&forward - &expected));
+                assert!(error < 1e-9 * (1.0 + max_abs(&expected)), "{list:?} {scope:?} d={d}: forward error {error}");
+
+                let y = random(total, seed as i64 + 1);
+                let transposed = p.transpose(&split(&y, &tensors)).unwrap();
+                let expected = dense.transpose(0, 1).mv(&y);
+                let error = max_abs(&(&transposed - &expected));
+                assert!(error < 1e-9 * (1.0 + max_abs(&expected)), "{list:?} {scope:?} d={d}: transpose error {error}");
+                let lhs = forward.dot(&y).double_value(&[]);
+                let rhs = x.dot(&transposed).double_value(&[]);
+                assert!((lhs - rhs).abs() < 1e-9 * (1.0 + lhs.abs()), "{lhs} vs {rhs}");
+                checked += 1;
+            }
+        }
+    }
+    assert_eq!(checked, 40);
+}
+
+/// With d larger than a block, every coordinate of x still reaches every tensor (no cropping);
+/// the authors' cropping makes the coordinates past the block length invisible.
+#[test]
+fn chunks_instead_of_cropping() {
+    let tensors = shapes(&[("bias", 6), ("weight", 100)]);
+    let d = 50;
+    let exact = Projector::new(&tensors, d, Scope::PerTensor, 3, false, FactorStorage::Cached, Device::Cpu).unwrap();
+    let dense = exact.dense_matrix();
+    let bias_rows = dense.narrow(0, 0, 6);
+    let column_norms = Vec::<f64>::try_from(bias_rows.norm_scalaropt_dim(2.0, [0], false)).unwrap();
+    assert!(column_norms.iter().all(|&norm| norm > 1e-3), "a coordinate is cropped: {column_norms:?}");
+    let summary = exact.summary();
+    assert_eq!(
+        (summary.n_blocks, summary.total_padded_len, summary.n_groups_cropped_by_authors_code),
+        (7 + 1, 7 * 8 + 128, 1)
+    );
+
+    let cropped = Projector::new(&tensors, d, Scope::PerTensor, 3, true, FactorStorage::Cached, Device::Cpu).unwrap();
+    let dense = cropped.dense_matrix();
+    assert_eq!(max_abs(&dense.narrow(0, 0, 6).narrow(1, 8, d as i64 - 8)), 0.0, "columns past L_t = 8 must be cropped");
+    assert!(max_abs(&dense.narrow(0, 0, 6).narrow(1, 0, 8)) > 0.0);
+    // The 100-element tensor has L = 128 >= d: nothing cropped there, identical to the exact map.
+    let rows = |m: &Tensor| m.narrow(0, 6, 100);
+    assert!(rows(&dense).equal(&rows(&exact.dense_matrix())));
+}
+
+#[test]
+fn same_seed_gives_bit_identical_maps_in_any_call_order_and_storage() {
+    let tensors = shapes(&[("a", 1000), ("b", 37), ("c", 4096)]);
+    let x = random(300, 5).to_kind(Kind::Float);
+    let first = projector(&tensors, 300, Scope::PerTensor, 42).forward(&x).unwrap();
+    // Another projector in between, and the same tensors in another list order.
+    let _other = projector(&tensors, 77, Scope::Global, 7).forward(&random(77, 1).to_kind(Kind::Float)).unwrap();
+    let reordered = shapes(&[("c", 4096), ("a", 1000), ("b", 37)]);
+    let second = projector(&reordered, 300, Scope::PerTensor, 42).forward(&x).unwrap();
+    assert!(first[0].equal(&second[1]) && first[1].equal(&second[2]) && first[2].equal(&second[0]));
+    let regenerated =
+        Projector::new(&tensors, 300, Scope::PerTensor, 42, false, FactorStorage::Regenerate, Device::Cpu)
+            .unwrap()
+            .forward(&x)
+            .unwrap();
+    for (cached, regenerated) in first.iter().zip(&regenerated) {
+        assert!(cached.equal(regenerated));
+    }
+
+    let other_seed = projector(&tensors, 300, Scope::PerTensor, 43).forward(&x).unwrap();
+    assert!(first.iter().zip(&other_seed).all(|(a, b)| !a.equal(b)));
+    let renamed = shapes(&[("a", 1000), ("b2", 37), ("c", 4096)]);
+    let renamed = projector(&renamed, 300, Scope::PerTensor, 42).forward(&x).unwrap();
+    assert!(first[0].equal(&renamed[0]) && !first[1].equal(&renamed[1]));
+}
+
+/// `||P x|| / ||x||` over many draws: the normalisation keeps it near 1 per block group.
+#[test]
+fn norm_is_preserved_within_a_band() {
+    let mut ratios = Vec::new();
+    for seed in 0..40u64 {
+        for (tensors, d) in
+            [(shapes(&[("w", 3000)]), 100), (shapes(&[("w", 200)]), 1000), (shapes(&[("w", 5000)]), 5000)]
+        {
+            let p = projector(&tensors, d, Scope::PerTensor, seed);
+            let x = random(d, seed as i64);
+            let y = &p.forward(&x).unwrap()[0];
+            ratios.push(y.norm().double_value(&[]) / x.norm().double_value(&[]));
+        }
+    }
+    let mean = ratios.iter().sum::<f64>() / ratios.len() as f64;
+    let (min, max) = ratios.iter().fold((f64::MAX, f64::MIN), |(lo, hi), &r| (lo.min(r), hi.max(r)));
+    eprintln!("norm ratio over {} draws: mean {mean:.4}, range [{min:.4}, {max:.4}]", ratios.len());
+    assert!((0.97..1.03).contains(&mean), "mean ratio {mean}");
+    assert!(min > 0.8 && max < 1.2, "ratios in [{min}, {max}]");
+}
+
+#[test]
+fn rejects_bad_requests() {
+    let err = |result: Result<Projector, FastfoodError>| result.err().unwrap();
+    let cpu = Device::Cpu;
+    assert_eq!(
+        err(Projector::new(&shapes(&[("w", 4)]), 0, Scope::Global, 0, false, FactorStorage::Cached, cpu)),
+        FastfoodError::EmptyInput
+    );
+    assert_eq!(
+        err(Projector::new(&[], 3, Scope::Global, 0, false, FactorStorage::Cached, cpu)),
+        FastfoodError::NoTensors
+    );
+    assert_eq!(
+        err(Projector::new(&shapes(&[("w", 0)]), 3, Scope::Global, 0, false, FactorStorage::Cached, cpu)),
+        FastfoodError::EmptyTensor { name: "w".into() }
+    );
+    let huge = shapes(&[("a", 1 << 29), ("b", (1 << 29) + 1)]);
+    let message = err(Projector::new(&huge, 3, Scope::Global, 0, false, FactorStorage::Regenerate, cpu)).to_string();
+    assert!(message.contains("per_tensor"), "{message}");
+    let p = projector(&shapes(&[("w", 4)]), 3, Scope::Global, 0);
+    assert_eq!(p.forward(&random(4, 0)).err(), Some(FastfoodError::WrongInputLength { expected: 3, actual: 4 }));
+    assert_eq!(p.transpose(&[]).err(), Some(FastfoodError::WrongTensorCount { expected: 1, actual: 0 }));
+}
