@@ -1,0 +1,285 @@
+//! DID and SAID: finite-difference check of the whole chain (f64), the compatibility mode's
+//! defects reproduced exactly, and up-front errors.
+
+use bench_suite::fastfood::{FactorStorage, Scope};
+use bench_suite::subspace::{Compat, LambdaGrouping, Method, Subspace, SubspaceConfig, SubspaceError};
+use tch::{Device, Kind, Tensor, nn, nn::Module};
+
+/// A small model with BERT-like names: embeddings, two layers, a head.
+struct TinyModel {
+    vs: nn::VarStore,
+    embed: nn::Linear,
+    layers: Vec<nn::Linear>,
+    head: nn::Linear,
+}
+
+impl TinyModel {
+    fn new(seed: i64) -> TinyModel {
+        tch::manual_seed(seed);
+        let mut vs = nn::VarStore::new(Device::Cpu);
+        let root = vs.root();
+        let embed = nn::linear(&root / "embeddings" / "word", 5, 6, Default::default());
+        let layers = (0..2)
+            .map(|idx| nn::linear(&root / "encoder" / "layer" / idx / "dense", 6, 6, Default::default()))
+            .collect();
+        let head = nn::linear(&root / "classifier", 6, 3, Default::default());
+        vs.double();
+        TinyModel { vs, embed, layers, head }
+    }
+
+    fn named_params(&self) -> Vec<(String, Tensor)> {
+        let mut params: Vec<(String, Tensor)> = self.vs.variables().into_iter().collect();
+        params.sort_by(|a, b| a.0.cmp(&b.0));
+        params
+    }
+
+    fn loss(&self, inputs: &Tensor, targets: &Tensor) -> Tensor {
+        let mut hidden = self.embed.forward(inputs).tanh();
+        for layer in &self.layers {
+            hidden = layer.forward(&hidden).tanh() + hidden;
+        }
+        // Not `cross_entropy_for_logits`: tch computes its log-softmax in f32 whatever the input.
+        self.head.forward(&hidden).log_softmax(-1, Kind::Double).nll_loss(targets)
+    }
+}
+
+fn config(method: Method, scope: Scope, grouping: LambdaGrouping, d: usize) -> SubspaceConfig {
+    SubspaceConfig { method, d, scope, grouping, compat: Compat::None, seed: 11, factor_storage: FactorStorage::Cached }
+}
+
+fn loss_at(
+    model: &TinyModel,
+    subspace: &mut Subspace,
+    theta: &Tensor,
+    lambda: &Tensor,
+    batch: &(Tensor, Tensor),
+) -> f64 {
+    subspace.set(theta, lambda).unwrap();
+    let _guard = tch::no_grad_guard();
+    model.loss(&batch.0, &batch.1).double_value(&[])
+}
+
+/// `loss(theta_0 + lambda P theta)`: the explicit gradients of theta and lambda against central
+/// differences along random directions and along single coordinates.
+#[test]
+fn gradients_match_finite_differences() {
+    let cases = [
+        (Method::Did, Scope::Global, LambdaGrouping::PerTensor, 40),
+        (Method::Did, Scope::PerTensor, LambdaGrouping::PerTensor, 70),
+        (Method::Said, Scope::Global, LambdaGrouping::PerTensor, 40),
+        (Method::Said, Scope::PerTensor, LambdaGrouping::PerTensor, 70),
+        (Method::Said, Scope::Global, LambdaGrouping::PerLayer, 30),
+        (Method::Said, Scope::PerTensor, LambdaGrouping::PerLayer, 90),
+    ];
+    for (case_idx, &(method, scope, grouping, d)) in cases.iter().enumerate() {
+        let model = TinyModel::new(case_idx as i64);
+        let mut subspace = Subspace::new(&model.named_params(), config(method, scope, grouping, d)).unwrap();
+        let n_lambda = subspace.lambda().numel() as i64;
+        let expected_m = match (method, grouping) {
+            (Method::Did, _) => 0,
+            (Method::Said, LambdaGrouping::PerTensor) => 8,
+            (Method::Said, LambdaGrouping::PerLayer) => 4,
+        };
+        assert_eq!(n_lambda, expected_m, "{method:?} {grouping:?}");
+        let theta_len = subspace.theta().numel() as i64;
+        assert_eq!(theta_len + n_lambda, d as i64);
+
+        tch::manual_seed(100 + case_idx as i64);
+        let batch =
+            (Tensor::randn([8, 5], (Kind::Double, Device::Cpu)), Tensor::randint(3, [8], (Kind::Int64, Device::Cpu)));
+        let theta = Tensor::randn([theta_len], (Kind::Double, Device::Cpu)) * 0.3;
+        let lambda = Tensor::rand([n_lambda], (Kind::Double, Device::Cpu)) + 0.5;
+
+        subspace.set(&theta, &lambda).unwrap();
+        model.loss(&batch.0, &batch.1).backward();
+        let (grad_theta, grad_lambda) = subspace.gradients().unwrap();
+        assert_eq!(grad_lambda.numel() as i64, n_lambda);
+
+        let eps = 1e-5;
+        let mut check = |direction_theta: &Tensor, direction_lambda: &Tensor, what: &str| {
+            let plus = loss_at(
+                &model,
+                &mut subspace,
+                &(&theta + direction_theta * eps),
+                &(&lambda + direction_lambda * eps),
+                &batch,
+            );
+            let minus = loss_at(
+                &model,
+                &mut subspace,
+                &(&theta - direction_theta * eps),
+                &(&lambda - direction_lambda * eps),
+                &batch,
+            );
+            let numeric = (plus - minus) / (2.0 * eps);
+            let analytic =
+                grad_theta.dot(direction_theta).double_value(&[]) + grad_lambda.dot(direction_lambda).double_value(&[]);
+            let relative = (numeric - analytic).abs() / numeric.abs().max(analytic.abs()).max(1e-12);
+            assert!(
+                relative < 1e-6,
+                "{method:?} {scope:?} {grouping:?} {what}: numeric {numeric} analytic {analytic} relative {relative}"
+            );
+        };
+        for draw in 0..3 {
+            tch::manual_seed(1000 + draw);
+            let direction_theta = Tensor::randn([theta_len], (Kind::Double, Device::Cpu));
+            let zeros = Tensor::zeros([n_lambda], (Kind::Double, Device::Cpu));
+            check(&direction_theta, &zeros, "random theta direction");
+            if n_lambda > 0 {
+                let direction_lambda = Tensor::randn([n_lambda], (Kind::Double, Device::Cpu));
+                check(&(&direction_theta * 0.0), &direction_lambda, "random lambda direction");
+            }
+        }
+        for coordinate in [0, theta_len / 2, theta_len - 1] {
+            let unit = Tensor::zeros([theta_len], (Kind::Double, Device::Cpu));
+            let _ = unit.get(coordinate).fill_(1.0);
+            check(&unit, &Tensor::zeros([n_lambda], (Kind::Double, Device::Cpu)), &format!("theta[{coordinate}]"));
+        }
+    }
+}
+
+#[test]
+fn starts_at_theta_0_and_writes_exactly_theta_0_plus_projection() {
+    let model = TinyModel::new(3);
+    let before: Vec<Tensor> = model.named_params().iter().map(|(_, param)| param.copy()).collect();
+    let subspace =
+        Subspace::new(&model.named_params(), config(Method::Said, Scope::Global, LambdaGrouping::PerLayer, 20))
+            .unwrap();
+    subspace.write_weights().unwrap();
+    for ((name, param), original) in model.named_params().iter().zip(&before) {
+        assert!(param.equal(original), "{name} moved at theta = 0");
+    }
+    let mut subspace = subspace;
+    let theta = Tensor::randn([16], (Kind::Double, Device::Cpu));
+    let lambda = Tensor::from_slice(&[1.0, 2.0, -1.0, 0.5]);
+    subspace.set(&theta, &lambda).unwrap();
+    let projected = subspace.projector().forward(&theta).unwrap();
+    for (((name, param), original), offset) in model.named_params().iter().zip(&before).zip(&projected) {
+        let group = if name.starts_with("embeddings") {
+            0
+        } else if name.contains("layer.0") {
+            1
+        } else if name.contains("layer.1") {
+            2
+        } else {
+            3
+        };
+        let expected = original.reshape([-1]) + offset * lambda.double_value(&[group]);
+        assert!(param.reshape([-1]).equal(&expected), "{name}");
+    }
+    let description = subspace.description();
+    assert_eq!(
+        (description.n_lambda, description.theta_len, description.projector.total_params),
+        (4, 16, 5 * 6 + 6 + 2 * 42 + 21)
+    );
+    let json = serde_json::to_string(&description).unwrap();
+    assert!(json.contains("\"scope\":\"global\"") && json.contains("\"grouping\":\"per_layer\""), "{json}");
+}
+
+/// Deterministic pseudo-random values with no RNG: torch's global RNG is shared by the tests that
+/// run in parallel, so two calls could not reproduce the same draws.
+fn wiggle(len: i64, frequency: f64) -> Tensor {
+    (Tensor::arange(len, (Kind::Float, Device::Cpu)) * frequency + 0.3).sin() * 2.0
+}
+
+fn gradient_through(compat: Compat, method: Method, numel: i64, d: usize) -> (Tensor, Tensor, Subspace) {
+    let vs = nn::VarStore::new(Device::Cpu);
+    let weight = vs.root().var_copy("weight", &wiggle(numel, 0.7));
+    let mut config = config(method, Scope::PerTensor, LambdaGrouping::PerTensor, d);
+    config.compat = compat;
+    let subspace = Subspace::new(&[("weight".to_owned(), weight.shallow_clone())], config).unwrap();
+    let theta = wiggle(subspace.theta().numel() as i64, 1.3);
+    let lambda = Tensor::ones([subspace.lambda().numel() as i64], (Kind::Float, Device::Cpu)) * 1.5;
+    let mut subspace = subspace;
+    subspace.set(&theta, &lambda).unwrap();
+    (&weight * &weight).sum(Kind::Float).backward();
+    let (grad_theta, grad_lambda) = subspace.gradients().unwrap();
+    (grad_theta, grad_lambda, subspace)
+}
+
+/// The authors' Hadamard backward makes the theta gradient exactly 1/L_t of the true one, and
+/// leaves the lambda gradient right.
+#[test]
+fn compat_theta_gradient_is_exactly_one_over_block_length() {
+    for (numel, method) in [(100, Method::Did), (300, Method::Said), (1000, Method::Did)] {
+        let block_len = (numel as usize).next_power_of_two() as f64;
+        let d = 50;
+        let (exact_theta, exact_lambda, _) = gradient_through(Compat::None, method, numel, d);
+        let (compat_theta, compat_lambda, compat) = gradient_through(Compat::Aghajanyan, method, numel, d);
+        if method == Method::Said {
+            // The compat mode carries one extra, unused scale: theta is one shorter.
+            assert_eq!(compat.lambda().numel(), 2);
+            assert_eq!(compat_lambda.double_value(&[1]), 0.0);
+            assert_eq!(compat_theta.numel() + 1, exact_theta.numel());
+            let (fresh_theta, _, _) = gradient_through(Compat::None, method, numel, d - 1);
+            assert!((&compat_theta * block_len).equal(&fresh_theta), "numel {numel}: compat != exact / L_t");
+            assert_eq!(
+                compat_lambda.double_value(&[0]),
+                gradient_through(Compat::None, method, numel, d - 1).1.double_value(&[0])
+            );
+        } else {
+            assert!((&compat_theta * block_len).equal(&exact_theta), "numel {numel}: compat != exact / L_t");
+            assert_eq!((exact_lambda.numel(), compat_lambda.numel()), (0, 0));
+        }
+    }
+}
+
+/// The authors' code crops theta to L_t for every tensor with L_t < len(theta), and only there.
+#[test]
+fn compat_crops_exactly_where_the_authors_code_crops() {
+    tch::manual_seed(8);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let root = vs.root();
+    let numels = [("a_bias", 6i64), ("b_weight", 40), ("c_out", 2), ("d_big", 300)];
+    let params: Vec<(String, Tensor)> =
+        numels.iter().map(|(name, numel)| (name.to_string(), root.randn(name, &[*numel], 0.0, 1.0))).collect();
+    let d = 60;
+    let mut config = config(Method::Did, Scope::PerTensor, LambdaGrouping::PerTensor, d);
+    config.compat = Compat::Aghajanyan;
+    let mut subspace = Subspace::new(&params, config).unwrap();
+    assert_eq!(subspace.description().projector.n_groups_cropped_by_authors_code, 2);
+    let before: Vec<Tensor> = params.iter().map(|(_, param)| param.copy()).collect();
+    // Move only the coordinates past each block length: tensors with L_t < 60 must not move.
+    let theta = Tensor::zeros([d as i64], (Kind::Float, Device::Cpu));
+    let _ = theta.narrow(0, 59, 1).fill_(1.0);
+    subspace.set(&theta, &Tensor::zeros([0], (Kind::Float, Device::Cpu))).unwrap();
+    for ((name, numel), (param, original)) in numels.iter().zip(params.iter().map(|(_, p)| p).zip(&before)) {
+        let block_len = (*numel as usize).next_power_of_two();
+        let moved = !param.equal(original);
+        assert_eq!(moved, block_len >= d, "{name}: L_t = {block_len}, moved = {moved}");
+    }
+}
+
+#[test]
+fn rejects_impossible_requests_up_front() {
+    let model = TinyModel::new(1);
+    let params = model.named_params();
+    let said = |d, grouping, compat| {
+        let mut config = config(Method::Said, Scope::PerTensor, grouping, d);
+        config.compat = compat;
+        Subspace::new(&params, config).err().unwrap()
+    };
+    let err = said(8, LambdaGrouping::PerTensor, Compat::None);
+    assert!(matches!(err, SubspaceError::DimensionTooSmall { d: 8, m: 8, .. }), "{err}");
+    assert!(matches!(said(4, LambdaGrouping::PerLayer, Compat::None), SubspaceError::DimensionTooSmall { m: 4, .. }));
+    let err = said(9, LambdaGrouping::PerTensor, Compat::Aghajanyan);
+    assert!(
+        matches!(err, SubspaceError::DimensionTooSmall { m: 9, .. }) && err.to_string().contains("unused"),
+        "{err}"
+    );
+    assert!(matches!(
+        said(50, LambdaGrouping::PerLayer, Compat::Aghajanyan),
+        SubspaceError::CompatNeedsPerTensorGrouping
+    ));
+    let mut global_compat = config(Method::Did, Scope::Global, LambdaGrouping::PerTensor, 10);
+    global_compat.compat = Compat::Aghajanyan;
+    assert!(matches!(Subspace::new(&params, global_compat).err().unwrap(), SubspaceError::CompatNeedsPerTensor));
+    let too_big = config(Method::Did, Scope::Global, LambdaGrouping::PerTensor, 10_000);
+    assert!(matches!(
+        Subspace::new(&params, too_big).err().unwrap(),
+        SubspaceError::DimensionTooLarge { total: 141, .. }
+    ));
+    let subspace = Subspace::new(&params, config(Method::Did, Scope::Global, LambdaGrouping::PerTensor, 10)).unwrap();
+    let err = subspace.gradients().err().unwrap();
+    assert!(matches!(err, SubspaceError::MissingGradient { .. }), "{err}");
+}
