@@ -53,7 +53,7 @@ use rand_core::{RngCore, SeedableRng};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use tch::{Device, Tensor};
+use tch::{Device, Kind, Tensor};
 
 use crate::fwht::{self, MAX_LOG2_LEN};
 
@@ -94,6 +94,8 @@ pub enum FastfoodError {
     WrongTensorCount { expected: usize, actual: usize },
     #[error("input of length {actual} given to a projector built for d = {expected}")]
     WrongInputLength { expected: usize, actual: usize },
+    #[error("the Fastfood projection works in f32 or f64, got {kind:?}")]
+    UnsupportedKind { kind: Kind },
 }
 
 /// The name of the single group of [`Scope::Global`], used as its randomness key.
@@ -157,9 +159,24 @@ pub struct Projector {
     crop_to_block: bool,
     storage: FactorStorage,
     device: Device,
+    engine: Engine,
     numels: Vec<usize>,
     groups: Vec<Group>,
-    cached: Vec<GroupFactors>,
+    /// With [`FactorStorage::Cached`] and [`Engine::Cpu`].
+    cached_host: Vec<HostFactors>,
+    /// With [`FactorStorage::Cached`] and [`Engine::TchOps`].
+    cached_device: Vec<GroupFactors>,
+}
+
+/// How the projection is computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Engine {
+    /// Hand-written loops over CPU memory (the default on CPU), using the structure of the input:
+    /// see "Fast paths" in the module doc.
+    Cpu,
+    /// tch operations on any device (the default elsewhere, the CUDA path).
+    TchOps,
 }
 
 impl Projector {
@@ -225,14 +242,39 @@ impl Projector {
             device,
             numels: tensors.iter().map(|(_, numel)| *numel).collect(),
             groups,
-            cached: Vec::new(),
+            engine: if device == Device::Cpu { Engine::Cpu } else { Engine::TchOps },
+            cached_host: Vec::new(),
+            cached_device: Vec::new(),
         };
-        if storage == FactorStorage::Cached {
-            let host: Vec<HostFactors> =
-                projector.groups.par_iter().map(|group| HostFactors::generate(seed, group)).collect();
-            projector.cached = host.into_iter().map(|factors| factors.to_device(device)).collect();
-        }
+        projector.fill_cache();
         Ok(projector)
+    }
+
+    /// Computes with `engine` instead of the device's default (tests and benchmarks compare them;
+    /// [`Engine::Cpu`] needs a CPU projector).
+    pub fn with_engine(mut self, engine: Engine) -> Projector {
+        assert!(engine == Engine::TchOps || self.device == Device::Cpu, "the Cpu engine needs a CPU projector");
+        self.engine = engine;
+        self.fill_cache();
+        self
+    }
+
+    pub fn engine(&self) -> Engine {
+        self.engine
+    }
+
+    fn fill_cache(&mut self) {
+        self.cached_host.clear();
+        self.cached_device.clear();
+        if self.storage == FactorStorage::Regenerate {
+            return;
+        }
+        let host: Vec<HostFactors> =
+            self.groups.par_iter().map(|group| HostFactors::generate(self.seed, group)).collect();
+        match self.engine {
+            Engine::Cpu => self.cached_host = host,
+            Engine::TchOps => self.cached_device = host.iter().map(|factors| factors.to_device(self.device)).collect(),
+        }
     }
 
     pub fn d(&self) -> usize {
@@ -271,7 +313,9 @@ impl Projector {
 
     /// Bytes held by cached factors (0 with [`FactorStorage::Regenerate`]).
     pub fn cached_bytes(&self) -> usize {
-        self.cached
+        let host: usize = self.cached_host.iter().map(HostFactors::bytes).sum();
+        let device: usize = self
+            .cached_device
             .iter()
             .map(|factors| {
                 [&factors.signs, &factors.perm, &factors.inv_perm, &factors.gauss, &factors.scale]
@@ -279,7 +323,8 @@ impl Projector {
                     .map(|tensor| tensor.numel() * tensor.kind().elt_size_in_bytes())
                     .sum::<usize>()
             })
-            .sum()
+            .sum();
+        host + device
     }
 
     /// `P x`, as one flat tensor per parameter tensor (in the order given to [`Projector::new`]),
@@ -287,8 +332,16 @@ impl Projector {
     pub fn forward(&self, x: &Tensor) -> Result<Vec<Tensor>, FastfoodError> {
         self.check_input(x)?;
         let mut outputs: Vec<Option<Tensor>> = (0..self.numels.len()).map(|_| None).collect();
+        let x = x.contiguous();
         for (group_idx, group) in self.groups.iter().enumerate() {
-            let out = self.with_factors(group_idx, |factors| forward_group(group, factors, x));
+            let out = match self.engine {
+                Engine::Cpu => self.with_host_factors(group_idx, |factors| match x.kind() {
+                    Kind::Float => cpu::forward_group::<f32>(group, factors, &x),
+                    Kind::Double => cpu::forward_group::<f64>(group, factors, &x),
+                    kind => panic!("checked kind {kind:?}"),
+                }),
+                Engine::TchOps => self.with_device_factors(group_idx, |factors| forward_group(group, factors, &x)),
+            };
             for &(tensor_idx, offset) in &group.members {
                 outputs[tensor_idx] = Some(out.narrow(0, offset as i64, self.numels[tensor_idx] as i64));
             }
@@ -303,12 +356,22 @@ impl Projector {
             return Err(FastfoodError::WrongTensorCount { expected: self.numels.len(), actual: per_tensor.len() });
         }
         let first = &per_tensor[0];
+        check_kind(first.kind())?;
         let total = Tensor::zeros([self.d as i64], (first.kind(), first.device()));
         for (group_idx, group) in self.groups.iter().enumerate() {
             let pieces: Vec<Tensor> =
                 group.members.iter().map(|&(tensor_idx, _)| per_tensor[tensor_idx].reshape([-1])).collect();
-            let u = if pieces.len() == 1 { pieces.into_iter().next().unwrap() } else { Tensor::cat(&pieces, 0) };
-            let grad = self.with_factors(group_idx, |factors| transpose_group(group, factors, &u));
+            let grad = match self.engine {
+                Engine::Cpu => self.with_host_factors(group_idx, |factors| match first.kind() {
+                    Kind::Float => cpu::transpose_group::<f32>(group, factors, &pieces),
+                    Kind::Double => cpu::transpose_group::<f64>(group, factors, &pieces),
+                    kind => panic!("checked kind {kind:?}"),
+                }),
+                Engine::TchOps => {
+                    let u = if pieces.len() == 1 { pieces[0].shallow_clone() } else { Tensor::cat(&pieces, 0) };
+                    self.with_device_factors(group_idx, |factors| transpose_group(group, factors, &u))
+                }
+            };
             let mut head = total.narrow(0, 0, group.in_len as i64);
             head += grad;
         }
@@ -334,7 +397,7 @@ impl Projector {
                 let gauss = Tensor::from_slice(&host.gauss[range.clone()]).to_kind(tch::Kind::Double).diag(0);
                 let permutation = Tensor::zeros([block_len, block_len], options);
                 for (position, &source) in host.perm[range].iter().enumerate() {
-                    let _ = permutation.get(position as i64).get(source as i64 - chunk as i64 * block_len).fill_(1.0);
+                    let _ = permutation.get(position as i64).get(source as i64).fill_(1.0);
                 }
                 let block =
                     hadamard.matmul(&gauss).matmul(&permutation).matmul(&hadamard).matmul(&signs) * host.scale[chunk];
@@ -352,12 +415,19 @@ impl Projector {
         if x.dim() != 1 || len != self.d {
             return Err(FastfoodError::WrongInputLength { expected: self.d, actual: len });
         }
-        Ok(())
+        check_kind(x.kind())
     }
 
-    fn with_factors<R>(&self, group_idx: usize, run: impl FnOnce(&GroupFactors) -> R) -> R {
+    fn with_host_factors<R>(&self, group_idx: usize, run: impl FnOnce(&HostFactors) -> R) -> R {
         match self.storage {
-            FactorStorage::Cached => run(&self.cached[group_idx]),
+            FactorStorage::Cached => run(&self.cached_host[group_idx]),
+            FactorStorage::Regenerate => run(&HostFactors::generate(self.seed, &self.groups[group_idx])),
+        }
+    }
+
+    fn with_device_factors<R>(&self, group_idx: usize, run: impl FnOnce(&GroupFactors) -> R) -> R {
+        match self.storage {
+            FactorStorage::Cached => run(&self.cached_device[group_idx]),
             FactorStorage::Regenerate => {
                 run(&HostFactors::generate(self.seed, &self.groups[group_idx]).to_device(self.device))
             }
@@ -365,13 +435,23 @@ impl Projector {
     }
 }
 
-/// A group's factors in host memory, before they go to the device.
+fn check_kind(kind: Kind) -> Result<(), FastfoodError> {
+    match kind {
+        Kind::Float | Kind::Double => Ok(()),
+        kind => Err(FastfoodError::UnsupportedKind { kind }),
+    }
+}
+
+/// A group's factors in host memory: what the CPU engine uses, and what goes to the device.
 struct HostFactors {
-    shape: [i64; 2],
+    block_len: usize,
+    /// `c L` signs, chunk after chunk.
     signs: Vec<i8>,
-    perm: Vec<i32>,
-    inv_perm: Vec<i32>,
+    /// `c L`: chunk `j`'s permutation `pi_j` over `0..L` at `j L..(j + 1) L`.
+    perm: Vec<u32>,
+    /// `c L` Gaussians.
     gauss: Vec<f32>,
+    /// `c` scales `1 / (||G_j|| sqrt(n))`.
     scale: Vec<f64>,
 }
 
@@ -384,35 +464,47 @@ impl HostFactors {
             .map(|chunk| BlockFactors::generate(seed, &group.name, chunk, block_len))
             .collect();
         let mut factors = HostFactors {
-            shape: [n_chunks as i64, block_len as i64],
+            block_len,
             signs: Vec::with_capacity(n_chunks * block_len),
             perm: Vec::with_capacity(n_chunks * block_len),
-            inv_perm: vec![0; n_chunks * block_len],
             gauss: Vec::with_capacity(n_chunks * block_len),
             scale: Vec::with_capacity(n_chunks),
         };
-        let norm = (group.out_len as f64).sqrt();
-        for (chunk, block) in blocks.iter().enumerate() {
-            let offset = chunk * block_len;
+        let sqrt_out = (group.out_len as f64).sqrt();
+        for block in blocks {
             factors.signs.extend_from_slice(&block.signs);
-            for (position, &source) in block.perm.iter().enumerate() {
-                let global_source = offset + source as usize;
-                factors.perm.push(global_source as i32);
-                factors.inv_perm[global_source] = (offset + position) as i32;
-            }
+            factors.perm.extend_from_slice(&block.perm);
             factors.gauss.extend_from_slice(&block.gauss);
-            factors.scale.push(1.0 / (block.gauss_norm * norm));
+            factors.scale.push(1.0 / (block.gauss_norm * sqrt_out));
         }
         factors
     }
 
+    fn n_chunks(&self) -> usize {
+        self.scale.len()
+    }
+
+    fn bytes(&self) -> usize {
+        self.signs.len() + 4 * self.perm.len() + 4 * self.gauss.len() + 8 * self.scale.len()
+    }
+
     fn to_device(&self, device: Device) -> GroupFactors {
+        let block_len = self.block_len;
+        let n_chunks = self.n_chunks();
+        let mut perm = Vec::with_capacity(self.perm.len());
+        let mut inv_perm = vec![0i32; self.perm.len()];
+        for (position, &source) in self.perm.iter().enumerate() {
+            let global_source = (position / block_len) * block_len + source as usize;
+            perm.push(global_source as i32);
+            inv_perm[global_source] = position as i32;
+        }
+        let shape = [n_chunks as i64, block_len as i64];
         GroupFactors {
-            signs: Tensor::from_slice(&self.signs).reshape(self.shape).to_device(device),
-            perm: Tensor::from_slice(&self.perm).to_device(device),
-            inv_perm: Tensor::from_slice(&self.inv_perm).to_device(device),
-            gauss: Tensor::from_slice(&self.gauss).reshape(self.shape).to_device(device),
-            scale: Tensor::from_slice(&self.scale).reshape([self.shape[0], 1]).to_device(device),
+            signs: Tensor::from_slice(&self.signs).reshape(shape).to_device(device),
+            perm: Tensor::from_slice(&perm).to_device(device),
+            inv_perm: Tensor::from_slice(&inv_perm).to_device(device),
+            gauss: Tensor::from_slice(&self.gauss).reshape(shape).to_device(device),
+            scale: Tensor::from_slice(&self.scale).reshape([n_chunks as i64, 1]).to_device(device),
         }
     }
 }
@@ -509,4 +601,132 @@ fn bounded(rng: &mut ChaCha8Rng, range: u64) -> u64 {
         }
     }
     (product >> 64) as u64
+}
+
+/// The CPU engine: loops over host memory that use the structure of the input.
+///
+/// Forward, per chunk `x_j` of length `m <= L`, with `s = 2^ceil(log2 m)`: `B_j x_j` is zero past
+/// `s`, and `H_L = H_{L/s} (x) H_s`, so `H_L pad_L(B_j x_j)` is `w = H_s pad_s(B_j x_j)` repeated
+/// `L / s` times. The permutation then only needs `w[pi_j(i) mod s]`, read from a buffer that stays
+/// in cache: one streaming pass `z_i = G_i w[pi_j(i) mod s]`, one FWHT of length `L`, and the
+/// cropped, scaled `z` is added to the output. The transpose mirrors it: one FWHT of `pad_L(u)`
+/// (shared by all chunks), then `(H_L Pi^T G z)[..s] = H_s(a)` with `a[k] = sum_{pi(i) mod s = k} G_i z_i`,
+/// accumulated in one streaming pass, and a small FWHT. No random access to long vectors, no
+/// inverse permutation, and one long FWHT per direction instead of two.
+///
+/// Parallel work is split at fixed points (never by rayon's adaptive splitting), and partial sums
+/// are combined in a fixed order, so results are bit-identical whatever the thread count.
+mod cpu {
+    use rayon::prelude::*;
+    use tch::{Device, Tensor};
+
+    use super::{Group, HostFactors};
+    use crate::fwht::{Real, fwht_slice};
+
+    /// Elements per parallel work item of the streaming passes.
+    const PIECE_LEN: usize = 1 << 16;
+    /// The scatter-add of the transpose is split into this many partial sums, a number fixed
+    /// independently of the thread count.
+    const N_PARTIALS: usize = 16;
+
+    /// # Safety
+    /// `tensor` must be a contiguous CPU tensor of element type `T` that outlives the slice.
+    unsafe fn as_slice<T>(tensor: &Tensor) -> &[T] {
+        unsafe { std::slice::from_raw_parts(tensor.data_ptr() as *const T, tensor.numel()) }
+    }
+
+    /// # Safety
+    /// As [`as_slice`], and nothing else may access the tensor while the slice lives.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn as_mut_slice<T>(tensor: &Tensor) -> &mut [T] {
+        unsafe { std::slice::from_raw_parts_mut(tensor.data_ptr() as *mut T, tensor.numel()) }
+    }
+
+    fn sign<T: Real>(sign: i8) -> T {
+        if sign > 0 { T::from_f64(1.0) } else { T::from_f64(-1.0) }
+    }
+
+    pub(super) fn forward_group<T: Real>(group: &Group, factors: &HostFactors, x: &Tensor) -> Tensor {
+        let block_len = group.block_len();
+        let out = Tensor::zeros([group.out_len as i64], (x.kind(), Device::Cpu));
+        // SAFETY: `x` is contiguous (made so by the caller) and of kind T; `out` is fresh.
+        let (x, out_values) = unsafe { (&as_slice::<T>(x)[..group.in_len], as_mut_slice::<T>(&out)) };
+        let mut z = vec![T::ZERO; block_len];
+        for (chunk, input) in x.chunks(block_len).enumerate() {
+            let block = chunk * block_len..(chunk + 1) * block_len;
+            let small_len = input.len().next_power_of_two();
+            let mask = small_len - 1;
+            let mut small = vec![T::ZERO; small_len];
+            for ((value, &input), &sign_value) in small.iter_mut().zip(input).zip(&factors.signs[block.clone()]) {
+                *value = sign::<T>(sign_value) * input;
+            }
+            fwht_slice(&mut small).expect("power of two");
+            let (perm, gauss) = (&factors.perm[block.clone()], &factors.gauss[block]);
+            z.par_chunks_mut(PIECE_LEN).zip(perm.par_chunks(PIECE_LEN)).zip(gauss.par_chunks(PIECE_LEN)).for_each(
+                |((z, perm), gauss)| {
+                    for ((z, &source), &gauss) in z.iter_mut().zip(perm).zip(gauss) {
+                        *z = T::from_f32(gauss) * small[source as usize & mask];
+                    }
+                },
+            );
+            fwht_slice(&mut z).expect("power of two");
+            let scale = T::from_f64(factors.scale[chunk]);
+            out_values.par_chunks_mut(PIECE_LEN).zip(z.par_chunks(PIECE_LEN)).for_each(|(out, z)| {
+                for (out, &z) in out.iter_mut().zip(z) {
+                    *out = *out + z * scale;
+                }
+            });
+        }
+        out
+    }
+
+    pub(super) fn transpose_group<T: Real>(group: &Group, factors: &HostFactors, pieces: &[Tensor]) -> Tensor {
+        let block_len = group.block_len();
+        let mut z = vec![T::ZERO; block_len];
+        let mut offset = 0;
+        for piece in pieces {
+            let piece = piece.contiguous();
+            // SAFETY: contiguous CPU tensor of kind T (checked by the caller).
+            let values = unsafe { as_slice::<T>(&piece) };
+            z[offset..offset + values.len()].copy_from_slice(values);
+            offset += values.len();
+        }
+        fwht_slice(&mut z).expect("power of two");
+
+        let result = Tensor::zeros([group.in_len as i64], (pieces[0].kind(), Device::Cpu));
+        // SAFETY: fresh tensor of kind T.
+        let result_values = unsafe { as_mut_slice::<T>(&result) };
+        let partial_len = block_len.div_ceil(N_PARTIALS);
+        for (chunk, output) in result_values.chunks_mut(block_len).enumerate() {
+            let block = chunk * block_len..(chunk + 1) * block_len;
+            let small_len = output.len().next_power_of_two();
+            let mask = small_len - 1;
+            let (perm, gauss) = (&factors.perm[block.clone()], &factors.gauss[block.clone()]);
+            let partials: Vec<Vec<T>> = z
+                .par_chunks(partial_len)
+                .zip(perm.par_chunks(partial_len))
+                .zip(gauss.par_chunks(partial_len))
+                .map(|((z, perm), gauss)| {
+                    let mut partial = vec![T::ZERO; small_len];
+                    for ((&z, &target), &gauss) in z.iter().zip(perm).zip(gauss) {
+                        let slot = &mut partial[target as usize & mask];
+                        *slot = *slot + T::from_f32(gauss) * z;
+                    }
+                    partial
+                })
+                .collect();
+            let mut small = vec![T::ZERO; small_len];
+            for partial in partials {
+                for (sum, value) in small.iter_mut().zip(partial) {
+                    *sum = *sum + value;
+                }
+            }
+            fwht_slice(&mut small).expect("power of two");
+            let scale = T::from_f64(factors.scale[chunk]);
+            for ((out, &value), &sign_value) in output.iter_mut().zip(&small).zip(&factors.signs[block]) {
+                *out = sign::<T>(sign_value) * value * scale;
+            }
+        }
+        result
+    }
 }

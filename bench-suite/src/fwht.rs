@@ -5,12 +5,12 @@
 //!
 //! Three implementations, all giving the same numbers within floating-point rounding:
 //! - [`fwht_slice`]: the CPU kernel, hand-written over contiguous memory. It is cache-blocked: the
-//!   index bits `0..LEAF_BITS` are transformed on contiguous leaves that fit in L1 (all those stages
-//!   in one visit), then the remaining bits are transformed in passes of up to `TILE_ROW_BITS` bits,
-//!   each pass working on tiles of `2^TILE_ROW_BITS` rows x `TILE_BYTES` that fit in L2. 2^24
-//!   elements take two passes over memory, 2^26 three, 2^30 three. Butterflies are done two stages at
-//!   a time (radix 4) over contiguous runs the compiler vectorises (AVX2 picked at run time), and
-//!   rayon spreads leaves and tiles over threads.
+//!   low index bits are transformed on contiguous leaves of `LEAF_BYTES` that stay in L2 (all those
+//!   stages in one visit), then the remaining bits in passes of up to `TILE_ROW_BITS` bits, each on
+//!   tiles of `2^TILE_ROW_BITS` rows x `TILE_ROW_BYTES` copied into a contiguous scratch buffer. So
+//!   2^24 and 2^26 f32 values take two passes over memory, 2^30 three. Butterflies are done three
+//!   stages at a time (radix 8: 8 loads and 8 stores for 24 additions) over contiguous runs that the
+//!   compiler vectorises (AVX2 picked at run time), and rayon spreads leaves and tiles over threads.
 //! - [`fwht_kron`]: built from tch operations, for any device (the CUDA path): with `n = a_1 ... a_r`,
 //!   `H_n = H_{a_1} (x) ... (x) H_{a_r}`, so the transform is `r` batched matmuls against small
 //!   Hadamard matrices (`a_i <= 128`) in the tensor's own dtype.
@@ -20,7 +20,7 @@
 //! [`fwht`] and [`fwht_in_place`] dispatch on the device: the CPU kernel for contiguous f32/f64 CPU
 //! tensors, [`fwht_kron`] otherwise. Tensors are transformed along their last dimension.
 
-use std::ops::{Add, Sub};
+use std::ops::{Add, Mul, Sub};
 
 use rayon::prelude::*;
 use tch::{Device, Kind, Tensor};
@@ -28,12 +28,14 @@ use tch::{Device, Kind, Tensor};
 /// The largest supported length: 2^30.
 pub const MAX_LOG2_LEN: u32 = 30;
 
-/// Bytes of one leaf: the contiguous run on which the low index bits are transformed in L1.
-const LEAF_BYTES: usize = 16 * 1024;
+// Blocking, chosen by `cargo run --release -p bench-suite --example fwht_blocking` on the 2-core
+// AMD EPYC of our CI machines (1 MiB L2 per core); any values give the same results.
+/// Bytes of one leaf: the contiguous run on which the low index bits are transformed in L2.
+const LEAF_BYTES: usize = 128 * 1024;
 /// Bytes of one row of a column tile: a run of contiguous elements sharing the high index bits.
-const TILE_ROW_BYTES: usize = 128;
+const TILE_ROW_BYTES: usize = 256;
 /// At most this many index bits per column pass: a tile is `2^TILE_ROW_BITS x TILE_ROW_BYTES` (512 KiB).
-const TILE_ROW_BITS: u32 = 12;
+const TILE_ROW_BITS: u32 = 11;
 /// Below this many elements, threads cost more than they save.
 const PARALLEL_MIN_LEN: usize = 1 << 15;
 
@@ -48,9 +50,29 @@ pub enum FwhtError {
 }
 
 /// The element types the CPU kernel handles.
-pub trait Real: Copy + Send + Sync + Add<Output = Self> + Sub<Output = Self> + 'static {}
-impl Real for f32 {}
-impl Real for f64 {}
+pub trait Real: Copy + Send + Sync + Add<Output = Self> + Sub<Output = Self> + Mul<Output = Self> + 'static {
+    const ZERO: Self;
+    fn from_f64(value: f64) -> Self;
+    fn from_f32(value: f32) -> Self;
+}
+impl Real for f32 {
+    const ZERO: f32 = 0.0;
+    fn from_f64(value: f64) -> f32 {
+        value as f32
+    }
+    fn from_f32(value: f32) -> f32 {
+        value
+    }
+}
+impl Real for f64 {
+    const ZERO: f64 = 0.0;
+    fn from_f64(value: f64) -> f64 {
+        value
+    }
+    fn from_f32(value: f32) -> f64 {
+        f64::from(value)
+    }
+}
 
 /// Checks that `len` is a power of two within the supported range and returns its log2.
 pub fn log2_len(len: usize) -> Result<u32, FwhtError> {
@@ -122,6 +144,11 @@ impl<T> SharedMut<T> {
 
 /// Transforms index bits `low_bit..high_bit` of `data`: for every value of the other bits, the
 /// `2^(high_bit - low_bit)` elements that differ only in those bits get a Hadamard transform.
+///
+/// Work is cut into tiles: `tile_width` adjacent columns of the `2^(high_bit - low_bit)` rows that
+/// lie `2^low_bit` apart. A tile is copied into a contiguous scratch buffer first: rows a power of
+/// two apart map to the same few cache sets and would evict each other, while in the buffer the
+/// row stages become ordinary butterflies over long contiguous runs.
 fn column_pass<T: Real>(data: &mut [T], low_bit: u32, high_bit: u32, tile_width: usize, parallel: bool) {
     let row_stride = 1usize << low_bit;
     let n_rows = 1usize << (high_bit - low_bit);
@@ -129,53 +156,66 @@ fn column_pass<T: Real>(data: &mut [T], low_bit: u32, high_bit: u32, tile_width:
     let n_blocks = data.len() >> high_bit;
     let n_tiles = n_blocks * tiles_per_block;
     let base = SharedMut(data.as_mut_ptr());
-    let run_tile = move |tile_idx: usize| {
+    let run_tile = move |scratch: &mut Vec<T>, tile_idx: usize| {
         let block_idx = tile_idx / tiles_per_block;
         let column = (tile_idx % tiles_per_block) * tile_width;
         let start = (block_idx << high_bit) + column;
         // SAFETY: tile `tile_idx` owns exactly the elements start + row * row_stride + 0..tile_width
         // for row in 0..n_rows; these sets are disjoint across tiles and lie inside `data`.
-        unsafe { tile(base.get().add(start), row_stride, n_rows, tile_width) }
+        unsafe { tile(base.get().add(start), row_stride, n_rows, tile_width, scratch) }
     };
+    let new_scratch = || vec![T::ZERO; n_rows * tile_width];
     if parallel {
-        (0..n_tiles).into_par_iter().for_each(run_tile);
+        (0..n_tiles).into_par_iter().for_each_init(new_scratch, run_tile);
     } else {
-        (0..n_tiles).for_each(run_tile);
+        let mut scratch = new_scratch();
+        (0..n_tiles).for_each(|tile_idx| run_tile(&mut scratch, tile_idx));
     }
 }
 
+/// Full FWHT of a contiguous run small enough for L1.
 fn leaf<T: Real>(data: &mut [T]) {
+    butterflies(data, 1)
+}
+
+/// The butterfly stages of distances `first_half, 2 first_half, ..., len / 2` over contiguous data.
+fn butterflies<T: Real>(data: &mut [T], first_half: usize) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU has AVX2, checked just above.
-        return unsafe { leaf_avx2(data) };
+        return unsafe { butterflies_avx2(data, first_half) };
     }
-    leaf_body(data)
+    butterflies_body(data, first_half)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-fn leaf_avx2<T: Real>(data: &mut [T]) {
-    leaf_body(data)
+fn butterflies_avx2<T: Real>(data: &mut [T], first_half: usize) {
+    butterflies_body(data, first_half)
 }
 
-/// Full FWHT of a contiguous run small enough for L1.
 #[inline(always)]
-fn leaf_body<T: Real>(data: &mut [T]) {
+fn butterflies_body<T: Real>(data: &mut [T], first_half: usize) {
     let len = data.len();
-    let mut half = 1;
-    if len >= 4 {
-        for quad in data.chunks_exact_mut(4) {
-            let (s0, d0) = (quad[0] + quad[1], quad[0] - quad[1]);
-            let (s1, d1) = (quad[2] + quad[3], quad[2] - quad[3]);
-            quad[0] = s0 + s1;
-            quad[1] = d0 + d1;
-            quad[2] = s0 - s1;
-            quad[3] = d0 - d1;
+    let mut half = first_half;
+    if half == 1 && len >= 8 {
+        for octet in data.chunks_exact_mut(8) {
+            let mut values: [T; 8] = octet.try_into().expect("chunks of 8");
+            hadamard8(&mut values);
+            octet.copy_from_slice(&values);
         }
-        half = 4;
+        half = 8;
     }
-    while half * 4 <= len {
+    // Three stages per visit of the data: 8 loads and 8 stores for 3 x 8 additions.
+    while half * 8 <= len {
+        for group in data.chunks_exact_mut(8 * half) {
+            let mut runs = group.chunks_exact_mut(half);
+            let mut next = || runs.next().expect("8 runs");
+            radix8(next(), next(), next(), next(), next(), next(), next(), next());
+        }
+        half *= 8;
+    }
+    if half * 4 <= len {
         for group in data.chunks_exact_mut(4 * half) {
             let (ab, cd) = group.split_at_mut(2 * half);
             let (a, b) = ab.split_at_mut(half);
@@ -192,44 +232,72 @@ fn leaf_body<T: Real>(data: &mut [T]) {
     }
 }
 
-/// # Safety
-/// `start + row * row_stride + column` for `row < n_rows`, `column < width` must be valid, and no
-/// other thread may touch those elements during the call.
-unsafe fn tile<T: Real>(start: *mut T, row_stride: usize, n_rows: usize, width: usize) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: AVX2 checked just above; the caller upholds the memory contract.
-        return unsafe { tile_avx2(start, row_stride, n_rows, width) };
+/// The 8-point Hadamard transform of eight values (three butterfly stages, unrolled).
+#[inline(always)]
+fn hadamard8<T: Real>(values: &mut [T; 8]) {
+    for half in [1, 2, 4] {
+        for start in (0..8).step_by(2 * half) {
+            for idx in start..start + half {
+                let (x, y) = (values[idx], values[idx + half]);
+                values[idx] = x + y;
+                values[idx + half] = x - y;
+            }
+        }
     }
-    // SAFETY: forwarded from the caller.
-    unsafe { tile_body(start, row_stride, n_rows, width) }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn tile_avx2<T: Real>(start: *mut T, row_stride: usize, n_rows: usize, width: usize) {
-    // SAFETY: forwarded from the caller.
-    unsafe { tile_body(start, row_stride, n_rows, width) }
+/// Three butterfly stages on eight equally long runs at distances h, 2h and 4h.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn radix8<T: Real>(
+    r0: &mut [T],
+    r1: &mut [T],
+    r2: &mut [T],
+    r3: &mut [T],
+    r4: &mut [T],
+    r5: &mut [T],
+    r6: &mut [T],
+    r7: &mut [T],
+) {
+    let len = r0.len();
+    let (r1, r2, r3, r4, r5, r6, r7) = (
+        &mut r1[..len],
+        &mut r2[..len],
+        &mut r3[..len],
+        &mut r4[..len],
+        &mut r5[..len],
+        &mut r6[..len],
+        &mut r7[..len],
+    );
+    for idx in 0..len {
+        let mut values = [r0[idx], r1[idx], r2[idx], r3[idx], r4[idx], r5[idx], r6[idx], r7[idx]];
+        hadamard8(&mut values);
+        r0[idx] = values[0];
+        r1[idx] = values[1];
+        r2[idx] = values[2];
+        r3[idx] = values[3];
+        r4[idx] = values[4];
+        r5[idx] = values[5];
+        r6[idx] = values[6];
+        r7[idx] = values[7];
+    }
 }
 
 /// FWHT across the rows of a tile: row `r` is the contiguous run `start + r * row_stride ..+ width`.
-#[inline(always)]
-unsafe fn tile_body<T: Real>(start: *mut T, row_stride: usize, n_rows: usize, width: usize) {
-    // SAFETY (all blocks below): distinct rows are disjoint runs inside the tile.
-    let row = |row_idx: usize| unsafe { std::slice::from_raw_parts_mut(start.add(row_idx * row_stride), width) };
-    let mut half = 1;
-    while half * 4 <= n_rows {
-        for group in (0..n_rows).step_by(4 * half) {
-            for offset in group..group + half {
-                radix4(row(offset), row(offset + half), row(offset + 2 * half), row(offset + 3 * half));
-            }
-        }
-        half *= 4;
+///
+/// # Safety
+/// Those runs for `r < n_rows` must be valid, and no other thread may touch them during the call.
+unsafe fn tile<T: Real>(start: *mut T, row_stride: usize, n_rows: usize, width: usize, scratch: &mut [T]) {
+    for row_idx in 0..n_rows {
+        // SAFETY: row `row_idx` of the tile is valid for `width` reads (caller's contract).
+        let row = unsafe { std::slice::from_raw_parts(start.add(row_idx * row_stride), width) };
+        scratch[row_idx * width..(row_idx + 1) * width].copy_from_slice(row);
     }
-    if half * 2 <= n_rows {
-        for offset in 0..half {
-            radix2(row(offset), row(offset + half));
-        }
+    butterflies(&mut scratch[..n_rows * width], width);
+    for row_idx in 0..n_rows {
+        // SAFETY: as above, and we have exclusive access to it.
+        let row = unsafe { std::slice::from_raw_parts_mut(start.add(row_idx * row_stride), width) };
+        row.copy_from_slice(&scratch[row_idx * width..(row_idx + 1) * width]);
     }
 }
 

@@ -4,9 +4,11 @@
 //!   authors' per-stage algorithm as a baseline).
 //! - [`fastfood`]: the Fastfood projection `P: R^d -> R^D` over named tensors, and its transpose.
 //! - [`subspace`]: DID and SAID reparameterisation of a model, with exact gradients by the transpose.
+//! - [`shapes`]: parameter shapes of reference models (RoBERTa-base) for benchmarks.
 //! - [`device`]: device selection, loading libtorch's CUDA library at run time.
 
 pub mod device;
 pub mod fastfood;
 pub mod fwht;
+pub mod shapes;
 pub mod subspace;

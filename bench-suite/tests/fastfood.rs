@@ -1,7 +1,7 @@
 //! Fastfood: against the dense matrix built from the same factors, the transpose identity,
 //! chunking instead of cropping, determinism, and the norm.
 
-use bench_suite::fastfood::{FactorStorage, FastfoodError, Projector, Scope};
+use bench_suite::fastfood::{Engine, FactorStorage, FastfoodError, Projector, Scope};
 use tch::{Device, Kind, Tensor};
 
 fn shapes(list: &[(&str, usize)]) -> Vec<(String, usize)> {
@@ -38,7 +38,8 @@ fn split(flat: &Tensor, tensors: &[(String, usize)]) -> Vec<Tensor> {
 }
 
 /// Forward equals the dense matrix, and `<P x, y> = <x, P^T y>`, for random shapes, seeds, both
-/// scopes, and `d` below and above the block length.
+/// scopes, `d` below and above the block length, and both engines (the CPU loops and the tch-op
+/// path that CUDA uses).
 #[test]
 fn matches_the_dense_matrix_and_its_transpose() {
     let cases: [&[(&str, usize)]; 4] = [
@@ -51,23 +52,33 @@ fn matches_the_dense_matrix_and_its_transpose() {
     for (case_idx, list) in cases.iter().enumerate() {
         let tensors = shapes(list);
         let total: usize = tensors.iter().map(|(_, numel)| numel).sum();
-        for scope in [Scope::Global, Scope::PerTensor] {
+        for (scope, engine) in [Scope::Global, Scope::PerTensor]
+            .into_iter()
+            .flat_map(|scope| [(scope, Engine::Cpu), (scope, Engine::TchOps)])
+        {
             for d in [1, 2, 9, 70, 700] {
                 let seed = 1000 * case_idx as u64 + d as u64;
-                let p = projector(&tensors, d, scope, seed);
+                let p = projector(&tensors, d, scope, seed).with_engine(engine);
+                assert_eq!(p.engine(), engine);
                 let dense = p.dense_matrix();
                 assert_eq!(dense.size(), [total as i64, d as i64]);
                 let x = random(d, seed as i64);
                 let forward = concat(&p.forward(&x).unwrap());
                 let expected = dense.mv(&x);
                 let error = max_abs(&(&forward - &expected));
-                assert!(error < 1e-9 * (1.0 + max_abs(&expected)), "{list:?} {scope:?} d={d}: forward error {error}");
+                assert!(
+                    error < 1e-9 * (1.0 + max_abs(&expected)),
+                    "{list:?} {scope:?} {engine:?} d={d}: forward error {error}"
+                );
 
                 let y = random(total, seed as i64 + 1);
                 let transposed = p.transpose(&split(&y, &tensors)).unwrap();
                 let expected = dense.transpose(0, 1).mv(&y);
                 let error = max_abs(&(&transposed - &expected));
-                assert!(error < 1e-9 * (1.0 + max_abs(&expected)), "{list:?} {scope:?} d={d}: transpose error {error}");
+                assert!(
+                    error < 1e-9 * (1.0 + max_abs(&expected)),
+                    "{list:?} {scope:?} {engine:?} d={d}: transpose error {error}"
+                );
                 let lhs = forward.dot(&y).double_value(&[]);
                 let rhs = x.dot(&transposed).double_value(&[]);
                 assert!((lhs - rhs).abs() < 1e-9 * (1.0 + lhs.abs()), "{lhs} vs {rhs}");
@@ -75,7 +86,7 @@ fn matches_the_dense_matrix_and_its_transpose() {
             }
         }
     }
-    assert_eq!(checked, 40);
+    assert_eq!(checked, 80);
 }
 
 /// With d larger than a block, every coordinate of x still reaches every tensor (no cropping);
@@ -173,4 +184,48 @@ fn rejects_bad_requests() {
     let p = projector(&shapes(&[("w", 4)]), 3, Scope::Global, 0);
     assert_eq!(p.forward(&random(4, 0)).err(), Some(FastfoodError::WrongInputLength { expected: 3, actual: 4 }));
     assert_eq!(p.transpose(&[]).err(), Some(FastfoodError::WrongTensorCount { expected: 1, actual: 0 }));
+}
+
+/// The two engines agree on f32 at a realistic size, where the CPU engine's shortcuts (tiling and
+/// scatter-add) differ most from the plain algorithm.
+#[test]
+fn engines_agree_on_f32_at_realistic_sizes() {
+    let tensors = shapes(&[("embeddings", 300_000), ("bias", 768), ("weight", 70_000)]);
+    for (scope, d) in [(Scope::PerTensor, 1000), (Scope::Global, 1000), (Scope::PerTensor, 5000)] {
+        let cpu = projector(&tensors, d, scope, 9);
+        let tch_ops = projector(&tensors, d, scope, 9).with_engine(Engine::TchOps);
+        let x = random(d, 4).to_kind(Kind::Float);
+        for (ours, theirs) in cpu.forward(&x).unwrap().iter().zip(tch_ops.forward(&x).unwrap()) {
+            let error = max_abs(&(ours - &theirs)) / max_abs(&theirs);
+            assert!(error < 1e-5, "{scope:?} d={d}: forward relative error {error}");
+        }
+        let total: usize = tensors.iter().map(|(_, numel)| numel).sum();
+        let y = split(&random(total, 5).to_kind(Kind::Float), &tensors);
+        let (ours, theirs) = (cpu.transpose(&y).unwrap(), tch_ops.transpose(&y).unwrap());
+        let error = max_abs(&(&ours - &theirs)) / max_abs(&theirs);
+        assert!(error < 1e-5, "{scope:?} d={d}: transpose relative error {error}");
+    }
+}
+
+/// The CPU engine's results do not depend on the number of threads.
+#[test]
+fn cpu_engine_is_bit_identical_across_thread_counts() {
+    let tensors = shapes(&[("a", 200_000), ("b", 3000)]);
+    let to_vec = |tensor: &Tensor| Vec::<f32>::try_from(tensor.to_kind(Kind::Float)).unwrap();
+    let x = to_vec(&random(2000, 6));
+    let y = to_vec(&random(203_000, 7));
+    // Tensors cannot cross threads, so everything is built inside the pool from plain vectors.
+    let run = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        pool.install(|| {
+            let p = projector(&tensors, 2000, Scope::PerTensor, 2);
+            let forward: Vec<Vec<f32>> = p.forward(&Tensor::from_slice(&x)).unwrap().iter().map(to_vec).collect();
+            let transpose = to_vec(&p.transpose(&split(&Tensor::from_slice(&y), &tensors)).unwrap());
+            (forward, transpose)
+        })
+    };
+    let (forward_1, transpose_1) = run(1);
+    let (forward_3, transpose_3) = run(3);
+    assert_eq!(forward_1, forward_3);
+    assert_eq!(transpose_1, transpose_3);
 }

@@ -1,1 +1,244 @@
-fn main() {}
+//! The bench-suite command line: `bench-fastfood` for now (run through `cargo xtask bench fastfood`).
+//!
+//! `bench-fastfood` measures, in one process, medians after a warm-up:
+//! - FWHT of 2^20, 2^24, 2^26 f32 values on CPU: our kernel, the tch-op (CUDA) path run on CPU,
+//!   and the authors' per-stage algorithm, each against a plain copy of the same buffer;
+//! - a full `P` and `P^T` over RoBERTa-base's 201 tensors at d = 1000, both scopes: time, cached
+//!   factor bytes and the peak resident memory added.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use bench_suite::fastfood::{FactorStorage, Projector, Scope};
+use bench_suite::{fwht, shapes};
+use serde::Serialize;
+use tch::{Device, Kind, Tensor};
+
+const USAGE: &str = "usage: bench-suite bench-fastfood [--quick] [--json PATH]";
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("bench-fastfood") => bench_fastfood(&args[1..]),
+        _ => bail!("{USAGE}"),
+    }
+}
+
+#[derive(Serialize)]
+struct FwhtRow {
+    log2_len: u32,
+    memcpy_ms: f64,
+    ours_ms: f64,
+    tch_ops_ms: f64,
+    anchor_ms: f64,
+    ours_over_memcpy: f64,
+    anchor_over_memcpy: f64,
+    speedup_over_anchor: f64,
+}
+
+#[derive(Serialize)]
+struct ProjectionRow {
+    scope: Scope,
+    storage: FactorStorage,
+    d: usize,
+    total_params: usize,
+    total_padded_len: usize,
+    n_blocks: usize,
+    setup_ms: f64,
+    forward_ms: f64,
+    transpose_ms: f64,
+    cached_factor_bytes: usize,
+    peak_rss_added_bytes: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct Report {
+    machine: String,
+    rayon_threads: usize,
+    torch_threads: i32,
+    fwht: Vec<FwhtRow>,
+    projection: Vec<ProjectionRow>,
+}
+
+fn bench_fastfood(args: &[String]) -> Result<()> {
+    let mut quick = false;
+    let mut json_path = None;
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--quick" => quick = true,
+            "--json" => json_path = Some(args.next().context("--json needs a path")?.clone()),
+            other => bail!("unknown flag `{other}`\n{USAGE}"),
+        }
+    }
+    let report = Report {
+        machine: cpu_model(),
+        rayon_threads: rayon::current_num_threads(),
+        torch_threads: tch::get_num_threads(),
+        fwht: bench_fwht(if quick { &[20, 22] } else { &[20, 24, 26] }),
+        projection: bench_projection(quick)?,
+    };
+    print_report(&report);
+    if let Some(path) = json_path {
+        std::fs::write(&path, serde_json::to_string_pretty(&report)?).with_context(|| format!("write {path}"))?;
+    }
+    Ok(())
+}
+
+/// Median wall time of `runs` calls after one warm-up call.
+fn median_time(runs: usize, mut work: impl FnMut()) -> Duration {
+    work();
+    let mut times: Vec<Duration> = (0..runs)
+        .map(|_| {
+            let start = Instant::now();
+            work();
+            start.elapsed()
+        })
+        .collect();
+    times.sort();
+    times[times.len() / 2]
+}
+
+fn ms(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1e3
+}
+
+fn bench_fwht(log2_lens: &[u32]) -> Vec<FwhtRow> {
+    log2_lens
+        .iter()
+        .map(|&log2_len| {
+            let len = 1usize << log2_len;
+            let runs = if log2_len >= 26 { 5 } else { 9 };
+            let anchor_runs = if log2_len >= 24 { 3 } else { 5 };
+            let source: Vec<f32> = (0..len).map(|idx| ((idx * 7919) % 1000) as f32 / 1000.0 - 0.5).collect();
+            let mut target = vec![0.0f32; len];
+            let memcpy = median_time(runs, || target.copy_from_slice(std::hint::black_box(&source)));
+            let mut data = source.clone();
+            let ours = median_time(runs, || fwht::fwht_slice(std::hint::black_box(&mut data)).unwrap());
+            let tensor = Tensor::from_slice(&source);
+            let tch_ops = median_time(anchor_runs, || drop(fwht::fwht_kron(&tensor).unwrap()));
+            let anchor = median_time(anchor_runs, || drop(fwht::fwht_anchor(&tensor).unwrap()));
+            FwhtRow {
+                log2_len,
+                memcpy_ms: ms(memcpy),
+                ours_ms: ms(ours),
+                tch_ops_ms: ms(tch_ops),
+                anchor_ms: ms(anchor),
+                ours_over_memcpy: ours.as_secs_f64() / memcpy.as_secs_f64(),
+                anchor_over_memcpy: anchor.as_secs_f64() / memcpy.as_secs_f64(),
+                speedup_over_anchor: anchor.as_secs_f64() / ours.as_secs_f64(),
+            }
+        })
+        .collect()
+}
+
+fn bench_projection(quick: bool) -> Result<Vec<ProjectionRow>> {
+    let tensors = shapes::numels(&shapes::roberta_base_classifier());
+    let d = 1000;
+    let runs = if quick { 1 } else { 3 };
+    let mut rows = Vec::new();
+    let mut cases = vec![(Scope::PerTensor, FactorStorage::Cached), (Scope::Global, FactorStorage::Cached)];
+    if !quick {
+        cases.push((Scope::PerTensor, FactorStorage::Regenerate));
+    }
+    for (scope, storage) in cases {
+        let rss_before = reset_peak_rss();
+        let start = Instant::now();
+        let projector = Projector::new(&tensors, d, scope, 0, false, storage, Device::Cpu)?;
+        let setup = start.elapsed();
+        let x = Tensor::randn([d as i64], (Kind::Float, Device::Cpu));
+        let mut outputs = Vec::new();
+        let forward = median_time(runs, || outputs = projector.forward(&x).unwrap());
+        let transpose = median_time(runs, || drop(projector.transpose(&outputs).unwrap()));
+        let peak_rss_added_bytes = rss_before.and_then(|before| peak_rss().map(|peak| peak.saturating_sub(before)));
+        let summary = projector.summary();
+        rows.push(ProjectionRow {
+            scope,
+            storage,
+            d,
+            total_params: summary.total_params,
+            total_padded_len: summary.total_padded_len,
+            n_blocks: summary.n_blocks,
+            setup_ms: ms(setup),
+            forward_ms: ms(forward),
+            transpose_ms: ms(transpose),
+            cached_factor_bytes: projector.cached_bytes(),
+            peak_rss_added_bytes,
+        });
+    }
+    Ok(rows)
+}
+
+fn print_report(report: &Report) {
+    println!(
+        "machine: {} | rayon threads {} | torch threads {}",
+        report.machine, report.rayon_threads, report.torch_threads
+    );
+    println!();
+    println!("FWHT, f32, CPU, in place (medians; ratios against a memcpy of the same buffer)");
+    println!(
+        "{:>6} {:>10} {:>10} {:>8} {:>12} {:>12} {:>10} {:>10}",
+        "n", "memcpy ms", "ours ms", "ours/cp", "tch-ops ms", "anchor ms", "anchor/cp", "speed-up"
+    );
+    for row in &report.fwht {
+        println!(
+            "{:>6} {:>10.3} {:>10.3} {:>8.2} {:>12.2} {:>12.2} {:>10.1} {:>9.1}x",
+            format!("2^{}", row.log2_len),
+            row.memcpy_ms,
+            row.ours_ms,
+            row.ours_over_memcpy,
+            row.tch_ops_ms,
+            row.anchor_ms,
+            row.anchor_over_memcpy,
+            row.speedup_over_anchor
+        );
+    }
+    println!();
+    println!("Fastfood P and P^T over RoBERTa-base's 201 tensors (D = 124,647,170), f32, CPU");
+    println!(
+        "{:>10} {:>10} {:>6} {:>12} {:>7} {:>10} {:>10} {:>10} {:>12} {:>12}",
+        "scope", "factors", "d", "padded", "blocks", "setup ms", "P ms", "P^T ms", "cached MiB", "peak +MiB"
+    );
+    for row in &report.projection {
+        let mib = |bytes: f64| bytes / (1u64 << 20) as f64;
+        println!(
+            "{:>10} {:>10} {:>6} {:>12} {:>7} {:>10.0} {:>10.1} {:>10.1} {:>12.1} {:>12}",
+            format!("{:?}", row.scope),
+            format!("{:?}", row.storage),
+            row.d,
+            row.total_padded_len,
+            row.n_blocks,
+            row.setup_ms,
+            row.forward_ms,
+            row.transpose_ms,
+            mib(row.cached_factor_bytes as f64),
+            row.peak_rss_added_bytes.map_or("n/a".to_owned(), |bytes| format!("{:.1}", mib(bytes as f64))),
+        );
+    }
+}
+
+fn cpu_model() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|line| line.strip_prefix("model name"))
+        .map(|rest| rest.trim_start_matches([' ', '\t', ':']));
+    let cores = std::thread::available_parallelism().map_or(0, |cores| cores.get());
+    format!("{} ({cores} threads available)", model.unwrap_or("unknown CPU"))
+}
+
+/// Resets the kernel's peak-RSS counter (`/proc/self/clear_refs`) and returns the current RSS.
+fn reset_peak_rss() -> Option<u64> {
+    std::fs::write("/proc/self/clear_refs", "5").ok()?;
+    status_kib("VmRSS:").map(|kib| kib * 1024)
+}
+
+fn peak_rss() -> Option<u64> {
+    status_kib("VmHWM:").map(|kib| kib * 1024)
+}
+
+fn status_kib(key: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|line| line.starts_with(key))?;
+    line[key.len()..].trim().trim_end_matches("kB").trim().parse().ok()
+}
