@@ -423,8 +423,9 @@ pub fn fwht_kron(x: &Tensor) -> Result<Tensor, FwhtError> {
 /// The dense `2^log2 x 2^log2` Sylvester-Hadamard matrix.
 pub fn hadamard_matrix(log2: u32, kind: Kind, device: Device) -> Tensor {
     let len = 1usize << log2;
-    let entries: Vec<f64> =
-        (0..len * len).map(|idx| if ((idx / len) & (idx % len)).count_ones() % 2 == 0 { 1.0 } else { -1.0 }).collect();
+    let entries: Vec<f64> = (0..len * len)
+        .map(|idx| if ((idx / len) & (idx % len)).count_ones().is_multiple_of(2) { 1.0 } else { -1.0 })
+        .collect();
     Tensor::from_slice(&entries).reshape([len as i64, len as i64]).to_kind(kind).to_device(device)
 }
 

@@ -1,0 +1,4 @@
+//! One module per benchmarked component.
+
+pub mod fastfood;
+pub mod fwht;
