@@ -10,7 +10,7 @@
 //!   tiles of `2^TILE_ROW_BITS` rows x `TILE_ROW_BYTES` copied into a contiguous scratch buffer. So
 //!   2^24 and 2^26 f32 values take two passes over memory, 2^30 three. Butterflies are done three
 //!   stages at a time (radix 8: 8 loads and 8 stores for 24 additions) over contiguous runs that the
-//!   compiler vectorises (AVX2 picked at run time), and rayon spreads leaves and tiles over threads.
+//!   compiler vectorises (AVX-512 or AVX2 picked at run time), and rayon spreads leaves and tiles over threads.
 //! - [`fwht_kron`]: built from tch operations, for any device (the CUDA path): with `n = a_1 ... a_r`,
 //!   `H_n = H_{a_1} (x) ... (x) H_{a_r}`, so the transform is `r` batched matmuls against small
 //!   Hadamard matrices (`a_i <= 128`) in the tensor's own dtype.
@@ -33,8 +33,8 @@ pub const MAX_LOG2_LEN: u32 = 30;
 /// Bytes of one leaf: the contiguous run on which the low index bits are transformed in L2.
 const LEAF_BYTES: usize = 128 * 1024;
 /// Bytes of one row of a column tile: a run of contiguous elements sharing the high index bits.
-const TILE_ROW_BYTES: usize = 256;
-/// At most this many index bits per column pass: a tile is `2^TILE_ROW_BITS x TILE_ROW_BYTES` (512 KiB).
+const TILE_ROW_BYTES: usize = 512;
+/// At most this many index bits per column pass: a tile is `2^TILE_ROW_BITS x TILE_ROW_BYTES` (1 MiB).
 const TILE_ROW_BITS: u32 = 11;
 /// Below this many elements, threads cost more than they save.
 const PARALLEL_MIN_LEN: usize = 1 << 15;
@@ -181,10 +181,22 @@ fn leaf<T: Real>(data: &mut [T]) {
 /// The butterfly stages of distances `first_half, 2 first_half, ..., len / 2` over contiguous data.
 fn butterflies<T: Real>(data: &mut [T], first_half: usize) {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU has AVX2, checked just above.
-        return unsafe { butterflies_avx2(data, first_half) };
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F, checked just above.
+            return unsafe { butterflies_avx512(data, first_half) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2, checked just above.
+            return unsafe { butterflies_avx2(data, first_half) };
+        }
     }
+    butterflies_body(data, first_half)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn butterflies_avx512<T: Real>(data: &mut [T], first_half: usize) {
     butterflies_body(data, first_half)
 }
 

@@ -306,3 +306,27 @@ fn layer_index(name: &str) -> Option<usize> {
         _ => None,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_layer_groups_follow_hf_names() {
+        let names: Vec<String> = [
+            "roberta.embeddings.word_embeddings.weight",
+            "roberta.encoder.layer.0.attention.self.query.weight",
+            "roberta.encoder.layer.11.output.LayerNorm.bias",
+            "roberta.encoder.layer.3.intermediate.dense.weight",
+            "classifier.out_proj.weight",
+            "bert.pooler.dense.weight",
+            "model.layers.2.mlp.weight",
+        ]
+        .iter()
+        .map(|name| name.to_string())
+        .collect();
+        let (groups, m) = layer_groups(&names);
+        assert_eq!(groups, vec![0, 1, 12, 4, 13, 13, 3]);
+        assert_eq!(m, 14);
+    }
+}

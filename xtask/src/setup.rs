@@ -262,3 +262,41 @@ fn io_error(err: std::io::Error, place: &Path) -> anyhow::Error {
         anyhow::Error::new(err).context(format!("write under {}", place.display()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fake_libtorch(name: &str, version: Option<&str>) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("xtask-setup-{}-{name}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(dir.join("lib")).unwrap();
+        fs::create_dir_all(dir.join("include/torch")).unwrap();
+        fs::write(dir.join("lib/libtorch_cpu.so"), b"").unwrap();
+        fs::write(dir.join("lib/libc10.so"), b"").unwrap();
+        if let Some(version) = version {
+            fs::write(dir.join("build-version"), version).unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn accepts_a_libtorch_of_the_right_version_or_without_version_file() {
+        for (name, version) in [("right", Some("2.11.0+cu130\n")), ("unversioned", None)] {
+            let dir = fake_libtorch(name, version);
+            check_libtorch_dir(&dir).unwrap();
+            fs::remove_dir_all(dir).unwrap();
+        }
+    }
+
+    #[test]
+    fn names_the_wrong_version_and_the_missing_file() {
+        let dir = fake_libtorch("wrong", Some("2.5.1\n"));
+        let message = check_libtorch_dir(&dir).unwrap_err().to_string();
+        assert!(message.contains("wrong torch version found") && message.contains("2.5.1"), "{message}");
+        fs::remove_file(dir.join("lib/libc10.so")).unwrap();
+        let message = check_libtorch_dir(&dir).unwrap_err().to_string();
+        assert!(message.contains("lib/libc10.so"), "{message}");
+        fs::remove_dir_all(dir).unwrap();
+    }
+}
