@@ -44,9 +44,16 @@
 //! stream 1: permutation by Fisher-Yates with Lemire's unbiased bounded integers, stream 2:
 //! Gaussians by Box-Muller with the pure-Rust `libm`), so the same seed gives bit-identical factors
 //! on any machine, in any order of calls, and nothing but the seed needs saving. By default the
-//! factors of every block are generated once and cached compactly on the projector's device (signs
-//! as i8, permutation and inverse as i32, Gaussians as f32: 13 bytes per padded element);
-//! [`FactorStorage::Regenerate`] keeps nothing and regenerates them at every call instead.
+//! factors of every block are generated once and cached compactly (signs as i8, permutation as u32,
+//! Gaussians as f32: 9 bytes per padded element for the CPU engine; the tch-op engine also keeps
+//! the inverse permutation on the device, 13 bytes); [`FactorStorage::Regenerate`] keeps nothing and
+//! regenerates them at every call instead (`cargo xtask bench fastfood` measures both).
+//!
+//! # Fast paths
+//! The CPU engine ([`Engine::Cpu`]) exploits that `x` is short: see the `cpu` module. The tch-op
+//! engine ([`Engine::TchOps`], the one CUDA uses) computes the formulas as written.
+
+use std::sync::Mutex;
 
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
@@ -166,6 +173,10 @@ pub struct Projector {
     cached_host: Vec<HostFactors>,
     /// With [`FactorStorage::Cached`] and [`Engine::TchOps`].
     cached_device: Vec<GroupFactors>,
+    /// The CPU engine's working buffer (one block), kept between calls: fresh pages of a new
+    /// buffer cost a fault each, about a third of a call's time at RoBERTa-base size.
+    scratch_f32: Mutex<Vec<f32>>,
+    scratch_f64: Mutex<Vec<f64>>,
 }
 
 /// How the projection is computed.
@@ -245,6 +256,8 @@ impl Projector {
             engine: if device == Device::Cpu { Engine::Cpu } else { Engine::TchOps },
             cached_host: Vec::new(),
             cached_device: Vec::new(),
+            scratch_f32: Mutex::new(Vec::new()),
+            scratch_f64: Mutex::new(Vec::new()),
         };
         projector.fill_cache();
         Ok(projector)
@@ -311,9 +324,11 @@ impl Projector {
         }
     }
 
-    /// Bytes held by cached factors (0 with [`FactorStorage::Regenerate`]).
+    /// Bytes held between calls: cached factors (none with [`FactorStorage::Regenerate`]) and the
+    /// CPU engine's scratch buffer.
     pub fn cached_bytes(&self) -> usize {
-        let host: usize = self.cached_host.iter().map(HostFactors::bytes).sum();
+        let scratch = 4 * lock(&self.scratch_f32).len() + 8 * lock(&self.scratch_f64).len();
+        let host: usize = self.cached_host.iter().map(HostFactors::bytes).sum::<usize>() + scratch;
         let device: usize = self
             .cached_device
             .iter()
@@ -333,11 +348,12 @@ impl Projector {
         self.check_input(x)?;
         let mut outputs: Vec<Option<Tensor>> = (0..self.numels.len()).map(|_| None).collect();
         let x = x.contiguous();
+        let (mut scratch_f32, mut scratch_f64) = (lock(&self.scratch_f32), lock(&self.scratch_f64));
         for (group_idx, group) in self.groups.iter().enumerate() {
             let out = match self.engine {
                 Engine::Cpu => self.with_host_factors(group_idx, |factors| match x.kind() {
-                    Kind::Float => cpu::forward_group::<f32>(group, factors, &x),
-                    Kind::Double => cpu::forward_group::<f64>(group, factors, &x),
+                    Kind::Float => cpu::forward_group::<f32>(group, factors, &x, &mut scratch_f32),
+                    Kind::Double => cpu::forward_group::<f64>(group, factors, &x, &mut scratch_f64),
                     kind => panic!("checked kind {kind:?}"),
                 }),
                 Engine::TchOps => self.with_device_factors(group_idx, |factors| forward_group(group, factors, &x)),
@@ -358,13 +374,14 @@ impl Projector {
         let first = &per_tensor[0];
         check_kind(first.kind())?;
         let total = Tensor::zeros([self.d as i64], (first.kind(), first.device()));
+        let (mut scratch_f32, mut scratch_f64) = (lock(&self.scratch_f32), lock(&self.scratch_f64));
         for (group_idx, group) in self.groups.iter().enumerate() {
             let pieces: Vec<Tensor> =
                 group.members.iter().map(|&(tensor_idx, _)| per_tensor[tensor_idx].reshape([-1])).collect();
             let grad = match self.engine {
                 Engine::Cpu => self.with_host_factors(group_idx, |factors| match first.kind() {
-                    Kind::Float => cpu::transpose_group::<f32>(group, factors, &pieces),
-                    Kind::Double => cpu::transpose_group::<f64>(group, factors, &pieces),
+                    Kind::Float => cpu::transpose_group::<f32>(group, factors, &pieces, &mut scratch_f32),
+                    Kind::Double => cpu::transpose_group::<f64>(group, factors, &pieces, &mut scratch_f64),
                     kind => panic!("checked kind {kind:?}"),
                 }),
                 Engine::TchOps => {
@@ -433,6 +450,12 @@ impl Projector {
             }
         }
     }
+}
+
+/// Locks a scratch buffer; a panic elsewhere cannot leave it inconsistent (its contents are
+/// arbitrary anyway), so a poisoned lock is taken as it is.
+fn lock<T>(scratch: &Mutex<Vec<T>>) -> std::sync::MutexGuard<'_, Vec<T>> {
+    scratch.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn check_kind(kind: Kind) -> Result<(), FastfoodError> {
@@ -646,12 +669,26 @@ mod cpu {
         if sign > 0 { T::from_f64(1.0) } else { T::from_f64(-1.0) }
     }
 
-    pub(super) fn forward_group<T: Real>(group: &Group, factors: &HostFactors, x: &Tensor) -> Tensor {
+    /// A buffer of `len` elements from `scratch`, grown if needed; its contents are arbitrary.
+    fn scratch_of<T: Real>(scratch: &mut Vec<T>, len: usize) -> &mut [T] {
+        if scratch.len() < len {
+            scratch.resize(len, T::ZERO);
+        }
+        &mut scratch[..len]
+    }
+
+    pub(super) fn forward_group<T: Real>(
+        group: &Group,
+        factors: &HostFactors,
+        x: &Tensor,
+        scratch: &mut Vec<T>,
+    ) -> Tensor {
         let block_len = group.block_len();
-        let out = Tensor::zeros([group.out_len as i64], (x.kind(), Device::Cpu));
+        // Every element is written by the first chunk, so no zeroing.
+        let out = Tensor::empty([group.out_len as i64], (x.kind(), Device::Cpu));
         // SAFETY: `x` is contiguous (made so by the caller) and of kind T; `out` is fresh.
         let (x, out_values) = unsafe { (&as_slice::<T>(x)[..group.in_len], as_mut_slice::<T>(&out)) };
-        let mut z = vec![T::ZERO; block_len];
+        let z = scratch_of(scratch, block_len);
         for (chunk, input) in x.chunks(block_len).enumerate() {
             let block = chunk * block_len..(chunk + 1) * block_len;
             let small_len = input.len().next_power_of_two();
@@ -669,20 +706,32 @@ mod cpu {
                     }
                 },
             );
-            fwht_slice(&mut z).expect("power of two");
+            fwht_slice(z).expect("power of two");
             let scale = T::from_f64(factors.scale[chunk]);
             out_values.par_chunks_mut(PIECE_LEN).zip(z.par_chunks(PIECE_LEN)).for_each(|(out, z)| {
-                for (out, &z) in out.iter_mut().zip(z) {
-                    *out = *out + z * scale;
+                if chunk == 0 {
+                    for (out, &z) in out.iter_mut().zip(z) {
+                        *out = z * scale;
+                    }
+                } else {
+                    for (out, &z) in out.iter_mut().zip(z) {
+                        *out = *out + z * scale;
+                    }
                 }
             });
         }
         out
     }
 
-    pub(super) fn transpose_group<T: Real>(group: &Group, factors: &HostFactors, pieces: &[Tensor]) -> Tensor {
+    pub(super) fn transpose_group<T: Real>(
+        group: &Group,
+        factors: &HostFactors,
+        pieces: &[Tensor],
+        scratch: &mut Vec<T>,
+    ) -> Tensor {
         let block_len = group.block_len();
-        let mut z = vec![T::ZERO; block_len];
+        let z = scratch_of(scratch, block_len);
+        z[group.out_len..].fill(T::ZERO);
         let mut offset = 0;
         for piece in pieces {
             let piece = piece.contiguous();
@@ -691,9 +740,11 @@ mod cpu {
             z[offset..offset + values.len()].copy_from_slice(values);
             offset += values.len();
         }
-        fwht_slice(&mut z).expect("power of two");
+        fwht_slice(z).expect("power of two");
+        let z = &*z;
 
-        let result = Tensor::zeros([group.in_len as i64], (pieces[0].kind(), Device::Cpu));
+        // Every element is written by its chunk, so no zeroing.
+        let result = Tensor::empty([group.in_len as i64], (pieces[0].kind(), Device::Cpu));
         // SAFETY: fresh tensor of kind T.
         let result_values = unsafe { as_mut_slice::<T>(&result) };
         let partial_len = block_len.div_ceil(N_PARTIALS);

@@ -47,7 +47,7 @@ struct ProjectionRow {
     setup_ms: f64,
     forward_ms: f64,
     transpose_ms: f64,
-    cached_factor_bytes: usize,
+    kept_bytes: usize,
     peak_rss_added_bytes: Option<u64>,
 }
 
@@ -162,7 +162,7 @@ fn bench_projection(quick: bool) -> Result<Vec<ProjectionRow>> {
             setup_ms: ms(setup),
             forward_ms: ms(forward),
             transpose_ms: ms(transpose),
-            cached_factor_bytes: projector.cached_bytes(),
+            kept_bytes: projector.cached_bytes(),
             peak_rss_added_bytes,
         });
     }
@@ -197,7 +197,7 @@ fn print_report(report: &Report) {
     println!("Fastfood P and P^T over RoBERTa-base's 201 tensors (D = 124,647,170), f32, CPU");
     println!(
         "{:>10} {:>10} {:>6} {:>12} {:>7} {:>10} {:>10} {:>10} {:>12} {:>12}",
-        "scope", "factors", "d", "padded", "blocks", "setup ms", "P ms", "P^T ms", "cached MiB", "peak +MiB"
+        "scope", "factors", "d", "padded", "blocks", "setup ms", "P ms", "P^T ms", "kept MiB", "peak +MiB"
     );
     for row in &report.projection {
         let mib = |bytes: f64| bytes / (1u64 << 20) as f64;
@@ -211,7 +211,7 @@ fn print_report(report: &Report) {
             row.setup_ms,
             row.forward_ms,
             row.transpose_ms,
-            mib(row.cached_factor_bytes as f64),
+            mib(row.kept_bytes as f64),
             row.peak_rss_added_bytes.map_or("n/a".to_owned(), |bytes| format!("{:.1}", mib(bytes as f64))),
         );
     }
