@@ -27,7 +27,10 @@ fn main() -> Result<()> {
 #[derive(Serialize)]
 struct FwhtRow {
     log2_len: u32,
+    /// Median of the copies interleaved with our FWHT runs.
     memcpy_ms: f64,
+    /// Median of copies run back to back (warm TLB and caches for the copy alone).
+    memcpy_alone_ms: f64,
     ours_ms: f64,
     tch_ops_ms: f64,
     anchor_ms: f64,
@@ -88,13 +91,18 @@ fn bench_fastfood(args: &[String]) -> Result<()> {
 /// Median wall time of `runs` calls after one warm-up call.
 fn median_time(runs: usize, mut work: impl FnMut()) -> Duration {
     work();
-    let mut times: Vec<Duration> = (0..runs)
+    let times: Vec<Duration> = (0..runs)
         .map(|_| {
             let start = Instant::now();
             work();
             start.elapsed()
         })
         .collect();
+    median(&times)
+}
+
+fn median(times: &[Duration]) -> Duration {
+    let mut times = times.to_vec();
     times.sort();
     times[times.len() / 2]
 }
@@ -108,23 +116,45 @@ fn bench_fwht(log2_lens: &[u32]) -> Vec<FwhtRow> {
         .iter()
         .map(|&log2_len| {
             let len = 1usize << log2_len;
-            let runs = if log2_len >= 26 { 5 } else { 9 };
+            let runs = if log2_len >= 26 { 7 } else { 15 };
             let anchor_runs = if log2_len >= 24 { 3 } else { 5 };
             let source: Vec<f32> = (0..len).map(|idx| ((idx * 7919) % 1000) as f32 / 1000.0 - 0.5).collect();
             let mut target = vec![0.0f32; len];
-            let memcpy = median_time(runs, || target.copy_from_slice(std::hint::black_box(&source)));
             let mut data = source.clone();
-            let ours = median_time(runs, || fwht::fwht_slice(std::hint::black_box(&mut data)).unwrap());
+            // Copy and FWHT alternate, so that both see the same machine state; the ratio is the
+            // median of the per-run ratios.
+            let mut copy_times = Vec::new();
+            let mut ours_times = Vec::new();
+            for _ in 0..runs + 1 {
+                let start = Instant::now();
+                target.copy_from_slice(std::hint::black_box(&source));
+                copy_times.push(start.elapsed());
+                let start = Instant::now();
+                fwht::fwht_slice(std::hint::black_box(&mut data)).unwrap();
+                ours_times.push(start.elapsed());
+            }
+            let mut ratios: Vec<f64> = copy_times
+                .iter()
+                .zip(&ours_times)
+                .skip(1)
+                .map(|(copy, ours)| ours.as_secs_f64() / copy.as_secs_f64())
+                .collect();
+            ratios.sort_by(f64::total_cmp);
+            let ours_over_memcpy = ratios[ratios.len() / 2];
+            let memcpy = median(&copy_times[1..]);
+            let ours = median(&ours_times[1..]);
+            let memcpy_alone = median_time(runs, || target.copy_from_slice(std::hint::black_box(&source)));
             let tensor = Tensor::from_slice(&source);
             let tch_ops = median_time(anchor_runs, || drop(fwht::fwht_kron(&tensor).unwrap()));
             let anchor = median_time(anchor_runs, || drop(fwht::fwht_anchor(&tensor).unwrap()));
             FwhtRow {
                 log2_len,
                 memcpy_ms: ms(memcpy),
+                memcpy_alone_ms: ms(memcpy_alone),
                 ours_ms: ms(ours),
                 tch_ops_ms: ms(tch_ops),
                 anchor_ms: ms(anchor),
-                ours_over_memcpy: ours.as_secs_f64() / memcpy.as_secs_f64(),
+                ours_over_memcpy,
                 anchor_over_memcpy: anchor.as_secs_f64() / memcpy.as_secs_f64(),
                 speedup_over_anchor: anchor.as_secs_f64() / ours.as_secs_f64(),
             }
@@ -175,16 +205,18 @@ fn print_report(report: &Report) {
         report.machine, report.rayon_threads, report.torch_threads
     );
     println!();
-    println!("FWHT, f32, CPU, in place (medians; ratios against a memcpy of the same buffer)");
+    println!("FWHT, f32, CPU, in place. ours/cp: median of per-run ratios, each run timing a memcpy of the");
+    println!("same buffer, then our FWHT; 'alone': memcpy median when run back to back, for reference");
     println!(
-        "{:>6} {:>10} {:>10} {:>8} {:>12} {:>12} {:>10} {:>10}",
-        "n", "memcpy ms", "ours ms", "ours/cp", "tch-ops ms", "anchor ms", "anchor/cp", "speed-up"
+        "{:>6} {:>10} {:>10} {:>10} {:>8} {:>12} {:>12} {:>10} {:>10}",
+        "n", "memcpy ms", "alone ms", "ours ms", "ours/cp", "tch-ops ms", "anchor ms", "anchor/cp", "speed-up"
     );
     for row in &report.fwht {
         println!(
-            "{:>6} {:>10.3} {:>10.3} {:>8.2} {:>12.2} {:>12.2} {:>10.1} {:>9.1}x",
+            "{:>6} {:>10.3} {:>10.3} {:>10.3} {:>8.2} {:>12.2} {:>12.2} {:>10.1} {:>9.1}x",
             format!("2^{}", row.log2_len),
             row.memcpy_ms,
+            row.memcpy_alone_ms,
             row.ours_ms,
             row.ours_over_memcpy,
             row.tch_ops_ms,
