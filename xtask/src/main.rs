@@ -5,6 +5,7 @@
 //! that `setup` prepares.
 
 mod bench;
+mod fetch;
 mod setup;
 mod test;
 
@@ -21,10 +22,14 @@ commands:
   test             the one test command: setup, fmt --check, clippy -D warnings, cargo test
   bench fastfood   Fastfood/FWHT benchmark, release build, ratios measured in one process
   bench criterion  the criterion benches of bench-suite (cargo bench -p bench-suite)
+  fetch [--mirror DIR]... [--offline] [ASSET...]
+                   bring datasets and checkpoints into the verified cache (default: all assets)
   env              print the environment that xtask gives to cargo (for running cargo by hand)
 
 environment:
   INTRINSIC_BENCH_HOME   cache folder (default ${XDG_CACHE_HOME:-$HOME/.cache}/intrinsic-bench)
+  INTRINSIC_BENCH_MIRROR read-only mirror folders for `fetch`, separated by `:`
+  HF_ENDPOINT            Hugging Face endpoint (default https://huggingface.co)
   LIBTORCH               use this libtorch 2.11.0 instead of installing one
   LIBTORCH_USE_PYTORCH=1 use the libtorch of the importable python3 torch (must be 2.11.0)
 ";
@@ -36,6 +41,7 @@ fn main() -> Result<()> {
         return Ok(());
     }
     let command = args.remove(0);
+    let invoked_from = std::env::current_dir().context("read the current folder")?;
     std::env::set_current_dir(project_root()).context("go to the project root")?;
     match command.as_str() {
         "setup" => {
@@ -49,6 +55,7 @@ fn main() -> Result<()> {
             test::run()
         }
         "bench" => bench::run(&args),
+        "fetch" => fetch::run(&args, &invoked_from),
         "env" => {
             no_more_args(&args)?;
             let libtorch = setup::ensure()?;

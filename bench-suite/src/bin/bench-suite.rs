@@ -112,13 +112,16 @@ fn ms(duration: Duration) -> f64 {
 }
 
 fn bench_fwht(log2_lens: &[u32]) -> Vec<FwhtRow> {
-    log2_lens
+    let source_of =
+        |len: usize| -> Vec<f32> { (0..len).map(|idx| ((idx * 7919) % 1000) as f32 / 1000.0 - 0.5).collect() };
+    // Our kernel and the copies first, for every size, before any torch operation has run: torch's
+    // OpenMP threads keep spinning for a while after an operation and would compete with rayon's.
+    let ours: Vec<(Duration, Duration, Duration, f64)> = log2_lens
         .iter()
         .map(|&log2_len| {
             let len = 1usize << log2_len;
             let runs = if log2_len >= 26 { 7 } else { 15 };
-            let anchor_runs = if log2_len >= 24 { 3 } else { 5 };
-            let source: Vec<f32> = (0..len).map(|idx| ((idx * 7919) % 1000) as f32 / 1000.0 - 0.5).collect();
+            let source = source_of(len);
             let mut target = vec![0.0f32; len];
             let mut data = source.clone();
             // Copy and FWHT alternate, so that both see the same machine state; the ratio is the
@@ -140,13 +143,18 @@ fn bench_fwht(log2_lens: &[u32]) -> Vec<FwhtRow> {
                 .map(|(copy, ours)| ours.as_secs_f64() / copy.as_secs_f64())
                 .collect();
             ratios.sort_by(f64::total_cmp);
-            let ours_over_memcpy = ratios[ratios.len() / 2];
-            let memcpy = median(&copy_times[1..]);
-            let ours = median(&ours_times[1..]);
             let memcpy_alone = median_time(runs, || target.copy_from_slice(std::hint::black_box(&source)));
-            let tensor = Tensor::from_slice(&source);
-            let tch_ops = median_time(anchor_runs, || drop(fwht::fwht_kron(&tensor).unwrap()));
-            let anchor = median_time(anchor_runs, || drop(fwht::fwht_anchor(&tensor).unwrap()));
+            (median(&copy_times[1..]), memcpy_alone, median(&ours_times[1..]), ratios[ratios.len() / 2])
+        })
+        .collect();
+    log2_lens
+        .iter()
+        .zip(ours)
+        .map(|(&log2_len, (memcpy, memcpy_alone, ours, ours_over_memcpy))| {
+            let tensor = Tensor::from_slice(&source_of(1usize << log2_len));
+            let runs = if log2_len >= 24 { 3 } else { 5 };
+            let tch_ops = median_time(runs, || drop(fwht::fwht_kron(&tensor).unwrap()));
+            let anchor = median_time(runs, || drop(fwht::fwht_anchor(&tensor).unwrap()));
             FwhtRow {
                 log2_len,
                 memcpy_ms: ms(memcpy),

@@ -1,0 +1,185 @@
+//! The manifest of pinned assets (`manifest.yaml`, compiled into the crate) and the lock file of
+//! hashes learned on first use (`hashes.lock`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+
+/// The manifest shipped with the crate.
+pub const MANIFEST_YAML: &str = include_str!("../manifest.yaml");
+
+/// Where first-use hashes are recorded by default: beside the manifest, to be committed.
+pub fn default_lock_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("hashes.lock")
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub assets: Vec<Asset>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Asset {
+    pub id: String,
+    pub description: String,
+    /// Files fetched from the Hugging Face hub at a pinned revision.
+    #[serde(default)]
+    pub hf: Option<HfSource>,
+    pub files: Vec<AssetFile>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HfSource {
+    pub repo: String,
+    pub revision: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AssetFile {
+    pub name: String,
+    /// Upstream URLs, tried in order (empty for `hf` assets, whose URL is derived).
+    #[serde(default)]
+    pub urls: Vec<String>,
+    #[serde(default)]
+    pub size: Option<u64>,
+    /// `None`: not yet known (trust on first use, recorded in the lock file).
+    #[serde(default)]
+    pub sha256: Option<String>,
+    #[serde(default)]
+    pub archive: Option<ArchiveKind>,
+    #[serde(default)]
+    pub members: Vec<Member>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum ArchiveKind {
+    #[serde(rename = "zip")]
+    Zip,
+    #[serde(rename = "tar.gz")]
+    TarGz,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Member {
+    pub path: String,
+    #[serde(default)]
+    pub size: Option<u64>,
+    #[serde(default)]
+    pub sha256: Option<String>,
+}
+
+impl Manifest {
+    /// The manifest shipped with the crate.
+    pub fn embedded() -> Manifest {
+        Manifest::parse(MANIFEST_YAML, Path::new("datasets/manifest.yaml")).expect("the shipped manifest is valid")
+    }
+
+    /// Parses and checks a manifest; errors name the file and, where known, the line.
+    pub fn parse(text: &str, file: &Path) -> Result<Manifest, Error> {
+        let manifest: Manifest = serde_norway::from_str(text).map_err(|err| Error::Manifest {
+            file: file.to_path_buf(),
+            message: match err.location() {
+                Some(location) => format!("line {}: {err}", location.line()),
+                None => err.to_string(),
+            },
+        })?;
+        manifest.check(file)?;
+        Ok(manifest)
+    }
+
+    fn check(&self, file: &Path) -> Result<(), Error> {
+        let invalid = |message: String| Error::Manifest { file: file.to_path_buf(), message };
+        let mut seen = std::collections::BTreeSet::new();
+        for asset in &self.assets {
+            if !seen.insert(asset.id.as_str()) {
+                return Err(invalid(format!("asset `{}` is listed twice", asset.id)));
+            }
+            if asset.files.is_empty() {
+                return Err(invalid(format!("asset `{}` has no files", asset.id)));
+            }
+            for file_entry in &asset.files {
+                if asset.hf.is_none() && file_entry.urls.is_empty() {
+                    return Err(invalid(format!("asset `{}` file `{}` has no URL", asset.id, file_entry.name)));
+                }
+                if file_entry.archive.is_none() && !file_entry.members.is_empty() {
+                    return Err(invalid(format!(
+                        "asset `{}` file `{}` has members but is no archive",
+                        asset.id, file_entry.name
+                    )));
+                }
+                let hashes =
+                    file_entry.sha256.iter().chain(file_entry.members.iter().filter_map(|m| m.sha256.as_ref()));
+                if let Some(bad) = hashes.into_iter().find(|hash| !is_sha256_hex(hash)) {
+                    return Err(invalid(format!("asset `{}`: `{bad}` is not a lowercase hex sha256", asset.id)));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn asset(&self, id: &str) -> Result<&Asset, Error> {
+        self.assets.iter().find(|asset| asset.id == id).ok_or_else(|| Error::UnknownAsset {
+            id: id.to_owned(),
+            known: self.assets.iter().map(|asset| asset.id.clone()).collect::<Vec<_>>().join(", "),
+        })
+    }
+}
+
+impl Asset {
+    /// The URLs of a file: its own, or the hub URL at the pinned revision for `hf` assets.
+    pub fn urls(&self, file: &AssetFile, hf_endpoint: &str) -> Vec<String> {
+        match &self.hf {
+            Some(hf) => {
+                vec![format!("{}/{}/resolve/{}/{}", hf_endpoint.trim_end_matches('/'), hf.repo, hf.revision, file.name)]
+            }
+            None => file.urls.clone(),
+        }
+    }
+}
+
+pub fn is_sha256_hex(text: &str) -> bool {
+    text.len() == 64 && text.bytes().all(|byte| byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte))
+}
+
+/// Hashes learned on first use, keyed by `<asset id>/<file name>` (or `.../<member path>`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HashLock {
+    pub files: BTreeMap<String, LockedHash>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LockedHash {
+    pub size: u64,
+    pub sha256: String,
+}
+
+impl HashLock {
+    pub fn load(path: &Path) -> Result<HashLock, Error> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => serde_norway::from_str(&text)
+                .map_err(|err| Error::Manifest { file: path.to_path_buf(), message: err.to_string() }),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(HashLock::default()),
+            Err(source) => Err(Error::Io { path: path.to_path_buf(), source }),
+        }
+    }
+
+    pub fn save(&self, path: &Path) -> Result<(), Error> {
+        let text = format!(
+            "# Hashes of assets whose sha256 the manifest does not pin, recorded on first verified use.\n{}",
+            serde_norway::to_string(self).expect("serialisable")
+        );
+        let partial = path.with_extension("lock.partial");
+        std::fs::write(&partial, text).map_err(|source| Error::Io { path: partial.clone(), source })?;
+        std::fs::rename(&partial, path).map_err(|source| Error::Io { path: path.to_path_buf(), source })
+    }
+}
