@@ -7,7 +7,9 @@
 //!
 //! Where a file comes from, in order: the cache; a mirror (read-only folders searched by size and
 //! sha256, whatever the path inside them; a file is used only when both match the manifest); the
-//! network (unless offline). Downloads stream into `<file>.partial` while hashing, resume with an
+//! network (unless offline). Downloads stream into `<file>.partial` while hashing (the hash of what
+//! is already there is carried across attempts, or computed once for a partial file left by an
+//! earlier process), resume with an
 //! HTTP Range request after a broken connection, retry connection errors and 5xx with backoff,
 //! and are renamed into place only after size and hash are checked. A file that fails its hash is
 //! moved to `<home>/assets/quarantine/` and never left where it would be trusted.
@@ -249,7 +251,7 @@ impl Store {
         let mut origins = Vec::new();
         for (member, wanted) in file.members.iter().zip(&members) {
             let extracted = staging.join(&member.path);
-            self.accept(wanted, &extracted, &format!("{}", Origin::Archive(Box::new(archive_origin.clone()))))?;
+            self.accept(wanted, &extracted, &format!("{}", Origin::Archive(Box::new(archive_origin.clone()))), None)?;
             if let Some(parent) = wanted.path.parent() {
                 fs::create_dir_all(parent).map_err(io_error(parent))?;
             }
@@ -417,7 +419,7 @@ impl Store {
         }
         fs::copy(source, &partial).map_err(io_error(&partial))?;
         // The copy is hashed again: a mirror on a flaky disk must not poison the cache.
-        self.accept(wanted, &partial, &format!("mirror {}", source.display()))?;
+        self.accept(wanted, &partial, &format!("mirror {}", source.display()), None)?;
         debug_assert_eq!(sha256, fs::read_to_string(sidecar(&partial)).unwrap().split_whitespace().next().unwrap());
         self.move_into_place(&partial, &wanted.path)
     }
@@ -429,7 +431,7 @@ impl Store {
 
     /// Checks size and hash of a finished file and writes its sidecar; a mismatch moves it to
     /// quarantine. An unknown hash is trusted on first use and recorded in the lock file.
-    fn accept(&self, wanted: &Wanted, path: &Path, origin: &str) -> Result<(), Error> {
+    fn accept(&self, wanted: &Wanted, path: &Path, origin: &str, streamed_sha256: Option<String>) -> Result<(), Error> {
         let size = fs::metadata(path).map_err(io_error(path))?.len();
         if let Some(expected) = wanted.size
             && expected != size
@@ -445,7 +447,10 @@ impl Store {
                 quarantined,
             })));
         }
-        let actual = sha256_file(path)?;
+        let actual = match streamed_sha256 {
+            Some(hash) => hash,
+            None => sha256_file(path)?,
+        };
         match &wanted.sha256 {
             Some(expected) if *expected != actual => {
                 let quarantined = self.quarantine(path, &wanted.label)?;
@@ -495,8 +500,8 @@ impl Store {
         let mut failures = Vec::new();
         for url in urls {
             match self.download_from(wanted, url, &partial) {
-                Ok(()) => {
-                    self.accept(wanted, &partial, url)?;
+                Ok(streamed_sha256) => {
+                    self.accept(wanted, &partial, url, Some(streamed_sha256))?;
                     self.move_into_place(&partial, &wanted.path)?;
                     return Ok(Origin::Network(url.clone()));
                 }
@@ -510,18 +515,21 @@ impl Store {
         })
     }
 
-    /// Fills `partial` with the whole body of `url`, resuming what is already there. Returns a
-    /// description of the last failure when every attempt failed.
-    fn download_from(&self, wanted: &Wanted, url: &str, partial: &Path) -> Result<(), String> {
+    /// Fills `partial` with the whole body of `url`, resuming what is already there, and returns
+    /// its sha256, computed while the bytes stream in. Returns a description of the last failure
+    /// when every attempt failed.
+    fn download_from(&self, wanted: &Wanted, url: &str, partial: &Path) -> Result<String, String> {
         let mut backoff = self.config.backoff;
         let mut last_failure = String::new();
+        // The hash of the bytes already in `partial`, carried from one attempt to the next.
+        let mut hashed: Option<(Sha256, u64)> = None;
         for attempt in 1..=self.config.attempts {
             if attempt > 1 {
                 std::thread::sleep(backoff);
                 backoff *= 2;
             }
-            match self.attempt(wanted, url, partial) {
-                Ok(Attempt::Complete) => return Ok(()),
+            match self.attempt(wanted, url, partial, &mut hashed) {
+                Ok(Attempt::Complete(sha256)) => return Ok(sha256),
                 Ok(Attempt::Retry(why)) => last_failure = format!("attempt {attempt}: {why}"),
                 Err(why) => return Err(why),
             }
@@ -529,7 +537,13 @@ impl Store {
         Err(format!("{} attempts failed, last: {last_failure}", self.config.attempts))
     }
 
-    fn attempt(&self, wanted: &Wanted, url: &str, partial: &Path) -> Result<Attempt, String> {
+    fn attempt(
+        &self,
+        wanted: &Wanted,
+        url: &str,
+        partial: &Path,
+        hashed: &mut Option<(Sha256, u64)>,
+    ) -> Result<Attempt, String> {
         let mut offset = fs::metadata(partial).map_or(0, |metadata| metadata.len());
         if wanted.size.is_some_and(|size| offset > size) {
             let _ = fs::remove_file(partial);
@@ -554,15 +568,24 @@ impl Store {
         if !status.is_success() {
             return Err(format!("server answered {status}"));
         }
-        let resumed = status == reqwest::StatusCode::PARTIAL_CONTENT
-            && offset > 0
-            && content_range_start(&response) == Some(offset);
-        let mut file = if resumed {
-            fs::OpenOptions::new().append(true).open(partial).map_err(|err| err.to_string())?
+        let partial_content = status == reqwest::StatusCode::PARTIAL_CONTENT;
+        let resumed = partial_content && offset > 0 && content_range_start(&response) == Some(offset);
+        if partial_content && !resumed {
+            let _ = fs::remove_file(partial);
+            *hashed = None;
+            return Ok(Attempt::Retry("server sent a range that was not asked for; starting over".to_owned()));
+        }
+        let (mut file, mut hasher) = if resumed {
+            let hasher = match hashed.take() {
+                Some((hasher, length)) if length == offset => hasher,
+                // A partial file left by an earlier process: hash what is there once.
+                _ => hash_prefix(partial).map_err(|err| err.to_string())?,
+            };
+            (fs::OpenOptions::new().append(true).open(partial).map_err(|err| err.to_string())?, hasher)
         } else {
             // A 200 to a range request: the server ignored it and sends everything.
             offset = 0;
-            File::create(partial).map_err(|err| err.to_string())?
+            (File::create(partial).map_err(|err| err.to_string())?, Sha256::new())
         };
         let expected_total = response.content_length().map(|length| offset + length);
         if let (Some(total), Some(size)) = (expected_total, wanted.size)
@@ -579,12 +602,14 @@ impl Store {
                 Ok(0) => break,
                 Ok(count) => {
                     file.write_all(&buffer[..count]).map_err(|err| err.to_string())?;
+                    hasher.update(&buffer[..count]);
                     written += count as u64;
                     progress.set_position(written);
                 }
                 Err(err) => {
                     file.flush().map_err(|err| err.to_string())?;
                     progress.abandon();
+                    *hashed = Some((hasher, written));
                     return Ok(Attempt::Retry(format!("connection broke after {written} bytes: {err}")));
                 }
             }
@@ -594,9 +619,10 @@ impl Store {
         let target = wanted.size.or(expected_total);
         match target {
             Some(total) if written < total => {
+                *hashed = Some((hasher, written));
                 Ok(Attempt::Retry(format!("body ended after {written} of {total} bytes; resuming")))
             }
-            _ => Ok(Attempt::Complete),
+            _ => Ok(Attempt::Complete(format!("{:x}", hasher.finalize()))),
         }
     }
 
@@ -625,7 +651,8 @@ impl Store {
 }
 
 enum Attempt {
-    Complete,
+    /// The whole body is in place; its sha256.
+    Complete(String),
     Retry(String),
 }
 
@@ -668,17 +695,21 @@ fn write_sidecar(path: &Path, sha256: &str, size: u64) -> Result<(), Error> {
 
 /// The lowercase hex sha256 of a file's content.
 pub fn sha256_file(path: &Path) -> Result<String, Error> {
-    let mut file = File::open(path).map_err(io_error(path))?;
+    Ok(format!("{:x}", hash_prefix(path).map_err(io_error(path))?.finalize()))
+}
+
+/// A hasher fed with a file's content.
+fn hash_prefix(path: &Path) -> std::io::Result<Sha256> {
+    let mut file = File::open(path)?;
     let mut hasher = Sha256::new();
     let mut buffer = vec![0u8; 1 << 20];
     loop {
-        let count = file.read(&mut buffer).map_err(io_error(path))?;
+        let count = file.read(&mut buffer)?;
         if count == 0 {
-            break;
+            return Ok(hasher);
         }
         hasher.update(&buffer[..count]);
     }
-    Ok(format!("{:x}", hasher.finalize()))
 }
 
 fn walk(folder: &Path, files: &mut Vec<(u64, PathBuf)>) -> Result<(), Error> {

@@ -435,3 +435,20 @@ fn manifest_errors_name_the_file_and_line() {
     let err = shipped.asset("glue-cola").unwrap_err().to_string();
     assert!(err.contains("glue-cola") && err.contains("glue-sst2"), "{err}");
 }
+
+/// A `.partial` left by an interrupted earlier process is resumed, not downloaded again.
+#[test]
+fn partial_file_from_an_earlier_process_is_resumed() {
+    let body = payload(150_000, 7);
+    let home = tempfile::tempdir().unwrap();
+    let files = home.path().join("assets").join(ASSET).join("files");
+    std::fs::create_dir_all(&files).unwrap();
+    std::fs::write(files.join("data.bin.partial"), &body[..40_000]).unwrap();
+    let server = {
+        let body = body.clone();
+        Server::start(move |_, _| Reply::Ok(body.clone()))
+    };
+    store(home.path(), &one_file_manifest(&server.url("data.bin"), &body), Vec::new(), false).ensure(ASSET).unwrap();
+    assert_verified(home.path(), &body);
+    assert_eq!(server.requests()[0].range_start, Some(40_000));
+}
