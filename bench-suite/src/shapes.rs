@@ -70,4 +70,21 @@ mod tests {
         assert_eq!(shapes.len(), 201);
         assert_eq!(shapes.iter().map(|(_, numel)| numel).sum::<usize>(), 124_647_170);
     }
+
+    /// The facts about the authors' per-tensor scheme on RoBERTa-base that our docs quote.
+    #[test]
+    fn per_tensor_padding_and_cropping_on_roberta_base() {
+        use crate::fastfood::{FactorStorage, Projector, Scope};
+        let shapes = numels(&roberta_base_classifier());
+        let projector = |d| {
+            Projector::new(&shapes, d, Scope::PerTensor, 0, true, FactorStorage::Regenerate, tch::Device::Cpu).unwrap()
+        };
+        // Each tensor padded to its own power of two: 1.76 x the parameters.
+        let summary = projector(1).summary();
+        let ratio = summary.total_padded_len as f64 / summary.total_params as f64;
+        assert!((ratio - 1.7637).abs() < 1e-3, "padding ratio {ratio}");
+        // At d = 4096, 114 tensors have L_t < d and are cropped by the authors' code (the 12
+        // intermediate biases have L_t = 4096 = d exactly and are not).
+        assert_eq!(projector(4096).summary().n_groups_cropped_by_authors_code, 114);
+    }
 }
