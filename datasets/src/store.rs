@@ -351,22 +351,17 @@ impl Store {
             return Ok(None);
         }
         let Some(expected) = &wanted.sha256 else { return Ok(None) };
-        let wanted_name = Path::new(&wanted.label).file_name().map(|name| name.to_owned());
-        let wanted_name = wanted_name.as_deref().and_then(|name| name.to_str()).map(|name| {
-            // `archive:member/path` labels: the member's own file name.
-            name.rsplit(['/', ':']).next().unwrap_or(name).to_owned()
-        });
-        let candidates: Vec<(u64, PathBuf)> = self.mirror_files()?;
-        for (size, path) in candidates {
-            let same_name =
-                wanted_name.as_deref().is_some_and(|name| path.file_name().is_some_and(|file| file == name));
+        // The cache path ends with the file's (or member's) own name.
+        let wanted_name = wanted.path.file_name();
+        for (size, path) in self.mirror_files()? {
+            let same_name = wanted_name.is_some() && path.file_name() == wanted_name;
             let size_fits = wanted.size.is_none_or(|wanted_size| wanted_size == size);
             if !size_fits && !same_name {
                 continue;
             }
             let actual = self.mirror_hash(&path)?;
             if &actual == expected && size_fits {
-                self.copy_verified(&path, wanted, &actual)?;
+                self.copy_verified(&path, wanted)?;
                 return Ok(Some(Origin::Mirror(path)));
             }
             // Warn only about a file that really stands for this one: same name, and the same size
@@ -412,7 +407,7 @@ impl Store {
         Ok(hash)
     }
 
-    fn copy_verified(&self, source: &Path, wanted: &Wanted, sha256: &str) -> Result<(), Error> {
+    fn copy_verified(&self, source: &Path, wanted: &Wanted) -> Result<(), Error> {
         let partial = partial_path(&wanted.path);
         if let Some(parent) = partial.parent() {
             fs::create_dir_all(parent).map_err(io_error(parent))?;
@@ -420,7 +415,6 @@ impl Store {
         fs::copy(source, &partial).map_err(io_error(&partial))?;
         // The copy is hashed again: a mirror on a flaky disk must not poison the cache.
         self.accept(wanted, &partial, &format!("mirror {}", source.display()), None)?;
-        debug_assert_eq!(sha256, fs::read_to_string(sidecar(&partial)).unwrap().split_whitespace().next().unwrap());
         self.move_into_place(&partial, &wanted.path)
     }
 
@@ -624,29 +618,6 @@ impl Store {
             }
             _ => Ok(Attempt::Complete(format!("{:x}", hasher.finalize()))),
         }
-    }
-
-    /// What of `ids` is not available from the cache or mirrors (nothing is downloaded).
-    pub fn missing_offline(&self, ids: &[String]) -> Result<Vec<MissingFile>, Error> {
-        let mut missing = Vec::new();
-        for id in ids {
-            let asset = self.manifest.asset(id)?;
-            for file in &asset.files {
-                let paths = AssetPaths { id: id.clone(), root: self.asset_root(id), origins: Vec::new() };
-                let wanted = self.wanted(asset, &file.name, file.size, file.sha256.clone(), paths.file(&file.name));
-                let members: Vec<Wanted> =
-                    file.members.iter().map(|member| self.member_wanted(asset, file, member, &paths)).collect();
-                let have_members = file.archive.is_some() && self.members_without_archive(&members)?.is_some();
-                if !have_members && !self.is_verified(&wanted)? && self.copy_from_mirror(&wanted)?.is_none() {
-                    missing.push(MissingFile {
-                        asset: id.clone(),
-                        file: file.name.clone(),
-                        urls: asset.urls(file, &self.config.hf_endpoint),
-                    });
-                }
-            }
-        }
-        Ok(missing)
     }
 }
 
