@@ -367,7 +367,7 @@ impl Store {
             // Warn only about a file that really stands for this one: same name, and the same size
             // or a path naming the asset (a corrupted or outdated copy), not a namesake of another.
             let names_asset = path.to_string_lossy().contains(wanted.asset);
-            if same_name && (size_fits || names_asset) {
+            if same_name && (wanted.size == Some(size) || names_asset) {
                 self.warn(format!(
                     "mirror file {} looks like `{}` of `{}` but does not match the manifest (sha256 {actual}, {size} bytes; \
                      expected {expected}{}): ignored",
