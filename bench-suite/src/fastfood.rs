@@ -39,10 +39,9 @@
 //! `P_group^T u = concat_j B_j H Pi_j^{-1} G_j H pad_L(u) / (||G_j|| sqrt(n))`, cut to `d`.
 //!
 //! # Randomness
-//! The factors of block `j` of group `name` are regenerated from
-//! `sha256("intrinsic-bench fastfood v1", seed, name, j)` as a ChaCha8 key (stream 0: signs,
-//! stream 1: permutation by Fisher-Yates with Lemire's unbiased bounded integers, stream 2:
-//! Gaussians by Box-Muller with the pure-Rust `libm`), so the same seed gives bit-identical factors
+//! The factors of block `j` of group `name` are regenerated from `random::keyed_rng("fastfood
+//! v1", seed, name, j)` (stream 0: signs, stream 1: permutation by Fisher-Yates with Lemire's
+//! unbiased bounded integers, stream 2: Gaussians by Box-Muller with the pure-Rust `libm`), so the same seed gives bit-identical factors
 //! on any machine, in any order of calls, and nothing but the seed needs saving. By default the
 //! factors of every block are generated once and cached compactly (signs as i8, permutation as u32,
 //! Gaussians as f32: 9 bytes per padded element for the CPU engine; the tch-op engine also keeps
@@ -55,14 +54,13 @@
 
 use std::sync::Mutex;
 
-use rand_chacha::ChaCha8Rng;
-use rand_core::{RngCore, SeedableRng};
+use rand_core::RngCore;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use tch::{Device, Kind, Tensor};
 
 use crate::fwht::{self, MAX_LOG2_LEN};
+use crate::random;
 
 /// How the output space is cut into block groups.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -573,15 +571,7 @@ struct BlockFactors {
 
 impl BlockFactors {
     fn generate(seed: u64, group_name: &str, chunk: usize, len: usize) -> BlockFactors {
-        let mut hasher = Sha256::new();
-        hasher.update(b"intrinsic-bench fastfood v1\0");
-        hasher.update(seed.to_le_bytes());
-        hasher.update((group_name.len() as u64).to_le_bytes());
-        hasher.update(group_name.as_bytes());
-        hasher.update((chunk as u64).to_le_bytes());
-        let key: [u8; 32] = hasher.finalize().into();
-
-        let mut rng = ChaCha8Rng::from_seed(key);
+        let mut rng = random::keyed_rng("fastfood v1", seed, group_name, chunk as u64);
         rng.set_stream(0);
         let mut signs = Vec::with_capacity(len);
         while signs.len() < len {
@@ -593,37 +583,15 @@ impl BlockFactors {
         rng.set_stream(1);
         let mut perm: Vec<u32> = (0..len as u32).collect();
         for idx in (1..len).rev() {
-            let swap_with = bounded(&mut rng, idx as u64 + 1) as usize;
+            let swap_with = random::bounded(&mut rng, idx as u64 + 1) as usize;
             perm.swap(idx, swap_with);
         }
 
         rng.set_stream(2);
-        let mut gauss = Vec::with_capacity(len + 1);
-        while gauss.len() < len {
-            // Box-Muller: u1 in (0, 1], u2 in [0, 1), both with 53 random bits.
-            let u1 = ((rng.next_u64() >> 11) + 1) as f64 * (1.0 / (1u64 << 53) as f64);
-            let u2 = (rng.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64);
-            let radius = libm::sqrt(-2.0 * libm::log(u1));
-            let angle = std::f64::consts::TAU * u2;
-            gauss.push((radius * libm::cos(angle)) as f32);
-            gauss.push((radius * libm::sin(angle)) as f32);
-        }
-        gauss.truncate(len);
+        let gauss = random::normals(&mut rng, len);
         let gauss_norm = gauss.iter().map(|&value| f64::from(value) * f64::from(value)).sum::<f64>().sqrt();
         BlockFactors { signs, perm, gauss, gauss_norm }
     }
-}
-
-/// A uniform integer in `0..range` (Lemire's multiply-shift with rejection: unbiased).
-fn bounded(rng: &mut ChaCha8Rng, range: u64) -> u64 {
-    let mut product = u128::from(rng.next_u64()) * u128::from(range);
-    if (product as u64) < range {
-        let threshold = range.wrapping_neg() % range;
-        while (product as u64) < threshold {
-            product = u128::from(rng.next_u64()) * u128::from(range);
-        }
-    }
-    (product >> 64) as u64
 }
 
 /// The CPU engine: loops over host memory that use the structure of the input.
