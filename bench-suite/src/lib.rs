@@ -4,11 +4,13 @@
 //!   authors' per-stage algorithm as a baseline).
 //! - [`fastfood`]: the Fastfood projection `P: R^d -> R^D` over named tensors, and its transpose.
 //! - [`subspace`]: DID and SAID reparameterisation of a model, with exact gradients by the transpose.
+//! - [`checkpoint`]: HF safetensors into a model, with the missing/unexpected check and seeded head init.
 //! - [`model`]: BERT and RoBERTa encoders with HF names, and their classification heads.
 //! - [`random`]: keyed, machine-independent randomness (Fastfood factors, head initialisation).
 //! - [`shapes`]: parameter shapes of reference models (RoBERTa-base) for benchmarks.
 //! - [`device`]: device selection, loading libtorch's CUDA library at run time.
 
+pub mod checkpoint;
 pub mod device;
 pub mod fastfood;
 pub mod fwht;

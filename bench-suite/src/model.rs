@@ -37,6 +37,9 @@ pub struct Config {
     pub pad_token_id: i64,
     #[serde(default = "default_position_embedding_type")]
     pub position_embedding_type: String,
+    /// Standard deviation of freshly initialised weights (task heads).
+    #[serde(default = "default_initializer_range")]
+    pub initializer_range: f64,
 }
 
 fn default_hidden_act() -> String {
@@ -50,6 +53,9 @@ fn default_type_vocab_size() -> i64 {
 }
 fn default_layer_norm_eps() -> f64 {
     1e-12
+}
+fn default_initializer_range() -> f64 {
+    0.02
 }
 fn default_position_embedding_type() -> String {
     "absolute".to_owned()

@@ -1,0 +1,152 @@
+//! Encoders against HF `transformers` (golden files made by `tests/golden/make_encoder_golden.py`):
+//! small random BERT and RoBERTa classifiers always, the real MiniLM checkpoint when the shared
+//! mirror is present. Also checkpoint loading errors and seeded head initialisation.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use bench_suite::checkpoint::{self, CheckpointError};
+use bench_suite::model::{Config, ModelType, SequenceClassifier};
+use tch::{Device, Kind, Tensor, nn};
+
+fn golden(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name)
+}
+
+fn read(path: &Path) -> BTreeMap<String, Tensor> {
+    Tensor::read_safetensors(path).unwrap().into_iter().collect()
+}
+
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
+    assert_eq!(a.size(), b.size());
+    (a - b).abs().max().double_value(&[])
+}
+
+/// Writes the `weights.*` tensors of a golden file as a checkpoint of its own.
+fn checkpoint_from_golden(tensors: &BTreeMap<String, Tensor>, dir: &Path) -> PathBuf {
+    let weights: Vec<(String, Tensor)> = tensors
+        .iter()
+        .filter_map(|(name, tensor)| {
+            name.strip_prefix("weights.").map(|name| (name.to_owned(), tensor.shallow_clone()))
+        })
+        .collect();
+    let path = dir.join("model.safetensors");
+    Tensor::write_safetensors(&weights, &path).unwrap();
+    path
+}
+
+fn check_tiny(kind: &str) {
+    let config = Config::from_json(&std::fs::read_to_string(golden(&format!("tiny_{kind}.json"))).unwrap()).unwrap();
+    let tensors = read(&golden(&format!("tiny_{kind}.safetensors")));
+    let dir = std::env::temp_dir().join(format!("bench-suite-model-{kind}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let checkpoint_path = checkpoint_from_golden(&tensors, &dir);
+
+    let vs = nn::VarStore::new(Device::Cpu);
+    let model = SequenceClassifier::new(vs.root(), &config, 3);
+    let report = checkpoint::load(&vs, &checkpoint_path, config.model_type.prefix(), "classifier", 0, 0.02).unwrap();
+    assert!(report.initialised.is_empty(), "{kind}: the golden checkpoint has the head: {report:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    let (ids, mask, types) = (&tensors["input_ids"], &tensors["attention_mask"], &tensors["token_type_ids"]);
+    let _guard = tch::no_grad_guard();
+    let hidden = model.encoder().forward_t(ids, mask, types, false).last_hidden_state;
+    let logits = model.forward_t(ids, mask, types, false);
+    let hidden_error = max_abs_diff(&hidden, &tensors["last_hidden_state"]);
+    let logits_error = max_abs_diff(&logits, &tensors["logits"]);
+    eprintln!("tiny {kind}: max abs error hidden {hidden_error:.2e}, logits {logits_error:.2e}");
+    assert!(hidden_error < 1e-4 && logits_error < 1e-4, "{kind}: hidden {hidden_error}, logits {logits_error}");
+    // Dropout is on in training mode (and the outputs then differ).
+    let trained = model.forward_t(ids, mask, types, true);
+    assert!(max_abs_diff(&trained, &logits) > 1e-6, "{kind}: train mode changed nothing");
+}
+
+#[test]
+fn tiny_bert_classifier_matches_transformers() {
+    check_tiny("bert");
+}
+
+#[test]
+fn tiny_roberta_classifier_matches_transformers() {
+    check_tiny("roberta");
+}
+
+/// The real MiniLM checkpoint (no `bert.` prefix, no classification head), when the shared mirror
+/// is there (`cargo xtask test` sets `INTRINSIC_BENCH_TEST_MIRROR`).
+#[test]
+fn minilm_matches_transformers() {
+    let Some(mirror) = std::env::var_os("INTRINSIC_BENCH_TEST_MIRROR").map(PathBuf::from) else {
+        eprintln!("INTRINSIC_BENCH_TEST_MIRROR not set: skipping the MiniLM parity test");
+        return;
+    };
+    let folder = mirror.join("hf/sentence-transformers/all-MiniLM-L6-v2/1110a243fdf4706b3f48f1d95db1a4f5529b4d41");
+    let config = Config::from_json(&std::fs::read_to_string(folder.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config.model_type, ModelType::Bert);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let model = SequenceClassifier::new(vs.root(), &config, 2);
+    let report =
+        checkpoint::load(&vs, &folder.join("model.safetensors"), "bert", "classifier", 7, config.initializer_range)
+            .unwrap();
+    assert_eq!(report.initialised, ["classifier.bias", "classifier.weight"]);
+    assert_eq!(report.unused, ["embeddings.position_ids"]);
+    assert_eq!(report.loaded, 103);
+
+    let tensors = read(&golden("minilm.safetensors"));
+    let _guard = tch::no_grad_guard();
+    let output =
+        model.encoder().forward_t(&tensors["input_ids"], &tensors["attention_mask"], &tensors["token_type_ids"], false);
+    let hidden_error = max_abs_diff(&output.last_hidden_state, &tensors["last_hidden_state"]);
+    let pooled_error = max_abs_diff(&output.pooled.unwrap(), &tensors["pooler_output"]);
+    eprintln!("MiniLM: max abs error hidden {hidden_error:.2e}, pooled {pooled_error:.2e}");
+    assert!(hidden_error < 1e-4 && pooled_error < 1e-4, "hidden {hidden_error}, pooled {pooled_error}");
+}
+
+#[test]
+fn loading_names_missing_and_unexpected_tensors() {
+    let config = Config::from_json(&std::fs::read_to_string(golden("tiny_bert.json")).unwrap()).unwrap();
+    let mut tensors = read(&golden("tiny_bert.safetensors"));
+    let moved = tensors.remove("weights.bert.encoder.layer.1.output.dense.weight").unwrap();
+    tensors.insert("weights.bert.encoder.layer.1.output.dense.kernel".to_owned(), moved);
+    let dir = std::env::temp_dir().join(format!("bench-suite-model-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = checkpoint_from_golden(&tensors, &dir);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let _model = SequenceClassifier::new(vs.root(), &config, 3);
+    let err = checkpoint::load(&vs, &path, "bert", "classifier", 0, 0.02).unwrap_err();
+    std::fs::remove_dir_all(&dir).unwrap();
+    match &err {
+        CheckpointError::Mismatch { missing, unexpected, .. } => {
+            assert_eq!(missing, &["bert.encoder.layer.1.output.dense.weight"]);
+            assert_eq!(unexpected, &["bert.encoder.layer.1.output.dense.kernel"]);
+        }
+        other => panic!("{other}"),
+    }
+    assert!(err.to_string().contains("missing: bert.encoder.layer.1.output.dense.weight"), "{err}");
+}
+
+#[test]
+fn fresh_heads_are_seeded_and_hf_scaled() {
+    let config = Config::from_json(&std::fs::read_to_string(golden("tiny_roberta.json")).unwrap()).unwrap();
+    let tensors = read(&golden("tiny_roberta.safetensors"));
+    let encoder_only: BTreeMap<String, Tensor> =
+        tensors.into_iter().filter(|(name, _)| !name.starts_with("weights.classifier.")).collect();
+    let dir = std::env::temp_dir().join(format!("bench-suite-model-head-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = checkpoint_from_golden(&encoder_only, &dir);
+    let head = |seed: u64| {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let _model = SequenceClassifier::new(vs.root(), &config, 3);
+        let report = checkpoint::load(&vs, &path, "roberta", "classifier", seed, 0.02).unwrap();
+        assert_eq!(report.initialised.len(), 4, "{report:?}");
+        let variables = vs.variables();
+        (variables["classifier.dense.weight"].copy(), variables["classifier.out_proj.bias"].copy())
+    };
+    let (weight_a, bias_a) = head(1);
+    let (weight_b, _) = head(1);
+    let (weight_c, _) = head(2);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(weight_a.equal(&weight_b) && !weight_a.equal(&weight_c));
+    assert_eq!(bias_a.abs().sum(Kind::Float).double_value(&[]), 0.0);
+    let std = weight_a.std(true).double_value(&[]);
+    assert!((std - 0.02).abs() < 0.002, "head init std {std}");
+}
