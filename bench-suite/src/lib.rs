@@ -8,6 +8,7 @@
 //! - [`model`]: BERT and RoBERTa encoders with HF names, and their classification heads.
 //! - [`random`]: keyed, machine-independent randomness (Fastfood factors, head initialisation).
 //! - [`shapes`]: parameter shapes of reference models (RoBERTa-base) for benchmarks.
+//! - [`tokenize`]: `tokenizer.json` tokenisation, longest-first truncation, per-batch padding, cache.
 //! - [`device`]: device selection, loading libtorch's CUDA library at run time.
 
 pub mod checkpoint;
@@ -18,3 +19,4 @@ pub mod model;
 pub mod random;
 pub mod shapes;
 pub mod subspace;
+pub mod tokenize;

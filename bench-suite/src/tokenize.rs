@@ -1,0 +1,193 @@
+//! Tokenisation with the `tokenizers` crate from a checkpoint's `tokenizer.json`: sentence pairs,
+//! longest-first truncation to a maximum length, dynamic padding per batch, and a cache of
+//! tokenised splits.
+//!
+//! Padding and truncation baked into a `tokenizer.json` (MiniLM's pads everything to 128) are
+//! cleared: truncation is ours (`max_len`, longest first, as HF's `truncation=True`), padding is
+//! done per batch by [`collate`], to the longest sequence of the batch.
+//!
+//! The cache stores token ids and type ids of a whole split under
+//! `<cache>/<sha256(tokenizer.json, max_len, texts)>.tok`, so a tokenizer, a data or a length
+//! change can never be served stale ids.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use tch::{Device, Kind, Tensor};
+use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TokenizeError {
+    #[error("tokenizer {path}: {message}")]
+    Load { path: PathBuf, message: String },
+    #[error("tokenizing: {0}")]
+    Encode(String),
+    #[error("token cache {path}: {source}")]
+    Cache {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// One tokenised example: ids and token type ids, without padding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Encoded {
+    pub ids: Vec<u32>,
+    pub type_ids: Vec<u32>,
+}
+
+/// A padded batch on a device.
+#[derive(Debug)]
+pub struct Batch {
+    /// `[batch, longest]` i64.
+    pub input_ids: Tensor,
+    /// `[batch, longest]` i64, 1 for tokens and 0 for padding.
+    pub attention_mask: Tensor,
+    /// `[batch, longest]` i64.
+    pub token_type_ids: Tensor,
+}
+
+pub struct TextEncoder {
+    tokenizer: Tokenizer,
+    max_len: usize,
+    /// sha256 of the tokenizer file, part of every cache key.
+    tokenizer_hash: String,
+}
+
+impl TextEncoder {
+    pub fn from_file(path: &Path, max_len: usize) -> Result<TextEncoder, TokenizeError> {
+        let load_error = |message: String| TokenizeError::Load { path: path.to_path_buf(), message };
+        let bytes = std::fs::read(path).map_err(|err| load_error(err.to_string()))?;
+        let mut tokenizer = Tokenizer::from_bytes(&bytes).map_err(|err| load_error(err.to_string()))?;
+        tokenizer.with_padding(None);
+        tokenizer
+            .with_truncation(Some(TruncationParams {
+                max_length: max_len,
+                strategy: TruncationStrategy::LongestFirst,
+                stride: 0,
+                direction: TruncationDirection::Right,
+            }))
+            .map_err(|err| load_error(err.to_string()))?;
+        Ok(TextEncoder { tokenizer, max_len, tokenizer_hash: format!("{:x}", Sha256::digest(&bytes)) })
+    }
+
+    pub fn max_len(&self) -> usize {
+        self.max_len
+    }
+
+    /// Tokenises a text or a sentence pair, with the model's special tokens.
+    pub fn encode(&self, text_a: &str, text_b: Option<&str>) -> Result<Encoded, TokenizeError> {
+        let encoding = match text_b {
+            Some(text_b) => self.tokenizer.encode((text_a, text_b), true),
+            None => self.tokenizer.encode(text_a, true),
+        }
+        .map_err(|err| TokenizeError::Encode(err.to_string()))?;
+        Ok(Encoded { ids: encoding.get_ids().to_vec(), type_ids: encoding.get_type_ids().to_vec() })
+    }
+
+    /// Tokenises a whole split, reading and writing the cache in `cache_dir` when one is given.
+    pub fn encode_all(
+        &self,
+        texts: &[(&str, Option<&str>)],
+        cache_dir: Option<&Path>,
+    ) -> Result<Vec<Encoded>, TokenizeError> {
+        let cache_path = cache_dir.map(|dir| dir.join(format!("{}.tok", self.cache_key(texts))));
+        if let Some(path) = &cache_path
+            && let Ok(encoded) = read_cache(path, texts.len())
+        {
+            return Ok(encoded);
+        }
+        let encoded =
+            texts.iter().map(|(text_a, text_b)| self.encode(text_a, *text_b)).collect::<Result<Vec<_>, _>>()?;
+        if let Some(path) = &cache_path {
+            write_cache(path, &encoded).map_err(|source| TokenizeError::Cache { path: path.clone(), source })?;
+        }
+        Ok(encoded)
+    }
+
+    fn cache_key(&self, texts: &[(&str, Option<&str>)]) -> String {
+        let mut hasher = Sha256::new();
+        hasher.update(self.tokenizer_hash.as_bytes());
+        hasher.update((self.max_len as u64).to_le_bytes());
+        for (text_a, text_b) in texts {
+            hasher.update((text_a.len() as u64).to_le_bytes());
+            hasher.update(text_a.as_bytes());
+            match text_b {
+                Some(text_b) => {
+                    hasher.update([1]);
+                    hasher.update((text_b.len() as u64).to_le_bytes());
+                    hasher.update(text_b.as_bytes());
+                }
+                None => hasher.update([0]),
+            }
+        }
+        format!("{:x}", hasher.finalize())
+    }
+}
+
+/// Pads `examples` to the longest of them with `pad_id` (type id 0, mask 0) and moves them to
+/// `device`.
+pub fn collate(examples: &[&Encoded], pad_id: u32, device: Device) -> Batch {
+    let longest = examples.iter().map(|example| example.ids.len()).max().unwrap_or(0);
+    let mut ids = Vec::with_capacity(examples.len() * longest);
+    let mut mask = Vec::with_capacity(examples.len() * longest);
+    let mut types = Vec::with_capacity(examples.len() * longest);
+    for example in examples {
+        let padding = longest - example.ids.len();
+        ids.extend(example.ids.iter().map(|&id| i64::from(id)).chain(std::iter::repeat_n(i64::from(pad_id), padding)));
+        mask.extend(std::iter::repeat_n(1i64, example.ids.len()).chain(std::iter::repeat_n(0, padding)));
+        types.extend(example.type_ids.iter().map(|&id| i64::from(id)).chain(std::iter::repeat_n(0, padding)));
+    }
+    let shape = [examples.len() as i64, longest as i64];
+    let to_tensor = |values: &[i64]| Tensor::from_slice(values).reshape(shape).to_kind(Kind::Int64).to_device(device);
+    Batch { input_ids: to_tensor(&ids), attention_mask: to_tensor(&mask), token_type_ids: to_tensor(&types) }
+}
+
+/// Cache format: `count: u64`, then per example `len: u32`, `len` ids (u32), `len` type ids (u8);
+/// little-endian. Written to a `.partial` file and renamed.
+fn write_cache(path: &Path, encoded: &[Encoded]) -> std::io::Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let mut bytes = Vec::new();
+    bytes.extend((encoded.len() as u64).to_le_bytes());
+    for example in encoded {
+        bytes.extend((example.ids.len() as u32).to_le_bytes());
+        for id in &example.ids {
+            bytes.extend(id.to_le_bytes());
+        }
+        bytes.extend(example.type_ids.iter().map(|&type_id| type_id as u8));
+    }
+    let partial = path.with_extension("tok.partial");
+    std::fs::File::create(&partial)?.write_all(&bytes)?;
+    std::fs::rename(partial, path)
+}
+
+fn read_cache(path: &Path, expected_count: usize) -> std::io::Result<Vec<Encoded>> {
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?.read_to_end(&mut bytes)?;
+    let corrupt = || std::io::Error::new(std::io::ErrorKind::InvalidData, "corrupt token cache");
+    let mut cursor = 0usize;
+    let mut take = |count: usize| -> std::io::Result<&[u8]> {
+        let slice = bytes.get(cursor..cursor + count).ok_or_else(corrupt)?;
+        cursor += count;
+        Ok(slice)
+    };
+    let count = u64::from_le_bytes(take(8)?.try_into().expect("8 bytes")) as usize;
+    if count != expected_count {
+        return Err(corrupt());
+    }
+    let mut encoded = Vec::with_capacity(count);
+    for _ in 0..count {
+        let len = u32::from_le_bytes(take(4)?.try_into().expect("4 bytes")) as usize;
+        let ids = take(4 * len)?
+            .chunks_exact(4)
+            .map(|chunk| u32::from_le_bytes(chunk.try_into().expect("4 bytes")))
+            .collect();
+        let type_ids = take(len)?.iter().map(|&type_id| u32::from(type_id)).collect();
+        encoded.push(Encoded { ids, type_ids });
+    }
+    Ok(encoded)
+}
