@@ -9,6 +9,7 @@
 //! - [`random`]: keyed, machine-independent randomness (Fastfood factors, head initialisation).
 //! - [`shapes`]: parameter shapes of reference models (RoBERTa-base) for benchmarks.
 //! - [`tokenize`]: `tokenizer.json` tokenisation, longest-first truncation, per-batch padding, cache.
+//! - [`train`]: one trainer for full, DID and SAID fine-tuning, with evaluation, divergence and resume.
 //! - [`device`]: device selection, loading libtorch's CUDA library at run time.
 
 pub mod checkpoint;
@@ -20,3 +21,4 @@ pub mod random;
 pub mod shapes;
 pub mod subspace;
 pub mod tokenize;
+pub mod train;

@@ -1,0 +1,490 @@
+//! One trainer for full, DID and SAID fine-tuning of a sequence classifier.
+//!
+//! The three modes differ only in what the optimiser sees: in `full`, every model tensor; in `did`
+//! and `said`, the subspace's `theta` (and `lambda`), whose gradients come from one ordinary
+//! backward through the model followed by the transpose of the projection (`subspace`). The same
+//! AdamW (decoupled weight decay as `torch.optim.AdamW`, none on biases and LayerNorm weights and
+//! on subspace parameters), linear warmup then linear decay (as HF's
+//! `get_linear_schedule_with_warmup`), and global-norm gradient clipping serve all modes.
+//!
+//! Determinism: the data order of epoch `e` is a permutation drawn from `(seeds.data, e)`, and the
+//! dropout RNG (torch's process-wide generator, so runs in one process take turns) is reseeded from
+//! `(seeds.dropout, step)` before every step, so a run is a function of its seeds (bit-identical on CPU with the same thread count) and a resumed run needs no RNG
+//! state: a checkpoint holds the trainable tensors, the optimiser moments, the step and the
+//! evaluations so far. A run killed and restarted from its run folder ends with exactly the
+//! numbers of an uninterrupted run.
+//!
+//! A loss that is not finite, or above `divergence_loss`, ends the run as `diverged`, keeping the
+//! evaluations made until then.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use tch::{Device, Kind, Tensor, nn};
+
+use crate::fastfood::{FactorStorage, Scope};
+use crate::model::SequenceClassifier;
+use crate::random;
+use crate::subspace::{Compat, LambdaGrouping, Method, Subspace, SubspaceConfig, SubspaceDescription};
+use crate::tokenize::{Encoded, collate};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    Full,
+    Did,
+    Said,
+}
+
+/// Independent seeds, so that one can vary while the others stay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Seeds {
+    pub data: u64,
+    pub head: u64,
+    pub dropout: u64,
+    pub projection: u64,
+}
+
+impl Seeds {
+    pub fn all(seed: u64) -> Seeds {
+        Seeds { data: seed, head: seed, dropout: seed, projection: seed }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    pub mode: Mode,
+    /// Subspace dimension (ignored for `full`).
+    pub d: usize,
+    pub scope: Scope,
+    pub grouping: LambdaGrouping,
+    pub compat: Compat,
+    pub lr: f64,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub warmup_ratio: f64,
+    pub weight_decay: f64,
+    pub max_grad_norm: f64,
+    /// Evaluate every this many steps, and at the end of every epoch.
+    pub eval_every: Option<usize>,
+    /// Save a checkpoint every this many steps (needs a run folder).
+    pub checkpoint_every: Option<usize>,
+    /// A loss above this ends the run as diverged.
+    pub divergence_loss: f64,
+    pub seeds: Seeds,
+    /// End the process's run after this many steps without saving anything more, as a kill would
+    /// (for testing resumption).
+    pub max_steps_this_process: Option<usize>,
+}
+
+impl TrainConfig {
+    /// Defaults of the paper's fine-tuning setup, to be overridden per experiment.
+    pub fn new(mode: Mode, d: usize, lr: f64) -> TrainConfig {
+        TrainConfig {
+            mode,
+            d,
+            scope: Scope::Global,
+            grouping: LambdaGrouping::PerLayer,
+            compat: Compat::None,
+            lr,
+            epochs: 3,
+            batch_size: 32,
+            warmup_ratio: 0.06,
+            weight_decay: 0.01,
+            max_grad_norm: 1.0,
+            eval_every: None,
+            checkpoint_every: None,
+            divergence_loss: 1e4,
+            seeds: Seeds::all(0),
+            max_steps_this_process: None,
+        }
+    }
+}
+
+/// One labelled, tokenised example.
+#[derive(Debug, Clone)]
+pub struct LabelledExample {
+    pub encoded: Encoded,
+    pub label: usize,
+}
+
+/// What a run trains and evaluates on.
+pub struct TrainData<'a> {
+    pub train: &'a [LabelledExample],
+    /// Named dev splits (MNLI has two).
+    pub dev: Vec<(String, &'a [LabelledExample])>,
+    /// Report F1 of label 1 as well as accuracy (MRPC, QQP).
+    pub with_f1: bool,
+    pub pad_id: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SplitMetrics {
+    pub accuracy: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub f1: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Evaluation {
+    pub step: usize,
+    pub epoch: usize,
+    pub train_loss: f64,
+    pub splits: BTreeMap<String, SplitMetrics>,
+    /// The metric the run is judged by: accuracy of the first dev split.
+    pub score: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "status")]
+pub enum Status {
+    Completed,
+    Diverged {
+        step: usize,
+        loss: f64,
+    },
+    /// Ended by `max_steps_this_process`.
+    Stopped,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunResult {
+    pub config: TrainConfig,
+    pub status: Status,
+    pub steps: usize,
+    pub evaluations: Vec<Evaluation>,
+    pub best: Option<Evaluation>,
+    pub subspace: Option<SubspaceDescription>,
+    pub trainable_parameters: usize,
+    pub wall_time_s: f64,
+    /// Steps done by this process (the rest came from a checkpoint).
+    pub steps_this_process: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error(transparent)]
+    Subspace(#[from] crate::subspace::SubspaceError),
+    #[error("checkpoint {path}: {message}")]
+    Checkpoint { path: PathBuf, message: String },
+    #[error("no training examples")]
+    NoData,
+}
+
+/// The tensors the optimiser updates, with their decay flags and Adam moments.
+struct Trainable {
+    tensors: Vec<Tensor>,
+    decay: Vec<bool>,
+    first_moment: Vec<Tensor>,
+    second_moment: Vec<Tensor>,
+}
+
+impl Trainable {
+    fn new(tensors: Vec<Tensor>, decay: Vec<bool>) -> Trainable {
+        let zeros = |tensors: &[Tensor]| tensors.iter().map(Tensor::zeros_like).collect();
+        Trainable { first_moment: zeros(&tensors), second_moment: zeros(&tensors), tensors, decay }
+    }
+
+    /// One AdamW step (as `torch.optim.AdamW`, betas 0.9/0.999, eps 1e-8) with gradients `grads`.
+    fn step(&mut self, grads: &[Tensor], lr: f64, weight_decay: f64, step: usize) {
+        let _guard = tch::no_grad_guard();
+        let (beta1, beta2, eps): (f64, f64, f64) = (0.9, 0.999, 1e-8);
+        let bias1 = 1.0 - beta1.powi(step as i32);
+        let bias2 = 1.0 - beta2.powi(step as i32);
+        let moments = self.first_moment.iter_mut().zip(self.second_moment.iter_mut());
+        for (((tensor, grad), &decay), (first, second)) in
+            self.tensors.iter_mut().zip(grads).zip(&self.decay).zip(moments)
+        {
+            if decay && weight_decay > 0.0 {
+                let _ = tensor.g_mul_scalar_(1.0 - lr * weight_decay);
+            }
+            let _ = first.g_mul_scalar_(beta1);
+            let _ = first.g_add_(&(grad * (1.0 - beta1)));
+            let _ = second.g_mul_scalar_(beta2);
+            let _ = second.g_add_(&(grad * grad * (1.0 - beta2)));
+            let denominator = (&*second / bias2).sqrt() + eps;
+            let update = (&*first / denominator) * (lr / bias1);
+            let _ = tensor.g_sub_(&update);
+        }
+    }
+}
+
+/// Scales `grads` in place so that their global norm is at most `max_norm`; returns the norm.
+fn clip(grads: &mut [Tensor], max_norm: f64) -> f64 {
+    let total: f64 = grads.iter().map(|grad| grad.square().sum(Kind::Double).double_value(&[])).sum::<f64>().sqrt();
+    if max_norm > 0.0 && total > max_norm {
+        let scale = max_norm / (total + 1e-6);
+        for grad in grads.iter_mut() {
+            *grad = &*grad * scale;
+        }
+    }
+    total
+}
+
+/// HF's linear schedule: warmup from 0 to `lr`, then linear decay to 0 at the last step.
+fn learning_rate(lr: f64, step: usize, total_steps: usize, warmup_steps: usize) -> f64 {
+    if step < warmup_steps {
+        return lr * step as f64 / warmup_steps.max(1) as f64;
+    }
+    lr * (total_steps.saturating_sub(step)) as f64 / (total_steps.saturating_sub(warmup_steps)).max(1) as f64
+}
+
+/// Trains `model` (whose variables live in `vs`) and evaluates it on the dev splits. With a run
+/// folder, checkpoints are written there and a run found there is resumed.
+pub fn train(
+    vs: &nn::VarStore,
+    model: &SequenceClassifier,
+    data: &TrainData,
+    config: &TrainConfig,
+    run_dir: Option<&Path>,
+) -> Result<RunResult, TrainError> {
+    if data.train.is_empty() {
+        return Err(TrainError::NoData);
+    }
+    // Dropout draws from torch's process-wide generator, reseeded every step: two runs at once in
+    // one process would draw from each other's streams, so they take turns.
+    static ONE_RUN_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = ONE_RUN_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let start_time = Instant::now();
+    let device = vs.device();
+    let mut named: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+
+    let mut subspace = match config.mode {
+        Mode::Full => None,
+        Mode::Did | Mode::Said => Some(Subspace::new(
+            &named,
+            SubspaceConfig {
+                method: if config.mode == Mode::Did { Method::Did } else { Method::Said },
+                d: config.d,
+                scope: config.scope,
+                grouping: config.grouping,
+                compat: config.compat,
+                seed: config.seeds.projection,
+                factor_storage: FactorStorage::Cached,
+            },
+        )?),
+    };
+    let mut trainable = match &subspace {
+        None => Trainable::new(
+            named.iter().map(|(_, tensor)| tensor.shallow_clone()).collect(),
+            named.iter().map(|(name, _)| !(name.ends_with("bias") || name.contains("LayerNorm"))).collect(),
+        ),
+        Some(subspace) => Trainable::new(vec![subspace.theta().copy(), subspace.lambda().copy()], vec![false, false]),
+    };
+    let trainable_parameters = trainable.tensors.iter().map(Tensor::numel).sum();
+
+    let steps_per_epoch = data.train.len().div_ceil(config.batch_size);
+    let total_steps = steps_per_epoch * config.epochs;
+    let warmup_steps = (config.warmup_ratio * total_steps as f64).round() as usize;
+    let mut state = RunState { step: 0, evaluations: Vec::new(), loss_sum: 0.0, loss_count: 0 };
+    if let Some(dir) = run_dir
+        && let Some(saved) = load_checkpoint(dir, &mut trainable)?
+    {
+        state = saved;
+        if let Some(subspace) = &mut subspace {
+            subspace.set(&trainable.tensors[0], &trainable.tensors[1])?;
+        }
+    }
+    let steps_before = state.step;
+    let mut status = Status::Completed;
+
+    'epochs: for epoch in state.step / steps_per_epoch..config.epochs {
+        let order = epoch_order(config.seeds.data, epoch, data.train.len());
+        for batch_idx in state.step % steps_per_epoch..steps_per_epoch {
+            if config.max_steps_this_process.is_some_and(|max| state.step - steps_before >= max) {
+                status = Status::Stopped;
+                break 'epochs;
+            }
+            let indices = &order[batch_idx * config.batch_size..((batch_idx + 1) * config.batch_size).min(order.len())];
+            let examples: Vec<&Encoded> = indices.iter().map(|&idx| &data.train[idx].encoded).collect();
+            let labels: Vec<i64> = indices.iter().map(|&idx| data.train[idx].label as i64).collect();
+            let batch = collate(&examples, data.pad_id, device);
+            let labels = Tensor::from_slice(&labels).to_device(device);
+
+            tch::manual_seed(derived_seed(config.seeds.dropout, "dropout", state.step as u64));
+            zero_grads(&named);
+            let logits = model.forward_t(&batch.input_ids, &batch.attention_mask, &batch.token_type_ids, true);
+            let loss = logits.log_softmax(-1, logits.kind()).nll_loss(&labels);
+            let loss_value = loss.double_value(&[]);
+            if !loss_value.is_finite() || loss_value > config.divergence_loss {
+                status = Status::Diverged { step: state.step, loss: loss_value };
+                break 'epochs;
+            }
+            loss.backward();
+            let mut grads = match &subspace {
+                None => named.iter().map(|(_, tensor)| tensor.grad()).collect::<Vec<_>>(),
+                Some(subspace) => {
+                    let (grad_theta, grad_lambda) = subspace.gradients()?;
+                    vec![grad_theta, grad_lambda]
+                }
+            };
+            clip(&mut grads, config.max_grad_norm);
+            state.step += 1;
+            let lr = learning_rate(config.lr, state.step - 1, total_steps, warmup_steps);
+            let decay = if subspace.is_some() { 0.0 } else { config.weight_decay };
+            trainable.step(&grads, lr, decay, state.step);
+            if let Some(subspace) = &mut subspace {
+                subspace.set(&trainable.tensors[0], &trainable.tensors[1])?;
+            }
+            state.loss_sum += loss_value;
+            state.loss_count += 1;
+
+            let end_of_epoch = batch_idx + 1 == steps_per_epoch;
+            if end_of_epoch || config.eval_every.is_some_and(|every| state.step.is_multiple_of(every)) {
+                let evaluation = evaluate(model, data, device, &mut state, epoch);
+                state.evaluations.push(evaluation);
+            }
+            if let (Some(dir), Some(every)) = (run_dir, config.checkpoint_every)
+                && (state.step.is_multiple_of(every) || state.step == total_steps)
+            {
+                save_checkpoint(dir, &trainable, &state)?;
+            }
+        }
+    }
+
+    let best = state.evaluations.iter().max_by(|a, b| a.score.total_cmp(&b.score)).cloned();
+    Ok(RunResult {
+        config: config.clone(),
+        status,
+        steps: state.step,
+        steps_this_process: state.step - steps_before,
+        best,
+        evaluations: state.evaluations,
+        subspace: subspace.as_ref().map(Subspace::description),
+        trainable_parameters,
+        wall_time_s: start_time.elapsed().as_secs_f64(),
+    })
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct RunState {
+    step: usize,
+    evaluations: Vec<Evaluation>,
+    /// Training loss since the last evaluation.
+    loss_sum: f64,
+    loss_count: usize,
+}
+
+fn derived_seed(seed: u64, purpose: &str, index: u64) -> i64 {
+    use rand_core::RngCore;
+    (random::keyed_rng("train v1", seed, purpose, index).next_u64() >> 1) as i64
+}
+
+/// The example order of one epoch: a permutation drawn from (seed, epoch).
+fn epoch_order(seed: u64, epoch: usize, len: usize) -> Vec<usize> {
+    let mut rng = random::keyed_rng("train v1", seed, "data order", epoch as u64);
+    let mut order: Vec<usize> = (0..len).collect();
+    for idx in (1..len).rev() {
+        order.swap(idx, random::bounded(&mut rng, idx as u64 + 1) as usize);
+    }
+    order
+}
+
+fn zero_grads(named: &[(String, Tensor)]) {
+    for (_, tensor) in named {
+        let mut grad = tensor.grad();
+        if grad.defined() {
+            let _ = grad.zero_();
+        }
+    }
+}
+
+fn evaluate(
+    model: &SequenceClassifier,
+    data: &TrainData,
+    device: Device,
+    state: &mut RunState,
+    epoch: usize,
+) -> Evaluation {
+    let _guard = tch::no_grad_guard();
+    let mut splits = BTreeMap::new();
+    let mut score = None;
+    for (name, examples) in &data.dev {
+        let mut correct = 0usize;
+        let (mut true_positive, mut false_positive, mut false_negative) = (0usize, 0usize, 0usize);
+        for chunk in examples.chunks(64) {
+            let encoded: Vec<&Encoded> = chunk.iter().map(|example| &example.encoded).collect();
+            let batch = collate(&encoded, data.pad_id, device);
+            let logits = model.forward_t(&batch.input_ids, &batch.attention_mask, &batch.token_type_ids, false);
+            let predictions =
+                Vec::<i64>::try_from(logits.argmax(-1, false).to_device(Device::Cpu)).expect("i64 predictions");
+            for (example, &prediction) in chunk.iter().zip(&predictions) {
+                let (label, prediction) = (example.label, prediction as usize);
+                correct += usize::from(label == prediction);
+                true_positive += usize::from(label == 1 && prediction == 1);
+                false_positive += usize::from(label != 1 && prediction == 1);
+                false_negative += usize::from(label == 1 && prediction != 1);
+            }
+        }
+        let accuracy = correct as f64 / examples.len().max(1) as f64;
+        let f1 = data.with_f1.then(|| {
+            let denominator = 2 * true_positive + false_positive + false_negative;
+            if denominator == 0 { 0.0 } else { 2.0 * true_positive as f64 / denominator as f64 }
+        });
+        score.get_or_insert(accuracy);
+        splits.insert(name.clone(), SplitMetrics { accuracy, f1 });
+    }
+    let train_loss = if state.loss_count == 0 { f64::NAN } else { state.loss_sum / state.loss_count as f64 };
+    state.loss_sum = 0.0;
+    state.loss_count = 0;
+    Evaluation { step: state.step, epoch, train_loss, splits, score: score.unwrap_or(f64::NAN) }
+}
+
+/// A checkpoint: `trainable.safetensors` (tensors and Adam moments) and `state.json`, each written
+/// to a temporary name and renamed, `state.json` last (it marks the checkpoint complete).
+fn save_checkpoint(dir: &Path, trainable: &Trainable, state: &RunState) -> Result<(), TrainError> {
+    let checkpoint_error = |path: &Path, message: String| TrainError::Checkpoint { path: path.to_path_buf(), message };
+    std::fs::create_dir_all(dir).map_err(|err| checkpoint_error(dir, err.to_string()))?;
+    let mut named = Vec::new();
+    for (idx, ((tensor, first), second)) in
+        trainable.tensors.iter().zip(&trainable.first_moment).zip(&trainable.second_moment).enumerate()
+    {
+        named.push((format!("{idx}.value"), tensor.to_device(Device::Cpu)));
+        named.push((format!("{idx}.m"), first.to_device(Device::Cpu)));
+        named.push((format!("{idx}.v"), second.to_device(Device::Cpu)));
+    }
+    let tensors_path = dir.join("trainable.safetensors");
+    let partial = dir.join("trainable.safetensors.partial");
+    Tensor::write_safetensors(&named, &partial).map_err(|err| checkpoint_error(&partial, err.to_string()))?;
+    std::fs::rename(&partial, &tensors_path).map_err(|err| checkpoint_error(&tensors_path, err.to_string()))?;
+    let state_path = dir.join("state.json");
+    let partial = dir.join("state.json.partial");
+    let text = serde_json::to_string(state).expect("serialisable");
+    std::fs::write(&partial, text).map_err(|err| checkpoint_error(&partial, err.to_string()))?;
+    std::fs::rename(&partial, &state_path).map_err(|err| checkpoint_error(&state_path, err.to_string()))
+}
+
+fn load_checkpoint(dir: &Path, trainable: &mut Trainable) -> Result<Option<RunState>, TrainError> {
+    let state_path = dir.join("state.json");
+    let Ok(text) = std::fs::read_to_string(&state_path) else { return Ok(None) };
+    let checkpoint_error = |path: &Path, message: String| TrainError::Checkpoint { path: path.to_path_buf(), message };
+    let state: RunState = serde_json::from_str(&text).map_err(|err| checkpoint_error(&state_path, err.to_string()))?;
+    let tensors_path = dir.join("trainable.safetensors");
+    let saved: BTreeMap<String, Tensor> = Tensor::read_safetensors(&tensors_path)
+        .map_err(|err| checkpoint_error(&tensors_path, err.to_string()))?
+        .into_iter()
+        .collect();
+    let _guard = tch::no_grad_guard();
+    for idx in 0..trainable.tensors.len() {
+        for (suffix, target) in [
+            ("value", &mut trainable.tensors[idx]),
+            ("m", &mut trainable.first_moment[idx]),
+            ("v", &mut trainable.second_moment[idx]),
+        ] {
+            let name = format!("{idx}.{suffix}");
+            let tensor =
+                saved.get(&name).ok_or_else(|| checkpoint_error(&tensors_path, format!("no tensor `{name}`")))?;
+            if tensor.size() != target.size() {
+                return Err(checkpoint_error(
+                    &tensors_path,
+                    format!("`{name}` has shape {:?}, expected {:?}", tensor.size(), target.size()),
+                ));
+            }
+            target.copy_(&tensor.to_device(target.device()));
+        }
+    }
+    Ok(Some(state))
+}

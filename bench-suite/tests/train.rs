@@ -1,0 +1,146 @@
+//! The trainer on a tiny random model and a synthetic task: it learns in all three modes, a run
+//! stopped and resumed from its checkpoint ends with exactly the numbers of an uninterrupted one,
+//! and a NaN loss ends the run as diverged.
+
+use bench_suite::model::{Config, SequenceClassifier};
+use bench_suite::random;
+use bench_suite::tokenize::Encoded;
+use bench_suite::train::{LabelledExample, Mode, RunResult, Status, TrainConfig, TrainData, train};
+use tch::{Device, Tensor, nn};
+
+const VOCAB: u32 = 40;
+
+/// Torch's generator is process-wide: model construction in one test would shift the dropout
+/// stream of a run in another, so the tests of this file take turns.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn config() -> Config {
+    Config::from_json(
+        r#"{"model_type": "bert", "vocab_size": 40, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
+            "intermediate_size": 64, "max_position_embeddings": 32, "type_vocab_size": 2, "pad_token_id": 0,
+            "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1}"#,
+    )
+    .unwrap()
+}
+
+/// A model whose weights come from the keyed RNG, not from torch's global one (tests run in
+/// parallel and share it).
+fn model() -> (nn::VarStore, SequenceClassifier) {
+    let vs = nn::VarStore::new(Device::Cpu);
+    let model = SequenceClassifier::new(vs.root(), &config(), 2);
+    let _guard = tch::no_grad_guard();
+    for (name, mut tensor) in vs.variables() {
+        let values = if name.ends_with("bias") {
+            vec![0.0; tensor.numel()]
+        } else if name.contains("LayerNorm") {
+            vec![1.0; tensor.numel()]
+        } else {
+            random::normals(&mut random::keyed_rng("test model", 0, &name, 0), tensor.numel())
+                .iter()
+                .map(|v| v * 0.05)
+                .collect()
+        };
+        tensor.copy_(&Tensor::from_slice(&values).reshape(tensor.size()));
+    }
+    (vs, model)
+}
+
+/// Label 1 when the content tokens come from the upper half of the vocabulary, 0 from the lower:
+/// a bag-of-words signal that a tiny random encoder separates, in full and in a subspace.
+fn synthetic(count: usize, seed: u64) -> Vec<LabelledExample> {
+    let mut rng = random::keyed_rng("test data", seed, "synthetic", 0);
+    let half = (VOCAB - 8) / 2;
+    (0..count)
+        .map(|_| {
+            let len = 4 + random::bounded(&mut rng, 8) as usize;
+            let label = random::bounded(&mut rng, 2) as usize;
+            let base = 8 + label as u32 * half;
+            let mut ids: Vec<u32> =
+                (0..len).map(|_| base + random::bounded(&mut rng, u64::from(half)) as u32).collect();
+            ids.insert(0, 2);
+            ids.push(3);
+            LabelledExample { encoded: Encoded { type_ids: vec![0; ids.len()], ids }, label }
+        })
+        .collect()
+}
+
+fn run(
+    mode: Mode,
+    d: usize,
+    lr: f64,
+    epochs: usize,
+    run_dir: Option<&std::path::Path>,
+    stop_after: Option<usize>,
+) -> RunResult {
+    let (vs, model) = model();
+    let train_set = synthetic(384, 1);
+    let dev_set = synthetic(128, 2);
+    let data = TrainData { train: &train_set, dev: vec![("dev".to_owned(), &dev_set)], with_f1: true, pad_id: 0 };
+    let mut config = TrainConfig::new(mode, d, lr);
+    config.epochs = epochs;
+    config.batch_size = 16;
+    config.checkpoint_every = run_dir.map(|_| 6);
+    config.max_steps_this_process = stop_after;
+    train(&vs, &model, &data, &config, run_dir).unwrap()
+}
+
+#[test]
+fn learns_in_all_three_modes() {
+    let _serial = serial();
+    for (mode, d, lr) in [(Mode::Full, 0, 1e-3), (Mode::Did, 300, 0.2), (Mode::Said, 300, 0.05)] {
+        let result = run(mode, d, lr, 6, None, None);
+        let first = &result.evaluations[0];
+        let last = result.evaluations.last().unwrap();
+        let best = result.best.as_ref().unwrap();
+        eprintln!(
+            "{mode:?}: train loss {:.3} -> {:.3}, dev accuracy {:.3} -> best {:.3} (f1 {:.3}), {} trainable",
+            first.train_loss,
+            last.train_loss,
+            first.score,
+            best.score,
+            best.splits["dev"].f1.unwrap(),
+            result.trainable_parameters
+        );
+        assert_eq!(result.status, Status::Completed);
+        assert!(last.train_loss < 0.1, "{mode:?}: final train loss {}", last.train_loss);
+        assert!(best.score > 0.95, "{mode:?}: best dev accuracy {}", best.score);
+        assert_eq!(result.trainable_parameters, if mode == Mode::Full { 20_642 } else { d });
+    }
+}
+
+#[test]
+fn a_resumed_run_ends_with_the_numbers_of_an_uninterrupted_one() {
+    let _serial = serial();
+    for (mode, d, lr) in [(Mode::Full, 0, 1e-3), (Mode::Said, 120, 0.05), (Mode::Did, 120, 0.2)] {
+        let uninterrupted = run(mode, d, lr, 2, None, None);
+        let dir = std::env::temp_dir().join(format!("bench-suite-train-resume-{mode:?}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        // Stopped after 13 steps (its last checkpoint is at step 12), then a new process resumes.
+        let stopped = run(mode, d, lr, 2, Some(&dir), Some(13));
+        assert_eq!(stopped.steps, 13);
+        let resumed = run(mode, d, lr, 2, Some(&dir), None);
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(resumed.steps_this_process, uninterrupted.steps - 12, "{mode:?}: resumed from step 12");
+        assert_eq!(resumed.evaluations, uninterrupted.evaluations, "{mode:?}: resumed run differs");
+    }
+}
+
+#[test]
+fn same_seeds_give_identical_runs_and_a_nan_ends_as_diverged() {
+    let _serial = serial();
+    let a = run(Mode::Did, 200, 0.05, 1, None, None);
+    let b = run(Mode::Did, 200, 0.05, 1, None, None);
+    assert_eq!(a.evaluations, b.evaluations);
+
+    let (vs, model) = model();
+    let _ = tch::no_grad(|| vs.variables()["classifier.weight"].shallow_clone().fill_(f64::NAN));
+    let train_set = synthetic(64, 1);
+    let data = TrainData { train: &train_set, dev: vec![("dev".to_owned(), &train_set)], with_f1: false, pad_id: 0 };
+    let result = train(&vs, &model, &data, &TrainConfig::new(Mode::Full, 0, 1e-3), None).unwrap();
+    assert!(matches!(result.status, Status::Diverged { step: 0, loss } if loss.is_nan()), "{:?}", result.status);
+    assert!(result.evaluations.is_empty() && result.best.is_none());
+}
