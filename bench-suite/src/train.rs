@@ -231,14 +231,25 @@ fn learning_rate(lr: f64, step: usize, total_steps: usize, warmup_steps: usize) 
     lr * (total_steps.saturating_sub(step)) as f64 / (total_steps.saturating_sub(warmup_steps)).max(1) as f64
 }
 
+/// What the trainer reports after each step (for progress bars).
+#[derive(Debug, Clone, Copy)]
+pub struct StepReport {
+    pub step: usize,
+    pub total_steps: usize,
+    pub loss: f64,
+    pub lr: f64,
+}
+
 /// Trains `model` (whose variables live in `vs`) and evaluates it on the dev splits. With a run
-/// folder, checkpoints are written there and a run found there is resumed.
+/// folder, checkpoints are written there and a run found there is resumed. `on_step` sees every
+/// step.
 pub fn train(
     vs: &nn::VarStore,
     model: &SequenceClassifier,
     data: &TrainData,
     config: &TrainConfig,
     run_dir: Option<&Path>,
+    on_step: &mut dyn FnMut(StepReport),
 ) -> Result<RunResult, TrainError> {
     if data.train.is_empty() {
         return Err(TrainError::NoData);
@@ -331,6 +342,7 @@ pub fn train(
             }
             state.loss_sum += loss_value;
             state.loss_count += 1;
+            on_step(StepReport { step: state.step, total_steps, loss: loss_value, lr });
 
             let end_of_epoch = batch_idx + 1 == steps_per_epoch;
             if end_of_epoch || config.eval_every.is_some_and(|every| state.step.is_multiple_of(every)) {

@@ -85,7 +85,7 @@ fn run(
     config.batch_size = 16;
     config.checkpoint_every = run_dir.map(|_| 6);
     config.max_steps_this_process = stop_after;
-    train(&vs, &model, &data, &config, run_dir).unwrap()
+    train(&vs, &model, &data, &config, run_dir, &mut |_| {}).unwrap()
 }
 
 #[test]
@@ -140,7 +140,7 @@ fn same_seeds_give_identical_runs_and_a_nan_ends_as_diverged() {
     let _ = tch::no_grad(|| vs.variables()["classifier.weight"].shallow_clone().fill_(f64::NAN));
     let train_set = synthetic(64, 1);
     let data = TrainData { train: &train_set, dev: vec![("dev".to_owned(), &train_set)], with_f1: false, pad_id: 0 };
-    let result = train(&vs, &model, &data, &TrainConfig::new(Mode::Full, 0, 1e-3), None).unwrap();
+    let result = train(&vs, &model, &data, &TrainConfig::new(Mode::Full, 0, 1e-3), None, &mut |_| {}).unwrap();
     assert!(matches!(result.status, Status::Diverged { step: 0, loss } if loss.is_nan()), "{:?}", result.status);
     assert!(result.evaluations.is_empty() && result.best.is_none());
 }

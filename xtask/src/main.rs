@@ -6,6 +6,7 @@
 
 mod bench;
 mod fetch;
+mod finetune;
 mod setup;
 mod test;
 
@@ -24,6 +25,9 @@ commands:
   bench criterion  the criterion benches of bench-suite (cargo bench -p bench-suite)
   fetch [--mirror DIR]... [--offline] [ASSET...]
                    bring datasets and checkpoints into the verified cache (default: all assets)
+  finetune --model ASSET --task TASK --mode full|did|said [--d N] [--lr X] [--epochs N]
+           [--max-train-examples N] [--device cpu|cuda] [--seed N] [--run-dir DIR] [--mirror DIR] [--offline]
+                   fine-tune once and print the result as JSON (release build)
   env              print the environment that xtask gives to cargo (for running cargo by hand)
 
 environment:
@@ -56,6 +60,7 @@ fn main() -> Result<()> {
         }
         "bench" => bench::run(&args),
         "fetch" => fetch::run(&args, &invoked_from),
+        "finetune" => finetune::run(&args, &invoked_from),
         "env" => {
             no_more_args(&args)?;
             let libtorch = setup::ensure()?;
@@ -86,6 +91,22 @@ fn cargo(libtorch: &setup::Libtorch) -> Command {
     let mut command = Command::new(cargo);
     command.envs(libtorch.cargo_env());
     command
+}
+
+/// The arguments with the values of `--mirror` and `--run-dir` made relative to the folder the
+/// user typed the command in (xtask itself runs from the project root).
+fn paths_from_caller(args: &[String], invoked_from: &Path) -> Vec<String> {
+    let mut resolved = Vec::with_capacity(args.len());
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        resolved.push(arg.clone());
+        if (arg == "--mirror" || arg == "--run-dir")
+            && let Some(path) = args.next()
+        {
+            resolved.push(invoked_from.join(path).display().to_string());
+        }
+    }
+    resolved
 }
 
 /// Runs a command, echoing it first, and fails with its exit status.

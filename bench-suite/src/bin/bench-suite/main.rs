@@ -1,4 +1,5 @@
-//! The bench-suite command line: `bench-fastfood` for now (run through `cargo xtask bench fastfood`).
+//! The bench-suite command line: `finetune` (run through `cargo xtask finetune`) and
+//! `bench-fastfood` (run through `cargo xtask bench fastfood`).
 //!
 //! `bench-fastfood` measures, in one process, medians after a warm-up:
 //! - FWHT of 2^20, 2^24, 2^26 f32 values on CPU: our kernel, the tch-op (CUDA) path run on CPU,
@@ -14,13 +15,16 @@ use bench_suite::{fwht, shapes};
 use serde::Serialize;
 use tch::{Device, Kind, Tensor};
 
+mod finetune;
+
 const USAGE: &str = "usage: bench-suite bench-fastfood [--quick] [--json PATH]";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("bench-fastfood") => bench_fastfood(&args[1..]),
-        _ => bail!("{USAGE}"),
+        Some("finetune") => finetune::run(&args[1..]),
+        _ => bail!("{USAGE}\n{}", finetune::USAGE),
     }
 }
 
