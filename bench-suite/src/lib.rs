@@ -10,11 +10,13 @@
 //! - [`shapes`]: parameter shapes of reference models (RoBERTa-base) for benchmarks.
 //! - [`tokenize`]: `tokenizer.json` tokenisation, longest-first truncation, per-batch padding, cache.
 //! - [`train`]: one trainer for full, DID and SAID fine-tuning, with evaluation, divergence and resume.
+//! - [`finetune`]: one fine-tuning run from store to result (the command line and the runner share it).
 //! - [`device`]: device selection, loading libtorch's CUDA library at run time.
 
 pub mod checkpoint;
 pub mod device;
 pub mod fastfood;
+pub mod finetune;
 pub mod fwht;
 pub mod model;
 pub mod random;
