@@ -430,16 +430,14 @@ impl Store {
         if let Some(expected) = wanted.size
             && expected != size
         {
-            let quarantined = self.quarantine(path, &wanted.label)?;
-            return Err(Error::Mismatch(Box::new(Mismatch {
-                what: "size",
-                asset: wanted.asset.to_owned(),
-                file: wanted.label.clone(),
-                origin: origin.to_owned(),
-                expected: format!("{expected} bytes"),
-                actual: format!("{size} bytes"),
-                quarantined,
-            })));
+            return Err(self.reject(
+                wanted,
+                path,
+                origin,
+                "size",
+                format!("{expected} bytes"),
+                format!("{size} bytes"),
+            ));
         }
         let actual = match streamed_sha256 {
             Some(hash) => hash,
@@ -447,16 +445,7 @@ impl Store {
         };
         match &wanted.sha256 {
             Some(expected) if *expected != actual => {
-                let quarantined = self.quarantine(path, &wanted.label)?;
-                return Err(Error::Mismatch(Box::new(Mismatch {
-                    what: "sha256",
-                    asset: wanted.asset.to_owned(),
-                    file: wanted.label.clone(),
-                    origin: origin.to_owned(),
-                    expected: expected.clone(),
-                    actual,
-                    quarantined,
-                })));
+                return Err(self.reject(wanted, path, origin, "sha256", expected.clone(), actual));
             }
             Some(_) => {}
             None => {
@@ -474,6 +463,31 @@ impl Store {
             }
         }
         write_sidecar(path, &actual, size)
+    }
+
+    /// Moves a file that is not what the manifest says to quarantine, and says so.
+    fn reject(
+        &self,
+        wanted: &Wanted,
+        path: &Path,
+        origin: &str,
+        what: &'static str,
+        expected: String,
+        actual: String,
+    ) -> Error {
+        let quarantined = match self.quarantine(path, &wanted.label) {
+            Ok(quarantined) => quarantined,
+            Err(err) => return err,
+        };
+        Error::Mismatch(Box::new(Mismatch {
+            what,
+            asset: wanted.asset.to_owned(),
+            file: wanted.label.clone(),
+            origin: origin.to_owned(),
+            expected,
+            actual,
+            quarantined,
+        }))
     }
 
     fn quarantine(&self, path: &Path, label: &str) -> Result<PathBuf, Error> {

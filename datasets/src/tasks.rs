@@ -178,28 +178,27 @@ impl Task {
                 let (name, examples) = check("test", &test_file, test)?;
                 splits.insert(name, examples);
             }
-            Task::Qqp => {
-                for split in ["train", "dev"] {
-                    let file = paths.member(&format!("QQP/{split}.tsv"));
-                    let examples = parse_tsv(&file, &["question1", "question2", "is_duplicate"], |fields| {
+            Task::Qqp | Task::Mnli => {
+                // Sentence-pair GLUE TSVs: the same reader, other columns and labels.
+                type LabelParser = fn(&str) -> Result<usize, String>;
+                let (folder, split_names, columns, parse_label): (&str, &[&'static str], [&str; 3], LabelParser) =
+                    if self == Task::Qqp {
+                        ("QQP", &["train", "dev"], ["question1", "question2", "is_duplicate"], binary_label)
+                    } else {
+                        (
+                            "MNLI",
+                            &["train", "dev_matched", "dev_mismatched"],
+                            ["sentence1", "sentence2", "gold_label"],
+                            nli_label,
+                        )
+                    };
+                for &split in split_names {
+                    let file = paths.member(&format!("{folder}/{split}.tsv"));
+                    let examples = parse_tsv(&file, &columns, |fields| {
                         Ok(Example {
                             text_a: fields[0].to_owned(),
                             text_b: Some(fields[1].to_owned()),
-                            label: binary_label(fields[2])?,
-                        })
-                    })?;
-                    let (name, examples) = check(split, &file, examples)?;
-                    splits.insert(name, examples);
-                }
-            }
-            Task::Mnli => {
-                for split in ["train", "dev_matched", "dev_mismatched"] {
-                    let file = paths.member(&format!("MNLI/{split}.tsv"));
-                    let examples = parse_tsv(&file, &["sentence1", "sentence2", "gold_label"], |fields| {
-                        Ok(Example {
-                            text_a: fields[0].to_owned(),
-                            text_b: Some(fields[1].to_owned()),
-                            label: nli_label(fields[2])?,
+                            label: parse_label(fields[2])?,
                         })
                     })?;
                     let (name, examples) = check(split, &file, examples)?;
