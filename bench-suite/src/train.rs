@@ -290,9 +290,9 @@ pub fn train(
     let steps_per_epoch = data.train.len().div_ceil(config.batch_size);
     let total_steps = steps_per_epoch * config.epochs;
     let warmup_steps = (config.warmup_ratio * total_steps as f64).round() as usize;
-    let mut state = RunState { step: 0, evaluations: Vec::new(), loss_sum: 0.0, loss_count: 0 };
+    let mut state = RunState { config: config.clone(), step: 0, evaluations: Vec::new(), loss_sum: 0.0, loss_count: 0 };
     if let Some(dir) = run_dir
-        && let Some(saved) = load_checkpoint(dir, &mut trainable)?
+        && let Some(saved) = load_checkpoint(dir, &mut trainable, config)?
     {
         state = saved;
         if let Some(subspace) = &mut subspace {
@@ -373,6 +373,8 @@ pub fn train(
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct RunState {
+    /// The configuration the run was started with: a run folder resumes only the same run.
+    config: TrainConfig,
     step: usize,
     evaluations: Vec<Evaluation>,
     /// Training loss since the last evaluation.
@@ -469,11 +471,26 @@ fn save_checkpoint(dir: &Path, trainable: &Trainable, state: &RunState) -> Resul
     std::fs::rename(&partial, &state_path).map_err(|err| checkpoint_error(&state_path, err.to_string()))
 }
 
-fn load_checkpoint(dir: &Path, trainable: &mut Trainable) -> Result<Option<RunState>, TrainError> {
+fn load_checkpoint(
+    dir: &Path,
+    trainable: &mut Trainable,
+    config: &TrainConfig,
+) -> Result<Option<RunState>, TrainError> {
     let state_path = dir.join("state.json");
     let Ok(text) = std::fs::read_to_string(&state_path) else { return Ok(None) };
     let checkpoint_error = |path: &Path, message: String| TrainError::Checkpoint { path: path.to_path_buf(), message };
     let state: RunState = serde_json::from_str(&text).map_err(|err| checkpoint_error(&state_path, err.to_string()))?;
+    // `max_steps_this_process` is about this process, not the run.
+    let comparable = |config: &TrainConfig| TrainConfig { max_steps_this_process: None, ..config.clone() };
+    if comparable(&state.config) != comparable(config) {
+        return Err(checkpoint_error(
+            &state_path,
+            format!(
+                "this run folder holds another run ({}); use another --run-dir or remove it",
+                serde_json::to_string(&state.config).expect("serialisable")
+            ),
+        ));
+    }
     let tensors_path = dir.join("trainable.safetensors");
     let saved: BTreeMap<String, Tensor> = Tensor::read_safetensors(&tensors_path)
         .map_err(|err| checkpoint_error(&tensors_path, err.to_string()))?

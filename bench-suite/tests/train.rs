@@ -127,6 +127,20 @@ fn a_resumed_run_ends_with_the_numbers_of_an_uninterrupted_one() {
         assert_eq!(resumed.steps_this_process, uninterrupted.steps - 12, "{mode:?}: resumed from step 12");
         assert_eq!(resumed.evaluations, uninterrupted.evaluations, "{mode:?}: resumed run differs");
     }
+    // A run folder resumes only the run it holds.
+    let dir = std::env::temp_dir().join(format!("bench-suite-train-other-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    run(Mode::Said, 120, 0.05, 1, Some(&dir), Some(7));
+    let (vs, model) = model();
+    let train_set = synthetic(384, 1);
+    let data = TrainData { train: &train_set, dev: vec![("dev".to_owned(), &train_set)], with_f1: false, pad_id: 0 };
+    let mut other = TrainConfig::new(Mode::Said, 120, 0.1);
+    other.epochs = 1;
+    other.batch_size = 16;
+    other.checkpoint_every = Some(6);
+    let err = train(&vs, &model, &data, &other, Some(&dir), &mut |_| {}).unwrap_err();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(err.to_string().contains("another run"), "{err}");
 }
 
 #[test]
