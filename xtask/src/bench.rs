@@ -2,7 +2,8 @@
 //!
 //! `bench fastfood [flags]` runs the suite's own benchmark binary, which measures our FWHT and
 //! Fastfood against a memcpy and against the authors' per-stage algorithm in one process and
-//! prints the ratios. `bench criterion [filter]` runs the criterion benches.
+//! prints the ratios. `bench train-step [flags]` measures SAID and DID training steps against full
+//! fine-tuning steps (time and peak memory). `bench criterion [filter]` runs the criterion benches.
 
 use anyhow::{Result, bail};
 
@@ -10,7 +11,7 @@ use crate::{cargo, run_checked, setup};
 
 pub fn run(args: &[String]) -> Result<()> {
     let Some((which, rest)) = args.split_first() else {
-        bail!("usage: cargo xtask bench fastfood [--quick] | cargo xtask bench criterion [filter]");
+        bail!("usage: cargo xtask bench fastfood [--quick] | train-step [flags] | criterion [filter]");
     };
     let libtorch = setup::ensure()?;
     match which.as_str() {
@@ -19,9 +20,23 @@ pub fn run(args: &[String]) -> Result<()> {
                 .args(["run", "--release", "--package", "bench-suite", "--bin", "bench-suite", "--", "bench-fastfood"])
                 .args(rest),
         ),
+        "train-step" => run_checked(
+            cargo(&libtorch)
+                .args([
+                    "run",
+                    "--release",
+                    "--package",
+                    "bench-suite",
+                    "--bin",
+                    "bench-suite",
+                    "--",
+                    "bench-train-step",
+                ])
+                .args(rest),
+        ),
         "criterion" => run_checked(
             cargo(&libtorch).args(["bench", "--package", "bench-suite", "--bench", "bench_main", "--"]).args(rest),
         ),
-        other => bail!("unknown benchmark `{other}`: expected `fastfood` or `criterion`"),
+        other => bail!("unknown benchmark `{other}`: expected `fastfood`, `train-step` or `criterion`"),
     }
 }

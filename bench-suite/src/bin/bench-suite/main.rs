@@ -1,5 +1,5 @@
-//! The bench-suite command line: `finetune` (run through `cargo xtask finetune`) and
-//! `bench-fastfood` (run through `cargo xtask bench fastfood`).
+//! The bench-suite command line: `finetune` (run through `cargo xtask finetune`),
+//! `bench-fastfood` and `bench-train-step` (run through `cargo xtask bench fastfood|train-step`).
 //!
 //! `bench-fastfood` measures, in one process, medians after a warm-up:
 //! - FWHT of 2^20, 2^24, 2^26 f32 values on CPU: our kernel, the tch-op (CUDA) path run on CPU,
@@ -16,6 +16,7 @@ use serde::Serialize;
 use tch::{Device, Kind, Tensor};
 
 mod finetune;
+mod train_step;
 
 const USAGE: &str = "usage: bench-suite bench-fastfood [--quick] [--json PATH]";
 
@@ -24,7 +25,8 @@ fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("bench-fastfood") => bench_fastfood(&args[1..]),
         Some("finetune") => finetune::run(&args[1..]),
-        _ => bail!("{USAGE}\n{}", finetune::USAGE),
+        Some("bench-train-step") => train_step::run(&args[1..]),
+        _ => bail!("{USAGE}\n{}\n{}", finetune::USAGE, train_step::USAGE),
     }
 }
 

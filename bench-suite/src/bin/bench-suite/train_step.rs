@@ -1,0 +1,204 @@
+//! `bench-suite bench-train-step`: the time of a SAID and a DID training step against a full
+//! fine-tuning step, measured in one process on the same model and batches; and the peak resident
+//! memory of a short run of each mode, each in a fresh child process (within one process, memory
+//! freed by one mode stays resident and would flatter the next).
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use bench_suite::checkpoint;
+use bench_suite::model::{Config, SequenceClassifier};
+use bench_suite::random;
+use bench_suite::tokenize::Encoded;
+use bench_suite::train::{LabelledExample, Mode, TrainConfig, TrainData, train};
+use datasets::manifest::Manifest;
+use datasets::store::{Store, StoreConfig};
+use serde::Serialize;
+use tch::{Device, nn};
+
+use crate::{median, peak_rss};
+
+pub const USAGE: &str = "usage: bench-suite bench-train-step [--model minilm|roberta-base-random] [--batch N] [--seq N]
+       [--steps N] [--d N] [--mirror DIR]... [--json PATH]";
+
+/// The flag a child process gets: run a few steps of one mode and print its peak RSS.
+const MEMORY_ONLY: &str = "--memory-only";
+
+#[derive(Serialize)]
+struct ModeRow {
+    mode: Mode,
+    d: usize,
+    median_step_s: f64,
+    step_over_full: f64,
+    /// Peak resident memory of a child process running three steps of this mode.
+    peak_rss_bytes: Option<u64>,
+    memory_over_full: Option<f64>,
+}
+
+#[derive(Serialize)]
+struct Report {
+    model: String,
+    parameters: usize,
+    batch: usize,
+    seq_len: usize,
+    steps_timed: usize,
+    rows: Vec<ModeRow>,
+}
+
+struct Setup {
+    config: Config,
+    checkpoint: Option<PathBuf>,
+}
+
+impl Setup {
+    fn model(&self) -> Result<(nn::VarStore, SequenceClassifier)> {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let model = SequenceClassifier::new(vs.root(), &self.config, 2);
+        if let Some(path) = &self.checkpoint {
+            let prefix = self.config.model_type.prefix();
+            checkpoint::load(&vs, path, prefix, "classifier", 0, self.config.initializer_range)?;
+        }
+        Ok((vs, model))
+    }
+}
+
+pub fn run(args: &[String]) -> Result<()> {
+    let (mut model_name, mut batch, mut seq_len, mut steps, mut d) = ("minilm".to_owned(), 32, 128, 8, 1000);
+    let mut mirrors: Vec<PathBuf> = Vec::new();
+    let mut json_path = None;
+    let mut memory_only = None;
+    let mut flags = args.iter();
+    while let Some(flag) = flags.next() {
+        let value = flags.next().with_context(|| format!("{flag} needs a value\n{USAGE}"))?;
+        let number = || value.parse::<usize>().with_context(|| format!("{flag}: `{value}` is not a whole number"));
+        match flag.as_str() {
+            "--model" => model_name = value.clone(),
+            "--batch" => batch = number()?,
+            "--seq" => seq_len = number()?,
+            "--steps" => steps = number()?,
+            "--d" => d = number()?,
+            "--mirror" => mirrors.push(value.into()),
+            "--json" => json_path = Some(value.clone()),
+            MEMORY_ONLY => memory_only = Some(value.clone()),
+            other => bail!("unknown flag `{other}`\n{USAGE}"),
+        }
+    }
+    let setup = match model_name.as_str() {
+        "minilm" => {
+            let mut store_config = StoreConfig::from_env()?;
+            store_config.mirrors.extend(mirrors);
+            let store = Store::new(store_config, Manifest::embedded())?;
+            let files = store.ensure("sentence-transformers/all-MiniLM-L6-v2")?;
+            let config = Config::from_json(&std::fs::read_to_string(files.file("config.json"))?)?;
+            Setup { config, checkpoint: Some(files.file("model.safetensors")) }
+        }
+        "roberta-base-random" => Setup {
+            config: Config::from_json(
+                r#"{"model_type": "roberta", "vocab_size": 50265, "hidden_size": 768, "num_hidden_layers": 12,
+                    "num_attention_heads": 12, "intermediate_size": 3072, "max_position_embeddings": 514,
+                    "type_vocab_size": 1, "pad_token_id": 1, "layer_norm_eps": 1e-5}"#,
+            )?,
+            checkpoint: None,
+        },
+        other => bail!("--model: `{other}` is not minilm or roberta-base-random"),
+    };
+    let max_positions = (setup.config.max_position_embeddings - 2) as usize;
+    if seq_len > max_positions {
+        bail!("--seq {seq_len} exceeds the model's {max_positions} positions");
+    }
+    // Random full-length sequences: the same batches for every mode.
+    let mut rng = random::keyed_rng("bench train step", 0, "tokens", 0);
+    let vocab = setup.config.vocab_size as u64;
+    let examples: Vec<LabelledExample> = (0..batch * (steps + 3))
+        .map(|idx| {
+            let ids: Vec<u32> = (0..seq_len).map(|_| 5 + random::bounded(&mut rng, vocab - 5) as u32).collect();
+            LabelledExample { encoded: Encoded { type_ids: vec![0; ids.len()], ids }, label: idx % 2 }
+        })
+        .collect();
+    let data =
+        TrainData { train: &examples, dev: Vec::new(), with_f1: false, pad_id: setup.config.pad_token_id as u32 };
+    let modes = [(Mode::Full, 0, 2e-5), (Mode::Said, d, 0.3), (Mode::Did, d, 0.3)];
+    let train_config = |mode, mode_d, lr, max_steps| {
+        let mut config = TrainConfig::new(mode, mode_d, lr);
+        config.batch_size = batch;
+        config.epochs = 1;
+        // The run stops before its epoch (and any evaluation) ends.
+        config.max_steps_this_process = Some(max_steps);
+        config
+    };
+
+    if let Some(only) = memory_only {
+        let &(mode, mode_d, lr) = modes
+            .iter()
+            .find(|(mode, _, _)| format!("{mode:?}") == only)
+            .with_context(|| format!("{MEMORY_ONLY}: unknown mode `{only}`"))?;
+        let (vs, model) = setup.model()?;
+        train(&vs, &model, &data, &train_config(mode, mode_d, lr, 3), None, &mut |_| {})?;
+        println!("{}", peak_rss().context("no VmHWM in /proc/self/status")?);
+        return Ok(());
+    }
+
+    let mut rows: Vec<ModeRow> = Vec::new();
+    let mut parameters = 0;
+    for (mode, mode_d, lr) in modes {
+        let (vs, model) = setup.model()?;
+        parameters = vs.variables().values().map(|tensor| tensor.numel()).sum();
+        // Two warm-up steps, then `steps` timed ones.
+        let mut stamps = vec![Instant::now()];
+        train(&vs, &model, &data, &train_config(mode, mode_d, lr, steps + 2), None, &mut |_| {
+            stamps.push(Instant::now())
+        })?;
+        let step_times: Vec<Duration> = stamps.windows(2).skip(2).map(|pair| pair[1] - pair[0]).collect();
+        let median_step_s = median(&step_times).as_secs_f64();
+        drop((vs, model));
+
+        let output = std::process::Command::new(std::env::current_exe()?)
+            .arg("bench-train-step")
+            .args(args)
+            .args([MEMORY_ONLY, &format!("{mode:?}")])
+            .output()
+            .context("run the memory child")?;
+        if !output.status.success() {
+            bail!("memory child for {mode:?} failed:\n{}", String::from_utf8_lossy(&output.stderr));
+        }
+        let peak_rss_bytes = String::from_utf8_lossy(&output.stdout).trim().parse::<u64>().ok();
+        let full = rows.first();
+        let memory_over_full = match (full.map(|full| full.peak_rss_bytes), peak_rss_bytes) {
+            (Some(Some(full)), Some(this)) => Some(this as f64 / full as f64),
+            (None, Some(_)) => Some(1.0),
+            _ => None,
+        };
+        rows.push(ModeRow {
+            mode,
+            d: mode_d,
+            median_step_s,
+            step_over_full: full.map_or(1.0, |full| median_step_s / full.median_step_s),
+            peak_rss_bytes,
+            memory_over_full,
+        });
+        eprintln!("{mode:?}: median step {median_step_s:.3} s, peak RSS {peak_rss_bytes:?}");
+    }
+    let report = Report { model: model_name, parameters, batch, seq_len, steps_timed: steps, rows };
+    println!(
+        "train step, {} ({} parameters), batch {batch} x {seq_len} tokens, CPU, median of {steps} steps after 2 warm-up",
+        report.model, report.parameters
+    );
+    println!("{:>6} {:>8} {:>12} {:>10} {:>14} {:>10}", "mode", "d", "step s", "/ full", "peak MiB", "/ full");
+    for row in &report.rows {
+        let mib = |bytes: u64| format!("{:.0}", bytes as f64 / (1 << 20) as f64);
+        println!(
+            "{:>6} {:>8} {:>12.3} {:>10.3} {:>14} {:>10}",
+            format!("{:?}", row.mode),
+            row.d,
+            row.median_step_s,
+            row.step_over_full,
+            row.peak_rss_bytes.map_or("n/a".to_owned(), mib),
+            row.memory_over_full.map_or("n/a".to_owned(), |ratio| format!("{ratio:.2}")),
+        );
+    }
+    if let Some(path) = json_path {
+        std::fs::write(&path, serde_json::to_string_pretty(&report)?).with_context(|| format!("write {path}"))?;
+    }
+    Ok(())
+}
