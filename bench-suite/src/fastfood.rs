@@ -288,14 +288,6 @@ impl Projector {
         }
     }
 
-    pub fn d(&self) -> usize {
-        self.d
-    }
-
-    pub fn device(&self) -> Device {
-        self.device
-    }
-
     /// The total number of outputs `D`.
     pub fn total_params(&self) -> usize {
         self.numels.iter().sum()

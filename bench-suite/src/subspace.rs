@@ -180,10 +180,6 @@ impl Subspace {
         })
     }
 
-    pub fn config(&self) -> &SubspaceConfig {
-        &self.config
-    }
-
     pub fn projector(&self) -> &Projector {
         &self.projector
     }
@@ -195,10 +191,6 @@ impl Subspace {
     /// The scales (empty for DID).
     pub fn lambda(&self) -> &Tensor {
         &self.lambda
-    }
-
-    pub fn device(&self) -> Device {
-        self.projector.device()
     }
 
     pub fn description(&self) -> SubspaceDescription {

@@ -73,10 +73,6 @@ impl TextEncoder {
         Ok(TextEncoder { tokenizer, max_len, tokenizer_hash: format!("{:x}", Sha256::digest(&bytes)) })
     }
 
-    pub fn max_len(&self) -> usize {
-        self.max_len
-    }
-
     /// Tokenises a text or a sentence pair, with the model's special tokens.
     pub fn encode(&self, text_a: &str, text_b: Option<&str>) -> Result<Encoded, TokenizeError> {
         let encoding = match text_b {

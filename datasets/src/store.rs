@@ -190,10 +190,6 @@ impl Store {
         &self.manifest
     }
 
-    pub fn config(&self) -> &StoreConfig {
-        &self.config
-    }
-
     /// Warnings printed so far (trust on first use, wrong files in mirrors).
     pub fn warnings(&self) -> Vec<String> {
         self.warnings.lock().unwrap().clone()
