@@ -36,7 +36,7 @@
 //!   of `theta` through tensor `t` is `1 / L_t` of the true one (the gradient of `lambda` is right).
 
 use serde::{Deserialize, Serialize};
-use tch::{Device, Kind, Tensor};
+use tch::{Kind, Tensor};
 
 use crate::fastfood::{FactorStorage, FastfoodError, Projector, ProjectorSummary, Scope};
 
