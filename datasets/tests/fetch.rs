@@ -452,3 +452,18 @@ fn partial_file_from_an_earlier_process_is_resumed() {
     assert_verified(home.path(), &body);
     assert_eq!(server.requests()[0].range_start, Some(40_000));
 }
+
+/// A mirror may hold the archive instead of its members: offline, it is found by hash and unpacked.
+#[test]
+fn an_archive_in_a_mirror_is_unpacked_offline() {
+    let member = b"sentence\tlabel\nfine\t1\n".to_vec();
+    let archive = zip_bytes(&[("SET/a.tsv", &member)]);
+    let mirror = tempfile::tempdir().unwrap();
+    std::fs::write(mirror.path().join("downloaded-long-ago.zip"), &archive).unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let yaml = archive_manifest("http://127.0.0.1:9/never-used.zip", &archive, "zip", &[("SET/a.tsv", Some(&member))]);
+    let paths = store(home.path(), &yaml, vec![mirror.path().to_path_buf()], true).ensure(ASSET).unwrap();
+    assert_eq!(std::fs::read(paths.member("SET/a.tsv")).unwrap(), member);
+    let expected = Origin::Archive(Box::new(Origin::Mirror(mirror.path().join("downloaded-long-ago.zip"))));
+    assert_eq!(paths.origins, [("data.zip:SET/a.tsv".to_owned(), expected)]);
+}
