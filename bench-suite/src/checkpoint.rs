@@ -37,14 +37,15 @@ pub struct LoadReport {
     pub unused: Vec<String>,
 }
 
-/// Loads `path` into the variables of `vs`. Variables under `fresh_prefix` (e.g. `classifier`) may be
-/// absent from the checkpoint: those are initialised from `seed` as HF does (weights
-/// `N(0, init_std)`, biases 0). `encoder_prefix` is the model's encoder prefix (`bert`, `roberta`).
+/// Loads `path` into the variables of `vs`. Variables under `fresh_prefix` (e.g. `classifier`), if
+/// given, may be absent from the checkpoint: those are initialised from `seed` as HF does (weights
+/// `N(0, init_std)`, biases 0); without it every variable must come from the checkpoint.
+/// `encoder_prefix` is the model's encoder prefix (`bert`, `roberta`).
 pub fn load(
     vs: &nn::VarStore,
     path: &Path,
     encoder_prefix: &str,
-    fresh_prefix: &str,
+    fresh_prefix: Option<&str>,
     seed: u64,
     init_std: f64,
 ) -> Result<LoadReport, CheckpointError> {
@@ -78,7 +79,10 @@ pub fn load(
     }
     let missing: Vec<String> = variables
         .keys()
-        .filter(|name| !loaded.contains_key(*name) && !name.starts_with(&format!("{fresh_prefix}.")))
+        .filter(|name| {
+            let fresh = fresh_prefix.is_some_and(|prefix| name.starts_with(&format!("{prefix}.")));
+            !loaded.contains_key(*name) && !fresh
+        })
         .cloned()
         .collect();
     if !missing.is_empty() || !unexpected.is_empty() {

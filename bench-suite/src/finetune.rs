@@ -160,7 +160,7 @@ pub fn finetune(
         &vs,
         &model_files.file("model.safetensors"),
         config.model_type.prefix(),
-        "classifier",
+        Some("classifier"),
         request.seed,
         config.initializer_range,
     )?;

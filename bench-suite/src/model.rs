@@ -295,6 +295,11 @@ impl Encoder {
         let pooled = self.pooler.as_ref().map(|pooler| pooler.forward(&hidden.select(1, 0)).tanh());
         EncoderOutput { last_hidden_state: hidden, pooled }
     }
+
+    /// `[vocab, hidden]`: the input embeddings, which the MLM decoder shares.
+    pub fn word_embeddings(&self) -> &Tensor {
+        &self.embeddings.word_embeddings.ws
+    }
 }
 
 // transformers: BertForSequenceClassification / RobertaForSequenceClassification
@@ -357,5 +362,60 @@ impl SequenceClassifier {
                 out_proj.forward(&hidden)
             }
         }
+    }
+}
+
+// transformers: BertForMaskedLM (BertOnlyMLMHead) / RobertaForMaskedLM (RobertaLMHead)
+/// An encoder with its masked-language-model head: dense, activation, LayerNorm, then a decoder
+/// tied to the word embeddings plus a bias (for the pre-training experiments).
+#[derive(Debug)]
+pub struct MaskedLm {
+    encoder: Encoder,
+    dense: nn::Linear,
+    layer_norm: nn::LayerNorm,
+    bias: Tensor,
+    activation: String,
+}
+
+impl MaskedLm {
+    /// Registers the variables as HF names them: the encoder under `bert`/`roberta`, the head under
+    /// `cls.predictions` (BERT) or `lm_head` (RoBERTa). Neither family has a pooler here.
+    pub fn new(p: nn::Path, config: &Config) -> MaskedLm {
+        let encoder = Encoder::new(&p / config.model_type.prefix(), config, false);
+        let (dense, layer_norm, bias, activation) = match config.model_type {
+            ModelType::Bert => {
+                let head = &p / "cls" / "predictions";
+                (
+                    linear(&head / "transform" / "dense", config.hidden_size, config.hidden_size),
+                    layer_norm(&head / "transform" / "LayerNorm", config),
+                    head.zeros("bias", &[config.vocab_size]),
+                    config.hidden_act.clone(),
+                )
+            }
+            ModelType::Roberta => {
+                let head = &p / "lm_head";
+                (
+                    linear(&head / "dense", config.hidden_size, config.hidden_size),
+                    layer_norm(&head / "layer_norm", config),
+                    head.zeros("bias", &[config.vocab_size]),
+                    // RobertaLMHead applies gelu whatever hidden_act says.
+                    "gelu".to_owned(),
+                )
+            }
+        };
+        MaskedLm { encoder, dense, layer_norm, bias, activation }
+    }
+
+    /// Logits over the vocabulary, `[batch, seq, vocab]`.
+    pub fn forward_t(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: &Tensor,
+        token_type_ids: &Tensor,
+        train: bool,
+    ) -> Tensor {
+        let hidden = self.encoder.forward_t(input_ids, attention_mask, token_type_ids, train).last_hidden_state;
+        let transformed = self.layer_norm.forward(&activation(&self.activation, &self.dense.forward(&hidden)));
+        transformed.matmul(&self.encoder.word_embeddings().transpose(0, 1)) + &self.bias
     }
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use bench_suite::checkpoint::{self, CheckpointError};
-use bench_suite::model::{Config, ModelType, SequenceClassifier};
+use bench_suite::model::{Config, MaskedLm, ModelType, SequenceClassifier};
 use tch::{Device, Kind, Tensor, nn};
 
 fn golden(name: &str) -> PathBuf {
@@ -44,7 +44,8 @@ fn check_tiny(kind: &str) {
 
     let vs = nn::VarStore::new(Device::Cpu);
     let model = SequenceClassifier::new(vs.root(), &config, 3);
-    let report = checkpoint::load(&vs, &checkpoint_path, config.model_type.prefix(), "classifier", 0, 0.02).unwrap();
+    let report =
+        checkpoint::load(&vs, &checkpoint_path, config.model_type.prefix(), Some("classifier"), 0, 0.02).unwrap();
     assert!(report.initialised.is_empty(), "{kind}: the golden checkpoint has the head: {report:?}");
     std::fs::remove_dir_all(&dir).unwrap();
 
@@ -84,9 +85,15 @@ fn minilm_matches_transformers() {
     assert_eq!(config.model_type, ModelType::Bert);
     let vs = nn::VarStore::new(Device::Cpu);
     let model = SequenceClassifier::new(vs.root(), &config, 2);
-    let report =
-        checkpoint::load(&vs, &folder.join("model.safetensors"), "bert", "classifier", 7, config.initializer_range)
-            .unwrap();
+    let report = checkpoint::load(
+        &vs,
+        &folder.join("model.safetensors"),
+        "bert",
+        Some("classifier"),
+        7,
+        config.initializer_range,
+    )
+    .unwrap();
     assert_eq!(report.initialised, ["classifier.bias", "classifier.weight"]);
     assert_eq!(report.unused, ["embeddings.position_ids"]);
     assert_eq!(report.loaded, 103);
@@ -112,7 +119,7 @@ fn loading_names_missing_and_unexpected_tensors() {
     let path = checkpoint_from_golden(&tensors, &dir);
     let vs = nn::VarStore::new(Device::Cpu);
     let _model = SequenceClassifier::new(vs.root(), &config, 3);
-    let err = checkpoint::load(&vs, &path, "bert", "classifier", 0, 0.02).unwrap_err();
+    let err = checkpoint::load(&vs, &path, "bert", Some("classifier"), 0, 0.02).unwrap_err();
     std::fs::remove_dir_all(&dir).unwrap();
     match &err {
         CheckpointError::Mismatch { missing, unexpected, .. } => {
@@ -136,7 +143,7 @@ fn fresh_heads_are_seeded_and_hf_scaled() {
     let head = |seed: u64| {
         let vs = nn::VarStore::new(Device::Cpu);
         let _model = SequenceClassifier::new(vs.root(), &config, 3);
-        let report = checkpoint::load(&vs, &path, "roberta", "classifier", seed, 0.02).unwrap();
+        let report = checkpoint::load(&vs, &path, "roberta", Some("classifier"), seed, 0.02).unwrap();
         assert_eq!(report.initialised.len(), 4, "{report:?}");
         let variables = vs.variables();
         (variables["classifier.dense.weight"].copy(), variables["classifier.out_proj.bias"].copy())
@@ -149,4 +156,33 @@ fn fresh_heads_are_seeded_and_hf_scaled() {
     assert_eq!(bias_a.abs().sum(Kind::Float).double_value(&[]), 0.0);
     let std = weight_a.std(true).double_value(&[]);
     assert!((std - 0.02).abs() < 0.002, "head init std {std}");
+}
+
+/// The MLM heads (decoder tied to the word embeddings) against `BertForMaskedLM` and
+/// `RobertaForMaskedLM`.
+#[test]
+fn tiny_masked_lms_match_transformers() {
+    for kind in ["bert", "roberta"] {
+        let config =
+            Config::from_json(&std::fs::read_to_string(golden(&format!("tiny_{kind}.json"))).unwrap()).unwrap();
+        let tensors = read(&golden(&format!("tiny_{kind}_mlm.safetensors")));
+        let dir = std::env::temp_dir().join(format!("bench-suite-model-mlm-{kind}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = checkpoint_from_golden(&tensors, &dir);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let model = MaskedLm::new(vs.root(), &config);
+        let report = checkpoint::load(&vs, &path, config.model_type.prefix(), None, 0, 0.02).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(report.initialised.is_empty(), "{kind}: {report:?}");
+        assert!(
+            report.unused.iter().all(|name| name.contains("decoder")),
+            "{kind}: only the tied decoder is unused: {report:?}"
+        );
+        let _guard = tch::no_grad_guard();
+        let logits =
+            model.forward_t(&tensors["input_ids"], &tensors["attention_mask"], &tensors["token_type_ids"], false);
+        let error = max_abs_diff(&logits, &tensors["logits"]);
+        eprintln!("tiny {kind} MLM: max abs error logits {error:.2e}");
+        assert!(error < 1e-4, "{kind}: {error}");
+    }
 }

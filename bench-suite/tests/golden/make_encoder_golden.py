@@ -17,6 +17,8 @@ Writes, next to this script:
   copied: the test reads them from the mirror.
 - `tiny_{bert,roberta}.safetensors` and `tiny_{bert,roberta}.json`: a small randomly initialised
   sequence classifier (seeded), its weights, inputs with padding, its logits and last hidden state.
+- `tiny_{bert,roberta}_mlm.safetensors`: the same configurations as masked language models (decoder
+  tied to the word embeddings), their weights, the same inputs, and their MLM logits.
 """
 
 import json
@@ -87,8 +89,32 @@ def tiny(kind: str) -> None:
     (HERE / f"tiny_{kind}.json").write_text(config.to_json_string())
 
 
+def tiny_mlm(kind: str) -> None:
+    torch.manual_seed(1)
+    config_class = transformers.RobertaConfig if kind == "roberta" else transformers.BertConfig
+    config = config_class.from_json_file(HERE / f"tiny_{kind}.json")
+    model_class = transformers.RobertaForMaskedLM if kind == "roberta" else transformers.BertForMaskedLM
+    model = model_class(config).eval()
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "LayerNorm" in name or "layer_norm" in name or name.endswith("bias"):
+                param.add_(0.1 * torch.randn_like(param))
+    inputs = {key: value for key, value in
+              __import__("safetensors.torch", fromlist=["load_file"]).load_file(HERE / f"tiny_{kind}.safetensors").items()
+              if key in ("input_ids", "attention_mask", "token_type_ids")}
+    with torch.no_grad():
+        logits = model(**inputs).logits
+    # The decoder is tied to the word embeddings: clone, since safetensors refuses shared storage.
+    tensors = {f"weights.{name}": value.clone().contiguous() for name, value in model.state_dict().items()}
+    tensors.update(inputs)
+    tensors["logits"] = logits.contiguous()
+    save_file(tensors, HERE / f"tiny_{kind}_mlm.safetensors", metadata={"transformers": transformers.__version__, "torch": torch.__version__})
+
+
 if __name__ == "__main__":
     minilm(Path(sys.argv[1]))
     tiny("bert")
     tiny("roberta")
+    tiny_mlm("bert")
+    tiny_mlm("roberta")
     print("transformers", transformers.__version__, "torch", torch.__version__)
