@@ -574,10 +574,7 @@ impl BlockFactors {
 
         rng.set_stream(1);
         let mut perm: Vec<u32> = (0..len as u32).collect();
-        for idx in (1..len).rev() {
-            let swap_with = random::bounded(&mut rng, idx as u64 + 1) as usize;
-            perm.swap(idx, swap_with);
-        }
+        random::shuffle(&mut rng, &mut perm);
 
         rng.set_stream(2);
         let gauss = random::normals(&mut rng, len);

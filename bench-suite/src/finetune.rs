@@ -131,9 +131,7 @@ pub fn finetune(
         if let Some(limit) = limit.filter(|&limit| limit < examples.len()) {
             // A seeded random subset, the same for every mode and learning rate.
             let mut rng = random::keyed_rng("finetune v1", request.seed, split, 0);
-            for idx in (1..chosen.len()).rev() {
-                chosen.swap(idx, random::bounded(&mut rng, idx as u64 + 1) as usize);
-            }
+            random::shuffle(&mut rng, &mut chosen);
             chosen.truncate(limit);
             chosen.sort_unstable();
         }

@@ -38,6 +38,14 @@ pub fn normals(rng: &mut ChaCha8Rng, len: usize) -> Vec<f32> {
     values
 }
 
+/// Shuffles `items` in place: Fisher-Yates from the last element down, each swap partner drawn
+/// with [`bounded`].
+pub fn shuffle<T>(rng: &mut ChaCha8Rng, items: &mut [T]) {
+    for idx in (1..items.len()).rev() {
+        items.swap(idx, bounded(rng, idx as u64 + 1) as usize);
+    }
+}
+
 /// A uniform integer in `0..range` (Lemire's multiply-shift with rejection: unbiased).
 pub fn bounded(rng: &mut ChaCha8Rng, range: u64) -> u64 {
     let mut product = u128::from(rng.next_u64()) * u128::from(range);

@@ -391,9 +391,7 @@ fn derived_seed(seed: u64, purpose: &str, index: u64) -> i64 {
 fn epoch_order(seed: u64, epoch: usize, len: usize) -> Vec<usize> {
     let mut rng = random::keyed_rng("train v1", seed, "data order", epoch as u64);
     let mut order: Vec<usize> = (0..len).collect();
-    for idx in (1..len).rev() {
-        order.swap(idx, random::bounded(&mut rng, idx as u64 + 1) as usize);
-    }
+    random::shuffle(&mut rng, &mut order);
     order
 }
 
