@@ -185,12 +185,14 @@ pub fn finetune(
         device: request.device.clone(),
         max_len: request.max_len,
         result,
-        peak_resident_bytes: peak_resident_bytes(),
+        peak_resident_bytes: process_memory_bytes("VmHWM"),
     })
 }
 
-fn peak_resident_bytes() -> Option<u64> {
+/// A memory figure of this process from `/proc/self/status` (`VmRSS`, `VmHWM`, ...), in bytes;
+/// `None` where the kernel does not report it.
+pub fn process_memory_bytes(key: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
-    line["VmHWM:".len()..].trim().trim_end_matches("kB").trim().parse::<u64>().ok().map(|kib| kib * 1024)
+    let value = status.lines().find_map(|line| line.strip_prefix(key)?.strip_prefix(':'))?;
+    value.trim().trim_end_matches("kB").trim().parse::<u64>().ok().map(|kib| kib * 1024)
 }

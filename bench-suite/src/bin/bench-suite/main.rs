@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use bench_suite::fastfood::{FactorStorage, Projector, Scope};
+use bench_suite::finetune::process_memory_bytes;
 use bench_suite::{fwht, shapes};
 use serde::Serialize;
 use tch::{Device, Kind, Tensor};
@@ -276,15 +277,9 @@ fn cpu_model() -> String {
 /// Resets the kernel's peak-RSS counter (`/proc/self/clear_refs`) and returns the current RSS.
 fn reset_peak_rss() -> Option<u64> {
     std::fs::write("/proc/self/clear_refs", "5").ok()?;
-    status_kib("VmRSS:").map(|kib| kib * 1024)
+    process_memory_bytes("VmRSS")
 }
 
 fn peak_rss() -> Option<u64> {
-    status_kib("VmHWM:").map(|kib| kib * 1024)
-}
-
-fn status_kib(key: &str) -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|line| line.starts_with(key))?;
-    line[key.len()..].trim().trim_end_matches("kB").trim().parse().ok()
+    process_memory_bytes("VmHWM")
 }
