@@ -14,6 +14,7 @@ use crate::device::{DeviceError, parse_device};
 use crate::fastfood::Scope;
 use crate::model::{Config, ConfigError, SequenceClassifier};
 use crate::random;
+use crate::synthetic;
 use crate::tokenize::{TextEncoder, TokenizeError};
 use crate::train::{LabelledExample, Mode, RunResult, Seeds, StepReport, TrainConfig, TrainData, TrainError, train};
 
@@ -35,6 +36,9 @@ pub struct FinetuneRequest {
     pub max_train_examples: Option<usize>,
     pub device: String,
     pub seed: u64,
+    /// Seed of the training subset (`max_train_examples`), kept apart from `seed` so that runs
+    /// with different seeds train on the same examples.
+    pub subset_seed: u64,
     pub scope: Scope,
     pub run_dir: Option<PathBuf>,
     pub mirrors: Vec<PathBuf>,
@@ -55,6 +59,7 @@ impl FinetuneRequest {
             max_train_examples: None,
             device: "cpu".to_owned(),
             seed: 0,
+            subset_seed: 0,
             scope: Scope::Global,
             run_dir: None,
             mirrors: Vec::new(),
@@ -95,8 +100,148 @@ pub enum FinetuneError {
     Train(#[from] TrainError),
     #[error("task {task} has no split `{split}`")]
     NoSplit { task: String, split: String },
+    #[error("`{0}` is not a synthetic model (known: synthetic/tiny-bert, synthetic/tiny-roberta)")]
+    UnknownSynthetic(String),
     #[error("mode {0:?} needs a subspace dimension d > 0")]
     NoDimension(Mode),
+}
+
+/// A model and a task, loaded once for many runs: the checkpoint's config and weights file (or a
+/// synthetic model), the tokenised training subset and dev splits.
+pub struct Workload {
+    pub model: String,
+    pub task: String,
+    pub config: Config,
+    /// `None`: a synthetic model, initialised from the keyed RNG.
+    weights: Option<PathBuf>,
+    pub n_labels: i64,
+    pub train: Vec<LabelledExample>,
+    pub dev: Vec<(String, Vec<LabelledExample>)>,
+    pub with_f1: bool,
+    /// Accuracy of always predicting the most frequent label of the first dev split.
+    pub majority_accuracy: f64,
+}
+
+impl Workload {
+    /// A checkpoint and a task from the store; `max_train_examples` takes a random subset drawn
+    /// from `subset_seed` (the same for every mode, learning rate and run seed).
+    pub fn from_store(
+        store: &Store,
+        model: &str,
+        task: Task,
+        max_len: usize,
+        max_train_examples: Option<usize>,
+        subset_seed: u64,
+    ) -> Result<Workload, FinetuneError> {
+        let tokenized_cache = store.home().join("tokenized");
+        let model_files = store.ensure(model)?;
+        let task_data = task.load(&store.ensure(task.asset_id())?)?;
+        let config_path = model_files.file("config.json");
+        let config_text = std::fs::read_to_string(&config_path)
+            .map_err(|source| FinetuneError::Io { path: config_path.clone(), source })?;
+        let config =
+            Config::from_json(&config_text).map_err(|source| FinetuneError::Config { path: config_path, source })?;
+        let encoder = TextEncoder::from_file(&model_files.file("tokenizer.json"), max_len)?;
+        let tokenize = |split: &str, limit: Option<usize>| -> Result<Vec<LabelledExample>, FinetuneError> {
+            let examples = task_data
+                .split(split)
+                .ok_or_else(|| FinetuneError::NoSplit { task: task.name().to_owned(), split: split.to_owned() })?;
+            let mut chosen: Vec<usize> = (0..examples.len()).collect();
+            if let Some(limit) = limit.filter(|&limit| limit < examples.len()) {
+                let mut rng = random::keyed_rng("finetune v1", subset_seed, split, 0);
+                random::shuffle(&mut rng, &mut chosen);
+                chosen.truncate(limit);
+                chosen.sort_unstable();
+            }
+            let texts: Vec<(&str, Option<&str>)> =
+                chosen.iter().map(|&idx| (examples[idx].text_a.as_str(), examples[idx].text_b.as_deref())).collect();
+            let encoded = encoder.encode_all(&texts, Some(&tokenized_cache))?;
+            Ok(encoded
+                .into_iter()
+                .zip(&chosen)
+                .map(|(encoded, &idx)| LabelledExample { encoded, label: examples[idx].label })
+                .collect())
+        };
+        let train = tokenize("train", max_train_examples)?;
+        let dev: Vec<(String, Vec<LabelledExample>)> = task
+            .dev_splits()
+            .iter()
+            .map(|split| Ok((split.to_string(), tokenize(split, None)?)))
+            .collect::<Result<_, FinetuneError>>()?;
+        let n_labels = task.labels().len() as i64;
+        Ok(Workload {
+            model: model.to_owned(),
+            task: task.name().to_owned(),
+            majority_accuracy: majority_accuracy(&dev[0].1, n_labels),
+            config,
+            weights: Some(model_files.file("model.safetensors")),
+            n_labels,
+            train,
+            dev,
+            with_f1: task.metrics().contains(&Metric::F1),
+        })
+    }
+
+    /// A synthetic model (one of [`synthetic::MODELS`]) on the synthetic task: 384 training
+    /// examples (or `max_train_examples`) and 128 dev examples.
+    pub fn synthetic(model: &str, max_train_examples: Option<usize>) -> Result<Workload, FinetuneError> {
+        let config = synthetic::model_config(model).ok_or_else(|| FinetuneError::UnknownSynthetic(model.to_owned()))?;
+        let dev = synthetic::examples(128, 2, "dev");
+        Ok(Workload {
+            model: model.to_owned(),
+            task: synthetic::TASK.to_owned(),
+            majority_accuracy: majority_accuracy(&dev, 2),
+            config,
+            weights: None,
+            n_labels: 2,
+            train: synthetic::examples(max_train_examples.unwrap_or(384), 1, "train"),
+            dev: vec![("dev".to_owned(), dev)],
+            with_f1: false,
+        })
+    }
+
+    /// Builds the model on `device` (weights from the checkpoint, the head from `head_seed`) and
+    /// trains it with `config`; `run_dir` holds its checkpoints.
+    pub fn run(
+        &self,
+        device: tch::Device,
+        config: &TrainConfig,
+        run_dir: Option<&std::path::Path>,
+        on_loaded: &mut dyn FnMut(&LoadReport),
+        on_step: &mut dyn FnMut(StepReport),
+    ) -> Result<RunResult, FinetuneError> {
+        let vs = nn::VarStore::new(device);
+        let model = SequenceClassifier::new(vs.root(), &self.config, self.n_labels);
+        match &self.weights {
+            Some(weights) => {
+                let report = checkpoint::load(
+                    &vs,
+                    weights,
+                    self.config.model_type.prefix(),
+                    Some("classifier"),
+                    config.seeds.head,
+                    self.config.initializer_range,
+                )?;
+                on_loaded(&report);
+            }
+            None => synthetic::init_weights(&vs, config.seeds.head),
+        }
+        let data = TrainData {
+            train: &self.train,
+            dev: self.dev.iter().map(|(name, examples)| (name.clone(), examples.as_slice())).collect(),
+            with_f1: self.with_f1,
+            pad_id: self.config.pad_token_id as u32,
+        };
+        Ok(train(&vs, &model, &data, config, run_dir, on_step)?)
+    }
+}
+
+fn majority_accuracy(examples: &[LabelledExample], n_labels: i64) -> f64 {
+    let mut counts = vec![0usize; n_labels.max(1) as usize];
+    for example in examples {
+        counts[example.label] += 1;
+    }
+    *counts.iter().max().unwrap_or(&0) as f64 / examples.len().max(1) as f64
 }
 
 /// Runs one fine-tuning; `on_step` sees every step, `on_loaded` the checkpoint report.
@@ -112,58 +257,15 @@ pub fn finetune(
     let mut store_config = StoreConfig::from_env()?;
     store_config.mirrors.extend(request.mirrors.iter().cloned());
     store_config.offline |= request.offline;
-    let tokenized_cache = store_config.home.join("tokenized");
     let store = Store::new(store_config, Manifest::embedded())?;
-    let model_files = store.ensure(&request.model)?;
-    let task_data = request.task.load(&store.ensure(request.task.asset_id())?)?;
-
-    let config_path = model_files.file("config.json");
-    let config_text = std::fs::read_to_string(&config_path)
-        .map_err(|source| FinetuneError::Io { path: config_path.clone(), source })?;
-    let config =
-        Config::from_json(&config_text).map_err(|source| FinetuneError::Config { path: config_path, source })?;
-    let encoder = TextEncoder::from_file(&model_files.file("tokenizer.json"), request.max_len)?;
-    let tokenize = |split: &str, limit: Option<usize>| -> Result<Vec<LabelledExample>, FinetuneError> {
-        let examples = task_data
-            .split(split)
-            .ok_or_else(|| FinetuneError::NoSplit { task: request.task.name().to_owned(), split: split.to_owned() })?;
-        let mut chosen: Vec<usize> = (0..examples.len()).collect();
-        if let Some(limit) = limit.filter(|&limit| limit < examples.len()) {
-            // A seeded random subset, the same for every mode and learning rate.
-            let mut rng = random::keyed_rng("finetune v1", request.seed, split, 0);
-            random::shuffle(&mut rng, &mut chosen);
-            chosen.truncate(limit);
-            chosen.sort_unstable();
-        }
-        let texts: Vec<(&str, Option<&str>)> =
-            chosen.iter().map(|&idx| (examples[idx].text_a.as_str(), examples[idx].text_b.as_deref())).collect();
-        let encoded = encoder.encode_all(&texts, Some(&tokenized_cache))?;
-        Ok(encoded
-            .into_iter()
-            .zip(&chosen)
-            .map(|(encoded, &idx)| LabelledExample { encoded, label: examples[idx].label })
-            .collect())
-    };
-    let train_set = tokenize("train", request.max_train_examples)?;
-    let dev_sets: Vec<(String, Vec<LabelledExample>)> = request
-        .task
-        .dev_splits()
-        .iter()
-        .map(|split| Ok((split.to_string(), tokenize(split, None)?)))
-        .collect::<Result<_, FinetuneError>>()?;
-
-    let vs = nn::VarStore::new(device);
-    let model = SequenceClassifier::new(vs.root(), &config, request.task.labels().len() as i64);
-    let report = checkpoint::load(
-        &vs,
-        &model_files.file("model.safetensors"),
-        config.model_type.prefix(),
-        Some("classifier"),
-        request.seed,
-        config.initializer_range,
+    let workload = Workload::from_store(
+        &store,
+        &request.model,
+        request.task,
+        request.max_len,
+        request.max_train_examples,
+        request.subset_seed,
     )?;
-    on_loaded(&report);
-
     let default_lr = if request.mode == Mode::Full { DEFAULT_FULL_LR } else { DEFAULT_SUBSPACE_LR };
     let mut train_config = TrainConfig::new(request.mode, request.d, request.lr.unwrap_or(default_lr));
     train_config.scope = request.scope;
@@ -171,17 +273,11 @@ pub fn finetune(
     train_config.batch_size = request.batch_size;
     train_config.seeds = Seeds::all(request.seed);
     train_config.checkpoint_every = request.run_dir.as_ref().map(|_| 50);
-    let data = TrainData {
-        train: &train_set,
-        dev: dev_sets.iter().map(|(name, examples)| (name.clone(), examples.as_slice())).collect(),
-        with_f1: request.task.metrics().contains(&Metric::F1),
-        pad_id: config.pad_token_id as u32,
-    };
-    let result = train(&vs, &model, &data, &train_config, request.run_dir.as_deref(), on_step)?;
+    let result = workload.run(device, &train_config, request.run_dir.as_deref(), on_loaded, on_step)?;
     Ok(FinetuneOutput {
         model: request.model.clone(),
         task: request.task.name().to_owned(),
-        train_examples: train_set.len(),
+        train_examples: workload.train.len(),
         device: request.device.clone(),
         max_len: request.max_len,
         result,

@@ -8,13 +8,16 @@
 //! - [`model`]: BERT and RoBERTa encoders with HF names, and their classification heads.
 //! - [`random`]: keyed, machine-independent randomness (Fastfood factors, head initialisation).
 //! - [`shapes`]: parameter shapes of reference models (RoBERTa-base) for benchmarks.
+//! - [`synthetic`]: a tiny random encoder and a synthetic task (the `smoke` preset, tests).
 //! - [`tokenize`]: `tokenizer.json` tokenisation, longest-first truncation, per-batch padding, cache.
 //! - [`train`]: one trainer for full, DID and SAID fine-tuning, with evaluation, divergence and resume.
 //! - [`finetune`]: one fine-tuning run from store to result (the command line and the runner share it).
+//! - [`experiment`]: experiment specs, the d90 search, result files and the runner.
 //! - [`device`]: device selection, loading libtorch's CUDA library at run time.
 
 pub mod checkpoint;
 pub mod device;
+pub mod experiment;
 pub mod fastfood;
 pub mod finetune;
 pub mod fwht;
@@ -22,5 +25,6 @@ pub mod model;
 pub mod random;
 pub mod shapes;
 pub mod subspace;
+pub mod synthetic;
 pub mod tokenize;
 pub mod train;

@@ -1,12 +1,39 @@
 //! Parameter shapes of reference models, with HF tensor names, for benchmarks and tests that need
 //! real sizes without real weights.
 
+use crate::model::{Config, ModelType};
+
 /// `(name, shape)` of every trainable tensor of HF `RobertaForSequenceClassification` for
 /// `roberta-base` with two labels (no pooler: the classification head reads the first token):
 /// 5 embedding tensors, 16 per layer x 12 layers, 4 head tensors = 201 tensors, 124,647,170
 /// parameters.
 pub fn roberta_base_classifier() -> Vec<(String, Vec<i64>)> {
     encoder_classifier("roberta", 50265, 514, 1, 768, 3072, 12, 2)
+}
+
+/// `(name, shape)` of every tensor of [`crate::model::SequenceClassifier`] for `config`, in the
+/// model's own naming, without building it (validation needs `D` and `m` of models it has not
+/// loaded). BERT has a pooler and a `classifier` linear, RoBERTa a dense + out_proj head.
+pub fn sequence_classifier(config: &Config, n_labels: i64) -> Vec<(String, Vec<i64>)> {
+    let mut shapes = encoder_classifier(
+        config.model_type.prefix(),
+        config.vocab_size,
+        config.max_position_embeddings,
+        config.type_vocab_size,
+        config.hidden_size,
+        config.intermediate_size,
+        config.num_hidden_layers as usize,
+        n_labels,
+    );
+    if config.model_type == ModelType::Bert {
+        let hidden = config.hidden_size;
+        shapes.truncate(shapes.len() - 4);
+        shapes.push(("bert.pooler.dense.weight".to_owned(), vec![hidden, hidden]));
+        shapes.push(("bert.pooler.dense.bias".to_owned(), vec![hidden]));
+        shapes.push(("classifier.weight".to_owned(), vec![n_labels, hidden]));
+        shapes.push(("classifier.bias".to_owned(), vec![n_labels]));
+    }
+    shapes
 }
 
 /// A BERT/RoBERTa-style encoder with a RoBERTa classification head (dense, out_proj).
@@ -69,6 +96,27 @@ mod tests {
         let shapes = numels(&roberta_base_classifier());
         assert_eq!(shapes.len(), 201);
         assert_eq!(shapes.iter().map(|(_, numel)| numel).sum::<usize>(), 124_647_170);
+    }
+
+    /// The layout computed from a config is the layout the model registers, for both families.
+    #[test]
+    fn sequence_classifier_layout_matches_the_built_model() {
+        for model_type in ["bert", "roberta"] {
+            let config = Config::from_json(&format!(
+                r#"{{"model_type": "{model_type}", "vocab_size": 50, "hidden_size": 16, "num_hidden_layers": 3,
+                    "num_attention_heads": 2, "intermediate_size": 24, "max_position_embeddings": 40,
+                    "type_vocab_size": 1}}"#
+            ))
+            .unwrap();
+            let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+            let _model = crate::model::SequenceClassifier::new(vs.root(), &config, 3);
+            let mut built: Vec<(String, Vec<i64>)> =
+                vs.variables().into_iter().map(|(name, tensor)| (name, tensor.size())).collect();
+            let mut computed = sequence_classifier(&config, 3);
+            built.sort();
+            computed.sort();
+            assert_eq!(computed, built, "{model_type}");
+        }
     }
 
     /// The facts about the authors' per-tensor scheme on RoBERTa-base that our docs quote.

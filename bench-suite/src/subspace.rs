@@ -147,21 +147,8 @@ impl Subspace {
             return Err(SubspaceError::DimensionTooLarge { d: config.d, total });
         }
 
-        let (group_of, n_lambda) = match (config.method, config.grouping) {
-            (Method::Did, _) => (vec![0; names.len()], 0),
-            (Method::Said, LambdaGrouping::PerTensor) => {
-                ((0..names.len()).collect(), names.len() + usize::from(compat))
-            }
-            (Method::Said, LambdaGrouping::PerLayer) => layer_groups(&names),
-        };
-        if config.method == Method::Said && config.d <= n_lambda {
-            return Err(SubspaceError::DimensionTooSmall {
-                d: config.d,
-                m: n_lambda,
-                grouping: config.grouping,
-                extra: if compat { " (one per tensor plus the unused one of the authors' code)" } else { "" },
-            });
-        }
+        let (group_of, n_lambda) = scale_groups(&names, config.method, config.grouping, config.compat);
+        check_dimension(config.d, n_lambda, config.method, config.grouping, config.compat)?;
         let theta_len = config.d - n_lambda;
         let shapes: Vec<(String, usize)> = names.iter().cloned().zip(numels).collect();
         let projector =
@@ -271,6 +258,42 @@ impl Subspace {
         }
         Ok((grad_theta, grad_lambda))
     }
+}
+
+/// The scale group of each named tensor and the number of scales `m` (0 for DID): the layout
+/// [`Subspace::new`] uses, available without tensors (experiment specs are checked with it before
+/// any model is loaded).
+pub fn scale_groups(names: &[String], method: Method, grouping: LambdaGrouping, compat: Compat) -> (Vec<usize>, usize) {
+    match (method, grouping) {
+        (Method::Did, _) => (vec![0; names.len()], 0),
+        (Method::Said, LambdaGrouping::PerTensor) => {
+            ((0..names.len()).collect(), names.len() + usize::from(compat == Compat::Aghajanyan))
+        }
+        (Method::Said, LambdaGrouping::PerLayer) => layer_groups(names),
+    }
+}
+
+/// SAID needs `d > m`: `theta` keeps `d - m` coordinates.
+pub fn check_dimension(
+    d: usize,
+    m: usize,
+    method: Method,
+    grouping: LambdaGrouping,
+    compat: Compat,
+) -> Result<(), SubspaceError> {
+    if method == Method::Said && d <= m {
+        return Err(SubspaceError::DimensionTooSmall {
+            d,
+            m,
+            grouping,
+            extra: if compat == Compat::Aghajanyan {
+                " (one per tensor plus the unused one of the authors' code)"
+            } else {
+                ""
+            },
+        });
+    }
+    Ok(())
 }
 
 /// Groups for [`LambdaGrouping::PerLayer`]: 0 for embeddings, `1 + i` for transformer layer `i`

@@ -2,13 +2,10 @@
 //! stopped and resumed from its checkpoint ends with exactly the numbers of an uninterrupted one,
 //! and a NaN loss ends the run as diverged.
 
-use bench_suite::model::{Config, SequenceClassifier};
-use bench_suite::random;
-use bench_suite::tokenize::Encoded;
+use bench_suite::model::SequenceClassifier;
+use bench_suite::synthetic;
 use bench_suite::train::{LabelledExample, Mode, RunResult, Status, TrainConfig, TrainData, train};
-use tch::{Device, Tensor, nn};
-
-const VOCAB: u32 = 40;
+use tch::{Device, nn};
 
 /// Torch's generator is process-wide: model construction in one test would shift the dropout
 /// stream of a run in another, so the tests of this file take turns.
@@ -18,54 +15,15 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-fn config() -> Config {
-    Config::from_json(
-        r#"{"model_type": "bert", "vocab_size": 40, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
-            "intermediate_size": 64, "max_position_embeddings": 32, "type_vocab_size": 2, "pad_token_id": 0,
-            "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1}"#,
-    )
-    .unwrap()
-}
-
-/// A model whose weights come from the keyed RNG, not from torch's global one (tests run in
-/// parallel and share it).
 fn model() -> (nn::VarStore, SequenceClassifier) {
     let vs = nn::VarStore::new(Device::Cpu);
-    let model = SequenceClassifier::new(vs.root(), &config(), 2);
-    let _guard = tch::no_grad_guard();
-    for (name, mut tensor) in vs.variables() {
-        let values = if name.ends_with("bias") {
-            vec![0.0; tensor.numel()]
-        } else if name.contains("LayerNorm") {
-            vec![1.0; tensor.numel()]
-        } else {
-            random::normals(&mut random::keyed_rng("test model", 0, &name, 0), tensor.numel())
-                .iter()
-                .map(|v| v * 0.05)
-                .collect()
-        };
-        tensor.copy_(&Tensor::from_slice(&values).reshape(tensor.size()));
-    }
+    let model = SequenceClassifier::new(vs.root(), &synthetic::tiny_config("bert"), 2);
+    synthetic::init_weights(&vs, 0);
     (vs, model)
 }
 
-/// Label 1 when the content tokens come from the upper half of the vocabulary, 0 from the lower:
-/// a bag-of-words signal that a tiny random encoder separates, in full and in a subspace.
 fn synthetic(count: usize, seed: u64) -> Vec<LabelledExample> {
-    let mut rng = random::keyed_rng("test data", seed, "synthetic", 0);
-    let half = (VOCAB - 8) / 2;
-    (0..count)
-        .map(|_| {
-            let len = 4 + random::bounded(&mut rng, 8) as usize;
-            let label = random::bounded(&mut rng, 2) as usize;
-            let base = 8 + label as u32 * half;
-            let mut ids: Vec<u32> =
-                (0..len).map(|_| base + random::bounded(&mut rng, u64::from(half)) as u32).collect();
-            ids.insert(0, 2);
-            ids.push(3);
-            LabelledExample { encoded: Encoded { type_ids: vec![0; ids.len()], ids }, label }
-        })
-        .collect()
+    synthetic::examples(count, seed, "train")
 }
 
 fn run(

@@ -200,6 +200,28 @@ impl Store {
         self.warnings.lock().unwrap().push(message);
     }
 
+    /// The cache folder (`INTRINSIC_BENCH_HOME`).
+    pub fn home(&self) -> &Path {
+        &self.config.home
+    }
+
+    /// A short identity of an asset's content for result signatures: the pinned Hugging Face
+    /// revision (7 hex digits) for checkpoints, else the first 8 hex digits of its first file's
+    /// sha256 (from the manifest, or from the lock file once trusted on first use).
+    pub fn content_id(&self, id: &str) -> Result<String, Error> {
+        let asset = self.manifest.asset(id)?;
+        if let Some(hf) = &asset.hf {
+            return Ok(hf.revision.chars().take(7).collect());
+        }
+        let file = asset.files.first().ok_or_else(|| Error::Manifest {
+            file: PathBuf::from("manifest.yaml"),
+            message: format!("asset `{id}` has no files"),
+        })?;
+        let locked = self.lock.lock().unwrap().files.get(&format!("{id}/{}", file.name)).map(|l| l.sha256.clone());
+        let sha256 = file.sha256.clone().or(locked).unwrap_or_else(|| "unverified".to_owned());
+        Ok(sha256.chars().take(8).collect())
+    }
+
     pub fn asset_root(&self, id: &str) -> PathBuf {
         self.config.home.join("assets").join(id)
     }

@@ -1,4 +1,4 @@
-//! `cargo xtask`: the front door of intrinsic-bench (setup, tests, benchmarks).
+//! `cargo xtask`: the front door of intrinsic-bench (setup, tests, benchmarks, experiments).
 //!
 //! A flat dispatch: parse flags, go to the project root, one arm per subcommand, one file per
 //! subcommand. Everything heavy runs by shelling out to `$CARGO` with the libtorch environment
@@ -7,7 +7,9 @@
 mod bench;
 mod fetch;
 mod finetune;
+mod reproduce;
 mod setup;
+mod slurm;
 mod test;
 
 use std::path::{Path, PathBuf};
@@ -28,6 +30,11 @@ commands:
   finetune --model ASSET --task TASK --mode full|did|said [--d N] [--lr X] [--epochs N]
            [--max-train-examples N] [--device cpu|cuda] [--seed N] [--run-dir DIR] [--mirror DIR] [--offline]
                    fine-tune once and print the result as JSON (release build)
+  reproduce [--preset smoke|quick|nightly|paper | --spec FILE] [--only EXP,...] [--device cpu|cuda]
+            [--mirror DIR]... [--offline] [--shard i/n] [--out DIR]
+                   run a preset's d90 searches (default: quick), resumable; results in runs/<preset>/
+  slurm --preset NAME [--partition P] [--gpus-per-task N] [--array N] [--time HH:MM:SS]
+                   write an sbatch array script whose tasks run the preset's shards
   env              print the environment that xtask gives to cargo (for running cargo by hand)
 
 environment:
@@ -61,6 +68,8 @@ fn main() -> Result<()> {
         "bench" => bench::run(&args),
         "fetch" => fetch::run(&args, &invoked_from),
         "finetune" => finetune::run(&args, &invoked_from),
+        "reproduce" => reproduce::run(&args, &invoked_from),
+        "slurm" => slurm::run(&args),
         "env" => {
             no_more_args(&args)?;
             let libtorch = setup::ensure()?;
@@ -93,14 +102,14 @@ fn cargo(libtorch: &setup::Libtorch) -> Command {
     command
 }
 
-/// The arguments with the values of `--mirror` and `--run-dir` made relative to the folder the
+/// The arguments with the values of `--mirror`, `--run-dir`, `--out` and `--spec` made relative to the folder the
 /// user typed the command in (xtask itself runs from the project root).
 fn paths_from_caller(args: &[String], invoked_from: &Path) -> Vec<String> {
     let mut resolved = Vec::with_capacity(args.len());
     let mut args = args.iter();
     while let Some(arg) = args.next() {
         resolved.push(arg.clone());
-        if (arg == "--mirror" || arg == "--run-dir")
+        if (arg == "--mirror" || arg == "--run-dir" || arg == "--out" || arg == "--spec")
             && let Some(path) = args.next()
         {
             resolved.push(invoked_from.join(path).display().to_string());

@@ -1,4 +1,5 @@
-//! The bench-suite command line: `finetune` (run through `cargo xtask finetune`),
+//! The bench-suite command line: `reproduce` (run through `cargo xtask reproduce`), `finetune`
+//! (run through `cargo xtask finetune`),
 //! `bench-fastfood` and `bench-train-step` (run through `cargo xtask bench fastfood|train-step`).
 //!
 //! `bench-fastfood` measures, in one process, medians after a warm-up:
@@ -17,6 +18,7 @@ use serde::Serialize;
 use tch::{Device, Kind, Tensor};
 
 mod finetune;
+mod reproduce;
 mod train_step;
 
 const USAGE: &str = "usage: bench-suite bench-fastfood [--quick] [--json PATH]";
@@ -26,8 +28,9 @@ fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("bench-fastfood") => bench_fastfood(&args[1..]),
         Some("finetune") => finetune::run(&args[1..]),
+        Some("reproduce") => reproduce::run(&args[1..]),
         Some("bench-train-step") => train_step::run(&args[1..]),
-        _ => bail!("{USAGE}\n{}\n{}", finetune::USAGE, train_step::USAGE),
+        _ => bail!("{USAGE}\n{}\n{}\n{}", reproduce::USAGE, finetune::USAGE, train_step::USAGE),
     }
 }
 

@@ -1,0 +1,227 @@
+//! `bench-suite reproduce`: a preset (or a spec file) through the runner, with progress bars over
+//! searches and steps, then the d90 table.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use bench_suite::experiment::results::{ResultsDir, SearchRecord};
+use bench_suite::experiment::runner::{Event, Runner, RunnerOptions, Shard, select};
+use bench_suite::experiment::search::Outcome;
+use bench_suite::experiment::{PRESETS, preset, spec};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+
+pub const USAGE: &str =
+    "usage: bench-suite reproduce [--preset NAME | --spec FILE] [--only EXP,...] [--device cpu|cuda[:N]]
+       [--mirror DIR]... [--offline] [--shard i/n] [--out DIR] [--check-only]
+presets: smoke, quick (default), nightly, paper";
+
+struct Args {
+    spec_file: PathBuf,
+    spec_text: String,
+    name: String,
+    only: Vec<String>,
+    shard: Option<Shard>,
+    options: RunnerOptions,
+    check_only: bool,
+}
+
+fn parse(args: &[String]) -> Result<Args> {
+    let (mut preset_name, mut spec_path) = (None, None);
+    let mut only = Vec::new();
+    let mut shard = None;
+    let mut out = None;
+    let mut check_only = false;
+    let mut options = RunnerOptions::default();
+    let mut args = args.iter();
+    while let Some(flag) = args.next() {
+        match flag.as_str() {
+            "--offline" => {
+                options.offline = true;
+                continue;
+            }
+            "--check-only" => {
+                check_only = true;
+                continue;
+            }
+            _ => {}
+        }
+        let value = args.next().with_context(|| format!("{flag} needs a value\n{USAGE}"))?;
+        match flag.as_str() {
+            "--preset" => preset_name = Some(value.clone()),
+            "--spec" => spec_path = Some(PathBuf::from(value)),
+            "--only" => only.extend(value.split(',').filter(|name| !name.is_empty()).map(str::to_owned)),
+            "--device" => options.device = Some(value.clone()),
+            "--mirror" => options.mirrors.push(value.into()),
+            "--shard" => shard = Some(Shard::parse(value)?),
+            "--out" => out = Some(PathBuf::from(value)),
+            other => bail!("unknown flag `{other}`\n{USAGE}"),
+        }
+    }
+    let (spec_file, spec_text, name) = match (preset_name, spec_path) {
+        (Some(_), Some(_)) => bail!("--preset and --spec exclude each other\n{USAGE}"),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(&path).with_context(|| format!("read spec {}", path.display()))?;
+            let name = path.file_stem().map_or("spec".to_owned(), |stem| stem.to_string_lossy().into_owned());
+            (path, text, name)
+        }
+        (name, None) => {
+            let name = name.unwrap_or_else(|| "quick".to_owned());
+            let Some((file, text)) = preset(&name) else {
+                let known: Vec<&str> = PRESETS.iter().map(|(name, _)| *name).collect();
+                bail!("no preset `{name}` (presets: {}; or --spec FILE)", known.join(", "));
+            };
+            (file, text.to_owned(), name)
+        }
+    };
+    options.out = out.unwrap_or_else(|| PathBuf::from("runs").join(&name));
+    Ok(Args { spec_file, spec_text, name, only, shard, options, check_only })
+}
+
+pub fn run(args: &[String]) -> Result<()> {
+    let args = parse(args)?;
+    let plan = spec::parse(&args.spec_text, &args.spec_file)?;
+    let selected = select(&plan, &args.only, args.shard)?;
+    let mut runner = Runner::new(&plan, &args.options)?;
+    let prepared = runner.prepare(&selected)?;
+    eprintln!(
+        "{}: {} searches{} on {}, results in {}",
+        args.name,
+        prepared.len(),
+        args.shard.map_or(String::new(), |shard| format!(" (shard {}/{})", shard.index, shard.count)),
+        runner.device(),
+        args.options.out.display()
+    );
+    if args.check_only {
+        for search in &prepared {
+            eprintln!(
+                "  {} {} {} {}: D = {}, m = {}, {} grid values [{}, {}]",
+                search.plan.experiment,
+                search.plan.model,
+                search.plan.task,
+                search.plan.method.name,
+                search.total_parameters,
+                search.scales,
+                search.grid.len(),
+                search.grid.first().unwrap_or(&0),
+                search.grid.last().unwrap_or(&0)
+            );
+        }
+        return Ok(());
+    }
+
+    let multi = MultiProgress::new();
+    let searches_bar = multi.add(ProgressBar::new(prepared.len() as u64));
+    searches_bar.set_style(
+        ProgressStyle::with_template("searches {bar:30} {pos}/{len} {elapsed_precise} eta {eta} {msg}")
+            .expect("valid template"),
+    );
+    let run_bar = multi.add(ProgressBar::new(0));
+    run_bar.set_style(
+        ProgressStyle::with_template("  run {bar:30} {pos}/{len} steps eta {eta} {msg}").expect("valid template"),
+    );
+    let say = |line: String| {
+        if multi.is_hidden() {
+            eprintln!("{line}");
+        } else {
+            multi.println(line).expect("print above the bars");
+        }
+    };
+    let mut current = String::new();
+    let records = runner.run(&prepared, &mut |event| match event {
+        Event::Planned { .. } => {}
+        Event::SearchStarted { index, search } => {
+            current = format!("{} {} {}", search.plan.model, search.plan.task, search.plan.method.name);
+            searches_bar.set_message(current.clone());
+            say(format!("[{}/{}] {current}", index + 1, prepared.len()));
+        }
+        Event::RunStarted { signature } => {
+            run_bar.reset();
+            run_bar.set_message(short_signature(signature));
+        }
+        Event::Step(step) => {
+            run_bar.set_length(step.total_steps as u64);
+            run_bar.set_position(step.step as u64);
+        }
+        Event::RunFinished { record, reused } => {
+            let score = record.best_score.map_or("none".to_owned(), |score| format!("{score:.4}"));
+            let how = if reused { "reused".to_owned() } else { format!("{:.0} s", record.result.wall_time_s) };
+            let diverged = if record.diverged { " DIVERGED" } else { "" };
+            say(format!("    {}: best {score}{diverged} ({how})", short_signature(&record.signature)));
+        }
+        Event::SearchFinished { record, reused, .. } => {
+            searches_bar.inc(1);
+            say(format!("    => {}{}", outcome_text(record), if reused { " (reused)" } else { "" }));
+        }
+    })?;
+    run_bar.finish_and_clear();
+    searches_bar.finish_and_clear();
+    println!("{}", table(&args.name, &records));
+    let all = ResultsDir::new(&args.options.out)?.searches()?.len();
+    if all != records.len() {
+        println!("({} of the {all} searches in {} shown: this selection)", records.len(), args.options.out.display());
+    }
+    Ok(())
+}
+
+/// The signature without the parts every run of a preset shares.
+fn short_signature(signature: &str) -> String {
+    signature
+        .split('|')
+        .filter(|part| {
+            !["metric:", "data:", "torch:", "code:", "compat:none", "scope:global"].iter().any(|p| part.starts_with(p))
+        })
+        .collect::<Vec<_>>()
+        .join("|")
+}
+
+fn outcome_text(record: &SearchRecord) -> String {
+    match &record.outcome {
+        Outcome::Found { d90, bracket: (below, _) } => format!(
+            "d90 = {d90} (bracket [{}, {d90}], {} probes)",
+            below.map_or("<".to_owned() + &record.grid[0].to_string(), |below| below.to_string()),
+            record.probes.len()
+        ),
+        Outcome::NotReached { largest_tried } => format!("target not reached up to d = {largest_tried}"),
+        Outcome::Unable { reason } => format!("unable to compute: {reason}"),
+    }
+}
+
+/// The d90 table printed at the end (the reports crate renders the full report).
+pub fn table(name: &str, records: &[SearchRecord]) -> String {
+    let mut lines = vec![
+        format!("d90 ({name})"),
+        format!(
+            "{:<24} {:<6} {:<6} {:>8} {:>8} {:>8} {:>9} {:>16} {:>6}",
+            "model", "task", "method", "baseline", "target", "majority", "d90", "bracket", "probes"
+        ),
+    ];
+    for record in records {
+        let plan = &record.plan;
+        let model = plan.model.rsplit('/').next().unwrap_or(&plan.model);
+        let number = |value: Option<f64>| value.map_or("-".to_owned(), |value| format!("{value:.4}"));
+        let (d90, bracket) = match &record.outcome {
+            Outcome::Found { d90, bracket: (below, _) } => (
+                d90.to_string(),
+                format!("[{}, {d90}]", below.map_or(format!("<{}", record.grid[0]), |below| below.to_string())),
+            ),
+            Outcome::NotReached { largest_tried } => (format!(">{largest_tried}"), "-".to_owned()),
+            Outcome::Unable { .. } => ("unable".to_owned(), "-".to_owned()),
+        };
+        lines.push(format!(
+            "{:<24} {:<6} {:<6} {:>8} {:>8} {:>8} {:>9} {:>16} {:>6}",
+            model,
+            plan.task,
+            plan.method.name,
+            number(record.baseline.score),
+            number(record.baseline.target),
+            format!("{:.4}", record.baseline.majority_accuracy),
+            d90,
+            bracket,
+            record.probes.len()
+        ));
+        if record.baseline.target.is_some_and(|target| target <= record.baseline.majority_accuracy) {
+            lines.push("    note: the target is at or below the majority-class accuracy".to_owned());
+        }
+    }
+    lines.join("\n")
+}

@@ -1,0 +1,28 @@
+//! Experiments: declarative specs, the d90 search, result files and the runner that ties them
+//! to the trainer.
+//!
+//! - [`spec`]: YAML specs into a checked [`spec::Plan`] (presets ship in `bench-suite/presets/`).
+//! - [`search`]: the d90 grid and the grid/bisect searches, independent of training.
+//! - [`results`]: run and search records, their keys and signatures, atomic writes and locks.
+//! - [`runner`]: checks a plan against the assets, then runs it, reusing finished work.
+
+pub mod results;
+pub mod runner;
+pub mod search;
+pub mod spec;
+
+/// The presets shipped with the suite: name and YAML text.
+pub const PRESETS: [(&str, &str); 4] = [
+    ("smoke", include_str!("../../presets/smoke.yaml")),
+    ("quick", include_str!("../../presets/quick.yaml")),
+    ("nightly", include_str!("../../presets/nightly.yaml")),
+    ("paper", include_str!("../../presets/paper.yaml")),
+];
+
+/// A shipped preset's text and the file name errors should point at.
+pub fn preset(name: &str) -> Option<(std::path::PathBuf, &'static str)> {
+    PRESETS
+        .iter()
+        .find(|(preset, _)| *preset == name)
+        .map(|(preset, text)| (std::path::PathBuf::from(format!("bench-suite/presets/{preset}.yaml")), *text))
+}

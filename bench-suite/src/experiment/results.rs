@@ -1,0 +1,363 @@
+//! Result files: one JSON per finished run and per finished search, keyed by a hash of what
+//! was run, written atomically, shared safely by several processes.
+//!
+//! Layout of a results folder (`runs/<preset>/` by default):
+//!
+//! - `runs/<key>.json`: a [`RunRecord`]; `<key>` is the first 16 hex digits of the sha256 of the
+//!   run's fully resolved [`RunSpec`] (model and data identities, every training setting, seeds,
+//!   device, torch version). The code revision is recorded but not part of the key: rerunning
+//!   after a commit reuses finished runs, and the signature says which code made each.
+//! - `searches/<key>.json`: a [`SearchRecord`], keyed the same way by the search's plan.
+//! - `work/<key>/`: the checkpoints of a run in progress (removed once its result is written).
+//! - `locks/<key>.lock`: held (`flock`) by the process working on a run or search; the kernel
+//!   releases it when the process dies, so a killed process never leaves a stale lock.
+//!
+//! A result is written to a temporary name in the same folder, synced and renamed over the final
+//! name: a reader sees no file or a whole one, never a truncated one, and a run whose result
+//! exists is never run again.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::search::{Outcome, Probe, SearchOutcome};
+use super::spec::SearchPlan;
+use crate::train::{Mode, RunResult, TrainConfig};
+
+/// The torch version every binary of the suite links (fixed by the workspace).
+pub const TORCH_VERSION: &str = "2.11.0";
+
+/// Everything that determines a run's numbers, fully resolved: its hash is the run's key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunSpec {
+    pub model: String,
+    /// Checkpoint identity: HF revision, or `synthetic`.
+    pub model_revision: String,
+    pub task: String,
+    /// Data identity: the first 8 hex digits of the data file's sha256, or `synthetic`.
+    pub data: String,
+    pub max_len: usize,
+    pub max_train_examples: Option<usize>,
+    pub subset_seed: u64,
+    pub device: String,
+    pub torch: String,
+    pub train: TrainConfig,
+}
+
+impl RunSpec {
+    pub fn key(&self) -> String {
+        hash_key(self)
+    }
+
+    /// A sacreBLEU-style one-line description of the run, e.g.
+    /// `said|group:per_layer|scope:global|compat:none|task:mrpc|metric:acc|model:roberta-base@e2da8e2|data:60a9b090|d:896|lr:3e-2|seed:1|torch:2.11.0|device:cpu|code:1a2b3c4d5e6f`.
+    pub fn signature(&self, code: &str) -> String {
+        let train = &self.train;
+        let model = self.model.rsplit('/').next().unwrap_or(&self.model);
+        let mut parts = vec![match train.mode {
+            Mode::Full => "full".to_owned(),
+            Mode::Did => "did".to_owned(),
+            Mode::Said => "said".to_owned(),
+        }];
+        if train.mode == Mode::Said {
+            parts.push(format!("group:{}", serde_name(&train.grouping)));
+        }
+        if train.mode != Mode::Full {
+            parts.push(format!("scope:{}", serde_name(&train.scope)));
+            parts.push(format!("compat:{}", serde_name(&train.compat)));
+        }
+        parts.push(format!("task:{}", self.task));
+        parts.push("metric:acc".to_owned());
+        parts.push(format!("model:{model}@{}", self.model_revision));
+        parts.push(format!("data:{}", self.data));
+        if let Some(n) = self.max_train_examples {
+            parts.push(format!("train:{n}@{}", self.subset_seed));
+        }
+        if train.mode != Mode::Full {
+            parts.push(format!("d:{}", train.d));
+        }
+        parts.push(format!("lr:{:e}", train.lr));
+        let seeds = train.seeds;
+        if seeds.data == seeds.head && seeds.head == seeds.dropout && seeds.dropout == seeds.projection {
+            parts.push(format!("seed:{}", seeds.data));
+        } else {
+            parts.push(format!("seed:{}/{}/{}/{}", seeds.data, seeds.head, seeds.dropout, seeds.projection));
+        }
+        parts.push(format!("epochs:{}", train.epochs));
+        parts.push(format!("torch:{}", self.torch));
+        parts.push(format!("device:{}", self.device));
+        parts.push(format!("code:{code}"));
+        parts.join("|")
+    }
+}
+
+fn serde_name<T: Serialize>(value: &T) -> String {
+    serde_json::to_value(value).ok().and_then(|value| value.as_str().map(str::to_owned)).unwrap_or_default()
+}
+
+/// The first 16 hex digits of the sha256 of `value`'s canonical JSON.
+pub fn hash_key<T: Serialize>(value: &T) -> String {
+    let json = serde_json::to_vec(value).expect("serialisable");
+    let digest = Sha256::digest(&json);
+    digest.iter().take(8).map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// Where and by what a result was made.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Provenance {
+    /// `git rev-parse --short=12 HEAD`, `+dirty` with uncommitted changes; `unknown` without git.
+    pub code: String,
+    pub host: String,
+    /// Seconds since the Unix epoch when the result was written.
+    pub finished_at: u64,
+}
+
+impl Provenance {
+    pub fn now() -> Provenance {
+        Provenance {
+            code: code_revision().to_owned(),
+            host: host_name(),
+            finished_at: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |elapsed| elapsed.as_secs()),
+        }
+    }
+}
+
+/// One finished run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub key: String,
+    pub signature: String,
+    pub spec: RunSpec,
+    pub train_examples: usize,
+    /// Accuracy of always predicting the most frequent label of the first dev split.
+    pub majority_accuracy: f64,
+    /// The run's best dev metric (accuracy of the first dev split), if it evaluated at all.
+    pub best_score: Option<f64>,
+    pub diverged: bool,
+    pub result: RunResult,
+    /// Peak resident memory of the process that finished the run (`VmHWM`).
+    pub peak_resident_bytes: Option<u64>,
+    pub provenance: Provenance,
+}
+
+/// The baseline of a search: full fine-tuning over its learning rates.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Baseline {
+    /// Median over seeds of the best dev metric over learning rates.
+    pub score: Option<f64>,
+    pub target: Option<f64>,
+    pub majority_accuracy: f64,
+    pub runs: Vec<String>,
+}
+
+/// One finished search.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SearchRecord {
+    pub key: String,
+    pub signature: String,
+    pub plan: SearchPlan,
+    /// The model's parameter count D and, for SAID, the number of scales m.
+    pub total_parameters: usize,
+    pub scales: usize,
+    /// The grid searched (after cutting at D).
+    pub grid: Vec<usize>,
+    pub baseline: Baseline,
+    pub outcome: Outcome,
+    pub probes: Vec<Probe>,
+    pub monotone: Option<bool>,
+    pub provenance: Provenance,
+}
+
+impl SearchRecord {
+    pub fn d90(&self) -> Option<usize> {
+        match self.outcome {
+            Outcome::Found { d90, .. } => Some(d90),
+            _ => None,
+        }
+    }
+
+    pub fn from_outcome(
+        key: String,
+        signature: String,
+        plan: SearchPlan,
+        (total_parameters, scales): (usize, usize),
+        grid: Vec<usize>,
+        baseline: Baseline,
+        outcome: SearchOutcome,
+    ) -> SearchRecord {
+        SearchRecord {
+            key,
+            signature,
+            plan,
+            total_parameters,
+            scales,
+            grid,
+            baseline,
+            outcome: outcome.outcome,
+            probes: outcome.probes,
+            monotone: outcome.monotone,
+            provenance: Provenance::now(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ResultsError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error(
+        "{path}: not a valid result file ({message}); it was not written by this suite's atomic writer: remove it to rerun"
+    )]
+    Corrupt { path: PathBuf, message: String },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ResultsError + '_ {
+    move |source| ResultsError::Io { path: path.to_path_buf(), source }
+}
+
+/// A results folder.
+#[derive(Debug, Clone)]
+pub struct ResultsDir {
+    pub root: PathBuf,
+}
+
+/// A held lock on a key; released when dropped or when the process dies.
+pub struct KeyLock {
+    _file: File,
+}
+
+impl ResultsDir {
+    pub fn new(root: impl Into<PathBuf>) -> Result<ResultsDir, ResultsError> {
+        let root = root.into();
+        for sub in ["runs", "searches", "work", "locks"] {
+            let dir = root.join(sub);
+            std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        }
+        Ok(ResultsDir { root })
+    }
+
+    pub fn run_path(&self, key: &str) -> PathBuf {
+        self.root.join("runs").join(format!("{key}.json"))
+    }
+
+    pub fn search_path(&self, key: &str) -> PathBuf {
+        self.root.join("searches").join(format!("{key}.json"))
+    }
+
+    pub fn work_dir(&self, key: &str) -> PathBuf {
+        self.root.join("work").join(key)
+    }
+
+    /// Blocks until this process holds the lock of `key` (another process may be working on it).
+    pub fn lock(&self, key: &str) -> Result<KeyLock, ResultsError> {
+        let path = self.root.join("locks").join(format!("{key}.lock"));
+        let file = File::options().create(true).truncate(false).write(true).open(&path).map_err(io(&path))?;
+        file.lock().map_err(io(&path))?;
+        Ok(KeyLock { _file: file })
+    }
+
+    pub fn load_run(&self, key: &str) -> Result<Option<RunRecord>, ResultsError> {
+        read_json(&self.run_path(key))
+    }
+
+    pub fn load_search(&self, key: &str) -> Result<Option<SearchRecord>, ResultsError> {
+        read_json(&self.search_path(key))
+    }
+
+    pub fn save_run(&self, record: &RunRecord) -> Result<(), ResultsError> {
+        write_atomically(&self.run_path(&record.key), record)
+    }
+
+    pub fn save_search(&self, record: &SearchRecord) -> Result<(), ResultsError> {
+        write_atomically(&self.search_path(&record.key), record)
+    }
+
+    /// Every search record in the folder, ordered by key.
+    pub fn searches(&self) -> Result<Vec<SearchRecord>, ResultsError> {
+        read_all(&self.root.join("searches"))
+    }
+
+    /// Every run record in the folder, ordered by key.
+    pub fn runs(&self) -> Result<Vec<RunRecord>, ResultsError> {
+        read_all(&self.root.join("runs"))
+    }
+}
+
+fn read_all<T: for<'de> Deserialize<'de>>(dir: &Path) -> Result<Vec<T>, ResultsError> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(io(dir))?
+        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+        .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
+        .collect();
+    paths.sort();
+    paths.iter().map(|path| read_json(path).map(|record| record.expect("listed file exists"))).collect()
+}
+
+fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, ResultsError> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|err| ResultsError::Corrupt { path: path.to_path_buf(), message: err.to_string() }),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(err) => Err(ResultsError::Io { path: path.to_path_buf(), source: err }),
+    }
+}
+
+/// Writes `value` as pretty JSON to a temporary file beside `path`, syncs it and renames it over
+/// `path`, then syncs the folder.
+pub fn write_atomically<T: Serialize>(path: &Path, value: &T) -> Result<(), ResultsError> {
+    let dir = path.parent().expect("a file in a folder");
+    let mut text = serde_json::to_string_pretty(value).expect("serialisable");
+    text.push('\n');
+    let temporary = dir.join(format!(
+        ".{}.{}.partial",
+        path.file_name().expect("a file name").to_string_lossy(),
+        std::process::id()
+    ));
+    let mut file = File::create(&temporary).map_err(io(&temporary))?;
+    file.write_all(text.as_bytes()).map_err(io(&temporary))?;
+    file.sync_all().map_err(io(&temporary))?;
+    drop(file);
+    std::fs::rename(&temporary, path).map_err(io(path))?;
+    if let Ok(dir) = File::open(dir) {
+        let _ = dir.sync_all();
+    }
+    Ok(())
+}
+
+/// The code revision of this build's source tree, computed once.
+pub fn code_revision() -> &'static str {
+    static REVISION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    REVISION.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf();
+        let git = |args: &[&str]| {
+            std::process::Command::new("git")
+                .arg("-C")
+                .arg(&root)
+                .args(args)
+                .output()
+                .ok()
+                .filter(|output| output.status.success())
+                .map(|output| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+        };
+        match git(&["rev-parse", "--short=12", "HEAD"]) {
+            Some(revision) => {
+                let dirty = git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+                if dirty { format!("{revision}+dirty") } else { revision }
+            }
+            None => "unknown".to_owned(),
+        }
+    })
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|name| name.trim().to_owned())
+        .unwrap_or_else(|_| "unknown".to_owned())
+}

@@ -1,0 +1,535 @@
+//! The experiment runner: checks a plan against the assets, then runs its searches, reusing
+//! every finished run and search it finds in the results folder.
+//!
+//! Order of work for one search: the baseline (full fine-tuning over its learning rates and
+//! seeds), then the probes the search asks for. Everything is a run with a key: a baseline shared
+//! by the SAID and DID searches of a model and task runs once; a rerun of the same command skips
+//! finished runs and resumes an unfinished one from its last checkpoint (its `work/` folder); two
+//! processes sharing a folder wait for each other on a run's lock instead of duplicating it.
+
+use std::path::PathBuf;
+
+use datasets::manifest::Manifest;
+use datasets::store::{Store, StoreConfig};
+use datasets::tasks::Task;
+use serde::Serialize;
+
+use super::results::{
+    Baseline, Provenance, ResultsDir, ResultsError, RunRecord, RunSpec, SearchRecord, TORCH_VERSION, hash_key,
+};
+use super::search::{Outcome, ProbeOutcome, SearchOutcome, d_grid, median, search as d90_search};
+use super::spec::{Method, Plan, SearchPlan, SpecError};
+use crate::device::parse_device;
+use crate::finetune::{FinetuneError, Workload, process_memory_bytes};
+use crate::model::Config;
+use crate::shapes;
+use crate::subspace::{self, Method as SubspaceMethod};
+use crate::synthetic;
+use crate::train::{Mode, Seeds, StepReport, TrainConfig};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunnerError {
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    #[error(transparent)]
+    Results(#[from] ResultsError),
+    #[error(transparent)]
+    Data(#[from] datasets::Error),
+    #[error("{context}: {source}")]
+    Finetune { context: String, source: FinetuneError },
+    #[error("--only: no experiment named `{name}` (the spec has: {known})")]
+    UnknownExperiment { name: String, known: String },
+    #[error("--shard {0}: expected i/n with 0 <= i < n, e.g. 0/4")]
+    Shard(String),
+    #[error(transparent)]
+    Device(#[from] crate::device::DeviceError),
+}
+
+/// `--shard i/n`: search `k` of the plan belongs to shard `k mod n`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub index: usize,
+    pub count: usize,
+}
+
+impl Shard {
+    pub fn parse(text: &str) -> Result<Shard, RunnerError> {
+        let parsed = text.split_once('/').and_then(|(i, n)| Some((i.parse().ok()?, n.parse().ok()?)));
+        match parsed {
+            Some((index, count)) if index < count => Ok(Shard { index, count }),
+            _ => Err(RunnerError::Shard(text.to_owned())),
+        }
+    }
+
+    pub fn takes(&self, position: usize) -> bool {
+        position % self.count == self.index
+    }
+}
+
+/// The searches of `plan` that `only` (experiment names) and `shard` select, in plan order.
+pub fn select(plan: &Plan, only: &[String], shard: Option<Shard>) -> Result<Vec<SearchPlan>, RunnerError> {
+    for name in only {
+        if !plan.searches.iter().any(|search| &search.experiment == name) {
+            let mut known: Vec<&str> = plan.searches.iter().map(|search| search.experiment.as_str()).collect();
+            known.dedup();
+            return Err(RunnerError::UnknownExperiment { name: name.clone(), known: known.join(", ") });
+        }
+    }
+    Ok(plan
+        .searches
+        .iter()
+        .filter(|search| only.is_empty() || only.contains(&search.experiment))
+        .enumerate()
+        .filter(|(position, _)| shard.is_none_or(|shard| shard.takes(*position)))
+        .map(|(_, search)| search.clone())
+        .collect())
+}
+
+/// A search checked against its model and data: what the key and the grid need.
+#[derive(Debug, Clone)]
+pub struct PreparedSearch {
+    pub plan: SearchPlan,
+    pub model_revision: String,
+    pub data: String,
+    /// D: the parameters of the model with its task head.
+    pub total_parameters: usize,
+    /// m: SAID's scales (0 for DID).
+    pub scales: usize,
+    pub grid: Vec<usize>,
+    pub key: String,
+}
+
+#[derive(Serialize)]
+struct SearchIdentity<'a> {
+    plan: &'a SearchPlan,
+    model_revision: &'a str,
+    data: &'a str,
+    device: &'a str,
+    torch: &'a str,
+}
+
+impl PreparedSearch {
+    /// `d90|said|group:per_layer|scope:global|compat:none|task:mrpc|metric:acc|model:...|data:...|search:bisect[100,10000]@0.9|lr:3e-1|seeds:0|...`.
+    pub fn signature(&self, device: &str, code: &str) -> String {
+        let plan = &self.plan;
+        let method = &plan.method;
+        let name = |value: &dyn erased::Name| value.name();
+        let mut parts = vec!["d90".to_owned(), name(&method.mode)];
+        if method.mode == Mode::Said {
+            parts.push(format!("group:{}", name(&method.grouping)));
+        }
+        parts.push(format!("scope:{}", name(&method.scope)));
+        parts.push(format!("compat:{}", name(&method.compat)));
+        parts.push(format!("task:{}", plan.task));
+        parts.push("metric:acc".to_owned());
+        let model = plan.model.rsplit('/').next().unwrap_or(&plan.model);
+        parts.push(format!("model:{model}@{}", self.model_revision));
+        parts.push(format!("data:{}", self.data));
+        if let Some(n) = plan.training.max_train_examples {
+            parts.push(format!("train:{n}@{}", plan.training.subset_seed));
+        }
+        parts.push(format!(
+            "search:{}[{},{}]@{}",
+            name(&plan.search.mode),
+            self.grid.first().copied().unwrap_or(0),
+            self.grid.last().copied().unwrap_or(0),
+            plan.search.threshold
+        ));
+        let lrs = |method: &Method| method.lrs.iter().map(|lr| format!("{lr:e}")).collect::<Vec<_>>().join(",");
+        parts.push(format!("lr:{}", lrs(method)));
+        parts.push(format!("baseline-lr:{}", lrs(&plan.baseline)));
+        parts.push(format!("seeds:{}", plan.seeds.iter().map(u64::to_string).collect::<Vec<_>>().join(",")));
+        parts.push(format!("epochs:{}", plan.training.epochs));
+        parts.push(format!("torch:{TORCH_VERSION}"));
+        parts.push(format!("device:{device}"));
+        parts.push(format!("code:{code}"));
+        parts.join("|")
+    }
+}
+
+mod erased {
+    /// The serde name of a unit enum value (`per_layer`, `bisect`, ...).
+    pub trait Name {
+        fn name(&self) -> String;
+    }
+    impl<T: serde::Serialize> Name for T {
+        fn name(&self) -> String {
+            serde_json::to_value(self).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+        }
+    }
+}
+
+/// Options of a reproduction that are not in the spec.
+#[derive(Debug, Clone, Default)]
+pub struct RunnerOptions {
+    pub out: PathBuf,
+    /// Overrides the spec's device.
+    pub device: Option<String>,
+    pub mirrors: Vec<PathBuf>,
+    pub offline: bool,
+}
+
+/// What the runner reports as it goes.
+pub enum Event<'a> {
+    /// Every selected search is checked and keyed; work starts.
+    Planned {
+        searches: &'a [PreparedSearch],
+    },
+    SearchStarted {
+        index: usize,
+        search: &'a PreparedSearch,
+    },
+    /// A run is about to train (or resume).
+    RunStarted {
+        signature: &'a str,
+    },
+    Step(StepReport),
+    RunFinished {
+        record: &'a RunRecord,
+        reused: bool,
+    },
+    SearchFinished {
+        index: usize,
+        record: &'a SearchRecord,
+        reused: bool,
+    },
+}
+
+pub struct Runner {
+    store: Store,
+    results: ResultsDir,
+    device: String,
+    /// The last workload loaded (consecutive searches share model and task).
+    workload: Option<(WorkloadKey, Workload)>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct WorkloadKey {
+    model: String,
+    task: String,
+    max_len: usize,
+    max_train_examples: Option<usize>,
+    subset_seed: u64,
+}
+
+impl Runner {
+    pub fn new(plan: &Plan, options: &RunnerOptions) -> Result<Runner, RunnerError> {
+        let mut store_config = StoreConfig::from_env()?;
+        store_config.mirrors.extend(options.mirrors.iter().cloned());
+        store_config.offline |= options.offline;
+        let device = options.device.clone().unwrap_or_else(|| plan.device.clone());
+        Ok(Runner {
+            store: Store::new(store_config, Manifest::embedded())?,
+            results: ResultsDir::new(&options.out)?,
+            device,
+            workload: None,
+        })
+    }
+
+    pub fn results(&self) -> &ResultsDir {
+        &self.results
+    }
+
+    pub fn device(&self) -> &str {
+        &self.device
+    }
+
+    /// Checks every search against its model's shapes and makes every asset available (fetching
+    /// what is missing, or failing offline), before any training.
+    pub fn prepare(&self, searches: &[SearchPlan]) -> Result<Vec<PreparedSearch>, RunnerError> {
+        let mut prepared = Vec::new();
+        for plan in searches {
+            let origin = &plan.origin;
+            let model_field = || format!("models[{}]", origin.model_index);
+            let (config, model_revision) = match synthetic::model_config(&plan.model) {
+                Some(config) => (config, "synthetic".to_owned()),
+                None => {
+                    let files = self
+                        .store
+                        .ensure(&plan.model)
+                        .map_err(|err| origin.error(&model_field(), format!("`{}`: {err}", plan.model)))?;
+                    let path = files.file("config.json");
+                    let text = std::fs::read_to_string(&path)
+                        .map_err(|err| origin.error(&model_field(), format!("{}: {err}", path.display())))?;
+                    let config = Config::from_json(&text)
+                        .map_err(|err| origin.error(&model_field(), format!("{}: {err}", path.display())))?;
+                    (config, self.store.content_id(&plan.model)?)
+                }
+            };
+            let (n_labels, data) = if plan.task == synthetic::TASK {
+                if synthetic::model_config(&plan.model).is_none() {
+                    return Err(origin
+                        .error(
+                            &model_field(),
+                            format!("the synthetic task needs a synthetic model, not `{}`", plan.model),
+                        )
+                        .into());
+                }
+                (2, "synthetic".to_owned())
+            } else {
+                if synthetic::model_config(&plan.model).is_some() {
+                    return Err(origin
+                        .error(
+                            &model_field(),
+                            format!("`{}` has no tokenizer: it runs the synthetic task only", plan.model),
+                        )
+                        .into());
+                }
+                let task = Task::from_name(&plan.task)?;
+                let task_field = format!("tasks[{}]", origin.task_index);
+                self.store
+                    .ensure(task.asset_id())
+                    .map_err(|err| origin.error(&task_field, format!("`{}`: {err}", plan.task)))?;
+                (task.labels().len() as i64, self.store.content_id(task.asset_id())?)
+            };
+            let layout = shapes::sequence_classifier(&config, n_labels);
+            let total_parameters: usize = shapes::numels(&layout).iter().map(|(_, numel)| numel).sum();
+            let names: Vec<String> = layout.into_iter().map(|(name, _)| name).collect();
+            let method = &plan.method;
+            let subspace_method = if method.mode == Mode::Said { SubspaceMethod::Said } else { SubspaceMethod::Did };
+            let (_, scales) = subspace::scale_groups(&names, subspace_method, method.grouping, method.compat);
+            let search = &plan.search;
+            if let Some(d_max) = search.d_max
+                && d_max > total_parameters
+            {
+                return Err(origin
+                    .error(
+                        "search.d_max",
+                        format!(
+                            "{d_max} exceeds D = {total_parameters}, the parameters of {} with its head",
+                            plan.model
+                        ),
+                    )
+                    .into());
+            }
+            let grid = d_grid(search.d_min, search.d_max.unwrap_or(usize::MAX).min(total_parameters));
+            let Some(&smallest) = grid.first() else {
+                return Err(origin
+                    .error("search.d_min", format!("no grid value lies in [{}, D = {total_parameters}]", search.d_min))
+                    .into());
+            };
+            if let Err(err) =
+                subspace::check_dimension(smallest, scales, subspace_method, method.grouping, method.compat)
+            {
+                return Err(origin
+                    .error("search.d_min", format!("{err} (method `{}`, {})", method.name, plan.model))
+                    .into());
+            }
+            let device = self.device.as_str();
+            let key = hash_key(&SearchIdentity {
+                plan,
+                model_revision: &model_revision,
+                data: &data,
+                device,
+                torch: TORCH_VERSION,
+            });
+            prepared.push(PreparedSearch {
+                plan: plan.clone(),
+                model_revision,
+                data,
+                total_parameters,
+                scales,
+                grid,
+                key,
+            });
+        }
+        Ok(prepared)
+    }
+
+    /// Runs the searches in order; returns their records.
+    pub fn run(
+        &mut self,
+        searches: &[PreparedSearch],
+        on_event: &mut dyn FnMut(Event),
+    ) -> Result<Vec<SearchRecord>, RunnerError> {
+        parse_device(&self.device)?;
+        on_event(Event::Planned { searches });
+        let mut records = Vec::new();
+        for (index, search) in searches.iter().enumerate() {
+            on_event(Event::SearchStarted { index, search });
+            if let Some(record) = self.results.load_search(&search.key)? {
+                on_event(Event::SearchFinished { index, record: &record, reused: true });
+                records.push(record);
+                continue;
+            }
+            let _lock = self.results.lock(&search.key)?;
+            let record = match self.results.load_search(&search.key)? {
+                Some(record) => record,
+                None => {
+                    let record = self.run_search(search, on_event)?;
+                    self.results.save_search(&record)?;
+                    record
+                }
+            };
+            on_event(Event::SearchFinished { index, record: &record, reused: false });
+            records.push(record);
+        }
+        Ok(records)
+    }
+
+    fn run_search(
+        &mut self,
+        search: &PreparedSearch,
+        on_event: &mut dyn FnMut(Event),
+    ) -> Result<SearchRecord, RunnerError> {
+        let plan = &search.plan;
+        let (baseline_outcome, baseline_runs) = self.probe(search, &plan.baseline, 0, on_event)?;
+        let majority_accuracy = baseline_runs.first().map_or(f64::NAN, |run| run.majority_accuracy);
+        let target = baseline_outcome.score.map(|score| plan.search.threshold * score);
+        let baseline =
+            Baseline { score: baseline_outcome.score, target, majority_accuracy, runs: baseline_outcome.runs };
+        let signature = search.signature(&self.device, super::results::code_revision());
+        let identity = (search.total_parameters, search.scales);
+        let unable =
+            |reason: String| SearchOutcome { outcome: Outcome::Unable { reason }, probes: vec![], monotone: None };
+        let outcome = match (baseline.score, target) {
+            (Some(score), Some(target)) if score > majority_accuracy => {
+                d90_search(plan.search.mode, &search.grid, target, |d| {
+                    self.probe(search, &plan.method, d, on_event).map(|(outcome, _)| outcome)
+                })?
+            }
+            (Some(score), _) => unable(format!(
+                "the baseline ({score:.4}) is not above the majority-class accuracy ({majority_accuracy:.4})"
+            )),
+            _ => unable("every baseline run diverged before its first evaluation".to_owned()),
+        };
+        Ok(SearchRecord::from_outcome(
+            search.key.clone(),
+            signature,
+            plan.clone(),
+            identity,
+            search.grid.clone(),
+            baseline,
+            outcome,
+        ))
+    }
+
+    /// Every learning rate and seed of `method` at `d`: the median over seeds of the best score
+    /// over learning rates (a seed whose runs all diverged before evaluating counts as 0).
+    fn probe(
+        &mut self,
+        search: &PreparedSearch,
+        method: &Method,
+        d: usize,
+        on_event: &mut dyn FnMut(Event),
+    ) -> Result<(ProbeOutcome, Vec<RunRecord>), RunnerError> {
+        let plan = &search.plan;
+        let mut per_seed = Vec::new();
+        let mut records = Vec::new();
+        for &seed in &plan.seeds {
+            let mut best: Option<f64> = None;
+            for &lr in &method.lrs {
+                let spec = self.run_spec(search, method, d, lr, seed);
+                let record = self.run_one(spec, on_event)?;
+                if let Some(score) = record.best_score {
+                    best = Some(best.map_or(score, |best: f64| best.max(score)));
+                }
+                records.push(record);
+            }
+            per_seed.push(best);
+        }
+        let all_diverged = records.iter().all(|record| record.diverged);
+        let score = if per_seed.iter().all(Option::is_none) {
+            None
+        } else {
+            median(&per_seed.iter().map(|score| score.unwrap_or(0.0)).collect::<Vec<_>>())
+        };
+        let runs = records.iter().map(|record| record.key.clone()).collect();
+        Ok((ProbeOutcome { score, all_diverged, runs }, records))
+    }
+
+    fn run_spec(&self, search: &PreparedSearch, method: &Method, d: usize, lr: f64, seed: u64) -> RunSpec {
+        let plan = &search.plan;
+        let training = &plan.training;
+        let mut train = TrainConfig::new(method.mode, d, lr);
+        if method.mode != Mode::Full {
+            train.scope = method.scope;
+            train.grouping = method.grouping;
+            train.compat = method.compat;
+        }
+        train.epochs = training.epochs;
+        train.batch_size = training.batch_size;
+        train.warmup_ratio = training.warmup_ratio;
+        train.weight_decay = training.weight_decay;
+        train.max_grad_norm = training.max_grad_norm;
+        train.eval_every = training.eval_every;
+        train.checkpoint_every = Some(training.checkpoint_every);
+        train.seeds = Seeds::all(seed);
+        RunSpec {
+            model: plan.model.clone(),
+            model_revision: search.model_revision.clone(),
+            task: plan.task.clone(),
+            data: search.data.clone(),
+            max_len: training.max_len,
+            max_train_examples: training.max_train_examples,
+            subset_seed: training.subset_seed,
+            device: self.device.clone(),
+            torch: TORCH_VERSION.to_owned(),
+            train,
+        }
+    }
+
+    fn run_one(&mut self, spec: RunSpec, on_event: &mut dyn FnMut(Event)) -> Result<RunRecord, RunnerError> {
+        let key = spec.key();
+        if let Some(record) = self.results.load_run(&key)? {
+            on_event(Event::RunFinished { record: &record, reused: true });
+            return Ok(record);
+        }
+        let _lock = self.results.lock(&key)?;
+        if let Some(record) = self.results.load_run(&key)? {
+            on_event(Event::RunFinished { record: &record, reused: true });
+            return Ok(record);
+        }
+        let code = super::results::code_revision();
+        let signature = spec.signature(code);
+        let context = || format!("run {signature}");
+        let workload_key = WorkloadKey {
+            model: spec.model.clone(),
+            task: spec.task.clone(),
+            max_len: spec.max_len,
+            max_train_examples: spec.max_train_examples,
+            subset_seed: spec.subset_seed,
+        };
+        if self.workload.as_ref().is_none_or(|(key, _)| key != &workload_key) {
+            self.workload = None;
+            let workload = if spec.task == synthetic::TASK {
+                Workload::synthetic(&spec.model, spec.max_train_examples)
+            } else {
+                let task = Task::from_name(&spec.task)?;
+                Workload::from_store(
+                    &self.store,
+                    &spec.model,
+                    task,
+                    spec.max_len,
+                    spec.max_train_examples,
+                    spec.subset_seed,
+                )
+            }
+            .map_err(|source| RunnerError::Finetune { context: context(), source })?;
+            self.workload = Some((workload_key, workload));
+        }
+        let workload = &self.workload.as_ref().expect("just loaded").1;
+        on_event(Event::RunStarted { signature: &signature });
+        let device = parse_device(&spec.device)?;
+        let work_dir = self.results.work_dir(&key);
+        let result = workload
+            .run(device, &spec.train, Some(&work_dir), &mut |_| {}, &mut |step| on_event(Event::Step(step)))
+            .map_err(|source| RunnerError::Finetune { context: context(), source })?;
+        let record = RunRecord {
+            key: key.clone(),
+            signature,
+            train_examples: workload.train.len(),
+            majority_accuracy: workload.majority_accuracy,
+            best_score: result.best.as_ref().map(|best| best.score),
+            diverged: matches!(result.status, crate::train::Status::Diverged { .. }),
+            spec,
+            result,
+            peak_resident_bytes: process_memory_bytes("VmHWM"),
+            provenance: Provenance::now(),
+        };
+        self.results.save_run(&record)?;
+        let _ = std::fs::remove_dir_all(&work_dir);
+        on_event(Event::RunFinished { record: &record, reused: false });
+        Ok(record)
+    }
+}

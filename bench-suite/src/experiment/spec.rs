@@ -1,0 +1,735 @@
+//! Experiment specs: YAML in, a checked [`Plan`] out, before any training starts.
+//!
+//! A spec names models, tasks and methods, the training settings, learning-rate grids, seeds and
+//! the d90 search; [`parse`] rejects unknown keys and malformed values (serde's message, with the
+//! YAML line), then checks what can be checked without assets (names, grids, bounds); the runner
+//! then checks what needs the model's shapes (`d_min > m` for SAID, `d_max <= D`) and the assets'
+//! presence, still before the first step. Every error names the file, the line and the field.
+//!
+//! ```yaml
+//! description: what this preset is for
+//! device: cpu                 # cpu | cuda | cuda:N, overridable on the command line
+//! seeds: [0]                  # every probe runs each seed; success uses the median
+//! training: {epochs: 1, batch_size: 32, max_len: 128, max_train_examples: 2000}
+//! search: {mode: bisect, d_min: 100, d_max: 10000, threshold: 0.9}
+//! methods:
+//!   full: {method: full, lr: [5.0e-5]}
+//!   said: {method: said, lr: [0.3], grouping: per_layer, scope: global}
+//!   did:  {method: did, lr: [0.3]}
+//! experiments:
+//!   - name: table1
+//!     models: [sentence-transformers/all-MiniLM-L6-v2]
+//!     tasks: [sst2, mrpc]
+//!     methods: [said, did]     # each against the baseline `full` (or `baseline: NAME`)
+//!     training: {epochs: 3}    # optional overrides, field by field
+//! ```
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::fastfood::Scope;
+use crate::subspace::{Compat, LambdaGrouping};
+use crate::synthetic;
+use crate::train::Mode;
+
+use super::search::{SearchMode, d_grid};
+
+/// An error in a spec: where (file, line when known, field) and what.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct SpecError {
+    pub file: PathBuf,
+    pub line: Option<usize>,
+    /// The field's path, e.g. `experiments[1].methods[0]`.
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for SpecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{}:{line}: {}: {}", self.file.display(), self.field, self.message),
+            None => write!(f, "{}: {}: {}", self.file.display(), self.field, self.message),
+        }
+    }
+}
+
+/// Training settings; every field optional so that experiments override field by field.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainingSpec {
+    pub epochs: Option<usize>,
+    pub batch_size: Option<usize>,
+    pub max_len: Option<usize>,
+    /// A seeded random subset of the training split (the same for every run of the spec).
+    pub max_train_examples: Option<usize>,
+    pub warmup_ratio: Option<f64>,
+    pub weight_decay: Option<f64>,
+    pub max_grad_norm: Option<f64>,
+    /// Evaluate every N steps as well as at the end of every epoch.
+    pub eval_every: Option<usize>,
+    /// Save a checkpoint every N steps (a killed run resumes from it).
+    pub checkpoint_every: Option<usize>,
+}
+
+impl TrainingSpec {
+    fn or(&self, base: &TrainingSpec) -> TrainingSpec {
+        TrainingSpec {
+            epochs: self.epochs.or(base.epochs),
+            batch_size: self.batch_size.or(base.batch_size),
+            max_len: self.max_len.or(base.max_len),
+            max_train_examples: self.max_train_examples.or(base.max_train_examples),
+            warmup_ratio: self.warmup_ratio.or(base.warmup_ratio),
+            weight_decay: self.weight_decay.or(base.weight_decay),
+            max_grad_norm: self.max_grad_norm.or(base.max_grad_norm),
+            eval_every: self.eval_every.or(base.eval_every),
+            checkpoint_every: self.checkpoint_every.or(base.checkpoint_every),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchSpec {
+    pub mode: Option<SearchMode>,
+    pub d_min: Option<usize>,
+    pub d_max: Option<usize>,
+    /// The fraction of the baseline's best dev metric to reach (the paper: 0.9).
+    pub threshold: Option<f64>,
+}
+
+impl SearchSpec {
+    fn or(&self, base: &SearchSpec) -> SearchSpec {
+        SearchSpec {
+            mode: self.mode.or(base.mode),
+            d_min: self.d_min.or(base.d_min),
+            d_max: self.d_max.or(base.d_max),
+            threshold: self.threshold.or(base.threshold),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MethodSpec {
+    pub method: Mode,
+    pub lr: Vec<f64>,
+    pub scope: Option<Scope>,
+    pub grouping: Option<LambdaGrouping>,
+    pub compat: Option<Compat>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExperimentSpec {
+    pub name: String,
+    pub models: Vec<String>,
+    pub tasks: Vec<String>,
+    pub methods: Vec<String>,
+    pub baseline: Option<String>,
+    pub seeds: Option<Vec<u64>>,
+    pub training: Option<TrainingSpec>,
+    pub search: Option<SearchSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpecFile {
+    pub description: String,
+    pub device: Option<String>,
+    pub seeds: Option<Vec<u64>>,
+    /// Seed of the training subset (`max_train_examples`), the same for every run.
+    pub subset_seed: Option<u64>,
+    #[serde(default)]
+    pub training: TrainingSpec,
+    #[serde(default)]
+    pub search: SearchSpec,
+    pub methods: BTreeMap<String, MethodSpec>,
+    pub experiments: Vec<ExperimentSpec>,
+}
+
+/// Fully resolved training settings of one experiment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Training {
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub max_len: usize,
+    pub max_train_examples: Option<usize>,
+    pub subset_seed: u64,
+    pub warmup_ratio: f64,
+    pub weight_decay: f64,
+    pub max_grad_norm: f64,
+    pub eval_every: Option<usize>,
+    pub checkpoint_every: usize,
+}
+
+/// A method with everything resolved.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Method {
+    pub name: String,
+    pub mode: Mode,
+    pub lrs: Vec<f64>,
+    pub scope: Scope,
+    pub grouping: LambdaGrouping,
+    pub compat: Compat,
+}
+
+/// The search settings of one experiment; `grid` is the candidate `d` values in increasing order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Search {
+    pub mode: SearchMode,
+    pub d_min: usize,
+    /// `None`: up to the grid's end (10^6), cut at the model's D by the runner.
+    pub d_max: Option<usize>,
+    pub threshold: f64,
+}
+
+/// One d90 search: a model, a task, a subspace method against a baseline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SearchPlan {
+    pub experiment: String,
+    pub model: String,
+    pub task: String,
+    pub method: Method,
+    pub baseline: Method,
+    pub seeds: Vec<u64>,
+    pub training: Training,
+    pub search: Search,
+    /// Where in the spec it came from (errors found later point there).
+    #[serde(skip)]
+    pub origin: Origin,
+}
+
+/// The spec location of a search, for errors the runner finds (model shapes, assets).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Origin {
+    pub file: PathBuf,
+    pub experiment_index: usize,
+    /// Positions of the search's model and task in the experiment's lists.
+    pub model_index: usize,
+    pub task_index: usize,
+    text: String,
+}
+
+impl Origin {
+    /// An error about `field` (relative to the experiment, e.g. `search.d_min`; the top-level
+    /// value when the experiment does not set it).
+    pub fn error(&self, field: &str, message: String) -> SpecError {
+        let experiment_field = format!("experiments[{}].{field}", self.experiment_index);
+        let (field, line) = match locate(&self.text, &experiment_field) {
+            Some(line) => (experiment_field, Some(line)),
+            None => (field.to_owned(), locate(&self.text, field)),
+        };
+        SpecError { file: self.file.clone(), line, field, message }
+    }
+}
+
+/// A checked spec: the searches in a fixed order (experiments in file order, then models, tasks,
+/// methods), which `--shard` partitions.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub description: String,
+    pub device: String,
+    pub searches: Vec<SearchPlan>,
+}
+
+/// The tasks a spec may name: the GLUE-style tasks of the manifest and the synthetic one.
+pub fn known_task(name: &str) -> bool {
+    name == synthetic::TASK || datasets::tasks::Task::from_name(name).is_ok()
+}
+
+/// Parses and checks a spec. `text` is the file's content and `file` its name (for errors).
+pub fn parse(text: &str, file: &Path) -> Result<Plan, SpecError> {
+    let spec: SpecFile = serde_norway::from_str(text).map_err(|err| {
+        let line = err.location().map(|location| location.line());
+        // serde's message names the field (`experiments[0]: unknown field `x`, expected ...`).
+        let message = err.to_string();
+        let (field, message) = match message.split_once(": ") {
+            Some((field, rest)) if !field.contains(' ') => (field.to_owned(), rest.to_owned()),
+            _ => ("(document)".to_owned(), message),
+        };
+        let message = match message.rfind(" at line ") {
+            Some(at) => message[..at].to_owned(),
+            None => message,
+        };
+        SpecError { file: file.to_path_buf(), line, field, message }
+    })?;
+    check(spec, text, file)
+}
+
+fn check(spec: SpecFile, text: &str, file: &Path) -> Result<Plan, SpecError> {
+    let error = |field: &str, message: String| SpecError {
+        file: file.to_path_buf(),
+        line: locate(text, field),
+        field: field.to_owned(),
+        message,
+    };
+    let device = spec.device.clone().unwrap_or_else(|| "cpu".to_owned());
+    if !(device == "cpu" || device == "cuda" || device.strip_prefix("cuda:").is_some_and(|n| n.parse::<u32>().is_ok()))
+    {
+        return Err(error("device", format!("`{device}` is not cpu, cuda or cuda:N")));
+    }
+    let mut methods = BTreeMap::new();
+    for (name, method) in &spec.methods {
+        let field = format!("methods.{name}");
+        if method.lr.is_empty() {
+            return Err(error(&format!("{field}.lr"), "needs at least one learning rate".to_owned()));
+        }
+        if let Some(lr) = method.lr.iter().find(|lr| !(lr.is_finite() && **lr > 0.0)) {
+            return Err(error(&format!("{field}.lr"), format!("{lr} is not a positive learning rate")));
+        }
+        if method.method == Mode::Full
+            && (method.scope.is_some() || method.grouping.is_some() || method.compat.is_some())
+        {
+            return Err(error(&field, "scope, grouping and compat are for did and said, not full".to_owned()));
+        }
+        if method.method == Mode::Did && method.grouping.is_some() {
+            return Err(error(
+                &format!("{field}.grouping"),
+                "DID has no scales to group (grouping is for said)".into(),
+            ));
+        }
+        let compat = method.compat.unwrap_or(Compat::None);
+        let scope = method.scope.unwrap_or(if compat == Compat::Aghajanyan { Scope::PerTensor } else { Scope::Global });
+        let grouping = method.grouping.unwrap_or(if compat == Compat::Aghajanyan {
+            LambdaGrouping::PerTensor
+        } else {
+            LambdaGrouping::PerLayer
+        });
+        if compat == Compat::Aghajanyan && (scope != Scope::PerTensor || grouping != LambdaGrouping::PerTensor) {
+            return Err(error(
+                &format!("{field}.compat"),
+                "the aghajanyan compatibility mode is per-tensor: scope and grouping must be per_tensor".to_owned(),
+            ));
+        }
+        let resolved =
+            Method { name: name.clone(), mode: method.method, lrs: method.lr.clone(), scope, grouping, compat };
+        methods.insert(name.clone(), resolved);
+    }
+    if spec.experiments.is_empty() {
+        return Err(error("experiments", "the spec has no experiments".to_owned()));
+    }
+
+    let mut searches = Vec::new();
+    let mut names = std::collections::BTreeSet::new();
+    for (idx, experiment) in spec.experiments.iter().enumerate() {
+        let field = |name: &str| format!("experiments[{idx}].{name}");
+        if !names.insert(experiment.name.as_str()) {
+            return Err(error(&field("name"), format!("`{}` names two experiments", experiment.name)));
+        }
+        if experiment.name.is_empty() || experiment.name.contains([',', '/', ' ']) {
+            return Err(error(
+                &field("name"),
+                format!("`{}` must be non-empty, without , / or spaces", experiment.name),
+            ));
+        }
+        for (list, what) in
+            [(&experiment.models, "models"), (&experiment.tasks, "tasks"), (&experiment.methods, "methods")]
+        {
+            if list.is_empty() {
+                return Err(error(&field(what), "is empty".to_owned()));
+            }
+        }
+        let manifest = datasets::manifest::Manifest::embedded();
+        for (model_idx, model) in experiment.models.iter().enumerate() {
+            if synthetic::model_config(model).is_none() && manifest.asset(model).is_err() {
+                let known: Vec<&str> = manifest
+                    .assets
+                    .iter()
+                    .filter(|asset| asset.hf.is_some())
+                    .map(|asset| asset.id.as_str())
+                    .chain(synthetic::MODELS)
+                    .collect();
+                return Err(error(
+                    &format!("{}[{model_idx}]", field("models")),
+                    format!("`{model}` is not a model of the manifest (known: {})", known.join(", ")),
+                ));
+            }
+        }
+        for (task_idx, task) in experiment.tasks.iter().enumerate() {
+            if !known_task(task) {
+                return Err(error(
+                    &format!("{}[{task_idx}]", field("tasks")),
+                    format!("`{task}` is not a task (known: mrpc, qqp, sst2, mnli, anli, yelp_polarity, synthetic)"),
+                ));
+            }
+        }
+        let baseline_name = experiment.baseline.clone().unwrap_or_else(|| "full".to_owned());
+        let baseline_field = if experiment.baseline.is_some() { field("baseline") } else { field("name") };
+        let baseline = match methods.get(&baseline_name) {
+            Some(method) if method.mode == Mode::Full => method.clone(),
+            Some(_) => {
+                return Err(error(
+                    &baseline_field,
+                    format!("baseline `{baseline_name}` is not a `method: full` method"),
+                ));
+            }
+            None => {
+                return Err(error(
+                    &baseline_field,
+                    format!("the baseline method `{baseline_name}` is not defined under `methods`"),
+                ));
+            }
+        };
+        let mut chosen = Vec::new();
+        for (method_idx, name) in experiment.methods.iter().enumerate() {
+            let method_field = format!("{}[{method_idx}]", field("methods"));
+            match methods.get(name) {
+                None => {
+                    let known: Vec<&str> = methods.keys().map(String::as_str).collect();
+                    return Err(error(
+                        &method_field,
+                        format!("`{name}` is not defined under `methods` (defined: {})", known.join(", ")),
+                    ));
+                }
+                Some(method) if method.mode == Mode::Full => {
+                    return Err(error(
+                        &method_field,
+                        format!("`{name}` is full fine-tuning, the baseline; searches are for did or said methods"),
+                    ));
+                }
+                Some(method) => chosen.push(method.clone()),
+            }
+        }
+
+        let training_spec = experiment.training.as_ref().map_or(spec.training.clone(), |own| own.or(&spec.training));
+        let training_field = |name: &str| {
+            if experiment.training.as_ref().is_some_and(|own| locate_set(own, name)) {
+                field(&format!("training.{name}"))
+            } else {
+                format!("training.{name}")
+            }
+        };
+        let positive = |value: Option<usize>, name: &str, default: usize| -> Result<usize, SpecError> {
+            match value {
+                Some(0) => Err(error(&training_field(name), "must be at least 1".to_owned())),
+                Some(value) => Ok(value),
+                None => Ok(default),
+            }
+        };
+        let fraction = |value: Option<f64>, name: &str, default: f64, max: f64| -> Result<f64, SpecError> {
+            match value {
+                Some(value) if !(value.is_finite() && (0.0..=max).contains(&value)) => {
+                    Err(error(&training_field(name), format!("{value} is outside [0, {max}]")))
+                }
+                Some(value) => Ok(value),
+                None => Ok(default),
+            }
+        };
+        let training = Training {
+            epochs: positive(training_spec.epochs, "epochs", 3)?,
+            batch_size: positive(training_spec.batch_size, "batch_size", 32)?,
+            max_len: positive(training_spec.max_len, "max_len", 128)?,
+            max_train_examples: training_spec
+                .max_train_examples
+                .map(|value| positive(Some(value), "max_train_examples", 0))
+                .transpose()?,
+            subset_seed: spec.subset_seed.unwrap_or(0),
+            warmup_ratio: fraction(training_spec.warmup_ratio, "warmup_ratio", 0.06, 1.0)?,
+            weight_decay: fraction(training_spec.weight_decay, "weight_decay", 0.01, 1.0)?,
+            max_grad_norm: fraction(training_spec.max_grad_norm, "max_grad_norm", 1.0, f64::MAX)?,
+            eval_every: training_spec.eval_every.map(|value| positive(Some(value), "eval_every", 0)).transpose()?,
+            checkpoint_every: positive(training_spec.checkpoint_every, "checkpoint_every", 50)?,
+        };
+        if training.max_len > 512 {
+            return Err(error(&training_field("max_len"), format!("{} exceeds 512 positions", training.max_len)));
+        }
+
+        let search_spec = experiment.search.as_ref().map_or(spec.search.clone(), |own| own.or(&spec.search));
+        let search_field = |name: &str| {
+            if experiment.search.as_ref().is_some_and(|own| match name {
+                "d_min" => own.d_min.is_some(),
+                "d_max" => own.d_max.is_some(),
+                "threshold" => own.threshold.is_some(),
+                _ => own.mode.is_some(),
+            }) {
+                field(&format!("search.{name}"))
+            } else {
+                format!("search.{name}")
+            }
+        };
+        let threshold = search_spec.threshold.unwrap_or(0.9);
+        if !(threshold > 0.0 && threshold <= 1.0) {
+            return Err(error(&search_field("threshold"), format!("{threshold} is outside (0, 1]")));
+        }
+        let d_min = search_spec.d_min.unwrap_or(100);
+        if let Some(d_max) = search_spec.d_max
+            && d_max < d_min
+        {
+            return Err(error(&search_field("d_max"), format!("{d_max} is below d_min = {d_min}")));
+        }
+        if d_grid(d_min, search_spec.d_max.unwrap_or(usize::MAX)).is_empty() {
+            return Err(error(
+                &search_field("d_min"),
+                format!(
+                    "no grid value int(10^(2 + 4i/63)) lies in [{d_min}, {}]",
+                    search_spec.d_max.map_or("10^6".to_owned(), |d| d.to_string())
+                ),
+            ));
+        }
+        let search =
+            Search { mode: search_spec.mode.unwrap_or(SearchMode::Bisect), d_min, d_max: search_spec.d_max, threshold };
+        let seeds = experiment.seeds.clone().or_else(|| spec.seeds.clone()).unwrap_or_else(|| vec![0]);
+        if seeds.is_empty() {
+            let seeds_field = if experiment.seeds.is_some() { field("seeds") } else { "seeds".to_owned() };
+            return Err(error(&seeds_field, "needs at least one seed".to_owned()));
+        }
+        for (model_index, model) in experiment.models.iter().enumerate() {
+            for (task_index, task) in experiment.tasks.iter().enumerate() {
+                let origin = Origin {
+                    file: file.to_path_buf(),
+                    experiment_index: idx,
+                    model_index,
+                    task_index,
+                    text: text.to_owned(),
+                };
+                for method in &chosen {
+                    searches.push(SearchPlan {
+                        experiment: experiment.name.clone(),
+                        model: model.clone(),
+                        task: task.clone(),
+                        method: method.clone(),
+                        baseline: baseline.clone(),
+                        seeds: seeds.clone(),
+                        training: training.clone(),
+                        search: search.clone(),
+                        origin: origin.clone(),
+                    });
+                }
+            }
+        }
+    }
+    Ok(Plan { description: spec.description, device, searches })
+}
+
+fn locate_set(training: &TrainingSpec, name: &str) -> bool {
+    serde_json::to_value(training).ok().and_then(|value| value.get(name).cloned()).is_some_and(|value| !value.is_null())
+}
+
+/// The 1-based line of a field path (`experiments[1].search.d_min`, `methods.said.lr`) in a YAML
+/// text written in block style, by following keys and list items; a path into a flow value
+/// (`training: {epochs: 1}`, `tasks: [sst2, mrpc]`) ends on that value's line. `None` when the path
+/// is not spelled out (a default).
+pub fn locate(text: &str, path: &str) -> Option<usize> {
+    let lines: Vec<&str> = text.lines().collect();
+    let indent = |idx: usize| lines[idx].len() - lines[idx].trim_start().len();
+    let meaningful = |idx: usize| !lines[idx].trim().is_empty() && !lines[idx].trim_start().starts_with('#');
+    let is_item = |idx: usize| lines[idx].trim_start().starts_with("- ");
+    // The children of the current node: lines (start, end) and, for a list item, its own line.
+    let (mut start, mut end) = (0usize, lines.len());
+    let mut item_line: Option<usize> = None;
+    let mut found: Option<usize> = None;
+    let mut in_flow = false;
+    for segment in split_path(path) {
+        if in_flow {
+            // Inside a flow value: a key must appear on that line; indices stay there.
+            if let Segment::Key(key) = &segment
+                && !lines[found?].contains(&format!("{key}:"))
+            {
+                return None;
+            }
+            continue;
+        }
+        let children: Vec<usize> = (start..end).filter(|&idx| meaningful(idx)).collect();
+        let child_indent = children.first().map(|&idx| indent(idx));
+        let line = match &segment {
+            Segment::Key(key) => {
+                let is_key =
+                    |idx: usize| lines[idx].trim_start().trim_start_matches("- ").starts_with(&format!("{key}:"));
+                item_line.filter(|&idx| is_key(idx)).or_else(|| {
+                    children
+                        .iter()
+                        .copied()
+                        .find(|&idx| Some(indent(idx)) == child_indent && !is_item(idx) && is_key(idx))
+                })?
+            }
+            Segment::Index(index) => {
+                let items: Vec<usize> =
+                    children.iter().copied().filter(|&idx| Some(indent(idx)) == child_indent && is_item(idx)).collect();
+                *items.get(*index)?
+            }
+        };
+        found = Some(line);
+        let value = lines[line].trim_start().trim_start_matches("- ").split_once(':').map_or("", |(_, v)| v.trim());
+        in_flow = matches!(segment, Segment::Key(_)) && (value.starts_with('{') || value.starts_with('['));
+        let own_indent = indent(line);
+        end = (line + 1..lines.len()).find(|&idx| meaningful(idx) && indent(idx) <= own_indent).unwrap_or(lines.len());
+        start = line + 1;
+        item_line = matches!(segment, Segment::Index(_)).then_some(line);
+        if matches!(segment, Segment::Key(_)) && is_item(line) {
+            // `- key: value` inside an item: its children sit deeper than the item's content.
+            let content_indent = own_indent + 2;
+            end = (line + 1..lines.len())
+                .find(|&idx| meaningful(idx) && indent(idx) <= content_indent)
+                .unwrap_or(lines.len());
+        }
+    }
+    found.map(|line| line + 1)
+}
+
+enum Segment {
+    Key(String),
+    Index(usize),
+}
+
+fn split_path(path: &str) -> Vec<Segment> {
+    let mut segments = Vec::new();
+    for part in path.split('.') {
+        let (key, rest) = part.split_once('[').map_or((part, ""), |(key, rest)| (key, rest));
+        if !key.is_empty() {
+            segments.push(Segment::Key(key.to_owned()));
+        }
+        for index in rest.split('[') {
+            if let Ok(index) = index.trim_end_matches(']').parse() {
+                segments.push(Segment::Index(index));
+            }
+        }
+    }
+    segments
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = "\
+description: test
+seeds: [0, 1]
+training:
+  epochs: 2
+  max_train_examples: 100
+search: {mode: grid, d_min: 200, d_max: 1000}
+methods:
+  full: {method: full, lr: [1.0e-3]}
+  said: {method: said, lr: [0.05, 0.1]}
+  did:
+    method: did
+    lr: [0.2]
+experiments:
+  - name: first
+    models: [synthetic/tiny-bert]
+    tasks: [synthetic]
+    methods: [said, did]
+  - name: second
+    models: [synthetic/tiny-roberta, synthetic/tiny-bert]
+    tasks: [synthetic]
+    methods: [did]
+    training:
+      epochs: 5
+";
+
+    #[test]
+    fn a_good_spec_expands_into_searches_in_order() {
+        let plan = parse(GOOD, Path::new("good.yaml")).unwrap();
+        let summary: Vec<String> = plan
+            .searches
+            .iter()
+            .map(|search| {
+                format!("{} {} {} {}", search.experiment, search.model, search.method.name, search.training.epochs)
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                "first synthetic/tiny-bert said 2",
+                "first synthetic/tiny-bert did 2",
+                "second synthetic/tiny-roberta did 5",
+                "second synthetic/tiny-bert did 5"
+            ]
+        );
+        let first = &plan.searches[0];
+        assert_eq!(first.seeds, [0, 1]);
+        assert_eq!(first.training.max_train_examples, Some(100));
+        assert_eq!(first.search, Search { mode: SearchMode::Grid, d_min: 200, d_max: Some(1000), threshold: 0.9 });
+        assert_eq!(first.method.grouping, LambdaGrouping::PerLayer);
+        assert_eq!(first.baseline.name, "full");
+        assert_eq!(plan.device, "cpu");
+    }
+
+    /// Replaces `from` by `to` in the good spec and checks the error's line, field and message.
+    fn check(from: &str, to: &str, line: Option<usize>, field: &str, message: &str) {
+        assert!(GOOD.contains(from), "{from}");
+        let text = GOOD.replacen(from, to, 1);
+        let err = parse(&text, Path::new("bad.yaml")).unwrap_err();
+        assert_eq!((err.line, err.field.as_str()), (line, field), "{err}");
+        assert!(err.message.contains(message), "{err}");
+        assert!(err.to_string().starts_with("bad.yaml:"), "{err}");
+    }
+
+    #[test]
+    fn every_error_names_the_file_line_and_field() {
+        // Malformed YAML and unknown keys: serde's message, with the field and the line.
+        check("    lr: [0.2]", "    lr: [0.2]\n    rate: 3", Some(13), "methods.did", "unknown field `rate`");
+        check("  epochs: 2\n", "  epochs: 2\n  epoch: 3\n", Some(5), "training", "unknown field `epoch`");
+        check("search: {mode: grid,", "search: {mode: sweep,", Some(6), "search.mode", "unknown variant `sweep`");
+        check("  epochs: 2\n", "  epochs: two\n", Some(4), "training.epochs", "invalid type");
+        // Names that do not exist.
+        check(
+            "tasks: [synthetic]\n    methods: [said",
+            "tasks: [sts]\n    methods: [said",
+            Some(16),
+            "experiments[0].tasks[0]",
+            "`sts` is not a task",
+        );
+        check(
+            "models: [synthetic/tiny-bert]",
+            "models: [bert-tiny]",
+            Some(15),
+            "experiments[0].models[0]",
+            "not a model",
+        );
+        check(
+            "methods: [said, did]",
+            "methods: [said, lora]",
+            Some(17),
+            "experiments[0].methods[1]",
+            "`lora` is not defined",
+        );
+        check("methods: [said, did]", "methods: [full]", Some(17), "experiments[0].methods[0]", "baseline");
+        check("  - name: second", "  - name: first", Some(18), "experiments[1].name", "names two experiments");
+        // Values out of range.
+        check("d_max: 1000}", "d_max: 150}", Some(6), "search.d_max", "below d_min");
+        check("d_min: 200, d_max: 1000}", "d_min: 101, d_max: 114}", Some(6), "search.d_min", "no grid value");
+        check("lr: [0.05, 0.1]", "lr: []", Some(9), "methods.said.lr", "at least one");
+        check("lr: [0.05, 0.1]", "lr: [0.05, -1]", Some(9), "methods.said.lr", "-1 is not a positive");
+        check("      epochs: 5", "      epochs: 0", Some(23), "experiments[1].training.epochs", "at least 1");
+        check("  epochs: 2\n", "  epochs: 0\n", Some(4), "training.epochs", "at least 1");
+        check("seeds: [0, 1]", "seeds: []", Some(2), "seeds", "at least one seed");
+        check("description: test", "description: test\ndevice: tpu", Some(2), "device", "`tpu` is not cpu");
+        check(
+            "    method: did\n",
+            "    method: did\n    grouping: per_layer\n",
+            Some(12),
+            "methods.did.grouping",
+            "DID has no scales",
+        );
+        check(
+            "{method: full, lr: [1.0e-3]}",
+            "{method: full, lr: [1.0e-3], scope: global}",
+            Some(8),
+            "methods.full",
+            "not full",
+        );
+        check(
+            "said: {method: said, lr: [0.05, 0.1]}",
+            "said: {method: said, lr: [0.05, 0.1], compat: aghajanyan, scope: global}",
+            Some(9),
+            "methods.said.compat",
+            "per-tensor",
+        );
+    }
+
+    #[test]
+    fn locate_follows_block_and_flow_styles() {
+        assert_eq!(locate(GOOD, "description"), Some(1));
+        assert_eq!(locate(GOOD, "methods.did.lr"), Some(12));
+        assert_eq!(locate(GOOD, "methods.said.lr"), Some(9));
+        assert_eq!(locate(GOOD, "experiments[1].models[1]"), Some(19));
+        assert_eq!(locate(GOOD, "experiments[1].training.epochs"), Some(23));
+        assert_eq!(locate(GOOD, "experiments[0].search.d_min"), None);
+        assert_eq!(locate(GOOD, "training.epochs"), Some(4));
+        assert_eq!(locate(GOOD, "nothing"), None);
+    }
+}

@@ -1,0 +1,240 @@
+//! The experiment runner end to end through the `bench-suite reproduce` binary (each run in its
+//! own process, as users run it): the `smoke` preset, a rerun that reuses everything, resumption
+//! after `kill -9` at random moments, sharding, and the errors found before any training.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use bench_suite::experiment::results::{ResultsDir, RunRecord, SearchRecord};
+use bench_suite::experiment::runner::{Shard, select};
+use bench_suite::experiment::{PRESETS, preset, spec};
+
+fn binary() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_bench-suite"));
+    // Keep the user's cache out of the tests: the smoke preset needs no files.
+    command.env("INTRINSIC_BENCH_HOME", scratch("home"));
+    command
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("bench-suite-experiment-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn reproduce(args: &[&str]) -> Output {
+    let output = binary().arg("reproduce").args(args).output().unwrap();
+    assert!(output.status.success(), "reproduce {args:?} failed:\n{}", String::from_utf8_lossy(&output.stderr));
+    output
+}
+
+fn write_spec(name: &str, text: &str) -> PathBuf {
+    let path = scratch("specs").join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Runs and searches of a results folder, with what differs between processes (wall time,
+/// memory, host, time of day, how many steps this process did) cleared.
+fn comparable(dir: &Path) -> (Vec<RunRecord>, Vec<SearchRecord>) {
+    let results = ResultsDir::new(dir).unwrap();
+    let mut runs = results.runs().unwrap();
+    for run in &mut runs {
+        run.result.wall_time_s = 0.0;
+        run.result.steps_this_process = 0;
+        run.peak_resident_bytes = None;
+        run.provenance.finished_at = 0;
+    }
+    let mut searches = results.searches().unwrap();
+    for search in &mut searches {
+        search.provenance.finished_at = 0;
+    }
+    (runs, searches)
+}
+
+/// Everything visible in the results folder is a whole, parseable record; no work or partial
+/// files are left once the command has finished.
+fn check_clean(dir: &Path) {
+    for sub in ["runs", "searches"] {
+        for entry in std::fs::read_dir(dir.join(sub)).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            assert!(name.ends_with(".json") && !name.starts_with('.'), "stray file {}", path.display());
+        }
+    }
+    assert_eq!(std::fs::read_dir(dir.join("work")).unwrap().count(), 0, "work folders left behind");
+}
+
+#[test]
+fn smoke_runs_reuses_and_survives_kill_9() {
+    let out = scratch("smoke");
+    let _ = std::fs::remove_dir_all(&out);
+    let first = reproduce(&["--preset", "smoke", "--out", out.to_str().unwrap()]);
+    let table = String::from_utf8_lossy(&first.stdout).into_owned();
+    eprintln!("{table}");
+    assert!(table.contains("d90 (smoke)") && table.contains("said") && table.contains("did"), "{table}");
+    check_clean(&out);
+    let (runs, searches) = comparable(&out);
+    assert_eq!(searches.len(), 2);
+    // The baseline is shared by both searches: one full run.
+    assert_eq!(runs.iter().filter(|run| run.spec.train.mode == bench_suite::train::Mode::Full).count(), 1);
+    for search in &searches {
+        assert!(search.baseline.score.is_some_and(|score| score > search.baseline.majority_accuracy));
+        let keys: Vec<&String> = search.probes.iter().flat_map(|probe| &probe.runs).collect();
+        assert!(keys.iter().all(|key| runs.iter().any(|run| &&run.key == key)), "every probe's runs are on disk");
+    }
+
+    // The same command again trains nothing.
+    let again = reproduce(&["--preset", "smoke", "--out", out.to_str().unwrap()]);
+    let log = String::from_utf8_lossy(&again.stderr);
+    assert_eq!(log.matches("(reused)").count(), 2, "{log}");
+    assert!(!log.contains(" s)"), "a run trained again:\n{log}");
+    assert_eq!(comparable(&out), (runs.clone(), searches.clone()));
+
+    // Killed with SIGKILL at seeded random moments, then run to the end: the same numbers.
+    let killed = scratch("killed");
+    let _ = std::fs::remove_dir_all(&killed);
+    let mut rng = bench_suite::random::keyed_rng("experiment test", 0, "kill times", 0);
+    for _ in 0..4 {
+        let delay_ms = 300 + bench_suite::random::bounded(&mut rng, 2500);
+        let mut child = binary()
+            .args(["reproduce", "--preset", "smoke", "--out", killed.to_str().unwrap()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        // Whatever is visible after a kill parses.
+        let results = ResultsDir::new(&killed).unwrap();
+        results.runs().unwrap();
+        results.searches().unwrap();
+    }
+    reproduce(&["--preset", "smoke", "--out", killed.to_str().unwrap()]);
+    check_clean(&killed);
+    let (killed_runs, killed_searches) = comparable(&killed);
+    assert_eq!(killed_runs.len(), runs.len(), "no duplicate or missing run");
+    for (a, b) in killed_runs.iter().zip(&runs) {
+        assert_eq!(a.key, b.key);
+        assert_eq!(a.result.evaluations, b.result.evaluations, "{}", a.signature);
+        assert_eq!(a.best_score, b.best_score);
+    }
+    let outcomes = |searches: &[SearchRecord]| {
+        searches.iter().map(|search| (search.outcome.clone(), search.probes.clone())).collect::<Vec<_>>()
+    };
+    assert_eq!(outcomes(&killed_searches), outcomes(&searches));
+    let _ = std::fs::remove_dir_all(&out);
+    let _ = std::fs::remove_dir_all(&killed);
+}
+
+#[test]
+fn shards_partition_the_searches() {
+    let (file, text) = preset("paper").unwrap();
+    let plan = spec::parse(text, &file).unwrap();
+    assert_eq!(plan.searches.len(), 16);
+    let all = select(&plan, &[], None).unwrap();
+    for count in 1..=7 {
+        let mut seen = Vec::new();
+        for index in 0..count {
+            let shard = select(&plan, &[], Some(Shard { index, count })).unwrap();
+            assert!(shard.len() >= 16 / count && shard.len() <= 16usize.div_ceil(count));
+            seen.extend(shard);
+        }
+        assert_eq!(seen.len(), all.len(), "n = {count}: no search twice");
+        for search in &all {
+            assert!(seen.contains(search), "n = {count}: every search in some shard");
+        }
+    }
+    assert!(Shard::parse("4/4").is_err() && Shard::parse("1").is_err() && Shard::parse("0/2").is_ok());
+    let err = select(&plan, &["table2".to_owned()], None).unwrap_err();
+    assert!(err.to_string().contains("no experiment named `table2`"), "{err}");
+}
+
+#[test]
+fn shipped_presets_parse() {
+    for (name, _) in PRESETS {
+        let (file, text) = preset(name).unwrap();
+        let plan = spec::parse(text, &file).unwrap_or_else(|err| panic!("{err}"));
+        assert!(!plan.searches.is_empty(), "{name}");
+    }
+}
+
+/// Errors that need the model's shapes or the assets, found before any training.
+#[test]
+fn impossible_requests_fail_before_training() {
+    let base = "\
+description: bad
+search: {d_min: 100, d_max: 30000}
+methods:
+  full: {method: full, lr: [1.0e-3]}
+  did: {method: did, lr: [0.2]}
+experiments:
+  - name: x
+    models: [synthetic/tiny-bert]
+    tasks: [synthetic]
+    methods: [did]
+";
+    let fails = |name: &str, text: &str, extra: &[&str]| {
+        let path = write_spec(name, text);
+        let out = scratch(&format!("out-{name}"));
+        let output = binary()
+            .args(["reproduce", "--spec", path.to_str().unwrap(), "--out", out.to_str().unwrap()])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(!output.status.success());
+        let _ = std::fs::remove_dir_all(&out);
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    // d_max above D = 20,642.
+    let err = fails("dmax.yaml", base, &[]);
+    assert!(err.contains("dmax.yaml:2: search.d_max: 30000 exceeds D = 20642"), "{err}");
+    // An asset missing offline, named with its line.
+    let text = base.replace("d_max: 30000", "d_max: 1000").replace(
+        "models: [synthetic/tiny-bert]\n    tasks: [synthetic]",
+        "models: [FacebookAI/roberta-base]\n    tasks: [mrpc]",
+    );
+    let err = fails("offline.yaml", &text, &["--offline"]);
+    assert!(err.contains("offline.yaml:8: experiments[0].models[0]: `FacebookAI/roberta-base`: missing"), "{err}");
+    // A synthetic model on a real task.
+    let text = base.replace("d_max: 30000", "d_max: 1000").replace("tasks: [synthetic]", "tasks: [sst2]");
+    let err = fails("mix.yaml", &text, &[]);
+    assert!(err.contains("experiments[0].models[0]") && err.contains("synthetic task only"), "{err}");
+}
+
+/// SAID with `d <= m`: MiniLM has 105 tensors with its head, so per-tensor scales leave no
+/// `theta` at d = 100 (needs the shared mirror for the checkpoint's config).
+#[test]
+fn said_with_d_at_most_m_is_refused() {
+    let Some(mirror) = std::env::var_os("INTRINSIC_BENCH_TEST_MIRROR") else {
+        eprintln!(
+            "skipped: INTRINSIC_BENCH_TEST_MIRROR is not set (cargo xtask test sets it when ../shared/mirror exists)"
+        );
+        return;
+    };
+    let text = "\
+description: bad
+search: {d_min: 100, d_max: 1000}
+methods:
+  full: {method: full, lr: [1.0e-3]}
+  said: {method: said, lr: [0.2], grouping: per_tensor}
+experiments:
+  - name: x
+    models: [sentence-transformers/all-MiniLM-L6-v2]
+    tasks: [sst2]
+    methods: [said]
+";
+    let path = write_spec("said.yaml", text);
+    let out = scratch("out-said");
+    let output = Command::new(env!("CARGO_BIN_EXE_bench-suite"))
+        .args(["reproduce", "--spec", path.to_str().unwrap(), "--out", out.to_str().unwrap(), "--offline"])
+        .arg("--mirror")
+        .arg(mirror)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(err.contains("said.yaml:2: search.d_min: SAID needs d > m: d = 100"), "{err}");
+}
