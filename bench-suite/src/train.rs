@@ -73,6 +73,10 @@ pub struct TrainConfig {
     pub checkpoint_every: Option<usize>,
     /// A loss above this ends the run as diverged.
     pub divergence_loss: f64,
+    /// Every evaluation also measures accuracy on the first this many training examples (in
+    /// dropout-free eval mode), for the generalization gap; 0 turns it off.
+    #[serde(default)]
+    pub train_eval_examples: usize,
     pub seeds: Seeds,
     /// End the process's run after this many steps without saving anything more, as a kill would
     /// (for testing resumption).
@@ -97,6 +101,7 @@ impl TrainConfig {
             eval_every: None,
             checkpoint_every: None,
             divergence_loss: 1e4,
+            train_eval_examples: 1000,
             seeds: Seeds::all(0),
             max_steps_this_process: None,
         }
@@ -135,6 +140,9 @@ pub struct Evaluation {
     pub splits: BTreeMap<String, SplitMetrics>,
     /// The metric the run is judged by: accuracy of the first dev split.
     pub score: f64,
+    /// Accuracy on the first `train_eval_examples` training examples, in eval mode.
+    #[serde(default)]
+    pub train_accuracy: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -346,7 +354,7 @@ pub fn train(
 
             let end_of_epoch = batch_idx + 1 == steps_per_epoch;
             if end_of_epoch || config.eval_every.is_some_and(|every| state.step.is_multiple_of(every)) {
-                let evaluation = evaluate(model, data, device, &mut state, epoch);
+                let evaluation = evaluate(model, data, config, device, &mut state, epoch);
                 state.evaluations.push(evaluation);
             }
             if let (Some(dir), Some(every)) = (run_dir, config.checkpoint_every)
@@ -407,6 +415,7 @@ fn zero_grads(named: &[(String, Tensor)]) {
 fn evaluate(
     model: &SequenceClassifier,
     data: &TrainData,
+    config: &TrainConfig,
     device: Device,
     state: &mut RunState,
     epoch: usize,
@@ -415,34 +424,48 @@ fn evaluate(
     let mut splits = BTreeMap::new();
     let mut score = None;
     for (name, examples) in &data.dev {
-        let mut correct = 0usize;
-        let (mut true_positive, mut false_positive, mut false_negative) = (0usize, 0usize, 0usize);
-        for chunk in examples.chunks(64) {
-            let encoded: Vec<&Encoded> = chunk.iter().map(|example| &example.encoded).collect();
-            let batch = collate(&encoded, data.pad_id, device);
-            let logits = model.forward_t(&batch.input_ids, &batch.attention_mask, &batch.token_type_ids, false);
-            let predictions =
-                Vec::<i64>::try_from(logits.argmax(-1, false).to_device(Device::Cpu)).expect("i64 predictions");
-            for (example, &prediction) in chunk.iter().zip(&predictions) {
-                let (label, prediction) = (example.label, prediction as usize);
-                correct += usize::from(label == prediction);
-                true_positive += usize::from(label == 1 && prediction == 1);
-                false_positive += usize::from(label != 1 && prediction == 1);
-                false_negative += usize::from(label == 1 && prediction != 1);
-            }
-        }
-        let accuracy = correct as f64 / examples.len().max(1) as f64;
-        let f1 = data.with_f1.then(|| {
-            let denominator = 2 * true_positive + false_positive + false_negative;
-            if denominator == 0 { 0.0 } else { 2.0 * true_positive as f64 / denominator as f64 }
-        });
-        score.get_or_insert(accuracy);
-        splits.insert(name.clone(), SplitMetrics { accuracy, f1 });
+        let metrics = split_metrics(model, examples, data, device);
+        score.get_or_insert(metrics.accuracy);
+        splits.insert(name.clone(), metrics);
     }
+    let train_examples = &data.train[..config.train_eval_examples.min(data.train.len())];
+    let train_accuracy =
+        (!train_examples.is_empty()).then(|| split_metrics(model, train_examples, data, device).accuracy);
     let train_loss = if state.loss_count == 0 { f64::NAN } else { state.loss_sum / state.loss_count as f64 };
     state.loss_sum = 0.0;
     state.loss_count = 0;
-    Evaluation { step: state.step, epoch, train_loss, splits, score: score.unwrap_or(f64::NAN) }
+    Evaluation { step: state.step, epoch, train_loss, splits, score: score.unwrap_or(f64::NAN), train_accuracy }
+}
+
+/// Accuracy (and F1 of label 1 when the task reports it) of `model` on `examples`.
+fn split_metrics(
+    model: &SequenceClassifier,
+    examples: &[LabelledExample],
+    data: &TrainData,
+    device: Device,
+) -> SplitMetrics {
+    let mut correct = 0usize;
+    let (mut true_positive, mut false_positive, mut false_negative) = (0usize, 0usize, 0usize);
+    for chunk in examples.chunks(64) {
+        let encoded: Vec<&Encoded> = chunk.iter().map(|example| &example.encoded).collect();
+        let batch = collate(&encoded, data.pad_id, device);
+        let logits = model.forward_t(&batch.input_ids, &batch.attention_mask, &batch.token_type_ids, false);
+        let predictions =
+            Vec::<i64>::try_from(logits.argmax(-1, false).to_device(Device::Cpu)).expect("i64 predictions");
+        for (example, &prediction) in chunk.iter().zip(&predictions) {
+            let (label, prediction) = (example.label, prediction as usize);
+            correct += usize::from(label == prediction);
+            true_positive += usize::from(label == 1 && prediction == 1);
+            false_positive += usize::from(label != 1 && prediction == 1);
+            false_negative += usize::from(label == 1 && prediction != 1);
+        }
+    }
+    let accuracy = correct as f64 / examples.len().max(1) as f64;
+    let f1 = data.with_f1.then(|| {
+        let denominator = 2 * true_positive + false_positive + false_negative;
+        if denominator == 0 { 0.0 } else { 2.0 * true_positive as f64 / denominator as f64 }
+    });
+    SplitMetrics { accuracy, f1 }
 }
 
 /// A checkpoint: `trainable.safetensors` (tensors and Adam moments) and `state.json`, each written

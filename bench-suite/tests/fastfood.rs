@@ -229,3 +229,25 @@ fn cpu_engine_is_bit_identical_across_thread_counts() {
     assert_eq!(forward_1, forward_3);
     assert_eq!(transpose_1, transpose_3);
 }
+
+/// The engines agree across the `d` range a d90 search covers on a small model (D = 20,642, the
+/// smoke preset's, where `d` reaches half of D and the block length is 32,768).
+#[test]
+fn engines_agree_across_the_search_range_of_a_small_model() {
+    let tensors =
+        shapes(&[("embeddings", 1280), ("layer.0", 8_448), ("layer.1", 8_448), ("pooler", 1056), ("head", 1410)]);
+    for d in [100, 668, 774, 1037, 4475, 9295] {
+        let cpu = projector(&tensors, d, Scope::Global, 3);
+        let tch_ops = projector(&tensors, d, Scope::Global, 3).with_engine(Engine::TchOps);
+        let x = random(d, 4).to_kind(Kind::Float);
+        let (ours, theirs) = (concat(&cpu.forward(&x).unwrap()), concat(&tch_ops.forward(&x).unwrap()));
+        let error = max_abs(&(&ours - &theirs)) / max_abs(&theirs);
+        assert!(error < 1e-5, "d={d}: forward relative error {error}");
+        let norm_ratio = ours.norm().double_value(&[]) / x.norm().double_value(&[]);
+        assert!((0.8..1.25).contains(&norm_ratio), "d={d}: ||Px|| / ||x|| = {norm_ratio}");
+        let y = split(&random(20_642, 5).to_kind(Kind::Float), &tensors);
+        let (ours, theirs) = (cpu.transpose(&y).unwrap(), tch_ops.transpose(&y).unwrap());
+        let error = max_abs(&(&ours - &theirs)) / max_abs(&theirs);
+        assert!(error < 1e-5, "d={d}: transpose relative error {error}");
+    }
+}
