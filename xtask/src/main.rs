@@ -7,6 +7,7 @@
 mod bench;
 mod fetch;
 mod finetune;
+mod report;
 mod reproduce;
 mod setup;
 mod slurm;
@@ -32,7 +33,11 @@ commands:
                    fine-tune once and print the result as JSON (release build)
   reproduce [--preset smoke|quick|nightly|paper | --spec FILE] [--only EXP,...] [--device cpu|cuda]
             [--mirror DIR]... [--offline] [--shard i/n] [--out DIR]
-                   run a preset's d90 searches (default: quick), resumable; results in runs/<preset>/
+                   run a preset's d90 searches (default: quick), resumable; results in runs/<preset>/,
+                   then its report in reports/<preset>/
+  report [--preset NAME] [--runs DIR] [--out DIR] [--check] [--compare OTHER_DIR [--tolerance X]]
+                   regenerate a preset's report from its results; --check fails on drift,
+                   --compare lists Table 1 cells that moved beyond the tolerance
   slurm --preset NAME [--partition P] [--gpus-per-task N] [--array N] [--time HH:MM:SS]
                    write an sbatch array script whose tasks run the preset's shards
   env              print the environment that xtask gives to cargo (for running cargo by hand)
@@ -69,6 +74,7 @@ fn main() -> Result<()> {
         "fetch" => fetch::run(&args, &invoked_from),
         "finetune" => finetune::run(&args, &invoked_from),
         "reproduce" => reproduce::run(&args, &invoked_from),
+        "report" => report::run(&args, &invoked_from),
         "slurm" => slurm::run(&args),
         "env" => {
             no_more_args(&args)?;
@@ -102,14 +108,15 @@ fn cargo(libtorch: &setup::Libtorch) -> Command {
     command
 }
 
-/// The arguments with the values of `--mirror`, `--run-dir`, `--out` and `--spec` made relative to the folder the
+/// The arguments with the values of path flags (`--mirror`, `--run-dir`, `--out`, `--spec`,
+/// `--runs`, `--compare`) made relative to the folder the
 /// user typed the command in (xtask itself runs from the project root).
 fn paths_from_caller(args: &[String], invoked_from: &Path) -> Vec<String> {
     let mut resolved = Vec::with_capacity(args.len());
     let mut args = args.iter();
     while let Some(arg) = args.next() {
         resolved.push(arg.clone());
-        if (arg == "--mirror" || arg == "--run-dir" || arg == "--out" || arg == "--spec")
+        if ["--mirror", "--run-dir", "--out", "--spec", "--runs", "--compare"].contains(&arg.as_str())
             && let Some(path) = args.next()
         {
             resolved.push(invoked_from.join(path).display().to_string());

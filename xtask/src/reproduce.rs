@@ -1,8 +1,9 @@
-//! `cargo xtask reproduce [--preset NAME] [--only EXP,...] [--device cpu|cuda] [--mirror DIR]
-//! [--offline] [--shard i/n] [--out DIR]`: a preset end to end (release build of bench-suite):
-//! fetch what it needs, run its searches with progress bars, print the d90 table.
+//! `cargo xtask reproduce [--preset NAME | --spec FILE] [--only EXP,...] [--device cpu|cuda]
+//! [--mirror DIR] [--offline] [--shard i/n] [--out DIR]`: a preset end to end: fetch what it
+//! needs, run its searches with progress bars and print the d90 table (release build of
+//! bench-suite), then write its report to `reports/<preset>/` (the `reports` crate).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
@@ -10,6 +11,7 @@ use crate::{cargo, paths_from_caller, run_checked, setup};
 
 pub fn run(args: &[String], invoked_from: &Path) -> Result<()> {
     let libtorch = setup::ensure()?;
+    let args = paths_from_caller(args, invoked_from);
     run_checked(
         cargo(&libtorch)
             .args([
@@ -23,6 +25,19 @@ pub fn run(args: &[String], invoked_from: &Path) -> Result<()> {
                 "--",
                 "reproduce",
             ])
-            .args(paths_from_caller(args, invoked_from)),
+            .args(&args),
+    )?;
+    // The same names bench-suite derives: the preset (or the spec file's stem) and its results.
+    let value = |flag: &str| args.iter().position(|arg| arg == flag).and_then(|idx| args.get(idx + 1)).cloned();
+    let name = match (value("--preset"), value("--spec")) {
+        (Some(preset), _) => preset,
+        (None, Some(spec)) => {
+            Path::new(&spec).file_stem().map_or("spec".to_owned(), |stem| stem.to_string_lossy().into_owned())
+        }
+        (None, None) => "quick".to_owned(),
+    };
+    let runs = value("--out").map_or_else(|| PathBuf::from("runs").join(&name), PathBuf::from);
+    run_checked(
+        cargo(&libtorch).args(["run", "--quiet", "--package", "reports", "--", "--preset", &name, "--runs"]).arg(runs),
     )
 }

@@ -1,0 +1,583 @@
+//! Reports: result files in, comparison reports out (markdown, CSV, SVG), with the paper's
+//! values beside ours. The only crate that links polars.
+//!
+//! [`records::load`] reads a results folder; [`build`] turns the records into polars frames (one
+//! row per search, per probe, per run) and derives every table with polars expressions (joins with
+//! the paper's values, ratios, the orderings the paper reports, Spearman correlations, log-log
+//! slopes); [`Report::write`], [`Report::check`] and [`compare`] put it on disk, diff it against
+//! what is there, or against another report. Output is deterministic: rows are sorted, numbers
+//! have fixed formats, and nothing depends on the clock or the order of files on disk.
+
+pub mod records;
+mod render;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use polars::prelude::*;
+use serde::Deserialize;
+
+use records::{Outcome, RunRecord, SearchRecord};
+pub use render::Table;
+
+/// The paper's reference values (`reports/paper.yaml`, compiled in).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Paper {
+    pub source: String,
+    pub d90: Vec<PaperD90>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PaperD90 {
+    pub model: String,
+    pub task: String,
+    pub method: String,
+    pub d90: u64,
+}
+
+impl Paper {
+    pub fn embedded() -> Paper {
+        serde_norway::from_str(include_str!("../paper.yaml")).expect("reports/paper.yaml is valid")
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error(transparent)]
+    Polars(#[from] PolarsError),
+    #[error("svg {file}: {message}")]
+    Svg { file: String, message: String },
+    #[error("{path}: {source}")]
+    Io { path: std::path::PathBuf, source: std::io::Error },
+}
+
+/// A rendered report: relative file name -> bytes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Report {
+    pub files: BTreeMap<String, Vec<u8>>,
+}
+
+/// `(family, size)` of the paper's model names, e.g. `("RoBERTa", "Large")`.
+fn family_and_size(model: &str) -> (Option<&'static str>, Option<&'static str>) {
+    let lower = model.to_lowercase();
+    let family = if lower.contains("roberta") {
+        Some("RoBERTa")
+    } else if lower.contains("bert") && !lower.contains("minilm") {
+        Some("BERT")
+    } else {
+        None
+    };
+    let size = if lower.contains("large") {
+        Some("Large")
+    } else if lower.contains("base") {
+        Some("Base")
+    } else {
+        None
+    };
+    (family, size)
+}
+
+fn outcome_name(outcome: &Outcome) -> &'static str {
+    match outcome {
+        Outcome::Found { .. } => "found",
+        Outcome::NotReached { .. } => "not_reached",
+        Outcome::Unable { .. } => "unable",
+    }
+}
+
+/// One row per search.
+pub fn searches_frame(searches: &[SearchRecord], runs: &[RunRecord]) -> PolarsResult<DataFrame> {
+    let train_examples: BTreeMap<&str, u64> = runs.iter().map(|run| (run.key.as_str(), run.train_examples)).collect();
+    let field = |f: &dyn Fn(&SearchRecord) -> Option<i64>| searches.iter().map(f).collect::<Vec<Option<i64>>>();
+    let d90 = field(&|s| match s.outcome {
+        Outcome::Found { d90, .. } => Some(d90 as i64),
+        _ => None,
+    });
+    let bracket_low = field(&|s| match s.outcome {
+        Outcome::Found { bracket: (low, _), .. } => low.map(|low| low as i64),
+        _ => None,
+    });
+    let largest = field(&|s| match s.outcome {
+        Outcome::NotReached { largest_tried } => Some(largest_tried as i64),
+        _ => None,
+    });
+    let n_train =
+        field(&|s| s.baseline.runs.first().and_then(|key| train_examples.get(key.as_str())).map(|&n| n as i64));
+    let strings = |f: &dyn Fn(&SearchRecord) -> String| searches.iter().map(f).collect::<Vec<String>>();
+    df!(
+        "key" => strings(&|s| s.key.clone()),
+        "experiment" => strings(&|s| s.plan.experiment.clone()),
+        "model" => strings(&|s| s.plan.model.clone()),
+        "family" => searches.iter().map(|s| family_and_size(&s.plan.model).0).collect::<Vec<_>>(),
+        "size" => searches.iter().map(|s| family_and_size(&s.plan.model).1).collect::<Vec<_>>(),
+        "task" => strings(&|s| s.plan.task.clone()),
+        "method" => strings(&|s| s.plan.method.name.clone()),
+        "mode" => strings(&|s| s.plan.method.mode.clone()),
+        "search" => strings(&|s| s.plan.search.mode.clone()),
+        "seeds" => searches.iter().map(|s| s.plan.seeds.len() as i64).collect::<Vec<_>>(),
+        "outcome" => strings(&|s| outcome_name(&s.outcome).to_owned()),
+        "reason" => searches.iter().map(|s| match &s.outcome {
+            Outcome::Unable { reason } => Some(reason.clone()),
+            _ => None,
+        }).collect::<Vec<_>>(),
+        "d90" => d90,
+        "bracket_low" => bracket_low,
+        "largest_tried" => largest,
+        "grid_min" => searches.iter().map(|s| s.grid.first().map(|&d| d as i64)).collect::<Vec<_>>(),
+        "baseline" => searches.iter().map(|s| s.baseline.score).collect::<Vec<_>>(),
+        "target" => searches.iter().map(|s| s.baseline.target).collect::<Vec<_>>(),
+        "majority" => searches.iter().map(|s| s.baseline.majority_accuracy).collect::<Vec<_>>(),
+        "threshold" => searches.iter().map(|s| s.plan.search.threshold).collect::<Vec<_>>(),
+        "probes" => searches.iter().map(|s| s.probes.len() as i64).collect::<Vec<_>>(),
+        "monotone" => searches.iter().map(|s| s.monotone).collect::<Vec<_>>(),
+        "parameters" => searches.iter().map(|s| s.total_parameters as i64).collect::<Vec<_>>(),
+        "n_train" => n_train,
+    )
+}
+
+/// One row per (search, probe, run).
+pub fn probes_frame(searches: &[SearchRecord]) -> PolarsResult<DataFrame> {
+    let rows: Vec<(&SearchRecord, &records::Probe, &String)> = searches
+        .iter()
+        .flat_map(|search| {
+            search.probes.iter().flat_map(move |probe| probe.runs.iter().map(move |run| (search, probe, run)))
+        })
+        .collect();
+    df!(
+        "key" => rows.iter().map(|(s, _, _)| s.key.clone()).collect::<Vec<_>>(),
+        "d" => rows.iter().map(|(_, p, _)| p.d as i64).collect::<Vec<_>>(),
+        "probe_score" => rows.iter().map(|(_, p, _)| p.score).collect::<Vec<_>>(),
+        "success" => rows.iter().map(|(_, p, _)| p.success).collect::<Vec<_>>(),
+        "run" => rows.iter().map(|(_, _, r)| (*r).clone()).collect::<Vec<_>>(),
+    )
+}
+
+/// One row per run.
+pub fn runs_frame(runs: &[RunRecord]) -> PolarsResult<DataFrame> {
+    df!(
+        "run" => runs.iter().map(|r| r.key.clone()).collect::<Vec<_>>(),
+        "signature" => runs.iter().map(|r| r.signature.clone()).collect::<Vec<_>>(),
+        "run_mode" => runs.iter().map(|r| r.spec.train.mode.clone()).collect::<Vec<_>>(),
+        "run_d" => runs.iter().map(|r| r.spec.train.d as i64).collect::<Vec<_>>(),
+        "lr" => runs.iter().map(|r| r.spec.train.lr).collect::<Vec<_>>(),
+        "best_score" => runs.iter().map(|r| r.best_score).collect::<Vec<_>>(),
+        "train_accuracy" => runs.iter().map(|r| r.result.best.as_ref().and_then(|b| b.train_accuracy)).collect::<Vec<_>>(),
+        "diverged" => runs.iter().map(|r| r.diverged).collect::<Vec<_>>(),
+        "wall_time_s" => runs.iter().map(|r| r.result.wall_time_s).collect::<Vec<_>>(),
+        "device" => runs.iter().map(|r| r.spec.device.clone()).collect::<Vec<_>>(),
+        "torch" => runs.iter().map(|r| r.spec.torch.clone()).collect::<Vec<_>>(),
+        "peak_mib" => runs.iter().map(|r| r.peak_resident_bytes.map(|b| (b / (1024 * 1024)) as i64)).collect::<Vec<_>>(),
+        "code" => runs.iter().map(|r| r.provenance.code.clone()).collect::<Vec<_>>(),
+        "host" => runs.iter().map(|r| r.provenance.host.clone()).collect::<Vec<_>>(),
+        "checkpoint" => runs.iter().map(|r| format!("{}@{}", r.spec.model, r.spec.model_revision)).collect::<Vec<_>>(),
+        "data" => runs.iter().map(|r| format!("{}@{}", r.spec.task, r.spec.data)).collect::<Vec<_>>(),
+    )
+}
+
+fn paper_frame(paper: &Paper) -> PolarsResult<DataFrame> {
+    df!(
+        "model" => paper.d90.iter().map(|p| p.model.clone()).collect::<Vec<_>>(),
+        "task" => paper.d90.iter().map(|p| p.task.clone()).collect::<Vec<_>>(),
+        "paper_method" => paper.d90.iter().map(|p| p.method.clone()).collect::<Vec<_>>(),
+        "paper_d90" => paper.d90.iter().map(|p| p.d90 as i64).collect::<Vec<_>>(),
+    )
+}
+
+fn by(columns: &[&str]) -> Vec<Expr> {
+    columns.iter().map(|name| col(*name)).collect()
+}
+
+fn sorted(frame: LazyFrame, columns: &[&str]) -> LazyFrame {
+    frame.sort(
+        columns.iter().map(|c| PlSmallStr::from(*c)).collect::<Vec<_>>(),
+        SortMultipleOptions::default().with_maintain_order(true),
+    )
+}
+
+/// Table 1: d90 per model, task and method beside the paper's.
+pub fn table1(searches: &DataFrame, paper: &Paper) -> PolarsResult<DataFrame> {
+    let joined = searches.clone().lazy().join(
+        paper_frame(paper)?.lazy(),
+        by(&["model", "task", "mode"]),
+        by(&["model", "task", "paper_method"]),
+        JoinArgs::new(JoinType::Left),
+    );
+    sorted(
+        joined.with_column(
+            (col("d90").cast(DataType::Float64) / col("paper_d90").cast(DataType::Float64)).alias("ratio"),
+        ),
+        &["model", "task", "method"],
+    )
+    .select(by(&[
+        "model",
+        "task",
+        "method",
+        "paper_d90",
+        "d90",
+        "ratio",
+        "bracket_low",
+        "outcome",
+        "largest_tried",
+        "baseline",
+        "target",
+        "majority",
+        "probes",
+        "reason",
+    ]))
+    .collect()
+}
+
+/// The orderings the paper reports, each pair held or not (searches with a d90 only).
+pub fn orderings(searches: &DataFrame) -> PolarsResult<DataFrame> {
+    let found = searches.clone().lazy().filter(col("outcome").eq(lit("found")));
+    let pick = |filter: Expr, keys: &[&str], value: &str, label: &str| {
+        let mut columns = by(keys);
+        columns.push(col("d90").alias(value));
+        columns.push(col("model").alias(label));
+        found.clone().filter(filter).select(columns)
+    };
+    let compare = |left: LazyFrame, right: LazyFrame, keys: &[&str], cell: Expr, name: &str, description: &str| {
+        left.join(right, by(keys), by(keys), JoinArgs::new(JoinType::Inner)).select([
+            lit(name).alias("ordering"),
+            lit(description).alias("claim"),
+            cell.alias("cell"),
+            col("left_model"),
+            col("left_d90"),
+            col("right_model"),
+            col("right_d90"),
+            when(col("left_d90").lt_eq(col("right_d90"))).then(lit("held")).otherwise(lit("not held")).alias("held"),
+        ])
+    };
+    let said_did = compare(
+        pick(col("mode").eq(lit("said")), &["model", "task"], "left_d90", "left_model"),
+        pick(col("mode").eq(lit("did")), &["model", "task"], "right_d90", "right_model"),
+        &["model", "task"],
+        col("task"),
+        "said_le_did",
+        "SAID d90 <= DID d90 (same model and task)",
+    );
+    let roberta_bert = compare(
+        pick(col("family").eq(lit("RoBERTa")), &["size", "task", "mode"], "left_d90", "left_model"),
+        pick(col("family").eq(lit("BERT")), &["size", "task", "mode"], "right_d90", "right_model"),
+        &["size", "task", "mode"],
+        col("size") + lit(" / ") + col("task") + lit(" / ") + col("mode"),
+        "roberta_le_bert",
+        "RoBERTa d90 <= BERT d90 (same size, task, method)",
+    );
+    let large_base = compare(
+        pick(col("size").eq(lit("Large")), &["family", "task", "mode"], "left_d90", "left_model"),
+        pick(col("size").eq(lit("Base")), &["family", "task", "mode"], "right_d90", "right_model"),
+        &["family", "task", "mode"],
+        col("family") + lit(" / ") + col("task") + lit(" / ") + col("mode"),
+        "large_le_base",
+        "Large d90 <= Base d90 (same family, task, method; the paper: 7 of 8 cells)",
+    );
+    sorted(concat([said_did, roberta_bert, large_base], UnionArgs::default())?, &["ordering", "cell", "left_model"])
+        .collect()
+}
+
+/// Figure 1 data: every probe's score against d, with the search's target.
+pub fn figure1(searches: &DataFrame, probes: &DataFrame) -> PolarsResult<DataFrame> {
+    let per_probe =
+        probes.clone().lazy().group_by(by(&["key", "d"])).agg([col("probe_score").first(), col("success").first()]);
+    sorted(
+        per_probe
+            .join(searches.clone().lazy(), by(&["key"]), by(&["key"]), JoinArgs::new(JoinType::Inner))
+            .select(by(&["model", "task", "method", "d", "probe_score", "success", "target", "baseline"])),
+        &["model", "task", "method", "d"],
+    )
+    .collect()
+}
+
+/// Generalization at d90: the best run of the d90 probe (eval and training accuracy), the gap,
+/// and the bound term sqrt(d90 / n_train).
+pub fn generalization(searches: &DataFrame, probes: &DataFrame, runs: &DataFrame) -> PolarsResult<DataFrame> {
+    let at_d90 = probes
+        .clone()
+        .lazy()
+        .join(searches.clone().lazy(), by(&["key"]), by(&["key"]), JoinArgs::new(JoinType::Inner))
+        .filter(col("d").eq(col("d90")))
+        .join(runs.clone().lazy(), by(&["run"]), by(&["run"]), JoinArgs::new(JoinType::Inner))
+        .sort(["best_score"], SortMultipleOptions::default().with_order_descending(true).with_maintain_order(true))
+        .group_by_stable(by(&["key"]))
+        .agg([
+            col("model").first(),
+            col("task").first(),
+            col("method").first(),
+            col("d90").first(),
+            col("n_train").first(),
+            col("best_score").first().alias("eval_accuracy"),
+            col("train_accuracy").first(),
+        ]);
+    sorted(
+        at_d90.with_columns([
+            (col("train_accuracy") - col("eval_accuracy")).alias("gap"),
+            ((col("train_accuracy") - col("eval_accuracy")) / col("train_accuracy")).alias("relative_gap"),
+            (col("d90").cast(DataType::Float64) / col("n_train").cast(DataType::Float64)).sqrt().alias("bound_term"),
+        ]),
+        &["model", "task", "method"],
+    )
+    .select(by(&[
+        "model",
+        "task",
+        "method",
+        "d90",
+        "n_train",
+        "eval_accuracy",
+        "train_accuracy",
+        "gap",
+        "relative_gap",
+        "bound_term",
+    ]))
+    .collect()
+}
+
+/// Spearman correlations of d90 with eval accuracy and with the relative gap (needs 3 rows).
+pub fn correlations(generalization: &DataFrame) -> PolarsResult<DataFrame> {
+    if generalization.height() < 3 {
+        return df!("pair" => Vec::<String>::new(), "spearman" => Vec::<f64>::new(), "n" => Vec::<i64>::new());
+    }
+    let frame = generalization.clone().lazy();
+    let one = |other: &str, name: &str| {
+        frame.clone().select([
+            lit(name).alias("pair"),
+            spearman_rank_corr(col("d90").cast(DataType::Float64), col(other), false).alias("spearman"),
+            col("d90").count().cast(DataType::Int64).alias("n"),
+        ])
+    };
+    concat(
+        [one("eval_accuracy", "d90 vs eval accuracy"), one("relative_gap", "d90 vs relative generalization gap")],
+        UnionArgs::default(),
+    )?
+    .collect()
+}
+
+/// d90 against parameter count per task and method, with the log-log slope where a task and
+/// method has at least two model sizes.
+pub fn model_size(searches: &DataFrame) -> PolarsResult<DataFrame> {
+    let found = searches.clone().lazy().filter(col("outcome").eq(lit("found"))).with_columns([
+        col("parameters").cast(DataType::Float64).log(lit(10.0)).alias("log_params"),
+        col("d90").cast(DataType::Float64).log(lit(10.0)).alias("log_d90"),
+    ]);
+    let slopes = found
+        .clone()
+        .group_by(by(&["task", "mode"]))
+        .agg([
+            col("model").n_unique().cast(DataType::Int64).alias("models"),
+            (cov(col("log_params"), col("log_d90"), 1) / col("log_params").var(1)).alias("slope"),
+        ])
+        .filter(col("models").gt_eq(lit(2)));
+    sorted(
+        found.join(slopes, by(&["task", "mode"]), by(&["task", "mode"]), JoinArgs::new(JoinType::Inner)).select(by(&[
+            "task",
+            "method",
+            "model",
+            "parameters",
+            "d90",
+            "models",
+            "slope",
+        ])),
+        &["task", "method", "parameters", "model"],
+    )
+    .collect()
+}
+
+/// Bytes a task costs at d90 (f32 theta).
+pub fn compression(searches: &DataFrame) -> PolarsResult<DataFrame> {
+    sorted(
+        searches.clone().lazy().filter(col("outcome").eq(lit("found"))).select([
+            col("model"),
+            col("task"),
+            col("method"),
+            col("d90"),
+            (col("d90") * lit(4i64)).alias("bytes"),
+            col("parameters"),
+            (col("parameters").cast(DataType::Float64) / col("d90").cast(DataType::Float64)).alias("compression"),
+        ]),
+        &["model", "task", "method"],
+    )
+    .collect()
+}
+
+/// Every run: signature, wall time, device, peak memory.
+pub fn inventory(runs: &DataFrame) -> PolarsResult<DataFrame> {
+    sorted(
+        runs.clone().lazy().select(by(&["signature", "best_score", "wall_time_s", "device", "peak_mib"])),
+        &["signature"],
+    )
+    .collect()
+}
+
+/// Distinct values of `column` in `frame`, sorted.
+fn distinct(frame: &DataFrame, column: &str) -> PolarsResult<Vec<String>> {
+    let unique =
+        sorted(frame.clone().lazy().select([col(column)]).unique_stable(None, UniqueKeepStrategy::First), &[column])
+            .collect()?;
+    let values = unique.column(column)?.str()?;
+    Ok((0..values.len()).filter_map(|idx| values.get(idx).map(str::to_owned)).collect())
+}
+
+/// Builds the whole report of `preset` from its records; `runs_label` names the results folder in
+/// the text (a relative path, so the report does not depend on where it was made).
+pub fn build(
+    preset: &str,
+    runs_label: &str,
+    searches: &[SearchRecord],
+    runs: &[RunRecord],
+    paper: &Paper,
+) -> Result<Report, ReportError> {
+    let search_frame = searches_frame(searches, runs)?;
+    let probe_frame = probes_frame(searches)?;
+    let run_frame = runs_frame(runs)?;
+    let table1 = table1(&search_frame, paper)?;
+    let orderings = orderings(&search_frame)?;
+    let figure1 = figure1(&search_frame, &probe_frame)?;
+    let generalization = generalization(&search_frame, &probe_frame, &run_frame)?;
+    let correlations = correlations(&generalization)?;
+    let model_size = model_size(&search_frame)?;
+    let compression = compression(&search_frame)?;
+    let inventory = inventory(&run_frame)?;
+    let provenance = render::Provenance {
+        codes: distinct(&run_frame, "code")?,
+        devices: distinct(&run_frame, "device")?,
+        torch: distinct(&run_frame, "torch")?,
+        checkpoints: distinct(&run_frame, "checkpoint")?,
+        data: distinct(&run_frame, "data")?,
+        hosts: distinct(&run_frame, "host")?,
+        searches: searches.len(),
+        runs: runs.len(),
+        total_hours: run_frame.column("wall_time_s")?.f64()?.sum().unwrap_or(0.0) / 3600.0,
+    };
+    render::report(
+        preset,
+        runs_label,
+        paper,
+        &render::Frames {
+            table1: &table1,
+            orderings: &orderings,
+            figure1: &figure1,
+            generalization: &generalization,
+            correlations: &correlations,
+            model_size: &model_size,
+            compression: &compression,
+            inventory: &inventory,
+        },
+        &provenance,
+    )
+}
+
+impl Report {
+    /// Writes every file under `dir` (created if needed), removing stale SVG and CSV files that
+    /// this report no longer has.
+    pub fn write(&self, dir: &Path) -> Result<(), ReportError> {
+        std::fs::create_dir_all(dir).map_err(|source| ReportError::Io { path: dir.to_path_buf(), source })?;
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if (name.ends_with(".svg") || name.ends_with(".csv")) && !self.files.contains_key(&name) {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+        }
+        for (name, bytes) in &self.files {
+            let path = dir.join(name);
+            std::fs::write(&path, bytes).map_err(|source| ReportError::Io { path, source })?;
+        }
+        Ok(())
+    }
+
+    /// The differences between this report and the files in `dir`: each names the file and the
+    /// first differing line. Empty when they match.
+    pub fn check(&self, dir: &Path) -> Vec<String> {
+        let mut differences = Vec::new();
+        for (name, bytes) in &self.files {
+            let path = dir.join(name);
+            match std::fs::read(&path) {
+                Err(_) => {
+                    differences.push(format!("{}: missing (regenerate with `cargo xtask report`)", path.display()))
+                }
+                Ok(on_disk) if &on_disk != bytes => {
+                    let ours = String::from_utf8_lossy(bytes);
+                    let theirs = String::from_utf8_lossy(&on_disk);
+                    let line = ours
+                        .lines()
+                        .zip(theirs.lines())
+                        .position(|(a, b)| a != b)
+                        .map_or_else(|| ours.lines().count().min(theirs.lines().count()) + 1, |idx| idx + 1);
+                    let expected = ours.lines().nth(line - 1).unwrap_or("<end of file>");
+                    let found = theirs.lines().nth(line - 1).unwrap_or("<end of file>");
+                    differences.push(format!(
+                        "{}:{line}: differs from what the results give\n  results give: {expected}\n  file has:     {found}",
+                        path.display()
+                    ));
+                }
+                Ok(_) => {}
+            }
+        }
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            let mut extra: Vec<String> = entries
+                .flatten()
+                .map(|entry| entry.file_name().to_string_lossy().into_owned())
+                .filter(|name| (name.ends_with(".svg") || name.ends_with(".csv")) && !self.files.contains_key(name))
+                .collect();
+            extra.sort();
+            for name in extra {
+                differences.push(format!("{}: not produced by the results (stale)", dir.join(name).display()));
+            }
+        }
+        differences
+    }
+}
+
+/// `table1.csv` as (model, task, method) -> column -> cell.
+type Table1Cells = BTreeMap<(String, String, String), BTreeMap<String, String>>;
+
+/// Cells of `table1.csv` that moved between two report folders beyond `tolerance` (relative, for
+/// numbers; any change for text), keyed by model, task and method. Rows present on one side only
+/// are reported too.
+pub fn compare(ours: &Path, other: &Path, tolerance: f64) -> Result<Vec<String>, ReportError> {
+    let read = |dir: &Path| -> Result<Table1Cells, ReportError> {
+        let path = dir.join("table1.csv");
+        let text = std::fs::read_to_string(&path).map_err(|source| ReportError::Io { path: path.clone(), source })?;
+        let mut reader = csv::Reader::from_reader(text.as_bytes());
+        let headers = reader.headers().map_err(|err| csv_error(&path, err))?.clone();
+        let mut rows = BTreeMap::new();
+        for record in reader.records() {
+            let record = record.map_err(|err| csv_error(&path, err))?;
+            let cells: BTreeMap<String, String> =
+                headers.iter().zip(record.iter()).map(|(h, v)| (h.to_owned(), v.to_owned())).collect();
+            let key = (cells["model"].clone(), cells["task"].clone(), cells["method"].clone());
+            rows.insert(key, cells);
+        }
+        Ok(rows)
+    };
+    let (mine, theirs) = (read(ours)?, read(other)?);
+    let mut moved = Vec::new();
+    for (key, cells) in &mine {
+        let label = format!("{} {} {}", key.0, key.1, key.2);
+        let Some(other_cells) = theirs.get(key) else {
+            moved.push(format!("{label}: only in {}", ours.display()));
+            continue;
+        };
+        for (column, value) in cells {
+            let other_value = other_cells.get(column).map(String::as_str).unwrap_or("");
+            let beyond = match (value.parse::<f64>(), other_value.parse::<f64>()) {
+                (Ok(a), Ok(b)) => (a - b).abs() > tolerance * a.abs().max(b.abs()),
+                _ => value != other_value,
+            };
+            if beyond {
+                moved.push(format!("{label}: {column} {other_value} -> {value}"));
+            }
+        }
+    }
+    for key in theirs.keys().filter(|key| !mine.contains_key(*key)) {
+        moved.push(format!("{} {} {}: only in {}", key.0, key.1, key.2, other.display()));
+    }
+    Ok(moved)
+}
+
+fn csv_error(path: &Path, err: csv::Error) -> ReportError {
+    ReportError::Io { path: path.to_path_buf(), source: std::io::Error::other(err) }
+}
