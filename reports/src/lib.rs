@@ -428,6 +428,12 @@ pub fn build(
     runs: &[RunRecord],
     paper: &Paper,
 ) -> Result<Report, ReportError> {
+    // Input order never matters: records are taken in key order.
+    let mut searches = searches.to_vec();
+    searches.sort_by(|a, b| a.key.cmp(&b.key));
+    let mut runs = runs.to_vec();
+    runs.sort_by(|a, b| a.key.cmp(&b.key));
+    let (searches, runs) = (searches.as_slice(), runs.as_slice());
     let search_frame = searches_frame(searches, runs)?;
     let probe_frame = probes_frame(searches)?;
     let run_frame = runs_frame(runs)?;

@@ -61,7 +61,9 @@ fn main() -> Result<ExitCode> {
     report.write(&out)?;
     eprintln!("wrote {} ({} files) from {}", out.join("README.md").display(), report.files.len(), runs.display());
     if let Some(other) = other {
-        let moved = compare(&out, &other, tolerance)?;
+        let moved = compare(&out, &other, tolerance).with_context(|| {
+            format!("compare with {}: it needs a reference report there (commit one first)", other.display())
+        })?;
         if !moved.is_empty() {
             for line in &moved {
                 println!("{line}");

@@ -1,0 +1,147 @@
+//! The report of the fixture results (`tests/fixtures/make_fixtures.py` wrote them, with known
+//! answers): snapshots of the rendered markdown and CSV (refresh with `UPDATE_EXPECT=1`), the
+//! d90 and bracket equal to what the searches recorded, determinism, `check` and `compare`.
+
+use std::path::{Path, PathBuf};
+
+use expect_test::expect_file;
+use reports::{Paper, Report, build, compare, records};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/results")
+}
+
+fn report() -> Report {
+    let (searches, runs) = records::load(&fixtures()).unwrap();
+    build("fixture", "tests/fixtures/results", &searches, &runs, &Paper::embedded()).unwrap()
+}
+
+fn text(report: &Report, name: &str) -> String {
+    String::from_utf8(report.files[name].clone()).unwrap()
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("reports-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+#[test]
+fn rendered_report_matches_its_snapshots() {
+    let report = report();
+    expect_file!["snapshots/README.md"].assert_eq(&text(&report, "README.md"));
+    expect_file!["snapshots/table1.csv"].assert_eq(&text(&report, "table1.csv"));
+    expect_file!["snapshots/orderings.csv"].assert_eq(&text(&report, "orderings.csv"));
+    expect_file!["snapshots/generalization.csv"].assert_eq(&text(&report, "generalization.csv"));
+    let names: Vec<&str> = report.files.keys().map(String::as_str).collect();
+    assert_eq!(
+        names,
+        [
+            "README.md",
+            "compression.csv",
+            "figure1.csv",
+            "figure1__all-MiniLM-L6-v2__sst2.svg",
+            "figure1__bert-base-uncased__mrpc.svg",
+            "figure1__roberta-base__mrpc.svg",
+            "generalization.csv",
+            "generalization.svg",
+            "inventory.csv",
+            "model_size.csv",
+            "orderings.csv",
+            "table1.csv"
+        ]
+    );
+    assert!(text(&report, "figure1__roberta-base__mrpc.svg").starts_with("<svg"));
+}
+
+/// Every d90 and bracket in `table1.csv` is the one its search recorded.
+#[test]
+fn table1_shows_what_the_searches_recorded() {
+    let (searches, _) = records::load(&fixtures()).unwrap();
+    let table = text(&report(), "table1.csv");
+    let mut reader = csv::Reader::from_reader(table.as_bytes());
+    let headers = reader.headers().unwrap().clone();
+    let column = |name: &str| headers.iter().position(|header| header == name).unwrap();
+    let mut rows = 0;
+    for record in reader.records() {
+        let record = record.unwrap();
+        let search = searches
+            .iter()
+            .find(|s| {
+                s.plan.model == record[column("model")]
+                    && s.plan.task == record[column("task")]
+                    && s.plan.method.name == record[column("method")]
+            })
+            .unwrap();
+        let (d90, low) = match search.outcome {
+            records::Outcome::Found { d90, bracket: (low, _) } => {
+                (d90.to_string(), low.map_or(String::new(), |l| l.to_string()))
+            }
+            _ => (String::new(), String::new()),
+        };
+        assert_eq!(record[column("d90")], d90);
+        assert_eq!(record[column("bracket_low")], low);
+        rows += 1;
+    }
+    assert_eq!(rows, searches.len());
+}
+
+#[test]
+fn output_is_deterministic_whatever_the_input_order() {
+    let (mut searches, mut runs) = records::load(&fixtures()).unwrap();
+    let first = build("fixture", "tests/fixtures/results", &searches, &runs, &Paper::embedded()).unwrap();
+    searches.reverse();
+    runs.rotate_left(5);
+    let shuffled = build("fixture", "tests/fixtures/results", &searches, &runs, &Paper::embedded()).unwrap();
+    assert_eq!(first, shuffled);
+    assert_eq!(first, report());
+}
+
+#[test]
+fn check_and_compare_fail_on_planted_differences_only() {
+    let report = report();
+    let dir = scratch("check");
+    report.write(&dir).unwrap();
+    assert_eq!(report.check(&dir), Vec::<String>::new());
+    // A planted difference in line 3 of table1.csv.
+    let path = dir.join("table1.csv");
+    let original = std::fs::read_to_string(&path).unwrap();
+    let planted = original.replacen("said,896,896,", "said,896,897,", 1);
+    assert_ne!(original, planted);
+    std::fs::write(&path, &planted).unwrap();
+    let differences = report.check(&dir);
+    assert_eq!(differences.len(), 1, "{differences:?}");
+    assert!(differences[0].contains("table1.csv:3: differs"), "{}", differences[0]);
+    // A stale figure is a difference too.
+    std::fs::write(&path, &original).unwrap();
+    std::fs::write(dir.join("figure1__gone.svg"), "<svg/>").unwrap();
+    assert!(report.check(&dir)[0].contains("figure1__gone.svg: not produced"), "{:?}", report.check(&dir));
+
+    // compare: the same report has nothing beyond tolerance; a moved d90 is listed.
+    let other = scratch("other");
+    report.write(&other).unwrap();
+    assert_eq!(compare(&dir, &other, 0.0).unwrap(), Vec::<String>::new());
+    std::fs::write(other.join("table1.csv"), &planted).unwrap();
+    let moved = compare(&dir, &other, 0.0).unwrap();
+    assert!(moved.iter().any(|line| line == "FacebookAI/roberta-base mrpc said: d90 897 -> 896"), "{moved:?}");
+    // 1 in 896 is within a 1% tolerance.
+    assert!(compare(&dir, &other, 0.01).unwrap().iter().all(|line| !line.contains("d90 897")));
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::remove_dir_all(&other).unwrap();
+}
+
+/// The committed report of the `quick` preset is what its committed results give (the same
+/// check as `cargo xtask report --preset quick --check`); skipped until results are committed.
+#[test]
+fn committed_quick_report_is_up_to_date() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let runs = root.join("runs/quick");
+    if !runs.join("searches").exists() {
+        eprintln!("skipped: no committed runs/quick results");
+        return;
+    }
+    let (searches, run_records) = records::load(&runs).unwrap();
+    let report = build("quick", "runs/quick", &searches, &run_records, &Paper::embedded()).unwrap();
+    let differences = report.check(&root.join("reports/quick"));
+    assert!(differences.is_empty(), "regenerate with `cargo xtask report --preset quick`:\n{}", differences.join("\n"));
+}
