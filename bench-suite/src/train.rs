@@ -166,6 +166,8 @@ pub struct RunResult {
     pub best: Option<Evaluation>,
     pub subspace: Option<SubspaceDescription>,
     pub trainable_parameters: usize,
+    /// Seconds spent on the run: this process's, plus the time of earlier processes up to the
+    /// checkpoint it resumed from (work lost after a checkpoint is not counted).
     pub wall_time_s: f64,
     /// Steps done by this process (the rest came from a checkpoint).
     pub steps_this_process: usize,
@@ -298,7 +300,14 @@ pub fn train(
     let steps_per_epoch = data.train.len().div_ceil(config.batch_size);
     let total_steps = steps_per_epoch * config.epochs;
     let warmup_steps = (config.warmup_ratio * total_steps as f64).round() as usize;
-    let mut state = RunState { config: config.clone(), step: 0, evaluations: Vec::new(), loss_sum: 0.0, loss_count: 0 };
+    let mut state = RunState {
+        config: config.clone(),
+        step: 0,
+        evaluations: Vec::new(),
+        loss_sum: 0.0,
+        loss_count: 0,
+        elapsed_s: 0.0,
+    };
     if let Some(dir) = run_dir
         && let Some(saved) = load_checkpoint(dir, &mut trainable, config)?
     {
@@ -308,6 +317,7 @@ pub fn train(
         }
     }
     let steps_before = state.step;
+    let elapsed_before = state.elapsed_s;
     let mut status = Status::Completed;
 
     'epochs: for epoch in state.step / steps_per_epoch..config.epochs {
@@ -360,7 +370,8 @@ pub fn train(
             if let (Some(dir), Some(every)) = (run_dir, config.checkpoint_every)
                 && (state.step.is_multiple_of(every) || state.step == total_steps)
             {
-                save_checkpoint(dir, &trainable, &state)?;
+                let elapsed_s = elapsed_before + start_time.elapsed().as_secs_f64();
+                save_checkpoint(dir, &trainable, &RunState { elapsed_s, ..state.clone() })?;
             }
         }
     }
@@ -375,7 +386,7 @@ pub fn train(
         evaluations: state.evaluations,
         subspace: subspace.as_ref().map(Subspace::description),
         trainable_parameters,
-        wall_time_s: start_time.elapsed().as_secs_f64(),
+        wall_time_s: elapsed_before + start_time.elapsed().as_secs_f64(),
     })
 }
 
@@ -388,6 +399,9 @@ struct RunState {
     /// Training loss since the last evaluation.
     loss_sum: f64,
     loss_count: usize,
+    /// Seconds spent on the run up to this checkpoint, over every process.
+    #[serde(default)]
+    elapsed_s: f64,
 }
 
 fn derived_seed(seed: u64, purpose: &str, index: u64) -> i64 {

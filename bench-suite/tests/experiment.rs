@@ -1,6 +1,7 @@
 //! The experiment runner end to end through the `bench-suite reproduce` binary (each run in its
 //! own process, as users run it): the `smoke` preset, a rerun that reuses everything, resumption
-//! after `kill -9` at random moments, sharding, and the errors found before any training.
+//! after `kill -9` at random moments, two processes sharing a results folder, sharding, and the
+//! errors found before any training.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -125,8 +126,35 @@ fn smoke_runs_reuses_and_survives_kill_9() {
         searches.iter().map(|search| (search.outcome.clone(), search.probes.clone())).collect::<Vec<_>>()
     };
     assert_eq!(outcomes(&killed_searches), outcomes(&searches));
-    let _ = std::fs::remove_dir_all(&out);
-    let _ = std::fs::remove_dir_all(&killed);
+
+    // Two processes sharing one results folder (as one per GPU would): each run trains once.
+    let shared = scratch("shared");
+    let _ = std::fs::remove_dir_all(&shared);
+    let spawn = || {
+        binary()
+            .args(["reproduce", "--preset", "smoke", "--out", shared.to_str().unwrap()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (first, second) = (spawn(), spawn());
+    let logs: Vec<String> = [first, second]
+        .into_iter()
+        .map(|child| {
+            let output = child.wait_with_output().unwrap();
+            assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+            String::from_utf8_lossy(&output.stderr).into_owned()
+        })
+        .collect();
+    let trained: usize = logs.iter().map(|log| log.lines().filter(|line| line.ends_with(" s)")).count()).sum();
+    assert_eq!(trained, runs.len(), "every run trained exactly once across the two processes:\n{}", logs.join("\n"));
+    let (shared_runs, shared_searches) = comparable(&shared);
+    assert_eq!(outcomes(&shared_searches), outcomes(&searches));
+    assert_eq!(shared_runs.len(), runs.len());
+    for dir in [&out, &killed, &shared] {
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }
 
 #[test]

@@ -76,7 +76,9 @@ pub fn ensure() -> Result<Libtorch> {
     cached_install()
 }
 
-fn cache_home() -> Result<PathBuf> {
+/// The cache folder: `$INTRINSIC_BENCH_HOME`, else `$XDG_CACHE_HOME/intrinsic-bench`, else
+/// `~/.cache/intrinsic-bench`.
+pub fn cache_home() -> Result<PathBuf> {
     if let Some(home) = std::env::var_os("INTRINSIC_BENCH_HOME").filter(|home| !home.is_empty()) {
         return Ok(PathBuf::from(home));
     }

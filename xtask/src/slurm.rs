@@ -67,6 +67,8 @@ pub fn run(args: &[String]) -> Result<()> {
         writeln!(script, "#SBATCH --partition={partition}")?;
     }
     writeln!(script, "set -euo pipefail")?;
+    // The assets the check above verified, and libtorch: compute nodes must see this folder.
+    writeln!(script, "export INTRINSIC_BENCH_HOME={}", shell_quote(&setup::cache_home()?))?;
     writeln!(script, "cd {}", shell_quote(&root))?;
     writeln!(
         script,
@@ -77,7 +79,10 @@ pub fn run(args: &[String]) -> Result<()> {
     let path = out.join(format!("{preset}.sbatch"));
     std::fs::write(&path, script).with_context(|| format!("write {}", path.display()))?;
     println!("wrote {}", path.display());
-    println!("fetch the assets once on this node first:  cargo xtask fetch");
+    println!(
+        "assets: fetched and verified by the check above into {} (compute nodes must see it)",
+        setup::cache_home()?.display()
+    );
     println!("submit:                                     sbatch {}", path.display());
     println!(
         "watch:                                      squeue --me --name intrinsic-{preset}; tail -f {}/*.out",
