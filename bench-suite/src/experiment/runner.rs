@@ -353,15 +353,16 @@ impl Runner {
                 continue;
             }
             let _lock = self.results.lock(&search.key)?;
-            let record = match self.results.load_search(&search.key)? {
-                Some(record) => record,
+            // Another process may have finished it while this one waited for the lock.
+            let (record, reused) = match self.results.load_search(&search.key)? {
+                Some(record) => (record, true),
                 None => {
                     let record = self.run_search(search, on_event)?;
                     self.results.save_search(&record)?;
-                    record
+                    (record, false)
                 }
             };
-            on_event(Event::SearchFinished { index, record: &record, reused: false });
+            on_event(Event::SearchFinished { index, record: &record, reused });
             records.push(record);
         }
         Ok(records)
