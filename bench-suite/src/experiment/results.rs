@@ -94,7 +94,8 @@ impl RunSpec {
     }
 }
 
-fn serde_name<T: Serialize>(value: &T) -> String {
+/// The serde name of a unit enum value (`per_layer`, `bisect`, ...), as signatures spell it.
+pub(crate) fn serde_name<T: Serialize>(value: &T) -> String {
     serde_json::to_value(value).ok().and_then(|value| value.as_str().map(str::to_owned)).unwrap_or_default()
 }
 

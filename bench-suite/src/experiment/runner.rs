@@ -16,6 +16,7 @@ use serde::Serialize;
 
 use super::results::{
     Baseline, Provenance, ResultsDir, ResultsError, RunRecord, RunSpec, SearchRecord, TORCH_VERSION, hash_key,
+    serde_name,
 };
 use super::search::{Outcome, ProbeOutcome, SearchOutcome, d_grid, median, search as d90_search};
 use super::spec::{Method, Plan, SearchPlan, SpecError};
@@ -113,13 +114,12 @@ impl PreparedSearch {
     pub fn signature(&self, device: &str, code: &str) -> String {
         let plan = &self.plan;
         let method = &plan.method;
-        let name = |value: &dyn erased::Name| value.name();
-        let mut parts = vec!["d90".to_owned(), name(&method.mode)];
+        let mut parts = vec!["d90".to_owned(), serde_name(&method.mode)];
         if method.mode == Mode::Said {
-            parts.push(format!("group:{}", name(&method.grouping)));
+            parts.push(format!("group:{}", serde_name(&method.grouping)));
         }
-        parts.push(format!("scope:{}", name(&method.scope)));
-        parts.push(format!("compat:{}", name(&method.compat)));
+        parts.push(format!("scope:{}", serde_name(&method.scope)));
+        parts.push(format!("compat:{}", serde_name(&method.compat)));
         parts.push(format!("task:{}", plan.task));
         parts.push("metric:acc".to_owned());
         let model = plan.model.rsplit('/').next().unwrap_or(&plan.model);
@@ -130,7 +130,7 @@ impl PreparedSearch {
         }
         parts.push(format!(
             "search:{}[{},{}]@{}",
-            name(&plan.search.mode),
+            serde_name(&plan.search.mode),
             self.grid.first().copied().unwrap_or(0),
             self.grid.last().copied().unwrap_or(0),
             plan.search.threshold
@@ -144,18 +144,6 @@ impl PreparedSearch {
         parts.push(format!("device:{device}"));
         parts.push(format!("code:{code}"));
         parts.join("|")
-    }
-}
-
-mod erased {
-    /// The serde name of a unit enum value (`per_layer`, `bisect`, ...).
-    pub trait Name {
-        fn name(&self) -> String;
-    }
-    impl<T: serde::Serialize> Name for T {
-        fn name(&self) -> String {
-            serde_json::to_value(self).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
-        }
     }
 }
 
