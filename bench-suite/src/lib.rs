@@ -2,6 +2,8 @@
 //!
 //! - [`fwht`]: the fast Walsh-Hadamard transform (CPU kernel, tch-op path for any device, and the
 //!   authors' per-stage algorithm as a baseline).
+//! - [`fused`]: the fused multi-pass FWHT with the Fastfood steps fused in: an NVRTC-compiled CUDA
+//!   kernel, and its exact emulation on the CPU.
 //! - [`fastfood`]: the Fastfood projection `P: R^d -> R^D` over named tensors, and its transpose.
 //! - [`subspace`]: DID and SAID reparameterisation of a model, with exact gradients by the transpose.
 //! - [`checkpoint`]: HF safetensors into a model, with the missing/unexpected check and seeded head init.
@@ -20,6 +22,7 @@ pub mod device;
 pub mod experiment;
 pub mod fastfood;
 pub mod finetune;
+pub mod fused;
 pub mod fwht;
 pub mod model;
 pub mod random;

@@ -22,7 +22,8 @@ const USAGE: &str = "\
 usage: cargo xtask <command> [args]
 
 commands:
-  setup            install libtorch (torch==2.11.0 wheel) into the cache, or check the user's own
+  setup            install libtorch (torch==2.11.0 wheel) into the cache, or check the user's own,
+                   and NVRTC 13.0 (compiles the fused CUDA kernel in tests; needs no GPU)
   test             the one test command: setup, fmt --check, clippy -D warnings, cargo test
   bench fastfood   Fastfood/FWHT benchmark, release build, ratios measured in one process
   bench criterion  the criterion benches of bench-suite (cargo bench -p bench-suite)
@@ -64,6 +65,8 @@ fn main() -> Result<()> {
             no_more_args(&args)?;
             let libtorch = setup::ensure()?;
             println!("libtorch {} ready at {}", setup::TORCH_VERSION, libtorch.dir.display());
+            let nvrtc = setup::ensure_nvrtc()?;
+            println!("NVRTC {} ready at {}", setup::NVRTC_VERSION, nvrtc.display());
             Ok(())
         }
         "test" => {

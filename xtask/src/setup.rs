@@ -56,6 +56,10 @@ impl Libtorch {
         // Built binaries carry an rpath to this folder (bench-suite's build script); the library
         // path is only a fallback for tools that run binaries of their own.
         let mut library_path = self.lib_dir().display().to_string();
+        // NVRTC, when `ensure_nvrtc` installed it: the fused kernel's compile test uses it.
+        if let Some(nvrtc) = installed_nvrtc() {
+            library_path = format!("{library_path}:{}", nvrtc.display());
+        }
         if let Some(old) = std::env::var_os("LD_LIBRARY_PATH").filter(|old| !old.is_empty()) {
             library_path = format!("{library_path}:{}", old.to_string_lossy());
         }
@@ -140,34 +144,101 @@ fn python() -> Result<Command> {
 }
 
 fn cached_install() -> Result<Libtorch> {
+    let dir = cached_folder(&format!("torch-{TORCH_VERSION}"), &format!("libtorch {TORCH_VERSION}"), install_into)?;
+    Ok(Libtorch { dir, cxx11_abi: None })
+}
+
+/// A folder `name` of the cache, made once by `install(home, dir)` under an exclusive lock: the
+/// `.complete` marker is written last, and a folder without it is a half-finished install, redone.
+fn cached_folder(name: &str, what: &str, install: fn(&Path, &Path) -> Result<()>) -> Result<PathBuf> {
     let home = cache_home()?;
-    let dir = home.join(format!("torch-{TORCH_VERSION}"));
+    let dir = home.join(name);
     if dir.join(MARKER).exists() {
-        return Ok(Libtorch { dir, cxx11_abi: None });
+        return Ok(dir);
     }
     fs::create_dir_all(&home)
         .map_err(|err| io_error(err, &home))
         .with_context(|| format!("create cache folder {}", home.display()))?;
 
-    let lock_path = home.join(format!("torch-{TORCH_VERSION}.lock"));
+    let lock_path = home.join(format!("{name}.lock"));
     let lock = File::create(&lock_path).with_context(|| format!("create lock file {}", lock_path.display()))?;
     if lock.try_lock().is_err() {
-        eprintln!("waiting for another process installing libtorch (lock {})", lock_path.display());
+        eprintln!("waiting for another process installing {what} (lock {})", lock_path.display());
         lock.lock().with_context(|| format!("lock {}", lock_path.display()))?;
     }
     // Another process may have finished while we waited.
     if dir.join(MARKER).exists() {
-        return Ok(Libtorch { dir, cxx11_abi: None });
+        return Ok(dir);
     }
     if dir.exists() {
-        eprintln!("half-finished libtorch install found at {}: redoing it", dir.display());
+        eprintln!("half-finished {what} install found at {}: redoing it", dir.display());
         fs::remove_dir_all(&dir).with_context(|| format!("remove {}", dir.display()))?;
     }
-    install_into(&home, &dir).with_context(|| format!("install libtorch {TORCH_VERSION} into {}", dir.display()))?;
-    fs::write(dir.join(MARKER), format!("torch {TORCH_VERSION} from {}\n", WHEELS.join(" ")))
-        .map_err(|err| io_error(err, &dir))?;
-    eprintln!("libtorch {TORCH_VERSION} installed at {}", dir.display());
-    Ok(Libtorch { dir, cxx11_abi: None })
+    install(&home, &dir).with_context(|| format!("install {what} into {}", dir.display()))?;
+    fs::write(dir.join(MARKER), format!("{what}\n")).map_err(|err| io_error(err, &dir))?;
+    eprintln!("{what} installed at {}", dir.display());
+    Ok(dir)
+}
+
+/// NVRTC, the CUDA runtime compiler (`libnvrtc.so.13` and its builtins, from the
+/// `nvidia-cuda-nvrtc` wheel that PyTorch 2.11.0's CUDA build depends on): it needs no GPU, so
+/// with it the CPU tests compile the fused FWHT kernel's source. About 90 MB once per machine.
+pub fn ensure_nvrtc() -> Result<PathBuf> {
+    Ok(cached_folder(&format!("nvrtc-{NVRTC_VERSION}"), &format!("NVRTC {NVRTC_VERSION}"), install_nvrtc)?.join("lib"))
+}
+
+pub const NVRTC_VERSION: &str = "13.0.88";
+
+/// The NVRTC lib folder if a complete install is in the cache.
+fn installed_nvrtc() -> Option<PathBuf> {
+    let dir = cache_home().ok()?.join(format!("nvrtc-{NVRTC_VERSION}"));
+    dir.join(MARKER).exists().then(|| dir.join("lib"))
+}
+
+fn install_nvrtc(home: &Path, dir: &Path) -> Result<()> {
+    let staging = home.join(format!("nvrtc-{NVRTC_VERSION}.staging"));
+    if staging.exists() {
+        fs::remove_dir_all(&staging).with_context(|| format!("remove {}", staging.display()))?;
+    }
+    let wheels = staging.join("wheels");
+    fs::create_dir_all(&wheels).map_err(|err| io_error(err, &staging))?;
+    eprintln!("downloading the NVRTC {NVRTC_VERSION} wheel (about 90 MB, once per machine)");
+    let output = python()?
+        .args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--progress-bar", "off", "-d"])
+        .arg(&wheels)
+        .arg(format!("nvidia-cuda-nvrtc=={NVRTC_VERSION}"))
+        .output()
+        .context("run pip download")?;
+    if !output.status.success() {
+        bail!("`pip download nvidia-cuda-nvrtc=={NVRTC_VERSION}` failed:\n{}", String::from_utf8_lossy(&output.stderr));
+    }
+    let unpack = r#"
+import glob, os, shutil, sys, zipfile
+wheels, out = sys.argv[1], sys.argv[2]
+wanted = {"libnvrtc.so.13", "libnvrtc-builtins.so.13.0"}
+lib = os.path.join(out, "lib")
+os.makedirs(lib, exist_ok=True)
+found = set()
+for wheel in glob.glob(os.path.join(wheels, "*.whl")):
+    with zipfile.ZipFile(wheel) as archive:
+        for info in archive.infolist():
+            base = os.path.basename(info.filename)
+            if base in wanted:
+                with archive.open(info) as src, open(os.path.join(lib, base), "wb") as dst:
+                    shutil.copyfileobj(src, dst, 1 << 20)
+                found.add(base)
+if wanted - found:
+    sys.exit("the nvrtc wheel lacks " + ", ".join(sorted(wanted - found)))
+"#;
+    let unpacked = staging.join("nvrtc");
+    let output =
+        python()?.arg("-c").arg(unpack).arg(&wheels).arg(&unpacked).output().context("run the wheel unpacker")?;
+    if !output.status.success() {
+        bail!("unpacking the NVRTC wheel failed:\n{}", String::from_utf8_lossy(&output.stderr));
+    }
+    fs::rename(&unpacked, dir).with_context(|| format!("move {} to {}", unpacked.display(), dir.display()))?;
+    fs::remove_dir_all(&staging).with_context(|| format!("remove {}", staging.display()))?;
+    Ok(())
 }
 
 fn install_into(home: &Path, dir: &Path) -> Result<()> {

@@ -3,6 +3,8 @@
 //! setup, then `cargo fmt --check`, `cargo clippy -D warnings` and `cargo test` over the workspace,
 //! all with the libtorch environment. Real-data tests are switched on when their inputs exist:
 //! `../shared/mirror` (real GLUE files and a real checkpoint) sets `INTRINSIC_BENCH_TEST_MIRROR`.
+//! NVRTC is installed into the cache first (best effort), so the fused FWHT kernel's source is
+//! compiled by a test; without it that test says why it skipped.
 
 use anyhow::Result;
 
@@ -10,6 +12,9 @@ use crate::{cargo, run_checked, setup};
 
 pub fn run() -> Result<()> {
     let libtorch = setup::ensure()?;
+    if let Err(err) = setup::ensure_nvrtc() {
+        eprintln!("NVRTC not installed, the kernel compile test will skip: {err:#}");
+    }
     run_checked(cargo(&libtorch).args(["fmt", "--all", "--", "--check"]))?;
     run_checked(cargo(&libtorch).args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
     let mut test = cargo(&libtorch);
