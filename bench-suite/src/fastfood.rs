@@ -59,6 +59,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
+use crate::fused;
 use crate::fwht::{self, MAX_LOG2_LEN};
 use crate::random;
 
@@ -137,6 +138,9 @@ struct GroupFactors {
     gauss: Tensor,
     /// `[c, 1]` f64: `1 / (||G_j|| sqrt(n))`.
     scale: Tensor,
+    /// `[c]` f32: the same scales rounded to f32, as the fused kernel reads them (the tch-op path
+    /// rounds them the same way before multiplying f32 values).
+    scale_f32: Tensor,
 }
 
 /// Summary facts of a projector, for run records.
@@ -184,8 +188,13 @@ pub enum Engine {
     /// Hand-written loops over CPU memory (the default on CPU), using the structure of the input:
     /// see "Fast paths" in the module doc.
     Cpu,
-    /// tch operations on any device (the default elsewhere, the CUDA path).
+    /// tch operations on any device: the CUDA fallback and the reference the fused path is
+    /// checked against.
     TchOps,
+    /// The fused FWHT passes of [`crate::fused`] with the Fastfood steps fused in: the CUDA
+    /// default when the kernel loads. On the CPU it runs the kernel's emulation (tests only:
+    /// slow). f64 inputs take the [`Engine::TchOps`] formulas.
+    Fused,
 }
 
 impl Projector {
@@ -251,7 +260,7 @@ impl Projector {
             device,
             numels: tensors.iter().map(|(_, numel)| *numel).collect(),
             groups,
-            engine: if device == Device::Cpu { Engine::Cpu } else { Engine::TchOps },
+            engine: default_engine(device),
             cached_host: Vec::new(),
             cached_device: Vec::new(),
             scratch_f32: Mutex::new(Vec::new()),
@@ -264,7 +273,7 @@ impl Projector {
     /// Computes with `engine` instead of the device's default (tests and benchmarks compare them;
     /// [`Engine::Cpu`] needs a CPU projector).
     pub fn with_engine(mut self, engine: Engine) -> Projector {
-        assert!(engine == Engine::TchOps || self.device == Device::Cpu, "the Cpu engine needs a CPU projector");
+        assert!(engine != Engine::Cpu || self.device == Device::Cpu, "the Cpu engine needs a CPU projector");
         self.engine = engine;
         self.fill_cache();
         self
@@ -284,7 +293,9 @@ impl Projector {
             self.groups.par_iter().map(|group| HostFactors::generate(self.seed, group)).collect();
         match self.engine {
             Engine::Cpu => self.cached_host = host,
-            Engine::TchOps => self.cached_device = host.iter().map(|factors| factors.to_device(self.device)).collect(),
+            Engine::TchOps | Engine::Fused => {
+                self.cached_device = host.iter().map(|factors| factors.to_device(self.device)).collect()
+            }
         }
     }
 
@@ -323,7 +334,7 @@ impl Projector {
             .cached_device
             .iter()
             .map(|factors| {
-                [&factors.signs, &factors.perm, &factors.inv_perm, &factors.gauss, &factors.scale]
+                [&factors.signs, &factors.perm, &factors.inv_perm, &factors.gauss, &factors.scale, &factors.scale_f32]
                     .iter()
                     .map(|tensor| tensor.numel() * tensor.kind().elt_size_in_bytes())
                     .sum::<usize>()
@@ -347,6 +358,13 @@ impl Projector {
                     kind => panic!("checked kind {kind:?}"),
                 }),
                 Engine::TchOps => self.with_device_factors(group_idx, |factors| forward_group(group, factors, &x)),
+                Engine::Fused => self.with_device_factors(group_idx, |factors| {
+                    if x.kind() == Kind::Float {
+                        forward_group_fused(group, factors, &x)
+                    } else {
+                        forward_group(group, factors, &x)
+                    }
+                }),
             };
             for &(tensor_idx, offset) in &group.members {
                 outputs[tensor_idx] = Some(out.narrow(0, offset as i64, self.numels[tensor_idx] as i64));
@@ -374,9 +392,15 @@ impl Projector {
                     Kind::Double => cpu::transpose_group::<f64>(group, factors, &pieces, &mut scratch_f64),
                     kind => panic!("checked kind {kind:?}"),
                 }),
-                Engine::TchOps => {
+                Engine::TchOps | Engine::Fused => {
                     let u = if pieces.len() == 1 { pieces[0].shallow_clone() } else { Tensor::cat(&pieces, 0) };
-                    self.with_device_factors(group_idx, |factors| transpose_group(group, factors, &u))
+                    self.with_device_factors(group_idx, |factors| {
+                        if self.engine == Engine::Fused && u.kind() == Kind::Float {
+                            transpose_group_fused(group, factors, &u.contiguous())
+                        } else {
+                            transpose_group(group, factors, &u)
+                        }
+                    })
                 }
             };
             let mut head = total.narrow(0, 0, group.in_len as i64);
@@ -518,6 +542,8 @@ impl HostFactors {
             inv_perm: Tensor::from_slice(&inv_perm).to_device(device),
             gauss: Tensor::from_slice(&self.gauss).reshape(shape).to_device(device),
             scale: Tensor::from_slice(&self.scale).reshape([n_chunks as i64, 1]).to_device(device),
+            scale_f32: Tensor::from_slice(&self.scale.iter().map(|&scale| scale as f32).collect::<Vec<f32>>())
+                .to_device(device),
         }
     }
 }
@@ -550,6 +576,58 @@ fn transpose_group(group: &Group, factors: &GroupFactors, u: &Tensor) -> Tensor 
         .reshape([n_chunks, block_len]);
     fwht::fwht_in_place(&mut v).expect("block length is a checked power of two");
     (v * &factors.signs).reshape([-1]).narrow(0, 0, group.in_len as i64)
+}
+
+/// The default engine of a device: the CPU engine on the CPU; on CUDA the fused kernel when it
+/// loads, else the tch-op path (said once per process, with the reason, on stderr).
+fn default_engine(device: Device) -> Engine {
+    match device {
+        Device::Cpu => Engine::Cpu,
+        device => match crate::fused::available(device) {
+            Ok(()) => Engine::Fused,
+            Err(err) => {
+                static WARNED: std::sync::Once = std::sync::Once::new();
+                WARNED.call_once(|| eprintln!("warning: Fastfood falls back to tch operations on {device:?}: {err}"));
+                Engine::TchOps
+            }
+        },
+    }
+}
+
+/// [`forward_group`] with the fused kernel: two launches sets (one per FWHT), the padding and
+/// signs fused into the first's loads, the permutation gather and Gaussians into the second's
+/// loads and the scale into its stores.
+fn forward_group_fused(group: &Group, factors: &GroupFactors, x: &Tensor) -> Tensor {
+    let (rows, log_n) = (group.n_chunks, group.log2_block);
+    let input = x.narrow(0, 0, group.in_len as i64).contiguous();
+    let mut first = fused::Transform::new(&input, rows, log_n);
+    first.pre_sign = Some(&factors.signs);
+    let a = fused::run(&first).unwrap_or_else(|err| panic!("fused Fastfood forward: {err}")).reshape([-1]);
+    let mut second = fused::Transform::new(&a, rows, log_n);
+    second.gather = Some(&factors.perm);
+    second.pre_vec = Some((&factors.gauss, fused::At::Destination));
+    second.post_row = Some(&factors.scale_f32);
+    let v = fused::run(&second).unwrap_or_else(|err| panic!("fused Fastfood forward: {err}"));
+    let v = v.narrow(1, 0, group.out_len as i64);
+    if rows == 1 { v.reshape([-1]) } else { v.sum_dim_intlist(0, false, Kind::Float) }
+}
+
+/// [`transpose_group`] with the fused kernel: the output-space vector is transformed once (zero
+/// padding fused), then every chunk gathers from it through its inverse permutation with its
+/// Gaussians and scale fused into the loads and its signs into the stores.
+fn transpose_group_fused(group: &Group, factors: &GroupFactors, u: &Tensor) -> Tensor {
+    let (rows, log_n) = (group.n_chunks, group.log2_block);
+    let w = fused::run(&fused::Transform::new(u, 1, log_n))
+        .unwrap_or_else(|err| panic!("fused Fastfood transpose: {err}"))
+        .reshape([-1]);
+    let mut second = fused::Transform::new(&w, rows, log_n);
+    second.gather = Some(&factors.inv_perm);
+    second.broadcast_src = true;
+    second.pre_vec = Some((&factors.gauss, fused::At::Source));
+    second.pre_row = Some(&factors.scale_f32);
+    second.post_sign = Some(&factors.signs);
+    let v = fused::run(&second).unwrap_or_else(|err| panic!("fused Fastfood transpose: {err}"));
+    v.reshape([-1]).narrow(0, 0, group.in_len as i64)
 }
 
 /// The factors of one block, as generated on the CPU.

@@ -89,6 +89,31 @@ fn matches_the_dense_matrix_and_its_transpose() {
     assert_eq!(checked, 80);
 }
 
+/// The fused engine (the CUDA default; here its exact CPU emulation) in f32 against the dense f64
+/// matrix, for both scopes and `d` below and above the block length.
+#[test]
+fn fused_engine_matches_the_dense_matrix_in_f32() {
+    let tensors = shapes(&[("a", 3), ("b", 17), ("c", 1), ("big", 300)]);
+    let total: usize = tensors.iter().map(|(_, numel)| numel).sum();
+    for scope in [Scope::Global, Scope::PerTensor] {
+        for d in [1, 9, 70, 700] {
+            let p = projector(&tensors, d, scope, 77 + d as u64).with_engine(Engine::Fused);
+            let dense = p.dense_matrix();
+            let x = random(d, d as i64);
+            let forward = concat(&p.forward(&x.to_kind(Kind::Float)).unwrap()).to_kind(Kind::Double);
+            let expected = dense.mv(&x);
+            let error = max_abs(&(&forward - &expected)) / (1e-12 + max_abs(&expected));
+            assert!(error < 1e-5, "{scope:?} d={d}: fused forward relative error {error}");
+            let y = random(total, d as i64 + 1);
+            let transposed =
+                p.transpose(&split(&y.to_kind(Kind::Float), &tensors)).unwrap().to_kind(Kind::Double);
+            let expected = dense.transpose(0, 1).mv(&y);
+            let error = max_abs(&(&transposed - &expected)) / (1e-12 + max_abs(&expected));
+            assert!(error < 1e-5, "{scope:?} d={d}: fused transpose relative error {error}");
+        }
+    }
+}
+
 /// With d larger than a block, every coordinate of x still reaches every tensor (no cropping);
 /// the authors' cropping makes the coordinates past the block length invisible.
 #[test]
@@ -193,17 +218,20 @@ fn engines_agree_on_f32_at_realistic_sizes() {
     let tensors = shapes(&[("embeddings", 300_000), ("bias", 768), ("weight", 70_000)]);
     for (scope, d) in [(Scope::PerTensor, 1000), (Scope::Global, 1000), (Scope::PerTensor, 5000)] {
         let cpu = projector(&tensors, d, scope, 9);
-        let tch_ops = projector(&tensors, d, scope, 9).with_engine(Engine::TchOps);
         let x = random(d, 4).to_kind(Kind::Float);
-        for (ours, theirs) in cpu.forward(&x).unwrap().iter().zip(tch_ops.forward(&x).unwrap()) {
-            let error = max_abs(&(ours - &theirs)) / max_abs(&theirs);
-            assert!(error < 1e-5, "{scope:?} d={d}: forward relative error {error}");
-        }
         let total: usize = tensors.iter().map(|(_, numel)| numel).sum();
         let y = split(&random(total, 5).to_kind(Kind::Float), &tensors);
-        let (ours, theirs) = (cpu.transpose(&y).unwrap(), tch_ops.transpose(&y).unwrap());
-        let error = max_abs(&(&ours - &theirs)) / max_abs(&theirs);
-        assert!(error < 1e-5, "{scope:?} d={d}: transpose relative error {error}");
+        // The tch-op path and the fused kernel's emulation, each against the CPU engine.
+        for engine in [Engine::TchOps, Engine::Fused] {
+            let other = projector(&tensors, d, scope, 9).with_engine(engine);
+            for (ours, theirs) in cpu.forward(&x).unwrap().iter().zip(other.forward(&x).unwrap()) {
+                let error = max_abs(&(ours - &theirs)) / max_abs(&theirs);
+                assert!(error < 1e-5, "{scope:?} {engine:?} d={d}: forward relative error {error}");
+            }
+            let (ours, theirs) = (cpu.transpose(&y).unwrap(), other.transpose(&y).unwrap());
+            let error = max_abs(&(&ours - &theirs)) / max_abs(&theirs);
+            assert!(error < 1e-5, "{scope:?} {engine:?} d={d}: transpose relative error {error}");
+        }
     }
 }
 
