@@ -13,6 +13,7 @@ use crate::checkpoint::{self, CheckpointError, LoadReport};
 use crate::device::{DeviceError, parse_device};
 use crate::fastfood::Scope;
 use crate::model::{Config, ConfigError, SequenceClassifier};
+use crate::precision::Precision;
 use crate::random;
 use crate::synthetic;
 use crate::tokenize::{TextEncoder, TokenizeError};
@@ -40,6 +41,7 @@ pub struct FinetuneRequest {
     /// with different seeds train on the same examples.
     pub subset_seed: u64,
     pub scope: Scope,
+    pub precision: Precision,
     pub run_dir: Option<PathBuf>,
     pub mirrors: Vec<PathBuf>,
     pub offline: bool,
@@ -61,6 +63,7 @@ impl FinetuneRequest {
             seed: 0,
             subset_seed: 0,
             scope: Scope::Global,
+            precision: Precision::F32,
             run_dir: None,
             mirrors: Vec::new(),
             offline: false,
@@ -269,6 +272,7 @@ pub fn finetune(
     let default_lr = if request.mode == Mode::Full { DEFAULT_FULL_LR } else { DEFAULT_SUBSPACE_LR };
     let mut train_config = TrainConfig::new(request.mode, request.d, request.lr.unwrap_or(default_lr));
     train_config.scope = request.scope;
+    train_config.precision = request.precision;
     train_config.epochs = request.epochs;
     train_config.batch_size = request.batch_size;
     train_config.seeds = Seeds::all(request.seed);

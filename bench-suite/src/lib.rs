@@ -8,6 +8,7 @@
 //! - [`subspace`]: DID and SAID reparameterisation of a model, with exact gradients by the transpose.
 //! - [`checkpoint`]: HF safetensors into a model, with the missing/unexpected check and seeded head init.
 //! - [`model`]: BERT and RoBERTa encoders with HF names, and their classification heads.
+//! - [`precision`]: f32 or bf16 autocast for the encoder's forward/backward.
 //! - [`random`]: keyed, machine-independent randomness (Fastfood factors, head initialisation).
 //! - [`shapes`]: parameter shapes of reference models (RoBERTa-base) for benchmarks.
 //! - [`synthetic`]: a tiny random encoder and a synthetic task (the `smoke` preset, tests).
@@ -25,6 +26,7 @@ pub mod finetune;
 pub mod fused;
 pub mod fwht;
 pub mod model;
+pub mod precision;
 pub mod random;
 pub mod shapes;
 pub mod subspace;

@@ -26,6 +26,7 @@ use tch::{Device, Kind, Tensor, nn};
 
 use crate::fastfood::{FactorStorage, Scope};
 use crate::model::SequenceClassifier;
+use crate::precision::Precision;
 use crate::random;
 use crate::subspace::{Compat, LambdaGrouping, Method, Subspace, SubspaceConfig, SubspaceDescription};
 use crate::tokenize::{Encoded, collate};
@@ -78,6 +79,10 @@ pub struct TrainConfig {
     #[serde(default)]
     pub train_eval_examples: usize,
     pub seeds: Seeds,
+    /// f32, or bf16 autocast for the encoder (weights, optimiser and projection stay f32). Left
+    /// out of the serialised config when f32, so f32 runs keep the keys they always had.
+    #[serde(default, skip_serializing_if = "Precision::is_f32")]
+    pub precision: Precision,
     /// End the process's run after this many steps without saving anything more, as a kill would
     /// (for testing resumption).
     pub max_steps_this_process: Option<usize>,
@@ -103,6 +108,7 @@ impl TrainConfig {
             divergence_loss: 1e4,
             train_eval_examples: 1000,
             seeds: Seeds::all(0),
+            precision: Precision::F32,
             max_steps_this_process: None,
         }
     }
@@ -335,8 +341,12 @@ pub fn train(
 
             tch::manual_seed(derived_seed(config.seeds.dropout, "dropout", state.step as u64));
             zero_grads(&named);
-            let logits = model.forward_t(&batch.input_ids, &batch.attention_mask, &batch.token_type_ids, true);
-            let loss = logits.log_softmax(-1, logits.kind()).nll_loss(&labels);
+            let logits = config
+                .precision
+                .run(device, || model.forward_t(&batch.input_ids, &batch.attention_mask, &batch.token_type_ids, true));
+            // The loss in f32 whatever the forward's precision.
+            let logits = logits.to_kind(Kind::Float);
+            let loss = logits.log_softmax(-1, Kind::Float).nll_loss(&labels);
             let loss_value = loss.double_value(&[]);
             if !loss_value.is_finite() || loss_value > config.divergence_loss {
                 status = Status::Diverged { step: state.step, loss: loss_value };
@@ -438,13 +448,13 @@ fn evaluate(
     let mut splits = BTreeMap::new();
     let mut score = None;
     for (name, examples) in &data.dev {
-        let metrics = split_metrics(model, examples, data, device);
+        let metrics = split_metrics(model, examples, data, device, config.precision);
         score.get_or_insert(metrics.accuracy);
         splits.insert(name.clone(), metrics);
     }
     let train_examples = &data.train[..config.train_eval_examples.min(data.train.len())];
-    let train_accuracy =
-        (!train_examples.is_empty()).then(|| split_metrics(model, train_examples, data, device).accuracy);
+    let train_accuracy = (!train_examples.is_empty())
+        .then(|| split_metrics(model, train_examples, data, device, config.precision).accuracy);
     let train_loss = if state.loss_count == 0 { f64::NAN } else { state.loss_sum / state.loss_count as f64 };
     state.loss_sum = 0.0;
     state.loss_count = 0;
@@ -457,13 +467,15 @@ fn split_metrics(
     examples: &[LabelledExample],
     data: &TrainData,
     device: Device,
+    precision: Precision,
 ) -> SplitMetrics {
     let mut correct = 0usize;
     let (mut true_positive, mut false_positive, mut false_negative) = (0usize, 0usize, 0usize);
     for chunk in examples.chunks(64) {
         let encoded: Vec<&Encoded> = chunk.iter().map(|example| &example.encoded).collect();
         let batch = collate(&encoded, data.pad_id, device);
-        let logits = model.forward_t(&batch.input_ids, &batch.attention_mask, &batch.token_type_ids, false);
+        let logits = precision
+            .run(device, || model.forward_t(&batch.input_ids, &batch.attention_mask, &batch.token_type_ids, false));
         let predictions =
             Vec::<i64>::try_from(logits.argmax(-1, false).to_device(Device::Cpu)).expect("i64 predictions");
         for (example, &prediction) in chunk.iter().zip(&predictions) {

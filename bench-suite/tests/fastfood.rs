@@ -105,8 +105,7 @@ fn fused_engine_matches_the_dense_matrix_in_f32() {
             let error = max_abs(&(&forward - &expected)) / (1e-12 + max_abs(&expected));
             assert!(error < 1e-5, "{scope:?} d={d}: fused forward relative error {error}");
             let y = random(total, d as i64 + 1);
-            let transposed =
-                p.transpose(&split(&y.to_kind(Kind::Float), &tensors)).unwrap().to_kind(Kind::Double);
+            let transposed = p.transpose(&split(&y.to_kind(Kind::Float), &tensors)).unwrap().to_kind(Kind::Double);
             let expected = dense.transpose(0, 1).mv(&y);
             let error = max_abs(&(&transposed - &expected)) / (1e-12 + max_abs(&expected));
             assert!(error < 1e-5, "{scope:?} d={d}: fused transpose relative error {error}");

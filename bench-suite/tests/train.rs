@@ -3,6 +3,7 @@
 //! and a NaN loss ends the run as diverged.
 
 use bench_suite::model::SequenceClassifier;
+use bench_suite::precision::Precision;
 use bench_suite::synthetic;
 use bench_suite::train::{LabelledExample, Mode, RunResult, Status, TrainConfig, TrainData, train};
 use tch::{Device, nn};
@@ -34,6 +35,18 @@ fn run(
     run_dir: Option<&std::path::Path>,
     stop_after: Option<usize>,
 ) -> RunResult {
+    run_in(mode, d, lr, epochs, run_dir, stop_after, Precision::F32)
+}
+
+fn run_in(
+    mode: Mode,
+    d: usize,
+    lr: f64,
+    epochs: usize,
+    run_dir: Option<&std::path::Path>,
+    stop_after: Option<usize>,
+    precision: Precision,
+) -> RunResult {
     let (vs, model) = model();
     let train_set = synthetic(384, 1);
     let dev_set = synthetic(128, 2);
@@ -43,6 +56,7 @@ fn run(
     config.batch_size = 16;
     config.checkpoint_every = run_dir.map(|_| 6);
     config.max_steps_this_process = stop_after;
+    config.precision = precision;
     train(&vs, &model, &data, &config, run_dir, &mut |_| {}).unwrap()
 }
 
@@ -67,6 +81,25 @@ fn learns_in_all_three_modes() {
         assert!(last.train_loss < 0.1, "{mode:?}: final train loss {}", last.train_loss);
         assert!(best.score > 0.95, "{mode:?}: best dev accuracy {}", best.score);
         assert_eq!(result.trainable_parameters, if mode == Mode::Full { 20_642 } else { d });
+    }
+}
+
+/// bf16 autocast (CPU autocast here: the same PyTorch machinery as on CUDA) still learns: the
+/// forward runs its matrix products in bf16, the loss, the weights and the projection stay f32.
+#[test]
+fn learns_with_bf16_autocast() {
+    let _serial = serial();
+    for (mode, d, lr) in [(Mode::Full, 0, 1e-3), (Mode::Said, 300, 0.05)] {
+        let result = run_in(mode, d, lr, 6, None, None, Precision::Bf16);
+        let last = result.evaluations.last().unwrap();
+        let best = result.best.as_ref().unwrap();
+        eprintln!("{mode:?} bf16: final train loss {:.3}, best dev accuracy {:.3}", last.train_loss, best.score);
+        assert_eq!(result.status, Status::Completed);
+        assert!(last.train_loss < 0.2, "{mode:?} bf16: final train loss {}", last.train_loss);
+        assert!(best.score > 0.9, "{mode:?} bf16: best dev accuracy {}", best.score);
+        // Not the f32 run: autocast really changed the arithmetic.
+        let f32_run = run(mode, d, lr, 6, None, None);
+        assert_ne!(f32_run.evaluations[0].train_loss, result.evaluations[0].train_loss, "{mode:?}");
     }
 }
 

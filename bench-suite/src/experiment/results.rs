@@ -87,6 +87,9 @@ impl RunSpec {
             parts.push(format!("seed:{}/{}/{}/{}", seeds.data, seeds.head, seeds.dropout, seeds.projection));
         }
         parts.push(format!("epochs:{}", train.epochs));
+        if !train.precision.is_f32() {
+            parts.push(format!("precision:{}", serde_name(&train.precision)));
+        }
         parts.push(format!("torch:{}", self.torch));
         parts.push(format!("device:{}", self.device));
         parts.push(format!("code:{code}"));

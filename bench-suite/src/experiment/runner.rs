@@ -443,6 +443,7 @@ impl Runner {
         train.max_grad_norm = training.max_grad_norm;
         train.eval_every = training.eval_every;
         train.checkpoint_every = Some(training.checkpoint_every);
+        train.precision = training.precision;
         train.seeds = Seeds::all(seed);
         RunSpec {
             model: plan.model.clone(),

@@ -31,6 +31,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::fastfood::Scope;
+use crate::precision::Precision;
 use crate::subspace::{Compat, LambdaGrouping};
 use crate::synthetic;
 use crate::train::Mode;
@@ -72,6 +73,8 @@ pub struct TrainingSpec {
     pub eval_every: Option<usize>,
     /// Save a checkpoint every N steps (a killed run resumes from it).
     pub checkpoint_every: Option<usize>,
+    /// `f32` (default) or `bf16` (autocast for the encoder; CUDA runs).
+    pub precision: Option<Precision>,
 }
 
 impl TrainingSpec {
@@ -86,6 +89,7 @@ impl TrainingSpec {
             max_grad_norm: self.max_grad_norm.or(base.max_grad_norm),
             eval_every: self.eval_every.or(base.eval_every),
             checkpoint_every: self.checkpoint_every.or(base.checkpoint_every),
+            precision: self.precision.or(base.precision),
         }
     }
 }
@@ -163,6 +167,9 @@ pub struct Training {
     pub max_grad_norm: f64,
     pub eval_every: Option<usize>,
     pub checkpoint_every: usize,
+    /// Left out of the serialised plan when f32, so f32 searches keep their keys.
+    #[serde(default, skip_serializing_if = "Precision::is_f32")]
+    pub precision: Precision,
 }
 
 /// A method with everything resolved.
@@ -432,6 +439,7 @@ fn check(spec: SpecFile, text: &str, file: &Path) -> Result<Plan, SpecError> {
             max_grad_norm: fraction(training_spec.max_grad_norm, "max_grad_norm", 1.0, f64::MAX)?,
             eval_every: training_spec.eval_every.map(|value| positive(Some(value), "eval_every", 0)).transpose()?,
             checkpoint_every: positive(training_spec.checkpoint_every, "checkpoint_every", 50)?,
+            precision: training_spec.precision.unwrap_or_default(),
         };
         if training.max_len > 512 {
             return Err(error(&training_field("max_len"), format!("{} exceeds 512 positions", training.max_len)));

@@ -3,12 +3,13 @@
 use anyhow::{Context, Result, bail};
 use bench_suite::fastfood::Scope;
 use bench_suite::finetune::{FinetuneRequest, finetune};
+use bench_suite::precision::Precision;
 use bench_suite::train::{Mode, StepReport};
 use datasets::tasks::Task;
 
 pub const USAGE: &str = "usage: bench-suite finetune --model ASSET --task TASK --mode full|did|said [--d N] [--lr X]
        [--epochs N] [--batch-size N] [--max-len N] [--max-train-examples N] [--device cpu|cuda[:N]]
-       [--seed N] [--scope global|per_tensor] [--run-dir DIR] [--mirror DIR]... [--offline]";
+       [--seed N] [--scope global|per_tensor] [--precision f32|bf16] [--run-dir DIR] [--mirror DIR]... [--offline]";
 
 fn parse(args: &[String]) -> Result<FinetuneRequest> {
     let mut request = FinetuneRequest::new("", Task::Sst2, Mode::Full, 0);
@@ -46,6 +47,10 @@ fn parse(args: &[String]) -> Result<FinetuneRequest> {
                     "per_tensor" => Scope::PerTensor,
                     other => bail!("--scope: `{other}` is not global or per_tensor"),
                 }
+            }
+            "--precision" => {
+                request.precision =
+                    Precision::parse(value).with_context(|| format!("--precision: `{value}` is not f32 or bf16"))?
             }
             "--run-dir" => request.run_dir = Some(value.into()),
             "--mirror" => request.mirrors.push(value.into()),
