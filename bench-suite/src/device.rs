@@ -85,6 +85,17 @@ fn load_cuda_library() -> Result<(), DeviceError> {
     Err(DeviceError::NoCudaLibrary { tried: tried.join("; ") })
 }
 
+/// Device memory in use on CUDA device `ordinal`, as the driver sees it (`total - free`): what
+/// PyTorch's caching allocator holds (its reserve, so the high-water mark of a training loop) plus
+/// the contexts of every process on the device.
+pub fn cuda_memory_in_use(ordinal: usize) -> anyhow::Result<u64> {
+    load_cuda_backend()?;
+    crate::fused::kernel::driver_present().map_err(anyhow::Error::msg)?;
+    let context = cudarc::driver::CudaContext::new(ordinal).map_err(|err| anyhow::anyhow!("CUDA context: {err:?}"))?;
+    let (free, total) = context.mem_get_info().map_err(|err| anyhow::anyhow!("cuMemGetInfo: {err:?}"))?;
+    Ok((total - free) as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -195,7 +195,26 @@ pub enum Engine {
     /// default when the kernel loads. On the CPU it runs the kernel's emulation (tests only:
     /// slow). f64 inputs take the [`Engine::TchOps`] formulas.
     Fused,
+    /// The tch-op formulas with the authors' per-stage FWHT ([`fwht::fwht_anchor`]): the baseline
+    /// that benchmarks measure the other engines against. Never a default.
+    Anchor,
 }
+
+impl Engine {
+    pub fn parse(name: &str) -> Option<Engine> {
+        match name {
+            "cpu" => Some(Engine::Cpu),
+            "tch_ops" => Some(Engine::TchOps),
+            "fused" => Some(Engine::Fused),
+            "anchor" => Some(Engine::Anchor),
+            _ => None,
+        }
+    }
+}
+
+/// Overrides the default engine (`cpu` on CPU projectors only, `tch_ops`, `fused`, `anchor`): for
+/// benchmarks, and to step around the fused kernel if it ever misbehaves.
+pub const ENGINE_ENV: &str = "INTRINSIC_BENCH_FASTFOOD_ENGINE";
 
 impl Projector {
     /// Builds the projector for tensors given as `(name, numel)` in a fixed order. With
@@ -274,8 +293,12 @@ impl Projector {
     /// [`Engine::Cpu`] needs a CPU projector).
     pub fn with_engine(mut self, engine: Engine) -> Projector {
         assert!(engine != Engine::Cpu || self.device == Device::Cpu, "the Cpu engine needs a CPU projector");
+        // The device engines share one set of cached factors.
+        let same_factors = (self.engine == Engine::Cpu) == (engine == Engine::Cpu);
         self.engine = engine;
-        self.fill_cache();
+        if !same_factors {
+            self.fill_cache();
+        }
         self
     }
 
@@ -293,7 +316,7 @@ impl Projector {
             self.groups.par_iter().map(|group| HostFactors::generate(self.seed, group)).collect();
         match self.engine {
             Engine::Cpu => self.cached_host = host,
-            Engine::TchOps | Engine::Fused => {
+            Engine::TchOps | Engine::Fused | Engine::Anchor => {
                 self.cached_device = host.iter().map(|factors| factors.to_device(self.device)).collect()
             }
         }
@@ -357,12 +380,17 @@ impl Projector {
                     Kind::Double => cpu::forward_group::<f64>(group, factors, &x, &mut scratch_f64),
                     kind => panic!("checked kind {kind:?}"),
                 }),
-                Engine::TchOps => self.with_device_factors(group_idx, |factors| forward_group(group, factors, &x)),
+                Engine::TchOps => {
+                    self.with_device_factors(group_idx, |factors| forward_group(group, factors, &x, false))
+                }
+                Engine::Anchor => {
+                    self.with_device_factors(group_idx, |factors| forward_group(group, factors, &x, true))
+                }
                 Engine::Fused => self.with_device_factors(group_idx, |factors| {
                     if x.kind() == Kind::Float {
                         forward_group_fused(group, factors, &x)
                     } else {
-                        forward_group(group, factors, &x)
+                        forward_group(group, factors, &x, false)
                     }
                 }),
             };
@@ -392,13 +420,13 @@ impl Projector {
                     Kind::Double => cpu::transpose_group::<f64>(group, factors, &pieces, &mut scratch_f64),
                     kind => panic!("checked kind {kind:?}"),
                 }),
-                Engine::TchOps | Engine::Fused => {
+                Engine::TchOps | Engine::Fused | Engine::Anchor => {
                     let u = if pieces.len() == 1 { pieces[0].shallow_clone() } else { Tensor::cat(&pieces, 0) };
                     self.with_device_factors(group_idx, |factors| {
                         if self.engine == Engine::Fused && u.kind() == Kind::Float {
                             transpose_group_fused(group, factors, &u.contiguous())
                         } else {
-                            transpose_group(group, factors, &u)
+                            transpose_group(group, factors, &u, self.engine == Engine::Anchor)
                         }
                     })
                 }
@@ -548,39 +576,54 @@ impl HostFactors {
     }
 }
 
-fn forward_group(group: &Group, factors: &GroupFactors, x: &Tensor) -> Tensor {
+/// The FWHT of the tch-op engines: the Kronecker path, or the authors' per-stage one.
+fn tch_fwht(v: &mut Tensor, anchor: bool) {
+    if anchor {
+        let transformed = fwht::fwht_anchor(v).expect("block length is a checked power of two");
+        *v = transformed;
+    } else {
+        fwht::fwht_in_place(v).expect("block length is a checked power of two");
+    }
+}
+
+fn forward_group(group: &Group, factors: &GroupFactors, x: &Tensor, anchor: bool) -> Tensor {
     let block_len = group.block_len() as i64;
     let n_chunks = group.n_chunks as i64;
     let kind = x.kind();
     let input = x.narrow(0, 0, group.in_len as i64);
     let padded = input.constant_pad_nd([0, n_chunks * block_len - group.in_len as i64]).reshape([n_chunks, block_len]);
     let mut v = padded * &factors.signs;
-    fwht::fwht_in_place(&mut v).expect("block length is a checked power of two");
+    tch_fwht(&mut v, anchor);
     let mut v =
         v.reshape([-1]).index_select(0, &factors.perm).reshape([n_chunks, block_len]) * factors.gauss.to_kind(kind);
-    fwht::fwht_in_place(&mut v).expect("block length is a checked power of two");
+    tch_fwht(&mut v, anchor);
     let v = v.narrow(1, 0, group.out_len as i64) * factors.scale.to_kind(kind);
     if n_chunks == 1 { v.reshape([-1]) } else { v.sum_dim_intlist(0, false, kind) }
 }
 
-fn transpose_group(group: &Group, factors: &GroupFactors, u: &Tensor) -> Tensor {
+fn transpose_group(group: &Group, factors: &GroupFactors, u: &Tensor, anchor: bool) -> Tensor {
     let block_len = group.block_len() as i64;
     let n_chunks = group.n_chunks as i64;
     let kind = u.kind();
     let padded = u.constant_pad_nd([0, block_len - group.out_len as i64]).reshape([1, block_len]);
     let mut v = padded * factors.scale.to_kind(kind);
-    fwht::fwht_in_place(&mut v).expect("block length is a checked power of two");
+    tch_fwht(&mut v, anchor);
     let mut v = (v * factors.gauss.to_kind(kind))
         .reshape([-1])
         .index_select(0, &factors.inv_perm)
         .reshape([n_chunks, block_len]);
-    fwht::fwht_in_place(&mut v).expect("block length is a checked power of two");
+    tch_fwht(&mut v, anchor);
     (v * &factors.signs).reshape([-1]).narrow(0, 0, group.in_len as i64)
 }
 
 /// The default engine of a device: the CPU engine on the CPU; on CUDA the fused kernel when it
 /// loads, else the tch-op path (said once per process, with the reason, on stderr).
 fn default_engine(device: Device) -> Engine {
+    if let Some(engine) = std::env::var(ENGINE_ENV).ok().and_then(|name| Engine::parse(&name))
+        && (engine != Engine::Cpu || device == Device::Cpu)
+    {
+        return engine;
+    }
     match device {
         Device::Cpu => Engine::Cpu,
         device => match crate::fused::available(device) {

@@ -220,8 +220,9 @@ fn engines_agree_on_f32_at_realistic_sizes() {
         let x = random(d, 4).to_kind(Kind::Float);
         let total: usize = tensors.iter().map(|(_, numel)| numel).sum();
         let y = split(&random(total, 5).to_kind(Kind::Float), &tensors);
-        // The tch-op path and the fused kernel's emulation, each against the CPU engine.
-        for engine in [Engine::TchOps, Engine::Fused] {
+        // The tch-op path, the fused kernel's emulation and the authors' per-stage FWHT, each
+        // against the CPU engine.
+        for engine in [Engine::TchOps, Engine::Fused, Engine::Anchor] {
             let other = projector(&tensors, d, scope, 9).with_engine(engine);
             for (ours, theirs) in cpu.forward(&x).unwrap().iter().zip(other.forward(&x).unwrap()) {
                 let error = max_abs(&(ours - &theirs)) / max_abs(&theirs);

@@ -41,6 +41,16 @@ pub fn libraries_present() -> Result<(), String> {
     Ok(())
 }
 
+/// Only whether the driver library can be opened.
+pub fn driver_present() -> Result<(), String> {
+    // SAFETY: only tries to dlopen the driver library by its usual names.
+    if unsafe { cudarc::driver::sys::is_culib_present() } {
+        Ok(())
+    } else {
+        Err("libcuda.so.1 (the NVIDIA driver) not found".to_owned())
+    }
+}
+
 /// Only whether NVRTC can be opened (it needs no GPU, so the CPU tests compile the source).
 pub fn nvrtc_present() -> Result<(), String> {
     // SAFETY: as above.

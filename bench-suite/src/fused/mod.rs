@@ -244,6 +244,33 @@ pub fn run_with_tiles(transform: &Transform, max_tile_log2: u32) -> Result<Tenso
     }
 }
 
+/// [`run_with_tiles`] into a given `[rows, 2^log_n]` (or flat) f32 tensor on the source's device,
+/// every element of which is overwritten (`gpu-check` prefills it with NaN to check that).
+pub fn run_into(transform: &Transform, dst: &Tensor, max_tile_log2: u32) -> Result<(), FusedError> {
+    transform.check()?;
+    if dst.kind() != Kind::Float {
+        return Err(FusedError::WrongKind { what: "dst", expected: Kind::Float, actual: dst.kind() });
+    }
+    if dst.numel() != transform.len() {
+        return Err(FusedError::WrongLength { what: "dst", expected: transform.len(), actual: dst.numel() });
+    }
+    if dst.device() != transform.src.device() {
+        return Err(FusedError::WrongDevice { what: "dst", expected: transform.src.device(), actual: dst.device() });
+    }
+    if !dst.is_contiguous() {
+        return Err(FusedError::NotContiguous { what: "dst" });
+    }
+    let _guard = tch::no_grad_guard();
+    match dst.device() {
+        Device::Cuda(ordinal) => kernel::get(ordinal)?.launch(transform, dst, max_tile_log2),
+        _ => {
+            let out = emulate(transform, max_tile_log2.min(DEFAULT_TILE_LOG2));
+            dst.reshape([-1]).copy_(&out.reshape([-1]));
+            Ok(())
+        }
+    }
+}
+
 /// Whether [`run`] can compute on `device` (always on CPU; on CUDA when the kernel loads).
 pub fn available(device: Device) -> Result<(), FusedError> {
     match device {

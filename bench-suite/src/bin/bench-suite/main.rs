@@ -1,6 +1,7 @@
 //! The bench-suite command line: `reproduce` (run through `cargo xtask reproduce`), `finetune`
 //! (run through `cargo xtask finetune`),
-//! `bench-fastfood` and `bench-train-step` (run through `cargo xtask bench fastfood|train-step`).
+//! `bench-fastfood` and `bench-train-step` (run through `cargo xtask bench fastfood|train-step`),
+//! `gpu-check` (the prepared device check, run through `cargo xtask gpu-check`'s script).
 //!
 //! `bench-fastfood` measures, in one process, medians after a warm-up:
 //! - FWHT of 2^20, 2^24, 2^26 f32 values on CPU: our kernel, the tch-op (CUDA) path run on CPU,
@@ -18,6 +19,7 @@ use serde::Serialize;
 use tch::{Device, Kind, Tensor};
 
 mod finetune;
+mod gpu_check;
 mod reproduce;
 mod train_step;
 
@@ -30,7 +32,8 @@ fn main() -> Result<()> {
         Some("finetune") => finetune::run(&args[1..]),
         Some("reproduce") => reproduce::run(&args[1..]),
         Some("bench-train-step") => train_step::run(&args[1..]),
-        _ => bail!("{USAGE}\n{}\n{}\n{}", reproduce::USAGE, finetune::USAGE, train_step::USAGE),
+        Some("gpu-check") => gpu_check::run(&args[1..]),
+        _ => bail!("{USAGE}\n{}\n{}\n{}\n{}", reproduce::USAGE, finetune::USAGE, train_step::USAGE, gpu_check::USAGE),
     }
 }
 

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use bench_suite::checkpoint;
+use bench_suite::device::parse_device;
 use bench_suite::model::{Config, SequenceClassifier};
+use bench_suite::precision::Precision;
 use bench_suite::random;
 use bench_suite::tokenize::Encoded;
 use bench_suite::train::{LabelledExample, Mode, TrainConfig, TrainData, train};
@@ -19,25 +21,36 @@ use tch::{Device, nn};
 
 use crate::{median, peak_rss};
 
-pub const USAGE: &str = "usage: bench-suite bench-train-step [--model minilm|roberta-base-random] [--batch N] [--seq N]
-       [--steps N] [--d N] [--mirror DIR]... [--json PATH]";
+pub const USAGE: &str =
+    "usage: bench-suite bench-train-step [--model minilm|roberta-base-random|tiny-random] [--batch N]
+       [--seq N] [--steps N] [--d N] [--device cpu|cuda[:N]] [--precision f32|bf16] [--compare-engines]
+       [--mirror DIR]... [--json PATH]
+
+--compare-engines also times the SAID and DID steps with the Fastfood engines `tch_ops` and
+`anchor` (the authors' per-stage FWHT) besides the device's default (`fused` on CUDA).";
 
 /// The flag a child process gets: run a few steps of one mode and print its peak RSS.
 const MEMORY_ONLY: &str = "--memory-only";
 
 #[derive(Serialize)]
-struct ModeRow {
+pub struct ModeRow {
     mode: Mode,
+    /// The Fastfood engine of subspace modes (`default`: the device's own).
+    engine: String,
     d: usize,
     median_step_s: f64,
     step_over_full: f64,
-    /// Peak resident memory of a child process running three steps of this mode.
+    /// Peak memory of a child process running three steps of this mode: resident memory on the
+    /// CPU; on CUDA the device memory in use (driver's view: what PyTorch's caching allocator
+    /// reserved, so its peak) above what the process held before building the model.
     peak_rss_bytes: Option<u64>,
     memory_over_full: Option<f64>,
 }
 
 #[derive(Serialize)]
-struct Report {
+pub struct Report {
+    pub device: String,
+    pub precision: Precision,
     model: String,
     parameters: usize,
     batch: usize,
@@ -52,8 +65,8 @@ struct Setup {
 }
 
 impl Setup {
-    fn model(&self) -> Result<(nn::VarStore, SequenceClassifier)> {
-        let vs = nn::VarStore::new(Device::Cpu);
+    fn model(&self, device: Device) -> Result<(nn::VarStore, SequenceClassifier)> {
+        let vs = nn::VarStore::new(device);
         let model = SequenceClassifier::new(vs.root(), &self.config, 2);
         if let Some(path) = &self.checkpoint {
             let prefix = self.config.model_type.prefix();
@@ -64,12 +77,31 @@ impl Setup {
 }
 
 pub fn run(args: &[String]) -> Result<()> {
+    let Some(report) = measure(args)? else { return Ok(()) };
+    print_report(&report);
+    if let Some(path) = flag_value(args, "--json") {
+        std::fs::write(&path, serde_json::to_string_pretty(&report)?).with_context(|| format!("write {path}"))?;
+    }
+    Ok(())
+}
+
+fn flag_value(args: &[String], flag: &str) -> Option<String> {
+    args.iter().position(|arg| arg == flag).and_then(|idx| args.get(idx + 1)).cloned()
+}
+
+/// Measures (or, as the memory child, prints one peak and returns `None`).
+pub fn measure(args: &[String]) -> Result<Option<Report>> {
     let (mut model_name, mut batch, mut seq_len, mut steps, mut d) = ("minilm".to_owned(), 32, 128, 8, 1000);
     let mut mirrors: Vec<PathBuf> = Vec::new();
-    let mut json_path = None;
     let mut memory_only = None;
+    let (mut device_name, mut precision) = ("cpu".to_owned(), Precision::F32);
+    let mut compare_engines = false;
     let mut flags = args.iter();
     while let Some(flag) = flags.next() {
+        if flag == "--compare-engines" {
+            compare_engines = true;
+            continue;
+        }
         let value = flags.next().with_context(|| format!("{flag} needs a value\n{USAGE}"))?;
         let number = || value.parse::<usize>().with_context(|| format!("{flag}: `{value}` is not a whole number"));
         match flag.as_str() {
@@ -79,11 +111,17 @@ pub fn run(args: &[String]) -> Result<()> {
             "--steps" => steps = number()?,
             "--d" => d = number()?,
             "--mirror" => mirrors.push(value.into()),
-            "--json" => json_path = Some(value.clone()),
+            "--json" => {}
+            "--device" => device_name = value.clone(),
+            "--precision" => {
+                precision =
+                    Precision::parse(value).with_context(|| format!("--precision: `{value}` is not f32 or bf16"))?
+            }
             MEMORY_ONLY => memory_only = Some(value.clone()),
             other => bail!("unknown flag `{other}`\n{USAGE}"),
         }
     }
+    let device = parse_device(&device_name)?;
     let setup = match model_name.as_str() {
         "minilm" => {
             let mut store_config = StoreConfig::from_env()?;
@@ -101,7 +139,8 @@ pub fn run(args: &[String]) -> Result<()> {
             )?,
             checkpoint: None,
         },
-        other => bail!("--model: `{other}` is not minilm or roberta-base-random"),
+        "tiny-random" => Setup { config: bench_suite::synthetic::tiny_config("roberta"), checkpoint: None },
+        other => bail!("--model: `{other}` is not minilm, roberta-base-random or tiny-random"),
     };
     let max_positions = (setup.config.max_position_embeddings - 2) as usize;
     if seq_len > max_positions {
@@ -125,6 +164,7 @@ pub fn run(args: &[String]) -> Result<()> {
         config.epochs = 1;
         // The run stops before its epoch (and any evaluation) ends.
         config.max_steps_this_process = Some(max_steps);
+        config.precision = precision;
         config
     };
 
@@ -133,16 +173,28 @@ pub fn run(args: &[String]) -> Result<()> {
             .iter()
             .find(|(mode, _, _)| format!("{mode:?}") == only)
             .with_context(|| format!("{MEMORY_ONLY}: unknown mode `{only}`"))?;
-        let (vs, model) = setup.model()?;
-        train(&vs, &model, &data, &train_config(mode, mode_d, lr, 3), None, &mut |_| {})?;
-        println!("{}", peak_rss().context("no VmHWM in /proc/self/status")?);
-        return Ok(());
+        if let Device::Cuda(ordinal) = device {
+            let in_use = || bench_suite::device::cuda_memory_in_use(ordinal);
+            let before = in_use()?;
+            let mut peak = before;
+            let (vs, model) = setup.model(device)?;
+            train(&vs, &model, &data, &train_config(mode, mode_d, lr, 3), None, &mut |_| {
+                tch::Cuda::synchronize(ordinal as i64);
+                peak = peak.max(in_use().unwrap_or(0));
+            })?;
+            println!("{}", peak - before);
+        } else {
+            let (vs, model) = setup.model(device)?;
+            train(&vs, &model, &data, &train_config(mode, mode_d, lr, 3), None, &mut |_| {})?;
+            println!("{}", peak_rss().context("no VmHWM in /proc/self/status")?);
+        }
+        return Ok(None);
     }
 
     let mut rows: Vec<ModeRow> = Vec::new();
     let mut parameters = 0;
     for (mode, mode_d, lr) in modes {
-        let (vs, model) = setup.model()?;
+        let (vs, model) = setup.model(device)?;
         parameters = vs.variables().values().map(|tensor| tensor.numel()).sum();
         // Two warm-up steps, then `steps` timed ones.
         let mut stamps = vec![Instant::now()];
@@ -171,25 +223,77 @@ pub fn run(args: &[String]) -> Result<()> {
         };
         rows.push(ModeRow {
             mode,
+            engine: "default".to_owned(),
             d: mode_d,
             median_step_s,
             step_over_full: full.map_or(1.0, |full| median_step_s / full.median_step_s),
             peak_rss_bytes,
             memory_over_full,
         });
-        eprintln!("{mode:?}: median step {median_step_s:.3} s, peak RSS {peak_rss_bytes:?}");
+        eprintln!("{mode:?}: median step {median_step_s:.3} s, peak memory {peak_rss_bytes:?}");
     }
-    let report = Report { model: model_name, parameters, batch, seq_len, steps_timed: steps, rows };
+    if compare_engines {
+        let full_s = rows[0].median_step_s;
+        for engine in ["tch_ops", "anchor"] {
+            // SAFETY: set before any thread of ours reads the environment concurrently (the
+            // projector reads it when it is built, on this thread).
+            unsafe { std::env::set_var(bench_suite::fastfood::ENGINE_ENV, engine) };
+            for &(mode, mode_d, lr) in &modes[1..] {
+                let (vs, model) = setup.model(device)?;
+                let mut stamps = vec![Instant::now()];
+                train(&vs, &model, &data, &train_config(mode, mode_d, lr, steps + 2), None, &mut |_| {
+                    stamps.push(Instant::now())
+                })?;
+                let step_times: Vec<Duration> = stamps.windows(2).skip(2).map(|pair| pair[1] - pair[0]).collect();
+                let median_step_s = median(&step_times).as_secs_f64();
+                eprintln!("{mode:?} with {engine}: median step {median_step_s:.3} s");
+                rows.push(ModeRow {
+                    mode,
+                    engine: engine.to_owned(),
+                    d: mode_d,
+                    median_step_s,
+                    step_over_full: median_step_s / full_s,
+                    peak_rss_bytes: None,
+                    memory_over_full: None,
+                });
+            }
+        }
+        // SAFETY: as above.
+        unsafe { std::env::remove_var(bench_suite::fastfood::ENGINE_ENV) };
+    }
+    Ok(Some(Report {
+        device: device_name,
+        precision,
+        model: model_name,
+        parameters,
+        batch,
+        seq_len,
+        steps_timed: steps,
+        rows,
+    }))
+}
+
+pub fn print_report(report: &Report) {
     println!(
-        "train step, {} ({} parameters), batch {batch} x {seq_len} tokens, CPU, median of {steps} steps after 2 warm-up",
-        report.model, report.parameters
+        "train step, {} ({} parameters), batch {} x {} tokens, {} {:?}, median of {} steps after 2 warm-up",
+        report.model,
+        report.parameters,
+        report.batch,
+        report.seq_len,
+        report.device,
+        report.precision,
+        report.steps_timed
     );
-    println!("{:>6} {:>8} {:>12} {:>10} {:>14} {:>10}", "mode", "d", "step s", "/ full", "peak MiB", "/ full");
+    println!(
+        "{:>6} {:>8} {:>8} {:>12} {:>10} {:>14} {:>10}",
+        "mode", "engine", "d", "step s", "/ full", "peak MiB", "/ full"
+    );
     for row in &report.rows {
         let mib = |bytes: u64| format!("{:.0}", bytes as f64 / (1 << 20) as f64);
         println!(
-            "{:>6} {:>8} {:>12.3} {:>10.3} {:>14} {:>10}",
+            "{:>6} {:>8} {:>8} {:>12.3} {:>10.3} {:>14} {:>10}",
             format!("{:?}", row.mode),
+            row.engine,
             row.d,
             row.median_step_s,
             row.step_over_full,
@@ -197,8 +301,4 @@ pub fn run(args: &[String]) -> Result<()> {
             row.memory_over_full.map_or("n/a".to_owned(), |ratio| format!("{ratio:.2}")),
         );
     }
-    if let Some(path) = json_path {
-        std::fs::write(&path, serde_json::to_string_pretty(&report)?).with_context(|| format!("write {path}"))?;
-    }
-    Ok(())
 }
