@@ -7,6 +7,7 @@
 mod bench;
 mod fetch;
 mod finetune;
+mod gpu_check;
 mod report;
 mod reproduce;
 mod setup;
@@ -41,6 +42,8 @@ commands:
                    --compare lists Table 1 cells that moved beyond the tolerance
   slurm --preset NAME [--partition P] [--gpus-per-task N] [--array N] [--time HH:MM:SS]
                    write an sbatch array script whose tasks run the preset's shards
+  gpu-check        build the release binary and a script into gpu-check/ for the one prepared GPU
+                   check (fused kernel correctness and speed, bf16, training step); prints how to run it
   env              print the environment that xtask gives to cargo (for running cargo by hand)
 
 environment:
@@ -79,6 +82,7 @@ fn main() -> Result<()> {
         "reproduce" => reproduce::run(&args, &invoked_from),
         "report" => report::run(&args, &invoked_from),
         "slurm" => slurm::run(&args),
+        "gpu-check" => gpu_check::run(&args),
         "env" => {
             no_more_args(&args)?;
             let libtorch = setup::ensure()?;
