@@ -79,7 +79,7 @@ fn load_cuda_library() -> Result<(), DeviceError> {
                 std::mem::forget(library);
                 return Ok(());
             }
-            Err(err) => tried.push(format!("{} ({err})", candidate.display())),
+            Err(err) => tried.push(format!("{} ({err:?})", candidate.display())),
         }
     }
     Err(DeviceError::NoCudaLibrary { tried: tried.join("; ") })
