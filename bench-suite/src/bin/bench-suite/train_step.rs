@@ -193,17 +193,19 @@ pub fn measure(args: &[String]) -> Result<Option<Report>> {
 
     let mut rows: Vec<ModeRow> = Vec::new();
     let mut parameters = 0;
-    for (mode, mode_d, lr) in modes {
+    // Median seconds of `steps` steps after two warm-up steps, and the model's parameter count.
+    let time_steps = |mode, mode_d, lr| -> Result<(f64, usize)> {
         let (vs, model) = setup.model(device)?;
-        parameters = vs.variables().values().map(|tensor| tensor.numel()).sum();
-        // Two warm-up steps, then `steps` timed ones.
         let mut stamps = vec![Instant::now()];
         train(&vs, &model, &data, &train_config(mode, mode_d, lr, steps + 2), None, &mut |_| {
             stamps.push(Instant::now())
         })?;
         let step_times: Vec<Duration> = stamps.windows(2).skip(2).map(|pair| pair[1] - pair[0]).collect();
-        let median_step_s = median(&step_times).as_secs_f64();
-        drop((vs, model));
+        Ok((median(&step_times).as_secs_f64(), vs.variables().values().map(|tensor| tensor.numel()).sum()))
+    };
+    for (mode, mode_d, lr) in modes {
+        let median_step_s;
+        (median_step_s, parameters) = time_steps(mode, mode_d, lr)?;
 
         let output = std::process::Command::new(std::env::current_exe()?)
             .arg("bench-train-step")
@@ -239,13 +241,7 @@ pub fn measure(args: &[String]) -> Result<Option<Report>> {
             // projector reads it when it is built, on this thread).
             unsafe { std::env::set_var(bench_suite::fastfood::ENGINE_ENV, engine) };
             for &(mode, mode_d, lr) in &modes[1..] {
-                let (vs, model) = setup.model(device)?;
-                let mut stamps = vec![Instant::now()];
-                train(&vs, &model, &data, &train_config(mode, mode_d, lr, steps + 2), None, &mut |_| {
-                    stamps.push(Instant::now())
-                })?;
-                let step_times: Vec<Duration> = stamps.windows(2).skip(2).map(|pair| pair[1] - pair[0]).collect();
-                let median_step_s = median(&step_times).as_secs_f64();
+                let (median_step_s, _) = time_steps(mode, mode_d, lr)?;
                 eprintln!("{mode:?} with {engine}: median step {median_step_s:.3} s");
                 rows.push(ModeRow {
                     mode,
