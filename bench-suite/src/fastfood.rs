@@ -102,6 +102,8 @@ pub enum FastfoodError {
     WrongInputLength { expected: usize, actual: usize },
     #[error("the Fastfood projection works in f32 or f64, got {kind:?}")]
     UnsupportedKind { kind: Kind },
+    #[error("{0} (set {ENGINE_ENV}=tch_ops to use tch operations instead)")]
+    Fused(#[from] fused::FusedError),
 }
 
 /// The name of the single group of [`Scope::Global`], used as its randomness key.
@@ -390,9 +392,9 @@ impl Projector {
                     if x.kind() == Kind::Float {
                         forward_group_fused(group, factors, &x)
                     } else {
-                        forward_group(group, factors, &x, false)
+                        Ok(forward_group(group, factors, &x, false))
                     }
-                }),
+                })?,
             };
             for &(tensor_idx, offset) in &group.members {
                 outputs[tensor_idx] = Some(out.narrow(0, offset as i64, self.numels[tensor_idx] as i64));
@@ -426,9 +428,9 @@ impl Projector {
                         if self.engine == Engine::Fused && u.kind() == Kind::Float {
                             transpose_group_fused(group, factors, &u.contiguous())
                         } else {
-                            transpose_group(group, factors, &u, self.engine == Engine::Anchor)
+                            Ok(transpose_group(group, factors, &u, self.engine == Engine::Anchor))
                         }
-                    })
+                    })?
                 }
             };
             let mut head = total.narrow(0, 0, group.in_len as i64);
@@ -637,40 +639,36 @@ fn default_engine(device: Device) -> Engine {
     }
 }
 
-/// [`forward_group`] with the fused kernel: two launches sets (one per FWHT), the padding and
+/// [`forward_group`] with the fused kernel: two sets of launches (one per FWHT), the padding and
 /// signs fused into the first's loads, the permutation gather and Gaussians into the second's
 /// loads and the scale into its stores.
-fn forward_group_fused(group: &Group, factors: &GroupFactors, x: &Tensor) -> Tensor {
+fn forward_group_fused(group: &Group, factors: &GroupFactors, x: &Tensor) -> Result<Tensor, FastfoodError> {
     let (rows, log_n) = (group.n_chunks, group.log2_block);
     let input = x.narrow(0, 0, group.in_len as i64).contiguous();
     let mut first = fused::Transform::new(&input, rows, log_n);
     first.pre_sign = Some(&factors.signs);
-    let a = fused::run(&first).unwrap_or_else(|err| panic!("fused Fastfood forward: {err}")).reshape([-1]);
+    let a = fused::run(&first)?.reshape([-1]);
     let mut second = fused::Transform::new(&a, rows, log_n);
     second.gather = Some(&factors.perm);
     second.pre_vec = Some((&factors.gauss, fused::At::Destination));
     second.post_row = Some(&factors.scale_f32);
-    let v = fused::run(&second).unwrap_or_else(|err| panic!("fused Fastfood forward: {err}"));
-    let v = v.narrow(1, 0, group.out_len as i64);
-    if rows == 1 { v.reshape([-1]) } else { v.sum_dim_intlist(0, false, Kind::Float) }
+    let v = fused::run(&second)?.narrow(1, 0, group.out_len as i64);
+    Ok(if rows == 1 { v.reshape([-1]) } else { v.sum_dim_intlist(0, false, Kind::Float) })
 }
 
 /// [`transpose_group`] with the fused kernel: the output-space vector is transformed once (zero
 /// padding fused), then every chunk gathers from it through its inverse permutation with its
 /// Gaussians and scale fused into the loads and its signs into the stores.
-fn transpose_group_fused(group: &Group, factors: &GroupFactors, u: &Tensor) -> Tensor {
+fn transpose_group_fused(group: &Group, factors: &GroupFactors, u: &Tensor) -> Result<Tensor, FastfoodError> {
     let (rows, log_n) = (group.n_chunks, group.log2_block);
-    let w = fused::run(&fused::Transform::new(u, 1, log_n))
-        .unwrap_or_else(|err| panic!("fused Fastfood transpose: {err}"))
-        .reshape([-1]);
+    let w = fused::run(&fused::Transform::new(u, 1, log_n))?.reshape([-1]);
     let mut second = fused::Transform::new(&w, rows, log_n);
     second.gather = Some(&factors.inv_perm);
     second.broadcast_src = true;
     second.pre_vec = Some((&factors.gauss, fused::At::Source));
     second.pre_row = Some(&factors.scale_f32);
     second.post_sign = Some(&factors.signs);
-    let v = fused::run(&second).unwrap_or_else(|err| panic!("fused Fastfood transpose: {err}"));
-    v.reshape([-1]).narrow(0, 0, group.in_len as i64)
+    Ok(fused::run(&second)?.reshape([-1]).narrow(0, 0, group.in_len as i64))
 }
 
 /// The factors of one block, as generated on the CPU.
