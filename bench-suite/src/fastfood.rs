@@ -639,17 +639,30 @@ fn default_engine(device: Device) -> Engine {
     }
 }
 
-/// [`forward_group`] with the fused kernel: two sets of launches (one per FWHT), the padding and
-/// signs fused into the first's loads, the permutation gather and Gaussians into the second's
-/// loads and the scale into its stores.
+/// [`forward_group`] with the fused kernel, using the structure of the input as the CPU engine
+/// does. A chunk of `m <= L` inputs, signed, is zero past `s = 2^ceil(log2 m)`, and
+/// `H_L = H_{L/s} (x) H_s`, so `H_L pad_L(B x)` is `w = H_s pad_s(B x)` repeated `L / s` times:
+/// the first transform is a small one (`s` per chunk), and the second reads `w[pi(i) mod s]`
+/// (the kernel's periodic source; `w` is small enough to stay in cache) times `G_i` in its first
+/// pass and scales in its last. So `P` costs about two passes over the padded length, reading the
+/// permutation and the Gaussians once. With several chunks (`d > L`) every chunk is full and
+/// `s = L`.
 fn forward_group_fused(group: &Group, factors: &GroupFactors, x: &Tensor) -> Result<Tensor, FastfoodError> {
     let (rows, log_n) = (group.n_chunks, group.log2_block);
+    let small_log = if rows == 1 { group.in_len.next_power_of_two().trailing_zeros().min(log_n) } else { log_n };
     let input = x.narrow(0, 0, group.in_len as i64).contiguous();
-    let mut first = fused::Transform::new(&input, rows, log_n);
-    first.pre_sign = Some(&factors.signs);
-    let a = fused::run(&first)?.reshape([-1]);
-    let mut second = fused::Transform::new(&a, rows, log_n);
+    // Chunk j's first `s` signs; with one chunk, the first `s` of its row (a small copy).
+    let signs = if small_log == log_n {
+        factors.signs.shallow_clone()
+    } else {
+        factors.signs.narrow(1, 0, 1 << small_log).contiguous()
+    };
+    let mut first = fused::Transform::new(&input, rows, small_log);
+    first.pre_sign = Some(&signs);
+    let w = fused::run(&first)?.reshape([-1]);
+    let mut second = fused::Transform::new(&w, rows, log_n);
     second.gather = Some(&factors.perm);
+    second.period_log2 = Some(small_log);
     second.pre_vec = Some((&factors.gauss, fused::At::Destination));
     second.post_row = Some(&factors.scale_f32);
     let v = fused::run(&second)?.narrow(1, 0, group.out_len as i64);

@@ -13,7 +13,9 @@
 //
 // The first pass can read a different buffer than it writes, with the Fastfood steps fused into
 // its load: zero padding (source elements at or past `src_len` read as 0), a gather through an
-// index array (a permutation), one source row broadcast to every row, and multiplications by a
+// index array (a permutation), one source row broadcast to every row, a source whose rows are
+// periodic (the row of `2^log_period` values it holds is read as repeated along the row: how
+// Fastfood's first transform of a short input looks, see `fastfood.rs`), and multiplications by a
 // per-element f32 vector (indexed at the destination or at the gathered source), per-element
 // signs and a per-row scale. The last pass can multiply by a per-row scale and per-element signs
 // as it stores. Every destination element of the batch is written exactly once per pass.
@@ -35,6 +37,7 @@ extern "C" __global__ void fwht_pass(
     int last,
     const int* __restrict__ gather,
     int broadcast_src,
+    int log_period,
     const float* __restrict__ pre_vec,
     int pre_at_source,
     const signed char* __restrict__ pre_sign,
@@ -66,7 +69,8 @@ extern "C" __global__ void fwht_pass(
         float value;
         if (first) {
             const i64 s = gather ? (i64)gather[g] : g;
-            const i64 from = broadcast_src ? (s & (n - 1)) : s;
+            const i64 row_of_s = broadcast_src ? 0 : (s >> log_n);
+            const i64 from = (row_of_s << log_period) | (s & (((i64)1 << log_period) - 1));
             value = from < src_len ? src[from] : 0.0f;
             if (pre_vec) value *= pre_vec[pre_at_source ? s : g];
             if (pre_sign) value *= (float)pre_sign[g];

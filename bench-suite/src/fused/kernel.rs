@@ -161,6 +161,7 @@ impl Kernel {
         let log_n = transform.log_n as i32;
         let gather = pointer(transform.gather);
         let broadcast = i32::from(transform.broadcast_src);
+        let log_period = transform.log_period() as i32;
         let pre_vec = pointer(transform.pre_vec.map(|(tensor, _)| tensor));
         let pre_at_source = i32::from(matches!(transform.pre_vec, Some((_, At::Source))));
         let pre_sign = pointer(transform.pre_sign);
@@ -192,6 +193,7 @@ impl Kernel {
                 .arg(&last)
                 .arg(&gather)
                 .arg(&broadcast)
+                .arg(&log_period)
                 .arg(&pre_vec)
                 .arg(&pre_at_source)
                 .arg(&pre_sign)

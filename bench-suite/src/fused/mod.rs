@@ -123,8 +123,9 @@ pub enum FusedError {
 /// One fused transform: `dst = post(H_rows(pre(src)))` for a `[rows, 2^log_n]` destination.
 ///
 /// The first pass reads element `g` (row-major over the destination) as
-/// `s = gather[g]` (or `g`), `from = s mod n` if the source is one broadcast row (else `s`),
-/// `src[from]` if `from < src.numel()` else 0, times `pre_vec[g or s]`, `pre_sign[g]` and
+/// `s = gather[g]` (or `g`), then source row `r = s / n` (0 if the source is one broadcast row)
+/// and position `s mod p` in it, with `p = 2^period_log2` (`n` unless the source is periodic):
+/// `src[r p + (s mod p)]` if that is below `src.numel()` else 0, times `pre_vec[g or s]`, `pre_sign[g]` and
 /// `pre_row[row]`, each if given, in that order. The last pass multiplies by `post_row[row]` then
 /// `post_sign[g]` before it stores.
 pub struct Transform<'a> {
@@ -134,6 +135,8 @@ pub struct Transform<'a> {
     /// i32, `rows * n`: indices into the `[rows, n]` (or, broadcast, any-row) source space.
     pub gather: Option<&'a Tensor>,
     pub broadcast_src: bool,
+    /// Source rows of `2^k` values, each read as repeated along the destination row; `None`: `n`.
+    pub period_log2: Option<u32>,
     /// f32, `rows * n`.
     pub pre_vec: Option<(&'a Tensor, At)>,
     /// i8 (+-1), `rows * n`.
@@ -155,6 +158,7 @@ impl<'a> Transform<'a> {
             log_n,
             gather: None,
             broadcast_src: false,
+            period_log2: None,
             pre_vec: None,
             pre_sign: None,
             pre_row: None,
@@ -171,6 +175,11 @@ impl<'a> Transform<'a> {
         self.rows == 0
     }
 
+    /// The source row length's log2: `period_log2`, else `log_n`.
+    pub fn log_period(&self) -> u32 {
+        self.period_log2.unwrap_or(self.log_n)
+    }
+
     /// Checks every operand's dtype, length and device, and that each is contiguous.
     fn check(&self) -> Result<(), FusedError> {
         if self.log_n > MAX_LOG2_LEN {
@@ -178,7 +187,14 @@ impl<'a> Transform<'a> {
         }
         let device = self.src.device();
         let len = self.len();
-        let source_space = if self.broadcast_src { 1 << self.log_n } else { len };
+        if self.log_period() > self.log_n {
+            return Err(FusedError::WrongLength {
+                what: "period",
+                expected: 1 << self.log_n,
+                actual: 1 << self.log_period(),
+            });
+        }
+        let source_space = if self.broadcast_src { 1 << self.log_period() } else { self.rows << self.log_period() };
         let mut operands: Vec<(&'static str, &Tensor, Kind, Option<usize>)> =
             vec![("src", self.src, Kind::Float, None)];
         if self.src.numel() > source_space {
@@ -293,6 +309,7 @@ pub fn emulate(transform: &Transform, max_tile_log2: u32) -> Tensor {
     let log_n = transform.log_n;
     let n = 1i64 << log_n;
     let rows = transform.rows as i64;
+    let log_period = transform.log_period();
     let src: Vec<f32> = host_vec(transform.src);
     let gather: Option<Vec<i32>> = transform.gather.map(host_vec);
     let pre_vec: Option<(Vec<f32>, At)> = transform.pre_vec.map(|(tensor, at)| (host_vec(tensor), at));
@@ -324,7 +341,8 @@ pub fn emulate(transform: &Transform, max_tile_log2: u32) -> Tensor {
                 let g = index(e);
                 tile[e as usize] = if first {
                     let s = gather.as_ref().map_or(g, |gather| i64::from(gather[g as usize]));
-                    let from = if transform.broadcast_src { s & (n - 1) } else { s };
+                    let row_of_s = if transform.broadcast_src { 0 } else { s >> log_n };
+                    let from = (row_of_s << log_period) | (s & ((1i64 << log_period) - 1));
                     let mut value = if from < src.len() as i64 { src[from as usize] } else { 0.0 };
                     if let Some((pre_vec, at)) = &pre_vec {
                         value *= pre_vec[(if *at == At::Source { s } else { g }) as usize];
@@ -511,6 +529,39 @@ mod tests {
         let expected_c = fwht64(gathered).reshape([rows as i64, n]) * to64(&row_scale).reshape([rows as i64, 1]);
         let err = max_abs_diff(&c, &expected_c);
         assert!(err < 1e-4 * expected_c.abs().max().double_value(&[]), "{err}");
+    }
+
+    /// A periodic source: rows of `2^k` values read as repeated, through a gather, per row and
+    /// broadcast, against the same read done with tch index arithmetic.
+    #[test]
+    fn periodic_sources_repeat_their_rows() {
+        let (rows, log_n, period) = (3usize, 8u32, 5u32);
+        let n = 1i64 << log_n;
+        let w = random(rows << period, 11);
+        let perm = Tensor::cat(
+            &(0..rows as i64).map(|row| Tensor::randperm(n, (Kind::Int, Device::Cpu)) + row * n).collect::<Vec<_>>(),
+            0,
+        );
+        let perm64 = perm.to_kind(Kind::Int64);
+        let fwht64 = |t: Tensor| crate::fwht::fwht(&t.to_kind(Kind::Double).reshape([rows as i64, n])).unwrap();
+        let mut transform = Transform::new(&w, rows, log_n);
+        transform.gather = Some(&perm);
+        transform.period_log2 = Some(period);
+        let out = emulate(&transform, 6);
+        // Row r of the source, repeated: index (s / n) * 2^k + (s mod 2^k).
+        let from = perm64.divide_scalar_mode(n, "floor") * (1i64 << period) + perm64.remainder(1i64 << period);
+        let expected = fwht64(w.index_select(0, &from));
+        assert!(max_abs_diff(&out, &expected) < 1e-4, "{}", max_abs_diff(&out, &expected));
+        // Broadcast: every row reads source row 0.
+        transform.broadcast_src = true;
+        let w0 = w.narrow(0, 0, 1 << period);
+        transform.src = &w0;
+        let out = emulate(&transform, 6);
+        let expected = fwht64(w0.index_select(0, &perm64.remainder(1i64 << period)));
+        assert!(max_abs_diff(&out, &expected) < 1e-4, "{}", max_abs_diff(&out, &expected));
+        // A period longer than the row is refused.
+        transform.period_log2 = Some(log_n + 1);
+        assert!(matches!(transform.check(), Err(FusedError::WrongLength { what: "period", .. })));
     }
 
     #[test]
