@@ -654,6 +654,12 @@ experiments:
         assert_eq!(first.method.grouping, LambdaGrouping::PerLayer);
         assert_eq!(first.baseline.name, "full");
         assert_eq!(plan.device, "cpu");
+        assert_eq!(first.training.precision, Precision::F32);
+        // bf16 from the spec reaches the plan; f32 plans serialise as they always did.
+        let bf16 =
+            parse(&GOOD.replacen("  epochs: 2\n", "  epochs: 2\n  precision: bf16\n", 1), Path::new("s.yaml")).unwrap();
+        assert_eq!(bf16.searches[0].training.precision, Precision::Bf16);
+        assert!(!serde_json::to_string(&first.training).unwrap().contains("precision"));
     }
 
     /// Replaces `from` by `to` in the good spec and checks the error's line, field and message.
@@ -673,6 +679,13 @@ experiments:
         check("  epochs: 2\n", "  epochs: 2\n  epoch: 3\n", Some(5), "training", "unknown field `epoch`");
         check("search: {mode: grid,", "search: {mode: sweep,", Some(6), "search.mode", "unknown variant `sweep`");
         check("  epochs: 2\n", "  epochs: two\n", Some(4), "training.epochs", "invalid type");
+        check(
+            "  epochs: 2\n",
+            "  epochs: 2\n  precision: fp16\n",
+            Some(5),
+            "training.precision",
+            "unknown variant `fp16`",
+        );
         // Names that do not exist.
         check(
             "tasks: [synthetic]\n    methods: [said",
