@@ -7,7 +7,7 @@
 
 use anyhow::{Result, bail};
 
-use crate::{cargo, run_checked, setup};
+use crate::{bench_suite_release, cargo, run_checked, setup};
 
 pub fn run(args: &[String]) -> Result<()> {
     let Some((which, rest)) = args.split_first() else {
@@ -15,25 +15,8 @@ pub fn run(args: &[String]) -> Result<()> {
     };
     let libtorch = setup::ensure()?;
     match which.as_str() {
-        "fastfood" => run_checked(
-            cargo(&libtorch)
-                .args(["run", "--release", "--package", "bench-suite", "--bin", "bench-suite", "--", "bench-fastfood"])
-                .args(rest),
-        ),
-        "train-step" => run_checked(
-            cargo(&libtorch)
-                .args([
-                    "run",
-                    "--release",
-                    "--package",
-                    "bench-suite",
-                    "--bin",
-                    "bench-suite",
-                    "--",
-                    "bench-train-step",
-                ])
-                .args(rest),
-        ),
+        "fastfood" => run_checked(bench_suite_release(&libtorch, "bench-fastfood").args(rest)),
+        "train-step" => run_checked(bench_suite_release(&libtorch, "bench-train-step").args(rest)),
         "criterion" => run_checked(
             cargo(&libtorch).args(["bench", "--package", "bench-suite", "--bench", "bench_main", "--"]).args(rest),
         ),

@@ -5,13 +5,9 @@ use std::path::Path;
 
 use anyhow::Result;
 
-use crate::{cargo, paths_from_caller, run_checked, setup};
+use crate::{bench_suite_release, paths_from_caller, run_checked, setup};
 
 pub fn run(args: &[String], invoked_from: &Path) -> Result<()> {
     let libtorch = setup::ensure()?;
-    run_checked(
-        cargo(&libtorch)
-            .args(["run", "--quiet", "--release", "--package", "bench-suite", "--bin", "bench-suite", "--", "finetune"])
-            .args(paths_from_caller(args, invoked_from)),
-    )
+    run_checked(bench_suite_release(&libtorch, "finetune").args(paths_from_caller(args, invoked_from)))
 }

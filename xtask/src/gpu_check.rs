@@ -13,7 +13,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 
-use crate::{cargo, run_checked, setup};
+use crate::{build_bench_suite_release, setup};
 
 const FOLDER: &str = "gpu-check";
 
@@ -22,7 +22,7 @@ pub fn run(args: &[String]) -> Result<()> {
         bail!("unexpected argument `{extra}`\nusage: cargo xtask gpu-check");
     }
     let libtorch = setup::ensure()?;
-    run_checked(cargo(&libtorch).args(["build", "--release", "--package", "bench-suite", "--bin", "bench-suite"]))?;
+    build_bench_suite_release(&libtorch)?;
     let root = std::env::current_dir()?;
     let folder = root.join(FOLDER);
     if folder.exists() {

@@ -115,6 +115,19 @@ fn cargo(libtorch: &setup::Libtorch) -> Command {
     command
 }
 
+/// `cargo run --release` of the `bench-suite` binary's `subcommand` (quiet: its own output is the
+/// point), with libtorch's environment.
+fn bench_suite_release(libtorch: &setup::Libtorch, subcommand: &str) -> Command {
+    let mut command = cargo(libtorch);
+    command.args(["run", "--quiet", "--release", "--package", "bench-suite", "--bin", "bench-suite", "--", subcommand]);
+    command
+}
+
+/// `cargo build --release` of the `bench-suite` binary (for commands that run it themselves).
+fn build_bench_suite_release(libtorch: &setup::Libtorch) -> Result<()> {
+    run_checked(cargo(libtorch).args(["build", "--release", "--package", "bench-suite", "--bin", "bench-suite"]))
+}
+
 /// The arguments with the values of path flags (`--mirror`, `--run-dir`, `--out`, `--spec`,
 /// `--runs`, `--compare`) made relative to the folder the
 /// user typed the command in (xtask itself runs from the project root).

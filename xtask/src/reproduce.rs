@@ -7,26 +7,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
-use crate::{cargo, paths_from_caller, run_checked, setup};
+use crate::{bench_suite_release, cargo, paths_from_caller, run_checked, setup};
 
 pub fn run(args: &[String], invoked_from: &Path) -> Result<()> {
     let libtorch = setup::ensure()?;
     let args = paths_from_caller(args, invoked_from);
-    run_checked(
-        cargo(&libtorch)
-            .args([
-                "run",
-                "--quiet",
-                "--release",
-                "--package",
-                "bench-suite",
-                "--bin",
-                "bench-suite",
-                "--",
-                "reproduce",
-            ])
-            .args(&args),
-    )?;
+    run_checked(bench_suite_release(&libtorch, "reproduce").args(&args))?;
     // The same names bench-suite derives: the preset (or the spec file's stem) and its results.
     let value = |flag: &str| args.iter().position(|arg| arg == flag).and_then(|idx| args.get(idx + 1)).cloned();
     let name = match (value("--preset"), value("--spec")) {

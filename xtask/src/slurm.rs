@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 
 use anyhow::{Context, Result, bail};
 
-use crate::{cargo, run_checked, setup};
+use crate::{build_bench_suite_release, setup};
 
 pub fn run(args: &[String]) -> Result<()> {
     let mut preset = None;
@@ -36,7 +36,7 @@ pub fn run(args: &[String]) -> Result<()> {
         bail!("--array and --gpus-per-task must be at least 1");
     }
     let libtorch = setup::ensure()?;
-    run_checked(cargo(&libtorch).args(["build", "--release", "--package", "bench-suite", "--bin", "bench-suite"]))?;
+    build_bench_suite_release(&libtorch)?;
     let root = std::env::current_dir()?;
     let binary = root.join("target/release/bench-suite");
     // The spec is checked here, on the login node, not in N array tasks.
