@@ -6,10 +6,11 @@
 //! weights, their gradients, the optimiser and the whole Fastfood projection stay f32.
 //!
 //! tch's own `autocast` turns autocast on for CUDA only and leaves its dtype at PyTorch's default,
-//! float16; bf16 needs `at::autocast::set_autocast_dtype`, which tch does not wrap. We call the five
-//! `at::autocast` functions of the libtorch we link directly. They take `c10::DeviceType` and
-//! `c10::ScalarType`, both `enum class : int8_t`, which the x86-64 and AArch64 C ABIs pass exactly
-//! as an `i8`; the test below checks the round trip through the real library.
+//! float16; bf16 needs `at::autocast::set_autocast_dtype`, which tch does not wrap. We call four
+//! `at::autocast` functions of the libtorch we link directly (and torch-sys's wrappers for the
+//! nesting count and the cast cache). They take `c10::DeviceType` and `c10::ScalarType`, both
+//! `enum class : int8_t`, which the x86-64 and AArch64 C ABIs pass exactly as an `i8`; the test
+//! below checks the round trip through the real library.
 
 use serde::{Deserialize, Serialize};
 use tch::Device;

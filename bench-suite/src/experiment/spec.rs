@@ -73,7 +73,7 @@ pub struct TrainingSpec {
     pub eval_every: Option<usize>,
     /// Save a checkpoint every N steps (a killed run resumes from it).
     pub checkpoint_every: Option<usize>,
-    /// `f32` (default) or `bf16` (autocast for the encoder; CUDA runs).
+    /// `f32` (default) or `bf16` (autocast for the encoder; meant for CUDA, runs on CPU too).
     pub precision: Option<Precision>,
 }
 
