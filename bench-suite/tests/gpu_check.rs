@@ -22,6 +22,7 @@ fn gpu_check_runs_on_the_cpu_and_reports_every_section() {
     }
     let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(report["all_checks_ok"], true);
+    assert_eq!(report["errors"], serde_json::json!([]));
     let checks = report["checks"].as_array().unwrap();
     assert!(checks.iter().filter(|check| check["bit_exact"] == true).count() >= 16);
     let train = report["train"].as_array().unwrap();

@@ -68,6 +68,9 @@ struct GpuReport {
     timings: Vec<Timing>,
     train: Vec<train_step::Report>,
     all_checks_ok: bool,
+    /// Sections that failed (a panic inside tch or the kernel, a child that failed): the others
+    /// still ran, so one device run gives as much as it can.
+    errors: Vec<String>,
 }
 
 fn sync(device: Device) {
@@ -115,12 +118,14 @@ pub fn run(args: &[String]) -> Result<()> {
         }
     }
     let device = parse_device(&device_name)?;
-    let (kernel, max_tile_log2) = match device {
+    // Without the kernel the rest still runs (tch-op timings, training steps on the fallback), and
+    // the report says why the kernel is missing.
+    let (kernel, max_tile_log2, kernel_ok) = match device {
         Device::Cuda(ordinal) => match fused::kernel::get(ordinal) {
-            Ok(kernel) => (kernel.description().to_owned(), kernel.max_tile_log2()),
-            Err(err) => bail!("{err}\n(the tch-op path would still run; the check is about the kernel)"),
+            Ok(kernel) => (kernel.description().to_owned(), kernel.max_tile_log2(), true),
+            Err(err) => (format!("UNAVAILABLE: {err}"), DEFAULT_TILE_LOG2, false),
         },
-        _ => ("CPU emulation of the kernel".to_owned(), DEFAULT_TILE_LOG2),
+        _ => ("CPU emulation of the kernel".to_owned(), DEFAULT_TILE_LOG2, true),
     };
     eprintln!("device {device:?}: {kernel}, tiles up to 2^{max_tile_log2}");
     let mut report = GpuReport {
@@ -132,15 +137,58 @@ pub fn run(args: &[String]) -> Result<()> {
         timings: Vec::new(),
         train: Vec::new(),
         all_checks_ok: false,
+        errors: Vec::new(),
+    };
+    if !kernel_ok {
+        report.errors.push(format!("kernel: {}", report.kernel));
+    }
+    // Each section runs on its own: a panic is recorded and the next section still runs, and the
+    // JSON is rewritten after each, so a run cut short still leaves what it measured.
+    let save = |report: &GpuReport| {
+        if let Some(path) = &json_path
+            && let Ok(text) = serde_json::to_string_pretty(report)
+        {
+            let _ = std::fs::write(path, text);
+        }
+    };
+    let section = |name: &str, report: &mut GpuReport, work: &mut dyn FnMut(&mut GpuReport) -> Result<()>| {
+        eprintln!("gpu-check: {name}");
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(report)));
+        match outcome {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => report.errors.push(format!("{name}: {err:#}")),
+            Err(panic) => {
+                let message = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|text| text.to_string()))
+                    .unwrap_or_default();
+                report.errors.push(format!("{name}: panicked: {message}"));
+            }
+        }
+        save(report);
     };
 
-    check_fwht(device, quick, max_tile_log2, &mut report.checks);
-    check_projection(device, quick, &mut report.checks);
-    report.all_checks_ok = report.checks.iter().all(|check| check.ok);
+    if kernel_ok {
+        section("fwht correctness", &mut report, &mut |report| {
+            check_fwht(device, quick, max_tile_log2, &mut report.checks);
+            Ok(())
+        });
+        section("fastfood correctness", &mut report, &mut |report| {
+            check_projection(device, quick, &mut report.checks);
+            Ok(())
+        });
+    }
+    report.all_checks_ok = kernel_ok && !report.checks.is_empty() && report.checks.iter().all(|check| check.ok);
     eprintln!("correctness: {}", if report.all_checks_ok { "all checks passed" } else { "FAILURES" });
 
-    time_fwht(device, quick, &mut report.timings);
-    time_projection(device, quick, &mut report.timings)?;
+    section("fwht timings", &mut report, &mut |report| {
+        time_fwht(device, quick, kernel_ok, &mut report.timings);
+        Ok(())
+    });
+    section("projection timings", &mut report, &mut |report| {
+        time_projection(device, quick, kernel_ok, &mut report.timings)
+    });
     if !skip_train {
         for precision in ["f32", "bf16"] {
             let (model, batch, steps) =
@@ -165,18 +213,23 @@ pub fn run(args: &[String]) -> Result<()> {
             .iter()
             .map(|arg| arg.to_string())
             .collect();
-            let measured = train_step::measure(&args)?.context("bench-train-step measured nothing")?;
-            report.train.push(measured);
+            section(&format!("training step {precision}"), &mut report, &mut |report| {
+                report.train.push(train_step::measure(&args)?.context("bench-train-step measured nothing")?);
+                Ok(())
+            });
         }
     }
 
     print_report(&report);
-    if let Some(path) = json_path {
-        std::fs::write(&path, serde_json::to_string_pretty(&report)?).with_context(|| format!("write {path}"))?;
+    if let Some(path) = &json_path {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?).with_context(|| format!("write {path}"))?;
         eprintln!("wrote {path}");
     }
-    if !report.all_checks_ok {
-        bail!("gpu-check: some correctness checks failed (see the table)");
+    if !report.all_checks_ok || !report.errors.is_empty() {
+        bail!(
+            "gpu-check: {} (see above)",
+            if report.all_checks_ok { "some sections failed" } else { "correctness FAILED" }
+        );
     }
     Ok(())
 }
@@ -273,14 +326,18 @@ fn check_projection(device: Device, quick: bool, checks: &mut Vec<Check>) {
     }
 }
 
-fn time_fwht(device: Device, quick: bool, timings: &mut Vec<Timing>) {
+fn time_fwht(device: Device, quick: bool, kernel_ok: bool, timings: &mut Vec<Timing>) {
     let lengths: &[u32] = if quick { &[12, 16] } else { &[20, 24, 26] };
     for &log_n in lengths {
         let x = Tensor::randn([1i64 << log_n], (Kind::Float, device));
         let mut y = Tensor::empty([1i64 << log_n], (Kind::Float, device));
         let (warmup, runs) = if quick { (1, 3) } else { (3, 20) };
         let copy = time_ms(device, warmup, runs, || y.copy_(&x));
-        let fused_ms = time_ms(device, warmup, runs, || drop(fused::run(&Transform::new(&x, 1, log_n)).unwrap()));
+        let fused_ms = if kernel_ok {
+            time_ms(device, warmup, runs, || drop(fused::run(&Transform::new(&x, 1, log_n)).unwrap()))
+        } else {
+            f64::NAN
+        };
         let tch_ops = time_ms(device, warmup, runs, || drop(fwht::fwht_kron(&x).unwrap()));
         let anchor = time_ms(device, 1, runs.min(5), || drop(fwht::fwht_anchor(&x).unwrap()));
         timings.push(Timing {
@@ -297,7 +354,7 @@ fn time_fwht(device: Device, quick: bool, timings: &mut Vec<Timing>) {
     }
 }
 
-fn time_projection(device: Device, quick: bool, timings: &mut Vec<Timing>) -> Result<()> {
+fn time_projection(device: Device, quick: bool, kernel_ok: bool, timings: &mut Vec<Timing>) -> Result<()> {
     let tensors = if quick {
         shapes::numels(&shapes::sequence_classifier(&synthetic::tiny_config("bert"), 2))
     } else {
@@ -314,6 +371,11 @@ fn time_projection(device: Device, quick: bool, timings: &mut Vec<Timing>) -> Re
         let mut forward_ms = Vec::new();
         let mut transpose_ms = Vec::new();
         for engine in [Engine::Fused, Engine::TchOps, Engine::Anchor] {
+            if engine == Engine::Fused && !kernel_ok {
+                forward_ms.push(f64::NAN);
+                transpose_ms.push(f64::NAN);
+                continue;
+            }
             let projector =
                 Projector::new(&tensors, d, scope, 0, false, FactorStorage::Cached, device)?.with_engine(engine);
             let mut outputs = projector.forward(&x)?;
@@ -340,6 +402,9 @@ fn time_projection(device: Device, quick: bool, timings: &mut Vec<Timing>) -> Re
 fn print_report(report: &GpuReport) {
     println!();
     println!("gpu-check on {} ({}), torch {}", report.device, report.kernel, report.torch);
+    for error in &report.errors {
+        println!("  SECTION FAILED {error}");
+    }
     let failed: Vec<&Check> = report.checks.iter().filter(|check| !check.ok).collect();
     let worst = report.checks.iter().map(|check| check.max_rel_error).fold(0.0f64, f64::max);
     let exact = report.checks.iter().filter(|check| check.bit_exact == Some(true)).count();
