@@ -670,16 +670,25 @@ fn forward_group_fused(group: &Group, factors: &GroupFactors, x: &Tensor) -> Res
 }
 
 /// [`transpose_group`] with the fused kernel: the output-space vector is transformed once (zero
-/// padding fused), then every chunk gathers from it through its inverse permutation with its
-/// Gaussians and scale fused into the loads and its signs into the stores.
+/// padding fused), then every chunk gathers from it through its inverse permutation and transforms
+/// again, its signs fused into the stores. With one chunk (`d <= L`, the usual case) the Gaussians
+/// and the scale are applied as the first transform stores, so the gather reads one scattered
+/// value per element instead of two; with several, each chunk's are applied as it loads.
 fn transpose_group_fused(group: &Group, factors: &GroupFactors, u: &Tensor) -> Result<Tensor, FastfoodError> {
     let (rows, log_n) = (group.n_chunks, group.log2_block);
-    let w = fused::run(&fused::Transform::new(u, 1, log_n))?.reshape([-1]);
+    let mut first = fused::Transform::new(u, 1, log_n);
+    if rows == 1 {
+        first.post_vec = Some(&factors.gauss);
+        first.post_row = Some(&factors.scale_f32);
+    }
+    let w = fused::run(&first)?.reshape([-1]);
     let mut second = fused::Transform::new(&w, rows, log_n);
     second.gather = Some(&factors.inv_perm);
     second.broadcast_src = true;
-    second.pre_vec = Some((&factors.gauss, fused::At::Source));
-    second.pre_row = Some(&factors.scale_f32);
+    if rows > 1 {
+        second.pre_vec = Some((&factors.gauss, fused::At::Source));
+        second.pre_row = Some(&factors.scale_f32);
+    }
     second.post_sign = Some(&factors.signs);
     Ok(fused::run(&second)?.reshape([-1]).narrow(0, 0, group.in_len as i64))
 }

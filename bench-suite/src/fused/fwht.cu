@@ -17,8 +17,8 @@
 // periodic (the row of `2^log_period` values it holds is read as repeated along the row: how
 // Fastfood's first transform of a short input looks, see `fastfood.rs`), and multiplications by a
 // per-element f32 vector (indexed at the destination or at the gathered source), per-element
-// signs and a per-row scale. The last pass can multiply by a per-row scale and per-element signs
-// as it stores. Every destination element of the batch is written exactly once per pass.
+// signs and a per-row scale. The last pass can multiply by a per-element f32 vector, a per-row
+// scale and per-element signs as it stores. Every destination element of the batch is written exactly once per pass.
 
 typedef long long i64;
 
@@ -42,6 +42,7 @@ extern "C" __global__ void fwht_pass(
     int pre_at_source,
     const signed char* __restrict__ pre_sign,
     const float* __restrict__ pre_row,
+    const float* __restrict__ post_vec,
     const float* __restrict__ post_row,
     const signed char* __restrict__ post_sign)
 {
@@ -124,6 +125,7 @@ extern "C" __global__ void fwht_pass(
         const i64 g = row_base + (fixed | (mid << lo) | low);
         float value = tile[e];
         if (last) {
+            if (post_vec) value *= post_vec[g];
             if (post_row) value *= post_row[row];
             if (post_sign) value *= (float)post_sign[g];
         }

@@ -166,6 +166,7 @@ impl Kernel {
         let pre_at_source = i32::from(matches!(transform.pre_vec, Some((_, At::Source))));
         let pre_sign = pointer(transform.pre_sign);
         let pre_row = pointer(transform.pre_row);
+        let post_vec = pointer(transform.post_vec);
         let post_row = pointer(transform.post_row);
         let post_sign = pointer(transform.post_sign);
         for (idx, pass) in passes.iter().enumerate() {
@@ -198,6 +199,7 @@ impl Kernel {
                 .arg(&pre_at_source)
                 .arg(&pre_sign)
                 .arg(&pre_row)
+                .arg(&post_vec)
                 .arg(&post_row)
                 .arg(&post_sign);
             // SAFETY: the argument list matches `fwht_pass`'s signature (pointers as u64, `i64` as

@@ -126,8 +126,8 @@ pub enum FusedError {
 /// `s = gather[g]` (or `g`), then source row `r = s / n` (0 if the source is one broadcast row)
 /// and position `s mod p` in it, with `p = 2^period_log2` (`n` unless the source is periodic):
 /// `src[r p + (s mod p)]` if that is below `src.numel()` else 0, times `pre_vec[g or s]`, `pre_sign[g]` and
-/// `pre_row[row]`, each if given, in that order. The last pass multiplies by `post_row[row]` then
-/// `post_sign[g]` before it stores.
+/// `pre_row[row]`, each if given, in that order. The last pass multiplies by `post_vec[g]`,
+/// `post_row[row]` and `post_sign[g]`, each if given, in that order, before it stores.
 pub struct Transform<'a> {
     pub src: &'a Tensor,
     pub rows: usize,
@@ -143,6 +143,8 @@ pub struct Transform<'a> {
     pub pre_sign: Option<&'a Tensor>,
     /// f32, `rows`.
     pub pre_row: Option<&'a Tensor>,
+    /// f32, `rows * n`.
+    pub post_vec: Option<&'a Tensor>,
     /// f32, `rows`.
     pub post_row: Option<&'a Tensor>,
     /// i8 (+-1), `rows * n`.
@@ -162,6 +164,7 @@ impl<'a> Transform<'a> {
             pre_vec: None,
             pre_sign: None,
             pre_row: None,
+            post_vec: None,
             post_row: None,
             post_sign: None,
         }
@@ -211,6 +214,9 @@ impl<'a> Transform<'a> {
         }
         if let Some(pre_row) = self.pre_row {
             operands.push(("pre_row", pre_row, Kind::Float, Some(self.rows)));
+        }
+        if let Some(post_vec) = self.post_vec {
+            operands.push(("post_vec", post_vec, Kind::Float, Some(len)));
         }
         if let Some(post_row) = self.post_row {
             operands.push(("post_row", post_row, Kind::Float, Some(self.rows)));
@@ -315,6 +321,7 @@ pub fn emulate(transform: &Transform, max_tile_log2: u32) -> Tensor {
     let pre_vec: Option<(Vec<f32>, At)> = transform.pre_vec.map(|(tensor, at)| (host_vec(tensor), at));
     let pre_sign: Option<Vec<i8>> = transform.pre_sign.map(host_vec);
     let pre_row: Option<Vec<f32>> = transform.pre_row.map(host_vec);
+    let post_vec: Option<Vec<f32>> = transform.post_vec.map(host_vec);
     let post_row: Option<Vec<f32>> = transform.post_row.map(host_vec);
     let post_sign: Option<Vec<i8>> = transform.post_sign.map(host_vec);
     let mut dst = vec![0f32; transform.len()];
@@ -393,6 +400,9 @@ pub fn emulate(transform: &Transform, max_tile_log2: u32) -> Tensor {
                 let g = index(e);
                 let mut value = tile[e as usize];
                 if last {
+                    if let Some(post_vec) = &post_vec {
+                        value *= post_vec[g as usize];
+                    }
                     if let Some(post_row) = &post_row {
                         value *= post_row[row as usize];
                     }
@@ -505,10 +515,13 @@ mod tests {
         let mut second = Transform::new(&a, rows, log_n);
         second.gather = Some(&perm);
         second.pre_vec = Some((&gauss, At::Destination));
+        let post_vec = random(len, 8);
+        second.post_vec = Some(&post_vec);
         second.post_row = Some(&row_scale);
         second.post_sign = Some(&post_signs);
         let b = emulate(&second, 6);
         let expected_b = (fwht64(to64(&a).index_select(0, &perm) * to64(&gauss)).reshape([rows as i64, n])
+            * to64(&post_vec).reshape([rows as i64, n])
             * to64(&row_scale).reshape([rows as i64, 1])
             * to64(&post_signs).reshape([rows as i64, n]))
         .reshape([rows as i64, n]);
