@@ -24,7 +24,9 @@ typedef long long i64;
 
 #define MAX_RADIX_BITS 3
 
-extern "C" __global__ void fwht_pass(
+// Launched with up to 1024 threads: the bound makes the compiler keep registers within what a
+// 1024-thread block may use (64 per thread); the CPU tests check the count and that nothing spills.
+extern "C" __global__ void __launch_bounds__(1024) fwht_pass(
     const float* __restrict__ src,
     float* dst,
     i64 src_len,

@@ -79,6 +79,25 @@ pub fn compile(arch: &str) -> Result<Ptx, String> {
     })
 }
 
+/// Compiles [`SOURCE`] to machine code for `sm_arch` (e.g. `sm_90`) with ptxas's verbose report and
+/// returns NVRTC's log: registers per thread, spills, shared memory. Needs only NVRTC.
+pub fn resource_report(sm_arch: &str) -> Result<String, String> {
+    use cudarc::nvrtc::result;
+    nvrtc_present()?;
+    let source = std::ffi::CString::new(SOURCE).map_err(|err| err.to_string())?;
+    let program = result::create_program(&source, None).map_err(|err| format!("{err:?}"))?;
+    let options = [format!("--gpu-architecture={sm_arch}"), "--fmad=false".to_owned(), "--ptxas-options=-v".to_owned()];
+    // SAFETY: `program` was created above and is destroyed once, after its last use.
+    unsafe {
+        let compiled = result::compile_program(program, &options);
+        let log = result::get_program_log(program).map_err(|err| format!("{err:?}"));
+        let _ = result::destroy_program(program);
+        let log: String = log?.iter().take_while(|&&byte| byte != 0).map(|&byte| byte as u8 as char).collect();
+        compiled.map_err(|err| format!("NVRTC failed ({err:?}):\n{log}"))?;
+        Ok(log)
+    }
+}
+
 /// The compiled kernel on one device.
 pub struct Kernel {
     stream: Arc<CudaStream>,
@@ -232,6 +251,28 @@ mod tests {
             assert!(text.contains(&format!(".target sm_{}", &arch["compute_".len()..])), "{arch}");
             // --fmad=false: no fused multiply-add may appear, so results match the CPU emulation.
             assert!(!text.contains("fma.rn.f32"), "{arch}: fused multiply-add in the PTX");
+        }
+    }
+
+    /// Every launch uses up to 1024 threads, so the kernel must fit in 64 registers per thread
+    /// (65,536 per block) on the H100/H200 and the A100, and it must not spill to local memory.
+    #[test]
+    fn kernel_fits_1024_threads_without_spills() {
+        if let Err(reason) = nvrtc_present() {
+            eprintln!("skipped: {reason}");
+            return;
+        }
+        for arch in ["sm_90", "sm_80"] {
+            let log = resource_report(arch).unwrap_or_else(|err| panic!("{arch}: {err}"));
+            let registers: usize = log
+                .split("Used ")
+                .nth(1)
+                .and_then(|rest| rest.split(' ').next())
+                .and_then(|count| count.parse().ok())
+                .unwrap_or_else(|| panic!("{arch}: no register count in:\n{log}"));
+            eprintln!("{arch}: {registers} registers per thread");
+            assert!(registers <= 64, "{arch}: {registers} registers per thread: 1024 threads would not fit\n{log}");
+            assert!(log.contains("0 bytes spill stores, 0 bytes spill loads"), "{arch}: spills\n{log}");
         }
     }
 
