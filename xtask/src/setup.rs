@@ -148,9 +148,9 @@ fn cached_install() -> Result<Libtorch> {
     Ok(Libtorch { dir, cxx11_abi: None })
 }
 
-/// A folder `name` of the cache, made once by `install(home, dir)` under an exclusive lock: the
+/// A folder `name` of the cache, made once by `install(dir)` under an exclusive lock: the
 /// `.complete` marker is written last, and a folder without it is a half-finished install, redone.
-fn cached_folder(name: &str, what: &str, install: fn(&Path, &Path) -> Result<()>) -> Result<PathBuf> {
+fn cached_folder(name: &str, what: &str, install: fn(&Path) -> Result<()>) -> Result<PathBuf> {
     let home = cache_home()?;
     let dir = home.join(name);
     if dir.join(MARKER).exists() {
@@ -174,7 +174,7 @@ fn cached_folder(name: &str, what: &str, install: fn(&Path, &Path) -> Result<()>
         eprintln!("half-finished {what} install found at {}: redoing it", dir.display());
         fs::remove_dir_all(&dir).with_context(|| format!("remove {}", dir.display()))?;
     }
-    install(&home, &dir).with_context(|| format!("install {what} into {}", dir.display()))?;
+    install(&dir).with_context(|| format!("install {what} into {}", dir.display()))?;
     fs::write(dir.join(MARKER), format!("{what}\n")).map_err(|err| io_error(err, &dir))?;
     eprintln!("{what} installed at {}", dir.display());
     Ok(dir)
@@ -195,23 +195,13 @@ fn installed_nvrtc() -> Option<PathBuf> {
     dir.join(MARKER).exists().then(|| dir.join("lib"))
 }
 
-fn install_nvrtc(home: &Path, dir: &Path) -> Result<()> {
-    let staging = home.join(format!("nvrtc-{NVRTC_VERSION}.staging"));
-    if staging.exists() {
-        fs::remove_dir_all(&staging).with_context(|| format!("remove {}", staging.display()))?;
-    }
-    let wheels = staging.join("wheels");
-    fs::create_dir_all(&wheels).map_err(|err| io_error(err, &staging))?;
-    eprintln!("downloading the NVRTC {NVRTC_VERSION} wheel (about 90 MB, once per machine)");
-    let output = python()?
-        .args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--progress-bar", "off", "-d"])
-        .arg(&wheels)
-        .arg(format!("nvidia-cuda-nvrtc=={NVRTC_VERSION}"))
-        .output()
-        .context("run pip download")?;
-    if !output.status.success() {
-        bail!("`pip download nvidia-cuda-nvrtc=={NVRTC_VERSION}` failed:\n{}", String::from_utf8_lossy(&output.stderr));
-    }
+fn install_nvrtc(dir: &Path) -> Result<()> {
+    let wheels = Wheels {
+        specs: vec![format!("nvidia-cuda-nvrtc=={NVRTC_VERSION}")],
+        what: format!("the NVRTC {NVRTC_VERSION} wheel"),
+        size: "about 90 MB",
+        space: "about 300 MB",
+    };
     let unpack = r#"
 import glob, os, shutil, sys, zipfile
 wheels, out = sys.argv[1], sys.argv[2]
@@ -230,48 +220,91 @@ for wheel in glob.glob(os.path.join(wheels, "*.whl")):
 if wanted - found:
     sys.exit("the nvrtc wheel lacks " + ", ".join(sorted(wanted - found)))
 "#;
-    let unpacked = staging.join("nvrtc");
-    let output =
-        python()?.arg("-c").arg(unpack).arg(&wheels).arg(&unpacked).output().context("run the wheel unpacker")?;
-    if !output.status.success() {
-        bail!("unpacking the NVRTC wheel failed:\n{}", String::from_utf8_lossy(&output.stderr));
+    let (staging, unpacked) = wheels.stage(dir, unpack)?;
+    finish_install(&staging, &unpacked, dir)
+}
+
+/// Wheels to fetch with `pip download --no-deps` and unpack into a cache folder.
+struct Wheels {
+    specs: Vec<String>,
+    /// For messages: what is downloaded, its size, and the free space the install needs.
+    what: String,
+    size: &'static str,
+    space: &'static str,
+}
+
+impl Wheels {
+    /// Downloads the wheels into a fresh `<dir>.staging/wheels` beside the cache folder `dir` and
+    /// runs `unpack` (a Python program given the wheels folder and an output folder; exit code 28
+    /// means the disk is full) into `<dir>.staging/out`. Returns the staging folder and the
+    /// unpacked tree.
+    fn stage(&self, dir: &Path, unpack: &str) -> Result<(PathBuf, PathBuf)> {
+        let mut staging_name = dir.file_name().context("a cache folder has a name")?.to_os_string();
+        staging_name.push(".staging");
+        let staging = dir.with_file_name(staging_name);
+        if staging.exists() {
+            fs::remove_dir_all(&staging).with_context(|| format!("remove {}", staging.display()))?;
+        }
+        let wheels = staging.join("wheels");
+        fs::create_dir_all(&wheels).map_err(|err| io_error(err, &staging))?;
+        let pip_ok = python()?.args(["-m", "pip", "--version"]).output().is_ok_and(|output| output.status.success());
+        if !pip_ok {
+            bail!(
+                "python3 has no pip: install it (for example `apt-get install python3-pip` or `python3 -m ensurepip`)"
+            );
+        }
+        eprintln!("downloading {} ({}, once per machine)", self.what, self.size);
+        let output = python()?
+            .args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--progress-bar", "off", "-d"])
+            .arg(&wheels)
+            .args(&self.specs)
+            .output()
+            .context("run pip download")?;
+        if !output.status.success() {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            if stderr.contains("No space left on device") {
+                bail!(
+                    "disk full while downloading {} into {}: free {} there or set INTRINSIC_BENCH_HOME to another disk",
+                    self.what,
+                    wheels.display(),
+                    self.space
+                );
+            }
+            bail!("`pip download {}` failed:\n{stderr}", self.specs.join(" "));
+        }
+        // Unpack with Python's zipfile (python3 is required anyway; this keeps xtask free of zip crates).
+        let unpacked = staging.join("out");
+        let output =
+            python()?.arg("-c").arg(unpack).arg(&wheels).arg(&unpacked).output().context("run the wheel unpacker")?;
+        if !output.status.success() {
+            if output.status.code() == Some(28) {
+                bail!(
+                    "disk full while unpacking {} into {}: free {} there or set INTRINSIC_BENCH_HOME to another disk",
+                    self.what,
+                    staging.display(),
+                    self.space
+                );
+            }
+            bail!("unpacking {} failed:\n{}", self.what, String::from_utf8_lossy(&output.stderr));
+        }
+        Ok((staging, unpacked))
     }
-    fs::rename(&unpacked, dir).with_context(|| format!("move {} to {}", unpacked.display(), dir.display()))?;
-    fs::remove_dir_all(&staging).with_context(|| format!("remove {}", staging.display()))?;
+}
+
+/// Moves an unpacked tree to its cache folder and removes the staging folder.
+fn finish_install(staging: &Path, unpacked: &Path, dir: &Path) -> Result<()> {
+    fs::rename(unpacked, dir).with_context(|| format!("move {} to {}", unpacked.display(), dir.display()))?;
+    fs::remove_dir_all(staging).with_context(|| format!("remove {}", staging.display()))?;
     Ok(())
 }
 
-fn install_into(home: &Path, dir: &Path) -> Result<()> {
-    let staging = home.join(format!("torch-{TORCH_VERSION}.staging"));
-    if staging.exists() {
-        fs::remove_dir_all(&staging).with_context(|| format!("remove {}", staging.display()))?;
-    }
-    let wheels = staging.join("wheels");
-    fs::create_dir_all(&wheels).map_err(|err| io_error(err, &staging))?;
-
-    let pip_ok = python()?.args(["-m", "pip", "--version"]).output().is_ok_and(|output| output.status.success());
-    if !pip_ok {
-        bail!("python3 has no pip: install it (for example `apt-get install python3-pip` or `python3 -m ensurepip`)");
-    }
-    eprintln!("downloading the torch {TORCH_VERSION} wheel (about 530 MB, once per machine)");
-    let output = python()?
-        .args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--progress-bar", "off", "-d"])
-        .arg(&wheels)
-        .args(WHEELS)
-        .output()
-        .context("run pip download")?;
-    if !output.status.success() {
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        if stderr.contains("No space left on device") {
-            bail!(
-                "disk full while downloading the torch wheel into {}: free about 1.5 GB there or set INTRINSIC_BENCH_HOME to another disk",
-                wheels.display()
-            );
-        }
-        bail!("`pip download {}` failed:\n{stderr}", WHEELS.join(" "));
-    }
-
-    // Unpack with Python's zipfile (python3 is required anyway; this keeps xtask free of zip crates).
+fn install_into(dir: &Path) -> Result<()> {
+    let wheels = Wheels {
+        specs: WHEELS.iter().map(|spec| spec.to_string()).collect(),
+        what: format!("the torch {TORCH_VERSION} wheel"),
+        size: "about 530 MB",
+        space: "about 1.5 GB",
+    };
     let unpack = r#"
 import errno, glob, os, shutil, sys, zipfile
 wheels, out = sys.argv[1], sys.argv[2]
@@ -307,22 +340,9 @@ except OSError as err:
         sys.exit(28)
     raise
 "#;
-    let unpacked = staging.join("libtorch");
-    let output =
-        python()?.arg("-c").arg(unpack).arg(&wheels).arg(&unpacked).output().context("run the wheel unpacker")?;
-    if !output.status.success() {
-        if output.status.code() == Some(28) {
-            bail!(
-                "disk full while unpacking libtorch into {}: free about 1 GB there or set INTRINSIC_BENCH_HOME to another disk",
-                staging.display()
-            );
-        }
-        bail!("unpacking the torch wheels failed:\n{}", String::from_utf8_lossy(&output.stderr));
-    }
+    let (staging, unpacked) = wheels.stage(dir, unpack)?;
     fs::write(unpacked.join("build-version"), format!("{TORCH_VERSION}\n")).map_err(|err| io_error(err, &unpacked))?;
-    fs::rename(&unpacked, dir).with_context(|| format!("move {} to {}", unpacked.display(), dir.display()))?;
-    fs::remove_dir_all(&staging).with_context(|| format!("remove {}", staging.display()))?;
-    Ok(())
+    finish_install(&staging, &unpacked, dir)
 }
 
 fn io_error(err: std::io::Error, place: &Path) -> anyhow::Error {
