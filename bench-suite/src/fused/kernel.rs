@@ -29,16 +29,8 @@ const FUNCTION: &str = "fwht_pass";
 
 /// Whether the dynamic libraries cudarc needs can be opened here, with the reason if not.
 pub fn libraries_present() -> Result<(), String> {
-    // SAFETY: these only try to dlopen the libraries by their usual names.
-    if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
-        return Err("libnvrtc.so.13 not found on the loader path (it ships with PyTorch's pip install in \
-                    site-packages/nvidia/cu13/lib, and `cargo xtask setup` installs it into its cache)"
-            .to_owned());
-    }
-    if !unsafe { cudarc::driver::sys::is_culib_present() } {
-        return Err("libcuda.so.1 (the NVIDIA driver) not found".to_owned());
-    }
-    Ok(())
+    nvrtc_present()?;
+    driver_present()
 }
 
 /// Only whether the driver library can be opened.
@@ -53,11 +45,13 @@ pub fn driver_present() -> Result<(), String> {
 
 /// Only whether NVRTC can be opened (it needs no GPU, so the CPU tests compile the source).
 pub fn nvrtc_present() -> Result<(), String> {
-    // SAFETY: as above.
+    // SAFETY: only tries to dlopen NVRTC by its usual names.
     if unsafe { cudarc::nvrtc::sys::is_culib_present() } {
         Ok(())
     } else {
-        Err("libnvrtc.so.13 not found on the loader path; `cargo xtask setup` installs it".to_owned())
+        Err("libnvrtc.so.13 not found on the loader path (it ships with PyTorch's pip install in \
+             site-packages/nvidia/cu13/lib, and `cargo xtask setup` installs it into its cache)"
+            .to_owned())
     }
 }
 
@@ -236,12 +230,16 @@ impl Kernel {
 mod tests {
     use super::*;
 
+    /// Whether NVRTC is here; if not, says why the calling test skips.
+    fn nvrtc_or_skip() -> bool {
+        nvrtc_present().map_err(|reason| eprintln!("skipped: {reason}")).is_ok()
+    }
+
     /// NVRTC needs no GPU: where `cargo xtask setup` installed it, the kernel's source is compiled
     /// for the H100/H200 (sm_90) and for an older target, and the entry point must be in the PTX.
     #[test]
     fn kernel_source_compiles_with_nvrtc() {
-        if let Err(reason) = nvrtc_present() {
-            eprintln!("skipped: {reason}");
+        if !nvrtc_or_skip() {
             return;
         }
         for arch in ["compute_90", "compute_80"] {
@@ -258,8 +256,7 @@ mod tests {
     /// (65,536 per block) on the H100/H200 and the A100, and it must not spill to local memory.
     #[test]
     fn kernel_fits_1024_threads_without_spills() {
-        if let Err(reason) = nvrtc_present() {
-            eprintln!("skipped: {reason}");
+        if !nvrtc_or_skip() {
             return;
         }
         for arch in ["sm_90", "sm_80"] {
@@ -279,8 +276,7 @@ mod tests {
     /// A compile error is reported with NVRTC's log (not a panic inside cudarc).
     #[test]
     fn bad_architecture_is_a_clear_error() {
-        if nvrtc_present().is_err() {
-            eprintln!("skipped: NVRTC not installed");
+        if !nvrtc_or_skip() {
             return;
         }
         let err = compile("compute_1").unwrap_err();

@@ -252,17 +252,17 @@ pub fn run(transform: &Transform) -> Result<Tensor, FusedError> {
 
 /// [`run`] with tiles of at most `2^max_tile_log2` elements (benchmarks compare tile sizes).
 pub fn run_with_tiles(transform: &Transform, max_tile_log2: u32) -> Result<Tensor, FusedError> {
-    transform.check()?;
-    let _guard = tch::no_grad_guard();
-    let shape = [transform.rows as i64, 1i64 << transform.log_n];
     match transform.src.device() {
-        Device::Cuda(ordinal) => {
-            let kernel = kernel::get(ordinal)?;
+        Device::Cuda(_) => {
+            let shape = [transform.rows as i64, 1i64 << transform.log_n];
             let dst = Tensor::empty(shape, (Kind::Float, transform.src.device()));
-            kernel.launch(transform, &dst, max_tile_log2)?;
+            run_into(transform, &dst, max_tile_log2)?;
             Ok(dst)
         }
-        _ => Ok(emulate(transform, max_tile_log2.min(DEFAULT_TILE_LOG2))),
+        _ => {
+            transform.check()?;
+            Ok(emulate(transform, max_tile_log2.min(DEFAULT_TILE_LOG2)))
+        }
     }
 }
 
