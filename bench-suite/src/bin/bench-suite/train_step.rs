@@ -173,20 +173,24 @@ pub fn measure(args: &[String]) -> Result<Option<Report>> {
             .iter()
             .find(|(mode, _, _)| format!("{mode:?}") == only)
             .with_context(|| format!("{MEMORY_ONLY}: unknown mode `{only}`"))?;
-        if let Device::Cuda(ordinal) = device {
-            let in_use = || bench_suite::device::cuda_memory_in_use(ordinal);
-            let before = in_use()?;
-            let mut peak = before;
-            let (vs, model) = setup.model(device)?;
-            train(&vs, &model, &data, &train_config(mode, mode_d, lr, 3), None, &mut |_| {
+        // On CUDA the device memory in use, sampled after every step, above what the process held
+        // before building the model; on the CPU the peak resident memory.
+        let cuda = match device {
+            Device::Cuda(ordinal) => Some(ordinal),
+            _ => None,
+        };
+        let before = cuda.map(bench_suite::device::cuda_memory_in_use).transpose()?;
+        let mut peak = before.unwrap_or(0);
+        let (vs, model) = setup.model(device)?;
+        train(&vs, &model, &data, &train_config(mode, mode_d, lr, 3), None, &mut |_| {
+            if let Some(ordinal) = cuda {
                 tch::Cuda::synchronize(ordinal as i64);
-                peak = peak.max(in_use().unwrap_or(0));
-            })?;
-            println!("{}", peak - before);
-        } else {
-            let (vs, model) = setup.model(device)?;
-            train(&vs, &model, &data, &train_config(mode, mode_d, lr, 3), None, &mut |_| {})?;
-            println!("{}", peak_rss().context("no VmHWM in /proc/self/status")?);
+                peak = peak.max(bench_suite::device::cuda_memory_in_use(ordinal).unwrap_or(0));
+            }
+        })?;
+        match before {
+            Some(before) => println!("{}", peak - before),
+            None => println!("{}", peak_rss().context("no VmHWM in /proc/self/status")?),
         }
         return Ok(None);
     }
