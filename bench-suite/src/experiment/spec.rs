@@ -249,6 +249,7 @@ pub fn known_task(name: &str) -> bool {
 
 /// Parses and checks a spec. `text` is the file's content and `file` its name (for errors).
 pub fn parse(text: &str, file: &Path) -> Result<Plan, SpecError> {
+    refuse_duplicate_keys(text, file)?;
     let spec: SpecFile = serde_norway::from_str(text).map_err(|err| {
         let line = err.location().map(|location| location.line());
         // serde's message names the field (`experiments[0]: unknown field `x`, expected ...`).
@@ -264,6 +265,89 @@ pub fn parse(text: &str, file: &Path) -> Result<Plan, SpecError> {
         SpecError { file: file.to_path_buf(), line, field, message }
     })?;
     check(spec, text, file)
+}
+
+/// A key defined twice in one mapping, anywhere in the document, is an error naming the line of
+/// its second definition: serde would otherwise let the second silently win (a map such as
+/// `methods`) or stop at a line that is not the duplicate's.
+fn refuse_duplicate_keys(text: &str, file: &Path) -> Result<(), SpecError> {
+    // serde_norway's `Value` refuses duplicates; its location is the mapping's first key.
+    let Err(err) = serde_norway::from_str::<serde_norway::Value>(text) else { return Ok(()) };
+    let message = err.to_string();
+    let Some(at) = message.find("duplicate entry with key ") else { return Ok(()) };
+    let (path, rest) = message.split_at(at);
+    let key_text = rest["duplicate entry with key ".len()..].split(" at line ").next().unwrap_or_default();
+    let key = key_text.strip_prefix('"').and_then(|key| key.strip_suffix('"')).unwrap_or(key_text).to_owned();
+    let mapping_field = path.trim_end_matches(": ");
+    let field = if mapping_field.is_empty() { key.clone() } else { format!("{mapping_field}.{key}") };
+    let line =
+        err.location().map(|mark| second_key_line(text, mark.line(), mark.column(), &key).unwrap_or(mark.line()));
+    Err(SpecError {
+        file: file.to_path_buf(),
+        line,
+        field,
+        message: format!("the key `{key}` is defined twice in one mapping; keep one definition"),
+    })
+}
+
+/// The 1-based line of the second `key:` of the mapping whose first key is at (`line`, `column`),
+/// both 1-based: a block mapping's keys at that column, or a flow mapping's (`{a: 1, a: 2}`).
+fn second_key_line(text: &str, line: usize, column: usize, key: &str) -> Option<usize> {
+    let lines: Vec<&str> = text.lines().collect();
+    let starts_with_key = |rest: &str| {
+        let rest = rest.trim_start();
+        [key.to_owned(), format!("\"{key}\""), format!("'{key}'")]
+            .iter()
+            .any(|spelled| rest.strip_prefix(spelled.as_str()).is_some_and(|after| after.trim_start().starts_with(':')))
+    };
+    let first = lines.get(line - 1)?;
+    let column_byte = first.char_indices().nth(column - 1).map_or(first.len(), |(idx, _)| idx);
+    let brace = if first[column_byte..].starts_with('{') {
+        Some(column_byte)
+    } else {
+        first[..column_byte].trim_end().ends_with('{').then(|| first[..column_byte].rfind('{')).flatten()
+    };
+    if let Some(brace) = brace {
+        // A flow mapping: keys follow `{` or `,` at nesting depth 1.
+        let (mut depth, mut seen) = (0usize, 0usize);
+        let offset: usize = text.split_inclusive('\n').take(line - 1).map(str::len).sum::<usize>() + brace;
+        for (idx, ch) in text[offset..].char_indices() {
+            match ch {
+                '{' | '[' => depth += 1,
+                '}' | ']' => depth = depth.checked_sub(1)?,
+                _ => {}
+            }
+            if depth == 1 && matches!(ch, '{' | ',') && starts_with_key(&text[offset + idx + 1..]) {
+                seen += 1;
+                if seen == 2 {
+                    return Some(text[..offset + idx].matches('\n').count() + 1);
+                }
+            }
+            if depth == 0 {
+                return None;
+            }
+        }
+        return None;
+    }
+    let indent = column - 1;
+    let mut seen = usize::from(starts_with_key(&first[column_byte..]));
+    for (idx, text) in lines.iter().enumerate().skip(line) {
+        let content = text.trim_start();
+        if content.is_empty() || content.starts_with('#') {
+            continue;
+        }
+        let own_indent = text.len() - content.len();
+        if own_indent < indent {
+            return None;
+        }
+        if own_indent == indent && starts_with_key(content) {
+            seen += 1;
+            if seen == 2 {
+                return Some(idx + 1);
+            }
+        }
+    }
+    None
 }
 
 fn check(spec: SpecFile, text: &str, file: &Path) -> Result<Plan, SpecError> {
@@ -739,6 +823,29 @@ experiments:
             Some(9),
             "methods.said.compat",
             "per-tensor",
+        );
+    }
+
+    #[test]
+    fn a_key_defined_twice_is_refused_at_its_second_line() {
+        // Block maps at every depth, list items, flow maps, and the document's root.
+        check("  did:\n", "  said: {method: said, lr: [0.5]}\n  did:\n", Some(10), "methods.said", "defined twice");
+        check("    lr: [0.2]\n", "    lr: [0.2]\n    method: did\n", Some(13), "methods.did.method", "defined twice");
+        check("  epochs: 2\n", "  epochs: 2\n  epochs: 3\n", Some(5), "training.epochs", "defined twice");
+        check("{mode: grid,", "{mode: grid, mode: bisect,", Some(6), "search.mode", "defined twice");
+        check(
+            "    tasks: [synthetic]\n",
+            "    tasks: [synthetic]\n    tasks: [sst2]\n",
+            Some(17),
+            "experiments[0].tasks",
+            "defined twice",
+        );
+        check(
+            "description: test\n",
+            "description: test\ndescription: again\n",
+            Some(2),
+            "description",
+            "defined twice",
         );
     }
 
