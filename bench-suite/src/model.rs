@@ -9,11 +9,31 @@
 //! Variable paths spell HF names exactly (`bert.encoder.layer.0.attention.self.query.weight`), so a
 //! checkpoint loads with no renaming table; loading lives in `checkpoint`, and this file does no IO.
 
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
 use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
 
-/// HF `config.json`, with HF's field names.
+/// HF `config.json` (transformers 5.24.0 `BertConfig` / `RobertaConfig`), with HF's field names.
+///
+/// Every field that changes what BERT or RoBERTa compute is either honoured here, with HF's
+/// fallbacks, or refused by [`Config::from_json`] with an error naming it; none is silently
+/// ignored:
+/// - honoured: `vocab_size`, `hidden_size`, `num_hidden_layers`, `num_attention_heads`,
+///   `intermediate_size`, `hidden_act`, `hidden_dropout_prob`, `attention_probs_dropout_prob`,
+///   `classifier_dropout` (`null`: `hidden_dropout_prob`, as HF's heads do),
+///   `max_position_embeddings`, `type_vocab_size`, `layer_norm_eps`, `pad_token_id` (RoBERTa's
+///   position ids), `initializer_range` (fresh heads), `tie_word_embeddings` (the MLM decoder);
+/// - refused unless they have their default: `position_embedding_type` (`absolute`),
+///   `is_decoder` and `add_cross_attention` (`false`), `problem_type` (`null` or
+///   `single_label_classification`), `pruned_heads` (empty), `embedding_size` (absent or equal
+///   to `hidden_size`);
+/// - read elsewhere or deliberately not applied: `torch_dtype`/`dtype` (checkpoints are converted
+///   to f32 on load; the compute precision is the suite's `--precision`), `id2label`/`label2id`
+///   and `num_labels` (the task defines the labels), `use_cache`, `chunk_size_feed_forward`,
+///   `attn_implementation`, `output_*`, `return_dict`, `gradient_checkpointing` (no numerical
+///   effect).
 #[derive(Debug, Clone, Deserialize)]
 pub struct Config {
     pub model_type: ModelType,
@@ -22,12 +42,15 @@ pub struct Config {
     pub num_hidden_layers: i64,
     pub num_attention_heads: i64,
     pub intermediate_size: i64,
-    #[serde(default = "default_hidden_act")]
-    pub hidden_act: String,
+    #[serde(default)]
+    pub hidden_act: HiddenAct,
     #[serde(default = "default_dropout")]
     pub hidden_dropout_prob: f64,
     #[serde(default = "default_dropout")]
     pub attention_probs_dropout_prob: f64,
+    /// Dropout of the classification head; `None` falls back to `hidden_dropout_prob`.
+    #[serde(default)]
+    pub classifier_dropout: Option<f64>,
     pub max_position_embeddings: i64,
     #[serde(default = "default_type_vocab_size")]
     pub type_vocab_size: i64,
@@ -40,11 +63,21 @@ pub struct Config {
     /// Standard deviation of freshly initialised weights (task heads).
     #[serde(default = "default_initializer_range")]
     pub initializer_range: f64,
+    /// Whether the MLM decoder shares the word embeddings (HF's default: yes).
+    #[serde(default = "default_true")]
+    pub tie_word_embeddings: bool,
+    #[serde(default)]
+    is_decoder: bool,
+    #[serde(default)]
+    add_cross_attention: bool,
+    #[serde(default)]
+    problem_type: Option<String>,
+    #[serde(default)]
+    pruned_heads: BTreeMap<String, serde_json::Value>,
+    #[serde(default)]
+    embedding_size: Option<i64>,
 }
 
-fn default_hidden_act() -> String {
-    "gelu".to_owned()
-}
 fn default_dropout() -> f64 {
     0.1
 }
@@ -59,6 +92,80 @@ fn default_initializer_range() -> f64 {
 }
 fn default_position_embedding_type() -> String {
     "absolute".to_owned()
+}
+fn default_true() -> bool {
+    true
+}
+
+/// The activations of HF's `ACT2FN` (transformers 5.24.0 `activations.py`) that these encoders
+/// support; a `hidden_act` outside this list is refused, never replaced by another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(try_from = "String")]
+pub enum HiddenAct {
+    /// `0.5 x (1 + erf(x / sqrt 2))` (`gelu`, and `gelu_python`, its Python spelling).
+    #[default]
+    Gelu,
+    /// The tanh approximation `0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))` (`gelu_new`,
+    /// `gelu_pytorch_tanh`, `gelu_fast`: one formula).
+    GeluTanh,
+    /// `x sigmoid(1.702 x)` (`quick_gelu`).
+    QuickGelu,
+    Relu,
+    Relu6,
+    /// `x sigmoid(x)` (`silu`, `swish`).
+    Silu,
+    Tanh,
+    Sigmoid,
+    /// `x tanh(softplus(x))`.
+    Mish,
+    /// The identity (`linear`).
+    Linear,
+}
+
+impl HiddenAct {
+    /// HF's names, each with the activation it computes.
+    pub const NAMES: [(&str, HiddenAct); 14] = [
+        ("gelu", HiddenAct::Gelu),
+        ("gelu_python", HiddenAct::Gelu),
+        ("gelu_new", HiddenAct::GeluTanh),
+        ("gelu_pytorch_tanh", HiddenAct::GeluTanh),
+        ("gelu_fast", HiddenAct::GeluTanh),
+        ("quick_gelu", HiddenAct::QuickGelu),
+        ("relu", HiddenAct::Relu),
+        ("relu6", HiddenAct::Relu6),
+        ("silu", HiddenAct::Silu),
+        ("swish", HiddenAct::Silu),
+        ("tanh", HiddenAct::Tanh),
+        ("sigmoid", HiddenAct::Sigmoid),
+        ("mish", HiddenAct::Mish),
+        ("linear", HiddenAct::Linear),
+    ];
+
+    pub fn forward(self, x: &Tensor) -> Tensor {
+        match self {
+            HiddenAct::Gelu => x.gelu("none"),
+            HiddenAct::GeluTanh => x.gelu("tanh"),
+            HiddenAct::QuickGelu => x * (x * 1.702).sigmoid(),
+            HiddenAct::Relu => x.relu(),
+            HiddenAct::Relu6 => x.clamp(0.0, 6.0),
+            HiddenAct::Silu => x.silu(),
+            HiddenAct::Tanh => x.tanh(),
+            HiddenAct::Sigmoid => x.sigmoid(),
+            HiddenAct::Mish => x.mish(),
+            HiddenAct::Linear => x.shallow_clone(),
+        }
+    }
+}
+
+impl TryFrom<String> for HiddenAct {
+    type Error = String;
+
+    fn try_from(name: String) -> Result<HiddenAct, String> {
+        HiddenAct::NAMES.iter().find(|(known, _)| *known == name).map(|(_, act)| *act).ok_or_else(|| {
+            let known: Vec<&str> = HiddenAct::NAMES.iter().map(|(known, _)| *known).collect();
+            format!("hidden_act `{name}` is not supported (supported: {})", known.join(", "))
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -84,10 +191,8 @@ pub enum ConfigError {
     Parse(#[from] serde_json::Error),
     #[error("config: hidden_size {hidden} is not a multiple of num_attention_heads {heads}")]
     Heads { hidden: i64, heads: i64 },
-    #[error("config: hidden_act `{0}` is not supported (gelu, relu, gelu_new)")]
-    Activation(String),
-    #[error("config: position_embedding_type `{0}` is not supported (absolute)")]
-    PositionEmbedding(String),
+    #[error("config: `{field}` = {value} is not supported: {why}")]
+    Unsupported { field: &'static str, value: String, why: &'static str },
 }
 
 impl Config {
@@ -96,21 +201,72 @@ impl Config {
         if config.hidden_size % config.num_attention_heads != 0 {
             return Err(ConfigError::Heads { hidden: config.hidden_size, heads: config.num_attention_heads });
         }
-        if !["gelu", "relu", "gelu_new"].contains(&config.hidden_act.as_str()) {
-            return Err(ConfigError::Activation(config.hidden_act));
-        }
+        let unsupported =
+            |field: &'static str, value: String, why: &'static str| Err(ConfigError::Unsupported { field, value, why });
         if config.position_embedding_type != "absolute" {
-            return Err(ConfigError::PositionEmbedding(config.position_embedding_type));
+            return unsupported(
+                "position_embedding_type",
+                format!("`{}`", config.position_embedding_type),
+                "only absolute position embeddings are implemented",
+            );
+        }
+        if config.is_decoder {
+            return unsupported("is_decoder", "true".into(), "the encoders here are bidirectional");
+        }
+        if config.add_cross_attention {
+            return unsupported("add_cross_attention", "true".into(), "the encoders here have no cross-attention");
+        }
+        if let Some(problem_type) = config.problem_type.as_deref()
+            && problem_type != "single_label_classification"
+        {
+            return unsupported(
+                "problem_type",
+                format!("`{problem_type}`"),
+                "the suite trains single-label classifiers (cross-entropy); use null or single_label_classification",
+            );
+        }
+        if !config.pruned_heads.is_empty() {
+            return unsupported(
+                "pruned_heads",
+                serde_json::to_string(&config.pruned_heads).expect("json"),
+                "pruned attention heads are not implemented",
+            );
+        }
+        if let Some(embedding_size) = config.embedding_size
+            && embedding_size != config.hidden_size
+        {
+            return unsupported(
+                "embedding_size",
+                embedding_size.to_string(),
+                "factorised embeddings (ELECTRA, ALBERT) are not BERT or RoBERTa: embedding_size must equal hidden_size",
+            );
+        }
+        for (field, value) in [
+            ("hidden_dropout_prob", config.hidden_dropout_prob),
+            ("attention_probs_dropout_prob", config.attention_probs_dropout_prob),
+            ("classifier_dropout", config.classifier_dropout.unwrap_or(0.0)),
+        ] {
+            if !(0.0..1.0).contains(&value) {
+                return unsupported(field, value.to_string(), "a dropout probability lies in [0, 1)");
+            }
         }
         Ok(config)
     }
-}
 
-fn activation(name: &str, x: &Tensor) -> Tensor {
-    match name {
-        "relu" => x.relu(),
-        "gelu_new" => x.gelu("tanh"),
-        _ => x.gelu("none"),
+    /// The dropout of the classification head: `classifier_dropout`, or `hidden_dropout_prob`
+    /// when that is `null` (HF's `BertForSequenceClassification` and `RobertaClassificationHead`).
+    pub fn head_dropout(&self) -> f64 {
+        self.classifier_dropout.unwrap_or(self.hidden_dropout_prob)
+    }
+
+    /// The longest sequence the position table holds: `max_position_embeddings`, less RoBERTa's
+    /// `pad_token_id + 1` offset (positions start after the padding index: 512 for RoBERTa-base's
+    /// 514).
+    pub fn max_sequence_length(&self) -> i64 {
+        match self.model_type {
+            ModelType::Bert => self.max_position_embeddings,
+            ModelType::Roberta => self.max_position_embeddings - self.pad_token_id - 1,
+        }
     }
 }
 
@@ -224,7 +380,7 @@ struct Layer {
     intermediate: nn::Linear,
     output: nn::Linear,
     layer_norm: nn::LayerNorm,
-    activation: String,
+    activation: HiddenAct,
     dropout: f64,
 }
 
@@ -235,14 +391,14 @@ impl Layer {
             intermediate: linear(&p / "intermediate" / "dense", config.hidden_size, config.intermediate_size),
             output: linear(&p / "output" / "dense", config.intermediate_size, config.hidden_size),
             layer_norm: layer_norm(&p / "output" / "LayerNorm", config),
-            activation: config.hidden_act.clone(),
+            activation: config.hidden_act,
             dropout: config.hidden_dropout_prob,
         }
     }
 
     fn forward_t(&self, hidden: &Tensor, mask_bias: &Tensor, train: bool) -> Tensor {
         let attended = self.attention.forward_t(hidden, mask_bias, train);
-        let intermediate = activation(&self.activation, &self.intermediate.forward(&attended));
+        let intermediate = self.activation.forward(&self.intermediate.forward(&attended));
         let output = self.output.forward(&intermediate).dropout(self.dropout, train);
         self.layer_norm.forward(&(output + attended))
     }
@@ -335,7 +491,7 @@ impl SequenceClassifier {
                 out_proj: linear(&classifier / "out_proj", config.hidden_size, n_labels),
             },
         };
-        SequenceClassifier { encoder, head, dropout: config.hidden_dropout_prob }
+        SequenceClassifier { encoder, head, dropout: config.head_dropout() }
     }
 
     pub fn encoder(&self) -> &Encoder {
@@ -367,14 +523,17 @@ impl SequenceClassifier {
 
 // transformers: BertForMaskedLM (BertOnlyMLMHead) / RobertaForMaskedLM (RobertaLMHead)
 /// An encoder with its masked-language-model head: dense, activation, LayerNorm, then a decoder
-/// tied to the word embeddings plus a bias (for the pre-training experiments).
+/// (the word embeddings when `tie_word_embeddings`, HF's default; its own `decoder.weight`
+/// otherwise) plus a bias (for the pre-training experiments).
 #[derive(Debug)]
 pub struct MaskedLm {
     encoder: Encoder,
     dense: nn::Linear,
     layer_norm: nn::LayerNorm,
+    /// `[vocab, hidden]` when the decoder is not tied to the word embeddings.
+    decoder: Option<Tensor>,
     bias: Tensor,
-    activation: String,
+    activation: HiddenAct,
 }
 
 impl MaskedLm {
@@ -382,28 +541,28 @@ impl MaskedLm {
     /// `cls.predictions` (BERT) or `lm_head` (RoBERTa). Neither family has a pooler here.
     pub fn new(p: nn::Path, config: &Config) -> MaskedLm {
         let encoder = Encoder::new(&p / config.model_type.prefix(), config, false);
-        let (dense, layer_norm, bias, activation) = match config.model_type {
+        let (head, transform, layer_norm_name, activation) = match config.model_type {
             ModelType::Bert => {
                 let head = &p / "cls" / "predictions";
-                (
-                    linear(&head / "transform" / "dense", config.hidden_size, config.hidden_size),
-                    layer_norm(&head / "transform" / "LayerNorm", config),
-                    head.zeros("bias", &[config.vocab_size]),
-                    config.hidden_act.clone(),
-                )
+                let transform = &head / "transform";
+                (head, transform, "LayerNorm", config.hidden_act)
             }
+            // RobertaLMHead applies gelu whatever hidden_act says.
             ModelType::Roberta => {
                 let head = &p / "lm_head";
-                (
-                    linear(&head / "dense", config.hidden_size, config.hidden_size),
-                    layer_norm(&head / "layer_norm", config),
-                    head.zeros("bias", &[config.vocab_size]),
-                    // RobertaLMHead applies gelu whatever hidden_act says.
-                    "gelu".to_owned(),
-                )
+                (head.clone(), head, "layer_norm", HiddenAct::Gelu)
             }
         };
-        MaskedLm { encoder, dense, layer_norm, bias, activation }
+        let decoder = (!config.tie_word_embeddings)
+            .then(|| (&head / "decoder").var("weight", &[config.vocab_size, config.hidden_size], nn::Init::Const(0.0)));
+        MaskedLm {
+            encoder,
+            dense: linear(&transform / "dense", config.hidden_size, config.hidden_size),
+            layer_norm: layer_norm(&transform / layer_norm_name, config),
+            decoder,
+            bias: head.zeros("bias", &[config.vocab_size]),
+            activation,
+        }
     }
 
     /// Logits over the vocabulary, `[batch, seq, vocab]`.
@@ -415,7 +574,8 @@ impl MaskedLm {
         train: bool,
     ) -> Tensor {
         let hidden = self.encoder.forward_t(input_ids, attention_mask, token_type_ids, train).last_hidden_state;
-        let transformed = self.layer_norm.forward(&activation(&self.activation, &self.dense.forward(&hidden)));
-        transformed.matmul(&self.encoder.word_embeddings().transpose(0, 1)) + &self.bias
+        let transformed = self.layer_norm.forward(&self.activation.forward(&self.dense.forward(&hidden)));
+        let decoder = self.decoder.as_ref().unwrap_or_else(|| self.encoder.word_embeddings());
+        transformed.matmul(&decoder.transpose(0, 1)) + &self.bias
     }
 }
