@@ -99,6 +99,11 @@ impl Task {
         }
     }
 
+    /// Whether an example is a sentence pair (`text_b` set): MRPC, QQP, MNLI, ANLI.
+    pub fn is_pair(self) -> bool {
+        matches!(self, Task::Mrpc | Task::Qqp | Task::Mnli | Task::Anli)
+    }
+
     pub fn metrics(self) -> &'static [Metric] {
         match self {
             Task::Mrpc | Task::Qqp => &[Metric::Accuracy, Metric::F1],
@@ -387,8 +392,10 @@ fn parse_anli(file: &Path) -> Result<Vec<Example>, Error> {
     Ok(examples)
 }
 
-/// Yelp Polarity CSV: no header, `"class","text"` with class 1 (negative) or 2 (positive), quotes
-/// doubled inside fields, newlines written as a literal `\n`.
+/// Yelp Polarity CSV (Zhang et al. 2015, `readme.txt` of `yelp_review_polarity_csv`): no header,
+/// `"class","text"` with class 1 (negative) or 2 (positive), quotes doubled inside fields (the CSV
+/// reader undoes that), newlines written as a backslash and `n`, and some quotes written as a
+/// backslash and `"` (undone by [`unescape_zhang`]).
 fn parse_yelp(file: &Path) -> Result<Vec<Example>, Error> {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
@@ -409,7 +416,28 @@ fn parse_yelp(file: &Path) -> Result<Vec<Example>, Error> {
             "2" => 1,
             other => return Err(parse_error(file, line, format!("class `{other}` is not 1 or 2"))),
         };
-        examples.push(Example { text_a: record[1].replace("\\n", "\n"), text_b: None, label });
+        examples.push(Example { text_a: unescape_zhang(&record[1]), text_b: None, label });
     }
     Ok(examples)
+}
+
+/// The escapes of Zhang et al.'s CSVs, in one left-to-right pass: `\n` is a newline, `\"` a
+/// quote; any other backslash is text (`C:\dir`, `\o/`, a trailing `\`).
+fn unescape_zhang(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(ch) = chars.next() {
+        match (ch, chars.peek()) {
+            ('\\', Some('n')) => {
+                out.push('\n');
+                chars.next();
+            }
+            ('\\', Some('"')) => {
+                out.push('"');
+                chars.next();
+            }
+            _ => out.push(ch),
+        }
+    }
+    out
 }

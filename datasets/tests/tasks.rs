@@ -174,6 +174,29 @@ fn yelp_csv_with_doubled_quotes_and_literal_newlines() {
     assert_eq!(Task::YelpPolarity.dev_splits(), ["test"]);
 }
 
+/// Zhang et al.'s own escapes as the upstream files spell them: a backslash-quote (written `\""`
+/// inside a CSV field), a backslash-n, and backslashes that escape nothing, which stay text.
+#[test]
+fn yelp_csv_backslash_escapes_as_upstream_writes_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let train = concat!(
+        r#""2","He said \""best tacos in town\"" and he was right.\n\nFive stars.""#,
+        "\n",
+        r#""1","Path C:\dir was wrong \o/ and the end is a backslash \""#,
+        "\n",
+    );
+    let test = "\"1\",\"Meh.\"\n";
+    let paths = asset(
+        dir.path(),
+        &[],
+        &[("yelp_review_polarity_csv/train.csv", train), ("yelp_review_polarity_csv/test.csv", test)],
+    );
+    let data = check_sizes(Task::YelpPolarity, &paths, &[("train", 2), ("test", 1)]);
+    let train = data.split("train").unwrap();
+    assert_eq!(train[0], example("He said \"best tacos in town\" and he was right.\n\nFive stars.", None, 1));
+    assert_eq!(train[1], example("Path C:\\dir was wrong \\o/ and the end is a backslash \\", None, 0));
+}
+
 #[test]
 fn malformed_rows_are_errors_that_name_file_and_line() {
     let dir = tempfile::tempdir().unwrap();
