@@ -30,11 +30,12 @@ commands:
   bench criterion  the criterion benches of bench-suite (cargo bench -p bench-suite)
   fetch [--mirror DIR]... [--offline] [ASSET...]
                    bring datasets and checkpoints into the verified cache (default: all assets)
-  finetune --model ASSET --task TASK --mode full|did|said [--d N] [--lr X] [--epochs N]
-           [--max-train-examples N] [--device cpu|cuda] [--seed N] [--run-dir DIR] [--mirror DIR] [--offline]
+  finetune --model ASSET --task TASK --mode full|did|said [--d N] [--lr X] [--epochs N] [--batch-size N]
+           [--max-len N] [--max-train-examples N] [--device cpu|cuda] [--seed N] [--scope global|per_tensor]
+           [--precision f32|bf16] [--run-dir DIR] [--mirror DIR] [--offline]
                    fine-tune once and print the result as JSON (release build)
   reproduce [--preset smoke|quick|nightly|paper | --spec FILE] [--only EXP,...] [--device cpu|cuda]
-            [--mirror DIR]... [--offline] [--shard i/n] [--out DIR]
+            [--mirror DIR]... [--offline] [--shard i/n] [--out DIR] [--check-only]
                    run a preset's d90 searches (default: quick), resumable; results in runs/<preset>/,
                    then its report in reports/<preset>/
   report [--preset NAME] [--runs DIR] [--out DIR] [--check] [--compare OTHER_DIR [--tolerance X]]
