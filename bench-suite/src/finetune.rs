@@ -15,6 +15,8 @@ use crate::fastfood::Scope;
 use crate::model::{Config, ConfigError, SequenceClassifier};
 use crate::precision::Precision;
 use crate::random;
+use crate::shapes;
+use crate::subspace::{self, Compat, LambdaGrouping, Method as SubspaceMethod};
 use crate::synthetic;
 use crate::tokenize::{TextEncoder, TokenizeError};
 use crate::train::{LabelledExample, Mode, RunResult, Seeds, StepReport, TrainConfig, TrainData, TrainError, train};
@@ -71,6 +73,64 @@ impl FinetuneRequest {
     }
 }
 
+impl FinetuneRequest {
+    /// The settings that need no files: counts at least 1, a positive finite learning rate, a
+    /// subspace dimension for DID and SAID.
+    pub fn check(&self) -> Result<(), FinetuneError> {
+        let value = |setting: &'static str, value: String, message: &str| {
+            Err(FinetuneError::Value { setting, value, message: message.to_owned() })
+        };
+        if self.mode != Mode::Full && self.d == 0 {
+            return Err(FinetuneError::NoDimension(self.mode));
+        }
+        if self.batch_size == 0 {
+            return value("--batch-size", "0".into(), "a batch holds at least 1 example; use 1 or more");
+        }
+        if self.epochs == 0 {
+            return value("--epochs", "0".into(), "training needs at least 1 epoch; use 1 or more");
+        }
+        if self.max_train_examples == Some(0) {
+            return value("--max-train-examples", "0".into(), "training needs at least 1 example; use 1 or more");
+        }
+        if let Some(lr) = self.lr
+            && !(lr.is_finite() && lr > 0.0)
+        {
+            return value("--lr", lr.to_string(), "a learning rate is a positive finite number");
+        }
+        Ok(())
+    }
+
+    /// `d` against the model with its task head: at most D parameters, and for SAID more than its
+    /// m scales (one per group, which `d` includes).
+    pub fn check_dimension(&self, config: &Config) -> Result<(), FinetuneError> {
+        let layout = shapes::sequence_classifier(config, self.task.labels().len() as i64);
+        let total: usize = shapes::numels(&layout).iter().map(|(_, numel)| numel).sum();
+        if self.d > total {
+            return Err(FinetuneError::Value {
+                setting: "--d",
+                value: self.d.to_string(),
+                message: format!(
+                    "exceeds D = {total}, the parameters of {} with its head; use 1 to {total}",
+                    self.model
+                ),
+            });
+        }
+        if self.mode == Mode::Said {
+            let names: Vec<String> = layout.into_iter().map(|(name, _)| name).collect();
+            let grouping = LambdaGrouping::PerLayer;
+            let (_, scales) = subspace::scale_groups(&names, SubspaceMethod::Said, grouping, Compat::None);
+            subspace::check_dimension(self.d, scales, SubspaceMethod::Said, grouping, Compat::None).map_err(|err| {
+                FinetuneError::Value {
+                    setting: "--d",
+                    value: self.d.to_string(),
+                    message: format!("{err}; use {} to {total}", scales + 1),
+                }
+            })?;
+        }
+        Ok(())
+    }
+}
+
 /// The result of a fine-tuning run, as printed and recorded.
 #[derive(Debug, Clone, Serialize)]
 pub struct FinetuneOutput {
@@ -107,6 +167,38 @@ pub enum FinetuneError {
     UnknownSynthetic(String),
     #[error("mode {0:?} needs a subspace dimension d > 0")]
     NoDimension(Mode),
+    /// A numeric setting outside what the model and task allow, found before any work.
+    #[error("{setting} {value}: {message}")]
+    Value { setting: &'static str, value: String, message: String },
+}
+
+/// Why `max_len` does not fit the model and task, with the range that works: at least the
+/// template's special tokens plus one token per text (the tokenizer can then always truncate),
+/// at most the model's position table ([`Config::max_sequence_length`]). `None` when it fits.
+pub fn max_len_problem(config: &Config, encoder: &TextEncoder, paired: bool) -> Option<String> {
+    let (min, max) = (encoder.min_max_len(paired), config.max_sequence_length().max(0) as usize);
+    let works = format!("use {min} to {max}");
+    if encoder.max_len() < min {
+        let what = if paired { "a sentence pair" } else { "a single text" };
+        let special = encoder.special_tokens(paired);
+        return Some(format!(
+            "leaves no room for {what}: {special} special tokens and one token per text need at least {min}; {works}"
+        ));
+    }
+    if encoder.max_len() > max {
+        return Some(format!(
+            "exceeds the model's {max} positions (max_position_embeddings {}); {works}",
+            config.max_position_embeddings
+        ));
+    }
+    None
+}
+
+/// Reads and checks a checkpoint's `config.json`.
+pub fn read_config(path: &std::path::Path) -> Result<Config, FinetuneError> {
+    let text =
+        std::fs::read_to_string(path).map_err(|source| FinetuneError::Io { path: path.to_path_buf(), source })?;
+    Config::from_json(&text).map_err(|source| FinetuneError::Config { path: path.to_path_buf(), source })
 }
 
 /// A model and a task, loaded once for many runs: the checkpoint's config and weights file (or a
@@ -138,13 +230,12 @@ impl Workload {
     ) -> Result<Workload, FinetuneError> {
         let tokenized_cache = store.home().join("tokenized");
         let model_files = store.ensure(model)?;
-        let task_data = task.load(&store.ensure(task.asset_id())?)?;
-        let config_path = model_files.file("config.json");
-        let config_text = std::fs::read_to_string(&config_path)
-            .map_err(|source| FinetuneError::Io { path: config_path.clone(), source })?;
-        let config =
-            Config::from_json(&config_text).map_err(|source| FinetuneError::Config { path: config_path, source })?;
+        let config = read_config(&model_files.file("config.json"))?;
         let encoder = TextEncoder::from_file(&model_files.file("tokenizer.json"), max_len)?;
+        if let Some(message) = max_len_problem(&config, &encoder, task.is_pair()) {
+            return Err(FinetuneError::Value { setting: "--max-len", value: max_len.to_string(), message });
+        }
+        let task_data = task.load(&store.ensure(task.asset_id())?)?;
         let tokenize = |split: &str, limit: Option<usize>| -> Result<Vec<LabelledExample>, FinetuneError> {
             let examples = task_data
                 .split(split)
@@ -253,14 +344,16 @@ pub fn finetune(
     on_loaded: &mut dyn FnMut(&LoadReport),
     on_step: &mut dyn FnMut(StepReport),
 ) -> Result<FinetuneOutput, FinetuneError> {
-    if request.mode != Mode::Full && request.d == 0 {
-        return Err(FinetuneError::NoDimension(request.mode));
-    }
+    request.check()?;
     let device = parse_device(&request.device)?;
     let mut store_config = StoreConfig::from_env()?;
     store_config.mirrors.extend(request.mirrors.iter().cloned());
     store_config.offline |= request.offline;
     let store = Store::new(store_config, Manifest::embedded())?;
+    if request.mode != Mode::Full {
+        let config = read_config(&store.ensure(&request.model)?.file("config.json"))?;
+        request.check_dimension(&config)?;
+    }
     let workload = Workload::from_store(
         &store,
         &request.model,

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 use tch::{Device, Kind, Tensor};
-use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
+use tokenizers::{PostProcessor, Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TokenizeError {
@@ -23,6 +23,11 @@ pub enum TokenizeError {
     Load { path: PathBuf, message: String },
     #[error("tokenizing: {0}")]
     Encode(String),
+    #[error(
+        "max_len {max_len} leaves no room for the text: {} needs at least {min} tokens ({special} special tokens and one per text)",
+        if *.paired { "a sentence pair" } else { "a single text" }
+    )]
+    MaxLenTooSmall { max_len: usize, min: usize, special: usize, paired: bool },
     #[error("token cache {path}: {source}")]
     Cache {
         path: PathBuf,
@@ -62,19 +67,54 @@ impl TextEncoder {
         let bytes = std::fs::read(path).map_err(|err| load_error(err.to_string()))?;
         let mut tokenizer = Tokenizer::from_bytes(&bytes).map_err(|err| load_error(err.to_string()))?;
         tokenizer.with_padding(None);
-        tokenizer
-            .with_truncation(Some(TruncationParams {
-                max_length: max_len,
-                strategy: TruncationStrategy::LongestFirst,
-                stride: 0,
-                direction: TruncationDirection::Right,
-            }))
-            .map_err(|err| load_error(err.to_string()))?;
+        // The tokenizers crate subtracts the special tokens from `max_length` (and overflows
+        // below them): a `max_len` without room for a text sets no truncation, and `encode`
+        // refuses it before tokenizing anything.
+        let room = tokenizer.get_post_processor().map_or(0, |processor| processor.added_tokens(false)) < max_len;
+        let truncation = room.then_some(TruncationParams {
+            max_length: max_len,
+            strategy: TruncationStrategy::LongestFirst,
+            stride: 0,
+            direction: TruncationDirection::Right,
+        });
+        tokenizer.with_truncation(truncation).map_err(|err| load_error(err.to_string()))?;
         Ok(TextEncoder { tokenizer, max_len, tokenizer_hash: format!("{:x}", Sha256::digest(&bytes)) })
     }
 
-    /// Tokenises a text or a sentence pair, with the model's special tokens.
+    pub fn max_len(&self) -> usize {
+        self.max_len
+    }
+
+    /// The special tokens the tokenizer's template adds: `[CLS] a [SEP]` 2, `[CLS] a [SEP] b [SEP]`
+    /// 3, RoBERTa's `<s> a </s></s> b </s>` 4.
+    pub fn special_tokens(&self, paired: bool) -> usize {
+        self.tokenizer.get_post_processor().map_or(0, |processor| processor.added_tokens(paired))
+    }
+
+    /// The smallest `max_len` that keeps one token of each text besides the special tokens.
+    pub fn min_max_len(&self, paired: bool) -> usize {
+        self.special_tokens(paired) + if paired { 2 } else { 1 }
+    }
+
+    /// Refuses a `max_len` that [`TextEncoder::encode`] could not honour for single texts or pairs.
+    pub fn check_max_len(&self, paired: bool) -> Result<(), TokenizeError> {
+        let min = self.min_max_len(paired);
+        if self.max_len < min {
+            return Err(TokenizeError::MaxLenTooSmall {
+                max_len: self.max_len,
+                min,
+                special: self.special_tokens(paired),
+                paired,
+            });
+        }
+        Ok(())
+    }
+
+    /// Tokenises a text or a sentence pair, with the model's special tokens, truncated to
+    /// `max_len`; a `max_len` too small for the template is an error, never an impossible
+    /// truncation.
     pub fn encode(&self, text_a: &str, text_b: Option<&str>) -> Result<Encoded, TokenizeError> {
+        self.check_max_len(text_b.is_some())?;
         let encoding = match text_b {
             Some(text_b) => self.tokenizer.encode((text_a, text_b), true),
             None => self.tokenizer.encode(text_a, true),

@@ -14,8 +14,10 @@
 //! evaluations so far. A run killed and restarted from its run folder ends with exactly the
 //! numbers of an uninterrupted run.
 //!
-//! A loss that is not finite, or above `divergence_loss`, ends the run as `diverged`, keeping the
-//! evaluations made until then.
+//! A run is `diverged` whenever its loss is not finite (or above `divergence_loss`), the logits it
+//! is evaluated on are not finite, or its final weights are not finite, at whatever step that
+//! happens: it ends there, keeps the evaluations made until then for the record, and gets no
+//! score (`best` is `None`), so a model that predicts one class from NaN logits is never scored.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -157,10 +159,27 @@ pub enum Status {
     Completed,
     Diverged {
         step: usize,
+        /// The training loss of the step (the last finite one when the weights or logits failed).
         loss: f64,
+        /// What was found not finite.
+        #[serde(default)]
+        cause: DivergenceCause,
     },
     /// Ended by `max_steps_this_process`.
     Stopped,
+}
+
+/// What made a run diverge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DivergenceCause {
+    /// The training loss was not finite or exceeded `divergence_loss`.
+    #[default]
+    Loss,
+    /// Evaluation logits were not finite.
+    Logits,
+    /// The weights after the last step were not finite.
+    Weights,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -325,6 +344,7 @@ pub fn train(
     let steps_before = state.step;
     let elapsed_before = state.elapsed_s;
     let mut status = Status::Completed;
+    let mut last_loss = f64::NAN;
 
     'epochs: for epoch in state.step / steps_per_epoch..config.epochs {
         let order = epoch_order(config.seeds.data, epoch, data.train.len());
@@ -349,7 +369,7 @@ pub fn train(
             let loss = logits.log_softmax(-1, Kind::Float).nll_loss(&labels);
             let loss_value = loss.double_value(&[]);
             if !loss_value.is_finite() || loss_value > config.divergence_loss {
-                status = Status::Diverged { step: state.step, loss: loss_value };
+                status = Status::Diverged { step: state.step, loss: loss_value, cause: DivergenceCause::Loss };
                 break 'epochs;
             }
             loss.backward();
@@ -370,12 +390,19 @@ pub fn train(
             }
             state.loss_sum += loss_value;
             state.loss_count += 1;
+            last_loss = loss_value;
             on_step(StepReport { step: state.step, total_steps, loss: loss_value, lr });
 
             let end_of_epoch = batch_idx + 1 == steps_per_epoch;
             if end_of_epoch || config.eval_every.is_some_and(|every| state.step.is_multiple_of(every)) {
-                let evaluation = evaluate(model, data, config, device, &mut state, epoch);
-                state.evaluations.push(evaluation);
+                match evaluate(model, data, config, device, &mut state, epoch) {
+                    Some(evaluation) => state.evaluations.push(evaluation),
+                    None => {
+                        status =
+                            Status::Diverged { step: state.step, loss: loss_value, cause: DivergenceCause::Logits };
+                        break 'epochs;
+                    }
+                }
             }
             if let (Some(dir), Some(every)) = (run_dir, config.checkpoint_every)
                 && (state.step.is_multiple_of(every) || state.step == total_steps)
@@ -386,7 +413,14 @@ pub fn train(
         }
     }
 
-    let best = state.evaluations.iter().max_by(|a, b| a.score.total_cmp(&b.score)).cloned();
+    // The loss and logits of the last step were checked; its weights were not yet.
+    if status == Status::Completed && !all_finite(&named) {
+        status = Status::Diverged { step: state.step, loss: last_loss, cause: DivergenceCause::Weights };
+    }
+    let best = match status {
+        Status::Diverged { .. } => None,
+        _ => state.evaluations.iter().max_by(|a, b| a.score.total_cmp(&b.score)).cloned(),
+    };
     Ok(RunResult {
         config: config.clone(),
         status,
@@ -427,6 +461,12 @@ fn epoch_order(seed: u64, epoch: usize, len: usize) -> Vec<usize> {
     order
 }
 
+/// Whether every tensor of `named` is finite (one reduction per tensor).
+fn all_finite(named: &[(String, Tensor)]) -> bool {
+    let _guard = tch::no_grad_guard();
+    named.iter().all(|(_, tensor)| tensor.isfinite().all().int64_value(&[]) != 0)
+}
+
 fn zero_grads(named: &[(String, Tensor)]) {
     for (_, tensor) in named {
         let mut grad = tensor.grad();
@@ -443,32 +483,36 @@ fn evaluate(
     device: Device,
     state: &mut RunState,
     epoch: usize,
-) -> Evaluation {
+) -> Option<Evaluation> {
     let _guard = tch::no_grad_guard();
     let mut splits = BTreeMap::new();
     let mut score = None;
     for (name, examples) in &data.dev {
-        let metrics = split_metrics(model, examples, data, device, config.precision);
+        let metrics = split_metrics(model, examples, data, device, config.precision)?;
         score.get_or_insert(metrics.accuracy);
         splits.insert(name.clone(), metrics);
     }
     let train_examples = &data.train[..config.train_eval_examples.min(data.train.len())];
-    let train_accuracy = (!train_examples.is_empty())
-        .then(|| split_metrics(model, train_examples, data, device, config.precision).accuracy);
+    let train_accuracy = if train_examples.is_empty() {
+        None
+    } else {
+        Some(split_metrics(model, train_examples, data, device, config.precision)?.accuracy)
+    };
     let train_loss = if state.loss_count == 0 { f64::NAN } else { state.loss_sum / state.loss_count as f64 };
     state.loss_sum = 0.0;
     state.loss_count = 0;
-    Evaluation { step: state.step, epoch, train_loss, splits, score: score.unwrap_or(f64::NAN), train_accuracy }
+    Some(Evaluation { step: state.step, epoch, train_loss, splits, score: score.unwrap_or(f64::NAN), train_accuracy })
 }
 
-/// Accuracy (and F1 of label 1 when the task reports it) of `model` on `examples`.
+/// Accuracy (and F1 of label 1 when the task reports it) of `model` on `examples`; `None` when a
+/// logit is not finite (an argmax over NaN would score a constant prediction).
 fn split_metrics(
     model: &SequenceClassifier,
     examples: &[LabelledExample],
     data: &TrainData,
     device: Device,
     precision: Precision,
-) -> SplitMetrics {
+) -> Option<SplitMetrics> {
     let mut correct = 0usize;
     let (mut true_positive, mut false_positive, mut false_negative) = (0usize, 0usize, 0usize);
     for chunk in examples.chunks(64) {
@@ -476,6 +520,9 @@ fn split_metrics(
         let batch = collate(&encoded, data.pad_id, device);
         let logits = precision
             .run(device, || model.forward_t(&batch.input_ids, &batch.attention_mask, &batch.token_type_ids, false));
+        if logits.isfinite().all().int64_value(&[]) == 0 {
+            return None;
+        }
         let predictions =
             Vec::<i64>::try_from(logits.argmax(-1, false).to_device(Device::Cpu)).expect("i64 predictions");
         for (example, &prediction) in chunk.iter().zip(&predictions) {
@@ -491,7 +538,7 @@ fn split_metrics(
         let denominator = 2 * true_positive + false_positive + false_negative;
         if denominator == 0 { 0.0 } else { 2.0 * true_positive as f64 / denominator as f64 }
     });
-    SplitMetrics { accuracy, f1 }
+    Some(SplitMetrics { accuracy, f1 })
 }
 
 /// A checkpoint: `trainable.safetensors` (tensors and Adam moments) and `state.json`, each written

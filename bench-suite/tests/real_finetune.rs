@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use bench_suite::finetune::{FinetuneRequest, finetune};
-use bench_suite::train::{Mode, Status};
+use bench_suite::train::{DivergenceCause, Mode, Status};
 use datasets::tasks::Task;
 
 #[test]
@@ -32,4 +32,109 @@ fn minilm_learns_sst2_fully_and_in_a_said_subspace() {
         assert_eq!(output.train_examples, 4000);
         assert!(accuracy > 0.65, "{mode:?}: dev accuracy {accuracy} is not clearly above the majority class (0.509)");
     }
+}
+
+fn mirror_or_skip(what: &str) -> Option<PathBuf> {
+    let mirror = std::env::var_os("INTRINSIC_BENCH_TEST_MIRROR").map(PathBuf::from);
+    if mirror.is_none() {
+        eprintln!("INTRINSIC_BENCH_TEST_MIRROR not set: skipping {what}");
+    }
+    mirror
+}
+
+fn mrpc_request(mirror: &std::path::Path, mode: Mode, d: usize) -> FinetuneRequest {
+    let mut request = FinetuneRequest::new("sentence-transformers/all-MiniLM-L6-v2", Task::Mrpc, mode, d);
+    request.epochs = 1;
+    request.max_len = 64;
+    request.max_train_examples = Some(32);
+    request.mirrors = vec![mirror.to_path_buf()];
+    request.offline = true;
+    request
+}
+
+/// The case of `../shared/cases/README.md`: one SAID step at lr 1e39 leaves the weights
+/// non-finite although that step's loss was finite. The run is `diverged` and gets no score (it
+/// used to be `completed` with the 0.316 of a model predicting one class); with two steps the
+/// loss itself gives it away.
+#[test]
+fn a_run_whose_last_step_breaks_the_weights_is_diverged() {
+    let Some(mirror) = mirror_or_skip("the divergence case") else { return };
+    for (examples, cause) in [(32, DivergenceCause::Logits), (64, DivergenceCause::Loss)] {
+        let mut request = mrpc_request(&mirror, Mode::Said, 1000);
+        request.lr = Some(1e39);
+        request.max_train_examples = Some(examples);
+        let output = finetune(&request, &mut |_| {}, &mut |_| {}).unwrap();
+        let status = &output.result.status;
+        assert!(matches!(status, Status::Diverged { cause: found, .. } if *found == cause), "{examples}: {status:?}");
+        assert!(output.result.best.is_none(), "{examples}: a diverged run has no score");
+    }
+}
+
+/// Values that leave no room to work are refused before any work, naming the flag and the range
+/// that works for MiniLM (BERT's pair template: 3 special tokens; 512 positions) on MRPC.
+#[test]
+fn values_without_room_are_refused_before_any_work() {
+    let Some(mirror) = mirror_or_skip("the value checks") else { return };
+    let refused = |change: &dyn Fn(&mut FinetuneRequest), expected: &str| {
+        let mut request = mrpc_request(&mirror, Mode::Said, 1000);
+        change(&mut request);
+        let err = finetune(&request, &mut |_| panic!("loaded a checkpoint"), &mut |_| panic!("trained")).unwrap_err();
+        assert!(err.to_string().contains(expected), "{err}");
+    };
+    refused(&|request| request.batch_size = 0, "--batch-size 0: a batch holds at least 1 example");
+    refused(&|request| request.epochs = 0, "--epochs 0");
+    refused(&|request| request.lr = Some(-1.0), "--lr -1");
+    refused(&|request| request.max_len = 0, "--max-len 0: leaves no room for a sentence pair");
+    refused(&|request| request.max_len = 4, "need at least 5; use 5 to 512");
+    refused(&|request| request.max_len = 513, "--max-len 513: exceeds the model's 512 positions");
+    refused(&|request| request.d = 30_000_000, "--d 30000000: exceeds D = 22713986");
+    refused(&|request| request.d = 8, "use 9 to 22713986");
+}
+
+/// A spec whose `max_len` leaves no room for a sentence pair fails `--check-only`, at its line.
+#[test]
+fn check_only_refuses_a_max_len_without_room() {
+    let Some(mirror) = mirror_or_skip("the spec max_len check") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("short.yaml");
+    let text = "\
+description: max_len too short for MRPC pairs
+training: {epochs: 1, max_len: 2}
+search: {d_min: 100, d_max: 1000}
+methods:
+  full: {method: full, lr: [5.0e-5]}
+  said: {method: said, lr: [0.3]}
+experiments:
+  - name: short
+    models: [sentence-transformers/all-MiniLM-L6-v2]
+    tasks: [mrpc]
+    methods: [said]
+";
+    std::fs::write(&spec, text).unwrap();
+    let run = |spec: &std::path::Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_bench-suite"))
+            .env("INTRINSIC_BENCH_HOME", dir.path().join("home"))
+            .args(["reproduce", "--check-only", "--offline", "--mirror"])
+            .arg(&mirror)
+            .arg("--spec")
+            .arg(spec)
+            .arg("--out")
+            .arg(dir.path().join("out"))
+            .output()
+            .unwrap()
+    };
+    let output = run(&spec);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(
+            "short.yaml:2: training.max_len: 2 for sentence-transformers/all-MiniLM-L6-v2 on mrpc: leaves no room"
+        ),
+        "{stderr}"
+    );
+    assert!(stderr.contains("use 5 to 512"), "{stderr}");
+    std::fs::write(&spec, text.replace("max_len: 2", "max_len: 5")).unwrap();
+    let output = run(&spec);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(!dir.path().join("out").exists(), "--check-only wrote into the results folder");
 }

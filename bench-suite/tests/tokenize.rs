@@ -102,9 +102,32 @@ fn cache_is_keyed_by_tokenizer_data_and_length() {
     // Other data or another length: other entries, and the right ids.
     let other = encoder.encode_all(&texts[..1], Some(&cache)).unwrap();
     assert_eq!(other, first[..1]);
-    let shorter = TextEncoder::from_file(&tiny_tokenizer(&dir), 4).unwrap().encode_all(&texts, Some(&cache)).unwrap();
-    assert_eq!(shorter[1].ids.len(), 4);
+    let shorter = TextEncoder::from_file(&tiny_tokenizer(&dir), 5).unwrap().encode_all(&texts, Some(&cache)).unwrap();
+    assert_eq!(shorter[1].ids.len(), 5);
     assert_eq!(files(), 3);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// A `max_len` that leaves no token of a text beside the template's special tokens is an error,
+/// never an impossible truncation: single texts need 2 + 1, pairs 3 + 2 with BERT's template.
+#[test]
+fn max_len_without_room_for_the_text_is_refused() {
+    let dir = temp_dir("room");
+    let path = tiny_tokenizer(&dir);
+    let encoder = TextEncoder::from_file(&path, 4).unwrap();
+    assert_eq!((encoder.special_tokens(false), encoder.special_tokens(true)), (2, 3));
+    assert_eq!((encoder.min_max_len(false), encoder.min_max_len(true)), (3, 5));
+    assert_eq!(encoder.encode("the cat sat", None).unwrap().ids, [2, 4, 5, 3]);
+    let err = encoder.encode("the cat", Some("a mat")).unwrap_err();
+    assert!(err.to_string().contains("max_len 4 leaves no room") && err.to_string().contains("at least 5"), "{err}");
+    for max_len in [0, 1, 2] {
+        let err = TextEncoder::from_file(&path, max_len).unwrap().encode("the", None).unwrap_err();
+        assert!(err.to_string().contains("at least 3"), "{max_len}: {err}");
+    }
+    assert_eq!(
+        TextEncoder::from_file(&path, 5).unwrap().encode("the cat sat", Some("on the mat")).unwrap().ids.len(),
+        5
+    );
     std::fs::remove_dir_all(dir).unwrap();
 }
 

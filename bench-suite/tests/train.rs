@@ -5,7 +5,7 @@
 use bench_suite::model::SequenceClassifier;
 use bench_suite::precision::Precision;
 use bench_suite::synthetic;
-use bench_suite::train::{LabelledExample, Mode, RunResult, Status, TrainConfig, TrainData, train};
+use bench_suite::train::{DivergenceCause, LabelledExample, Mode, RunResult, Status, TrainConfig, TrainData, train};
 use tch::{Device, nn};
 
 /// Torch's generator is process-wide: model construction in one test would shift the dropout
@@ -146,6 +146,46 @@ fn same_seeds_give_identical_runs_and_a_nan_ends_as_diverged() {
     let train_set = synthetic(64, 1);
     let data = TrainData { train: &train_set, dev: vec![("dev".to_owned(), &train_set)], with_f1: false, pad_id: 0 };
     let result = train(&vs, &model, &data, &TrainConfig::new(Mode::Full, 0, 1e-3), None, &mut |_| {}).unwrap();
-    assert!(matches!(result.status, Status::Diverged { step: 0, loss } if loss.is_nan()), "{:?}", result.status);
+    assert!(
+        matches!(result.status, Status::Diverged { step: 0, loss, cause: DivergenceCause::Loss } if loss.is_nan()),
+        "{:?}",
+        result.status
+    );
     assert!(result.evaluations.is_empty() && result.best.is_none());
+}
+
+/// Divergence is found wherever it shows, and a diverged run gets no score: weights broken by the
+/// last step (its loss was finite) show in the evaluation's logits; a non-finite weight that no
+/// logit reads (a position past every example) in the final weights.
+#[test]
+fn non_finite_logits_or_final_weights_are_divergence() {
+    let _serial = serial();
+    let train_set = synthetic(64, 1);
+    let data = TrainData { train: &train_set, dev: vec![("dev".to_owned(), &train_set)], with_f1: false, pad_id: 0 };
+
+    let (vs, said_model) = model();
+    let mut config = TrainConfig::new(Mode::Said, 120, 1e39);
+    config.epochs = 1;
+    config.batch_size = 64;
+    let result = train(&vs, &said_model, &data, &config, None, &mut |_| {}).unwrap();
+    assert!(
+        matches!(result.status, Status::Diverged { step: 1, loss, cause: DivergenceCause::Logits } if loss.is_finite()),
+        "{:?}",
+        result.status
+    );
+    assert!(result.best.is_none() && result.evaluations.is_empty(), "{result:?}");
+
+    let (vs, model) = model();
+    let _ = tch::no_grad(|| vs.variables()["bert.embeddings.position_embeddings.weight"].get(31).fill_(f64::INFINITY));
+    let mut config = TrainConfig::new(Mode::Full, 0, 1e-3);
+    config.epochs = 1;
+    config.batch_size = 16;
+    let result = train(&vs, &model, &data, &config, None, &mut |_| {}).unwrap();
+    assert!(
+        matches!(result.status, Status::Diverged { step: 4, cause: DivergenceCause::Weights, .. }),
+        "{:?}",
+        result.status
+    );
+    assert_eq!(result.evaluations.len(), 1, "the evaluation is kept for the record");
+    assert!(result.best.is_none(), "but the run has no score");
 }

@@ -236,13 +236,25 @@ pub struct KeyLock {
 }
 
 impl ResultsDir {
+    /// Opens the folder `root`, creating it and its subfolders.
     pub fn new(root: impl Into<PathBuf>) -> Result<ResultsDir, ResultsError> {
-        let root = root.into();
+        let results = ResultsDir::at(root);
+        results.create()?;
+        Ok(results)
+    }
+
+    /// The folder `root`, touching nothing on disk (a plan that is only checked writes nothing).
+    pub fn at(root: impl Into<PathBuf>) -> ResultsDir {
+        ResultsDir { root: root.into() }
+    }
+
+    /// Creates the folder and its subfolders where they are missing.
+    pub fn create(&self) -> Result<(), ResultsError> {
         for sub in ["runs", "searches", "work", "locks"] {
-            let dir = root.join(sub);
+            let dir = self.root.join(sub);
             std::fs::create_dir_all(&dir).map_err(io(&dir))?;
         }
-        Ok(ResultsDir { root })
+        Ok(())
     }
 
     pub fn run_path(&self, key: &str) -> PathBuf {

@@ -21,11 +21,11 @@ use super::results::{
 use super::search::{Outcome, ProbeOutcome, SearchOutcome, d_grid, median, search as d90_search};
 use super::spec::{Method, Plan, SearchPlan, SpecError};
 use crate::device::parse_device;
-use crate::finetune::{FinetuneError, Workload, process_memory_bytes};
-use crate::model::Config;
+use crate::finetune::{FinetuneError, Workload, max_len_problem, process_memory_bytes, read_config};
 use crate::shapes;
 use crate::subspace::{self, Method as SubspaceMethod};
 use crate::synthetic;
+use crate::tokenize::TextEncoder;
 use crate::train::{Mode, Seeds, StepReport, TrainConfig};
 
 #[derive(Debug, thiserror::Error)]
@@ -37,7 +37,7 @@ pub enum RunnerError {
     #[error(transparent)]
     Data(#[from] datasets::Error),
     #[error("{context}: {source}")]
-    Finetune { context: String, source: FinetuneError },
+    Finetune { context: String, source: Box<FinetuneError> },
     #[error("--only: no experiment named `{name}` (the spec has: {known})")]
     UnknownExperiment { name: String, known: String },
     #[error("--shard {0}: expected i/n with 0 <= i < n, e.g. 0/4")]
@@ -208,7 +208,7 @@ impl Runner {
         let device = options.device.clone().unwrap_or_else(|| plan.device.clone());
         Ok(Runner {
             store: Store::new(store_config, Manifest::embedded())?,
-            results: ResultsDir::new(&options.out)?,
+            results: ResultsDir::at(&options.out),
             device,
             workload: None,
         })
@@ -229,19 +229,16 @@ impl Runner {
         for plan in searches {
             let origin = &plan.origin;
             let model_field = || format!("models[{}]", origin.model_index);
-            let (config, model_revision) = match synthetic::model_config(&plan.model) {
-                Some(config) => (config, "synthetic".to_owned()),
+            let (config, model_revision, tokenizer) = match synthetic::model_config(&plan.model) {
+                Some(config) => (config, "synthetic".to_owned(), None),
                 None => {
                     let files = self
                         .store
                         .ensure(&plan.model)
                         .map_err(|err| origin.error(&model_field(), format!("`{}`: {err}", plan.model)))?;
-                    let path = files.file("config.json");
-                    let text = std::fs::read_to_string(&path)
-                        .map_err(|err| origin.error(&model_field(), format!("{}: {err}", path.display())))?;
-                    let config = Config::from_json(&text)
-                        .map_err(|err| origin.error(&model_field(), format!("{}: {err}", path.display())))?;
-                    (config, self.store.content_id(&plan.model)?)
+                    let config = read_config(&files.file("config.json"))
+                        .map_err(|err| origin.error(&model_field(), err.to_string()))?;
+                    (config, self.store.content_id(&plan.model)?, Some(files.file("tokenizer.json")))
                 }
             };
             let (n_labels, data) = if plan.task == synthetic::TASK {
@@ -264,6 +261,15 @@ impl Runner {
                         .into());
                 }
                 let task = Task::from_name(&plan.task)?;
+                if let Some(tokenizer) = &tokenizer {
+                    let encoder = TextEncoder::from_file(tokenizer, plan.training.max_len)
+                        .map_err(|err| origin.error(&model_field(), err.to_string()))?;
+                    if let Some(message) = max_len_problem(&config, &encoder, task.is_pair()) {
+                        let message =
+                            format!("{} for {} on {}: {message}", plan.training.max_len, plan.model, plan.task);
+                        return Err(origin.error("training.max_len", message).into());
+                    }
+                }
                 let task_field = format!("tasks[{}]", origin.task_index);
                 self.store
                     .ensure(task.asset_id())
@@ -331,6 +337,7 @@ impl Runner {
         on_event: &mut dyn FnMut(Event),
     ) -> Result<Vec<SearchRecord>, RunnerError> {
         parse_device(&self.device)?;
+        self.results.create()?;
         on_event(Event::Planned { searches });
         let mut records = Vec::new();
         for (index, search) in searches.iter().enumerate() {
@@ -495,7 +502,7 @@ impl Runner {
                     spec.subset_seed,
                 )
             }
-            .map_err(|source| RunnerError::Finetune { context: context(), source })?;
+            .map_err(|source| RunnerError::Finetune { context: context(), source: Box::new(source) })?;
             self.workload = Some((workload_key, workload));
         }
         let workload = &self.workload.as_ref().expect("just loaded").1;
@@ -504,7 +511,7 @@ impl Runner {
         let work_dir = self.results.work_dir(&key);
         let result = workload
             .run(device, &spec.train, Some(&work_dir), &mut |_| {}, &mut |step| on_event(Event::Step(step)))
-            .map_err(|source| RunnerError::Finetune { context: context(), source })?;
+            .map_err(|source| RunnerError::Finetune { context: context(), source: Box::new(source) })?;
         let record = RunRecord {
             key: key.clone(),
             signature,
