@@ -122,6 +122,10 @@ pub fn load(
         }
         loaded.insert(target, (name, tensor));
     }
+    // The file's order is not the reader's: sorted names keep reports and errors stable.
+    unused.sort();
+    unexpected.sort();
+    renamed.sort();
     let missing: Vec<String> = variables
         .keys()
         .filter(|name| {

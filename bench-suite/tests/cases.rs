@@ -12,6 +12,15 @@ use bench_suite::experiment::spec;
 use bench_suite::model::{Config, HiddenAct, SequenceClassifier};
 use tch::{Device, Tensor, nn};
 
+/// Torch's generator is process-wide and model construction draws from it: the dropout test
+/// would see other tests' draws between its seed and its forward, so tests that build models take
+/// turns.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn case(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cases").join(name)
 }
@@ -65,6 +74,7 @@ fn write_checkpoint(tensors: &BTreeMap<String, Tensor>) -> (tempfile::TempDir, P
 
 #[test]
 fn legacy_layernorm_names_load_as_weight_and_bias() {
+    let _serial = serial();
     let folder = case("legacy-layernorm-names");
     let (_vs, model, report) = load(&folder, None);
     let report = report.unwrap();
@@ -83,6 +93,7 @@ fn legacy_layernorm_names_load_as_weight_and_bias() {
 /// MiniLM checkpoint is stored), and the same variable under both names refused.
 #[test]
 fn legacy_names_without_prefix_and_conflicting_names() {
+    let _serial = serial();
     let folder = case("unused-pooler-tensors");
     let mut tensors = read(&folder.join("model.safetensors"));
     let renamed: BTreeMap<String, Tensor> = std::mem::take(&mut tensors)
@@ -116,6 +127,7 @@ fn legacy_names_without_prefix_and_conflicting_names() {
 
 #[test]
 fn a_roberta_checkpoint_with_a_pooler_loads_and_reports_it_unused() {
+    let _serial = serial();
     let folder = case("unused-pooler-tensors");
     let (_vs, model, report) = load(&folder, None);
     let report = report.unwrap();
@@ -129,6 +141,7 @@ fn a_roberta_checkpoint_with_a_pooler_loads_and_reports_it_unused() {
 /// known kind is an error too, not an unused one.
 #[test]
 fn tensors_the_model_needs_are_never_skipped() {
+    let _serial = serial();
     let folder = case("legacy-layernorm-names");
     let mut tensors = read(&folder.join("model.safetensors"));
     tensors.retain(|name, _| !name.contains("pooler"));
@@ -157,6 +170,7 @@ fn tensors_the_model_needs_are_never_skipped() {
 /// and the eval logits are HF's. `null` falls back to `hidden_dropout_prob` (0 here).
 #[test]
 fn classifier_dropout_is_the_heads_dropout() {
+    let _serial = serial();
     let folder = case("classifier-dropout");
     assert_eq!(config(&folder).head_dropout(), 0.5);
     let (vs, model, report) = load(&folder, None);
