@@ -44,6 +44,8 @@ pub struct FinetuneRequest {
     pub subset_seed: u64,
     pub scope: Scope,
     pub precision: Precision,
+    /// Length-bucketed batches (`TrainConfig::length_buckets`).
+    pub length_buckets: Option<usize>,
     pub run_dir: Option<PathBuf>,
     pub mirrors: Vec<PathBuf>,
     pub offline: bool,
@@ -66,6 +68,7 @@ impl FinetuneRequest {
             subset_seed: 0,
             scope: Scope::Global,
             precision: Precision::F32,
+            length_buckets: None,
             run_dir: None,
             mirrors: Vec::new(),
             offline: false,
@@ -88,6 +91,9 @@ impl FinetuneRequest {
         }
         if self.epochs == 0 {
             return value("--epochs", "0".into(), "training needs at least 1 epoch; use 1 or more");
+        }
+        if self.length_buckets == Some(0) {
+            return value("--length-buckets", "0".into(), "a chunk holds at least 1 batch; use 1 or more");
         }
         if self.max_train_examples == Some(0) {
             return value("--max-train-examples", "0".into(), "training needs at least 1 example; use 1 or more");
@@ -368,6 +374,7 @@ pub fn finetune(
     train_config.precision = request.precision;
     train_config.epochs = request.epochs;
     train_config.batch_size = request.batch_size;
+    train_config.length_buckets = request.length_buckets;
     train_config.seeds = Seeds::all(request.seed);
     train_config.checkpoint_every = request.run_dir.as_ref().map(|_| 50);
     let result = workload.run(device, &train_config, request.run_dir.as_deref(), on_loaded, on_step)?;

@@ -16,6 +16,8 @@
 //! ```
 //!
 //! Weights are written as `theta_0 + lambda P(theta)` once per optimiser step, outside autograd.
+//! SAID keeps the `P_t theta` of that write for the next step's `grad lambda` (the same `theta`),
+//! so `P` runs once per step, not twice: one more copy of the parameters' size, exact.
 //!
 //! # Memory
 //! We keep a flat copy of `theta_0` (4 bytes per parameter at f32; 0.5 GB for RoBERTa-base). It
@@ -122,6 +124,8 @@ pub struct Subspace {
     n_lambda: usize,
     theta: Tensor,
     lambda: Tensor,
+    /// SAID: `P_t theta` of the last weight write, for `grad lambda`; `None` until the first write.
+    projected: Option<Vec<Tensor>>,
 }
 
 impl Subspace {
@@ -163,6 +167,7 @@ impl Subspace {
             n_lambda,
             theta: Tensor::zeros([theta_len as i64], (kind, device)),
             lambda: Tensor::ones([n_lambda as i64], (kind, device)),
+            projected: None,
             config,
         })
     }
@@ -200,17 +205,18 @@ impl Subspace {
     }
 
     /// Writes `theta_0 + lambda P(theta)` into the model's tensors, outside autograd.
-    pub fn write_weights(&self) -> Result<(), SubspaceError> {
+    pub fn write_weights(&mut self) -> Result<(), SubspaceError> {
         let _guard = tch::no_grad_guard();
         let projected = self.projector.forward(&self.theta)?;
-        for (tensor_idx, (param, offset)) in self.params.iter().zip(projected).enumerate() {
+        for (tensor_idx, (param, offset)) in self.params.iter().zip(&projected).enumerate() {
             let offset = match self.config.method {
-                Method::Did => offset,
+                Method::Did => offset.shallow_clone(),
                 Method::Said => offset * self.lambda.get(self.group_of[tensor_idx] as i64),
             };
             let mut param = param.shallow_clone();
             param.copy_(&(&self.theta0[tensor_idx] + offset).view_as(&param));
         }
+        self.projected = (self.config.method == Method::Said).then_some(projected);
         Ok(())
     }
 
@@ -250,10 +256,19 @@ impl Subspace {
 
         let grad_lambda = Tensor::zeros([self.n_lambda as i64], (self.theta.kind(), self.theta.device()));
         if self.config.method == Method::Said {
-            let projected = self.projector.forward(&self.theta)?;
+            // The weights were written from this `theta`: its projection is at hand after the
+            // first write (before it, `theta` is zero and its projection costs one pass).
+            let computed;
+            let projected = match &self.projected {
+                Some(projected) => projected,
+                None => {
+                    computed = self.projector.forward(&self.theta)?;
+                    &computed
+                }
+            };
             for (tensor_idx, (grad, offset)) in grads.iter().zip(projected).enumerate() {
                 let mut slot = grad_lambda.narrow(0, self.group_of[tensor_idx] as i64, 1);
-                slot += grad.dot(&offset).reshape([1]);
+                slot += grad.dot(offset).reshape([1]);
             }
         }
         Ok((grad_theta, grad_lambda))

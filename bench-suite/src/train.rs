@@ -76,10 +76,20 @@ pub struct TrainConfig {
     pub checkpoint_every: Option<usize>,
     /// A loss above this ends the run as diverged.
     pub divergence_loss: f64,
-    /// Every evaluation also measures accuracy on the first this many training examples (in
-    /// dropout-free eval mode), for the generalization gap; 0 turns it off.
+    /// Every evaluation also measures accuracy on the training examples (in dropout-free eval
+    /// mode), for the generalization gap: the first this many, `None` for the whole training set
+    /// (the default), `Some(0)` not at all.
     #[serde(default)]
-    pub train_eval_examples: usize,
+    pub train_eval_examples: Option<usize>,
+    /// Length-bucketed batches: each epoch's shuffled order is cut into chunks of this many
+    /// batches, sorted by length within each chunk, and the batches are shuffled again, so a batch
+    /// holds examples of similar length (less padding) and the order stays random. `None`: plain
+    /// shuffled batches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub length_buckets: Option<usize>,
+    /// SAID: the learning rate of the scales `lambda` (`None`: `lr`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lambda_lr: Option<f64>,
     pub seeds: Seeds,
     /// f32, or bf16 autocast for the encoder (weights, optimiser and projection stay f32). Left
     /// out of the serialised config when f32, so f32 runs keep the keys they always had.
@@ -108,7 +118,9 @@ impl TrainConfig {
             eval_every: None,
             checkpoint_every: None,
             divergence_loss: 1e4,
-            train_eval_examples: 1000,
+            train_eval_examples: None,
+            length_buckets: None,
+            lambda_lr: None,
             seeds: Seeds::all(0),
             precision: Precision::F32,
             max_steps_this_process: None,
@@ -138,6 +150,16 @@ pub struct SplitMetrics {
     pub accuracy: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub f1: Option<f64>,
+    /// How many examples were predicted as each class, in label order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub predictions: Vec<usize>,
+}
+
+impl SplitMetrics {
+    /// Every example was predicted as one class (a constant predictor, whatever its accuracy).
+    pub fn predicts_one_class(&self) -> bool {
+        !self.predictions.is_empty() && self.predictions.iter().filter(|&&count| count > 0).count() <= 1
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -148,7 +170,10 @@ pub struct Evaluation {
     pub splits: BTreeMap<String, SplitMetrics>,
     /// The metric the run is judged by: accuracy of the first dev split.
     pub score: f64,
-    /// Accuracy on the first `train_eval_examples` training examples, in eval mode.
+    /// The first dev split was predicted as one class throughout.
+    #[serde(default)]
+    pub predicts_one_class: bool,
+    /// Accuracy on the training examples (`train_eval_examples`), in eval mode.
     #[serde(default)]
     pub train_accuracy: Option<f64>,
 }
@@ -196,6 +221,9 @@ pub struct RunResult {
     pub wall_time_s: f64,
     /// Steps done by this process (the rest came from a checkpoint).
     pub steps_this_process: usize,
+    /// Padding tokens over all tokens of the training batches (every epoch).
+    #[serde(default)]
+    pub padding_fraction: Option<f64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -222,16 +250,19 @@ impl Trainable {
         Trainable { first_moment: zeros(&tensors), second_moment: zeros(&tensors), tensors, decay }
     }
 
-    /// One AdamW step (as `torch.optim.AdamW`, betas 0.9/0.999, eps 1e-8) with gradients `grads`.
-    fn step(&mut self, grads: &[Tensor], lr: f64, weight_decay: f64, step: usize) {
+    /// One AdamW step (as `torch.optim.AdamW`, betas 0.9/0.999, eps 1e-8) with gradients `grads`;
+    /// `last_lr_scale` multiplies the learning rate of the last tensor (SAID's scales).
+    fn step(&mut self, grads: &[Tensor], lr: f64, last_lr_scale: Option<f64>, weight_decay: f64, step: usize) {
         let _guard = tch::no_grad_guard();
         let (beta1, beta2, eps): (f64, f64, f64) = (0.9, 0.999, 1e-8);
         let bias1 = 1.0 - beta1.powi(step as i32);
         let bias2 = 1.0 - beta2.powi(step as i32);
         let moments = self.first_moment.iter_mut().zip(self.second_moment.iter_mut());
-        for (((tensor, grad), &decay), (first, second)) in
-            self.tensors.iter_mut().zip(grads).zip(&self.decay).zip(moments)
+        let last = self.tensors.len() - 1;
+        for (idx, (((tensor, grad), &decay), (first, second))) in
+            self.tensors.iter_mut().zip(grads).zip(&self.decay).zip(moments).enumerate()
         {
+            let lr = if idx == last { lr * last_lr_scale.unwrap_or(1.0) } else { lr };
             if decay && weight_decay > 0.0 {
                 let _ = tensor.g_mul_scalar_(1.0 - lr * weight_decay);
             }
@@ -323,6 +354,18 @@ pub fn train(
     let trainable_parameters = trainable.tensors.iter().map(Tensor::numel).sum();
 
     let steps_per_epoch = data.train.len().div_ceil(config.batch_size);
+    let lengths: Vec<usize> = data.train.iter().map(|example| example.encoded.ids.len()).collect();
+    let padding_fraction = {
+        let (mut padded, mut tokens) = (0usize, 0usize);
+        for epoch in 0..config.epochs {
+            for batch in epoch_batches(config, epoch, &lengths) {
+                let longest = batch.iter().map(|&idx| lengths[idx]).max().unwrap_or(0);
+                padded += longest * batch.len();
+                tokens += batch.iter().map(|&idx| lengths[idx]).sum::<usize>();
+            }
+        }
+        (padded > 0).then(|| (padded - tokens) as f64 / padded as f64)
+    };
     let total_steps = steps_per_epoch * config.epochs;
     let warmup_steps = (config.warmup_ratio * total_steps as f64).round() as usize;
     let mut state = RunState {
@@ -347,13 +390,12 @@ pub fn train(
     let mut last_loss = f64::NAN;
 
     'epochs: for epoch in state.step / steps_per_epoch..config.epochs {
-        let order = epoch_order(config.seeds.data, epoch, data.train.len());
-        for batch_idx in state.step % steps_per_epoch..steps_per_epoch {
+        let batches = epoch_batches(config, epoch, &lengths);
+        for (batch_idx, indices) in batches.iter().enumerate().skip(state.step % steps_per_epoch) {
             if config.max_steps_this_process.is_some_and(|max| state.step - steps_before >= max) {
                 status = Status::Stopped;
                 break 'epochs;
             }
-            let indices = &order[batch_idx * config.batch_size..((batch_idx + 1) * config.batch_size).min(order.len())];
             let examples: Vec<&Encoded> = indices.iter().map(|&idx| &data.train[idx].encoded).collect();
             let labels: Vec<i64> = indices.iter().map(|&idx| data.train[idx].label as i64).collect();
             let batch = collate(&examples, data.pad_id, device);
@@ -384,7 +426,9 @@ pub fn train(
             state.step += 1;
             let lr = learning_rate(config.lr, state.step - 1, total_steps, warmup_steps);
             let decay = if subspace.is_some() { 0.0 } else { config.weight_decay };
-            trainable.step(&grads, lr, decay, state.step);
+            let lr_scale =
+                config.lambda_lr.filter(|_| config.mode == Mode::Said).map(|lambda_lr| lambda_lr / config.lr);
+            trainable.step(&grads, lr, lr_scale, decay, state.step);
             if let Some(subspace) = &mut subspace {
                 subspace.set(&trainable.tensors[0], &trainable.tensors[1])?;
             }
@@ -431,6 +475,7 @@ pub fn train(
         subspace: subspace.as_ref().map(Subspace::description),
         trainable_parameters,
         wall_time_s: elapsed_before + start_time.elapsed().as_secs_f64(),
+        padding_fraction,
     })
 }
 
@@ -453,12 +498,25 @@ fn derived_seed(seed: u64, purpose: &str, index: u64) -> i64 {
     (random::keyed_rng("train v1", seed, purpose, index).next_u64() >> 1) as i64
 }
 
-/// The example order of one epoch: a permutation drawn from (seed, epoch).
-fn epoch_order(seed: u64, epoch: usize, len: usize) -> Vec<usize> {
-    let mut rng = random::keyed_rng("train v1", seed, "data order", epoch as u64);
-    let mut order: Vec<usize> = (0..len).collect();
+/// The batches of one epoch (example indices), a function of (data seed, epoch): a shuffled
+/// order cut into batches; with `length_buckets`, chunks of that many batches are sorted by
+/// length (stable, so ties keep the shuffled order) and the batches then shuffled. Either way
+/// every epoch has `ceil(n / batch_size)` batches and only the last chunk's last batch is short.
+fn epoch_batches(config: &TrainConfig, epoch: usize, lengths: &[usize]) -> Vec<Vec<usize>> {
+    let mut rng = random::keyed_rng("train v1", config.seeds.data, "data order", epoch as u64);
+    let mut order: Vec<usize> = (0..lengths.len()).collect();
     random::shuffle(&mut rng, &mut order);
-    order
+    let Some(buckets) = config.length_buckets else {
+        return order.chunks(config.batch_size).map(<[usize]>::to_vec).collect();
+    };
+    let mut batches: Vec<Vec<usize>> = Vec::with_capacity(lengths.len().div_ceil(config.batch_size));
+    for chunk in order.chunks_mut(config.batch_size * buckets.max(1)) {
+        chunk.sort_by_key(|&idx| lengths[idx]);
+        batches.extend(chunk.chunks(config.batch_size).map(<[usize]>::to_vec));
+    }
+    let mut rng = random::keyed_rng("train v1", config.seeds.data, "batch order", epoch as u64);
+    random::shuffle(&mut rng, &mut batches);
+    batches
 }
 
 /// Whether every tensor of `named` is finite (one reduction per tensor).
@@ -489,10 +547,11 @@ fn evaluate(
     let mut score = None;
     for (name, examples) in &data.dev {
         let metrics = split_metrics(model, examples, data, device, config.precision)?;
-        score.get_or_insert(metrics.accuracy);
+        score.get_or_insert((metrics.accuracy, metrics.predicts_one_class()));
         splits.insert(name.clone(), metrics);
     }
-    let train_examples = &data.train[..config.train_eval_examples.min(data.train.len())];
+    let (score, predicts_one_class) = score.unwrap_or((f64::NAN, false));
+    let train_examples = &data.train[..config.train_eval_examples.unwrap_or(usize::MAX).min(data.train.len())];
     let train_accuracy = if train_examples.is_empty() {
         None
     } else {
@@ -501,7 +560,7 @@ fn evaluate(
     let train_loss = if state.loss_count == 0 { f64::NAN } else { state.loss_sum / state.loss_count as f64 };
     state.loss_sum = 0.0;
     state.loss_count = 0;
-    Some(Evaluation { step: state.step, epoch, train_loss, splits, score: score.unwrap_or(f64::NAN), train_accuracy })
+    Some(Evaluation { step: state.step, epoch, train_loss, splits, score, predicts_one_class, train_accuracy })
 }
 
 /// Accuracy (and F1 of label 1 when the task reports it) of `model` on `examples`; `None` when a
@@ -515,7 +574,11 @@ fn split_metrics(
 ) -> Option<SplitMetrics> {
     let mut correct = 0usize;
     let (mut true_positive, mut false_positive, mut false_negative) = (0usize, 0usize, 0usize);
-    for chunk in examples.chunks(64) {
+    let mut counts: Vec<usize> = Vec::new();
+    // Metrics do not depend on the order: batches of similar lengths pad less.
+    let mut by_length: Vec<&LabelledExample> = examples.iter().collect();
+    by_length.sort_by_key(|example| example.encoded.ids.len());
+    for chunk in by_length.chunks(64) {
         let encoded: Vec<&Encoded> = chunk.iter().map(|example| &example.encoded).collect();
         let batch = collate(&encoded, data.pad_id, device);
         let logits = precision
@@ -525,8 +588,10 @@ fn split_metrics(
         }
         let predictions =
             Vec::<i64>::try_from(logits.argmax(-1, false).to_device(Device::Cpu)).expect("i64 predictions");
+        counts.resize(logits.size()[1] as usize, 0);
         for (example, &prediction) in chunk.iter().zip(&predictions) {
             let (label, prediction) = (example.label, prediction as usize);
+            counts[prediction] += 1;
             correct += usize::from(label == prediction);
             true_positive += usize::from(label == 1 && prediction == 1);
             false_positive += usize::from(label != 1 && prediction == 1);
@@ -538,7 +603,7 @@ fn split_metrics(
         let denominator = 2 * true_positive + false_positive + false_negative;
         if denominator == 0 { 0.0 } else { 2.0 * true_positive as f64 / denominator as f64 }
     });
-    Some(SplitMetrics { accuracy, f1 })
+    Some(SplitMetrics { accuracy, f1, predictions: counts })
 }
 
 /// A checkpoint: `trainable.safetensors` (tensors and Adam moments) and `state.json`, each written

@@ -142,7 +142,7 @@ fn gradients_match_finite_differences() {
 fn starts_at_theta_0_and_writes_exactly_theta_0_plus_projection() {
     let model = TinyModel::new(3);
     let before: Vec<Tensor> = model.named_params().iter().map(|(_, param)| param.copy()).collect();
-    let subspace =
+    let mut subspace =
         Subspace::new(&model.named_params(), config(Method::Said, Scope::Global, LambdaGrouping::PerLayer, 20))
             .unwrap();
     subspace.write_weights().unwrap();

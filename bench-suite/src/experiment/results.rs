@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::search::{Outcome, Probe, SearchOutcome};
+use super::search::{Interval, Outcome, Probe, SearchOutcome};
 use super::spec::SearchPlan;
 use crate::train::{Mode, RunResult, TrainConfig};
 
@@ -80,6 +80,9 @@ impl RunSpec {
             parts.push(format!("d:{}", train.d));
         }
         parts.push(format!("lr:{:e}", train.lr));
+        if let Some(lambda_lr) = train.lambda_lr.filter(|_| train.mode == Mode::Said) {
+            parts.push(format!("lambda-lr:{lambda_lr:e}"));
+        }
         let seeds = train.seeds;
         if seeds.data == seeds.head && seeds.head == seeds.dropout && seeds.dropout == seeds.projection {
             parts.push(format!("seed:{}", seeds.data));
@@ -173,11 +176,16 @@ pub struct SearchRecord {
     pub baseline: Baseline,
     pub outcome: Outcome,
     pub probes: Vec<Probe>,
+    /// No probed failure above a probed success.
     pub monotone: Option<bool>,
+    /// The seed-bootstrap interval of d90 (two or more seeds).
+    #[serde(default)]
+    pub interval: Option<Interval>,
     pub provenance: Provenance,
 }
 
 impl SearchRecord {
+    /// The d90 value when one was found (not a bound, not unreached, not unable).
     pub fn d90(&self) -> Option<usize> {
         match self.outcome {
             Outcome::Found { d90, .. } => Some(d90),
@@ -205,6 +213,7 @@ impl SearchRecord {
             outcome: outcome.outcome,
             probes: outcome.probes,
             monotone: outcome.monotone,
+            interval: outcome.interval,
             provenance: Provenance::now(),
         }
     }

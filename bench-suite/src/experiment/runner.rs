@@ -18,7 +18,7 @@ use super::results::{
     Baseline, Provenance, ResultsDir, ResultsError, RunRecord, RunSpec, SearchRecord, TORCH_VERSION, hash_key,
     serde_name,
 };
-use super::search::{Outcome, ProbeOutcome, SearchOutcome, d_grid, median, search as d90_search};
+use super::search::{Outcome, ProbeOutcome, SearchOutcome, search as d90_search};
 use super::spec::{Method, Plan, SearchPlan, SpecError};
 use crate::device::parse_device;
 use crate::finetune::{FinetuneError, Workload, max_len_problem, process_memory_bytes, read_config};
@@ -137,6 +137,12 @@ impl PreparedSearch {
         ));
         let lrs = |method: &Method| method.lrs.iter().map(|lr| format!("{lr:e}")).collect::<Vec<_>>().join(",");
         parts.push(format!("lr:{}", lrs(method)));
+        if let Some(d0) = method.lr_d0 {
+            parts.push(format!("lr-rule:sqrt-d@{d0}"));
+        }
+        if let Some(lambda_lr) = method.lambda_lr {
+            parts.push(format!("lambda-lr:{lambda_lr:e}"));
+        }
         parts.push(format!("baseline-lr:{}", lrs(&plan.baseline)));
         parts.push(format!("seeds:{}", plan.seeds.iter().map(u64::to_string).collect::<Vec<_>>().join(",")));
         parts.push(format!("epochs:{}", plan.training.epochs));
@@ -296,7 +302,7 @@ impl Runner {
                     )
                     .into());
             }
-            let grid = d_grid(search.d_min, search.d_max.unwrap_or(usize::MAX).min(total_parameters));
+            let grid = search.grid(total_parameters);
             let Some(&smallest) = grid.first() else {
                 return Err(origin
                     .error("search.d_min", format!("no grid value lies in [{}, D = {total_parameters}]", search.d_min))
@@ -376,18 +382,25 @@ impl Runner {
             Baseline { score: baseline_outcome.score, target, majority_accuracy, runs: baseline_outcome.runs };
         let signature = search.signature(&self.device, super::results::code_revision());
         let identity = (search.total_parameters, search.scales);
-        let unable =
-            |reason: String| SearchOutcome { outcome: Outcome::Unable { reason }, probes: vec![], monotone: None };
+        let unable = |reason: String| SearchOutcome {
+            outcome: Outcome::Unable { reason },
+            probes: vec![],
+            monotone: None,
+            interval: None,
+        };
         let outcome = match (baseline.score, target) {
-            (Some(score), Some(target)) if score > majority_accuracy => {
-                d90_search(plan.search.mode, &search.grid, target, |d| {
-                    self.probe(search, &plan.method, d, on_event).map(|(outcome, _)| outcome)
-                })?
-            }
-            (Some(score), _) => unable(format!(
+            (Some(score), _) if score <= majority_accuracy => unable(format!(
                 "the baseline ({score:.4}) is not above the majority-class accuracy ({majority_accuracy:.4})"
             )),
-            _ => unable("every baseline run diverged before its first evaluation".to_owned()),
+            (Some(score), Some(target)) if target <= majority_accuracy => unable(format!(
+                "the target ({target:.4} = {} x the baseline {score:.4}) is at or below the majority-class \
+                 accuracy ({majority_accuracy:.4}): a constant predictor would reach it",
+                plan.search.threshold
+            )),
+            (Some(_), Some(target)) => d90_search(plan.search.mode, &search.grid, target, |d| {
+                self.probe(search, &plan.method, d, on_event).map(|(outcome, _)| outcome)
+            })?,
+            _ => unable("every baseline run diverged or predicted one class".to_owned()),
         };
         Ok(SearchRecord::from_outcome(
             search.key.clone(),
@@ -400,8 +413,9 @@ impl Runner {
         ))
     }
 
-    /// Every learning rate and seed of `method` at `d`: the median over seeds of the best score
-    /// over learning rates (a seed whose runs all diverged before evaluating counts as 0).
+    /// Every learning rate and seed of `method` at `d`: per seed the best score over learning
+    /// rates among runs that neither diverged nor predicted one class, and the median over seeds (a
+    /// seed without such a run counts as 0).
     fn probe(
         &mut self,
         search: &PreparedSearch,
@@ -410,28 +424,30 @@ impl Runner {
         on_event: &mut dyn FnMut(Event),
     ) -> Result<(ProbeOutcome, Vec<RunRecord>), RunnerError> {
         let plan = &search.plan;
-        let mut per_seed = Vec::new();
+        let mut seed_scores = Vec::new();
         let mut records = Vec::new();
+        let mut constant_runs = 0;
         for &seed in &plan.seeds {
             let mut best: Option<f64> = None;
-            for &lr in &method.lrs {
+            for lr in method.lrs_at(d) {
                 let spec = self.run_spec(search, method, d, lr, seed);
                 let record = self.run_one(spec, on_event)?;
-                if let Some(score) = record.best_score {
+                let constant = record.result.best.as_ref().is_some_and(|best| best.predicts_one_class);
+                constant_runs += usize::from(constant);
+                if let Some(score) = record.best_score.filter(|_| !constant) {
                     best = Some(best.map_or(score, |best: f64| best.max(score)));
                 }
                 records.push(record);
             }
-            per_seed.push(best);
+            seed_scores.push(best);
         }
-        let all_diverged = records.iter().all(|record| record.diverged);
-        let score = if per_seed.iter().all(Option::is_none) {
-            None
-        } else {
-            median(&per_seed.iter().map(|score| score.unwrap_or(0.0)).collect::<Vec<_>>())
+        let outcome = ProbeOutcome {
+            all_diverged: records.iter().all(|record| record.diverged),
+            constant_runs,
+            runs: records.iter().map(|record| record.key.clone()).collect(),
+            ..ProbeOutcome::from_seed_scores(seed_scores)
         };
-        let runs = records.iter().map(|record| record.key.clone()).collect();
-        Ok((ProbeOutcome { score, all_diverged, runs }, records))
+        Ok((outcome, records))
     }
 
     fn run_spec(&self, search: &PreparedSearch, method: &Method, d: usize, lr: f64, seed: u64) -> RunSpec {
@@ -443,7 +459,7 @@ impl Runner {
             train.grouping = method.grouping;
             train.compat = method.compat;
         }
-        train.epochs = training.epochs;
+        train.epochs = method.epochs.unwrap_or(training.epochs);
         train.batch_size = training.batch_size;
         train.warmup_ratio = training.warmup_ratio;
         train.weight_decay = training.weight_decay;
@@ -451,6 +467,9 @@ impl Runner {
         train.eval_every = training.eval_every;
         train.checkpoint_every = Some(training.checkpoint_every);
         train.precision = training.precision;
+        train.length_buckets = training.length_buckets;
+        train.train_eval_examples = training.train_eval_examples;
+        train.lambda_lr = method.lambda_lr;
         train.seeds = Seeds::all(seed);
         RunSpec {
             model: plan.model.clone(),

@@ -6,16 +6,27 @@
 //! dev metric over learning rates per seed and the median over seeds, and succeeds when that
 //! reaches the target (the threshold, 0.9, times the baseline's best).
 //!
-//! - `grid` probes every value in the bounds; d90 is the smallest success, and the record says
-//!   whether success was monotone in d (no failure above a success).
-//! - `bisect` assumes monotone success (the paper searched d this way for its pre-training
-//!   figure): it probes the largest value first (if that fails, the target is not reached in the
-//!   bounds), then halves the bracket, about log2(n) + 1 probes.
+//! **d90 is the smallest probed `d` from which every larger probed `d` succeeds**, whatever the
+//! probing order, so a lucky success below a failure never makes a d90 and a failure at the top
+//! means the target is not reached. Every search records whether its probes were monotone (no
+//! failure above a success).
 //!
-//! Either way d90 comes with its bracket `[largest failure below it, d90]`; `None` on the left
-//! means d90 is the smallest value searched.
+//! - `grid` probes every value in the bounds.
+//! - `bisect` does not trust a single probe: it climbs a ladder from the bottom (grid indices 0,
+//!   1, 3, 7, 15, ... and the top) to the first success, confirms it with the ladder's next rung
+//!   and the top, then bisects the gap between the successful tail and the failure below it until
+//!   they are neighbours on the grid: about `2 log2(n)` probes when success is monotone, more when
+//!   it is not, which then shows instead of hiding.
+//!
+//! Outcomes: `found` with its bracket `[largest failure below, d90]`; `bound` when the smallest
+//! grid value already succeeds (d90 <= d_min: a bound, not a value); `not_reached`; `unable` with
+//! its reason. Each d90 comes with a seed-bootstrap interval: the seeds are resampled with
+//! replacement, the rule above is applied to the resampled medians, and the 2.5% and 97.5%
+//! quantiles of the resulting d90s are reported (`None` above: beyond the largest probe).
 
 use serde::{Deserialize, Serialize};
+
+use crate::random;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -26,19 +37,49 @@ pub enum SearchMode {
 
 /// The grid values `int(10^(2 + 4i/63))` within `[d_min, d_max]`, increasing.
 pub fn d_grid(d_min: usize, d_max: usize) -> Vec<usize> {
-    (0..64).map(|i| 10f64.powf(2.0 + 4.0 * i as f64 / 63.0) as usize).filter(|&d| d >= d_min && d <= d_max).collect()
+    d_grid_every(d_min, d_max, 1)
+}
+
+/// Every `every`-th grid value (grid indices `i` with `i mod every = 0`) within `[d_min, d_max]`.
+pub fn d_grid_every(d_min: usize, d_max: usize, every: usize) -> Vec<usize> {
+    (0..64)
+        .filter(|i| i % every.max(1) == 0)
+        .map(|i| 10f64.powf(2.0 + 4.0 * i as f64 / 63.0) as usize)
+        .filter(|&d| d >= d_min && d <= d_max)
+        .collect()
 }
 
 /// What one probe (all learning rates and seeds at one `d`) gave.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct ProbeOutcome {
-    /// The median over seeds of the best dev metric over learning rates; `None` when every run
-    /// diverged before its first evaluation.
+    /// The median over seeds of the seed scores; `None` when every run diverged.
     pub score: Option<f64>,
+    /// Per seed (in the plan's order): the best dev metric over learning rates of the runs that
+    /// neither diverged nor predicted one class; `None` when there is no such run (counted as 0 in
+    /// the median: such a seed never helps a probe succeed).
+    pub seed_scores: Vec<Option<f64>>,
     /// Every run of the probe diverged.
     pub all_diverged: bool,
+    /// Runs whose best evaluation predicted one class (left out of the seed scores).
+    pub constant_runs: usize,
     /// The keys of the runs (result files) behind the score.
     pub runs: Vec<String>,
+}
+
+impl ProbeOutcome {
+    /// A probe from its seed scores (the median counts a seed without a score as 0).
+    pub fn from_seed_scores(seed_scores: Vec<Option<f64>>) -> ProbeOutcome {
+        let score = seed_median(&seed_scores);
+        ProbeOutcome { score, seed_scores, ..ProbeOutcome::default() }
+    }
+}
+
+/// The median of seed scores, a missing score counting as 0; `None` when every score is missing.
+pub fn seed_median(seed_scores: &[Option<f64>]) -> Option<f64> {
+    if seed_scores.iter().all(Option::is_none) {
+        return None;
+    }
+    median(&seed_scores.iter().map(|score| score.unwrap_or(0.0)).collect::<Vec<_>>())
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -47,18 +88,34 @@ pub struct Probe {
     pub score: Option<f64>,
     pub success: bool,
     pub all_diverged: bool,
+    #[serde(default)]
+    pub seed_scores: Vec<Option<f64>>,
+    #[serde(default)]
+    pub constant_runs: usize,
     pub runs: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "outcome")]
 pub enum Outcome {
-    /// d90 found: the smallest successful grid value, with the largest failure below it.
+    /// d90: the smallest probed value from which every larger probe succeeded, with the largest
+    /// failure below it.
     Found { d90: usize, bracket: (Option<usize>, usize) },
-    /// No value in the bounds reached the target.
+    /// The smallest grid value already succeeds: d90 is at most that, a bound and not a value.
+    Bound { at_most: usize },
+    /// The largest value searched did not reach the target.
     NotReached { largest_tried: usize },
-    /// d90 cannot be computed (the paper's Figure 2 caption): the reason.
+    /// d90 cannot be computed (the paper's Figure 2 caption, and this suite's rules): the reason.
     Unable { reason: String },
+}
+
+/// A seed-bootstrap interval of d90: the 2.5% and 97.5% quantiles of the d90 of resampled seeds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Interval {
+    pub low: usize,
+    /// `None`: beyond the largest probe (the resampled target was not reached there).
+    pub high: Option<usize>,
+    pub resamples: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -66,11 +123,27 @@ pub struct SearchOutcome {
     pub outcome: Outcome,
     /// In probing order.
     pub probes: Vec<Probe>,
-    /// Grid mode: no failure above a success. Bisect mode assumes it and records `None`.
+    /// No probed failure above a probed success.
     pub monotone: Option<bool>,
+    /// The seed-bootstrap interval of d90 (searches with scores from two or more seeds).
+    #[serde(default)]
+    pub interval: Option<Interval>,
 }
 
-/// Searches `grid` (increasing) for the smallest `d` whose probe reaches `target`.
+/// The indices of `grid` a ladder climbs: 0, 1, 3, 7, 15, ... and the top.
+fn ladder(n: usize) -> Vec<usize> {
+    let mut rungs: Vec<usize> = (0..).map(|k: u32| (1usize << k) - 1).take_while(|&idx| idx < n - 1).collect();
+    rungs.push(n - 1);
+    rungs
+}
+
+/// Among probes sorted by `d`, the position of the smallest from which every larger one succeeds.
+fn first_of_successful_tail(successes: &[bool]) -> Option<usize> {
+    let failures_from = successes.iter().rposition(|&success| !success).map_or(0, |last| last + 1);
+    (failures_from < successes.len()).then_some(failures_from)
+}
+
+/// Searches `grid` (increasing) for d90 against `target` (see the module doc).
 pub fn search<E>(
     mode: SearchMode,
     grid: &[usize],
@@ -78,63 +151,133 @@ pub fn search<E>(
     mut probe: impl FnMut(usize) -> Result<ProbeOutcome, E>,
 ) -> Result<SearchOutcome, E> {
     let mut probes: Vec<Probe> = Vec::new();
-    let mut run = |d: usize, probes: &mut Vec<Probe>| -> Result<bool, E> {
-        let outcome = probe(d)?;
+    let mut run = |idx: usize, probes: &mut Vec<Probe>| -> Result<bool, E> {
+        if let Some(done) = probes.iter().find(|probe| probe.d == grid[idx]) {
+            return Ok(done.success);
+        }
+        let outcome = probe(grid[idx])?;
         let success = outcome.score.is_some_and(|score| score >= target);
-        probes.push(Probe { d, score: outcome.score, success, all_diverged: outcome.all_diverged, runs: outcome.runs });
+        probes.push(Probe {
+            d: grid[idx],
+            score: outcome.score,
+            success,
+            all_diverged: outcome.all_diverged,
+            seed_scores: outcome.seed_scores,
+            constant_runs: outcome.constant_runs,
+            runs: outcome.runs,
+        });
         Ok(success)
     };
-    let Some(&largest) = grid.last() else {
+    if grid.is_empty() {
         return Ok(SearchOutcome {
             outcome: Outcome::Unable { reason: "the search bounds hold no grid value".to_owned() },
             probes,
             monotone: None,
+            interval: None,
         });
-    };
-    let (found, monotone) = match mode {
+    }
+    match mode {
         SearchMode::Grid => {
-            let mut successes = Vec::new();
-            for &d in grid {
-                successes.push(run(d, &mut probes)?);
+            for idx in 0..grid.len() {
+                run(idx, &mut probes)?;
             }
-            let first = successes.iter().position(|&success| success);
-            let monotone = first.is_none_or(|first| successes[first..].iter().all(|&success| success));
-            (first, Some(monotone))
         }
         SearchMode::Bisect => {
-            if !run(largest, &mut probes)? {
-                (None, None)
-            } else {
-                // Invariant: grid[hi] succeeded; everything below lo failed (or is assumed to).
-                let (mut lo, mut hi) = (0, grid.len() - 1);
-                while lo < hi {
-                    let mid = (lo + hi) / 2;
-                    if run(grid[mid], &mut probes)? {
-                        hi = mid;
-                    } else {
-                        lo = mid + 1;
-                    }
+            let rungs = ladder(grid.len());
+            let mut first_success = None;
+            for (rung, &idx) in rungs.iter().enumerate() {
+                if run(idx, &mut probes)? {
+                    first_success = Some(rung);
+                    break;
                 }
-                (Some(hi), None)
+            }
+            if let Some(rung) = first_success {
+                // Confirm above: the next rung and the top.
+                for &idx in rungs[rung + 1..].iter().take(1).chain(rungs.last()) {
+                    run(idx, &mut probes)?;
+                }
+            }
+            // Bisect the gap below the successful tail until it is one grid step wide.
+            loop {
+                let mut probed: Vec<(usize, bool)> = probes
+                    .iter()
+                    .map(|probe| (grid.iter().position(|&d| d == probe.d).expect("a grid value"), probe.success))
+                    .collect();
+                probed.sort_unstable();
+                let successes: Vec<bool> = probed.iter().map(|&(_, success)| success).collect();
+                let Some(pos) = first_of_successful_tail(&successes) else { break };
+                let Some(&(below, _)) = pos.checked_sub(1).map(|below| &probed[below]) else { break };
+                let start = probed[pos].0;
+                if start - below <= 1 {
+                    break;
+                }
+                run((below + start) / 2, &mut probes)?;
             }
         }
-    };
+    }
     if probes.iter().all(|probe| probe.all_diverged) {
         return Ok(SearchOutcome {
             outcome: Outcome::Unable { reason: "every subspace run diverged".to_owned() },
             probes,
-            monotone,
+            monotone: None,
+            interval: None,
         });
     }
-    let outcome = match found {
+    let mut sorted: Vec<&Probe> = probes.iter().collect();
+    sorted.sort_by_key(|probe| probe.d);
+    let successes: Vec<bool> = sorted.iter().map(|probe| probe.success).collect();
+    let monotone = successes.windows(2).all(|pair| !pair[0] || pair[1]);
+    let outcome = outcome_of(grid, &sorted, &successes);
+    let interval = bootstrap_interval(grid, &sorted, target);
+    Ok(SearchOutcome { outcome, probes, monotone: Some(monotone), interval })
+}
+
+/// The outcome of probes sorted by `d` with their successes (the module doc's rule).
+fn outcome_of(grid: &[usize], sorted: &[&Probe], successes: &[bool]) -> Outcome {
+    let largest = sorted.last().map_or(grid[grid.len() - 1], |probe| probe.d);
+    match first_of_successful_tail(successes) {
         None => Outcome::NotReached { largest_tried: largest },
-        Some(idx) => {
-            let d90 = grid[idx];
-            let below = probes.iter().filter(|probe| !probe.success && probe.d < d90).map(|probe| probe.d).max();
-            Outcome::Found { d90, bracket: (below, d90) }
-        }
-    };
-    Ok(SearchOutcome { outcome, probes, monotone })
+        Some(pos) if sorted[pos].d == grid[0] => Outcome::Bound { at_most: grid[0] },
+        Some(pos) => Outcome::Found {
+            d90: sorted[pos].d,
+            bracket: (pos.checked_sub(1).map(|below| sorted[below].d), sorted[pos].d),
+        },
+    }
+}
+
+/// Resamples of the seeds in a bootstrap interval.
+pub const BOOTSTRAP_RESAMPLES: usize = 2000;
+
+/// The seed-bootstrap interval of d90 over `sorted` probes, `None` with fewer than two seeds.
+/// A resample whose d90 is a bound counts as the smallest grid value.
+fn bootstrap_interval(grid: &[usize], sorted: &[&Probe], target: f64) -> Option<Interval> {
+    let n_seeds = sorted.iter().map(|probe| probe.seed_scores.len()).min()?;
+    if n_seeds < 2 {
+        return None;
+    }
+    let mut rng = random::keyed_rng("d90 bootstrap v1", 0, "seeds", n_seeds as u64);
+    // `usize::MAX` stands for "not reached in the probed range".
+    let mut d90s: Vec<usize> = (0..BOOTSTRAP_RESAMPLES)
+        .map(|_| {
+            let picks: Vec<usize> = (0..n_seeds).map(|_| random::bounded(&mut rng, n_seeds as u64) as usize).collect();
+            let successes: Vec<bool> = sorted
+                .iter()
+                .map(|probe| {
+                    let resampled: Vec<Option<f64>> = picks.iter().map(|&seed| probe.seed_scores[seed]).collect();
+                    seed_median(&resampled).is_some_and(|score| score >= target)
+                })
+                .collect();
+            match outcome_of(grid, sorted, &successes) {
+                Outcome::Found { d90, .. } => d90,
+                Outcome::Bound { at_most } => at_most,
+                _ => usize::MAX,
+            }
+        })
+        .collect();
+    d90s.sort_unstable();
+    let quantile = |q: f64| d90s[((q * (d90s.len() - 1) as f64).round() as usize).min(d90s.len() - 1)];
+    let high = quantile(0.975);
+    Some(Interval { low: quantile(0.025), high: (high != usize::MAX).then_some(high), resamples: BOOTSTRAP_RESAMPLES })
 }
 
 /// The median of `values` (the mean of the middle two for an even count); `None` when empty.
@@ -167,64 +310,73 @@ mod tests {
         assert_eq!(d_grid(200, 1000), vec![207, 240, 278, 322, 372, 431, 499, 577, 668, 774, 896]);
     }
 
-    /// A fake trainer: success exactly from `threshold_d` up (score 1.0 vs 0.5), counting probes.
+    fn fake(score: impl Fn(usize) -> f64) -> impl FnMut(usize) -> Result<ProbeOutcome, ()> {
+        move |d| Ok(ProbeOutcome::from_seed_scores(vec![Some(score(d))]))
+    }
+
+    /// A fake trainer: success exactly from `threshold_d` up (score 1.0 vs 0.5).
     fn check(mode: SearchMode, grid: &[usize], threshold_d: usize) -> SearchOutcome {
-        search::<()>(mode, grid, 0.9, |d| {
-            Ok(ProbeOutcome {
-                score: Some(if d >= threshold_d { 1.0 } else { 0.5 }),
-                all_diverged: false,
-                runs: vec![],
-            })
-        })
-        .unwrap()
+        search(mode, grid, 0.9, fake(|d| if d >= threshold_d { 1.0 } else { 0.5 })).unwrap()
     }
 
     #[test]
     fn grid_and_bisect_find_the_same_d90_and_bracket() {
         let grid = d_grid(100, 1_000_000);
         for (idx, &threshold_d) in grid.iter().enumerate() {
-            let expected =
-                Outcome::Found { d90: threshold_d, bracket: (idx.checked_sub(1).map(|i| grid[i]), threshold_d) };
+            let expected = if idx == 0 {
+                Outcome::Bound { at_most: 100 }
+            } else {
+                Outcome::Found { d90: threshold_d, bracket: (Some(grid[idx - 1]), threshold_d) }
+            };
             let by_grid = check(SearchMode::Grid, &grid, threshold_d);
             assert_eq!(by_grid.outcome, expected);
             assert_eq!(by_grid.probes.len(), 64);
             assert_eq!(by_grid.monotone, Some(true));
             let by_bisect = check(SearchMode::Bisect, &grid, threshold_d);
             assert_eq!(by_bisect.outcome, expected, "bisect, threshold {threshold_d}");
-            assert!(by_bisect.probes.len() <= 7, "{} probes", by_bisect.probes.len());
+            assert_eq!(by_bisect.monotone, Some(true));
+            assert!(by_bisect.probes.len() <= 14, "{} probes", by_bisect.probes.len());
         }
         // Between grid values: the next grid value up.
         assert_eq!(
             check(SearchMode::Bisect, &grid, 1000).outcome,
             Outcome::Found { d90: 1037, bracket: (Some(896), 1037) }
         );
-        // Above the bounds.
+        // Above the bounds: the whole ladder fails, the top included.
         for mode in [SearchMode::Grid, SearchMode::Bisect] {
             let outcome = check(mode, &d_grid(100, 10_000), 20_000);
             assert_eq!(outcome.outcome, Outcome::NotReached { largest_tried: 9295 });
         }
-        assert_eq!(check(SearchMode::Bisect, &grid, 2_000_000).probes.len(), 1);
+        assert_eq!(check(SearchMode::Bisect, &grid, 2_000_000).probes.len(), 7);
     }
 
+    /// A trainer that overshoots at large d (one learning rate for every d): success only in a
+    /// window. The top fails, so there is no d from which every larger probe succeeds.
     #[test]
-    fn grid_mode_reports_non_monotone_success_and_bisect_trusts_it() {
+    fn a_profile_that_fails_at_the_top_is_not_reached_and_non_monotone() {
+        let grid = d_grid(100, 10_000);
+        for mode in [SearchMode::Grid, SearchMode::Bisect] {
+            let outcome = search(mode, &grid, 0.9, fake(|d| if (800..5000).contains(&d) { 1.0 } else { 0.5 })).unwrap();
+            assert_eq!(outcome.outcome, Outcome::NotReached { largest_tried: 9295 }, "{mode:?}");
+            assert_eq!(outcome.monotone, Some(false), "{mode:?}");
+        }
+    }
+
+    /// A lucky success below failures never makes the d90: it is the smallest d from which every
+    /// larger probe succeeds, and the profile is recorded as non-monotone.
+    #[test]
+    fn d90_is_the_start_of_the_successful_tail() {
         let grid = d_grid(100, 1000);
-        // Succeeds at 207 only by luck, then fails until 800.
-        let lucky = |mode| {
-            search::<()>(mode, &grid, 0.9, |d| {
-                Ok(ProbeOutcome {
-                    score: Some(if d == 207 || d >= 800 { 1.0 } else { 0.5 }),
-                    all_diverged: false,
-                    runs: vec![],
-                })
-            })
-            .unwrap()
-        };
-        let by_grid = lucky(SearchMode::Grid);
+        let lucky = |d: usize| if d == 115 || d >= 800 { 1.0 } else { 0.5 };
+        let by_grid = search(SearchMode::Grid, &grid, 0.9, fake(lucky)).unwrap();
         assert_eq!(by_grid.monotone, Some(false));
-        assert_eq!(by_grid.outcome, Outcome::Found { d90: 207, bracket: (Some(179), 207) });
-        let by_bisect = lucky(SearchMode::Bisect);
-        assert_eq!(by_bisect.monotone, None);
+        assert_eq!(by_grid.outcome, Outcome::Found { d90: 896, bracket: (Some(774), 896) });
+        // The ladder climbs 100, 115 (success), confirms at 155 (fails) and the top (succeeds),
+        // then bisects the gap below the top's successful tail: never 115.
+        let by_bisect = search(SearchMode::Bisect, &grid, 0.9, fake(lucky)).unwrap();
+        assert_eq!(by_bisect.monotone, Some(false));
+        let probed: Vec<usize> = by_bisect.probes.iter().map(|probe| probe.d).collect();
+        assert_eq!(probed, [100, 115, 155, 896, 372, 577, 668, 774]);
         assert_eq!(by_bisect.outcome, Outcome::Found { d90: 896, bracket: (Some(774), 896) });
     }
 
@@ -232,16 +384,52 @@ mod tests {
     fn all_diverged_is_unable_and_a_missing_score_fails() {
         let grid = d_grid(100, 1000);
         let outcome = search::<()>(SearchMode::Grid, &grid, 0.5, |_| {
-            Ok(ProbeOutcome { score: None, all_diverged: true, runs: vec![] })
+            Ok(ProbeOutcome { all_diverged: true, ..ProbeOutcome::default() })
         })
         .unwrap();
         assert!(matches!(outcome.outcome, Outcome::Unable { ref reason } if reason.contains("diverged")));
         // Diverged below 500 (no score), fine above: found, not unable.
         let outcome = search::<()>(SearchMode::Bisect, &grid, 0.5, |d| {
-            Ok(ProbeOutcome { score: (d >= 500).then_some(0.9), all_diverged: d < 500, runs: vec![] })
+            Ok(ProbeOutcome {
+                all_diverged: d < 500,
+                ..ProbeOutcome::from_seed_scores(vec![(d >= 500).then_some(0.9)])
+            })
         })
         .unwrap();
         assert_eq!(outcome.outcome, Outcome::Found { d90: 577, bracket: (Some(499), 577) });
+    }
+
+    /// Known per-seed scores: seed 0 crosses the target at 240, seed 1 at 372, seed 2 at 577. The
+    /// median crosses at 372; resampling the seeds gives d90s among {240, 372, 577}, and the 95%
+    /// interval spans the extremes (a resample of three copies of one seed has probability 1/27
+    /// each, more than 2.5%).
+    #[test]
+    fn the_interval_comes_from_resampled_seeds() {
+        let grid = d_grid(200, 1000);
+        let crossings = [240, 372, 577];
+        let outcome = search::<()>(SearchMode::Grid, &grid, 0.8, |d| {
+            Ok(ProbeOutcome::from_seed_scores(
+                crossings.iter().map(|&at| Some(if d >= at { 0.9 } else { 0.6 })).collect(),
+            ))
+        })
+        .unwrap();
+        assert_eq!(outcome.outcome, Outcome::Found { d90: 372, bracket: (Some(322), 372) });
+        let interval = outcome.interval.unwrap();
+        assert_eq!((interval.low, interval.high), (240, Some(577)));
+        // One seed: no interval. A seed that never crosses: the interval is open above.
+        let one = search::<()>(SearchMode::Grid, &grid, 0.8, |d| {
+            Ok(ProbeOutcome::from_seed_scores(vec![Some(if d >= 372 { 0.9 } else { 0.6 })]))
+        })
+        .unwrap();
+        assert_eq!(one.interval, None);
+        let open = search::<()>(SearchMode::Grid, &grid, 0.8, |d| {
+            Ok(ProbeOutcome::from_seed_scores(vec![Some(if d >= 240 { 0.9 } else { 0.6 }), Some(0.9), Some(0.6)]))
+        })
+        .unwrap();
+        assert_eq!(open.interval.unwrap().high, None);
+        // Seeds without a score (diverged or constant) count as 0 in the median.
+        assert_eq!(seed_median(&[Some(0.9), None, Some(0.8)]), Some(0.8));
+        assert_eq!(seed_median(&[None, None]), None);
     }
 
     #[test]

@@ -36,7 +36,7 @@ use crate::subspace::{Compat, LambdaGrouping};
 use crate::synthetic;
 use crate::train::Mode;
 
-use super::search::{SearchMode, d_grid};
+use super::search::{SearchMode, d_grid_every};
 
 /// An error in a spec: where (file, line when known, field) and what.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -75,6 +75,12 @@ pub struct TrainingSpec {
     pub checkpoint_every: Option<usize>,
     /// `f32` (default) or `bf16` (autocast for the encoder; meant for CUDA, runs on CPU too).
     pub precision: Option<Precision>,
+    /// Length-bucketed batches: sort by length within chunks of this many batches (see
+    /// `TrainConfig::length_buckets`); absent: plain shuffled batches.
+    pub length_buckets: Option<usize>,
+    /// Training accuracy for the generalization gap on the first this many training examples
+    /// (absent: all of them; 0: none).
+    pub train_eval_examples: Option<usize>,
 }
 
 impl TrainingSpec {
@@ -90,6 +96,8 @@ impl TrainingSpec {
             eval_every: self.eval_every.or(base.eval_every),
             checkpoint_every: self.checkpoint_every.or(base.checkpoint_every),
             precision: self.precision.or(base.precision),
+            length_buckets: self.length_buckets.or(base.length_buckets),
+            train_eval_examples: self.train_eval_examples.or(base.train_eval_examples),
         }
     }
 }
@@ -102,6 +110,9 @@ pub struct SearchSpec {
     pub d_max: Option<usize>,
     /// The fraction of the baseline's best dev metric to reach (the paper: 0.9).
     pub threshold: Option<f64>,
+    /// Search every this many grid values (indices `i` with `i mod every = 0`): a coarser grid,
+    /// for presets that cannot afford the full one (default 1).
+    pub every: Option<usize>,
 }
 
 impl SearchSpec {
@@ -111,6 +122,7 @@ impl SearchSpec {
             d_min: self.d_min.or(base.d_min),
             d_max: self.d_max.or(base.d_max),
             threshold: self.threshold.or(base.threshold),
+            every: self.every.or(base.every),
         }
     }
 }
@@ -120,6 +132,14 @@ impl SearchSpec {
 pub struct MethodSpec {
     pub method: Mode,
     pub lr: Vec<f64>,
+    /// The learning rates are for this `d`; at another `d` each is scaled by `sqrt(lr_d0 / d)`
+    /// (with Adam the subspace step grows like `lr sqrt(d)`). Absent: the same rates at every `d`.
+    pub lr_d0: Option<usize>,
+    /// SAID: the learning rate of the scales `lambda` (absent: the rate of `theta`).
+    pub lambda_lr: Option<f64>,
+    /// Epochs of this method's runs (absent: the experiment's `training.epochs`), e.g. a longer
+    /// baseline so that it converges.
+    pub epochs: Option<usize>,
     pub scope: Option<Scope>,
     pub grouping: Option<LambdaGrouping>,
     pub compat: Option<Compat>,
@@ -170,6 +190,10 @@ pub struct Training {
     /// Left out of the serialised plan when f32, so f32 searches keep their keys.
     #[serde(default, skip_serializing_if = "Precision::is_f32")]
     pub precision: Precision,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub length_buckets: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_eval_examples: Option<usize>,
 }
 
 /// A method with everything resolved.
@@ -178,9 +202,26 @@ pub struct Method {
     pub name: String,
     pub mode: Mode,
     pub lrs: Vec<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lr_d0: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lambda_lr: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epochs: Option<usize>,
     pub scope: Scope,
     pub grouping: LambdaGrouping,
     pub compat: Compat,
+}
+
+impl Method {
+    /// The learning rates at subspace dimension `d`: the grid as given, or with `lr_d0` each
+    /// scaled by `sqrt(lr_d0 / d)`.
+    pub fn lrs_at(&self, d: usize) -> Vec<f64> {
+        match self.lr_d0 {
+            Some(d0) if d > 0 => self.lrs.iter().map(|lr| lr * (d0 as f64 / d as f64).sqrt()).collect(),
+            _ => self.lrs.clone(),
+        }
+    }
 }
 
 /// The search settings of one experiment; `grid` is the candidate `d` values in increasing order.
@@ -191,6 +232,17 @@ pub struct Search {
     /// `None`: up to the grid's end (10^6), cut at the model's D by the runner.
     pub d_max: Option<usize>,
     pub threshold: f64,
+    /// Every this many grid values (`None`: every one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub every: Option<usize>,
+}
+
+impl Search {
+    /// The grid values this search may probe, with `d_max` (or the grid's end) cut at `cap`
+    /// (the model's D).
+    pub fn grid(&self, cap: usize) -> Vec<usize> {
+        d_grid_every(self.d_min, self.d_max.unwrap_or(usize::MAX).min(cap), self.every.unwrap_or(1))
+    }
 }
 
 /// One d90 search: a model, a task, a subspace method against a baseline.
@@ -395,8 +447,35 @@ fn check(spec: SpecFile, text: &str, file: &Path) -> Result<Plan, SpecError> {
                 "the aghajanyan compatibility mode is per-tensor: scope and grouping must be per_tensor".to_owned(),
             ));
         }
-        let resolved =
-            Method { name: name.clone(), mode: method.method, lrs: method.lr.clone(), scope, grouping, compat };
+        if method.method != Mode::Said && method.lambda_lr.is_some() {
+            return Err(error(&format!("{field}.lambda_lr"), "only SAID has scales to give a learning rate".into()));
+        }
+        if let Some(lambda_lr) = method.lambda_lr
+            && !(lambda_lr.is_finite() && lambda_lr > 0.0)
+        {
+            return Err(error(&format!("{field}.lambda_lr"), format!("{lambda_lr} is not a positive learning rate")));
+        }
+        match (method.method, method.lr_d0) {
+            (Mode::Full, Some(_)) => {
+                return Err(error(&format!("{field}.lr_d0"), "full fine-tuning has no d to scale by".into()));
+            }
+            (_, Some(0)) => return Err(error(&format!("{field}.lr_d0"), "must be at least 1".into())),
+            _ => {}
+        }
+        if method.epochs == Some(0) {
+            return Err(error(&format!("{field}.epochs"), "must be at least 1".into()));
+        }
+        let resolved = Method {
+            name: name.clone(),
+            mode: method.method,
+            lrs: method.lr.clone(),
+            lr_d0: method.lr_d0,
+            lambda_lr: method.lambda_lr,
+            epochs: method.epochs,
+            scope,
+            grouping,
+            compat,
+        };
         methods.insert(name.clone(), resolved);
     }
     if spec.experiments.is_empty() {
@@ -524,6 +603,11 @@ fn check(spec: SpecFile, text: &str, file: &Path) -> Result<Plan, SpecError> {
             eval_every: training_spec.eval_every.map(|value| positive(Some(value), "eval_every", 0)).transpose()?,
             checkpoint_every: positive(training_spec.checkpoint_every, "checkpoint_every", 50)?,
             precision: training_spec.precision.unwrap_or_default(),
+            length_buckets: training_spec
+                .length_buckets
+                .map(|value| positive(Some(value), "length_buckets", 0))
+                .transpose()?,
+            train_eval_examples: training_spec.train_eval_examples,
         };
         if training.max_len > 512 {
             return Err(error(&training_field("max_len"), format!("{} exceeds 512 positions", training.max_len)));
@@ -535,6 +619,7 @@ fn check(spec: SpecFile, text: &str, file: &Path) -> Result<Plan, SpecError> {
                 "d_min" => own.d_min.is_some(),
                 "d_max" => own.d_max.is_some(),
                 "threshold" => own.threshold.is_some(),
+                "every" => own.every.is_some(),
                 _ => own.mode.is_some(),
             }) {
                 field(&format!("search.{name}"))
@@ -552,17 +637,27 @@ fn check(spec: SpecFile, text: &str, file: &Path) -> Result<Plan, SpecError> {
         {
             return Err(error(&search_field("d_max"), format!("{d_max} is below d_min = {d_min}")));
         }
-        if d_grid(d_min, search_spec.d_max.unwrap_or(usize::MAX)).is_empty() {
+        if search_spec.every == Some(0) {
+            return Err(error(&search_field("every"), "must be at least 1".to_owned()));
+        }
+        let every = search_spec.every.unwrap_or(1);
+        if d_grid_every(d_min, search_spec.d_max.unwrap_or(usize::MAX), every).is_empty() {
             return Err(error(
                 &search_field("d_min"),
                 format!(
-                    "no grid value int(10^(2 + 4i/63)) lies in [{d_min}, {}]",
+                    "no grid value int(10^(2 + 4i/63)){} lies in [{d_min}, {}]",
+                    if every > 1 { format!(" with i a multiple of {every}") } else { String::new() },
                     search_spec.d_max.map_or("10^6".to_owned(), |d| d.to_string())
                 ),
             ));
         }
-        let search =
-            Search { mode: search_spec.mode.unwrap_or(SearchMode::Bisect), d_min, d_max: search_spec.d_max, threshold };
+        let search = Search {
+            mode: search_spec.mode.unwrap_or(SearchMode::Bisect),
+            d_min,
+            d_max: search_spec.d_max,
+            threshold,
+            every: search_spec.every.filter(|&every| every > 1),
+        };
         let seeds = experiment.seeds.clone().or_else(|| spec.seeds.clone()).unwrap_or_else(|| vec![0]);
         if seeds.is_empty() {
             let seeds_field = if experiment.seeds.is_some() { field("seeds") } else { "seeds".to_owned() };
@@ -734,7 +829,10 @@ experiments:
         let first = &plan.searches[0];
         assert_eq!(first.seeds, [0, 1]);
         assert_eq!(first.training.max_train_examples, Some(100));
-        assert_eq!(first.search, Search { mode: SearchMode::Grid, d_min: 200, d_max: Some(1000), threshold: 0.9 });
+        assert_eq!(
+            first.search,
+            Search { mode: SearchMode::Grid, d_min: 200, d_max: Some(1000), threshold: 0.9, every: None }
+        );
         assert_eq!(first.method.grouping, LambdaGrouping::PerLayer);
         assert_eq!(first.baseline.name, "full");
         assert_eq!(plan.device, "cpu");

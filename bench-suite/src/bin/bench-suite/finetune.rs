@@ -8,7 +8,7 @@ use bench_suite::train::{Mode, StepReport};
 use datasets::tasks::Task;
 
 pub const USAGE: &str = "usage: bench-suite finetune --model ASSET --task TASK --mode full|did|said [--d N] [--lr X]
-       [--epochs N] [--batch-size N] [--max-len N] [--max-train-examples N] [--device cpu|cuda[:N]]
+       [--epochs N] [--batch-size N] [--max-len N] [--max-train-examples N] [--length-buckets N] [--device cpu|cuda[:N]]
        [--seed N] [--scope global|per_tensor] [--precision f32|bf16] [--run-dir DIR] [--mirror DIR]... [--offline]";
 
 fn parse(args: &[String]) -> Result<FinetuneRequest> {
@@ -39,6 +39,7 @@ fn parse(args: &[String]) -> Result<FinetuneRequest> {
             "--batch-size" => request.batch_size = number()?,
             "--max-len" => request.max_len = number()?,
             "--max-train-examples" => request.max_train_examples = Some(number()?),
+            "--length-buckets" => request.length_buckets = Some(number()?),
             "--device" => request.device = value.clone(),
             "--seed" => request.seed = number()? as u64,
             "--scope" => {

@@ -175,14 +175,37 @@ fn short_signature(signature: &str) -> String {
 }
 
 fn outcome_text(record: &SearchRecord) -> String {
+    let monotone = match record.monotone {
+        Some(false) => ", NOT monotone",
+        _ => "",
+    };
     match &record.outcome {
         Outcome::Found { d90, bracket: (below, _) } => format!(
-            "d90 = {d90} (bracket [{}, {d90}], {} probes)",
+            "d90 = {d90} (bracket [{}, {d90}], interval {}, {} probes{monotone})",
             below.map_or("<".to_owned() + &record.grid[0].to_string(), |below| below.to_string()),
+            interval_text(record),
             record.probes.len()
         ),
-        Outcome::NotReached { largest_tried } => format!("target not reached up to d = {largest_tried}"),
+        Outcome::Bound { at_most } => {
+            format!(
+                "d90 <= {at_most}: the smallest d searched already succeeds ({} probes{monotone})",
+                record.probes.len()
+            )
+        }
+        Outcome::NotReached { largest_tried } => format!("target not reached up to d = {largest_tried}{monotone}"),
         Outcome::Unable { reason } => format!("unable to compute: {reason}"),
+    }
+}
+
+/// `[low, high]` of the seed-bootstrap interval, `-` with one seed.
+fn interval_text(record: &SearchRecord) -> String {
+    match &record.interval {
+        Some(interval) => format!(
+            "[{}, {}]",
+            interval.low,
+            interval.high.map_or(format!(">{}", record.grid.last().copied().unwrap_or(0)), |high| high.to_string())
+        ),
+        None => "-".to_owned(),
     }
 }
 
@@ -191,8 +214,8 @@ pub fn table(name: &str, records: &[SearchRecord]) -> String {
     let mut lines = vec![
         format!("d90 ({name})"),
         format!(
-            "{:<24} {:<6} {:<6} {:>8} {:>8} {:>8} {:>9} {:>16} {:>6}",
-            "model", "task", "method", "baseline", "target", "majority", "d90", "bracket", "probes"
+            "{:<24} {:<6} {:<10} {:>8} {:>8} {:>8} {:>9} {:>16} {:>16} {:>6}",
+            "model", "task", "method", "baseline", "target", "majority", "d90", "bracket", "interval", "probes"
         ),
     ];
     for record in records {
@@ -204,11 +227,12 @@ pub fn table(name: &str, records: &[SearchRecord]) -> String {
                 d90.to_string(),
                 format!("[{}, {d90}]", below.map_or(format!("<{}", record.grid[0]), |below| below.to_string())),
             ),
+            Outcome::Bound { at_most } => (format!("<={at_most}"), "-".to_owned()),
             Outcome::NotReached { largest_tried } => (format!(">{largest_tried}"), "-".to_owned()),
             Outcome::Unable { .. } => ("unable".to_owned(), "-".to_owned()),
         };
         lines.push(format!(
-            "{:<24} {:<6} {:<6} {:>8} {:>8} {:>8} {:>9} {:>16} {:>6}",
+            "{:<24} {:<6} {:<10} {:>8} {:>8} {:>8} {:>9} {:>16} {:>16} {:>6}",
             model,
             plan.task,
             plan.method.name,
@@ -217,10 +241,14 @@ pub fn table(name: &str, records: &[SearchRecord]) -> String {
             format!("{:.4}", record.baseline.majority_accuracy),
             d90,
             bracket,
+            interval_text(record),
             record.probes.len()
         ));
-        if record.baseline.target.is_some_and(|target| target <= record.baseline.majority_accuracy) {
-            lines.push("    note: the target is at or below the majority-class accuracy".to_owned());
+        if let Outcome::Unable { reason } = &record.outcome {
+            lines.push(format!("    unable: {reason}"));
+        }
+        if record.monotone == Some(false) {
+            lines.push("    note: success was not monotone in d (a failure above a success)".to_owned());
         }
     }
     lines.join("\n")
