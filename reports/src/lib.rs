@@ -10,6 +10,7 @@
 
 pub mod records;
 mod render;
+pub mod stats;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -26,6 +27,19 @@ pub use render::Table;
 pub struct Paper {
     pub source: String,
     pub d90: Vec<PaperD90>,
+    /// Public full fine-tuning dev accuracies to show beside each baseline (not the paper's).
+    #[serde(default)]
+    pub references: Vec<Reference>,
+}
+
+/// A published dev accuracy of full fine-tuning, with its source.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reference {
+    pub model: String,
+    pub task: String,
+    pub accuracy: f64,
+    pub source: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -82,14 +96,57 @@ fn family_and_size(model: &str) -> (Option<&'static str>, Option<&'static str>) 
 fn outcome_name(outcome: &Outcome) -> &'static str {
     match outcome {
         Outcome::Found { .. } => "found",
+        Outcome::Bound { .. } => "bound",
         Outcome::NotReached { .. } => "not_reached",
         Outcome::Unable { .. } => "unable",
+    }
+}
+
+/// The subspace map of a search: its scope, and SAID's grouping (`global`, `per_tensor/per_layer`).
+fn map_label(search: &SearchRecord) -> String {
+    let method = &search.plan.method;
+    let mut label = method.scope.clone().unwrap_or_else(|| "global".to_owned());
+    if let Some(grouping) = method.grouping.as_deref().filter(|_| method.mode == "said") {
+        label = format!("{label}/{grouping}");
+    }
+    if let Some(compat) = method.compat.as_deref().filter(|compat| *compat != "none") {
+        label = format!("{label}/{compat}");
+    }
+    label
+}
+
+/// `[low, high]` of the seed-bootstrap interval, `>top` when open above.
+fn interval_label(search: &SearchRecord) -> Option<String> {
+    let interval = search.interval.as_ref()?;
+    let high =
+        interval.high.map_or_else(|| format!(">{}", search.grid.last().copied().unwrap_or(0)), |h| h.to_string());
+    Some(format!("[{}, {high}]", interval.low))
+}
+
+/// The outcome a search is reported with: its own, except that a d90 or bound whose target lies
+/// at or below the majority-class accuracy (recorded so by an older protocol) is `unable`, since a
+/// constant predictor reaches such a target.
+fn reported_outcome(search: &SearchRecord) -> Outcome {
+    let vacuous = search.baseline.target.is_some_and(|target| target <= search.baseline.majority_accuracy);
+    match &search.outcome {
+        Outcome::Found { .. } | Outcome::Bound { .. } if vacuous => Outcome::Unable {
+            reason: format!(
+                "the target ({:.4}) is at or below the majority-class accuracy ({:.4}): a constant predictor \
+                 reaches it (recorded as a d90 by an older protocol)",
+                search.baseline.target.unwrap_or(f64::NAN),
+                search.baseline.majority_accuracy
+            ),
+        },
+        outcome => outcome.clone(),
     }
 }
 
 /// One row per search.
 pub fn searches_frame(searches: &[SearchRecord], runs: &[RunRecord]) -> PolarsResult<DataFrame> {
     let train_examples: BTreeMap<&str, u64> = runs.iter().map(|run| (run.key.as_str(), run.train_examples)).collect();
+    let reported: Vec<SearchRecord> =
+        searches.iter().map(|search| SearchRecord { outcome: reported_outcome(search), ..search.clone() }).collect();
+    let searches = reported.as_slice();
     let field = |f: &dyn Fn(&SearchRecord) -> Option<i64>| searches.iter().map(f).collect::<Vec<Option<i64>>>();
     let d90 = field(&|s| match s.outcome {
         Outcome::Found { d90, .. } => Some(d90 as i64),
@@ -101,6 +158,10 @@ pub fn searches_frame(searches: &[SearchRecord], runs: &[RunRecord]) -> PolarsRe
     });
     let largest = field(&|s| match s.outcome {
         Outcome::NotReached { largest_tried } => Some(largest_tried as i64),
+        _ => None,
+    });
+    let at_most = field(&|s| match s.outcome {
+        Outcome::Bound { at_most } => Some(at_most as i64),
         _ => None,
     });
     let n_train =
@@ -115,6 +176,7 @@ pub fn searches_frame(searches: &[SearchRecord], runs: &[RunRecord]) -> PolarsRe
         "task" => strings(&|s| s.plan.task.clone()),
         "method" => strings(&|s| s.plan.method.name.clone()),
         "mode" => strings(&|s| s.plan.method.mode.clone()),
+        "map" => strings(&map_label),
         "search" => strings(&|s| s.plan.search.mode.clone()),
         "seeds" => searches.iter().map(|s| s.plan.seeds.len() as i64).collect::<Vec<_>>(),
         "outcome" => strings(&|s| outcome_name(&s.outcome).to_owned()),
@@ -123,6 +185,8 @@ pub fn searches_frame(searches: &[SearchRecord], runs: &[RunRecord]) -> PolarsRe
             _ => None,
         }).collect::<Vec<_>>(),
         "d90" => d90,
+        "at_most" => at_most,
+        "interval" => searches.iter().map(interval_label).collect::<Vec<_>>(),
         "bracket_low" => bracket_low,
         "largest_tried" => largest,
         "grid_min" => searches.iter().map(|s| s.grid.first().map(|&d| d as i64)).collect::<Vec<_>>(),
@@ -214,12 +278,17 @@ pub fn table1(searches: &DataFrame, paper: &Paper) -> PolarsResult<DataFrame> {
         "model",
         "task",
         "method",
+        "map",
+        "seeds",
         "paper_d90",
         "d90",
+        "interval",
         "ratio",
         "bracket_low",
         "outcome",
+        "at_most",
         "largest_tried",
+        "monotone",
         "baseline",
         "target",
         "majority",
@@ -229,8 +298,81 @@ pub fn table1(searches: &DataFrame, paper: &Paper) -> PolarsResult<DataFrame> {
     .collect()
 }
 
-/// The orderings the paper reports, each pair held or not (searches with a d90 only).
-pub fn orderings(searches: &DataFrame) -> PolarsResult<DataFrame> {
+/// Each search's baseline beside a public reference accuracy for its model and task, where one
+/// exists: a weak baseline shows.
+pub fn baselines(searches: &[SearchRecord], paper: &Paper) -> PolarsResult<DataFrame> {
+    /// (model, task, learning rates) -> (baseline, majority accuracy, reference).
+    type Rows<'a> = BTreeMap<(String, String, String), (Option<f64>, f64, Option<&'a Reference>)>;
+    let mut rows: Rows = BTreeMap::new();
+    for search in searches {
+        let plan = &search.plan;
+        let reference = paper.references.iter().find(|r| r.model == plan.model && r.task == plan.task);
+        let lrs = plan.baseline.as_ref().map_or(String::new(), |baseline| {
+            let lrs: Vec<String> = baseline.lr.iter().map(|lr| format!("{lr:e}")).collect();
+            let epochs = baseline.epochs.map_or(String::new(), |epochs| format!(", {epochs} epochs"));
+            format!("{}{epochs}", lrs.join(" "))
+        });
+        rows.insert(
+            (plan.model.clone(), plan.task.clone(), lrs),
+            (search.baseline.score, search.baseline.majority_accuracy, reference),
+        );
+    }
+    df!(
+        "model" => rows.keys().map(|(model, _, _)| model.clone()).collect::<Vec<_>>(),
+        "task" => rows.keys().map(|(_, task, _)| task.clone()).collect::<Vec<_>>(),
+        "learning_rates" => rows.keys().map(|(_, _, lrs)| lrs.clone()).collect::<Vec<_>>(),
+        "baseline" => rows.values().map(|(score, _, _)| *score).collect::<Vec<_>>(),
+        "majority" => rows.values().map(|(_, majority, _)| *majority).collect::<Vec<_>>(),
+        "reference" => rows.values().map(|(_, _, r)| r.map(|r| r.accuracy)).collect::<Vec<_>>(),
+        "reference_source" => rows.values().map(|(_, _, r)| r.map(|r| r.source.clone())).collect::<Vec<_>>(),
+    )
+}
+
+/// The orderings the paper reports. SAID against DID (same model, task and scope) is judged on
+/// paired score differences at the `d`s both probed, seed by seed ([`stats::said_against_did`]):
+/// `held`, `not held` or `inconclusive`. The size and family orderings compare d90 values: only
+/// searches with a d90 (no unable cells, no bounds, nothing unreached) and no ties (listed apart).
+pub fn orderings(searches: &DataFrame, records: &[SearchRecord]) -> PolarsResult<(DataFrame, Vec<String>)> {
+    /// Cell, model, SAID and DID method names, their d90s, the comparison.
+    type Row = (String, String, String, String, Option<i64>, Option<i64>, stats::PairedComparison);
+    let mut said_did: Vec<Row> = Vec::new();
+    let measured = |search: &&SearchRecord| !matches!(reported_outcome(search), Outcome::Unable { .. });
+    for said in records.iter().filter(|s| s.plan.method.mode == "said").filter(measured) {
+        let same = |did: &&SearchRecord| {
+            did.plan.method.mode == "did"
+                && did.plan.model == said.plan.model
+                && did.plan.task == said.plan.task
+                && did.plan.method.scope == said.plan.method.scope
+                && did.plan.method.compat == said.plan.method.compat
+        };
+        for did in records.iter().filter(same).filter(measured) {
+            if let Some(comparison) = stats::said_against_did(said, did) {
+                said_did.push((
+                    format!("{} / {} / {}", said.plan.task, short(&said.plan.model), map_label(did)),
+                    said.plan.model.clone(),
+                    said.plan.method.name.clone(),
+                    did.plan.method.name.clone(),
+                    said.d90().map(|d| d as i64),
+                    did.d90().map(|d| d as i64),
+                    comparison,
+                ));
+            }
+        }
+    }
+    let said_did = df!(
+        "ordering" => said_did.iter().map(|_| "said_le_did").collect::<Vec<_>>(),
+        "claim" => said_did.iter().map(|_| "SAID scores >= DID at the same d and seeds (so SAID d90 <= DID d90)").collect::<Vec<_>>(),
+        "cell" => said_did.iter().map(|row| row.0.clone()).collect::<Vec<_>>(),
+        "left_model" => said_did.iter().map(|row| format!("{} ({})", short(&row.1), row.2)).collect::<Vec<_>>(),
+        "left_d90" => said_did.iter().map(|row| row.4).collect::<Vec<_>>(),
+        "right_model" => said_did.iter().map(|row| format!("{} ({})", short(&row.1), row.3)).collect::<Vec<_>>(),
+        "right_d90" => said_did.iter().map(|row| row.5).collect::<Vec<_>>(),
+        "evidence" => said_did.iter().map(|row| format!(
+            "mean difference {:+.4} over {} (d, seed) pairs, p = {:.3}",
+            row.6.mean_difference, row.6.pairs, row.6.p_value
+        )).collect::<Vec<_>>(),
+        "held" => said_did.iter().map(|row| row.6.verdict).collect::<Vec<_>>(),
+    )?;
     let found = searches.clone().lazy().filter(col("outcome").eq(lit("found")));
     let pick = |filter: Expr, keys: &[&str], value: &str, label: &str| {
         let mut columns = by(keys);
@@ -247,35 +389,50 @@ pub fn orderings(searches: &DataFrame) -> PolarsResult<DataFrame> {
             col("left_d90"),
             col("right_model"),
             col("right_d90"),
-            when(col("left_d90").lt_eq(col("right_d90"))).then(lit("held")).otherwise(lit("not held")).alias("held"),
+            lit("d90 values").alias("evidence"),
+            when(col("left_d90").eq(col("right_d90")))
+                .then(lit("tie"))
+                .when(col("left_d90").lt(col("right_d90")))
+                .then(lit("held"))
+                .otherwise(lit("not held"))
+                .alias("held"),
         ])
     };
-    let said_did = compare(
-        pick(col("mode").eq(lit("said")), &["model", "task"], "left_d90", "left_model"),
-        pick(col("mode").eq(lit("did")), &["model", "task"], "right_d90", "right_model"),
-        &["model", "task"],
-        col("task"),
-        "said_le_did",
-        "SAID d90 <= DID d90 (same model and task)",
-    );
     let roberta_bert = compare(
-        pick(col("family").eq(lit("RoBERTa")), &["size", "task", "mode"], "left_d90", "left_model"),
-        pick(col("family").eq(lit("BERT")), &["size", "task", "mode"], "right_d90", "right_model"),
-        &["size", "task", "mode"],
-        col("size") + lit(" / ") + col("task") + lit(" / ") + col("mode"),
+        pick(col("family").eq(lit("RoBERTa")), &["size", "task", "mode", "map"], "left_d90", "left_model"),
+        pick(col("family").eq(lit("BERT")), &["size", "task", "mode", "map"], "right_d90", "right_model"),
+        &["size", "task", "mode", "map"],
+        col("size") + lit(" / ") + col("task") + lit(" / ") + col("mode") + lit(" / ") + col("map"),
         "roberta_le_bert",
-        "RoBERTa d90 <= BERT d90 (same size, task, method)",
+        "RoBERTa d90 <= BERT d90 (same size, task, method, map)",
     );
     let large_base = compare(
-        pick(col("size").eq(lit("Large")), &["family", "task", "mode"], "left_d90", "left_model"),
-        pick(col("size").eq(lit("Base")), &["family", "task", "mode"], "right_d90", "right_model"),
-        &["family", "task", "mode"],
-        col("family") + lit(" / ") + col("task") + lit(" / ") + col("mode"),
+        pick(col("size").eq(lit("Large")), &["family", "task", "mode", "map"], "left_d90", "left_model"),
+        pick(col("size").eq(lit("Base")), &["family", "task", "mode", "map"], "right_d90", "right_model"),
+        &["family", "task", "mode", "map"],
+        col("family") + lit(" / ") + col("task") + lit(" / ") + col("mode") + lit(" / ") + col("map"),
         "large_le_base",
-        "Large d90 <= Base d90 (same family, task, method; the paper: 7 of 8 cells)",
+        "Large d90 <= Base d90 (same family, task, method, map; the paper: 7 of 8 cells)",
     );
-    sorted(concat([said_did, roberta_bert, large_base], UnionArgs::default())?, &["ordering", "cell", "left_model"])
-        .collect()
+    let by_d90 = concat([roberta_bert, large_base], UnionArgs::default())?.collect()?;
+    let ties = by_d90.clone().lazy().filter(col("held").eq(lit("tie"))).collect()?;
+    let tie_cells = ties.column("cell")?.str()?;
+    let tie_labels: Vec<String> = (0..tie_cells.len())
+        .filter_map(|idx| {
+            Some(format!("{} ({})", tie_cells.get(idx)?, ties.column("ordering").ok()?.str().ok()?.get(idx)?))
+        })
+        .collect();
+    let kept = by_d90.lazy().filter(col("held").neq(lit("tie")));
+    let frame = sorted(
+        concat([said_did.lazy(), kept], UnionArgs::default())?,
+        &["ordering", "cell", "left_model", "right_model"],
+    )
+    .collect()?;
+    Ok((frame, tie_labels))
+}
+
+fn short(model: &str) -> &str {
+    model.rsplit('/').next().unwrap_or(model)
 }
 
 /// Figure 1 data: every probe's score against d, with the search's target.
@@ -334,24 +491,51 @@ pub fn generalization(searches: &DataFrame, probes: &DataFrame, runs: &DataFrame
     .collect()
 }
 
-/// Spearman correlations of d90 with eval accuracy and with the relative gap (needs 3 rows).
+/// The signs the paper reports: lower d90, better dev accuracy (negative), and a smaller
+/// generalization gap (positive).
+const PAPER_SIGNS: [(&str, &str, f64); 2] =
+    [("eval_accuracy", "d90 vs eval accuracy", -1.0), ("relative_gap", "d90 vs relative generalization gap", 1.0)];
+
+/// Spearman correlations of d90 with eval accuracy and with the relative gap, each with n, a
+/// permutation p-value, the sign the paper reports and flags (`n < 5`, opposite sign).
 pub fn correlations(generalization: &DataFrame) -> PolarsResult<DataFrame> {
-    if generalization.height() < 3 {
-        return df!("pair" => Vec::<String>::new(), "spearman" => Vec::<f64>::new(), "n" => Vec::<i64>::new());
-    }
-    let frame = generalization.clone().lazy();
-    let one = |other: &str, name: &str| {
-        frame.clone().select([
-            lit(name).alias("pair"),
-            spearman_rank_corr(col("d90").cast(DataType::Float64), col(other), false).alias("spearman"),
-            col("d90").count().cast(DataType::Int64).alias("n"),
-        ])
+    let values = |name: &str| -> PolarsResult<Vec<Option<f64>>> {
+        Ok(generalization.column(name)?.cast(&DataType::Float64)?.f64()?.iter().collect())
     };
-    concat(
-        [one("eval_accuracy", "d90 vs eval accuracy"), one("relative_gap", "d90 vs relative generalization gap")],
-        UnionArgs::default(),
-    )?
-    .collect()
+    let d90 = values("d90")?;
+    let mut rows = Vec::new();
+    for (column, pair, paper_sign) in PAPER_SIGNS {
+        let other = values(column)?;
+        let (x, y): (Vec<f64>, Vec<f64>) =
+            d90.iter().zip(&other).filter_map(|(x, y)| Some(((*x)?, (*y)?))).filter(|(_, y)| y.is_finite()).unzip();
+        let Some((rho, p_value)) = stats::spearman(&x, &y) else { continue };
+        let mut flags = Vec::new();
+        if x.len() < 5 {
+            flags.push("n < 5");
+        }
+        if rho * paper_sign < 0.0 {
+            flags.push("opposite sign to the paper");
+        }
+        if p_value >= stats::ALPHA {
+            flags.push("not significant");
+        }
+        rows.push((
+            pair,
+            x.len() as i64,
+            rho,
+            p_value,
+            if paper_sign < 0.0 { "negative" } else { "positive" },
+            flags.join(", "),
+        ));
+    }
+    df!(
+        "pair" => rows.iter().map(|row| row.0).collect::<Vec<_>>(),
+        "n" => rows.iter().map(|row| row.1).collect::<Vec<_>>(),
+        "spearman" => rows.iter().map(|row| row.2).collect::<Vec<_>>(),
+        "p_value" => rows.iter().map(|row| row.3).collect::<Vec<_>>(),
+        "paper_sign" => rows.iter().map(|row| row.4).collect::<Vec<_>>(),
+        "flags" => rows.iter().map(|row| row.5.clone()).collect::<Vec<_>>(),
+    )
 }
 
 /// d90 against parameter count per task and method, with the log-log slope where a task and
@@ -438,7 +622,8 @@ pub fn build(
     let probe_frame = probes_frame(searches)?;
     let run_frame = runs_frame(runs)?;
     let table1 = table1(&search_frame, paper)?;
-    let orderings = orderings(&search_frame)?;
+    let baselines = baselines(searches, paper)?;
+    let (orderings, ties) = orderings(&search_frame, searches)?;
     let figure1 = figure1(&search_frame, &probe_frame)?;
     let generalization = generalization(&search_frame, &probe_frame, &run_frame)?;
     let correlations = correlations(&generalization)?;
@@ -462,7 +647,9 @@ pub fn build(
         paper,
         &render::Frames {
             table1: &table1,
+            baselines: &baselines,
             orderings: &orderings,
+            ties: &ties,
             figure1: &figure1,
             generalization: &generalization,
             correlations: &correlations,

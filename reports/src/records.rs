@@ -18,6 +18,26 @@ pub struct SearchRecord {
     pub outcome: Outcome,
     pub probes: Vec<Probe>,
     pub monotone: Option<bool>,
+    /// The seed-bootstrap interval of d90 (two or more seeds).
+    #[serde(default)]
+    pub interval: Option<Interval>,
+}
+
+impl SearchRecord {
+    /// The d90 value when one was found (not a bound, not unreached, not unable).
+    pub fn d90(&self) -> Option<u64> {
+        match self.outcome {
+            Outcome::Found { d90, .. } => Some(d90),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Interval {
+    pub low: u64,
+    /// `None`: beyond the largest probe.
+    pub high: Option<u64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -26,6 +46,9 @@ pub struct Plan {
     pub model: String,
     pub task: String,
     pub method: Method,
+    /// The full fine-tuning method of the baseline.
+    #[serde(default)]
+    pub baseline: Option<BaselineMethod>,
     pub seeds: Vec<u64>,
     pub search: Search,
 }
@@ -34,6 +57,22 @@ pub struct Plan {
 pub struct Method {
     pub name: String,
     pub mode: String,
+    /// `global` or `per_tensor` (absent in full fine-tuning).
+    #[serde(default)]
+    pub scope: Option<String>,
+    /// SAID's scale grouping.
+    #[serde(default)]
+    pub grouping: Option<String>,
+    #[serde(default)]
+    pub compat: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct BaselineMethod {
+    #[serde(rename = "lrs")]
+    pub lr: Vec<f64>,
+    #[serde(default)]
+    pub epochs: Option<u64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -54,6 +93,7 @@ pub struct Baseline {
 #[serde(rename_all = "snake_case", tag = "outcome")]
 pub enum Outcome {
     Found { d90: u64, bracket: (Option<u64>, u64) },
+    Bound { at_most: u64 },
     NotReached { largest_tried: u64 },
     Unable { reason: String },
 }
@@ -63,6 +103,10 @@ pub struct Probe {
     pub d: u64,
     pub score: Option<f64>,
     pub success: bool,
+    /// Per seed, in the plan's order: the best score over learning rates (`None`: diverged or
+    /// predicted one class).
+    #[serde(default)]
+    pub seed_scores: Vec<Option<f64>>,
     pub runs: Vec<String>,
 }
 

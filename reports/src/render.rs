@@ -19,6 +19,7 @@ pub struct Table {
 fn decimals(column: &str) -> usize {
     match column {
         "ratio" | "slope" | "compression" | "spearman" => 2,
+        "p_value" => 3,
         "wall_time_s" => 1,
         _ => 4,
     }
@@ -81,7 +82,10 @@ impl Table {
 
 pub struct Frames<'a> {
     pub table1: &'a DataFrame,
+    pub baselines: &'a DataFrame,
     pub orderings: &'a DataFrame,
+    /// Cells of the d90 orderings whose two d90 values are equal (left out of the table).
+    pub ties: &'a [String],
     pub figure1: &'a DataFrame,
     pub generalization: &'a DataFrame,
     pub correlations: &'a DataFrame,
@@ -140,49 +144,66 @@ pub fn report(
 
     // Table 1.
     let table1 = table(frames.table1)?;
-    writeln!(md, "## Table 1: d90\n").unwrap();
-    writeln!(
-        md,
-        "d90 is the smallest dimension on the grid whose probe reached the target (`threshold` x the full \
-         fine-tuning baseline's best dev accuracy); `bracket_low` is the largest failed dimension below it \
-         (empty: d90 is the smallest value searched). `ratio` = ours / paper. Outcomes: `found`, \
-         `not_reached` (no dimension up to `largest_tried` reached the target), `unable` (see `reason`).\n"
-    )
-    .unwrap();
-    md.push_str(&table1.markdown());
-    let low_targets: Vec<String> = (0..table1.rows.len())
-        .filter(|&row| {
-            let target = table1.cell(row, "target").and_then(|v| v.parse::<f64>().ok());
-            let majority = table1.cell(row, "majority").and_then(|v| v.parse::<f64>().ok());
-            matches!((target, majority), (Some(t), Some(m)) if t <= m)
-        })
-        .map(|row| {
-            format!(
-                "{} {} {}",
-                table1.cell(row, "model").unwrap_or(""),
-                table1.cell(row, "task").unwrap_or(""),
-                table1.cell(row, "method").unwrap_or("")
-            )
-        })
-        .collect();
-    if !low_targets.is_empty() {
+    let models: Vec<&str> = (0..table1.rows.len()).filter_map(|row| table1.cell(row, "model")).collect();
+    if models.iter().any(|model| model.contains("MiniLM")) {
         writeln!(
             md,
-            "\nNote: the target is at or below the majority-class accuracy for {}: a model that always predicts \
-             the majority class reaches it, so that d90 says little.",
-            low_targets.join("; ")
+            "Note: `sentence-transformers/all-MiniLM-L6-v2` was contrastively trained on sentence pairs that \
+             include QQP and MNLI; it stands in for a BERT checkpoint on a CPU and is not one of the paper's \
+             models, so its numbers test the protocol, not the paper's values.\n"
         )
         .unwrap();
     }
+    writeln!(md, "## Table 1: d90\n").unwrap();
+    writeln!(
+        md,
+        "A probe at d trains every learning rate and seed; a seed's score is its best dev accuracy over \
+         learning rates among runs that neither diverged nor predicted one class, and the probe's score is \
+         the median over seeds. d90 is the smallest probed d from which every larger probed d reached the \
+         target (`threshold` x the full fine-tuning baseline's median best); `bracket_low` is the largest \
+         failed d below it; `interval` is the seed-bootstrap 95% interval of d90 (one seed: none); `monotone` \
+         says whether the probes had no failure above a success. `map` is the subspace map: scope (`global`, \
+         Li et al.; `per_tensor`, the authors' code), SAID's scale grouping and any compatibility mode. \
+         `ratio` = ours / paper. Outcomes: `found`; `bound` (the smallest d searched already succeeds: d90 <= \
+         `at_most`, a bound, not a value); `not_reached` (the largest d, `largest_tried`, failed); `unable` \
+         (see `reason`: a baseline not above the majority class, a target at or below it, every run \
+         diverged). Only `found` cells enter orderings, correlations and compression.\n"
+    )
+    .unwrap();
+    md.push_str(&table1.markdown());
     files.insert("table1.csv".to_owned(), table1.csv());
+
+    // Baselines.
+    let baselines = table(frames.baselines)?;
+    writeln!(md, "\n## Baselines\n").unwrap();
+    writeln!(
+        md,
+        "Full fine-tuning (median over seeds of the best dev accuracy over learning rates and epochs) beside a \
+         published dev accuracy of full fine-tuning for that model and task where one exists \
+         (`reference`, with its source; \"—\": none published for this checkpoint), so a weak baseline shows.\n"
+    )
+    .unwrap();
+    md.push_str(&baselines.markdown());
+    files.insert("baselines.csv".to_owned(), baselines.csv());
 
     // Orderings.
     let orderings = table(frames.orderings)?;
     writeln!(md, "\n## Orderings the paper reports\n").unwrap();
+    writeln!(
+        md,
+        "SAID against DID is judged on paired score differences (SAID - DID) at every d both searches probed, \
+         seed by seed, with a two-sided sign-flip permutation test: `held` (SAID better, p < 0.05), `not held` \
+         (DID better, p < 0.05) or `inconclusive`. The family and size orderings compare d90 values of cells \
+         that have one (no unable cells, bounds or unreached targets); ties are left out.\n"
+    )
+    .unwrap();
     if orderings.rows.is_empty() {
-        writeln!(md, "No pair of searches with a d90 to compare.").unwrap();
+        writeln!(md, "No pair of searches to compare.").unwrap();
     } else {
         md.push_str(&orderings.markdown());
+    }
+    if !frames.ties.is_empty() {
+        writeln!(md, "\nTies left out: {}.", frames.ties.join("; ")).unwrap();
     }
     files.insert("orderings.csv".to_owned(), orderings.csv());
 
@@ -208,9 +229,10 @@ pub fn report(
     writeln!(md, "\n## Generalization\n").unwrap();
     writeln!(
         md,
-        "At d90, the best run of the d90 probe: dev (`eval_accuracy`) and training accuracy (on up to 1,000 \
-         training examples, eval mode), the gap and the relative gap (gap / training accuracy), beside the \
-         bound term sqrt(d90 / n_train) of the paper's compression bound.\n"
+        "At d90 (cells with a d90 only), the best run of the d90 probe: dev (`eval_accuracy`) and training \
+         accuracy (on the whole training subset, eval mode; older results: its first 1,000 examples), the gap \
+         and the relative gap (gap / training accuracy), beside the bound term sqrt(d90 / n_train) of the \
+         paper's compression bound.\n"
     )
     .unwrap();
     if generalization.rows.is_empty() {
@@ -229,7 +251,12 @@ pub fn report(
         )
         .unwrap();
     } else {
-        writeln!(md).unwrap();
+        writeln!(
+            md,
+            "\nSpearman correlations with n, a permutation p-value and the sign the paper reports; `flags` \
+             marks n < 5 (too few to say anything), a sign opposite to the paper's and p >= 0.05.\n"
+        )
+        .unwrap();
         md.push_str(&correlations.markdown());
     }
     files.insert("generalization.csv".to_owned(), generalization.csv());

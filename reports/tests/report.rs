@@ -38,6 +38,7 @@ fn rendered_report_matches_its_snapshots() {
         names,
         [
             "README.md",
+            "baselines.csv",
             "compression.csv",
             "figure1.csv",
             "figure1__all-MiniLM-L6-v2__sst2.svg",
@@ -73,13 +74,17 @@ fn table1_shows_what_the_searches_recorded() {
                     && s.plan.method.name == record[column("method")]
             })
             .unwrap();
+        let vacuous = search.baseline.target.is_some_and(|target| target <= search.baseline.majority_accuracy);
         let (d90, low) = match search.outcome {
-            records::Outcome::Found { d90, bracket: (low, _) } => {
+            records::Outcome::Found { d90, bracket: (low, _) } if !vacuous => {
                 (d90.to_string(), low.map_or(String::new(), |l| l.to_string()))
             }
             _ => (String::new(), String::new()),
         };
         assert_eq!(record[column("d90")], d90);
+        if vacuous {
+            assert_eq!(&record[column("outcome")], "unable", "a target at or below the majority class");
+        }
         assert_eq!(record[column("bracket_low")], low);
         rows += 1;
     }
@@ -106,7 +111,7 @@ fn check_and_compare_fail_on_planted_differences_only() {
     // A planted difference in line 3 of table1.csv.
     let path = dir.join("table1.csv");
     let original = std::fs::read_to_string(&path).unwrap();
-    let planted = original.replacen("said,896,896,", "said,896,897,", 1);
+    let planted = original.replacen("per_layer,3,896,896,", "per_layer,3,896,897,", 1);
     assert_ne!(original, planted);
     std::fs::write(&path, &planted).unwrap();
     let differences = report.check(&dir);
@@ -144,4 +149,26 @@ fn committed_quick_report_is_up_to_date() {
     let report = build("quick", "runs/quick", &searches, &run_records, &Paper::embedded()).unwrap();
     let differences = report.check(&root.join("reports/quick"));
     assert!(differences.is_empty(), "regenerate with `cargo xtask report --preset quick`:\n{}", differences.join("\n"));
+}
+
+/// Ties, unable cells and bounds stay out of the d90 orderings: a RoBERTa-Large SAID search with
+/// the same d90 as RoBERTa-Base (896) is a tie, listed apart; the unable BERT-Base DID cell and the
+/// MiniLM bound appear in no ordering.
+#[test]
+fn ties_unable_cells_and_bounds_stay_out_of_orderings() {
+    let (mut searches, runs) = records::load(&fixtures()).unwrap();
+    let mut large = searches
+        .iter()
+        .find(|s| s.plan.model == "FacebookAI/roberta-base" && s.plan.method.mode == "said")
+        .unwrap()
+        .clone();
+    large.key = "s0000000000000ff".to_owned();
+    large.plan.model = "FacebookAI/roberta-large".to_owned();
+    searches.push(large);
+    let report = build("fixture", "tests/fixtures/results", &searches, &runs, &Paper::embedded()).unwrap();
+    let orderings = text(&report, "orderings.csv");
+    assert!(!orderings.contains("large_le_base"), "{orderings}");
+    assert!(!orderings.contains(",did,") && !orderings.contains("all-MiniLM"), "{orderings}");
+    let readme = text(&report, "README.md");
+    assert!(readme.contains("Ties left out: RoBERTa / mrpc / said / global/per_layer (large_le_base)."), "{readme}");
 }

@@ -1,0 +1,206 @@
+//! The statistics behind the report's judgements, in plain Rust with fixed seeds so reports stay
+//! a pure function of the result files: SAID against DID on paired score differences, and
+//! Spearman correlations with a permutation p-value.
+
+use crate::records::SearchRecord;
+
+/// Significance level of the report's verdicts.
+pub const ALPHA: f64 = 0.05;
+
+/// SAID against DID on the same model, task and map: score differences (SAID - DID) at every `d`
+/// both searches probed, seed by seed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PairedComparison {
+    /// `(d, seed)` pairs with a score on both sides (a missing seed score counts as 0, as in the
+    /// probes' medians).
+    pub pairs: usize,
+    pub mean_difference: f64,
+    /// Two-sided sign-flip permutation p-value of the mean difference (exact up to 2^16 pairs'
+    /// sign patterns, else 20,000 seeded draws).
+    pub p_value: f64,
+    /// `held` (SAID better, p < 0.05), `not held` (DID better, p < 0.05) or `inconclusive`.
+    pub verdict: &'static str,
+}
+
+/// The paired comparison of a SAID and a DID search; `None` when they share no probed `d` with
+/// seed scores.
+pub fn said_against_did(said: &SearchRecord, did: &SearchRecord) -> Option<PairedComparison> {
+    let mut differences = Vec::new();
+    for probe in &said.probes {
+        let Some(other) = did.probes.iter().find(|other| other.d == probe.d) else { continue };
+        for (mine, theirs) in probe.seed_scores.iter().zip(&other.seed_scores) {
+            if mine.is_none() && theirs.is_none() {
+                continue;
+            }
+            differences.push(mine.unwrap_or(0.0) - theirs.unwrap_or(0.0));
+        }
+    }
+    if differences.is_empty() {
+        return None;
+    }
+    let mean = differences.iter().sum::<f64>() / differences.len() as f64;
+    let p_value = sign_flip_p_value(&differences);
+    let verdict = match (p_value < ALPHA, mean) {
+        (true, mean) if mean > 0.0 => "held",
+        (true, mean) if mean < 0.0 => "not held",
+        _ => "inconclusive",
+    };
+    Some(PairedComparison { pairs: differences.len(), mean_difference: mean, p_value, verdict })
+}
+
+/// A small deterministic generator (SplitMix64) for permutation tests.
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+}
+
+/// Draws of a permutation test when exact enumeration is too large.
+const DRAWS: usize = 20_000;
+
+/// Two-sided p-value of the mean of `differences` under random sign flips: the share of sign
+/// patterns whose |mean| reaches the observed one (the observed pattern included).
+pub fn sign_flip_p_value(differences: &[f64]) -> f64 {
+    let observed = differences.iter().sum::<f64>().abs();
+    let reaches = |sum: f64| sum.abs() >= observed - 1e-12;
+    let n = differences.len();
+    if n <= 16 {
+        let patterns = 1u64 << n;
+        let hits = (0..patterns)
+            .filter(|pattern| {
+                reaches(
+                    differences
+                        .iter()
+                        .enumerate()
+                        .map(|(idx, value)| if pattern >> idx & 1 == 1 { -value } else { *value })
+                        .sum(),
+                )
+            })
+            .count();
+        return hits as f64 / patterns as f64;
+    }
+    let mut rng = SplitMix(0x5eed);
+    let hits = (0..DRAWS)
+        .filter(|_| reaches(differences.iter().map(|value| if rng.next() & 1 == 1 { -value } else { *value }).sum()))
+        .count();
+    (hits + 1) as f64 / (DRAWS + 1) as f64
+}
+
+/// Ranks (1-based) with ties sharing their average rank.
+fn ranks(values: &[f64]) -> Vec<f64> {
+    let mut order: Vec<usize> = (0..values.len()).collect();
+    order.sort_by(|&a, &b| values[a].total_cmp(&values[b]));
+    let mut ranks = vec![0.0; values.len()];
+    let mut start = 0;
+    while start < order.len() {
+        let mut end = start;
+        while end + 1 < order.len() && values[order[end + 1]] == values[order[start]] {
+            end += 1;
+        }
+        let average = (start + end) as f64 / 2.0 + 1.0;
+        for &idx in &order[start..=end] {
+            ranks[idx] = average;
+        }
+        start = end + 1;
+    }
+    ranks
+}
+
+fn pearson(x: &[f64], y: &[f64]) -> f64 {
+    let n = x.len() as f64;
+    let (mean_x, mean_y) = (x.iter().sum::<f64>() / n, y.iter().sum::<f64>() / n);
+    let covariance: f64 = x.iter().zip(y).map(|(a, b)| (a - mean_x) * (b - mean_y)).sum();
+    let spread = |values: &[f64], mean: f64| values.iter().map(|v| (v - mean).powi(2)).sum::<f64>().sqrt();
+    let denominator = spread(x, mean_x) * spread(y, mean_y);
+    if denominator == 0.0 { f64::NAN } else { covariance / denominator }
+}
+
+/// Spearman's rho (Pearson on average ranks) and its two-sided permutation p-value: the share of
+/// permutations of `y` whose |rho| reaches the observed one (exact for n <= 8, else 20,000 seeded
+/// shuffles). `None` with fewer than 3 points or a constant variable.
+pub fn spearman(x: &[f64], y: &[f64]) -> Option<(f64, f64)> {
+    if x.len() < 3 || x.len() != y.len() {
+        return None;
+    }
+    let (rank_x, rank_y) = (ranks(x), ranks(y));
+    let rho = pearson(&rank_x, &rank_y);
+    if rho.is_nan() {
+        return None;
+    }
+    let reaches = |permuted: &[f64]| pearson(&rank_x, permuted).abs() >= rho.abs() - 1e-12;
+    let n = x.len();
+    let p_value = if n <= 8 {
+        let mut permutation: Vec<usize> = (0..n).collect();
+        let (mut hits, mut total) = (0usize, 0usize);
+        loop {
+            let permuted: Vec<f64> = permutation.iter().map(|&idx| rank_y[idx]).collect();
+            hits += usize::from(reaches(&permuted));
+            total += 1;
+            if !next_permutation(&mut permutation) {
+                break;
+            }
+        }
+        hits as f64 / total as f64
+    } else {
+        let mut rng = SplitMix(0x5eed);
+        let mut permuted = rank_y.clone();
+        let mut hits = 0;
+        for _ in 0..DRAWS {
+            for idx in (1..n).rev() {
+                permuted.swap(idx, (rng.next() % (idx as u64 + 1)) as usize);
+            }
+            hits += usize::from(reaches(&permuted));
+        }
+        (hits + 1) as f64 / (DRAWS + 1) as f64
+    };
+    Some((rho, p_value))
+}
+
+/// The next permutation in lexicographic order; `false` after the last.
+fn next_permutation(items: &mut [usize]) -> bool {
+    let Some(pivot) = (1..items.len()).rev().find(|&idx| items[idx - 1] < items[idx]) else { return false };
+    let successor = (pivot..items.len()).rev().find(|&idx| items[idx] > items[pivot - 1]).expect("exists");
+    items.swap(pivot - 1, successor);
+    items[pivot..].reverse();
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spearman_with_ties_and_its_exact_permutation_p_value() {
+        // A perfect monotone relation of 4 points: rho 1; 2 of the 24 permutations reach |rho| = 1.
+        let (rho, p) = spearman(&[1.0, 2.0, 3.0, 4.0], &[10.0, 20.0, 30.0, 40.0]).unwrap();
+        assert!((rho - 1.0).abs() < 1e-12 && (p - 2.0 / 24.0).abs() < 1e-12, "{rho} {p}");
+        // Reversed: rho -1, the same p.
+        let (rho, p) = spearman(&[1.0, 2.0, 3.0, 4.0], &[4.0, 3.0, 2.0, 1.0]).unwrap();
+        assert!((rho + 1.0).abs() < 1e-12 && (p - 2.0 / 24.0).abs() < 1e-12);
+        // Ties take their average rank: x ranks 1, 2.5, 2.5, 4 against y ranks 1..4.
+        let (rho, _) = spearman(&[1.0, 2.0, 2.0, 3.0], &[1.0, 2.0, 3.0, 4.0]).unwrap();
+        assert!((rho - 0.948_683_298_050_513_8).abs() < 1e-12, "{rho}");
+        assert_eq!(spearman(&[1.0, 2.0], &[1.0, 2.0]), None);
+        assert_eq!(spearman(&[1.0, 1.0, 1.0], &[1.0, 2.0, 3.0]), None);
+        // 10 points, shuffled test: a clear relation is significant.
+        let x: Vec<f64> = (0..10).map(f64::from).collect();
+        let (rho, p) = spearman(&x, &x).unwrap();
+        assert!((rho - 1.0).abs() < 1e-12 && p < 0.001, "{p}");
+    }
+
+    #[test]
+    fn sign_flip_p_values_are_exact_for_small_samples() {
+        // Three positive differences: only the all-plus and all-minus patterns reach the mean.
+        assert!((sign_flip_p_value(&[0.1, 0.2, 0.3]) - 2.0 / 8.0).abs() < 1e-12);
+        // Five equal positive differences: 2 of 32.
+        assert!((sign_flip_p_value(&[0.05; 5]) - 2.0 / 32.0).abs() < 1e-12);
+        // Differences that cancel: p = 1.
+        assert!((sign_flip_p_value(&[0.1, -0.1]) - 1.0).abs() < 1e-12);
+    }
+}
