@@ -47,6 +47,18 @@ fn run_in(
     stop_after: Option<usize>,
     precision: Precision,
 ) -> RunResult {
+    run_with(mode, d, lr, epochs, run_dir, stop_after, &|config| config.precision = precision)
+}
+
+fn run_with(
+    mode: Mode,
+    d: usize,
+    lr: f64,
+    epochs: usize,
+    run_dir: Option<&std::path::Path>,
+    stop_after: Option<usize>,
+    change: &dyn Fn(&mut TrainConfig),
+) -> RunResult {
     let (vs, model) = model();
     let train_set = synthetic(384, 1);
     let dev_set = synthetic(128, 2);
@@ -56,7 +68,7 @@ fn run_in(
     config.batch_size = 16;
     config.checkpoint_every = run_dir.map(|_| 6);
     config.max_steps_this_process = stop_after;
-    config.precision = precision;
+    change(&mut config);
     train(&vs, &model, &data, &config, run_dir, &mut |_| {}).unwrap()
 }
 
@@ -132,6 +144,30 @@ fn a_resumed_run_ends_with_the_numbers_of_an_uninterrupted_one() {
     let err = train(&vs, &model, &data, &other, Some(&dir), &mut |_| {}).unwrap_err();
     std::fs::remove_dir_all(&dir).unwrap();
     assert!(err.to_string().contains("another run"), "{err}");
+}
+
+/// Length-bucketed batches pad less, still learn, and a run with them (and with SAID's own scale
+/// learning rate) resumes exactly: the batches are a function of (data seed, epoch).
+#[test]
+fn length_buckets_pad_less_and_resume_exactly() {
+    let _serial = serial();
+    let buckets = |config: &mut TrainConfig| {
+        config.length_buckets = Some(4);
+        config.lambda_lr = Some(0.01);
+    };
+    let plain = run(Mode::Said, 120, 0.05, 2, None, None);
+    let bucketed = run_with(Mode::Said, 120, 0.05, 2, None, None, &buckets);
+    let (plain_padding, bucketed_padding) = (plain.padding_fraction.unwrap(), bucketed.padding_fraction.unwrap());
+    eprintln!("padding: plain {plain_padding:.3}, bucketed {bucketed_padding:.3}");
+    assert!(bucketed_padding < plain_padding / 2.0, "{plain_padding} -> {bucketed_padding}");
+    assert_eq!(bucketed.steps, plain.steps, "the same number of batches");
+    assert_ne!(bucketed.evaluations, plain.evaluations, "other batches, other numbers");
+    let dir = std::env::temp_dir().join(format!("bench-suite-train-buckets-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    run_with(Mode::Said, 120, 0.05, 2, Some(&dir), Some(13), &buckets);
+    let resumed = run_with(Mode::Said, 120, 0.05, 2, Some(&dir), None, &buckets);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(resumed.evaluations, bucketed.evaluations, "a resumed bucketed run differs");
 }
 
 #[test]
