@@ -109,8 +109,10 @@ impl FinetuneRequest {
     /// `d` against the model with its task head: at most D parameters, and for SAID more than its
     /// m scales (one per group, which `d` includes).
     pub fn check_dimension(&self, config: &Config) -> Result<(), FinetuneError> {
-        let layout = shapes::sequence_classifier(config, self.task.labels().len() as i64);
-        let total: usize = shapes::numels(&layout).iter().map(|(_, numel)| numel).sum();
+        let (method, grouping) = (SubspaceMethod::Said, LambdaGrouping::PerLayer);
+        let method = if self.mode == Mode::Said { method } else { SubspaceMethod::Did };
+        let n_labels = self.task.labels().len() as i64;
+        let (total, scales) = shapes::subspace_dimensions(config, n_labels, method, grouping, Compat::None);
         if self.d > total {
             return Err(FinetuneError::Value {
                 setting: "--d",
@@ -121,18 +123,13 @@ impl FinetuneRequest {
                 ),
             });
         }
-        if self.mode == Mode::Said {
-            let names: Vec<String> = layout.into_iter().map(|(name, _)| name).collect();
-            let grouping = LambdaGrouping::PerLayer;
-            let (_, scales) = subspace::scale_groups(&names, SubspaceMethod::Said, grouping, Compat::None);
-            subspace::check_dimension(self.d, scales, SubspaceMethod::Said, grouping, Compat::None).map_err(|err| {
-                FinetuneError::Value {
-                    setting: "--d",
-                    value: self.d.to_string(),
-                    message: format!("{err}; use {} to {total}", scales + 1),
-                }
-            })?;
-        }
+        subspace::check_dimension(self.d, scales, method, grouping, Compat::None).map_err(|err| {
+            FinetuneError::Value {
+                setting: "--d",
+                value: self.d.to_string(),
+                message: format!("{err}; use {} to {total}", scales + 1),
+            }
+        })?;
         Ok(())
     }
 }

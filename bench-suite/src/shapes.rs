@@ -2,6 +2,7 @@
 //! real sizes without real weights.
 
 use crate::model::{Config, ModelType};
+use crate::subspace;
 
 /// `(name, shape)` of every trainable tensor of HF `RobertaForSequenceClassification` for
 /// `roberta-base` with two labels (no pooler: the classification head reads the first token):
@@ -80,6 +81,21 @@ pub fn encoder_classifier(
     shapes.push(("classifier.out_proj.weight".to_owned(), vec![n_labels, hidden]));
     shapes.push(("classifier.out_proj.bias".to_owned(), vec![n_labels]));
     shapes
+}
+
+/// `(D, m)` of a sequence classifier under a subspace method: its parameter count with the task
+/// head, and the scales SAID learns (0 for DID), without building the model.
+pub fn subspace_dimensions(
+    config: &Config,
+    n_labels: i64,
+    method: subspace::Method,
+    grouping: subspace::LambdaGrouping,
+    compat: subspace::Compat,
+) -> (usize, usize) {
+    let layout = sequence_classifier(config, n_labels);
+    let total = numels(&layout).iter().map(|(_, numel)| numel).sum();
+    let names: Vec<String> = layout.into_iter().map(|(name, _)| name).collect();
+    (total, subspace::scale_groups(&names, method, grouping, compat).1)
 }
 
 /// `(name, numel)` pairs, the form the Fastfood projector takes.

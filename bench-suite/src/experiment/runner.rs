@@ -282,12 +282,10 @@ impl Runner {
                     .map_err(|err| origin.error(&task_field, format!("`{}`: {err}", plan.task)))?;
                 (task.labels().len() as i64, self.store.content_id(task.asset_id())?)
             };
-            let layout = shapes::sequence_classifier(&config, n_labels);
-            let total_parameters: usize = shapes::numels(&layout).iter().map(|(_, numel)| numel).sum();
-            let names: Vec<String> = layout.into_iter().map(|(name, _)| name).collect();
             let method = &plan.method;
             let subspace_method = if method.mode == Mode::Said { SubspaceMethod::Said } else { SubspaceMethod::Did };
-            let (_, scales) = subspace::scale_groups(&names, subspace_method, method.grouping, method.compat);
+            let (total_parameters, scales) =
+                shapes::subspace_dimensions(&config, n_labels, subspace_method, method.grouping, method.compat);
             let search = &plan.search;
             if let Some(d_max) = search.d_max
                 && d_max > total_parameters
