@@ -181,12 +181,10 @@ pub enum FinetuneError {
 pub fn max_len_problem(config: &Config, encoder: &TextEncoder, paired: bool) -> Option<String> {
     let (min, max) = (encoder.min_max_len(paired), config.max_sequence_length().max(0) as usize);
     let works = format!("use {min} to {max}");
-    if encoder.max_len() < min {
-        let what = if paired { "a sentence pair" } else { "a single text" };
-        let special = encoder.special_tokens(paired);
-        return Some(format!(
-            "leaves no room for {what}: {special} special tokens and one token per text need at least {min}; {works}"
-        ));
+    if let Err(err) = encoder.check_max_len(paired) {
+        let message = err.to_string();
+        let why = message.strip_prefix(&format!("max_len {} ", encoder.max_len())).unwrap_or(&message);
+        return Some(format!("{why}; {works}"));
     }
     if encoder.max_len() > max {
         return Some(format!(

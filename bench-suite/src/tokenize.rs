@@ -24,7 +24,7 @@ pub enum TokenizeError {
     #[error("tokenizing: {0}")]
     Encode(String),
     #[error(
-        "max_len {max_len} leaves no room for the text: {} needs at least {min} tokens ({special} special tokens and one per text)",
+        "max_len {max_len} leaves no room for {}: {special} special tokens and one token per text need at least {min}",
         if *.paired { "a sentence pair" } else { "a single text" }
     )]
     MaxLenTooSmall { max_len: usize, min: usize, special: usize, paired: bool },

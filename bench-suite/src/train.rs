@@ -236,33 +236,34 @@ pub enum TrainError {
     NoData,
 }
 
-/// The tensors the optimiser updates, with their decay flags and Adam moments.
+/// The tensors the optimiser updates, with their decay flags, learning-rate factors and Adam
+/// moments.
 struct Trainable {
     tensors: Vec<Tensor>,
     decay: Vec<bool>,
+    /// Multiplies the step's learning rate for each tensor (SAID's scales may have their own).
+    lr_factors: Vec<f64>,
     first_moment: Vec<Tensor>,
     second_moment: Vec<Tensor>,
 }
 
 impl Trainable {
-    fn new(tensors: Vec<Tensor>, decay: Vec<bool>) -> Trainable {
+    fn new(tensors: Vec<Tensor>, decay: Vec<bool>, lr_factors: Vec<f64>) -> Trainable {
         let zeros = |tensors: &[Tensor]| tensors.iter().map(Tensor::zeros_like).collect();
-        Trainable { first_moment: zeros(&tensors), second_moment: zeros(&tensors), tensors, decay }
+        Trainable { first_moment: zeros(&tensors), second_moment: zeros(&tensors), tensors, decay, lr_factors }
     }
 
-    /// One AdamW step (as `torch.optim.AdamW`, betas 0.9/0.999, eps 1e-8) with gradients `grads`;
-    /// `last_lr_scale` multiplies the learning rate of the last tensor (SAID's scales).
-    fn step(&mut self, grads: &[Tensor], lr: f64, last_lr_scale: Option<f64>, weight_decay: f64, step: usize) {
+    /// One AdamW step (as `torch.optim.AdamW`, betas 0.9/0.999, eps 1e-8) with gradients `grads`.
+    fn step(&mut self, grads: &[Tensor], lr: f64, weight_decay: f64, step: usize) {
         let _guard = tch::no_grad_guard();
         let (beta1, beta2, eps): (f64, f64, f64) = (0.9, 0.999, 1e-8);
         let bias1 = 1.0 - beta1.powi(step as i32);
         let bias2 = 1.0 - beta2.powi(step as i32);
         let moments = self.first_moment.iter_mut().zip(self.second_moment.iter_mut());
-        let last = self.tensors.len() - 1;
-        for (idx, (((tensor, grad), &decay), (first, second))) in
-            self.tensors.iter_mut().zip(grads).zip(&self.decay).zip(moments).enumerate()
+        for ((((tensor, grad), &decay), (first, second)), &factor) in
+            self.tensors.iter_mut().zip(grads).zip(&self.decay).zip(moments).zip(&self.lr_factors)
         {
-            let lr = if idx == last { lr * last_lr_scale.unwrap_or(1.0) } else { lr };
+            let lr = lr * factor;
             if decay && weight_decay > 0.0 {
                 let _ = tensor.g_mul_scalar_(1.0 - lr * weight_decay);
             }
@@ -348,8 +349,17 @@ pub fn train(
         None => Trainable::new(
             named.iter().map(|(_, tensor)| tensor.shallow_clone()).collect(),
             named.iter().map(|(name, _)| !(name.ends_with("bias") || name.contains("LayerNorm"))).collect(),
+            vec![1.0; named.len()],
         ),
-        Some(subspace) => Trainable::new(vec![subspace.theta().copy(), subspace.lambda().copy()], vec![false, false]),
+        Some(subspace) => {
+            let lambda_factor =
+                config.lambda_lr.filter(|_| config.mode == Mode::Said).map_or(1.0, |rate| rate / config.lr);
+            Trainable::new(
+                vec![subspace.theta().copy(), subspace.lambda().copy()],
+                vec![false, false],
+                vec![1.0, lambda_factor],
+            )
+        }
     };
     let trainable_parameters = trainable.tensors.iter().map(Tensor::numel).sum();
 
@@ -426,9 +436,7 @@ pub fn train(
             state.step += 1;
             let lr = learning_rate(config.lr, state.step - 1, total_steps, warmup_steps);
             let decay = if subspace.is_some() { 0.0 } else { config.weight_decay };
-            let lr_scale =
-                config.lambda_lr.filter(|_| config.mode == Mode::Said).map(|lambda_lr| lambda_lr / config.lr);
-            trainable.step(&grads, lr, lr_scale, decay, state.step);
+            trainable.step(&grads, lr, decay, state.step);
             if let Some(subspace) = &mut subspace {
                 subspace.set(&trainable.tensors[0], &trainable.tensors[1])?;
             }

@@ -115,12 +115,15 @@ fn map_label(search: &SearchRecord) -> String {
     label
 }
 
-/// `[low, high]` of the seed-bootstrap interval, `>top` when open above.
+/// `[low, high]` of the seed-bootstrap interval: `<=d_min` low when resamples were bounds, `>top`
+/// high when open above. Results written before unreached searches stopped getting an interval
+/// hold `u64::MAX` as `low`: no interval.
 fn interval_label(search: &SearchRecord) -> Option<String> {
-    let interval = search.interval.as_ref()?;
-    let high =
-        interval.high.map_or_else(|| format!(">{}", search.grid.last().copied().unwrap_or(0)), |h| h.to_string());
-    Some(format!("[{}, {high}]", interval.low))
+    let interval = search.interval.as_ref().filter(|interval| interval.low != u64::MAX)?;
+    let (first, last) = (search.grid.first().copied().unwrap_or(0), search.grid.last().copied().unwrap_or(0));
+    let low = if interval.low == first { format!("<={first}") } else { interval.low.to_string() };
+    let high = interval.high.map_or_else(|| format!(">{last}"), |high| high.to_string());
+    Some(format!("[{low}, {high}]"))
 }
 
 /// The outcome a search is reported with: its own, except that a d90 or bound whose target lies
@@ -361,15 +364,15 @@ pub fn orderings(searches: &DataFrame, records: &[SearchRecord]) -> PolarsResult
     }
     let said_did = df!(
         "ordering" => said_did.iter().map(|_| "said_le_did").collect::<Vec<_>>(),
-        "claim" => said_did.iter().map(|_| "SAID scores >= DID at the same d and seeds (so SAID d90 <= DID d90)").collect::<Vec<_>>(),
+        "claim" => said_did.iter().map(|_| "SAID scores above DID at the same d, paired by seed (the paper: SAID d90 <= DID d90)").collect::<Vec<_>>(),
         "cell" => said_did.iter().map(|row| row.0.clone()).collect::<Vec<_>>(),
         "left_model" => said_did.iter().map(|row| format!("{} ({})", short(&row.1), row.2)).collect::<Vec<_>>(),
         "left_d90" => said_did.iter().map(|row| row.4).collect::<Vec<_>>(),
         "right_model" => said_did.iter().map(|row| format!("{} ({})", short(&row.1), row.3)).collect::<Vec<_>>(),
         "right_d90" => said_did.iter().map(|row| row.5).collect::<Vec<_>>(),
         "evidence" => said_did.iter().map(|row| format!(
-            "mean difference {:+.4} over {} (d, seed) pairs, p = {:.3}",
-            row.6.mean_difference, row.6.pairs, row.6.p_value
+            "mean difference {:+.4} over {} seeds ({} (d, seed) pairs), p = {:.3}",
+            row.6.mean_difference, row.6.seeds, row.6.pairs, row.6.p_value
         )).collect::<Vec<_>>(),
         "held" => said_did.iter().map(|row| row.6.verdict).collect::<Vec<_>>(),
     )?;

@@ -191,10 +191,11 @@ pub fn report(
     writeln!(md, "\n## Orderings the paper reports\n").unwrap();
     writeln!(
         md,
-        "SAID against DID is judged on paired score differences (SAID - DID) at every d both searches probed, \
-         seed by seed, with a two-sided sign-flip permutation test: `held` (SAID better, p < 0.05), `not held` \
-         (DID better, p < 0.05) or `inconclusive`. The family and size orderings compare d90 values of cells \
-         that have one (no unable cells, bounds or unreached targets); ties are left out.\n"
+        "SAID against DID is judged on score differences (SAID - DID) at the d both searches probed, averaged \
+         per seed, with a two-sided sign-flip permutation test over seeds: `held` (SAID better, p < 0.05), `not \
+         held` (DID better, p < 0.05) or `inconclusive`; with n seeds the smallest p is 2 / 2^n, so fewer than \
+         six seeds are always inconclusive. The family and size orderings compare d90 values of cells that \
+         have one (no unable cells, bounds or unreached targets); ties are left out.\n"
     )
     .unwrap();
     if orderings.rows.is_empty() {
@@ -246,7 +247,8 @@ pub fn report(
     if correlations.rows.is_empty() {
         writeln!(
             md,
-            "\nSpearman correlations need at least 3 searches with a d90 ({} here).",
+            "\nNo Spearman correlation: it needs at least 3 searches with a d90 and values that are not all \
+             equal ({} searches with a d90 here).",
             generalization.rows.len()
         )
         .unwrap();

@@ -7,45 +7,57 @@ use crate::records::SearchRecord;
 /// Significance level of the report's verdicts.
 pub const ALPHA: f64 = 0.05;
 
-/// SAID against DID on the same model, task and map: score differences (SAID - DID) at every `d`
-/// both searches probed, seed by seed.
+/// SAID against DID on the same model, task and map, paired by seed: each seed's mean score
+/// difference (SAID - DID) over the `d`s both searches probed where both runs have a score, then a
+/// sign-flip permutation test over seeds (scores of one seed at several `d` are not independent, so
+/// the seed is the unit). With n seeds the smallest two-sided p is 2 / 2^n: three seeds can never
+/// reach p < 0.05 (their verdict is `inconclusive`), six can.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PairedComparison {
-    /// `(d, seed)` pairs with a score on both sides (a missing seed score counts as 0, as in the
-    /// probes' medians).
+    /// Seeds with at least one shared `d` scored on both sides.
+    pub seeds: usize,
+    /// Shared `(d, seed)` pairs behind the seed means.
     pub pairs: usize,
+    /// Mean over seeds of the seed's mean difference.
     pub mean_difference: f64,
-    /// Two-sided sign-flip permutation p-value of the mean difference (exact up to 2^16 pairs'
-    /// sign patterns, else 20,000 seeded draws).
+    /// Two-sided sign-flip p-value over seeds (exact up to 16 seeds).
     pub p_value: f64,
     /// `held` (SAID better, p < 0.05), `not held` (DID better, p < 0.05) or `inconclusive`.
     pub verdict: &'static str,
 }
 
-/// The paired comparison of a SAID and a DID search; `None` when they share no probed `d` with
-/// seed scores.
+/// The paired comparison of a SAID and a DID search; `None` when their seed lists differ or they
+/// share no scored `(d, seed)`.
 pub fn said_against_did(said: &SearchRecord, did: &SearchRecord) -> Option<PairedComparison> {
-    let mut differences = Vec::new();
-    for probe in &said.probes {
-        let Some(other) = did.probes.iter().find(|other| other.d == probe.d) else { continue };
-        for (mine, theirs) in probe.seed_scores.iter().zip(&other.seed_scores) {
-            if mine.is_none() && theirs.is_none() {
-                continue;
-            }
-            differences.push(mine.unwrap_or(0.0) - theirs.unwrap_or(0.0));
-        }
-    }
-    if differences.is_empty() {
+    if said.plan.seeds != did.plan.seeds {
         return None;
     }
-    let mean = differences.iter().sum::<f64>() / differences.len() as f64;
-    let p_value = sign_flip_p_value(&differences);
+    let mut per_seed: Vec<Vec<f64>> = vec![Vec::new(); said.plan.seeds.len()];
+    for probe in &said.probes {
+        let Some(other) = did.probes.iter().find(|other| other.d == probe.d) else { continue };
+        for (seed, (mine, theirs)) in probe.seed_scores.iter().zip(&other.seed_scores).enumerate() {
+            if let (Some(mine), Some(theirs), Some(slot)) = (mine, theirs, per_seed.get_mut(seed)) {
+                slot.push(mine - theirs);
+            }
+        }
+    }
+    let pairs = per_seed.iter().map(Vec::len).sum();
+    let seed_means: Vec<f64> = per_seed
+        .iter()
+        .filter(|differences| !differences.is_empty())
+        .map(|differences| differences.iter().sum::<f64>() / differences.len() as f64)
+        .collect();
+    if seed_means.is_empty() {
+        return None;
+    }
+    let mean = seed_means.iter().sum::<f64>() / seed_means.len() as f64;
+    let p_value = sign_flip_p_value(&seed_means);
     let verdict = match (p_value < ALPHA, mean) {
         (true, mean) if mean > 0.0 => "held",
         (true, mean) if mean < 0.0 => "not held",
         _ => "inconclusive",
     };
-    Some(PairedComparison { pairs: differences.len(), mean_difference: mean, p_value, verdict })
+    Some(PairedComparison { seeds: seed_means.len(), pairs, mean_difference: mean, p_value, verdict })
 }
 
 /// A small deterministic generator (SplitMix64) for permutation tests.
@@ -192,6 +204,51 @@ mod tests {
         let x: Vec<f64> = (0..10).map(f64::from).collect();
         let (rho, p) = spearman(&x, &x).unwrap();
         assert!((rho - 1.0).abs() < 1e-12 && p < 0.001, "{p}");
+    }
+
+    #[test]
+    fn said_against_did_pairs_by_seed() {
+        let record = |seeds: &[u64], probes: &[(u64, Vec<Option<f64>>)]| -> SearchRecord {
+            let probes: Vec<serde_json::Value> = probes
+                .iter()
+                .map(|(d, scores)| serde_json::json!({"d": d, "score": null, "success": false, "runs": [], "seed_scores": scores}))
+                .collect();
+            serde_json::from_value(serde_json::json!({
+                "key": "k", "signature": "s", "total_parameters": 1, "scales": 0, "grid": [100],
+                "plan": {"experiment": "e", "model": "m", "task": "t", "method": {"name": "x", "mode": "said"},
+                         "seeds": seeds, "search": {"mode": "grid", "threshold": 0.9}},
+                "baseline": {"score": 0.9, "target": 0.81, "majority_accuracy": 0.5, "runs": []},
+                "outcome": {"outcome": "not_reached", "largest_tried": 100}, "probes": probes, "monotone": null
+            }))
+            .unwrap()
+        };
+        // Three seeds, SAID better at both shared d for every seed: the best three seeds can do is
+        // p = 2/8, inconclusive. A missing score drops its pair, not its seed.
+        let said = record(
+            &[0, 1, 2],
+            &[(100, vec![Some(0.8), Some(0.7), Some(0.9)]), (200, vec![Some(0.9), None, Some(0.9)])],
+        );
+        let did = record(
+            &[0, 1, 2],
+            &[
+                (100, vec![Some(0.6), Some(0.6), Some(0.7)]),
+                (200, vec![Some(0.7), Some(0.8), Some(0.8)]),
+                (300, vec![Some(0.1); 3]),
+            ],
+        );
+        let comparison = said_against_did(&said, &did).unwrap();
+        assert_eq!((comparison.seeds, comparison.pairs, comparison.verdict), (3, 5, "inconclusive"));
+        assert!((comparison.p_value - 0.25).abs() < 1e-12);
+        // Seed means 0.2, 0.1, 0.15: their mean.
+        assert!((comparison.mean_difference - 0.15).abs() < 1e-12, "{}", comparison.mean_difference);
+        // Six seeds, all better: held at p = 2/64.
+        let six = |base: f64| record(&[0, 1, 2, 3, 4, 5], &[(100, vec![Some(base); 6])]);
+        let comparison = said_against_did(&six(0.8), &six(0.7)).unwrap();
+        assert_eq!(comparison.verdict, "held");
+        assert!((comparison.p_value - 2.0 / 64.0).abs() < 1e-12);
+        assert_eq!(said_against_did(&six(0.7), &six(0.8)).unwrap().verdict, "not held");
+        // Different seed lists are not paired.
+        assert_eq!(said_against_did(&said, &six(0.7)), None);
     }
 
     #[test]

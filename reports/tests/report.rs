@@ -111,7 +111,7 @@ fn check_and_compare_fail_on_planted_differences_only() {
     // A planted difference in line 3 of table1.csv.
     let path = dir.join("table1.csv");
     let original = std::fs::read_to_string(&path).unwrap();
-    let planted = original.replacen("per_layer,3,896,896,", "per_layer,3,896,897,", 1);
+    let planted = original.replacen("per_layer,6,896,896,", "per_layer,6,896,897,", 1);
     assert_ne!(original, planted);
     std::fs::write(&path, &planted).unwrap();
     let differences = report.check(&dir);

@@ -31,7 +31,8 @@ commands:
   fetch [--mirror DIR]... [--offline] [ASSET...]
                    bring datasets and checkpoints into the verified cache (default: all assets)
   finetune --model ASSET --task TASK --mode full|did|said [--d N] [--lr X] [--epochs N] [--batch-size N]
-           [--max-len N] [--max-train-examples N] [--device cpu|cuda] [--seed N] [--scope global|per_tensor]
+           [--max-len N] [--max-train-examples N] [--length-buckets N] [--device cpu|cuda] [--seed N]
+           [--scope global|per_tensor]
            [--precision f32|bf16] [--run-dir DIR] [--mirror DIR] [--offline]
                    fine-tune once and print the result as JSON (release build)
   reproduce [--preset smoke|quick|nightly|paper | --spec FILE] [--only EXP,...] [--device cpu|cuda]

@@ -145,7 +145,10 @@ impl PreparedSearch {
         }
         parts.push(format!("baseline-lr:{}", lrs(&plan.baseline)));
         parts.push(format!("seeds:{}", plan.seeds.iter().map(u64::to_string).collect::<Vec<_>>().join(",")));
-        parts.push(format!("epochs:{}", plan.training.epochs));
+        parts.push(format!("epochs:{}", method.epochs.unwrap_or(plan.training.epochs)));
+        if let Some(epochs) = plan.baseline.epochs {
+            parts.push(format!("baseline-epochs:{epochs}"));
+        }
         parts.push(format!("torch:{TORCH_VERSION}"));
         parts.push(format!("device:{device}"));
         parts.push(format!("code:{code}"));

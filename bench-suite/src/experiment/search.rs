@@ -228,7 +228,10 @@ pub fn search<E>(
     let successes: Vec<bool> = sorted.iter().map(|probe| probe.success).collect();
     let monotone = successes.windows(2).all(|pair| !pair[0] || pair[1]);
     let outcome = outcome_of(grid, &sorted, &successes);
-    let interval = bootstrap_interval(grid, &sorted, target);
+    // An interval of a d90 or a bound; an unreached target has none.
+    let interval = matches!(outcome, Outcome::Found { .. } | Outcome::Bound { .. })
+        .then(|| bootstrap_interval(grid, &sorted, target))
+        .flatten();
     Ok(SearchOutcome { outcome, probes, monotone: Some(monotone), interval })
 }
 
@@ -248,8 +251,10 @@ fn outcome_of(grid: &[usize], sorted: &[&Probe], successes: &[bool]) -> Outcome 
 /// Resamples of the seeds in a bootstrap interval.
 pub const BOOTSTRAP_RESAMPLES: usize = 2000;
 
-/// The seed-bootstrap interval of d90 over `sorted` probes, `None` with fewer than two seeds.
-/// A resample whose d90 is a bound counts as the smallest grid value.
+/// The seed-bootstrap interval of d90 over `sorted` probes, `None` with fewer than two seeds or
+/// when the lower quantile itself does not reach the target. A resample whose d90 is a bound counts
+/// as the smallest grid value (an interval starting there reads `<= d_min`). The baseline's target
+/// is held fixed: the interval is the probes' seed noise, not the baseline's.
 fn bootstrap_interval(grid: &[usize], sorted: &[&Probe], target: f64) -> Option<Interval> {
     let n_seeds = sorted.iter().map(|probe| probe.seed_scores.len()).min()?;
     if n_seeds < 2 {
@@ -276,8 +281,12 @@ fn bootstrap_interval(grid: &[usize], sorted: &[&Probe], target: f64) -> Option<
         .collect();
     d90s.sort_unstable();
     let quantile = |q: f64| d90s[((q * (d90s.len() - 1) as f64).round() as usize).min(d90s.len() - 1)];
-    let high = quantile(0.975);
-    Some(Interval { low: quantile(0.025), high: (high != usize::MAX).then_some(high), resamples: BOOTSTRAP_RESAMPLES })
+    let (low, high) = (quantile(0.025), quantile(0.975));
+    (low != usize::MAX).then_some(Interval {
+        low,
+        high: (high != usize::MAX).then_some(high),
+        resamples: BOOTSTRAP_RESAMPLES,
+    })
 }
 
 /// The median of `values` (the mean of the middle two for an even count); `None` when empty.
@@ -427,6 +436,12 @@ mod tests {
         })
         .unwrap();
         assert_eq!(open.interval.unwrap().high, None);
+        // A target no seed reaches: not reached, and no interval.
+        let never = search::<()>(SearchMode::Grid, &grid, 0.8, |_| {
+            Ok(ProbeOutcome::from_seed_scores(vec![Some(0.6), Some(0.7)]))
+        })
+        .unwrap();
+        assert_eq!((never.outcome, never.interval), (Outcome::NotReached { largest_tried: 896 }, None));
         // Seeds without a score (diverged or constant) count as 0 in the median.
         assert_eq!(seed_median(&[Some(0.9), None, Some(0.8)]), Some(0.8));
         assert_eq!(seed_median(&[None, None]), None);

@@ -9,13 +9,18 @@
 //! ```yaml
 //! description: what this preset is for
 //! device: cpu                 # cpu | cuda | cuda:N, overridable on the command line
-//! seeds: [0]                  # every probe runs each seed; success uses the median
-//! training: {epochs: 1, batch_size: 32, max_len: 128, max_train_examples: 2000}
-//! search: {mode: bisect, d_min: 100, d_max: 10000, threshold: 0.9}
+//! seeds: [0, 1, 2]            # every probe runs each seed; success uses the median
+//! training: {epochs: 1, batch_size: 32, max_len: 128, max_train_examples: 2000,
+//!            length_buckets: 16,       # optional: length-bucketed batches (chunks of 16 batches)
+//!            train_eval_examples: 1000} # optional: training accuracy on these (default: all)
+//! search: {mode: bisect, d_min: 100, d_max: 10000, threshold: 0.9,
+//!          every: 4}                   # optional: every 4th grid value
 //! methods:
-//!   full: {method: full, lr: [5.0e-5]}
-//!   said: {method: said, lr: [0.3], grouping: per_layer, scope: global}
-//!   did:  {method: did, lr: [0.3]}
+//!   full: {method: full, lr: [2.0e-5, 5.0e-5, 1.0e-4], epochs: 3}   # a method may set its epochs
+//!   said: {method: said, lr: [0.1, 0.3, 1.0], lr_d0: 1000,          # rates for d = 1000, scaled
+//!          lambda_lr: 0.01,                                          # by sqrt(1000 / d); scales' rate
+//!          grouping: per_layer, scope: global}
+//!   did:  {method: did, lr: [0.1, 0.3, 1.0], scope: per_tensor}
 //! experiments:
 //!   - name: table1
 //!     models: [sentence-transformers/all-MiniLM-L6-v2]
@@ -372,7 +377,10 @@ fn second_key_line(text: &str, line: usize, column: usize, key: &str) -> Option<
             if depth == 1 && matches!(ch, '{' | ',') && starts_with_key(&text[offset + idx + 1..]) {
                 seen += 1;
                 if seen == 2 {
-                    return Some(text[..offset + idx].matches('\n').count() + 1);
+                    // The key's own line, which may follow the comma's.
+                    let after = &text[offset + idx + 1..];
+                    let key_at = offset + idx + 1 + (after.len() - after.trim_start().len());
+                    return Some(text[..key_at].matches('\n').count() + 1);
                 }
             }
             if depth == 0 {
@@ -609,9 +617,6 @@ fn check(spec: SpecFile, text: &str, file: &Path) -> Result<Plan, SpecError> {
                 .transpose()?,
             train_eval_examples: training_spec.train_eval_examples,
         };
-        if training.max_len > 512 {
-            return Err(error(&training_field("max_len"), format!("{} exceeds 512 positions", training.max_len)));
-        }
 
         let search_spec = experiment.search.as_ref().map_or(spec.search.clone(), |own| own.or(&spec.search));
         let search_field = |name: &str| {
@@ -931,6 +936,7 @@ experiments:
         check("    lr: [0.2]\n", "    lr: [0.2]\n    method: did\n", Some(13), "methods.did.method", "defined twice");
         check("  epochs: 2\n", "  epochs: 2\n  epochs: 3\n", Some(5), "training.epochs", "defined twice");
         check("{mode: grid,", "{mode: grid, mode: bisect,", Some(6), "search.mode", "defined twice");
+        check("{mode: grid,", "{mode: grid,\n  mode: bisect,", Some(7), "search.mode", "defined twice");
         check(
             "    tasks: [synthetic]\n",
             "    tasks: [synthetic]\n    tasks: [sst2]\n",
