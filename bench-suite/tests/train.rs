@@ -35,19 +35,7 @@ fn run(
     run_dir: Option<&std::path::Path>,
     stop_after: Option<usize>,
 ) -> RunResult {
-    run_in(mode, d, lr, epochs, run_dir, stop_after, Precision::F32)
-}
-
-fn run_in(
-    mode: Mode,
-    d: usize,
-    lr: f64,
-    epochs: usize,
-    run_dir: Option<&std::path::Path>,
-    stop_after: Option<usize>,
-    precision: Precision,
-) -> RunResult {
-    run_with(mode, d, lr, epochs, run_dir, stop_after, &|config| config.precision = precision)
+    run_with(mode, d, lr, epochs, run_dir, stop_after, &|_| {})
 }
 
 fn run_with(
@@ -102,7 +90,7 @@ fn learns_in_all_three_modes() {
 fn learns_with_bf16_autocast() {
     let _serial = serial();
     for (mode, d, lr) in [(Mode::Full, 0, 1e-3), (Mode::Said, 300, 0.05)] {
-        let result = run_in(mode, d, lr, 6, None, None, Precision::Bf16);
+        let result = run_with(mode, d, lr, 6, None, None, &|config| config.precision = Precision::Bf16);
         let last = result.evaluations.last().unwrap();
         let best = result.best.as_ref().unwrap();
         eprintln!("{mode:?} bf16: final train loss {:.3}, best dev accuracy {:.3}", last.train_loss, best.score);
