@@ -161,13 +161,14 @@ fn smoke_runs_reuses_and_survives_kill_9() {
 fn shards_partition_the_searches() {
     let (file, text) = preset("paper").unwrap();
     let plan = spec::parse(text, &file).unwrap();
-    assert_eq!(plan.searches.len(), 16);
+    // 4 models x 2 tasks x 6 methods (SAID and DID, each with three maps).
+    assert_eq!(plan.searches.len(), 48);
     let all = select(&plan, &[], None).unwrap();
     for count in 1..=7 {
         let mut seen = Vec::new();
         for index in 0..count {
             let shard = select(&plan, &[], Some(Shard { index, count })).unwrap();
-            assert!(shard.len() >= 16 / count && shard.len() <= 16usize.div_ceil(count));
+            assert!(shard.len() >= 48 / count && shard.len() <= 48usize.div_ceil(count));
             seen.extend(shard);
         }
         assert_eq!(seen.len(), all.len(), "n = {count}: no search twice");
