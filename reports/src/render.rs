@@ -167,7 +167,7 @@ pub fn report(
          `ratio` = ours / paper. Outcomes: `found`; `bound` (the smallest d searched already succeeds: d90 <= \
          `at_most`, a bound, not a value); `not_reached` (the largest d, `largest_tried`, failed); `unable` \
          (see `reason`: a baseline not above the majority class, a target at or below it, every run \
-         diverged). Only `found` cells enter orderings, correlations and compression.\n"
+         diverged). Only `found` cells enter the d90 orderings, correlations and compression.\n"
     )
     .unwrap();
     md.push_str(&table1.markdown());
