@@ -365,10 +365,14 @@ pub fn train(
 
     let steps_per_epoch = data.train.len().div_ceil(config.batch_size);
     let lengths: Vec<usize> = data.train.iter().map(|example| example.encoded.ids.len()).collect();
+    // Every epoch's batches, drawn once: the training loop takes them and the padding fraction
+    // is counted over them.
+    let epochs_batches: Vec<Vec<Vec<usize>>> =
+        (0..config.epochs).map(|epoch| epoch_batches(config, epoch, &lengths)).collect();
     let padding_fraction = {
         let (mut padded, mut tokens) = (0usize, 0usize);
-        for epoch in 0..config.epochs {
-            for batch in epoch_batches(config, epoch, &lengths) {
+        for batches in &epochs_batches {
+            for batch in batches {
                 let longest = batch.iter().map(|&idx| lengths[idx]).max().unwrap_or(0);
                 padded += longest * batch.len();
                 tokens += batch.iter().map(|&idx| lengths[idx]).sum::<usize>();
@@ -399,8 +403,7 @@ pub fn train(
     let mut status = Status::Completed;
     let mut last_loss = f64::NAN;
 
-    'epochs: for epoch in state.step / steps_per_epoch..config.epochs {
-        let batches = epoch_batches(config, epoch, &lengths);
+    'epochs: for (epoch, batches) in epochs_batches.iter().enumerate().skip(state.step / steps_per_epoch) {
         for (batch_idx, indices) in batches.iter().enumerate().skip(state.step % steps_per_epoch) {
             if config.max_steps_this_process.is_some_and(|max| state.step - steps_before >= max) {
                 status = Status::Stopped;
