@@ -43,6 +43,10 @@ pub struct FinetuneRequest {
     /// with different seeds train on the same examples.
     pub subset_seed: u64,
     pub scope: Scope,
+    /// The subspace's compatibility mode (DID/SAID): `Compat::Aghajanyan` is the authors' code.
+    pub compat: Compat,
+    /// SAID's scale grouping; `None`: per layer, or per tensor in the `aghajanyan` mode.
+    pub grouping: Option<LambdaGrouping>,
     pub precision: Precision,
     /// Length-bucketed batches (`TrainConfig::length_buckets`).
     pub length_buckets: Option<usize>,
@@ -67,6 +71,8 @@ impl FinetuneRequest {
             seed: 0,
             subset_seed: 0,
             scope: Scope::Global,
+            compat: Compat::None,
+            grouping: None,
             precision: Precision::F32,
             length_buckets: None,
             run_dir: None,
@@ -366,6 +372,13 @@ pub fn finetune(
     let default_lr = if request.mode == Mode::Full { DEFAULT_FULL_LR } else { DEFAULT_SUBSPACE_LR };
     let mut train_config = TrainConfig::new(request.mode, request.d, request.lr.unwrap_or(default_lr));
     train_config.scope = request.scope;
+    train_config.compat = request.compat;
+    train_config.grouping = match (request.grouping, request.compat) {
+        (Some(grouping), _) => grouping,
+        // The authors' code has one scale per tensor, the only grouping the mode accepts.
+        (None, Compat::Aghajanyan) => LambdaGrouping::PerTensor,
+        (None, Compat::None) => train_config.grouping,
+    };
     train_config.precision = request.precision;
     train_config.epochs = request.epochs;
     train_config.batch_size = request.batch_size;

@@ -90,6 +90,11 @@ impl RunSpec {
             parts.push(format!("seed:{}/{}/{}/{}", seeds.data, seeds.head, seeds.dropout, seeds.projection));
         }
         parts.push(format!("epochs:{}", train.epochs));
+        match train.train_eval_examples {
+            Some(0) => {}
+            Some(n) => parts.push(format!("train-eval:{n}")),
+            None => parts.push("train-eval:all".to_owned()),
+        }
         if !train.precision.is_f32() {
             parts.push(format!("precision:{}", serde_name(&train.precision)));
         }
@@ -181,6 +186,10 @@ pub struct SearchRecord {
     /// The seed-bootstrap interval of d90 (two or more seeds).
     #[serde(default)]
     pub interval: Option<Interval>,
+    /// The key of the d90 probe's best run trained again with training accuracy (the
+    /// generalization gap's run); `None` without a d90.
+    #[serde(default)]
+    pub generalization_run: Option<String>,
     pub provenance: Provenance,
 }
 
@@ -214,8 +223,13 @@ impl SearchRecord {
             probes: outcome.probes,
             monotone: outcome.monotone,
             interval: outcome.interval,
+            generalization_run: None,
             provenance: Provenance::now(),
         }
+    }
+
+    pub fn with_generalization_run(self, generalization_run: Option<String>) -> SearchRecord {
+        SearchRecord { generalization_run, ..self }
     }
 }
 

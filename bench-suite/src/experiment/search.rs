@@ -20,8 +20,10 @@
 //!
 //! Outcomes: `found` with its bracket `[largest failure below, d90]`; `bound` when the smallest
 //! grid value already succeeds (d90 <= d_min: a bound, not a value); `not_reached`; `unable` with
-//! its reason. Each d90 comes with a seed-bootstrap interval: the seeds are resampled with
-//! replacement, the rule above is applied to the resampled medians, and the 2.5% and 97.5%
+//! its reason. Each d90 comes with a seed-bootstrap interval: the probes' seeds and, independently,
+//! the baseline's seeds are resampled with replacement (so the target moves with the baseline's
+//! seed noise, as it does when the whole search is rerun with other seeds), the rule above is
+//! applied to the resampled medians against the resampled target, and the 2.5% and 97.5%
 //! quantiles of the resulting d90s are reported (`None` above: beyond the largest probe).
 
 use serde::{Deserialize, Serialize};
@@ -130,6 +132,33 @@ pub struct SearchOutcome {
     pub interval: Option<Interval>,
 }
 
+/// What a probe must reach: `threshold` x the baseline's median seed score, with the baseline's
+/// seed scores for the bootstrap interval.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Target {
+    /// The target itself (`threshold` x the baseline's median).
+    pub value: f64,
+    pub threshold: f64,
+    /// The baseline's per-seed scores (best over learning rates); empty: the target is held fixed
+    /// in the bootstrap.
+    pub baseline_seed_scores: Vec<Option<f64>>,
+    /// The majority-class accuracy: a resampled target at or below it gives no d90.
+    pub majority: f64,
+}
+
+impl Target {
+    /// A target from the baseline's seed scores; `None` when no seed has a score.
+    pub fn from_baseline(threshold: f64, baseline_seed_scores: Vec<Option<f64>>, majority: f64) -> Option<Target> {
+        let value = threshold * seed_median(&baseline_seed_scores)?;
+        Some(Target { value, threshold, baseline_seed_scores, majority })
+    }
+
+    /// A fixed target (no baseline seeds to resample).
+    pub fn fixed(value: f64) -> Target {
+        Target { value, threshold: 1.0, baseline_seed_scores: vec![], majority: f64::NEG_INFINITY }
+    }
+}
+
 /// The indices of `grid` a ladder climbs: 0, 1, 3, 7, 15, ... and the top.
 fn ladder(n: usize) -> Vec<usize> {
     let mut rungs: Vec<usize> = (0..).map(|k: u32| (1usize << k) - 1).take_while(|&idx| idx < n - 1).collect();
@@ -147,7 +176,7 @@ fn first_of_successful_tail(successes: &[bool]) -> Option<usize> {
 pub fn search<E>(
     mode: SearchMode,
     grid: &[usize],
-    target: f64,
+    target: &Target,
     mut probe: impl FnMut(usize) -> Result<ProbeOutcome, E>,
 ) -> Result<SearchOutcome, E> {
     let mut probes: Vec<Probe> = Vec::new();
@@ -156,7 +185,7 @@ pub fn search<E>(
             return Ok(done.success);
         }
         let outcome = probe(grid[idx])?;
-        let success = outcome.score.is_some_and(|score| score >= target);
+        let success = outcome.score.is_some_and(|score| score >= target.value);
         probes.push(Probe {
             d: grid[idx],
             score: outcome.score,
@@ -253,18 +282,31 @@ pub const BOOTSTRAP_RESAMPLES: usize = 2000;
 
 /// The seed-bootstrap interval of d90 over `sorted` probes, `None` with fewer than two seeds or
 /// when the lower quantile itself does not reach the target. A resample whose d90 is a bound counts
-/// as the smallest grid value (an interval starting there reads `<= d_min`). The baseline's target
-/// is held fixed: the interval is the probes' seed noise, not the baseline's.
-fn bootstrap_interval(grid: &[usize], sorted: &[&Probe], target: f64) -> Option<Interval> {
+/// as the smallest grid value (an interval starting there reads `<= d_min`). The baseline's seeds
+/// are resampled independently of the probes' (the target moves with them); a resampled target at
+/// or below the majority class, or a resample without a baseline score, gives no d90.
+fn bootstrap_interval(grid: &[usize], sorted: &[&Probe], target: &Target) -> Option<Interval> {
     let n_seeds = sorted.iter().map(|probe| probe.seed_scores.len()).min()?;
     if n_seeds < 2 {
         return None;
     }
-    let mut rng = random::keyed_rng("d90 bootstrap v1", 0, "seeds", n_seeds as u64);
+    let n_baseline = target.baseline_seed_scores.len();
+    let mut rng = random::keyed_rng("d90 bootstrap v2", 0, "seeds", (n_seeds * 1000 + n_baseline) as u64);
     // `usize::MAX` stands for "not reached in the probed range".
     let mut d90s: Vec<usize> = (0..BOOTSTRAP_RESAMPLES)
         .map(|_| {
             let picks: Vec<usize> = (0..n_seeds).map(|_| random::bounded(&mut rng, n_seeds as u64) as usize).collect();
+            let target = if n_baseline == 0 {
+                target.value
+            } else {
+                let resampled: Vec<Option<f64>> = (0..n_baseline)
+                    .map(|_| target.baseline_seed_scores[random::bounded(&mut rng, n_baseline as u64) as usize])
+                    .collect();
+                match seed_median(&resampled) {
+                    Some(score) if target.threshold * score > target.majority => target.threshold * score,
+                    _ => return usize::MAX,
+                }
+            };
             let successes: Vec<bool> = sorted
                 .iter()
                 .map(|probe| {
@@ -325,7 +367,7 @@ mod tests {
 
     /// A fake trainer: success exactly from `threshold_d` up (score 1.0 vs 0.5).
     fn check(mode: SearchMode, grid: &[usize], threshold_d: usize) -> SearchOutcome {
-        search(mode, grid, 0.9, fake(|d| if d >= threshold_d { 1.0 } else { 0.5 })).unwrap()
+        search(mode, grid, &Target::fixed(0.9), fake(|d| if d >= threshold_d { 1.0 } else { 0.5 })).unwrap()
     }
 
     #[test]
@@ -365,7 +407,7 @@ mod tests {
     fn a_profile_that_fails_at_the_top_is_not_reached_and_non_monotone() {
         let grid = d_grid(100, 10_000);
         for mode in [SearchMode::Grid, SearchMode::Bisect] {
-            let outcome = search(mode, &grid, 0.9, fake(|d| if (800..5000).contains(&d) { 1.0 } else { 0.5 })).unwrap();
+            let outcome = search(mode, &grid, &Target::fixed(0.9), fake(|d| if (800..5000).contains(&d) { 1.0 } else { 0.5 })).unwrap();
             assert_eq!(outcome.outcome, Outcome::NotReached { largest_tried: 9295 }, "{mode:?}");
             assert_eq!(outcome.monotone, Some(false), "{mode:?}");
         }
@@ -377,12 +419,12 @@ mod tests {
     fn d90_is_the_start_of_the_successful_tail() {
         let grid = d_grid(100, 1000);
         let lucky = |d: usize| if d == 115 || d >= 800 { 1.0 } else { 0.5 };
-        let by_grid = search(SearchMode::Grid, &grid, 0.9, fake(lucky)).unwrap();
+        let by_grid = search(SearchMode::Grid, &grid, &Target::fixed(0.9), fake(lucky)).unwrap();
         assert_eq!(by_grid.monotone, Some(false));
         assert_eq!(by_grid.outcome, Outcome::Found { d90: 896, bracket: (Some(774), 896) });
         // The ladder climbs 100, 115 (success), confirms at 155 (fails) and the top (succeeds),
         // then bisects the gap below the top's successful tail: never 115.
-        let by_bisect = search(SearchMode::Bisect, &grid, 0.9, fake(lucky)).unwrap();
+        let by_bisect = search(SearchMode::Bisect, &grid, &Target::fixed(0.9), fake(lucky)).unwrap();
         assert_eq!(by_bisect.monotone, Some(false));
         let probed: Vec<usize> = by_bisect.probes.iter().map(|probe| probe.d).collect();
         assert_eq!(probed, [100, 115, 155, 896, 372, 577, 668, 774]);
@@ -392,13 +434,13 @@ mod tests {
     #[test]
     fn all_diverged_is_unable_and_a_missing_score_fails() {
         let grid = d_grid(100, 1000);
-        let outcome = search::<()>(SearchMode::Grid, &grid, 0.5, |_| {
+        let outcome = search::<()>(SearchMode::Grid, &grid, &Target::fixed(0.5), |_| {
             Ok(ProbeOutcome { all_diverged: true, ..ProbeOutcome::default() })
         })
         .unwrap();
         assert!(matches!(outcome.outcome, Outcome::Unable { ref reason } if reason.contains("diverged")));
         // Diverged below 500 (no score), fine above: found, not unable.
-        let outcome = search::<()>(SearchMode::Bisect, &grid, 0.5, |d| {
+        let outcome = search::<()>(SearchMode::Bisect, &grid, &Target::fixed(0.5), |d| {
             Ok(ProbeOutcome {
                 all_diverged: d < 500,
                 ..ProbeOutcome::from_seed_scores(vec![(d >= 500).then_some(0.9)])
@@ -416,7 +458,7 @@ mod tests {
     fn the_interval_comes_from_resampled_seeds() {
         let grid = d_grid(200, 1000);
         let crossings = [240, 372, 577];
-        let outcome = search::<()>(SearchMode::Grid, &grid, 0.8, |d| {
+        let outcome = search::<()>(SearchMode::Grid, &grid, &Target::fixed(0.8), |d| {
             Ok(ProbeOutcome::from_seed_scores(
                 crossings.iter().map(|&at| Some(if d >= at { 0.9 } else { 0.6 })).collect(),
             ))
@@ -426,18 +468,18 @@ mod tests {
         let interval = outcome.interval.unwrap();
         assert_eq!((interval.low, interval.high), (240, Some(577)));
         // One seed: no interval. A seed that never crosses: the interval is open above.
-        let one = search::<()>(SearchMode::Grid, &grid, 0.8, |d| {
+        let one = search::<()>(SearchMode::Grid, &grid, &Target::fixed(0.8), |d| {
             Ok(ProbeOutcome::from_seed_scores(vec![Some(if d >= 372 { 0.9 } else { 0.6 })]))
         })
         .unwrap();
         assert_eq!(one.interval, None);
-        let open = search::<()>(SearchMode::Grid, &grid, 0.8, |d| {
+        let open = search::<()>(SearchMode::Grid, &grid, &Target::fixed(0.8), |d| {
             Ok(ProbeOutcome::from_seed_scores(vec![Some(if d >= 240 { 0.9 } else { 0.6 }), Some(0.9), Some(0.6)]))
         })
         .unwrap();
         assert_eq!(open.interval.unwrap().high, None);
         // A target no seed reaches: not reached, and no interval.
-        let never = search::<()>(SearchMode::Grid, &grid, 0.8, |_| {
+        let never = search::<()>(SearchMode::Grid, &grid, &Target::fixed(0.8), |_| {
             Ok(ProbeOutcome::from_seed_scores(vec![Some(0.6), Some(0.7)]))
         })
         .unwrap();
@@ -445,6 +487,34 @@ mod tests {
         // Seeds without a score (diverged or constant) count as 0 in the median.
         assert_eq!(seed_median(&[Some(0.9), None, Some(0.8)]), Some(0.8));
         assert_eq!(seed_median(&[None, None]), None);
+    }
+
+    /// The baseline's seeds move the target: probes whose seeds agree (every seed crosses 0.8 at
+    /// 372 and 0.7 at 240) and a baseline whose seeds give targets 0.7 or 0.8 (medians 0.7/0.9 x
+    /// 1/0.9, ...): the interval spans both crossings, and a resampled target at or below the
+    /// majority class gives no d90 (the interval opens above).
+    #[test]
+    fn the_interval_resamples_the_baselines_seeds_too() {
+        let grid = d_grid(200, 1000);
+        let probe = |d: usize| -> Result<ProbeOutcome, ()> {
+            let score = if d >= 372 { 0.85 } else if d >= 240 { 0.75 } else { 0.6 };
+            Ok(ProbeOutcome::from_seed_scores(vec![Some(score); 3]))
+        };
+        let fixed = search(SearchMode::Grid, &grid, &Target::fixed(0.8), probe).unwrap();
+        let fixed_interval = fixed.interval.unwrap();
+        assert_eq!((fixed_interval.low, fixed_interval.high), (372, Some(372)));
+        // Baseline seeds 0.7/0.9 x (1/0.9 ...): targets 0.7 (seed 0) or 0.8 (seeds 1, 2).
+        let target = Target::from_baseline(0.9, vec![Some(0.7 / 0.9), Some(0.8 / 0.9), Some(0.8 / 0.9)], 0.5).unwrap();
+        assert!((target.value - 0.8).abs() < 1e-12);
+        let moving = search(SearchMode::Grid, &grid, &target, probe).unwrap();
+        assert_eq!(moving.outcome, Outcome::Found { d90: 372, bracket: (Some(322), 372) });
+        let interval = moving.interval.unwrap();
+        assert_eq!((interval.low, interval.high), (240, Some(372)));
+        // Majority 0.75: a resample whose target (0.7) is at or below it gives no d90.
+        let above_majority = Target { majority: 0.75, ..target };
+        let open = search(SearchMode::Grid, &grid, &above_majority, probe).unwrap();
+        assert_eq!(open.interval.unwrap().high, None);
+        assert_eq!(Target::from_baseline(0.9, vec![None, None], 0.5), None);
     }
 
     #[test]

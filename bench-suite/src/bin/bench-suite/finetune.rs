@@ -4,12 +4,13 @@ use anyhow::{Context, Result, bail};
 use bench_suite::fastfood::Scope;
 use bench_suite::finetune::{FinetuneRequest, finetune};
 use bench_suite::precision::Precision;
+use bench_suite::subspace::{Compat, LambdaGrouping};
 use bench_suite::train::{Mode, StepReport};
 use datasets::tasks::Task;
 
 pub const USAGE: &str = "usage: bench-suite finetune --model ASSET --task TASK --mode full|did|said [--d N] [--lr X]
        [--epochs N] [--batch-size N] [--max-len N] [--max-train-examples N] [--length-buckets N] [--device cpu|cuda[:N]]
-       [--seed N] [--scope global|per_tensor] [--precision f32|bf16] [--run-dir DIR] [--mirror DIR]... [--offline]";
+       [--seed N] [--scope global|per_tensor] [--compat none|aghajanyan] [--grouping per_layer|per_tensor] [--precision f32|bf16] [--run-dir DIR] [--mirror DIR]... [--offline]";
 
 fn parse(args: &[String]) -> Result<FinetuneRequest> {
     let mut request = FinetuneRequest::new("", Task::Sst2, Mode::Full, 0);
@@ -48,6 +49,20 @@ fn parse(args: &[String]) -> Result<FinetuneRequest> {
                     "per_tensor" => Scope::PerTensor,
                     other => bail!("--scope: `{other}` is not global or per_tensor"),
                 }
+            }
+            "--compat" => {
+                request.compat = match value.as_str() {
+                    "none" => Compat::None,
+                    "aghajanyan" => Compat::Aghajanyan,
+                    other => bail!("--compat: `{other}` is not none or aghajanyan"),
+                }
+            }
+            "--grouping" => {
+                request.grouping = Some(match value.as_str() {
+                    "per_layer" => LambdaGrouping::PerLayer,
+                    "per_tensor" => LambdaGrouping::PerTensor,
+                    other => bail!("--grouping: `{other}` is not per_layer or per_tensor"),
+                })
             }
             "--precision" => {
                 request.precision =
