@@ -201,15 +201,20 @@ pub fn searches_frame(searches: &[SearchRecord], runs: &[RunRecord]) -> PolarsRe
         "monotone" => searches.iter().map(|s| s.monotone).collect::<Vec<_>>(),
         "parameters" => searches.iter().map(|s| s.total_parameters as i64).collect::<Vec<_>>(),
         "n_train" => n_train,
+        "generalization_run" => searches.iter().map(|s| s.generalization_run.clone()).collect::<Vec<_>>(),
     )
 }
 
-/// One row per (search, probe, run).
+/// One row per (search, probe, run); the d90 probe also lists the search's generalization run
+/// (its best run trained again with training accuracy).
 pub fn probes_frame(searches: &[SearchRecord]) -> PolarsResult<DataFrame> {
     let rows: Vec<(&SearchRecord, &records::Probe, &String)> = searches
         .iter()
         .flat_map(|search| {
-            search.probes.iter().flat_map(move |probe| probe.runs.iter().map(move |run| (search, probe, run)))
+            search.probes.iter().flat_map(move |probe| {
+                let rerun = search.generalization_run.as_ref().filter(|_| search.d90() == Some(probe.d));
+                probe.runs.iter().chain(rerun).map(move |run| (search, probe, run))
+            })
         })
         .collect();
     df!(
@@ -451,14 +456,16 @@ pub fn figure1(searches: &DataFrame, probes: &DataFrame) -> PolarsResult<DataFra
     .collect()
 }
 
-/// Generalization at d90: the best run of the d90 probe (eval and training accuracy), the gap,
-/// and the bound term sqrt(d90 / n_train).
+/// Generalization at d90: the best run of the d90 probe (eval and training accuracy; the
+/// search's generalization run, the best run trained again with training accuracy, where it has
+/// one), the gap, and the bound term sqrt(d90 / n_train).
 pub fn generalization(searches: &DataFrame, probes: &DataFrame, runs: &DataFrame) -> PolarsResult<DataFrame> {
     let at_d90 = probes
         .clone()
         .lazy()
         .join(searches.clone().lazy(), by(&["key"]), by(&["key"]), JoinArgs::new(JoinType::Inner))
         .filter(col("d").eq(col("d90")))
+        .filter(col("generalization_run").is_null().or(col("run").eq(col("generalization_run"))))
         .join(runs.clone().lazy(), by(&["run"]), by(&["run"]), JoinArgs::new(JoinType::Inner))
         .sort(["best_score"], SortMultipleOptions::default().with_order_descending(true).with_maintain_order(true))
         .group_by_stable(by(&["key"]))

@@ -21,6 +21,10 @@ pub struct SearchRecord {
     /// The seed-bootstrap interval of d90 (two or more seeds).
     #[serde(default)]
     pub interval: Option<Interval>,
+    /// The d90 probe's best run trained again with training accuracy (results from before it
+    /// existed: `None`, and every run carries a training accuracy).
+    #[serde(default)]
+    pub generalization_run: Option<String>,
 }
 
 impl SearchRecord {

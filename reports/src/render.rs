@@ -230,8 +230,9 @@ pub fn report(
     writeln!(md, "\n## Generalization\n").unwrap();
     writeln!(
         md,
-        "At d90 (cells with a d90 only), the best run of the d90 probe: dev (`eval_accuracy`) and training \
-         accuracy (on the whole training subset, eval mode; older results: its first 1,000 examples), the gap \
+        "At d90 (cells with a d90 only), the best run of the d90 probe, trained again with training accuracy \
+         (probe runs skip that pass): dev (`eval_accuracy`) and training accuracy (on the whole training subset, \
+         eval mode; older results: its first 1,000 examples), the gap \
          and the relative gap (gap / training accuracy), beside the bound term sqrt(d90 / n_train) of the \
          paper's compression bound.\n"
     )
