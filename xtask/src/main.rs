@@ -104,8 +104,14 @@ fn no_more_args(args: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// The checkout `cargo xtask` was invoked in: `cargo run` sets `CARGO_MANIFEST_DIR` for the process
+/// it starts, which is right even when another checkout sharing `CARGO_TARGET_DIR` built this
+/// binary last (the compile-time value would then point at that other checkout and build its code).
 fn project_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace root").to_path_buf()
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    manifest_dir.parent().expect("xtask lives in the workspace root").to_path_buf()
 }
 
 /// `$CARGO` as cargo gave it to us (so the same toolchain builds everything), with libtorch's
