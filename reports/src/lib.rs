@@ -307,11 +307,19 @@ pub fn table1(searches: &DataFrame, paper: &Paper) -> PolarsResult<DataFrame> {
 }
 
 /// Each search's baseline beside a public reference accuracy for its model and task, where one
-/// exists: a weak baseline shows.
-pub fn baselines(searches: &[SearchRecord], paper: &Paper) -> PolarsResult<DataFrame> {
-    /// (model, task, learning rates) -> (baseline, majority accuracy, reference).
-    type Rows<'a> = BTreeMap<(String, String, String), (Option<f64>, f64, Option<&'a Reference>)>;
-    let mut rows: Rows = BTreeMap::new();
+/// exists: a weak baseline shows. `best_epoch` is the epoch (1-based) of the best baseline run's
+/// best evaluation and `best_at_last_epoch` counts the baseline runs whose best evaluation was
+/// their last epoch (all of them: the baseline may still have been improving).
+pub fn baselines(searches: &[SearchRecord], runs: &[RunRecord], paper: &Paper) -> PolarsResult<DataFrame> {
+    struct Row<'a> {
+        score: Option<f64>,
+        majority: f64,
+        reference: Option<&'a Reference>,
+        best_epoch: Option<i64>,
+        at_last: Option<String>,
+    }
+    let by_key: BTreeMap<&str, &RunRecord> = runs.iter().map(|run| (run.key.as_str(), run)).collect();
+    let mut rows: BTreeMap<(String, String, String), Row> = BTreeMap::new();
     for search in searches {
         let plan = &search.plan;
         let reference = paper.references.iter().find(|r| r.model == plan.model && r.task == plan.task);
@@ -320,19 +328,43 @@ pub fn baselines(searches: &[SearchRecord], paper: &Paper) -> PolarsResult<DataF
             let epochs = baseline.epochs.map_or(String::new(), |epochs| format!(", {epochs} epochs"));
             format!("{}{epochs}", lrs.join(" "))
         });
+        let baseline_runs: Vec<&RunRecord> =
+            search.baseline.runs.iter().filter_map(|key| by_key.get(key.as_str()).copied()).collect();
+        let best_epoch = baseline_runs
+            .iter()
+            .filter_map(|run| Some((run.best_score?, run.result.best.as_ref()?.epoch?)))
+            .fold(None, |best: Option<(f64, u64)>, (score, epoch)| match best {
+                Some((best_score, _)) if best_score >= score => best,
+                _ => Some((score, epoch)),
+            })
+            .map(|(_, epoch)| epoch as i64 + 1);
+        let last: Vec<bool> = baseline_runs
+            .iter()
+            .filter_map(|run| Some(run.result.best.as_ref()?.epoch? + 1 == run.spec.train.epochs?))
+            .collect();
+        let at_last = (!last.is_empty())
+            .then(|| format!("{}/{}", last.iter().filter(|&&at_last| at_last).count(), last.len()));
         rows.insert(
             (plan.model.clone(), plan.task.clone(), lrs),
-            (search.baseline.score, search.baseline.majority_accuracy, reference),
+            Row {
+                score: search.baseline.score,
+                majority: search.baseline.majority_accuracy,
+                reference,
+                best_epoch,
+                at_last,
+            },
         );
     }
     df!(
         "model" => rows.keys().map(|(model, _, _)| model.clone()).collect::<Vec<_>>(),
         "task" => rows.keys().map(|(_, task, _)| task.clone()).collect::<Vec<_>>(),
         "learning_rates" => rows.keys().map(|(_, _, lrs)| lrs.clone()).collect::<Vec<_>>(),
-        "baseline" => rows.values().map(|(score, _, _)| *score).collect::<Vec<_>>(),
-        "majority" => rows.values().map(|(_, majority, _)| *majority).collect::<Vec<_>>(),
-        "reference" => rows.values().map(|(_, _, r)| r.map(|r| r.accuracy)).collect::<Vec<_>>(),
-        "reference_source" => rows.values().map(|(_, _, r)| r.map(|r| r.source.clone())).collect::<Vec<_>>(),
+        "baseline" => rows.values().map(|row| row.score).collect::<Vec<_>>(),
+        "best_epoch" => rows.values().map(|row| row.best_epoch).collect::<Vec<_>>(),
+        "best_at_last_epoch" => rows.values().map(|row| row.at_last.clone()).collect::<Vec<_>>(),
+        "majority" => rows.values().map(|row| row.majority).collect::<Vec<_>>(),
+        "reference" => rows.values().map(|row| row.reference.map(|r| r.accuracy)).collect::<Vec<_>>(),
+        "reference_source" => rows.values().map(|row| row.reference.map(|r| r.source.clone())).collect::<Vec<_>>(),
     )
 }
 
@@ -632,7 +664,7 @@ pub fn build(
     let probe_frame = probes_frame(searches)?;
     let run_frame = runs_frame(runs)?;
     let table1 = table1(&search_frame, paper)?;
-    let baselines = baselines(searches, paper)?;
+    let baselines = baselines(searches, runs, paper)?;
     let (orderings, ties) = orderings(&search_frame, searches)?;
     let figure1 = figure1(&search_frame, &probe_frame)?;
     let generalization = generalization(&search_frame, &probe_frame, &run_frame)?;

@@ -143,6 +143,8 @@ pub struct Train {
     pub mode: String,
     pub d: u64,
     pub lr: f64,
+    #[serde(default)]
+    pub epochs: Option<u64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -154,6 +156,9 @@ pub struct RunResult {
 #[derive(Debug, Clone, Deserialize)]
 pub struct Evaluation {
     pub score: f64,
+    /// 0-based.
+    #[serde(default)]
+    pub epoch: Option<u64>,
     #[serde(default)]
     pub train_accuracy: Option<f64>,
 }

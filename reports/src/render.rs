@@ -180,7 +180,9 @@ pub fn report(
         md,
         "Full fine-tuning (median over seeds of the best dev accuracy over learning rates and epochs) beside a \
          published dev accuracy of full fine-tuning for that model and task where one exists \
-         (`reference`, with its source; \"—\": none published for this checkpoint), so a weak baseline shows.\n"
+         (`reference`, with its source; \"—\": none published for this checkpoint), so a weak baseline shows. \
+         `best_epoch`: the epoch (from 1) of the best baseline run's best evaluation; `best_at_last_epoch`: how \
+         many baseline runs peaked at their last epoch (all of them: the baseline may not have converged).\n"
     )
     .unwrap();
     md.push_str(&baselines.markdown());
