@@ -126,6 +126,42 @@ fn interval_label(search: &SearchRecord) -> Option<String> {
     Some(format!("[{low}, {high}]"))
 }
 
+/// Whether a `found` d90 is determined by its seeds: not when its bootstrap interval reaches past
+/// the largest d searched (some resamples of the seeds never reach the target there). Such a d90
+/// is shown, and kept out of orderings, correlations and compression like a bound.
+fn determined(search: &SearchRecord) -> bool {
+    matches!(search.outcome, Outcome::Found { .. })
+        && search.interval.as_ref().is_none_or(|interval| interval.high.is_some())
+}
+
+/// Where each probe's best run (highest dev score) lies in the probe's learning rates: the probes
+/// whose best is the lowest (`low`) or the highest (`high`) rate of the grid, e.g. `high 5/5`
+/// (the grid should extend that way); `None` when every best lies inside the grid.
+fn best_lr_at_edge(search: &SearchRecord, runs: &[RunRecord]) -> Option<String> {
+    let (mut low, mut high, mut probes) = (0, 0, 0);
+    for probe in &search.probes {
+        let records: Vec<&RunRecord> =
+            probe.runs.iter().filter_map(|key| runs.iter().find(|run| &run.key == key)).collect();
+        let mut lrs: Vec<f64> = records.iter().map(|run| run.spec.train.lr).collect();
+        lrs.sort_by(f64::total_cmp);
+        lrs.dedup();
+        let best = records
+            .iter()
+            .filter(|run| run.best_score.is_some())
+            .max_by(|a, b| a.best_score.partial_cmp(&b.best_score).expect("finite scores"));
+        let (Some(best), true) = (best, lrs.len() >= 2) else { continue };
+        probes += 1;
+        low += usize::from(best.spec.train.lr == lrs[0]);
+        high += usize::from(best.spec.train.lr == lrs[lrs.len() - 1]);
+    }
+    let parts: Vec<String> = [("low", low), ("high", high)]
+        .iter()
+        .filter(|(_, count)| *count > 0)
+        .map(|(edge, count)| format!("{edge} {count}/{probes}"))
+        .collect();
+    (!parts.is_empty()).then(|| parts.join(", "))
+}
+
 /// The outcome a search is reported with: its own, except that a d90 or bound whose target lies
 /// at or below the majority-class accuracy (recorded so by an older protocol) is `unable`, since a
 /// constant predictor reaches such a target.
@@ -199,6 +235,8 @@ pub fn searches_frame(searches: &[SearchRecord], runs: &[RunRecord]) -> PolarsRe
         "threshold" => searches.iter().map(|s| s.plan.search.threshold).collect::<Vec<_>>(),
         "probes" => searches.iter().map(|s| s.probes.len() as i64).collect::<Vec<_>>(),
         "monotone" => searches.iter().map(|s| s.monotone).collect::<Vec<_>>(),
+        "determined" => searches.iter().map(|s| matches!(s.outcome, Outcome::Found { .. }).then(|| determined(s))).collect::<Vec<_>>(),
+        "best_lr_at_edge" => searches.iter().map(|s| best_lr_at_edge(s, runs)).collect::<Vec<_>>(),
         "parameters" => searches.iter().map(|s| s.total_parameters as i64).collect::<Vec<_>>(),
         "n_train" => n_train,
         "generalization_run" => searches.iter().map(|s| s.generalization_run.clone()).collect::<Vec<_>>(),
@@ -291,12 +329,14 @@ pub fn table1(searches: &DataFrame, paper: &Paper) -> PolarsResult<DataFrame> {
         "paper_d90",
         "d90",
         "interval",
+        "determined",
         "ratio",
         "bracket_low",
         "outcome",
         "at_most",
         "largest_tried",
         "monotone",
+        "best_lr_at_edge",
         "baseline",
         "target",
         "majority",
@@ -413,7 +453,7 @@ pub fn orderings(searches: &DataFrame, records: &[SearchRecord]) -> PolarsResult
         )).collect::<Vec<_>>(),
         "held" => said_did.iter().map(|row| row.6.verdict).collect::<Vec<_>>(),
     )?;
-    let found = searches.clone().lazy().filter(col("outcome").eq(lit("found")));
+    let found = searches.clone().lazy().filter(col("outcome").eq(lit("found")).and(col("determined")));
     let pick = |filter: Expr, keys: &[&str], value: &str, label: &str| {
         let mut columns = by(keys);
         columns.push(col("d90").alias(value));
@@ -496,7 +536,7 @@ pub fn generalization(searches: &DataFrame, probes: &DataFrame, runs: &DataFrame
         .clone()
         .lazy()
         .join(searches.clone().lazy(), by(&["key"]), by(&["key"]), JoinArgs::new(JoinType::Inner))
-        .filter(col("d").eq(col("d90")))
+        .filter(col("d").eq(col("d90")).and(col("determined")))
         .filter(col("generalization_run").is_null().or(col("run").eq(col("generalization_run"))))
         .join(runs.clone().lazy(), by(&["run"]), by(&["run"]), JoinArgs::new(JoinType::Inner))
         .sort(["best_score"], SortMultipleOptions::default().with_order_descending(true).with_maintain_order(true))
@@ -583,7 +623,7 @@ pub fn correlations(generalization: &DataFrame) -> PolarsResult<DataFrame> {
 /// d90 against parameter count per task and method, with the log-log slope where a task and
 /// method has at least two model sizes.
 pub fn model_size(searches: &DataFrame) -> PolarsResult<DataFrame> {
-    let found = searches.clone().lazy().filter(col("outcome").eq(lit("found"))).with_columns([
+    let found = searches.clone().lazy().filter(col("outcome").eq(lit("found")).and(col("determined"))).with_columns([
         col("parameters").cast(DataType::Float64).log(lit(10.0)).alias("log_params"),
         col("d90").cast(DataType::Float64).log(lit(10.0)).alias("log_d90"),
     ]);
@@ -613,7 +653,7 @@ pub fn model_size(searches: &DataFrame) -> PolarsResult<DataFrame> {
 /// Bytes a task costs at d90 (f32 theta).
 pub fn compression(searches: &DataFrame) -> PolarsResult<DataFrame> {
     sorted(
-        searches.clone().lazy().filter(col("outcome").eq(lit("found"))).select([
+        searches.clone().lazy().filter(col("outcome").eq(lit("found")).and(col("determined"))).select([
             col("model"),
             col("task"),
             col("method"),

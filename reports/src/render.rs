@@ -161,13 +161,17 @@ pub fn report(
          learning rates among runs that neither diverged nor predicted one class, and the probe's score is \
          the median over seeds. d90 is the smallest probed d from which every larger probed d reached the \
          target (`threshold` x the full fine-tuning baseline's median best); `bracket_low` is the largest \
-         failed d below it; `interval` is the seed-bootstrap 95% interval of d90 (one seed: none); `monotone` \
+         failed d below it; `interval` is the bootstrap 95% interval of d90 over the probes' and the baseline's seeds (one seed: none); `monotone` \
          says whether the probes had no failure above a success. `map` is the subspace map: scope (`global`, \
          Li et al.; `per_tensor`, the authors' code), SAID's scale grouping and any compatibility mode. \
          `ratio` = ours / paper. Outcomes: `found`; `bound` (the smallest d searched already succeeds: d90 <= \
          `at_most`, a bound, not a value); `not_reached` (the largest d, `largest_tried`, failed); `unable` \
          (see `reason`: a baseline not above the majority class, a target at or below it, every run \
-         diverged). Only `found` cells enter the d90 orderings, correlations and compression.\n"
+         diverged). `determined` is no for a d90 whose interval reaches past the largest d searched (some \
+         resamples of the seeds and the baseline never reach the target: these seeds do not determine it). \
+         `best_lr_at_edge` counts the probes whose best run used the lowest (`low`) or the highest (`high`) \
+         learning rate of the grid (the grid should extend that way). Only `found` cells that are determined \
+         enter the d90 orderings, correlations, compression and the generalization table.\n"
     )
     .unwrap();
     md.push_str(&table1.markdown());
@@ -232,7 +236,7 @@ pub fn report(
     writeln!(md, "\n## Generalization\n").unwrap();
     writeln!(
         md,
-        "At d90 (cells with a d90 only), the best run of the d90 probe, trained again with training accuracy \
+        "At d90 (cells with a determined d90 only), the best run of the d90 probe, trained again with training accuracy \
          (probe runs skip that pass): dev (`eval_accuracy`) and training accuracy (on the whole training subset, \
          eval mode; older results: its first 1,000 examples), the gap \
          and the relative gap (gap / training accuracy), beside the bound term sqrt(d90 / n_train) of the \
@@ -240,7 +244,7 @@ pub fn report(
     )
     .unwrap();
     if generalization.rows.is_empty() {
-        writeln!(md, "No search with a d90.").unwrap();
+        writeln!(md, "No search with a determined d90 (see Table 1).").unwrap();
     } else {
         md.push_str(&generalization.markdown());
         files.insert("generalization.svg".to_owned(), generalization_svg(&generalization)?);
@@ -250,8 +254,8 @@ pub fn report(
     if correlations.rows.is_empty() {
         writeln!(
             md,
-            "\nNo Spearman correlation: it needs at least 3 searches with a d90 and values that are not all \
-             equal ({} searches with a d90 here).",
+            "\nNo Spearman correlation: it needs at least 3 searches with a determined d90 and values that are not all \
+             equal ({} such searches here).",
             generalization.rows.len()
         )
         .unwrap();
@@ -286,7 +290,7 @@ pub fn report(
     writeln!(md, "\n## Compression\n").unwrap();
     writeln!(md, "Bytes a task costs at d90 (`theta` in f32: 4 x d90, the seed regenerates `P`); `compression` = parameters / d90.\n").unwrap();
     if compression.rows.is_empty() {
-        writeln!(md, "No search with a d90.").unwrap();
+        writeln!(md, "No search with a determined d90.").unwrap();
     } else {
         md.push_str(&compression.markdown());
     }
