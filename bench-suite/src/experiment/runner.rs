@@ -425,7 +425,7 @@ impl Runner {
     }
 
     /// Training accuracy only where it is needed: probe runs skip it (a forward pass over the
-    /// whole training subset, a fifth of a quick SAID run), and once a search has a d90 the best
+    /// whole training subset, in eval mode, at the end of every epoch), and once a search has a d90 the best
     /// run of the d90 probe (highest dev score among runs that neither diverged nor predicted one
     /// class, the first in plan order on a tie) is trained again with the training subset
     /// evaluated (`training.train_eval_examples`; default all). Training is deterministic on one
