@@ -382,8 +382,8 @@ pub fn baselines(searches: &[SearchRecord], runs: &[RunRecord], paper: &Paper) -
             .iter()
             .filter_map(|run| Some(run.result.best.as_ref()?.epoch? + 1 == run.spec.train.epochs?))
             .collect();
-        let at_last = (!last.is_empty())
-            .then(|| format!("{}/{}", last.iter().filter(|&&at_last| at_last).count(), last.len()));
+        let at_last =
+            (!last.is_empty()).then(|| format!("{}/{}", last.iter().filter(|&&at_last| at_last).count(), last.len()));
         rows.insert(
             (plan.model.clone(), plan.task.clone(), lrs),
             Row {

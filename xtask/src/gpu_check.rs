@@ -182,8 +182,11 @@ mod tests {
         std::fs::write(target.join("torch/lib/libtorch_cuda.so"), "").unwrap();
         std::fs::write(target.join("nvidia/cu13/lib/libnvrtc.so.13"), "").unwrap();
         std::fs::write(folder.join("run.sh"), script("abc123")).unwrap();
-        std::fs::write(folder.join("bench-suite"), "#!/bin/sh\necho \"fake bench-suite $* LD_LIBRARY_PATH=$LD_LIBRARY_PATH\"\n")
-            .unwrap();
+        std::fs::write(
+            folder.join("bench-suite"),
+            "#!/bin/sh\necho \"fake bench-suite $* LD_LIBRARY_PATH=$LD_LIBRARY_PATH\"\n",
+        )
+        .unwrap();
         let chmod = std::process::Command::new("chmod").arg("+x").arg(folder.join("bench-suite")).status().unwrap();
         assert!(chmod.success());
         let run = || {

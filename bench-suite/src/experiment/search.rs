@@ -407,7 +407,9 @@ mod tests {
     fn a_profile_that_fails_at_the_top_is_not_reached_and_non_monotone() {
         let grid = d_grid(100, 10_000);
         for mode in [SearchMode::Grid, SearchMode::Bisect] {
-            let outcome = search(mode, &grid, &Target::fixed(0.9), fake(|d| if (800..5000).contains(&d) { 1.0 } else { 0.5 })).unwrap();
+            let outcome =
+                search(mode, &grid, &Target::fixed(0.9), fake(|d| if (800..5000).contains(&d) { 1.0 } else { 0.5 }))
+                    .unwrap();
             assert_eq!(outcome.outcome, Outcome::NotReached { largest_tried: 9295 }, "{mode:?}");
             assert_eq!(outcome.monotone, Some(false), "{mode:?}");
         }
@@ -497,7 +499,13 @@ mod tests {
     fn the_interval_resamples_the_baselines_seeds_too() {
         let grid = d_grid(200, 1000);
         let probe = |d: usize| -> Result<ProbeOutcome, ()> {
-            let score = if d >= 372 { 0.85 } else if d >= 240 { 0.75 } else { 0.6 };
+            let score = if d >= 372 {
+                0.85
+            } else if d >= 240 {
+                0.75
+            } else {
+                0.6
+            };
             Ok(ProbeOutcome::from_seed_scores(vec![Some(score); 3]))
         };
         let fixed = search(SearchMode::Grid, &grid, &Target::fixed(0.8), probe).unwrap();
