@@ -137,22 +137,22 @@ fn determined(search: &SearchRecord) -> bool {
 /// Where each probe's best run (highest dev score) lies in the probe's learning rates: the probes
 /// whose best is the lowest (`low`) or the highest (`high`) rate of the grid, e.g. `high 5/5`
 /// (the grid should extend that way); `None` when every best lies inside the grid.
-fn best_lr_at_edge(search: &SearchRecord, runs: &[RunRecord]) -> Option<String> {
+fn best_lr_at_edge(search: &SearchRecord, runs: &BTreeMap<&str, &RunRecord>) -> Option<String> {
     let (mut low, mut high, mut probes) = (0, 0, 0);
     for probe in &search.probes {
-        let records: Vec<&RunRecord> =
-            probe.runs.iter().filter_map(|key| runs.iter().find(|run| &run.key == key)).collect();
+        let records: Vec<&RunRecord> = probe.runs.iter().filter_map(|key| runs.get(key.as_str()).copied()).collect();
         let mut lrs: Vec<f64> = records.iter().map(|run| run.spec.train.lr).collect();
         lrs.sort_by(f64::total_cmp);
         lrs.dedup();
-        let best = records
+        let best_lr = records
             .iter()
-            .filter(|run| run.best_score.is_some())
-            .max_by(|a, b| a.best_score.partial_cmp(&b.best_score).expect("finite scores"));
-        let (Some(best), true) = (best, lrs.len() >= 2) else { continue };
+            .filter_map(|run| Some((run.best_score?, run.spec.train.lr)))
+            .max_by(|a, b| a.0.total_cmp(&b.0))
+            .map(|(_, lr)| lr);
+        let (Some(best_lr), true) = (best_lr, lrs.len() >= 2) else { continue };
         probes += 1;
-        low += usize::from(best.spec.train.lr == lrs[0]);
-        high += usize::from(best.spec.train.lr == lrs[lrs.len() - 1]);
+        low += usize::from(best_lr == lrs[0]);
+        high += usize::from(best_lr == lrs[lrs.len() - 1]);
     }
     let parts: Vec<String> = [("low", low), ("high", high)]
         .iter()
@@ -182,7 +182,7 @@ fn reported_outcome(search: &SearchRecord) -> Outcome {
 
 /// One row per search.
 pub fn searches_frame(searches: &[SearchRecord], runs: &[RunRecord]) -> PolarsResult<DataFrame> {
-    let train_examples: BTreeMap<&str, u64> = runs.iter().map(|run| (run.key.as_str(), run.train_examples)).collect();
+    let by_key: BTreeMap<&str, &RunRecord> = runs.iter().map(|run| (run.key.as_str(), run)).collect();
     let reported: Vec<SearchRecord> =
         searches.iter().map(|search| SearchRecord { outcome: reported_outcome(search), ..search.clone() }).collect();
     let searches = reported.as_slice();
@@ -203,8 +203,9 @@ pub fn searches_frame(searches: &[SearchRecord], runs: &[RunRecord]) -> PolarsRe
         Outcome::Bound { at_most } => Some(at_most as i64),
         _ => None,
     });
-    let n_train =
-        field(&|s| s.baseline.runs.first().and_then(|key| train_examples.get(key.as_str())).map(|&n| n as i64));
+    let n_train = field(&|s| {
+        s.baseline.runs.first().and_then(|key| by_key.get(key.as_str())).map(|run| run.train_examples as i64)
+    });
     let strings = |f: &dyn Fn(&SearchRecord) -> String| searches.iter().map(f).collect::<Vec<String>>();
     df!(
         "key" => strings(&|s| s.key.clone()),
@@ -236,7 +237,7 @@ pub fn searches_frame(searches: &[SearchRecord], runs: &[RunRecord]) -> PolarsRe
         "probes" => searches.iter().map(|s| s.probes.len() as i64).collect::<Vec<_>>(),
         "monotone" => searches.iter().map(|s| s.monotone).collect::<Vec<_>>(),
         "determined" => searches.iter().map(|s| matches!(s.outcome, Outcome::Found { .. }).then(|| determined(s))).collect::<Vec<_>>(),
-        "best_lr_at_edge" => searches.iter().map(|s| best_lr_at_edge(s, runs)).collect::<Vec<_>>(),
+        "best_lr_at_edge" => searches.iter().map(|s| best_lr_at_edge(s, &by_key)).collect::<Vec<_>>(),
         "parameters" => searches.iter().map(|s| s.total_parameters as i64).collect::<Vec<_>>(),
         "n_train" => n_train,
         "generalization_run" => searches.iter().map(|s| s.generalization_run.clone()).collect::<Vec<_>>(),

@@ -378,9 +378,16 @@ impl Runner {
         let plan = &search.plan;
         let (baseline_outcome, baseline_runs) = self.probe(search, &plan.baseline, 0, on_event)?;
         let majority_accuracy = baseline_runs.first().map_or(f64::NAN, |run| run.majority_accuracy);
-        let target = baseline_outcome.score.map(|score| plan.search.threshold * score);
-        let baseline =
-            Baseline { score: baseline_outcome.score, target, majority_accuracy, runs: baseline_outcome.runs };
+        // The target (`threshold` x the baseline's median seed score) with the baseline's seed
+        // scores, which the bootstrap interval resamples.
+        let target =
+            Target::from_baseline(plan.search.threshold, baseline_outcome.seed_scores.clone(), majority_accuracy);
+        let baseline = Baseline {
+            score: baseline_outcome.score,
+            target: target.as_ref().map(|target| target.value),
+            majority_accuracy,
+            runs: baseline_outcome.runs,
+        };
         let signature = search.signature(&self.device, super::results::code_revision());
         let identity = (search.total_parameters, search.scales);
         let unable = |reason: String| SearchOutcome {
@@ -389,26 +396,18 @@ impl Runner {
             monotone: None,
             interval: None,
         };
-        let outcome = match (baseline.score, target) {
+        let outcome = match (baseline.score, &target) {
             (Some(score), _) if score <= majority_accuracy => unable(format!(
                 "the baseline ({score:.4}) is not above the majority-class accuracy ({majority_accuracy:.4})"
             )),
-            (Some(score), Some(target)) if target <= majority_accuracy => unable(format!(
-                "the target ({target:.4} = {} x the baseline {score:.4}) is at or below the majority-class \
+            (Some(score), Some(target)) if target.value <= majority_accuracy => unable(format!(
+                "the target ({:.4} = {} x the baseline {score:.4}) is at or below the majority-class \
                  accuracy ({majority_accuracy:.4}): a constant predictor would reach it",
-                plan.search.threshold
+                target.value, plan.search.threshold
             )),
-            (Some(_), Some(_)) => {
-                let target = Target::from_baseline(
-                    plan.search.threshold,
-                    baseline_outcome.seed_scores.clone(),
-                    majority_accuracy,
-                )
-                .expect("a baseline score has a seed score");
-                d90_search(plan.search.mode, &search.grid, &target, |d| {
-                    self.probe(search, &plan.method, d, on_event).map(|(outcome, _)| outcome)
-                })?
-            }
+            (Some(_), Some(target)) => d90_search(plan.search.mode, &search.grid, target, |d| {
+                self.probe(search, &plan.method, d, on_event).map(|(outcome, _)| outcome)
+            })?,
             _ => unable("every baseline run diverged or predicted one class".to_owned()),
         };
         let generalization_run = self.generalization_run(search, &outcome, on_event)?;

@@ -302,8 +302,8 @@ fn bootstrap_interval(grid: &[usize], sorted: &[&Probe], target: &Target) -> Opt
                 let resampled: Vec<Option<f64>> = (0..n_baseline)
                     .map(|_| target.baseline_seed_scores[random::bounded(&mut rng, n_baseline as u64) as usize])
                     .collect();
-                match seed_median(&resampled) {
-                    Some(score) if target.threshold * score > target.majority => target.threshold * score,
+                match seed_median(&resampled).map(|score| target.threshold * score) {
+                    Some(resampled_target) if resampled_target > target.majority => resampled_target,
                     _ => return usize::MAX,
                 }
             };
