@@ -389,6 +389,7 @@ pub fn train(
         loss_sum: 0.0,
         loss_count: 0,
         elapsed_s: 0.0,
+        tensors_file: String::new(),
     };
     if let Some(dir) = run_dir
         && let Some(saved) = load_checkpoint(dir, &mut trainable, config)?
@@ -502,6 +503,14 @@ struct RunState {
     /// Seconds spent on the run up to this checkpoint, over every process.
     #[serde(default)]
     elapsed_s: f64,
+    /// The file in the run folder that holds this checkpoint's tensors (see `save_checkpoint`).
+    #[serde(default = "legacy_tensors_file")]
+    tensors_file: String,
+}
+
+/// Checkpoints written before the tensor file was named by its step.
+fn legacy_tensors_file() -> String {
+    "trainable.safetensors".to_owned()
 }
 
 fn derived_seed(seed: u64, purpose: &str, index: u64) -> i64 {
@@ -619,6 +628,12 @@ fn split_metrics(
 
 /// A checkpoint: `trainable.safetensors` (tensors and Adam moments) and `state.json`, each written
 /// to a temporary name and renamed, `state.json` last (it marks the checkpoint complete).
+/// Writes a checkpoint with one commit point: the tensors go to a file named by the step
+/// (`trainable-<step>.safetensors`, written under a temporary name and renamed), then `state.json`,
+/// which names that file, is renamed into place. A process killed at any moment leaves either the
+/// previous checkpoint or this one, never this step's tensors with the previous step's state.
+/// Tensor files that no committed state names are removed afterwards (and by the next save, if
+/// the process dies first).
 fn save_checkpoint(dir: &Path, trainable: &Trainable, state: &RunState) -> Result<(), TrainError> {
     let checkpoint_error = |path: &Path, message: String| TrainError::Checkpoint { path: path.to_path_buf(), message };
     std::fs::create_dir_all(dir).map_err(|err| checkpoint_error(dir, err.to_string()))?;
@@ -630,15 +645,26 @@ fn save_checkpoint(dir: &Path, trainable: &Trainable, state: &RunState) -> Resul
         named.push((format!("{idx}.m"), first.to_device(Device::Cpu)));
         named.push((format!("{idx}.v"), second.to_device(Device::Cpu)));
     }
-    let tensors_path = dir.join("trainable.safetensors");
-    let partial = dir.join("trainable.safetensors.partial");
+    let tensors_file = format!("trainable-{}.safetensors", state.step);
+    let tensors_path = dir.join(&tensors_file);
+    let partial = dir.join(format!("{tensors_file}.partial"));
     Tensor::write_safetensors(&named, &partial).map_err(|err| checkpoint_error(&partial, err.to_string()))?;
     std::fs::rename(&partial, &tensors_path).map_err(|err| checkpoint_error(&tensors_path, err.to_string()))?;
     let state_path = dir.join("state.json");
     let partial = dir.join("state.json.partial");
-    let text = serde_json::to_string(state).expect("serialisable");
+    let state = RunState { tensors_file: tensors_file.clone(), ..state.clone() };
+    let text = serde_json::to_string(&state).expect("serialisable");
     std::fs::write(&partial, text).map_err(|err| checkpoint_error(&partial, err.to_string()))?;
-    std::fs::rename(&partial, &state_path).map_err(|err| checkpoint_error(&state_path, err.to_string()))
+    // The commit point.
+    std::fs::rename(&partial, &state_path).map_err(|err| checkpoint_error(&state_path, err.to_string()))?;
+    let entries = std::fs::read_dir(dir).map_err(|err| checkpoint_error(dir, err.to_string()))?;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with("trainable") && name.contains(".safetensors") && name != tensors_file {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+    Ok(())
 }
 
 fn load_checkpoint(
@@ -661,7 +687,7 @@ fn load_checkpoint(
             ),
         ));
     }
-    let tensors_path = dir.join("trainable.safetensors");
+    let tensors_path = dir.join(&state.tensors_file);
     let saved: BTreeMap<String, Tensor> = Tensor::read_safetensors(&tensors_path)
         .map_err(|err| checkpoint_error(&tensors_path, err.to_string()))?
         .into_iter()

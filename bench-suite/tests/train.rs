@@ -118,6 +118,28 @@ fn a_resumed_run_ends_with_the_numbers_of_an_uninterrupted_one() {
         assert_eq!(resumed.steps_this_process, uninterrupted.steps - 12, "{mode:?}: resumed from step 12");
         assert_eq!(resumed.evaluations, uninterrupted.evaluations, "{mode:?}: resumed run differs");
     }
+    // A kill between writing a checkpoint's tensors and committing its state (the window in which
+    // CI once lost a run): the folder holds the state of step 12 beside the tensors of step 18.
+    // The resumed run must read step 12's tensors, not the newer file.
+    for (mode, d, lr) in [(Mode::Full, 0, 1e-3), (Mode::Said, 120, 0.05)] {
+        let uninterrupted = run(mode, d, lr, 2, None, None);
+        let base = std::env::temp_dir().join(format!("bench-suite-train-window-{mode:?}-{}", std::process::id()));
+        let (dir, later) = (base.join("at-12"), base.join("at-18"));
+        let _ = std::fs::remove_dir_all(&base);
+        run(mode, d, lr, 2, Some(&dir), Some(13));
+        run(mode, d, lr, 2, Some(&later), Some(19));
+        let newer: Vec<_> = std::fs::read_dir(&later)
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .filter(|path| path.extension().is_some_and(|ext| ext == "safetensors"))
+            .collect();
+        assert_eq!(newer.len(), 1, "one tensor file per checkpoint: {newer:?}");
+        std::fs::copy(&newer[0], dir.join(newer[0].file_name().unwrap())).unwrap();
+        let resumed = run(mode, d, lr, 2, Some(&dir), None);
+        std::fs::remove_dir_all(&base).unwrap();
+        assert_eq!(resumed.steps_this_process, uninterrupted.steps - 12, "{mode:?}: resumed from step 12");
+        assert_eq!(resumed.evaluations, uninterrupted.evaluations, "{mode:?}: resumed from a torn checkpoint");
+    }
     // A run folder resumes only the run it holds.
     let dir = std::env::temp_dir().join(format!("bench-suite-train-other-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
