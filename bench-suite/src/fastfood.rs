@@ -98,6 +98,8 @@ pub enum FastfoodError {
     GroupTooLarge { name: String, len: usize },
     #[error("expected {expected} tensors of output gradients, got {actual}")]
     WrongTensorCount { expected: usize, actual: usize },
+    #[error("output buffer {actual}: expected {expected}")]
+    WrongOutput { expected: String, actual: String },
     #[error("input of length {actual} given to a projector built for d = {expected}")]
     WrongInputLength { expected: usize, actual: usize },
     #[error("the Fastfood projection works in f32 or f64, got {kind:?}")]
@@ -369,53 +371,112 @@ impl Projector {
     }
 
     /// `P x`, as one flat tensor per parameter tensor (in the order given to [`Projector::new`]),
-    /// in the dtype and on the device of `x`.
+    /// in the dtype and on the device of `x`: views of one fresh `D`-element tensor (see
+    /// [`Projector::forward_into`]).
     pub fn forward(&self, x: &Tensor) -> Result<Vec<Tensor>, FastfoodError> {
         self.check_input(x)?;
-        let mut outputs: Vec<Option<Tensor>> = (0..self.numels.len()).map(|_| None).collect();
+        let out = Tensor::empty([self.total_params() as i64], (x.kind(), x.device()));
+        self.forward_into(x, &out)
+    }
+
+    /// `P x` written into `out`: a contiguous 1-D tensor of `D` elements in the dtype and on the
+    /// device of `x`, holding the tensors' outputs one after another in the order given to
+    /// [`Projector::new`]. Returns one view of `out` per tensor, as [`Projector::forward`] does.
+    /// A caller that projects at every step keeps one `out` between calls: on the CPU every page
+    /// of a fresh `D`-element buffer costs a page fault (a 91 MB buffer per call for MiniLM).
+    ///
+    /// # Errors
+    /// [`FastfoodError::WrongInputLength`] or [`FastfoodError::UnsupportedKind`] for `x`,
+    /// [`FastfoodError::WrongOutput`] when `out` is not such a tensor.
+    pub fn forward_into(&self, x: &Tensor, out: &Tensor) -> Result<Vec<Tensor>, FastfoodError> {
+        self.check_input(x)?;
+        let total = self.total_params();
+        if out.dim() != 1
+            || out.numel() != total
+            || out.kind() != x.kind()
+            || out.device() != x.device()
+            || !out.is_contiguous()
+        {
+            return Err(FastfoodError::WrongOutput {
+                expected: format!("a contiguous 1-D {:?} tensor of {total} elements on {:?}", x.kind(), x.device()),
+                actual: format!("{:?} {:?} on {:?}", out.size(), out.kind(), out.device()),
+            });
+        }
         let x = x.contiguous();
         let (mut scratch_f32, mut scratch_f64) = (lock(&self.scratch_f32), lock(&self.scratch_f64));
+        let mut group_start = 0usize;
         for (group_idx, group) in self.groups.iter().enumerate() {
-            let out = match self.engine {
+            let region = out.narrow(0, group_start as i64, group.out_len as i64);
+            group_start += group.out_len;
+            match self.engine {
                 Engine::Cpu => self.with_host_factors(group_idx, |factors| match x.kind() {
-                    Kind::Float => cpu::forward_group::<f32>(group, factors, &x, &mut scratch_f32),
-                    Kind::Double => cpu::forward_group::<f64>(group, factors, &x, &mut scratch_f64),
+                    Kind::Float => cpu::forward_group::<f32>(group, factors, &x, &region, &mut scratch_f32),
+                    Kind::Double => cpu::forward_group::<f64>(group, factors, &x, &region, &mut scratch_f64),
                     kind => panic!("checked kind {kind:?}"),
                 }),
-                Engine::TchOps => {
-                    self.with_device_factors(group_idx, |factors| forward_group(group, factors, &x, false))
+                Engine::TchOps | Engine::Anchor => {
+                    let anchor = self.engine == Engine::Anchor;
+                    let values =
+                        self.with_device_factors(group_idx, |factors| forward_group(group, factors, &x, anchor));
+                    region.shallow_clone().copy_(&values);
                 }
-                Engine::Anchor => {
-                    self.with_device_factors(group_idx, |factors| forward_group(group, factors, &x, true))
+                Engine::Fused => {
+                    let values = self.with_device_factors(group_idx, |factors| {
+                        if x.kind() == Kind::Float {
+                            forward_group_fused(group, factors, &x)
+                        } else {
+                            Ok(forward_group(group, factors, &x, false))
+                        }
+                    })?;
+                    region.shallow_clone().copy_(&values);
                 }
-                Engine::Fused => self.with_device_factors(group_idx, |factors| {
-                    if x.kind() == Kind::Float {
-                        forward_group_fused(group, factors, &x)
-                    } else {
-                        Ok(forward_group(group, factors, &x, false))
-                    }
-                })?,
-            };
-            for &(tensor_idx, offset) in &group.members {
-                outputs[tensor_idx] = Some(out.narrow(0, offset as i64, self.numels[tensor_idx] as i64));
             }
         }
-        Ok(outputs.into_iter().map(|out| out.expect("every tensor belongs to a group")).collect())
+        let mut offset = 0i64;
+        Ok(self
+            .numels
+            .iter()
+            .map(|&numel| {
+                let view = out.narrow(0, offset, numel as i64);
+                offset += numel as i64;
+                view
+            })
+            .collect())
     }
 
     /// `P^T` applied to one output-space vector per tensor (each flattened to `numel` elements):
     /// `sum_t P_t^T u_t`, of length `d`.
     pub fn transpose(&self, per_tensor: &[Tensor]) -> Result<Tensor, FastfoodError> {
+        self.transpose_weighted(per_tensor, None)
+    }
+
+    /// `sum_t w_t P_t^T u_t`: [`Projector::transpose`] with a scalar weight per tensor (SAID's
+    /// scales), applied as the vectors are read instead of through a scaled copy of each.
+    ///
+    /// # Errors
+    /// [`FastfoodError::WrongTensorCount`] when `per_tensor` (or `weights`) does not have one entry
+    /// per tensor; [`FastfoodError::UnsupportedKind`] for a dtype other than f32 or f64.
+    pub fn transpose_weighted(&self, per_tensor: &[Tensor], weights: Option<&[f64]>) -> Result<Tensor, FastfoodError> {
         if per_tensor.len() != self.numels.len() {
             return Err(FastfoodError::WrongTensorCount { expected: self.numels.len(), actual: per_tensor.len() });
+        }
+        if let Some(weights) = weights
+            && weights.len() != self.numels.len()
+        {
+            return Err(FastfoodError::WrongTensorCount { expected: self.numels.len(), actual: weights.len() });
         }
         let first = &per_tensor[0];
         check_kind(first.kind())?;
         let total = Tensor::zeros([self.d as i64], (first.kind(), first.device()));
         let (mut scratch_f32, mut scratch_f64) = (lock(&self.scratch_f32), lock(&self.scratch_f64));
         for (group_idx, group) in self.groups.iter().enumerate() {
-            let pieces: Vec<Tensor> =
-                group.members.iter().map(|&(tensor_idx, _)| per_tensor[tensor_idx].reshape([-1])).collect();
+            let pieces: Vec<(Tensor, Option<f64>)> = group
+                .members
+                .iter()
+                .map(|&(tensor_idx, _)| {
+                    (per_tensor[tensor_idx].reshape([-1]), weights.map(|weights| weights[tensor_idx]))
+                })
+                .collect();
             let grad = match self.engine {
                 Engine::Cpu => self.with_host_factors(group_idx, |factors| match first.kind() {
                     Kind::Float => cpu::transpose_group::<f32>(group, factors, &pieces, &mut scratch_f32),
@@ -423,6 +484,13 @@ impl Projector {
                     kind => panic!("checked kind {kind:?}"),
                 }),
                 Engine::TchOps | Engine::Fused | Engine::Anchor => {
+                    let pieces: Vec<Tensor> = pieces
+                        .into_iter()
+                        .map(|(piece, weight)| match weight {
+                            Some(weight) => piece * weight,
+                            None => piece,
+                        })
+                        .collect();
                     let u = if pieces.len() == 1 { pieces[0].shallow_clone() } else { Tensor::cat(&pieces, 0) };
                     self.with_device_factors(group_idx, |factors| {
                         if self.engine == Engine::Fused && u.kind() == Kind::Float {
@@ -779,13 +847,15 @@ mod cpu {
         group: &Group,
         factors: &HostFactors,
         x: &Tensor,
+        out: &Tensor,
         scratch: &mut Vec<T>,
-    ) -> Tensor {
+    ) {
         let block_len = group.block_len();
-        // Every element is written by the first chunk, so no zeroing.
-        let out = Tensor::empty([group.out_len as i64], (x.kind(), Device::Cpu));
-        // SAFETY: `x` is contiguous (made so by the caller) and of kind T; `out` is fresh.
-        let (x, out_values) = unsafe { (&as_slice::<T>(x)[..group.in_len], as_mut_slice::<T>(&out)) };
+        // Every element of `out` is written by the first chunk, so no zeroing.
+        // SAFETY: `x` is contiguous (made so by the caller) and of kind T; `out` is a contiguous
+        // range of `out_len` elements of kind T (checked by the caller) that nothing else reads
+        // or writes during this call.
+        let (x, out_values) = unsafe { (&as_slice::<T>(x)[..group.in_len], as_mut_slice::<T>(out)) };
         let z = scratch_of(scratch, block_len);
         for (chunk, input) in x.chunks(block_len).enumerate() {
             let block = chunk * block_len..(chunk + 1) * block_len;
@@ -818,31 +888,43 @@ mod cpu {
                 }
             });
         }
-        out
     }
 
     pub(super) fn transpose_group<T: Real>(
         group: &Group,
         factors: &HostFactors,
-        pieces: &[Tensor],
+        pieces: &[(Tensor, Option<f64>)],
         scratch: &mut Vec<T>,
     ) -> Tensor {
         let block_len = group.block_len();
         let z = scratch_of(scratch, block_len);
         z[group.out_len..].fill(T::ZERO);
         let mut offset = 0;
-        for piece in pieces {
+        for (piece, weight) in pieces {
             let piece = piece.contiguous();
             // SAFETY: contiguous CPU tensor of kind T (checked by the caller).
             let values = unsafe { as_slice::<T>(&piece) };
-            z[offset..offset + values.len()].copy_from_slice(values);
+            let target = &mut z[offset..offset + values.len()];
+            // In pieces, so that both cores copy (one `memmove` runs on one).
+            let pairs = target.par_chunks_mut(PIECE_LEN).zip(values.par_chunks(PIECE_LEN));
+            match weight {
+                Some(weight) => {
+                    let weight = T::from_f64(*weight);
+                    pairs.for_each(|(target, values)| {
+                        for (target, &value) in target.iter_mut().zip(values) {
+                            *target = value * weight;
+                        }
+                    });
+                }
+                None => pairs.for_each(|(target, values)| target.copy_from_slice(values)),
+            }
             offset += values.len();
         }
         fwht_slice(z).expect("power of two");
         let z = &*z;
 
         // Every element is written by its chunk, so no zeroing.
-        let result = Tensor::empty([group.in_len as i64], (pieces[0].kind(), Device::Cpu));
+        let result = Tensor::empty([group.in_len as i64], (pieces[0].0.kind(), Device::Cpu));
         // SAFETY: fresh tensor of kind T.
         let result_values = unsafe { as_mut_slice::<T>(&result) };
         let partial_len = block_len.div_ceil(N_PARTIALS);

@@ -279,3 +279,49 @@ fn engines_agree_across_the_search_range_of_a_small_model() {
         assert!(error < 1e-5, "d={d}: transpose relative error {error}");
     }
 }
+
+/// `forward_into` a reused buffer gives exactly `forward`'s values, overwriting what the buffer
+/// held (a stale value would leak into the weights); `transpose_weighted` gives exactly the
+/// transpose of the scaled vectors; both refuse mismatched arguments.
+#[test]
+fn a_reused_output_buffer_and_weighted_transpose_are_exact() {
+    let tensors = shapes(&[("embeddings", 3000), ("bias", 7), ("weight", 700)]);
+    let total: usize = tensors.iter().map(|(_, numel)| numel).sum();
+    for scope in [Scope::Global, Scope::PerTensor] {
+        for engine in [Engine::Cpu, Engine::TchOps] {
+            for kind in [Kind::Float, Kind::Double] {
+                let p = projector(&tensors, 50, scope, 3).with_engine(engine);
+                let buffer = Tensor::full([total as i64], f64::NAN, (kind, Device::Cpu));
+                for seed in [1, 2] {
+                    let x = random(50, seed).to_kind(kind);
+                    let fresh = p.forward(&x).unwrap();
+                    let reused = p.forward_into(&x, &buffer).unwrap();
+                    for (fresh, reused) in fresh.iter().zip(&reused) {
+                        assert!(fresh.equal(reused), "{scope:?} {engine:?} {kind:?}: forward_into differs");
+                    }
+                }
+                let y = split(&random(total, 4).to_kind(kind), &tensors);
+                let weights = [0.5, -3.0, 1.25];
+                let scaled: Vec<Tensor> = y.iter().zip(weights).map(|(y, w)| y * w).collect();
+                let expected = p.transpose(&scaled).unwrap();
+                let weighted = p.transpose_weighted(&y, Some(&weights)).unwrap();
+                assert!(weighted.equal(&expected), "{scope:?} {engine:?} {kind:?}: weighted transpose differs");
+                assert!(p.transpose_weighted(&y, None).unwrap().equal(&p.transpose(&y).unwrap()));
+                assert_eq!(
+                    p.transpose_weighted(&y, Some(&weights[..2])).err(),
+                    Some(FastfoodError::WrongTensorCount { expected: 3, actual: 2 })
+                );
+            }
+        }
+    }
+    let p = projector(&tensors, 50, Scope::Global, 3);
+    let x = random(50, 1).to_kind(Kind::Float);
+    for bad in [
+        Tensor::zeros([total as i64 - 1], (Kind::Float, Device::Cpu)),
+        Tensor::zeros([total as i64], (Kind::Double, Device::Cpu)),
+        Tensor::zeros([2, total as i64], (Kind::Float, Device::Cpu)).select(1, 0),
+    ] {
+        let err = p.forward_into(&x, &bad).err().unwrap();
+        assert!(matches!(err, FastfoodError::WrongOutput { .. }), "{err}");
+    }
+}

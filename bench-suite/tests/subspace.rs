@@ -283,3 +283,41 @@ fn rejects_impossible_requests_up_front() {
     let err = subspace.gradients().err().unwrap();
     assert!(matches!(err, SubspaceError::MissingGradient { .. }), "{err}");
 }
+
+/// Subspaces built one after another with the same projector key (a probe's learning rates at one
+/// `(d, seed)`) share one projector instead of generating its factors again; another seed, `d`
+/// or scope gets its own; and a shared projector gives the weights a fresh one gives.
+#[test]
+fn consecutive_subspaces_with_one_key_share_their_projector() {
+    let model = TinyModel::new(5);
+    let params = model.named_params();
+    let said = config(Method::Said, Scope::Global, LambdaGrouping::PerLayer, 20);
+    let first = Subspace::new(&params, said.clone()).unwrap();
+    let second = Subspace::new(&params, said.clone()).unwrap();
+    assert!(std::ptr::eq(first.projector(), second.projector()), "same key: one projector");
+    for other in [
+        SubspaceConfig { seed: 12, ..said.clone() },
+        SubspaceConfig { d: 21, ..said.clone() },
+        SubspaceConfig { scope: Scope::PerTensor, ..said.clone() },
+    ] {
+        let subspace = Subspace::new(&params, other.clone()).unwrap();
+        assert!(!std::ptr::eq(first.projector(), subspace.projector()), "{other:?}: a projector of its own");
+    }
+    let theta = Tensor::randn([16], (Kind::Double, Device::Cpu));
+    let shared = first.projector().forward(&theta).unwrap();
+    let fresh = bench_suite::fastfood::Projector::new(
+        &params.iter().map(|(name, param)| (name.clone(), param.numel())).collect::<Vec<_>>(),
+        16,
+        Scope::Global,
+        11,
+        false,
+        FactorStorage::Cached,
+        Device::Cpu,
+    )
+    .unwrap()
+    .forward(&theta)
+    .unwrap();
+    for (shared, fresh) in shared.iter().zip(&fresh) {
+        assert!(shared.equal(fresh));
+    }
+}
