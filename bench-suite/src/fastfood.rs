@@ -98,6 +98,10 @@ pub enum FastfoodError {
     GroupTooLarge { name: String, len: usize },
     #[error("expected {expected} tensors of output gradients, got {actual}")]
     WrongTensorCount { expected: usize, actual: usize },
+    #[error("a tensor on {actual:?} given to a projector built on {expected:?}")]
+    WrongDevice { expected: Device, actual: Device },
+    #[error("the tensors given to the transpose mix {first:?} and {other:?}: give them all in one kind")]
+    MixedKinds { first: Kind, other: Kind },
     #[error("output buffer {actual}: expected {expected}")]
     WrongOutput { expected: String, actual: String },
     #[error("input of length {actual} given to a projector built for d = {expected}")]
@@ -391,15 +395,31 @@ impl Projector {
     pub fn forward_into(&self, x: &Tensor, out: &Tensor) -> Result<Vec<Tensor>, FastfoodError> {
         self.check_input(x)?;
         let total = self.total_params();
+        let overlaps = {
+            let bytes = |tensor: &Tensor| tensor.numel() * tensor.kind().elt_size_in_bytes();
+            let (x_start, out_start) = (x.data_ptr() as usize, out.data_ptr() as usize);
+            x.device() == out.device() && x_start < out_start + bytes(out) && out_start < x_start + bytes(x)
+        };
         if out.dim() != 1
             || out.numel() != total
             || out.kind() != x.kind()
             || out.device() != x.device()
             || !out.is_contiguous()
+            || overlaps
         {
             return Err(FastfoodError::WrongOutput {
-                expected: format!("a contiguous 1-D {:?} tensor of {total} elements on {:?}", x.kind(), x.device()),
-                actual: format!("{:?} {:?} on {:?}", out.size(), out.kind(), out.device()),
+                expected: format!(
+                    "a contiguous 1-D {:?} tensor of {total} elements on {:?}, apart from the input",
+                    x.kind(),
+                    x.device()
+                ),
+                actual: format!(
+                    "{:?} {:?} on {:?}{}",
+                    out.size(),
+                    out.kind(),
+                    out.device(),
+                    if overlaps { ", sharing memory with the input" } else { "" }
+                ),
             });
         }
         let x = x.contiguous();
@@ -467,6 +487,12 @@ impl Projector {
         }
         let first = &per_tensor[0];
         check_kind(first.kind())?;
+        for tensor in per_tensor {
+            self.check_device(tensor.device())?;
+            if tensor.kind() != first.kind() {
+                return Err(FastfoodError::MixedKinds { first: first.kind(), other: tensor.kind() });
+            }
+        }
         let total = Tensor::zeros([self.d as i64], (first.kind(), first.device()));
         let (mut scratch_f32, mut scratch_f64) = (lock(&self.scratch_f32), lock(&self.scratch_f64));
         for (group_idx, group) in self.groups.iter().enumerate() {
@@ -544,7 +570,15 @@ impl Projector {
         if x.dim() != 1 || len != self.d {
             return Err(FastfoodError::WrongInputLength { expected: self.d, actual: len });
         }
+        self.check_device(x.device())?;
         check_kind(x.kind())
+    }
+
+    fn check_device(&self, device: Device) -> Result<(), FastfoodError> {
+        if device != self.device {
+            return Err(FastfoodError::WrongDevice { expected: self.device, actual: device });
+        }
+        Ok(())
     }
 
     fn with_host_factors<R>(&self, group_idx: usize, run: impl FnOnce(&HostFactors) -> R) -> R {
@@ -687,8 +721,9 @@ fn transpose_group(group: &Group, factors: &GroupFactors, u: &Tensor, anchor: bo
 }
 
 /// The default engine of a device: the CPU engine on the CPU; on CUDA the fused kernel when it
-/// loads, else the tch-op path (said once per process, with the reason, on stderr).
-fn default_engine(device: Device) -> Engine {
+/// loads, else the tch-op path (said once per process, with the reason, on stderr). The
+/// environment variable [`ENGINE_ENV`] overrides it.
+pub fn default_engine(device: Device) -> Engine {
     if let Some(engine) = std::env::var(ENGINE_ENV).ok().and_then(|name| Engine::parse(&name))
         && (engine != Engine::Cpu || device == Device::Cpu)
     {

@@ -43,7 +43,7 @@ use std::rc::Rc;
 
 use tch::{Device, Kind, Tensor};
 
-use crate::fastfood::{FactorStorage, FastfoodError, Projector, ProjectorSummary, Scope};
+use crate::fastfood::{self, Engine, FactorStorage, FastfoodError, Projector, ProjectorSummary, Scope};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -129,7 +129,8 @@ pub struct Subspace {
     lambda: Tensor,
     /// `P theta` of the last weight write (`D` elements, one range per tensor), kept between
     /// steps: a fresh buffer per step costs a page fault per 4 KiB on the CPU.
-    projected_buffer: Tensor,
+    /// CPU engine only (`None` on devices, whose caching allocators reuse memory anyway).
+    projected_buffer: Option<Tensor>,
     /// SAID: views of `projected_buffer` per tensor, for `grad lambda`; `None` until the first
     /// write.
     projected: Option<Vec<Tensor>>,
@@ -163,6 +164,7 @@ impl Subspace {
         let theta_len = config.d - n_lambda;
         let shapes: Vec<(String, usize)> = names.iter().cloned().zip(numels).collect();
         let projector = shared_projector(ProjectorKey {
+            engine: fastfood::default_engine(device),
             shapes,
             d: theta_len,
             scope: config.scope,
@@ -172,7 +174,10 @@ impl Subspace {
             device,
         })?;
         let theta0 = named_params.iter().map(|(_, param)| param.detach().reshape([-1]).copy()).collect();
+        let projected_buffer =
+            (projector.engine() == Engine::Cpu).then(|| Tensor::empty([total as i64], (kind, device)));
         Ok(Subspace {
+            projected_buffer,
             params: named_params.iter().map(|(_, param)| param.shallow_clone()).collect(),
             names,
             theta0,
@@ -181,7 +186,6 @@ impl Subspace {
             n_lambda,
             theta: Tensor::zeros([theta_len as i64], (kind, device)),
             lambda: Tensor::ones([n_lambda as i64], (kind, device)),
-            projected_buffer: Tensor::empty([total as i64], (kind, device)),
             projected: None,
             config,
         })
@@ -223,7 +227,10 @@ impl Subspace {
     /// fused pass per tensor and no temporaries.
     pub fn write_weights(&mut self) -> Result<(), SubspaceError> {
         let _guard = tch::no_grad_guard();
-        let projected = self.projector.forward_into(&self.theta, &self.projected_buffer)?;
+        let projected = match &self.projected_buffer {
+            Some(buffer) => self.projector.forward_into(&self.theta, buffer)?,
+            None => self.projector.forward(&self.theta)?,
+        };
         for (tensor_idx, (param, offset)) in self.params.iter().zip(&projected).enumerate() {
             let target = param.view([-1]);
             let _ = match self.config.method {
@@ -253,24 +260,50 @@ impl Subspace {
         }
         // The weight of each tensor's gradient in `grad theta`: its scale (SAID) and, in the
         // compatibility mode, the authors' Hadamard backward (1 / sqrt(L_t), twice; L_t is a
-        // power of two, so the product is exact). Applied as the projection reads the gradients.
+        // power of two, so the product is exact).
         let compat = self.config.compat == Compat::Aghajanyan;
-        let lambda: Vec<f64> = match self.config.method {
-            Method::Did => Vec::new(),
-            Method::Said => Vec::<f64>::try_from(&self.lambda.to_kind(Kind::Double).to_device(tch::Device::Cpu))
-                .expect("a 1-D tensor converts"),
-        };
-        let weights: Option<Vec<f64>> = (self.config.method == Method::Said || compat).then(|| {
-            (0..grads.len())
-                .map(|tensor_idx| {
-                    let scale =
-                        if self.config.method == Method::Said { lambda[self.group_of[tensor_idx]] } else { 1.0 };
-                    let defect = if compat { 1.0 / self.projector.block_len_of_tensor(tensor_idx) as f64 } else { 1.0 };
-                    scale * defect
+        let defect = |tensor_idx: usize| 1.0 / self.projector.block_len_of_tensor(tensor_idx) as f64;
+        let grad_theta = if self.projector.engine() == Engine::Cpu {
+            // On the CPU the weights are applied as the projection reads the gradients (no scaled
+            // copies); reading the scales to the host is free there.
+            let lambda: Vec<f64> = match self.config.method {
+                Method::Did => Vec::new(),
+                Method::Said => {
+                    Vec::<f64>::try_from(&self.lambda.to_kind(Kind::Double)).expect("a 1-D CPU tensor converts")
+                }
+            };
+            let weights: Option<Vec<f64>> = (self.config.method == Method::Said || compat).then(|| {
+                (0..grads.len())
+                    .map(|tensor_idx| {
+                        let scale =
+                            if self.config.method == Method::Said { lambda[self.group_of[tensor_idx]] } else { 1.0 };
+                        scale * if compat { defect(tensor_idx) } else { 1.0 }
+                    })
+                    .collect()
+            });
+            self.projector.transpose_weighted(&grads, weights.as_deref())?
+        } else {
+            // On a device the scales stay there (no host synchronisation per step).
+            let scaled: Vec<Tensor> = grads
+                .iter()
+                .enumerate()
+                .map(|(tensor_idx, grad)| {
+                    let mut weight = match self.config.method {
+                        Method::Did => None,
+                        Method::Said => Some(self.lambda.get(self.group_of[tensor_idx] as i64)),
+                    };
+                    if compat {
+                        let defect = defect(tensor_idx);
+                        weight = Some(weight.map_or_else(|| Tensor::from(defect).to_kind(grad.kind()), |w| w * defect));
+                    }
+                    match weight {
+                        Some(weight) => grad * weight.to_device(grad.device()),
+                        None => grad.shallow_clone(),
+                    }
                 })
-                .collect()
-        });
-        let grad_theta = self.projector.transpose_weighted(&grads, weights.as_deref())?;
+                .collect();
+            self.projector.transpose(&scaled)?
+        };
 
         let grad_lambda = Tensor::zeros([self.n_lambda as i64], (self.theta.kind(), self.theta.device()));
         if self.config.method == Method::Said {
@@ -296,6 +329,9 @@ impl Subspace {
 /// Everything a [`Projector`] is a function of.
 #[derive(Debug, Clone, PartialEq)]
 struct ProjectorKey {
+    /// The engine `Projector::new` picks for the device (it reads an environment variable that
+    /// benchmarks change between runs).
+    engine: Engine,
     shapes: Vec<(String, usize)>,
     d: usize,
     scope: Scope,
@@ -316,7 +352,9 @@ thread_local! {
 /// same `(d, seed)`, and generating the factors of a `2^25` block costs about 2 s of a 30 s run;
 /// a projector is a pure function of its key and is never mutated after construction, so sharing
 /// one changes no number. The previous projector is released before a new one is built, so at
-/// most one set of factors is held beyond the subspaces alive.
+/// most one set of factors (and the CPU engine's scratch block) is held beyond the subspaces
+/// alive: about 420 MB of host memory for a `2^25` block, or the factors on the GPU, until the
+/// next subspace with another key, [`release_shared_projector`], or the thread's end.
 fn shared_projector(key: ProjectorKey) -> Result<Rc<Projector>, FastfoodError> {
     LAST_PROJECTOR.with_borrow_mut(|last| {
         if let Some((last_key, projector)) = last.as_ref()
@@ -325,11 +363,17 @@ fn shared_projector(key: ProjectorKey) -> Result<Rc<Projector>, FastfoodError> {
             return Ok(Rc::clone(projector));
         }
         *last = None;
-        let ProjectorKey { shapes, d, scope, seed, crop_to_block, storage, device } = &key;
+        let ProjectorKey { shapes, d, scope, seed, crop_to_block, storage, device, .. } = &key;
         let projector = Rc::new(Projector::new(shapes, *d, *scope, *seed, *crop_to_block, *storage, *device)?);
         *last = Some((key, Rc::clone(&projector)));
         Ok(projector)
     })
+}
+
+/// Drops the projector kept for the next subspace of this thread (the trainer calls it before a
+/// full fine-tuning run, which needs none).
+pub fn release_shared_projector() {
+    LAST_PROJECTOR.with_borrow_mut(|last| *last = None);
 }
 
 /// The scale group of each named tensor and the number of scales `m` (0 for DID): the layout

@@ -331,7 +331,11 @@ pub fn train(
     named.sort_by(|a, b| a.0.cmp(&b.0));
 
     let mut subspace = match config.mode {
-        Mode::Full => None,
+        Mode::Full => {
+            // A full run needs no projector: release the one kept for the next subspace run.
+            crate::subspace::release_shared_projector();
+            None
+        }
         Mode::Did | Mode::Said => Some(Subspace::new(
             &named,
             SubspaceConfig {
@@ -626,14 +630,13 @@ fn split_metrics(
     Some(SplitMetrics { accuracy, f1, predictions: counts })
 }
 
-/// A checkpoint: `trainable.safetensors` (tensors and Adam moments) and `state.json`, each written
-/// to a temporary name and renamed, `state.json` last (it marks the checkpoint complete).
 /// Writes a checkpoint with one commit point: the tensors go to a file named by the step
 /// (`trainable-<step>.safetensors`, written under a temporary name and renamed), then `state.json`,
 /// which names that file, is renamed into place. A process killed at any moment leaves either the
 /// previous checkpoint or this one, never this step's tensors with the previous step's state.
 /// Tensor files that no committed state names are removed afterwards (and by the next save, if
-/// the process dies first).
+/// the process dies first). Both files are synced before the rename that commits them, so a power
+/// loss cannot leave a committed state naming a file whose data never reached the disk.
 fn save_checkpoint(dir: &Path, trainable: &Trainable, state: &RunState) -> Result<(), TrainError> {
     let checkpoint_error = |path: &Path, message: String| TrainError::Checkpoint { path: path.to_path_buf(), message };
     std::fs::create_dir_all(dir).map_err(|err| checkpoint_error(dir, err.to_string()))?;
@@ -649,22 +652,42 @@ fn save_checkpoint(dir: &Path, trainable: &Trainable, state: &RunState) -> Resul
     let tensors_path = dir.join(&tensors_file);
     let partial = dir.join(format!("{tensors_file}.partial"));
     Tensor::write_safetensors(&named, &partial).map_err(|err| checkpoint_error(&partial, err.to_string()))?;
+    sync_file(&partial).map_err(|err| checkpoint_error(&partial, err.to_string()))?;
     std::fs::rename(&partial, &tensors_path).map_err(|err| checkpoint_error(&tensors_path, err.to_string()))?;
     let state_path = dir.join("state.json");
     let partial = dir.join("state.json.partial");
     let state = RunState { tensors_file: tensors_file.clone(), ..state.clone() };
     let text = serde_json::to_string(&state).expect("serialisable");
     std::fs::write(&partial, text).map_err(|err| checkpoint_error(&partial, err.to_string()))?;
+    sync_file(&partial).map_err(|err| checkpoint_error(&partial, err.to_string()))?;
     // The commit point.
     std::fs::rename(&partial, &state_path).map_err(|err| checkpoint_error(&state_path, err.to_string()))?;
+    if let Ok(dir) = std::fs::File::open(dir) {
+        let _ = dir.sync_all();
+    }
     let entries = std::fs::read_dir(dir).map_err(|err| checkpoint_error(dir, err.to_string()))?;
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with("trainable") && name.contains(".safetensors") && name != tensors_file {
+        if is_tensors_file(&name) && name != tensors_file {
             let _ = std::fs::remove_file(entry.path());
         }
     }
     Ok(())
+}
+
+fn sync_file(path: &Path) -> std::io::Result<()> {
+    std::fs::File::open(path)?.sync_all()
+}
+
+/// A checkpoint tensor file this trainer writes: `trainable-<step>.safetensors`, its `.partial`,
+/// or the single file of checkpoints written before files were named by step.
+fn is_tensors_file(name: &str) -> bool {
+    let name = name.strip_suffix(".partial").unwrap_or(name);
+    name == legacy_tensors_file()
+        || name
+            .strip_prefix("trainable-")
+            .and_then(|rest| rest.strip_suffix(".safetensors"))
+            .is_some_and(|step| !step.is_empty() && step.bytes().all(|byte| byte.is_ascii_digit()))
 }
 
 fn load_checkpoint(

@@ -314,14 +314,29 @@ fn a_reused_output_buffer_and_weighted_transpose_are_exact() {
             }
         }
     }
+    // A buffer that starts inside a larger allocation (a storage offset) works like any other.
     let p = projector(&tensors, 50, Scope::Global, 3);
     let x = random(50, 1).to_kind(Kind::Float);
-    for bad in [
-        Tensor::zeros([total as i64 - 1], (Kind::Float, Device::Cpu)),
-        Tensor::zeros([total as i64], (Kind::Double, Device::Cpu)),
-        Tensor::zeros([2, total as i64], (Kind::Float, Device::Cpu)).select(1, 0),
-    ] {
-        let err = p.forward_into(&x, &bad).err().unwrap();
-        assert!(matches!(err, FastfoodError::WrongOutput { .. }), "{err}");
+    let larger = Tensor::full([total as i64 + 9], f64::NAN, (Kind::Float, Device::Cpu));
+    let inside = larger.narrow(0, 5, total as i64);
+    for (fresh, reused) in p.forward(&x).unwrap().iter().zip(p.forward_into(&x, &inside).unwrap()) {
+        assert!(fresh.equal(&reused), "a buffer with a storage offset");
     }
+    assert!(larger.narrow(0, 0, 5).isnan().all().int64_value(&[]) == 1, "nothing written before the buffer");
+    // Wrong length, kind, layout, or memory shared with the input.
+    let shared = Tensor::zeros([total as i64], (Kind::Float, Device::Cpu));
+    let x_inside = shared.narrow(0, 10, 50);
+    for (what, bad, x) in [
+        ("length", Tensor::zeros([total as i64 - 1], (Kind::Float, Device::Cpu)), &x),
+        ("kind", Tensor::zeros([total as i64], (Kind::Double, Device::Cpu)), &x),
+        ("layout", Tensor::zeros([total as i64, 2], (Kind::Float, Device::Cpu)).select(1, 0), &x),
+        ("overlap", shared.shallow_clone(), &x_inside),
+    ] {
+        let err = p.forward_into(x, &bad).err().unwrap_or_else(|| panic!("{what}: accepted"));
+        assert!(matches!(err, FastfoodError::WrongOutput { .. }), "{what}: {err}");
+    }
+    let y = split(&random(total, 4).to_kind(Kind::Float), &tensors);
+    let mut mixed: Vec<Tensor> = y.iter().map(Tensor::shallow_clone).collect();
+    mixed[1] = mixed[1].to_kind(Kind::Double);
+    assert_eq!(p.transpose(&mixed).err(), Some(FastfoodError::MixedKinds { first: Kind::Float, other: Kind::Double }));
 }

@@ -48,8 +48,13 @@ pub struct RunSpec {
 }
 
 impl RunSpec {
+    /// The first 16 hex digits of the sha256 of the spec's JSON, without the knobs that change
+    /// how a process works on the run but not the run (`train.max_steps_this_process`, which
+    /// stops a process early: the run it continues later is the same one).
     pub fn key(&self) -> String {
-        hash_key(self)
+        let mut identity = self.clone();
+        identity.train.max_steps_this_process = None;
+        hash_key(&identity)
     }
 
     /// A sacreBLEU-style one-line description of the run, e.g.
@@ -120,7 +125,7 @@ pub fn hash_key<T: Serialize>(value: &T) -> String {
 /// Where and by what a result was made.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Provenance {
-    /// `git rev-parse --short=12 HEAD`, `+dirty` with uncommitted changes; `unknown` without git.
+    /// The code revision of the binary that made it ([`code_revision`]).
     pub code: String,
     pub host: String,
     /// Seconds since the Unix epoch when the result was written.
@@ -369,29 +374,11 @@ pub fn write_atomically<T: Serialize>(path: &Path, value: &T) -> Result<(), Resu
     Ok(())
 }
 
-/// The code revision of this build's source tree, computed once.
+/// The code revision this binary was built from: `git rev-parse --short=12 HEAD` at build time,
+/// `+dirty` when tracked files differed from it, `unknown` when built outside a git checkout
+/// (captured by `build.rs`, so it names the code that runs, whatever the work tree holds later).
 pub fn code_revision() -> &'static str {
-    static REVISION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    REVISION.get_or_init(|| {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf();
-        let git = |args: &[&str]| {
-            std::process::Command::new("git")
-                .arg("-C")
-                .arg(&root)
-                .args(args)
-                .output()
-                .ok()
-                .filter(|output| output.status.success())
-                .map(|output| String::from_utf8_lossy(&output.stdout).trim().to_owned())
-        };
-        match git(&["rev-parse", "--short=12", "HEAD"]) {
-            Some(revision) => {
-                let dirty = git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
-                if dirty { format!("{revision}+dirty") } else { revision }
-            }
-            None => "unknown".to_owned(),
-        }
-    })
+    env!("INTRINSIC_BENCH_CODE_REVISION")
 }
 
 fn host_name() -> String {
