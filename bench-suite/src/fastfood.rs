@@ -375,12 +375,34 @@ impl Projector {
     }
 
     /// `P x`, as one flat tensor per parameter tensor (in the order given to [`Projector::new`]),
-    /// in the dtype and on the device of `x`: views of one fresh `D`-element tensor (see
-    /// [`Projector::forward_into`]).
+    /// in the dtype and on the device of `x`: on the CPU, views of one fresh `D`-element tensor
+    /// (see [`Projector::forward_into`]); on a device, views of each group's fresh result.
     pub fn forward(&self, x: &Tensor) -> Result<Vec<Tensor>, FastfoodError> {
         self.check_input(x)?;
-        let out = Tensor::empty([self.total_params() as i64], (x.kind(), x.device()));
-        self.forward_into(x, &out)
+        if self.engine == Engine::Cpu {
+            let out = Tensor::empty([self.total_params() as i64], (x.kind(), x.device()));
+            return self.forward_into(x, &out);
+        }
+        // On a device each group's result is already a fresh tensor: its views are the outputs,
+        // with no copy into one buffer.
+        let x = x.contiguous();
+        let mut outputs: Vec<Option<Tensor>> = (0..self.numels.len()).map(|_| None).collect();
+        for (group_idx, group) in self.groups.iter().enumerate() {
+            let out = self.forward_device_group(group_idx, group, &x)?;
+            for &(tensor_idx, offset) in &group.members {
+                outputs[tensor_idx] = Some(out.narrow(0, offset as i64, self.numels[tensor_idx] as i64));
+            }
+        }
+        Ok(outputs.into_iter().map(|out| out.expect("every tensor belongs to a group")).collect())
+    }
+
+    /// One group's `P x` with a device engine (tch ops, the fused kernel or the per-stage FWHT).
+    fn forward_device_group(&self, group_idx: usize, group: &Group, x: &Tensor) -> Result<Tensor, FastfoodError> {
+        self.with_device_factors(group_idx, |factors| match self.engine {
+            Engine::Fused if x.kind() == Kind::Float => forward_group_fused(group, factors, x),
+            Engine::Anchor => Ok(forward_group(group, factors, x, true)),
+            Engine::Cpu | Engine::TchOps | Engine::Fused => Ok(forward_group(group, factors, x, false)),
+        })
     }
 
     /// `P x` written into `out`: a contiguous 1-D tensor of `D` elements in the dtype and on the
@@ -434,21 +456,8 @@ impl Projector {
                     Kind::Double => cpu::forward_group::<f64>(group, factors, &x, &region, &mut scratch_f64),
                     kind => panic!("checked kind {kind:?}"),
                 }),
-                Engine::TchOps | Engine::Anchor => {
-                    let anchor = self.engine == Engine::Anchor;
-                    let values =
-                        self.with_device_factors(group_idx, |factors| forward_group(group, factors, &x, anchor));
-                    region.shallow_clone().copy_(&values);
-                }
-                Engine::Fused => {
-                    let values = self.with_device_factors(group_idx, |factors| {
-                        if x.kind() == Kind::Float {
-                            forward_group_fused(group, factors, &x)
-                        } else {
-                            Ok(forward_group(group, factors, &x, false))
-                        }
-                    })?;
-                    region.shallow_clone().copy_(&values);
+                Engine::TchOps | Engine::Anchor | Engine::Fused => {
+                    region.shallow_clone().copy_(&self.forward_device_group(group_idx, group, &x)?);
                 }
             }
         }

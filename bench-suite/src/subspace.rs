@@ -363,8 +363,11 @@ fn shared_projector(key: ProjectorKey) -> Result<Rc<Projector>, FastfoodError> {
             return Ok(Rc::clone(projector));
         }
         *last = None;
-        let ProjectorKey { shapes, d, scope, seed, crop_to_block, storage, device, .. } = &key;
-        let projector = Rc::new(Projector::new(shapes, *d, *scope, *seed, *crop_to_block, *storage, *device)?);
+        let ProjectorKey { engine, shapes, d, scope, seed, crop_to_block, storage, device } = &key;
+        // The key's engine, whatever the environment says by now.
+        let projector =
+            Projector::new(shapes, *d, *scope, *seed, *crop_to_block, *storage, *device)?.with_engine(*engine);
+        let projector = Rc::new(projector);
         *last = Some((key, Rc::clone(&projector)));
         Ok(projector)
     })
