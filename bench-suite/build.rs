@@ -8,7 +8,7 @@
 //!   --short=12 HEAD`, `+dirty` when tracked files differ from it, `unknown` outside a git
 //!   checkout), which every result records. Captured here rather than when a run starts, so a
 //!   binary reports the code it runs, not whatever the work tree holds at that moment. The script
-//!   reruns when HEAD moves or a source of this crate or of `datasets` changes.
+//!   reruns when HEAD moves or a source of this crate, `subspace` or `datasets` changes.
 
 use std::path::Path;
 use std::process::Command;
@@ -17,7 +17,6 @@ fn main() {
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
     if let Ok(lib_dir) = std::env::var("DEP_TCH_LIBTORCH_LIB") {
         println!("cargo:rustc-link-arg=-Wl,-rpath,{lib_dir}");
-        println!("cargo:rustc-env=INTRINSIC_BENCH_LIBTORCH_LIB={lib_dir}");
     }
     code_revision();
 }
@@ -51,6 +50,7 @@ fn code_revision() {
         "bench-suite/src",
         "bench-suite/presets",
         "bench-suite/build.rs",
+        "subspace/src",
         "datasets/src",
         "datasets/manifest.yaml",
         "Cargo.lock",

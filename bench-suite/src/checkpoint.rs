@@ -22,7 +22,7 @@ use std::path::Path;
 
 use tch::{Kind, Tensor, nn};
 
-use crate::random;
+use subspace::random;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {

@@ -10,16 +10,19 @@ use serde::Serialize;
 use tch::nn;
 
 use crate::checkpoint::{self, CheckpointError, LoadReport};
-use crate::device::{DeviceError, parse_device};
-use crate::fastfood::Scope;
-use crate::model::{Config, ConfigError, SequenceClassifier};
+use crate::models::{Config, ConfigError, SequenceClassifier};
 use crate::precision::Precision;
-use crate::random;
 use crate::shapes;
-use crate::subspace::{self, Compat, LambdaGrouping, Method as SubspaceMethod};
 use crate::synthetic;
-use crate::tokenize::{TextEncoder, TokenizeError};
-use crate::train::{LabelledExample, Mode, RunResult, Seeds, StepReport, TrainConfig, TrainData, TrainError, train};
+use crate::tokenize::{DEFAULT_MAX_LEN, TextEncoder, TokenizeError};
+use crate::train::{
+    DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, LabelledExample, Mode, RunResult, Seeds, StepReport, TrainConfig, TrainData,
+    TrainError, train,
+};
+use subspace::device::{DeviceError, parse_device};
+use subspace::fastfood::Scope;
+use subspace::random;
+use subspace::{self, Compat, LambdaGrouping, Method as SubspaceMethod};
 
 /// Learning rates when none is given. Subspace: on MiniLM / SST-2 (4000 examples, one epoch,
 /// SAID d = 1000) 0.02 and 1.0 stayed at the majority class and 0.3 reached 76% dev accuracy.
@@ -63,9 +66,9 @@ impl FinetuneRequest {
             mode,
             d,
             lr: None,
-            epochs: 3,
-            batch_size: 32,
-            max_len: 128,
+            epochs: DEFAULT_EPOCHS,
+            batch_size: DEFAULT_BATCH_SIZE,
+            max_len: DEFAULT_MAX_LEN,
             max_train_examples: None,
             device: "cpu".to_owned(),
             seed: 0,

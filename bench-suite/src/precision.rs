@@ -15,11 +15,12 @@
 use serde::{Deserialize, Serialize};
 use tch::Device;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum Precision {
     /// Everything in f32 (the default; bit-reproducible on CPU).
     #[default]
+    #[value(alias = "fp32")]
     F32,
     /// bf16 autocast for the encoder's forward/backward; weights and optimiser in f32.
     Bf16,
@@ -28,14 +29,6 @@ pub enum Precision {
 impl Precision {
     pub fn is_f32(&self) -> bool {
         *self == Precision::F32
-    }
-
-    pub fn parse(name: &str) -> Option<Precision> {
-        match name {
-            "f32" | "fp32" => Some(Precision::F32),
-            "bf16" => Some(Precision::Bf16),
-            _ => None,
-        }
     }
 
     /// Runs `f` (a forward pass) in this precision on `device`.
@@ -136,9 +129,11 @@ mod tests {
 
     #[test]
     fn names() {
-        assert_eq!(Precision::parse("bf16"), Some(Precision::Bf16));
-        assert_eq!(Precision::parse("f32"), Some(Precision::F32));
-        assert_eq!(Precision::parse("fp16"), None);
+        use clap::ValueEnum;
+        assert_eq!(Precision::from_str("bf16", false), Ok(Precision::Bf16));
+        assert_eq!(Precision::from_str("f32", false), Ok(Precision::F32));
+        assert_eq!(Precision::from_str("fp32", false), Ok(Precision::F32));
+        assert!(Precision::from_str("fp16", false).is_err());
         assert_eq!(serde_json::to_string(&Precision::Bf16).unwrap(), "\"bf16\"");
     }
 }

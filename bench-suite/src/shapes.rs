@@ -1,86 +1,23 @@
 //! Parameter shapes of reference models, with HF tensor names, for benchmarks and tests that need
 //! real sizes without real weights.
 
-use crate::model::{Config, ModelType};
-use crate::subspace;
+use crate::models::{Config, ModelType, bert};
 
 /// `(name, shape)` of every trainable tensor of HF `RobertaForSequenceClassification` for
 /// `roberta-base` with two labels (no pooler: the classification head reads the first token):
 /// 5 embedding tensors, 16 per layer x 12 layers, 4 head tensors = 201 tensors, 124,647,170
 /// parameters.
 pub fn roberta_base_classifier() -> Vec<(String, Vec<i64>)> {
-    encoder_classifier("roberta", 50265, 514, 1, 768, 3072, 12, 2)
+    bert::encoder_classifier_layout("roberta", 50265, 514, 1, 768, 3072, 12, 2)
 }
 
-/// `(name, shape)` of every tensor of [`crate::model::SequenceClassifier`] for `config`, in the
+/// `(name, shape)` of every tensor of the sequence classifier of `config`'s family, in the
 /// model's own naming, without building it (validation needs `D` and `m` of models it has not
-/// loaded). BERT has a pooler and a `classifier` linear, RoBERTa a dense + out_proj head.
+/// loaded).
 pub fn sequence_classifier(config: &Config, n_labels: i64) -> Vec<(String, Vec<i64>)> {
-    let mut shapes = encoder_classifier(
-        config.model_type.prefix(),
-        config.vocab_size,
-        config.max_position_embeddings,
-        config.type_vocab_size,
-        config.hidden_size,
-        config.intermediate_size,
-        config.num_hidden_layers as usize,
-        n_labels,
-    );
-    if config.model_type == ModelType::Bert {
-        let hidden = config.hidden_size;
-        shapes.truncate(shapes.len() - 4);
-        shapes.push(("bert.pooler.dense.weight".to_owned(), vec![hidden, hidden]));
-        shapes.push(("bert.pooler.dense.bias".to_owned(), vec![hidden]));
-        shapes.push(("classifier.weight".to_owned(), vec![n_labels, hidden]));
-        shapes.push(("classifier.bias".to_owned(), vec![n_labels]));
+    match config.model_type {
+        ModelType::Bert | ModelType::Roberta => bert::classifier_layout(config, n_labels),
     }
-    shapes
-}
-
-/// A BERT/RoBERTa-style encoder with a RoBERTa classification head (dense, out_proj).
-#[allow(clippy::too_many_arguments)]
-pub fn encoder_classifier(
-    prefix: &str,
-    vocab_size: i64,
-    max_positions: i64,
-    type_vocab_size: i64,
-    hidden: i64,
-    intermediate: i64,
-    n_layers: usize,
-    n_labels: i64,
-) -> Vec<(String, Vec<i64>)> {
-    let mut shapes: Vec<(String, Vec<i64>)> = vec![
-        (format!("{prefix}.embeddings.word_embeddings.weight"), vec![vocab_size, hidden]),
-        (format!("{prefix}.embeddings.position_embeddings.weight"), vec![max_positions, hidden]),
-        (format!("{prefix}.embeddings.token_type_embeddings.weight"), vec![type_vocab_size, hidden]),
-        (format!("{prefix}.embeddings.LayerNorm.weight"), vec![hidden]),
-        (format!("{prefix}.embeddings.LayerNorm.bias"), vec![hidden]),
-    ];
-    for layer_idx in 0..n_layers {
-        let layer = format!("{prefix}.encoder.layer.{layer_idx}");
-        for (module, out_dim, in_dim) in [
-            ("attention.self.query", hidden, hidden),
-            ("attention.self.key", hidden, hidden),
-            ("attention.self.value", hidden, hidden),
-            ("attention.output.dense", hidden, hidden),
-        ] {
-            shapes.push((format!("{layer}.{module}.weight"), vec![out_dim, in_dim]));
-            shapes.push((format!("{layer}.{module}.bias"), vec![out_dim]));
-        }
-        shapes.push((format!("{layer}.attention.output.LayerNorm.weight"), vec![hidden]));
-        shapes.push((format!("{layer}.attention.output.LayerNorm.bias"), vec![hidden]));
-        shapes.push((format!("{layer}.intermediate.dense.weight"), vec![intermediate, hidden]));
-        shapes.push((format!("{layer}.intermediate.dense.bias"), vec![intermediate]));
-        shapes.push((format!("{layer}.output.dense.weight"), vec![hidden, intermediate]));
-        shapes.push((format!("{layer}.output.dense.bias"), vec![hidden]));
-        shapes.push((format!("{layer}.output.LayerNorm.weight"), vec![hidden]));
-        shapes.push((format!("{layer}.output.LayerNorm.bias"), vec![hidden]));
-    }
-    shapes.push(("classifier.dense.weight".to_owned(), vec![hidden, hidden]));
-    shapes.push(("classifier.dense.bias".to_owned(), vec![hidden]));
-    shapes.push(("classifier.out_proj.weight".to_owned(), vec![n_labels, hidden]));
-    shapes.push(("classifier.out_proj.bias".to_owned(), vec![n_labels]));
-    shapes
 }
 
 /// `(D, m)` of a sequence classifier under a subspace method: its parameter count with the task
@@ -94,8 +31,9 @@ pub fn subspace_dimensions(
 ) -> (usize, usize) {
     let layout = sequence_classifier(config, n_labels);
     let total = numels(&layout).iter().map(|(_, numel)| numel).sum();
-    let names: Vec<String> = layout.into_iter().map(|(name, _)| name).collect();
-    (total, subspace::scale_groups(&names, method, grouping, compat).1)
+    let layers: Vec<subspace::LayerGroup> =
+        layout.iter().map(|(name, _)| config.model_type.layer_group(name)).collect();
+    (total, subspace::scale_groups(&layers, method, grouping, compat).1)
 }
 
 /// `(name, numel)` pairs, the form the Fastfood projector takes.
@@ -125,7 +63,7 @@ mod tests {
             ))
             .unwrap();
             let vs = tch::nn::VarStore::new(tch::Device::Cpu);
-            let _model = crate::model::SequenceClassifier::new(vs.root(), &config, 3);
+            let _model = crate::models::SequenceClassifier::new(vs.root(), &config, 3);
             let mut built: Vec<(String, Vec<i64>)> =
                 vs.variables().into_iter().map(|(name, tensor)| (name, tensor.size())).collect();
             let mut computed = sequence_classifier(&config, 3);
@@ -138,7 +76,7 @@ mod tests {
     /// The facts about the authors' per-tensor scheme on RoBERTa-base that our docs quote.
     #[test]
     fn per_tensor_padding_and_cropping_on_roberta_base() {
-        use crate::fastfood::{FactorStorage, Projector, Scope};
+        use subspace::fastfood::{FactorStorage, Projector, Scope};
         let shapes = numels(&roberta_base_classifier());
         let projector = |d| {
             Projector::new(&shapes, d, Scope::PerTensor, 0, true, FactorStorage::Regenerate, tch::Device::Cpu).unwrap()

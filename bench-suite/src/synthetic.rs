@@ -8,10 +8,10 @@
 
 use tch::{Tensor, nn};
 
-use crate::model::Config;
-use crate::random;
+use crate::models::Config;
 use crate::tokenize::Encoded;
 use crate::train::LabelledExample;
+use subspace::random;
 
 /// The vocabulary of the synthetic task: 0 padding, 2/3 the sentence markers, 8.. content.
 pub const VOCAB: u32 = 40;

@@ -26,14 +26,19 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor, nn};
 
-use crate::fastfood::{FactorStorage, Scope};
-use crate::model::SequenceClassifier;
+use crate::models::Classifier;
 use crate::precision::Precision;
-use crate::random;
-use crate::subspace::{Compat, LambdaGrouping, Method, Subspace, SubspaceConfig, SubspaceDescription};
 use crate::tokenize::{Encoded, collate};
+use subspace::fastfood::{FactorStorage, Scope};
+use subspace::random;
+use subspace::{Compat, LambdaGrouping, Method, Subspace, SubspaceConfig, SubspaceDescription};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// Epochs of the paper's fine-tuning setup (every command line and spec default comes from here).
+pub const DEFAULT_EPOCHS: usize = 3;
+/// Examples per batch of the paper's fine-tuning setup.
+pub const DEFAULT_BATCH_SIZE: usize = 32;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
     Full,
@@ -110,8 +115,8 @@ impl TrainConfig {
             grouping: LambdaGrouping::PerLayer,
             compat: Compat::None,
             lr,
-            epochs: 3,
-            batch_size: 32,
+            epochs: DEFAULT_EPOCHS,
+            batch_size: DEFAULT_BATCH_SIZE,
             warmup_ratio: 0.06,
             weight_decay: 0.01,
             max_grad_norm: 1.0,
@@ -229,7 +234,7 @@ pub struct RunResult {
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
     #[error(transparent)]
-    Subspace(#[from] crate::subspace::SubspaceError),
+    Subspace(#[from] subspace::SubspaceError),
     #[error("checkpoint {path}: {message}")]
     Checkpoint { path: PathBuf, message: String },
     #[error("no training examples")]
@@ -312,7 +317,7 @@ pub struct StepReport {
 /// step.
 pub fn train(
     vs: &nn::VarStore,
-    model: &SequenceClassifier,
+    model: &dyn Classifier,
     data: &TrainData,
     config: &TrainConfig,
     run_dir: Option<&Path>,
@@ -333,11 +338,12 @@ pub fn train(
     let mut subspace = match config.mode {
         Mode::Full => {
             // A full run needs no projector: release the one kept for the next subspace run.
-            crate::subspace::release_shared_projector();
+            subspace::release_shared_projector();
             None
         }
         Mode::Did | Mode::Said => Some(Subspace::new(
             &named,
+            &named.iter().map(|(name, _)| model.layer_group(name)).collect::<Vec<_>>(),
             SubspaceConfig {
                 method: if config.mode == Mode::Did { Method::Did } else { Method::Said },
                 d: config.d,
@@ -352,7 +358,7 @@ pub fn train(
     let mut trainable = match &subspace {
         None => Trainable::new(
             named.iter().map(|(_, tensor)| tensor.shallow_clone()).collect(),
-            named.iter().map(|(name, _)| !(name.ends_with("bias") || name.contains("LayerNorm"))).collect(),
+            named.iter().map(|(name, _)| !model.no_decay(name)).collect(),
             vec![1.0; named.len()],
         ),
         Some(subspace) => {
@@ -559,7 +565,7 @@ fn zero_grads(named: &[(String, Tensor)]) {
 }
 
 fn evaluate(
-    model: &SequenceClassifier,
+    model: &dyn Classifier,
     data: &TrainData,
     config: &TrainConfig,
     device: Device,
@@ -590,7 +596,7 @@ fn evaluate(
 /// Accuracy (and F1 of label 1 when the task reports it) of `model` on `examples`; `None` when a
 /// logit is not finite (an argmax over NaN would score a constant prediction).
 fn split_metrics(
-    model: &SequenceClassifier,
+    model: &dyn Classifier,
     examples: &[LabelledExample],
     data: &TrainData,
     device: Device,

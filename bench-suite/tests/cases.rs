@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use bench_suite::checkpoint::{self, CheckpointError, LoadReport};
 use bench_suite::experiment::spec;
-use bench_suite::model::{Config, HiddenAct, SequenceClassifier};
+use bench_suite::models::{Config, HiddenAct, SequenceClassifier};
 use tch::{Device, Tensor, nn};
 
 /// Torch's generator is process-wide and model construction draws from it: the dropout test

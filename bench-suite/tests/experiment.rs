@@ -96,9 +96,9 @@ fn smoke_runs_reuses_and_survives_kill_9() {
     // Killed with SIGKILL at seeded random moments, then run to the end: the same numbers.
     let killed = scratch("killed");
     let _ = std::fs::remove_dir_all(&killed);
-    let mut rng = bench_suite::random::keyed_rng("experiment test", 0, "kill times", 0);
+    let mut rng = subspace::random::keyed_rng("experiment test", 0, "kill times", 0);
     for _ in 0..4 {
-        let delay_ms = 300 + bench_suite::random::bounded(&mut rng, 2500);
+        let delay_ms = 300 + subspace::random::bounded(&mut rng, 2500);
         let mut child = binary()
             .args(["reproduce", "--preset", "smoke", "--out", killed.to_str().unwrap()])
             .stdout(std::process::Stdio::null())

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use bench_suite::checkpoint::{self, CheckpointError};
-use bench_suite::model::{Config, MaskedLm, ModelType, SequenceClassifier};
+use bench_suite::models::{Config, MaskedLm, ModelType, SequenceClassifier};
 use tch::{Device, Kind, Tensor, nn};
 
 fn golden(name: &str) -> PathBuf {

@@ -2,7 +2,7 @@
 //! stopped and resumed from its checkpoint ends with exactly the numbers of an uninterrupted one,
 //! and a NaN loss ends the run as diverged.
 
-use bench_suite::model::SequenceClassifier;
+use bench_suite::models::SequenceClassifier;
 use bench_suite::precision::Precision;
 use bench_suite::synthetic;
 use bench_suite::train::{DivergenceCause, LabelledExample, Mode, RunResult, Status, TrainConfig, TrainData, train};

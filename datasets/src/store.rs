@@ -196,7 +196,7 @@ impl Store {
     }
 
     fn warn(&self, message: String) {
-        eprintln!("warning: {message}");
+        tracing::warn!("{message}");
         self.warnings.lock().unwrap().push(message);
     }
 
@@ -618,7 +618,7 @@ impl Store {
             && total != size
         {
             // The final size check decides; say it early in the message of a later failure.
-            eprintln!("note: {url} announces {total} bytes, the manifest says {size}");
+            tracing::info!("{url} announces {total} bytes, the manifest says {size}");
         }
         let progress = progress_bar(wanted.size.or(expected_total), offset, &wanted.label);
         let mut buffer = vec![0u8; 1 << 16];

@@ -1,48 +1,56 @@
 //! `reports`: the report of a preset from its result files (run by `cargo xtask report` and at
 //! the end of `cargo xtask reproduce`).
 //!
-//! `reports --preset NAME [--runs DIR] [--out DIR] [--check] [--compare OTHER_DIR [--tolerance X]]`
-//! - default `--runs runs/<preset>`, `--out reports/<preset>`;
-//! - `--check`: regenerate in memory and fail, naming the file and line, if `--out` differs;
-//! - `--compare OTHER_DIR`: after writing, list the Table 1 cells that moved beyond the relative
-//!   `--tolerance` (default 0) against another report folder, and fail if any did.
+//! `reports --help` lists the flags; `--check` regenerates in memory and fails on drift,
+//! `--compare` lists Table 1 cells that moved against another report folder.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
+use clap::Parser;
 use reports::{Paper, build, compare, records};
 
-const USAGE: &str =
-    "usage: reports --preset NAME [--runs DIR] [--out DIR] [--check] [--compare OTHER_DIR [--tolerance X]]";
+/// The report of a preset from its result files: tables, figures and checks against the paper.
+#[derive(Debug, Parser)]
+#[command(name = "reports", max_term_width = 100)]
+struct Args {
+    /// The preset the results belong to (its name titles the report and picks the paper's
+    /// numbers to compare with) [default: quick].
+    #[arg(long, value_name = "NAME", conflicts_with = "spec")]
+    preset: Option<String>,
+    /// The spec file the results were produced from (its file stem names them, as in
+    /// `reproduce --spec`).
+    #[arg(long, value_name = "FILE")]
+    spec: Option<PathBuf>,
+    /// The results folder [default: runs/<name>].
+    #[arg(long, value_name = "DIR")]
+    runs: Option<PathBuf>,
+    /// The report folder [default: reports/<name>].
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Regenerate in memory and fail, naming the file and line, if the report folder differs.
+    #[arg(long)]
+    check: bool,
+    /// After writing, list the Table 1 cells that moved beyond --tolerance against the report in
+    /// this folder, and fail if any did.
+    #[arg(long, value_name = "OTHER_DIR")]
+    compare: Option<PathBuf>,
+    /// Relative change of a Table 1 cell that --compare tolerates.
+    #[arg(long, value_name = "X", default_value_t = 0.0, requires = "compare")]
+    tolerance: f64,
+}
 
 fn main() -> Result<ExitCode> {
-    let mut preset = None;
-    let (mut runs, mut out, mut other) = (None, None, None);
-    let mut check = false;
-    let mut tolerance = 0.0;
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let mut args = args.iter();
-    while let Some(flag) = args.next() {
-        if flag == "--check" {
-            check = true;
-            continue;
-        }
-        let value = args.next().with_context(|| format!("{flag} needs a value\n{USAGE}"))?;
-        match flag.as_str() {
-            "--preset" => preset = Some(value.clone()),
-            "--runs" => runs = Some(PathBuf::from(value)),
-            "--out" => out = Some(PathBuf::from(value)),
-            "--compare" => other = Some(PathBuf::from(value)),
-            "--tolerance" => {
-                tolerance = value.parse().with_context(|| format!("--tolerance: `{value}` is not a number"))?;
-            }
-            other => bail!("unknown flag `{other}`\n{USAGE}"),
-        }
-    }
-    let preset = preset.with_context(|| format!("--preset is required\n{USAGE}"))?;
-    let runs = runs.unwrap_or_else(|| PathBuf::from("runs").join(&preset));
-    let out = out.unwrap_or_else(|| PathBuf::from("reports").join(&preset));
+    let args = Args::parse();
+    let preset = match (&args.preset, &args.spec) {
+        (_, Some(spec)) => spec.file_stem().map_or("spec".to_owned(), |stem| stem.to_string_lossy().into_owned()),
+        (Some(preset), None) => preset.clone(),
+        (None, None) => "quick".to_owned(),
+    };
+    let runs = args.runs.unwrap_or_else(|| PathBuf::from("runs").join(&preset));
+    let out = args.out.unwrap_or_else(|| PathBuf::from("reports").join(&preset));
+    let (check, other, tolerance) = (args.check, args.compare, args.tolerance);
     let (searches, run_records) = records::load(&runs)?;
     let report = build(&preset, &runs.display().to_string(), &searches, &run_records, &Paper::embedded())
         .with_context(|| format!("build the report of {}", runs.display()))?;
@@ -74,4 +82,20 @@ fn main() -> Result<ExitCode> {
         eprintln!("no Table 1 cell moved beyond tolerance {tolerance} against {}", other.display());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Args;
+
+    #[test]
+    fn the_command_line_is_consistent_and_its_help_lists_every_flag() {
+        Args::command().debug_assert();
+        let help = Args::command().render_long_help().to_string();
+        for flag in ["--preset", "--spec", "--runs", "--out", "--check", "--compare", "--tolerance"] {
+            assert!(help.contains(flag), "{flag}:\n{help}");
+        }
+    }
 }

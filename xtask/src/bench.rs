@@ -9,10 +9,21 @@ use anyhow::{Result, bail};
 
 use crate::{bench_suite_release, cargo, run_checked, setup};
 
+const USAGE: &str = "cargo xtask bench <fastfood|train-step|criterion> [args]
+  fastfood    FWHT and Fastfood timings against a memcpy and the authors' algorithm, in one
+              process (bench-suite bench-fastfood; --help for its flags)
+  train-step  SAID and DID training steps against full fine-tuning: time and peak memory
+              (bench-suite bench-train-step; --help for its flags)
+  criterion   the criterion benches of bench-suite ([filter])";
+
 pub fn run(args: &[String]) -> Result<()> {
     let Some((which, rest)) = args.split_first() else {
-        bail!("usage: cargo xtask bench fastfood [--quick] | train-step [flags] | criterion [filter]");
+        bail!("usage: {USAGE}");
     };
+    if crate::is_help(which) {
+        println!("usage: {USAGE}");
+        return Ok(());
+    }
     let libtorch = setup::ensure()?;
     match which.as_str() {
         "fastfood" => run_checked(bench_suite_release(&libtorch, "bench-fastfood").args(rest)),
@@ -20,6 +31,6 @@ pub fn run(args: &[String]) -> Result<()> {
         "criterion" => run_checked(
             cargo(&libtorch).args(["bench", "--package", "bench-suite", "--bench", "bench_main", "--"]).args(rest),
         ),
-        other => bail!("unknown benchmark `{other}`: expected `fastfood`, `train-step` or `criterion`"),
+        other => bail!("unknown benchmark `{other}`\nusage: {USAGE}"),
     }
 }

@@ -1,5 +1,5 @@
-//! `cargo xtask fetch [--mirror DIR]... [--offline] [ASSET...]`: bring data and checkpoints into
-//! the verified cache (the `datasets` crate's command, run through cargo).
+//! `cargo xtask fetch [ARGS]`: bring data and checkpoints into the verified cache (the `datasets`
+//! crate's `fetch`, run through cargo; its `--help` documents the arguments).
 
 use std::path::Path;
 

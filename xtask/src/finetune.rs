@@ -1,5 +1,5 @@
-//! `cargo xtask finetune --model ASSET --task TASK --mode full|did|said ...`: fine-tune once
-//! (release build of bench-suite; flags as `bench-suite finetune` documents them).
+//! `cargo xtask finetune [ARGS]`: fine-tune once (release build of bench-suite; arguments are
+//! forwarded, `bench-suite finetune --help` documents them).
 
 use std::path::Path;
 

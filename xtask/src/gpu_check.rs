@@ -13,16 +13,17 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 
 use crate::{build_bench_suite_release, setup};
 
 const FOLDER: &str = "gpu-check";
 
-pub fn run(args: &[String]) -> Result<()> {
-    if let Some(extra) = args.first() {
-        bail!("unexpected argument `{extra}`\nusage: cargo xtask gpu-check");
-    }
+pub const USAGE: &str = "cargo xtask gpu-check
+  build the release binary and run.sh into gpu-check/ for the prepared device check (no flags);
+  it prints the one command to run on the GPU machine";
+
+pub fn run() -> Result<()> {
     let libtorch = setup::ensure()?;
     build_bench_suite_release(&libtorch)?;
     let root = std::env::current_dir()?;

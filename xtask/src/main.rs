@@ -14,39 +14,34 @@ mod setup;
 mod slurm;
 mod test;
 
+#[cfg(test)]
+mod module_cycles;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
 const USAGE: &str = "\
-usage: cargo xtask <command> [args]
+usage: cargo xtask <command> [args]     (cargo xtask <command> --help: that command's flags)
 
-commands:
-  setup            install libtorch (torch==2.11.0 wheel) into the cache, or check the user's own,
-                   and NVRTC 13.0 (compiles the fused CUDA kernel in tests; needs no GPU)
+the two commands of a fresh machine:
+  reproduce        run a preset's d90 searches (default: quick), resumable, then write its report;
+                   fetches and verifies what the preset needs (--mirror DIR --offline: no network)
   test             the one test command: setup, fmt --check, clippy -D warnings, cargo test
-  bench fastfood   Fastfood/FWHT benchmark, release build, ratios measured in one process
-  bench criterion  the criterion benches of bench-suite (cargo bench -p bench-suite)
-  fetch [--mirror DIR]... [--offline] [ASSET...]
-                   bring datasets and checkpoints into the verified cache (default: all assets)
-  finetune --model ASSET --task TASK --mode full|did|said [--d N] [--lr X] [--epochs N] [--batch-size N]
-           [--max-len N] [--max-train-examples N] [--length-buckets N] [--device cpu|cuda] [--seed N]
-           [--scope global|per_tensor]
-           [--precision f32|bf16] [--run-dir DIR] [--mirror DIR] [--offline]
-                   fine-tune once and print the result as JSON (release build)
-  reproduce [--preset smoke|quick|nightly|paper | --spec FILE] [--only EXP,...] [--device cpu|cuda]
-            [--mirror DIR]... [--offline] [--shard i/n] [--out DIR] [--check-only]
-                   run a preset's d90 searches (default: quick), resumable; results in runs/<preset>/,
-                   then its report in reports/<preset>/
-  report [--preset NAME] [--runs DIR] [--out DIR] [--check] [--compare OTHER_DIR [--tolerance X]]
-                   regenerate a preset's report from its results; --check fails on drift,
-                   --compare lists Table 1 cells that moved beyond the tolerance
-  slurm --preset NAME [--partition P] [--gpus-per-task N] [--array N] [--time HH:MM:SS]
-                   write an sbatch array script whose tasks run the preset's shards
-  gpu-check        build the release binary and a script into gpu-check/ for the one prepared GPU
-                   check (fused kernel correctness and speed, bf16, training step); prints how to run it
+
+more:
+  fetch            bring datasets and checkpoints into the verified cache (default: all assets)
+  finetune         fine-tune once (full, DID or SAID) and print the result as JSON
+  report           regenerate a preset's report from its results (--check: fail on drift)
+  bench            benchmarks: fastfood | train-step | criterion (release builds)
+  slurm            write an sbatch array script whose tasks run a preset's shards
+  gpu-check        build the release binary and a script into gpu-check/ for the prepared GPU check
+  setup            install libtorch (torch 2.11.0 wheel) and NVRTC into the cache, or check your own
   env              print the environment that xtask gives to cargo (for running cargo by hand)
+
+reproduce, fetch, finetune, report and bench fastfood|train-step forward their arguments to the
+suite's binaries (bench-suite, datasets, reports), whose --help documents the flags.
 
 environment:
   INTRINSIC_BENCH_HOME   cache folder (default ${XDG_CACHE_HOME:-$HOME/.cache}/intrinsic-bench)
@@ -54,11 +49,12 @@ environment:
   HF_ENDPOINT            Hugging Face endpoint (default https://huggingface.co)
   LIBTORCH               use this libtorch 2.11.0 instead of installing one
   LIBTORCH_USE_PYTORCH=1 use the libtorch of the importable python3 torch (must be 2.11.0)
+  RUST_LOG               level of the binaries' warnings and notes (default info)
 ";
 
 fn main() -> Result<()> {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
-    if args.is_empty() || args.iter().any(|arg| arg == "-h" || arg == "--help") {
+    if args.is_empty() || is_help(&args[0]) || args[0] == "help" {
         print!("{USAGE}");
         return Ok(());
     }
@@ -67,7 +63,9 @@ fn main() -> Result<()> {
     std::env::set_current_dir(project_root()).context("go to the project root")?;
     match command.as_str() {
         "setup" => {
-            no_more_args(&args)?;
+            if own_help(&args, "cargo xtask setup\n  install libtorch and NVRTC into the cache (no flags)")? {
+                return Ok(());
+            }
             let libtorch = setup::ensure()?;
             println!("libtorch {} ready at {}", setup::TORCH_VERSION, libtorch.dir.display());
             let nvrtc = setup::ensure_nvrtc()?;
@@ -75,7 +73,9 @@ fn main() -> Result<()> {
             Ok(())
         }
         "test" => {
-            no_more_args(&args)?;
+            if own_help(&args, test::USAGE)? {
+                return Ok(());
+            }
             test::run()
         }
         "bench" => bench::run(&args),
@@ -84,9 +84,16 @@ fn main() -> Result<()> {
         "reproduce" => reproduce::run(&args, &invoked_from),
         "report" => report::run(&args, &invoked_from),
         "slurm" => slurm::run(&args),
-        "gpu-check" => gpu_check::run(&args),
+        "gpu-check" => {
+            if own_help(&args, gpu_check::USAGE)? {
+                return Ok(());
+            }
+            gpu_check::run()
+        }
         "env" => {
-            no_more_args(&args)?;
+            if own_help(&args, "cargo xtask env\n  print the environment xtask gives to cargo (no flags)")? {
+                return Ok(());
+            }
             let libtorch = setup::ensure()?;
             for (key, value) in libtorch.cargo_env() {
                 println!("export {key}={value:?}");
@@ -97,11 +104,21 @@ fn main() -> Result<()> {
     }
 }
 
-fn no_more_args(args: &[String]) -> Result<()> {
-    if let Some(extra) = args.first() {
-        bail!("unexpected argument `{extra}`\n\n{USAGE}");
+fn is_help(arg: &str) -> bool {
+    arg == "-h" || arg == "--help"
+}
+
+/// For a command of xtask's own that takes no arguments: prints `usage` and says so on `--help`,
+/// fails on anything else.
+fn own_help(args: &[String], usage: &str) -> Result<bool> {
+    match args.first() {
+        None => Ok(false),
+        Some(arg) if is_help(arg) => {
+            println!("usage: {usage}");
+            Ok(true)
+        }
+        Some(extra) => bail!("unexpected argument `{extra}`\nusage: {usage}"),
     }
-    Ok(())
 }
 
 /// The checkout `cargo xtask` was invoked in: `cargo run` sets `CARGO_MANIFEST_DIR` for the process
@@ -136,21 +153,44 @@ fn build_bench_suite_release(libtorch: &setup::Libtorch) -> Result<()> {
     run_checked(cargo(libtorch).args(["build", "--release", "--package", "bench-suite", "--bin", "bench-suite"]))
 }
 
-/// The arguments with the values of path flags (`--mirror`, `--run-dir`, `--out`, `--spec`,
-/// `--runs`, `--compare`) made relative to the folder the
-/// user typed the command in (xtask itself runs from the project root).
+/// The path flags of the binaries xtask forwards to: their values are made relative to the folder
+/// the user typed the command in (xtask itself runs from the project root).
+const PATH_FLAGS: [&str; 6] = ["--mirror", "--run-dir", "--out", "--spec", "--runs", "--compare"];
+
+/// The arguments with the values of path flags (`--out DIR` or `--out=DIR`) resolved against
+/// `invoked_from`.
 fn paths_from_caller(args: &[String], invoked_from: &Path) -> Vec<String> {
     let mut resolved = Vec::with_capacity(args.len());
     let mut args = args.iter();
     while let Some(arg) = args.next() {
+        if let Some((flag, path)) = arg.split_once('=')
+            && PATH_FLAGS.contains(&flag)
+        {
+            resolved.push(format!("{flag}={}", invoked_from.join(path).display()));
+            continue;
+        }
         resolved.push(arg.clone());
-        if ["--mirror", "--run-dir", "--out", "--spec", "--runs", "--compare"].contains(&arg.as_str())
+        if PATH_FLAGS.contains(&arg.as_str())
             && let Some(path) = args.next()
         {
             resolved.push(invoked_from.join(path).display().to_string());
         }
     }
     resolved
+}
+
+/// The value of `flag` (`--flag VALUE` or `--flag=VALUE`; the last one given wins).
+fn flag_value(args: &[String], flag: &str) -> Option<String> {
+    let mut value = None;
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        if arg == flag {
+            value = args.next().cloned();
+        } else if let Some(rest) = arg.strip_prefix(flag).and_then(|rest| rest.strip_prefix('=')) {
+            value = Some(rest.to_owned());
+        }
+    }
+    value
 }
 
 /// Runs a command, echoing it first, and fails with its exit status.
@@ -166,4 +206,32 @@ fn run_checked(command: &mut Command) -> Result<()> {
         bail!("`{shown}` failed ({status})");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::{flag_value, paths_from_caller};
+
+    fn args(text: &str) -> Vec<String> {
+        text.split_whitespace().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn path_flags_resolve_against_the_callers_folder_in_both_spellings() {
+        let resolved =
+            paths_from_caller(&args("--preset quick --out runs/x --mirror=../m --offline"), Path::new("/home/u"));
+        assert_eq!(resolved, args("--preset quick --out /home/u/runs/x --mirror=/home/u/../m --offline"));
+    }
+
+    #[test]
+    fn flag_values_in_both_spellings_last_wins() {
+        let given = args("--preset smoke --out a --out=b --offline");
+        assert_eq!(flag_value(&given, "--preset").as_deref(), Some("smoke"));
+        assert_eq!(flag_value(&given, "--out").as_deref(), Some("b"));
+        assert_eq!(flag_value(&given, "--spec"), None);
+        // A flag whose name starts like another is not that flag.
+        assert_eq!(flag_value(&args("--outer x"), "--out"), None);
+    }
 }

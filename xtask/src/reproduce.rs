@@ -1,14 +1,15 @@
-//! `cargo xtask reproduce [--preset NAME | --spec FILE] [--only EXP,...] [--device cpu|cuda]
-//! [--mirror DIR] [--offline] [--shard i/n] [--out DIR] [--check-only]`: a preset end to end:
-//! fetch what it needs, run its searches with progress bars and print the d90 table (release
-//! build of bench-suite), then write its report to `reports/<preset>/` (the `reports` crate).
-//! `--check-only` checks the plan and exits 0, running nothing else.
+//! `cargo xtask reproduce [ARGS]`: a preset end to end: `bench-suite reproduce` (release build)
+//! fetches what it needs, runs its searches with progress bars and prints the d90 table; then
+//! `reports` writes the report of the same results. The arguments go to `bench-suite reproduce`
+//! as they are (its `--help` documents them); the report is told only which results those were:
+//! the `--preset` or `--spec` and the `--out` folder given, each binary defaulting the rest the
+//! same way.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::Result;
 
-use crate::{bench_suite_release, cargo, paths_from_caller, run_checked, setup};
+use crate::{bench_suite_release, cargo, flag_value, is_help, paths_from_caller, run_checked, setup};
 
 pub fn run(args: &[String], invoked_from: &Path) -> Result<()> {
     let libtorch = setup::ensure()?;
@@ -17,25 +18,20 @@ pub fn run(args: &[String], invoked_from: &Path) -> Result<()> {
     if !writes_report(&args) {
         return Ok(());
     }
-    // The same names bench-suite derives: the preset (or the spec file's stem) and its results.
-    let value = |flag: &str| args.iter().position(|arg| arg == flag).and_then(|idx| args.get(idx + 1)).cloned();
-    let name = match (value("--preset"), value("--spec")) {
-        (Some(preset), _) => preset,
-        (None, Some(spec)) => {
-            Path::new(&spec).file_stem().map_or("spec".to_owned(), |stem| stem.to_string_lossy().into_owned())
+    let mut report = cargo(&libtorch);
+    report.args(["run", "--quiet", "--package", "reports", "--"]);
+    for (flag, as_flag) in [("--preset", "--preset"), ("--spec", "--spec"), ("--out", "--runs")] {
+        if let Some(value) = flag_value(&args, flag) {
+            report.args([as_flag, &value]);
         }
-        (None, None) => "quick".to_owned(),
-    };
-    let runs = value("--out").map_or_else(|| PathBuf::from("runs").join(&name), PathBuf::from);
-    run_checked(
-        cargo(&libtorch).args(["run", "--quiet", "--package", "reports", "--", "--preset", &name, "--runs"]).arg(runs),
-    )
+    }
+    run_checked(&mut report)
 }
 
 /// Whether a reproduction ends with its report: not after `--check-only`, which checks the plan
-/// and runs nothing (a report of no results would fail).
+/// and runs nothing (a report of no results would fail), nor after `--help`.
 fn writes_report(args: &[String]) -> bool {
-    !args.iter().any(|arg| arg == "--check-only")
+    !args.iter().any(|arg| arg == "--check-only" || is_help(arg))
 }
 
 #[cfg(test)]
@@ -48,5 +44,6 @@ mod tests {
         assert!(writes_report(&args("--preset smoke")));
         assert!(!writes_report(&args("--preset smoke --check-only")));
         assert!(!writes_report(&args("--check-only --spec my.yaml")));
+        assert!(!writes_report(&args("--help")));
     }
 }

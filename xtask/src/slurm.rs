@@ -10,7 +10,18 @@ use anyhow::{Context, Result, bail};
 
 use crate::{build_bench_suite_release, setup};
 
+const USAGE: &str = "cargo xtask slurm --preset NAME [--partition P] [--gpus-per-task N] [--array N] [--time HH:MM:SS]
+  --preset NAME        the preset whose shards the array tasks run (required)
+  --partition P        the SLURM partition [default: the cluster's]
+  --gpus-per-task N    [default: 1]
+  --array N            array tasks, one shard each [default: 8]
+  --time HH:MM:SS      per task [default: 24:00:00]";
+
 pub fn run(args: &[String]) -> Result<()> {
+    if args.first().is_some_and(|arg| crate::is_help(arg)) {
+        println!("usage: {USAGE}");
+        return Ok(());
+    }
     let mut preset = None;
     let mut partition = None;
     let mut gpus_per_task = 1usize;
@@ -18,7 +29,7 @@ pub fn run(args: &[String]) -> Result<()> {
     let mut time = "24:00:00".to_owned();
     let mut args = args.iter();
     while let Some(flag) = args.next() {
-        let value = args.next().with_context(|| format!("{flag} needs a value"))?;
+        let value = args.next().with_context(|| format!("{flag} needs a value\nusage: {USAGE}"))?;
         let number = || value.parse::<usize>().with_context(|| format!("{flag}: `{value}` is not a whole number"));
         match flag.as_str() {
             "--preset" => preset = Some(value.clone()),
@@ -26,9 +37,7 @@ pub fn run(args: &[String]) -> Result<()> {
             "--gpus-per-task" => gpus_per_task = number()?,
             "--array" => array = number()?,
             "--time" => time = value.clone(),
-            other => bail!(
-                "unknown flag `{other}`\nusage: cargo xtask slurm --preset NAME [--partition P] [--gpus-per-task N] [--array N] [--time HH:MM:SS]"
-            ),
+            other => bail!("unknown flag `{other}`\nusage: {USAGE}"),
         }
     }
     let preset = preset.context("--preset is required (e.g. --preset paper)")?;

@@ -10,6 +10,10 @@ use anyhow::Result;
 
 use crate::{cargo, run_checked, setup};
 
+pub const USAGE: &str = "cargo xtask test
+  setup, cargo fmt --check, clippy -D warnings, cargo test over the workspace (no flags); real-data
+  tests run when ../shared/mirror is beside the project";
+
 pub fn run() -> Result<()> {
     let libtorch = setup::ensure()?;
     if let Err(err) = setup::ensure_nvrtc() {

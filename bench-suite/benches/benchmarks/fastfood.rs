@@ -3,13 +3,14 @@
 
 use std::time::Duration;
 
-use bench_suite::fastfood::{Engine, FactorStorage, Projector, Scope};
+use bench_suite::models::bert;
 use bench_suite::shapes;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
+use subspace::fastfood::{Engine, FactorStorage, Projector, Scope};
 use tch::{Device, Kind, Tensor};
 
 fn projection(c: &mut Criterion) {
-    let tensors = shapes::numels(&shapes::encoder_classifier("bert", 30522, 512, 2, 256, 1024, 4, 2));
+    let tensors = shapes::numels(&bert::encoder_classifier_layout("bert", 30522, 512, 2, 256, 1024, 4, 2));
     let total: usize = tensors.iter().map(|(_, numel)| numel).sum();
     let mut group = c.benchmark_group("fastfood_bert_small");
     group.sample_size(10).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(3));

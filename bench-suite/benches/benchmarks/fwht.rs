@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use bench_suite::fwht;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
+use subspace::fwht;
 use tch::Tensor;
 
 fn fwht_cpu(c: &mut Criterion) {

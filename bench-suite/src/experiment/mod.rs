@@ -11,6 +11,14 @@ pub mod runner;
 pub mod search;
 pub mod spec;
 
+/// The preset `reproduce` runs when none is named.
+pub const DEFAULT_PRESET: &str = "quick";
+
+/// The default results folder of a preset or spec named `name`: `runs/<name>`.
+pub fn results_dir(name: &str) -> std::path::PathBuf {
+    std::path::Path::new("runs").join(name)
+}
+
 /// The presets shipped with the suite: name and YAML text.
 pub const PRESETS: [(&str, &str); 4] = [
     ("smoke", include_str!("../../presets/smoke.yaml")),

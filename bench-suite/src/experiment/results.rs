@@ -11,6 +11,7 @@
 //! - `work/<key>/`: the checkpoints of a run in progress (removed once its result is written).
 //! - `locks/<key>.lock`: held (`flock`) by the process working on a run or search; the kernel
 //!   releases it when the process dies, so a killed process never leaves a stale lock.
+//! - `logs/shard-<i>-of-<n>.log`: the warnings of shard `i` of a sharded (SLURM) reproduction.
 //!
 //! A result is written to a temporary name in the same folder, synced and renamed over the final
 //! name: a reader sees no file or a whole one, never a truncated one, and a run whose result
@@ -27,8 +28,9 @@ use super::search::{Interval, Outcome, Probe, SearchOutcome};
 use super::spec::SearchPlan;
 use crate::train::{Mode, RunResult, TrainConfig};
 
-/// The torch version every binary of the suite links (fixed by the workspace).
-pub const TORCH_VERSION: &str = "2.11.0";
+/// The torch version every binary of the suite links (fixed by the workspace; defined by the
+/// crate that links it).
+pub use subspace::TORCH_VERSION;
 
 /// Everything that determines a run's numbers, fully resolved: its hash is the run's key.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

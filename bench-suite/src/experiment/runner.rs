@@ -20,13 +20,13 @@ use super::results::{
 };
 use super::search::{Outcome, ProbeOutcome, SearchOutcome, Target, search as d90_search};
 use super::spec::{Method, Plan, SearchPlan, SpecError};
-use crate::device::parse_device;
 use crate::finetune::{FinetuneError, Workload, max_len_problem, process_memory_bytes, read_config};
 use crate::shapes;
-use crate::subspace::{self, Method as SubspaceMethod};
 use crate::synthetic;
 use crate::tokenize::TextEncoder;
 use crate::train::{Mode, Seeds, StepReport, TrainConfig};
+use subspace::device::parse_device;
+use subspace::{self, Method as SubspaceMethod};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunnerError {
@@ -43,7 +43,7 @@ pub enum RunnerError {
     #[error("--shard {0}: expected i/n with 0 <= i < n, e.g. 0/4")]
     Shard(String),
     #[error(transparent)]
-    Device(#[from] crate::device::DeviceError),
+    Device(#[from] subspace::device::DeviceError),
 }
 
 /// `--shard i/n`: search `k` of the plan belongs to shard `k mod n`.

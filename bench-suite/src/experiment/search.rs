@@ -28,7 +28,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::random;
+use subspace::random;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

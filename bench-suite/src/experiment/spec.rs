@@ -35,11 +35,12 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::fastfood::Scope;
 use crate::precision::Precision;
-use crate::subspace::{Compat, LambdaGrouping};
 use crate::synthetic;
-use crate::train::Mode;
+use crate::tokenize::DEFAULT_MAX_LEN;
+use crate::train::{DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, Mode};
+use subspace::fastfood::Scope;
+use subspace::{Compat, LambdaGrouping};
 
 use super::search::{SearchMode, d_grid_every};
 
@@ -597,9 +598,9 @@ fn check(spec: SpecFile, text: &str, file: &Path) -> Result<Plan, SpecError> {
             }
         };
         let training = Training {
-            epochs: positive(training_spec.epochs, "epochs", 3)?,
-            batch_size: positive(training_spec.batch_size, "batch_size", 32)?,
-            max_len: positive(training_spec.max_len, "max_len", 128)?,
+            epochs: positive(training_spec.epochs, "epochs", DEFAULT_EPOCHS)?,
+            batch_size: positive(training_spec.batch_size, "batch_size", DEFAULT_BATCH_SIZE)?,
+            max_len: positive(training_spec.max_len, "max_len", DEFAULT_MAX_LEN)?,
             max_train_examples: training_spec
                 .max_train_examples
                 .map(|value| positive(Some(value), "max_train_examples", 0))

@@ -1,36 +1,61 @@
-//! The datasets command line: `fetch` (run through `cargo xtask fetch`).
+//! The datasets command line: `fetch` (run through `cargo xtask fetch`, which forwards its
+//! arguments).
+
+use std::path::PathBuf;
 
 use anyhow::{Result, bail};
+use clap::{Parser, Subcommand};
 use datasets::manifest::Manifest;
 use datasets::store::{Store, StoreConfig};
 use datasets::{Error, tasks::Task};
+use tracing_subscriber::EnvFilter;
 
-const USAGE: &str = "usage: datasets fetch [--mirror DIR]... [--offline] [ASSET...]\n\
-                     (no ASSET: every asset of the manifest)";
+/// The datasets and checkpoints of the manifest: fetched, verified, cached.
+#[derive(Debug, Parser)]
+#[command(name = "datasets", max_term_width = 100)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Bring assets into the verified cache (from mirrors first, then the network) and parse
+    /// each task's data once.
+    Fetch(FetchArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct FetchArgs {
+    /// A read-only folder to take files from before the network (repeatable; also
+    /// INTRINSIC_BENCH_MIRROR, `:`-separated).
+    #[arg(long, value_name = "DIR")]
+    mirror: Vec<PathBuf>,
+    /// Never touch the network: say what is missing instead.
+    #[arg(long)]
+    offline: bool,
+    /// Manifest asset ids [default: every asset of the manifest].
+    #[arg(value_name = "ASSET")]
+    ids: Vec<String>,
+}
 
 fn main() -> Result<()> {
-    let mut args = std::env::args().skip(1);
-    match args.next().as_deref() {
-        Some("fetch") => fetch(args.collect()),
-        _ => bail!("{USAGE}"),
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .without_time()
+        .with_target(false)
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Fetch(args) => fetch(args),
     }
 }
 
-fn fetch(args: Vec<String>) -> Result<()> {
+fn fetch(args: FetchArgs) -> Result<()> {
     let mut config = StoreConfig::from_env()?;
-    let mut ids = Vec::new();
-    let mut args = args.into_iter();
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--offline" => config.offline = true,
-            "--mirror" => match args.next() {
-                Some(dir) => config.mirrors.push(dir.into()),
-                None => bail!("--mirror needs a folder\n{USAGE}"),
-            },
-            flag if flag.starts_with('-') => bail!("unknown flag `{flag}`\n{USAGE}"),
-            id => ids.push(id.to_owned()),
-        }
-    }
+    config.offline |= args.offline;
+    config.mirrors.extend(args.mirror);
+    let mut ids = args.ids;
     let store = Store::new(config, Manifest::embedded())?;
     if ids.is_empty() {
         ids = store.manifest().assets.iter().map(|asset| asset.id.clone()).collect();
@@ -72,4 +97,20 @@ fn fetch(args: Vec<String>) -> Result<()> {
         bail!("{} file(s) missing: bring them in with a --mirror folder or fetch without --offline", missing.len());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    #[test]
+    fn the_command_line_is_consistent_and_fetch_help_lists_its_flags() {
+        Cli::command().debug_assert();
+        let help = Cli::command().find_subcommand_mut("fetch").unwrap().render_long_help().to_string();
+        for flag in ["--mirror", "--offline", "[ASSET]"] {
+            assert!(help.contains(flag), "{flag}:\n{help}");
+        }
+    }
 }

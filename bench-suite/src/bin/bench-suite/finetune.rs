@@ -1,86 +1,103 @@
 //! `bench-suite finetune`: flags into a `FinetuneRequest`, a progress bar, the result as JSON.
 
-use anyhow::{Context, Result, bail};
-use bench_suite::fastfood::Scope;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
 use bench_suite::finetune::{FinetuneRequest, finetune};
 use bench_suite::precision::Precision;
-use bench_suite::subspace::{Compat, LambdaGrouping};
-use bench_suite::train::{Mode, StepReport};
+use bench_suite::tokenize::DEFAULT_MAX_LEN;
+use bench_suite::train::{DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, Mode, StepReport};
 use datasets::tasks::Task;
+use subspace::fastfood::Scope;
+use subspace::{Compat, LambdaGrouping};
 
-pub const USAGE: &str = "usage: bench-suite finetune --model ASSET --task TASK --mode full|did|said [--d N] [--lr X]
-       [--epochs N] [--batch-size N] [--max-len N] [--max-train-examples N] [--length-buckets N] [--device cpu|cuda[:N]]
-       [--seed N] [--scope global|per_tensor] [--compat none|aghajanyan] [--grouping per_layer|per_tensor] [--precision f32|bf16] [--run-dir DIR] [--mirror DIR]... [--offline]";
-
-fn parse(args: &[String]) -> Result<FinetuneRequest> {
-    let mut request = FinetuneRequest::new("", Task::Sst2, Mode::Full, 0);
-    let (mut model, mut task, mut mode) = (None, None, None);
-    let mut args = args.iter();
-    while let Some(flag) = args.next() {
-        if flag == "--offline" {
-            request.offline = true;
-            continue;
-        }
-        let value = args.next().with_context(|| format!("{flag} needs a value\n{USAGE}"))?;
-        let number = || value.parse::<usize>().with_context(|| format!("{flag}: `{value}` is not a whole number"));
-        match flag.as_str() {
-            "--model" => model = Some(value.clone()),
-            "--task" => task = Some(Task::from_name(value)?),
-            "--mode" => {
-                mode = Some(match value.as_str() {
-                    "full" => Mode::Full,
-                    "did" => Mode::Did,
-                    "said" => Mode::Said,
-                    other => bail!("--mode: `{other}` is not full, did or said"),
-                })
-            }
-            "--d" => request.d = number()?,
-            "--lr" => request.lr = Some(value.parse().with_context(|| format!("--lr: `{value}` is not a number"))?),
-            "--epochs" => request.epochs = number()?,
-            "--batch-size" => request.batch_size = number()?,
-            "--max-len" => request.max_len = number()?,
-            "--max-train-examples" => request.max_train_examples = Some(number()?),
-            "--length-buckets" => request.length_buckets = Some(number()?),
-            "--device" => request.device = value.clone(),
-            "--seed" => request.seed = number()? as u64,
-            "--scope" => {
-                request.scope = match value.as_str() {
-                    "global" => Scope::Global,
-                    "per_tensor" => Scope::PerTensor,
-                    other => bail!("--scope: `{other}` is not global or per_tensor"),
-                }
-            }
-            "--compat" => {
-                request.compat = match value.as_str() {
-                    "none" => Compat::None,
-                    "aghajanyan" => Compat::Aghajanyan,
-                    other => bail!("--compat: `{other}` is not none or aghajanyan"),
-                }
-            }
-            "--grouping" => {
-                request.grouping = Some(match value.as_str() {
-                    "per_layer" => LambdaGrouping::PerLayer,
-                    "per_tensor" => LambdaGrouping::PerTensor,
-                    other => bail!("--grouping: `{other}` is not per_layer or per_tensor"),
-                })
-            }
-            "--precision" => {
-                request.precision =
-                    Precision::parse(value).with_context(|| format!("--precision: `{value}` is not f32 or bf16"))?
-            }
-            "--run-dir" => request.run_dir = Some(value.into()),
-            "--mirror" => request.mirrors.push(value.into()),
-            other => bail!("unknown flag `{other}`\n{USAGE}"),
-        }
-    }
-    request.model = model.with_context(|| format!("--model is required\n{USAGE}"))?;
-    request.task = task.with_context(|| format!("--task is required\n{USAGE}"))?;
-    request.mode = mode.with_context(|| format!("--mode is required\n{USAGE}"))?;
-    Ok(request)
+/// One fine-tuning run (the defaults are the paper's setup, as `TrainConfig::new`).
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// A checkpoint of the manifest, by its asset id (e.g. FacebookAI/roberta-base).
+    #[arg(long, value_name = "ASSET")]
+    model: String,
+    #[arg(long, value_parser = task_parser())]
+    task: Task,
+    #[arg(long, value_enum)]
+    mode: Mode,
+    /// The subspace dimension (DID and SAID).
+    #[arg(long, default_value_t = 0)]
+    d: usize,
+    /// The learning rate [default: the mode's, see `finetune`].
+    #[arg(long, value_name = "X")]
+    lr: Option<f64>,
+    #[arg(long, default_value_t = DEFAULT_EPOCHS)]
+    epochs: usize,
+    #[arg(long, default_value_t = DEFAULT_BATCH_SIZE)]
+    batch_size: usize,
+    /// Tokens per example after truncation.
+    #[arg(long, default_value_t = DEFAULT_MAX_LEN)]
+    max_len: usize,
+    /// Train on a seeded subset of this many examples.
+    #[arg(long, value_name = "N")]
+    max_train_examples: Option<usize>,
+    /// Length-bucketed batches: chunks of this many batches sorted by length.
+    #[arg(long, value_name = "N")]
+    length_buckets: Option<usize>,
+    /// cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// The Fastfood map's scope (DID and SAID).
+    #[arg(long, value_enum, default_value_t = Scope::Global)]
+    scope: Scope,
+    /// `aghajanyan`: the authors' code, defects included.
+    #[arg(long, value_enum, default_value_t = Compat::None)]
+    compat: Compat,
+    /// SAID's scale grouping [default: per_layer; per_tensor with --compat aghajanyan].
+    #[arg(long, value_enum)]
+    grouping: Option<LambdaGrouping>,
+    #[arg(long, value_enum, default_value_t = Precision::F32)]
+    precision: Precision,
+    /// Checkpoint here, and resume from what is here.
+    #[arg(long, value_name = "DIR")]
+    run_dir: Option<PathBuf>,
+    /// A read-only folder to take assets from before the network (repeatable).
+    #[arg(long, value_name = "DIR")]
+    mirror: Vec<PathBuf>,
+    /// Never touch the network.
+    #[arg(long)]
+    offline: bool,
 }
 
-pub fn run(args: &[String]) -> Result<()> {
-    let request = parse(args)?;
+/// Task names, listed in `--help` and checked by clap.
+fn task_parser() -> impl clap::builder::TypedValueParser<Value = Task> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(Task::ALL.map(Task::name))
+        .map(|name| Task::from_name(&name).expect("a listed task name"))
+}
+
+impl Args {
+    fn request(self) -> FinetuneRequest {
+        let mut request = FinetuneRequest::new(&self.model, self.task, self.mode, self.d);
+        request.lr = self.lr;
+        request.epochs = self.epochs;
+        request.batch_size = self.batch_size;
+        request.max_len = self.max_len;
+        request.max_train_examples = self.max_train_examples;
+        request.length_buckets = self.length_buckets;
+        request.device = self.device;
+        request.seed = self.seed;
+        request.scope = self.scope;
+        request.compat = self.compat;
+        request.grouping = self.grouping;
+        request.precision = self.precision;
+        request.run_dir = self.run_dir;
+        request.mirrors = self.mirror;
+        request.offline = self.offline;
+        request
+    }
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let request = args.request();
     let progress = indicatif::ProgressBar::new(0);
     progress.set_style(
         indicatif::ProgressStyle::with_template("{msg} {bar:30} {pos}/{len} steps {elapsed_precise} eta {eta}")

@@ -18,19 +18,37 @@
 //! code on the CPU at toy sizes (the fused path is then the emulation): that is how the CPU tests
 //! keep this command working where no GPU is.
 
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use bench_suite::device::parse_device;
-use bench_suite::fastfood::{Engine, FactorStorage, Projector, Scope};
-use bench_suite::fused::{self, DEFAULT_TILE_LOG2, Transform};
-use bench_suite::{fwht, shapes, synthetic};
+use bench_suite::precision::Precision;
+use bench_suite::{shapes, synthetic};
 use serde::Serialize;
+use subspace::device::parse_device;
+use subspace::fastfood::{Engine, FactorStorage, Projector, Scope};
+use subspace::fused::{self, DEFAULT_TILE_LOG2, Transform};
+use subspace::fwht;
 use tch::{Device, Kind, Tensor};
 
-use crate::train_step;
+use crate::train_step::{self, BenchModel};
 
-pub const USAGE: &str = "usage: bench-suite gpu-check [--device cuda[:N]|cpu] [--quick] [--skip-train] [--json PATH]";
+/// The device check (run on the GPU machine by `cargo xtask gpu-check`'s script).
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// cuda, cuda:N, or cpu (the CPU path of every check, for testing the check itself).
+    #[arg(long, default_value = "cuda")]
+    device: String,
+    /// Small sizes only.
+    #[arg(long)]
+    quick: bool,
+    /// Leave out the training-step timings.
+    #[arg(long)]
+    skip_train: bool,
+    /// Also write the report as JSON here.
+    #[arg(long, value_name = "PATH")]
+    json: Option<PathBuf>,
+}
 
 #[derive(Serialize)]
 struct Check {
@@ -105,18 +123,8 @@ fn rel_error(ours: &Tensor, reference: &Tensor) -> f64 {
     (ours - reference).abs().max().double_value(&[]) / scale
 }
 
-pub fn run(args: &[String]) -> Result<()> {
-    let (mut device_name, mut quick, mut skip_train, mut json_path) = ("cuda".to_owned(), false, false, None);
-    let mut flags = args.iter();
-    while let Some(flag) = flags.next() {
-        match flag.as_str() {
-            "--device" => device_name = flags.next().context("--device needs a value")?.clone(),
-            "--quick" => quick = true,
-            "--skip-train" => skip_train = true,
-            "--json" => json_path = Some(flags.next().context("--json needs a path")?.clone()),
-            other => bail!("unknown flag `{other}`\n{USAGE}"),
-        }
-    }
+pub fn run(args: &Args) -> Result<()> {
+    let (device_name, quick, skip_train) = (args.device.clone(), args.quick, args.skip_train);
     let device = parse_device(&device_name)?;
     // Without the kernel the rest still runs (tch-op timings, training steps on the fallback), and
     // the report says why the kernel is missing.
@@ -131,7 +139,7 @@ pub fn run(args: &[String]) -> Result<()> {
     let mut report = GpuReport {
         device: device_name.clone(),
         kernel,
-        torch: "2.11.0".to_owned(),
+        torch: subspace::TORCH_VERSION.to_owned(),
         max_tile_log2,
         checks: Vec::new(),
         timings: Vec::new(),
@@ -145,7 +153,7 @@ pub fn run(args: &[String]) -> Result<()> {
     // Each section runs on its own: a panic is recorded and the next section still runs, and the
     // JSON is rewritten after each, so a run cut short still leaves what it measured.
     let save = |report: &GpuReport| {
-        if let Some(path) = &json_path
+        if let Some(path) = &args.json
             && let Ok(text) = serde_json::to_string_pretty(report)
         {
             let _ = std::fs::write(path, text);
@@ -190,40 +198,32 @@ pub fn run(args: &[String]) -> Result<()> {
         time_projection(device, quick, kernel_ok, &mut report.timings)
     });
     if !skip_train {
-        for precision in ["f32", "bf16"] {
-            let (model, batch, steps) =
-                if quick { ("tiny-random", "4", "2") } else { ("roberta-base-random", "32", "6") };
-            let args: Vec<String> = [
-                "--model",
-                model,
-                "--batch",
-                batch,
-                "--seq",
-                if quick { "16" } else { "128" },
-                "--steps",
-                steps,
-                "--d",
-                if quick { "100" } else { "1000" },
-                "--device",
-                &device_name,
-                "--precision",
+        for precision in [Precision::F32, Precision::Bf16] {
+            let train_args = train_step::Args {
+                model: if quick { BenchModel::TinyRandom } else { BenchModel::RobertaBaseRandom },
+                batch: if quick { 4 } else { 32 },
+                seq: if quick { 16 } else { 128 },
+                steps: if quick { 2 } else { 6 },
+                d: if quick { 100 } else { 1000 },
+                device: device_name.clone(),
                 precision,
-                "--compare-engines",
-            ]
-            .iter()
-            .map(|arg| arg.to_string())
-            .collect();
-            section(&format!("training step {precision}"), &mut report, &mut |report| {
-                report.train.push(train_step::measure(&args)?.context("bench-train-step measured nothing")?);
+                compare_engines: true,
+                mirror: Vec::new(),
+                json: None,
+                memory_only: None,
+            };
+            section(&format!("training step {precision:?}"), &mut report, &mut |report| {
+                report.train.push(train_step::measure(&train_args)?.context("bench-train-step measured nothing")?);
                 Ok(())
             });
         }
     }
 
     print_report(&report);
-    if let Some(path) = &json_path {
-        std::fs::write(path, serde_json::to_string_pretty(&report)?).with_context(|| format!("write {path}"))?;
-        eprintln!("wrote {path}");
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("write {}", path.display()))?;
+        eprintln!("wrote {}", path.display());
     }
     if !report.all_checks_ok || !report.errors.is_empty() {
         bail!(

@@ -9,31 +9,70 @@
 //! - a full `P` and `P^T` over RoBERTa-base's 201 tensors at d = 1000, both scopes: time, cached
 //!   factor bytes and the peak resident memory added.
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
-use bench_suite::fastfood::{FactorStorage, Projector, Scope};
+use anyhow::{Context, Result};
 use bench_suite::finetune::process_memory_bytes;
-use bench_suite::{fwht, shapes};
+use bench_suite::shapes;
+use clap::{Parser, Subcommand};
 use serde::Serialize;
+use subspace::fastfood::{FactorStorage, Projector, Scope};
+use subspace::fwht;
 use tch::{Device, Kind, Tensor};
 
 mod finetune;
 mod gpu_check;
+mod logging;
 mod reproduce;
 mod train_step;
 
-const USAGE: &str = "usage: bench-suite bench-fastfood [--quick] [--json PATH]";
+/// intrinsic-bench's experiments and benchmarks (the `cargo xtask` commands of the same names run
+/// these; flags are documented here once).
+#[derive(Debug, Parser)]
+#[command(name = "bench-suite", version = env!("INTRINSIC_BENCH_CODE_REVISION"), max_term_width = 100)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a preset's (or a spec file's) d90 searches, resumably, then print the d90 table.
+    Reproduce(reproduce::Args),
+    /// Fine-tune once (full, DID or SAID) and print the result as JSON.
+    Finetune(finetune::Args),
+    /// FWHT and Fastfood projection timings, ratios measured in one process.
+    BenchFastfood(BenchFastfoodArgs),
+    /// The time and peak memory of a SAID and a DID training step against a full one.
+    BenchTrainStep(train_step::Args),
+    /// The prepared device check: fused kernel correctness and speed, bf16, training steps.
+    GpuCheck(gpu_check::Args),
+}
+
+#[derive(Debug, clap::Args)]
+struct BenchFastfoodArgs {
+    /// Smaller sizes and fewer repetitions (a smoke test of the benchmark itself).
+    #[arg(long)]
+    quick: bool,
+    /// Also write the report as JSON here.
+    #[arg(long, value_name = "PATH")]
+    json: Option<PathBuf>,
+}
 
 fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        Some("bench-fastfood") => bench_fastfood(&args[1..]),
-        Some("finetune") => finetune::run(&args[1..]),
-        Some("reproduce") => reproduce::run(&args[1..]),
-        Some("bench-train-step") => train_step::run(&args[1..]),
-        Some("gpu-check") => gpu_check::run(&args[1..]),
-        _ => bail!("{USAGE}\n{}\n{}\n{}\n{}", reproduce::USAGE, finetune::USAGE, train_step::USAGE, gpu_check::USAGE),
+    let cli = Cli::parse();
+    let shard_log = match &cli.command {
+        Command::Reproduce(args) => reproduce::shard_log(args)?,
+        _ => None,
+    };
+    logging::init(shard_log.as_deref())?;
+    match cli.command {
+        Command::BenchFastfood(args) => bench_fastfood(&args),
+        Command::Finetune(args) => finetune::run(args),
+        Command::Reproduce(args) => reproduce::run(args),
+        Command::BenchTrainStep(args) => train_step::run(&args),
+        Command::GpuCheck(args) => gpu_check::run(&args),
     }
 }
 
@@ -76,17 +115,8 @@ struct Report {
     projection: Vec<ProjectionRow>,
 }
 
-fn bench_fastfood(args: &[String]) -> Result<()> {
-    let mut quick = false;
-    let mut json_path = None;
-    let mut args = args.iter();
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--quick" => quick = true,
-            "--json" => json_path = Some(args.next().context("--json needs a path")?.clone()),
-            other => bail!("unknown flag `{other}`\n{USAGE}"),
-        }
-    }
+fn bench_fastfood(args: &BenchFastfoodArgs) -> Result<()> {
+    let quick = args.quick;
     let report = Report {
         machine: cpu_model(),
         rayon_threads: rayon::current_num_threads(),
@@ -95,8 +125,9 @@ fn bench_fastfood(args: &[String]) -> Result<()> {
         projection: bench_projection(quick)?,
     };
     print_report(&report);
-    if let Some(path) = json_path {
-        std::fs::write(&path, serde_json::to_string_pretty(&report)?).with_context(|| format!("write {path}"))?;
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("write {}", path.display()))?;
     }
     Ok(())
 }
@@ -288,4 +319,104 @@ fn reset_peak_rss() -> Option<u64> {
 
 fn peak_rss() -> Option<u64> {
     process_memory_bytes("VmHWM")
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    /// Every subcommand's `--help` lists its flags (the ones a hand-written parser once forgot).
+    #[test]
+    fn help_lists_every_flag() {
+        let mut cli = Cli::command();
+        for (subcommand, flags) in [
+            (
+                "reproduce",
+                &[
+                    "--preset",
+                    "--spec",
+                    "--only",
+                    "--device",
+                    "--mirror",
+                    "--offline",
+                    "--shard",
+                    "--out",
+                    "--check-only",
+                ][..],
+            ),
+            (
+                "finetune",
+                &[
+                    "--model",
+                    "--task",
+                    "--mode",
+                    "--batch-size",
+                    "--max-len",
+                    "--scope",
+                    "--compat",
+                    "--grouping",
+                    "--precision",
+                    "--run-dir",
+                ][..],
+            ),
+            ("bench-fastfood", &["--quick", "--json"][..]),
+            (
+                "bench-train-step",
+                &["--model", "--batch", "--seq", "--steps", "--precision", "--compare-engines", "--json"][..],
+            ),
+            ("gpu-check", &["--device", "--quick", "--skip-train", "--json"][..]),
+        ] {
+            let help = cli.find_subcommand_mut(subcommand).expect(subcommand).render_long_help().to_string();
+            for flag in flags {
+                assert!(help.contains(flag), "{subcommand} --help lacks {flag}:\n{help}");
+            }
+            assert!(!help.contains("--memory-only"), "{subcommand}: internal flags stay hidden");
+        }
+        let help = cli.render_long_help().to_string();
+        for subcommand in ["reproduce", "finetune", "bench-fastfood", "bench-train-step", "gpu-check"] {
+            assert!(help.contains(subcommand), "{help}");
+        }
+    }
+
+    /// Value enums spell values as the specs and result files do (`per_tensor`, not `per-tensor`).
+    #[test]
+    fn values_are_spelled_as_in_specs() {
+        use clap::Parser;
+        let cli = Cli::try_parse_from([
+            "bench-suite",
+            "finetune",
+            "--model",
+            "m",
+            "--task",
+            "sst2",
+            "--mode",
+            "said",
+            "--scope",
+            "per_tensor",
+            "--grouping",
+            "per_layer",
+            "--compat",
+            "aghajanyan",
+            "--precision",
+            "bf16",
+        ])
+        .unwrap();
+        let super::Command::Finetune(args) = cli.command else { panic!("finetune") };
+        let debug = format!("{args:?}");
+        assert!(debug.contains("PerTensor") && debug.contains("PerLayer") && debug.contains("Aghajanyan"), "{debug}");
+        assert!(
+            Cli::try_parse_from(["bench-suite", "finetune", "--model", "m", "--task", "nope", "--mode", "said"])
+                .is_err()
+        );
+        assert!(Cli::try_parse_from(["bench-suite", "reproduce", "--preset", "quick", "--spec", "x.yaml"]).is_err());
+        assert!(Cli::try_parse_from(["bench-suite", "reproduce", "--preset", "nope"]).is_err());
+        assert!(Cli::try_parse_from(["bench-suite", "reproduce", "--shard", "3/2"]).is_err());
+    }
 }

@@ -3,95 +3,102 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use bench_suite::experiment::results::{ResultsDir, SearchRecord};
 use bench_suite::experiment::runner::{Event, Runner, RunnerOptions, Shard, select};
 use bench_suite::experiment::search::Outcome;
-use bench_suite::experiment::{PRESETS, preset, spec};
+use bench_suite::experiment::{DEFAULT_PRESET, PRESETS, preset, results_dir, spec};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
-pub const USAGE: &str =
-    "usage: bench-suite reproduce [--preset NAME | --spec FILE] [--only EXP,...] [--device cpu|cuda[:N]]
-       [--mirror DIR]... [--offline] [--shard i/n] [--out DIR] [--check-only]
-presets: smoke, quick (default), nightly, paper";
-
-struct Args {
-    spec_file: PathBuf,
-    spec_text: String,
-    name: String,
+/// Which searches to run, where, and where their results go.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// A preset shipped with the suite [default: quick].
+    #[arg(long, value_parser = preset_names(), conflicts_with = "spec")]
+    preset: Option<String>,
+    /// A spec file (YAML, as the presets in bench-suite/presets/) instead of a preset.
+    #[arg(long, value_name = "FILE")]
+    spec: Option<PathBuf>,
+    /// Only these experiments of the spec (comma-separated names).
+    #[arg(long, value_name = "EXP,...", value_delimiter = ',')]
     only: Vec<String>,
+    /// cpu, cuda or cuda:N [default: the spec's device].
+    #[arg(long, value_name = "DEVICE")]
+    device: Option<String>,
+    /// A read-only folder to take assets from before the network (repeatable).
+    #[arg(long, value_name = "DIR")]
+    mirror: Vec<PathBuf>,
+    /// Never touch the network: assets come from the cache or a mirror.
+    #[arg(long)]
+    offline: bool,
+    /// Run only shard i of n (0-based; SLURM array tasks).
+    #[arg(long, value_name = "i/n", value_parser = Shard::parse)]
     shard: Option<Shard>,
-    options: RunnerOptions,
+    /// The results folder [default: runs/<preset, or the spec file's stem>].
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Check the plan against the assets, print it, and run nothing.
+    #[arg(long)]
     check_only: bool,
 }
 
-fn parse(args: &[String]) -> Result<Args> {
-    let (mut preset_name, mut spec_path) = (None, None);
-    let mut only = Vec::new();
-    let mut shard = None;
-    let mut out = None;
-    let mut check_only = false;
-    let mut options = RunnerOptions::default();
-    let mut args = args.iter();
-    while let Some(flag) = args.next() {
-        match flag.as_str() {
-            "--offline" => {
-                options.offline = true;
-                continue;
-            }
-            "--check-only" => {
-                check_only = true;
-                continue;
-            }
-            _ => {}
-        }
-        let value = args.next().with_context(|| format!("{flag} needs a value\n{USAGE}"))?;
-        match flag.as_str() {
-            "--preset" => preset_name = Some(value.clone()),
-            "--spec" => spec_path = Some(PathBuf::from(value)),
-            "--only" => only.extend(value.split(',').filter(|name| !name.is_empty()).map(str::to_owned)),
-            "--device" => options.device = Some(value.clone()),
-            "--mirror" => options.mirrors.push(value.into()),
-            "--shard" => shard = Some(Shard::parse(value)?),
-            "--out" => out = Some(PathBuf::from(value)),
-            other => bail!("unknown flag `{other}`\n{USAGE}"),
-        }
-    }
-    let (spec_file, spec_text, name) = match (preset_name, spec_path) {
-        (Some(_), Some(_)) => bail!("--preset and --spec exclude each other\n{USAGE}"),
-        (None, Some(path)) => {
-            let text = std::fs::read_to_string(&path).with_context(|| format!("read spec {}", path.display()))?;
-            let name = path.file_stem().map_or("spec".to_owned(), |stem| stem.to_string_lossy().into_owned());
-            (path, text, name)
-        }
-        (name, None) => {
-            let name = name.unwrap_or_else(|| "quick".to_owned());
-            let Some((file, text)) = preset(&name) else {
-                let known: Vec<&str> = PRESETS.iter().map(|(name, _)| *name).collect();
-                bail!("no preset `{name}` (presets: {}; or --spec FILE)", known.join(", "));
-            };
-            (file, text.to_owned(), name)
-        }
-    };
-    options.out = out.unwrap_or_else(|| PathBuf::from("runs").join(&name));
-    Ok(Args { spec_file, spec_text, name, only, shard, options, check_only })
+fn preset_names() -> clap::builder::PossibleValuesParser {
+    clap::builder::PossibleValuesParser::new(PRESETS.iter().map(|(name, _)| *name))
 }
 
-pub fn run(args: &[String]) -> Result<()> {
-    let args = parse(args)?;
+/// The log file of a shard (`<results>/logs/shard-<i>-of-<n>.log`), so that each task of a
+/// SLURM array keeps its own; `None` without `--shard`.
+pub fn shard_log(args: &Args) -> Result<Option<PathBuf>> {
+    let Some(shard) = args.shard else { return Ok(None) };
+    let out = resolve(args)?.options.out;
+    Ok(Some(out.join("logs").join(format!("shard-{}-of-{}.log", shard.index, shard.count))))
+}
+
+/// The arguments resolved: the spec's text and name, the runner's options.
+struct Resolved {
+    spec_file: PathBuf,
+    spec_text: String,
+    name: String,
+    options: RunnerOptions,
+}
+
+fn resolve(args: &Args) -> Result<Resolved> {
+    let (spec_file, spec_text, name) = match &args.spec {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("read spec {}", path.display()))?;
+            let name = path.file_stem().map_or("spec".to_owned(), |stem| stem.to_string_lossy().into_owned());
+            (path.clone(), text, name)
+        }
+        None => {
+            let name = args.preset.as_deref().unwrap_or(DEFAULT_PRESET);
+            let (file, text) = preset(name).with_context(|| format!("no preset `{name}`"))?;
+            (file, text.to_owned(), name.to_owned())
+        }
+    };
+    let options = RunnerOptions {
+        device: args.device.clone(),
+        mirrors: args.mirror.clone(),
+        offline: args.offline,
+        out: args.out.clone().unwrap_or_else(|| results_dir(&name)),
+    };
+    Ok(Resolved { spec_file, spec_text, name, options })
+}
+
+pub fn run(cli: Args) -> Result<()> {
+    let args = resolve(&cli)?;
     let plan = spec::parse(&args.spec_text, &args.spec_file)?;
-    let selected = select(&plan, &args.only, args.shard)?;
+    let selected = select(&plan, &cli.only, cli.shard)?;
     let mut runner = Runner::new(&plan, &args.options)?;
     let prepared = runner.prepare(&selected)?;
     eprintln!(
         "{}: {} searches{} on {}, results in {}",
         args.name,
         prepared.len(),
-        args.shard.map_or(String::new(), |shard| format!(" (shard {}/{})", shard.index, shard.count)),
+        cli.shard.map_or(String::new(), |shard| format!(" (shard {}/{})", shard.index, shard.count)),
         runner.device(),
         args.options.out.display()
     );
-    if args.check_only {
+    if cli.check_only {
         for search in &prepared {
             eprintln!(
                 "  {} {} {} {}: D = {}, m = {}, {} grid values [{}, {}]",
@@ -110,6 +117,7 @@ pub fn run(args: &[String]) -> Result<()> {
     }
 
     let multi = MultiProgress::new();
+    crate::logging::draw_above(&multi);
     let searches_bar = multi.add(ProgressBar::new(prepared.len() as u64));
     searches_bar.set_style(
         ProgressStyle::with_template("searches {bar:30} {pos}/{len} {elapsed_precise} eta {eta} {msg}")

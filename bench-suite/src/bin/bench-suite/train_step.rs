@@ -8,29 +8,91 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use bench_suite::checkpoint;
-use bench_suite::device::parse_device;
-use bench_suite::model::{Config, SequenceClassifier};
+use bench_suite::models::{Config, SequenceClassifier};
 use bench_suite::precision::Precision;
-use bench_suite::random;
 use bench_suite::tokenize::Encoded;
 use bench_suite::train::{LabelledExample, Mode, TrainConfig, TrainData, train};
+use clap::ValueEnum;
 use datasets::manifest::Manifest;
 use datasets::store::{Store, StoreConfig};
 use serde::Serialize;
+use subspace::device::parse_device;
+use subspace::random;
 use tch::{Device, nn};
 
 use crate::{median, peak_rss};
 
-pub const USAGE: &str =
-    "usage: bench-suite bench-train-step [--model minilm|roberta-base-random|tiny-random] [--batch N]
-       [--seq N] [--steps N] [--d N] [--device cpu|cuda[:N]] [--precision f32|bf16] [--compare-engines]
-       [--mirror DIR]... [--json PATH]
+/// The models the benchmark knows: the real MiniLM-L6 checkpoint, a randomly initialised
+/// RoBERTa-base, a tiny random encoder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchModel {
+    Minilm,
+    RobertaBaseRandom,
+    TinyRandom,
+}
 
---compare-engines also times the SAID and DID steps with the Fastfood engines `tch_ops` and
-`anchor` (the authors' per-stage FWHT) besides the device's default (`fused` on CUDA).";
+/// Every mode's training step on one model and the same batches.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    #[arg(long, value_enum, default_value_t = BenchModel::Minilm)]
+    pub model: BenchModel,
+    #[arg(long, default_value_t = 32)]
+    pub batch: usize,
+    /// Tokens per sequence (random full-length sequences).
+    #[arg(long, default_value_t = 128)]
+    pub seq: usize,
+    /// Steps timed after two warm-up steps.
+    #[arg(long, default_value_t = 8)]
+    pub steps: usize,
+    /// The subspace dimension of the SAID and DID steps.
+    #[arg(long, default_value_t = 1000)]
+    pub d: usize,
+    /// cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    #[arg(long, value_enum, default_value_t = Precision::F32)]
+    pub precision: Precision,
+    /// Also time the SAID and DID steps with the Fastfood engines `tch_ops` and `anchor` (the
+    /// authors' per-stage FWHT) besides the device's default (`fused` on CUDA).
+    #[arg(long)]
+    pub compare_engines: bool,
+    /// A read-only folder to take the checkpoint from before the network (repeatable).
+    #[arg(long, value_name = "DIR")]
+    pub mirror: Vec<PathBuf>,
+    /// Also write the report as JSON here.
+    #[arg(long, value_name = "PATH")]
+    pub json: Option<PathBuf>,
+    /// Internal: run three steps of this mode in this process and print its peak memory (the
+    /// benchmark starts itself with it, one child per mode).
+    #[arg(long, value_enum, hide = true)]
+    pub memory_only: Option<Mode>,
+}
 
-/// The flag a child process gets: run a few steps of one mode and print its peak RSS.
-const MEMORY_ONLY: &str = "--memory-only";
+impl Args {
+    /// The flags that make a child process measure the same thing.
+    fn child_flags(&self) -> Vec<String> {
+        let mut flags = vec![
+            "--model".to_owned(),
+            value_name(&self.model),
+            "--batch".to_owned(),
+            self.batch.to_string(),
+            "--seq".to_owned(),
+            self.seq.to_string(),
+            "--steps".to_owned(),
+            self.steps.to_string(),
+            "--d".to_owned(),
+            self.d.to_string(),
+            "--device".to_owned(),
+            self.device.clone(),
+            "--precision".to_owned(),
+            value_name(&self.precision),
+        ];
+        for mirror in &self.mirror {
+            flags.extend(["--mirror".to_owned(), mirror.display().to_string()]);
+        }
+        flags
+    }
+}
 
 #[derive(Serialize)]
 pub struct ModeRow {
@@ -76,62 +138,30 @@ impl Setup {
     }
 }
 
-pub fn run(args: &[String]) -> Result<()> {
+pub fn run(args: &Args) -> Result<()> {
     let Some(report) = measure(args)? else { return Ok(()) };
     print_report(&report);
-    if let Some(path) = flag_value(args, "--json") {
-        std::fs::write(&path, serde_json::to_string_pretty(&report)?).with_context(|| format!("write {path}"))?;
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("write {}", path.display()))?;
     }
     Ok(())
 }
 
-fn flag_value(args: &[String], flag: &str) -> Option<String> {
-    args.iter().position(|arg| arg == flag).and_then(|idx| args.get(idx + 1)).cloned()
-}
-
 /// Measures (or, as the memory child, prints one peak and returns `None`).
-pub fn measure(args: &[String]) -> Result<Option<Report>> {
-    let (mut model_name, mut batch, mut seq_len, mut steps, mut d) = ("minilm".to_owned(), 32, 128, 8, 1000);
-    let mut mirrors: Vec<PathBuf> = Vec::new();
-    let mut memory_only = None;
-    let (mut device_name, mut precision) = ("cpu".to_owned(), Precision::F32);
-    let mut compare_engines = false;
-    let mut flags = args.iter();
-    while let Some(flag) = flags.next() {
-        if flag == "--compare-engines" {
-            compare_engines = true;
-            continue;
-        }
-        let value = flags.next().with_context(|| format!("{flag} needs a value\n{USAGE}"))?;
-        let number = || value.parse::<usize>().with_context(|| format!("{flag}: `{value}` is not a whole number"));
-        match flag.as_str() {
-            "--model" => model_name = value.clone(),
-            "--batch" => batch = number()?,
-            "--seq" => seq_len = number()?,
-            "--steps" => steps = number()?,
-            "--d" => d = number()?,
-            "--mirror" => mirrors.push(value.into()),
-            "--json" => {}
-            "--device" => device_name = value.clone(),
-            "--precision" => {
-                precision =
-                    Precision::parse(value).with_context(|| format!("--precision: `{value}` is not f32 or bf16"))?
-            }
-            MEMORY_ONLY => memory_only = Some(value.clone()),
-            other => bail!("unknown flag `{other}`\n{USAGE}"),
-        }
-    }
-    let device = parse_device(&device_name)?;
-    let setup = match model_name.as_str() {
-        "minilm" => {
+pub fn measure(args: &Args) -> Result<Option<Report>> {
+    let (batch, seq_len, steps, d, precision) = (args.batch, args.seq, args.steps, args.d, args.precision);
+    let device = parse_device(&args.device)?;
+    let setup = match args.model {
+        BenchModel::Minilm => {
             let mut store_config = StoreConfig::from_env()?;
-            store_config.mirrors.extend(mirrors);
+            store_config.mirrors.extend(args.mirror.iter().cloned());
             let store = Store::new(store_config, Manifest::embedded())?;
             let files = store.ensure("sentence-transformers/all-MiniLM-L6-v2")?;
             let config = Config::from_json(&std::fs::read_to_string(files.file("config.json"))?)?;
             Setup { config, checkpoint: Some(files.file("model.safetensors")) }
         }
-        "roberta-base-random" => Setup {
+        BenchModel::RobertaBaseRandom => Setup {
             config: Config::from_json(
                 r#"{"model_type": "roberta", "vocab_size": 50265, "hidden_size": 768, "num_hidden_layers": 12,
                     "num_attention_heads": 12, "intermediate_size": 3072, "max_position_embeddings": 514,
@@ -139,8 +169,7 @@ pub fn measure(args: &[String]) -> Result<Option<Report>> {
             )?,
             checkpoint: None,
         },
-        "tiny-random" => Setup { config: bench_suite::synthetic::tiny_config("roberta"), checkpoint: None },
-        other => bail!("--model: `{other}` is not minilm, roberta-base-random or tiny-random"),
+        BenchModel::TinyRandom => Setup { config: bench_suite::synthetic::tiny_config("roberta"), checkpoint: None },
     };
     let max_positions = (setup.config.max_position_embeddings - 2) as usize;
     if seq_len > max_positions {
@@ -168,24 +197,22 @@ pub fn measure(args: &[String]) -> Result<Option<Report>> {
         config
     };
 
-    if let Some(only) = memory_only {
-        let &(mode, mode_d, lr) = modes
-            .iter()
-            .find(|(mode, _, _)| format!("{mode:?}") == only)
-            .with_context(|| format!("{MEMORY_ONLY}: unknown mode `{only}`"))?;
+    if let Some(only) = args.memory_only {
+        let &(mode, mode_d, lr) =
+            modes.iter().find(|(mode, _, _)| *mode == only).context("--memory-only: a mode the benchmark runs")?;
         // On CUDA the device memory in use, sampled after every step, above what the process held
         // before building the model; on the CPU the peak resident memory.
         let cuda = match device {
             Device::Cuda(ordinal) => Some(ordinal),
             _ => None,
         };
-        let before = cuda.map(bench_suite::device::cuda_memory_in_use).transpose()?;
+        let before = cuda.map(subspace::cuda::memory_in_use).transpose().map_err(anyhow::Error::msg)?;
         let mut peak = before.unwrap_or(0);
         let (vs, model) = setup.model(device)?;
         train(&vs, &model, &data, &train_config(mode, mode_d, lr, 3), None, &mut |_| {
             if let Some(ordinal) = cuda {
                 tch::Cuda::synchronize(ordinal as i64);
-                peak = peak.max(bench_suite::device::cuda_memory_in_use(ordinal).unwrap_or(0));
+                peak = peak.max(subspace::cuda::memory_in_use(ordinal).unwrap_or(0));
             }
         })?;
         match before {
@@ -213,8 +240,8 @@ pub fn measure(args: &[String]) -> Result<Option<Report>> {
 
         let output = std::process::Command::new(std::env::current_exe()?)
             .arg("bench-train-step")
-            .args(args)
-            .args([MEMORY_ONLY, &format!("{mode:?}")])
+            .args(args.child_flags())
+            .args(["--memory-only", &value_name(&mode)])
             .output()
             .context("run the memory child")?;
         if !output.status.success() {
@@ -238,12 +265,12 @@ pub fn measure(args: &[String]) -> Result<Option<Report>> {
         });
         eprintln!("{mode:?}: median step {median_step_s:.3} s, peak memory {peak_rss_bytes:?}");
     }
-    if compare_engines {
+    if args.compare_engines {
         let full_s = rows[0].median_step_s;
         for engine in ["tch_ops", "anchor"] {
             // SAFETY: set before any thread of ours reads the environment concurrently (the
             // projector reads it when it is built, on this thread).
-            unsafe { std::env::set_var(bench_suite::fastfood::ENGINE_ENV, engine) };
+            unsafe { std::env::set_var(subspace::fastfood::ENGINE_ENV, engine) };
             for &(mode, mode_d, lr) in &modes[1..] {
                 let (median_step_s, _) = time_steps(mode, mode_d, lr)?;
                 eprintln!("{mode:?} with {engine}: median step {median_step_s:.3} s");
@@ -259,18 +286,23 @@ pub fn measure(args: &[String]) -> Result<Option<Report>> {
             }
         }
         // SAFETY: as above.
-        unsafe { std::env::remove_var(bench_suite::fastfood::ENGINE_ENV) };
+        unsafe { std::env::remove_var(subspace::fastfood::ENGINE_ENV) };
     }
     Ok(Some(Report {
-        device: device_name,
+        device: args.device.clone(),
         precision,
-        model: model_name,
+        model: value_name(&args.model),
         parameters,
         batch,
         seq_len,
         steps_timed: steps,
         rows,
     }))
+}
+
+/// The command-line spelling of a value.
+fn value_name<T: ValueEnum>(value: &T) -> String {
+    value.to_possible_value().expect("no skipped values").get_name().to_owned()
 }
 
 pub fn print_report(report: &Report) {

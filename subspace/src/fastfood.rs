@@ -66,6 +66,7 @@ use crate::random;
 /// How the output space is cut into block groups.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum), value(rename_all = "snake_case"))]
 pub enum Scope {
     /// One group over the concatenation of all tensors (Li et al.).
     Global,
@@ -744,7 +745,7 @@ pub fn default_engine(device: Device) -> Engine {
             Ok(()) => Engine::Fused,
             Err(err) => {
                 static WARNED: std::sync::Once = std::sync::Once::new();
-                WARNED.call_once(|| eprintln!("warning: Fastfood falls back to tch operations on {device:?}: {err}"));
+                WARNED.call_once(|| tracing::warn!("Fastfood falls back to tch operations on {device:?}: {err}"));
                 Engine::TchOps
             }
         },

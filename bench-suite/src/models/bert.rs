@@ -1,5 +1,5 @@
-//! BERT and RoBERTa encoders in tch, numerically faithful to HF `transformers`, with their
-//! sequence-classification heads.
+//! BERT and RoBERTa in tch, numerically faithful to HF `transformers` 5.24.0 (`modeling_bert.py`,
+//! `modeling_roberta.py`), with their sequence-classification and masked-LM heads.
 //!
 //! One encoder serves both families; RoBERTa's differences are configuration: position ids start
 //! after the padding index (`padding_idx + 1 + cumsum(mask)`, HF's
@@ -12,8 +12,11 @@
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
+use subspace::LayerGroup;
 use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
+
+use super::{Classifier, HiddenAct, ModelType};
 
 /// HF `config.json` (transformers 5.24.0 `BertConfig` / `RobertaConfig`), with HF's field names.
 ///
@@ -95,94 +98,6 @@ fn default_position_embedding_type() -> String {
 }
 fn default_true() -> bool {
     true
-}
-
-/// The activations of HF's `ACT2FN` (transformers 5.24.0 `activations.py`) that these encoders
-/// support; a `hidden_act` outside this list is refused, never replaced by another.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(try_from = "String")]
-pub enum HiddenAct {
-    /// `0.5 x (1 + erf(x / sqrt 2))` (`gelu`, and `gelu_python`, its Python spelling).
-    #[default]
-    Gelu,
-    /// The tanh approximation `0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))` (`gelu_new`,
-    /// `gelu_pytorch_tanh`, `gelu_fast`: one formula).
-    GeluTanh,
-    /// `x sigmoid(1.702 x)` (`quick_gelu`).
-    QuickGelu,
-    Relu,
-    Relu6,
-    /// `x sigmoid(x)` (`silu`, `swish`).
-    Silu,
-    Tanh,
-    Sigmoid,
-    /// `x tanh(softplus(x))`.
-    Mish,
-    /// The identity (`linear`).
-    Linear,
-}
-
-impl HiddenAct {
-    /// HF's names, each with the activation it computes.
-    pub const NAMES: [(&str, HiddenAct); 14] = [
-        ("gelu", HiddenAct::Gelu),
-        ("gelu_python", HiddenAct::Gelu),
-        ("gelu_new", HiddenAct::GeluTanh),
-        ("gelu_pytorch_tanh", HiddenAct::GeluTanh),
-        ("gelu_fast", HiddenAct::GeluTanh),
-        ("quick_gelu", HiddenAct::QuickGelu),
-        ("relu", HiddenAct::Relu),
-        ("relu6", HiddenAct::Relu6),
-        ("silu", HiddenAct::Silu),
-        ("swish", HiddenAct::Silu),
-        ("tanh", HiddenAct::Tanh),
-        ("sigmoid", HiddenAct::Sigmoid),
-        ("mish", HiddenAct::Mish),
-        ("linear", HiddenAct::Linear),
-    ];
-
-    pub fn forward(self, x: &Tensor) -> Tensor {
-        match self {
-            HiddenAct::Gelu => x.gelu("none"),
-            HiddenAct::GeluTanh => x.gelu("tanh"),
-            HiddenAct::QuickGelu => x * (x * 1.702).sigmoid(),
-            HiddenAct::Relu => x.relu(),
-            HiddenAct::Relu6 => x.clamp(0.0, 6.0),
-            HiddenAct::Silu => x.silu(),
-            HiddenAct::Tanh => x.tanh(),
-            HiddenAct::Sigmoid => x.sigmoid(),
-            HiddenAct::Mish => x.mish(),
-            HiddenAct::Linear => x.shallow_clone(),
-        }
-    }
-}
-
-impl TryFrom<String> for HiddenAct {
-    type Error = String;
-
-    fn try_from(name: String) -> Result<HiddenAct, String> {
-        HiddenAct::NAMES.iter().find(|(known, _)| *known == name).map(|(_, act)| *act).ok_or_else(|| {
-            let known: Vec<&str> = HiddenAct::NAMES.iter().map(|(known, _)| *known).collect();
-            format!("hidden_act `{name}` is not supported (supported: {})", known.join(", "))
-        })
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ModelType {
-    Bert,
-    Roberta,
-}
-
-impl ModelType {
-    /// The prefix of the encoder's tensors in HF's task models.
-    pub fn prefix(self) -> &'static str {
-        match self {
-            ModelType::Bert => "bert",
-            ModelType::Roberta => "roberta",
-        }
-    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -270,6 +185,100 @@ impl Config {
     }
 }
 
+/// The layer group of a parameter by its HF name under the encoder prefix `prefix` (`bert`,
+/// `roberta`): `<prefix>.embeddings.*`, `<prefix>.encoder.layer.<i>.*`, and everything else
+/// (pooler, classification or MLM head) as the head.
+pub fn layer_group(prefix: &str, name: &str) -> LayerGroup {
+    let Some(rest) = name.strip_prefix(prefix).and_then(|rest| rest.strip_prefix('.')) else {
+        return LayerGroup::Head;
+    };
+    if rest.starts_with("embeddings.") {
+        return LayerGroup::Embeddings;
+    }
+    match rest.strip_prefix("encoder.layer.").and_then(|rest| rest.split('.').next()?.parse().ok()) {
+        Some(index) => LayerGroup::Layer(index),
+        None => LayerGroup::Head,
+    }
+}
+
+/// Biases and LayerNorm weights are not decayed (HF `Trainer`: every parameter of an
+/// `nn.LayerNorm`, and every bias). BERT names its norms `LayerNorm`, RoBERTa's LM head
+/// `layer_norm`.
+pub fn no_decay(name: &str) -> bool {
+    name.ends_with(".bias") || name.ends_with("LayerNorm.weight") || name.ends_with("layer_norm.weight")
+}
+
+/// `(name, shape)` of every tensor of [`SequenceClassifier`] for `config`, in the model's own
+/// naming, without building it. BERT has a pooler and a `classifier` linear, RoBERTa a dense +
+/// out_proj head.
+pub fn classifier_layout(config: &Config, n_labels: i64) -> Vec<(String, Vec<i64>)> {
+    let mut shapes = encoder_classifier_layout(
+        config.model_type.prefix(),
+        config.vocab_size,
+        config.max_position_embeddings,
+        config.type_vocab_size,
+        config.hidden_size,
+        config.intermediate_size,
+        config.num_hidden_layers as usize,
+        n_labels,
+    );
+    if config.model_type == ModelType::Bert {
+        let hidden = config.hidden_size;
+        shapes.truncate(shapes.len() - 4);
+        shapes.push(("bert.pooler.dense.weight".to_owned(), vec![hidden, hidden]));
+        shapes.push(("bert.pooler.dense.bias".to_owned(), vec![hidden]));
+        shapes.push(("classifier.weight".to_owned(), vec![n_labels, hidden]));
+        shapes.push(("classifier.bias".to_owned(), vec![n_labels]));
+    }
+    shapes
+}
+
+/// A BERT/RoBERTa-style encoder with a RoBERTa classification head (dense, out_proj).
+#[allow(clippy::too_many_arguments)]
+pub fn encoder_classifier_layout(
+    prefix: &str,
+    vocab_size: i64,
+    max_positions: i64,
+    type_vocab_size: i64,
+    hidden: i64,
+    intermediate: i64,
+    n_layers: usize,
+    n_labels: i64,
+) -> Vec<(String, Vec<i64>)> {
+    let mut shapes: Vec<(String, Vec<i64>)> = vec![
+        (format!("{prefix}.embeddings.word_embeddings.weight"), vec![vocab_size, hidden]),
+        (format!("{prefix}.embeddings.position_embeddings.weight"), vec![max_positions, hidden]),
+        (format!("{prefix}.embeddings.token_type_embeddings.weight"), vec![type_vocab_size, hidden]),
+        (format!("{prefix}.embeddings.LayerNorm.weight"), vec![hidden]),
+        (format!("{prefix}.embeddings.LayerNorm.bias"), vec![hidden]),
+    ];
+    for layer_idx in 0..n_layers {
+        let layer = format!("{prefix}.encoder.layer.{layer_idx}");
+        for (module, out_dim, in_dim) in [
+            ("attention.self.query", hidden, hidden),
+            ("attention.self.key", hidden, hidden),
+            ("attention.self.value", hidden, hidden),
+            ("attention.output.dense", hidden, hidden),
+        ] {
+            shapes.push((format!("{layer}.{module}.weight"), vec![out_dim, in_dim]));
+            shapes.push((format!("{layer}.{module}.bias"), vec![out_dim]));
+        }
+        shapes.push((format!("{layer}.attention.output.LayerNorm.weight"), vec![hidden]));
+        shapes.push((format!("{layer}.attention.output.LayerNorm.bias"), vec![hidden]));
+        shapes.push((format!("{layer}.intermediate.dense.weight"), vec![intermediate, hidden]));
+        shapes.push((format!("{layer}.intermediate.dense.bias"), vec![intermediate]));
+        shapes.push((format!("{layer}.output.dense.weight"), vec![hidden, intermediate]));
+        shapes.push((format!("{layer}.output.dense.bias"), vec![hidden]));
+        shapes.push((format!("{layer}.output.LayerNorm.weight"), vec![hidden]));
+        shapes.push((format!("{layer}.output.LayerNorm.bias"), vec![hidden]));
+    }
+    shapes.push(("classifier.dense.weight".to_owned(), vec![hidden, hidden]));
+    shapes.push(("classifier.dense.bias".to_owned(), vec![hidden]));
+    shapes.push(("classifier.out_proj.weight".to_owned(), vec![n_labels, hidden]));
+    shapes.push(("classifier.out_proj.bias".to_owned(), vec![n_labels]));
+    shapes
+}
+
 fn layer_norm(p: nn::Path, config: &Config) -> nn::LayerNorm {
     nn::layer_norm(
         p,
@@ -282,7 +291,7 @@ fn linear(p: nn::Path, in_dim: i64, out_dim: i64) -> nn::Linear {
     nn::linear(p, in_dim, out_dim, Default::default())
 }
 
-// transformers: BertEmbeddings / RobertaEmbeddings
+// transformers 5.24.0: BertEmbeddings / RobertaEmbeddings
 #[derive(Debug)]
 struct Embeddings {
     word_embeddings: nn::Embedding,
@@ -327,7 +336,7 @@ impl Embeddings {
     }
 }
 
-// transformers: BertSelfAttention + BertSelfOutput
+// transformers 5.24.0: BertSelfAttention + BertSelfOutput
 #[derive(Debug)]
 struct Attention {
     query: nn::Linear,
@@ -373,7 +382,7 @@ impl Attention {
     }
 }
 
-// transformers: BertLayer (attention, BertIntermediate, BertOutput)
+// transformers 5.24.0: BertLayer (attention, BertIntermediate, BertOutput)
 #[derive(Debug)]
 struct Layer {
     attention: Attention,
@@ -412,7 +421,7 @@ pub struct EncoderOutput {
     pub pooled: Option<Tensor>,
 }
 
-/// A BERT or RoBERTa encoder (transformers: BertModel / RobertaModel), optionally with BERT's pooler.
+/// A BERT or RoBERTa encoder (transformers 5.24.0: BertModel / RobertaModel), optionally with BERT's pooler.
 #[derive(Debug)]
 pub struct Encoder {
     embeddings: Embeddings,
@@ -458,7 +467,7 @@ impl Encoder {
     }
 }
 
-// transformers: BertForSequenceClassification / RobertaForSequenceClassification
+// transformers 5.24.0: BertForSequenceClassification / RobertaForSequenceClassification
 #[derive(Debug)]
 enum Head {
     /// Pooler (in the encoder), dropout, `classifier`.
@@ -473,6 +482,8 @@ pub struct SequenceClassifier {
     encoder: Encoder,
     head: Head,
     dropout: f64,
+    model_type: ModelType,
+    parameters: usize,
 }
 
 impl SequenceClassifier {
@@ -491,7 +502,9 @@ impl SequenceClassifier {
                 out_proj: linear(&classifier / "out_proj", config.hidden_size, n_labels),
             },
         };
-        SequenceClassifier { encoder, head, dropout: config.head_dropout() }
+        let parameters =
+            classifier_layout(config, n_labels).iter().map(|(_, shape)| shape.iter().product::<i64>() as usize).sum();
+        SequenceClassifier { encoder, head, dropout: config.head_dropout(), model_type, parameters }
     }
 
     pub fn encoder(&self) -> &Encoder {
@@ -521,7 +534,21 @@ impl SequenceClassifier {
     }
 }
 
-// transformers: BertForMaskedLM (BertOnlyMLMHead) / RobertaForMaskedLM (RobertaLMHead)
+impl Classifier for SequenceClassifier {
+    fn forward_t(&self, input_ids: &Tensor, attention_mask: &Tensor, token_type_ids: &Tensor, train: bool) -> Tensor {
+        SequenceClassifier::forward_t(self, input_ids, attention_mask, token_type_ids, train)
+    }
+
+    fn model_type(&self) -> ModelType {
+        self.model_type
+    }
+
+    fn parameter_count(&self) -> usize {
+        self.parameters
+    }
+}
+
+// transformers 5.24.0: BertForMaskedLM (BertOnlyMLMHead) / RobertaForMaskedLM (RobertaLMHead)
 /// An encoder with its masked-language-model head: dense, activation, LayerNorm, then a decoder
 /// (the word embeddings when `tie_word_embeddings`, HF's default; its own `decoder.weight`
 /// otherwise) plus a bias (for the pre-training experiments).
@@ -577,5 +604,72 @@ impl MaskedLm {
         let transformed = self.layer_norm.forward(&self.activation.forward(&self.dense.forward(&hidden)));
         let decoder = self.decoder.as_ref().unwrap_or_else(|| self.encoder.word_embeddings());
         transformed.matmul(&decoder.transpose(0, 1)) + &self.bias
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(model_type: &str) -> Config {
+        Config::from_json(&format!(
+            r#"{{"model_type": "{model_type}", "vocab_size": 50, "hidden_size": 16, "num_hidden_layers": 12,
+                "num_attention_heads": 2, "intermediate_size": 24, "max_position_embeddings": 40}}"#
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn layer_groups_by_hf_name() {
+        use LayerGroup::{Embeddings, Head, Layer};
+        for (name, group) in [
+            ("roberta.embeddings.word_embeddings.weight", Embeddings),
+            ("roberta.embeddings.LayerNorm.bias", Embeddings),
+            ("roberta.encoder.layer.0.attention.self.query.weight", Layer(0)),
+            ("roberta.encoder.layer.11.output.LayerNorm.bias", Layer(11)),
+            ("classifier.out_proj.weight", Head),
+            ("lm_head.layer_norm.weight", Head),
+        ] {
+            assert_eq!(layer_group("roberta", name), group, "{name}");
+        }
+        assert_eq!(layer_group("bert", "bert.pooler.dense.weight"), Head);
+        assert_eq!(layer_group("bert", "bert.encoder.layer.3.intermediate.dense.bias"), Layer(3));
+        // Another family's prefix is not this encoder.
+        assert_eq!(layer_group("bert", "roberta.encoder.layer.3.intermediate.dense.bias"), Head);
+    }
+
+    /// On every tensor of both families' classifiers, the family's rules give what the name rules
+    /// of earlier versions gave (`layer.<i>` anywhere, `embeddings` anywhere; `bias` or
+    /// `LayerNorm` for no decay), so committed SAID results keep their scale groups.
+    #[test]
+    fn the_rules_agree_with_the_earlier_name_rules_on_bert_and_roberta() {
+        for model_type in ["bert", "roberta"] {
+            let config = config(model_type);
+            for (name, _) in classifier_layout(&config, 2) {
+                let parts: Vec<&str> = name.split('.').collect();
+                let layer = parts.windows(2).find_map(|pair| match pair {
+                    ["layer", index] => index.parse::<usize>().ok(),
+                    _ => None,
+                });
+                let earlier = match layer {
+                    Some(index) => LayerGroup::Layer(index),
+                    None if name.contains("embeddings") => LayerGroup::Embeddings,
+                    None => LayerGroup::Head,
+                };
+                assert_eq!(config.model_type.layer_group(&name), earlier, "{name}");
+                assert_eq!(no_decay(&name), name.ends_with("bias") || name.contains("LayerNorm"), "{name}");
+            }
+        }
+    }
+
+    #[test]
+    fn parameter_count_is_the_built_models() {
+        for model_type in ["bert", "roberta"] {
+            let config = config(model_type);
+            let vs = nn::VarStore::new(tch::Device::Cpu);
+            let model = SequenceClassifier::new(vs.root(), &config, 3);
+            let built: usize = vs.variables().values().map(Tensor::numel).sum();
+            assert_eq!(model.parameter_count(), built, "{model_type}");
+        }
     }
 }

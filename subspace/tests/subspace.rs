@@ -1,8 +1,8 @@
 //! DID and SAID: finite-difference check of the whole chain (f64), the compatibility mode's
 //! defects reproduced exactly, and up-front errors.
 
-use bench_suite::fastfood::{FactorStorage, Scope};
-use bench_suite::subspace::{Compat, LambdaGrouping, Method, Subspace, SubspaceConfig, SubspaceError};
+use subspace::fastfood::{FactorStorage, Scope};
+use subspace::{Compat, LambdaGrouping, LayerGroup, Method, Subspace, SubspaceConfig, SubspaceError};
 use tch::{Device, Kind, Tensor, nn, nn::Module};
 
 /// A small model with BERT-like names: embeddings, two layers, a head.
@@ -33,6 +33,11 @@ impl TinyModel {
         params
     }
 
+    /// The layer group of each of [`TinyModel::named_params`], as the model defines them.
+    fn layers(&self) -> Vec<LayerGroup> {
+        self.named_params().iter().map(|(name, _)| layer_of(name)).collect()
+    }
+
     fn loss(&self, inputs: &Tensor, targets: &Tensor) -> Tensor {
         let mut hidden = self.embed.forward(inputs).tanh();
         for layer in &self.layers {
@@ -41,6 +46,21 @@ impl TinyModel {
         // Not `cross_entropy_for_logits`: tch computes its log-softmax in f32 whatever the input.
         self.head.forward(&hidden).log_softmax(-1, Kind::Double).nll_loss(targets)
     }
+}
+
+/// The test models' layout: `embeddings.*`, `encoder.layer.<i>.*`, anything else is the head.
+fn layer_of(name: &str) -> LayerGroup {
+    if name.starts_with("embeddings.") {
+        return LayerGroup::Embeddings;
+    }
+    match name.strip_prefix("encoder.layer.").and_then(|rest| rest.split('.').next()) {
+        Some(index) => LayerGroup::Layer(index.parse().unwrap()),
+        None => LayerGroup::Head,
+    }
+}
+
+fn layers_of(params: &[(String, Tensor)]) -> Vec<LayerGroup> {
+    params.iter().map(|(name, _)| layer_of(name)).collect()
 }
 
 fn config(method: Method, scope: Scope, grouping: LambdaGrouping, d: usize) -> SubspaceConfig {
@@ -73,7 +93,8 @@ fn gradients_match_finite_differences() {
     ];
     for (case_idx, &(method, scope, grouping, d)) in cases.iter().enumerate() {
         let model = TinyModel::new(case_idx as i64);
-        let mut subspace = Subspace::new(&model.named_params(), config(method, scope, grouping, d)).unwrap();
+        let mut subspace =
+            Subspace::new(&model.named_params(), &model.layers(), config(method, scope, grouping, d)).unwrap();
         let n_lambda = subspace.lambda().numel() as i64;
         let expected_m = match (method, grouping) {
             (Method::Did, _) => 0,
@@ -142,9 +163,12 @@ fn gradients_match_finite_differences() {
 fn starts_at_theta_0_and_writes_exactly_theta_0_plus_projection() {
     let model = TinyModel::new(3);
     let before: Vec<Tensor> = model.named_params().iter().map(|(_, param)| param.copy()).collect();
-    let mut subspace =
-        Subspace::new(&model.named_params(), config(Method::Said, Scope::Global, LambdaGrouping::PerLayer, 20))
-            .unwrap();
+    let mut subspace = Subspace::new(
+        &model.named_params(),
+        &model.layers(),
+        config(Method::Said, Scope::Global, LambdaGrouping::PerLayer, 20),
+    )
+    .unwrap();
     subspace.write_weights().unwrap();
     for ((name, param), original) in model.named_params().iter().zip(&before) {
         assert!(param.equal(original), "{name} moved at theta = 0");
@@ -187,7 +211,8 @@ fn gradient_through(compat: Compat, method: Method, numel: i64, d: usize) -> (Te
     let weight = vs.root().var_copy("weight", &wiggle(numel, 0.7));
     let mut config = config(method, Scope::PerTensor, LambdaGrouping::PerTensor, d);
     config.compat = compat;
-    let subspace = Subspace::new(&[("weight".to_owned(), weight.shallow_clone())], config).unwrap();
+    let subspace =
+        Subspace::new(&[("weight".to_owned(), weight.shallow_clone())], &[LayerGroup::Head], config).unwrap();
     let theta = wiggle(subspace.theta().numel() as i64, 1.3);
     let lambda = Tensor::ones([subspace.lambda().numel() as i64], (Kind::Float, Device::Cpu)) * 1.5;
     let mut subspace = subspace;
@@ -236,7 +261,7 @@ fn compat_crops_exactly_where_the_authors_code_crops() {
     let d = 60;
     let mut config = config(Method::Did, Scope::PerTensor, LambdaGrouping::PerTensor, d);
     config.compat = Compat::Aghajanyan;
-    let mut subspace = Subspace::new(&params, config).unwrap();
+    let mut subspace = Subspace::new(&params, &layers_of(&params), config).unwrap();
     assert_eq!(subspace.description().projector.n_groups_cropped_by_authors_code, 2);
     let before: Vec<Tensor> = params.iter().map(|(_, param)| param.copy()).collect();
     // Move only the coordinates past each block length: tensors with L_t < 60 must not move.
@@ -257,7 +282,7 @@ fn rejects_impossible_requests_up_front() {
     let said = |d, grouping, compat| {
         let mut config = config(Method::Said, Scope::PerTensor, grouping, d);
         config.compat = compat;
-        Subspace::new(&params, config).err().unwrap()
+        Subspace::new(&params, &layers_of(&params), config).err().unwrap()
     };
     let err = said(8, LambdaGrouping::PerTensor, Compat::None);
     assert!(matches!(err, SubspaceError::DimensionTooSmall { d: 8, m: 8, .. }), "{err}");
@@ -273,13 +298,24 @@ fn rejects_impossible_requests_up_front() {
     ));
     let mut global_compat = config(Method::Did, Scope::Global, LambdaGrouping::PerTensor, 10);
     global_compat.compat = Compat::Aghajanyan;
-    assert!(matches!(Subspace::new(&params, global_compat).err().unwrap(), SubspaceError::CompatNeedsPerTensor));
+    assert!(matches!(
+        Subspace::new(&params, &layers_of(&params), global_compat).err().unwrap(),
+        SubspaceError::CompatNeedsPerTensor
+    ));
+    let one_short = &layers_of(&params)[1..];
+    let mismatch = Subspace::new(&params, one_short, config(Method::Did, Scope::Global, LambdaGrouping::PerTensor, 10));
+    assert!(
+        matches!(mismatch.err().unwrap(), SubspaceError::LayerGroups { groups: 7, params: 8 }),
+        "one layer group per tensor"
+    );
     let too_big = config(Method::Did, Scope::Global, LambdaGrouping::PerTensor, 10_000);
     assert!(matches!(
-        Subspace::new(&params, too_big).err().unwrap(),
+        Subspace::new(&params, &layers_of(&params), too_big).err().unwrap(),
         SubspaceError::DimensionTooLarge { total: 141, .. }
     ));
-    let subspace = Subspace::new(&params, config(Method::Did, Scope::Global, LambdaGrouping::PerTensor, 10)).unwrap();
+    let subspace =
+        Subspace::new(&params, &layers_of(&params), config(Method::Did, Scope::Global, LambdaGrouping::PerTensor, 10))
+            .unwrap();
     let err = subspace.gradients().err().unwrap();
     assert!(matches!(err, SubspaceError::MissingGradient { .. }), "{err}");
 }
@@ -292,20 +328,20 @@ fn consecutive_subspaces_with_one_key_share_their_projector() {
     let model = TinyModel::new(5);
     let params = model.named_params();
     let said = config(Method::Said, Scope::Global, LambdaGrouping::PerLayer, 20);
-    let first = Subspace::new(&params, said.clone()).unwrap();
-    let second = Subspace::new(&params, said.clone()).unwrap();
+    let first = Subspace::new(&params, &layers_of(&params), said.clone()).unwrap();
+    let second = Subspace::new(&params, &layers_of(&params), said.clone()).unwrap();
     assert!(std::ptr::eq(first.projector(), second.projector()), "same key: one projector");
     for other in [
         SubspaceConfig { seed: 12, ..said.clone() },
         SubspaceConfig { d: 21, ..said.clone() },
         SubspaceConfig { scope: Scope::PerTensor, ..said.clone() },
     ] {
-        let subspace = Subspace::new(&params, other.clone()).unwrap();
+        let subspace = Subspace::new(&params, &layers_of(&params), other.clone()).unwrap();
         assert!(!std::ptr::eq(first.projector(), subspace.projector()), "{other:?}: a projector of its own");
     }
     let theta = Tensor::randn([16], (Kind::Double, Device::Cpu));
     let shared = first.projector().forward(&theta).unwrap();
-    let fresh = bench_suite::fastfood::Projector::new(
+    let fresh = subspace::fastfood::Projector::new(
         &params.iter().map(|(name, param)| (name.clone(), param.numel())).collect::<Vec<_>>(),
         16,
         Scope::Global,
@@ -341,6 +377,7 @@ fn f32_weights_are_theta_0_plus_the_scaled_projection_to_rounding() {
     let before: Vec<Tensor> = params.iter().map(|(_, param)| param.detach().copy()).collect();
     let mut subspace = Subspace::new(
         &params,
+        &layers_of(&params),
         SubspaceConfig {
             method: Method::Said,
             d: 40,

@@ -54,6 +54,7 @@ pub enum Method {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum), value(rename_all = "snake_case"))]
 pub enum LambdaGrouping {
     PerTensor,
     PerLayer,
@@ -61,11 +62,25 @@ pub enum LambdaGrouping {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum), value(rename_all = "snake_case"))]
 pub enum Compat {
     /// The exact method.
     None,
-    /// The authors' code, defects included (see the module doc).
+    /// The authors' code, defects included (cropping, an unused scale, a 1/L_t gradient).
     Aghajanyan,
+}
+
+/// Where a parameter tensor sits in its network, for SAID's per-layer scales: the model says it
+/// (each family knows its own names: BERT's `layer.N`, T5's `block.N`, BART's encoder and decoder
+/// layers numbered one after the other), the engine never guesses from a name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum LayerGroup {
+    /// Token, position and type embeddings and their normalisation.
+    Embeddings,
+    /// Transformer layer `i` (0-based, over the whole network).
+    Layer(usize),
+    /// Everything else: pooler, task or language-model head.
+    Head,
 }
 
 /// What a subspace run asks for.
@@ -110,6 +125,8 @@ pub enum SubspaceError {
     MixedKinds { name: String, kind: Kind, expected: Kind },
     #[error("parameter `{name}` has no gradient: run a backward pass before asking for subspace gradients")]
     MissingGradient { name: String },
+    #[error("{groups} layer groups given for {params} parameter tensors: one per tensor, in the same order")]
+    LayerGroups { groups: usize, params: usize },
     #[error(transparent)]
     Fastfood(#[from] FastfoodError),
 }
@@ -138,8 +155,21 @@ pub struct Subspace {
 
 impl Subspace {
     /// Takes the model's named parameters (in a fixed order, e.g. `VarStore::variables` sorted by
-    /// name); `theta` starts at 0 and `lambda` at 1, so the weights are unchanged.
-    pub fn new(named_params: &[(String, Tensor)], config: SubspaceConfig) -> Result<Subspace, SubspaceError> {
+    /// name) with the layer group of each (`layers[i]` for `named_params[i]`; what SAID's
+    /// per-layer scales group by); `theta` starts at 0 and `lambda` at 1, so the weights are
+    /// unchanged.
+    ///
+    /// # Errors
+    /// A setting the method cannot take (see [`SubspaceError`]), `layers` of another length than
+    /// `named_params`, parameters of mixed kinds, or a `d` the parameters cannot hold.
+    pub fn new(
+        named_params: &[(String, Tensor)],
+        layers: &[LayerGroup],
+        config: SubspaceConfig,
+    ) -> Result<Subspace, SubspaceError> {
+        if layers.len() != named_params.len() {
+            return Err(SubspaceError::LayerGroups { groups: layers.len(), params: named_params.len() });
+        }
         let compat = config.compat == Compat::Aghajanyan;
         if compat && config.scope != Scope::PerTensor {
             return Err(SubspaceError::CompatNeedsPerTensor);
@@ -159,7 +189,7 @@ impl Subspace {
             return Err(SubspaceError::DimensionTooLarge { d: config.d, total });
         }
 
-        let (group_of, n_lambda) = scale_groups(&names, config.method, config.grouping, config.compat);
+        let (group_of, n_lambda) = scale_groups(layers, config.method, config.grouping, config.compat);
         check_dimension(config.d, n_lambda, config.method, config.grouping, config.compat)?;
         let theta_len = config.d - n_lambda;
         let shapes: Vec<(String, usize)> = names.iter().cloned().zip(numels).collect();
@@ -379,16 +409,21 @@ pub fn release_shared_projector() {
     LAST_PROJECTOR.with_borrow_mut(|last| *last = None);
 }
 
-/// The scale group of each named tensor and the number of scales `m` (0 for DID): the layout
-/// [`Subspace::new`] uses, available without tensors (experiment specs are checked with it before
-/// any model is loaded).
-pub fn scale_groups(names: &[String], method: Method, grouping: LambdaGrouping, compat: Compat) -> (Vec<usize>, usize) {
+/// The scale group of each tensor (given its layer group) and the number of scales `m` (0 for
+/// DID): the layout [`Subspace::new`] uses, available without tensors (experiment specs are
+/// checked with it before any model is loaded).
+pub fn scale_groups(
+    layers: &[LayerGroup],
+    method: Method,
+    grouping: LambdaGrouping,
+    compat: Compat,
+) -> (Vec<usize>, usize) {
     match (method, grouping) {
-        (Method::Did, _) => (vec![0; names.len()], 0),
+        (Method::Did, _) => (vec![0; layers.len()], 0),
         (Method::Said, LambdaGrouping::PerTensor) => {
-            ((0..names.len()).collect(), names.len() + usize::from(compat == Compat::Aghajanyan))
+            ((0..layers.len()).collect(), layers.len() + usize::from(compat == Compat::Aghajanyan))
         }
-        (Method::Said, LambdaGrouping::PerLayer) => layer_groups(names),
+        (Method::Said, LambdaGrouping::PerLayer) => layer_groups(layers),
     }
 }
 
@@ -415,30 +450,27 @@ pub fn check_dimension(
     Ok(())
 }
 
-/// Groups for [`LambdaGrouping::PerLayer`]: 0 for embeddings, `1 + i` for transformer layer `i`
-/// (a name containing `layer.<i>.` or `layers.<i>.`), `n_layers + 1` for everything else (the
-/// task head, pooler included). `m = n_layers + 2`.
-fn layer_groups(names: &[String]) -> (Vec<usize>, usize) {
-    let layer_of: Vec<Option<usize>> = names.iter().map(|name| layer_index(name)).collect();
-    let n_layers = layer_of.iter().flatten().max().map_or(0, |max| max + 1);
-    let groups = names
+/// Groups for [`LambdaGrouping::PerLayer`]: 0 for the embeddings, `1 + i` for layer `i`,
+/// `n_layers + 1` for the head (pooler included), where `n_layers` is one more than the largest
+/// layer index. `m = n_layers + 2`.
+fn layer_groups(layers: &[LayerGroup]) -> (Vec<usize>, usize) {
+    let n_layers = layers
         .iter()
-        .zip(&layer_of)
-        .map(|(name, layer)| match layer {
-            Some(layer) => 1 + layer,
-            None if name.contains("embeddings") => 0,
-            None => n_layers + 1,
+        .filter_map(|layer| match layer {
+            LayerGroup::Layer(index) => Some(index + 1),
+            _ => None,
+        })
+        .max()
+        .unwrap_or(0);
+    let groups = layers
+        .iter()
+        .map(|layer| match layer {
+            LayerGroup::Embeddings => 0,
+            LayerGroup::Layer(index) => 1 + index,
+            LayerGroup::Head => n_layers + 1,
         })
         .collect();
     (groups, n_layers + 2)
-}
-
-fn layer_index(name: &str) -> Option<usize> {
-    let parts: Vec<&str> = name.split('.').collect();
-    parts.windows(2).find_map(|pair| match pair {
-        ["layer" | "layers", index] => index.parse().ok(),
-        _ => None,
-    })
 }
 
 #[cfg(test)]
@@ -446,21 +478,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn per_layer_groups_follow_hf_names() {
-        let names: Vec<String> = [
-            "roberta.embeddings.word_embeddings.weight",
-            "roberta.encoder.layer.0.attention.self.query.weight",
-            "roberta.encoder.layer.11.output.LayerNorm.bias",
-            "roberta.encoder.layer.3.intermediate.dense.weight",
-            "classifier.out_proj.weight",
-            "bert.pooler.dense.weight",
-            "model.layers.2.mlp.weight",
-        ]
-        .iter()
-        .map(|name| name.to_string())
-        .collect();
-        let (groups, m) = layer_groups(&names);
-        assert_eq!(groups, vec![0, 1, 12, 4, 13, 13, 3]);
+    fn per_layer_groups_number_embeddings_layers_and_head() {
+        use LayerGroup::{Embeddings, Head, Layer};
+        let (groups, m) = layer_groups(&[Embeddings, Layer(0), Layer(11), Layer(3), Head, Head, Embeddings]);
+        assert_eq!(groups, vec![0, 1, 12, 4, 13, 13, 0]);
         assert_eq!(m, 14);
+        // No layers at all: embeddings and head, two scales.
+        assert_eq!(layer_groups(&[Head, Embeddings]), (vec![1, 0], 2));
     }
 }

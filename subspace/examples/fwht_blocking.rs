@@ -23,7 +23,7 @@ fn main() {
         for (leaf, rows, width) in
             [(15, 11, 128), (15, 11, 64), (15, 11, 256), (14, 12, 128), (16, 10, 128), (12, 12, 32), (12, 12, 128)]
         {
-            let time = best_of(5, || bench_suite::fwht::fwht_slice_blocked(&mut data, leaf, rows, width).unwrap());
+            let time = best_of(5, || subspace::fwht::fwht_slice_blocked(&mut data, leaf, rows, width).unwrap());
             println!("  leaf {leaf} rows {rows} width {width}: {time:.3} ms = {:.2} x memcpy", time / memcpy);
         }
     }

@@ -1,7 +1,7 @@
 //! FWHT: the CPU kernel against a dense Hadamard product, the involution `H H = n I`, and the
 //! tch-op (CUDA) path and the authors' algorithm against the kernel.
 
-use bench_suite::fwht::{self, FwhtError};
+use subspace::fwht::{self, FwhtError};
 use tch::{Kind, Tensor};
 
 fn random(len: usize, seed: i64, kind: Kind) -> Tensor {

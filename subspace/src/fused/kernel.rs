@@ -21,39 +21,13 @@ use cudarc::driver::{CudaContext, CudaFunction, CudaStream, LaunchConfig, PushKe
 use cudarc::nvrtc::{CompileOptions, Ptx};
 use tch::Tensor;
 
+use crate::cuda::{self, libraries_present, nvrtc_present};
+
 use super::{At, DEFAULT_TILE_LOG2, FusedError, MAX_TILE_LOG2, Transform, plan};
 
 /// The kernel's CUDA C source.
 pub const SOURCE: &str = include_str!("fwht.cu");
 const FUNCTION: &str = "fwht_pass";
-
-/// Whether the dynamic libraries cudarc needs can be opened here, with the reason if not.
-pub fn libraries_present() -> Result<(), String> {
-    nvrtc_present()?;
-    driver_present()
-}
-
-/// Only whether the driver library can be opened.
-pub fn driver_present() -> Result<(), String> {
-    // SAFETY: only tries to dlopen the driver library by its usual names.
-    if unsafe { cudarc::driver::sys::is_culib_present() } {
-        Ok(())
-    } else {
-        Err("libcuda.so.1 (the NVIDIA driver) not found".to_owned())
-    }
-}
-
-/// Only whether NVRTC can be opened (it needs no GPU, so the CPU tests compile the source).
-pub fn nvrtc_present() -> Result<(), String> {
-    // SAFETY: only tries to dlopen NVRTC by its usual names.
-    if unsafe { cudarc::nvrtc::sys::is_culib_present() } {
-        Ok(())
-    } else {
-        Err("libnvrtc.so.13 not found on the loader path (it ships with PyTorch's pip install in \
-             site-packages/nvidia/cu13/lib, and `cargo xtask setup` installs it into its cache)"
-            .to_owned())
-    }
-}
 
 /// Compiles [`SOURCE`] for `arch` (e.g. `compute_90` for PTX, `sm_90` for a cubin) and returns the
 /// PTX. `--fmad=false` keeps every product and sum rounded separately, as the CPU emulation does.
@@ -117,7 +91,7 @@ pub fn get(ordinal: usize) -> Result<&'static Kernel, FusedError> {
 fn load(ordinal: usize) -> Result<Kernel, String> {
     libraries_present()?;
     // Make sure tch has initialised CUDA (its primary context) before cudarc touches the device.
-    crate::device::load_cuda_backend().map_err(|err| err.to_string())?;
+    cuda::load_backend().map_err(|err| err.to_string())?;
     fn driver(what: &'static str) -> impl Fn(cudarc::driver::DriverError) -> String {
         move |err| format!("{what}: {err:?}")
     }

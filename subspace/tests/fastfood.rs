@@ -1,7 +1,7 @@
 //! Fastfood: against the dense matrix built from the same factors, the transpose identity,
 //! chunking instead of cropping, determinism, and the norm.
 
-use bench_suite::fastfood::{Engine, FactorStorage, FastfoodError, Projector, Scope};
+use subspace::fastfood::{Engine, FactorStorage, FastfoodError, Projector, Scope};
 use tch::{Device, Kind, Tensor};
 
 fn shapes(list: &[(&str, usize)]) -> Vec<(String, usize)> {

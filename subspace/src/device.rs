@@ -1,0 +1,53 @@
+//! Device selection: `cpu`, `cuda` or `cuda:N`.
+
+use tch::Device;
+
+use crate::cuda;
+
+#[derive(Debug, thiserror::Error, Clone)]
+pub enum DeviceError {
+    #[error("unknown device `{0}`: expected cpu, cuda or cuda:N")]
+    Unknown(String),
+    #[error(transparent)]
+    NoCudaLibrary(#[from] cuda::BackendError),
+    #[error("libtorch_cuda.so is loaded but PyTorch sees no CUDA device (driver missing or no GPU)")]
+    NoCudaDevice,
+    #[error("CUDA device {index} asked for, but only {count} are present")]
+    NoSuchCudaDevice { index: usize, count: usize },
+}
+
+/// Parses a device name and, for CUDA, makes sure the CUDA backend is loaded
+/// ([`cuda::load_backend`]) and the device exists.
+pub fn parse_device(name: &str) -> Result<Device, DeviceError> {
+    let index = match name {
+        "cpu" => return Ok(Device::Cpu),
+        "cuda" => 0,
+        _ => match name.strip_prefix("cuda:").and_then(|index| index.parse::<usize>().ok()) {
+            Some(index) => index,
+            None => return Err(DeviceError::Unknown(name.to_owned())),
+        },
+    };
+    cuda::load_backend()?;
+    let count = tch::Cuda::device_count() as usize;
+    if count == 0 {
+        return Err(DeviceError::NoCudaDevice);
+    }
+    if index >= count {
+        return Err(DeviceError::NoSuchCudaDevice { index, count });
+    }
+    Ok(Device::Cuda(index))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_cpu_and_rejects_nonsense() {
+        assert_eq!(parse_device("cpu").unwrap(), Device::Cpu);
+        for bad in ["gpu", "cuda:", "cuda:x", "CPU", ""] {
+            let err = parse_device(bad).unwrap_err();
+            assert!(matches!(err, DeviceError::Unknown(_)), "{bad}: {err}");
+        }
+    }
+}
