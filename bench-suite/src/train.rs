@@ -660,17 +660,10 @@ fn save_checkpoint(dir: &Path, trainable: &Trainable, state: &RunState) -> Resul
     Tensor::write_safetensors(&named, &partial).map_err(|err| checkpoint_error(&partial, err.to_string()))?;
     sync_file(&partial).map_err(|err| checkpoint_error(&partial, err.to_string()))?;
     std::fs::rename(&partial, &tensors_path).map_err(|err| checkpoint_error(&tensors_path, err.to_string()))?;
-    let state_path = dir.join("state.json");
-    let partial = dir.join("state.json.partial");
+    // The commit point: `state.json`, naming the tensors file, replaced whole (synced, renamed).
     let state = RunState { tensors_file: tensors_file.clone(), ..state.clone() };
-    let text = serde_json::to_string(&state).expect("serialisable");
-    std::fs::write(&partial, text).map_err(|err| checkpoint_error(&partial, err.to_string()))?;
-    sync_file(&partial).map_err(|err| checkpoint_error(&partial, err.to_string()))?;
-    // The commit point.
-    std::fs::rename(&partial, &state_path).map_err(|err| checkpoint_error(&state_path, err.to_string()))?;
-    if let Ok(dir) = std::fs::File::open(dir) {
-        let _ = dir.sync_all();
-    }
+    results::write_atomically(&dir.join("state.json"), &state)
+        .map_err(|err| checkpoint_error(&err.path, err.source.to_string()))?;
     let entries = std::fs::read_dir(dir).map_err(|err| checkpoint_error(dir, err.to_string()))?;
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();

@@ -44,12 +44,12 @@ struct Args {
 fn main() -> Result<ExitCode> {
     let args = Args::parse();
     let preset = match (&args.preset, &args.spec) {
-        (_, Some(spec)) => spec.file_stem().map_or("spec".to_owned(), |stem| stem.to_string_lossy().into_owned()),
+        (_, Some(spec)) => results::spec_name(spec),
         (Some(preset), None) => preset.clone(),
-        (None, None) => "quick".to_owned(),
+        (None, None) => results::DEFAULT_PRESET.to_owned(),
     };
-    let runs = args.runs.unwrap_or_else(|| PathBuf::from("runs").join(&preset));
-    let out = args.out.unwrap_or_else(|| PathBuf::from("reports").join(&preset));
+    let runs = args.runs.unwrap_or_else(|| results::results_dir(&preset));
+    let out = args.out.unwrap_or_else(|| results::report_dir(&preset));
     let (check, other, tolerance) = (args.check, args.compare, args.tolerance);
     let (searches, run_records) = records::load(&runs)?;
     let report = build(&preset, &runs.display().to_string(), &searches, &run_records, &Paper::embedded())

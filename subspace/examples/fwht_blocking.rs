@@ -1,5 +1,5 @@
 //! Sweep of the CPU FWHT's blocking parameters (leaf bits, tile row bits, tile width) against a
-//! memcpy of the same buffer: `cargo run --release -p bench-suite --example fwht_blocking`.
+//! memcpy of the same buffer: `cargo run --release -p subspace --example fwht_blocking`.
 use std::time::Instant;
 
 fn best_of(runs: usize, mut work: impl FnMut()) -> f64 {

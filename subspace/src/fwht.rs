@@ -28,7 +28,7 @@ use tch::{Device, Kind, Tensor};
 /// The largest supported length: 2^30.
 pub const MAX_LOG2_LEN: u32 = 30;
 
-// Blocking, chosen by `cargo run --release -p bench-suite --example fwht_blocking` on the 2-core
+// Blocking, chosen by `cargo run --release -p subspace --example fwht_blocking` on the 2-core
 // AMD EPYC of our CI machines (1 MiB L2 per core); any values give the same results.
 /// Bytes of one leaf: the contiguous run on which the low index bits are transformed in L2.
 const LEAF_BYTES: usize = 128 * 1024;

@@ -7,7 +7,9 @@
 
 use anyhow::{Result, bail};
 
-use crate::{bench_suite_release, cargo, run_checked, setup};
+use std::path::Path;
+
+use crate::{bench_suite_release, cargo, paths_from_caller, run_checked, setup};
 
 const USAGE: &str = "cargo xtask bench <fastfood|train-step|criterion> [args]
   fastfood    FWHT and Fastfood timings against a memcpy and the authors' algorithm, in one
@@ -16,7 +18,7 @@ const USAGE: &str = "cargo xtask bench <fastfood|train-step|criterion> [args]
               (bench-suite bench-train-step; --help for its flags)
   criterion   the criterion benches of bench-suite ([filter])";
 
-pub fn run(args: &[String]) -> Result<()> {
+pub fn run(args: &[String], invoked_from: &Path) -> Result<()> {
     let Some((which, rest)) = args.split_first() else {
         bail!("usage: {USAGE}");
     };
@@ -26,8 +28,12 @@ pub fn run(args: &[String]) -> Result<()> {
     }
     let libtorch = setup::ensure()?;
     match which.as_str() {
-        "fastfood" => run_checked(bench_suite_release(&libtorch, "bench-fastfood").args(rest)),
-        "train-step" => run_checked(bench_suite_release(&libtorch, "bench-train-step").args(rest)),
+        "fastfood" => {
+            run_checked(bench_suite_release(&libtorch, "bench-fastfood").args(paths_from_caller(rest, invoked_from)))
+        }
+        "train-step" => {
+            run_checked(bench_suite_release(&libtorch, "bench-train-step").args(paths_from_caller(rest, invoked_from)))
+        }
         "criterion" => run_checked(
             cargo(&libtorch).args(["bench", "--package", "bench-suite", "--bench", "bench_main", "--"]).args(rest),
         ),

@@ -46,7 +46,7 @@ pub fn run() -> Result<()> {
     std::fs::write(folder.join("REVISION"), format!("{revision}\n")).context("write REVISION")?;
     let size = std::fs::metadata(&binary)?.len();
     println!("{FOLDER}/ is ready: bench-suite ({:.1} MB, code {revision}) and run.sh.", size as f64 / 1e6);
-    println!("On the GPU machine (python3 with torch 2.11.0+cu130), from the repository root, run:");
+    println!("On the GPU machine (python3 with torch {}+cu130), from the repository root, run:", setup::TORCH_VERSION);
     println!();
     println!("    bash {FOLDER}/run.sh");
     println!();
@@ -80,7 +80,12 @@ fn script(revision: &str) -> String {
     let _ = writeln!(script, "#!/usr/bin/env bash");
     let _ =
         writeln!(script, "# Written by `cargo xtask gpu-check` (code {revision}). Runs the prepared device check on a");
-    let _ = writeln!(script, "# machine with an NVIDIA GPU and PyTorch 2.11.0 (CUDA 13) in python3; needs no Rust.");
+    let _ = writeln!(
+        script,
+        "# machine with an NVIDIA GPU and PyTorch {} (CUDA 13) in python3; needs no Rust.",
+        setup::TORCH_VERSION
+    );
+    let _ = writeln!(script, "torch_version={}", setup::TORCH_VERSION);
     script.push_str(
         r#"set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -92,13 +97,13 @@ if ! version="$(python3 -c 'import torch; print(torch.__version__)' 2>&1)"; then
   exit 2
 fi
 case "$version" in
-  2.11.0*) ;;
-  *) echo "gpu-check needs torch 2.11.0 in python3, found $version" >&2; exit 2 ;;
+  "$torch_version"*) ;;
+  *) echo "gpu-check needs torch $torch_version in python3, found $version" >&2; exit 2 ;;
 esac
 torch_dir="$(python3 -c 'import os, torch; print(os.path.dirname(torch.__file__))')"
 torch_lib="$torch_dir/lib"
 if [ ! -e "$torch_lib/libtorch_cuda.so" ]; then
-  echo "gpu-check: $torch_lib has no libtorch_cuda.so: torch $version is a CPU-only build (install torch==2.11.0+cu130)" >&2
+  echo "gpu-check: $torch_lib has no libtorch_cuda.so: torch $version is a CPU-only build (install torch==$torch_version+cu130)" >&2
   exit 2
 fi
 # NVRTC (pip package nvidia-cuda-nvrtc, a dependency of torch's CUDA wheels) lives in

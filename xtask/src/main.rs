@@ -22,6 +22,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
+/// `{torch}` stands for [`setup::TORCH_VERSION`].
 const USAGE: &str = "\
 usage: cargo xtask <command> [args]     (cargo xtask <command> --help: that command's flags)
 
@@ -37,7 +38,7 @@ more:
   bench            benchmarks: fastfood | train-step | criterion (release builds)
   slurm            write an sbatch array script whose tasks run a preset's shards
   gpu-check        build the release binary and a script into gpu-check/ for the prepared GPU check
-  setup            install libtorch (torch 2.11.0 wheel) and NVRTC into the cache, or check your own
+  setup            install libtorch (torch {torch} wheel) and NVRTC into the cache, or check your own
   env              print the environment that xtask gives to cargo (for running cargo by hand)
 
 reproduce, fetch, finetune, report and bench fastfood|train-step forward their arguments to the
@@ -47,15 +48,15 @@ environment:
   INTRINSIC_BENCH_HOME   cache folder (default ${XDG_CACHE_HOME:-$HOME/.cache}/intrinsic-bench)
   INTRINSIC_BENCH_MIRROR read-only mirror folders for `fetch`, separated by `:`
   HF_ENDPOINT            Hugging Face endpoint (default https://huggingface.co)
-  LIBTORCH               use this libtorch 2.11.0 instead of installing one
-  LIBTORCH_USE_PYTORCH=1 use the libtorch of the importable python3 torch (must be 2.11.0)
+  LIBTORCH               use this libtorch {torch} instead of installing one
+  LIBTORCH_USE_PYTORCH=1 use the libtorch of the importable python3 torch (must be {torch})
   RUST_LOG               level of the binaries' warnings and notes (default info)
 ";
 
 fn main() -> Result<()> {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     if args.is_empty() || is_help(&args[0]) || args[0] == "help" {
-        print!("{USAGE}");
+        print!("{}", usage());
         return Ok(());
     }
     let command = args.remove(0);
@@ -78,7 +79,7 @@ fn main() -> Result<()> {
             }
             test::run()
         }
-        "bench" => bench::run(&args),
+        "bench" => bench::run(&args, &invoked_from),
         "fetch" => fetch::run(&args, &invoked_from),
         "finetune" => finetune::run(&args, &invoked_from),
         "reproduce" => reproduce::run(&args, &invoked_from),
@@ -100,8 +101,13 @@ fn main() -> Result<()> {
             }
             Ok(())
         }
-        other => bail!("unknown command `{other}`\n\n{USAGE}"),
+        other => bail!("unknown command `{other}`\n\n{}", usage()),
     }
+}
+
+/// xtask's usage text, with the PyTorch version it installs.
+fn usage() -> String {
+    USAGE.replace("{torch}", setup::TORCH_VERSION)
 }
 
 fn is_help(arg: &str) -> bool {
@@ -155,7 +161,7 @@ fn build_bench_suite_release(libtorch: &setup::Libtorch) -> Result<()> {
 
 /// The path flags of the binaries xtask forwards to: their values are made relative to the folder
 /// the user typed the command in (xtask itself runs from the project root).
-const PATH_FLAGS: [&str; 6] = ["--mirror", "--run-dir", "--out", "--spec", "--runs", "--compare"];
+const PATH_FLAGS: [&str; 7] = ["--mirror", "--run-dir", "--out", "--spec", "--runs", "--compare", "--json"];
 
 /// The arguments with the values of path flags (`--out DIR` or `--out=DIR`) resolved against
 /// `invoked_from`.
@@ -223,6 +229,22 @@ mod tests {
         let resolved =
             paths_from_caller(&args("--preset quick --out runs/x --mirror=../m --offline"), Path::new("/home/u"));
         assert_eq!(resolved, args("--preset quick --out /home/u/runs/x --mirror=/home/u/../m --offline"));
+    }
+
+    /// xtask installs the PyTorch that the crates linking tch say they link (xtask cannot depend
+    /// on them, so the two constants are compared here).
+    #[test]
+    fn the_installed_torch_is_the_one_the_crates_record() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let lib = std::fs::read_to_string(root.join("subspace/src/lib.rs")).unwrap();
+        let recorded = lib
+            .lines()
+            .find_map(|line| line.strip_prefix("pub const TORCH_VERSION: &str = \""))
+            .and_then(|rest| rest.strip_suffix("\";"))
+            .expect("subspace/src/lib.rs defines TORCH_VERSION");
+        assert_eq!(recorded, crate::setup::TORCH_VERSION);
+        assert_eq!(crate::setup::torch_wheel(), format!("torch=={recorded}"));
+        assert!(super::usage().contains(&format!("torch {} wheel", recorded)) && !super::usage().contains("{torch}"));
     }
 
     #[test]

@@ -1,7 +1,8 @@
-//! A check of the invariant "no module imports a module that imports it back" (ARCHITECTURE.md)
-//! over the library crates' sources: a module's imports are the `crate::a[::b]` and `super::x`
-//! paths outside comments, resolved to the longest module path that exists as a file. A module
-//! and its own submodules may refer to each other (`super::`), as Rust modules do.
+//! A check of the invariant "no module imports a module that imports it back" (ARCHITECTURE.md),
+//! directly or through others, over the library crates' sources: a module's imports are the
+//! `crate::a[::b]` and `super::x` paths outside comments, grouped ones (`crate::{a, b::c}`)
+//! included, each resolved to the longest module path that exists as a file. A module and its
+//! own submodules may refer to each other (`super::`), as Rust modules do.
 
 #[cfg(test)]
 mod tests {
@@ -44,21 +45,21 @@ mod tests {
             }
             let text = std::fs::read_to_string(&file).unwrap();
             let mut deps = BTreeSet::new();
-            for line in text.lines().filter(|line| !line.trim_start().starts_with("//")) {
-                for (prefix, base) in [("crate::", Vec::new()), ("super::", parts[..parts.len() - 1].to_vec())] {
-                    for (idx, _) in line.match_indices(prefix) {
-                        let before = line[..idx].chars().next_back();
-                        if before.is_some_and(|c| c.is_alphanumeric() || c == '_') {
-                            continue;
-                        }
-                        let rest: String = line[idx + prefix.len()..]
-                            .chars()
-                            .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == ':')
-                            .collect();
-                        let segments: Vec<&str> = rest.split("::").filter(|s| !s.is_empty()).collect();
+            let code: String = text
+                .lines()
+                .filter(|line| !line.trim_start().starts_with("//"))
+                .map(|line| format!("{line}\n"))
+                .collect();
+            for (prefix, base) in [("crate::", Vec::new()), ("super::", parts[..parts.len() - 1].to_vec())] {
+                for (idx, _) in code.match_indices(prefix) {
+                    let before = code[..idx].chars().next_back();
+                    if before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == ':') {
+                        continue;
+                    }
+                    for path in paths_after(&code[idx + prefix.len()..]) {
                         let mut target: Vec<&str> = base.iter().map(String::as_str).collect();
                         let mut best = None;
-                        for segment in segments {
+                        for segment in path.split("::").filter(|segment| !segment.is_empty()) {
                             target.push(segment);
                             if exists(&target) {
                                 best = Some(target.join("::"));
@@ -66,9 +67,7 @@ mod tests {
                                 break;
                             }
                         }
-                        if let Some(best) = best {
-                            deps.insert(best);
-                        }
+                        deps.extend(best);
                     }
                 }
             }
@@ -77,35 +76,107 @@ mod tests {
         graph
     }
 
+    /// The paths a `use` or expression continues with after `crate::`: `a::b` -> [`a::b`];
+    /// `{a, b::{c, d}, e}` -> [`a`, `b`, `e`] (the first segment of each member is enough to find
+    /// the module).
+    fn paths_after(rest: &str) -> Vec<String> {
+        let word = |text: &str| -> String {
+            text.chars().take_while(|c| c.is_alphanumeric() || *c == '_' || *c == ':').collect()
+        };
+        let Some(group) = rest.strip_prefix('{') else { return vec![word(rest)] };
+        let mut paths = Vec::new();
+        let (mut depth, mut start) = (0usize, 0usize);
+        for (idx, c) in group.char_indices() {
+            match c {
+                '{' => depth += 1,
+                '}' if depth == 0 => {
+                    paths.push(word(group[start..idx].trim_start()));
+                    break;
+                }
+                '}' => depth -= 1,
+                ',' if depth == 0 => {
+                    paths.push(word(group[start..idx].trim_start()));
+                    start = idx + 1;
+                }
+                _ => {}
+            }
+        }
+        paths.into_iter().filter(|path| !path.is_empty() && path != "self").collect()
+    }
+
+    /// A cycle of modules (not counting a module and its own submodules), if there is one.
+    fn find_cycle(graph: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>> {
+        let nested = |a: &str, b: &str| a.starts_with(&format!("{b}::")) || b.starts_with(&format!("{a}::"));
+        fn visit<'a>(
+            node: &'a str,
+            graph: &'a BTreeMap<String, BTreeSet<String>>,
+            nested: &dyn Fn(&str, &str) -> bool,
+            path: &mut Vec<&'a str>,
+            done: &mut BTreeSet<&'a str>,
+        ) -> Option<Vec<String>> {
+            if let Some(start) = path.iter().position(|&on_path| on_path == node) {
+                return Some(path[start..].iter().map(|name| name.to_string()).chain([node.to_owned()]).collect());
+            }
+            if !done.insert(node) {
+                return None;
+            }
+            path.push(node);
+            for next in graph.get(node).into_iter().flatten() {
+                if next != node
+                    && !nested(node, next)
+                    && graph.contains_key(next)
+                    && let Some(cycle) = visit(next, graph, nested, path, done)
+                {
+                    return Some(cycle);
+                }
+            }
+            path.pop();
+            None
+        }
+        let mut done = BTreeSet::new();
+        graph.keys().find_map(|node| visit(node, graph, &nested, &mut Vec::new(), &mut done))
+    }
+
     #[test]
     fn no_module_imports_a_module_that_imports_it_back() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-        let nested = |a: &str, b: &str| a.starts_with(&format!("{b}::")) || b.starts_with(&format!("{a}::"));
         let mut cycles = Vec::new();
-        for krate in ["subspace", "bench-suite", "datasets", "reports"] {
+        for krate in ["results", "subspace", "bench-suite", "datasets", "reports"] {
             let graph = imports(&root.join(krate).join("src"));
-            assert!(graph.len() > 2, "{krate}: no modules found");
-            for (a, deps) in &graph {
-                for b in deps {
-                    if a < b && !nested(a, b) && graph.get(b).is_some_and(|back| back.contains(a)) {
-                        cycles.push(format!("{krate}: {a} <-> {b}"));
-                    }
-                }
+            if let Some(cycle) = find_cycle(&graph) {
+                cycles.push(format!("{krate}: {}", cycle.join(" -> ")));
             }
         }
         assert!(cycles.is_empty(), "modules importing each other: {cycles:?}");
     }
 
     #[test]
-    fn the_check_sees_a_cycle() {
+    fn the_check_sees_direct_grouped_and_longer_cycles() {
         let dir = std::env::temp_dir().join(format!("module-cycles-{}", std::process::id()));
-        std::fs::create_dir_all(dir.join("src")).unwrap();
-        std::fs::write(dir.join("src/lib.rs"), "pub mod a;\npub mod b;\n").unwrap();
-        std::fs::write(dir.join("src/a.rs"), "use crate::b::thing;\n// crate::c is a comment\n").unwrap();
-        std::fs::write(dir.join("src/b.rs"), "pub fn thing() { crate::a::other() }\n").unwrap();
+        std::fs::create_dir_all(dir.join("src/d")).unwrap();
+        let files = [
+            ("lib.rs", "pub mod a;\npub mod b;\npub mod c;\npub mod d;\n"),
+            ("a.rs", "use crate::b::thing;\n// crate::c is a comment\n"),
+            ("b.rs", "use crate::{\n    c::other,\n    d::{self, e::f},\n};\n"),
+            ("c.rs", "pub fn other() { crate::a::x() }\n"),
+            ("d/mod.rs", "pub mod e;\nuse self::e::f;\n"),
+            ("d/e.rs", "use super::super::d;\n"),
+        ];
+        for (name, text) in files {
+            std::fs::write(dir.join("src").join(name), text).unwrap();
+        }
         let graph = imports(&dir.join("src"));
+        let cycle = find_cycle(&graph);
         std::fs::remove_dir_all(&dir).unwrap();
-        assert!(graph["a"].contains("b") && graph["b"].contains("a"), "{graph:?}");
-        assert_eq!(graph["a"].len(), 1, "{graph:?}");
+        assert_eq!(graph["a"], BTreeSet::from(["b".to_owned()]), "comments are not imports: {graph:?}");
+        assert_eq!(graph["b"], BTreeSet::from(["c".to_owned(), "d".to_owned()]), "grouped imports: {graph:?}");
+        // a -> b -> c -> a; d and d::e refer to each other as parent and child, which is allowed.
+        assert_eq!(cycle, Some(vec!["a".to_owned(), "b".to_owned(), "c".to_owned(), "a".to_owned()]));
+    }
+
+    #[test]
+    fn grouped_paths_are_split_at_the_top_level() {
+        assert_eq!(paths_after("a::b::C;"), vec!["a::b::C"]);
+        assert_eq!(paths_after("{a, b::{c, d}, self, e::f}"), vec!["a", "b::", "e::f"]);
     }
 }

@@ -33,6 +33,12 @@ pub const TORCH_VERSION: &str = "2.11.0";
 /// `libtorch_cpu.so` has as `NEEDED` entries (versions as pinned by torch's `cuda-toolkit==13.0.2`).
 const WHEELS: [&str; 3] = ["torch==2.11.0", "nvidia-cuda-runtime==13.0.96.*", "nvidia-cuda-cupti==13.0.85.*"];
 
+/// The torch requirement of [`WHEELS`] (a test checks it names [`TORCH_VERSION`]).
+#[cfg(test)]
+pub fn torch_wheel() -> &'static str {
+    WHEELS[0]
+}
+
 const MARKER: &str = ".complete";
 
 /// Where libtorch lives, and how it was found.

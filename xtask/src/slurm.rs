@@ -18,7 +18,7 @@ const USAGE: &str = "cargo xtask slurm --preset NAME [--partition P] [--gpus-per
   --time HH:MM:SS      per task [default: 24:00:00]";
 
 pub fn run(args: &[String]) -> Result<()> {
-    if args.first().is_some_and(|arg| crate::is_help(arg)) {
+    if args.iter().any(|arg| crate::is_help(arg)) {
         println!("usage: {USAGE}");
         return Ok(());
     }

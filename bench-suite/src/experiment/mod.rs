@@ -11,13 +11,7 @@ pub mod runner;
 pub mod search;
 pub mod spec;
 
-/// The preset `reproduce` runs when none is named.
-pub const DEFAULT_PRESET: &str = "quick";
-
-/// The default results folder of a preset or spec named `name`: `runs/<name>`.
-pub fn results_dir(name: &str) -> std::path::PathBuf {
-    std::path::Path::new("runs").join(name)
-}
+pub use ::results::{DEFAULT_PRESET, results_dir, spec_name};
 
 /// The presets shipped with the suite: name and YAML text.
 pub const PRESETS: [(&str, &str); 4] = [

@@ -18,7 +18,6 @@
 //! exists is never run again.
 
 use std::fs::File;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -354,26 +353,9 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, Res
     }
 }
 
-/// Writes `value` as pretty JSON to a temporary file beside `path`, syncs it and renames it over
-/// `path`, then syncs the folder.
+/// Writes `value` as pretty JSON atomically ([`::results::write_atomically`]).
 pub fn write_atomically<T: Serialize>(path: &Path, value: &T) -> Result<(), ResultsError> {
-    let dir = path.parent().expect("a file in a folder");
-    let mut text = serde_json::to_string_pretty(value).expect("serialisable");
-    text.push('\n');
-    let temporary = dir.join(format!(
-        ".{}.{}.partial",
-        path.file_name().expect("a file name").to_string_lossy(),
-        std::process::id()
-    ));
-    let mut file = File::create(&temporary).map_err(io(&temporary))?;
-    file.write_all(text.as_bytes()).map_err(io(&temporary))?;
-    file.sync_all().map_err(io(&temporary))?;
-    drop(file);
-    std::fs::rename(&temporary, path).map_err(io(path))?;
-    if let Ok(dir) = File::open(dir) {
-        let _ = dir.sync_all();
-    }
-    Ok(())
+    ::results::write_atomically(path, value).map_err(|err| ResultsError::Io { path: err.path, source: err.source })
 }
 
 /// The code revision this binary was built from: `git rev-parse --short=12 HEAD` at build time,

@@ -5,8 +5,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use bench_suite::finetune::{FinetuneRequest, finetune};
 use bench_suite::precision::Precision;
-use bench_suite::tokenize::DEFAULT_MAX_LEN;
-use bench_suite::train::{DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, Mode, StepReport};
+use bench_suite::train::{Mode, StepReport};
 use datasets::tasks::Task;
 use subspace::fastfood::Scope;
 use subspace::{Compat, LambdaGrouping};
@@ -22,17 +21,17 @@ pub struct Args {
     #[arg(long, value_enum)]
     mode: Mode,
     /// The subspace dimension (DID and SAID).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = defaults().d)]
     d: usize,
     /// The learning rate [default: the mode's, see `finetune`].
     #[arg(long, value_name = "X")]
     lr: Option<f64>,
-    #[arg(long, default_value_t = DEFAULT_EPOCHS)]
+    #[arg(long, default_value_t = defaults().epochs)]
     epochs: usize,
-    #[arg(long, default_value_t = DEFAULT_BATCH_SIZE)]
+    #[arg(long, default_value_t = defaults().batch_size)]
     batch_size: usize,
     /// Tokens per example after truncation.
-    #[arg(long, default_value_t = DEFAULT_MAX_LEN)]
+    #[arg(long, default_value_t = defaults().max_len)]
     max_len: usize,
     /// Train on a seeded subset of this many examples.
     #[arg(long, value_name = "N")]
@@ -41,20 +40,20 @@ pub struct Args {
     #[arg(long, value_name = "N")]
     length_buckets: Option<usize>,
     /// cpu, cuda or cuda:N.
-    #[arg(long, default_value = "cpu")]
+    #[arg(long, default_value_t = defaults().device)]
     device: String,
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = defaults().seed)]
     seed: u64,
     /// The Fastfood map's scope (DID and SAID).
-    #[arg(long, value_enum, default_value_t = Scope::Global)]
+    #[arg(long, value_enum, default_value_t = defaults().scope)]
     scope: Scope,
     /// `aghajanyan`: the authors' code, defects included.
-    #[arg(long, value_enum, default_value_t = Compat::None)]
+    #[arg(long, value_enum, default_value_t = defaults().compat)]
     compat: Compat,
     /// SAID's scale grouping [default: per_layer; per_tensor with --compat aghajanyan].
     #[arg(long, value_enum)]
     grouping: Option<LambdaGrouping>,
-    #[arg(long, value_enum, default_value_t = Precision::F32)]
+    #[arg(long, value_enum, default_value_t = defaults().precision)]
     precision: Precision,
     /// Checkpoint here, and resume from what is here.
     #[arg(long, value_name = "DIR")]
@@ -65,6 +64,12 @@ pub struct Args {
     /// Never touch the network.
     #[arg(long)]
     offline: bool,
+}
+
+/// The request's own defaults (the paper's setup), which `--help` shows: written once, in
+/// [`FinetuneRequest::new`].
+fn defaults() -> FinetuneRequest {
+    FinetuneRequest::new("", Task::Sst2, Mode::Full, 0)
 }
 
 /// Task names, listed in `--help` and checked by clap.
@@ -98,7 +103,9 @@ impl Args {
 
 pub fn run(args: Args) -> Result<()> {
     let request = args.request();
-    let progress = indicatif::ProgressBar::new(0);
+    let bars = indicatif::MultiProgress::new();
+    crate::logging::draw_above(&bars);
+    let progress = bars.add(indicatif::ProgressBar::new(0));
     progress.set_style(
         indicatif::ProgressStyle::with_template("{msg} {bar:30} {pos}/{len} steps {elapsed_precise} eta {eta}")
             .expect("valid template"),

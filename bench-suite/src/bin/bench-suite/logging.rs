@@ -5,7 +5,7 @@
 //! The level is `RUST_LOG`'s (e.g. `RUST_LOG=debug`), `info` by default.
 
 use std::fs::OpenOptions;
-use std::io::{self, Write};
+use std::io::{self, IsTerminal, Write};
 use std::path::Path;
 use std::sync::{Mutex, OnceLock};
 
@@ -23,6 +23,7 @@ pub fn init(shard_log: Option<&Path>) -> Result<()> {
     let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let stderr = tracing_subscriber::fmt::layer()
         .with_writer(|| StderrAboveBars)
+        .with_ansi(io::stderr().is_terminal())
         .without_time()
         .with_target(false)
         .with_filter(filter());
@@ -47,7 +48,7 @@ pub fn init(shard_log: Option<&Path>) -> Result<()> {
         .context("set up logging")
 }
 
-/// From now on, events are drawn above these bars.
+/// From now on, events are drawn above these bars (one set per process: the first call wins).
 pub fn draw_above(bars: &MultiProgress) {
     let _ = BARS.set(bars.clone());
 }

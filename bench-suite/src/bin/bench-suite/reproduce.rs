@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use bench_suite::experiment::results::{ResultsDir, SearchRecord};
 use bench_suite::experiment::runner::{Event, Runner, RunnerOptions, Shard, select};
 use bench_suite::experiment::search::Outcome;
-use bench_suite::experiment::{DEFAULT_PRESET, PRESETS, preset, results_dir, spec};
+use bench_suite::experiment::{DEFAULT_PRESET, PRESETS, preset, results_dir, spec, spec_name};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 /// Which searches to run, where, and where their results go.
@@ -20,7 +20,7 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     spec: Option<PathBuf>,
     /// Only these experiments of the spec (comma-separated names).
-    #[arg(long, value_name = "EXP,...", value_delimiter = ',')]
+    #[arg(long, value_name = "EXP,...", value_delimiter = ',', value_parser = clap::builder::NonEmptyStringValueParser::new())]
     only: Vec<String>,
     /// cpu, cuda or cuda:N [default: the spec's device].
     #[arg(long, value_name = "DEVICE")]
@@ -66,8 +66,7 @@ fn resolve(args: &Args) -> Result<Resolved> {
     let (spec_file, spec_text, name) = match &args.spec {
         Some(path) => {
             let text = std::fs::read_to_string(path).with_context(|| format!("read spec {}", path.display()))?;
-            let name = path.file_stem().map_or("spec".to_owned(), |stem| stem.to_string_lossy().into_owned());
-            (path.clone(), text, name)
+            (path.clone(), text, spec_name(path))
         }
         None => {
             let name = args.preset.as_deref().unwrap_or(DEFAULT_PRESET);

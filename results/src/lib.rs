@@ -1,0 +1,96 @@
+//! The results folder of intrinsic-bench, as the crate that writes results (`bench-suite`) and the
+//! one that reads them (`reports`) both see it: where a preset's results and report go by default,
+//! how a spec file names them, and the writer that never leaves half a file.
+//!
+//! The record schema (run and search specs, keys, signatures, records) still lives in
+//! `bench-suite/src/experiment/results.rs`, with the subset `reports` reads in
+//! `reports/src/records.rs`; it moves here next (issue 14).
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+/// The preset `reproduce` runs, and `reports` reports on, when none is named.
+pub const DEFAULT_PRESET: &str = "quick";
+
+/// The default results folder of a preset or spec named `name`: `runs/<name>`.
+pub fn results_dir(name: &str) -> PathBuf {
+    Path::new("runs").join(name)
+}
+
+/// The default report folder of a preset or spec named `name`: `reports/<name>`.
+pub fn report_dir(name: &str) -> PathBuf {
+    Path::new("reports").join(name)
+}
+
+/// The name of the results of a spec file: its file stem (`specs/quick-seeds-3-5.yaml` ->
+/// `quick-seeds-3-5`), `spec` when it has none.
+pub fn spec_name(path: &Path) -> String {
+    path.file_stem().map_or("spec".to_owned(), |stem| stem.to_string_lossy().into_owned())
+}
+
+/// A file could not be written (the path, and the system's reason).
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {source}")]
+pub struct WriteError {
+    pub path: PathBuf,
+    pub source: std::io::Error,
+}
+
+/// Writes `value` as pretty JSON (with a final newline) to a temporary file beside `path`
+/// (`.<name>.<pid>.partial`), syncs it, renames it over `path` and syncs the folder: a reader sees
+/// the old file or the whole new one, never a part, also after a crash.
+///
+/// # Errors
+/// The temporary file cannot be created, written or synced, or the rename fails; the error names
+/// the path that failed.
+pub fn write_atomically<T: Serialize>(path: &Path, value: &T) -> Result<(), WriteError> {
+    fn error(path: &Path) -> impl FnOnce(std::io::Error) -> WriteError + '_ {
+        move |source| WriteError { path: path.to_path_buf(), source }
+    }
+    let dir = path.parent().filter(|dir| !dir.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let mut text = serde_json::to_string_pretty(value).expect("serialisable");
+    text.push('\n');
+    let name = path.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
+    let temporary = dir.join(format!(".{name}.{}.partial", std::process::id()));
+    let mut file = File::create(&temporary).map_err(error(&temporary))?;
+    file.write_all(text.as_bytes()).map_err(error(&temporary))?;
+    file.sync_all().map_err(error(&temporary))?;
+    drop(file);
+    std::fs::rename(&temporary, path).map_err(error(path))?;
+    if let Ok(dir) = File::open(dir) {
+        let _ = dir.sync_all();
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_folders_and_spec_names() {
+        assert_eq!(results_dir(DEFAULT_PRESET), Path::new("runs/quick"));
+        assert_eq!(report_dir("smoke"), Path::new("reports/smoke"));
+        assert_eq!(spec_name(Path::new("bench-suite/specs/quick-seeds-3-5.yaml")), "quick-seeds-3-5");
+        assert_eq!(spec_name(Path::new("/")), "spec");
+    }
+
+    #[test]
+    fn writes_whole_files_and_replaces_them_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("record.json");
+        write_atomically(&path, &serde_json::json!({"a": 1})).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "{\n  \"a\": 1\n}\n");
+        write_atomically(&path, &serde_json::json!({"a": 2})).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "{\n  \"a\": 2\n}\n");
+        // Nothing but the file itself is left behind.
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|entry| entry.unwrap().file_name()).collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("record.json")]);
+        let missing = dir.path().join("no-such-folder").join("record.json");
+        let err = write_atomically(&missing, &1).unwrap_err();
+        assert!(err.to_string().contains("no-such-folder"), "{err}");
+    }
+}
