@@ -63,7 +63,7 @@ fn test_knobs_are_not_part_of_the_key_and_everything_else_is() {
 fn committed_runs_are_stored_under_their_keys() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let mut checked = 0;
-    for dir in ["runs/quick", "runs/quick-seeds-3-5"] {
+    for dir in ["runs/quick", "runs/quick-seeds-3-5", "runs/quick-constant-lr"] {
         let runs = ResultsDir::new(root.join(dir)).unwrap().runs().unwrap();
         assert!(!runs.is_empty(), "{dir}: no runs");
         for run in runs {
