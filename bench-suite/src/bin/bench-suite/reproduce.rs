@@ -47,9 +47,10 @@ fn preset_names() -> clap::builder::PossibleValuesParser {
 }
 
 /// The log file of a shard (`<results>/logs/shard-<i>-of-<n>.log`), so that each task of a
-/// SLURM array keeps its own; `None` without `--shard`.
+/// SLURM array keeps its own; `None` without `--shard`, and with `--check-only` (which writes
+/// nothing into the results folder).
 pub fn shard_log(args: &Args) -> Result<Option<PathBuf>> {
-    let Some(shard) = args.shard else { return Ok(None) };
+    let Some(shard) = args.shard.filter(|_| !args.check_only) else { return Ok(None) };
     let out = resolve(args)?.options.out;
     Ok(Some(out.join("logs").join(format!("shard-{}-of-{}.log", shard.index, shard.count))))
 }
