@@ -1,7 +1,7 @@
 //! Parameter shapes of reference models, with HF tensor names, for benchmarks and tests that need
 //! real sizes without real weights.
 
-use crate::models::{Config, ModelType, bert};
+use crate::models::{self, Config, ModelType, bert};
 
 /// `(name, shape)` of every trainable tensor of HF `RobertaForSequenceClassification` for
 /// `roberta-base` with two labels (no pooler: the classification head reads the first token):
@@ -30,7 +30,7 @@ pub fn subspace_dimensions(
     compat: subspace::Compat,
 ) -> (usize, usize) {
     let layout = sequence_classifier(config, n_labels);
-    let total = numels(&layout).iter().map(|(_, numel)| numel).sum();
+    let total = models::parameter_count(&layout);
     let layers: Vec<subspace::LayerGroup> =
         layout.iter().map(|(name, _)| config.model_type.layer_group(name)).collect();
     (total, subspace::scale_groups(&layers, method, grouping, compat).1)

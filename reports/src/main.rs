@@ -43,11 +43,7 @@ struct Args {
 
 fn main() -> Result<ExitCode> {
     let args = Args::parse();
-    let preset = match (&args.preset, &args.spec) {
-        (_, Some(spec)) => results::spec_name(spec),
-        (Some(preset), None) => preset.clone(),
-        (None, None) => results::DEFAULT_PRESET.to_owned(),
-    };
+    let preset = results::results_name(args.preset.as_deref(), args.spec.as_deref());
     let runs = args.runs.unwrap_or_else(|| results::results_dir(&preset));
     let out = args.out.unwrap_or_else(|| results::report_dir(&preset));
     let (check, other, tolerance) = (args.check, args.compare, args.tolerance);

@@ -31,6 +31,16 @@ pub fn spec_name(path: &Path) -> String {
     path.file_stem().map_or("spec".to_owned(), |stem| stem.to_string_lossy().into_owned())
 }
 
+/// The name of a set of results, which titles its report and names its default folders: the spec
+/// file's name when the results came from one, else the preset, else [`DEFAULT_PRESET`].
+pub fn results_name(preset: Option<&str>, spec: Option<&Path>) -> String {
+    match (preset, spec) {
+        (_, Some(spec)) => spec_name(spec),
+        (Some(preset), None) => preset.to_owned(),
+        (None, None) => DEFAULT_PRESET.to_owned(),
+    }
+}
+
 /// A file could not be written (the path, and the system's reason).
 #[derive(Debug, thiserror::Error)]
 #[error("{path}: {source}")]
@@ -76,6 +86,9 @@ mod tests {
         assert_eq!(report_dir("smoke"), Path::new("reports/smoke"));
         assert_eq!(spec_name(Path::new("bench-suite/specs/quick-seeds-3-5.yaml")), "quick-seeds-3-5");
         assert_eq!(spec_name(Path::new("/")), "spec");
+        assert_eq!(results_name(None, None), "quick");
+        assert_eq!(results_name(Some("smoke"), None), "smoke");
+        assert_eq!(results_name(None, Some(Path::new("specs/mrpc-cpu.yaml"))), "mrpc-cpu");
     }
 
     #[test]

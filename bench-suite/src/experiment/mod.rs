@@ -11,7 +11,7 @@ pub mod runner;
 pub mod search;
 pub mod spec;
 
-pub use ::results::{DEFAULT_PRESET, results_dir, spec_name};
+pub use ::results::{results_dir, results_name};
 
 /// The presets shipped with the suite: name and YAML text.
 pub const PRESETS: [(&str, &str); 4] = [

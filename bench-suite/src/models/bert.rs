@@ -16,7 +16,7 @@ use subspace::LayerGroup;
 use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
 
-use super::{Classifier, HiddenAct, ModelType};
+use super::{Classifier, HiddenAct, ModelType, parameter_count};
 
 /// HF `config.json` (transformers 5.24.0 `BertConfig` / `RobertaConfig`), with HF's field names.
 ///
@@ -502,8 +502,7 @@ impl SequenceClassifier {
                 out_proj: linear(&classifier / "out_proj", config.hidden_size, n_labels),
             },
         };
-        let parameters =
-            classifier_layout(config, n_labels).iter().map(|(_, shape)| shape.iter().product::<i64>() as usize).sum();
+        let parameters = parameter_count(&classifier_layout(config, n_labels));
         SequenceClassifier { encoder, head, dropout: config.head_dropout(), model_type, parameters }
     }
 

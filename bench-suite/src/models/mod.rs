@@ -43,6 +43,11 @@ pub trait Classifier {
     fn parameter_count(&self) -> usize;
 }
 
+/// The number of parameters of a layout (`(name, shape)` of every tensor).
+pub fn parameter_count(layout: &[(String, Vec<i64>)]) -> usize {
+    layout.iter().map(|(_, shape)| shape.iter().product::<i64>() as usize).sum()
+}
+
 /// The families the suite implements, as HF's `model_type` names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]

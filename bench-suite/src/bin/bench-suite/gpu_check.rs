@@ -212,14 +212,10 @@ pub fn run(args: &Args) -> Result<()> {
                 json: None,
                 memory_only: None,
             };
-            section(
-                &format!("training step {}", serde_json::to_value(precision)?.as_str().unwrap_or("?")),
-                &mut report,
-                &mut |report| {
-                    report.train.push(train_step::measure(&train_args)?.context("bench-train-step measured nothing")?);
-                    Ok(())
-                },
-            );
+            section(&format!("training step {}", train_step::value_name(&precision)), &mut report, &mut |report| {
+                report.train.push(train_step::measure(&train_args)?.context("bench-train-step measured nothing")?);
+                Ok(())
+            });
         }
     }
 

@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use bench_suite::experiment::results::{ResultsDir, SearchRecord};
 use bench_suite::experiment::runner::{Event, Runner, RunnerOptions, Shard, select};
 use bench_suite::experiment::search::Outcome;
-use bench_suite::experiment::{DEFAULT_PRESET, PRESETS, preset, results_dir, spec, spec_name};
+use bench_suite::experiment::{PRESETS, preset, results_dir, results_name, spec};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 /// Which searches to run, where, and where their results go.
@@ -64,15 +64,15 @@ struct Resolved {
 }
 
 fn resolve(args: &Args) -> Result<Resolved> {
-    let (spec_file, spec_text, name) = match &args.spec {
+    let name = results_name(args.preset.as_deref(), args.spec.as_deref());
+    let (spec_file, spec_text) = match &args.spec {
         Some(path) => {
             let text = std::fs::read_to_string(path).with_context(|| format!("read spec {}", path.display()))?;
-            (path.clone(), text, spec_name(path))
+            (path.clone(), text)
         }
         None => {
-            let name = args.preset.as_deref().unwrap_or(DEFAULT_PRESET);
-            let (file, text) = preset(name).with_context(|| format!("no preset `{name}`"))?;
-            (file, text.to_owned(), name.to_owned())
+            let (file, text) = preset(&name).with_context(|| format!("no preset `{name}`"))?;
+            (file, text.to_owned())
         }
     };
     let options = RunnerOptions {

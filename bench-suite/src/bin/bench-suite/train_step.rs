@@ -301,7 +301,7 @@ pub fn measure(args: &Args) -> Result<Option<Report>> {
 }
 
 /// The command-line spelling of a value.
-fn value_name<T: ValueEnum>(value: &T) -> String {
+pub fn value_name<T: ValueEnum>(value: &T) -> String {
     value.to_possible_value().expect("no skipped values").get_name().to_owned()
 }
 
