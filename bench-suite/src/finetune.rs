@@ -11,18 +11,16 @@ use tch::nn;
 
 use crate::checkpoint::{self, CheckpointError, LoadReport};
 use crate::models::{Config, ConfigError, SequenceClassifier};
-use crate::precision::Precision;
 use crate::shapes;
 use crate::synthetic;
 use crate::tokenize::{DEFAULT_MAX_LEN, TextEncoder, TokenizeError};
-use crate::train::{
-    DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, LabelledExample, Mode, RunResult, Seeds, StepReport, TrainConfig, TrainData,
-    TrainError, train,
+use crate::train::{LabelledExample, StepReport, TrainData, TrainError, train};
+use results::{
+    Compat, DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, LambdaGrouping, Mode, Precision, RunResult, Scope, Seeds, TrainConfig,
 };
 use subspace::device::{DeviceError, parse_device};
-use subspace::fastfood::Scope;
 use subspace::random;
-use subspace::{self, Compat, LambdaGrouping, Method as SubspaceMethod};
+use subspace::{self, Method as SubspaceMethod};
 
 /// Learning rates when none is given. Subspace: on MiniLM / SST-2 (4000 examples, one epoch,
 /// SAID d = 1000) 0.02 and 1.0 stayed at the majority class and 0.3 reached 76% dev accuracy.

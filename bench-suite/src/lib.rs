@@ -9,7 +9,8 @@
 //! - [`tokenize`]: `tokenizer.json` tokenisation, longest-first truncation, per-batch padding, cache.
 //! - [`train`]: one trainer for full, DID and SAID fine-tuning, with evaluation, divergence and resume.
 //! - [`finetune`]: one fine-tuning run from store to result (the command line and the runner share it).
-//! - [`experiment`]: experiment specs, the d90 search, result files and the runner.
+//! - [`experiment`]: experiment specs, the d90 search and the runner (the result files they write
+//!   are the `results` crate's).
 
 pub mod checkpoint;
 pub mod experiment;
@@ -20,3 +21,11 @@ pub mod shapes;
 pub mod synthetic;
 pub mod tokenize;
 pub mod train;
+
+/// The code revision this binary was built from: `git rev-parse --short=12 HEAD` at build time,
+/// `+dirty` when tracked files differed from it, `unknown` when built outside a git checkout
+/// (captured by `build.rs`, so it names the code that runs, whatever the work tree holds later).
+/// Every result's provenance and signature carry it.
+pub fn code_revision() -> &'static str {
+    env!("INTRINSIC_BENCH_CODE_REVISION")
+}

@@ -12,27 +12,18 @@
 //! `enum class : int8_t`, which the x86-64 and AArch64 C ABIs pass exactly as an `i8`; the test
 //! below checks the round trip through the real library.
 
-use serde::{Deserialize, Serialize};
+use results::Precision;
 use tch::Device;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "snake_case")]
-pub enum Precision {
-    /// Everything in f32 (the default; bit-reproducible on CPU).
-    #[default]
-    #[value(alias = "fp32")]
-    F32,
-    /// bf16 autocast for the encoder's forward/backward; weights and optimiser in f32.
-    Bf16,
+/// Running a forward pass in a [`Precision`] (the enum is part of the results schema, in the
+/// `results` crate; the autocast that implements it needs tch, so it lives here).
+pub trait Autocast {
+    /// Runs `f` (a forward pass) in this precision on `device`.
+    fn run<T>(self, device: Device, f: impl FnOnce() -> T) -> T;
 }
 
-impl Precision {
-    pub fn is_f32(&self) -> bool {
-        *self == Precision::F32
-    }
-
-    /// Runs `f` (a forward pass) in this precision on `device`.
-    pub fn run<T>(self, device: Device, f: impl FnOnce() -> T) -> T {
+impl Autocast for Precision {
+    fn run<T>(self, device: Device, f: impl FnOnce() -> T) -> T {
         match self {
             Precision::F32 => f(),
             Precision::Bf16 => autocast(device, BFLOAT16, f),

@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use bench_suite::experiment::results::{ResultsDir, RunRecord, SearchRecord};
 use bench_suite::experiment::runner::{Shard, select};
 use bench_suite::experiment::{PRESETS, preset, spec};
+use results::{ResultsDir, RunRecord, SearchRecord};
 
 fn binary() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_bench-suite"));
@@ -79,7 +79,7 @@ fn smoke_runs_reuses_and_survives_kill_9() {
     let (runs, searches) = comparable(&out);
     assert_eq!(searches.len(), 2);
     // The baseline is shared by both searches: one full run.
-    assert_eq!(runs.iter().filter(|run| run.spec.train.mode == bench_suite::train::Mode::Full).count(), 1);
+    assert_eq!(runs.iter().filter(|run| run.spec.train.mode == results::Mode::Full).count(), 1);
     for search in &searches {
         assert!(search.baseline.score.is_some_and(|score| score > search.baseline.majority_accuracy));
         let keys: Vec<&String> = search.probes.iter().flat_map(|probe| &probe.runs).collect();

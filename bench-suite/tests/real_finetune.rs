@@ -5,8 +5,8 @@
 use std::path::PathBuf;
 
 use bench_suite::finetune::{FinetuneRequest, finetune};
-use bench_suite::train::{DivergenceCause, Mode, Status};
 use datasets::tasks::Task;
+use results::{DivergenceCause, Mode, Status};
 
 #[test]
 fn minilm_learns_sst2_fully_and_in_a_said_subspace() {

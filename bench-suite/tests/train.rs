@@ -3,9 +3,9 @@
 //! and a NaN loss ends the run as diverged.
 
 use bench_suite::models::SequenceClassifier;
-use bench_suite::precision::Precision;
 use bench_suite::synthetic;
-use bench_suite::train::{DivergenceCause, LabelledExample, Mode, RunResult, Status, TrainConfig, TrainData, train};
+use bench_suite::train::{LabelledExample, TrainData, train};
+use results::{DivergenceCause, Mode, Precision, RunResult, Status, TrainConfig};
 use tch::{Device, nn};
 
 /// Torch's generator is process-wide: model construction in one test would shift the dropout

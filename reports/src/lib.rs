@@ -18,8 +18,9 @@ use std::path::Path;
 use polars::prelude::*;
 use serde::Deserialize;
 
-use records::{Outcome, RunRecord, SearchRecord};
+use records::{Outcome, Probe, RunRecord, SearchRecord};
 pub use render::Table;
+use results::Mode;
 
 /// The paper's reference values (`reports/paper.yaml`, compiled in).
 #[derive(Debug, Clone, Deserialize)]
@@ -73,53 +74,42 @@ pub struct Report {
     pub files: BTreeMap<String, Vec<u8>>,
 }
 
-/// `(family, size)` of the paper's model names, e.g. `("RoBERTa", "Large")`.
-fn family_and_size(model: &str) -> (Option<&'static str>, Option<&'static str>) {
-    let lower = model.to_lowercase();
-    let family = if lower.contains("roberta") {
-        Some("RoBERTa")
-    } else if lower.contains("bert") && !lower.contains("minilm") {
-        Some("BERT")
-    } else {
-        None
+/// The family of a search's model, by the `model_type` its config declares (HF's names, spelt
+/// as the paper spells the family: `roberta` -> `RoBERTa`; a type without a spelling here is
+/// shown as declared), never by the model's name; `None` in records that do not say (written
+/// before records named the architecture, and not yet upgraded by a rerun).
+fn family(search: &SearchRecord) -> Option<String> {
+    let model_type = &search.architecture.as_ref()?.model_type;
+    let spelt = match model_type.as_str() {
+        "bert" => "BERT",
+        "roberta" => "RoBERTa",
+        "xlm-roberta" => "XLM-R",
+        "albert" => "ALBERT",
+        "electra" => "ELECTRA",
+        "distilbert" => "DistilBERT",
+        "bart" => "BART",
+        "t5" => "T5",
+        "xlnet" => "XLNet",
+        other => other,
     };
-    let size = if lower.contains("large") {
-        Some("Large")
-    } else if lower.contains("base") {
-        Some("Base")
-    } else {
-        None
-    };
-    (family, size)
+    Some(spelt.to_owned())
 }
 
-fn outcome_name(outcome: &Outcome) -> &'static str {
-    match outcome {
-        Outcome::Found { .. } => "found",
-        Outcome::Bound { .. } => "bound",
-        Outcome::NotReached { .. } => "not_reached",
-        Outcome::Unable { .. } => "unable",
-    }
+/// The size of a search's model by its shape (`Base`, `Large`, else `L<layers>-H<hidden>`).
+fn size(search: &SearchRecord) -> Option<String> {
+    Some(search.architecture.as_ref()?.size_name())
 }
 
 /// The subspace map of a search: its scope, and SAID's grouping (`global`, `per_tensor/per_layer`).
 fn map_label(search: &SearchRecord) -> String {
-    let method = &search.plan.method;
-    let mut label = method.scope.clone().unwrap_or_else(|| "global".to_owned());
-    if let Some(grouping) = method.grouping.as_deref().filter(|_| method.mode == "said") {
-        label = format!("{label}/{grouping}");
-    }
-    if let Some(compat) = method.compat.as_deref().filter(|compat| *compat != "none") {
-        label = format!("{label}/{compat}");
-    }
-    label
+    search.plan.method.map_label()
 }
 
 /// `[low, high]` of the seed-bootstrap interval: `<=d_min` low when resamples were bounds, `>top`
 /// high when open above. Results written before unreached searches stopped getting an interval
 /// hold `u64::MAX` as `low`: no interval.
 fn interval_label(search: &SearchRecord) -> Option<String> {
-    let interval = search.interval.as_ref().filter(|interval| interval.low != u64::MAX)?;
+    let interval = search.interval.as_ref().filter(|interval| interval.low != usize::MAX)?;
     let (first, last) = (search.grid.first().copied().unwrap_or(0), search.grid.last().copied().unwrap_or(0));
     let low = if interval.low == first { format!("<={first}") } else { interval.low.to_string() };
     let high = interval.high.map_or_else(|| format!(">{last}"), |high| high.to_string());
@@ -211,15 +201,15 @@ pub fn searches_frame(searches: &[SearchRecord], runs: &[RunRecord]) -> PolarsRe
         "key" => strings(&|s| s.key.clone()),
         "experiment" => strings(&|s| s.plan.experiment.clone()),
         "model" => strings(&|s| s.plan.model.clone()),
-        "family" => searches.iter().map(|s| family_and_size(&s.plan.model).0).collect::<Vec<_>>(),
-        "size" => searches.iter().map(|s| family_and_size(&s.plan.model).1).collect::<Vec<_>>(),
+        "family" => searches.iter().map(family).collect::<Vec<_>>(),
+        "size" => searches.iter().map(size).collect::<Vec<_>>(),
         "task" => strings(&|s| s.plan.task.clone()),
         "method" => strings(&|s| s.plan.method.name.clone()),
-        "mode" => strings(&|s| s.plan.method.mode.clone()),
+        "mode" => strings(&|s| s.plan.method.mode.to_string()),
         "map" => strings(&map_label),
-        "search" => strings(&|s| s.plan.search.mode.clone()),
+        "search" => strings(&|s| results::serde_name(&s.plan.search.mode)),
         "seeds" => searches.iter().map(|s| s.plan.seeds.len() as i64).collect::<Vec<_>>(),
-        "outcome" => strings(&|s| outcome_name(&s.outcome).to_owned()),
+        "outcome" => strings(&|s| s.outcome.name().to_owned()),
         "reason" => searches.iter().map(|s| match &s.outcome {
             Outcome::Unable { reason } => Some(reason.clone()),
             _ => None,
@@ -247,7 +237,7 @@ pub fn searches_frame(searches: &[SearchRecord], runs: &[RunRecord]) -> PolarsRe
 /// One row per (search, probe, run); the d90 probe also lists the search's generalization run
 /// (its best run trained again with training accuracy).
 pub fn probes_frame(searches: &[SearchRecord]) -> PolarsResult<DataFrame> {
-    let rows: Vec<(&SearchRecord, &records::Probe, &String)> = searches
+    let rows: Vec<(&SearchRecord, &Probe, &String)> = searches
         .iter()
         .flat_map(|search| {
             search.probes.iter().flat_map(move |probe| {
@@ -270,7 +260,7 @@ pub fn runs_frame(runs: &[RunRecord]) -> PolarsResult<DataFrame> {
     df!(
         "run" => runs.iter().map(|r| r.key.clone()).collect::<Vec<_>>(),
         "signature" => runs.iter().map(|r| r.signature.clone()).collect::<Vec<_>>(),
-        "run_mode" => runs.iter().map(|r| r.spec.train.mode.clone()).collect::<Vec<_>>(),
+        "run_mode" => runs.iter().map(|r| r.spec.train.mode.to_string()).collect::<Vec<_>>(),
         "run_d" => runs.iter().map(|r| r.spec.train.d as i64).collect::<Vec<_>>(),
         "lr" => runs.iter().map(|r| r.spec.train.lr).collect::<Vec<_>>(),
         "best_score" => runs.iter().map(|r| r.best_score).collect::<Vec<_>>(),
@@ -364,24 +354,25 @@ pub fn baselines(searches: &[SearchRecord], runs: &[RunRecord], paper: &Paper) -
     for search in searches {
         let plan = &search.plan;
         let reference = paper.references.iter().find(|r| r.model == plan.model && r.task == plan.task);
-        let lrs = plan.baseline.as_ref().map_or(String::new(), |baseline| {
-            let lrs: Vec<String> = baseline.lr.iter().map(|lr| format!("{lr:e}")).collect();
+        let lrs = {
+            let baseline = &plan.baseline;
+            let lrs: Vec<String> = baseline.lrs.iter().map(|lr| format!("{lr:e}")).collect();
             let epochs = baseline.epochs.map_or(String::new(), |epochs| format!(", {epochs} epochs"));
             format!("{}{epochs}", lrs.join(" "))
-        });
+        };
         let baseline_runs: Vec<&RunRecord> =
             search.baseline.runs.iter().filter_map(|key| by_key.get(key.as_str()).copied()).collect();
         let best_epoch = baseline_runs
             .iter()
-            .filter_map(|run| Some((run.best_score?, run.result.best.as_ref()?.epoch?)))
-            .fold(None, |best: Option<(f64, u64)>, (score, epoch)| match best {
+            .filter_map(|run| Some((run.best_score?, run.result.best.as_ref()?.epoch)))
+            .fold(None, |best: Option<(f64, usize)>, (score, epoch)| match best {
                 Some((best_score, _)) if best_score >= score => best,
                 _ => Some((score, epoch)),
             })
             .map(|(_, epoch)| epoch as i64 + 1);
         let last: Vec<bool> = baseline_runs
             .iter()
-            .filter_map(|run| Some(run.result.best.as_ref()?.epoch? + 1 == run.spec.train.epochs?))
+            .filter_map(|run| Some(run.result.best.as_ref()?.epoch + 1 == run.spec.train.epochs))
             .collect();
         let at_last =
             (!last.is_empty()).then(|| format!("{}/{}", last.iter().filter(|&&at_last| at_last).count(), last.len()));
@@ -418,9 +409,9 @@ pub fn orderings(searches: &DataFrame, records: &[SearchRecord]) -> PolarsResult
     type Row = (String, String, String, String, Option<i64>, Option<i64>, stats::PairedComparison);
     let mut said_did: Vec<Row> = Vec::new();
     let measured = |search: &&SearchRecord| !matches!(reported_outcome(search), Outcome::Unable { .. });
-    for said in records.iter().filter(|s| s.plan.method.mode == "said").filter(measured) {
+    for said in records.iter().filter(|s| s.plan.method.mode == Mode::Said).filter(measured) {
         let same = |did: &&SearchRecord| {
-            did.plan.method.mode == "did"
+            did.plan.method.mode == Mode::Did
                 && did.plan.model == said.plan.model
                 && did.plan.task == said.plan.task
                 && did.plan.method.scope == said.plan.method.scope

@@ -208,19 +208,71 @@ mod tests {
 
     #[test]
     fn said_against_did_pairs_by_seed() {
-        let record = |seeds: &[u64], probes: &[(u64, Vec<Option<f64>>)]| -> SearchRecord {
-            let probes: Vec<serde_json::Value> = probes
-                .iter()
-                .map(|(d, scores)| serde_json::json!({"d": d, "score": null, "success": false, "runs": [], "seed_scores": scores}))
-                .collect();
-            serde_json::from_value(serde_json::json!({
-                "key": "k", "signature": "s", "total_parameters": 1, "scales": 0, "grid": [100],
-                "plan": {"experiment": "e", "model": "m", "task": "t", "method": {"name": "x", "mode": "said"},
-                         "seeds": seeds, "search": {"mode": "grid", "threshold": 0.9}},
-                "baseline": {"score": 0.9, "target": 0.81, "majority_accuracy": 0.5, "runs": []},
-                "outcome": {"outcome": "not_reached", "largest_tried": 100}, "probes": probes, "monotone": null
-            }))
-            .unwrap()
+        let record = |seeds: &[u64], probes: &[(usize, Vec<Option<f64>>)]| -> SearchRecord {
+            use results::search::{Baseline, Method, Search, SearchMode, SearchPlan, Training};
+            use results::{Compat, LambdaGrouping, Mode, Outcome, Precision, Probe, Provenance, Scope};
+            let method = |mode| Method {
+                name: "x".to_owned(),
+                mode,
+                lrs: vec![0.1],
+                lr_d0: None,
+                lambda_lr: None,
+                epochs: None,
+                scope: Scope::Global,
+                grouping: LambdaGrouping::PerLayer,
+                compat: Compat::None,
+            };
+            let training = Training {
+                epochs: 1,
+                batch_size: 32,
+                max_len: 64,
+                max_train_examples: None,
+                subset_seed: 0,
+                warmup_ratio: 0.06,
+                weight_decay: 0.01,
+                max_grad_norm: 1.0,
+                eval_every: None,
+                checkpoint_every: 50,
+                precision: Precision::F32,
+                length_buckets: None,
+                train_eval_examples: None,
+            };
+            SearchRecord {
+                key: "k".to_owned(),
+                signature: "s".to_owned(),
+                plan: SearchPlan {
+                    experiment: "e".to_owned(),
+                    model: "m".to_owned(),
+                    task: "t".to_owned(),
+                    method: method(Mode::Said),
+                    baseline: method(Mode::Full),
+                    seeds: seeds.to_vec(),
+                    training,
+                    search: Search { mode: SearchMode::Grid, d_min: 100, d_max: None, threshold: 0.9, every: None },
+                },
+                architecture: None,
+                total_parameters: 1000,
+                scales: 0,
+                grid: vec![100],
+                baseline: Baseline { score: Some(0.9), target: Some(0.81), majority_accuracy: 0.5, runs: vec![] },
+                outcome: Outcome::NotReached { largest_tried: 100 },
+                probes: probes
+                    .iter()
+                    .map(|(d, scores)| Probe {
+                        d: *d,
+                        score: None,
+                        success: false,
+                        all_diverged: false,
+                        seed_scores: scores.clone(),
+                        constant_runs: 0,
+                        runs: vec![],
+                    })
+                    .collect(),
+                monotone: None,
+                interval: None,
+                generalization_run: None,
+                provenance: Provenance { code: "c".to_owned(), host: "h".to_owned(), finished_at: 0 },
+            }
         };
         // Three seeds, SAID better at both shared d for every seed: the best three seeds can do is
         // p = 2/8, inconclusive. A missing score drops its pair, not its seed.

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use expect_test::expect_file;
 use reports::{Paper, Report, build, compare, records};
+use results::Architecture;
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/results")
@@ -159,11 +160,13 @@ fn ties_unable_cells_and_bounds_stay_out_of_orderings() {
     let (mut searches, runs) = records::load(&fixtures()).unwrap();
     let mut large = searches
         .iter()
-        .find(|s| s.plan.model == "FacebookAI/roberta-base" && s.plan.method.mode == "said")
+        .find(|s| s.plan.model == "FacebookAI/roberta-base" && s.plan.method.mode == results::Mode::Said)
         .unwrap()
         .clone();
     large.key = "s0000000000000ff".to_owned();
     large.plan.model = "FacebookAI/roberta-large".to_owned();
+    large.architecture =
+        Some(Architecture { model_type: "roberta".to_owned(), num_hidden_layers: 24, hidden_size: 1024 });
     searches.push(large);
     let report = build("fixture", "tests/fixtures/results", &searches, &runs, &Paper::embedded()).unwrap();
     let orderings = text(&report, "orderings.csv");
@@ -171,4 +174,34 @@ fn ties_unable_cells_and_bounds_stay_out_of_orderings() {
     assert!(!orderings.contains(",did,") && !orderings.contains("all-MiniLM"), "{orderings}");
     let readme = text(&report, "README.md");
     assert!(readme.contains("Ties left out: RoBERTa / mrpc / said / global/per_layer (large_le_base)."), "{readme}");
+}
+
+/// Family and size come from the architecture a record states, never from the model's name: an
+/// ALBERT whose name contains "bert" is no BERT, and a model named "large" with a Base shape is
+/// Base. A record that states none (written before records did) has neither.
+#[test]
+fn family_and_size_come_from_the_record_not_the_name() {
+    let (mut searches, runs) = records::load(&fixtures()).unwrap();
+    let base = searches.iter().find(|s| s.plan.model == "google-bert/bert-base-uncased").unwrap().clone();
+    let mut albert = base.clone();
+    albert.key = "s0000000000000aa".to_owned();
+    albert.plan.model = "albert/albert-large-v2".to_owned();
+    albert.architecture =
+        Some(Architecture { model_type: "albert".to_owned(), num_hidden_layers: 12, hidden_size: 768 });
+    searches.push(albert);
+    let frame = reports::searches_frame(&searches, &runs).unwrap();
+    let column = |name: &str| -> Vec<Option<String>> {
+        let values = frame.column(name).unwrap().str().unwrap();
+        (0..values.len()).map(|row| values.get(row).map(str::to_owned)).collect()
+    };
+    let (keys, families, sizes) = (column("key"), column("family"), column("size"));
+    let of = |key: &str| {
+        let row = keys.iter().position(|k| k.as_deref() == Some(key)).unwrap();
+        (families[row].clone(), sizes[row].clone())
+    };
+    let named = |family: &str, size: &str| (Some(family.to_owned()), Some(size.to_owned()));
+    assert_eq!(of("s0000000000000aa"), named("ALBERT", "Base"));
+    assert_eq!(of("s000000000000005"), named("BERT", "L6-H384"));
+    assert_eq!(of("s000000000000001"), named("RoBERTa", "Base"));
+    assert_eq!(of("s000000000000004"), (None, None));
 }

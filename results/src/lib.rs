@@ -1,16 +1,40 @@
-//! The results folder of intrinsic-bench, as the crate that writes results (`bench-suite`) and the
-//! one that reads them (`reports`) both see it: where a preset's results and report go by default,
-//! how a spec file names them, and the writer that never leaves half a file.
+//! The results of intrinsic-bench, as the crate that writes them (`bench-suite`) and the one that
+//! reads them (`reports`) both see them: one schema, one key, one folder layout.
 //!
-//! The record schema (run and search specs, keys, signatures, records) still lives in
-//! `bench-suite/src/experiment/results.rs`, with the subset `reports` reads in
-//! `reports/src/records.rs`; it moves here next (issue 14).
+//! - [`config`]: the vocabulary (modes, maps, precisions) and a run's training settings;
+//! - [`run`]: a run's spec (its key and signature), its result and its record;
+//! - [`search`]: a d90 search's plan, probes, outcome and record;
+//! - [`folder`]: the results folder, with atomic writes and per-key locks;
+//! - here: where a preset's results and report go by default, how a spec file names them, the
+//!   writer that never leaves half a file, and the hash that keys everything.
+//!
+//! It links serde and sha2 only, so both the tch side and the polars side depend on it.
+
+pub mod config;
+pub mod folder;
+pub mod run;
+pub mod search;
+
+pub use config::{
+    Compat, DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, LambdaGrouping, Mode, Precision, Scope, Seeds, SubspaceMethod,
+    TrainConfig,
+};
+pub use folder::{KeyLock, ResultsDir, ResultsError};
+pub use run::{
+    DivergenceCause, Evaluation, ProjectorSummary, Provenance, RunRecord, RunResult, RunSpec, SplitMetrics, Status,
+    SubspaceDescription,
+};
+pub use search::{
+    Architecture, Baseline, Interval, Outcome, Probe, Search, SearchMode, SearchOutcome, SearchPlan, SearchRecord,
+    Training,
+};
 
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 
 /// The preset `reproduce` runs, and `reports` reports on, when none is named.
 pub const DEFAULT_PRESET: &str = "quick";
@@ -39,6 +63,20 @@ pub fn results_name(preset: Option<&str>, spec: Option<&Path>) -> String {
         (Some(preset), None) => preset.to_owned(),
         (None, None) => DEFAULT_PRESET.to_owned(),
     }
+}
+
+/// The first 16 hex digits of the sha256 of `value`'s JSON (serde's field order): the key of a
+/// run ([`RunSpec::key`]) or of a search.
+pub fn hash_key<T: Serialize>(value: &T) -> String {
+    let json = serde_json::to_vec(value).expect("serialisable");
+    let digest = Sha256::digest(&json);
+    digest.iter().take(8).map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// The serde name of a unit enum value (`per_layer`, `bisect`, ...), as signatures spell it;
+/// empty for values that are not a plain string.
+pub fn serde_name<T: Serialize>(value: &T) -> String {
+    serde_json::to_value(value).ok().and_then(|value| value.as_str().map(str::to_owned)).unwrap_or_default()
 }
 
 /// A file could not be written (the path, and the system's reason).

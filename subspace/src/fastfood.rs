@@ -63,16 +63,8 @@ use crate::fused;
 use crate::fwht::{self, MAX_LOG2_LEN};
 use crate::random;
 
-/// How the output space is cut into block groups.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-#[cfg_attr(feature = "clap", derive(clap::ValueEnum), value(rename_all = "snake_case"))]
-pub enum Scope {
-    /// One group over the concatenation of all tensors (Li et al.).
-    Global,
-    /// One group per tensor, each padded to its own power of two (the authors' code).
-    PerTensor,
-}
+/// The map's scope and summary are part of the results schema (the `results` crate).
+pub use results::{ProjectorSummary, Scope};
 
 /// Whether block factors are kept between calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -150,23 +142,6 @@ struct GroupFactors {
     /// `[c]` f32: the same scales rounded to f32, as the fused kernel reads them (the tch-op path
     /// rounds them the same way before multiplying f32 values).
     scale_f32: Tensor,
-}
-
-/// Summary facts of a projector, for run records.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ProjectorSummary {
-    pub scope: Scope,
-    pub seed: u64,
-    pub d: usize,
-    pub total_params: usize,
-    pub n_tensors: usize,
-    pub n_groups: usize,
-    pub n_blocks: usize,
-    /// Sum over blocks of their length `L`: the elements each FWHT pass touches.
-    pub total_padded_len: usize,
-    /// Groups whose block is shorter than `d`: the authors' code would crop the input there.
-    pub n_groups_cropped_by_authors_code: usize,
-    pub crop_to_block: bool,
 }
 
 /// `P: R^d -> R^D` over a list of named tensors, with its transpose.

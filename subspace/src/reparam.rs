@@ -43,32 +43,11 @@ use std::rc::Rc;
 
 use tch::{Device, Kind, Tensor};
 
-use crate::fastfood::{self, Engine, FactorStorage, FastfoodError, Projector, ProjectorSummary, Scope};
+use crate::fastfood::{self, Engine, FactorStorage, FastfoodError, Projector, Scope};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Method {
-    Did,
-    Said,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-#[cfg_attr(feature = "clap", derive(clap::ValueEnum), value(rename_all = "snake_case"))]
-pub enum LambdaGrouping {
-    PerTensor,
-    PerLayer,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-#[cfg_attr(feature = "clap", derive(clap::ValueEnum), value(rename_all = "snake_case"))]
-pub enum Compat {
-    /// The exact method.
-    None,
-    /// The authors' code, defects included (cropping, an unused scale, a 1/L_t gradient).
-    Aghajanyan,
-}
+/// The vocabulary and the run-record description are part of the results schema (the `results`
+/// crate); inside this crate the subspace method is `Method`.
+pub use results::{Compat, LambdaGrouping, SubspaceDescription, SubspaceMethod as Method};
 
 /// Where a parameter tensor sits in its network, for SAID's per-layer scales: the model says it
 /// (each family knows its own names: BERT's `layer.N`, T5's `block.N`, BART's encoder and decoder
@@ -94,19 +73,6 @@ pub struct SubspaceConfig {
     pub compat: Compat,
     pub seed: u64,
     pub factor_storage: FactorStorage,
-}
-
-/// The small serialisable record of a subspace, kept with every run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SubspaceDescription {
-    pub method: Method,
-    pub grouping: Option<LambdaGrouping>,
-    pub compat: Compat,
-    /// Scales `m` (including the unused one of the compatibility mode).
-    pub n_lambda: usize,
-    /// Coordinates of `theta` (`d - m` for SAID, `d - m - 1` in the compatibility mode).
-    pub theta_len: usize,
-    pub projector: ProjectorSummary,
 }
 
 #[derive(Debug, thiserror::Error)]

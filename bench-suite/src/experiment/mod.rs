@@ -1,12 +1,10 @@
-//! Experiments: declarative specs, the d90 search, result files and the runner that ties them
-//! to the trainer.
+//! Experiments: declarative specs, the d90 search and the runner that ties them to the trainer;
+//! what they write is the `results` crate's schema.
 //!
 //! - [`spec`]: YAML specs into a checked [`spec::Plan`] (presets ship in `bench-suite/presets/`).
 //! - [`search`]: the d90 grid and the grid/bisect searches, independent of training.
-//! - [`results`]: run and search records, their keys and signatures, atomic writes and locks.
 //! - [`runner`]: checks a plan against the assets, then runs it, reusing finished work.
 
-pub mod results;
 pub mod runner;
 pub mod search;
 pub mod spec;

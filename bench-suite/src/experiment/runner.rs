@@ -14,19 +14,18 @@ use datasets::store::{Store, StoreConfig};
 use datasets::tasks::Task;
 use serde::Serialize;
 
-use super::results::{
-    Baseline, Provenance, ResultsDir, ResultsError, RunRecord, RunSpec, SearchRecord, TORCH_VERSION, hash_key,
-    serde_name,
-};
-use super::search::{Outcome, ProbeOutcome, SearchOutcome, Target, search as d90_search};
-use super::spec::{Method, Plan, SearchPlan, SpecError};
+use super::search::{ProbeOutcome, Target, search as d90_search};
+use super::spec::{Plan, PlannedSearch, SpecError};
+use crate::code_revision;
 use crate::finetune::{FinetuneError, Workload, max_len_problem, process_memory_bytes, read_config};
 use crate::shapes;
 use crate::synthetic;
 use crate::tokenize::TextEncoder;
-use crate::train::{Mode, Seeds, StepReport, TrainConfig};
+use crate::train::StepReport;
+use results::search::{Architecture, Baseline, Method, Outcome, SearchOutcome, SearchPlan, SearchRecord};
+use results::{Mode, Provenance, ResultsDir, ResultsError, RunRecord, RunSpec, Seeds, Status, TrainConfig, hash_key};
 use subspace::device::parse_device;
-use subspace::{self, Method as SubspaceMethod};
+use subspace::{self, Method as SubspaceMethod, TORCH_VERSION};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunnerError {
@@ -68,10 +67,10 @@ impl Shard {
 }
 
 /// The searches of `plan` that `only` (experiment names) and `shard` select, in plan order.
-pub fn select(plan: &Plan, only: &[String], shard: Option<Shard>) -> Result<Vec<SearchPlan>, RunnerError> {
+pub fn select(plan: &Plan, only: &[String], shard: Option<Shard>) -> Result<Vec<PlannedSearch>, RunnerError> {
     for name in only {
-        if !plan.searches.iter().any(|search| &search.experiment == name) {
-            let mut known: Vec<&str> = plan.searches.iter().map(|search| search.experiment.as_str()).collect();
+        if !plan.searches.iter().any(|search| &search.plan.experiment == name) {
+            let mut known: Vec<&str> = plan.searches.iter().map(|search| search.plan.experiment.as_str()).collect();
             known.dedup();
             return Err(RunnerError::UnknownExperiment { name: name.clone(), known: known.join(", ") });
         }
@@ -79,7 +78,7 @@ pub fn select(plan: &Plan, only: &[String], shard: Option<Shard>) -> Result<Vec<
     Ok(plan
         .searches
         .iter()
-        .filter(|search| only.is_empty() || only.contains(&search.experiment))
+        .filter(|search| only.is_empty() || only.contains(&search.plan.experiment))
         .enumerate()
         .filter(|(position, _)| shard.is_none_or(|shard| shard.takes(*position)))
         .map(|(_, search)| search.clone())
@@ -92,6 +91,8 @@ pub struct PreparedSearch {
     pub plan: SearchPlan,
     pub model_revision: String,
     pub data: String,
+    /// The model's family and shape, from its config.
+    pub architecture: Architecture,
     /// D: the parameters of the model with its task head.
     pub total_parameters: usize,
     /// m: SAID's scales (0 for DID).
@@ -114,12 +115,12 @@ impl PreparedSearch {
     pub fn signature(&self, device: &str, code: &str) -> String {
         let plan = &self.plan;
         let method = &plan.method;
-        let mut parts = vec!["d90".to_owned(), serde_name(&method.mode)];
+        let mut parts = vec!["d90".to_owned(), method.mode.to_string()];
         if method.mode == Mode::Said {
-            parts.push(format!("group:{}", serde_name(&method.grouping)));
+            parts.push(format!("group:{}", method.grouping));
         }
-        parts.push(format!("scope:{}", serde_name(&method.scope)));
-        parts.push(format!("compat:{}", serde_name(&method.compat)));
+        parts.push(format!("scope:{}", method.scope));
+        parts.push(format!("compat:{}", method.compat));
         parts.push(format!("task:{}", plan.task));
         parts.push("metric:acc".to_owned());
         let model = plan.model.rsplit('/').next().unwrap_or(&plan.model);
@@ -130,7 +131,7 @@ impl PreparedSearch {
         }
         parts.push(format!(
             "search:{}[{},{}]@{}",
-            serde_name(&plan.search.mode),
+            results::serde_name(&plan.search.mode),
             self.grid.first().copied().unwrap_or(0),
             self.grid.last().copied().unwrap_or(0),
             plan.search.threshold
@@ -233,10 +234,9 @@ impl Runner {
 
     /// Checks every search against its model's shapes and makes every asset available (fetching
     /// what is missing, or failing offline), before any training.
-    pub fn prepare(&self, searches: &[SearchPlan]) -> Result<Vec<PreparedSearch>, RunnerError> {
+    pub fn prepare(&self, searches: &[PlannedSearch]) -> Result<Vec<PreparedSearch>, RunnerError> {
         let mut prepared = Vec::new();
-        for plan in searches {
-            let origin = &plan.origin;
+        for PlannedSearch { plan, origin } in searches {
             let model_field = || format!("models[{}]", origin.model_index);
             let (config, model_revision, tokenizer) = match synthetic::model_config(&plan.model) {
                 Some(config) => (config, "synthetic".to_owned(), None),
@@ -328,6 +328,7 @@ impl Runner {
                 plan: plan.clone(),
                 model_revision,
                 data,
+                architecture: config.architecture(),
                 total_parameters,
                 scales,
                 grid,
@@ -349,14 +350,14 @@ impl Runner {
         let mut records = Vec::new();
         for (index, search) in searches.iter().enumerate() {
             on_event(Event::SearchStarted { index, search });
-            if let Some(record) = self.results.load_search(&search.key)? {
+            if let Some(record) = self.load_search(search)? {
                 on_event(Event::SearchFinished { index, record: &record, reused: true });
                 records.push(record);
                 continue;
             }
             let _lock = self.results.lock(&search.key)?;
             // Another process may have finished it while this one waited for the lock.
-            let (record, reused) = match self.results.load_search(&search.key)? {
+            let (record, reused) = match self.load_search(search)? {
                 Some(record) => (record, true),
                 None => {
                     let record = self.run_search(search, on_event)?;
@@ -368,6 +369,19 @@ impl Runner {
             records.push(record);
         }
         Ok(records)
+    }
+
+    /// The finished search's record, if there is one. A record written before records named the
+    /// model's architecture gets it now (from the same config the search was prepared with),
+    /// and is saved again: nothing else in it changes. (No lock: processes that upgrade the same
+    /// record at once write the same bytes, each atomically.)
+    fn load_search(&self, search: &PreparedSearch) -> Result<Option<SearchRecord>, RunnerError> {
+        let Some(mut record) = self.results.load_search(&search.key)? else { return Ok(None) };
+        if record.architecture.is_none() {
+            record.architecture = Some(search.architecture.clone());
+            self.results.save_search(&record)?;
+        }
+        Ok(Some(record))
     }
 
     fn run_search(
@@ -388,8 +402,7 @@ impl Runner {
             majority_accuracy,
             runs: baseline_outcome.runs,
         };
-        let signature = search.signature(&self.device, super::results::code_revision());
-        let identity = (search.total_parameters, search.scales);
+        let signature = search.signature(&self.device, code_revision());
         let unable = |reason: String| SearchOutcome {
             outcome: Outcome::Unable { reason },
             probes: vec![],
@@ -411,16 +424,22 @@ impl Runner {
             _ => unable("every baseline run diverged or predicted one class".to_owned()),
         };
         let generalization_run = self.generalization_run(search, &outcome, on_event)?;
-        Ok(SearchRecord::from_outcome(
-            search.key.clone(),
+        Ok(SearchRecord {
+            key: search.key.clone(),
             signature,
-            plan.clone(),
-            identity,
-            search.grid.clone(),
+            plan: plan.clone(),
+            architecture: Some(search.architecture.clone()),
+            total_parameters: search.total_parameters,
+            scales: search.scales,
+            grid: search.grid.clone(),
             baseline,
-            outcome,
-        )
-        .with_generalization_run(generalization_run))
+            outcome: outcome.outcome,
+            probes: outcome.probes,
+            monotone: outcome.monotone,
+            interval: outcome.interval,
+            generalization_run,
+            provenance: Provenance::now(code_revision()),
+        })
     }
 
     /// Training accuracy only where it is needed: probe runs skip it (a forward pass over the
@@ -537,7 +556,7 @@ impl Runner {
             on_event(Event::RunFinished { record: &record, reused: true });
             return Ok(record);
         }
-        let code = super::results::code_revision();
+        let code = code_revision();
         let signature = spec.signature(code);
         let context = || format!("run {signature}");
         let workload_key = WorkloadKey {
@@ -578,11 +597,11 @@ impl Runner {
             train_examples: workload.train.len(),
             majority_accuracy: workload.majority_accuracy,
             best_score: result.best.as_ref().map(|best| best.score),
-            diverged: matches!(result.status, crate::train::Status::Diverged { .. }),
+            diverged: matches!(result.status, Status::Diverged { .. }),
             spec,
             result,
             peak_resident_bytes: process_memory_bytes("VmHWM"),
-            provenance: Provenance::now(),
+            provenance: Provenance::now(code),
         };
         self.results.save_run(&record)?;
         let _ = std::fs::remove_dir_all(&work_dir);

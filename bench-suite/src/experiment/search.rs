@@ -28,28 +28,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use results::{Interval, Outcome, Probe, SearchMode, SearchOutcome};
 use subspace::random;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SearchMode {
-    Grid,
-    Bisect,
-}
-
-/// The grid values `int(10^(2 + 4i/63))` within `[d_min, d_max]`, increasing.
-pub fn d_grid(d_min: usize, d_max: usize) -> Vec<usize> {
-    d_grid_every(d_min, d_max, 1)
-}
-
-/// Every `every`-th grid value (grid indices `i` with `i mod every = 0`) within `[d_min, d_max]`.
-pub fn d_grid_every(d_min: usize, d_max: usize, every: usize) -> Vec<usize> {
-    (0..64)
-        .filter(|i| i % every.max(1) == 0)
-        .map(|i| 10f64.powf(2.0 + 4.0 * i as f64 / 63.0) as usize)
-        .filter(|&d| d >= d_min && d <= d_max)
-        .collect()
-}
 
 /// What one probe (all learning rates and seeds at one `d`) gave.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -82,54 +62,6 @@ pub fn seed_median(seed_scores: &[Option<f64>]) -> Option<f64> {
         return None;
     }
     median(&seed_scores.iter().map(|score| score.unwrap_or(0.0)).collect::<Vec<_>>())
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Probe {
-    pub d: usize,
-    pub score: Option<f64>,
-    pub success: bool,
-    pub all_diverged: bool,
-    #[serde(default)]
-    pub seed_scores: Vec<Option<f64>>,
-    #[serde(default)]
-    pub constant_runs: usize,
-    pub runs: Vec<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "outcome")]
-pub enum Outcome {
-    /// d90: the smallest probed value from which every larger probe succeeded, with the largest
-    /// failure below it.
-    Found { d90: usize, bracket: (Option<usize>, usize) },
-    /// The smallest grid value already succeeds: d90 is at most that, a bound and not a value.
-    Bound { at_most: usize },
-    /// The largest value searched did not reach the target.
-    NotReached { largest_tried: usize },
-    /// d90 cannot be computed (the paper's Figure 2 caption, and this suite's rules): the reason.
-    Unable { reason: String },
-}
-
-/// A seed-bootstrap interval of d90: the 2.5% and 97.5% quantiles of the d90 of resampled seeds.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Interval {
-    pub low: usize,
-    /// `None`: beyond the largest probe (the resampled target was not reached there).
-    pub high: Option<usize>,
-    pub resamples: usize,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SearchOutcome {
-    pub outcome: Outcome,
-    /// In probing order.
-    pub probes: Vec<Probe>,
-    /// No probed failure above a probed success.
-    pub monotone: Option<bool>,
-    /// The seed-bootstrap interval of d90 (searches with scores from two or more seeds).
-    #[serde(default)]
-    pub interval: Option<Interval>,
 }
 
 /// What a probe must reach: `threshold` x the baseline's median seed score, with the baseline's
@@ -346,6 +278,7 @@ pub fn median(values: &[f64]) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use results::search::d_grid;
 
     #[test]
     fn the_grid_holds_the_papers_values() {

@@ -35,14 +35,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::precision::Precision;
 use crate::synthetic;
 use crate::tokenize::DEFAULT_MAX_LEN;
-use crate::train::{DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, Mode};
-use subspace::fastfood::Scope;
-use subspace::{Compat, LambdaGrouping};
-
-use super::search::{SearchMode, d_grid_every};
+use results::search::{Method, Search, SearchMode, SearchPlan, Training, d_grid_every};
+use results::{Compat, DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, LambdaGrouping, Mode, Precision, Scope};
 
 /// An error in a spec: where (file, line when known, field) and what.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -180,90 +176,11 @@ pub struct SpecFile {
     pub experiments: Vec<ExperimentSpec>,
 }
 
-/// Fully resolved training settings of one experiment.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Training {
-    pub epochs: usize,
-    pub batch_size: usize,
-    pub max_len: usize,
-    pub max_train_examples: Option<usize>,
-    pub subset_seed: u64,
-    pub warmup_ratio: f64,
-    pub weight_decay: f64,
-    pub max_grad_norm: f64,
-    pub eval_every: Option<usize>,
-    pub checkpoint_every: usize,
-    /// Left out of the serialised plan when f32, so f32 searches keep their keys.
-    #[serde(default, skip_serializing_if = "Precision::is_f32")]
-    pub precision: Precision,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub length_buckets: Option<usize>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub train_eval_examples: Option<usize>,
-}
-
-/// A method with everything resolved.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Method {
-    pub name: String,
-    pub mode: Mode,
-    pub lrs: Vec<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lr_d0: Option<usize>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lambda_lr: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub epochs: Option<usize>,
-    pub scope: Scope,
-    pub grouping: LambdaGrouping,
-    pub compat: Compat,
-}
-
-impl Method {
-    /// The learning rates at subspace dimension `d`: the grid as given, or with `lr_d0` each
-    /// scaled by `sqrt(lr_d0 / d)`.
-    pub fn lrs_at(&self, d: usize) -> Vec<f64> {
-        match self.lr_d0 {
-            Some(d0) if d > 0 => self.lrs.iter().map(|lr| lr * (d0 as f64 / d as f64).sqrt()).collect(),
-            _ => self.lrs.clone(),
-        }
-    }
-}
-
-/// The search settings of one experiment; `grid` is the candidate `d` values in increasing order.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Search {
-    pub mode: SearchMode,
-    pub d_min: usize,
-    /// `None`: up to the grid's end (10^6), cut at the model's D by the runner.
-    pub d_max: Option<usize>,
-    pub threshold: f64,
-    /// Every this many grid values (`None`: every one).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub every: Option<usize>,
-}
-
-impl Search {
-    /// The grid values this search may probe, with `d_max` (or the grid's end) cut at `cap`
-    /// (the model's D).
-    pub fn grid(&self, cap: usize) -> Vec<usize> {
-        d_grid_every(self.d_min, self.d_max.unwrap_or(usize::MAX).min(cap), self.every.unwrap_or(1))
-    }
-}
-
-/// One d90 search: a model, a task, a subspace method against a baseline.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SearchPlan {
-    pub experiment: String,
-    pub model: String,
-    pub task: String,
-    pub method: Method,
-    pub baseline: Method,
-    pub seeds: Vec<u64>,
-    pub training: Training,
-    pub search: Search,
-    /// Where in the spec it came from (errors found later point there).
-    #[serde(skip)]
+/// A search of a checked spec: its plan (part of the result's key) and where in the spec it came
+/// from (errors found later, against the model's shapes or the assets, point there).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlannedSearch {
+    pub plan: SearchPlan,
     pub origin: Origin,
 }
 
@@ -297,7 +214,7 @@ impl Origin {
 pub struct Plan {
     pub description: String,
     pub device: String,
-    pub searches: Vec<SearchPlan>,
+    pub searches: Vec<PlannedSearch>,
 }
 
 /// The tasks a spec may name: the GLUE-style tasks of the manifest and the synthetic one.
@@ -679,7 +596,7 @@ fn check(spec: SpecFile, text: &str, file: &Path) -> Result<Plan, SpecError> {
                     text: text.to_owned(),
                 };
                 for method in &chosen {
-                    searches.push(SearchPlan {
+                    let plan = SearchPlan {
                         experiment: experiment.name.clone(),
                         model: model.clone(),
                         task: task.clone(),
@@ -688,8 +605,8 @@ fn check(spec: SpecFile, text: &str, file: &Path) -> Result<Plan, SpecError> {
                         seeds: seeds.clone(),
                         training: training.clone(),
                         search: search.clone(),
-                        origin: origin.clone(),
-                    });
+                    };
+                    searches.push(PlannedSearch { plan, origin: origin.clone() });
                 }
             }
         }
@@ -820,6 +737,7 @@ experiments:
             .searches
             .iter()
             .map(|search| {
+                let search = &search.plan;
                 format!("{} {} {} {}", search.experiment, search.model, search.method.name, search.training.epochs)
             })
             .collect();
@@ -832,7 +750,7 @@ experiments:
                 "second synthetic/tiny-bert did 5"
             ]
         );
-        let first = &plan.searches[0];
+        let first = &plan.searches[0].plan;
         assert_eq!(first.seeds, [0, 1]);
         assert_eq!(first.training.max_train_examples, Some(100));
         assert_eq!(
@@ -846,7 +764,7 @@ experiments:
         // bf16 from the spec reaches the plan; f32 plans serialise as they always did.
         let bf16 =
             parse(&GOOD.replacen("  epochs: 2\n", "  epochs: 2\n  precision: bf16\n", 1), Path::new("s.yaml")).unwrap();
-        assert_eq!(bf16.searches[0].training.precision, Precision::Bf16);
+        assert_eq!(bf16.searches[0].plan.training.precision, Precision::Bf16);
         assert!(!serde_json::to_string(&first.training).unwrap().contains("precision"));
     }
 

@@ -111,6 +111,16 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// The family and shape that result files record (HF's `model_type`, `num_hidden_layers`,
+    /// `hidden_size`), so that reports never read them from a model's name.
+    pub fn architecture(&self) -> results::Architecture {
+        results::Architecture {
+            model_type: self.model_type.name().to_owned(),
+            num_hidden_layers: self.num_hidden_layers as usize,
+            hidden_size: self.hidden_size as usize,
+        }
+    }
+
     pub fn from_json(text: &str) -> Result<Config, ConfigError> {
         let config: Config = serde_json::from_str(text)?;
         if config.hidden_size % config.num_attention_heads != 0 {

@@ -4,11 +4,9 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use bench_suite::finetune::{FinetuneRequest, finetune};
-use bench_suite::precision::Precision;
-use bench_suite::train::{Mode, StepReport};
+use bench_suite::train::StepReport;
 use datasets::tasks::Task;
-use subspace::fastfood::Scope;
-use subspace::{Compat, LambdaGrouping};
+use results::{Compat, LambdaGrouping, Mode, Precision, Scope};
 
 /// One fine-tuning run (the defaults are the paper's setup, as `TrainConfig::new`).
 #[derive(Debug, clap::Args)]

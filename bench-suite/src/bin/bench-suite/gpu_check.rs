@@ -22,8 +22,8 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use bench_suite::precision::Precision;
 use bench_suite::{shapes, synthetic};
+use results::Precision;
 use serde::Serialize;
 use subspace::device::parse_device;
 use subspace::fastfood::{Engine, FactorStorage, Projector, Scope};

@@ -4,11 +4,10 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use bench_suite::experiment::results::{ResultsDir, SearchRecord};
 use bench_suite::experiment::runner::{Event, Runner, RunnerOptions, Shard, select};
-use bench_suite::experiment::search::Outcome;
 use bench_suite::experiment::{PRESETS, preset, results_dir, results_name, spec};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use results::{Outcome, ResultsDir, SearchRecord};
 
 /// Which searches to run, where, and where their results go.
 #[derive(Debug, clap::Args)]

@@ -1,0 +1,188 @@
+//! What a run is asked to do: the vocabulary of methods, maps and precisions, and the training
+//! settings ([`TrainConfig`]) whose hash, with the model and data, is the run's key.
+//!
+//! The enums are spelt in result files, specs and signatures by their serde names (`said`,
+//! `per_layer`, `aghajanyan`, `bf16`), which [`fmt::Display`] prints too. With the `clap`
+//! feature they are also command-line value enums under the same names.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Epochs of the paper's fine-tuning setup (every command line and spec default comes from here).
+pub const DEFAULT_EPOCHS: usize = 3;
+/// Examples per batch of the paper's fine-tuning setup.
+pub const DEFAULT_BATCH_SIZE: usize = 32;
+
+/// Prints a unit enum by its serde name.
+macro_rules! serde_display {
+    ($($ty:ty),*) => {$(
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&crate::serde_name(self))
+            }
+        }
+    )*};
+}
+
+/// What a run trains: every weight, or a subspace of dimension `d` (the paper's section 3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+pub enum Mode {
+    /// Full fine-tuning (the baseline d90 is measured against).
+    Full,
+    /// Direct intrinsic dimension: `theta_D = theta_0 + P(theta_d)`.
+    Did,
+    /// Structure-aware intrinsic dimension: `theta_i = theta_0,i + lambda_i P(theta_{d-m})_i`.
+    Said,
+}
+
+/// A subspace method (the modes that have a `d`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SubspaceMethod {
+    Did,
+    Said,
+}
+
+/// How the Fastfood map's output space is cut into block groups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum), value(rename_all = "snake_case"))]
+pub enum Scope {
+    /// One group over the concatenation of all tensors (Li et al.).
+    Global,
+    /// One group per tensor, each padded to its own power of two (the authors' code).
+    PerTensor,
+}
+
+/// SAID's scales `lambda`: one per parameter tensor, or one per layer group that the model names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum), value(rename_all = "snake_case"))]
+pub enum LambdaGrouping {
+    PerTensor,
+    PerLayer,
+}
+
+/// The exact method, or the authors' code with its defects (see `subspace::reparam`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum), value(rename_all = "snake_case"))]
+pub enum Compat {
+    /// The exact method.
+    None,
+    /// The authors' code, defects included (cropping, an unused scale, a 1/L_t gradient).
+    Aghajanyan,
+}
+
+/// Numeric precision of the encoder's forward and backward (the autocast itself lives with tch,
+/// in `bench-suite`'s `precision` module).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+pub enum Precision {
+    /// Everything in f32 (the default; bit-reproducible on CPU).
+    #[default]
+    #[cfg_attr(feature = "clap", value(alias = "fp32"))]
+    F32,
+    /// bf16 autocast for the encoder's forward/backward; weights and optimiser in f32.
+    Bf16,
+}
+
+impl Precision {
+    pub fn is_f32(&self) -> bool {
+        *self == Precision::F32
+    }
+}
+
+serde_display!(Mode, SubspaceMethod, Scope, LambdaGrouping, Compat, Precision);
+
+/// Independent seeds, so that one can vary while the others stay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Seeds {
+    pub data: u64,
+    pub head: u64,
+    pub dropout: u64,
+    pub projection: u64,
+}
+
+impl Seeds {
+    pub fn all(seed: u64) -> Seeds {
+        Seeds { data: seed, head: seed, dropout: seed, projection: seed }
+    }
+}
+
+/// Every training setting of one run (its model and data are in [`crate::RunSpec`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    pub mode: Mode,
+    /// Subspace dimension (ignored for `full`).
+    pub d: usize,
+    pub scope: Scope,
+    pub grouping: LambdaGrouping,
+    pub compat: Compat,
+    pub lr: f64,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub warmup_ratio: f64,
+    pub weight_decay: f64,
+    pub max_grad_norm: f64,
+    /// Evaluate every this many steps, and at the end of every epoch.
+    pub eval_every: Option<usize>,
+    /// Save a checkpoint every this many steps (needs a run folder).
+    pub checkpoint_every: Option<usize>,
+    /// A loss above this ends the run as diverged.
+    pub divergence_loss: f64,
+    /// Every evaluation also measures accuracy on the training examples (in dropout-free eval
+    /// mode), for the generalization gap: the first this many, `None` for the whole training set
+    /// (the default), `Some(0)` not at all.
+    #[serde(default)]
+    pub train_eval_examples: Option<usize>,
+    /// Length-bucketed batches: each epoch's shuffled order is cut into chunks of this many
+    /// batches, sorted by length within each chunk, and the batches are shuffled again, so a batch
+    /// holds examples of similar length (less padding) and the order stays random. `None`: plain
+    /// shuffled batches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub length_buckets: Option<usize>,
+    /// SAID: the learning rate of the scales `lambda` (`None`: `lr`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lambda_lr: Option<f64>,
+    pub seeds: Seeds,
+    /// f32, or bf16 autocast for the encoder (weights, optimiser and projection stay f32). Left
+    /// out of the serialised config when f32, so f32 runs keep the keys they always had.
+    #[serde(default, skip_serializing_if = "Precision::is_f32")]
+    pub precision: Precision,
+    /// End the process's run after this many steps without saving anything more, as a kill would
+    /// (for testing resumption). A test knob: not part of the run's key.
+    pub max_steps_this_process: Option<usize>,
+}
+
+impl TrainConfig {
+    /// Defaults of the paper's fine-tuning setup, to be overridden per experiment.
+    pub fn new(mode: Mode, d: usize, lr: f64) -> TrainConfig {
+        TrainConfig {
+            mode,
+            d,
+            scope: Scope::Global,
+            grouping: LambdaGrouping::PerLayer,
+            compat: Compat::None,
+            lr,
+            epochs: DEFAULT_EPOCHS,
+            batch_size: DEFAULT_BATCH_SIZE,
+            warmup_ratio: 0.06,
+            weight_decay: 0.01,
+            max_grad_norm: 1.0,
+            eval_every: None,
+            checkpoint_every: None,
+            divergence_loss: 1e4,
+            train_eval_examples: None,
+            length_buckets: None,
+            lambda_lr: None,
+            seeds: Seeds::all(0),
+            precision: Precision::F32,
+            max_steps_this_process: None,
+        }
+    }
+}

@@ -1,0 +1,249 @@
+//! One run: what it was ([`RunSpec`], whose hash is its key), what it gave ([`RunResult`]) and
+//! the record of both on disk ([`RunRecord`], `runs/<key>.json`).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Compat, LambdaGrouping, Mode, Scope, SubspaceMethod, TrainConfig};
+use crate::hash_key;
+
+/// Everything that determines a run's numbers, fully resolved: its hash is the run's key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunSpec {
+    pub model: String,
+    /// Checkpoint identity: HF revision, or `synthetic`.
+    pub model_revision: String,
+    pub task: String,
+    /// Data identity: the first 8 hex digits of the data file's sha256, or `synthetic`.
+    pub data: String,
+    pub max_len: usize,
+    pub max_train_examples: Option<usize>,
+    pub subset_seed: u64,
+    pub device: String,
+    pub torch: String,
+    pub train: TrainConfig,
+}
+
+impl RunSpec {
+    /// The first 16 hex digits of the sha256 of the spec's JSON, without the knobs that change
+    /// how a process works on the run but not the run (`train.max_steps_this_process`, which
+    /// stops a process early: the run it continues later is the same one).
+    pub fn key(&self) -> String {
+        let mut identity = self.clone();
+        identity.train.max_steps_this_process = None;
+        hash_key(&identity)
+    }
+
+    /// A sacreBLEU-style one-line description of the run, e.g.
+    /// `said|group:per_layer|scope:global|compat:none|task:mrpc|metric:acc|model:roberta-base@e2da8e2|data:60a9b090|d:896|lr:3e-2|seed:1|torch:2.11.0|device:cpu|code:1a2b3c4d5e6f`.
+    pub fn signature(&self, code: &str) -> String {
+        let train = &self.train;
+        let model = self.model.rsplit('/').next().unwrap_or(&self.model);
+        let mut parts = vec![train.mode.to_string()];
+        if train.mode == Mode::Said {
+            parts.push(format!("group:{}", train.grouping));
+        }
+        if train.mode != Mode::Full {
+            parts.push(format!("scope:{}", train.scope));
+            parts.push(format!("compat:{}", train.compat));
+        }
+        parts.push(format!("task:{}", self.task));
+        parts.push("metric:acc".to_owned());
+        parts.push(format!("model:{model}@{}", self.model_revision));
+        parts.push(format!("data:{}", self.data));
+        if let Some(n) = self.max_train_examples {
+            parts.push(format!("train:{n}@{}", self.subset_seed));
+        }
+        if train.mode != Mode::Full {
+            parts.push(format!("d:{}", train.d));
+        }
+        parts.push(format!("lr:{:e}", train.lr));
+        if let Some(lambda_lr) = train.lambda_lr.filter(|_| train.mode == Mode::Said) {
+            parts.push(format!("lambda-lr:{lambda_lr:e}"));
+        }
+        let seeds = train.seeds;
+        if seeds.data == seeds.head && seeds.head == seeds.dropout && seeds.dropout == seeds.projection {
+            parts.push(format!("seed:{}", seeds.data));
+        } else {
+            parts.push(format!("seed:{}/{}/{}/{}", seeds.data, seeds.head, seeds.dropout, seeds.projection));
+        }
+        parts.push(format!("epochs:{}", train.epochs));
+        match train.train_eval_examples {
+            Some(0) => {}
+            Some(n) => parts.push(format!("train-eval:{n}")),
+            None => parts.push("train-eval:all".to_owned()),
+        }
+        if !train.precision.is_f32() {
+            parts.push(format!("precision:{}", train.precision));
+        }
+        parts.push(format!("torch:{}", self.torch));
+        parts.push(format!("device:{}", self.device));
+        parts.push(format!("code:{code}"));
+        parts.join("|")
+    }
+}
+
+/// Accuracy (and F1 of label 1 where the task reports it) of one dev split.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SplitMetrics {
+    pub accuracy: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub f1: Option<f64>,
+    /// How many examples were predicted as each class, in label order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub predictions: Vec<usize>,
+}
+
+impl SplitMetrics {
+    /// Every example was predicted as one class (a constant predictor, whatever its accuracy).
+    pub fn predicts_one_class(&self) -> bool {
+        !self.predictions.is_empty() && self.predictions.iter().filter(|&&count| count > 0).count() <= 1
+    }
+}
+
+/// One evaluation of a run (every `eval_every` steps and at the end of every epoch).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Evaluation {
+    pub step: usize,
+    /// 0-based.
+    pub epoch: usize,
+    pub train_loss: f64,
+    pub splits: BTreeMap<String, SplitMetrics>,
+    /// The metric the run is judged by: accuracy of the first dev split.
+    pub score: f64,
+    /// The first dev split was predicted as one class throughout.
+    #[serde(default)]
+    pub predicts_one_class: bool,
+    /// Accuracy on the training examples (`train_eval_examples`), in eval mode.
+    #[serde(default)]
+    pub train_accuracy: Option<f64>,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "status")]
+pub enum Status {
+    Completed,
+    Diverged {
+        step: usize,
+        /// The training loss of the step (the last finite one when the weights or logits failed).
+        loss: f64,
+        /// What was found not finite.
+        #[serde(default)]
+        cause: DivergenceCause,
+    },
+    /// Ended by `max_steps_this_process`.
+    Stopped,
+}
+
+/// What made a run diverge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DivergenceCause {
+    /// The training loss was not finite or exceeded `divergence_loss`.
+    #[default]
+    Loss,
+    /// Evaluation logits were not finite.
+    Logits,
+    /// The weights after the last step were not finite.
+    Weights,
+}
+
+/// Summary facts of a Fastfood projector (`subspace::fastfood::Projector`), for run records.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProjectorSummary {
+    pub scope: Scope,
+    pub seed: u64,
+    pub d: usize,
+    pub total_params: usize,
+    pub n_tensors: usize,
+    pub n_groups: usize,
+    pub n_blocks: usize,
+    /// Sum over blocks of their length `L`: the elements each FWHT pass touches.
+    pub total_padded_len: usize,
+    /// Groups whose block is shorter than `d`: the authors' code would crop the input there.
+    pub n_groups_cropped_by_authors_code: usize,
+    pub crop_to_block: bool,
+}
+
+/// The small serialisable record of a subspace (`subspace::Subspace`), kept with every run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SubspaceDescription {
+    pub method: SubspaceMethod,
+    pub grouping: Option<LambdaGrouping>,
+    pub compat: Compat,
+    /// Scales `m` (including the unused one of the compatibility mode).
+    pub n_lambda: usize,
+    /// Coordinates of `theta` (`d - m` for SAID, `d - m - 1` in the compatibility mode).
+    pub theta_len: usize,
+    pub projector: ProjectorSummary,
+}
+
+/// What a run gave.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunResult {
+    pub config: TrainConfig,
+    pub status: Status,
+    pub steps: usize,
+    pub evaluations: Vec<Evaluation>,
+    pub best: Option<Evaluation>,
+    pub subspace: Option<SubspaceDescription>,
+    pub trainable_parameters: usize,
+    /// Seconds spent on the run: this process's, plus the time of earlier processes up to the
+    /// checkpoint it resumed from (work lost after a checkpoint is not counted).
+    pub wall_time_s: f64,
+    /// Steps done by this process (the rest came from a checkpoint).
+    pub steps_this_process: usize,
+    /// Padding tokens over all tokens of the training batches (every epoch).
+    #[serde(default)]
+    pub padding_fraction: Option<f64>,
+}
+
+/// Where and by what a result was made.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Provenance {
+    /// The code revision of the binary that made it (captured when that binary was built).
+    pub code: String,
+    pub host: String,
+    /// Seconds since the Unix epoch when the result was written.
+    pub finished_at: u64,
+}
+
+impl Provenance {
+    /// A result made now, on this host, by the binary built from `code`.
+    pub fn now(code: &str) -> Provenance {
+        Provenance {
+            code: code.to_owned(),
+            host: host_name(),
+            finished_at: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |elapsed| elapsed.as_secs()),
+        }
+    }
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|name| name.trim().to_owned())
+        .unwrap_or_else(|_| "unknown".to_owned())
+}
+
+/// One finished run (`runs/<key>.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub key: String,
+    pub signature: String,
+    pub spec: RunSpec,
+    pub train_examples: usize,
+    /// Accuracy of always predicting the most frequent label of the first dev split.
+    pub majority_accuracy: f64,
+    /// The run's best dev metric (accuracy of the first dev split), if it evaluated at all.
+    pub best_score: Option<f64>,
+    pub diverged: bool,
+    pub result: RunResult,
+    /// Peak resident memory of the process that finished the run (`VmHWM`).
+    pub peak_resident_bytes: Option<u64>,
+    pub provenance: Provenance,
+}

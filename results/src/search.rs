@@ -1,0 +1,270 @@
+//! One d90 search: its resolved plan ([`SearchPlan`], whose hash with the model and data
+//! identities is its key), its probes and outcome, and the record of them on disk
+//! ([`SearchRecord`], `searches/<key>.json`).
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Compat, LambdaGrouping, Mode, Precision, Scope};
+use crate::run::Provenance;
+
+/// How the grid is searched: every value, or a ladder then bisection (`bench-suite`'s
+/// `experiment::search` module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SearchMode {
+    Grid,
+    Bisect,
+}
+
+/// The grid values `int(10^(2 + 4i/63))` within `[d_min, d_max]`, increasing (the paper's
+/// section 4: 64 values from 10^2 to 10^6, evenly spaced in log scale).
+pub fn d_grid(d_min: usize, d_max: usize) -> Vec<usize> {
+    d_grid_every(d_min, d_max, 1)
+}
+
+/// Every `every`-th grid value (grid indices `i` with `i mod every = 0`) within `[d_min, d_max]`.
+pub fn d_grid_every(d_min: usize, d_max: usize, every: usize) -> Vec<usize> {
+    (0..64)
+        .filter(|i| i % every.max(1) == 0)
+        .map(|i| 10f64.powf(2.0 + 4.0 * i as f64 / 63.0) as usize)
+        .filter(|&d| d >= d_min && d <= d_max)
+        .collect()
+}
+
+/// Fully resolved training settings of one experiment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Training {
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub max_len: usize,
+    pub max_train_examples: Option<usize>,
+    pub subset_seed: u64,
+    pub warmup_ratio: f64,
+    pub weight_decay: f64,
+    pub max_grad_norm: f64,
+    pub eval_every: Option<usize>,
+    pub checkpoint_every: usize,
+    /// Left out of the serialised plan when f32, so f32 searches keep their keys.
+    #[serde(default, skip_serializing_if = "Precision::is_f32")]
+    pub precision: Precision,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub length_buckets: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_eval_examples: Option<usize>,
+}
+
+/// A method with everything resolved.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Method {
+    /// The spec's name for it (`said`, `did_per_tensor`, `full`, ...).
+    pub name: String,
+    pub mode: Mode,
+    pub lrs: Vec<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lr_d0: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lambda_lr: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epochs: Option<usize>,
+    pub scope: Scope,
+    pub grouping: LambdaGrouping,
+    pub compat: Compat,
+}
+
+impl Method {
+    /// The learning rates at subspace dimension `d`: the grid as given, or with `lr_d0` each
+    /// scaled by `sqrt(lr_d0 / d)`.
+    pub fn lrs_at(&self, d: usize) -> Vec<f64> {
+        match self.lr_d0 {
+            Some(d0) if d > 0 => self.lrs.iter().map(|lr| lr * (d0 as f64 / d as f64).sqrt()).collect(),
+            _ => self.lrs.clone(),
+        }
+    }
+
+    /// The subspace map this method trains in: its scope, SAID's grouping and a compatibility
+    /// mode other than `none` (`global`, `per_tensor/per_layer`, `per_tensor/per_tensor/aghajanyan`).
+    pub fn map_label(&self) -> String {
+        let mut label = self.scope.to_string();
+        if self.mode == Mode::Said {
+            label = format!("{label}/{}", self.grouping);
+        }
+        if self.compat != Compat::None {
+            label = format!("{label}/{}", self.compat);
+        }
+        label
+    }
+}
+
+/// The search settings of one experiment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Search {
+    pub mode: SearchMode,
+    pub d_min: usize,
+    /// `None`: up to the grid's end (10^6), cut at the model's D by the runner.
+    pub d_max: Option<usize>,
+    pub threshold: f64,
+    /// Every this many grid values (`None`: every one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub every: Option<usize>,
+}
+
+impl Search {
+    /// The grid values this search may probe, with `d_max` (or the grid's end) cut at `cap`
+    /// (the model's D).
+    pub fn grid(&self, cap: usize) -> Vec<usize> {
+        d_grid_every(self.d_min, self.d_max.unwrap_or(usize::MAX).min(cap), self.every.unwrap_or(1))
+    }
+}
+
+/// One d90 search: a model, a task, a subspace method against a baseline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SearchPlan {
+    pub experiment: String,
+    pub model: String,
+    pub task: String,
+    pub method: Method,
+    pub baseline: Method,
+    pub seeds: Vec<u64>,
+    pub training: Training,
+    pub search: Search,
+}
+
+/// One probe: every learning rate and seed of the method at one `d`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Probe {
+    pub d: usize,
+    /// The median over seeds of the seed scores; `None` when every run diverged.
+    pub score: Option<f64>,
+    pub success: bool,
+    pub all_diverged: bool,
+    /// Per seed, in the plan's order: the best score over learning rates of the runs that
+    /// neither diverged nor predicted one class (`None`: no such run).
+    #[serde(default)]
+    pub seed_scores: Vec<Option<f64>>,
+    /// Runs whose best evaluation predicted one class.
+    #[serde(default)]
+    pub constant_runs: usize,
+    /// The keys of the runs behind the score.
+    pub runs: Vec<String>,
+}
+
+/// What a search concluded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "outcome")]
+pub enum Outcome {
+    /// d90: the smallest probed value from which every larger probe succeeded, with the largest
+    /// failure below it.
+    Found { d90: usize, bracket: (Option<usize>, usize) },
+    /// The smallest grid value already succeeds: d90 is at most that, a bound and not a value.
+    Bound { at_most: usize },
+    /// The largest value searched did not reach the target.
+    NotReached { largest_tried: usize },
+    /// d90 cannot be computed (the paper's Figure 2 caption, and this suite's rules): the reason.
+    Unable { reason: String },
+}
+
+impl Outcome {
+    /// `found`, `bound`, `not_reached` or `unable`, as result files spell it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Outcome::Found { .. } => "found",
+            Outcome::Bound { .. } => "bound",
+            Outcome::NotReached { .. } => "not_reached",
+            Outcome::Unable { .. } => "unable",
+        }
+    }
+}
+
+/// A seed-bootstrap interval of d90: the 2.5% and 97.5% quantiles of the d90 of resampled seeds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Interval {
+    pub low: usize,
+    /// `None`: beyond the largest probe (the resampled target was not reached there).
+    pub high: Option<usize>,
+    pub resamples: usize,
+}
+
+/// What a search over a grid gave, before it is recorded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SearchOutcome {
+    pub outcome: Outcome,
+    /// In probing order.
+    pub probes: Vec<Probe>,
+    /// No probed failure above a probed success.
+    pub monotone: Option<bool>,
+    /// The seed-bootstrap interval of d90 (searches with scores from two or more seeds).
+    #[serde(default)]
+    pub interval: Option<Interval>,
+}
+
+/// The baseline of a search: full fine-tuning over its learning rates.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Baseline {
+    /// Median over seeds of the best dev metric over learning rates.
+    pub score: Option<f64>,
+    pub target: Option<f64>,
+    pub majority_accuracy: f64,
+    pub runs: Vec<String>,
+}
+
+/// The model a search measured, as its checkpoint's `config.json` describes it (HF's names), so
+/// that reports group and order models by what they are, never by their names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Architecture {
+    /// HF's `model_type` (`bert`, `roberta`, ...): the family.
+    pub model_type: String,
+    pub num_hidden_layers: usize,
+    pub hidden_size: usize,
+}
+
+impl Architecture {
+    /// The paper's size names for its models' shapes (`Base`: 12 layers of 768, `Large`: 24 of
+    /// 1024), else `L<layers>-H<hidden>` (as the BERT miniatures are named).
+    pub fn size_name(&self) -> String {
+        match (self.num_hidden_layers, self.hidden_size) {
+            (12, 768) => "Base".to_owned(),
+            (24, 1024) => "Large".to_owned(),
+            (layers, hidden) => format!("L{layers}-H{hidden}"),
+        }
+    }
+}
+
+/// One finished search.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SearchRecord {
+    pub key: String,
+    pub signature: String,
+    pub plan: SearchPlan,
+    /// The model's family and shape; `None` in records written before it was recorded (the
+    /// runner fills it in when it meets such a record).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub architecture: Option<Architecture>,
+    /// The model's parameter count D (with its task head) and, for SAID, the number of scales m.
+    pub total_parameters: usize,
+    pub scales: usize,
+    /// The grid searched (after cutting at D).
+    pub grid: Vec<usize>,
+    pub baseline: Baseline,
+    pub outcome: Outcome,
+    pub probes: Vec<Probe>,
+    /// No probed failure above a probed success.
+    pub monotone: Option<bool>,
+    /// The seed-bootstrap interval of d90 (two or more seeds).
+    #[serde(default)]
+    pub interval: Option<Interval>,
+    /// The key of the d90 probe's best run trained again with training accuracy (the
+    /// generalization gap's run); `None` without a d90.
+    #[serde(default)]
+    pub generalization_run: Option<String>,
+    pub provenance: Provenance,
+}
+
+impl SearchRecord {
+    /// The d90 value when one was found (not a bound, not unreached, not unable).
+    pub fn d90(&self) -> Option<usize> {
+        match self.outcome {
+            Outcome::Found { d90, .. } => Some(d90),
+            _ => None,
+        }
+    }
+}

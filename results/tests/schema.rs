@@ -1,0 +1,133 @@
+//! The schema, pinned. Run keys: a key names a result on disk, so a change to what it hashes (a new
+//! field, a renamed one, another default) must be a deliberate one, made here, and not a silent
+//! re-keying of every committed result; test knobs are not part of keys. Records: every committed
+//! result file (and the reports' fixtures) reads and writes back unchanged.
+
+use std::path::Path;
+
+use results::{Mode, ResultsDir, RunSpec, TrainConfig};
+
+/// The torch version of the workspace (`subspace::TORCH_VERSION`; this crate links no torch).
+const TORCH_VERSION: &str = "2.11.0";
+use expect_test::expect;
+
+fn fixed() -> RunSpec {
+    let mut train = TrainConfig::new(Mode::Said, 1861, 0.3);
+    train.epochs = 1;
+    train.length_buckets = Some(16);
+    train.train_eval_examples = Some(0);
+    RunSpec {
+        model: "sentence-transformers/all-MiniLM-L6-v2".to_owned(),
+        model_revision: "c9745ed1d9f207416be6d2e6f8de32d1f16199bf".to_owned(),
+        task: "sst2".to_owned(),
+        data: "0123abcd".to_owned(),
+        max_len: 64,
+        max_train_examples: Some(2000),
+        subset_seed: 0,
+        device: "cpu".to_owned(),
+        torch: TORCH_VERSION.to_owned(),
+        train,
+    }
+}
+
+#[test]
+fn a_fixed_run_has_a_pinned_key_and_signature() {
+    let spec = fixed();
+    expect!["ed6062e835289a0f"].assert_eq(&spec.key());
+    expect!["said|group:per_layer|scope:global|compat:none|task:sst2|metric:acc|model:all-MiniLM-L6-v2@c9745ed1d9f207416be6d2e6f8de32d1f16199bf|data:0123abcd|train:2000@0|d:1861|lr:3e-1|seed:0|epochs:1|torch:2.11.0|device:cpu|code:0123456789ab"].assert_eq(&spec.signature("0123456789ab"));
+}
+
+#[test]
+fn test_knobs_are_not_part_of_the_key_and_everything_else_is() {
+    let spec = fixed();
+    let mut stopped = spec.clone();
+    stopped.train.max_steps_this_process = Some(5);
+    assert_eq!(stopped.key(), spec.key(), "a process stopped early works on the same run");
+    type Change = (&'static str, fn(&mut RunSpec));
+    let changes: [Change; 8] = [
+        ("lr", |spec| spec.train.lr = 0.1),
+        ("d", |spec| spec.train.d = 1862),
+        ("seed", |spec| spec.train.seeds.dropout = 1),
+        ("epochs", |spec| spec.train.epochs = 2),
+        ("data", |spec| spec.data = "0123abce".to_owned()),
+        ("model revision", |spec| spec.model_revision = "main".to_owned()),
+        ("device", |spec| spec.device = "cuda".to_owned()),
+        ("training accuracy", |spec| spec.train.train_eval_examples = None),
+    ];
+    for (what, change) in changes {
+        let mut changed = spec.clone();
+        change(&mut changed);
+        assert_ne!(changed.key(), spec.key(), "{what} changes the run");
+    }
+}
+
+/// Every committed result is stored under the key its spec hashes to today.
+#[test]
+fn committed_runs_are_stored_under_their_keys() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let mut checked = 0;
+    for dir in ["runs/quick", "runs/quick-seeds-3-5", "runs/quick-constant-lr"] {
+        let runs = ResultsDir::new(root.join(dir)).unwrap().runs().unwrap();
+        assert!(!runs.is_empty(), "{dir}: no runs");
+        for run in runs {
+            assert_eq!(run.spec.key(), run.key, "{dir}: {}", run.signature);
+            checked += 1;
+        }
+    }
+    assert!(checked > 100, "{checked} runs");
+}
+
+/// The schema reads every committed result whole: each file parses, and writing the record back
+/// gives the same JSON (a field this schema dropped or renamed would be lost on the way).
+#[test]
+fn committed_results_round_trip_through_the_schema() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let mut checked = 0;
+    for dir in ["runs/quick", "runs/quick-seeds-3-5", "runs/quick-constant-lr", "reports/tests/fixtures/results"] {
+        for sub in ["runs", "searches"] {
+            for entry in std::fs::read_dir(root.join(dir).join(sub)).unwrap() {
+                let path = entry.unwrap().path();
+                let text = std::fs::read_to_string(&path).unwrap();
+                let file: serde_json::Value = serde_json::from_str(&text).unwrap();
+                let written = if sub == "runs" {
+                    serde_json::to_value(serde_json::from_str::<results::RunRecord>(&text).unwrap()).unwrap()
+                } else {
+                    serde_json::to_value(serde_json::from_str::<results::SearchRecord>(&text).unwrap()).unwrap()
+                };
+                let mut differences = Vec::new();
+                differ("", &file, &written, &mut differences);
+                assert!(differences.is_empty(), "{}: file vs schema: {}", path.display(), differences.join("; "));
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 150, "{checked} files");
+}
+
+/// The JSON paths where `file` and `written` differ, with both values.
+fn differ(path: &str, file: &serde_json::Value, written: &serde_json::Value, out: &mut Vec<String>) {
+    use serde_json::Value;
+    match (file, written) {
+        (Value::Object(a), Value::Object(b)) => {
+            for key in a.keys().chain(b.keys().filter(|key| !a.contains_key(*key))) {
+                let (x, y) = (a.get(key).unwrap_or(&Value::Null), b.get(key).unwrap_or(&Value::Null));
+                if a.contains_key(key) != b.contains_key(key) {
+                    out.push(format!(
+                        "{path}.{key}: {} in the file, {} written",
+                        a.contains_key(key),
+                        b.contains_key(key)
+                    ));
+                } else {
+                    differ(&format!("{path}.{key}"), x, y, out);
+                }
+            }
+        }
+        (Value::Array(a), Value::Array(b)) if a.len() == b.len() => {
+            for (index, (x, y)) in a.iter().zip(b).enumerate() {
+                differ(&format!("{path}[{index}]"), x, y, out);
+            }
+        }
+        (a, b) if a != b => out.push(format!("{path}: {a} in the file, {b} written")),
+        _ => {}
+    }
+}
