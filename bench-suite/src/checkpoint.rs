@@ -68,29 +68,55 @@ fn unused_by_design(bare: &str, model_has_pooler: bool) -> bool {
         || bare == "embeddings.token_type_ids"
 }
 
-/// Loads `path` into the variables of `vs`. Variables under `fresh_prefix` (e.g. `classifier`), if
-/// given, may be absent from the checkpoint: those are initialised from `seed` as HF does (weights
-/// `N(0, init_std)`, biases 0); without it every variable must come from the checkpoint.
-/// `encoder_prefix` is the model's encoder prefix (`bert`, `roberta`).
-pub fn load(
-    vs: &nn::VarStore,
-    path: &Path,
+/// What becomes of the variables under a head prefix (e.g. `classifier`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Head<'a> {
+    /// No head: every variable comes from the checkpoint.
+    None,
+    /// The checkpoint's head where it has one (HF parity, evaluating a fine-tuned checkpoint),
+    /// else initialised from the seed.
+    IfPresent(&'a str),
+    /// Always initialised from the seed, as fine-tuning starts (the seed is part of a run's key);
+    /// a head in the checkpoint (a folder saved from a `*ForSequenceClassification`) is reported
+    /// unused.
+    Fresh(&'a str),
+}
+
+impl Head<'_> {
+    fn prefix(self) -> Option<String> {
+        match self {
+            Head::None => None,
+            Head::IfPresent(prefix) | Head::Fresh(prefix) => Some(format!("{prefix}.")),
+        }
+    }
+}
+
+/// Where each checkpoint tensor goes in a model whose variables (and shapes) are `variables`.
+struct Placement {
+    /// Variable -> checkpoint name.
+    loaded: BTreeMap<String, String>,
+    unused: Vec<String>,
+    renamed: Vec<(String, String)>,
+}
+
+/// Matches checkpoint tensors (`name -> shape`) to `variables` (see the module doc), checking
+/// every missing, unexpected or conflicting name and every shape, touching no tensor data.
+fn place(
+    path: &str,
+    tensors: &BTreeMap<String, Vec<i64>>,
+    variables: &BTreeMap<String, Vec<i64>>,
     encoder_prefix: &str,
-    fresh_prefix: Option<&str>,
-    seed: u64,
-    init_std: f64,
-) -> Result<LoadReport, CheckpointError> {
-    let shown = path.display().to_string();
-    let tensors = Tensor::read_safetensors(path)
-        .map_err(|err| CheckpointError::Read { path: shown.clone(), message: err.to_string() })?;
-    let variables: BTreeMap<String, Tensor> = vs.variables().into_iter().collect();
+    head: Head,
+) -> Result<Placement, CheckpointError> {
     let model_has_pooler = variables.keys().any(|name| name.contains("pooler."));
     let encoder_dot = format!("{encoder_prefix}.");
-    let mut loaded: BTreeMap<String, (String, Tensor)> = BTreeMap::new();
+    let head_prefix = head.prefix();
+    let in_head = |name: &str| head_prefix.as_ref().is_some_and(|prefix| name.starts_with(prefix.as_str()));
+    let mut loaded: BTreeMap<String, String> = BTreeMap::new();
     let mut unused = Vec::new();
     let mut unexpected = Vec::new();
     let mut renamed = Vec::new();
-    for (name, tensor) in tensors {
+    for name in tensors.keys() {
         let (current, legacy) = match LEGACY_SUFFIXES.iter().find(|(old, _)| name.ends_with(old)) {
             Some((old, new)) => (format!("{}{new}", &name[..name.len() - old.len()]), true),
             None => (name.clone(), false),
@@ -101,57 +127,126 @@ pub fn load(
         } else if variables.contains_key(&prefixed) {
             prefixed
         } else {
-            let bare = name.strip_prefix(&encoder_dot).unwrap_or(&name);
+            let bare = name.strip_prefix(&encoder_dot).unwrap_or(name);
             if unused_by_design(bare, model_has_pooler) {
-                unused.push(name);
+                unused.push(name.clone());
             } else {
-                unexpected.push(name);
+                unexpected.push(name.clone());
             }
             continue;
         };
+        if matches!(head, Head::Fresh(_)) && in_head(&target) {
+            unused.push(name.clone());
+            continue;
+        }
         if legacy {
             renamed.push((name.clone(), target.clone()));
         }
-        if let Some((first, _)) = loaded.get(&target) {
+        if let Some(first) = loaded.get(&target) {
             return Err(CheckpointError::Conflict {
-                path: shown,
+                path: path.to_owned(),
                 variable: target.clone(),
                 first: first.clone(),
-                second: name,
+                second: name.clone(),
             });
         }
-        loaded.insert(target, (name, tensor));
+        loaded.insert(target, name.clone());
     }
-    // The file's order is not the reader's: sorted names keep reports and errors stable.
     unused.sort();
     unexpected.sort();
     renamed.sort();
-    let missing: Vec<String> = variables
-        .keys()
-        .filter(|name| {
-            let fresh = fresh_prefix.is_some_and(|prefix| name.starts_with(&format!("{prefix}.")));
-            !loaded.contains_key(*name) && !fresh
-        })
-        .cloned()
-        .collect();
+    let missing: Vec<String> =
+        variables.keys().filter(|name| !loaded.contains_key(*name) && !in_head(name)).cloned().collect();
     if !missing.is_empty() || !unexpected.is_empty() {
-        return Err(CheckpointError::Mismatch { path: shown, missing, unexpected });
+        return Err(CheckpointError::Mismatch { path: path.to_owned(), missing, unexpected });
     }
+    for (variable, name) in &loaded {
+        if tensors[name] != variables[variable] {
+            return Err(CheckpointError::Shape {
+                path: path.to_owned(),
+                name: variable.clone(),
+                expected: variables[variable].clone(),
+                actual: tensors[name].clone(),
+            });
+        }
+    }
+    Ok(Placement { loaded, unused, renamed })
+}
+
+/// The tensor names and shapes of a `.safetensors` file, from its header alone (an 8-byte
+/// little-endian length, then that many bytes of JSON), without reading the data.
+pub fn safetensors_shapes(path: &Path) -> Result<BTreeMap<String, Vec<i64>>, CheckpointError> {
+    use std::io::Read;
+    let shown = path.display().to_string();
+    let error = |message: String| CheckpointError::Read { path: shown.clone(), message };
+    let mut file = std::fs::File::open(path).map_err(|err| error(err.to_string()))?;
+    let mut length = [0u8; 8];
+    file.read_exact(&mut length).map_err(|err| error(format!("not a safetensors file: {err}")))?;
+    let length = u64::from_le_bytes(length);
+    let size = file.metadata().map_err(|err| error(err.to_string()))?.len();
+    if length > size.saturating_sub(8) || length > 100 << 20 {
+        return Err(error(format!("not a safetensors file: a header of {length} bytes in a file of {size}")));
+    }
+    let mut header = vec![0u8; length as usize];
+    file.read_exact(&mut header).map_err(|err| error(err.to_string()))?;
+    #[derive(serde::Deserialize)]
+    struct Entry {
+        shape: Vec<i64>,
+    }
+    let mut entries: BTreeMap<String, serde_json::Value> =
+        serde_json::from_slice(&header).map_err(|err| error(format!("not a safetensors header: {err}")))?;
+    entries.remove("__metadata__");
+    entries
+        .into_iter()
+        .map(|(name, value)| {
+            let entry: Entry = serde_json::from_value(value).map_err(|err| error(format!("tensor `{name}`: {err}")))?;
+            Ok((name, entry.shape))
+        })
+        .collect()
+}
+
+/// Checks, before any training, that the checkpoint at `path` fits a model whose variables are
+/// `layout` (names and shapes, e.g. `shapes::sequence_classifier`): the same matching and checks
+/// as [`load`], from the file's header alone.
+pub fn check(
+    path: &Path,
+    layout: &[(String, Vec<i64>)],
+    encoder_prefix: &str,
+    head: Head,
+) -> Result<(), CheckpointError> {
+    let tensors = safetensors_shapes(path)?;
+    let variables: BTreeMap<String, Vec<i64>> = layout.iter().cloned().collect();
+    place(&path.display().to_string(), &tensors, &variables, encoder_prefix, head).map(|_| ())
+}
+
+/// Loads `path` into the variables of `vs`. Variables of the [`Head`] that do not come from the
+/// checkpoint are initialised from `seed` as HF does (weights `N(0, init_std)`, biases 0).
+/// `encoder_prefix` is the model's encoder prefix (`bert`, `roberta`).
+pub fn load(
+    vs: &nn::VarStore,
+    path: &Path,
+    encoder_prefix: &str,
+    head: Head,
+    seed: u64,
+    init_std: f64,
+) -> Result<LoadReport, CheckpointError> {
+    let shown = path.display().to_string();
+    let tensors: BTreeMap<String, Tensor> = Tensor::read_safetensors(path)
+        .map_err(|err| CheckpointError::Read { path: shown.clone(), message: err.to_string() })?
+        .into_iter()
+        .collect();
+    let variables: BTreeMap<String, Tensor> = vs.variables().into_iter().collect();
+    let shapes = |tensors: &BTreeMap<String, Tensor>| -> BTreeMap<String, Vec<i64>> {
+        tensors.iter().map(|(name, tensor)| (name.clone(), tensor.size())).collect()
+    };
+    let placement = place(&shown, &shapes(&tensors), &shapes(&variables), encoder_prefix, head)?;
     let _guard = tch::no_grad_guard();
     let mut initialised = Vec::new();
     for (name, variable) in &variables {
         let mut variable = variable.shallow_clone();
-        match loaded.get(name) {
-            Some((_, tensor)) => {
-                if tensor.size() != variable.size() {
-                    return Err(CheckpointError::Shape {
-                        path: shown,
-                        name: name.clone(),
-                        expected: variable.size(),
-                        actual: tensor.size(),
-                    });
-                }
-                variable.copy_(&tensor.to_kind(variable.kind()));
+        match placement.loaded.get(name) {
+            Some(source) => {
+                variable.copy_(&tensors[source].to_kind(variable.kind()));
             }
             None => {
                 if name.ends_with("bias") {
@@ -166,5 +261,5 @@ pub fn load(
             }
         }
     }
-    Ok(LoadReport { loaded: loaded.len(), initialised, unused, renamed })
+    Ok(LoadReport { loaded: placement.loaded.len(), initialised, unused: placement.unused, renamed: placement.renamed })
 }

@@ -1,16 +1,19 @@
 //! Fine-tune one checkpoint on one task once: the unit that the command line and the experiment
 //! runner share. Data and checkpoint come from the verified store (cache, mirror or network).
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use datasets::manifest::Manifest;
 use datasets::store::{Store, StoreConfig};
-use datasets::tasks::{Metric, Task};
+use datasets::tasks::Example;
 use serde::Serialize;
 use tch::nn;
 
 use crate::checkpoint::{self, CheckpointError, LoadReport};
 use crate::models::{Config, ConfigError, SequenceClassifier};
+use crate::reference::{Checkpoint, ModelRef, Subject, TaskRef, TextTask, is_task_file, load_task_file};
 use crate::shapes;
 use crate::synthetic;
 use crate::tokenize::{DEFAULT_MAX_LEN, TextEncoder, TokenizeError};
@@ -29,8 +32,13 @@ pub const DEFAULT_SUBSPACE_LR: f64 = 0.3;
 
 #[derive(Debug, Clone)]
 pub struct FinetuneRequest {
+    /// A checkpoint of the manifest (asset id), a hub checkpoint pinned by commit
+    /// (`org/name@<commit>`), a local HF-format folder (a path starting with `./`, `../` or `/`),
+    /// or a synthetic model ([`crate::reference::ModelRef::resolve`]).
     pub model: String,
-    pub task: Task,
+    /// A task of the manifest by name, or a task file (`.yaml`/`.yml`: a
+    /// `datasets::local::LocalTaskSpec`, its paths relative to the file).
+    pub task: String,
     pub mode: Mode,
     pub d: usize,
     pub lr: Option<f64>,
@@ -57,10 +65,10 @@ pub struct FinetuneRequest {
 }
 
 impl FinetuneRequest {
-    pub fn new(model: &str, task: Task, mode: Mode, d: usize) -> FinetuneRequest {
+    pub fn new(model: &str, task: &str, mode: Mode, d: usize) -> FinetuneRequest {
         FinetuneRequest {
             model: model.to_owned(),
-            task,
+            task: task.to_owned(),
             mode,
             d,
             lr: None,
@@ -113,12 +121,31 @@ impl FinetuneRequest {
         Ok(())
     }
 
+    /// The model and task the request names, read and checked (a local folder hashed, a task
+    /// file parsed), before anything is fetched or trained.
+    pub fn subject(&self) -> Result<Subject, FinetuneError> {
+        fn value(setting: &'static str, value: &str) -> impl FnOnce(String) -> FinetuneError {
+            let value = value.to_owned();
+            move |message| FinetuneError::Value { setting, value, message }
+        }
+        let model = ModelRef::resolve(&self.model, Path::new("."), &Manifest::embedded(), &mut BTreeMap::new())
+            .map_err(value("--model", &self.model))?;
+        let task = if is_task_file(&self.task) {
+            TaskRef::Text(TextTask::Local(Arc::new(
+                load_task_file(Path::new(&self.task)).map_err(value("--task", &self.task))?,
+            )))
+        } else {
+            TaskRef::resolve(&self.task, &BTreeMap::new()).map_err(value("--task", &self.task))?
+        };
+        Subject::new(model, task).map_err(value("--model", &self.model))
+    }
+
     /// `d` against the model with its task head: at most D parameters, and for SAID more than its
     /// m scales (one per group, which `d` includes).
-    pub fn check_dimension(&self, config: &Config) -> Result<(), FinetuneError> {
+    pub fn check_dimension(&self, config: &Config, n_labels: usize) -> Result<(), FinetuneError> {
         let (method, grouping) = (SubspaceMethod::Said, LambdaGrouping::PerLayer);
         let method = if self.mode == Mode::Said { method } else { SubspaceMethod::Did };
-        let n_labels = self.task.labels().len() as i64;
+        let n_labels = n_labels as i64;
         let (total, scales) = shapes::subspace_dimensions(config, n_labels, method, grouping, Compat::None);
         if self.d > total {
             return Err(FinetuneError::Value {
@@ -171,8 +198,8 @@ pub enum FinetuneError {
     Checkpoint(#[from] CheckpointError),
     #[error(transparent)]
     Train(#[from] TrainError),
-    #[error("task {task} has no split `{split}`")]
-    NoSplit { task: String, split: String },
+    #[error("{0}")]
+    Changed(String),
     #[error("`{0}` is not a synthetic model (known: synthetic/tiny-bert, synthetic/tiny-roberta)")]
     UnknownSynthetic(String),
     #[error("mode {0:?} needs a subspace dimension d > 0")]
@@ -226,28 +253,32 @@ pub struct Workload {
 }
 
 impl Workload {
-    /// A checkpoint and a task from the store; `max_train_examples` takes a random subset drawn
-    /// from `subset_seed` (the same for every mode, learning rate and run seed).
-    pub fn from_store(
+    /// A checkpoint (of the manifest, from the store; or a local folder) and a task with text
+    /// (the manifest's, parsed from the store; or one over local files); `max_train_examples`
+    /// takes a random subset drawn from `subset_seed` (the same for every mode, learning rate and
+    /// run seed). Tokenised texts are cached in the store's folder.
+    pub fn from_checkpoint(
         store: &Store,
-        model: &str,
-        task: Task,
+        model: &Checkpoint,
+        task: &TextTask,
         max_len: usize,
         max_train_examples: Option<usize>,
         subset_seed: u64,
     ) -> Result<Workload, FinetuneError> {
         let tokenized_cache = store.home().join("tokenized");
-        let model_files = store.ensure(model)?;
-        let config = read_config(&model_files.file("config.json"))?;
-        let encoder = TextEncoder::from_file(&model_files.file("tokenizer.json"), max_len)?;
+        if let Checkpoint::Local(local) = model {
+            local.verify().map_err(FinetuneError::Changed)?;
+        }
+        let files = model.files(store)?;
+        let config = read_config(&files.config)?;
+        let encoder = TextEncoder::from_file(&files.tokenizer, max_len)?;
         if let Some(message) = max_len_problem(&config, &encoder, task.is_pair()) {
             return Err(FinetuneError::Value { setting: "--max-len", value: max_len.to_string(), message });
         }
-        let task_data = task.load(&store.ensure(task.asset_id())?)?;
-        let tokenize = |split: &str, limit: Option<usize>| -> Result<Vec<LabelledExample>, FinetuneError> {
-            let examples = task_data
-                .split(split)
-                .ok_or_else(|| FinetuneError::NoSplit { task: task.name().to_owned(), split: split.to_owned() })?;
+        let tokenize = |split: &str,
+                        examples: &[Example],
+                        limit: Option<usize>|
+         -> Result<Vec<LabelledExample>, FinetuneError> {
             let mut chosen: Vec<usize> = (0..examples.len()).collect();
             if let Some(limit) = limit.filter(|&limit| limit < examples.len()) {
                 let mut rng = random::keyed_rng("finetune v1", subset_seed, split, 0);
@@ -264,23 +295,25 @@ impl Workload {
                 .map(|(encoded, &idx)| LabelledExample { encoded, label: examples[idx].label })
                 .collect())
         };
-        let train = tokenize("train", max_train_examples)?;
-        let dev: Vec<(String, Vec<LabelledExample>)> = task
-            .dev_splits()
-            .iter()
-            .map(|split| Ok((split.to_string(), tokenize(split, None)?)))
-            .collect::<Result<_, FinetuneError>>()?;
-        let n_labels = task.labels().len() as i64;
+        let (train, dev, n_labels, with_f1) = task.with_splits(store, |splits| -> Result<_, FinetuneError> {
+            let train = tokenize("train", splits.train, max_train_examples)?;
+            let dev: Vec<(String, Vec<LabelledExample>)> = splits
+                .dev
+                .iter()
+                .map(|(split, examples)| Ok((split.clone(), tokenize(split, examples, None)?)))
+                .collect::<Result<_, FinetuneError>>()?;
+            Ok((train, dev, splits.n_labels as i64, splits.with_f1))
+        })??;
         Ok(Workload {
-            model: model.to_owned(),
+            model: model.name().to_owned(),
             task: task.name().to_owned(),
             majority_accuracy: majority_accuracy(&dev[0].1, n_labels),
             config,
-            weights: Some(model_files.file("model.safetensors")),
+            weights: Some(files.weights),
             n_labels,
             train,
             dev,
-            with_f1: task.metrics().contains(&Metric::F1),
+            with_f1,
         })
     }
 
@@ -320,7 +353,7 @@ impl Workload {
                     &vs,
                     weights,
                     self.config.model_type.prefix(),
-                    Some("classifier"),
+                    checkpoint::Head::Fresh("classifier"),
                     config.seeds.head,
                     self.config.initializer_range,
                 )?;
@@ -353,23 +386,43 @@ pub fn finetune(
     on_step: &mut dyn FnMut(StepReport),
 ) -> Result<FinetuneOutput, FinetuneError> {
     request.check()?;
+    let subject = request.subject()?;
     let device = parse_device(&request.device)?;
     let mut store_config = StoreConfig::from_env()?;
     store_config.mirrors.extend(request.mirrors.iter().cloned());
     store_config.offline |= request.offline;
     let store = Store::new(store_config, Manifest::embedded())?;
-    if request.mode != Mode::Full {
-        let config = read_config(&store.ensure(&request.model)?.file("config.json"))?;
-        request.check_dimension(&config)?;
-    }
-    let workload = Workload::from_store(
-        &store,
-        &request.model,
-        request.task,
-        request.max_len,
-        request.max_train_examples,
-        request.subset_seed,
-    )?;
+    let workload = match &subject {
+        Subject::Text { model, task } => {
+            let files = model.files(&store)?;
+            let config = read_config(&files.config)?;
+            let n_labels = task.n_labels() as i64;
+            let layout = shapes::sequence_classifier(&config, n_labels);
+            checkpoint::check(
+                &files.weights,
+                &layout,
+                config.model_type.prefix(),
+                checkpoint::Head::Fresh("classifier"),
+            )?;
+            if request.mode != Mode::Full {
+                request.check_dimension(&config, task.n_labels())?;
+            }
+            Workload::from_checkpoint(
+                &store,
+                model,
+                task,
+                request.max_len,
+                request.max_train_examples,
+                request.subset_seed,
+            )?
+        }
+        Subject::Synthetic { model, config } => {
+            if request.mode != Mode::Full {
+                request.check_dimension(config, 2)?;
+            }
+            Workload::synthetic(model, request.max_train_examples)?
+        }
+    };
     let default_lr = if request.mode == Mode::Full { DEFAULT_FULL_LR } else { DEFAULT_SUBSPACE_LR };
     let mut train_config = TrainConfig::new(request.mode, request.d, request.lr.unwrap_or(default_lr));
     train_config.scope = request.scope;
@@ -388,8 +441,8 @@ pub fn finetune(
     train_config.checkpoint_every = request.run_dir.as_ref().map(|_| 50);
     let result = workload.run(device, &train_config, request.run_dir.as_deref(), on_loaded, on_step)?;
     Ok(FinetuneOutput {
-        model: request.model.clone(),
-        task: request.task.name().to_owned(),
+        model: workload.model.clone(),
+        task: workload.task.clone(),
         train_examples: workload.train.len(),
         device: request.device.clone(),
         max_len: request.max_len,

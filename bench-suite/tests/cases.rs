@@ -48,7 +48,8 @@ fn load(
     let vs = nn::VarStore::new(Device::Cpu);
     let model = SequenceClassifier::new(vs.root(), &config, 3);
     let path = weights.map_or_else(|| folder.join("model.safetensors"), Path::to_path_buf);
-    let report = checkpoint::load(&vs, &path, config.model_type.prefix(), Some("classifier"), 0, 0.02);
+    let report =
+        checkpoint::load(&vs, &path, config.model_type.prefix(), checkpoint::Head::IfPresent("classifier"), 0, 0.02);
     (vs, model, report)
 }
 
@@ -195,7 +196,15 @@ fn classifier_dropout_is_the_heads_dropout() {
     assert_eq!(null.head_dropout(), 0.0);
     let vs = nn::VarStore::new(Device::Cpu);
     let model = SequenceClassifier::new(vs.root(), &null, 3);
-    checkpoint::load(&vs, &folder.join("model.safetensors"), "bert", Some("classifier"), 0, 0.02).unwrap();
+    checkpoint::load(
+        &vs,
+        &folder.join("model.safetensors"),
+        "bert",
+        checkpoint::Head::IfPresent("classifier"),
+        0,
+        0.02,
+    )
+    .unwrap();
     let train = model.forward_t(ids, mask, types, true);
     assert!(max_abs_diff(&train, &eval) < 1e-6, "null must fall back to hidden_dropout_prob = 0");
     let fallback = Config::from_json(

@@ -44,8 +44,15 @@ fn check_tiny(kind: &str) {
 
     let vs = nn::VarStore::new(Device::Cpu);
     let model = SequenceClassifier::new(vs.root(), &config, 3);
-    let report =
-        checkpoint::load(&vs, &checkpoint_path, config.model_type.prefix(), Some("classifier"), 0, 0.02).unwrap();
+    let report = checkpoint::load(
+        &vs,
+        &checkpoint_path,
+        config.model_type.prefix(),
+        checkpoint::Head::IfPresent("classifier"),
+        0,
+        0.02,
+    )
+    .unwrap();
     assert!(report.initialised.is_empty(), "{kind}: the golden checkpoint has the head: {report:?}");
     std::fs::remove_dir_all(&dir).unwrap();
 
@@ -89,7 +96,7 @@ fn minilm_matches_transformers() {
         &vs,
         &folder.join("model.safetensors"),
         "bert",
-        Some("classifier"),
+        checkpoint::Head::IfPresent("classifier"),
         7,
         config.initializer_range,
     )
@@ -119,7 +126,7 @@ fn loading_names_missing_and_unexpected_tensors() {
     let path = checkpoint_from_golden(&tensors, &dir);
     let vs = nn::VarStore::new(Device::Cpu);
     let _model = SequenceClassifier::new(vs.root(), &config, 3);
-    let err = checkpoint::load(&vs, &path, "bert", Some("classifier"), 0, 0.02).unwrap_err();
+    let err = checkpoint::load(&vs, &path, "bert", checkpoint::Head::IfPresent("classifier"), 0, 0.02).unwrap_err();
     std::fs::remove_dir_all(&dir).unwrap();
     match &err {
         CheckpointError::Mismatch { missing, unexpected, .. } => {
@@ -143,7 +150,8 @@ fn fresh_heads_are_seeded_and_hf_scaled() {
     let head = |seed: u64| {
         let vs = nn::VarStore::new(Device::Cpu);
         let _model = SequenceClassifier::new(vs.root(), &config, 3);
-        let report = checkpoint::load(&vs, &path, "roberta", Some("classifier"), seed, 0.02).unwrap();
+        let report =
+            checkpoint::load(&vs, &path, "roberta", checkpoint::Head::IfPresent("classifier"), seed, 0.02).unwrap();
         assert_eq!(report.initialised.len(), 4, "{report:?}");
         let variables = vs.variables();
         (variables["classifier.dense.weight"].copy(), variables["classifier.out_proj.bias"].copy())
@@ -171,7 +179,7 @@ fn tiny_masked_lms_match_transformers() {
         let path = checkpoint_from_golden(&tensors, &dir);
         let vs = nn::VarStore::new(Device::Cpu);
         let model = MaskedLm::new(vs.root(), &config);
-        let report = checkpoint::load(&vs, &path, config.model_type.prefix(), None, 0, 0.02).unwrap();
+        let report = checkpoint::load(&vs, &path, config.model_type.prefix(), checkpoint::Head::None, 0, 0.02).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
         assert!(report.initialised.is_empty(), "{kind}: {report:?}");
         assert!(

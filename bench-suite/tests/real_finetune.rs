@@ -5,7 +5,6 @@
 use std::path::PathBuf;
 
 use bench_suite::finetune::{FinetuneRequest, finetune};
-use datasets::tasks::Task;
 use results::{DivergenceCause, Mode, Status};
 
 #[test]
@@ -15,7 +14,7 @@ fn minilm_learns_sst2_fully_and_in_a_said_subspace() {
         return;
     };
     for (mode, d, lr) in [(Mode::Full, 0, 5e-5), (Mode::Said, 1000, 0.3)] {
-        let mut request = FinetuneRequest::new("sentence-transformers/all-MiniLM-L6-v2", Task::Sst2, mode, d);
+        let mut request = FinetuneRequest::new("sentence-transformers/all-MiniLM-L6-v2", "sst2", mode, d);
         request.lr = Some(lr);
         request.epochs = 1;
         request.max_len = 64;
@@ -43,7 +42,7 @@ fn mirror_or_skip(what: &str) -> Option<PathBuf> {
 }
 
 fn mrpc_request(mirror: &std::path::Path, mode: Mode, d: usize) -> FinetuneRequest {
-    let mut request = FinetuneRequest::new("sentence-transformers/all-MiniLM-L6-v2", Task::Mrpc, mode, d);
+    let mut request = FinetuneRequest::new("sentence-transformers/all-MiniLM-L6-v2", "mrpc", mode, d);
     request.epochs = 1;
     request.max_len = 64;
     request.max_train_examples = Some(32);

@@ -6,7 +6,9 @@
 //!   by size and hash, and resumable, verified downloads.
 //! - [`unpack`]: zip and tar.gz extraction that refuses entries escaping the target folder.
 //! - [`tasks`]: parsers of the six datasets into typed examples, with the canonical split sizes.
+//! - [`local`]: a classification task the user declares over local CSV, TSV or JSONL files.
 
+pub mod local;
 pub mod manifest;
 pub mod store;
 pub mod tasks;
@@ -49,6 +51,10 @@ pub enum Error {
     SplitSize { file: PathBuf, split: String, expected: usize, actual: usize },
     #[error("{file}:{line}: {message}")]
     Parse { file: PathBuf, line: usize, message: String },
+    #[error("{}{}: {field}: {message}", file.display(), line.map(|line| format!(":{line}")).unwrap_or_default())]
+    TaskFile { file: PathBuf, line: Option<usize>, field: String, message: String },
+    #[error("{field}: {message}")]
+    TaskDeclaration { field: String, message: String },
 }
 
 /// A file that is not what the manifest says, already moved out of the way.

@@ -134,6 +134,47 @@ impl Manifest {
 }
 
 impl Asset {
+    /// A checkpoint of the Hugging Face hub that the manifest does not list, pinned by `repo`
+    /// (`org/name`) and a 40-hex commit `revision`: its `config.json`, `model.safetensors` and
+    /// `tokenizer.json`, trusted on first use and locked like the manifest's (asset id
+    /// `org/name@revision`).
+    ///
+    /// # Errors
+    /// A repo that is not `org/name`, or a revision that is not a commit (a branch such as `main`
+    /// moves, so results on it could not be reproduced): the message says what to give.
+    pub fn hub_checkpoint(repo: &str, revision: &str) -> Result<Asset, String> {
+        let valid_part = |part: &str| {
+            !part.is_empty()
+                && part.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+                && !part.starts_with('.')
+        };
+        if !matches!(repo.split('/').collect::<Vec<_>>()[..], [org, name] if valid_part(org) && valid_part(name)) {
+            return Err(format!("`{repo}` is not a hub repository (`org/name`)"));
+        }
+        // One commit, one spelling: the cache folder, the lock and the run keys use lowercase.
+        if revision.len() != 40 || !revision.bytes().all(|byte| byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte))
+        {
+            return Err(format!(
+                "`{repo}@{revision}`: pin a commit, `{repo}@<40 lowercase hex digits>` (the repository's history lists them); \
+                 a branch or tag can move, and results on it could not be reproduced"
+            ));
+        }
+        let file = |name: &str| AssetFile {
+            name: name.to_owned(),
+            urls: Vec::new(),
+            size: None,
+            sha256: None,
+            archive: None,
+            members: Vec::new(),
+        };
+        Ok(Asset {
+            id: format!("{repo}@{revision}"),
+            description: format!("{repo} at {revision} (a hub checkpoint named by a spec or --model)"),
+            hf: Some(HfSource { repo: repo.to_owned(), revision: revision.to_owned() }),
+            files: vec![file("config.json"), file("model.safetensors"), file("tokenizer.json")],
+        })
+    }
+
     /// The URLs of a file: its own, or the hub URL at the pinned revision for `hf` assets.
     pub fn urls(&self, file: &AssetFile, hf_endpoint: &str) -> Vec<String> {
         match &self.hf {

@@ -229,7 +229,13 @@ impl Store {
     /// Makes every file of an asset available and verified, from the cache, a mirror or the
     /// network; offline, a missing file is an [`Error::Missing`] naming it and its URLs.
     pub fn ensure(&self, id: &str) -> Result<AssetPaths, Error> {
-        let asset = self.manifest.asset(id)?;
+        self.ensure_asset(self.manifest.asset(id)?)
+    }
+
+    /// [`Store::ensure`] for an asset that need not be in the manifest (a hub checkpoint named by
+    /// a spec, [`Asset::hub_checkpoint`]): the same cache, mirrors, verification and lock file.
+    pub fn ensure_asset(&self, asset: &Asset) -> Result<AssetPaths, Error> {
+        let id = asset.id.as_str();
         let mut paths = AssetPaths { id: id.to_owned(), root: self.asset_root(id), origins: Vec::new() };
         let mut missing = Vec::new();
         for file in &asset.files {

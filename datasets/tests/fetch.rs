@@ -467,3 +467,66 @@ fn an_archive_in_a_mirror_is_unpacked_offline() {
     let expected = Origin::Archive(Box::new(Origin::Mirror(mirror.path().join("downloaded-long-ago.zip"))));
     assert_eq!(paths.origins, [("data.zip:SET/a.tsv".to_owned(), expected)]);
 }
+
+/// A hub checkpoint the manifest does not list: fetched from the hub's URL at its commit, trusted
+/// on first use and locked like a manifest asset, then served from the cache; the same commit
+/// with other bytes later is refused; a branch instead of a commit is refused before anything.
+#[test]
+fn a_hub_checkpoint_outside_the_manifest_is_fetched_trusted_once_and_locked() {
+    use datasets::manifest::{Asset, HashLock};
+    let revision = "0123456789abcdef0123456789abcdef01234567";
+    let files = [
+        ("config.json", payload(200, 1)),
+        ("model.safetensors", payload(5_000, 2)),
+        ("tokenizer.json", payload(300, 3)),
+    ];
+    let serve = |files: Vec<(&'static str, Vec<u8>)>| {
+        Server::start(move |_, request| {
+            let prefix = format!("org/tiny/resolve/{revision}/");
+            match request.path.strip_prefix(&prefix).and_then(|name| files.iter().find(|(file, _)| *file == name)) {
+                Some((_, body)) => Reply::Ok(body.clone()),
+                None => Reply::Status(404),
+            }
+        })
+    };
+    let hub_store = |home: &Path, endpoint: &str, offline: bool| {
+        let config = StoreConfig {
+            home: home.to_path_buf(),
+            mirrors: Vec::new(),
+            offline,
+            hf_endpoint: endpoint.to_owned(),
+            lock_path: home.join("hashes.lock"),
+            attempts: 2,
+            backoff: Duration::from_millis(10),
+            read_timeout: Duration::from_millis(400),
+        };
+        Store::new(config, Manifest::embedded()).unwrap()
+    };
+    let asset = Asset::hub_checkpoint("org/tiny", revision).unwrap();
+    assert_eq!(asset.id, format!("org/tiny@{revision}"));
+    let home = tempfile::tempdir().unwrap();
+    let server = serve(files.to_vec());
+    let paths = hub_store(home.path(), &server.base_url, false).ensure_asset(&asset).unwrap();
+    for (name, body) in &files {
+        assert_eq!(&std::fs::read(paths.file(name)).unwrap(), body, "{name}");
+    }
+    let lock = HashLock::load(&home.path().join("hashes.lock")).unwrap();
+    for (name, body) in &files {
+        assert_eq!(lock.files[&format!("org/tiny@{revision}/{name}")].sha256, sha256(body), "{name} locked");
+    }
+    // From the cache, offline.
+    let again = hub_store(home.path(), "http://127.0.0.1:9", true).ensure_asset(&asset).unwrap();
+    assert!(again.origins.iter().all(|(_, origin)| *origin == Origin::Cache));
+    // The same commit with other weights (a rewritten hub, a wrong mirror): refused by the lock.
+    std::fs::remove_dir_all(home.path().join("assets")).unwrap();
+    let mut changed = files.to_vec();
+    changed[1].1 = payload(5_000, 9);
+    let server = serve(changed);
+    let err = hub_store(home.path(), &server.base_url, false).ensure_asset(&asset).unwrap_err();
+    assert!(matches!(err, Error::Mismatch(_)), "{err}");
+    // Not a commit, not a repository.
+    let err = Asset::hub_checkpoint("org/tiny", "main").unwrap_err();
+    assert!(err.contains("pin a commit"), "{err}");
+    assert!(Asset::hub_checkpoint("tiny", revision).unwrap_err().contains("org/name"));
+    assert!(Asset::hub_checkpoint("org/../x", revision).is_err());
+}

@@ -170,6 +170,38 @@ fn reported_outcome(search: &SearchRecord) -> Outcome {
     }
 }
 
+/// Searches whose models (or tasks) share a name but not an identity (two local folders called
+/// `model`, two commits of one hub repository, a task file edited between runs) are told apart
+/// by their identity in every table: `model@<revision>`, `task@<data>`. Everything in the report
+/// groups by these names, so namesakes are never paired, merged or counted as one model.
+fn distinguish_namesakes(searches: &[SearchRecord]) -> Vec<SearchRecord> {
+    use std::collections::BTreeSet;
+    let identities = |name: fn(&SearchRecord) -> (&str, Option<&str>)| -> BTreeMap<String, BTreeSet<String>> {
+        let mut seen: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for search in searches {
+            let (name, identity) = name(search);
+            seen.entry(name.to_owned()).or_default().insert(identity.unwrap_or("").to_owned());
+        }
+        seen
+    };
+    let models = identities(|s| (s.plan.model.as_str(), s.model_revision.as_deref()));
+    let tasks = identities(|s| (s.plan.task.as_str(), s.data.as_deref()));
+    searches
+        .iter()
+        .map(|search| {
+            let mut search = search.clone();
+            if models[&search.plan.model].len() > 1 {
+                search.plan.model =
+                    format!("{}@{}", search.plan.model, search.model_revision.as_deref().unwrap_or("?"));
+            }
+            if tasks[&search.plan.task].len() > 1 {
+                search.plan.task = format!("{}@{}", search.plan.task, search.data.as_deref().unwrap_or("?"));
+            }
+            search
+        })
+        .collect()
+}
+
 /// One row per search.
 pub fn searches_frame(searches: &[SearchRecord], runs: &[RunRecord]) -> PolarsResult<DataFrame> {
     let by_key: BTreeMap<&str, &RunRecord> = runs.iter().map(|run| (run.key.as_str(), run)).collect();
@@ -687,7 +719,7 @@ pub fn build(
     paper: &Paper,
 ) -> Result<Report, ReportError> {
     // Input order never matters: records are taken in key order.
-    let mut searches = searches.to_vec();
+    let mut searches = distinguish_namesakes(searches);
     searches.sort_by(|a, b| a.key.cmp(&b.key));
     let mut runs = runs.to_vec();
     runs.sort_by(|a, b| a.key.cmp(&b.key));

@@ -251,6 +251,8 @@ mod tests {
                     search: Search { mode: SearchMode::Grid, d_min: 100, d_max: None, threshold: 0.9, every: None },
                 },
                 architecture: None,
+                model_revision: None,
+                data: None,
                 total_parameters: 1000,
                 scales: 0,
                 grid: vec![100],
@@ -271,7 +273,12 @@ mod tests {
                 monotone: None,
                 interval: None,
                 generalization_run: None,
-                provenance: Provenance { code: "c".to_owned(), host: "h".to_owned(), finished_at: 0 },
+                provenance: Provenance {
+                    code: "c".to_owned(),
+                    host: "h".to_owned(),
+                    finished_at: 0,
+                    inputs: Default::default(),
+                },
             }
         };
         // Three seeds, SAID better at both shared d for every seed: the best three seeds can do is

@@ -205,3 +205,23 @@ fn family_and_size_come_from_the_record_not_the_name() {
     assert_eq!(of("s000000000000001"), named("RoBERTa", "Base"));
     assert_eq!(of("s000000000000004"), (None, None));
 }
+
+/// Two models with one name but two identities (two local folders called `tiny-model`, two commits
+/// of a hub repository) are two models in every table, told apart by their revision; one name with
+/// one identity keeps its plain name.
+#[test]
+fn namesakes_with_other_identities_stay_apart() {
+    let (mut searches, runs) = records::load(&fixtures()).unwrap();
+    let original = searches.iter().find(|s| s.key == "s000000000000003").unwrap().clone();
+    let mut edited = original.clone();
+    edited.key = "s0000000000000ed".to_owned();
+    edited.model_revision = Some("feedbeef0000".to_owned());
+    edited.outcome = results::Outcome::Found { d90: 1389, bracket: (Some(1200), 1389) };
+    searches.iter_mut().find(|s| s.key == "s000000000000003").unwrap().model_revision = Some("abc1234".to_owned());
+    searches.push(edited);
+    let report = build("fixture", "tests/fixtures/results", &searches, &runs, &Paper::embedded()).unwrap();
+    let table = text(&report, "table1.csv");
+    assert!(table.contains("google-bert/bert-base-uncased@abc1234,mrpc,said"), "{table}");
+    assert!(table.contains("google-bert/bert-base-uncased@feedbeef0000,mrpc,said"), "{table}");
+    assert!(table.contains("FacebookAI/roberta-base,mrpc,said"), "{table}");
+}

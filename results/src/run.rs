@@ -11,11 +11,15 @@ use crate::hash_key;
 /// Everything that determines a run's numbers, fully resolved: its hash is the run's key.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunSpec {
+    /// The model's name: a manifest asset id, a hub repository, a local folder's own name, or a
+    /// synthetic model's name.
     pub model: String,
-    /// Checkpoint identity: HF revision, or `synthetic`.
+    /// Checkpoint identity: the pinned HF commit (7 hex digits), a local folder's content hash
+    /// (12 hex digits of the sha256 of its files' hashes), or `synthetic`.
     pub model_revision: String,
     pub task: String,
-    /// Data identity: the first 8 hex digits of the data file's sha256, or `synthetic`.
+    /// Data identity: the first 8 hex digits of the data file's sha256, a local task's hash (12
+    /// hex digits over its declaration and files), or `synthetic`.
     pub data: String,
     pub max_len: usize,
     pub max_train_examples: Option<usize>,
@@ -208,12 +212,19 @@ pub struct Provenance {
     pub host: String,
     /// Seconds since the Unix epoch when the result was written.
     pub finished_at: u64,
+    /// The sha256 of every local file the result was computed from (a local model's files as
+    /// `model/<file>`, a local task's as `task/<split>`); empty for the manifest's assets, which
+    /// the manifest and its lock file pin.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub inputs: BTreeMap<String, String>,
 }
 
 impl Provenance {
-    /// A result made now, on this host, by the binary built from `code`.
-    pub fn now(code: &str) -> Provenance {
+    /// A result made now, on this host, by the binary built from `code`, from local files with
+    /// these hashes.
+    pub fn now(code: &str, inputs: BTreeMap<String, String>) -> Provenance {
         Provenance {
+            inputs,
             code: code.to_owned(),
             host: host_name(),
             finished_at: std::time::SystemTime::now()

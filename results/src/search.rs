@@ -239,6 +239,13 @@ pub struct SearchRecord {
     /// runner fills it in when it meets such a record).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub architecture: Option<Architecture>,
+    /// The model's and the data's identities, as the search's runs carry them (`RunSpec`'s
+    /// `model_revision` and `data`: two local folders or hub commits with one name differ here);
+    /// `None` in records written before they were recorded (filled in like `architecture`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_revision: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<String>,
     /// The model's parameter count D (with its task head) and, for SAID, the number of scales m.
     pub total_parameters: usize,
     pub scales: usize,

@@ -163,23 +163,37 @@ fn build_bench_suite_release(libtorch: &setup::Libtorch) -> Result<()> {
 /// the user typed the command in (xtask itself runs from the project root).
 const PATH_FLAGS: [&str; 7] = ["--mirror", "--run-dir", "--out", "--spec", "--runs", "--compare", "--json"];
 
+/// Whether the value of `flag` is a path to resolve: always for [`PATH_FLAGS`], and in some forms
+/// for two flags: `--model ./folder` (a local checkpoint; a manifest id or `org/name@commit` is
+/// not a path) and `--task file.yaml` (a task file; a task's name is not a path).
+fn is_path_value(flag: &str, value: &str) -> bool {
+    match flag {
+        "--model" => value.starts_with("./") || value.starts_with("../"),
+        "--task" => value.ends_with(".yaml") || value.ends_with(".yml"),
+        _ => PATH_FLAGS.contains(&flag),
+    }
+}
+
 /// The arguments with the values of path flags (`--out DIR` or `--out=DIR`) resolved against
 /// `invoked_from`.
 fn paths_from_caller(args: &[String], invoked_from: &Path) -> Vec<String> {
+    let resolve = |value: &str| invoked_from.join(value).display().to_string();
     let mut resolved = Vec::with_capacity(args.len());
-    let mut args = args.iter();
+    let mut args = args.iter().peekable();
     while let Some(arg) = args.next() {
-        if let Some((flag, path)) = arg.split_once('=')
-            && PATH_FLAGS.contains(&flag)
+        if let Some((flag, value)) = arg.split_once('=')
+            && is_path_value(flag, value)
         {
-            resolved.push(format!("{flag}={}", invoked_from.join(path).display()));
+            resolved.push(format!("{flag}={}", resolve(value)));
             continue;
         }
         resolved.push(arg.clone());
-        if PATH_FLAGS.contains(&arg.as_str())
-            && let Some(path) = args.next()
+        if let Some(value) = args.peek()
+            && arg.starts_with("--")
+            && is_path_value(arg, value)
         {
-            resolved.push(invoked_from.join(path).display().to_string());
+            resolved.push(resolve(value));
+            args.next();
         }
     }
     resolved
@@ -229,6 +243,17 @@ mod tests {
         let resolved =
             paths_from_caller(&args("--preset quick --out runs/x --mirror=../m --offline"), Path::new("/home/u"));
         assert_eq!(resolved, args("--preset quick --out /home/u/runs/x --mirror=/home/u/../m --offline"));
+        // A local model folder and a task file are paths; a manifest id and a task name are not.
+        let resolved = paths_from_caller(
+            &args("--model ./mine --task my-task.yaml --mode said --model=FacebookAI/roberta-base --task=sst2"),
+            Path::new("/home/u"),
+        );
+        assert_eq!(
+            resolved,
+            args(
+                "--model /home/u/./mine --task /home/u/my-task.yaml --mode said --model=FacebookAI/roberta-base --task=sst2"
+            )
+        );
     }
 
     /// xtask installs the PyTorch that the crates linking tch say they link (xtask cannot depend

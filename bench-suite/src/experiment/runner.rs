@@ -11,15 +11,15 @@ use std::path::PathBuf;
 
 use datasets::manifest::Manifest;
 use datasets::store::{Store, StoreConfig};
-use datasets::tasks::Task;
 use serde::Serialize;
 
 use super::search::{ProbeOutcome, Target, search as d90_search};
 use super::spec::{Plan, PlannedSearch, SpecError};
+use crate::checkpoint::{self, Head};
 use crate::code_revision;
 use crate::finetune::{FinetuneError, Workload, max_len_problem, process_memory_bytes, read_config};
+use crate::reference::Subject;
 use crate::shapes;
-use crate::synthetic;
 use crate::tokenize::TextEncoder;
 use crate::train::StepReport;
 use results::search::{Architecture, Baseline, Method, Outcome, SearchOutcome, SearchPlan, SearchRecord};
@@ -89,6 +89,8 @@ pub fn select(plan: &Plan, only: &[String], shard: Option<Shard>) -> Result<Vec<
 #[derive(Debug, Clone)]
 pub struct PreparedSearch {
     pub plan: SearchPlan,
+    /// The model and task the plan names.
+    pub subject: Subject,
     pub model_revision: String,
     pub data: String,
     /// The model's family and shape, from its config.
@@ -204,7 +206,10 @@ pub struct Runner {
 #[derive(Debug, Clone, PartialEq)]
 struct WorkloadKey {
     model: String,
+    /// Two local folders may share a name: their content tells them apart (as it does tasks).
+    model_revision: String,
     task: String,
+    data: String,
     max_len: usize,
     max_train_examples: Option<usize>,
     subset_seed: u64,
@@ -236,54 +241,40 @@ impl Runner {
     /// what is missing, or failing offline), before any training.
     pub fn prepare(&self, searches: &[PlannedSearch]) -> Result<Vec<PreparedSearch>, RunnerError> {
         let mut prepared = Vec::new();
-        for PlannedSearch { plan, origin } in searches {
+        for PlannedSearch { plan, subject, origin } in searches {
             let model_field = || format!("models[{}]", origin.model_index);
-            let (config, model_revision, tokenizer) = match synthetic::model_config(&plan.model) {
-                Some(config) => (config, "synthetic".to_owned(), None),
-                None => {
-                    let files = self
-                        .store
-                        .ensure(&plan.model)
-                        .map_err(|err| origin.error(&model_field(), format!("`{}`: {err}", plan.model)))?;
-                    let config = read_config(&files.file("config.json"))
-                        .map_err(|err| origin.error(&model_field(), err.to_string()))?;
-                    (config, self.store.content_id(&plan.model)?, Some(files.file("tokenizer.json")))
+            let (config, model_revision, n_labels, data) = match subject {
+                Subject::Synthetic { config, .. } => {
+                    (config.as_ref().clone(), "synthetic".to_owned(), 2, "synthetic".to_owned())
                 }
-            };
-            let (n_labels, data) = if plan.task == synthetic::TASK {
-                if synthetic::model_config(&plan.model).is_none() {
-                    return Err(origin
-                        .error(
-                            &model_field(),
-                            format!("the synthetic task needs a synthetic model, not `{}`", plan.model),
-                        )
-                        .into());
-                }
-                (2, "synthetic".to_owned())
-            } else {
-                if synthetic::model_config(&plan.model).is_some() {
-                    return Err(origin
-                        .error(
-                            &model_field(),
-                            format!("`{}` has no tokenizer: it runs the synthetic task only", plan.model),
-                        )
-                        .into());
-                }
-                let task = Task::from_name(&plan.task)?;
-                if let Some(tokenizer) = &tokenizer {
-                    let encoder = TextEncoder::from_file(tokenizer, plan.training.max_len)
+                Subject::Text { model, task } => {
+                    let name = model.name();
+                    let files = model
+                        .files(&self.store)
+                        .map_err(|err| origin.error(&model_field(), format!("`{name}`: {err}")))?;
+                    let config =
+                        read_config(&files.config).map_err(|err| origin.error(&model_field(), err.to_string()))?;
+                    let encoder = TextEncoder::from_file(&files.tokenizer, plan.training.max_len)
                         .map_err(|err| origin.error(&model_field(), err.to_string()))?;
                     if let Some(message) = max_len_problem(&config, &encoder, task.is_pair()) {
-                        let message =
-                            format!("{} for {} on {}: {message}", plan.training.max_len, plan.model, plan.task);
+                        let message = format!("{} for {name} on {}: {message}", plan.training.max_len, plan.task);
                         return Err(origin.error("training.max_len", message).into());
                     }
+                    let task_field = format!("tasks[{}]", origin.task_index);
+                    task.ensure(&self.store)
+                        .map_err(|err| origin.error(&task_field, format!("`{}`: {err}", plan.task)))?;
+                    let n_labels = task.n_labels() as i64;
+                    // The weights fit the model with this task's head (names and shapes, from the
+                    // file's header): a wrong folder fails here, not after earlier searches ran.
+                    checkpoint::check(
+                        &files.weights,
+                        &shapes::sequence_classifier(&config, n_labels),
+                        config.model_type.prefix(),
+                        Head::Fresh("classifier"),
+                    )
+                    .map_err(|err| origin.error(&model_field(), err.to_string()))?;
+                    (config, model.revision(&self.store)?, n_labels, task.data_id(&self.store)?)
                 }
-                let task_field = format!("tasks[{}]", origin.task_index);
-                self.store
-                    .ensure(task.asset_id())
-                    .map_err(|err| origin.error(&task_field, format!("`{}`: {err}", plan.task)))?;
-                (task.labels().len() as i64, self.store.content_id(task.asset_id())?)
             };
             let method = &plan.method;
             let subspace_method = if method.mode == Mode::Said { SubspaceMethod::Said } else { SubspaceMethod::Did };
@@ -326,6 +317,7 @@ impl Runner {
             });
             prepared.push(PreparedSearch {
                 plan: plan.clone(),
+                subject: subject.clone(),
                 model_revision,
                 data,
                 architecture: config.architecture(),
@@ -372,13 +364,16 @@ impl Runner {
     }
 
     /// The finished search's record, if there is one. A record written before records named the
-    /// model's architecture gets it now (from the same config the search was prepared with),
-    /// and is saved again: nothing else in it changes. (No lock: processes that upgrade the same
-    /// record at once write the same bytes, each atomically.)
+    /// model's architecture and the model's and data's identities gets them now (from the same
+    /// config and identities the search was keyed with), and is saved again: nothing else in it
+    /// changes. (No lock: processes that upgrade the same record at once write the same bytes,
+    /// each atomically.)
     fn load_search(&self, search: &PreparedSearch) -> Result<Option<SearchRecord>, RunnerError> {
         let Some(mut record) = self.results.load_search(&search.key)? else { return Ok(None) };
-        if record.architecture.is_none() {
+        if record.architecture.is_none() || record.model_revision.is_none() || record.data.is_none() {
             record.architecture = Some(search.architecture.clone());
+            record.model_revision = Some(search.model_revision.clone());
+            record.data = Some(search.data.clone());
             self.results.save_search(&record)?;
         }
         Ok(Some(record))
@@ -429,6 +424,8 @@ impl Runner {
             signature,
             plan: plan.clone(),
             architecture: Some(search.architecture.clone()),
+            model_revision: Some(search.model_revision.clone()),
+            data: Some(search.data.clone()),
             total_parameters: search.total_parameters,
             scales: search.scales,
             grid: search.grid.clone(),
@@ -438,7 +435,7 @@ impl Runner {
             monotone: outcome.monotone,
             interval: outcome.interval,
             generalization_run,
-            provenance: Provenance::now(code_revision()),
+            provenance: Provenance::now(code_revision(), search.subject.input_hashes()),
         })
     }
 
@@ -469,7 +466,7 @@ impl Runner {
         let Some(best) = best else { return Ok(None) };
         let mut spec = best.spec;
         spec.train.train_eval_examples = search.plan.training.train_eval_examples;
-        Ok(Some(self.run_one(spec, on_event)?.key))
+        Ok(Some(self.run_one(&search.subject, spec, on_event)?.key))
     }
 
     /// Every learning rate and seed of `method` at `d`: per seed the best score over learning
@@ -490,7 +487,7 @@ impl Runner {
             let mut best: Option<f64> = None;
             for lr in method.lrs_at(d) {
                 let spec = self.run_spec(search, method, d, lr, seed);
-                let record = self.run_one(spec, on_event)?;
+                let record = self.run_one(&search.subject, spec, on_event)?;
                 let constant = record.result.best.as_ref().is_some_and(|best| best.predicts_one_class);
                 constant_runs += usize::from(constant);
                 if let Some(score) = record.best_score.filter(|_| !constant) {
@@ -545,7 +542,13 @@ impl Runner {
         }
     }
 
-    fn run_one(&mut self, spec: RunSpec, on_event: &mut dyn FnMut(Event)) -> Result<RunRecord, RunnerError> {
+    /// Runs `spec` (a run of a search on `subject`), or takes its finished result.
+    fn run_one(
+        &mut self,
+        subject: &Subject,
+        spec: RunSpec,
+        on_event: &mut dyn FnMut(Event),
+    ) -> Result<RunRecord, RunnerError> {
         let key = spec.key();
         if let Some(record) = self.results.load_run(&key)? {
             on_event(Event::RunFinished { record: &record, reused: true });
@@ -561,25 +564,25 @@ impl Runner {
         let context = || format!("run {signature}");
         let workload_key = WorkloadKey {
             model: spec.model.clone(),
+            model_revision: spec.model_revision.clone(),
             task: spec.task.clone(),
+            data: spec.data.clone(),
             max_len: spec.max_len,
             max_train_examples: spec.max_train_examples,
             subset_seed: spec.subset_seed,
         };
         if self.workload.as_ref().is_none_or(|(key, _)| key != &workload_key) {
             self.workload = None;
-            let workload = if spec.task == synthetic::TASK {
-                Workload::synthetic(&spec.model, spec.max_train_examples)
-            } else {
-                let task = Task::from_name(&spec.task)?;
-                Workload::from_store(
+            let workload = match subject {
+                Subject::Synthetic { model, .. } => Workload::synthetic(model, spec.max_train_examples),
+                Subject::Text { model, task } => Workload::from_checkpoint(
                     &self.store,
-                    &spec.model,
+                    model,
                     task,
                     spec.max_len,
                     spec.max_train_examples,
                     spec.subset_seed,
-                )
+                ),
             }
             .map_err(|source| RunnerError::Finetune { context: context(), source: Box::new(source) })?;
             self.workload = Some((workload_key, workload));
@@ -601,7 +604,7 @@ impl Runner {
             spec,
             result,
             peak_resident_bytes: process_memory_bytes("VmHWM"),
-            provenance: Provenance::now(code),
+            provenance: Provenance::now(code, subject.input_hashes()),
         };
         self.results.save_run(&record)?;
         let _ = std::fs::remove_dir_all(&work_dir);

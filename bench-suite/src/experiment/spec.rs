@@ -21,9 +21,12 @@
 //!          lambda_lr: 0.01,                                          # by sqrt(1000 / d); scales' rate
 //!          grouping: per_layer, scope: global}
 //!   did:  {method: did, lr: [0.1, 0.3, 1.0], scope: per_tensor}
+//! tasks:                      # optional: tasks over local files (paths relative to this file)
+//!   reviews: {train: reviews.csv, dev_fraction: 0.2, split_seed: 0, text: [text], label: label}
 //! experiments:
 //!   - name: table1
-//!     models: [sentence-transformers/all-MiniLM-L6-v2]
+//!     kind: d90                # what it measures (the default, and so far the only kind)
+//!     models: [sentence-transformers/all-MiniLM-L6-v2]   # or ./a-local-folder, org/name@<commit>
 //!     tasks: [sst2, mrpc]
 //!     methods: [said, did]     # each against the baseline `full` (or `baseline: NAME`)
 //!     training: {epochs: 3}    # optional overrides, field by field
@@ -35,10 +38,12 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::synthetic;
+use crate::reference::{ModelRef, Subject, TaskRef};
 use crate::tokenize::DEFAULT_MAX_LEN;
+use datasets::local::LocalTaskSpec;
 use results::search::{Method, Search, SearchMode, SearchPlan, Training, d_grid_every};
 use results::{Compat, DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, LambdaGrouping, Mode, Precision, Scope};
+use std::sync::Arc;
 
 /// An error in a spec: where (file, line when known, field) and what.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -147,9 +152,22 @@ pub struct MethodSpec {
     pub compat: Option<Compat>,
 }
 
+/// What an experiment measures, which decides the rest of its fields and what it expands into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExperimentKind {
+    /// d90 of each model x task x method against full fine-tuning (the paper's Table 1 and its
+    /// size figure): expands into one [`PlannedSearch`] per combination. The default.
+    #[default]
+    D90,
+}
+
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExperimentSpec {
+    /// `d90` (the default); the kinds of the pre-training issue (`trajectory`, `size`) join here.
+    #[serde(default)]
+    pub kind: ExperimentKind,
     pub name: String,
     pub models: Vec<String>,
     pub tasks: Vec<String>,
@@ -173,14 +191,20 @@ pub struct SpecFile {
     #[serde(default)]
     pub search: SearchSpec,
     pub methods: BTreeMap<String, MethodSpec>,
+    /// Tasks over local files, by the name experiments give them (paths relative to the spec's
+    /// folder); the manifest's tasks need no declaration.
+    #[serde(default)]
+    pub tasks: BTreeMap<String, LocalTaskSpec>,
     pub experiments: Vec<ExperimentSpec>,
 }
 
-/// A search of a checked spec: its plan (part of the result's key) and where in the spec it came
-/// from (errors found later, against the model's shapes or the assets, point there).
-#[derive(Debug, Clone, PartialEq)]
+/// A search of a checked spec: its plan (part of the result's key), the model and task it trains
+/// (resolved from the plan's names), and where in the spec it came from (errors found later,
+/// against the model's shapes or the assets, point there).
+#[derive(Debug, Clone)]
 pub struct PlannedSearch {
     pub plan: SearchPlan,
+    pub subject: Subject,
     pub origin: Origin,
 }
 
@@ -215,11 +239,6 @@ pub struct Plan {
     pub description: String,
     pub device: String,
     pub searches: Vec<PlannedSearch>,
-}
-
-/// The tasks a spec may name: the GLUE-style tasks of the manifest and the synthetic one.
-pub fn known_task(name: &str) -> bool {
-    name == synthetic::TASK || datasets::tasks::Task::from_name(name).is_ok()
 }
 
 /// Parses and checks a spec. `text` is the file's content and `file` its name (for errors).
@@ -340,6 +359,21 @@ fn check(spec: SpecFile, text: &str, file: &Path) -> Result<Plan, SpecError> {
     {
         return Err(error("device", format!("`{device}` is not cpu, cuda or cuda:N")));
     }
+    // Paths in the spec (local models and task files) are relative to its folder.
+    let base = file.parent().unwrap_or(Path::new("."));
+    let mut local_tasks = BTreeMap::new();
+    for (name, task) in &spec.tasks {
+        let field = format!("tasks.{name}");
+        if let Err(message) = crate::reference::check_task_name(name) {
+            return Err(error(&field, message));
+        }
+        let loaded = task.load(name, base).map_err(|err| match err {
+            datasets::Error::TaskDeclaration { field: inner, message } => error(&format!("{field}.{inner}"), message),
+            err => error(&field, err.to_string()),
+        })?;
+        local_tasks.insert(name.clone(), Arc::new(loaded));
+    }
+    let mut opened = BTreeMap::new();
     let mut methods = BTreeMap::new();
     for (name, method) in &spec.methods {
         let field = format!("methods.{name}");
@@ -411,6 +445,9 @@ fn check(spec: SpecFile, text: &str, file: &Path) -> Result<Plan, SpecError> {
     let mut searches = Vec::new();
     let mut names = std::collections::BTreeSet::new();
     for (idx, experiment) in spec.experiments.iter().enumerate() {
+        // What follows expands a d90 experiment; a new kind makes this a compile error until it
+        // has its own expansion.
+        let ExperimentKind::D90 = experiment.kind;
         let field = |name: &str| format!("experiments[{idx}].{name}");
         if !names.insert(experiment.name.as_str()) {
             return Err(error(&field("name"), format!("`{}` names two experiments", experiment.name)));
@@ -429,29 +466,25 @@ fn check(spec: SpecFile, text: &str, file: &Path) -> Result<Plan, SpecError> {
             }
         }
         let manifest = datasets::manifest::Manifest::embedded();
-        for (model_idx, model) in experiment.models.iter().enumerate() {
-            if synthetic::model_config(model).is_none() && manifest.asset(model).is_err() {
-                let known: Vec<&str> = manifest
-                    .assets
-                    .iter()
-                    .filter(|asset| asset.hf.is_some())
-                    .map(|asset| asset.id.as_str())
-                    .chain(synthetic::MODELS)
-                    .collect();
-                return Err(error(
-                    &format!("{}[{model_idx}]", field("models")),
-                    format!("`{model}` is not a model of the manifest (known: {})", known.join(", ")),
-                ));
-            }
-        }
-        for (task_idx, task) in experiment.tasks.iter().enumerate() {
-            if !known_task(task) {
-                return Err(error(
-                    &format!("{}[{task_idx}]", field("tasks")),
-                    format!("`{task}` is not a task (known: mrpc, qqp, sst2, mnli, anli, yelp_polarity, synthetic)"),
-                ));
-            }
-        }
+        let model_field = |index: usize| format!("{}[{index}]", field("models"));
+        let models = experiment
+            .models
+            .iter()
+            .enumerate()
+            .map(|(index, model)| {
+                ModelRef::resolve(model, base, &manifest, &mut opened)
+                    .map_err(|message| error(&model_field(index), message))
+            })
+            .collect::<Result<Vec<ModelRef>, SpecError>>()?;
+        let tasks = experiment
+            .tasks
+            .iter()
+            .enumerate()
+            .map(|(index, task)| {
+                TaskRef::resolve(task, &local_tasks)
+                    .map_err(|message| error(&format!("{}[{index}]", field("tasks")), message))
+            })
+            .collect::<Result<Vec<TaskRef>, SpecError>>()?;
         let baseline_name = experiment.baseline.clone().unwrap_or_else(|| "full".to_owned());
         let baseline_field = if experiment.baseline.is_some() { field("baseline") } else { field("name") };
         let baseline = match methods.get(&baseline_name) {
@@ -586,8 +619,10 @@ fn check(spec: SpecFile, text: &str, file: &Path) -> Result<Plan, SpecError> {
             let seeds_field = if experiment.seeds.is_some() { field("seeds") } else { "seeds".to_owned() };
             return Err(error(&seeds_field, "needs at least one seed".to_owned()));
         }
-        for (model_index, model) in experiment.models.iter().enumerate() {
-            for (task_index, task) in experiment.tasks.iter().enumerate() {
+        for (model_index, model) in models.iter().enumerate() {
+            for (task_index, task) in tasks.iter().enumerate() {
+                let subject = Subject::new(model.clone(), task.clone())
+                    .map_err(|message| error(&model_field(model_index), message))?;
                 let origin = Origin {
                     file: file.to_path_buf(),
                     experiment_index: idx,
@@ -598,15 +633,19 @@ fn check(spec: SpecFile, text: &str, file: &Path) -> Result<Plan, SpecError> {
                 for method in &chosen {
                     let plan = SearchPlan {
                         experiment: experiment.name.clone(),
-                        model: model.clone(),
-                        task: task.clone(),
+                        // A local folder is named by its own name (its content is in the key).
+                        model: match &subject {
+                            Subject::Text { model, .. } => model.name().to_owned(),
+                            Subject::Synthetic { model, .. } => model.clone(),
+                        },
+                        task: experiment.tasks[task_index].clone(),
                         method: method.clone(),
                         baseline: baseline.clone(),
                         seeds: seeds.clone(),
                         training: training.clone(),
                         search: search.clone(),
                     };
-                    searches.push(PlannedSearch { plan, origin: origin.clone() });
+                    searches.push(PlannedSearch { plan, subject: subject.clone(), origin: origin.clone() });
                 }
             }
         }
@@ -750,6 +789,10 @@ experiments:
                 "second synthetic/tiny-bert did 5"
             ]
         );
+        // `kind: d90` is the default written out.
+        let explicit =
+            parse(&GOOD.replace("  - name: first\n", "  - name: first\n    kind: d90\n"), Path::new("k.yaml"));
+        assert_eq!(explicit.unwrap().searches.len(), plan.searches.len());
         let first = &plan.searches[0].plan;
         assert_eq!(first.seeds, [0, 1]);
         assert_eq!(first.training.max_train_examples, Some(100));
@@ -815,6 +858,21 @@ experiments:
             "`lora` is not defined",
         );
         check("methods: [said, did]", "methods: [full]", Some(17), "experiments[0].methods[0]", "baseline");
+        // A model and a task that cannot run together, and a kind that does not exist.
+        check(
+            "models: [synthetic/tiny-bert]\n    tasks: [synthetic]",
+            "models: [synthetic/tiny-bert]\n    tasks: [sst2]",
+            Some(15),
+            "experiments[0].models[0]",
+            "`synthetic/tiny-bert` has no tokenizer: it runs the synthetic task only",
+        );
+        check(
+            "  - name: first\n",
+            "  - name: first\n    kind: trajectory\n",
+            Some(15),
+            "experiments[0].kind",
+            "unknown variant `trajectory`, expected `d90`",
+        );
         check("  - name: second", "  - name: first", Some(18), "experiments[1].name", "names two experiments");
         // Values out of range.
         check("d_max: 1000}", "d_max: 150}", Some(6), "search.d_max", "below d_min");

@@ -5,17 +5,21 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use bench_suite::finetune::{FinetuneRequest, finetune};
 use bench_suite::train::StepReport;
-use datasets::tasks::Task;
 use results::{Compat, LambdaGrouping, Mode, Precision, Scope};
 
 /// One fine-tuning run (the defaults are the paper's setup, as `TrainConfig::new`).
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// A checkpoint of the manifest, by its asset id (e.g. FacebookAI/roberta-base).
-    #[arg(long, value_name = "ASSET")]
+    /// A checkpoint of the manifest by its asset id (e.g. FacebookAI/roberta-base), a hub
+    /// checkpoint pinned by commit (org/name@<40 hex>), a local HF-format folder (config.json,
+    /// model.safetensors, tokenizer.json) by a path starting with ./, ../ or /, or a synthetic
+    /// model (synthetic/tiny-bert, with --task synthetic).
+    #[arg(long, value_name = "ASSET|FOLDER")]
     model: String,
-    #[arg(long, value_parser = task_parser())]
-    task: Task,
+    /// A task of the manifest (mrpc, qqp, sst2, mnli, anli, yelp_polarity), or a task file
+    /// (.yaml: train/dev files, text and label columns; see the README).
+    #[arg(long, value_name = "NAME|FILE")]
+    task: String,
     #[arg(long, value_enum)]
     mode: Mode,
     /// The subspace dimension (DID and SAID).
@@ -67,19 +71,12 @@ pub struct Args {
 /// The request's own defaults (the paper's setup), which `--help` shows: written once, in
 /// [`FinetuneRequest::new`].
 fn defaults() -> FinetuneRequest {
-    FinetuneRequest::new("", Task::Sst2, Mode::Full, 0)
-}
-
-/// Task names, listed in `--help` and checked by clap.
-fn task_parser() -> impl clap::builder::TypedValueParser<Value = Task> {
-    use clap::builder::TypedValueParser;
-    clap::builder::PossibleValuesParser::new(Task::ALL.map(Task::name))
-        .map(|name| Task::from_name(&name).expect("a listed task name"))
+    FinetuneRequest::new("", "sst2", Mode::Full, 0)
 }
 
 impl Args {
     fn request(self) -> FinetuneRequest {
-        let mut request = FinetuneRequest::new(&self.model, self.task, self.mode, self.d);
+        let mut request = FinetuneRequest::new(&self.model, &self.task, self.mode, self.d);
         request.lr = self.lr;
         request.epochs = self.epochs;
         request.batch_size = self.batch_size;
@@ -125,7 +122,7 @@ pub fn run(args: Args) -> Result<()> {
             progress.set_message(format!("loss {:.4} lr {:.2e}", step.loss, step.lr));
         },
     )
-    .with_context(|| format!("fine-tune {} on {}", request.model, request.task.name()))?;
+    .with_context(|| format!("fine-tune {} on {}", request.model, request.task))?;
     progress.finish_and_clear();
     println!("{}", serde_json::to_string_pretty(&output)?);
     Ok(())

@@ -412,7 +412,7 @@ mod tests {
         let debug = format!("{args:?}");
         assert!(debug.contains("PerTensor") && debug.contains("PerLayer") && debug.contains("Aghajanyan"), "{debug}");
         assert!(
-            Cli::try_parse_from(["bench-suite", "finetune", "--model", "m", "--task", "nope", "--mode", "said"])
+            Cli::try_parse_from(["bench-suite", "finetune", "--model", "m", "--task", "sst2", "--mode", "nope"])
                 .is_err()
         );
         assert!(Cli::try_parse_from(["bench-suite", "reproduce", "--preset", "quick", "--spec", "x.yaml"]).is_err());

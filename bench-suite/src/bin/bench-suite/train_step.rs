@@ -132,7 +132,14 @@ impl Setup {
         let model = SequenceClassifier::new(vs.root(), &self.config, 2);
         if let Some(path) = &self.checkpoint {
             let prefix = self.config.model_type.prefix();
-            checkpoint::load(&vs, path, prefix, Some("classifier"), 0, self.config.initializer_range)?;
+            checkpoint::load(
+                &vs,
+                path,
+                prefix,
+                checkpoint::Head::IfPresent("classifier"),
+                0,
+                self.config.initializer_range,
+            )?;
         }
         Ok((vs, model))
     }

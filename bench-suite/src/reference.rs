@@ -1,0 +1,452 @@
+//! What a model or task name refers to, resolved once (when a spec is checked, or when the
+//! command line is read), so that the runner and `finetune` match on a kind instead of testing
+//! names.
+//!
+//! A model is a checkpoint (one of the manifest, by asset id; one of the hub pinned by commit,
+//! `org/name@<commit>`; or a local HF-format folder, named by a path that starts with `./`, `../`
+//! or `/`) or one of the tiny random-weight models of
+//! [`synthetic`] (tests and the `smoke` preset). A task is a task of the manifest, a task the
+//! user declares over local files ([`datasets::local`]), or the synthetic task. Synthetic models
+//! have no tokenizer and the synthetic task no text, so each runs only with the other, which
+//! [`Subject::new`] checks.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use datasets::local::{LocalTask, LocalTaskSpec};
+use datasets::manifest::{Asset, Manifest};
+use datasets::store::{Store, sha256_file};
+use datasets::tasks::{Example, Metric, Task};
+
+use crate::models::Config;
+use crate::synthetic;
+
+/// The three files of an HF-format checkpoint the suite reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelFiles {
+    pub config: PathBuf,
+    pub weights: PathBuf,
+    pub tokenizer: PathBuf,
+}
+
+/// A local HF-format folder (what `save_pretrained` writes, with the tokenizer's `tokenizer.json`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalModel {
+    /// The name results give it: the folder's own name.
+    pub name: String,
+    pub files: ModelFiles,
+    /// sha256 of each file, by file name.
+    pub hashes: BTreeMap<String, String>,
+    /// The first 12 hex digits of the sha256 of the three files' hashes: the model's identity in
+    /// run keys and signatures (a changed file is another model; a moved folder is the same one).
+    pub revision: String,
+}
+
+impl LocalModel {
+    /// Checks that the folder still holds the files it was opened with (a run trains on what
+    /// its key names, also when the folder is edited during a long reproduction).
+    ///
+    /// # Errors
+    /// A file that changed or went away since the folder was opened, named.
+    pub fn verify(&self) -> Result<(), String> {
+        for path in [&self.files.config, &self.files.weights, &self.files.tokenizer] {
+            let name = path.file_name().expect("a file").to_string_lossy().into_owned();
+            let now = sha256_file(path).map_err(|err| err.to_string())?;
+            if self.hashes.get(&name) != Some(&now) {
+                return Err(format!(
+                    "{}: changed since the spec was read (sha256 {now}, was {}); rerun the command to measure the new files",
+                    path.display(),
+                    self.hashes.get(&name).map_or("unknown", String::as_str)
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Opens the folder `path` and hashes its files.
+    ///
+    /// # Errors
+    /// The folder or one of its files is missing (a `pytorch_model.bin` without
+    /// `model.safetensors` is named as such), or cannot be read.
+    pub fn open(path: &Path) -> Result<LocalModel, String> {
+        if !path.is_dir() {
+            return Err(format!(
+                "{}: no such folder (a local model is a folder with config.json, model.safetensors and tokenizer.json)",
+                path.display()
+            ));
+        }
+        let file = |name: &str| -> Result<PathBuf, String> {
+            let file = path.join(name);
+            if file.is_file() {
+                return Ok(file);
+            }
+            if name == "model.safetensors" && path.join("pytorch_model.bin").is_file() {
+                return Err(format!(
+                    "{}: has pytorch_model.bin but no model.safetensors; the suite reads safetensors (convert with \
+                     `transformers`: `AutoModel.from_pretrained(folder).save_pretrained(folder, safe_serialization=True)`)",
+                    path.display()
+                ));
+            }
+            Err(format!(
+                "{}: no {name} (a local model is a folder with config.json, model.safetensors and tokenizer.json)",
+                path.display()
+            ))
+        };
+        let files = ModelFiles {
+            config: file("config.json")?,
+            weights: file("model.safetensors")?,
+            tokenizer: file("tokenizer.json")?,
+        };
+        let mut hashes = BTreeMap::new();
+        for path in [&files.config, &files.weights, &files.tokenizer] {
+            let name = path.file_name().expect("a file").to_string_lossy().into_owned();
+            hashes.insert(name, sha256_file(path).map_err(|err| err.to_string())?);
+        }
+        let identity: String = hashes.iter().map(|(name, hash)| format!("{name} {hash}\n")).collect();
+        let revision = datasets::local::short_sha256(identity.as_bytes(), 6);
+        let name = path
+            .canonicalize()
+            .ok()
+            .and_then(|path| path.file_name().map(|name| name.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| "model".to_owned());
+        Ok(LocalModel { name, files, hashes, revision })
+    }
+}
+
+/// A checkpoint with HF weights and a tokenizer.
+#[derive(Debug, Clone)]
+pub enum Checkpoint {
+    /// A checkpoint of the manifest, by asset id (e.g. `FacebookAI/roberta-base`), fetched and
+    /// verified by the store.
+    Manifest(String),
+    /// A checkpoint of the hub the manifest does not list, pinned by commit (`org/name@<commit>`;
+    /// [`Asset::hub_checkpoint`]): fetched, trusted on first use and locked like the manifest's.
+    Hub(Arc<Asset>),
+    /// A local folder.
+    Local(Arc<LocalModel>),
+}
+
+impl Checkpoint {
+    /// The name results give it (the asset id, or the local folder's name).
+    pub fn name(&self) -> &str {
+        match self {
+            Checkpoint::Manifest(id) => id,
+            Checkpoint::Hub(asset) => asset.hf.as_ref().map_or(&asset.id, |hf| &hf.repo),
+            Checkpoint::Local(local) => &local.name,
+        }
+    }
+
+    /// Its files, fetched and verified first for a manifest checkpoint.
+    pub fn files(&self, store: &Store) -> Result<ModelFiles, datasets::Error> {
+        let paths = match self {
+            Checkpoint::Manifest(id) => store.ensure(id)?,
+            Checkpoint::Hub(asset) => store.ensure_asset(asset)?,
+            Checkpoint::Local(local) => return Ok(local.files.clone()),
+        };
+        Ok(ModelFiles {
+            config: paths.file("config.json"),
+            weights: paths.file("model.safetensors"),
+            tokenizer: paths.file("tokenizer.json"),
+        })
+    }
+
+    /// Its identity in run keys and signatures: the pinned revision, or the local files' hash.
+    pub fn revision(&self, store: &Store) -> Result<String, datasets::Error> {
+        match self {
+            Checkpoint::Manifest(id) => store.content_id(id),
+            // As the manifest's checkpoints: the commit's first 7 hex digits.
+            Checkpoint::Hub(asset) => {
+                Ok(asset.hf.as_ref().map(|hf| hf.revision.chars().take(7).collect()).unwrap_or_default())
+            }
+            Checkpoint::Local(local) => Ok(local.revision.clone()),
+        }
+    }
+
+    /// The sha256 of each file of a local checkpoint, for result provenance (empty for the
+    /// manifest's and the hub's, which the manifest and its lock file pin).
+    pub fn hashes(&self) -> BTreeMap<String, String> {
+        match self {
+            Checkpoint::Manifest(_) | Checkpoint::Hub(_) => BTreeMap::new(),
+            Checkpoint::Local(local) => {
+                local.hashes.iter().map(|(file, hash)| (format!("model/{file}"), hash.clone())).collect()
+            }
+        }
+    }
+}
+
+/// A model a search fine-tunes.
+#[derive(Debug, Clone)]
+pub enum ModelRef {
+    Checkpoint(Checkpoint),
+    /// A tiny random-weight model of [`synthetic::MODELS`], built from the keyed RNG.
+    Synthetic {
+        name: String,
+        config: Box<Config>,
+    },
+}
+
+impl ModelRef {
+    /// The model `name` names: a synthetic model, a hub checkpoint pinned by commit
+    /// (`org/name@<commit>`), a local folder (a path starting with `./`, `../` or `/`, resolved
+    /// against `base`; `opened` keeps the folders already read), or a checkpoint of `manifest`.
+    ///
+    /// # Errors
+    /// A folder that is not a checkpoint, or a name that is none of these: the message says why
+    /// and lists the known names.
+    pub fn resolve(
+        name: &str,
+        base: &Path,
+        manifest: &Manifest,
+        opened: &mut BTreeMap<PathBuf, Arc<LocalModel>>,
+    ) -> Result<ModelRef, String> {
+        if let Some(config) = synthetic::model_config(name) {
+            return Ok(ModelRef::Synthetic { name: name.to_owned(), config: Box::new(config) });
+        }
+        if is_path(name) {
+            let path = if base == Path::new(".") { PathBuf::from(name) } else { base.join(name) };
+            // A folder listed twice (or in several experiments) is read and hashed once.
+            let key = path.canonicalize().unwrap_or_else(|_| path.clone());
+            if let Some(local) = opened.get(&key) {
+                return Ok(ModelRef::Checkpoint(Checkpoint::Local(local.clone())));
+            }
+            let local = Arc::new(LocalModel::open(&path)?);
+            opened.insert(key, local.clone());
+            return Ok(ModelRef::Checkpoint(Checkpoint::Local(local)));
+        }
+        if let Some((repo, revision)) = name.split_once('@') {
+            let asset = Asset::hub_checkpoint(repo, revision)?;
+            return Ok(ModelRef::Checkpoint(Checkpoint::Hub(Arc::new(asset))));
+        }
+        if manifest.asset(name).is_ok_and(|asset| asset.hf.is_some()) {
+            return Ok(ModelRef::Checkpoint(Checkpoint::Manifest(name.to_owned())));
+        }
+        let known: Vec<&str> = manifest
+            .assets
+            .iter()
+            .filter(|asset| asset.hf.is_some())
+            .map(|asset| asset.id.as_str())
+            .chain(synthetic::MODELS)
+            .collect();
+        Err(format!(
+            "`{name}` is not a model of the manifest (known: {}; a local folder is a path starting with ./, ../ or /, \
+             a hub checkpoint is org/name@<commit>)",
+            known.join(", ")
+        ))
+    }
+}
+
+/// Whether a model name is a path (`./`, `../`, `/`): manifest ids never start so.
+pub fn is_path(name: &str) -> bool {
+    name.starts_with("./") || name.starts_with("../") || name.starts_with('/')
+}
+
+/// A task with text: one of the manifest's, or one declared over local files.
+#[derive(Debug, Clone)]
+pub enum TextTask {
+    Manifest(Task),
+    Local(Arc<LocalTask>),
+}
+
+/// A task's splits, labels and metric, whichever kind it is.
+pub struct TaskSplits<'a> {
+    pub train: &'a [Example],
+    /// In the task's order: the first is the one a run is judged by.
+    pub dev: Vec<(String, &'a [Example])>,
+    pub n_labels: usize,
+    pub with_f1: bool,
+}
+
+impl TextTask {
+    /// The name results give it.
+    pub fn name(&self) -> &str {
+        match self {
+            TextTask::Manifest(task) => task.name(),
+            TextTask::Local(local) => &local.name,
+        }
+    }
+
+    pub fn is_pair(&self) -> bool {
+        match self {
+            TextTask::Manifest(task) => task.is_pair(),
+            TextTask::Local(local) => local.is_pair(),
+        }
+    }
+
+    pub fn n_labels(&self) -> usize {
+        match self {
+            TextTask::Manifest(task) => task.labels().len(),
+            TextTask::Local(local) => local.labels.len(),
+        }
+    }
+
+    /// Makes a manifest task's files available (fetched and verified); a local task was read
+    /// when it was resolved.
+    pub fn ensure(&self, store: &Store) -> Result<(), datasets::Error> {
+        match self {
+            TextTask::Manifest(task) => store.ensure(task.asset_id()).map(|_| ()),
+            TextTask::Local(_) => Ok(()),
+        }
+    }
+
+    /// Its identity in run keys and signatures: the data file's hash (manifest), or the hash of
+    /// the declaration and the files (local).
+    pub fn data_id(&self, store: &Store) -> Result<String, datasets::Error> {
+        match self {
+            TextTask::Manifest(task) => store.content_id(task.asset_id()),
+            TextTask::Local(local) => Ok(local.data_id.clone()),
+        }
+    }
+
+    /// The sha256 of each file of a local task, for result provenance.
+    pub fn hashes(&self) -> BTreeMap<String, String> {
+        match self {
+            TextTask::Manifest(_) => BTreeMap::new(),
+            TextTask::Local(local) => {
+                local.hashes.iter().map(|(split, hash)| (format!("task/{split}"), hash.clone())).collect()
+            }
+        }
+    }
+
+    /// Runs `f` on the task's splits (a manifest task is parsed from the store first).
+    pub fn with_splits<T>(&self, store: &Store, f: impl FnOnce(TaskSplits) -> T) -> Result<T, datasets::Error> {
+        match self {
+            TextTask::Manifest(task) => {
+                let data = task.load(&store.ensure(task.asset_id())?)?;
+                let train = data.split("train").ok_or_else(|| missing_split(*task, "train"))?;
+                let mut dev = Vec::new();
+                for split in task.dev_splits() {
+                    dev.push((split.to_string(), data.split(split).ok_or_else(|| missing_split(*task, split))?));
+                }
+                Ok(f(TaskSplits {
+                    train,
+                    dev,
+                    n_labels: task.labels().len(),
+                    with_f1: task.metrics().contains(&Metric::F1),
+                }))
+            }
+            TextTask::Local(local) => Ok(f(TaskSplits {
+                train: &local.train,
+                dev: vec![("dev".to_owned(), local.dev.as_slice())],
+                n_labels: local.labels.len(),
+                with_f1: local.with_f1(),
+            })),
+        }
+    }
+}
+
+fn missing_split(task: Task, split: &str) -> datasets::Error {
+    datasets::Error::Manifest {
+        file: PathBuf::from("datasets/manifest.yaml"),
+        message: format!("task `{}` parsed without its `{split}` split", task.name()),
+    }
+}
+
+/// Whether `name` can name a task the user declares: not a task of the suite, and without the
+/// characters that separate fields in signatures, keys and spec paths.
+///
+/// # Errors
+/// The message says which rule the name breaks.
+pub fn check_task_name(name: &str) -> Result<(), String> {
+    if name == synthetic::TASK || Task::from_name(name).is_ok() {
+        return Err(format!("`{name}` is a task of the suite: give your task another name"));
+    }
+    if name.is_empty() || name.contains([',', '/', ' ', '|', '@', '.', '[', ']', ':']) {
+        return Err(format!("`{name}` must be non-empty, without , / | @ . [ ] : or spaces"));
+    }
+    Ok(())
+}
+
+/// A task a search fine-tunes on.
+#[derive(Debug, Clone)]
+pub enum TaskRef {
+    Text(TextTask),
+    /// The synthetic bag-of-words task of [`synthetic`].
+    Synthetic,
+}
+
+impl TaskRef {
+    /// The task `name` names: the synthetic task, one of `local` (declared by the spec, or a
+    /// task file on the command line), or a task of the manifest.
+    ///
+    /// # Errors
+    /// An unknown name: the message lists the known ones.
+    pub fn resolve(name: &str, local: &BTreeMap<String, Arc<LocalTask>>) -> Result<TaskRef, String> {
+        if name == synthetic::TASK {
+            return Ok(TaskRef::Synthetic);
+        }
+        if let Some(task) = local.get(name) {
+            return Ok(TaskRef::Text(TextTask::Local(task.clone())));
+        }
+        Task::from_name(name).map(|task| TaskRef::Text(TextTask::Manifest(task))).map_err(|_| {
+            let known: Vec<&str> = Task::ALL
+                .iter()
+                .map(|task| task.name())
+                .chain(local.keys().map(String::as_str))
+                .chain([synthetic::TASK])
+                .collect();
+            format!("`{name}` is not a task (known: {})", known.join(", "))
+        })
+    }
+}
+
+/// Whether a `--task` value is a task file (`.yaml`, `.yml`) rather than a task's name.
+pub fn is_task_file(value: &str) -> bool {
+    value.ends_with(".yaml") || value.ends_with(".yml")
+}
+
+/// Reads a task file given on the command line (`--task my-task.yaml`): a [`LocalTaskSpec`] in
+/// YAML, named by the file's stem, its paths relative to the file's folder.
+///
+/// # Errors
+/// The file cannot be read or parsed, or its task fails its checks.
+pub fn load_task_file(path: &Path) -> Result<LocalTask, String> {
+    let shown = path.display();
+    let text = std::fs::read_to_string(path).map_err(|err| format!("{shown}: {err}"))?;
+    let spec: LocalTaskSpec = serde_norway::from_str(&text).map_err(|err| format!("{shown}: {err}"))?;
+    let name = path.file_stem().map_or(String::new(), |stem| stem.to_string_lossy().into_owned());
+    check_task_name(&name).map_err(|message| format!("{shown}: the file's name names the task: {message}"))?;
+    spec.load(&name, path.parent().unwrap_or(Path::new("."))).map_err(|err| match err {
+        datasets::Error::TaskDeclaration { field, message } => format!("{shown}: {field}: {message}"),
+        err => err.to_string(),
+    })
+}
+
+/// A model on a task: what one search (and each of its runs) trains.
+#[derive(Debug, Clone)]
+pub enum Subject {
+    /// A checkpoint on a task with text.
+    Text { model: Checkpoint, task: TextTask },
+    /// A synthetic model on the synthetic task.
+    Synthetic { model: String, config: Box<Config> },
+}
+
+impl Subject {
+    /// The pair, if it can run.
+    ///
+    /// # Errors
+    /// A synthetic model on a text task (it has no tokenizer) or a checkpoint on the synthetic
+    /// task (it has no text): the message says which.
+    pub fn new(model: ModelRef, task: TaskRef) -> Result<Subject, String> {
+        match (model, task) {
+            (ModelRef::Checkpoint(model), TaskRef::Text(task)) => Ok(Subject::Text { model, task }),
+            (ModelRef::Synthetic { name, config }, TaskRef::Synthetic) => {
+                Ok(Subject::Synthetic { model: name, config })
+            }
+            (ModelRef::Synthetic { name, .. }, TaskRef::Text(_)) => {
+                Err(format!("`{name}` has no tokenizer: it runs the synthetic task only"))
+            }
+            (ModelRef::Checkpoint(model), TaskRef::Synthetic) => {
+                Err(format!("the synthetic task needs a synthetic model, not `{}`", model.name()))
+            }
+        }
+    }
+
+    /// The sha256 of every local file the subject reads, for result provenance.
+    pub fn input_hashes(&self) -> BTreeMap<String, String> {
+        match self {
+            Subject::Text { model, task } => model.hashes().into_iter().chain(task.hashes()).collect(),
+            Subject::Synthetic { .. } => BTreeMap::new(),
+        }
+    }
+}
