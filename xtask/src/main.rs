@@ -84,7 +84,7 @@ fn main() -> Result<()> {
         "finetune" => finetune::run(&args, &invoked_from),
         "reproduce" => reproduce::run(&args, &invoked_from),
         "report" => report::run(&args, &invoked_from),
-        "slurm" => slurm::run(&args),
+        "slurm" => slurm::run(&paths_from_caller(&args, &invoked_from)),
         "gpu-check" => {
             if own_help(&args, gpu_check::USAGE)? {
                 return Ok(());
