@@ -51,8 +51,19 @@ pub struct TrainData<'a> {
     pub pad_id: u32,
 }
 
+/// Set when the process is asked to end (SIGTERM from a scheduler's preemption, `scancel` or a
+/// time limit, registered by the binary): the run in progress ends after its current step,
+/// writing a checkpoint first where it has a run folder, with [`TrainError::Terminated`].
+pub static TERMINATE: std::sync::LazyLock<std::sync::Arc<std::sync::atomic::AtomicBool>> =
+    std::sync::LazyLock::new(Default::default);
+
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
+    #[error(
+        "terminated (SIGTERM) after step {step}{}",
+        if *.saved { "; a checkpoint holds it: the same command resumes from there" } else { "" }
+    )]
+    Terminated { step: usize, saved: bool },
     #[error(transparent)]
     Subspace(#[from] subspace::SubspaceError),
     #[error("checkpoint {path}: {message}")]
@@ -290,11 +301,15 @@ pub fn train(
                     }
                 }
             }
+            let terminating = TERMINATE.load(std::sync::atomic::Ordering::SeqCst);
             if let (Some(dir), Some(every)) = (run_dir, config.checkpoint_every)
-                && (state.step.is_multiple_of(every) || state.step == total_steps)
+                && (state.step.is_multiple_of(every) || state.step == total_steps || terminating)
             {
                 let elapsed_s = elapsed_before + start_time.elapsed().as_secs_f64();
                 save_checkpoint(dir, &trainable, &RunState { elapsed_s, ..state.clone() })?;
+            }
+            if terminating {
+                return Err(TrainError::Terminated { step: state.step, saved: run_dir.is_some() });
             }
         }
     }

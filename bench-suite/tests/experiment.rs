@@ -127,6 +127,42 @@ fn smoke_runs_reuses_and_survives_kill_9() {
     };
     assert_eq!(outcomes(&killed_searches), outcomes(&searches));
 
+    // SIGTERM (a scheduler's preemption, `scancel`, a time limit): the run in progress ends after
+    // its step with a checkpoint, the process exits 143, and the same command finishes the job
+    // with the same numbers.
+    let terminated = scratch("terminated");
+    let _ = std::fs::remove_dir_all(&terminated);
+    let child = binary()
+        .args(["reproduce", "--preset", "smoke", "--out", terminated.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let has_checkpoint = || {
+        std::fs::read_dir(terminated.join("work"))
+            .map(|dirs| dirs.filter_map(Result::ok).any(|dir| dir.path().join("state.json").exists()))
+            .unwrap_or(false)
+    };
+    let waited = std::time::Instant::now();
+    while !has_checkpoint() && waited.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let output = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(143), "{log}");
+    assert!(log.contains("terminated (SIGTERM) after step") && log.contains("the same command resumes"), "{log}");
+    assert!(has_checkpoint(), "the interrupted run left its checkpoint");
+    reproduce(&["--preset", "smoke", "--out", terminated.to_str().unwrap()]);
+    check_clean(&terminated);
+    let (terminated_runs, terminated_searches) = comparable(&terminated);
+    assert_eq!(terminated_runs.len(), runs.len());
+    for (a, b) in terminated_runs.iter().zip(&runs) {
+        assert_eq!((&a.key, &a.result.evaluations), (&b.key, &b.result.evaluations), "{}", a.signature);
+    }
+    assert_eq!(outcomes(&terminated_searches), outcomes(&searches));
+
     // Two processes sharing one results folder (as one per GPU would): each run trains once.
     let shared = scratch("shared");
     let _ = std::fs::remove_dir_all(&shared);
@@ -152,7 +188,7 @@ fn smoke_runs_reuses_and_survives_kill_9() {
     let (shared_runs, shared_searches) = comparable(&shared);
     assert_eq!(outcomes(&shared_searches), outcomes(&searches));
     assert_eq!(shared_runs.len(), runs.len());
-    for dir in [&out, &killed, &shared] {
+    for dir in [&out, &killed, &terminated, &shared] {
         let _ = std::fs::remove_dir_all(dir);
     }
 }

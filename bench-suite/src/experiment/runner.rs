@@ -45,6 +45,14 @@ pub enum RunnerError {
     Device(#[from] subspace::device::DeviceError),
 }
 
+impl RunnerError {
+    /// A run that SIGTERM ended at a checkpoint (`TrainError::Terminated`).
+    pub fn is_terminated(&self) -> bool {
+        matches!(self, RunnerError::Finetune { source, .. }
+            if matches!(**source, FinetuneError::Train(crate::train::TrainError::Terminated { .. })))
+    }
+}
+
 /// `--shard i/n`: search `k` of the plan belongs to shard `k mod n`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Shard {

@@ -60,7 +60,37 @@ struct BenchFastfoodArgs {
     json: Option<PathBuf>,
 }
 
-fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("Error: {err:?}");
+            // 128 + SIGTERM, as a shell reports a process the signal ended: a scheduler sees
+            // the task ended by its signal (and requeues it where it was asked to).
+            if terminated(&err) { std::process::ExitCode::from(143) } else { std::process::ExitCode::FAILURE }
+        }
+    }
+}
+
+/// Whether `err` is a run that SIGTERM ended at a checkpoint.
+fn terminated(err: &anyhow::Error) -> bool {
+    use bench_suite::finetune::FinetuneError;
+    use bench_suite::train::TrainError;
+    err.chain().any(|cause| {
+        cause.downcast_ref::<bench_suite::experiment::runner::RunnerError>().is_some_and(|err| err.is_terminated())
+            || matches!(cause.downcast_ref::<TrainError>(), Some(TrainError::Terminated { .. }))
+            || matches!(
+                cause.downcast_ref::<FinetuneError>(),
+                Some(FinetuneError::Train(TrainError::Terminated { .. }))
+            )
+    })
+}
+
+fn run() -> Result<()> {
+    // SIGTERM (preemption, `scancel`, a time limit) ends the run in progress after its current
+    // step, at a checkpoint, instead of losing the steps since the last one.
+    signal_hook::flag::register(signal_hook::consts::SIGTERM, std::sync::Arc::clone(&bench_suite::train::TERMINATE))
+        .context("install the SIGTERM handler")?;
     let cli = Cli::parse();
     let shard_log = match &cli.command {
         Command::Reproduce(args) => reproduce::shard_log(args)?,
