@@ -33,7 +33,7 @@ pub fn run() -> Result<()> {
     }
     std::fs::create_dir_all(&folder).with_context(|| format!("create {}", folder.display()))?;
     let binary = folder.join("bench-suite");
-    std::fs::copy(root.join("target/release/bench-suite"), &binary).context("copy the release binary")?;
+    std::fs::copy(crate::release_binary(&root), &binary).context("copy the release binary")?;
     // Debug sections are not needed there; the folder must stay well under the device tool's
     // 64 MiB working-tree limit.
     if let Ok(status) = std::process::Command::new("strip").arg(&binary).status()

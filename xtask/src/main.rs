@@ -12,6 +12,7 @@ mod report;
 mod reproduce;
 mod setup;
 mod slurm;
+mod slurm_test;
 mod test;
 
 #[cfg(test)]
@@ -37,6 +38,7 @@ more:
   report           regenerate a preset's report from its results (--check: fail on drift)
   bench            benchmarks: fastfood | train-step | criterion (release builds)
   slurm            write an sbatch array script whose tasks run a preset's shards
+  slurm-test       run that script on a throwaway single-node SLURM cluster (part of `test`)
   gpu-check        build the release binary and a script into gpu-check/ for the prepared GPU check
   setup            install libtorch (torch {torch} wheel) and NVRTC into the cache, or check your own
   env              print the environment that xtask gives to cargo (for running cargo by hand)
@@ -85,6 +87,12 @@ fn main() -> Result<()> {
         "reproduce" => reproduce::run(&args, &invoked_from),
         "report" => report::run(&args, &invoked_from),
         "slurm" => slurm::run(&paths_from_caller(&args, &invoked_from)),
+        "slurm-test" => {
+            if own_help(&args, slurm_test::USAGE)? {
+                return Ok(());
+            }
+            slurm_test::run(&project_root()).map(|_| ())
+        }
         "gpu-check" => {
             if own_help(&args, gpu_check::USAGE)? {
                 return Ok(());
@@ -152,6 +160,13 @@ fn bench_suite_release(libtorch: &setup::Libtorch, subcommand: &str) -> Command 
     let mut command = cargo(libtorch);
     command.args(["run", "--quiet", "--release", "--package", "bench-suite", "--bin", "bench-suite", "--", subcommand]);
     command
+}
+
+/// The release `bench-suite` binary that [`build_bench_suite_release`] builds (under
+/// `CARGO_TARGET_DIR` when it is set).
+fn release_binary(root: &Path) -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), |dir| root.join(dir));
+    target.join("release/bench-suite")
 }
 
 /// `cargo build --release` of the `bench-suite` binary (for commands that run it themselves).

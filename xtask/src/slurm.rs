@@ -156,7 +156,7 @@ pub fn run(args: &[String]) -> Result<()> {
     }
     let options = parse(args)?;
     let root = std::env::current_dir()?;
-    let binary = root.join("target/release/bench-suite");
+    let binary = crate::release_binary(&root);
     let out = root.join(options.out.clone().unwrap_or_else(|| Path::new("runs").join(&options.preset)));
     let home = setup::cache_home()?;
     let text = script(&options, &root, &binary, &out, &home)?;
@@ -227,6 +227,8 @@ fn script(options: &Options, root: &Path, binary: &Path, out: &Path, home: &Path
     }
     writeln!(script, "#SBATCH --time={}", options.time)?;
     writeln!(script, "#SBATCH --requeue")?;
+    // A requeued task appends to its log instead of truncating what it did before.
+    writeln!(script, "#SBATCH --open-mode=append")?;
     writeln!(script, "#SBATCH --output={}/%A_%a.out", out.join("slurm").display())?;
     writeln!(script, "set -euo pipefail")?;
     // The assets the check verified, and libtorch: compute nodes must see this folder.

@@ -8,6 +8,8 @@
 //! audited by `zizmor --offline` (pinned actions, permissions, credentials) and validated against
 //! GitHub's workflow schema (`check-jsonschema --builtin-schema vendor.github-workflows`) where
 //! those tools are installed (`pip install zizmor check-jsonschema`); a finding fails the test.
+//! Last, the sbatch array runs on a throwaway single-node SLURM cluster (`slurm_test.rs`; the
+//! packages are installed on Debian-based machines where they are missing).
 
 use anyhow::Result;
 
@@ -15,8 +17,8 @@ use crate::{cargo, run_checked, setup};
 
 pub const USAGE: &str = "cargo xtask test
   setup, cargo fmt --check, clippy -D warnings, the workflow audit (zizmor, check-jsonschema: where
-  installed), cargo test over the workspace (no flags); real-data tests run when ../shared/mirror
-  is beside the project";
+  installed), cargo test over the workspace (no flags), then the SLURM test on a throwaway cluster;
+  real-data tests run when ../shared/mirror is beside the project";
 
 pub fn run() -> Result<()> {
     let libtorch = setup::ensure()?;
@@ -35,7 +37,9 @@ pub fn run() -> Result<()> {
         }
         _ => eprintln!("real-data tests off: no ../shared/mirror beside the project"),
     }
-    run_checked(&mut test)
+    run_checked(&mut test)?;
+    crate::slurm_test::run(&std::env::current_dir()?)?;
+    Ok(())
 }
 
 /// The workflow files, audited and validated by the tools that are installed (each says so when
