@@ -36,6 +36,7 @@ pub fn run(root: &Path) -> Result<bool> {
     if !tools_present() && !install()? {
         return Ok(false);
     }
+    stop_leftovers();
     for port in PORTS {
         if std::net::TcpListener::bind(("0.0.0.0", port)).is_err() {
             bail!("SLURM test: port {port} is taken (another cluster or test?); it runs only on free ports {PORTS:?}");
@@ -51,6 +52,29 @@ pub fn run(root: &Path) -> Result<bool> {
     let checked = result?;
     eprintln!("SLURM test passed in {:.0} s: {checked}", started.elapsed().as_secs_f64());
     Ok(true)
+}
+
+/// Stops the daemons of an earlier run of this test that was killed before it could (their pid
+/// files are in its own folders, `intrinsic-bench-slurm-<pid>` under the temporary folder, whose
+/// process is gone), and removes those folders. Nothing else is touched.
+fn stop_leftovers() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else { return };
+    for entry in entries.filter_map(Result::ok) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(owner) = name.strip_prefix("intrinsic-bench-slurm-").and_then(|pid| pid.parse::<u32>().ok()) else {
+            continue;
+        };
+        if owner == std::process::id() || Path::new(&format!("/proc/{owner}")).exists() {
+            continue;
+        }
+        for pid_file in ["slurmd.pid", "slurmctld.pid", "munge/munged.pid"] {
+            if let Ok(pid) = std::fs::read_to_string(entry.path().join(pid_file)) {
+                let _ = Command::new("kill").args(["-TERM", pid.trim()]).status();
+            }
+        }
+        std::thread::sleep(Duration::from_secs(2));
+        let _ = std::fs::remove_dir_all(entry.path());
+    }
 }
 
 fn tools_present() -> bool {
