@@ -219,6 +219,13 @@ pub fn check(
     place(&path.display().to_string(), &tensors, &variables, encoder_prefix, head).map(|_| ())
 }
 
+/// [`check`] for a fine-tuning run: the weights at `path` against the sequence classifier of
+/// `config` with `n_labels` labels, its head fresh from the run's seed.
+pub fn check_for_finetuning(path: &Path, config: &crate::models::Config, n_labels: i64) -> Result<(), CheckpointError> {
+    let layout = crate::shapes::sequence_classifier(config, n_labels);
+    check(path, &layout, config.model_type.prefix(), Head::Fresh("classifier"))
+}
+
 /// Loads `path` into the variables of `vs`. Variables of the [`Head`] that do not come from the
 /// checkpoint are initialised from `seed` as HF does (weights `N(0, init_std)`, biases 0).
 /// `encoder_prefix` is the model's encoder prefix (`bert`, `roberta`).

@@ -200,8 +200,6 @@ pub enum FinetuneError {
     Train(#[from] TrainError),
     #[error("{0}")]
     Changed(String),
-    #[error("`{0}` is not a synthetic model (known: synthetic/tiny-bert, synthetic/tiny-roberta)")]
-    UnknownSynthetic(String),
     #[error("mode {0:?} needs a subspace dimension d > 0")]
     NoDimension(Mode),
     /// A numeric setting outside what the model and task allow, found before any work.
@@ -319,10 +317,10 @@ impl Workload {
 
     /// A synthetic model (one of [`synthetic::MODELS`]) on the synthetic task: 384 training
     /// examples (or `max_train_examples`) and 128 dev examples.
-    pub fn synthetic(model: &str, max_train_examples: Option<usize>) -> Result<Workload, FinetuneError> {
-        let config = synthetic::model_config(model).ok_or_else(|| FinetuneError::UnknownSynthetic(model.to_owned()))?;
+    pub fn synthetic(model: &str, config: &Config, max_train_examples: Option<usize>) -> Workload {
+        let config = config.clone();
         let dev = synthetic::examples(128, 2, "dev");
-        Ok(Workload {
+        Workload {
             model: model.to_owned(),
             task: synthetic::TASK.to_owned(),
             majority_accuracy: majority_accuracy(&dev, 2),
@@ -332,7 +330,7 @@ impl Workload {
             train: synthetic::examples(max_train_examples.unwrap_or(384), 1, "train"),
             dev: vec![("dev".to_owned(), dev)],
             with_f1: false,
-        })
+        }
     }
 
     /// Builds the model on `device` (weights from the checkpoint, the head from `head_seed`) and
@@ -396,14 +394,7 @@ pub fn finetune(
         Subject::Text { model, task } => {
             let files = model.files(&store)?;
             let config = read_config(&files.config)?;
-            let n_labels = task.n_labels() as i64;
-            let layout = shapes::sequence_classifier(&config, n_labels);
-            checkpoint::check(
-                &files.weights,
-                &layout,
-                config.model_type.prefix(),
-                checkpoint::Head::Fresh("classifier"),
-            )?;
+            checkpoint::check_for_finetuning(&files.weights, &config, task.n_labels() as i64)?;
             if request.mode != Mode::Full {
                 request.check_dimension(&config, task.n_labels())?;
             }
@@ -420,7 +411,7 @@ pub fn finetune(
             if request.mode != Mode::Full {
                 request.check_dimension(config, 2)?;
             }
-            Workload::synthetic(model, request.max_train_examples)?
+            Workload::synthetic(model, config, request.max_train_examples)
         }
     };
     let default_lr = if request.mode == Mode::Full { DEFAULT_FULL_LR } else { DEFAULT_SUBSPACE_LR };

@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use super::search::{ProbeOutcome, Target, search as d90_search};
 use super::spec::{Plan, PlannedSearch, SpecError};
-use crate::checkpoint::{self, Head};
+use crate::checkpoint;
 use crate::code_revision;
 use crate::finetune::{FinetuneError, Workload, max_len_problem, process_memory_bytes, read_config};
 use crate::reference::Subject;
@@ -274,13 +274,8 @@ impl Runner {
                     let n_labels = task.n_labels() as i64;
                     // The weights fit the model with this task's head (names and shapes, from the
                     // file's header): a wrong folder fails here, not after earlier searches ran.
-                    checkpoint::check(
-                        &files.weights,
-                        &shapes::sequence_classifier(&config, n_labels),
-                        config.model_type.prefix(),
-                        Head::Fresh("classifier"),
-                    )
-                    .map_err(|err| origin.error(&model_field(), err.to_string()))?;
+                    checkpoint::check_for_finetuning(&files.weights, &config, n_labels)
+                        .map_err(|err| origin.error(&model_field(), err.to_string()))?;
                     (config, model.revision(&self.store)?, n_labels, task.data_id(&self.store)?)
                 }
             };
@@ -582,7 +577,7 @@ impl Runner {
         if self.workload.as_ref().is_none_or(|(key, _)| key != &workload_key) {
             self.workload = None;
             let workload = match subject {
-                Subject::Synthetic { model, .. } => Workload::synthetic(model, spec.max_train_examples),
+                Subject::Synthetic { model, config } => Ok(Workload::synthetic(model, config, spec.max_train_examples)),
                 Subject::Text { model, task } => Workload::from_checkpoint(
                     &self.store,
                     model,
