@@ -4,6 +4,8 @@
 //! - [`checkpoint`]: HF safetensors into a model, with the missing/unexpected check and seeded head init.
 //! - [`models`]: model families behind one trait (BERT and RoBERTa so far), with HF names.
 //! - [`reference`]: what a model or task name refers to (manifest, local files, synthetic), resolved once.
+//! - [`optim`]: AdamW, the linear schedule, clipping, and run-folder checkpoints (fine-tuning and pre-training).
+//! - [`pretrain`]: MLM pre-training from scratch (RoBERTa recipe): packed corpora, masking, HF checkpoints.
 //! - [`precision`]: f32 or bf16 autocast for the encoder's forward/backward.
 //! - [`shapes`]: parameter shapes of reference models (RoBERTa-base) for benchmarks.
 //! - [`synthetic`]: a tiny random encoder and a synthetic task (the `smoke` preset, tests).
@@ -17,7 +19,9 @@ pub mod checkpoint;
 pub mod experiment;
 pub mod finetune;
 pub mod models;
+pub mod optim;
 pub mod precision;
+pub mod pretrain;
 pub mod reference;
 pub mod shapes;
 pub mod synthetic;

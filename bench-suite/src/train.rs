@@ -20,13 +20,14 @@
 //! score (`best` is `None`), so a model that predicts one class from NaN logits is never scored.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor, nn};
 
 use crate::models::Classifier;
+use crate::optim::{self, AdamConfig, AdamW, clip_grad_norm, linear_schedule};
 use crate::precision::Autocast;
 use crate::tokenize::{Encoded, collate};
 use results::{DivergenceCause, Evaluation, Mode, Precision, RunResult, SplitMetrics, Status, TrainConfig};
@@ -51,6 +52,10 @@ pub struct TrainData<'a> {
     pub pad_id: u32,
 }
 
+/// Training runs (fine-tuning or pre-training) in one process take turns: dropout draws from
+/// torch's process-wide generator, reseeded every step.
+pub(crate) static ONE_RUN_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Set when the process is asked to end (SIGTERM from a scheduler's preemption, `scancel` or a
 /// time limit, registered by the binary): the run in progress ends after its current step,
 /// writing a checkpoint first where it has a run folder, with [`TrainError::Terminated`].
@@ -66,72 +71,10 @@ pub enum TrainError {
     Terminated { step: usize, saved: bool },
     #[error(transparent)]
     Subspace(#[from] subspace::SubspaceError),
-    #[error("checkpoint {path}: {message}")]
-    Checkpoint { path: PathBuf, message: String },
+    #[error(transparent)]
+    Checkpoint(#[from] crate::optim::CheckpointError),
     #[error("no training examples")]
     NoData,
-}
-
-/// The tensors the optimiser updates, with their decay flags, learning-rate factors and Adam
-/// moments.
-struct Trainable {
-    tensors: Vec<Tensor>,
-    decay: Vec<bool>,
-    /// Multiplies the step's learning rate for each tensor (SAID's scales may have their own).
-    lr_factors: Vec<f64>,
-    first_moment: Vec<Tensor>,
-    second_moment: Vec<Tensor>,
-}
-
-impl Trainable {
-    fn new(tensors: Vec<Tensor>, decay: Vec<bool>, lr_factors: Vec<f64>) -> Trainable {
-        let zeros = |tensors: &[Tensor]| tensors.iter().map(Tensor::zeros_like).collect();
-        Trainable { first_moment: zeros(&tensors), second_moment: zeros(&tensors), tensors, decay, lr_factors }
-    }
-
-    /// One AdamW step (as `torch.optim.AdamW`, betas 0.9/0.999, eps 1e-8) with gradients `grads`.
-    fn step(&mut self, grads: &[Tensor], lr: f64, weight_decay: f64, step: usize) {
-        let _guard = tch::no_grad_guard();
-        let (beta1, beta2, eps): (f64, f64, f64) = (0.9, 0.999, 1e-8);
-        let bias1 = 1.0 - beta1.powi(step as i32);
-        let bias2 = 1.0 - beta2.powi(step as i32);
-        let moments = self.first_moment.iter_mut().zip(self.second_moment.iter_mut());
-        for ((((tensor, grad), &decay), (first, second)), &factor) in
-            self.tensors.iter_mut().zip(grads).zip(&self.decay).zip(moments).zip(&self.lr_factors)
-        {
-            let lr = lr * factor;
-            if decay && weight_decay > 0.0 {
-                let _ = tensor.g_mul_scalar_(1.0 - lr * weight_decay);
-            }
-            let _ = first.g_mul_scalar_(beta1);
-            let _ = first.g_add_(&(grad * (1.0 - beta1)));
-            let _ = second.g_mul_scalar_(beta2);
-            let _ = second.g_add_(&(grad * grad * (1.0 - beta2)));
-            let denominator = (&*second / bias2).sqrt() + eps;
-            let update = (&*first / denominator) * (lr / bias1);
-            let _ = tensor.g_sub_(&update);
-        }
-    }
-}
-
-/// Scales `grads` in place so that their global norm is at most `max_norm`; returns the norm.
-fn clip(grads: &mut [Tensor], max_norm: f64) -> f64 {
-    let total: f64 = grads.iter().map(|grad| grad.square().sum(Kind::Double).double_value(&[])).sum::<f64>().sqrt();
-    if max_norm > 0.0 && total > max_norm {
-        let scale = max_norm / (total + 1e-6);
-        for grad in grads.iter_mut() {
-            *grad = &*grad * scale;
-        }
-    }
-    total
-}
-
-/// HF's linear schedule: warmup from 0 to `lr`, then linear decay to 0 at the last step.
-fn learning_rate(lr: f64, step: usize, total_steps: usize, warmup_steps: usize) -> f64 {
-    if step < warmup_steps {
-        return lr * step as f64 / warmup_steps.max(1) as f64;
-    }
-    lr * (total_steps.saturating_sub(step)) as f64 / (total_steps.saturating_sub(warmup_steps)).max(1) as f64
 }
 
 /// What the trainer reports after each step (for progress bars).
@@ -159,7 +102,6 @@ pub fn train(
     }
     // Dropout draws from torch's process-wide generator, reseeded every step: two runs at once in
     // one process would draw from each other's streams, so they take turns.
-    static ONE_RUN_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _turn = ONE_RUN_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let start_time = Instant::now();
     let device = vs.device();
@@ -187,18 +129,20 @@ pub fn train(
         )?),
     };
     let mut trainable = match &subspace {
-        None => Trainable::new(
+        None => AdamW::new(
             named.iter().map(|(_, tensor)| tensor.shallow_clone()).collect(),
             named.iter().map(|(name, _)| !model.no_decay(name)).collect(),
             vec![1.0; named.len()],
+            AdamConfig::TORCH,
         ),
         Some(subspace) => {
             let lambda_factor =
                 config.lambda_lr.filter(|_| config.mode == Mode::Said).map_or(1.0, |rate| rate / config.lr);
-            Trainable::new(
+            AdamW::new(
                 vec![subspace.theta().copy(), subspace.lambda().copy()],
                 vec![false, false],
                 vec![1.0, lambda_factor],
+                AdamConfig::TORCH,
             )
         }
     };
@@ -277,9 +221,9 @@ pub fn train(
                     vec![grad_theta, grad_lambda]
                 }
             };
-            clip(&mut grads, config.max_grad_norm);
+            clip_grad_norm(&mut grads, config.max_grad_norm);
             state.step += 1;
-            let lr = learning_rate(config.lr, state.step - 1, total_steps, warmup_steps);
+            let lr = linear_schedule(config.lr, state.step - 1, total_steps, warmup_steps);
             let decay = if subspace.is_some() { 0.0 } else { config.weight_decay };
             trainable.step(&grads, lr, decay, state.step);
             if let Some(subspace) = &mut subspace {
@@ -306,7 +250,11 @@ pub fn train(
                 && (state.step.is_multiple_of(every) || state.step == total_steps || terminating)
             {
                 let elapsed_s = elapsed_before + start_time.elapsed().as_secs_f64();
-                save_checkpoint(dir, &trainable, &RunState { elapsed_s, ..state.clone() })?;
+                let state = RunState { elapsed_s, ..state.clone() };
+                optim::save_checkpoint(dir, "trainable", &trainable, state.step, |tensors_file| RunState {
+                    tensors_file,
+                    ..state
+                })?;
             }
             if terminating {
                 return Err(TrainError::Terminated { step: state.step, saved: run_dir.is_some() });
@@ -471,102 +419,19 @@ fn split_metrics(
     Some(SplitMetrics { accuracy, f1, predictions: counts })
 }
 
-/// Writes a checkpoint with one commit point: the tensors go to a file named by the step
-/// (`trainable-<step>.safetensors`, written under a temporary name and renamed), then `state.json`,
-/// which names that file, is renamed into place. A process killed at any moment leaves either the
-/// previous checkpoint or this one, never this step's tensors with the previous step's state.
-/// Tensor files that no committed state names are removed afterwards (and by the next save, if
-/// the process dies first). Both files are synced before the rename that commits them, so a power
-/// loss cannot leave a committed state naming a file whose data never reached the disk.
-fn save_checkpoint(dir: &Path, trainable: &Trainable, state: &RunState) -> Result<(), TrainError> {
-    let checkpoint_error = |path: &Path, message: String| TrainError::Checkpoint { path: path.to_path_buf(), message };
-    std::fs::create_dir_all(dir).map_err(|err| checkpoint_error(dir, err.to_string()))?;
-    let mut named = Vec::new();
-    for (idx, ((tensor, first), second)) in
-        trainable.tensors.iter().zip(&trainable.first_moment).zip(&trainable.second_moment).enumerate()
-    {
-        named.push((format!("{idx}.value"), tensor.to_device(Device::Cpu)));
-        named.push((format!("{idx}.m"), first.to_device(Device::Cpu)));
-        named.push((format!("{idx}.v"), second.to_device(Device::Cpu)));
-    }
-    let tensors_file = format!("trainable-{}.safetensors", state.step);
-    let tensors_path = dir.join(&tensors_file);
-    let partial = dir.join(format!("{tensors_file}.partial"));
-    Tensor::write_safetensors(&named, &partial).map_err(|err| checkpoint_error(&partial, err.to_string()))?;
-    sync_file(&partial).map_err(|err| checkpoint_error(&partial, err.to_string()))?;
-    std::fs::rename(&partial, &tensors_path).map_err(|err| checkpoint_error(&tensors_path, err.to_string()))?;
-    // The commit point: `state.json`, naming the tensors file, replaced whole (synced, renamed).
-    let state = RunState { tensors_file: tensors_file.clone(), ..state.clone() };
-    results::write_atomically(&dir.join("state.json"), &state)
-        .map_err(|err| checkpoint_error(&err.path, err.source.to_string()))?;
-    let entries = std::fs::read_dir(dir).map_err(|err| checkpoint_error(dir, err.to_string()))?;
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if is_tensors_file(&name) && name != tensors_file {
-            let _ = std::fs::remove_file(entry.path());
-        }
-    }
-    Ok(())
-}
-
-fn sync_file(path: &Path) -> std::io::Result<()> {
-    std::fs::File::open(path)?.sync_all()
-}
-
-/// A checkpoint tensor file this trainer writes: `trainable-<step>.safetensors`, its `.partial`,
-/// or the single file of checkpoints written before files were named by step.
-fn is_tensors_file(name: &str) -> bool {
-    let name = name.strip_suffix(".partial").unwrap_or(name);
-    name == legacy_tensors_file()
-        || name
-            .strip_prefix("trainable-")
-            .and_then(|rest| rest.strip_suffix(".safetensors"))
-            .is_some_and(|step| !step.is_empty() && step.bytes().all(|byte| byte.is_ascii_digit()))
-}
-
-fn load_checkpoint(
-    dir: &Path,
-    trainable: &mut Trainable,
-    config: &TrainConfig,
-) -> Result<Option<RunState>, TrainError> {
-    let state_path = dir.join("state.json");
-    let Ok(text) = std::fs::read_to_string(&state_path) else { return Ok(None) };
-    let checkpoint_error = |path: &Path, message: String| TrainError::Checkpoint { path: path.to_path_buf(), message };
-    let state: RunState = serde_json::from_str(&text).map_err(|err| checkpoint_error(&state_path, err.to_string()))?;
+/// The checkpoint of `dir`, if it has one, into `trainable`; a checkpoint of another run is an
+/// error.
+fn load_checkpoint(dir: &Path, trainable: &mut AdamW, config: &TrainConfig) -> Result<Option<RunState>, TrainError> {
     // `max_steps_this_process` is about this process, not the run.
     let comparable = |config: &TrainConfig| TrainConfig { max_steps_this_process: None, ..config.clone() };
-    if comparable(&state.config) != comparable(config) {
-        return Err(checkpoint_error(
-            &state_path,
-            format!(
-                "this run folder holds another run ({}); use another --run-dir or remove it",
-                serde_json::to_string(&state.config).expect("serialisable")
-            ),
-        ));
-    }
-    let tensors_path = dir.join(&state.tensors_file);
-    let saved: BTreeMap<String, Tensor> = Tensor::read_safetensors(&tensors_path)
-        .map_err(|err| checkpoint_error(&tensors_path, err.to_string()))?
-        .into_iter()
-        .collect();
-    let _guard = tch::no_grad_guard();
-    for idx in 0..trainable.tensors.len() {
-        for (suffix, target) in [
-            ("value", &mut trainable.tensors[idx]),
-            ("m", &mut trainable.first_moment[idx]),
-            ("v", &mut trainable.second_moment[idx]),
-        ] {
-            let name = format!("{idx}.{suffix}");
-            let tensor =
-                saved.get(&name).ok_or_else(|| checkpoint_error(&tensors_path, format!("no tensor `{name}`")))?;
-            if tensor.size() != target.size() {
-                return Err(checkpoint_error(
-                    &tensors_path,
-                    format!("`{name}` has shape {:?}, expected {:?}", tensor.size(), target.size()),
-                ));
-            }
-            target.copy_(&tensor.to_device(target.device()));
+    let check = |state: &RunState| {
+        if comparable(&state.config) == comparable(config) {
+            return Ok(());
         }
-    }
-    Ok(Some(state))
+        Err(format!(
+            "this run folder holds another run ({}); use another --run-dir or remove it",
+            serde_json::to_string(&state.config).expect("serialisable")
+        ))
+    };
+    Ok(optim::load_checkpoint(dir, trainable, |state: &RunState| state.tensors_file.clone(), check)?)
 }

@@ -6,8 +6,10 @@
 //!   by size and hash, and resumable, verified downloads.
 //! - [`unpack`]: zip and tar.gz extraction that refuses entries escaping the target folder.
 //! - [`tasks`]: parsers of the six datasets into typed examples, with the canonical split sizes.
+//! - [`corpus`]: pre-training corpora (the mirror's task text, C4 `en` shards) streamed as documents.
 //! - [`local`]: a classification task the user declares over local CSV, TSV or JSONL files.
 
+pub mod corpus;
 pub mod local;
 pub mod manifest;
 pub mod store;
@@ -23,6 +25,8 @@ pub enum Error {
     Manifest { file: PathBuf, message: String },
     #[error("unknown asset `{id}`; known assets: {known}")]
     UnknownAsset { id: String, known: String },
+    #[error("unknown corpus `{name}`; known corpora: {known}")]
+    UnknownCorpus { name: String, known: String },
     #[error("unknown task `{name}`; known tasks: {known}")]
     UnknownTask { name: String, known: String },
     #[error("{path}: {source}")]

@@ -30,6 +30,10 @@ pub struct Asset {
     /// Files fetched from the Hugging Face hub at a pinned revision.
     #[serde(default)]
     pub hf: Option<HfSource>,
+    /// Fetched only when named or needed (a pre-training corpus of tens of GB), never by a
+    /// plain `datasets fetch`.
+    #[serde(default)]
+    pub on_demand: bool,
     pub files: Vec<AssetFile>,
 }
 
@@ -171,6 +175,7 @@ impl Asset {
             id: format!("{repo}@{revision}"),
             description: format!("{repo} at {revision} (a hub checkpoint named by a spec or --model)"),
             hf: Some(HfSource { repo: repo.to_owned(), revision: revision.to_owned() }),
+            on_demand: false,
             files: vec![file("config.json"), file("model.safetensors"), file("tokenizer.json")],
         })
     }

@@ -377,7 +377,7 @@ struct AnliRow {
     label: String,
 }
 
-fn parse_anli(file: &Path) -> Result<Vec<Example>, Error> {
+pub(crate) fn parse_anli(file: &Path) -> Result<Vec<Example>, Error> {
     let text = read_text(file)?;
     let mut examples = Vec::new();
     for (line_idx, line) in text.lines().enumerate() {

@@ -4,6 +4,7 @@
 //! - [`config`]: the vocabulary (modes, maps, precisions) and a run's training settings;
 //! - [`run`]: a run's spec (its key and signature), its result and its record;
 //! - [`search`]: a d90 search's plan, probes, outcome and record;
+//! - [`pretraining`]: an MLM pre-training's spec, checkpoints and record;
 //! - [`folder`]: the results folder, with atomic writes and per-key locks;
 //! - here: where a preset's results and report go by default, how a spec file names them, the
 //!   writer that never leaves half a file, and the hash that keys everything.
@@ -12,6 +13,7 @@
 
 pub mod config;
 pub mod folder;
+pub mod pretraining;
 pub mod run;
 pub mod search;
 
@@ -20,6 +22,7 @@ pub use config::{
     TrainConfig,
 };
 pub use folder::{KeyLock, ResultsDir, ResultsError};
+pub use pretraining::{PretrainCheckpoint, PretrainSpec, PretrainingRecord};
 pub use run::{
     DivergenceCause, Evaluation, ProjectorSummary, Provenance, RunRecord, RunResult, RunSpec, SplitMetrics, Status,
     SubspaceDescription,

@@ -8,6 +8,7 @@ mod bench;
 mod fetch;
 mod finetune;
 mod gpu_check;
+mod pretrain;
 mod report;
 mod reproduce;
 mod setup;
@@ -35,6 +36,7 @@ the two commands of a fresh machine:
 more:
   fetch            bring datasets and checkpoints into the verified cache (default: all assets)
   finetune         fine-tune once (full, DID or SAID) and print the result as JSON
+  pretrain         MLM pre-training from scratch from a YAML file (resumable; HF checkpoints)
   report           regenerate a preset's report from its results (--check: fail on drift)
   bench            benchmarks: fastfood | train-step | criterion (release builds)
   slurm            write an sbatch array script whose tasks run a preset's shards
@@ -43,7 +45,7 @@ more:
   setup            install libtorch (torch {torch} wheel) and NVRTC into the cache, or check your own
   env              print the environment that xtask gives to cargo (for running cargo by hand)
 
-reproduce, fetch, finetune, report and bench fastfood|train-step forward their arguments to the
+reproduce, fetch, finetune, pretrain, report and bench fastfood|train-step forward their arguments to the
 suite's binaries (bench-suite, datasets, reports), whose --help documents the flags.
 
 environment:
@@ -84,6 +86,7 @@ fn main() -> Result<()> {
         "bench" => bench::run(&args, &invoked_from),
         "fetch" => fetch::run(&args, &invoked_from),
         "finetune" => finetune::run(&args, &invoked_from),
+        "pretrain" => pretrain::run(&args, &invoked_from),
         "reproduce" => reproduce::run(&args, &invoked_from),
         "report" => report::run(&args, &invoked_from),
         "slurm" => slurm::run(&paths_from_caller(&args, &invoked_from)),

@@ -218,6 +218,37 @@ pub fn no_decay(name: &str) -> bool {
     name.ends_with(".bias") || name.ends_with("LayerNorm.weight") || name.ends_with("layer_norm.weight")
 }
 
+/// Initialises every variable of a BERT or RoBERTa model built from `config` as HF's
+/// `BertPreTrainedModel._init_weights` (transformers 5.24.0) does for training from scratch:
+/// linear and embedding weights `N(0, initializer_range)`, the padding row of the word
+/// embeddings (and, for RoBERTa, of the position embeddings) zero, biases zero, LayerNorm weights
+/// one. The draws of each tensor come from a keyed stream of `(seed, its HF name)`, so the
+/// initial weights do not depend on the order variables were built in or on the thread count.
+pub fn initialise_from_scratch(vs: &nn::VarStore, config: &Config, seed: u64) {
+    let _guard = tch::no_grad_guard();
+    for (name, variable) in vs.variables() {
+        let mut variable = variable.shallow_clone();
+        let is_layer_norm_weight = name.ends_with("LayerNorm.weight") || name.ends_with("layer_norm.weight");
+        if is_layer_norm_weight {
+            let _ = variable.fill_(1.0);
+        } else if name.ends_with("bias") {
+            let _ = variable.zero_();
+        } else {
+            let values = subspace::random::normals(
+                &mut subspace::random::keyed_rng("init v1", seed, &name, 0),
+                variable.numel(),
+            );
+            let values = Tensor::from_slice(&values).to_kind(Kind::Double) * config.initializer_range;
+            variable.copy_(&values.reshape(variable.size()).to_kind(variable.kind()));
+            let padding_row = name.ends_with("word_embeddings.weight")
+                || (config.model_type == ModelType::Roberta && name.ends_with("position_embeddings.weight"));
+            if padding_row && config.pad_token_id < variable.size()[0] {
+                let _ = variable.get(config.pad_token_id).zero_();
+            }
+        }
+    }
+}
+
 /// `(name, shape)` of every tensor of [`SequenceClassifier`] for `config`, in the model's own
 /// naming, without building it. BERT has a pooler and a `classifier` linear, RoBERTa a dense +
 /// out_proj head.
@@ -610,7 +641,27 @@ impl MaskedLm {
         train: bool,
     ) -> Tensor {
         let hidden = self.encoder.forward_t(input_ids, attention_mask, token_type_ids, train).last_hidden_state;
-        let transformed = self.layer_norm.forward(&self.activation.forward(&self.dense.forward(&hidden)));
+        self.head(&hidden)
+    }
+
+    /// Logits over the vocabulary at the positions `positions` (`[n]` i64 indices into the
+    /// flattened `[batch * seq]` tokens), `[n, vocab]`: the head runs on those positions only (as
+    /// fairseq's `masked_tokens`), with the same values [`MaskedLm::forward_t`] gives there.
+    pub fn forward_at(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: &Tensor,
+        token_type_ids: &Tensor,
+        positions: &Tensor,
+        train: bool,
+    ) -> Tensor {
+        let hidden = self.encoder.forward_t(input_ids, attention_mask, token_type_ids, train).last_hidden_state;
+        let hidden_size = hidden.size()[2];
+        self.head(&hidden.reshape([-1, hidden_size]).index_select(0, positions))
+    }
+
+    fn head(&self, hidden: &Tensor) -> Tensor {
+        let transformed = self.layer_norm.forward(&self.activation.forward(&self.dense.forward(hidden)));
         let decoder = self.decoder.as_ref().unwrap_or_else(|| self.encoder.word_embeddings());
         transformed.matmul(&decoder.transpose(0, 1)) + &self.bias
     }

@@ -35,7 +35,7 @@ struct FetchArgs {
     /// Never touch the network: say what is missing instead.
     #[arg(long)]
     offline: bool,
-    /// Manifest asset ids [default: every asset of the manifest].
+    /// Manifest asset ids [default: every asset of the manifest but the on-demand corpora].
     #[arg(value_name = "ASSET")]
     ids: Vec<String>,
 }
@@ -60,7 +60,7 @@ fn fetch(args: FetchArgs) -> Result<()> {
     let mut ids = args.ids;
     let store = Store::new(config, Manifest::embedded())?;
     if ids.is_empty() {
-        ids = store.manifest().assets.iter().map(|asset| asset.id.clone()).collect();
+        ids = store.manifest().assets.iter().filter(|asset| !asset.on_demand).map(|asset| asset.id.clone()).collect();
     }
     // Unknown names fail before anything is fetched.
     for id in &ids {

@@ -1,5 +1,5 @@
 //! The bench-suite command line: `reproduce` (run through `cargo xtask reproduce`), `finetune`
-//! (run through `cargo xtask finetune`),
+//! (run through `cargo xtask finetune`), `pretrain` (run through `cargo xtask pretrain`),
 //! `bench-fastfood` and `bench-train-step` (run through `cargo xtask bench fastfood|train-step`),
 //! `gpu-check` (the prepared device check, run through `cargo xtask gpu-check`'s script).
 //!
@@ -24,6 +24,7 @@ use tch::{Device, Kind, Tensor};
 mod finetune;
 mod gpu_check;
 mod logging;
+mod pretrain;
 mod reproduce;
 mod train_step;
 
@@ -42,6 +43,8 @@ enum Command {
     Reproduce(reproduce::Args),
     /// Fine-tune once (full, DID or SAID) and print the result as JSON.
     Finetune(finetune::Args),
+    /// MLM pre-training from scratch (RoBERTa's recipe), resumable, with HF checkpoints.
+    Pretrain(pretrain::Args),
     /// FWHT and Fastfood projection timings, ratios measured in one process.
     BenchFastfood(BenchFastfoodArgs),
     /// The time and peak memory of a SAID and a DID training step against a full one.
@@ -80,6 +83,10 @@ fn terminated(err: &anyhow::Error) -> bool {
         cause.downcast_ref::<bench_suite::experiment::runner::RunnerError>().is_some_and(|err| err.is_terminated())
             || matches!(cause.downcast_ref::<TrainError>(), Some(TrainError::Terminated { .. }))
             || matches!(
+                cause.downcast_ref::<bench_suite::pretrain::PretrainError>(),
+                Some(bench_suite::pretrain::PretrainError::Terminated { .. })
+            )
+            || matches!(
                 cause.downcast_ref::<FinetuneError>(),
                 Some(FinetuneError::Train(TrainError::Terminated { .. }))
             )
@@ -101,6 +108,7 @@ fn run() -> Result<()> {
         Command::BenchFastfood(args) => bench_fastfood(&args),
         Command::Finetune(args) => finetune::run(args),
         Command::Reproduce(args) => reproduce::run(args),
+        Command::Pretrain(args) => pretrain::run(args),
         Command::BenchTrainStep(args) => train_step::run(&args),
         Command::GpuCheck(args) => gpu_check::run(&args),
     }

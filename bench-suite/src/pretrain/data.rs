@@ -1,0 +1,369 @@
+//! A corpus packed for MLM pre-training: documents tokenised and packed into fixed-length
+//! sequences on disk, read back one sequence at a time.
+//!
+//! Packing follows RoBERTa's FULL-SENTENCES format (Liu et al. 2019, section 4.2): the documents'
+//! tokens form one stream, with a separator token between consecutive documents, cut into pieces
+//! of `max_len - 2` tokens, each framed by the tokenizer's start and end tokens (`[CLS] .. [SEP]`
+//! or `<s> .. </s>`), so a sequence may cross document boundaries and every token appears exactly
+//! once. Only the last sequence can be shorter.
+//!
+//! Documents go to a held-out part by their content (sha256 of the text below `heldout_fraction`),
+//! so the split does not depend on the corpus's order. The packed data is written once under
+//! `<cache>/<key>/` (`train.u32`, `heldout.u32`: sequences of `max_len` little-endian u32, the last
+//! padded; `packed.json`: counts), keyed by the corpus, the tokenizer's sha256, `max_len` and the
+//! fraction, in a temporary folder renamed when complete. Documents are tokenised in batches as
+//! they stream in, so neither the corpus nor its tokens are ever in memory as a whole.
+
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokenizers::Tokenizer;
+
+use super::masking::MaskVocabulary;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    #[error("tokenizer {path}: {message}")]
+    Tokenizer { path: PathBuf, message: String },
+    #[error(transparent)]
+    Corpus(#[from] datasets::Error),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("packed corpus {path}: {message}")]
+    Packed { path: PathBuf, message: String },
+}
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> DataError + '_ {
+    move |source| DataError::Io { path: path.to_path_buf(), source }
+}
+
+/// A tokenizer for pre-training: plain token ids (no template, no truncation, no padding) and
+/// the special tokens packing and masking need.
+pub struct PretrainTokenizer {
+    tokenizer: Tokenizer,
+    pub path: PathBuf,
+    pub sha256: String,
+    pub start_id: u32,
+    pub end_id: u32,
+    pub pad_id: u32,
+    pub vocabulary: MaskVocabulary,
+    /// Ids run from 0 to `vocab_size - 1` (added tokens included).
+    pub vocab_size: usize,
+}
+
+impl PretrainTokenizer {
+    /// Reads `tokenizer.json`; its start, end, padding and mask tokens are BERT's (`[CLS]`,
+    /// `[SEP]`, `[PAD]`, `[MASK]`) or RoBERTa's (`<s>`, `</s>`, `<pad>`, `<mask>`).
+    pub fn from_file(path: &Path) -> Result<PretrainTokenizer, DataError> {
+        let error = |message: String| DataError::Tokenizer { path: path.to_path_buf(), message };
+        let bytes = std::fs::read(path).map_err(|err| error(err.to_string()))?;
+        let mut tokenizer = Tokenizer::from_bytes(&bytes).map_err(|err| error(err.to_string()))?;
+        tokenizer.with_padding(None);
+        tokenizer.with_truncation(None).map_err(|err| error(err.to_string()))?;
+        let find = |names: [&str; 2]| {
+            names.iter().find_map(|name| tokenizer.token_to_id(name)).ok_or_else(|| {
+                error(format!(
+                    "no `{}` or `{}` token: pre-training needs BERT's or RoBERTa's special tokens",
+                    names[0], names[1]
+                ))
+            })
+        };
+        let start_id = find(["[CLS]", "<s>"])?;
+        let end_id = find(["[SEP]", "</s>"])?;
+        let pad_id = find(["[PAD]", "<pad>"])?;
+        let mask_id = find(["[MASK]", "<mask>"])?;
+        let vocab_size = tokenizer.get_vocab_size(true);
+        let mut special: Vec<u32> = tokenizer
+            .get_added_tokens_decoder()
+            .iter()
+            .filter(|(_, token)| token.special)
+            .map(|(&id, _)| id)
+            .chain([start_id, end_id, pad_id, mask_id])
+            .collect();
+        special.sort_unstable();
+        special.dedup();
+        let replacements = (0..vocab_size as u32).filter(|id| special.binary_search(id).is_err()).collect();
+        Ok(PretrainTokenizer {
+            tokenizer,
+            path: path.to_path_buf(),
+            sha256: format!("{:x}", Sha256::digest(&bytes)),
+            start_id,
+            end_id,
+            pad_id,
+            vocabulary: MaskVocabulary { mask_id, special, replacements },
+            vocab_size,
+        })
+    }
+
+    /// Token ids of each text, without special tokens.
+    pub fn encode_plain(&self, texts: Vec<String>) -> Result<Vec<Vec<u32>>, DataError> {
+        let encodings = self
+            .tokenizer
+            .encode_batch(texts, false)
+            .map_err(|err| DataError::Tokenizer { path: self.path.clone(), message: err.to_string() })?;
+        Ok(encodings.iter().map(|encoding| encoding.get_ids().to_vec()).collect())
+    }
+}
+
+/// Counts of one part (training or held-out) of a packed corpus.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartCounts {
+    pub documents: u64,
+    /// Document tokens (separators and frames not counted).
+    pub tokens: u64,
+    pub sequences: u64,
+    /// Tokens of the last sequence (frame included); the others have `max_len`.
+    pub last_len: usize,
+}
+
+/// `packed.json`: what a packed corpus holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PackedDescription {
+    pub format: u32,
+    pub corpus: String,
+    pub tokenizer_sha256: String,
+    pub max_len: usize,
+    pub heldout_fraction: f64,
+    pub train: PartCounts,
+    pub heldout: PartCounts,
+}
+
+/// A part of a packed corpus on disk.
+pub struct Sequences {
+    file: std::fs::File,
+    path: PathBuf,
+    max_len: usize,
+    pub counts: PartCounts,
+}
+
+impl Sequences {
+    pub fn len(&self) -> usize {
+        self.counts.sequences as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.counts.sequences == 0
+    }
+
+    /// Sequence `index`, without padding.
+    pub fn read(&self, index: usize) -> Result<Vec<u32>, DataError> {
+        let mut bytes = vec![0u8; self.max_len * 4];
+        self.file.read_exact_at(&mut bytes, (index * self.max_len * 4) as u64).map_err(io_error(&self.path))?;
+        let len = if index + 1 == self.len() { self.counts.last_len } else { self.max_len };
+        Ok(bytes[..len * 4]
+            .chunks_exact(4)
+            .map(|chunk| u32::from_le_bytes(chunk.try_into().expect("4 bytes")))
+            .collect())
+    }
+}
+
+/// A packed corpus: its description and its two parts.
+pub struct Packed {
+    pub key: String,
+    pub description: PackedDescription,
+    pub train: Sequences,
+    pub heldout: Sequences,
+}
+
+const FORMAT: u32 = 1;
+
+/// The key of a packed corpus: what it was packed from and how.
+pub fn packed_key(corpus_identity: &str, tokenizer_sha256: &str, max_len: usize, heldout_fraction: f64) -> String {
+    results::hash_key(&(FORMAT, corpus_identity, tokenizer_sha256, max_len, heldout_fraction.to_bits()))
+}
+
+/// Opens the packed corpus `<cache>/<key>`, packing `documents` first when it is not there.
+/// `corpus_identity` names the corpus and its files' hashes (it keys the cache); `corpus` is the
+/// name recorded.
+pub fn pack_or_open(
+    cache: &Path,
+    corpus: &str,
+    corpus_identity: &str,
+    documents: impl FnOnce() -> Result<
+        Box<dyn Iterator<Item = Result<datasets::corpus::Document, datasets::Error>>>,
+        DataError,
+    >,
+    tokenizer: &PretrainTokenizer,
+    max_len: usize,
+    heldout_fraction: f64,
+    on_progress: &mut dyn FnMut(u64),
+) -> Result<Packed, DataError> {
+    let key = packed_key(corpus_identity, &tokenizer.sha256, max_len, heldout_fraction);
+    let dir = cache.join(&key);
+    if !dir.join("packed.json").exists() {
+        let staging = cache.join(format!("{key}.partial-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&staging);
+        std::fs::create_dir_all(&staging).map_err(io_error(&staging))?;
+        let description = pack(&staging, corpus, documents()?, tokenizer, max_len, heldout_fraction, on_progress);
+        let description = match description {
+            Ok(description) => description,
+            Err(err) => {
+                let _ = std::fs::remove_dir_all(&staging);
+                return Err(err);
+            }
+        };
+        results::write_atomically(&staging.join("packed.json"), &description)
+            .map_err(|err| DataError::Io { path: err.path, source: err.source })?;
+        // Another process may have packed the same corpus meanwhile: the same bytes by
+        // construction, so either copy serves.
+        if std::fs::rename(&staging, &dir).is_err() {
+            let _ = std::fs::remove_dir_all(&staging);
+        }
+    }
+    open(&dir, key)
+}
+
+fn open(dir: &Path, key: String) -> Result<Packed, DataError> {
+    let description_path = dir.join("packed.json");
+    let text = std::fs::read_to_string(&description_path).map_err(io_error(&description_path))?;
+    let description: PackedDescription = serde_json::from_str(&text)
+        .map_err(|err| DataError::Packed { path: description_path.clone(), message: err.to_string() })?;
+    let part = |name: &str, counts: PartCounts| -> Result<Sequences, DataError> {
+        let path = dir.join(name);
+        let file = std::fs::File::open(&path).map_err(io_error(&path))?;
+        let expected = counts.sequences * description.max_len as u64 * 4;
+        let actual = file.metadata().map_err(io_error(&path))?.len();
+        if actual != expected {
+            return Err(DataError::Packed {
+                path,
+                message: format!("{actual} bytes, expected {expected}: remove the folder to pack again"),
+            });
+        }
+        Ok(Sequences { file, path, max_len: description.max_len, counts })
+    };
+    Ok(Packed {
+        key,
+        train: part("train.u32", description.train)?,
+        heldout: part("heldout.u32", description.heldout)?,
+        description,
+    })
+}
+
+/// Whether a document goes to the held-out part: by its text alone.
+pub fn is_heldout(text: &str, heldout_fraction: f64) -> bool {
+    let digest = Sha256::new().chain_update(b"heldout v1\0").chain_update(text.as_bytes()).finalize();
+    let draw = u64::from_le_bytes(digest[..8].try_into().expect("8 bytes")) as f64 / 2f64.powi(64);
+    draw < heldout_fraction
+}
+
+/// Writes one part's sequences as they fill.
+struct Packer {
+    writer: std::io::BufWriter<std::fs::File>,
+    path: PathBuf,
+    max_len: usize,
+    start_id: u32,
+    end_id: u32,
+    pad_id: u32,
+    /// The current sequence's body (at most `max_len - 2` tokens).
+    body: Vec<u32>,
+    counts: PartCounts,
+}
+
+impl Packer {
+    fn new(path: PathBuf, tokenizer: &PretrainTokenizer, max_len: usize) -> Result<Packer, DataError> {
+        let file = std::fs::File::create(&path).map_err(io_error(&path))?;
+        Ok(Packer {
+            writer: std::io::BufWriter::with_capacity(1 << 20, file),
+            path,
+            max_len,
+            start_id: tokenizer.start_id,
+            end_id: tokenizer.end_id,
+            pad_id: tokenizer.pad_id,
+            body: Vec::with_capacity(max_len),
+            counts: PartCounts { documents: 0, tokens: 0, sequences: 0, last_len: 0 },
+        })
+    }
+
+    fn push_document(&mut self, ids: &[u32]) -> Result<(), DataError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        if self.counts.documents > 0 {
+            self.push_token(self.end_id)?;
+        }
+        for &id in ids {
+            self.push_token(id)?;
+        }
+        self.counts.documents += 1;
+        self.counts.tokens += ids.len() as u64;
+        Ok(())
+    }
+
+    fn push_token(&mut self, id: u32) -> Result<(), DataError> {
+        self.body.push(id);
+        if self.body.len() == self.max_len - 2 {
+            self.flush_sequence()?;
+        }
+        Ok(())
+    }
+
+    fn flush_sequence(&mut self) -> Result<(), DataError> {
+        let len = self.body.len() + 2;
+        let sequence = std::iter::once(self.start_id)
+            .chain(self.body.drain(..))
+            .chain(std::iter::once(self.end_id))
+            .chain(std::iter::repeat_n(self.pad_id, self.max_len - len));
+        let bytes: Vec<u8> = sequence.flat_map(u32::to_le_bytes).collect();
+        self.writer.write_all(&bytes).map_err(io_error(&self.path))?;
+        self.counts.sequences += 1;
+        self.counts.last_len = len;
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<PartCounts, DataError> {
+        if !self.body.is_empty() {
+            self.flush_sequence()?;
+        }
+        let file = self
+            .writer
+            .into_inner()
+            .map_err(|err| DataError::Io { path: self.path.clone(), source: err.into_error() })?;
+        file.sync_all().map_err(io_error(&self.path))?;
+        Ok(self.counts)
+    }
+}
+
+fn pack(
+    dir: &Path,
+    corpus: &str,
+    documents: Box<dyn Iterator<Item = Result<datasets::corpus::Document, datasets::Error>>>,
+    tokenizer: &PretrainTokenizer,
+    max_len: usize,
+    heldout_fraction: f64,
+    on_progress: &mut dyn FnMut(u64),
+) -> Result<PackedDescription, DataError> {
+    let mut train = Packer::new(dir.join("train.u32"), tokenizer, max_len)?;
+    let mut heldout = Packer::new(dir.join("heldout.u32"), tokenizer, max_len)?;
+    let mut batch: Vec<String> = Vec::new();
+    let mut seen = 0u64;
+    let mut documents = documents.peekable();
+    while documents.peek().is_some() {
+        batch.clear();
+        for document in documents.by_ref().take(4096) {
+            batch.push(document?.text);
+        }
+        let heldout_flags: Vec<bool> = batch.iter().map(|text| is_heldout(text, heldout_fraction)).collect();
+        let ids = tokenizer.encode_plain(std::mem::take(&mut batch))?;
+        for (ids, is_heldout) in ids.iter().zip(heldout_flags) {
+            if is_heldout { heldout.push_document(ids)? } else { train.push_document(ids)? }
+        }
+        seen += ids.len() as u64;
+        on_progress(seen);
+    }
+    Ok(PackedDescription {
+        format: FORMAT,
+        corpus: corpus.to_owned(),
+        tokenizer_sha256: tokenizer.sha256.clone(),
+        max_len,
+        heldout_fraction,
+        train: train.finish()?,
+        heldout: heldout.finish()?,
+    })
+}

@@ -1,0 +1,724 @@
+//! MLM pre-training from scratch with RoBERTa's recipe (Liu et al. 2019, sections 3.1 and 4), at
+//! any size an HF config describes: the checkpoints the paper's section 5.2 (d90 along
+//! pre-training) and 5.3 (d90 against size) fine-tune.
+//!
+//! - Data ([`data`]): a corpus packed into full sequences of `max_len` tokens across document
+//!   boundaries; a held-out part chosen by document content.
+//! - Masking ([`masking`]): 15% of tokens, 80/10/10, re-drawn every epoch from keyed seeds.
+//! - Optimisation: AdamW (beta2 0.98, eps 1e-6, weight decay 0.01 except biases and LayerNorm
+//!   weights), linear warmup then linear decay to 0, gradients of `batch_size / micro_batch_size`
+//!   forward passes accumulated into one update, the loss being the mean cross-entropy over every
+//!   predicted token of the update; bf16 autocast on CUDA with `precision: bf16`.
+//! - Initialisation: HF's `_init_weights` from keyed streams
+//!   ([`crate::models::bert::initialise_from_scratch`]).
+//!
+//! A pre-training lives in `<out>/pretraining/<key>/` (the key hashes its resolved
+//! [`PretrainSpec`]): `checkpoints/<hash>/` (HF folders: `config.json`, `model.safetensors` with HF
+//! tensor names, `tokenizer.json`; named by the sha256 of their files), `work/` (the resumable
+//! state: every weight and Adam moment, committed at every checkpoint and on SIGTERM) and, when it
+//! has finished, `record.json` ([`PretrainingRecord`]). The data order of epoch `e` is a
+//! permutation drawn from `(seed, e)`, the masks from `(seed, epoch, sequence)` and dropout is
+//! reseeded before every forward pass, so a run killed at any moment and started again ends with
+//! bit-identical weights (on the same device and thread count).
+
+pub mod data;
+pub mod masking;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tch::{Device, Kind, Reduction, Tensor, nn};
+
+use datasets::corpus::Corpus;
+use datasets::manifest::Manifest;
+use datasets::store::Store;
+use results::{Precision, PretrainCheckpoint, PretrainSpec, PretrainingRecord, Provenance};
+
+use crate::models::bert::initialise_from_scratch;
+use crate::models::{Config, MaskedLm, ModelType};
+use crate::optim::{self, AdamConfig, AdamW};
+use crate::precision::Autocast;
+use crate::reference::{Checkpoint, ModelRef};
+use data::{Packed, PretrainTokenizer, Sequences};
+
+/// A pre-training as a user writes it (a YAML file, or a block of a spec): everything but
+/// `model`, `tokenizer`, `corpus` and `updates` has RoBERTa's value or a default for small runs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PretrainSettings {
+    /// The encoder: an HF config as a map (`{model_type: roberta, hidden_size: 256, ...}`) or the
+    /// path of a `config.json`. `vocab_size`, `pad_token_id` and `max_position_embeddings` are
+    /// taken from the tokenizer and `max_len` when absent.
+    pub model: ModelSource,
+    /// The `tokenizer.json` to use: a path to one, or a model (manifest id, `org/name@<commit>`,
+    /// local folder) whose tokenizer it is.
+    pub tokenizer: String,
+    /// A corpus of `datasets::corpus` (`task-text`, `c4-en`, `c4-en:<shards>`).
+    pub corpus: String,
+    pub updates: usize,
+    #[serde(default = "default_max_len")]
+    pub max_len: usize,
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    /// Defaults to `batch_size` (no accumulation).
+    #[serde(default)]
+    pub micro_batch_size: Option<usize>,
+    #[serde(default = "default_lr")]
+    pub lr: f64,
+    /// Defaults to 6% of `updates` (RoBERTa-Base: 24k of 500k... of its 500k schedule, 4.8%; 6%
+    /// is RoBERTa's fine-tuning warmup and keeps short runs stable).
+    #[serde(default)]
+    pub warmup_updates: Option<usize>,
+    #[serde(default = "default_weight_decay")]
+    pub weight_decay: f64,
+    #[serde(default = "default_beta2")]
+    pub adam_beta2: f64,
+    #[serde(default = "default_eps")]
+    pub adam_eps: f64,
+    #[serde(default)]
+    pub max_grad_norm: f64,
+    #[serde(default = "default_mask_probability")]
+    pub mask_probability: f64,
+    #[serde(default)]
+    pub seed: u64,
+    pub checkpoint_every: usize,
+    /// The fraction of documents held out (by content) for the held-out loss.
+    #[serde(default = "default_heldout_fraction")]
+    pub heldout_fraction: f64,
+    #[serde(default = "default_heldout_sequences")]
+    pub heldout_sequences: usize,
+    #[serde(default)]
+    pub precision: Precision,
+}
+
+fn default_max_len() -> usize {
+    crate::tokenize::DEFAULT_MAX_LEN
+}
+fn default_batch_size() -> usize {
+    64
+}
+fn default_lr() -> f64 {
+    6e-4
+}
+fn default_weight_decay() -> f64 {
+    0.01
+}
+fn default_beta2() -> f64 {
+    AdamConfig::ROBERTA.beta2
+}
+fn default_eps() -> f64 {
+    AdamConfig::ROBERTA.eps
+}
+fn default_mask_probability() -> f64 {
+    0.15
+}
+fn default_heldout_fraction() -> f64 {
+    0.01
+}
+fn default_heldout_sequences() -> usize {
+    256
+}
+
+/// An encoder config: inline or a file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum ModelSource {
+    File(PathBuf),
+    Inline(serde_json::Map<String, serde_json::Value>),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PretrainError {
+    #[error("{field}: {message}")]
+    Settings { field: String, message: String },
+    #[error(transparent)]
+    Data(#[from] data::DataError),
+    #[error(transparent)]
+    Store(#[from] datasets::Error),
+    #[error(transparent)]
+    Checkpoint(#[from] optim::CheckpointError),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("pre-training diverged at update {update}: loss {loss}")]
+    Diverged { update: usize, loss: f64 },
+    #[error("terminated (SIGTERM) after update {update}; its state is saved: the same command resumes from there")]
+    Terminated { update: usize },
+}
+
+fn settings_error(field: &str, message: impl Into<String>) -> PretrainError {
+    PretrainError::Settings { field: field.to_owned(), message: message.into() }
+}
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> PretrainError + '_ {
+    move |source| PretrainError::Io { path: path.to_path_buf(), source }
+}
+
+/// A checked pre-training, its data packed and ready to train.
+pub struct Prepared {
+    pub spec: PretrainSpec,
+    pub config: Config,
+    pub tokenizer: PretrainTokenizer,
+    pub packed: Packed,
+    /// `<out>/pretraining/<key>`.
+    pub dir: PathBuf,
+}
+
+/// Checks `settings` (paths relative to `base`), fetches the tokenizer and the corpus, packs the
+/// corpus into the store's cache (once per corpus, tokenizer and length) and keys the
+/// pre-training. Nothing is written under `out` here.
+pub fn prepare(
+    settings: &PretrainSettings,
+    base: &Path,
+    store: &Store,
+    out: &Path,
+    device: Device,
+    on_packing: &mut dyn FnMut(u64),
+) -> Result<Prepared, PretrainError> {
+    check_numbers(settings)?;
+    let corpus = Corpus::from_name(&settings.corpus).map_err(|err| settings_error("corpus", err.to_string()))?;
+    let tokenizer_path = tokenizer_path(&settings.tokenizer, base, store)?;
+    let tokenizer = PretrainTokenizer::from_file(&tokenizer_path)?;
+    let (model, config) = model_config(&settings.model, base, &tokenizer, settings.max_len)?;
+
+    let assets = corpus.assets(store.manifest())?;
+    let paths = assets.iter().map(|asset| store.ensure_asset(asset)).collect::<Result<Vec<_>, _>>()?;
+    let identity = {
+        let ids = assets.iter().map(|asset| store.content_id(&asset.id)).collect::<Result<Vec<_>, _>>()?;
+        format!("{}:{}", corpus.name(), ids.join(","))
+    };
+    let packed = data::pack_or_open(
+        &store.home().join("pretraining-data"),
+        &corpus.name(),
+        &identity,
+        || Ok(corpus.documents(&paths)?),
+        &tokenizer,
+        settings.max_len,
+        settings.heldout_fraction,
+        on_packing,
+    )?;
+    if packed.train.is_empty() {
+        return Err(settings_error("corpus", format!("`{}` has no training text", corpus.name())));
+    }
+    if packed.heldout.is_empty() {
+        return Err(settings_error(
+            "heldout_fraction",
+            format!("no document of `{}` is held out at {}; raise it", corpus.name(), settings.heldout_fraction),
+        ));
+    }
+    let updates = settings.updates;
+    let spec = PretrainSpec {
+        model,
+        tokenizer_sha256: tokenizer.sha256.clone(),
+        corpus: corpus.name(),
+        data: packed.key.clone(),
+        max_len: settings.max_len,
+        batch_size: settings.batch_size,
+        micro_batch_size: settings.micro_batch_size.unwrap_or(settings.batch_size),
+        updates,
+        lr: settings.lr,
+        warmup_updates: settings.warmup_updates.unwrap_or((updates as f64 * 0.06).round() as usize),
+        weight_decay: settings.weight_decay,
+        adam_beta2: settings.adam_beta2,
+        adam_eps: settings.adam_eps,
+        max_grad_norm: settings.max_grad_norm,
+        mask_probability: settings.mask_probability,
+        seed: settings.seed,
+        checkpoint_every: settings.checkpoint_every,
+        heldout_sequences: settings.heldout_sequences,
+        precision: settings.precision,
+        device: if device.is_cuda() { "cuda".to_owned() } else { "cpu".to_owned() },
+    };
+    let dir = out.join("pretraining").join(spec.key());
+    Ok(Prepared { spec, config, tokenizer, packed, dir })
+}
+
+fn check_numbers(settings: &PretrainSettings) -> Result<(), PretrainError> {
+    let micro = settings.micro_batch_size.unwrap_or(settings.batch_size);
+    let checks: [(&str, bool, String); 9] = [
+        ("updates", settings.updates > 0, "must be at least 1".to_owned()),
+        ("batch_size", settings.batch_size > 0, "must be at least 1".to_owned()),
+        (
+            "micro_batch_size",
+            micro > 0 && settings.batch_size.is_multiple_of(micro.max(1)),
+            format!("{micro} must divide batch_size {}", settings.batch_size),
+        ),
+        ("max_len", settings.max_len >= 3, "must leave room for the two frame tokens and one token".to_owned()),
+        ("lr", settings.lr > 0.0 && settings.lr.is_finite(), "must be positive".to_owned()),
+        (
+            "warmup_updates",
+            settings.warmup_updates.is_none_or(|warmup| warmup <= settings.updates),
+            format!("must be at most updates ({})", settings.updates),
+        ),
+        (
+            "mask_probability",
+            settings.mask_probability > 0.0 && settings.mask_probability < 1.0,
+            "must lie strictly between 0 and 1".to_owned(),
+        ),
+        ("checkpoint_every", settings.checkpoint_every > 0, "must be at least 1".to_owned()),
+        (
+            "heldout_fraction",
+            settings.heldout_fraction > 0.0 && settings.heldout_fraction < 1.0 && settings.heldout_sequences > 0,
+            "must lie strictly between 0 and 1, with heldout_sequences at least 1".to_owned(),
+        ),
+    ];
+    for (field, ok, message) in checks {
+        if !ok {
+            return Err(settings_error(field, message));
+        }
+    }
+    Ok(())
+}
+
+/// The `tokenizer.json` a pre-training's `tokenizer` names.
+fn tokenizer_path(name: &str, base: &Path, store: &Store) -> Result<PathBuf, PretrainError> {
+    if name.ends_with(".json") {
+        let path = base.join(name);
+        if !path.is_file() {
+            return Err(settings_error("tokenizer", format!("{} is not a file", path.display())));
+        }
+        return Ok(path);
+    }
+    let manifest: &Manifest = store.manifest();
+    let model = ModelRef::resolve(name, base, manifest, &mut BTreeMap::new())
+        .map_err(|message| settings_error("tokenizer", message))?;
+    match model {
+        ModelRef::Checkpoint(checkpoint) => Ok(Checkpoint::files(&checkpoint, store)?.tokenizer),
+        ModelRef::Synthetic { .. } => {
+            Err(settings_error("tokenizer", format!("`{name}` is a synthetic model, which has no tokenizer")))
+        }
+    }
+}
+
+/// The encoder's HF config as a JSON object, with `vocab_size`, `pad_token_id` and
+/// `max_position_embeddings` filled in from the tokenizer and `max_len` when absent, and checked
+/// against them.
+fn model_config(
+    source: &ModelSource,
+    base: &Path,
+    tokenizer: &PretrainTokenizer,
+    max_len: usize,
+) -> Result<(serde_json::Value, Config), PretrainError> {
+    let mut map = match source {
+        ModelSource::Inline(map) => map.clone(),
+        ModelSource::File(path) => {
+            let path = base.join(path);
+            let text = std::fs::read_to_string(&path)
+                .map_err(|err| settings_error("model", format!("{}: {err}", path.display())))?;
+            serde_json::from_str(&text).map_err(|err| settings_error("model", format!("{}: {err}", path.display())))?
+        }
+    };
+    let model_type = map.get("model_type").and_then(|value| value.as_str()).unwrap_or_default().to_owned();
+    let pad = i64::from(tokenizer.pad_id);
+    // RoBERTa's positions start after the padding index.
+    let positions = max_len as i64 + if model_type == "roberta" { pad + 1 } else { 0 };
+    map.entry("vocab_size").or_insert(tokenizer.vocab_size.into());
+    map.entry("pad_token_id").or_insert(pad.into());
+    map.entry("max_position_embeddings").or_insert(positions.into());
+    let value = serde_json::Value::Object(map);
+    let config = Config::from_json(&value.to_string()).map_err(|err| settings_error("model", err.to_string()))?;
+    if (config.vocab_size as usize) < tokenizer.vocab_size {
+        return Err(settings_error(
+            "model.vocab_size",
+            format!("{} is smaller than the tokenizer's {} tokens", config.vocab_size, tokenizer.vocab_size),
+        ));
+    }
+    if config.pad_token_id != pad {
+        return Err(settings_error(
+            "model.pad_token_id",
+            format!("{} is not the tokenizer's padding token {pad}", config.pad_token_id),
+        ));
+    }
+    if (config.max_sequence_length() as usize) < max_len {
+        return Err(settings_error(
+            "model.max_position_embeddings",
+            format!(
+                "{} positions hold sequences of at most {} tokens, below max_len {max_len}",
+                config.max_position_embeddings,
+                config.max_sequence_length()
+            ),
+        ));
+    }
+    Ok((value, config))
+}
+
+/// What the trainer reports after each update (for progress bars and logs).
+#[derive(Debug, Clone, Copy)]
+pub struct UpdateReport {
+    pub update: usize,
+    pub updates: usize,
+    /// Mean MLM loss of the update's predicted tokens.
+    pub loss: f64,
+    pub lr: f64,
+    /// Tokens (padding included) per second in this process so far.
+    pub tokens_per_s: f64,
+    /// The held-out loss, at updates that wrote a checkpoint.
+    pub heldout_loss: Option<f64>,
+}
+
+/// The resumable state in `work/state.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct PretrainState {
+    spec: PretrainSpec,
+    update: usize,
+    checkpoints: Vec<PretrainCheckpoint>,
+    loss_sum: f64,
+    loss_count: usize,
+    tokens: u64,
+    elapsed_s: f64,
+    tensors_file: String,
+}
+
+/// Test knobs that are not part of a pre-training's identity.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunLimits {
+    /// Stop (with the state saved) after this many updates in this process.
+    pub max_updates_this_process: Option<usize>,
+}
+
+/// What [`pretrain`] ended with.
+pub enum Finished {
+    Completed(Box<PretrainingRecord>),
+    /// Stopped by [`RunLimits`] at this update, with its state saved.
+    Stopped {
+        update: usize,
+    },
+}
+
+/// Runs (or resumes, or reuses) the pre-training `prepared` describes on `device`.
+pub fn pretrain(
+    prepared: &Prepared,
+    device: Device,
+    limits: RunLimits,
+    on_update: &mut dyn FnMut(UpdateReport),
+) -> Result<Finished, PretrainError> {
+    let spec = &prepared.spec;
+    let record_path = prepared.dir.join("record.json");
+    if let Ok(text) = std::fs::read_to_string(&record_path) {
+        let record: PretrainingRecord = serde_json::from_str(&text)
+            .map_err(|err| PretrainError::Io { path: record_path.clone(), source: std::io::Error::other(err) })?;
+        return Ok(Finished::Completed(Box::new(record)));
+    }
+    let _turn = crate::train::ONE_RUN_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let start_time = Instant::now();
+    let vs = nn::VarStore::new(device);
+    let model = MaskedLm::new(vs.root(), &prepared.config);
+    initialise_from_scratch(&vs, &prepared.config, spec.seed);
+    let mut named: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    let model_type: ModelType = prepared.config.model_type;
+    let mut optimizer = AdamW::new(
+        named.iter().map(|(_, tensor)| tensor.shallow_clone()).collect(),
+        named.iter().map(|(name, _)| !model_type.no_decay(name)).collect(),
+        vec![1.0; named.len()],
+        AdamConfig { beta1: 0.9, beta2: spec.adam_beta2, eps: spec.adam_eps },
+    );
+    let parameters = optimizer.numel();
+    let work = prepared.dir.join("work");
+    let check = |state: &PretrainState| {
+        if &state.spec == spec { Ok(()) } else { Err("this folder holds another pre-training; remove it".to_owned()) }
+    };
+    let mut state =
+        optim::load_checkpoint(&work, &mut optimizer, |state: &PretrainState| state.tensors_file.clone(), check)?
+            .unwrap_or(PretrainState {
+                spec: spec.clone(),
+                update: 0,
+                checkpoints: Vec::new(),
+                loss_sum: 0.0,
+                loss_count: 0,
+                tokens: 0,
+                elapsed_s: 0.0,
+                tensors_file: String::new(),
+            });
+    let elapsed_before = state.elapsed_s;
+    let tokens_before = state.tokens;
+    let updates_before = state.update;
+    let save = |state: &PretrainState, optimizer: &AdamW| -> Result<(), PretrainError> {
+        let elapsed_s = elapsed_before + start_time.elapsed().as_secs_f64();
+        optim::save_checkpoint(&work, "weights", optimizer, state.update, |tensors_file| PretrainState {
+            elapsed_s,
+            tensors_file,
+            ..state.clone()
+        })?;
+        Ok(())
+    };
+    if state.checkpoints.is_empty() {
+        let checkpoint = write_checkpoint(prepared, &model, &named, device, 0, None)?;
+        on_update(UpdateReport {
+            update: 0,
+            updates: spec.updates,
+            loss: f64::NAN,
+            lr: 0.0,
+            tokens_per_s: 0.0,
+            heldout_loss: Some(checkpoint.heldout_loss),
+        });
+        state.checkpoints.push(checkpoint);
+        save(&state, &optimizer)?;
+    }
+
+    let train = &prepared.packed.train;
+    let micro_batches = spec.batch_size / spec.micro_batch_size;
+    let mut order: Option<(u64, Vec<u32>)> = None;
+    while state.update < spec.updates {
+        if limits.max_updates_this_process.is_some_and(|max| state.update - updates_before >= max) {
+            return Ok(Finished::Stopped { update: state.update });
+        }
+        // The update's sequences: positions `update * batch_size ..` of the epochs' orders.
+        let mut sequences = Vec::with_capacity(spec.batch_size);
+        for slot in 0..spec.batch_size {
+            let position = (state.update * spec.batch_size + slot) as u64;
+            let epoch = position / train.len() as u64;
+            if order.as_ref().is_none_or(|(cached, _)| *cached != epoch) {
+                order = Some((epoch, epoch_order(spec.seed, epoch, train.len())));
+            }
+            let sequence = order.as_ref().expect("drawn above").1[(position % train.len() as u64) as usize];
+            let ids = train.read(sequence as usize)?;
+            let masked = masking::mask(
+                &ids,
+                &prepared.tokenizer.vocabulary,
+                spec.mask_probability,
+                spec.seed,
+                "train",
+                epoch,
+                u64::from(sequence),
+            );
+            sequences.push(masked);
+        }
+        let predicted: usize = sequences.iter().map(|masked| masked.targets.len()).sum();
+        let tokens: usize = sequences.iter().map(|masked| masked.input.len()).sum();
+        for (_, tensor) in &named {
+            let mut grad = tensor.grad();
+            if grad.defined() {
+                let _ = grad.zero_();
+            }
+        }
+        let mut loss_total = 0.0;
+        for (micro, chunk) in sequences.chunks(spec.micro_batch_size).enumerate() {
+            tch::manual_seed(derived_seed(spec.seed, "dropout", (state.update * micro_batches + micro) as u64));
+            let batch = MaskedBatch::new(chunk, prepared.tokenizer.pad_id, device);
+            let logits = spec.precision.run(device, || {
+                model.forward_at(&batch.input_ids, &batch.attention_mask, &batch.token_type_ids, &batch.positions, true)
+            });
+            let loss_sum = logits.to_kind(Kind::Float).log_softmax(-1, Kind::Float).nll_loss_nd::<Tensor>(
+                &batch.labels,
+                None,
+                Reduction::Sum,
+                -100,
+            );
+            loss_total += loss_sum.double_value(&[]);
+            (loss_sum / predicted.max(1) as f64).backward();
+        }
+        let loss = loss_total / predicted.max(1) as f64;
+        if !loss.is_finite() {
+            return Err(PretrainError::Diverged { update: state.update, loss });
+        }
+        let mut grads: Vec<Tensor> = named.iter().map(|(_, tensor)| tensor.grad()).collect();
+        optim::clip_grad_norm(&mut grads, spec.max_grad_norm);
+        let lr = optim::linear_schedule(spec.lr, state.update, spec.updates, spec.warmup_updates);
+        state.update += 1;
+        optimizer.step(&grads, lr, spec.weight_decay, state.update);
+        state.loss_sum += loss;
+        state.loss_count += 1;
+        state.tokens += tokens as u64;
+        let tokens_per_s = (state.tokens - tokens_before) as f64 / start_time.elapsed().as_secs_f64().max(1e-9);
+        let at_checkpoint = state.update.is_multiple_of(spec.checkpoint_every) || state.update == spec.updates;
+        let mut heldout_loss = None;
+        if at_checkpoint {
+            let train_loss = Some(state.loss_sum / state.loss_count.max(1) as f64);
+            let checkpoint = write_checkpoint(prepared, &model, &named, device, state.update, train_loss)?;
+            heldout_loss = Some(checkpoint.heldout_loss);
+            state.checkpoints.push(checkpoint);
+            state.loss_sum = 0.0;
+            state.loss_count = 0;
+        }
+        on_update(UpdateReport { update: state.update, updates: spec.updates, loss, lr, tokens_per_s, heldout_loss });
+        let terminating = crate::train::TERMINATE.load(std::sync::atomic::Ordering::SeqCst);
+        if at_checkpoint || terminating {
+            save(&state, &optimizer)?;
+        }
+        if terminating {
+            return Err(PretrainError::Terminated { update: state.update });
+        }
+    }
+
+    let wall_time_s = elapsed_before + start_time.elapsed().as_secs_f64();
+    let record = PretrainingRecord {
+        key: spec.key(),
+        spec: spec.clone(),
+        parameters,
+        checkpoints: state.checkpoints.clone(),
+        train_tokens: prepared.packed.train.counts.tokens,
+        heldout_tokens: prepared.packed.heldout.counts.tokens,
+        wall_time_s,
+        tokens_per_s: state.tokens as f64 / wall_time_s.max(1e-9),
+        provenance: Provenance::now(crate::code_revision(), BTreeMap::new()),
+    };
+    results::write_atomically(&record_path, &record)
+        .map_err(|err| PretrainError::Io { path: err.path, source: err.source })?;
+    let _ = std::fs::remove_dir_all(&work);
+    Ok(Finished::Completed(Box::new(record)))
+}
+
+/// The order of the training sequences in epoch `epoch`.
+fn epoch_order(seed: u64, epoch: u64, len: usize) -> Vec<u32> {
+    let mut order: Vec<u32> = (0..len as u32).collect();
+    subspace::random::shuffle(&mut subspace::random::keyed_rng("mlm data v1", seed, "order", epoch), &mut order);
+    order
+}
+
+fn derived_seed(seed: u64, purpose: &str, index: u64) -> i64 {
+    use rand_core::RngCore;
+    (subspace::random::keyed_rng("mlm v1", seed, purpose, index).next_u64() >> 1) as i64
+}
+
+/// Masked sequences as tensors: inputs padded to the longest, the flat positions of the
+/// predicted tokens and their labels.
+struct MaskedBatch {
+    input_ids: Tensor,
+    attention_mask: Tensor,
+    token_type_ids: Tensor,
+    positions: Tensor,
+    labels: Tensor,
+}
+
+impl MaskedBatch {
+    fn new(sequences: &[masking::Masked], pad_id: u32, device: Device) -> MaskedBatch {
+        let longest = sequences.iter().map(|masked| masked.input.len()).max().unwrap_or(0);
+        let mut ids = Vec::with_capacity(sequences.len() * longest);
+        let mut mask = Vec::with_capacity(sequences.len() * longest);
+        let (mut positions, mut labels) = (Vec::new(), Vec::new());
+        for (row, masked) in sequences.iter().enumerate() {
+            let padding = longest - masked.input.len();
+            ids.extend(
+                masked.input.iter().map(|&id| i64::from(id)).chain(std::iter::repeat_n(i64::from(pad_id), padding)),
+            );
+            mask.extend(std::iter::repeat_n(1i64, masked.input.len()).chain(std::iter::repeat_n(0, padding)));
+            for &(position, original) in &masked.targets {
+                positions.push((row * longest + position) as i64);
+                labels.push(i64::from(original));
+            }
+        }
+        let shape = [sequences.len() as i64, longest as i64];
+        let input_ids = Tensor::from_slice(&ids).reshape(shape).to_device(device);
+        MaskedBatch {
+            token_type_ids: input_ids.zeros_like(),
+            input_ids,
+            attention_mask: Tensor::from_slice(&mask).reshape(shape).to_device(device),
+            positions: Tensor::from_slice(&positions).to_device(device),
+            labels: Tensor::from_slice(&labels).to_device(device),
+        }
+    }
+}
+
+/// Mean MLM loss per predicted token on the first `heldout_sequences` held-out sequences, with
+/// masks fixed by the seed (the same at every checkpoint).
+pub fn heldout_loss(
+    model: &MaskedLm,
+    heldout: &Sequences,
+    tokenizer: &PretrainTokenizer,
+    spec: &PretrainSpec,
+    device: Device,
+) -> Result<f64, PretrainError> {
+    let _guard = tch::no_grad_guard();
+    let count = spec.heldout_sequences.min(heldout.len());
+    let mut sequences = Vec::with_capacity(count);
+    for index in 0..count {
+        let ids = heldout.read(index)?;
+        sequences.push(masking::mask(
+            &ids,
+            &tokenizer.vocabulary,
+            spec.mask_probability,
+            spec.seed,
+            "heldout",
+            0,
+            index as u64,
+        ));
+    }
+    let (mut loss_sum, mut predicted) = (0.0, 0usize);
+    for chunk in sequences.chunks(spec.micro_batch_size) {
+        let batch = MaskedBatch::new(chunk, tokenizer.pad_id, device);
+        let logits = spec.precision.run(device, || {
+            model.forward_at(&batch.input_ids, &batch.attention_mask, &batch.token_type_ids, &batch.positions, false)
+        });
+        let loss = logits.to_kind(Kind::Float).log_softmax(-1, Kind::Float).nll_loss_nd::<Tensor>(
+            &batch.labels,
+            None,
+            Reduction::Sum,
+            -100,
+        );
+        loss_sum += loss.double_value(&[]);
+        predicted += chunk.iter().map(|masked| masked.targets.len()).sum::<usize>();
+    }
+    Ok(loss_sum / predicted.max(1) as f64)
+}
+
+/// Writes the HF folder of the model's current weights under `checkpoints/<hash>/` (through a
+/// temporary folder renamed whole; a folder already there has the same bytes by its name) and
+/// measures the held-out loss.
+fn write_checkpoint(
+    prepared: &Prepared,
+    model: &MaskedLm,
+    named: &[(String, Tensor)],
+    device: Device,
+    update: usize,
+    train_loss: Option<f64>,
+) -> Result<PretrainCheckpoint, PretrainError> {
+    let heldout_loss = heldout_loss(model, &prepared.packed.heldout, &prepared.tokenizer, &prepared.spec, device)?;
+    let root = prepared.dir.join("checkpoints");
+    let staging = root.join(format!(".partial-{update}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&staging);
+    std::fs::create_dir_all(&staging).map_err(io_error(&staging))?;
+    let hash =
+        write_hf_folder(&staging, &prepared.spec.model, prepared.config.model_type, named, &prepared.tokenizer.path)?;
+    let target = root.join(&hash);
+    if target.exists() {
+        let _ = std::fs::remove_dir_all(&staging);
+    } else {
+        std::fs::rename(&staging, &target).map_err(io_error(&target))?;
+    }
+    Ok(PretrainCheckpoint { update, hash, heldout_loss, train_loss })
+}
+
+/// Writes `config.json` (the spec's config with HF's `architectures`), `model.safetensors` (the
+/// model's tensors under their HF names, on the CPU, f32) and `tokenizer.json` into `dir`;
+/// returns the checkpoint's name: the first 16 hex digits of the sha256 of the three files'
+/// sha256.
+pub fn write_hf_folder(
+    dir: &Path,
+    config: &serde_json::Value,
+    model_type: ModelType,
+    named: &[(String, Tensor)],
+    tokenizer: &Path,
+) -> Result<String, PretrainError> {
+    let mut config = config.clone();
+    let architecture = match model_type {
+        ModelType::Bert => "BertForMaskedLM",
+        ModelType::Roberta => "RobertaForMaskedLM",
+    };
+    config["architectures"] = serde_json::json!([architecture]);
+    let config_path = dir.join("config.json");
+    let text = serde_json::to_string_pretty(&config).expect("serialisable") + "\n";
+    std::fs::write(&config_path, text).map_err(io_error(&config_path))?;
+    let weights_path = dir.join("model.safetensors");
+    let tensors: Vec<(String, Tensor)> = named
+        .iter()
+        .map(|(name, tensor)| (name.clone(), tensor.detach().to_device(Device::Cpu).to_kind(Kind::Float)))
+        .collect();
+    Tensor::write_safetensors(&tensors, &weights_path)
+        .map_err(|err| PretrainError::Io { path: weights_path.clone(), source: std::io::Error::other(err) })?;
+    let tokenizer_path = dir.join("tokenizer.json");
+    std::fs::copy(tokenizer, &tokenizer_path).map_err(io_error(&tokenizer_path))?;
+    let mut digest = Sha256::new();
+    for path in [&config_path, &weights_path, &tokenizer_path] {
+        let bytes = std::fs::read(path).map_err(io_error(path))?;
+        digest.update(Sha256::digest(&bytes));
+        std::fs::File::open(path).and_then(|file| file.sync_all()).map_err(io_error(path))?;
+    }
+    Ok(digest.finalize().iter().take(8).map(|byte| format!("{byte:02x}")).collect())
+}
