@@ -143,6 +143,66 @@ impl Corpus {
     }
 }
 
+/// Whether a corpus name is a local file (by its extension).
+pub fn is_corpus_file(name: &str) -> bool {
+    [".txt", ".jsonl", ".json.gz"].iter().any(|extension| name.ends_with(extension))
+}
+
+/// The documents of a local corpus file: `.txt` (documents separated by blank lines; the lines of
+/// one document joined by spaces), `.jsonl` or `.json.gz` (one JSON object per line with a `text`
+/// field). Streamed like the manifest's corpora.
+pub fn local_documents(path: &std::path::Path) -> Result<Box<dyn Iterator<Item = Result<Document, Error>>>, Error> {
+    let name = path.to_string_lossy();
+    if !is_corpus_file(&name) {
+        return Err(Error::UnknownCorpus {
+            name: name.into_owned(),
+            known: format!("{}, or a local .txt, .jsonl or .json.gz file", Corpus::NAMES),
+        });
+    }
+    if name.ends_with(".json.gz") {
+        return Ok(json_lines_documents(path.to_path_buf()));
+    }
+    let file = std::fs::File::open(path).map_err(io_error(path))?;
+    let reader = std::io::BufReader::new(file);
+    let path = path.to_path_buf();
+    if name.ends_with(".jsonl") {
+        return Ok(Box::new(reader.lines().enumerate().filter_map(move |(idx, line)| {
+            let line = match line {
+                Ok(line) => line,
+                Err(source) => return Some(Err(Error::Io { path: path.clone(), source })),
+            };
+            (!line.trim().is_empty()).then(|| {
+                serde_json::from_str::<JsonDocument>(&line)
+                    .map(|document| Document { text: document.text })
+                    .map_err(|err| Error::Parse { file: path.clone(), line: idx + 1, message: err.to_string() })
+            })
+        })));
+    }
+    let mut lines = reader.lines();
+    let mut failed = false;
+    Ok(Box::new(std::iter::from_fn(move || {
+        if failed {
+            return None;
+        }
+        let mut document: Vec<String> = Vec::new();
+        loop {
+            match lines.next() {
+                Some(Ok(line)) if line.trim().is_empty() => {
+                    if !document.is_empty() {
+                        return Some(Ok(Document { text: document.join(" ") }));
+                    }
+                }
+                Some(Ok(line)) => document.push(line.trim().to_owned()),
+                Some(Err(source)) => {
+                    failed = true;
+                    return Some(Err(Error::Io { path: path.clone(), source }));
+                }
+                None => return (!document.is_empty()).then(|| Ok(Document { text: document.join(" ") })),
+            }
+        }
+    })))
+}
+
 #[derive(Deserialize)]
 struct JsonDocument {
     text: String,
@@ -184,6 +244,21 @@ mod tests {
             let message = Corpus::from_name(name).unwrap_err().to_string();
             assert!(message.contains(name) && message.contains("c4-en"), "{message}");
         }
+    }
+
+    #[test]
+    fn text_files_are_documents_separated_by_blank_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("corpus.txt");
+        std::fs::write(&path, "first line\nof one\n\n\n  second  \n\nthird").unwrap();
+        let texts: Vec<String> = local_documents(&path).unwrap().map(|document| document.unwrap().text).collect();
+        assert_eq!(texts, ["first line of one", "second", "third"]);
+        let jsonl = dir.path().join("corpus.jsonl");
+        std::fs::write(&jsonl, "{\"text\": \"a\"}\n\n{\"text\": \"b\"}\n").unwrap();
+        let texts: Vec<String> = local_documents(&jsonl).unwrap().map(|document| document.unwrap().text).collect();
+        assert_eq!(texts, ["a", "b"]);
+        let message = local_documents(&dir.path().join("corpus.csv")).err().unwrap().to_string();
+        assert!(message.contains("corpus.csv") && message.contains(".txt"), "{message}");
     }
 
     #[test]

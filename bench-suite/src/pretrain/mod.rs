@@ -56,7 +56,8 @@ pub struct PretrainSettings {
     /// The `tokenizer.json` to use: a path to one, or a model (manifest id, `org/name@<commit>`,
     /// local folder) whose tokenizer it is.
     pub tokenizer: String,
-    /// A corpus of `datasets::corpus` (`task-text`, `c4-en`, `c4-en:<shards>`).
+    /// A corpus of `datasets::corpus` (`task-text`, `c4-en`, `c4-en:<shards>`), or a local `.txt`
+    /// (documents separated by blank lines), `.jsonl` or `.json.gz` (a `text` field per line) file.
     pub corpus: String,
     pub updates: usize,
     #[serde(default = "default_max_len")]
@@ -182,27 +183,39 @@ pub fn prepare(
     on_packing: &mut dyn FnMut(u64),
 ) -> Result<Prepared, PretrainError> {
     check_numbers(settings)?;
-    let corpus = Corpus::from_name(&settings.corpus).map_err(|err| settings_error("corpus", err.to_string()))?;
     let tokenizer_path = tokenizer_path(&settings.tokenizer, base, store)?;
     let tokenizer = PretrainTokenizer::from_file(&tokenizer_path)?;
     let (model, config) = model_config(&settings.model, base, &tokenizer, settings.max_len)?;
 
-    let assets = corpus.assets(store.manifest())?;
-    let paths = assets.iter().map(|asset| store.ensure_asset(asset)).collect::<Result<Vec<_>, _>>()?;
-    let identity = {
-        let ids = assets.iter().map(|asset| store.content_id(&asset.id)).collect::<Result<Vec<_>, _>>()?;
-        format!("{}:{}", corpus.name(), ids.join(","))
+    let corpus = CorpusSource::resolve(&settings.corpus, base)?;
+    let packed = match &corpus {
+        CorpusSource::Named(corpus) => {
+            let assets = corpus.assets(store.manifest())?;
+            let paths = assets.iter().map(|asset| store.ensure_asset(asset)).collect::<Result<Vec<_>, _>>()?;
+            let ids = assets.iter().map(|asset| store.content_id(&asset.id)).collect::<Result<Vec<_>, _>>()?;
+            let identity = format!("{}:{}", corpus.name(), ids.join(","));
+            data::pack_or_open(
+                &store.home().join("pretraining-data"),
+                &corpus.name(),
+                &identity,
+                || Ok(corpus.documents(&paths)?),
+                &tokenizer,
+                settings.max_len,
+                settings.heldout_fraction,
+                on_packing,
+            )?
+        }
+        CorpusSource::File { path, sha256 } => data::pack_or_open(
+            &store.home().join("pretraining-data"),
+            &corpus.name(),
+            &format!("file:{sha256}"),
+            || Ok(datasets::corpus::local_documents(path)?),
+            &tokenizer,
+            settings.max_len,
+            settings.heldout_fraction,
+            on_packing,
+        )?,
     };
-    let packed = data::pack_or_open(
-        &store.home().join("pretraining-data"),
-        &corpus.name(),
-        &identity,
-        || Ok(corpus.documents(&paths)?),
-        &tokenizer,
-        settings.max_len,
-        settings.heldout_fraction,
-        on_packing,
-    )?;
     if packed.train.is_empty() {
         return Err(settings_error("corpus", format!("`{}` has no training text", corpus.name())));
     }
@@ -237,6 +250,36 @@ pub fn prepare(
     };
     let dir = out.join("pretraining").join(spec.key());
     Ok(Prepared { spec, config, tokenizer, packed, dir })
+}
+
+/// A corpus by name, or a local file by path (its name in records: the file name and the first
+/// 12 hex digits of its sha256).
+enum CorpusSource {
+    Named(Corpus),
+    File { path: PathBuf, sha256: String },
+}
+
+impl CorpusSource {
+    fn resolve(name: &str, base: &Path) -> Result<CorpusSource, PretrainError> {
+        if !datasets::corpus::is_corpus_file(name) {
+            return Corpus::from_name(name)
+                .map(CorpusSource::Named)
+                .map_err(|err| settings_error("corpus", format!("{err} (or a local .txt, .jsonl or .json.gz file)")));
+        }
+        let path = base.join(name);
+        let sha256 = datasets::store::sha256_file(&path).map_err(|err| settings_error("corpus", err.to_string()))?;
+        Ok(CorpusSource::File { path, sha256 })
+    }
+
+    fn name(&self) -> String {
+        match self {
+            CorpusSource::Named(corpus) => corpus.name(),
+            CorpusSource::File { path, sha256 } => {
+                let file = path.file_name().map_or_else(String::new, |name| name.to_string_lossy().into_owned());
+                format!("{file}@{}", &sha256[..12])
+            }
+        }
+    }
 }
 
 fn check_numbers(settings: &PretrainSettings) -> Result<(), PretrainError> {

@@ -1,0 +1,321 @@
+//! MLM pre-training on a tiny corpus and tokenizer written here: packing keeps every token once,
+//! a short run lowers the held-out loss, an HF checkpoint read back gives the same logits, a run
+//! killed with SIGKILL and started again ends with bit-identical weights, and bad settings are
+//! refused before anything is written.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use bench_suite::checkpoint;
+use bench_suite::models::bert::initialise_from_scratch;
+use bench_suite::models::{Config, MaskedLm};
+use bench_suite::pretrain::data::{self, PretrainTokenizer};
+use results::PretrainingRecord;
+use tch::{Device, Tensor, nn};
+
+const SPECIAL: [&str; 5] = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"];
+const WORDS: [&str; 16] = [
+    "good", "bad", "film", "plot", "the", "was", "very", "not", "actors", "music", "fine", "dull", "a", "and", "is",
+    "story",
+];
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("bench-suite-pretrain-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A WordPiece `tokenizer.json` over [`SPECIAL`] (added, special) and [`WORDS`].
+fn write_tokenizer(path: &Path) {
+    let mut vocab = serde_json::Map::new();
+    for (id, token) in SPECIAL.iter().chain(WORDS.iter()).enumerate() {
+        vocab.insert((*token).to_owned(), id.into());
+    }
+    let added: Vec<serde_json::Value> = SPECIAL
+        .iter()
+        .enumerate()
+        .map(|(id, token)| {
+            serde_json::json!({"id": id, "content": token, "single_word": false, "lstrip": false, "rstrip": false,
+                "normalized": false, "special": true})
+        })
+        .collect();
+    let special = |token: &str, id: u32| serde_json::json!({"id": token, "ids": [id], "tokens": [token]});
+    let tokenizer = serde_json::json!({
+        "version": "1.0", "truncation": null, "padding": null, "added_tokens": added,
+        "normalizer": {"type": "BertNormalizer", "clean_text": true, "handle_chinese_chars": true, "strip_accents": null, "lowercase": true},
+        "pre_tokenizer": {"type": "BertPreTokenizer"},
+        "post_processor": {
+            "type": "TemplateProcessing",
+            "single": [{"SpecialToken": {"id": "[CLS]", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}, {"SpecialToken": {"id": "[SEP]", "type_id": 0}}],
+            "pair": [{"SpecialToken": {"id": "[CLS]", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}, {"SpecialToken": {"id": "[SEP]", "type_id": 0}}, {"Sequence": {"id": "B", "type_id": 1}}, {"SpecialToken": {"id": "[SEP]", "type_id": 1}}],
+            "special_tokens": {"[CLS]": special("[CLS]", 2), "[SEP]": special("[SEP]", 3)}
+        },
+        "decoder": {"type": "WordPiece", "prefix": "##", "cleanup": true},
+        "model": {"type": "WordPiece", "unk_token": "[UNK]", "continuing_subword_prefix": "##", "max_input_chars_per_word": 100, "vocab": vocab}
+    });
+    std::fs::write(path, tokenizer.to_string()).unwrap();
+}
+
+/// 400 short documents with learnable regularities ("the film was very good and the music is
+/// fine"), separated by blank lines, of varying lengths.
+fn write_corpus(path: &Path) {
+    let mut text = String::new();
+    for doc in 0..400usize {
+        let sentences = 1 + doc % 4;
+        for sentence in 0..sentences {
+            let (noun, verdict) =
+                [("film", "good"), ("plot", "dull"), ("music", "fine"), ("story", "bad")][(doc + sentence) % 4];
+            let negated = if (doc * 7 + sentence) % 5 == 0 { "not " } else { "very " };
+            let (first, second) = (WORDS[doc % 16], WORDS[(doc / 16 + sentence) % 16]);
+            text.push_str(&format!("the {noun} was {negated}{verdict} and the actors is {first} {second}\n"));
+        }
+        text.push('\n');
+    }
+    std::fs::write(path, text).unwrap();
+}
+
+fn write_spec(dir: &Path, updates: usize, checkpoint_every: usize, extra: &str) -> PathBuf {
+    write_tokenizer(&dir.join("tokenizer.json"));
+    write_corpus(&dir.join("corpus.txt"));
+    let spec = format!(
+        "model: {{model_type: roberta, hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 2, intermediate_size: 64}}\n\
+         tokenizer: tokenizer.json\ncorpus: corpus.txt\nupdates: {updates}\nmax_len: 24\nbatch_size: 8\n\
+         micro_batch_size: 4\nlr: 3.0e-3\nwarmup_updates: 5\ncheckpoint_every: {checkpoint_every}\n\
+         heldout_fraction: 0.1\nheldout_sequences: 16\n{extra}"
+    );
+    let path = dir.join("pretrain.yaml");
+    std::fs::write(&path, spec).unwrap();
+    path
+}
+
+fn binary(home: &Path, spec: &Path, out: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_bench-suite"));
+    command.env("INTRINSIC_BENCH_HOME", home).env("RUST_BACKTRACE", "0").args([
+        "pretrain",
+        "--spec",
+        spec.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--offline",
+    ]);
+    command
+}
+
+fn record(out: &Path) -> PretrainingRecord {
+    let dir = std::fs::read_dir(out.join("pretraining")).unwrap().next().unwrap().unwrap().path();
+    serde_json::from_str(&std::fs::read_to_string(dir.join("record.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn packing_keeps_every_token_once() {
+    let dir = scratch("packing");
+    write_tokenizer(&dir.join("tokenizer.json"));
+    write_corpus(&dir.join("corpus.txt"));
+    let tokenizer = PretrainTokenizer::from_file(&dir.join("tokenizer.json")).unwrap();
+    assert_eq!((tokenizer.start_id, tokenizer.end_id, tokenizer.pad_id, tokenizer.vocabulary.mask_id), (2, 3, 0, 4));
+    assert_eq!(tokenizer.vocabulary.special, [0, 1, 2, 3, 4]);
+    let corpus = dir.join("corpus.txt");
+    let packed = data::pack_or_open(
+        &dir.join("cache"),
+        "corpus.txt",
+        "test",
+        || Ok(datasets::corpus::local_documents(&corpus)?),
+        &tokenizer,
+        24,
+        0.1,
+        &mut |_| {},
+    )
+    .unwrap();
+    let documents: Vec<String> =
+        datasets::corpus::local_documents(&corpus).unwrap().map(|document| document.unwrap().text).collect();
+    for (part, heldout) in [(&packed.train, false), (&packed.heldout, true)] {
+        let expected: Vec<Vec<u32>> = tokenizer
+            .encode_plain(documents.iter().filter(|text| data::is_heldout(text, 0.1) == heldout).cloned().collect())
+            .unwrap();
+        assert!(!expected.is_empty(), "heldout {heldout}: no documents");
+        // Every sequence is `[CLS] body [SEP]`, full length but the last; the bodies in order,
+        // split at the separators, are the documents.
+        let mut stream = Vec::new();
+        for index in 0..part.len() {
+            let sequence = part.read(index).unwrap();
+            let expected_len = if index + 1 < part.len() { 24 } else { part.counts.last_len };
+            assert_eq!(sequence.len(), expected_len, "sequence {index}");
+            assert_eq!((sequence[0], sequence[sequence.len() - 1]), (2, 3), "sequence {index}");
+            stream.extend_from_slice(&sequence[1..sequence.len() - 1]);
+        }
+        let rebuilt: Vec<Vec<u32>> = stream.split(|&id| id == 3).map(<[u32]>::to_vec).collect();
+        assert_eq!(rebuilt, expected, "heldout {heldout}");
+        assert_eq!(part.counts.tokens, expected.iter().map(Vec::len).sum::<usize>() as u64);
+    }
+    // Packed once: a second open reads the same folder.
+    let again = data::pack_or_open(
+        &dir.join("cache"),
+        "corpus.txt",
+        "test",
+        || unreachable!(),
+        &tokenizer,
+        24,
+        0.1,
+        &mut |_| {},
+    );
+    assert_eq!(again.unwrap().description, packed.description);
+}
+
+#[test]
+fn an_hf_checkpoint_read_back_gives_identical_logits() {
+    let dir = scratch("roundtrip");
+    write_tokenizer(&dir.join("tokenizer.json"));
+    let value = serde_json::json!({"model_type": "roberta", "vocab_size": 21, "hidden_size": 32, "num_hidden_layers": 2,
+        "num_attention_heads": 2, "intermediate_size": 64, "max_position_embeddings": 26, "pad_token_id": 0});
+    let config = Config::from_json(&value.to_string()).unwrap();
+    let vs = nn::VarStore::new(Device::Cpu);
+    let model = MaskedLm::new(vs.root(), &config);
+    initialise_from_scratch(&vs, &config, 3);
+    // Initialisation as HF's: padding rows zero, LayerNorm weights one, biases zero.
+    let variables = vs.variables();
+    assert_eq!(
+        variables["roberta.embeddings.word_embeddings.weight"].get(0).abs().sum(tch::Kind::Float).double_value(&[]),
+        0.0
+    );
+    assert_eq!(variables["lm_head.layer_norm.weight"].mean(tch::Kind::Float).double_value(&[]), 1.0);
+    assert_eq!(variables["lm_head.bias"].abs().sum(tch::Kind::Float).double_value(&[]), 0.0);
+    let std = f64::try_from(variables["roberta.encoder.layer.0.attention.self.query.weight"].std(true)).unwrap();
+    assert!((std - 0.02).abs() < 0.003, "initial std {std}");
+    let named: Vec<(String, Tensor)> = variables.into_iter().collect();
+    let folder = dir.join("checkpoint");
+    std::fs::create_dir_all(&folder).unwrap();
+    let hash =
+        bench_suite::pretrain::write_hf_folder(&folder, &value, config.model_type, &named, &dir.join("tokenizer.json"))
+            .unwrap();
+    assert_eq!(hash.len(), 16);
+    let written: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(folder.join("config.json")).unwrap()).unwrap();
+    assert_eq!(written["architectures"], serde_json::json!(["RobertaForMaskedLM"]));
+    let read_config = Config::from_json(&written.to_string()).unwrap();
+    let read_vs = nn::VarStore::new(Device::Cpu);
+    let read_model = MaskedLm::new(read_vs.root(), &read_config);
+    let report =
+        checkpoint::load(&read_vs, &folder.join("model.safetensors"), "roberta", checkpoint::Head::None, 0, 0.02)
+            .unwrap();
+    assert_eq!((report.initialised.len(), report.unused.len()), (0, 0), "{report:?}");
+    let ids = Tensor::from_slice(&[2i64, 9, 10, 11, 4, 3, 2, 12, 13, 3, 0, 0]).reshape([2, 6]);
+    let mask = ids.ne(0).to_kind(tch::Kind::Int64);
+    let types = ids.zeros_like();
+    let before = model.forward_t(&ids, &mask, &types, false);
+    let after = read_model.forward_t(&ids, &mask, &types, false);
+    assert!(before.equal(&after), "logits differ after the round trip");
+    // The head on chosen positions gives the full forward's values there.
+    let positions = Tensor::from_slice(&[1i64, 4, 8]);
+    let at = model.forward_at(&ids, &mask, &types, &positions, false);
+    let full = before.reshape([12, -1]).index_select(0, &positions);
+    assert!(at.allclose(&full, 1e-6, 1e-6, false));
+}
+
+#[test]
+fn a_short_run_lowers_the_heldout_loss_and_a_killed_run_resumes_bit_identically() {
+    let dir = scratch("resume");
+    let spec = write_spec(&dir, 120, 20, "");
+    let home = dir.join("home");
+
+    let uninterrupted = dir.join("uninterrupted");
+    let output = binary(&home, &spec, &uninterrupted).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let expected = record(&uninterrupted);
+    let updates: Vec<usize> = expected.checkpoints.iter().map(|checkpoint| checkpoint.update).collect();
+    assert_eq!(updates, [0, 20, 40, 60, 80, 100, 120]);
+    let (first, last) = (expected.checkpoints[0].heldout_loss, expected.checkpoints[6].heldout_loss);
+    assert!(last < first - 0.3, "held-out MLM loss {first:.3} -> {last:.3}");
+    for checkpoint in &expected.checkpoints {
+        let folder = expected_folder(&uninterrupted, &expected.key, &checkpoint.hash);
+        for file in ["config.json", "model.safetensors", "tokenizer.json"] {
+            assert!(folder.join(file).is_file(), "{}", folder.join(file).display());
+        }
+    }
+    // A rerun reuses the finished pre-training.
+    let rerun = binary(&home, &spec, &uninterrupted).output().unwrap();
+    assert!(rerun.status.success());
+    assert_eq!(record(&uninterrupted), expected);
+
+    // Killed with SIGKILL once its state has been committed past the first checkpoints, then the
+    // same command: the same checkpoints, byte for byte (their names are their files' hashes).
+    let killed = dir.join("killed");
+    let mut child = binary(&home, &spec, &killed).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let state = killed.join("pretraining").join(&expected.key).join("work/state.json");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    loop {
+        let update = std::fs::read_to_string(&state)
+            .ok()
+            .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+            .and_then(|value| value["update"].as_u64());
+        if update.is_some_and(|update| update >= 40) {
+            break;
+        }
+        assert!(child.try_wait().unwrap().is_none(), "finished before it could be killed");
+        assert!(std::time::Instant::now() < deadline, "no checkpoint after 300 s");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!killed.join("pretraining").join(&expected.key).join("record.json").exists());
+    let resumed = binary(&home, &spec, &killed).output().unwrap();
+    assert!(resumed.status.success(), "{}", String::from_utf8_lossy(&resumed.stderr));
+    let after = record(&killed);
+    assert_eq!(after.checkpoints, expected.checkpoints);
+    assert!(after.wall_time_s > 0.0);
+
+    // A stop after some updates in this process (the test knob) resumes the same way.
+    let stopped = dir.join("stopped");
+    let output = binary(&home, &spec, &stopped).args(["--max-updates-this-process", "50"]).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("stopped after update 50"));
+    let output = binary(&home, &spec, &stopped).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(record(&stopped).checkpoints, expected.checkpoints);
+}
+
+fn expected_folder(out: &Path, key: &str, hash: &str) -> PathBuf {
+    out.join("pretraining").join(key).join("checkpoints").join(hash)
+}
+
+#[test]
+fn bad_settings_are_refused_before_anything_is_written() {
+    let dir = scratch("refusals");
+    let home = dir.join("home");
+    for (extra, expected) in [
+        ("micro_batch_size: 3\n", "micro_batch_size: 3 must divide batch_size 8"),
+        ("mask_probability: 1.5\n", "mask_probability: must lie strictly between 0 and 1"),
+        ("colour: blue\n", "unknown field `colour`"),
+    ] {
+        let spec = write_spec(&dir, 10, 5, extra);
+        let text = std::fs::read_to_string(&spec).unwrap();
+        // `micro_batch_size` given twice would be a YAML error: the extra line replaces it.
+        let text = if extra.starts_with("micro_batch_size") { text.replace("micro_batch_size: 4\n", "") } else { text };
+        std::fs::write(&spec, text).unwrap();
+        let out = dir.join("out");
+        let output = binary(&home, &spec, &out).output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success() && stderr.contains(expected), "{extra}: {stderr}");
+        assert!(!out.exists(), "{extra}: wrote {}", out.display());
+    }
+    for (from, to, expected) in [
+        ("corpus: corpus.txt", "corpus: wikipedia", "corpus: unknown corpus `wikipedia`"),
+        ("corpus: corpus.txt", "corpus: missing.txt", "missing.txt"),
+        ("tokenizer: tokenizer.json", "tokenizer: nothing.json", "tokenizer:"),
+        ("model_type: roberta,", "model_type: roberta, max_position_embeddings: 10,", "model.max_position_embeddings"),
+        (
+            "model_type: roberta,",
+            "model_type: roberta, vocab_size: 5,",
+            "model.vocab_size: 5 is smaller than the tokenizer's 21 tokens",
+        ),
+    ] {
+        let spec = write_spec(&dir, 10, 5, "");
+        let text = std::fs::read_to_string(&spec).unwrap().replace(from, to);
+        std::fs::write(&spec, text).unwrap();
+        let out = dir.join("out");
+        let output = binary(&home, &spec, &out).output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success() && stderr.contains(expected), "{to}: {stderr}");
+        assert!(!out.exists(), "{to}: wrote {}", out.display());
+    }
+}
