@@ -125,15 +125,83 @@ pub enum Checkpoint {
     Hub(Arc<Asset>),
     /// A local folder.
     Local(Arc<LocalModel>),
+    /// A checkpoint of a pre-training the spec runs (`pretrained:<name>@<update>`).
+    Produced(Arc<Produced>),
+}
+
+/// A checkpoint of one of the spec's pre-trainings. Its files exist once that pre-training has
+/// run, which the runner does before the searches that fine-tune it; where they are is known
+/// once the runner has keyed the pre-training ([`Produced::locate`]).
+#[derive(Debug)]
+pub struct Produced {
+    /// The pre-training's name in the spec.
+    pub pretraining: String,
+    pub update: usize,
+    pub settings: Arc<crate::pretrain::PretrainSettings>,
+    /// The folder the spec's relative paths start from.
+    pub base: PathBuf,
+    /// The pre-training's key and its folder (`<results>/pretraining/<key>`), set by the runner.
+    location: std::sync::OnceLock<(String, PathBuf)>,
+}
+
+impl Produced {
+    pub fn new(
+        pretraining: &str,
+        update: usize,
+        settings: Arc<crate::pretrain::PretrainSettings>,
+        base: &Path,
+    ) -> Produced {
+        Produced {
+            pretraining: pretraining.to_owned(),
+            update,
+            settings,
+            base: base.to_path_buf(),
+            location: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Records the pre-training's key and folder (the first call wins; later calls with other
+    /// values are ignored, as one plan keys a pre-training once).
+    pub fn locate(&self, key: &str, dir: &Path) {
+        let _ = self.location.set((key.to_owned(), dir.to_path_buf()));
+    }
+
+    /// The name results give it: `pretrained:<name>@<update>`.
+    pub fn name(&self) -> String {
+        format!("pretrained:{}@{}", self.pretraining, self.update)
+    }
+
+    /// The checkpoint's folder, from the finished pre-training's record.
+    pub fn folder(&self) -> Result<PathBuf, String> {
+        let Some((_, dir)) = self.location.get() else {
+            return Err(format!("pre-training `{}` has not been keyed yet", self.pretraining));
+        };
+        let record_path = dir.join("record.json");
+        let text = std::fs::read_to_string(&record_path).map_err(|_| {
+            format!(
+                "pre-training `{}` has not finished ({} is missing): run it first",
+                self.pretraining,
+                record_path.display()
+            )
+        })?;
+        let record: results::PretrainingRecord =
+            serde_json::from_str(&text).map_err(|err| format!("{}: {err}", record_path.display()))?;
+        let checkpoint =
+            record.checkpoints.iter().find(|checkpoint| checkpoint.update == self.update).ok_or_else(|| {
+                format!("pre-training `{}` wrote no checkpoint at update {}", self.pretraining, self.update)
+            })?;
+        Ok(dir.join("checkpoints").join(&checkpoint.hash))
+    }
 }
 
 impl Checkpoint {
     /// The name results give it (the asset id, or the local folder's name).
-    pub fn name(&self) -> &str {
+    pub fn name(&self) -> String {
         match self {
-            Checkpoint::Manifest(id) => id,
-            Checkpoint::Hub(asset) => asset.hf.as_ref().map_or(&asset.id, |hf| &hf.repo),
-            Checkpoint::Local(local) => &local.name,
+            Checkpoint::Manifest(id) => id.clone(),
+            Checkpoint::Hub(asset) => asset.hf.as_ref().map_or(&asset.id, |hf| &hf.repo).clone(),
+            Checkpoint::Local(local) => local.name.clone(),
+            Checkpoint::Produced(produced) => produced.name(),
         }
     }
 
@@ -143,6 +211,16 @@ impl Checkpoint {
             Checkpoint::Manifest(id) => store.ensure(id)?,
             Checkpoint::Hub(asset) => store.ensure_asset(asset)?,
             Checkpoint::Local(local) => return Ok(local.files.clone()),
+            Checkpoint::Produced(produced) => {
+                let folder = produced
+                    .folder()
+                    .map_err(|message| datasets::Error::TaskDeclaration { field: produced.name(), message })?;
+                return Ok(ModelFiles {
+                    config: folder.join("config.json"),
+                    weights: folder.join("model.safetensors"),
+                    tokenizer: folder.join("tokenizer.json"),
+                });
+            }
         };
         Ok(ModelFiles {
             config: paths.file("config.json"),
@@ -160,6 +238,14 @@ impl Checkpoint {
                 Ok(asset.hf.as_ref().map(|hf| hf.revision.chars().take(7).collect()).unwrap_or_default())
             }
             Checkpoint::Local(local) => Ok(local.revision.clone()),
+            // The pre-training's key (which fixes its weights) and the update.
+            Checkpoint::Produced(produced) => match produced.location.get() {
+                Some((key, _)) => Ok(format!("{key}@{}", produced.update)),
+                None => Err(datasets::Error::TaskDeclaration {
+                    field: produced.name(),
+                    message: format!("pre-training `{}` has not been keyed yet", produced.pretraining),
+                }),
+            },
         }
     }
 
@@ -167,7 +253,7 @@ impl Checkpoint {
     /// manifest's and the hub's, which the manifest and its lock file pin).
     pub fn hashes(&self) -> BTreeMap<String, String> {
         match self {
-            Checkpoint::Manifest(_) | Checkpoint::Hub(_) => BTreeMap::new(),
+            Checkpoint::Manifest(_) | Checkpoint::Hub(_) | Checkpoint::Produced(_) => BTreeMap::new(),
             Checkpoint::Local(local) => {
                 local.hashes.iter().map(|(file, hash)| (format!("model/{file}"), hash.clone())).collect()
             }

@@ -249,6 +249,7 @@ mod tests {
                     seeds: seeds.to_vec(),
                     training,
                     search: Search { mode: SearchMode::Grid, d_min: 100, d_max: None, threshold: 0.9, every: None },
+                    pretraining: None,
                 },
                 architecture: None,
                 model_revision: None,

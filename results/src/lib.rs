@@ -28,8 +28,8 @@ pub use run::{
     SubspaceDescription,
 };
 pub use search::{
-    Architecture, Baseline, Interval, Outcome, Probe, Search, SearchMode, SearchOutcome, SearchPlan, SearchRecord,
-    Training,
+    Architecture, Baseline, Interval, Outcome, PretrainingRef, Probe, Search, SearchMode, SearchOutcome, SearchPlan,
+    SearchRecord, Training,
 };
 
 use std::fs::File;

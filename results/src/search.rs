@@ -127,6 +127,19 @@ pub struct SearchPlan {
     pub seeds: Vec<u64>,
     pub training: Training,
     pub search: Search,
+    /// The model is a checkpoint of one of the spec's pre-trainings (trajectory and size
+    /// experiments); absent for every other model, so the keys of such searches are unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pretraining: Option<PretrainingRef>,
+}
+
+/// A checkpoint of a pre-training the spec runs: its name in the spec and its update. (Its
+/// identity, the pre-training's key with the update, is the search's model revision.)
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PretrainingRef {
+    pub name: String,
+    pub update: usize,
 }
 
 /// One probe: every learning rate and seed of the method at one `d`.

@@ -18,7 +18,7 @@ use super::spec::{Plan, PlannedSearch, SpecError};
 use crate::checkpoint;
 use crate::code_revision;
 use crate::finetune::{FinetuneError, Workload, max_len_problem, process_memory_bytes, read_config};
-use crate::reference::Subject;
+use crate::reference::{Checkpoint, Subject};
 use crate::shapes;
 use crate::tokenize::TextEncoder;
 use crate::train::StepReport;
@@ -43,6 +43,8 @@ pub enum RunnerError {
     Shard(String),
     #[error(transparent)]
     Device(#[from] subspace::device::DeviceError),
+    #[error("pre-training `{name}`: {source}")]
+    Pretraining { name: String, source: Box<crate::pretrain::PretrainError> },
 }
 
 impl RunnerError {
@@ -50,6 +52,8 @@ impl RunnerError {
     pub fn is_terminated(&self) -> bool {
         matches!(self, RunnerError::Finetune { source, .. }
             if matches!(**source, FinetuneError::Train(crate::train::TrainError::Terminated { .. })))
+            || matches!(self, RunnerError::Pretraining { source, .. }
+                if matches!(**source, crate::pretrain::PretrainError::Terminated { .. }))
     }
 }
 
@@ -192,6 +196,18 @@ pub enum Event<'a> {
         signature: &'a str,
     },
     Step(StepReport),
+    /// A pre-training the searches need is about to run (or resume).
+    PretrainingStarted {
+        name: &'a str,
+        key: &'a str,
+        updates: usize,
+    },
+    PretrainingUpdate(crate::pretrain::UpdateReport),
+    PretrainingFinished {
+        name: &'a str,
+        record: &'a results::PretrainingRecord,
+        reused: bool,
+    },
     RunFinished {
         record: &'a RunRecord,
         reused: bool,
@@ -206,7 +222,11 @@ pub enum Event<'a> {
 pub struct Runner {
     store: Store,
     results: ResultsDir,
+    /// The results folder (pre-trainings live in its `pretraining/`).
+    out: PathBuf,
     device: String,
+    /// The pre-trainings the prepared searches fine-tune checkpoints of, keyed, by spec name.
+    pretrainings: std::collections::BTreeMap<String, crate::pretrain::Resolved>,
     /// The last workload loaded (consecutive searches share model and task).
     workload: Option<(WorkloadKey, Workload)>,
 }
@@ -232,7 +252,9 @@ impl Runner {
         Ok(Runner {
             store: Store::new(store_config, Manifest::embedded())?,
             results: ResultsDir::at(&options.out),
+            out: options.out.clone(),
             device,
+            pretrainings: std::collections::BTreeMap::new(),
             workload: None,
         })
     }
@@ -247,7 +269,26 @@ impl Runner {
 
     /// Checks every search against its model's shapes and makes every asset available (fetching
     /// what is missing, or failing offline), before any training.
-    pub fn prepare(&self, searches: &[PlannedSearch]) -> Result<Vec<PreparedSearch>, RunnerError> {
+    pub fn prepare(&mut self, searches: &[PlannedSearch]) -> Result<Vec<PreparedSearch>, RunnerError> {
+        let device = parse_device(&self.device)?;
+        // Key the pre-trainings whose checkpoints the searches fine-tune (their checkpoints'
+        // identities are the pre-trainings' keys; their files exist once they have run).
+        for PlannedSearch { subject, origin, .. } in searches {
+            let Subject::Text { model: Checkpoint::Produced(produced), .. } = subject else { continue };
+            if !self.pretrainings.contains_key(&produced.pretraining) {
+                let resolved =
+                    crate::pretrain::resolve(&produced.settings, &produced.base, &self.store, &self.out, device)
+                        .map_err(|err| {
+                            origin.error(
+                                &format!("models[{}]", origin.model_index),
+                                format!("{}: {err}", produced.name()),
+                            )
+                        })?;
+                self.pretrainings.insert(produced.pretraining.clone(), resolved);
+            }
+            let resolved = &self.pretrainings[&produced.pretraining];
+            produced.locate(&resolved.spec.key(), &resolved.dir);
+        }
         let mut prepared = Vec::new();
         for PlannedSearch { plan, subject, origin } in searches {
             let model_field = || format!("models[{}]", origin.model_index);
@@ -257,12 +298,24 @@ impl Runner {
                 }
                 Subject::Text { model, task } => {
                     let name = model.name();
-                    let files = model
-                        .files(&self.store)
-                        .map_err(|err| origin.error(&model_field(), format!("`{name}`: {err}")))?;
-                    let config =
-                        read_config(&files.config).map_err(|err| origin.error(&model_field(), err.to_string()))?;
-                    let encoder = TextEncoder::from_file(&files.tokenizer, plan.training.max_len)
+                    // A checkpoint of a pre-training this plan runs has no files yet: its config
+                    // and tokenizer are the pre-training's, and its weights are written in the
+                    // model's own layout.
+                    let (config, tokenizer, weights) = match model {
+                        Checkpoint::Produced(produced) => {
+                            let resolved = &self.pretrainings[&produced.pretraining];
+                            (resolved.config.clone(), resolved.tokenizer.path.clone(), None)
+                        }
+                        _ => {
+                            let files = model
+                                .files(&self.store)
+                                .map_err(|err| origin.error(&model_field(), format!("`{name}`: {err}")))?;
+                            let config = read_config(&files.config)
+                                .map_err(|err| origin.error(&model_field(), err.to_string()))?;
+                            (config, files.tokenizer, Some(files.weights))
+                        }
+                    };
+                    let encoder = TextEncoder::from_file(&tokenizer, plan.training.max_len)
                         .map_err(|err| origin.error(&model_field(), err.to_string()))?;
                     if let Some(message) = max_len_problem(&config, &encoder, task.is_pair()) {
                         let message = format!("{} for {name} on {}: {message}", plan.training.max_len, plan.task);
@@ -274,8 +327,10 @@ impl Runner {
                     let n_labels = task.n_labels() as i64;
                     // The weights fit the model with this task's head (names and shapes, from the
                     // file's header): a wrong folder fails here, not after earlier searches ran.
-                    checkpoint::check_for_finetuning(&files.weights, &config, n_labels)
-                        .map_err(|err| origin.error(&model_field(), err.to_string()))?;
+                    if let Some(weights) = &weights {
+                        checkpoint::check_for_finetuning(weights, &config, n_labels)
+                            .map_err(|err| origin.error(&model_field(), err.to_string()))?;
+                    }
                     (config, model.revision(&self.store)?, n_labels, task.data_id(&self.store)?)
                 }
             };
@@ -339,9 +394,20 @@ impl Runner {
         searches: &[PreparedSearch],
         on_event: &mut dyn FnMut(Event),
     ) -> Result<Vec<SearchRecord>, RunnerError> {
-        parse_device(&self.device)?;
+        let device = parse_device(&self.device)?;
         self.results.create()?;
         on_event(Event::Planned { searches });
+        // The pre-trainings these searches fine-tune checkpoints of, first, in name order.
+        let needed: std::collections::BTreeSet<&str> = searches
+            .iter()
+            .filter_map(|search| match &search.subject {
+                Subject::Text { model: Checkpoint::Produced(produced), .. } => Some(produced.pretraining.as_str()),
+                _ => None,
+            })
+            .collect();
+        for name in needed {
+            self.pretrain(name, device, on_event)?;
+        }
         let mut records = Vec::new();
         for (index, search) in searches.iter().enumerate() {
             on_event(Event::SearchStarted { index, search });
@@ -364,6 +430,33 @@ impl Runner {
             records.push(record);
         }
         Ok(records)
+    }
+
+    /// Runs (or resumes, or reuses) the pre-training `name`, holding its key's lock.
+    fn pretrain(
+        &mut self,
+        name: &str,
+        device: tch::Device,
+        on_event: &mut dyn FnMut(Event),
+    ) -> Result<(), RunnerError> {
+        let error = |source: crate::pretrain::PretrainError| RunnerError::Pretraining {
+            name: name.to_owned(),
+            source: Box::new(source),
+        };
+        let resolved = self.pretrainings.remove(name).expect("keyed by prepare");
+        let key = resolved.spec.key();
+        let record_path = resolved.dir.join("record.json");
+        let _lock = (!record_path.exists()).then(|| self.results.lock(&format!("pretraining-{key}"))).transpose()?;
+        on_event(Event::PretrainingStarted { name, key: &key, updates: resolved.spec.updates });
+        let reused = record_path.exists();
+        let prepared = resolved.pack(&self.store, &mut |_| {}).map_err(error)?;
+        let finished = crate::pretrain::pretrain(&prepared, device, Default::default(), &mut |report| {
+            on_event(Event::PretrainingUpdate(report))
+        })
+        .map_err(error)?;
+        let crate::pretrain::Finished::Completed(record) = finished else { unreachable!("no update limit was given") };
+        on_event(Event::PretrainingFinished { name, record: &record, reused });
+        Ok(())
     }
 
     /// The finished search's record, if there is one. A record written before records named the

@@ -38,10 +38,11 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::reference::{ModelRef, Subject, TaskRef};
+use crate::pretrain::{PretrainSettings, checkpoint_updates_of};
+use crate::reference::{Checkpoint, ModelRef, Produced, Subject, TaskRef};
 use crate::tokenize::DEFAULT_MAX_LEN;
 use datasets::local::LocalTaskSpec;
-use results::search::{Method, Search, SearchMode, SearchPlan, Training, d_grid_every};
+use results::search::{Method, PretrainingRef, Search, SearchMode, SearchPlan, Training, d_grid_every};
 use results::{Compat, DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, LambdaGrouping, Mode, Precision, Scope};
 use std::sync::Arc;
 
@@ -156,20 +157,34 @@ pub struct MethodSpec {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ExperimentKind {
-    /// d90 of each model x task x method against full fine-tuning (the paper's Table 1 and its
-    /// size figure): expands into one [`PlannedSearch`] per combination. The default.
+    /// d90 of each model x task x method against full fine-tuning (the paper's Table 1): expands
+    /// into one [`PlannedSearch`] per combination. The default.
     #[default]
     D90,
+    /// d90 along a pre-training (the paper's section 5.2): `pretraining: <name>` (a pre-training
+    /// of the spec's `pretraining:` map) and optionally `updates: [..]` (default: every
+    /// checkpoint it writes), instead of `models`; one search per checkpoint x task x method.
+    Trajectory,
+    /// d90 against model size (section 5.3): two or more `models` (manifest checkpoints, local
+    /// folders, or `pretrained:<name>` for the last checkpoint of one of the spec's
+    /// pre-trainings), expanded as `d90` is.
+    Size,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExperimentSpec {
-    /// `d90` (the default); the kinds of the pre-training issue (`trajectory`, `size`) join here.
+    /// `d90` (the default), `trajectory` or `size`.
     #[serde(default)]
     pub kind: ExperimentKind,
     pub name: String,
+    /// The models (`d90`, `size`); a `trajectory` has `pretraining` instead.
+    #[serde(default)]
     pub models: Vec<String>,
+    /// A `trajectory`'s pre-training (a name of the spec's `pretraining:` map).
+    pub pretraining: Option<String>,
+    /// A `trajectory`'s checkpoints by update (default: every checkpoint of the pre-training).
+    pub updates: Option<Vec<usize>>,
     pub tasks: Vec<String>,
     pub methods: Vec<String>,
     pub baseline: Option<String>,
@@ -195,6 +210,11 @@ pub struct SpecFile {
     /// folder); the manifest's tasks need no declaration.
     #[serde(default)]
     pub tasks: BTreeMap<String, LocalTaskSpec>,
+    /// MLM pre-trainings from scratch, by the name experiments give them (`pretrained:<name>`,
+    /// `pretraining: <name>`); see `bench_suite::pretrain::PretrainSettings`. Paths are relative
+    /// to the spec's folder.
+    #[serde(default)]
+    pub pretraining: BTreeMap<String, PretrainSettings>,
     pub experiments: Vec<ExperimentSpec>,
 }
 
@@ -373,6 +393,53 @@ fn check(spec: SpecFile, text: &str, file: &Path) -> Result<Plan, SpecError> {
         })?;
         local_tasks.insert(name.clone(), Arc::new(loaded));
     }
+    let mut pretrainings: BTreeMap<String, Arc<PretrainSettings>> = BTreeMap::new();
+    for (name, settings) in &spec.pretraining {
+        let field = format!("pretraining.{name}");
+        if name.is_empty() || name.contains([',', '/', ' ', '@', ':']) {
+            return Err(error(&field, format!("`{name}` must be non-empty, without , / @ : or spaces")));
+        }
+        crate::pretrain::check_numbers(settings).map_err(|err| match err {
+            crate::pretrain::PretrainError::Settings { field: inner, message } => {
+                error(&format!("{field}.{inner}"), message)
+            }
+            err => error(&field, err.to_string()),
+        })?;
+        pretrainings.insert(name.clone(), Arc::new(settings.clone()));
+    }
+    // `pretrained:<name>[@<update>]`: a checkpoint of one of the spec's pre-trainings (the last
+    // one without an update).
+    let produced: BTreeMap<(String, usize), Arc<Produced>> = pretrainings
+        .iter()
+        .flat_map(|(name, settings)| {
+            checkpoint_updates_of(settings.updates, settings.checkpoint_every).into_iter().map(move |update| {
+                ((name.clone(), update), Arc::new(Produced::new(name, update, settings.clone(), base)))
+            })
+        })
+        .collect();
+    let resolve_produced = |reference: &str| -> Result<Arc<Produced>, String> {
+        let (name, update) = match reference.split_once('@') {
+            Some((name, update)) => {
+                (name, Some(update.parse::<usize>().map_err(|_| format!("`{update}` is not an update number"))?))
+            }
+            None => (reference, None),
+        };
+        let Some(settings) = pretrainings.get(name) else {
+            let known: Vec<&str> = pretrainings.keys().map(String::as_str).collect();
+            return Err(format!(
+                "no pre-training `{name}` under `pretraining:` (defined: {})",
+                if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+            ));
+        };
+        let updates = checkpoint_updates_of(settings.updates, settings.checkpoint_every);
+        let update = update.unwrap_or(settings.updates);
+        produced.get(&(name.to_owned(), update)).cloned().ok_or_else(|| {
+            format!(
+                "pre-training `{name}` writes checkpoints at updates {}; {update} is not one",
+                updates.iter().map(usize::to_string).collect::<Vec<_>>().join(", ")
+            )
+        })
+    };
     let mut opened = BTreeMap::new();
     let mut methods = BTreeMap::new();
     for (name, method) in &spec.methods {
@@ -445,10 +512,53 @@ fn check(spec: SpecFile, text: &str, file: &Path) -> Result<Plan, SpecError> {
     let mut searches = Vec::new();
     let mut names = std::collections::BTreeSet::new();
     for (idx, experiment) in spec.experiments.iter().enumerate() {
-        // What follows expands a d90 experiment; a new kind makes this a compile error until it
-        // has its own expansion.
-        let ExperimentKind::D90 = experiment.kind;
         let field = |name: &str| format!("experiments[{idx}].{name}");
+        // What each kind expands into: the models its searches fine-tune.
+        let model_names: Vec<String> = match experiment.kind {
+            ExperimentKind::D90 | ExperimentKind::Size => {
+                for (value, what) in
+                    [(experiment.pretraining.is_some(), "pretraining"), (experiment.updates.is_some(), "updates")]
+                {
+                    if value {
+                        return Err(error(
+                            &field(what),
+                            format!("is for `kind: trajectory`; this experiment lists `models`"),
+                        ));
+                    }
+                }
+                if experiment.kind == ExperimentKind::Size && experiment.models.len() < 2 {
+                    return Err(error(
+                        &field("models"),
+                        "a size experiment compares models: list at least two".to_owned(),
+                    ));
+                }
+                experiment.models.clone()
+            }
+            ExperimentKind::Trajectory => {
+                if !experiment.models.is_empty() {
+                    return Err(error(
+                        &field("models"),
+                        "a trajectory fine-tunes the checkpoints of its `pretraining`, not `models`".to_owned(),
+                    ));
+                }
+                let Some(name) = &experiment.pretraining else {
+                    return Err(error(&field("name"), "a trajectory needs `pretraining: <name>`".to_owned()));
+                };
+                let settings = pretrainings
+                    .get(name)
+                    .ok_or_else(|| error(&field("pretraining"), resolve_produced(name).err().unwrap_or_default()))?;
+                let all = checkpoint_updates_of(settings.updates, settings.checkpoint_every);
+                let updates = experiment.updates.clone().unwrap_or_else(|| all.clone());
+                if updates.is_empty() {
+                    return Err(error(&field("updates"), "is empty".to_owned()));
+                }
+                for (index, update) in updates.iter().enumerate() {
+                    resolve_produced(&format!("{name}@{update}"))
+                        .map_err(|message| error(&format!("{}[{index}]", field("updates")), message))?;
+                }
+                updates.iter().map(|update| format!("pretrained:{name}@{update}")).collect()
+            }
+        };
         if !names.insert(experiment.name.as_str()) {
             return Err(error(&field("name"), format!("`{}` names two experiments", experiment.name)));
         }
@@ -458,22 +568,22 @@ fn check(spec: SpecFile, text: &str, file: &Path) -> Result<Plan, SpecError> {
                 format!("`{}` must be non-empty, without , / or spaces", experiment.name),
             ));
         }
-        for (list, what) in
-            [(&experiment.models, "models"), (&experiment.tasks, "tasks"), (&experiment.methods, "methods")]
-        {
+        for (list, what) in [(&model_names, "models"), (&experiment.tasks, "tasks"), (&experiment.methods, "methods")] {
             if list.is_empty() {
                 return Err(error(&field(what), "is empty".to_owned()));
             }
         }
         let manifest = datasets::manifest::Manifest::embedded();
         let model_field = |index: usize| format!("{}[{index}]", field("models"));
-        let models = experiment
-            .models
+        let models = model_names
             .iter()
             .enumerate()
-            .map(|(index, model)| {
-                ModelRef::resolve(model, base, &manifest, &mut opened)
-                    .map_err(|message| error(&model_field(index), message))
+            .map(|(index, model)| match model.strip_prefix("pretrained:") {
+                Some(reference) => resolve_produced(reference)
+                    .map(|produced| ModelRef::Checkpoint(Checkpoint::Produced(produced)))
+                    .map_err(|message| error(&model_field(index), message)),
+                None => ModelRef::resolve(model, base, &manifest, &mut opened)
+                    .map_err(|message| error(&model_field(index), message)),
             })
             .collect::<Result<Vec<ModelRef>, SpecError>>()?;
         let tasks = experiment
@@ -635,7 +745,7 @@ fn check(spec: SpecFile, text: &str, file: &Path) -> Result<Plan, SpecError> {
                         experiment: experiment.name.clone(),
                         // A local folder is named by its own name (its content is in the key).
                         model: match &subject {
-                            Subject::Text { model, .. } => model.name().to_owned(),
+                            Subject::Text { model, .. } => model.name(),
                             Subject::Synthetic { model, .. } => model.clone(),
                         },
                         task: experiment.tasks[task_index].clone(),
@@ -644,6 +754,12 @@ fn check(spec: SpecFile, text: &str, file: &Path) -> Result<Plan, SpecError> {
                         seeds: seeds.clone(),
                         training: training.clone(),
                         search: search.clone(),
+                        pretraining: match &subject {
+                            Subject::Text { model: Checkpoint::Produced(produced), .. } => {
+                                Some(PretrainingRef { name: produced.pretraining.clone(), update: produced.update })
+                            }
+                            _ => None,
+                        },
                     };
                     searches.push(PlannedSearch { plan, subject: subject.clone(), origin: origin.clone() });
                 }

@@ -46,7 +46,7 @@ use data::{Packed, PretrainTokenizer, Sequences};
 
 /// A pre-training as a user writes it (a YAML file, or a block of a spec): everything but
 /// `model`, `tokenizer`, `corpus` and `updates` has RoBERTa's value or a default for small runs.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PretrainSettings {
     /// The encoder: an HF config as a map (`{model_type: roberta, hidden_size: 256, ...}`) or the
@@ -124,7 +124,7 @@ fn default_heldout_sequences() -> usize {
 }
 
 /// An encoder config: inline or a file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(untagged)]
 pub enum ModelSource {
     File(PathBuf),
@@ -171,66 +171,51 @@ pub struct Prepared {
     pub dir: PathBuf,
 }
 
-/// Checks `settings` (paths relative to `base`), fetches the tokenizer and the corpus, packs the
-/// corpus into the store's cache (once per corpus, tokenizer and length) and keys the
-/// pre-training. Nothing is written under `out` here.
-pub fn prepare(
+/// A checked and keyed pre-training whose corpus is not packed yet (what `--check-only` needs).
+pub struct Resolved {
+    pub spec: PretrainSpec,
+    pub config: Config,
+    pub tokenizer: PretrainTokenizer,
+    corpus: CorpusSource,
+    /// The corpus's verified assets (for a named corpus).
+    corpus_paths: Vec<datasets::store::AssetPaths>,
+    /// The corpus and its files' identities (part of the packed data's key).
+    corpus_identity: String,
+    heldout_fraction: f64,
+    /// `<out>/pretraining/<key>`.
+    pub dir: PathBuf,
+}
+
+/// Checks `settings` (paths relative to `base`), fetches the tokenizer and the corpus's assets,
+/// and keys the pre-training: its key is known before the corpus is packed. Nothing is written
+/// under `out`.
+pub fn resolve(
     settings: &PretrainSettings,
     base: &Path,
     store: &Store,
     out: &Path,
     device: Device,
-    on_packing: &mut dyn FnMut(u64),
-) -> Result<Prepared, PretrainError> {
+) -> Result<Resolved, PretrainError> {
     check_numbers(settings)?;
+    let corpus = CorpusSource::resolve(&settings.corpus, base)?;
     let tokenizer_path = tokenizer_path(&settings.tokenizer, base, store)?;
     let tokenizer = PretrainTokenizer::from_file(&tokenizer_path)?;
     let (model, config) = model_config(&settings.model, base, &tokenizer, settings.max_len)?;
-
-    let corpus = CorpusSource::resolve(&settings.corpus, base)?;
-    let packed = match &corpus {
-        CorpusSource::Named(corpus) => {
-            let assets = corpus.assets(store.manifest())?;
+    let (corpus_paths, corpus_identity) = match &corpus {
+        CorpusSource::Named(named) => {
+            let assets = named.assets(store.manifest())?;
             let paths = assets.iter().map(|asset| store.ensure_asset(asset)).collect::<Result<Vec<_>, _>>()?;
             let ids = assets.iter().map(|asset| store.content_id(&asset.id)).collect::<Result<Vec<_>, _>>()?;
-            let identity = format!("{}:{}", corpus.name(), ids.join(","));
-            data::pack_or_open(
-                &store.home().join("pretraining-data"),
-                &corpus.name(),
-                &identity,
-                || Ok(corpus.documents(&paths)?),
-                &tokenizer,
-                settings.max_len,
-                settings.heldout_fraction,
-                on_packing,
-            )?
+            (paths, format!("{}:{}", named.name(), ids.join(",")))
         }
-        CorpusSource::File { path, sha256 } => data::pack_or_open(
-            &store.home().join("pretraining-data"),
-            &corpus.name(),
-            &format!("file:{sha256}"),
-            || Ok(datasets::corpus::local_documents(path)?),
-            &tokenizer,
-            settings.max_len,
-            settings.heldout_fraction,
-            on_packing,
-        )?,
+        CorpusSource::File { sha256, .. } => (Vec::new(), format!("file:{sha256}")),
     };
-    if packed.train.is_empty() {
-        return Err(settings_error("corpus", format!("`{}` has no training text", corpus.name())));
-    }
-    if packed.heldout.is_empty() {
-        return Err(settings_error(
-            "heldout_fraction",
-            format!("no document of `{}` is held out at {}; raise it", corpus.name(), settings.heldout_fraction),
-        ));
-    }
     let updates = settings.updates;
     let spec = PretrainSpec {
         model,
         tokenizer_sha256: tokenizer.sha256.clone(),
         corpus: corpus.name(),
-        data: packed.key.clone(),
+        data: data::packed_key(&corpus_identity, &tokenizer.sha256, settings.max_len, settings.heldout_fraction),
         max_len: settings.max_len,
         batch_size: settings.batch_size,
         micro_batch_size: settings.micro_batch_size.unwrap_or(settings.batch_size),
@@ -249,7 +234,73 @@ pub fn prepare(
         device: if device.is_cuda() { "cuda".to_owned() } else { "cpu".to_owned() },
     };
     let dir = out.join("pretraining").join(spec.key());
-    Ok(Prepared { spec, config, tokenizer, packed, dir })
+    Ok(Resolved {
+        spec,
+        config,
+        tokenizer,
+        corpus,
+        corpus_paths,
+        corpus_identity,
+        heldout_fraction: settings.heldout_fraction,
+        dir,
+    })
+}
+
+impl Resolved {
+    /// The updates at which the pre-training writes a checkpoint: 0, every `checkpoint_every`,
+    /// and the last.
+    pub fn checkpoint_updates(&self) -> Vec<usize> {
+        checkpoint_updates(&self.spec)
+    }
+
+    /// Packs the corpus into the store's cache (once per corpus, tokenizer, length and held-out
+    /// fraction; `on_packing` sees the documents read so far).
+    pub fn pack(self, store: &Store, on_packing: &mut dyn FnMut(u64)) -> Result<Prepared, PretrainError> {
+        let Resolved { spec, config, tokenizer, corpus, corpus_paths, corpus_identity, heldout_fraction, dir } = self;
+        let documents = || -> Result<_, data::DataError> {
+            Ok(match &corpus {
+                CorpusSource::Named(named) => named.documents(&corpus_paths)?,
+                CorpusSource::File { path, .. } => datasets::corpus::local_documents(path)?,
+            })
+        };
+        let packed = data::pack_or_open(
+            &store.home().join("pretraining-data"),
+            &corpus.name(),
+            &corpus_identity,
+            documents,
+            &tokenizer,
+            spec.max_len,
+            heldout_fraction,
+            on_packing,
+        )?;
+        debug_assert_eq!(packed.key, spec.data);
+        if packed.train.is_empty() {
+            return Err(settings_error("corpus", format!("`{}` has no training text", corpus.name())));
+        }
+        if packed.heldout.is_empty() {
+            return Err(settings_error(
+                "heldout_fraction",
+                format!("no document of `{}` is held out at {heldout_fraction}; raise it", corpus.name()),
+            ));
+        }
+        Ok(Prepared { spec, config, tokenizer, packed, dir })
+    }
+}
+
+/// The updates at which a pre-training writes a checkpoint: 0, every `checkpoint_every`, and the
+/// last.
+pub fn checkpoint_updates(spec: &PretrainSpec) -> Vec<usize> {
+    checkpoint_updates_of(spec.updates, spec.checkpoint_every)
+}
+
+/// [`checkpoint_updates`] of a pre-training of `updates` updates with a checkpoint every
+/// `checkpoint_every` (at least 1).
+pub fn checkpoint_updates_of(updates: usize, checkpoint_every: usize) -> Vec<usize> {
+    let mut all: Vec<usize> = (0..=updates).step_by(checkpoint_every.max(1)).collect();
+    if all.last() != Some(&updates) {
+        all.push(updates);
+    }
+    all
 }
 
 /// A corpus by name, or a local file by path (its name in records: the file name and the first
@@ -282,7 +333,8 @@ impl CorpusSource {
     }
 }
 
-fn check_numbers(settings: &PretrainSettings) -> Result<(), PretrainError> {
+/// Checks the numbers of `settings` (what needs no file or asset).
+pub fn check_numbers(settings: &PretrainSettings) -> Result<(), PretrainError> {
     let micro = settings.micro_batch_size.unwrap_or(settings.batch_size);
     let checks: [(&str, bool, String); 9] = [
         ("updates", settings.updates > 0, "must be at least 1".to_owned()),

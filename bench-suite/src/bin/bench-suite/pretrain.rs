@@ -54,10 +54,9 @@ pub fn run(args: Args) -> Result<()> {
         indicatif::ProgressStyle::with_template("packing {msg} {pos} documents {elapsed_precise}").expect("valid"),
     );
     packing.set_message(settings.corpus.clone());
-    let prepared = pretrain::prepare(&settings, &base, &store, &args.out, device, &mut |documents| {
-        packing.set_position(documents)
-    })
-    .with_context(|| format!("pre-training file {}", args.spec.display()))?;
+    let prepared = pretrain::resolve(&settings, &base, &store, &args.out, device)
+        .and_then(|resolved| resolved.pack(&store, &mut |documents| packing.set_position(documents)))
+        .with_context(|| format!("pre-training file {}", args.spec.display()))?;
     packing.finish_and_clear();
     let data = &prepared.packed.description;
     tracing::info!(

@@ -149,6 +149,29 @@ pub fn run(cli: Args) -> Result<()> {
             run_bar.set_length(step.total_steps as u64);
             run_bar.set_position(step.step as u64);
         }
+        Event::PretrainingStarted { name, key, updates } => {
+            say(format!("pre-training {name} ({key}): {updates} updates"));
+            run_bar.reset();
+            run_bar.set_length(updates as u64);
+            run_bar.set_message(format!("pre-training {name}"));
+        }
+        Event::PretrainingUpdate(report) => {
+            run_bar.set_position(report.update as u64);
+            if let Some(heldout) = report.heldout_loss {
+                say(format!(
+                    "    update {}/{}: held-out MLM loss {heldout:.4} ({:.0} tokens/s)",
+                    report.update, report.updates, report.tokens_per_s
+                ));
+            }
+        }
+        Event::PretrainingFinished { name, record, reused } => {
+            let how = if reused { "reused".to_owned() } else { format!("{:.0} s", record.wall_time_s) };
+            say(format!(
+                "    pre-training {name}: {} checkpoints, {} parameters ({how})",
+                record.checkpoints.len(),
+                record.parameters
+            ));
+        }
         Event::RunFinished { record, reused } => {
             let score = record.best_score.map_or("none".to_owned(), |score| format!("{score:.4}"));
             let how = if reused { "reused".to_owned() } else { format!("{:.0} s", record.result.wall_time_s) };
