@@ -205,6 +205,25 @@ fn an_hf_checkpoint_read_back_gives_identical_logits() {
     let before = model.forward_t(&ids, &mask, &types, false);
     let after = read_model.forward_t(&ids, &mask, &types, false);
     assert!(before.equal(&after), "logits differ after the round trip");
+    // HF `transformers` loads the same folder unchanged and computes the same logits
+    // (golden/make_pretrain_golden.py, run on the folder this test writes when asked to).
+    if let Ok(keep) = std::env::var("INTRINSIC_BENCH_WRITE_PRETRAIN_CHECKPOINT") {
+        let keep = PathBuf::from(keep);
+        std::fs::create_dir_all(&keep).unwrap();
+        for file in ["config.json", "model.safetensors", "tokenizer.json"] {
+            std::fs::copy(folder.join(file), keep.join(file)).unwrap();
+        }
+    }
+    let golden: std::collections::BTreeMap<String, Tensor> = Tensor::read_safetensors(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/pretrain_checkpoint_hf.safetensors"),
+    )
+    .unwrap()
+    .into_iter()
+    .collect();
+    let hf_logits =
+        read_model.forward_t(&golden["input_ids"], &golden["attention_mask"], &golden["input_ids"].zeros_like(), false);
+    let difference = f64::try_from((hf_logits - &golden["logits"]).abs().max()).unwrap();
+    assert!(difference < 1e-5, "HF's logits differ by {difference}");
     // The head on chosen positions gives the full forward's values there.
     let positions = Tensor::from_slice(&[1i64, 4, 8]);
     let at = model.forward_at(&ids, &mask, &types, &positions, false);
@@ -318,4 +337,145 @@ fn bad_settings_are_refused_before_anything_is_written() {
         assert!(!output.status.success() && stderr.contains(expected), "{to}: {stderr}");
         assert!(!out.exists(), "{to}: wrote {}", out.display());
     }
+}
+
+/// A learnable review task ("good" reviews are positive) and one whose labels do not depend on
+/// the text (three quarters `neg`), as CSV files.
+fn write_tasks(dir: &Path) {
+    let review = |i: usize| {
+        let positive = i.is_multiple_of(2);
+        let (word, other) = if positive { ("good", "fine") } else { ("bad", "dull") };
+        (
+            format!("the {} was very {word} {other}", ["film", "plot", "story"][i % 3]),
+            if positive { "pos" } else { "neg" },
+        )
+    };
+    let rows = |range: std::ops::Range<usize>| -> String {
+        range.map(review).map(|(text, label)| format!("\"{text}\",{label}\n")).collect()
+    };
+    std::fs::write(dir.join("reviews-train.csv"), format!("review,label\n{}", rows(0..256))).unwrap();
+    std::fs::write(dir.join("reviews-dev.csv"), format!("review,label\n{}", rows(256..300))).unwrap();
+    let noise = |range: std::ops::Range<usize>| -> String {
+        range
+            .map(|i| {
+                let label = if (i * 2_654_435_761usize) % 97 < 24 { "pos" } else { "neg" };
+                format!("\"{}\",{label}\n", review(i).0)
+            })
+            .collect()
+    };
+    std::fs::write(dir.join("noise-train.csv"), format!("review,label\n{}", noise(0..256))).unwrap();
+    std::fs::write(dir.join("noise-dev.csv"), format!("review,label\n{}", noise(256..300))).unwrap();
+}
+
+/// The `trajectory` and `size` kinds end to end: a spec pre-trains two tiny encoders from scratch,
+/// fine-tunes every checkpoint of one (trajectory) and the last of both (size) with SAID d90
+/// searches, records which pre-training and update each search used, reports `unable` where the
+/// full checkpoint cannot beat the majority class, and reuses everything when run again.
+#[test]
+fn trajectory_and_size_experiments_run_end_to_end() {
+    let dir = scratch("kinds");
+    write_tokenizer(&dir.join("tokenizer.json"));
+    write_corpus(&dir.join("corpus.txt"));
+    write_tasks(&dir);
+    let pretraining = |hidden: usize, every: usize| {
+        format!(
+            "{{model: {{model_type: roberta, hidden_size: {hidden}, num_hidden_layers: 2, num_attention_heads: 2, \
+             intermediate_size: 64}}, tokenizer: tokenizer.json, corpus: corpus.txt, updates: 40, max_len: 24, \
+             batch_size: 8, lr: 3.0e-3, checkpoint_every: {every}, heldout_fraction: 0.1, heldout_sequences: 16}}"
+        )
+    };
+    let spec = format!(
+        "description: trajectory and size in miniature
+seeds: [0]
+training: {{epochs: 2, batch_size: 8, max_len: 24}}
+search: {{mode: grid, d_min: 1037, d_max: 1037, threshold: 0.9}}
+methods:
+  full: {{method: full, lr: [1.0e-3]}}
+  said: {{method: said, lr: [2.0]}}
+tasks:
+  reviews: {{train: reviews-train.csv, dev: reviews-dev.csv, text: [review], label: label, labels: [neg, pos]}}
+  noise: {{train: noise-train.csv, dev: noise-dev.csv, text: [review], label: label, labels: [neg, pos]}}
+pretraining:
+  tiny: {}
+  tiny-wide: {}
+experiments:
+  - name: along
+    kind: trajectory
+    pretraining: tiny
+    tasks: [reviews]
+    methods: [said]
+  - name: sizes
+    kind: size
+    models: [pretrained:tiny, pretrained:tiny-wide]
+    tasks: [reviews, noise]
+    methods: [said]
+",
+        pretraining(32, 20),
+        pretraining(48, 40)
+    );
+    let spec_path = dir.join("kinds.yaml");
+    std::fs::write(&spec_path, spec).unwrap();
+    let home = dir.join("home");
+    let out = dir.join("out");
+    let reproduce = |extra: &[&str]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_bench-suite"));
+        command.env("INTRINSIC_BENCH_HOME", &home).env("RUST_BACKTRACE", "0");
+        command.args(["reproduce", "--spec", spec_path.to_str().unwrap(), "--out", out.to_str().unwrap(), "--offline"]);
+        command.args(extra).output().unwrap()
+    };
+
+    // Checked and keyed without running anything or writing results.
+    let checked = reproduce(&["--check-only"]);
+    let stderr = String::from_utf8_lossy(&checked.stderr);
+    assert!(checked.status.success(), "{stderr}");
+    for line in [
+        "along pretrained:tiny@0 reviews said",
+        "along pretrained:tiny@40 reviews",
+        "sizes pretrained:tiny-wide@40 noise",
+    ] {
+        assert!(stderr.contains(line), "{line}: {stderr}");
+    }
+    assert!(!out.exists(), "--check-only wrote {}", out.display());
+
+    let output = reproduce(&[]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("pre-training tiny (") && stderr.contains("pre-training tiny-wide ("), "{stderr}");
+    let searches = results::ResultsDir::new(&out).unwrap().searches().unwrap();
+    assert_eq!(searches.len(), 3 + 4, "{searches:#?}");
+    let along: Vec<(usize, &results::SearchRecord)> = searches
+        .iter()
+        .filter(|search| search.plan.experiment == "along")
+        .map(|search| (search.plan.pretraining.as_ref().unwrap().update, search))
+        .collect();
+    let mut updates: Vec<usize> = along.iter().map(|(update, _)| *update).collect();
+    updates.sort_unstable();
+    assert_eq!(updates, [0, 20, 40]);
+    for (update, search) in &along {
+        let revision = search.model_revision.as_deref().unwrap();
+        assert!(revision.ends_with(&format!("@{update}")), "{revision}");
+        assert_eq!(search.plan.model, format!("pretrained:tiny@{update}"));
+        assert_eq!(search.architecture.as_ref().unwrap().hidden_size, 32);
+    }
+    for search in searches.iter().filter(|search| search.plan.task == "noise") {
+        match &search.outcome {
+            // The full checkpoint cannot beat a constant predictor: the paper's "unable to compute".
+            results::Outcome::Unable { reason } => {
+                assert!(reason.contains("majority") || reason.contains("predicted one class"), "{reason}")
+            }
+            other => panic!("{}: the label-noise task gave {other:?}", search.plan.model),
+        }
+    }
+    let sizes: std::collections::BTreeSet<usize> = searches
+        .iter()
+        .filter(|search| search.plan.experiment == "sizes")
+        .map(|search| search.architecture.as_ref().unwrap().hidden_size)
+        .collect();
+    assert_eq!(sizes.into_iter().collect::<Vec<_>>(), [32, 48]);
+
+    let again = reproduce(&[]);
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(again.status.success(), "{stderr}");
+    assert!(stderr.contains("(reused)") && !stderr.contains(" s)\n    =>"), "{stderr}");
+    assert_eq!(results::ResultsDir::new(&out).unwrap().searches().unwrap().len(), 7);
 }
