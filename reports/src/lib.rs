@@ -263,6 +263,8 @@ pub fn searches_frame(searches: &[SearchRecord], runs: &[RunRecord]) -> PolarsRe
         "parameters" => searches.iter().map(|s| s.total_parameters as i64).collect::<Vec<_>>(),
         "n_train" => n_train,
         "generalization_run" => searches.iter().map(|s| s.generalization_run.clone()).collect::<Vec<_>>(),
+        "pretraining" => searches.iter().map(|s| s.plan.pretraining.as_ref().map(|p| p.name.clone())).collect::<Vec<_>>(),
+        "update" => searches.iter().map(|s| s.plan.pretraining.as_ref().map(|p| p.update as i64)).collect::<Vec<_>>(),
     )
 }
 
@@ -644,34 +646,134 @@ pub fn correlations(generalization: &DataFrame) -> PolarsResult<DataFrame> {
     )
 }
 
-/// d90 against parameter count per task and method, with the log-log slope where a task and
-/// method has at least two model sizes.
+/// d90 against parameter count per task and method, with the log-log slope and its 95% interval
+/// (OLS of log10 d90 on log10 parameters; an interval needs three models) where a task and method
+/// has at least two model sizes.
 pub fn model_size(searches: &DataFrame) -> PolarsResult<DataFrame> {
-    let found = searches.clone().lazy().filter(col("outcome").eq(lit("found")).and(col("determined"))).with_columns([
-        col("parameters").cast(DataType::Float64).log(lit(10.0)).alias("log_params"),
-        col("d90").cast(DataType::Float64).log(lit(10.0)).alias("log_d90"),
-    ]);
-    let slopes = found
-        .clone()
-        .group_by(by(&["task", "mode"]))
-        .agg([
-            col("model").n_unique().cast(DataType::Int64).alias("models"),
-            (cov(col("log_params"), col("log_d90"), 1) / col("log_params").var(1)).alias("slope"),
-        ])
-        .filter(col("models").gt_eq(lit(2)));
+    let found = searches.clone().lazy().filter(col("outcome").eq(lit("found")).and(col("determined"))).select(by(&[
+        "task",
+        "method",
+        "mode",
+        "model",
+        "parameters",
+        "d90",
+    ]));
+    let found = sorted(found, &["task", "method", "parameters", "model"]).collect()?;
+    let column = |name: &str| -> PolarsResult<Vec<String>> {
+        let values = found.column(name)?.str()?;
+        Ok((0..values.len()).map(|idx| values.get(idx).unwrap_or_default().to_owned()).collect())
+    };
+    let (tasks, methods, models) = (column("task")?, column("method")?, column("model")?);
+    let numbers = |name: &str| -> PolarsResult<Vec<f64>> {
+        let values = found.column(name)?.i64()?;
+        Ok((0..values.len()).map(|idx| values.get(idx).unwrap_or(0) as f64).collect())
+    };
+    let (parameters, d90) = (numbers("parameters")?, numbers("d90")?);
+    let mut groups: BTreeMap<(&str, &str), Vec<usize>> = BTreeMap::new();
+    for row in 0..found.height() {
+        groups.entry((&tasks[row], &methods[row])).or_default().push(row);
+    }
+    let mut rows: Vec<(usize, usize, f64, Option<f64>, Option<f64>)> = Vec::new();
+    for members in groups.values() {
+        let distinct_models: std::collections::BTreeSet<&str> =
+            members.iter().map(|&row| models[row].as_str()).collect();
+        if distinct_models.len() < 2 {
+            continue;
+        }
+        let xs: Vec<f64> = members.iter().map(|&row| parameters[row].log10()).collect();
+        let ys: Vec<f64> = members.iter().map(|&row| d90[row].log10()).collect();
+        let Some((slope, interval)) = stats::ols_slope(&xs, &ys) else { continue };
+        for &row in members {
+            rows.push((
+                row,
+                distinct_models.len(),
+                slope,
+                interval.map(|(low, _)| low),
+                interval.map(|(_, high)| high),
+            ));
+        }
+    }
+    df!(
+        "task" => rows.iter().map(|r| tasks[r.0].clone()).collect::<Vec<_>>(),
+        "method" => rows.iter().map(|r| methods[r.0].clone()).collect::<Vec<_>>(),
+        "model" => rows.iter().map(|r| models[r.0].clone()).collect::<Vec<_>>(),
+        "parameters" => rows.iter().map(|r| parameters[r.0] as i64).collect::<Vec<_>>(),
+        "d90" => rows.iter().map(|r| d90[r.0] as i64).collect::<Vec<_>>(),
+        "models" => rows.iter().map(|r| r.1 as i64).collect::<Vec<_>>(),
+        "slope" => rows.iter().map(|r| r.2).collect::<Vec<_>>(),
+        "slope_low" => rows.iter().map(|r| r.3).collect::<Vec<_>>(),
+        "slope_high" => rows.iter().map(|r| r.4).collect::<Vec<_>>(),
+    )
+}
+
+/// d90 along pre-training (the paper's section 5.2): one row per search of a checkpoint of a
+/// pre-training the results ran, by pre-training, task, method and update, with its outcome (a
+/// d90 only where it is determined; bounds, unreached targets and unable points keep their own
+/// columns and reason).
+pub fn trajectory(searches: &DataFrame) -> PolarsResult<DataFrame> {
     sorted(
-        found.join(slopes, by(&["task", "mode"]), by(&["task", "mode"]), JoinArgs::new(JoinType::Inner)).select(by(&[
-            "task",
-            "method",
-            "model",
-            "parameters",
-            "d90",
-            "models",
-            "slope",
-        ])),
-        &["task", "method", "parameters", "model"],
+        searches
+            .clone()
+            .lazy()
+            .filter(col("pretraining").is_not_null())
+            .with_column(
+                when(col("outcome").eq(lit("found")).and(col("determined")))
+                    .then(col("d90"))
+                    .otherwise(lit(NULL).cast(DataType::Int64))
+                    .alias("d90"),
+            )
+            .select(by(&[
+                "pretraining",
+                "task",
+                "method",
+                "update",
+                "outcome",
+                "d90",
+                "interval",
+                "at_most",
+                "largest_tried",
+                "baseline",
+                "majority",
+                "reason",
+            ])),
+        &["pretraining", "task", "method", "update"],
     )
     .collect()
+}
+
+/// The pre-trainings behind the results: one row per checkpoint (its update and held-out MLM
+/// loss), with the encoder's shape and the run's cost; `name` is the spec's name for it, as the
+/// searches of its checkpoints record it.
+pub fn pretraining_frame(
+    pretrainings: &[records::PretrainingRecord],
+    searches: &[SearchRecord],
+) -> PolarsResult<DataFrame> {
+    let names: BTreeMap<&str, &str> = searches
+        .iter()
+        .filter_map(|search| {
+            let name = search.plan.pretraining.as_ref()?.name.as_str();
+            let key = search.model_revision.as_deref()?.split('@').next()?;
+            Some((key, name))
+        })
+        .collect();
+    let rows: Vec<(&records::PretrainingRecord, &results::PretrainCheckpoint)> = pretrainings
+        .iter()
+        .flat_map(|record| record.checkpoints.iter().map(move |checkpoint| (record, checkpoint)))
+        .collect();
+    let config =
+        |record: &records::PretrainingRecord, field: &str| record.spec.model.get(field).and_then(|v| v.as_i64());
+    df!(
+        "name" => rows.iter().map(|(r, _)| names.get(r.key.as_str()).map(|name| (*name).to_owned())).collect::<Vec<_>>(),
+        "key" => rows.iter().map(|(r, _)| r.key.clone()).collect::<Vec<_>>(),
+        "layers" => rows.iter().map(|(r, _)| config(r, "num_hidden_layers")).collect::<Vec<_>>(),
+        "hidden" => rows.iter().map(|(r, _)| config(r, "hidden_size")).collect::<Vec<_>>(),
+        "parameters" => rows.iter().map(|(r, _)| r.parameters as i64).collect::<Vec<_>>(),
+        "corpus" => rows.iter().map(|(r, _)| r.spec.corpus.clone()).collect::<Vec<_>>(),
+        "update" => rows.iter().map(|(_, c)| c.update as i64).collect::<Vec<_>>(),
+        "heldout_loss" => rows.iter().map(|(_, c)| c.heldout_loss).collect::<Vec<_>>(),
+        "train_loss" => rows.iter().map(|(_, c)| c.train_loss).collect::<Vec<_>>(),
+        "checkpoint" => rows.iter().map(|(_, c)| c.hash.clone()).collect::<Vec<_>>(),
+    )
 }
 
 /// Bytes a task costs at d90 (f32 theta).
@@ -711,18 +813,14 @@ fn distinct(frame: &DataFrame, column: &str) -> PolarsResult<Vec<String>> {
 
 /// Builds the whole report of `preset` from its records; `runs_label` names the results folder in
 /// the text (a relative path, so the report does not depend on where it was made).
-pub fn build(
-    preset: &str,
-    runs_label: &str,
-    searches: &[SearchRecord],
-    runs: &[RunRecord],
-    paper: &Paper,
-) -> Result<Report, ReportError> {
+pub fn build(preset: &str, runs_label: &str, records: &records::Records, paper: &Paper) -> Result<Report, ReportError> {
     // Input order never matters: records are taken in key order.
-    let mut searches = distinguish_namesakes(searches);
+    let mut searches = distinguish_namesakes(&records.searches);
     searches.sort_by(|a, b| a.key.cmp(&b.key));
-    let mut runs = runs.to_vec();
+    let mut runs = records.runs.clone();
     runs.sort_by(|a, b| a.key.cmp(&b.key));
+    let mut pretrainings = records.pretrainings.clone();
+    pretrainings.sort_by(|a, b| a.key.cmp(&b.key));
     let (searches, runs) = (searches.as_slice(), runs.as_slice());
     let search_frame = searches_frame(searches, runs)?;
     let probe_frame = probes_frame(searches)?;
@@ -734,6 +832,8 @@ pub fn build(
     let generalization = generalization(&search_frame, &probe_frame, &run_frame)?;
     let correlations = correlations(&generalization)?;
     let model_size = model_size(&search_frame)?;
+    let trajectory = trajectory(&search_frame)?;
+    let pretraining = pretraining_frame(&pretrainings, searches)?;
     let compression = compression(&search_frame)?;
     let inventory = inventory(&run_frame)?;
     let provenance = render::Provenance {
@@ -760,6 +860,8 @@ pub fn build(
             generalization: &generalization,
             correlations: &correlations,
             model_size: &model_size,
+            trajectory: &trajectory,
+            pretraining: &pretraining,
             compression: &compression,
             inventory: &inventory,
         },

@@ -1,10 +1,20 @@
-//! The result files reports read (`searches/<key>.json`, `runs/<key>.json`), through the schema
+//! The result files reports read (`searches/<key>.json`, `runs/<key>.json`,
+//! `pretraining/<key>/record.json`), through the schema
 //! that writes them (the `results` crate): a field the writer changes is a compile error here,
 //! not a report that silently reads nothing.
 
 use std::path::{Path, PathBuf};
 
-pub use results::{Outcome, Probe, RunRecord, SearchRecord};
+pub use results::{Outcome, PretrainingRecord, Probe, RunRecord, SearchRecord};
+
+/// What a report is made from.
+#[derive(Debug, Clone, Default)]
+pub struct Records {
+    pub searches: Vec<SearchRecord>,
+    pub runs: Vec<RunRecord>,
+    /// Finished MLM pre-trainings (`pretraining/<key>/record.json`).
+    pub pretrainings: Vec<PretrainingRecord>,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -14,17 +24,17 @@ pub enum LoadError {
     Empty { dir: PathBuf },
 }
 
-/// Every search and run record under `dir` (`searches/*.json`, `runs/*.json`), sorted by key so
-/// that the order of files on disk never matters.
+/// Every search, run and pre-training record under `dir` (`searches/*.json`, `runs/*.json`,
+/// `pretraining/*/record.json`), sorted by key so that the order of files on disk never matters.
 ///
 /// # Errors
 /// A file that is not a result record names itself; a folder without search records is
 /// [`LoadError::Empty`].
-pub fn load(dir: &Path) -> Result<(Vec<SearchRecord>, Vec<RunRecord>), LoadError> {
+pub fn load(dir: &Path) -> Result<Records, LoadError> {
     let folder = results::ResultsDir::at(dir);
     let searches = folder.searches()?;
     if searches.is_empty() {
         return Err(LoadError::Empty { dir: dir.to_path_buf() });
     }
-    Ok((searches, folder.runs()?))
+    Ok(Records { searches, runs: folder.runs()?, pretrainings: folder.pretrainings()? })
 }

@@ -18,7 +18,7 @@ pub struct Table {
 /// Decimal places of float columns; 4 unless listed.
 fn decimals(column: &str) -> usize {
     match column {
-        "ratio" | "slope" | "compression" | "spearman" => 2,
+        "ratio" | "slope" | "slope_low" | "slope_high" | "compression" | "spearman" => 2,
         "p_value" => 3,
         "wall_time_s" => 1,
         _ => 4,
@@ -90,6 +90,8 @@ pub struct Frames<'a> {
     pub generalization: &'a DataFrame,
     pub correlations: &'a DataFrame,
     pub model_size: &'a DataFrame,
+    pub trajectory: &'a DataFrame,
+    pub pretraining: &'a DataFrame,
     pub compression: &'a DataFrame,
     pub inventory: &'a DataFrame,
 }
@@ -277,13 +279,65 @@ pub fn report(
         writeln!(md, "Needs at least two models with a d90 for the same task and method; these results have none.")
             .unwrap();
     } else {
-        writeln!(md, "`slope`: least-squares slope of log10 d90 against log10 parameters per task and method.\n")
-            .unwrap();
+        writeln!(
+            md,
+            "`slope`: least-squares slope of log10 d90 against log10 parameters per task and method, with its \
+             95% interval (`slope_low`, `slope_high`; none with two models, which any line fits). The paper \
+             reports a negative slope: larger models have lower d90.\n"
+        )
+        .unwrap();
         md.push_str(&model_size.markdown());
         files.insert("model_size.csv".to_owned(), model_size.csv());
     }
+    if !model_size.rows.is_empty() {
+        files.insert("model_size.svg".to_owned(), model_size_svg(&model_size)?);
+        writeln!(md, "\n![d90 against parameters](model_size.svg)").unwrap();
+    }
+
     writeln!(md, "\n## d90 along pre-training\n").unwrap();
-    writeln!(md, "No pre-training checkpoints in these results (that experiment has its own issue).").unwrap();
+    let trajectory = table(frames.trajectory)?;
+    if trajectory.rows.is_empty() {
+        writeln!(md, "No search of a pre-training checkpoint in these results (a spec's `kind: trajectory`).").unwrap();
+    } else {
+        writeln!(
+            md,
+            "SAID or DID d90 of each checkpoint of a pre-training the results ran (`pretraining`, its name in \
+             the spec; `update`, the checkpoint), against its own full fine-tuning baseline. `d90` is shown \
+             where it is determined; elsewhere the outcome says why not (`unable`: the checkpoint cannot be \
+             fine-tuned above the majority class, the paper's \"unable to compute\"; `not_reached`: no d \
+             searched reached the target; `bound`: at most `at_most`). In the figures, unable and unreached \
+             checkpoints are marks on the update axis.\n"
+        )
+        .unwrap();
+        md.push_str(&trajectory.markdown());
+        files.insert("trajectory.csv".to_owned(), trajectory.csv());
+        let mut panels: BTreeMap<(String, String), Vec<usize>> = BTreeMap::new();
+        for row in 0..trajectory.rows.len() {
+            let key = (
+                trajectory.cell(row, "pretraining").unwrap_or("").to_owned(),
+                trajectory.cell(row, "method").unwrap_or("").to_owned(),
+            );
+            panels.entry(key).or_default().push(row);
+        }
+        for ((pretraining, method), rows) in &panels {
+            let name = format!("trajectory__{}.svg", stem(&[pretraining, method]));
+            let title = format!("{method} d90 along the pre-training of {pretraining}");
+            files.insert(name.clone(), trajectory_svg(&trajectory, rows, &title)?);
+            writeln!(md, "\n![{title}]({name})").unwrap();
+        }
+    }
+    let pretraining = table(frames.pretraining)?;
+    if !pretraining.rows.is_empty() {
+        writeln!(md, "\n### The pre-trainings\n").unwrap();
+        writeln!(
+            md,
+            "Each checkpoint: the held-out MLM loss (nats per predicted token, fixed masks) and the mean \
+             training loss since the previous checkpoint.\n"
+        )
+        .unwrap();
+        md.push_str(&pretraining.markdown());
+        files.insert("pretraining.csv".to_owned(), pretraining.csv());
+    }
 
     // Compression.
     let compression = table(frames.compression)?;
@@ -388,6 +442,144 @@ fn figure1_svg(table: &Table, rows: &[usize], title: &str) -> Result<Vec<u8>, Re
             .border_style(BLACK)
             .background_style(WHITE)
             .position(SeriesLabelPosition::LowerRight)
+            .draw()
+            .map_err(|e| err(e.to_string()))?;
+        root.present().map_err(|e| err(e.to_string()))?;
+    }
+    Ok(svg.into_bytes())
+}
+
+/// Mark positions and series of a log-y chart whose x is an update or a parameter count.
+fn log_range(values: &[f64]) -> (f64, f64) {
+    let lo = values.iter().copied().fold(f64::MAX, f64::min);
+    let hi = values.iter().copied().fold(0.0, f64::max);
+    if values.is_empty() { (1.0, 10.0) } else { (lo / 2.0, hi * 2.0) }
+}
+
+/// d90 against update (log y), one series per task; checkpoints without a d90 are crosses on the
+/// update axis.
+fn trajectory_svg(table: &Table, rows: &[usize], title: &str) -> Result<Vec<u8>, ReportError> {
+    let mut svg = String::new();
+    let err = svg_error("trajectory");
+    {
+        let root = SVGBackend::with_string(&mut svg, (640, 400)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
+        let updates: Vec<f64> = rows.iter().filter_map(|&r| number(table, r, "update")).collect();
+        let x_hi = updates.iter().copied().fold(1.0, f64::max) * 1.05;
+        let d90s: Vec<f64> = rows.iter().filter_map(|&r| number(table, r, "d90")).collect();
+        let (lo, hi) = log_range(&d90s);
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 16))
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(56)
+            .build_cartesian_2d(-x_hi * 0.05..x_hi, (lo..hi).log_scale())
+            .map_err(|e| err(e.to_string()))?;
+        chart
+            .configure_mesh()
+            .x_desc("pre-training update")
+            .y_desc("d90 (log scale)")
+            .y_label_formatter(&|d| format!("{d:.0}"))
+            .draw()
+            .map_err(|e| err(e.to_string()))?;
+        let mut tasks: Vec<&str> = rows.iter().filter_map(|&r| table.cell(r, "task")).collect();
+        tasks.sort_unstable();
+        tasks.dedup();
+        for (idx, task) in tasks.iter().enumerate() {
+            let color = COLORS[idx % COLORS.len()];
+            let task_rows: Vec<usize> = rows.iter().copied().filter(|&r| table.cell(r, "task") == Some(task)).collect();
+            let points: Vec<(f64, f64)> = task_rows
+                .iter()
+                .filter_map(|&r| Some((number(table, r, "update")?, number(table, r, "d90")?)))
+                .collect();
+            chart
+                .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
+                .map_err(|e| err(e.to_string()))?
+                .label(*task)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2)));
+            chart
+                .draw_series(points.iter().map(|&point| Circle::new(point, 4, color.filled())))
+                .map_err(|e| err(e.to_string()))?;
+            let missing: Vec<f64> = task_rows
+                .iter()
+                .filter(|&&r| table.cell(r, "d90").is_none())
+                .filter_map(|&r| number(table, r, "update"))
+                .collect();
+            chart
+                .draw_series(missing.iter().map(|&update| Cross::new((update, lo * 1.15), 6, color.stroke_width(2))))
+                .map_err(|e| err(e.to_string()))?;
+        }
+        chart
+            .configure_series_labels()
+            .border_style(BLACK)
+            .background_style(WHITE)
+            .position(SeriesLabelPosition::UpperRight)
+            .draw()
+            .map_err(|e| err(e.to_string()))?;
+        root.present().map_err(|e| err(e.to_string()))?;
+    }
+    Ok(svg.into_bytes())
+}
+
+/// d90 against parameters, log-log, one series per task and method.
+fn model_size_svg(table: &Table) -> Result<Vec<u8>, ReportError> {
+    let mut svg = String::new();
+    let err = svg_error("model_size");
+    {
+        let root = SVGBackend::with_string(&mut svg, (640, 400)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
+        let rows: Vec<usize> = (0..table.rows.len()).collect();
+        let (x_lo, x_hi) = log_range(&rows.iter().filter_map(|&r| number(table, r, "parameters")).collect::<Vec<_>>());
+        let (y_lo, y_hi) = log_range(&rows.iter().filter_map(|&r| number(table, r, "d90")).collect::<Vec<_>>());
+        let mut chart = ChartBuilder::on(&root)
+            .caption("d90 against parameter count", ("sans-serif", 16))
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(56)
+            .build_cartesian_2d((x_lo..x_hi).log_scale(), (y_lo..y_hi).log_scale())
+            .map_err(|e| err(e.to_string()))?;
+        chart
+            .configure_mesh()
+            .x_desc("parameters (log scale)")
+            .y_desc("d90 (log scale)")
+            .x_label_formatter(&|d| format!("{d:.1e}"))
+            .y_label_formatter(&|d| format!("{d:.0}"))
+            .draw()
+            .map_err(|e| err(e.to_string()))?;
+        let mut series: Vec<(String, String)> = rows
+            .iter()
+            .map(|&r| {
+                (table.cell(r, "task").unwrap_or("").to_owned(), table.cell(r, "method").unwrap_or("").to_owned())
+            })
+            .collect();
+        series.dedup();
+        for (idx, (task, method)) in series.iter().enumerate() {
+            let color = COLORS[idx % COLORS.len()];
+            let points: Vec<(f64, f64)> = rows
+                .iter()
+                .filter(|&&r| table.cell(r, "task") == Some(task) && table.cell(r, "method") == Some(method))
+                .filter_map(|&r| Some((number(table, r, "parameters")?, number(table, r, "d90")?)))
+                .collect();
+            let slope = rows
+                .iter()
+                .find(|&&r| table.cell(r, "task") == Some(task) && table.cell(r, "method") == Some(method))
+                .and_then(|&r| table.cell(r, "slope"))
+                .unwrap_or("?")
+                .to_owned();
+            chart
+                .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
+                .map_err(|e| err(e.to_string()))?
+                .label(format!("{task} {method} (slope {slope})"))
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2)));
+            chart
+                .draw_series(points.iter().map(|&point| Circle::new(point, 4, color.filled())))
+                .map_err(|e| err(e.to_string()))?;
+        }
+        chart
+            .configure_series_labels()
+            .border_style(BLACK)
+            .background_style(WHITE)
+            .position(SeriesLabelPosition::UpperRight)
             .draw()
             .map_err(|e| err(e.to_string()))?;
         root.present().map_err(|e| err(e.to_string()))?;

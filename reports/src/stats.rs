@@ -183,8 +183,52 @@ fn next_permutation(items: &mut [usize]) -> bool {
     true
 }
 
+/// The least-squares slope of `y` on `x` with its 95% interval (slope +- t(0.975, n - 2) x its
+/// standard error); `None` below two distinct `x`, and no interval below three points (two points
+/// fit any line exactly).
+pub fn ols_slope(x: &[f64], y: &[f64]) -> Option<(f64, Option<(f64, f64)>)> {
+    let n = x.len();
+    if n < 2 || n != y.len() {
+        return None;
+    }
+    let mean = |values: &[f64]| values.iter().sum::<f64>() / values.len() as f64;
+    let (mean_x, mean_y) = (mean(x), mean(y));
+    let sxx: f64 = x.iter().map(|xi| (xi - mean_x).powi(2)).sum();
+    if sxx <= 0.0 {
+        return None;
+    }
+    let sxy: f64 = x.iter().zip(y).map(|(xi, yi)| (xi - mean_x) * (yi - mean_y)).sum();
+    let slope = sxy / sxx;
+    if n < 3 {
+        return Some((slope, None));
+    }
+    let intercept = mean_y - slope * mean_x;
+    let residuals: f64 = x.iter().zip(y).map(|(xi, yi)| (yi - intercept - slope * xi).powi(2)).sum();
+    let standard_error = (residuals / (n - 2) as f64 / sxx).sqrt();
+    // t(0.975, df) for df = 1..30, then the normal quantile.
+    const T: [f64; 30] = [
+        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
+        2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
+    ];
+    let t = T.get(n - 3).copied().unwrap_or(1.960);
+    Some((slope, Some((slope - t * standard_error, slope + t * standard_error))))
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn ols_slope_and_its_interval_on_known_data() {
+        // y = 2x exactly: slope 2, zero-width interval.
+        let (slope, interval) = ols_slope(&[1.0, 2.0, 3.0, 4.0], &[2.0, 4.0, 6.0, 8.0]).unwrap();
+        assert!((slope - 2.0).abs() < 1e-12 && interval.is_some_and(|(low, high)| (high - low).abs() < 1e-9));
+        // Fit y = 0.3 + 0.8x, residuals (-0.3, 0.9, -0.9, 0.3): SE sqrt(1.8 / 2 / 5), t(2) = 4.303.
+        let (slope, interval) = ols_slope(&[0.0, 1.0, 2.0, 3.0], &[0.0, 2.0, 1.0, 3.0]).unwrap();
+        let (low, high) = interval.unwrap();
+        assert!((slope - 0.8).abs() < 1e-12, "{slope}");
+        assert!((high - low - 2.0 * 4.303 * (1.8f64 / 2.0 / 5.0).sqrt()).abs() < 1e-9, "{low} {high}");
+        assert_eq!(ols_slope(&[1.0, 2.0], &[3.0, 1.0]), Some((-2.0, None)));
+        assert_eq!(ols_slope(&[1.0, 1.0], &[3.0, 1.0]), None);
+    }
     use super::*;
 
     #[test]

@@ -13,8 +13,8 @@ fn fixtures() -> PathBuf {
 }
 
 fn report() -> Report {
-    let (searches, runs) = records::load(&fixtures()).unwrap();
-    build("fixture", "tests/fixtures/results", &searches, &runs, &Paper::embedded()).unwrap()
+    let records = records::load(&fixtures()).unwrap();
+    build("fixture", "tests/fixtures/results", &records, &Paper::embedded()).unwrap()
 }
 
 fn text(report: &Report, name: &str) -> String {
@@ -44,22 +44,33 @@ fn rendered_report_matches_its_snapshots() {
             "figure1.csv",
             "figure1__all-MiniLM-L6-v2__sst2.svg",
             "figure1__bert-base-uncased__mrpc.svg",
+            "figure1__pretrained_mini_1000__sst2.svg",
+            "figure1__pretrained_mini_500__sst2.svg",
             "figure1__roberta-base__mrpc.svg",
             "generalization.csv",
             "generalization.svg",
             "inventory.csv",
             "model_size.csv",
+            "model_size.svg",
             "orderings.csv",
-            "table1.csv"
+            "pretraining.csv",
+            "table1.csv",
+            "trajectory.csv",
+            "trajectory__mini__said.svg"
         ]
     );
+    expect_file!["snapshots/trajectory.csv"].assert_eq(&text(&report, "trajectory.csv"));
+    expect_file!["snapshots/pretraining.csv"].assert_eq(&text(&report, "pretraining.csv"));
+    // The unable checkpoint is a mark on the update axis, the two d90 values points of the line.
+    let figure = text(&report, "trajectory__mini__said.svg");
+    assert!(figure.starts_with("<svg") && figure.contains("pre-training update"), "{figure}");
     assert!(text(&report, "figure1__roberta-base__mrpc.svg").starts_with("<svg"));
 }
 
 /// Every d90 and bracket in `table1.csv` is the one its search recorded.
 #[test]
 fn table1_shows_what_the_searches_recorded() {
-    let (searches, _) = records::load(&fixtures()).unwrap();
+    let searches = records::load(&fixtures()).unwrap().searches;
     let table = text(&report(), "table1.csv");
     let mut reader = csv::Reader::from_reader(table.as_bytes());
     let headers = reader.headers().unwrap().clone();
@@ -94,11 +105,11 @@ fn table1_shows_what_the_searches_recorded() {
 
 #[test]
 fn output_is_deterministic_whatever_the_input_order() {
-    let (mut searches, mut runs) = records::load(&fixtures()).unwrap();
-    let first = build("fixture", "tests/fixtures/results", &searches, &runs, &Paper::embedded()).unwrap();
-    searches.reverse();
-    runs.rotate_left(5);
-    let shuffled = build("fixture", "tests/fixtures/results", &searches, &runs, &Paper::embedded()).unwrap();
+    let mut records = records::load(&fixtures()).unwrap();
+    let first = build("fixture", "tests/fixtures/results", &records, &Paper::embedded()).unwrap();
+    records.searches.reverse();
+    records.runs.rotate_left(5);
+    let shuffled = build("fixture", "tests/fixtures/results", &records, &Paper::embedded()).unwrap();
     assert_eq!(first, shuffled);
     assert_eq!(first, report());
 }
@@ -146,8 +157,8 @@ fn committed_quick_report_is_up_to_date() {
         eprintln!("skipped: no committed reports/quick report");
         return;
     }
-    let (searches, run_records) = records::load(&runs).unwrap();
-    let report = build("quick", "runs/quick", &searches, &run_records, &Paper::embedded()).unwrap();
+    let records = records::load(&runs).unwrap();
+    let report = build("quick", "runs/quick", &records, &Paper::embedded()).unwrap();
     let differences = report.check(&root.join("reports/quick"));
     assert!(differences.is_empty(), "regenerate with `cargo xtask report --preset quick`:\n{}", differences.join("\n"));
 }
@@ -157,7 +168,8 @@ fn committed_quick_report_is_up_to_date() {
 /// MiniLM bound appear in no ordering.
 #[test]
 fn ties_unable_cells_and_bounds_stay_out_of_orderings() {
-    let (mut searches, runs) = records::load(&fixtures()).unwrap();
+    let mut records = records::load(&fixtures()).unwrap();
+    let searches = &mut records.searches;
     let mut large = searches
         .iter()
         .find(|s| s.plan.model == "FacebookAI/roberta-base" && s.plan.method.mode == results::Mode::Said)
@@ -168,7 +180,7 @@ fn ties_unable_cells_and_bounds_stay_out_of_orderings() {
     large.architecture =
         Some(Architecture { model_type: "roberta".to_owned(), num_hidden_layers: 24, hidden_size: 1024 });
     searches.push(large);
-    let report = build("fixture", "tests/fixtures/results", &searches, &runs, &Paper::embedded()).unwrap();
+    let report = build("fixture", "tests/fixtures/results", &records, &Paper::embedded()).unwrap();
     let orderings = text(&report, "orderings.csv");
     assert!(!orderings.contains("large_le_base"), "{orderings}");
     assert!(!orderings.contains(",did,") && !orderings.contains("all-MiniLM"), "{orderings}");
@@ -181,7 +193,8 @@ fn ties_unable_cells_and_bounds_stay_out_of_orderings() {
 /// Base. A record that states none (written before records did) has neither.
 #[test]
 fn family_and_size_come_from_the_record_not_the_name() {
-    let (mut searches, runs) = records::load(&fixtures()).unwrap();
+    let mut records = records::load(&fixtures()).unwrap();
+    let (searches, runs) = (&mut records.searches, &records.runs);
     let base = searches.iter().find(|s| s.plan.model == "google-bert/bert-base-uncased").unwrap().clone();
     let mut albert = base.clone();
     albert.key = "s0000000000000aa".to_owned();
@@ -189,7 +202,7 @@ fn family_and_size_come_from_the_record_not_the_name() {
     albert.architecture =
         Some(Architecture { model_type: "albert".to_owned(), num_hidden_layers: 12, hidden_size: 768 });
     searches.push(albert);
-    let frame = reports::searches_frame(&searches, &runs).unwrap();
+    let frame = reports::searches_frame(searches, runs).unwrap();
     let column = |name: &str| -> Vec<Option<String>> {
         let values = frame.column(name).unwrap().str().unwrap();
         (0..values.len()).map(|row| values.get(row).map(str::to_owned)).collect()
@@ -211,7 +224,8 @@ fn family_and_size_come_from_the_record_not_the_name() {
 /// one identity keeps its plain name.
 #[test]
 fn namesakes_with_other_identities_stay_apart() {
-    let (mut searches, runs) = records::load(&fixtures()).unwrap();
+    let mut records = records::load(&fixtures()).unwrap();
+    let searches = &mut records.searches;
     let original = searches.iter().find(|s| s.key == "s000000000000003").unwrap().clone();
     let mut edited = original.clone();
     edited.key = "s0000000000000ed".to_owned();
@@ -219,7 +233,7 @@ fn namesakes_with_other_identities_stay_apart() {
     edited.outcome = results::Outcome::Found { d90: 1389, bracket: (Some(1200), 1389) };
     searches.iter_mut().find(|s| s.key == "s000000000000003").unwrap().model_revision = Some("abc1234".to_owned());
     searches.push(edited);
-    let report = build("fixture", "tests/fixtures/results", &searches, &runs, &Paper::embedded()).unwrap();
+    let report = build("fixture", "tests/fixtures/results", &records, &Paper::embedded()).unwrap();
     let table = text(&report, "table1.csv");
     assert!(table.contains("google-bert/bert-base-uncased@abc1234,mrpc,said"), "{table}");
     assert!(table.contains("google-bert/bert-base-uncased@feedbeef0000,mrpc,said"), "{table}");

@@ -123,6 +123,23 @@ impl ResultsDir {
     pub fn runs(&self) -> Result<Vec<RunRecord>, ResultsError> {
         read_all(&self.root.join("runs"))
     }
+
+    /// Every finished pre-training in the folder (`pretraining/<key>/record.json`), ordered by
+    /// key; one still running (no record yet) is not listed.
+    pub fn pretrainings(&self) -> Result<Vec<crate::PretrainingRecord>, ResultsError> {
+        let dir = self.root.join("pretraining");
+        let Ok(entries) = std::fs::read_dir(&dir) else { return Ok(Vec::new()) };
+        let mut folders: Vec<PathBuf> =
+            entries.flatten().map(|entry| entry.path()).filter(|path| path.is_dir()).collect();
+        folders.sort();
+        let mut records = Vec::new();
+        for folder in folders {
+            if let Some(record) = read_json(&folder.join("record.json"))? {
+                records.push(record);
+            }
+        }
+        Ok(records)
+    }
 }
 
 /// The `<key>.json` files of `dir` (not the hidden temporaries of a write in progress), parsed,
