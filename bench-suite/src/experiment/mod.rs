@@ -12,9 +12,10 @@ pub mod spec;
 pub use ::results::{results_dir, results_name};
 
 /// The presets shipped with the suite: name and YAML text.
-pub const PRESETS: [(&str, &str); 4] = [
+pub const PRESETS: [(&str, &str); 5] = [
     ("smoke", include_str!("../../presets/smoke.yaml")),
     ("quick", include_str!("../../presets/quick.yaml")),
+    ("miniature", include_str!("../../presets/miniature.yaml")),
     ("nightly", include_str!("../../presets/nightly.yaml")),
     ("paper", include_str!("../../presets/paper.yaml")),
 ];

@@ -267,6 +267,12 @@ impl Runner {
         &self.device
     }
 
+    /// The pre-trainings [`Runner::prepare`] keyed (those the prepared searches fine-tune
+    /// checkpoints of), by name.
+    pub fn pretrainings(&self) -> impl Iterator<Item = (&str, &crate::pretrain::Resolved)> {
+        self.pretrainings.iter().map(|(name, resolved)| (name.as_str(), resolved))
+    }
+
     /// Checks every search against its model's shapes and makes every asset available (fetching
     /// what is missing, or failing offline), before any training.
     pub fn prepare(&mut self, searches: &[PlannedSearch]) -> Result<Vec<PreparedSearch>, RunnerError> {
@@ -446,7 +452,15 @@ impl Runner {
         let resolved = self.pretrainings.remove(name).expect("keyed by prepare");
         let key = resolved.spec.key();
         let record_path = resolved.dir.join("record.json");
-        let _lock = (!record_path.exists()).then(|| self.results.lock(&format!("pretraining-{key}"))).transpose()?;
+        // A finished pre-training is reused without its corpus (which may not be packed here).
+        let finished = |path: &std::path::Path| -> Option<results::PretrainingRecord> {
+            serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
+        };
+        if let Some(record) = finished(&record_path) {
+            on_event(Event::PretrainingFinished { name, record: &record, reused: true });
+            return Ok(());
+        }
+        let _lock = self.results.lock(&format!("pretraining-{key}"))?;
         on_event(Event::PretrainingStarted { name, key: &key, updates: resolved.spec.updates });
         let reused = record_path.exists();
         let prepared = resolved.pack(&self.store, &mut |_| {}).map_err(error)?;

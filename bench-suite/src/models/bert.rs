@@ -663,6 +663,10 @@ impl MaskedLm {
     fn head(&self, hidden: &Tensor) -> Tensor {
         let transformed = self.layer_norm.forward(&self.activation.forward(&self.dense.forward(hidden)));
         let decoder = self.decoder.as_ref().unwrap_or_else(|| self.encoder.word_embeddings());
+        if transformed.dim() == 2 {
+            // One fused GEMM with the bias (no second vocabulary-sized buffer): the MLM hot path.
+            return self.bias.addmm(&transformed, &decoder.transpose(0, 1));
+        }
         transformed.matmul(&decoder.transpose(0, 1)) + &self.bias
     }
 }

@@ -98,6 +98,21 @@ pub fn run(cli: Args) -> Result<()> {
         args.options.out.display()
     );
     if cli.check_only {
+        for (name, pretraining) in runner.pretrainings() {
+            let spec = &pretraining.spec;
+            eprintln!(
+                "  pre-training {name} ({}): {} {}x{} encoder on {}, {} updates of {} x {} tokens, checkpoints at {}",
+                spec.key(),
+                pretraining.config.model_type.name(),
+                pretraining.config.num_hidden_layers,
+                pretraining.config.hidden_size,
+                spec.corpus,
+                spec.updates,
+                spec.batch_size,
+                spec.max_len,
+                pretraining.checkpoint_updates().iter().map(usize::to_string).collect::<Vec<_>>().join(", ")
+            );
+        }
         for search in &prepared {
             eprintln!(
                 "  {} {} {} {}: D = {}, m = {}, {} grid values [{}, {}]",
