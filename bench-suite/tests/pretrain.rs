@@ -116,14 +116,12 @@ fn packing_keeps_every_token_once() {
     assert_eq!((tokenizer.start_id, tokenizer.end_id, tokenizer.pad_id, tokenizer.vocabulary.mask_id), (2, 3, 0, 4));
     assert_eq!(tokenizer.vocabulary.special, [0, 1, 2, 3, 4]);
     let corpus = dir.join("corpus.txt");
+    let packing = data::Packing { corpus: "corpus.txt", corpus_identity: "test", max_len: 24, heldout_fraction: 0.1 };
     let packed = data::pack_or_open(
         &dir.join("cache"),
-        "corpus.txt",
-        "test",
+        packing,
         || Ok(datasets::corpus::local_documents(&corpus)?),
         &tokenizer,
-        24,
-        0.1,
         &mut |_| {},
     )
     .unwrap();
@@ -149,16 +147,7 @@ fn packing_keeps_every_token_once() {
         assert_eq!(part.counts.tokens, expected.iter().map(Vec::len).sum::<usize>() as u64);
     }
     // Packed once: a second open reads the same folder.
-    let again = data::pack_or_open(
-        &dir.join("cache"),
-        "corpus.txt",
-        "test",
-        || unreachable!(),
-        &tokenizer,
-        24,
-        0.1,
-        &mut |_| {},
-    );
+    let again = data::pack_or_open(&dir.join("cache"), packing, || unreachable!(), &tokenizer, &mut |_| {});
     assert_eq!(again.unwrap().description, packed.description);
 }
 

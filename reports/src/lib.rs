@@ -673,7 +673,9 @@ pub fn model_size(searches: &DataFrame) -> PolarsResult<DataFrame> {
     for row in 0..found.height() {
         groups.entry((&tasks[row], &methods[row])).or_default().push(row);
     }
-    let mut rows: Vec<(usize, usize, f64, Option<f64>, Option<f64>)> = Vec::new();
+    // (row of `found`, models in its group, slope, interval)
+    type SizeRow = (usize, usize, f64, Option<(f64, f64)>);
+    let mut rows: Vec<SizeRow> = Vec::new();
     for members in groups.values() {
         let distinct_models: std::collections::BTreeSet<&str> =
             members.iter().map(|&row| models[row].as_str()).collect();
@@ -684,13 +686,7 @@ pub fn model_size(searches: &DataFrame) -> PolarsResult<DataFrame> {
         let ys: Vec<f64> = members.iter().map(|&row| d90[row].log10()).collect();
         let Some((slope, interval)) = stats::ols_slope(&xs, &ys) else { continue };
         for &row in members {
-            rows.push((
-                row,
-                distinct_models.len(),
-                slope,
-                interval.map(|(low, _)| low),
-                interval.map(|(_, high)| high),
-            ));
+            rows.push((row, distinct_models.len(), slope, interval));
         }
     }
     df!(
@@ -701,8 +697,8 @@ pub fn model_size(searches: &DataFrame) -> PolarsResult<DataFrame> {
         "d90" => rows.iter().map(|r| d90[r.0] as i64).collect::<Vec<_>>(),
         "models" => rows.iter().map(|r| r.1 as i64).collect::<Vec<_>>(),
         "slope" => rows.iter().map(|r| r.2).collect::<Vec<_>>(),
-        "slope_low" => rows.iter().map(|r| r.3).collect::<Vec<_>>(),
-        "slope_high" => rows.iter().map(|r| r.4).collect::<Vec<_>>(),
+        "slope_low" => rows.iter().map(|r| r.3.map(|(low, _)| low)).collect::<Vec<_>>(),
+        "slope_high" => rows.iter().map(|r| r.3.map(|(_, high)| high)).collect::<Vec<_>>(),
     )
 }
 

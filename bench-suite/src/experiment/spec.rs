@@ -522,7 +522,7 @@ fn check(spec: SpecFile, text: &str, file: &Path) -> Result<Plan, SpecError> {
                     if value {
                         return Err(error(
                             &field(what),
-                            format!("is for `kind: trajectory`; this experiment lists `models`"),
+                            "is for `kind: trajectory`; this experiment lists `models`".to_owned(),
                         ));
                     }
                 }

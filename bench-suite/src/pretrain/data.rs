@@ -179,22 +179,29 @@ pub fn packed_key(corpus_identity: &str, tokenizer_sha256: &str, max_len: usize,
     results::hash_key(&(FORMAT, corpus_identity, tokenizer_sha256, max_len, heldout_fraction.to_bits()))
 }
 
+/// What a packed corpus is packed from and how: it keys the packed data.
+#[derive(Debug, Clone, Copy)]
+pub struct Packing<'a> {
+    /// The name recorded (`task-text`, a file's name).
+    pub corpus: &'a str,
+    /// The corpus and its files' hashes.
+    pub corpus_identity: &'a str,
+    pub max_len: usize,
+    pub heldout_fraction: f64,
+}
+
 /// Opens the packed corpus `<cache>/<key>`, packing `documents` first when it is not there.
-/// `corpus_identity` names the corpus and its files' hashes (it keys the cache); `corpus` is the
-/// name recorded.
 pub fn pack_or_open(
     cache: &Path,
-    corpus: &str,
-    corpus_identity: &str,
+    packing: Packing,
     documents: impl FnOnce() -> Result<
         Box<dyn Iterator<Item = Result<datasets::corpus::Document, datasets::Error>>>,
         DataError,
     >,
     tokenizer: &PretrainTokenizer,
-    max_len: usize,
-    heldout_fraction: f64,
     on_progress: &mut dyn FnMut(u64),
 ) -> Result<Packed, DataError> {
+    let Packing { corpus, corpus_identity, max_len, heldout_fraction } = packing;
     let key = packed_key(corpus_identity, &tokenizer.sha256, max_len, heldout_fraction);
     let dir = cache.join(&key);
     if !dir.join("packed.json").exists() {

@@ -263,16 +263,15 @@ impl Resolved {
                 CorpusSource::File { path, .. } => datasets::corpus::local_documents(path)?,
             })
         };
-        let packed = data::pack_or_open(
-            &store.home().join("pretraining-data"),
-            &corpus.name(),
-            &corpus_identity,
-            documents,
-            &tokenizer,
-            spec.max_len,
+        let corpus_name = corpus.name();
+        let packing = data::Packing {
+            corpus: &corpus_name,
+            corpus_identity: &corpus_identity,
+            max_len: spec.max_len,
             heldout_fraction,
-            on_packing,
-        )?;
+        };
+        let packed =
+            data::pack_or_open(&store.home().join("pretraining-data"), packing, documents, &tokenizer, on_packing)?;
         debug_assert_eq!(packed.key, spec.data);
         if packed.train.is_empty() {
             return Err(settings_error("corpus", format!("`{}` has no training text", corpus.name())));
