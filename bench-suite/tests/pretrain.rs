@@ -294,6 +294,7 @@ fn bad_settings_are_refused_before_anything_is_written() {
         ("micro_batch_size: 3\n", "micro_batch_size: 3 must divide batch_size 8"),
         ("mask_probability: 1.5\n", "mask_probability: must lie strictly between 0 and 1"),
         ("colour: blue\n", "unknown field `colour`"),
+        ("adam_beta2: 1.0\n", "adam_beta2: must lie in [0, 1)"),
     ] {
         let spec = write_spec(&dir, 10, 5, extra);
         let text = std::fs::read_to_string(&spec).unwrap();
@@ -316,6 +317,7 @@ fn bad_settings_are_refused_before_anything_is_written() {
             "model_type: roberta, vocab_size: 5,",
             "model.vocab_size: 5 is smaller than the tokenizer's 21 tokens",
         ),
+        ("model_type: roberta,", "model_type: bert,", "model.model_type: bert: BERT's classifier reads a pooler"),
     ] {
         let spec = write_spec(&dir, 10, 5, "");
         let text = std::fs::read_to_string(&spec).unwrap().replace(from, to);

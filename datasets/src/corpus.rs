@@ -98,6 +98,38 @@ impl Corpus {
         }
     }
 
+    /// The corpus's identity, stable before and after its files are fetched: the pinned hashes of
+    /// the task assets it reads (`task-text`), or the shard count and the pinned hub revision of
+    /// C4's URLs (whose file hashes are learned on first download, so they cannot key anything
+    /// before it).
+    pub fn identity(
+        self,
+        manifest: &Manifest,
+        content_id: impl Fn(&str) -> Result<String, Error>,
+    ) -> Result<String, Error> {
+        match self {
+            Corpus::TaskText => {
+                let ids =
+                    self.assets(manifest)?.iter().map(|asset| content_id(&asset.id)).collect::<Result<Vec<_>, _>>()?;
+                Ok(format!("{}:{}", self.name(), ids.join(",")))
+            }
+            Corpus::C4En { shards } => {
+                let asset = manifest.asset("c4-en")?;
+                let revision = asset
+                    .files
+                    .first()
+                    .and_then(|file| file.urls.first())
+                    .and_then(|url| url.split("/resolve/").nth(1))
+                    .and_then(|rest| rest.split('/').next())
+                    .ok_or_else(|| Error::Manifest {
+                        file: "manifest.yaml".into(),
+                        message: "c4-en: its URLs name no `/resolve/<revision>/`".to_owned(),
+                    })?;
+                Ok(format!("c4-en:{shards}@{revision}"))
+            }
+        }
+    }
+
     /// The corpus's documents in a fixed order, read file by file from the verified `paths` of
     /// [`Corpus::assets`] (same order).
     pub fn documents(self, paths: &[AssetPaths]) -> Result<Box<dyn Iterator<Item = Result<Document, Error>>>, Error> {

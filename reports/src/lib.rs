@@ -232,6 +232,7 @@ pub fn searches_frame(searches: &[SearchRecord], runs: &[RunRecord]) -> PolarsRe
     df!(
         "key" => strings(&|s| s.key.clone()),
         "experiment" => strings(&|s| s.plan.experiment.clone()),
+        "kind" => strings(&|s| results::serde_name(&s.plan.kind)),
         "model" => strings(&|s| s.plan.model.clone()),
         "family" => searches.iter().map(family).collect::<Vec<_>>(),
         "size" => searches.iter().map(size).collect::<Vec<_>>(),
@@ -647,17 +648,18 @@ pub fn correlations(generalization: &DataFrame) -> PolarsResult<DataFrame> {
 }
 
 /// d90 against parameter count per task and method, with the log-log slope and its 95% interval
-/// (OLS of log10 d90 on log10 parameters; an interval needs three models) where a task and method
-/// has at least two model sizes.
+/// (OLS of log10 d90 on log10 parameters, one point per model; an interval needs three models)
+/// where a task and method has at least two model sizes. Searches of `size` and `d90` experiments
+/// count, not a trajectory's (its checkpoints share one parameter count); a model searched by two
+/// experiments (the same runs, so the same d90) is one point.
 pub fn model_size(searches: &DataFrame) -> PolarsResult<DataFrame> {
-    let found = searches.clone().lazy().filter(col("outcome").eq(lit("found")).and(col("determined"))).select(by(&[
-        "task",
-        "method",
-        "mode",
-        "model",
-        "parameters",
-        "d90",
-    ]));
+    let found = searches
+        .clone()
+        .lazy()
+        .filter(col("outcome").eq(lit("found")).and(col("determined")).and(col("kind").neq(lit("trajectory"))))
+        .select(by(&["task", "method", "mode", "model", "parameters", "d90"]));
+    let found = sorted(found, &["task", "method", "parameters", "model"])
+        .unique_stable_generic(Some(by(&["task", "method", "model"])), UniqueKeepStrategy::First);
     let found = sorted(found, &["task", "method", "parameters", "model"]).collect()?;
     let column = |name: &str| -> PolarsResult<Vec<String>> {
         let values = found.column(name)?.str()?;
@@ -711,7 +713,7 @@ pub fn trajectory(searches: &DataFrame) -> PolarsResult<DataFrame> {
         searches
             .clone()
             .lazy()
-            .filter(col("pretraining").is_not_null())
+            .filter(col("kind").eq(lit("trajectory")))
             .with_column(
                 when(col("outcome").eq(lit("found")).and(col("determined")))
                     .then(col("d90"))

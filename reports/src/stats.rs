@@ -294,6 +294,7 @@ mod tests {
                     training,
                     search: Search { mode: SearchMode::Grid, d_min: 100, d_max: None, threshold: 0.9, every: None },
                     pretraining: None,
+                    kind: Default::default(),
                 },
                 architecture: None,
                 model_revision: None,

@@ -239,3 +239,21 @@ fn namesakes_with_other_identities_stay_apart() {
     assert!(table.contains("google-bert/bert-base-uncased@feedbeef0000,mrpc,said"), "{table}");
     assert!(table.contains("FacebookAI/roberta-base,mrpc,said"), "{table}");
 }
+
+/// The size figure takes one point per model from `d90` and `size` searches, never a trajectory's
+/// checkpoints; the trajectory table takes only trajectory searches.
+#[test]
+fn size_and_trajectory_sections_take_their_own_searches() {
+    let mut records = records::load(&fixtures()).unwrap();
+    let mut again = records.searches.iter().find(|s| s.key == "s000000000000001").unwrap().clone();
+    again.key = "s0000000000000s1".to_owned();
+    again.plan.experiment = "size".to_owned();
+    again.plan.kind = results::ExperimentKind::Size;
+    records.searches.push(again);
+    let report = build("fixture", "tests/fixtures/results", &records, &Paper::embedded()).unwrap();
+    let sizes = text(&report, "model_size.csv");
+    assert_eq!(sizes.lines().filter(|line| line.contains("roberta-base")).count(), 1, "{sizes}");
+    assert!(!sizes.contains("pretrained:mini"), "{sizes}");
+    let trajectory = text(&report, "trajectory.csv");
+    assert_eq!(trajectory.lines().count(), 4, "{trajectory}");
+}

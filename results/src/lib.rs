@@ -28,8 +28,8 @@ pub use run::{
     SubspaceDescription,
 };
 pub use search::{
-    Architecture, Baseline, Interval, Outcome, PretrainingRef, Probe, Search, SearchMode, SearchOutcome, SearchPlan,
-    SearchRecord, Training,
+    Architecture, Baseline, ExperimentKind, Interval, Outcome, PretrainingRef, Probe, Search, SearchMode,
+    SearchOutcome, SearchPlan, SearchRecord, Training,
 };
 
 use std::fs::File;

@@ -23,7 +23,8 @@ pub struct PretrainSpec {
     pub tokenizer_sha256: String,
     /// The corpus by name (`datasets::corpus`): `task-text`, `c4-en`, ...
     pub corpus: String,
-    /// The packed corpus's identity (sha256 of its token files' description and contents).
+    /// The packed corpus's key: a hash of the packing format, the corpus's identity (its pinned
+    /// hashes or revision), the tokenizer's sha256, `max_len` and the held-out fraction.
     pub data: String,
     /// Tokens per sequence, `[CLS]`/`<s>` and the final separator included.
     pub max_len: usize,
@@ -94,7 +95,7 @@ pub struct PretrainingRecord {
     /// Tokens in the training and held-out parts of the packed corpus.
     pub train_tokens: u64,
     pub heldout_tokens: u64,
-    /// Seconds of training over every process, and tokens (padding included) per second.
+    /// Seconds of training over every process, and sequence tokens (padding excluded) per second.
     pub wall_time_s: f64,
     pub tokens_per_s: f64,
     pub provenance: Provenance,

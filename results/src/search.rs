@@ -131,6 +131,35 @@ pub struct SearchPlan {
     /// experiments); absent for every other model, so the keys of such searches are unchanged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pretraining: Option<PretrainingRef>,
+    /// The kind of experiment the search belongs to (which report section it feeds); absent for
+    /// `d90`, so the keys of searches written before kinds existed are unchanged.
+    #[serde(default, skip_serializing_if = "ExperimentKind::is_d90")]
+    pub kind: ExperimentKind,
+}
+
+/// What an experiment measures, which decides the rest of its fields, what it expands into and
+/// where the report puts its searches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExperimentKind {
+    /// d90 of each model x task x method against full fine-tuning (the paper's Table 1). The
+    /// default.
+    #[default]
+    D90,
+    /// d90 along a pre-training (the paper's section 5.2): `pretraining: <name>` (a pre-training
+    /// of the spec's `pretraining:` map) and optionally `updates: [..]` (default: every
+    /// checkpoint it writes), instead of `models`; one search per checkpoint x task x method.
+    Trajectory,
+    /// d90 against model size (section 5.3): two or more `models` (manifest checkpoints, local
+    /// folders, or `pretrained:<name>` for the last checkpoint of one of the spec's
+    /// pre-trainings), expanded as `d90` is.
+    Size,
+}
+
+impl ExperimentKind {
+    pub fn is_d90(&self) -> bool {
+        *self == ExperimentKind::D90
+    }
 }
 
 /// A checkpoint of a pre-training the spec runs: its name in the spec and its update. (Its

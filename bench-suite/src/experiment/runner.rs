@@ -284,11 +284,12 @@ impl Runner {
             if !self.pretrainings.contains_key(&produced.pretraining) {
                 let resolved =
                     crate::pretrain::resolve(&produced.settings, &produced.base, &self.store, &self.out, device)
-                        .map_err(|err| {
-                            origin.error(
-                                &format!("models[{}]", origin.model_index),
-                                format!("{}: {err}", produced.name()),
-                            )
+                        .map_err(|err| match err {
+                            // The pre-training's own settings: name the field under `pretraining:`.
+                            crate::pretrain::PretrainError::Settings { field, message } => {
+                                origin.error(&format!("pretraining.{}.{field}", produced.pretraining), message)
+                            }
+                            err => origin.error(&format!("pretraining.{}", produced.pretraining), err.to_string()),
                         })?;
                 self.pretrainings.insert(produced.pretraining.clone(), resolved);
             }
@@ -461,15 +462,19 @@ impl Runner {
             return Ok(());
         }
         let _lock = self.results.lock(&format!("pretraining-{key}"))?;
+        // Another process (a shard) may have finished it while this one waited for the lock.
+        if let Some(record) = finished(&record_path) {
+            on_event(Event::PretrainingFinished { name, record: &record, reused: true });
+            return Ok(());
+        }
         on_event(Event::PretrainingStarted { name, key: &key, updates: resolved.spec.updates });
-        let reused = record_path.exists();
         let prepared = resolved.pack(&self.store, &mut |_| {}).map_err(error)?;
         let finished = crate::pretrain::pretrain(&prepared, device, Default::default(), &mut |report| {
             on_event(Event::PretrainingUpdate(report))
         })
         .map_err(error)?;
         let crate::pretrain::Finished::Completed(record) = finished else { unreachable!("no update limit was given") };
-        on_event(Event::PretrainingFinished { name, record: &record, reused });
+        on_event(Event::PretrainingFinished { name, record: &record, reused: false });
         Ok(())
     }
 

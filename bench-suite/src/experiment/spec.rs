@@ -42,6 +42,7 @@ use crate::pretrain::{PretrainSettings, checkpoint_updates_of};
 use crate::reference::{Checkpoint, ModelRef, Produced, Subject, TaskRef};
 use crate::tokenize::DEFAULT_MAX_LEN;
 use datasets::local::LocalTaskSpec;
+pub use results::search::ExperimentKind;
 use results::search::{Method, PretrainingRef, Search, SearchMode, SearchPlan, Training, d_grid_every};
 use results::{Compat, DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, LambdaGrouping, Mode, Precision, Scope};
 use std::sync::Arc;
@@ -151,24 +152,6 @@ pub struct MethodSpec {
     pub scope: Option<Scope>,
     pub grouping: Option<LambdaGrouping>,
     pub compat: Option<Compat>,
-}
-
-/// What an experiment measures, which decides the rest of its fields and what it expands into.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ExperimentKind {
-    /// d90 of each model x task x method against full fine-tuning (the paper's Table 1): expands
-    /// into one [`PlannedSearch`] per combination. The default.
-    #[default]
-    D90,
-    /// d90 along a pre-training (the paper's section 5.2): `pretraining: <name>` (a pre-training
-    /// of the spec's `pretraining:` map) and optionally `updates: [..]` (default: every
-    /// checkpoint it writes), instead of `models`; one search per checkpoint x task x method.
-    Trajectory,
-    /// d90 against model size (section 5.3): two or more `models` (manifest checkpoints, local
-    /// folders, or `pretrained:<name>` for the last checkpoint of one of the spec's
-    /// pre-trainings), expanded as `d90` is.
-    Size,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -542,7 +525,7 @@ fn check(spec: SpecFile, text: &str, file: &Path) -> Result<Plan, SpecError> {
                     ));
                 }
                 let Some(name) = &experiment.pretraining else {
-                    return Err(error(&field("name"), "a trajectory needs `pretraining: <name>`".to_owned()));
+                    return Err(error(&field("pretraining"), "a trajectory needs `pretraining: <name>`".to_owned()));
                 };
                 let settings = pretrainings
                     .get(name)
@@ -760,6 +743,7 @@ fn check(spec: SpecFile, text: &str, file: &Path) -> Result<Plan, SpecError> {
                             }
                             _ => None,
                         },
+                        kind: experiment.kind,
                     };
                     searches.push(PlannedSearch { plan, subject: subject.clone(), origin: origin.clone() });
                 }

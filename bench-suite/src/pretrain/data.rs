@@ -208,16 +208,16 @@ pub fn pack_or_open(
         let staging = cache.join(format!("{key}.partial-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&staging);
         std::fs::create_dir_all(&staging).map_err(io_error(&staging))?;
-        let description = pack(&staging, corpus, documents()?, tokenizer, max_len, heldout_fraction, on_progress);
-        let description = match description {
-            Ok(description) => description,
-            Err(err) => {
-                let _ = std::fs::remove_dir_all(&staging);
-                return Err(err);
-            }
-        };
-        results::write_atomically(&staging.join("packed.json"), &description)
-            .map_err(|err| DataError::Io { path: err.path, source: err.source })?;
+        let packed = documents().and_then(|documents| {
+            let description = pack(&staging, corpus, documents, tokenizer, max_len, heldout_fraction, on_progress)?;
+            results::write_atomically(&staging.join("packed.json"), &description)
+                .map_err(|err| DataError::Io { path: err.path, source: err.source })
+        });
+        // Nothing half-packed stays behind.
+        if let Err(err) = packed {
+            let _ = std::fs::remove_dir_all(&staging);
+            return Err(err);
+        }
         // Another process may have packed the same corpus meanwhile: the same bytes by
         // construction, so either copy serves.
         if std::fs::rename(&staging, &dir).is_err() {

@@ -19,7 +19,9 @@
 //! has finished, `record.json` ([`PretrainingRecord`]). The data order of epoch `e` is a
 //! permutation drawn from `(seed, e)`, the masks from `(seed, epoch, sequence)` and dropout is
 //! reseeded before every forward pass, so a run killed at any moment and started again ends with
-//! bit-identical weights (on the same device and thread count).
+//! bit-identical weights (on a CPU with the same thread count; on CUDA, the backward passes of
+//! embeddings and `index_select` accumulate with atomics, so a resumed run is close but not
+//! bit-identical).
 
 pub mod data;
 pub mod masking;
@@ -69,8 +71,8 @@ pub struct PretrainSettings {
     pub micro_batch_size: Option<usize>,
     #[serde(default = "default_lr")]
     pub lr: f64,
-    /// Defaults to 6% of `updates` (RoBERTa-Base: 24k of 500k... of its 500k schedule, 4.8%; 6%
-    /// is RoBERTa's fine-tuning warmup and keeps short runs stable).
+    /// Defaults to 6% of `updates` (RoBERTa-Base warmed up for 24k of its 500k updates, 4.8%; 6% is
+    /// RoBERTa's fine-tuning warmup and keeps short runs stable).
     #[serde(default)]
     pub warmup_updates: Option<usize>,
     #[serde(default = "default_weight_decay")]
@@ -177,8 +179,6 @@ pub struct Resolved {
     pub config: Config,
     pub tokenizer: PretrainTokenizer,
     corpus: CorpusSource,
-    /// The corpus's verified assets (for a named corpus).
-    corpus_paths: Vec<datasets::store::AssetPaths>,
     /// The corpus and its files' identities (part of the packed data's key).
     corpus_identity: String,
     heldout_fraction: f64,
@@ -201,14 +201,11 @@ pub fn resolve(
     let tokenizer_path = tokenizer_path(&settings.tokenizer, base, store)?;
     let tokenizer = PretrainTokenizer::from_file(&tokenizer_path)?;
     let (model, config) = model_config(&settings.model, base, &tokenizer, settings.max_len)?;
-    let (corpus_paths, corpus_identity) = match &corpus {
-        CorpusSource::Named(named) => {
-            let assets = named.assets(store.manifest())?;
-            let paths = assets.iter().map(|asset| store.ensure_asset(asset)).collect::<Result<Vec<_>, _>>()?;
-            let ids = assets.iter().map(|asset| store.content_id(&asset.id)).collect::<Result<Vec<_>, _>>()?;
-            (paths, format!("{}:{}", named.name(), ids.join(",")))
-        }
-        CorpusSource::File { sha256, .. } => (Vec::new(), format!("file:{sha256}")),
+    // The corpus's identity keys the packed data and so the pre-training; its files are fetched
+    // only when it is packed (C4's shards are tens of GB).
+    let corpus_identity = match &corpus {
+        CorpusSource::Named(named) => named.identity(store.manifest(), |id| store.content_id(id))?,
+        CorpusSource::File { sha256, .. } => format!("file:{sha256}"),
     };
     let updates = settings.updates;
     let spec = PretrainSpec {
@@ -234,16 +231,7 @@ pub fn resolve(
         device: if device.is_cuda() { "cuda".to_owned() } else { "cpu".to_owned() },
     };
     let dir = out.join("pretraining").join(spec.key());
-    Ok(Resolved {
-        spec,
-        config,
-        tokenizer,
-        corpus,
-        corpus_paths,
-        corpus_identity,
-        heldout_fraction: settings.heldout_fraction,
-        dir,
-    })
+    Ok(Resolved { spec, config, tokenizer, corpus, corpus_identity, heldout_fraction: settings.heldout_fraction, dir })
 }
 
 impl Resolved {
@@ -256,10 +244,15 @@ impl Resolved {
     /// Packs the corpus into the store's cache (once per corpus, tokenizer, length and held-out
     /// fraction; `on_packing` sees the documents read so far).
     pub fn pack(self, store: &Store, on_packing: &mut dyn FnMut(u64)) -> Result<Prepared, PretrainError> {
-        let Resolved { spec, config, tokenizer, corpus, corpus_paths, corpus_identity, heldout_fraction, dir } = self;
+        let Resolved { spec, config, tokenizer, corpus, corpus_identity, heldout_fraction, dir } = self;
+        // Fetched (and verified) only when the corpus is not packed yet.
         let documents = || -> Result<_, data::DataError> {
             Ok(match &corpus {
-                CorpusSource::Named(named) => named.documents(&corpus_paths)?,
+                CorpusSource::Named(named) => {
+                    let assets = named.assets(store.manifest())?;
+                    let paths = assets.iter().map(|asset| store.ensure_asset(asset)).collect::<Result<Vec<_>, _>>()?;
+                    named.documents(&paths)?
+                }
                 CorpusSource::File { path, .. } => datasets::corpus::local_documents(path)?,
             })
         };
@@ -335,7 +328,15 @@ impl CorpusSource {
 /// Checks the numbers of `settings` (what needs no file or asset).
 pub fn check_numbers(settings: &PretrainSettings) -> Result<(), PretrainError> {
     let micro = settings.micro_batch_size.unwrap_or(settings.batch_size);
-    let checks: [(&str, bool, String); 9] = [
+    let checks: [(&str, bool, String); 13] = [
+        ("weight_decay", settings.weight_decay >= 0.0 && settings.weight_decay < 1.0, "must lie in [0, 1)".to_owned()),
+        ("adam_beta2", settings.adam_beta2 >= 0.0 && settings.adam_beta2 < 1.0, "must lie in [0, 1)".to_owned()),
+        ("adam_eps", settings.adam_eps > 0.0 && settings.adam_eps.is_finite(), "must be positive".to_owned()),
+        (
+            "max_grad_norm",
+            settings.max_grad_norm >= 0.0 && settings.max_grad_norm.is_finite(),
+            "must be 0 (no clipping) or positive".to_owned(),
+        ),
         ("updates", settings.updates > 0, "must be at least 1".to_owned()),
         ("batch_size", settings.batch_size > 0, "must be at least 1".to_owned()),
         (
@@ -417,6 +418,14 @@ fn model_config(
     map.entry("max_position_embeddings").or_insert(positions.into());
     let value = serde_json::Value::Object(map);
     let config = Config::from_json(&value.to_string()).map_err(|err| settings_error("model", err.to_string()))?;
+    if config.model_type == ModelType::Bert {
+        return Err(settings_error(
+            "model.model_type",
+            "bert: BERT's classifier reads a pooler that MLM pre-training does not train (HF's BertForMaskedLM \
+             has none), so its checkpoints could not be fine-tuned here; pre-train `roberta` (the paper's \
+             section 5.2 pre-trains RoBERTa)",
+        ));
+    }
     if (config.vocab_size as usize) < tokenizer.vocab_size {
         return Err(settings_error(
             "model.vocab_size",
@@ -450,7 +459,7 @@ pub struct UpdateReport {
     /// Mean MLM loss of the update's predicted tokens.
     pub loss: f64,
     pub lr: f64,
-    /// Tokens (padding included) per second in this process so far.
+    /// Tokens (sequence tokens, padding excluded) per second in this process so far.
     pub tokens_per_s: f64,
     /// The held-out loss, at updates that wrote a checkpoint.
     pub heldout_loss: Option<f64>,
@@ -561,6 +570,7 @@ pub fn pretrain(
     let mut order: Option<(u64, Vec<u32>)> = None;
     while state.update < spec.updates {
         if limits.max_updates_this_process.is_some_and(|max| state.update - updates_before >= max) {
+            save(&state, &optimizer)?;
             return Ok(Finished::Stopped { update: state.update });
         }
         // The update's sequences: positions `update * batch_size ..` of the epochs' orders.

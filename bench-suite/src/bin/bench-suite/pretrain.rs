@@ -20,7 +20,7 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     spec: PathBuf,
     /// The results folder; the pre-training goes to <OUT>/pretraining/<key>/.
-    #[arg(long, value_name = "DIR", default_value = "runs/pretraining")]
+    #[arg(long, value_name = "DIR", default_value = "runs")]
     out: PathBuf,
     /// cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
@@ -75,6 +75,9 @@ pub fn run(args: Args) -> Result<()> {
         indicatif::ProgressStyle::with_template("{msg} {bar:30} {pos}/{len} updates {elapsed_precise} eta {eta}")
             .expect("valid template"),
     );
+    // One process per pre-training: a second one waits here (its key's lock, which the kernel
+    // drops if the holder dies), then finds the work done or resumes it.
+    let _lock = results::ResultsDir::at(&args.out).lock(&format!("pretraining-{}", prepared.spec.key()))?;
     let limits = RunLimits { max_updates_this_process: args.max_updates_this_process };
     let finished = pretrain::pretrain(&prepared, device, limits, &mut |report: UpdateReport| {
         progress.set_position(report.update as u64);
