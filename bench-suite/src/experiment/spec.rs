@@ -968,10 +968,34 @@ experiments:
         );
         check(
             "  - name: first\n",
-            "  - name: first\n    kind: trajectory\n",
+            "  - name: first\n    kind: timeline\n",
             Some(15),
             "experiments[0].kind",
-            "unknown variant `trajectory`, expected `d90`",
+            "unknown variant `timeline`, expected one of `d90`, `trajectory`, `size`",
+        );
+        // A trajectory fine-tunes a pre-training's checkpoints, named by `pretraining`, not
+        // `models`; a size experiment compares two or more models; a `pretrained:` model names a
+        // pre-training of the spec.
+        check(
+            "  - name: first\n",
+            "  - name: first\n    kind: trajectory\n",
+            Some(16),
+            "experiments[0].models",
+            "a trajectory fine-tunes the checkpoints of its `pretraining`, not `models`",
+        );
+        check(
+            "  - name: first\n",
+            "  - name: first\n    kind: size\n",
+            Some(16),
+            "experiments[0].models",
+            "a size experiment compares models: list at least two",
+        );
+        check(
+            "models: [synthetic/tiny-bert]\n    tasks",
+            "models: [pretrained:nothing]\n    tasks",
+            Some(15),
+            "experiments[0].models[0]",
+            "no pre-training `nothing` under `pretraining:` (defined: none)",
         );
         check("  - name: second", "  - name: first", Some(18), "experiments[1].name", "names two experiments");
         // Values out of range.
