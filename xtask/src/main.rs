@@ -34,7 +34,7 @@ the two commands of a fresh machine:
   test             the one test command: setup, fmt --check, clippy -D warnings, cargo test
 
 more:
-  fetch            bring datasets and checkpoints into the verified cache (default: all assets)
+  fetch            bring datasets and checkpoints into the verified cache (default: all but on-demand corpora)
   finetune         fine-tune once (full, DID or SAID) and print the result as JSON
   pretrain         MLM pre-training from scratch from a YAML file (resumable; HF checkpoints)
   report           regenerate a preset's report from its results (--check: fail on drift)
