@@ -77,6 +77,8 @@ pub fn run(args: Args) -> Result<()> {
     );
     // One process per pre-training: a second one waits here (its key's lock, which the kernel
     // drops if the holder dies), then finds the work done or resumes it.
+    let locks = args.out.join("locks");
+    std::fs::create_dir_all(&locks).with_context(|| format!("create {}", locks.display()))?;
     let _lock = results::ResultsDir::at(&args.out).lock(&format!("pretraining-{}", prepared.spec.key()))?;
     let limits = RunLimits { max_updates_this_process: args.max_updates_this_process };
     let finished = pretrain::pretrain(&prepared, device, limits, &mut |report: UpdateReport| {
