@@ -431,7 +431,11 @@ fn manifest_errors_name_the_file_and_line() {
         Manifest::parse("assets:\n  - id: a\n    description: x\n    files: []\n", Path::new("m.yaml")).unwrap_err();
     assert!(err.to_string().contains("has no files"), "{err}");
     let shipped = Manifest::embedded();
-    assert_eq!(shipped.assets.len(), 11);
+    assert_eq!(shipped.assets.len(), 12);
+    // The pre-training corpus: 64 C4 shards, fetched only on demand.
+    let c4 = shipped.asset("c4-en").unwrap();
+    assert!(c4.on_demand && c4.files.len() == datasets::corpus::C4_SHARDS, "{c4:?}");
+    assert_eq!(shipped.assets.iter().filter(|asset| asset.on_demand).count(), 1);
     let err = shipped.asset("glue-cola").unwrap_err().to_string();
     assert!(err.contains("glue-cola") && err.contains("glue-sst2"), "{err}");
 }
