@@ -536,3 +536,37 @@ impl Subject {
         }
     }
 }
+
+/// The `tokenizer.json` a pre-training's `tokenizer` setting names: a file (`*.json`, relative to
+/// `base`) or a model (a manifest id, `org/name@<commit>`, a local folder) whose tokenizer it is.
+/// Errors are `PretrainError::Settings` on the `tokenizer` field.
+pub fn pretraining_tokenizer(
+    name: &str,
+    base: &Path,
+    store: &Store,
+) -> Result<PathBuf, crate::pretrain::PretrainError> {
+    let error = |message: String| crate::pretrain::PretrainError::Settings { field: "tokenizer".to_owned(), message };
+    if name.ends_with(".json") {
+        let path = base.join(name);
+        if !path.is_file() {
+            return Err(error(format!("{} is not a file", path.display())));
+        }
+        return Ok(path);
+    }
+    match ModelRef::resolve(name, base, store.manifest(), &mut BTreeMap::new()).map_err(error)? {
+        ModelRef::Checkpoint(checkpoint) => Ok(checkpoint.files(store)?.tokenizer),
+        ModelRef::Synthetic { .. } => Err(error(format!("`{name}` is a synthetic model, which has no tokenizer"))),
+    }
+}
+
+/// [`crate::pretrain::resolve`] with the tokenizer the settings name.
+pub fn resolve_pretraining(
+    settings: &crate::pretrain::PretrainSettings,
+    base: &Path,
+    store: &Store,
+    out: &Path,
+    device: tch::Device,
+) -> Result<crate::pretrain::Resolved, crate::pretrain::PretrainError> {
+    let tokenizer = pretraining_tokenizer(&settings.tokenizer, base, store)?;
+    crate::pretrain::resolve(settings, &tokenizer, base, store, out, device)
+}

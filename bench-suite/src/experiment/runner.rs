@@ -282,15 +282,20 @@ impl Runner {
         for PlannedSearch { subject, origin, .. } in searches {
             let Subject::Text { model: Checkpoint::Produced(produced), .. } = subject else { continue };
             if !self.pretrainings.contains_key(&produced.pretraining) {
-                let resolved =
-                    crate::pretrain::resolve(&produced.settings, &produced.base, &self.store, &self.out, device)
-                        .map_err(|err| match err {
-                            // The pre-training's own settings: name the field under `pretraining:`.
-                            crate::pretrain::PretrainError::Settings { field, message } => {
-                                origin.error(&format!("pretraining.{}.{field}", produced.pretraining), message)
-                            }
-                            err => origin.error(&format!("pretraining.{}", produced.pretraining), err.to_string()),
-                        })?;
+                let resolved = crate::reference::resolve_pretraining(
+                    &produced.settings,
+                    &produced.base,
+                    &self.store,
+                    &self.out,
+                    device,
+                )
+                .map_err(|err| match err {
+                    // The pre-training's own settings: name the field under `pretraining:`.
+                    crate::pretrain::PretrainError::Settings { field, message } => {
+                        origin.error(&format!("pretraining.{}.{field}", produced.pretraining), message)
+                    }
+                    err => origin.error(&format!("pretraining.{}", produced.pretraining), err.to_string()),
+                })?;
                 self.pretrainings.insert(produced.pretraining.clone(), resolved);
             }
             let resolved = &self.pretrainings[&produced.pretraining];

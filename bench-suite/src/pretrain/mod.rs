@@ -35,7 +35,6 @@ use sha2::{Digest, Sha256};
 use tch::{Device, Kind, Reduction, Tensor, nn};
 
 use datasets::corpus::Corpus;
-use datasets::manifest::Manifest;
 use datasets::store::Store;
 use results::{Precision, PretrainCheckpoint, PretrainSpec, PretrainingRecord, Provenance};
 
@@ -43,7 +42,6 @@ use crate::models::bert::initialise_from_scratch;
 use crate::models::{Config, MaskedLm, ModelType};
 use crate::optim::{self, AdamConfig, AdamW};
 use crate::precision::Autocast;
-use crate::reference::{Checkpoint, ModelRef};
 use data::{Packed, PretrainTokenizer, Sequences};
 
 /// A pre-training as a user writes it (a YAML file, or a block of a spec): everything but
@@ -189,8 +187,13 @@ pub struct Resolved {
 /// Checks `settings` (paths relative to `base`), fetches the tokenizer and the corpus's assets,
 /// and keys the pre-training: its key is known before the corpus is packed. Nothing is written
 /// under `out`.
+///
+/// `tokenizer` is the `tokenizer.json` that `settings.tokenizer` names, found by the caller
+/// (`reference::pretraining_tokenizer`: a model's tokenizer or a file), so that this module does
+/// not depend on model references, which name its checkpoints.
 pub fn resolve(
     settings: &PretrainSettings,
+    tokenizer: &Path,
     base: &Path,
     store: &Store,
     out: &Path,
@@ -198,8 +201,7 @@ pub fn resolve(
 ) -> Result<Resolved, PretrainError> {
     check_numbers(settings)?;
     let corpus = CorpusSource::resolve(&settings.corpus, base)?;
-    let tokenizer_path = tokenizer_path(&settings.tokenizer, base, store)?;
-    let tokenizer = PretrainTokenizer::from_file(&tokenizer_path)?;
+    let tokenizer = PretrainTokenizer::from_file(tokenizer)?;
     let (model, config) = model_config(&settings.model, base, &tokenizer, settings.max_len)?;
     // The corpus's identity keys the packed data and so the pre-training; its files are fetched
     // only when it is packed (C4's shards are tens of GB).
@@ -369,26 +371,6 @@ pub fn check_numbers(settings: &PretrainSettings) -> Result<(), PretrainError> {
         }
     }
     Ok(())
-}
-
-/// The `tokenizer.json` a pre-training's `tokenizer` names.
-fn tokenizer_path(name: &str, base: &Path, store: &Store) -> Result<PathBuf, PretrainError> {
-    if name.ends_with(".json") {
-        let path = base.join(name);
-        if !path.is_file() {
-            return Err(settings_error("tokenizer", format!("{} is not a file", path.display())));
-        }
-        return Ok(path);
-    }
-    let manifest: &Manifest = store.manifest();
-    let model = ModelRef::resolve(name, base, manifest, &mut BTreeMap::new())
-        .map_err(|message| settings_error("tokenizer", message))?;
-    match model {
-        ModelRef::Checkpoint(checkpoint) => Ok(Checkpoint::files(&checkpoint, store)?.tokenizer),
-        ModelRef::Synthetic { .. } => {
-            Err(settings_error("tokenizer", format!("`{name}` is a synthetic model, which has no tokenizer")))
-        }
-    }
 }
 
 /// The encoder's HF config as a JSON object, with `vocab_size`, `pad_token_id` and

@@ -54,7 +54,7 @@ pub fn run(args: Args) -> Result<()> {
         indicatif::ProgressStyle::with_template("packing {msg} {pos} documents {elapsed_precise}").expect("valid"),
     );
     packing.set_message(settings.corpus.clone());
-    let prepared = pretrain::resolve(&settings, &base, &store, &args.out, device)
+    let prepared = bench_suite::reference::resolve_pretraining(&settings, &base, &store, &args.out, device)
         .and_then(|resolved| resolved.pack(&store, &mut |documents| packing.set_position(documents)))
         .with_context(|| format!("pre-training file {}", args.spec.display()))?;
     packing.finish_and_clear();
