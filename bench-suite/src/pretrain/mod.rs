@@ -588,15 +588,7 @@ pub fn pretrain(
         for (micro, chunk) in sequences.chunks(spec.micro_batch_size).enumerate() {
             tch::manual_seed(derived_seed(spec.seed, "dropout", (state.update * micro_batches + micro) as u64));
             let batch = MaskedBatch::new(chunk, prepared.tokenizer.pad_id, device);
-            let logits = spec.precision.run(device, || {
-                model.forward_at(&batch.input_ids, &batch.attention_mask, &batch.token_type_ids, &batch.positions, true)
-            });
-            let loss_sum = logits.to_kind(Kind::Float).log_softmax(-1, Kind::Float).nll_loss_nd::<Tensor>(
-                &batch.labels,
-                None,
-                Reduction::Sum,
-                -100,
-            );
+            let loss_sum = batch.summed_loss(&model, spec.precision, device, true);
             loss_total += loss_sum.double_value(&[]);
             (loss_sum / predicted.max(1) as f64).backward();
         }
@@ -674,6 +666,20 @@ struct MaskedBatch {
 }
 
 impl MaskedBatch {
+    /// The MLM cross-entropy summed over the batch's predicted tokens (computed in f32 whatever
+    /// the forward's precision), a scalar tensor that training backpropagates.
+    fn summed_loss(&self, model: &MaskedLm, precision: Precision, device: Device, train: bool) -> Tensor {
+        let logits = precision.run(device, || {
+            model.forward_at(&self.input_ids, &self.attention_mask, &self.token_type_ids, &self.positions, train)
+        });
+        logits.to_kind(Kind::Float).log_softmax(-1, Kind::Float).nll_loss_nd::<Tensor>(
+            &self.labels,
+            None,
+            Reduction::Sum,
+            -100,
+        )
+    }
+
     fn new(sequences: &[masking::Masked], pad_id: u32, device: Device) -> MaskedBatch {
         let longest = sequences.iter().map(|masked| masked.input.len()).max().unwrap_or(0);
         let mut ids = Vec::with_capacity(sequences.len() * longest);
@@ -729,16 +735,7 @@ pub fn heldout_loss(
     let (mut loss_sum, mut predicted) = (0.0, 0usize);
     for chunk in sequences.chunks(spec.micro_batch_size) {
         let batch = MaskedBatch::new(chunk, tokenizer.pad_id, device);
-        let logits = spec.precision.run(device, || {
-            model.forward_at(&batch.input_ids, &batch.attention_mask, &batch.token_type_ids, &batch.positions, false)
-        });
-        let loss = logits.to_kind(Kind::Float).log_softmax(-1, Kind::Float).nll_loss_nd::<Tensor>(
-            &batch.labels,
-            None,
-            Reduction::Sum,
-            -100,
-        );
-        loss_sum += loss.double_value(&[]);
+        loss_sum += batch.summed_loss(model, spec.precision, device, false).double_value(&[]);
         predicted += chunk.iter().map(|masked| masked.targets.len()).sum::<usize>();
     }
     Ok(loss_sum / predicted.max(1) as f64)
