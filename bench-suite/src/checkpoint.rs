@@ -1,5 +1,6 @@
-//! Loading HF checkpoints (`model.safetensors`) into a model's variables, and initialising what the
-//! checkpoint does not have (task heads) from a recorded seed.
+//! Loading HF checkpoints (`model.safetensors`, or `pytorch_model.bin` through [`pytorch_bin`]) into
+//! a model's variables, and initialising what the checkpoint does not have (task heads) from a
+//! recorded seed.
 //!
 //! Checkpoint names are matched to variable names as HF `transformers` (5.24.0,
 //! `PreTrainedModel._load_pretrained_model` and `conversion_mapping.py`'s `legacy` renamings)
@@ -23,6 +24,10 @@ use std::path::Path;
 use tch::{Kind, Tensor, nn};
 
 use subspace::random;
+
+pub mod pytorch_bin;
+
+pub use pytorch_bin::WeightsFormat;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
@@ -205,16 +210,37 @@ pub fn safetensors_shapes(path: &Path) -> Result<BTreeMap<String, Vec<i64>>, Che
         .collect()
 }
 
+/// The tensor names and shapes of the weights file at `path`, whichever its format: from the
+/// header of a safetensors file, or by reading a `torch.save` file (which has no header).
+pub fn tensor_shapes(path: &Path) -> Result<BTreeMap<String, Vec<i64>>, CheckpointError> {
+    match pytorch_bin::format_of(path)? {
+        WeightsFormat::Safetensors => safetensors_shapes(path),
+        WeightsFormat::TorchSave => {
+            Ok(pytorch_bin::read(path)?.into_iter().map(|(name, tensor)| (name, tensor.size())).collect())
+        }
+    }
+}
+
+/// The tensors of the weights file at `path` (safetensors or a `torch.save` file), on the CPU.
+pub fn read_tensors(path: &Path) -> Result<BTreeMap<String, Tensor>, CheckpointError> {
+    let tensors = match pytorch_bin::format_of(path)? {
+        WeightsFormat::Safetensors => Tensor::read_safetensors(path)
+            .map_err(|err| CheckpointError::Read { path: path.display().to_string(), message: err.to_string() })?,
+        WeightsFormat::TorchSave => pytorch_bin::read(path)?,
+    };
+    Ok(tensors.into_iter().collect())
+}
+
 /// Checks, before any training, that the checkpoint at `path` fits a model whose variables are
 /// `layout` (names and shapes, e.g. `shapes::sequence_classifier`): the same matching and checks
-/// as [`load`], from the file's header alone.
+/// as [`load`], from the header of a safetensors file (a `torch.save` file, which has none, is read).
 pub fn check(
     path: &Path,
     layout: &[(String, Vec<i64>)],
     encoder_prefix: &str,
     head: Head,
 ) -> Result<(), CheckpointError> {
-    let tensors = safetensors_shapes(path)?;
+    let tensors = tensor_shapes(path)?;
     let variables: BTreeMap<String, Vec<i64>> = layout.iter().cloned().collect();
     place(&path.display().to_string(), &tensors, &variables, encoder_prefix, head).map(|_| ())
 }
@@ -238,10 +264,7 @@ pub fn load(
     init_std: f64,
 ) -> Result<LoadReport, CheckpointError> {
     let shown = path.display().to_string();
-    let tensors: BTreeMap<String, Tensor> = Tensor::read_safetensors(path)
-        .map_err(|err| CheckpointError::Read { path: shown.clone(), message: err.to_string() })?
-        .into_iter()
-        .collect();
+    let tensors = read_tensors(path)?;
     let variables: BTreeMap<String, Tensor> = vs.variables().into_iter().collect();
     let shapes = |tensors: &BTreeMap<String, Tensor>| -> BTreeMap<String, Vec<i64>> {
         tensors.iter().map(|(name, tensor)| (name.clone(), tensor.size())).collect()

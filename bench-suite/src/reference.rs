@@ -30,6 +30,13 @@ pub struct ModelFiles {
     pub tokenizer: PathBuf,
 }
 
+/// The weights file of the HF-format folder `folder`: `model.safetensors`, else
+/// `pytorch_model.bin` (the order in which HF's `from_pretrained` looks for them); `None` when it
+/// has neither.
+pub fn weights_file(folder: &Path) -> Option<PathBuf> {
+    ["model.safetensors", "pytorch_model.bin"].into_iter().map(|name| folder.join(name)).find(|path| path.is_file())
+}
+
 /// A local HF-format folder (what `save_pretrained` writes, with the tokenizer's `tokenizer.json`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalModel {
@@ -64,38 +71,28 @@ impl LocalModel {
         Ok(())
     }
 
-    /// Opens the folder `path` and hashes its files.
+    /// Opens the folder `path` and hashes its files. The weights are `model.safetensors`, or
+    /// `pytorch_model.bin` (a `torch.save` file) when the folder has no safetensors, as HF prefers.
     ///
     /// # Errors
-    /// The folder or one of its files is missing (a `pytorch_model.bin` without
-    /// `model.safetensors` is named as such), or cannot be read.
+    /// The folder or one of its files is missing, or cannot be read.
     pub fn open(path: &Path) -> Result<LocalModel, String> {
+        const WHAT: &str = "a local model is a folder with config.json, model.safetensors (or pytorch_model.bin) \
+                            and tokenizer.json";
         if !path.is_dir() {
-            return Err(format!(
-                "{}: no such folder (a local model is a folder with config.json, model.safetensors and tokenizer.json)",
-                path.display()
-            ));
+            return Err(format!("{}: no such folder ({WHAT})", path.display()));
         }
         let file = |name: &str| -> Result<PathBuf, String> {
             let file = path.join(name);
             if file.is_file() {
                 return Ok(file);
             }
-            if name == "model.safetensors" && path.join("pytorch_model.bin").is_file() {
-                return Err(format!(
-                    "{}: has pytorch_model.bin but no model.safetensors; the suite reads safetensors (convert with \
-                     `transformers`: `AutoModel.from_pretrained(folder).save_pretrained(folder, safe_serialization=True)`)",
-                    path.display()
-                ));
-            }
-            Err(format!(
-                "{}: no {name} (a local model is a folder with config.json, model.safetensors and tokenizer.json)",
-                path.display()
-            ))
+            Err(format!("{}: no {name} ({WHAT})", path.display()))
         };
         let files = ModelFiles {
             config: file("config.json")?,
-            weights: file("model.safetensors")?,
+            weights: weights_file(path)
+                .ok_or_else(|| format!("{}: no model.safetensors and no pytorch_model.bin ({WHAT})", path.display()))?,
             tokenizer: file("tokenizer.json")?,
         };
         let mut hashes = BTreeMap::new();
@@ -224,7 +221,8 @@ impl Checkpoint {
         };
         Ok(ModelFiles {
             config: paths.file("config.json"),
-            weights: paths.file("model.safetensors"),
+            // An asset lists the weights it publishes: safetensors, or only a torch.save file.
+            weights: weights_file(&paths.root.join("files")).unwrap_or_else(|| paths.file("model.safetensors")),
             tokenizer: paths.file("tokenizer.json"),
         })
     }
