@@ -63,35 +63,50 @@ pub struct LoadReport {
 const LEGACY_SUFFIXES: [(&str, &str); 2] =
     [("LayerNorm.gamma", "LayerNorm.weight"), ("LayerNorm.beta", "LayerNorm.bias")];
 
+/// The pre-training heads of HF's families: BERT's `cls`, RoBERTa's and XLM-R's `lm_head`,
+/// ELECTRA's discriminator and generator heads, DistilBERT's MLM head.
+const PRETRAINING_HEADS: [&str; 8] = [
+    "cls.",
+    "lm_head.",
+    "discriminator_predictions.",
+    "generator_predictions.",
+    "generator_lm_head.",
+    "vocab_transform.",
+    "vocab_layer_norm.",
+    "vocab_projector.",
+];
+
 /// Whether the checkpoint tensor `name` (encoder prefix removed) is one a model without it does
 /// not use: pre-training heads, a pooler the model does not have, buffers.
 fn unused_by_design(bare: &str, model_has_pooler: bool) -> bool {
-    bare.starts_with("cls.")
-        || bare.starts_with("lm_head.")
+    PRETRAINING_HEADS.iter().any(|head| bare.starts_with(head))
         || (bare.starts_with("pooler.") && !model_has_pooler)
         || bare.ends_with("position_ids")
         || bare == "embeddings.token_type_ids"
 }
 
-/// What becomes of the variables under a head prefix (e.g. `classifier`).
+/// What becomes of the variables under the head's prefixes (`ModelType::head_prefixes`:
+/// `classifier`, and DistilBERT's `pre_classifier`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Head<'a> {
     /// No head: every variable comes from the checkpoint.
     None,
     /// The checkpoint's head where it has one (HF parity, evaluating a fine-tuned checkpoint),
     /// else initialised from the seed.
-    IfPresent(&'a str),
+    IfPresent(&'a [&'a str]),
     /// Always initialised from the seed, as fine-tuning starts (the seed is part of a run's key);
     /// a head in the checkpoint (a folder saved from a `*ForSequenceClassification`) is reported
     /// unused.
-    Fresh(&'a str),
+    Fresh(&'a [&'a str]),
 }
 
 impl Head<'_> {
-    fn prefix(self) -> Option<String> {
+    fn prefixes(self) -> Vec<String> {
         match self {
-            Head::None => None,
-            Head::IfPresent(prefix) | Head::Fresh(prefix) => Some(format!("{prefix}.")),
+            Head::None => Vec::new(),
+            Head::IfPresent(prefixes) | Head::Fresh(prefixes) => {
+                prefixes.iter().map(|prefix| format!("{prefix}.")).collect()
+            }
         }
     }
 }
@@ -115,8 +130,8 @@ fn place(
 ) -> Result<Placement, CheckpointError> {
     let model_has_pooler = variables.keys().any(|name| name.contains("pooler."));
     let encoder_dot = format!("{encoder_prefix}.");
-    let head_prefix = head.prefix();
-    let in_head = |name: &str| head_prefix.as_ref().is_some_and(|prefix| name.starts_with(prefix.as_str()));
+    let head_prefixes = head.prefixes();
+    let in_head = |name: &str| head_prefixes.iter().any(|prefix| name.starts_with(prefix.as_str()));
     let mut loaded: BTreeMap<String, String> = BTreeMap::new();
     let mut unused = Vec::new();
     let mut unexpected = Vec::new();
@@ -249,7 +264,7 @@ pub fn check(
 /// `config` with `n_labels` labels, its head fresh from the run's seed.
 pub fn check_for_finetuning(path: &Path, config: &crate::models::Config, n_labels: i64) -> Result<(), CheckpointError> {
     let layout = crate::shapes::sequence_classifier(config, n_labels);
-    check(path, &layout, config.model_type.prefix(), Head::Fresh("classifier"))
+    check(path, &layout, config.model_type.prefix(), Head::Fresh(config.model_type.head_prefixes()))
 }
 
 /// Loads `path` into the variables of `vs`. Variables of the [`Head`] that do not come from the

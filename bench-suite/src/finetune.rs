@@ -351,7 +351,7 @@ impl Workload {
                     &vs,
                     weights,
                     self.config.model_type.prefix(),
-                    checkpoint::Head::Fresh("classifier"),
+                    checkpoint::Head::Fresh(self.config.model_type.head_prefixes()),
                     config.seeds.head,
                     self.config.initializer_range,
                 )?;

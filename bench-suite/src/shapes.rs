@@ -1,7 +1,7 @@
 //! Parameter shapes of reference models, with HF tensor names, for benchmarks and tests that need
 //! real sizes without real weights.
 
-use crate::models::{self, Config, ModelType, bert};
+use crate::models::{self, Config, bert};
 
 /// `(name, shape)` of every trainable tensor of HF `RobertaForSequenceClassification` for
 /// `roberta-base` with two labels (no pooler: the classification head reads the first token):
@@ -15,9 +15,7 @@ pub fn roberta_base_classifier() -> Vec<(String, Vec<i64>)> {
 /// model's own naming, without building it (validation needs `D` and `m` of models it has not
 /// loaded).
 pub fn sequence_classifier(config: &Config, n_labels: i64) -> Vec<(String, Vec<i64>)> {
-    match config.model_type {
-        ModelType::Bert | ModelType::Roberta => bert::classifier_layout(config, n_labels),
-    }
+    models::classifier_layout(config, n_labels)
 }
 
 /// `(D, m)` of a sequence classifier under a subspace method: its parameter count with the task

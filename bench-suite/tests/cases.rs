@@ -49,7 +49,7 @@ fn load(
     let model = SequenceClassifier::new(vs.root(), &config, 3);
     let path = weights.map_or_else(|| folder.join("model.safetensors"), Path::to_path_buf);
     let report =
-        checkpoint::load(&vs, &path, config.model_type.prefix(), checkpoint::Head::IfPresent("classifier"), 0, 0.02);
+        checkpoint::load(&vs, &path, config.model_type.prefix(), checkpoint::Head::IfPresent(&["classifier"]), 0, 0.02);
     (vs, model, report)
 }
 
@@ -185,7 +185,7 @@ fn classifier_dropout_is_the_heads_dropout() {
     let train = model.forward_t(ids, mask, types, true);
     assert!(max_abs_diff(&train, &eval) > 1e-3, "train mode applied no dropout");
     tch::manual_seed(11);
-    let pooled = model.encoder().forward_t(ids, mask, types, true).pooled.unwrap();
+    let pooled = model.encoder().expect("BERT").forward_t(ids, mask, types, true).pooled.unwrap();
     let variables = vs.variables();
     let by_hand =
         pooled.dropout(0.5, true).linear(&variables["classifier.weight"], Some(&variables["classifier.bias"]));
@@ -200,7 +200,7 @@ fn classifier_dropout_is_the_heads_dropout() {
         &vs,
         &folder.join("model.safetensors"),
         "bert",
-        checkpoint::Head::IfPresent("classifier"),
+        checkpoint::Head::IfPresent(&["classifier"]),
         0,
         0.02,
     )

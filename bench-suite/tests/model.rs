@@ -1,6 +1,7 @@
-//! Encoders against HF `transformers` (golden files made by `tests/golden/make_encoder_golden.py`):
-//! small random BERT and RoBERTa classifiers always, the real MiniLM checkpoint when the shared
-//! mirror is present. Also checkpoint loading errors and seeded head initialisation.
+//! Encoders against HF `transformers` (golden files made by `tests/golden/make_encoder_golden.py`
+//! and `make_family_golden.py`): small random classifiers of every family always, the real MiniLM
+//! checkpoint when the shared mirror is present. Also checkpoint loading errors and seeded head
+//! initialisation.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -48,17 +49,23 @@ fn check_tiny(kind: &str) {
         &vs,
         &checkpoint_path,
         config.model_type.prefix(),
-        checkpoint::Head::IfPresent("classifier"),
+        checkpoint::Head::IfPresent(config.model_type.head_prefixes()),
         0,
         0.02,
     )
     .unwrap();
     assert!(report.initialised.is_empty(), "{kind}: the golden checkpoint has the head: {report:?}");
+    assert_eq!(report.loaded, vs.variables().len(), "{kind}: {report:?}");
+    assert_eq!(
+        bench_suite::models::parameter_count(&bench_suite::shapes::sequence_classifier(&config, 3)),
+        vs.variables().values().map(Tensor::numel).sum::<usize>(),
+        "{kind}: the layout is the built model"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 
     let (ids, mask, types) = (&tensors["input_ids"], &tensors["attention_mask"], &tensors["token_type_ids"]);
     let _guard = tch::no_grad_guard();
-    let hidden = model.encoder().forward_t(ids, mask, types, false).last_hidden_state;
+    let hidden = model.last_hidden_state(ids, mask, types, false);
     let logits = model.forward_t(ids, mask, types, false);
     let hidden_error = max_abs_diff(&hidden, &tensors["last_hidden_state"]);
     let logits_error = max_abs_diff(&logits, &tensors["logits"]);
@@ -79,6 +86,23 @@ fn tiny_roberta_classifier_matches_transformers() {
     check_tiny("roberta");
 }
 
+#[test]
+fn tiny_xlm_roberta_classifier_matches_transformers() {
+    check_tiny("xlm-roberta");
+}
+
+/// With `embedding_size` 16 below `hidden_size` 32: `embeddings_project` and ELECTRA's gelu head.
+#[test]
+fn tiny_electra_classifier_matches_transformers() {
+    check_tiny("electra");
+}
+
+/// No token types; `pre_classifier`, ReLU and `classifier`.
+#[test]
+fn tiny_distilbert_classifier_matches_transformers() {
+    check_tiny("distilbert");
+}
+
 /// The real MiniLM checkpoint (no `bert.` prefix, no classification head), when the shared mirror
 /// is there (`cargo xtask test` sets `INTRINSIC_BENCH_TEST_MIRROR`).
 #[test]
@@ -96,7 +120,7 @@ fn minilm_matches_transformers() {
         &vs,
         &folder.join("model.safetensors"),
         "bert",
-        checkpoint::Head::IfPresent("classifier"),
+        checkpoint::Head::IfPresent(&["classifier"]),
         7,
         config.initializer_range,
     )
@@ -107,8 +131,12 @@ fn minilm_matches_transformers() {
 
     let tensors = read(&golden("minilm.safetensors"));
     let _guard = tch::no_grad_guard();
-    let output =
-        model.encoder().forward_t(&tensors["input_ids"], &tensors["attention_mask"], &tensors["token_type_ids"], false);
+    let output = model.encoder().expect("BERT's encoder").forward_t(
+        &tensors["input_ids"],
+        &tensors["attention_mask"],
+        &tensors["token_type_ids"],
+        false,
+    );
     let hidden_error = max_abs_diff(&output.last_hidden_state, &tensors["last_hidden_state"]);
     let pooled_error = max_abs_diff(&output.pooled.unwrap(), &tensors["pooler_output"]);
     eprintln!("MiniLM: max abs error hidden {hidden_error:.2e}, pooled {pooled_error:.2e}");
@@ -126,7 +154,7 @@ fn loading_names_missing_and_unexpected_tensors() {
     let path = checkpoint_from_golden(&tensors, &dir);
     let vs = nn::VarStore::new(Device::Cpu);
     let _model = SequenceClassifier::new(vs.root(), &config, 3);
-    let err = checkpoint::load(&vs, &path, "bert", checkpoint::Head::IfPresent("classifier"), 0, 0.02).unwrap_err();
+    let err = checkpoint::load(&vs, &path, "bert", checkpoint::Head::IfPresent(&["classifier"]), 0, 0.02).unwrap_err();
     std::fs::remove_dir_all(&dir).unwrap();
     match &err {
         CheckpointError::Mismatch { missing, unexpected, .. } => {
@@ -151,7 +179,7 @@ fn fresh_heads_are_seeded_and_hf_scaled() {
         let vs = nn::VarStore::new(Device::Cpu);
         let _model = SequenceClassifier::new(vs.root(), &config, 3);
         let report =
-            checkpoint::load(&vs, &path, "roberta", checkpoint::Head::IfPresent("classifier"), seed, 0.02).unwrap();
+            checkpoint::load(&vs, &path, "roberta", checkpoint::Head::IfPresent(&["classifier"]), seed, 0.02).unwrap();
         assert_eq!(report.initialised.len(), 4, "{report:?}");
         let variables = vs.variables();
         (variables["classifier.dense.weight"].copy(), variables["classifier.out_proj.bias"].copy())

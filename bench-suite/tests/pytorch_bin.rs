@@ -100,10 +100,11 @@ fn a_classifier_saved_as_pytorch_model_bin_gives_hfs_logits() {
     let weights = fixture("tiny_bert/pytorch_model.bin");
 
     let layout = bench_suite::shapes::sequence_classifier(&config, 3);
-    checkpoint::check(&weights, &layout, "bert", checkpoint::Head::IfPresent("classifier")).unwrap();
+    checkpoint::check(&weights, &layout, "bert", checkpoint::Head::IfPresent(&["classifier"])).unwrap();
     let vs = tch::nn::VarStore::new(tch::Device::Cpu);
     let model = SequenceClassifier::new(vs.root(), &config, 3);
-    let report = checkpoint::load(&vs, &weights, "bert", checkpoint::Head::IfPresent("classifier"), 0, 0.02).unwrap();
+    let report =
+        checkpoint::load(&vs, &weights, "bert", checkpoint::Head::IfPresent(&["classifier"]), 0, 0.02).unwrap();
     assert!(report.initialised.is_empty(), "{report:?}");
     let _guard = tch::no_grad_guard();
     let logits =

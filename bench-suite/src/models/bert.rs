@@ -1,208 +1,34 @@
-//! BERT and RoBERTa in tch, numerically faithful to HF `transformers` 5.24.0 (`modeling_bert.py`,
-//! `modeling_roberta.py`), with their sequence-classification and masked-LM heads.
+//! BERT, RoBERTa, XLM-R and ELECTRA in tch, numerically faithful to HF `transformers` 5.24.0
+//! (`modeling_bert.py`, `modeling_roberta.py`, `modeling_xlm_roberta.py`, `modeling_electra.py`),
+//! with their sequence-classification heads and BERT's and RoBERTa's masked-LM heads.
 //!
-//! One encoder serves both families; RoBERTa's differences are configuration: position ids start
-//! after the padding index (`padding_idx + 1 + cumsum(mask)`, HF's
-//! `create_position_ids_from_input_ids`), a single token type, and its classification head (dense,
-//! tanh, out_proj on the first token) instead of BERT's pooler, dropout and linear.
+//! One encoder serves the four, as HF's RoBERTa, XLM-R and ELECTRA copy BERT's layers; their
+//! differences are configuration:
+//! - RoBERTa and XLM-R (one architecture under two `model_type`s): position ids start after the
+//!   padding index (`padding_idx + 1 + cumsum(mask)`, HF's `create_position_ids_from_input_ids`),
+//!   a single token type, and a classification head (dense, tanh, out_proj on the first token)
+//!   instead of BERT's pooler, dropout and linear;
+//! - ELECTRA (the discriminator): embeddings of `embedding_size` projected to `hidden_size` by
+//!   `embeddings_project` when the two differ, no pooler, and RoBERTa's head with gelu for tanh.
 //!
 //! Variable paths spell HF names exactly (`bert.encoder.layer.0.attention.self.query.weight`), so a
 //! checkpoint loads with no renaming table; loading lives in `checkpoint`, and this file does no IO.
 
-use std::collections::BTreeMap;
-
-use serde::Deserialize;
 use subspace::LayerGroup;
 use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
 
-use super::{Classifier, HiddenAct, ModelType, parameter_count};
-
-/// HF `config.json` (transformers 5.24.0 `BertConfig` / `RobertaConfig`), with HF's field names.
-///
-/// Every field that changes what BERT or RoBERTa compute is either honoured here, with HF's
-/// fallbacks, or refused by [`Config::from_json`] with an error naming it; none is silently
-/// ignored:
-/// - honoured: `vocab_size`, `hidden_size`, `num_hidden_layers`, `num_attention_heads`,
-///   `intermediate_size`, `hidden_act`, `hidden_dropout_prob`, `attention_probs_dropout_prob`,
-///   `classifier_dropout` (`null`: `hidden_dropout_prob`, as HF's heads do),
-///   `max_position_embeddings`, `type_vocab_size`, `layer_norm_eps`, `pad_token_id` (RoBERTa's
-///   position ids), `initializer_range` (fresh heads), `tie_word_embeddings` (the MLM decoder);
-/// - refused unless they have their default: `position_embedding_type` (`absolute`),
-///   `is_decoder` and `add_cross_attention` (`false`), `problem_type` (`null` or
-///   `single_label_classification`), `pruned_heads` (empty), `embedding_size` (absent or equal
-///   to `hidden_size`);
-/// - read elsewhere or deliberately not applied: `torch_dtype`/`dtype` (checkpoints are converted
-///   to f32 on load; the compute precision is the suite's `--precision`), `id2label`/`label2id`
-///   and `num_labels` (the task defines the labels), `use_cache`, `chunk_size_feed_forward`,
-///   `attn_implementation`, `output_*`, `return_dict`, `gradient_checkpointing` (no numerical
-///   effect).
-#[derive(Debug, Clone, Deserialize)]
-pub struct Config {
-    pub model_type: ModelType,
-    pub vocab_size: i64,
-    pub hidden_size: i64,
-    pub num_hidden_layers: i64,
-    pub num_attention_heads: i64,
-    pub intermediate_size: i64,
-    #[serde(default)]
-    pub hidden_act: HiddenAct,
-    #[serde(default = "default_dropout")]
-    pub hidden_dropout_prob: f64,
-    #[serde(default = "default_dropout")]
-    pub attention_probs_dropout_prob: f64,
-    /// Dropout of the classification head; `None` falls back to `hidden_dropout_prob`.
-    #[serde(default)]
-    pub classifier_dropout: Option<f64>,
-    pub max_position_embeddings: i64,
-    #[serde(default = "default_type_vocab_size")]
-    pub type_vocab_size: i64,
-    #[serde(default = "default_layer_norm_eps")]
-    pub layer_norm_eps: f64,
-    #[serde(default)]
-    pub pad_token_id: i64,
-    #[serde(default = "default_position_embedding_type")]
-    pub position_embedding_type: String,
-    /// Standard deviation of freshly initialised weights (task heads).
-    #[serde(default = "default_initializer_range")]
-    pub initializer_range: f64,
-    /// Whether the MLM decoder shares the word embeddings (HF's default: yes).
-    #[serde(default = "default_true")]
-    pub tie_word_embeddings: bool,
-    #[serde(default)]
-    is_decoder: bool,
-    #[serde(default)]
-    add_cross_attention: bool,
-    #[serde(default)]
-    problem_type: Option<String>,
-    #[serde(default)]
-    pruned_heads: BTreeMap<String, serde_json::Value>,
-    #[serde(default)]
-    embedding_size: Option<i64>,
-}
-
-fn default_dropout() -> f64 {
-    0.1
-}
-fn default_type_vocab_size() -> i64 {
-    2
-}
-fn default_layer_norm_eps() -> f64 {
-    1e-12
-}
-fn default_initializer_range() -> f64 {
-    0.02
-}
-fn default_position_embedding_type() -> String {
-    "absolute".to_owned()
-}
-fn default_true() -> bool {
-    true
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("config: {0}")]
-    Parse(#[from] serde_json::Error),
-    #[error("config: hidden_size {hidden} is not a multiple of num_attention_heads {heads}")]
-    Heads { hidden: i64, heads: i64 },
-    #[error("config: `{field}` = {value} is not supported: {why}")]
-    Unsupported { field: &'static str, value: String, why: &'static str },
-}
-
-impl Config {
-    /// The family and shape that result files record (HF's `model_type`, `num_hidden_layers`,
-    /// `hidden_size`), so that reports never read them from a model's name.
-    pub fn architecture(&self) -> results::Architecture {
-        results::Architecture {
-            model_type: self.model_type.name().to_owned(),
-            num_hidden_layers: self.num_hidden_layers as usize,
-            hidden_size: self.hidden_size as usize,
-        }
-    }
-
-    pub fn from_json(text: &str) -> Result<Config, ConfigError> {
-        let config: Config = serde_json::from_str(text)?;
-        if config.hidden_size % config.num_attention_heads != 0 {
-            return Err(ConfigError::Heads { hidden: config.hidden_size, heads: config.num_attention_heads });
-        }
-        let unsupported =
-            |field: &'static str, value: String, why: &'static str| Err(ConfigError::Unsupported { field, value, why });
-        if config.position_embedding_type != "absolute" {
-            return unsupported(
-                "position_embedding_type",
-                format!("`{}`", config.position_embedding_type),
-                "only absolute position embeddings are implemented",
-            );
-        }
-        if config.is_decoder {
-            return unsupported("is_decoder", "true".into(), "the encoders here are bidirectional");
-        }
-        if config.add_cross_attention {
-            return unsupported("add_cross_attention", "true".into(), "the encoders here have no cross-attention");
-        }
-        if let Some(problem_type) = config.problem_type.as_deref()
-            && problem_type != "single_label_classification"
-        {
-            return unsupported(
-                "problem_type",
-                format!("`{problem_type}`"),
-                "the suite trains single-label classifiers (cross-entropy); use null or single_label_classification",
-            );
-        }
-        if !config.pruned_heads.is_empty() {
-            return unsupported(
-                "pruned_heads",
-                serde_json::to_string(&config.pruned_heads).expect("json"),
-                "pruned attention heads are not implemented",
-            );
-        }
-        if let Some(embedding_size) = config.embedding_size
-            && embedding_size != config.hidden_size
-        {
-            return unsupported(
-                "embedding_size",
-                embedding_size.to_string(),
-                "factorised embeddings (ELECTRA, ALBERT) are not BERT or RoBERTa: embedding_size must equal hidden_size",
-            );
-        }
-        for (field, value) in [
-            ("hidden_dropout_prob", config.hidden_dropout_prob),
-            ("attention_probs_dropout_prob", config.attention_probs_dropout_prob),
-            ("classifier_dropout", config.classifier_dropout.unwrap_or(0.0)),
-        ] {
-            if !(0.0..1.0).contains(&value) {
-                return unsupported(field, value.to_string(), "a dropout probability lies in [0, 1)");
-            }
-        }
-        Ok(config)
-    }
-
-    /// The dropout of the classification head: `classifier_dropout`, or `hidden_dropout_prob`
-    /// when that is `null` (HF's `BertForSequenceClassification` and `RobertaClassificationHead`).
-    pub fn head_dropout(&self) -> f64 {
-        self.classifier_dropout.unwrap_or(self.hidden_dropout_prob)
-    }
-
-    /// The longest sequence the position table holds: `max_position_embeddings`, less RoBERTa's
-    /// `pad_token_id + 1` offset (positions start after the padding index: 512 for RoBERTa-base's
-    /// 514).
-    pub fn max_sequence_length(&self) -> i64 {
-        match self.model_type {
-            ModelType::Bert => self.max_position_embeddings,
-            ModelType::Roberta => self.max_position_embeddings - self.pad_token_id - 1,
-        }
-    }
-}
+use super::{Classifier, Config, HiddenAct, ModelType, parameter_count};
 
 /// The layer group of a parameter by its HF name under the encoder prefix `prefix` (`bert`,
-/// `roberta`): `<prefix>.embeddings.*`, `<prefix>.encoder.layer.<i>.*`, and everything else
-/// (pooler, classification or MLM head) as the head.
+/// `roberta`, `electra`): `<prefix>.embeddings.*` and ELECTRA's `<prefix>.embeddings_project.*`
+/// as the embeddings, `<prefix>.encoder.layer.<i>.*`, and everything else (pooler,
+/// classification or MLM head) as the head.
 pub fn layer_group(prefix: &str, name: &str) -> LayerGroup {
     let Some(rest) = name.strip_prefix(prefix).and_then(|rest| rest.strip_prefix('.')) else {
         return LayerGroup::Head;
     };
-    if rest.starts_with("embeddings.") {
+    if rest.starts_with("embeddings.") || rest.starts_with("embeddings_project.") {
         return LayerGroup::Embeddings;
     }
     match rest.strip_prefix("encoder.layer.").and_then(|rest| rest.split('.').next()?.parse().ok()) {
@@ -213,7 +39,7 @@ pub fn layer_group(prefix: &str, name: &str) -> LayerGroup {
 
 /// Biases and LayerNorm weights are not decayed (HF `Trainer`: every parameter of an
 /// `nn.LayerNorm`, and every bias). BERT names its norms `LayerNorm`, RoBERTa's LM head
-/// `layer_norm`.
+/// `layer_norm`, DistilBERT `sa_layer_norm` and `output_layer_norm`.
 pub fn no_decay(name: &str) -> bool {
     name.ends_with(".bias") || name.ends_with("LayerNorm.weight") || name.ends_with("layer_norm.weight")
 }
@@ -241,7 +67,7 @@ pub fn initialise_from_scratch(vs: &nn::VarStore, config: &Config, seed: u64) {
             let values = Tensor::from_slice(&values).to_kind(Kind::Double) * config.initializer_range;
             variable.copy_(&values.reshape(variable.size()).to_kind(variable.kind()));
             let padding_row = name.ends_with("word_embeddings.weight")
-                || (config.model_type == ModelType::Roberta && name.ends_with("position_embeddings.weight"));
+                || (config.model_type.positions_after_padding() && name.ends_with("position_embeddings.weight"));
             if padding_row && config.pad_token_id < variable.size()[0] {
                 let _ = variable.get(config.pad_token_id).zero_();
             }
@@ -250,28 +76,59 @@ pub fn initialise_from_scratch(vs: &nn::VarStore, config: &Config, seed: u64) {
 }
 
 /// `(name, shape)` of every tensor of [`SequenceClassifier`] for `config`, in the model's own
-/// naming, without building it. BERT has a pooler and a `classifier` linear, RoBERTa a dense +
-/// out_proj head.
+/// naming and HF's parameter order, without building it: the embeddings (of `embedding_size`),
+/// ELECTRA's `embeddings_project` where the widths differ, the layers, then BERT's pooler and
+/// `classifier` linear, or the dense + out_proj head of RoBERTa, XLM-R and ELECTRA.
 pub fn classifier_layout(config: &Config, n_labels: i64) -> Vec<(String, Vec<i64>)> {
-    let mut shapes = encoder_classifier_layout(
-        config.model_type.prefix(),
-        config.vocab_size,
-        config.max_position_embeddings,
-        config.type_vocab_size,
-        config.hidden_size,
-        config.intermediate_size,
-        config.num_hidden_layers as usize,
-        n_labels,
-    );
-    if config.model_type == ModelType::Bert {
-        let hidden = config.hidden_size;
-        shapes.truncate(shapes.len() - 4);
-        shapes.push(("bert.pooler.dense.weight".to_owned(), vec![hidden, hidden]));
-        shapes.push(("bert.pooler.dense.bias".to_owned(), vec![hidden]));
-        shapes.push(("classifier.weight".to_owned(), vec![n_labels, hidden]));
-        shapes.push(("classifier.bias".to_owned(), vec![n_labels]));
+    let prefix = config.model_type.prefix();
+    let (hidden, embedding) = (config.hidden_size, config.embedding_size());
+    let mut shapes: Vec<(String, Vec<i64>)> = vec![
+        (format!("{prefix}.embeddings.word_embeddings.weight"), vec![config.vocab_size, embedding]),
+        (format!("{prefix}.embeddings.position_embeddings.weight"), vec![config.max_position_embeddings, embedding]),
+        (format!("{prefix}.embeddings.token_type_embeddings.weight"), vec![config.type_vocab_size, embedding]),
+        (format!("{prefix}.embeddings.LayerNorm.weight"), vec![embedding]),
+        (format!("{prefix}.embeddings.LayerNorm.bias"), vec![embedding]),
+    ];
+    if embedding != hidden {
+        shapes.push((format!("{prefix}.embeddings_project.weight"), vec![hidden, embedding]));
+        shapes.push((format!("{prefix}.embeddings_project.bias"), vec![hidden]));
+    }
+    for layer_idx in 0..config.num_hidden_layers as usize {
+        layer_layout(&mut shapes, &format!("{prefix}.encoder.layer.{layer_idx}"), hidden, config.intermediate_size);
+    }
+    let mut push = |name: &str, shape: Vec<i64>| shapes.push((name.to_owned(), shape));
+    match config.model_type {
+        ModelType::Bert => {
+            push("bert.pooler.dense.weight", vec![hidden, hidden]);
+            push("bert.pooler.dense.bias", vec![hidden]);
+            push("classifier.weight", vec![n_labels, hidden]);
+            push("classifier.bias", vec![n_labels]);
+        }
+        ModelType::Roberta | ModelType::XlmRoberta | ModelType::Electra => {
+            push("classifier.dense.weight", vec![hidden, hidden]);
+            push("classifier.dense.bias", vec![hidden]);
+            push("classifier.out_proj.weight", vec![n_labels, hidden]);
+            push("classifier.out_proj.bias", vec![n_labels]);
+        }
+        ModelType::DistilBert => unreachable!("DistilBERT's layout is distilbert::classifier_layout"),
     }
     shapes
+}
+
+/// The 16 tensors of one BERT layer under `layer` (`bert.encoder.layer.3`).
+fn layer_layout(shapes: &mut Vec<(String, Vec<i64>)>, layer: &str, hidden: i64, intermediate: i64) {
+    for module in ["attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense"] {
+        shapes.push((format!("{layer}.{module}.weight"), vec![hidden, hidden]));
+        shapes.push((format!("{layer}.{module}.bias"), vec![hidden]));
+    }
+    shapes.push((format!("{layer}.attention.output.LayerNorm.weight"), vec![hidden]));
+    shapes.push((format!("{layer}.attention.output.LayerNorm.bias"), vec![hidden]));
+    shapes.push((format!("{layer}.intermediate.dense.weight"), vec![intermediate, hidden]));
+    shapes.push((format!("{layer}.intermediate.dense.bias"), vec![intermediate]));
+    shapes.push((format!("{layer}.output.dense.weight"), vec![hidden, intermediate]));
+    shapes.push((format!("{layer}.output.dense.bias"), vec![hidden]));
+    shapes.push((format!("{layer}.output.LayerNorm.weight"), vec![hidden]));
+    shapes.push((format!("{layer}.output.LayerNorm.bias"), vec![hidden]));
 }
 
 /// A BERT/RoBERTa-style encoder with a RoBERTa classification head (dense, out_proj).
@@ -294,24 +151,7 @@ pub fn encoder_classifier_layout(
         (format!("{prefix}.embeddings.LayerNorm.bias"), vec![hidden]),
     ];
     for layer_idx in 0..n_layers {
-        let layer = format!("{prefix}.encoder.layer.{layer_idx}");
-        for (module, out_dim, in_dim) in [
-            ("attention.self.query", hidden, hidden),
-            ("attention.self.key", hidden, hidden),
-            ("attention.self.value", hidden, hidden),
-            ("attention.output.dense", hidden, hidden),
-        ] {
-            shapes.push((format!("{layer}.{module}.weight"), vec![out_dim, in_dim]));
-            shapes.push((format!("{layer}.{module}.bias"), vec![out_dim]));
-        }
-        shapes.push((format!("{layer}.attention.output.LayerNorm.weight"), vec![hidden]));
-        shapes.push((format!("{layer}.attention.output.LayerNorm.bias"), vec![hidden]));
-        shapes.push((format!("{layer}.intermediate.dense.weight"), vec![intermediate, hidden]));
-        shapes.push((format!("{layer}.intermediate.dense.bias"), vec![intermediate]));
-        shapes.push((format!("{layer}.output.dense.weight"), vec![hidden, intermediate]));
-        shapes.push((format!("{layer}.output.dense.bias"), vec![hidden]));
-        shapes.push((format!("{layer}.output.LayerNorm.weight"), vec![hidden]));
-        shapes.push((format!("{layer}.output.LayerNorm.bias"), vec![hidden]));
+        layer_layout(&mut shapes, &format!("{prefix}.encoder.layer.{layer_idx}"), hidden, intermediate);
     }
     shapes.push(("classifier.dense.weight".to_owned(), vec![hidden, hidden]));
     shapes.push(("classifier.dense.bias".to_owned(), vec![hidden]));
@@ -321,18 +161,18 @@ pub fn encoder_classifier_layout(
 }
 
 fn layer_norm(p: nn::Path, config: &Config) -> nn::LayerNorm {
-    nn::layer_norm(
-        p,
-        vec![config.hidden_size],
-        nn::LayerNormConfig { eps: config.layer_norm_eps, ..Default::default() },
-    )
+    layer_norm_of_width(p, config.hidden_size, config.layer_norm_eps)
+}
+
+pub(super) fn layer_norm_of_width(p: nn::Path, width: i64, eps: f64) -> nn::LayerNorm {
+    nn::layer_norm(p, vec![width], nn::LayerNormConfig { eps, ..Default::default() })
 }
 
 fn linear(p: nn::Path, in_dim: i64, out_dim: i64) -> nn::Linear {
     nn::linear(p, in_dim, out_dim, Default::default())
 }
 
-// transformers 5.24.0: BertEmbeddings / RobertaEmbeddings
+// transformers 5.24.0: BertEmbeddings / RobertaEmbeddings / XLMRobertaEmbeddings / ElectraEmbeddings
 #[derive(Debug)]
 struct Embeddings {
     word_embeddings: nn::Embedding,
@@ -340,35 +180,33 @@ struct Embeddings {
     token_type_embeddings: nn::Embedding,
     layer_norm: nn::LayerNorm,
     dropout: f64,
-    model_type: ModelType,
+    /// RoBERTa's and XLM-R's position ids (after the padding index) rather than `0..seq`.
+    positions_after_padding: bool,
     pad_token_id: i64,
 }
 
 impl Embeddings {
     fn new(p: nn::Path, config: &Config) -> Embeddings {
-        let embedding =
-            |name: &str, count: i64| nn::embedding(&p / name, count, config.hidden_size, Default::default());
+        let width = config.embedding_size();
+        let embedding = |name: &str, count: i64| nn::embedding(&p / name, count, width, Default::default());
         Embeddings {
             word_embeddings: embedding("word_embeddings", config.vocab_size),
             position_embeddings: embedding("position_embeddings", config.max_position_embeddings),
             token_type_embeddings: embedding("token_type_embeddings", config.type_vocab_size),
-            layer_norm: layer_norm(&p / "LayerNorm", config),
+            layer_norm: layer_norm_of_width(&p / "LayerNorm", width, config.layer_norm_eps),
             dropout: config.hidden_dropout_prob,
-            model_type: config.model_type,
+            positions_after_padding: config.model_type.positions_after_padding(),
             pad_token_id: config.pad_token_id,
         }
     }
 
     fn forward_t(&self, input_ids: &Tensor, token_type_ids: &Tensor, train: bool) -> Tensor {
-        let position_ids = match self.model_type {
-            ModelType::Bert => {
-                let seq_len = input_ids.size()[1];
-                Tensor::arange(seq_len, (Kind::Int64, input_ids.device())).unsqueeze(0)
-            }
-            ModelType::Roberta => {
-                let mask = input_ids.ne(self.pad_token_id).to_kind(Kind::Int64);
-                mask.cumsum(1, Kind::Int64) * &mask + self.pad_token_id
-            }
+        let position_ids = if self.positions_after_padding {
+            let mask = input_ids.ne(self.pad_token_id).to_kind(Kind::Int64);
+            mask.cumsum(1, Kind::Int64) * &mask + self.pad_token_id
+        } else {
+            let seq_len = input_ids.size()[1];
+            Tensor::arange(seq_len, (Kind::Int64, input_ids.device())).unsqueeze(0)
         };
         let embeddings = self.word_embeddings.forward(input_ids)
             + self.position_embeddings.forward(&position_ids)
@@ -462,10 +300,13 @@ pub struct EncoderOutput {
     pub pooled: Option<Tensor>,
 }
 
-/// A BERT or RoBERTa encoder (transformers 5.24.0: BertModel / RobertaModel), optionally with BERT's pooler.
+/// A BERT, RoBERTa, XLM-R or ELECTRA encoder (transformers 5.24.0: BertModel / RobertaModel /
+/// XLMRobertaModel / ElectraModel), optionally with BERT's pooler.
 #[derive(Debug)]
 pub struct Encoder {
     embeddings: Embeddings,
+    /// ELECTRA's `embeddings_project` (`embedding_size` -> `hidden_size`), where the two differ.
+    embeddings_project: Option<nn::Linear>,
     layers: Vec<Layer>,
     pooler: Option<nn::Linear>,
 }
@@ -475,8 +316,10 @@ impl Encoder {
     pub fn new(p: nn::Path, config: &Config, with_pooler: bool) -> Encoder {
         let layers =
             (0..config.num_hidden_layers).map(|idx| Layer::new(&p / "encoder" / "layer" / idx, config)).collect();
+        let (embedding, hidden) = (config.embedding_size(), config.hidden_size);
         Encoder {
             embeddings: Embeddings::new(&p / "embeddings", config),
+            embeddings_project: (embedding != hidden).then(|| linear(&p / "embeddings_project", embedding, hidden)),
             layers,
             pooler: with_pooler.then(|| linear(&p / "pooler" / "dense", config.hidden_size, config.hidden_size)),
         }
@@ -491,6 +334,9 @@ impl Encoder {
         train: bool,
     ) -> EncoderOutput {
         let mut hidden = self.embeddings.forward_t(input_ids, token_type_ids, train);
+        if let Some(project) = &self.embeddings_project {
+            hidden = project.forward(&hidden);
+        }
         let kind = hidden.kind();
         let min_value = if kind == Kind::Double { f64::MIN } else { f64::from(f32::MIN) };
         let mask_bias = (attention_mask.to_kind(kind).neg() + 1.0) * min_value;
@@ -508,16 +354,18 @@ impl Encoder {
     }
 }
 
-// transformers 5.24.0: BertForSequenceClassification / RobertaForSequenceClassification
+// transformers 5.24.0: BertForSequenceClassification / RobertaForSequenceClassification /
+// XLMRobertaForSequenceClassification / ElectraForSequenceClassification
 #[derive(Debug)]
 enum Head {
     /// Pooler (in the encoder), dropout, `classifier`.
     Bert { classifier: nn::Linear },
-    /// First token, dropout, `classifier.dense`, tanh, dropout, `classifier.out_proj`.
-    Roberta { dense: nn::Linear, out_proj: nn::Linear },
+    /// First token, dropout, `classifier.dense`, the activation (tanh: RoBERTa and XLM-R; gelu:
+    /// ELECTRA), dropout, `classifier.out_proj`.
+    Dense { dense: nn::Linear, activation: HiddenAct, out_proj: nn::Linear },
 }
 
-/// An encoder with a sequence-classification head, named as HF names it.
+/// An encoder of BERT's layers with a sequence-classification head, named as HF names it.
 #[derive(Debug)]
 pub struct SequenceClassifier {
     encoder: Encoder,
@@ -528,20 +376,28 @@ pub struct SequenceClassifier {
 }
 
 impl SequenceClassifier {
-    /// Registers the model's variables at the root of `p`'s store: the encoder under `bert` or
-    /// `roberta`, the head under `classifier`.
+    /// Registers the model's variables at the root of `p`'s store: the encoder under `bert`,
+    /// `roberta` (RoBERTa and XLM-R) or `electra`, the head under `classifier`.
+    ///
+    /// # Panics
+    /// For DistilBERT, which has its own layers (`distilbert::SequenceClassifier`).
     pub fn new(p: nn::Path, config: &Config, n_labels: i64) -> SequenceClassifier {
         let model_type = config.model_type;
         let encoder = Encoder::new(&p / model_type.prefix(), config, model_type == ModelType::Bert);
         let classifier = &p / "classifier";
+        let dense = |activation| Head::Dense {
+            dense: linear(&classifier / "dense", config.hidden_size, config.hidden_size),
+            activation,
+            out_proj: linear(&classifier / "out_proj", config.hidden_size, n_labels),
+        };
         let head = match model_type {
             ModelType::Bert => {
-                Head::Bert { classifier: nn::linear(classifier, config.hidden_size, n_labels, Default::default()) }
+                Head::Bert { classifier: nn::linear(&classifier, config.hidden_size, n_labels, Default::default()) }
             }
-            ModelType::Roberta => Head::Roberta {
-                dense: linear(&classifier / "dense", config.hidden_size, config.hidden_size),
-                out_proj: linear(&classifier / "out_proj", config.hidden_size, n_labels),
-            },
+            ModelType::Roberta | ModelType::XlmRoberta => dense(HiddenAct::Tanh),
+            // ElectraClassificationHead: `get_activation("gelu")`, whatever `hidden_act` says.
+            ModelType::Electra => dense(HiddenAct::Gelu),
+            ModelType::DistilBert => panic!("DistilBERT is built by distilbert::SequenceClassifier"),
         };
         let parameters = parameter_count(&classifier_layout(config, n_labels));
         SequenceClassifier { encoder, head, dropout: config.head_dropout(), model_type, parameters }
@@ -565,9 +421,9 @@ impl SequenceClassifier {
                 let pooled = output.pooled.expect("BERT models are built with a pooler");
                 classifier.forward(&pooled.dropout(self.dropout, train))
             }
-            Head::Roberta { dense, out_proj } => {
+            Head::Dense { dense, activation, out_proj } => {
                 let first = output.last_hidden_state.select(1, 0).dropout(self.dropout, train);
-                let hidden = dense.forward(&first).tanh().dropout(self.dropout, train);
+                let hidden = activation.forward(&dense.forward(&first)).dropout(self.dropout, train);
                 out_proj.forward(&hidden)
             }
         }
@@ -605,7 +461,11 @@ pub struct MaskedLm {
 
 impl MaskedLm {
     /// Registers the variables as HF names them: the encoder under `bert`/`roberta`, the head under
-    /// `cls.predictions` (BERT) or `lm_head` (RoBERTa). Neither family has a pooler here.
+    /// `cls.predictions` (BERT) or `lm_head` (RoBERTa, XLM-R). No family has a pooler here.
+    ///
+    /// # Panics
+    /// For ELECTRA and DistilBERT, whose MLM heads (the generator's, `vocab_transform`) are not
+    /// implemented; pre-training settings refuse them first.
     pub fn new(p: nn::Path, config: &Config) -> MaskedLm {
         let encoder = Encoder::new(&p / config.model_type.prefix(), config, false);
         let (head, transform, layer_norm_name, activation) = match config.model_type {
@@ -615,9 +475,12 @@ impl MaskedLm {
                 (head, transform, "LayerNorm", config.hidden_act)
             }
             // RobertaLMHead applies gelu whatever hidden_act says.
-            ModelType::Roberta => {
+            ModelType::Roberta | ModelType::XlmRoberta => {
                 let head = &p / "lm_head";
                 (head.clone(), head, "layer_norm", HiddenAct::Gelu)
+            }
+            ModelType::Electra | ModelType::DistilBert => {
+                panic!("no masked-LM head for {} (pre-training settings refuse it)", config.model_type.name())
             }
         };
         let decoder = (!config.tie_word_embeddings)

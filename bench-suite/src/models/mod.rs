@@ -1,24 +1,30 @@
-//! Model families behind one trait, one file per family (BERT and RoBERTa share one, as HF's
-//! RoBERTa reuses BERT's layers). A family says everything the trainer and the subspace need to
-//! know about its parameters, by their HF names, so no other module guesses from a name: the layer
-//! group of each parameter (SAID's per-layer scales), which ones are exempt from weight decay, and
-//! the layout (names and shapes) of its classifier, from which its parameter count follows.
+//! Model families behind one trait, one file per family (BERT, RoBERTa, XLM-R and ELECTRA share
+//! one, as HF's RoBERTa, XLM-R and ELECTRA copy BERT's layers). A family says everything the
+//! trainer and the subspace need to know about its parameters, by their HF names, so no other
+//! module guesses from a name: the layer group of each parameter (SAID's per-layer scales), which
+//! ones are exempt from weight decay, and the layout (names and shapes) of its classifier, from
+//! which its parameter count follows.
 //!
-//! - [`bert`]: BERT and RoBERTa (`BertModel`/`RobertaModel` and their classification and MLM
-//!   heads), with the HF `config.json` they read.
+//! - [`bert`]: BERT, RoBERTa, XLM-R and ELECTRA (`BertModel`, `RobertaModel`, `XLMRobertaModel`,
+//!   `ElectraModel` and their classification heads; BERT's and RoBERTa's MLM heads).
+//! - [`distilbert`]: DistilBERT and its classification head.
+//! - [`config`]: the HF `config.json` of every family, under BERT's field names.
 //! - [`activation`]: HF's activation names as an enum.
 //!
 //! Models do no IO: checkpoints are read in `checkpoint`, files in `datasets`.
 
 pub mod activation;
 pub mod bert;
+pub mod config;
+pub mod distilbert;
 
 use serde::Deserialize;
 use subspace::LayerGroup;
-use tch::Tensor;
+use tch::{Tensor, nn};
 
 pub use activation::HiddenAct;
-pub use bert::{Config, ConfigError, Encoder, EncoderOutput, MaskedLm, SequenceClassifier};
+pub use bert::{Encoder, EncoderOutput, MaskedLm};
+pub use config::{Config, ConfigError};
 
 /// A sequence classifier of any family: what the trainer, the subspace and the runner need.
 pub trait Classifier {
@@ -50,38 +56,245 @@ pub fn parameter_count(layout: &[(String, Vec<i64>)]) -> usize {
 
 /// The families the suite implements, as HF's `model_type` names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
 pub enum ModelType {
+    #[serde(rename = "bert")]
     Bert,
+    #[serde(rename = "roberta")]
     Roberta,
+    /// XLM-R: RoBERTa's architecture (HF's `XLMRobertaModel`), its encoder also under `roberta`.
+    #[serde(rename = "xlm-roberta")]
+    XlmRoberta,
+    /// ELECTRA's discriminator.
+    #[serde(rename = "electra")]
+    Electra,
+    #[serde(rename = "distilbert")]
+    DistilBert,
 }
 
 impl ModelType {
-    /// The prefix of the encoder's tensors in HF's task models.
+    /// The prefix of the encoder's tensors in HF's task models (`base_model_prefix`).
     pub fn prefix(self) -> &'static str {
         match self {
             ModelType::Bert => "bert",
-            ModelType::Roberta => "roberta",
+            ModelType::Roberta | ModelType::XlmRoberta => "roberta",
+            ModelType::Electra => "electra",
+            ModelType::DistilBert => "distilbert",
         }
     }
 
     /// The family's name as HF spells `model_type`.
     pub fn name(self) -> &'static str {
-        self.prefix()
+        match self {
+            ModelType::Bert => "bert",
+            ModelType::Roberta => "roberta",
+            ModelType::XlmRoberta => "xlm-roberta",
+            ModelType::Electra => "electra",
+            ModelType::DistilBert => "distilbert",
+        }
+    }
+
+    /// Whether position ids start after the padding index (RoBERTa and XLM-R), so that the
+    /// position table holds `pad_token_id + 1` fewer positions than it has rows.
+    pub fn positions_after_padding(self) -> bool {
+        matches!(self, ModelType::Roberta | ModelType::XlmRoberta)
+    }
+
+    /// The prefixes of the classification head's variables: what a fine-tuning run initialises
+    /// from its seed rather than from the checkpoint.
+    pub fn head_prefixes(self) -> &'static [&'static str] {
+        match self {
+            ModelType::DistilBert => &["pre_classifier", "classifier"],
+            _ => &["classifier"],
+        }
     }
 
     /// The layer group of a parameter of this family by its HF name, for checks made before a
     /// model is built (a spec's scale count `m`); a built model answers the same.
     pub fn layer_group(self, name: &str) -> LayerGroup {
         match self {
-            ModelType::Bert | ModelType::Roberta => bert::layer_group(self.prefix(), name),
+            ModelType::Bert | ModelType::Roberta | ModelType::XlmRoberta | ModelType::Electra => {
+                bert::layer_group(self.prefix(), name)
+            }
+            ModelType::DistilBert => distilbert::layer_group(name),
         }
     }
 
-    /// Whether the parameter named `name` is exempt from weight decay in this family.
+    /// Whether the parameter named `name` is exempt from weight decay in this family (every
+    /// family here names its norms `LayerNorm` or `*layer_norm`).
     pub fn no_decay(self, name: &str) -> bool {
+        bert::no_decay(name)
+    }
+}
+
+/// `(name, shape)` of every tensor of the sequence classifier of `config`'s family, in HF's
+/// naming and parameter order, without building it.
+pub fn classifier_layout(config: &Config, n_labels: i64) -> Vec<(String, Vec<i64>)> {
+    match config.model_type {
+        ModelType::DistilBert => distilbert::classifier_layout(config, n_labels),
+        _ => bert::classifier_layout(config, n_labels),
+    }
+}
+
+/// A sequence classifier of any family, built from its config.
+#[derive(Debug)]
+pub enum SequenceClassifier {
+    /// BERT, RoBERTa, XLM-R or ELECTRA.
+    Bert(bert::SequenceClassifier),
+    DistilBert(distilbert::SequenceClassifier),
+}
+
+impl SequenceClassifier {
+    /// Registers the model's variables at the root of `p`'s store, as HF names them: the encoder
+    /// under the family's prefix, the head under `classifier` (and DistilBERT's
+    /// `pre_classifier`).
+    pub fn new(p: nn::Path, config: &Config, n_labels: i64) -> SequenceClassifier {
+        match config.model_type {
+            ModelType::DistilBert => {
+                SequenceClassifier::DistilBert(distilbert::SequenceClassifier::new(p, config, n_labels))
+            }
+            _ => SequenceClassifier::Bert(bert::SequenceClassifier::new(p, config, n_labels)),
+        }
+    }
+
+    /// Logits `[batch, n_labels]` (see [`Classifier::forward_t`]).
+    pub fn forward_t(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: &Tensor,
+        token_type_ids: &Tensor,
+        train: bool,
+    ) -> Tensor {
         match self {
-            ModelType::Bert | ModelType::Roberta => bert::no_decay(name),
+            SequenceClassifier::Bert(model) => model.forward_t(input_ids, attention_mask, token_type_ids, train),
+            SequenceClassifier::DistilBert(model) => model.forward_t(input_ids, attention_mask, train),
+        }
+    }
+
+    /// The encoder's last hidden state, `[batch, seq, hidden]`.
+    pub fn last_hidden_state(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: &Tensor,
+        token_type_ids: &Tensor,
+        train: bool,
+    ) -> Tensor {
+        match self {
+            SequenceClassifier::Bert(model) => {
+                model.encoder().forward_t(input_ids, attention_mask, token_type_ids, train).last_hidden_state
+            }
+            SequenceClassifier::DistilBert(model) => model.last_hidden_state(input_ids, attention_mask, train),
+        }
+    }
+
+    /// The BERT-layer encoder (with BERT's pooler), for the families that have one.
+    pub fn encoder(&self) -> Option<&Encoder> {
+        match self {
+            SequenceClassifier::Bert(model) => Some(model.encoder()),
+            SequenceClassifier::DistilBert(_) => None,
+        }
+    }
+}
+
+impl Classifier for SequenceClassifier {
+    fn forward_t(&self, input_ids: &Tensor, attention_mask: &Tensor, token_type_ids: &Tensor, train: bool) -> Tensor {
+        SequenceClassifier::forward_t(self, input_ids, attention_mask, token_type_ids, train)
+    }
+
+    fn model_type(&self) -> ModelType {
+        match self {
+            SequenceClassifier::Bert(model) => model.model_type(),
+            SequenceClassifier::DistilBert(model) => model.model_type(),
+        }
+    }
+
+    fn parameter_count(&self) -> usize {
+        match self {
+            SequenceClassifier::Bert(model) => model.parameter_count(),
+            SequenceClassifier::DistilBert(model) => model.parameter_count(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use LayerGroup::{Embeddings, Head, Layer};
+
+    /// Layer groups and weight-decay exemptions on HF tensor names, written by hand from the HF
+    /// modules (transformers 5.24.0) rather than derived from the rules under test.
+    #[test]
+    fn layer_groups_and_no_decay_per_family_on_hf_names() {
+        let cases: [(ModelType, &[(&str, LayerGroup, bool)]); 5] = [
+            (
+                ModelType::Bert,
+                &[
+                    ("bert.embeddings.word_embeddings.weight", Embeddings, false),
+                    ("bert.embeddings.LayerNorm.weight", Embeddings, true),
+                    ("bert.encoder.layer.0.attention.self.query.weight", Layer(0), false),
+                    ("bert.encoder.layer.11.output.LayerNorm.bias", Layer(11), true),
+                    ("bert.pooler.dense.weight", Head, false),
+                    ("classifier.bias", Head, true),
+                ],
+            ),
+            (
+                ModelType::Roberta,
+                &[
+                    ("roberta.embeddings.position_embeddings.weight", Embeddings, false),
+                    ("roberta.encoder.layer.5.intermediate.dense.weight", Layer(5), false),
+                    ("classifier.out_proj.weight", Head, false),
+                ],
+            ),
+            (
+                ModelType::XlmRoberta,
+                &[
+                    ("roberta.embeddings.token_type_embeddings.weight", Embeddings, false),
+                    ("roberta.encoder.layer.23.attention.output.LayerNorm.weight", Layer(23), true),
+                    ("classifier.dense.bias", Head, true),
+                ],
+            ),
+            (
+                ModelType::Electra,
+                &[
+                    ("electra.embeddings.word_embeddings.weight", Embeddings, false),
+                    ("electra.embeddings_project.weight", Embeddings, false),
+                    ("electra.embeddings_project.bias", Embeddings, true),
+                    ("electra.encoder.layer.3.attention.self.key.bias", Layer(3), true),
+                    ("classifier.dense.weight", Head, false),
+                ],
+            ),
+            (
+                ModelType::DistilBert,
+                &[
+                    ("distilbert.embeddings.position_embeddings.weight", Embeddings, false),
+                    ("distilbert.embeddings.LayerNorm.bias", Embeddings, true),
+                    ("distilbert.transformer.layer.0.attention.q_lin.weight", Layer(0), false),
+                    ("distilbert.transformer.layer.5.sa_layer_norm.weight", Layer(5), true),
+                    ("distilbert.transformer.layer.5.output_layer_norm.weight", Layer(5), true),
+                    ("distilbert.transformer.layer.2.ffn.lin1.weight", Layer(2), false),
+                    ("pre_classifier.weight", Head, false),
+                    ("classifier.weight", Head, false),
+                ],
+            ),
+        ];
+        for (model_type, names) in cases {
+            for &(name, group, exempt) in names {
+                assert_eq!(model_type.layer_group(name), group, "{model_type:?} {name}");
+                assert_eq!(model_type.no_decay(name), exempt, "{model_type:?} {name}");
+            }
+        }
+    }
+
+    #[test]
+    fn model_types_read_hf_spellings() {
+        for (spelt, model_type) in [
+            ("bert", ModelType::Bert),
+            ("roberta", ModelType::Roberta),
+            ("xlm-roberta", ModelType::XlmRoberta),
+            ("electra", ModelType::Electra),
+            ("distilbert", ModelType::DistilBert),
+        ] {
+            let read: ModelType = serde_json::from_str(&format!("\"{spelt}\"")).unwrap();
+            assert_eq!((read, read.name()), (model_type, spelt));
         }
     }
 }

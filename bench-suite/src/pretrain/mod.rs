@@ -400,13 +400,26 @@ fn model_config(
     map.entry("max_position_embeddings").or_insert(positions.into());
     let value = serde_json::Value::Object(map);
     let config = Config::from_json(&value.to_string()).map_err(|err| settings_error("model", err.to_string()))?;
-    if config.model_type == ModelType::Bert {
-        return Err(settings_error(
-            "model.model_type",
-            "bert: BERT's classifier reads a pooler that MLM pre-training does not train (HF's BertForMaskedLM \
-             has none), so its checkpoints could not be fine-tuned here; pre-train `roberta` (the paper's \
-             section 5.2 pre-trains RoBERTa)",
-        ));
+    match config.model_type {
+        ModelType::Roberta => {}
+        ModelType::Bert => {
+            return Err(settings_error(
+                "model.model_type",
+                "bert: BERT's classifier reads a pooler that MLM pre-training does not train (HF's BertForMaskedLM \
+                 has none), so its checkpoints could not be fine-tuned here; pre-train `roberta` (the paper's \
+                 section 5.2 pre-trains RoBERTa)",
+            ));
+        }
+        other => {
+            return Err(settings_error(
+                "model.model_type",
+                format!(
+                    "{}: pre-training implements RoBERTa's recipe and MLM head; set model_type: roberta (the paper's \
+                     section 5.2 pre-trains RoBERTa)",
+                    other.name()
+                ),
+            ));
+        }
     }
     if (config.vocab_size as usize) < tokenizer.vocab_size {
         return Err(settings_error(
@@ -783,6 +796,10 @@ pub fn write_hf_folder(
     let architecture = match model_type {
         ModelType::Bert => "BertForMaskedLM",
         ModelType::Roberta => "RobertaForMaskedLM",
+        ModelType::XlmRoberta => "XLMRobertaForMaskedLM",
+        ModelType::Electra | ModelType::DistilBert => {
+            unreachable!("pre-training settings refuse {} (resolve)", model_type.name())
+        }
     };
     config["architectures"] = serde_json::json!([architecture]);
     let config_path = dir.join("config.json");

@@ -136,7 +136,7 @@ impl Setup {
                 &vs,
                 path,
                 prefix,
-                checkpoint::Head::IfPresent("classifier"),
+                checkpoint::Head::IfPresent(&["classifier"]),
                 0,
                 self.config.initializer_range,
             )?;

@@ -1,0 +1,316 @@
+//! HF `config.json` of every family, read into one [`Config`] under BERT's field names (HF
+//! `transformers` 5.24.0: `BertConfig`, `RobertaConfig`, `XLMRobertaConfig`, `ElectraConfig`,
+//! `DistilBertConfig`).
+//!
+//! DistilBERT names its fields otherwise (`dim`, `n_layers`, `hidden_dim`, ...); they are read
+//! under their BERT names with HF's `DistilBertConfig` defaults, so that the rest of the suite
+//! (shapes, tokenisation limits, result files) reads one set of names.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use super::{HiddenAct, ModelType};
+
+/// HF `config.json` (transformers 5.24.0), with BERT's field names.
+///
+/// Every field that changes what a family computes is either honoured here, with HF's
+/// fallbacks, or refused by [`Config::from_json`] with an error naming it; none is silently
+/// ignored:
+/// - honoured: `vocab_size`, `hidden_size`, `num_hidden_layers`, `num_attention_heads`,
+///   `intermediate_size`, `hidden_act`, `hidden_dropout_prob`, `attention_probs_dropout_prob`,
+///   `classifier_dropout` (`null`: `hidden_dropout_prob`, as HF's heads do),
+///   `max_position_embeddings`, `type_vocab_size`, `layer_norm_eps`, `pad_token_id` (RoBERTa's and
+///   XLM-R's position ids), `initializer_range` (fresh heads), `tie_word_embeddings` (the MLM
+///   decoder), `embedding_size` (ELECTRA's factorised embeddings: HF's default 128 when absent);
+/// - DistilBERT's `dim`, `n_layers`, `n_heads`, `hidden_dim`, `activation`, `dropout`,
+///   `attention_dropout` and `seq_classif_dropout`, read as the BERT fields above (its LayerNorm
+///   epsilon is HF's fixed 1e-12 and it has no token types);
+/// - refused unless they have their default: `position_embedding_type` (`absolute`),
+///   `is_decoder` and `add_cross_attention` (`false`), `problem_type` (`null` or
+///   `single_label_classification`), `pruned_heads` (empty), `embedding_size` outside ELECTRA
+///   (absent or equal to `hidden_size`), DistilBERT's `sinusoidal_pos_embds` (`false`);
+/// - read elsewhere or deliberately not applied: `torch_dtype`/`dtype` (checkpoints are converted
+///   to f32 on load; the compute precision is the suite's `--precision`), `id2label`/`label2id`
+///   and `num_labels` (the task defines the labels), `use_cache`, `chunk_size_feed_forward`,
+///   `attn_implementation`, `output_*`, `return_dict`, `gradient_checkpointing` (no numerical
+///   effect), ELECTRA's `summary_*` and DistilBERT's `qa_dropout` (heads the suite does not build).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Config {
+    pub model_type: ModelType,
+    pub vocab_size: i64,
+    pub hidden_size: i64,
+    pub num_hidden_layers: i64,
+    pub num_attention_heads: i64,
+    pub intermediate_size: i64,
+    #[serde(default)]
+    pub hidden_act: HiddenAct,
+    #[serde(default = "default_dropout")]
+    pub hidden_dropout_prob: f64,
+    #[serde(default = "default_dropout")]
+    pub attention_probs_dropout_prob: f64,
+    /// Dropout of the classification head; `None` falls back to `hidden_dropout_prob`.
+    #[serde(default)]
+    pub classifier_dropout: Option<f64>,
+    pub max_position_embeddings: i64,
+    #[serde(default = "default_type_vocab_size")]
+    pub type_vocab_size: i64,
+    #[serde(default = "default_layer_norm_eps")]
+    pub layer_norm_eps: f64,
+    #[serde(default)]
+    pub pad_token_id: i64,
+    #[serde(default = "default_position_embedding_type")]
+    pub position_embedding_type: String,
+    /// Standard deviation of freshly initialised weights (task heads).
+    #[serde(default = "default_initializer_range")]
+    pub initializer_range: f64,
+    /// Whether the MLM decoder shares the word embeddings (HF's default: yes).
+    #[serde(default = "default_true")]
+    pub tie_word_embeddings: bool,
+    /// The width of the token, position and type embeddings where it differs from
+    /// `hidden_size` (ELECTRA; [`Config::embedding_size`] gives the width in every case).
+    #[serde(default)]
+    embedding_size: Option<i64>,
+    #[serde(default)]
+    is_decoder: bool,
+    #[serde(default)]
+    add_cross_attention: bool,
+    #[serde(default)]
+    problem_type: Option<String>,
+    #[serde(default)]
+    pruned_heads: BTreeMap<String, serde_json::Value>,
+    #[serde(default)]
+    sinusoidal_pos_embds: bool,
+}
+
+fn default_dropout() -> f64 {
+    0.1
+}
+fn default_type_vocab_size() -> i64 {
+    2
+}
+fn default_layer_norm_eps() -> f64 {
+    1e-12
+}
+fn default_initializer_range() -> f64 {
+    0.02
+}
+fn default_position_embedding_type() -> String {
+    "absolute".to_owned()
+}
+fn default_true() -> bool {
+    true
+}
+
+/// ELECTRA's `embedding_size` when a config omits it (transformers 5.24.0 `ElectraConfig`).
+const ELECTRA_DEFAULT_EMBEDDING_SIZE: i64 = 128;
+
+/// DistilBERT's field names with the BERT name each is read as, and HF's `DistilBertConfig`
+/// default (transformers 5.24.0).
+const DISTILBERT_FIELDS: [(&str, &str, f64); 8] = [
+    ("dim", "hidden_size", 768.0),
+    ("n_layers", "num_hidden_layers", 6.0),
+    ("n_heads", "num_attention_heads", 12.0),
+    ("hidden_dim", "intermediate_size", 3072.0),
+    ("dropout", "hidden_dropout_prob", 0.1),
+    ("attention_dropout", "attention_probs_dropout_prob", 0.1),
+    ("seq_classif_dropout", "classifier_dropout", 0.2),
+    // `activation` is a string: handled beside the numbers.
+    ("max_position_embeddings", "max_position_embeddings", 512.0),
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config: {0}")]
+    Parse(#[from] serde_json::Error),
+    #[error("config: hidden_size {hidden} is not a multiple of num_attention_heads {heads}")]
+    Heads { hidden: i64, heads: i64 },
+    #[error("config: `{field}` = {value} is not supported: {why}")]
+    Unsupported { field: &'static str, value: String, why: &'static str },
+}
+
+/// DistilBERT's fields under BERT's names, with HF's defaults where the config omits them.
+fn distilbert_as_bert(mut map: serde_json::Map<String, serde_json::Value>) -> Result<serde_json::Value, ConfigError> {
+    for (own, bert, default) in DISTILBERT_FIELDS {
+        let value = map.remove(own).unwrap_or_else(|| {
+            if default.fract() == 0.0 { serde_json::json!(default as i64) } else { serde_json::json!(default) }
+        });
+        if own != bert && map.contains_key(bert) {
+            return Err(ConfigError::Unsupported {
+                field: "model_type",
+                value: "`distilbert`".into(),
+                why: "a DistilBERT config names its sizes `dim`, `n_layers`, `n_heads`, `hidden_dim`, ...; this one also \
+                      has BERT's names: fix the file",
+            });
+        }
+        map.insert(bert.to_owned(), value);
+    }
+    let activation = map.remove("activation").unwrap_or_else(|| serde_json::json!("gelu"));
+    map.insert("hidden_act".to_owned(), activation);
+    // Hard-coded in HF's DistilBERT modules; it has no token type embeddings.
+    map.insert("layer_norm_eps".to_owned(), serde_json::json!(1e-12));
+    map.insert("type_vocab_size".to_owned(), serde_json::json!(0));
+    Ok(serde_json::Value::Object(map))
+}
+
+impl Config {
+    /// The family and shape that result files record (HF's `model_type`, `num_hidden_layers`,
+    /// `hidden_size`), so that reports never read them from a model's name.
+    pub fn architecture(&self) -> results::Architecture {
+        results::Architecture {
+            model_type: self.model_type.name().to_owned(),
+            num_hidden_layers: self.num_hidden_layers as usize,
+            hidden_size: self.hidden_size as usize,
+        }
+    }
+
+    /// Reads an HF `config.json` of any of the suite's families ([`ModelType`]).
+    ///
+    /// # Errors
+    /// Invalid JSON, an unknown `model_type` (the message lists the known ones), a field missing,
+    /// or a field that would change the computation and is not implemented, named.
+    pub fn from_json(text: &str) -> Result<Config, ConfigError> {
+        let value: serde_json::Value = serde_json::from_str(text)?;
+        let value = match value {
+            serde_json::Value::Object(map) if map.get("model_type").and_then(|v| v.as_str()) == Some("distilbert") => {
+                distilbert_as_bert(map)?
+            }
+            other => other,
+        };
+        let config: Config = serde_json::from_value(value)?;
+        if config.hidden_size % config.num_attention_heads != 0 {
+            return Err(ConfigError::Heads { hidden: config.hidden_size, heads: config.num_attention_heads });
+        }
+        let unsupported =
+            |field: &'static str, value: String, why: &'static str| Err(ConfigError::Unsupported { field, value, why });
+        if config.position_embedding_type != "absolute" {
+            return unsupported(
+                "position_embedding_type",
+                format!("`{}`", config.position_embedding_type),
+                "only absolute position embeddings are implemented",
+            );
+        }
+        if config.is_decoder {
+            return unsupported("is_decoder", "true".into(), "the encoders here are bidirectional");
+        }
+        if config.add_cross_attention {
+            return unsupported("add_cross_attention", "true".into(), "the encoders here have no cross-attention");
+        }
+        if let Some(problem_type) = config.problem_type.as_deref()
+            && problem_type != "single_label_classification"
+        {
+            return unsupported(
+                "problem_type",
+                format!("`{problem_type}`"),
+                "the suite trains single-label classifiers (cross-entropy); use null or single_label_classification",
+            );
+        }
+        if !config.pruned_heads.is_empty() {
+            return unsupported(
+                "pruned_heads",
+                serde_json::to_string(&config.pruned_heads).expect("json"),
+                "pruned attention heads are not implemented",
+            );
+        }
+        if let Some(embedding_size) = config.embedding_size
+            && embedding_size != config.hidden_size
+            && config.model_type != ModelType::Electra
+        {
+            return unsupported(
+                "embedding_size",
+                embedding_size.to_string(),
+                "factorised embeddings are ELECTRA's (and ALBERT's): for this model_type, embedding_size must equal \
+                 hidden_size",
+            );
+        }
+        if config.sinusoidal_pos_embds {
+            return unsupported(
+                "sinusoidal_pos_embds",
+                "true".into(),
+                "DistilBERT's fixed sinusoidal position table is not implemented (public DistilBERT checkpoints \
+                 learn theirs)",
+            );
+        }
+        for (field, value) in [
+            ("hidden_dropout_prob", config.hidden_dropout_prob),
+            ("attention_probs_dropout_prob", config.attention_probs_dropout_prob),
+            ("classifier_dropout", config.classifier_dropout.unwrap_or(0.0)),
+        ] {
+            if !(0.0..1.0).contains(&value) {
+                return unsupported(field, value.to_string(), "a dropout probability lies in [0, 1)");
+            }
+        }
+        Ok(config)
+    }
+
+    /// The dropout of the classification head: `classifier_dropout`, or `hidden_dropout_prob`
+    /// when that is `null` (HF's `BertForSequenceClassification`, `RobertaClassificationHead`,
+    /// `ElectraClassificationHead`; DistilBERT's `seq_classif_dropout`).
+    pub fn head_dropout(&self) -> f64 {
+        self.classifier_dropout.unwrap_or(self.hidden_dropout_prob)
+    }
+
+    /// The width of the token, position and type embeddings: `embedding_size` for ELECTRA (HF's
+    /// default 128 when the config omits it), `hidden_size` for every other family.
+    pub fn embedding_size(&self) -> i64 {
+        match self.model_type {
+            ModelType::Electra => self.embedding_size.unwrap_or(ELECTRA_DEFAULT_EMBEDDING_SIZE),
+            _ => self.hidden_size,
+        }
+    }
+
+    /// The longest sequence the position table holds: `max_position_embeddings`, less RoBERTa's
+    /// (and XLM-R's) `pad_token_id + 1` offset (positions start after the padding index: 512 for
+    /// RoBERTa-base's 514).
+    pub fn max_sequence_length(&self) -> i64 {
+        if self.model_type.positions_after_padding() {
+            self.max_position_embeddings - self.pad_token_id - 1
+        } else {
+            self.max_position_embeddings
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn distilbert_fields_are_read_under_berts_names_with_hfs_defaults() {
+        let config =
+            Config::from_json(r#"{"model_type": "distilbert", "vocab_size": 30522, "dim": 64, "n_heads": 4}"#).unwrap();
+        assert_eq!((config.hidden_size, config.num_attention_heads), (64, 4));
+        assert_eq!(
+            (config.num_hidden_layers, config.intermediate_size, config.max_position_embeddings),
+            (6, 3072, 512)
+        );
+        assert_eq!(config.classifier_dropout, Some(0.2));
+        assert_eq!((config.layer_norm_eps, config.type_vocab_size), (1e-12, 0));
+        let relu =
+            Config::from_json(r#"{"model_type": "distilbert", "vocab_size": 10, "activation": "relu"}"#).unwrap();
+        assert_eq!(relu.hidden_act, HiddenAct::Relu);
+        let both = Config::from_json(r#"{"model_type": "distilbert", "vocab_size": 10, "dim": 64, "hidden_size": 64}"#);
+        assert!(both.unwrap_err().to_string().contains("also has BERT's names"));
+        let sinusoidal =
+            Config::from_json(r#"{"model_type": "distilbert", "vocab_size": 10, "sinusoidal_pos_embds": true}"#);
+        assert!(sinusoidal.unwrap_err().to_string().contains("sinusoidal_pos_embds"));
+    }
+
+    #[test]
+    fn embedding_size_is_electras_alone() {
+        let sizes = r#""vocab_size": 10, "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 4,
+                       "intermediate_size": 64, "max_position_embeddings": 16"#;
+        let electra = Config::from_json(&format!(r#"{{"model_type": "electra", {sizes}}}"#)).unwrap();
+        assert_eq!(electra.embedding_size(), 128, "HF's default");
+        let electra =
+            Config::from_json(&format!(r#"{{"model_type": "electra", "embedding_size": 16, {sizes}}}"#)).unwrap();
+        assert_eq!(electra.embedding_size(), 16);
+        let bert = Config::from_json(&format!(r#"{{"model_type": "bert", "embedding_size": 16, {sizes}}}"#));
+        assert!(bert.unwrap_err().to_string().contains("embedding_size"));
+        let xlmr =
+            Config::from_json(&format!(r#"{{"model_type": "xlm-roberta", "pad_token_id": 1, {sizes}}}"#)).unwrap();
+        assert_eq!((xlmr.model_type, xlmr.max_sequence_length()), (ModelType::XlmRoberta, 14));
+        let unknown = Config::from_json(&format!(r#"{{"model_type": "gpt2", {sizes}}}"#)).unwrap_err().to_string();
+        assert!(unknown.contains("gpt2") && unknown.contains("distilbert"), "{unknown}");
+    }
+}

@@ -1,0 +1,90 @@
+"""Golden outputs of the HF `transformers` families beyond BERT and RoBERTa, for bench-suite/tests/model.rs.
+
+Why: each family the suite implements must compute what HF's does. This script builds a small randomly
+initialised sequence classifier of each family (seeded), perturbs its LayerNorm parameters so that a swapped
+weight and bias would show, and stores its weights, inputs with padding, logits and last hidden state. The
+Rust tests load the weights into the suite's model and must match to 1e-4 (max abs).
+
+Made with: Python 3.11, torch 2.11.0 (the PyPI wheel, CPU execution), transformers 5.24.0, safetensors;
+eager attention (`attn_implementation="eager"`), eval mode, float32.
+
+Usage (from the repository root):
+    python3 -m venv /tmp/hfenv && /tmp/hfenv/bin/pip install torch==2.11.0 transformers==5.24.0 safetensors
+    /tmp/hfenv/bin/python bench-suite/tests/golden/make_family_golden.py
+
+Writes, next to this script, for each family `<kind>` (`electra`, `distilbert`, `xlm-roberta`):
+`tiny_<kind>.json` (the HF config) and `tiny_<kind>.safetensors` (`weights.*`, `input_ids`,
+`attention_mask`, `token_type_ids`, `logits`, `last_hidden_state`), as `make_encoder_golden.py` does for BERT
+and RoBERTa.
+- ELECTRA: the discriminator's `ElectraForSequenceClassification` with `embedding_size` 16 below
+  `hidden_size` 32, so that `embeddings_project` is there.
+- DistilBERT: `DistilBertForSequenceClassification` (no token types; `pre_classifier`, ReLU, `classifier`).
+- XLM-R: `XLMRobertaForSequenceClassification` (RoBERTa's architecture under its own `model_type`).
+"""
+
+from pathlib import Path
+
+import torch
+import transformers
+from safetensors.torch import save_file
+
+HERE = Path(__file__).resolve().parent
+SIZES = dict(vocab_size=120, max_position_embeddings=40, num_labels=3, attn_implementation="eager")
+
+
+def build(kind: str):
+    if kind == "electra":
+        config = transformers.ElectraConfig(
+            embedding_size=16, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+            type_vocab_size=2, pad_token_id=0, hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1, **SIZES)
+        return config, transformers.ElectraForSequenceClassification(config)
+    if kind == "distilbert":
+        config = transformers.DistilBertConfig(
+            dim=32, n_layers=2, n_heads=4, hidden_dim=64, pad_token_id=0, dropout=0.1, attention_dropout=0.1,
+            seq_classif_dropout=0.2, **SIZES)
+        return config, transformers.DistilBertForSequenceClassification(config)
+    if kind == "xlm-roberta":
+        config = transformers.XLMRobertaConfig(
+            hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, type_vocab_size=1,
+            pad_token_id=1, bos_token_id=0, eos_token_id=2, hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1,
+            layer_norm_eps=1e-5, **SIZES)
+        return config, transformers.XLMRobertaForSequenceClassification(config)
+    raise ValueError(kind)
+
+
+def tiny(kind: str) -> None:
+    torch.manual_seed(0)
+    config, model = build(kind)
+    model.eval()
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "LayerNorm" in name or "layer_norm" in name:
+                param.add_(0.1 * torch.randn_like(param))
+            elif name.endswith("bias"):
+                param.add_(0.02 * torch.randn_like(param))
+    pad = config.pad_token_id
+    input_ids = torch.randint(3, 120, (3, 12))
+    attention_mask = torch.ones(3, 12, dtype=torch.long)
+    for row, length in enumerate([12, 7, 4]):
+        input_ids[row, length:] = pad
+        attention_mask[row, length:] = 0
+    token_type_ids = torch.zeros(3, 12, dtype=torch.long)
+    if kind == "electra":
+        token_type_ids[:, 6:] = 1
+    inputs = dict(input_ids=input_ids, attention_mask=attention_mask)
+    if kind != "distilbert":
+        inputs["token_type_ids"] = token_type_ids
+    with torch.no_grad():
+        out = model(**inputs, output_hidden_states=True)
+    tensors = {f"weights.{name}": value.contiguous() for name, value in model.state_dict().items()}
+    tensors.update(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+                   logits=out.logits.contiguous(), last_hidden_state=out.hidden_states[-1].contiguous())
+    metadata = {"transformers": transformers.__version__, "torch": torch.__version__}
+    save_file(tensors, HERE / f"tiny_{kind}.safetensors", metadata=metadata)
+    (HERE / f"tiny_{kind}.json").write_text(config.to_json_string())
+
+
+if __name__ == "__main__":
+    for kind in ["electra", "distilbert", "xlm-roberta"]:
+        tiny(kind)
+    print("transformers", transformers.__version__, "torch", torch.__version__)
