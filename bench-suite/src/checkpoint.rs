@@ -64,8 +64,9 @@ const LEGACY_SUFFIXES: [(&str, &str); 2] =
     [("LayerNorm.gamma", "LayerNorm.weight"), ("LayerNorm.beta", "LayerNorm.bias")];
 
 /// The pre-training heads of HF's families: BERT's `cls`, RoBERTa's and XLM-R's `lm_head`,
-/// ELECTRA's discriminator and generator heads, DistilBERT's MLM head.
-const PRETRAINING_HEADS: [&str; 8] = [
+/// ELECTRA's discriminator and generator heads, DistilBERT's MLM head, ALBERT's MLM and
+/// sentence-order heads.
+const PRETRAINING_HEADS: [&str; 10] = [
     "cls.",
     "lm_head.",
     "discriminator_predictions.",
@@ -74,6 +75,8 @@ const PRETRAINING_HEADS: [&str; 8] = [
     "vocab_transform.",
     "vocab_layer_norm.",
     "vocab_projector.",
+    "predictions.",
+    "sop_classifier.",
 ];
 
 /// Whether the checkpoint tensor `name` (encoder prefix removed) is one a model without it does

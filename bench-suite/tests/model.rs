@@ -103,6 +103,12 @@ fn tiny_distilbert_classifier_matches_transformers() {
     check_tiny("distilbert");
 }
 
+/// `embedding_size` 16, four passes over two shared groups of two inner layers, `gelu_new`.
+#[test]
+fn tiny_albert_classifier_matches_transformers() {
+    check_tiny("albert");
+}
+
 /// The real MiniLM checkpoint (no `bert.` prefix, no classification head), when the shared mirror
 /// is there (`cargo xtask test` sets `INTRINSIC_BENCH_TEST_MIRROR`).
 #[test]

@@ -110,7 +110,9 @@ pub fn classifier_layout(config: &Config, n_labels: i64) -> Vec<(String, Vec<i64
             push("classifier.out_proj.weight", vec![n_labels, hidden]);
             push("classifier.out_proj.bias", vec![n_labels]);
         }
-        ModelType::DistilBert => unreachable!("DistilBERT's layout is distilbert::classifier_layout"),
+        ModelType::DistilBert | ModelType::Albert => {
+            unreachable!("{}'s layout is in its own file", config.model_type.name())
+        }
     }
     shapes
 }
@@ -380,7 +382,7 @@ impl SequenceClassifier {
     /// `roberta` (RoBERTa and XLM-R) or `electra`, the head under `classifier`.
     ///
     /// # Panics
-    /// For DistilBERT, which has its own layers (`distilbert::SequenceClassifier`).
+    /// For DistilBERT and ALBERT, which have their own layers (their files' `SequenceClassifier`).
     pub fn new(p: nn::Path, config: &Config, n_labels: i64) -> SequenceClassifier {
         let model_type = config.model_type;
         let encoder = Encoder::new(&p / model_type.prefix(), config, model_type == ModelType::Bert);
@@ -397,7 +399,9 @@ impl SequenceClassifier {
             ModelType::Roberta | ModelType::XlmRoberta => dense(HiddenAct::Tanh),
             // ElectraClassificationHead: `get_activation("gelu")`, whatever `hidden_act` says.
             ModelType::Electra => dense(HiddenAct::Gelu),
-            ModelType::DistilBert => panic!("DistilBERT is built by distilbert::SequenceClassifier"),
+            ModelType::DistilBert | ModelType::Albert => {
+                panic!("{} is built by its own file's SequenceClassifier", model_type.name())
+            }
         };
         let parameters = parameter_count(&classifier_layout(config, n_labels));
         SequenceClassifier { encoder, head, dropout: config.head_dropout(), model_type, parameters }
@@ -464,8 +468,8 @@ impl MaskedLm {
     /// `cls.predictions` (BERT) or `lm_head` (RoBERTa, XLM-R). No family has a pooler here.
     ///
     /// # Panics
-    /// For ELECTRA and DistilBERT, whose MLM heads (the generator's, `vocab_transform`) are not
-    /// implemented; pre-training settings refuse them first.
+    /// For ELECTRA, DistilBERT and ALBERT, whose MLM heads (the generator's, `vocab_transform`,
+    /// `predictions`) are not implemented; pre-training settings refuse them first.
     pub fn new(p: nn::Path, config: &Config) -> MaskedLm {
         let encoder = Encoder::new(&p / config.model_type.prefix(), config, false);
         let (head, transform, layer_norm_name, activation) = match config.model_type {
@@ -479,7 +483,7 @@ impl MaskedLm {
                 let head = &p / "lm_head";
                 (head.clone(), head, "layer_norm", HiddenAct::Gelu)
             }
-            ModelType::Electra | ModelType::DistilBert => {
+            ModelType::Electra | ModelType::DistilBert | ModelType::Albert => {
                 panic!("no masked-LM head for {} (pre-training settings refuse it)", config.model_type.name())
             }
         };

@@ -1,10 +1,12 @@
 //! HF `config.json` of every family, read into one [`Config`] under BERT's field names (HF
 //! `transformers` 5.24.0: `BertConfig`, `RobertaConfig`, `XLMRobertaConfig`, `ElectraConfig`,
-//! `DistilBertConfig`).
+//! `DistilBertConfig`, `AlbertConfig`).
 //!
 //! DistilBERT names its fields otherwise (`dim`, `n_layers`, `hidden_dim`, ...); they are read
 //! under their BERT names with HF's `DistilBertConfig` defaults, so that the rest of the suite
-//! (shapes, tokenisation limits, result files) reads one set of names.
+//! (shapes, tokenisation limits, result files) reads one set of names. ALBERT's defaults differ
+//! from BERT's (no dropout, `gelu_new`) and its head dropout is `classifier_dropout_prob`; those
+//! are read the same way.
 
 use std::collections::BTreeMap;
 
@@ -22,14 +24,16 @@ use super::{HiddenAct, ModelType};
 ///   `classifier_dropout` (`null`: `hidden_dropout_prob`, as HF's heads do),
 ///   `max_position_embeddings`, `type_vocab_size`, `layer_norm_eps`, `pad_token_id` (RoBERTa's and
 ///   XLM-R's position ids), `initializer_range` (fresh heads), `tie_word_embeddings` (the MLM
-///   decoder), `embedding_size` (ELECTRA's factorised embeddings: HF's default 128 when absent);
+///   decoder), `embedding_size` (ELECTRA's and ALBERT's factorised embeddings: HF's default 128
+///   when absent), ALBERT's `num_hidden_groups` and `inner_group_num` (its shared layers) and
+///   `classifier_dropout_prob` (its head dropout);
 /// - DistilBERT's `dim`, `n_layers`, `n_heads`, `hidden_dim`, `activation`, `dropout`,
 ///   `attention_dropout` and `seq_classif_dropout`, read as the BERT fields above (its LayerNorm
 ///   epsilon is HF's fixed 1e-12 and it has no token types);
 /// - refused unless they have their default: `position_embedding_type` (`absolute`),
 ///   `is_decoder` and `add_cross_attention` (`false`), `problem_type` (`null` or
-///   `single_label_classification`), `pruned_heads` (empty), `embedding_size` outside ELECTRA
-///   (absent or equal to `hidden_size`), DistilBERT's `sinusoidal_pos_embds` (`false`);
+///   `single_label_classification`), `pruned_heads` (empty), `embedding_size` outside ELECTRA and
+///   ALBERT (absent or equal to `hidden_size`), DistilBERT's `sinusoidal_pos_embds` (`false`);
 /// - read elsewhere or deliberately not applied: `torch_dtype`/`dtype` (checkpoints are converted
 ///   to f32 on load; the compute precision is the suite's `--precision`), `id2label`/`label2id`
 ///   and `num_labels` (the task defines the labels), `use_cache`, `chunk_size_feed_forward`,
@@ -68,9 +72,15 @@ pub struct Config {
     #[serde(default = "default_true")]
     pub tie_word_embeddings: bool,
     /// The width of the token, position and type embeddings where it differs from
-    /// `hidden_size` (ELECTRA; [`Config::embedding_size`] gives the width in every case).
+    /// `hidden_size` (ELECTRA, ALBERT; [`Config::embedding_size`] gives the width in every case).
     #[serde(default)]
     embedding_size: Option<i64>,
+    /// ALBERT: the number of stored (shared) layer groups.
+    #[serde(default = "default_one")]
+    pub num_hidden_groups: i64,
+    /// ALBERT: the layers in each shared group.
+    #[serde(default = "default_one")]
+    pub inner_group_num: i64,
     #[serde(default)]
     is_decoder: bool,
     #[serde(default)]
@@ -101,9 +111,37 @@ fn default_position_embedding_type() -> String {
 fn default_true() -> bool {
     true
 }
+fn default_one() -> i64 {
+    1
+}
 
-/// ELECTRA's `embedding_size` when a config omits it (transformers 5.24.0 `ElectraConfig`).
-const ELECTRA_DEFAULT_EMBEDDING_SIZE: i64 = 128;
+/// ELECTRA's and ALBERT's `embedding_size` when a config omits it (transformers 5.24.0
+/// `ElectraConfig`, `AlbertConfig`).
+const FACTORISED_DEFAULT_EMBEDDING_SIZE: i64 = 128;
+
+/// ALBERT's defaults where they differ from the fields' defaults here (transformers 5.24.0
+/// `AlbertConfig`); `classifier_dropout_prob` is read as `classifier_dropout`.
+fn albert_as_bert(mut map: serde_json::Map<String, serde_json::Value>) -> Result<serde_json::Value, ConfigError> {
+    for (field, default) in [
+        ("hidden_act", serde_json::json!("gelu_new")),
+        ("hidden_dropout_prob", serde_json::json!(0.0)),
+        ("attention_probs_dropout_prob", serde_json::json!(0.0)),
+        ("embedding_size", serde_json::json!(FACTORISED_DEFAULT_EMBEDDING_SIZE)),
+    ] {
+        map.entry(field).or_insert(default);
+    }
+    if map.contains_key("classifier_dropout") {
+        return Err(ConfigError::Unsupported {
+            field: "classifier_dropout",
+            value: map["classifier_dropout"].to_string(),
+            why: "ALBERT's head dropout is `classifier_dropout_prob`; HF ignores `classifier_dropout` for ALBERT: \
+                  remove it",
+        });
+    }
+    let head_dropout = map.remove("classifier_dropout_prob").unwrap_or_else(|| serde_json::json!(0.1));
+    map.insert("classifier_dropout".to_owned(), head_dropout);
+    Ok(serde_json::Value::Object(map))
+}
 
 /// DistilBERT's field names with the BERT name each is read as, and HF's `DistilBertConfig`
 /// default (transformers 5.24.0).
@@ -172,9 +210,11 @@ impl Config {
     pub fn from_json(text: &str) -> Result<Config, ConfigError> {
         let value: serde_json::Value = serde_json::from_str(text)?;
         let value = match value {
-            serde_json::Value::Object(map) if map.get("model_type").and_then(|v| v.as_str()) == Some("distilbert") => {
-                distilbert_as_bert(map)?
-            }
+            serde_json::Value::Object(map) => match map.get("model_type").and_then(|v| v.as_str()) {
+                Some("distilbert") => distilbert_as_bert(map)?,
+                Some("albert") => albert_as_bert(map)?,
+                _ => serde_json::Value::Object(map),
+            },
             other => other,
         };
         let config: Config = serde_json::from_value(value)?;
@@ -214,13 +254,31 @@ impl Config {
         }
         if let Some(embedding_size) = config.embedding_size
             && embedding_size != config.hidden_size
-            && config.model_type != ModelType::Electra
+            && !matches!(config.model_type, ModelType::Electra | ModelType::Albert)
         {
             return unsupported(
                 "embedding_size",
                 embedding_size.to_string(),
-                "factorised embeddings are ELECTRA's (and ALBERT's): for this model_type, embedding_size must equal \
+                "factorised embeddings are ELECTRA's and ALBERT's: for this model_type, embedding_size must equal \
                  hidden_size",
+            );
+        }
+        let groups = (config.num_hidden_groups, config.inner_group_num);
+        if groups != (1, 1) && config.model_type != ModelType::Albert {
+            return unsupported(
+                "num_hidden_groups",
+                format!("{groups:?} (with inner_group_num)"),
+                "shared layer groups are ALBERT's: leave both at 1",
+            );
+        }
+        if config.num_hidden_groups < 1
+            || config.inner_group_num < 1
+            || config.num_hidden_groups > config.num_hidden_layers.max(1)
+        {
+            return unsupported(
+                "num_hidden_groups",
+                format!("{} (inner_group_num {})", config.num_hidden_groups, config.inner_group_num),
+                "ALBERT needs 1 <= num_hidden_groups <= num_hidden_layers and inner_group_num >= 1",
             );
         }
         if config.sinusoidal_pos_embds {
@@ -250,11 +308,11 @@ impl Config {
         self.classifier_dropout.unwrap_or(self.hidden_dropout_prob)
     }
 
-    /// The width of the token, position and type embeddings: `embedding_size` for ELECTRA (HF's
-    /// default 128 when the config omits it), `hidden_size` for every other family.
+    /// The width of the token, position and type embeddings: `embedding_size` for ELECTRA and
+    /// ALBERT (HF's default 128 when the config omits it), `hidden_size` for every other family.
     pub fn embedding_size(&self) -> i64 {
         match self.model_type {
-            ModelType::Electra => self.embedding_size.unwrap_or(ELECTRA_DEFAULT_EMBEDDING_SIZE),
+            ModelType::Electra | ModelType::Albert => self.embedding_size.unwrap_or(FACTORISED_DEFAULT_EMBEDDING_SIZE),
             _ => self.hidden_size,
         }
     }
@@ -310,6 +368,17 @@ mod tests {
         let xlmr =
             Config::from_json(&format!(r#"{{"model_type": "xlm-roberta", "pad_token_id": 1, {sizes}}}"#)).unwrap();
         assert_eq!((xlmr.model_type, xlmr.max_sequence_length()), (ModelType::XlmRoberta, 14));
+        let albert = Config::from_json(&format!(r#"{{"model_type": "albert", {sizes}}}"#)).unwrap();
+        assert_eq!(albert.embedding_size(), 128);
+        assert_eq!(
+            (albert.hidden_dropout_prob, albert.head_dropout(), albert.hidden_act),
+            (0.0, 0.1, HiddenAct::GeluTanh)
+        );
+        let albert =
+            Config::from_json(&format!(r#"{{"model_type": "albert", "classifier_dropout_prob": 0.3, {sizes}}}"#));
+        assert_eq!(albert.unwrap().head_dropout(), 0.3);
+        let shared = Config::from_json(&format!(r#"{{"model_type": "bert", "num_hidden_groups": 2, {sizes}}}"#));
+        assert!(shared.unwrap_err().to_string().contains("ALBERT's"));
         let unknown = Config::from_json(&format!(r#"{{"model_type": "gpt2", {sizes}}}"#)).unwrap_err().to_string();
         assert!(unknown.contains("gpt2") && unknown.contains("distilbert"), "{unknown}");
     }

@@ -8,12 +8,14 @@
 //! - [`bert`]: BERT, RoBERTa, XLM-R and ELECTRA (`BertModel`, `RobertaModel`, `XLMRobertaModel`,
 //!   `ElectraModel` and their classification heads; BERT's and RoBERTa's MLM heads).
 //! - [`distilbert`]: DistilBERT and its classification head.
+//! - [`albert`]: ALBERT (factorised embeddings, layers shared across depth) and its head.
 //! - [`config`]: the HF `config.json` of every family, under BERT's field names.
 //! - [`activation`]: HF's activation names as an enum.
 //!
 //! Models do no IO: checkpoints are read in `checkpoint`, files in `datasets`.
 
 pub mod activation;
+pub mod albert;
 pub mod bert;
 pub mod config;
 pub mod distilbert;
@@ -69,6 +71,8 @@ pub enum ModelType {
     Electra,
     #[serde(rename = "distilbert")]
     DistilBert,
+    #[serde(rename = "albert")]
+    Albert,
 }
 
 impl ModelType {
@@ -79,6 +83,7 @@ impl ModelType {
             ModelType::Roberta | ModelType::XlmRoberta => "roberta",
             ModelType::Electra => "electra",
             ModelType::DistilBert => "distilbert",
+            ModelType::Albert => "albert",
         }
     }
 
@@ -90,6 +95,7 @@ impl ModelType {
             ModelType::XlmRoberta => "xlm-roberta",
             ModelType::Electra => "electra",
             ModelType::DistilBert => "distilbert",
+            ModelType::Albert => "albert",
         }
     }
 
@@ -116,6 +122,7 @@ impl ModelType {
                 bert::layer_group(self.prefix(), name)
             }
             ModelType::DistilBert => distilbert::layer_group(name),
+            ModelType::Albert => albert::layer_group(name),
         }
     }
 
@@ -131,6 +138,7 @@ impl ModelType {
 pub fn classifier_layout(config: &Config, n_labels: i64) -> Vec<(String, Vec<i64>)> {
     match config.model_type {
         ModelType::DistilBert => distilbert::classifier_layout(config, n_labels),
+        ModelType::Albert => albert::classifier_layout(config, n_labels),
         _ => bert::classifier_layout(config, n_labels),
     }
 }
@@ -141,6 +149,7 @@ pub enum SequenceClassifier {
     /// BERT, RoBERTa, XLM-R or ELECTRA.
     Bert(bert::SequenceClassifier),
     DistilBert(distilbert::SequenceClassifier),
+    Albert(albert::SequenceClassifier),
 }
 
 impl SequenceClassifier {
@@ -152,6 +161,7 @@ impl SequenceClassifier {
             ModelType::DistilBert => {
                 SequenceClassifier::DistilBert(distilbert::SequenceClassifier::new(p, config, n_labels))
             }
+            ModelType::Albert => SequenceClassifier::Albert(albert::SequenceClassifier::new(p, config, n_labels)),
             _ => SequenceClassifier::Bert(bert::SequenceClassifier::new(p, config, n_labels)),
         }
     }
@@ -167,6 +177,7 @@ impl SequenceClassifier {
         match self {
             SequenceClassifier::Bert(model) => model.forward_t(input_ids, attention_mask, token_type_ids, train),
             SequenceClassifier::DistilBert(model) => model.forward_t(input_ids, attention_mask, train),
+            SequenceClassifier::Albert(model) => model.forward_t(input_ids, attention_mask, token_type_ids, train),
         }
     }
 
@@ -183,6 +194,9 @@ impl SequenceClassifier {
                 model.encoder().forward_t(input_ids, attention_mask, token_type_ids, train).last_hidden_state
             }
             SequenceClassifier::DistilBert(model) => model.last_hidden_state(input_ids, attention_mask, train),
+            SequenceClassifier::Albert(model) => {
+                model.last_hidden_state(input_ids, attention_mask, token_type_ids, train)
+            }
         }
     }
 
@@ -190,7 +204,7 @@ impl SequenceClassifier {
     pub fn encoder(&self) -> Option<&Encoder> {
         match self {
             SequenceClassifier::Bert(model) => Some(model.encoder()),
-            SequenceClassifier::DistilBert(_) => None,
+            SequenceClassifier::DistilBert(_) | SequenceClassifier::Albert(_) => None,
         }
     }
 }
@@ -204,6 +218,7 @@ impl Classifier for SequenceClassifier {
         match self {
             SequenceClassifier::Bert(model) => model.model_type(),
             SequenceClassifier::DistilBert(model) => model.model_type(),
+            SequenceClassifier::Albert(model) => model.model_type(),
         }
     }
 
@@ -211,6 +226,7 @@ impl Classifier for SequenceClassifier {
         match self {
             SequenceClassifier::Bert(model) => model.parameter_count(),
             SequenceClassifier::DistilBert(model) => model.parameter_count(),
+            SequenceClassifier::Albert(model) => model.parameter_count(),
         }
     }
 }
@@ -224,7 +240,7 @@ mod tests {
     /// modules (transformers 5.24.0) rather than derived from the rules under test.
     #[test]
     fn layer_groups_and_no_decay_per_family_on_hf_names() {
-        let cases: [(ModelType, &[(&str, LayerGroup, bool)]); 5] = [
+        let cases: [(ModelType, &[(&str, LayerGroup, bool)]); 6] = [
             (
                 ModelType::Bert,
                 &[
@@ -275,6 +291,23 @@ mod tests {
                     ("classifier.weight", Head, false),
                 ],
             ),
+            (
+                ModelType::Albert,
+                &[
+                    ("albert.embeddings.word_embeddings.weight", Embeddings, false),
+                    ("albert.encoder.embedding_hidden_mapping_in.weight", Embeddings, false),
+                    ("albert.encoder.albert_layer_groups.0.albert_layers.0.attention.query.weight", Layer(0), false),
+                    ("albert.encoder.albert_layer_groups.0.albert_layers.1.ffn_output.bias", Layer(0), true),
+                    (
+                        "albert.encoder.albert_layer_groups.1.albert_layers.0.full_layer_layer_norm.weight",
+                        Layer(1),
+                        true,
+                    ),
+                    ("albert.encoder.albert_layer_groups.0.albert_layers.0.attention.LayerNorm.weight", Layer(0), true),
+                    ("albert.pooler.weight", Head, false),
+                    ("classifier.weight", Head, false),
+                ],
+            ),
         ];
         for (model_type, names) in cases {
             for &(name, group, exempt) in names {
@@ -292,6 +325,7 @@ mod tests {
             ("xlm-roberta", ModelType::XlmRoberta),
             ("electra", ModelType::Electra),
             ("distilbert", ModelType::DistilBert),
+            ("albert", ModelType::Albert),
         ] {
             let read: ModelType = serde_json::from_str(&format!("\"{spelt}\"")).unwrap();
             assert_eq!((read, read.name()), (model_type, spelt));

@@ -12,7 +12,7 @@ Usage (from the repository root):
     python3 -m venv /tmp/hfenv && /tmp/hfenv/bin/pip install torch==2.11.0 transformers==5.24.0 safetensors
     /tmp/hfenv/bin/python bench-suite/tests/golden/make_family_golden.py
 
-Writes, next to this script, for each family `<kind>` (`electra`, `distilbert`, `xlm-roberta`):
+Writes, next to this script, for each family `<kind>` (`electra`, `distilbert`, `xlm-roberta`, `albert`):
 `tiny_<kind>.json` (the HF config) and `tiny_<kind>.safetensors` (`weights.*`, `input_ids`,
 `attention_mask`, `token_type_ids`, `logits`, `last_hidden_state`), as `make_encoder_golden.py` does for BERT
 and RoBERTa.
@@ -20,6 +20,8 @@ and RoBERTa.
   `hidden_size` 32, so that `embeddings_project` is there.
 - DistilBERT: `DistilBertForSequenceClassification` (no token types; `pre_classifier`, ReLU, `classifier`).
 - XLM-R: `XLMRobertaForSequenceClassification` (RoBERTa's architecture under its own `model_type`).
+- ALBERT: `AlbertForSequenceClassification` with `embedding_size` 16, 4 layers in 2 shared groups of 2 inner
+  layers each (HF's group index `int(i / (num_hidden_layers / num_hidden_groups))`), `gelu_new`.
 """
 
 from pathlib import Path
@@ -49,6 +51,12 @@ def build(kind: str):
             pad_token_id=1, bos_token_id=0, eos_token_id=2, hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1,
             layer_norm_eps=1e-5, **SIZES)
         return config, transformers.XLMRobertaForSequenceClassification(config)
+    if kind == "albert":
+        config = transformers.AlbertConfig(
+            embedding_size=16, hidden_size=32, num_hidden_layers=4, num_hidden_groups=2, inner_group_num=2,
+            num_attention_heads=4, intermediate_size=64, type_vocab_size=2, pad_token_id=0, hidden_dropout_prob=0.1,
+            attention_probs_dropout_prob=0.1, classifier_dropout_prob=0.1, **SIZES)
+        return config, transformers.AlbertForSequenceClassification(config)
     raise ValueError(kind)
 
 
@@ -69,7 +77,7 @@ def tiny(kind: str) -> None:
         input_ids[row, length:] = pad
         attention_mask[row, length:] = 0
     token_type_ids = torch.zeros(3, 12, dtype=torch.long)
-    if kind == "electra":
+    if kind in ("electra", "albert"):
         token_type_ids[:, 6:] = 1
     inputs = dict(input_ids=input_ids, attention_mask=attention_mask)
     if kind != "distilbert":
@@ -85,6 +93,6 @@ def tiny(kind: str) -> None:
 
 
 if __name__ == "__main__":
-    for kind in ["electra", "distilbert", "xlm-roberta"]:
+    for kind in ["electra", "distilbert", "xlm-roberta", "albert"]:
         tiny(kind)
     print("transformers", transformers.__version__, "torch", torch.__version__)
