@@ -65,8 +65,8 @@ const LEGACY_SUFFIXES: [(&str, &str); 2] =
 
 /// The pre-training heads of HF's families: BERT's `cls`, RoBERTa's and XLM-R's `lm_head`,
 /// ELECTRA's discriminator and generator heads, DistilBERT's MLM head, ALBERT's MLM and
-/// sentence-order heads.
-const PRETRAINING_HEADS: [&str; 10] = [
+/// sentence-order heads, BART's generation bias.
+const PRETRAINING_HEADS: [&str; 11] = [
     "cls.",
     "lm_head.",
     "discriminator_predictions.",
@@ -77,12 +77,16 @@ const PRETRAINING_HEADS: [&str; 10] = [
     "vocab_projector.",
     "predictions.",
     "sop_classifier.",
+    "final_logits_bias",
 ];
 
 /// Whether the checkpoint tensor `name` (encoder prefix removed) is one a model without it does
 /// not use: pre-training heads, a pooler the model does not have, buffers.
 fn unused_by_design(bare: &str, model_has_pooler: bool) -> bool {
     PRETRAINING_HEADS.iter().any(|head| bare.starts_with(head))
+        // BART's token embeddings, saved under the names HF ties to `model.shared`.
+        || bare == "encoder.embed_tokens.weight"
+        || bare == "decoder.embed_tokens.weight"
         || (bare.starts_with("pooler.") && !model_has_pooler)
         || bare.ends_with("position_ids")
         || bare == "embeddings.token_type_ids"

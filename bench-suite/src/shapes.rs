@@ -29,8 +29,7 @@ pub fn subspace_dimensions(
 ) -> (usize, usize) {
     let layout = sequence_classifier(config, n_labels);
     let total = models::parameter_count(&layout);
-    let layers: Vec<subspace::LayerGroup> =
-        layout.iter().map(|(name, _)| config.model_type.layer_group(name)).collect();
+    let layers: Vec<subspace::LayerGroup> = layout.iter().map(|(name, _)| config.layer_group(name)).collect();
     (total, subspace::scale_groups(&layers, method, grouping, compat).1)
 }
 

@@ -103,6 +103,12 @@ fn tiny_distilbert_classifier_matches_transformers() {
     check_tiny("distilbert");
 }
 
+/// Encoder-decoder; the head reads the decoder's state at the last `</s>`; `scale_embedding` on.
+#[test]
+fn tiny_bart_classifier_matches_transformers() {
+    check_tiny("bart");
+}
+
 /// `embedding_size` 16, four passes over two shared groups of two inner layers, `gelu_new`.
 #[test]
 fn tiny_albert_classifier_matches_transformers() {

@@ -39,9 +39,13 @@ pub fn layer_group(prefix: &str, name: &str) -> LayerGroup {
 
 /// Biases and LayerNorm weights are not decayed (HF `Trainer`: every parameter of an
 /// `nn.LayerNorm`, and every bias). BERT names its norms `LayerNorm`, RoBERTa's LM head
-/// `layer_norm`, DistilBERT `sa_layer_norm` and `output_layer_norm`.
+/// `layer_norm`, DistilBERT `sa_layer_norm` and `output_layer_norm`, BART `*_layer_norm` and
+/// `layernorm_embedding`.
 pub fn no_decay(name: &str) -> bool {
-    name.ends_with(".bias") || name.ends_with("LayerNorm.weight") || name.ends_with("layer_norm.weight")
+    name.ends_with(".bias")
+        || name.ends_with("LayerNorm.weight")
+        || name.ends_with("layer_norm.weight")
+        || name.ends_with("layernorm_embedding.weight")
 }
 
 /// Initialises every variable of a BERT or RoBERTa model built from `config` as HF's
@@ -110,7 +114,7 @@ pub fn classifier_layout(config: &Config, n_labels: i64) -> Vec<(String, Vec<i64
             push("classifier.out_proj.weight", vec![n_labels, hidden]);
             push("classifier.out_proj.bias", vec![n_labels]);
         }
-        ModelType::DistilBert | ModelType::Albert => {
+        ModelType::DistilBert | ModelType::Albert | ModelType::Bart => {
             unreachable!("{}'s layout is in its own file", config.model_type.name())
         }
     }
@@ -399,7 +403,7 @@ impl SequenceClassifier {
             ModelType::Roberta | ModelType::XlmRoberta => dense(HiddenAct::Tanh),
             // ElectraClassificationHead: `get_activation("gelu")`, whatever `hidden_act` says.
             ModelType::Electra => dense(HiddenAct::Gelu),
-            ModelType::DistilBert | ModelType::Albert => {
+            ModelType::DistilBert | ModelType::Albert | ModelType::Bart => {
                 panic!("{} is built by its own file's SequenceClassifier", model_type.name())
             }
         };
@@ -483,7 +487,7 @@ impl MaskedLm {
                 let head = &p / "lm_head";
                 (head.clone(), head, "layer_norm", HiddenAct::Gelu)
             }
-            ModelType::Electra | ModelType::DistilBert | ModelType::Albert => {
+            ModelType::Electra | ModelType::DistilBert | ModelType::Albert | ModelType::Bart => {
                 panic!("no masked-LM head for {} (pre-training settings refuse it)", config.model_type.name())
             }
         };

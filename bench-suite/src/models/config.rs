@@ -1,12 +1,13 @@
 //! HF `config.json` of every family, read into one [`Config`] under BERT's field names (HF
 //! `transformers` 5.24.0: `BertConfig`, `RobertaConfig`, `XLMRobertaConfig`, `ElectraConfig`,
-//! `DistilBertConfig`, `AlbertConfig`).
+//! `DistilBertConfig`, `AlbertConfig`, `BartConfig`).
 //!
 //! DistilBERT names its fields otherwise (`dim`, `n_layers`, `hidden_dim`, ...); they are read
 //! under their BERT names with HF's `DistilBertConfig` defaults, so that the rest of the suite
 //! (shapes, tokenisation limits, result files) reads one set of names. ALBERT's defaults differ
 //! from BERT's (no dropout, `gelu_new`) and its head dropout is `classifier_dropout_prob`; those
-//! are read the same way.
+//! are read the same way. BART's encoder fields (`d_model`, `encoder_layers`, ...) are read as
+//! BERT's and its decoder's as `decoder_*` fields of their own.
 
 use std::collections::BTreeMap;
 
@@ -30,10 +31,17 @@ use super::{HiddenAct, ModelType};
 /// - DistilBERT's `dim`, `n_layers`, `n_heads`, `hidden_dim`, `activation`, `dropout`,
 ///   `attention_dropout` and `seq_classif_dropout`, read as the BERT fields above (its LayerNorm
 ///   epsilon is HF's fixed 1e-12 and it has no token types);
+/// - BART's `d_model`, `encoder_layers`, `encoder_attention_heads`, `encoder_ffn_dim`,
+///   `activation_function`, `dropout`, `attention_dropout`, `init_std`, read as the BERT fields
+///   above (LayerNorm epsilon 1e-5, PyTorch's default that BART's norms use; no token types), and
+///   its own `decoder_layers`, `decoder_attention_heads`, `decoder_ffn_dim`,
+///   `activation_dropout`, `scale_embedding`, `eos_token_id` (the classification head reads the
+///   last end-of-sequence token) and `decoder_start_token_id`;
 /// - refused unless they have their default: `position_embedding_type` (`absolute`),
 ///   `is_decoder` and `add_cross_attention` (`false`), `problem_type` (`null` or
 ///   `single_label_classification`), `pruned_heads` (empty), `embedding_size` outside ELECTRA and
-///   ALBERT (absent or equal to `hidden_size`), DistilBERT's `sinusoidal_pos_embds` (`false`);
+///   ALBERT (absent or equal to `hidden_size`), DistilBERT's `sinusoidal_pos_embds` (`false`),
+///   BART's `encoder_layerdrop` and `decoder_layerdrop` (0);
 /// - read elsewhere or deliberately not applied: `torch_dtype`/`dtype` (checkpoints are converted
 ///   to f32 on load; the compute precision is the suite's `--precision`), `id2label`/`label2id`
 ///   and `num_labels` (the task defines the labels), `use_cache`, `chunk_size_feed_forward`,
@@ -81,6 +89,31 @@ pub struct Config {
     /// ALBERT: the layers in each shared group.
     #[serde(default = "default_one")]
     pub inner_group_num: i64,
+    /// BART: decoder layers (0 for encoder-only families).
+    #[serde(default)]
+    pub decoder_layers: i64,
+    /// BART: the decoder's attention heads.
+    #[serde(default)]
+    pub decoder_attention_heads: i64,
+    /// BART: the decoder's feed-forward width.
+    #[serde(default)]
+    pub decoder_ffn_dim: i64,
+    /// BART: dropout after the feed-forward activation.
+    #[serde(default)]
+    pub activation_dropout: f64,
+    /// BART: whether token embeddings are scaled by `sqrt(d_model)`.
+    #[serde(default)]
+    pub scale_embedding: bool,
+    /// The end-of-sequence token (BART's head reads the last one); `null` in other families.
+    #[serde(default)]
+    pub eos_token_id: Option<i64>,
+    /// BART: the first token of the decoder's input (the input shifted right).
+    #[serde(default)]
+    pub decoder_start_token_id: Option<i64>,
+    #[serde(default)]
+    encoder_layerdrop: f64,
+    #[serde(default)]
+    decoder_layerdrop: f64,
     #[serde(default)]
     is_decoder: bool,
     #[serde(default)]
@@ -118,6 +151,59 @@ fn default_one() -> i64 {
 /// ELECTRA's and ALBERT's `embedding_size` when a config omits it (transformers 5.24.0
 /// `ElectraConfig`, `AlbertConfig`).
 const FACTORISED_DEFAULT_EMBEDDING_SIZE: i64 = 128;
+
+/// BART's field names with the BERT name each is read as, and HF's `BartConfig` default
+/// (transformers 5.24.0); the decoder's fields keep their names, with HF's defaults.
+const BART_FIELDS: [(&str, &str, f64); 8] = [
+    ("d_model", "hidden_size", 1024.0),
+    ("encoder_layers", "num_hidden_layers", 12.0),
+    ("encoder_attention_heads", "num_attention_heads", 16.0),
+    ("encoder_ffn_dim", "intermediate_size", 4096.0),
+    ("dropout", "hidden_dropout_prob", 0.1),
+    ("attention_dropout", "attention_probs_dropout_prob", 0.0),
+    ("init_std", "initializer_range", 0.02),
+    ("max_position_embeddings", "max_position_embeddings", 1024.0),
+];
+
+/// BART's fields under BERT's names, with HF's defaults where the config omits them.
+fn bart_as_bert(mut map: serde_json::Map<String, serde_json::Value>) -> Result<serde_json::Value, ConfigError> {
+    let number =
+        |value: f64| if value.fract() == 0.0 { serde_json::json!(value as i64) } else { serde_json::json!(value) };
+    for (own, bert, default) in BART_FIELDS {
+        let value = map.remove(own).unwrap_or_else(|| number(default));
+        if own != bert && map.contains_key(bert) && !(bert == "hidden_size" && map[bert] == value) {
+            return Err(ConfigError::Unsupported {
+                field: "model_type",
+                value: "`bart`".into(),
+                why: "a BART config names its sizes `d_model`, `encoder_layers`, `encoder_ffn_dim`, ...; this one also \
+                      has BERT's names with other values: fix the file",
+            });
+        }
+        map.insert(bert.to_owned(), value);
+    }
+    let activation = map.remove("activation_function").unwrap_or_else(|| serde_json::json!("gelu"));
+    map.insert("hidden_act".to_owned(), activation);
+    for (field, default) in [
+        ("decoder_layers", 12.0),
+        ("decoder_attention_heads", 16.0),
+        ("decoder_ffn_dim", 4096.0),
+        ("activation_dropout", 0.0),
+        ("classifier_dropout", 0.0),
+        ("pad_token_id", 1.0),
+        ("eos_token_id", 2.0),
+        ("decoder_start_token_id", 2.0),
+    ] {
+        map.entry(field).or_insert(number(default));
+    }
+    map.entry("scale_embedding").or_insert(serde_json::json!(false));
+    if map.get("classifier_dropout").is_some_and(serde_json::Value::is_null) {
+        map.insert("classifier_dropout".to_owned(), serde_json::json!(0.0));
+    }
+    // nn.LayerNorm's default epsilon; no token type embeddings.
+    map.insert("layer_norm_eps".to_owned(), serde_json::json!(1e-5));
+    map.insert("type_vocab_size".to_owned(), serde_json::json!(0));
+    Ok(serde_json::Value::Object(map))
+}
 
 /// ALBERT's defaults where they differ from the fields' defaults here (transformers 5.24.0
 /// `AlbertConfig`); `classifier_dropout_prob` is read as `classifier_dropout`.
@@ -213,6 +299,7 @@ impl Config {
             serde_json::Value::Object(map) => match map.get("model_type").and_then(|v| v.as_str()) {
                 Some("distilbert") => distilbert_as_bert(map)?,
                 Some("albert") => albert_as_bert(map)?,
+                Some("bart") => bart_as_bert(map)?,
                 _ => serde_json::Value::Object(map),
             },
             other => other,
@@ -281,6 +368,35 @@ impl Config {
                 "ALBERT needs 1 <= num_hidden_groups <= num_hidden_layers and inner_group_num >= 1",
             );
         }
+        if config.encoder_layerdrop != 0.0 || config.decoder_layerdrop != 0.0 {
+            return unsupported(
+                "encoder_layerdrop",
+                format!("{} (decoder_layerdrop {})", config.encoder_layerdrop, config.decoder_layerdrop),
+                "LayerDrop (skipping layers at random in training) is not implemented; set both to 0",
+            );
+        }
+        if config.model_type == ModelType::Bart {
+            if config.eos_token_id.is_none() || config.decoder_start_token_id.is_none() {
+                return unsupported(
+                    "eos_token_id",
+                    "null".into(),
+                    "BART's classification head reads the last end-of-sequence token and its decoder starts from \
+                     decoder_start_token_id: set both",
+                );
+            }
+            if config.decoder_layers < 1 || config.decoder_attention_heads < 1 || config.decoder_ffn_dim < 1 {
+                return unsupported(
+                    "decoder_layers",
+                    config.decoder_layers.to_string(),
+                    "BART needs decoder_layers, decoder_attention_heads and decoder_ffn_dim of at least 1",
+                );
+            }
+            if config.hidden_size % config.decoder_attention_heads != 0 {
+                return Err(ConfigError::Heads { hidden: config.hidden_size, heads: config.decoder_attention_heads });
+            }
+        } else if config.decoder_layers != 0 {
+            return unsupported("decoder_layers", config.decoder_layers.to_string(), "only BART has a decoder here");
+        }
         if config.sinusoidal_pos_embds {
             return unsupported(
                 "sinusoidal_pos_embds",
@@ -293,6 +409,7 @@ impl Config {
             ("hidden_dropout_prob", config.hidden_dropout_prob),
             ("attention_probs_dropout_prob", config.attention_probs_dropout_prob),
             ("classifier_dropout", config.classifier_dropout.unwrap_or(0.0)),
+            ("activation_dropout", config.activation_dropout),
         ] {
             if !(0.0..1.0).contains(&value) {
                 return unsupported(field, value.to_string(), "a dropout probability lies in [0, 1)");
@@ -308,6 +425,17 @@ impl Config {
         self.classifier_dropout.unwrap_or(self.hidden_dropout_prob)
     }
 
+    /// The layer group of the parameter named `name` of this config's classifier (SAID's
+    /// per-layer scales): BART numbers its decoder's layers after its encoder's
+    /// (`Layer(encoder_layers + i)`), which its name alone does not say; every other family
+    /// answers from the name ([`ModelType::layer_group`]).
+    pub fn layer_group(&self, name: &str) -> subspace::LayerGroup {
+        match self.model_type {
+            ModelType::Bart => super::bart::layer_group(name, self.num_hidden_layers as usize),
+            other => other.layer_group(name),
+        }
+    }
+
     /// The width of the token, position and type embeddings: `embedding_size` for ELECTRA and
     /// ALBERT (HF's default 128 when the config omits it), `hidden_size` for every other family.
     pub fn embedding_size(&self) -> i64 {
@@ -319,7 +447,8 @@ impl Config {
 
     /// The longest sequence the position table holds: `max_position_embeddings`, less RoBERTa's
     /// (and XLM-R's) `pad_token_id + 1` offset (positions start after the padding index: 512 for
-    /// RoBERTa-base's 514).
+    /// RoBERTa-base's 514). BART's table has `max_position_embeddings + 2` rows (its offset of 2),
+    /// so it holds `max_position_embeddings`.
     pub fn max_sequence_length(&self) -> i64 {
         if self.model_type.positions_after_padding() {
             self.max_position_embeddings - self.pad_token_id - 1

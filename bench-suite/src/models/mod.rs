@@ -9,6 +9,7 @@
 //!   `ElectraModel` and their classification heads; BERT's and RoBERTa's MLM heads).
 //! - [`distilbert`]: DistilBERT and its classification head.
 //! - [`albert`]: ALBERT (factorised embeddings, layers shared across depth) and its head.
+//! - [`bart`]: BART (encoder-decoder) and its head on the last end-of-sequence token.
 //! - [`config`]: the HF `config.json` of every family, under BERT's field names.
 //! - [`activation`]: HF's activation names as an enum.
 //!
@@ -16,6 +17,7 @@
 
 pub mod activation;
 pub mod albert;
+pub mod bart;
 pub mod bert;
 pub mod config;
 pub mod distilbert;
@@ -73,6 +75,9 @@ pub enum ModelType {
     DistilBert,
     #[serde(rename = "albert")]
     Albert,
+    /// BART: an encoder-decoder, classified from the decoder's last end-of-sequence state.
+    #[serde(rename = "bart")]
+    Bart,
 }
 
 impl ModelType {
@@ -84,6 +89,7 @@ impl ModelType {
             ModelType::Electra => "electra",
             ModelType::DistilBert => "distilbert",
             ModelType::Albert => "albert",
+            ModelType::Bart => "model",
         }
     }
 
@@ -96,6 +102,7 @@ impl ModelType {
             ModelType::Electra => "electra",
             ModelType::DistilBert => "distilbert",
             ModelType::Albert => "albert",
+            ModelType::Bart => "bart",
         }
     }
 
@@ -110,12 +117,17 @@ impl ModelType {
     pub fn head_prefixes(self) -> &'static [&'static str] {
         match self {
             ModelType::DistilBert => &["pre_classifier", "classifier"],
+            ModelType::Bart => &["classification_head"],
             _ => &["classifier"],
         }
     }
 
     /// The layer group of a parameter of this family by its HF name, for checks made before a
     /// model is built (a spec's scale count `m`); a built model answers the same.
+    ///
+    /// # Panics
+    /// For BART, whose decoder layers are numbered after the encoder's, which a name does not
+    /// say: ask [`Config::layer_group`] or the built model.
     pub fn layer_group(self, name: &str) -> LayerGroup {
         match self {
             ModelType::Bert | ModelType::Roberta | ModelType::XlmRoberta | ModelType::Electra => {
@@ -123,6 +135,7 @@ impl ModelType {
             }
             ModelType::DistilBert => distilbert::layer_group(name),
             ModelType::Albert => albert::layer_group(name),
+            ModelType::Bart => panic!("BART's layer groups need its encoder depth: use Config::layer_group"),
         }
     }
 
@@ -139,6 +152,7 @@ pub fn classifier_layout(config: &Config, n_labels: i64) -> Vec<(String, Vec<i64
     match config.model_type {
         ModelType::DistilBert => distilbert::classifier_layout(config, n_labels),
         ModelType::Albert => albert::classifier_layout(config, n_labels),
+        ModelType::Bart => bart::classifier_layout(config, n_labels),
         _ => bert::classifier_layout(config, n_labels),
     }
 }
@@ -150,6 +164,7 @@ pub enum SequenceClassifier {
     Bert(bert::SequenceClassifier),
     DistilBert(distilbert::SequenceClassifier),
     Albert(albert::SequenceClassifier),
+    Bart(bart::SequenceClassifier),
 }
 
 impl SequenceClassifier {
@@ -162,6 +177,7 @@ impl SequenceClassifier {
                 SequenceClassifier::DistilBert(distilbert::SequenceClassifier::new(p, config, n_labels))
             }
             ModelType::Albert => SequenceClassifier::Albert(albert::SequenceClassifier::new(p, config, n_labels)),
+            ModelType::Bart => SequenceClassifier::Bart(bart::SequenceClassifier::new(p, config, n_labels)),
             _ => SequenceClassifier::Bert(bert::SequenceClassifier::new(p, config, n_labels)),
         }
     }
@@ -178,6 +194,7 @@ impl SequenceClassifier {
             SequenceClassifier::Bert(model) => model.forward_t(input_ids, attention_mask, token_type_ids, train),
             SequenceClassifier::DistilBert(model) => model.forward_t(input_ids, attention_mask, train),
             SequenceClassifier::Albert(model) => model.forward_t(input_ids, attention_mask, token_type_ids, train),
+            SequenceClassifier::Bart(model) => model.forward_t(input_ids, attention_mask, train),
         }
     }
 
@@ -197,6 +214,8 @@ impl SequenceClassifier {
             SequenceClassifier::Albert(model) => {
                 model.last_hidden_state(input_ids, attention_mask, token_type_ids, train)
             }
+            // The decoder's, which BART's head reads.
+            SequenceClassifier::Bart(model) => model.last_hidden_state(input_ids, attention_mask, train),
         }
     }
 
@@ -204,7 +223,7 @@ impl SequenceClassifier {
     pub fn encoder(&self) -> Option<&Encoder> {
         match self {
             SequenceClassifier::Bert(model) => Some(model.encoder()),
-            SequenceClassifier::DistilBert(_) | SequenceClassifier::Albert(_) => None,
+            SequenceClassifier::DistilBert(_) | SequenceClassifier::Albert(_) | SequenceClassifier::Bart(_) => None,
         }
     }
 }
@@ -219,6 +238,16 @@ impl Classifier for SequenceClassifier {
             SequenceClassifier::Bert(model) => model.model_type(),
             SequenceClassifier::DistilBert(model) => model.model_type(),
             SequenceClassifier::Albert(model) => model.model_type(),
+            SequenceClassifier::Bart(model) => model.model_type(),
+        }
+    }
+
+    fn layer_group(&self, name: &str) -> LayerGroup {
+        match self {
+            SequenceClassifier::Bert(model) => model.layer_group(name),
+            SequenceClassifier::DistilBert(model) => model.layer_group(name),
+            SequenceClassifier::Albert(model) => model.layer_group(name),
+            SequenceClassifier::Bart(model) => model.layer_group(name),
         }
     }
 
@@ -227,6 +256,7 @@ impl Classifier for SequenceClassifier {
             SequenceClassifier::Bert(model) => model.parameter_count(),
             SequenceClassifier::DistilBert(model) => model.parameter_count(),
             SequenceClassifier::Albert(model) => model.parameter_count(),
+            SequenceClassifier::Bart(model) => model.parameter_count(),
         }
     }
 }
@@ -309,6 +339,19 @@ mod tests {
                 ],
             ),
         ];
+        for (name, group, exempt) in [
+            ("model.shared.weight", Embeddings, false),
+            ("model.encoder.embed_positions.weight", Embeddings, false),
+            ("model.decoder.layernorm_embedding.weight", Embeddings, true),
+            ("model.encoder.layers.0.self_attn.q_proj.weight", Layer(0), false),
+            ("model.encoder.layers.11.final_layer_norm.bias", Layer(11), true),
+            ("model.decoder.layers.0.encoder_attn.k_proj.weight", Layer(12), false),
+            ("model.decoder.layers.11.encoder_attn_layer_norm.weight", Layer(23), true),
+            ("classification_head.dense.weight", Head, false),
+        ] {
+            assert_eq!(bart::layer_group(name, 12), group, "BART {name}");
+            assert_eq!(ModelType::Bart.no_decay(name), exempt, "BART {name}");
+        }
         for (model_type, names) in cases {
             for &(name, group, exempt) in names {
                 assert_eq!(model_type.layer_group(name), group, "{model_type:?} {name}");
@@ -326,6 +369,7 @@ mod tests {
             ("electra", ModelType::Electra),
             ("distilbert", ModelType::DistilBert),
             ("albert", ModelType::Albert),
+            ("bart", ModelType::Bart),
         ] {
             let read: ModelType = serde_json::from_str(&format!("\"{spelt}\"")).unwrap();
             assert_eq!((read, read.name()), (model_type, spelt));

@@ -12,7 +12,8 @@ Usage (from the repository root):
     python3 -m venv /tmp/hfenv && /tmp/hfenv/bin/pip install torch==2.11.0 transformers==5.24.0 safetensors
     /tmp/hfenv/bin/python bench-suite/tests/golden/make_family_golden.py
 
-Writes, next to this script, for each family `<kind>` (`electra`, `distilbert`, `xlm-roberta`, `albert`):
+Writes, next to this script, for each family `<kind>` (`electra`, `distilbert`, `xlm-roberta`, `albert`,
+`bart`):
 `tiny_<kind>.json` (the HF config) and `tiny_<kind>.safetensors` (`weights.*`, `input_ids`,
 `attention_mask`, `token_type_ids`, `logits`, `last_hidden_state`), as `make_encoder_golden.py` does for BERT
 and RoBERTa.
@@ -22,6 +23,9 @@ and RoBERTa.
 - XLM-R: `XLMRobertaForSequenceClassification` (RoBERTa's architecture under its own `model_type`).
 - ALBERT: `AlbertForSequenceClassification` with `embedding_size` 16, 4 layers in 2 shared groups of 2 inner
   layers each (HF's group index `int(i / (num_hidden_layers / num_hidden_groups))`), `gelu_new`.
+- BART: `BartForSequenceClassification` (2 encoder and 2 decoder layers; the decoder reads the input shifted
+  right; the head reads the decoder's state at the last `</s>`), with `scale_embedding` on. Each row is
+  `<s> tokens </s>` then padding, as BART's tokenizer writes a sentence.
 """
 
 from pathlib import Path
@@ -57,6 +61,13 @@ def build(kind: str):
             num_attention_heads=4, intermediate_size=64, type_vocab_size=2, pad_token_id=0, hidden_dropout_prob=0.1,
             attention_probs_dropout_prob=0.1, classifier_dropout_prob=0.1, **SIZES)
         return config, transformers.AlbertForSequenceClassification(config)
+    if kind == "bart":
+        config = transformers.BartConfig(
+            d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4, decoder_attention_heads=4,
+            encoder_ffn_dim=64, decoder_ffn_dim=48, pad_token_id=1, bos_token_id=0, eos_token_id=2,
+            decoder_start_token_id=2, forced_eos_token_id=2, scale_embedding=True, dropout=0.1, attention_dropout=0.1,
+            activation_dropout=0.1, classifier_dropout=0.1, **SIZES)
+        return config, transformers.BartForSequenceClassification(config)
     raise ValueError(kind)
 
 
@@ -76,23 +87,31 @@ def tiny(kind: str) -> None:
     for row, length in enumerate([12, 7, 4]):
         input_ids[row, length:] = pad
         attention_mask[row, length:] = 0
+        if kind == "bart":
+            input_ids[row, 0] = config.bos_token_id
+            input_ids[row, length - 1] = config.eos_token_id
     token_type_ids = torch.zeros(3, 12, dtype=torch.long)
     if kind in ("electra", "albert"):
         token_type_ids[:, 6:] = 1
     inputs = dict(input_ids=input_ids, attention_mask=attention_mask)
-    if kind != "distilbert":
+    if kind not in ("distilbert", "bart"):
         inputs["token_type_ids"] = token_type_ids
     with torch.no_grad():
         out = model(**inputs, output_hidden_states=True)
     tensors = {f"weights.{name}": value.contiguous() for name, value in model.state_dict().items()}
+    # BART: the decoder's last hidden state (what its head reads); the tied embeddings once.
+    hidden = out.decoder_hidden_states[-1] if kind == "bart" else out.hidden_states[-1]
+    if kind == "bart":
+        for tied in ("weights.model.encoder.embed_tokens.weight", "weights.model.decoder.embed_tokens.weight"):
+            tensors.pop(tied, None)
     tensors.update(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
-                   logits=out.logits.contiguous(), last_hidden_state=out.hidden_states[-1].contiguous())
+                   logits=out.logits.contiguous(), last_hidden_state=hidden.contiguous())
     metadata = {"transformers": transformers.__version__, "torch": torch.__version__}
     save_file(tensors, HERE / f"tiny_{kind}.safetensors", metadata=metadata)
     (HERE / f"tiny_{kind}.json").write_text(config.to_json_string())
 
 
 if __name__ == "__main__":
-    for kind in ["electra", "distilbert", "xlm-roberta", "albert"]:
+    for kind in ["electra", "distilbert", "xlm-roberta", "albert", "bart"]:
         tiny(kind)
     print("transformers", transformers.__version__, "torch", torch.__version__)
