@@ -103,6 +103,12 @@ fn tiny_distilbert_classifier_matches_transformers() {
     check_tiny("distilbert");
 }
 
+/// Relative position buckets, RMS norms, gated-gelu; HF's T5ForSequenceClassification head.
+#[test]
+fn tiny_t5_classifier_matches_transformers() {
+    check_tiny("t5");
+}
+
 /// Encoder-decoder; the head reads the decoder's state at the last `</s>`; `scale_embedding` on.
 #[test]
 fn tiny_bart_classifier_matches_transformers() {

@@ -107,13 +107,41 @@ fn linear(p: nn::Path, in_dim: i64, out_dim: i64) -> nn::Linear {
 }
 
 /// `[1, 1, seq, seq]`: 0 on and below the diagonal, the dtype's minimum above (HF's causal mask).
-fn causal_bias(seq_len: i64, kind: Kind, device: tch::Device) -> Tensor {
+pub(super) fn causal_bias(seq_len: i64, kind: Kind, device: tch::Device) -> Tensor {
     let min_value = if kind == Kind::Double { f64::MIN } else { f64::from(f32::MIN) };
     Tensor::ones([seq_len, seq_len], (kind, device)).triu(1).g_mul_scalar(min_value).unsqueeze(0).unsqueeze(0)
 }
 
+/// The input shifted one token right, `start` first, label padding (-100) as `pad` (HF's
+/// `shift_tokens_right`, and T5's `_shift_right`).
+pub(super) fn shift_right(input_ids: &Tensor, start: i64, pad: i64) -> Tensor {
+    let seq_len = input_ids.size()[1];
+    let first = input_ids.narrow(1, 0, 1).full_like(start);
+    let shifted = Tensor::cat(&[first, input_ids.narrow(1, 0, seq_len - 1)], 1);
+    shifted.masked_fill(&shifted.eq(-100), pad)
+}
+
+/// `[batch, width]`: each row's state at its last `eos` token (HF's encoder-decoder
+/// classification heads, BART's and T5's).
+///
+/// # Panics
+/// When a row has no `eos` token (a tokenizer without the model's template).
+pub(super) fn last_eos_state(hidden: &Tensor, input_ids: &Tensor, eos: i64) -> Tensor {
+    let mask = input_ids.eq(eos);
+    assert!(
+        bool::try_from(mask.any_dim(1, false).all()).unwrap_or(false),
+        "the classification head reads the end-of-sequence token {eos}, which a row lacks: use the model's tokenizer"
+    );
+    let seq_len = input_ids.size()[1];
+    // The last EOS of each row: the largest position where the mask is set.
+    let positions = Tensor::arange(seq_len, (Kind::Int64, input_ids.device())).unsqueeze(0) * mask.to_kind(Kind::Int64);
+    let width = hidden.size()[2];
+    let index = positions.argmax(1, false).view([-1, 1, 1]).expand([-1, 1, width], false);
+    hidden.gather(1, &index, false).squeeze_dim(1)
+}
+
 /// `[batch, 1, 1, seq]` from an attention mask (1 = token): 0 where attended, the minimum where not.
-fn padding_bias(attention_mask: &Tensor, kind: Kind) -> Tensor {
+pub(super) fn padding_bias(attention_mask: &Tensor, kind: Kind) -> Tensor {
     let min_value = if kind == Kind::Double { f64::MIN } else { f64::from(f32::MIN) };
     ((attention_mask.to_kind(kind).neg() + 1.0) * min_value).unsqueeze(1).unsqueeze(1)
 }
@@ -317,16 +345,6 @@ impl SequenceClassifier {
         }
     }
 
-    /// The input shifted one token right, `decoder_start_token_id` first (HF's
-    /// `shift_tokens_right`).
-    fn decoder_input(&self, input_ids: &Tensor) -> Tensor {
-        let seq_len = input_ids.size()[1];
-        let start = input_ids.narrow(1, 0, 1).full_like(self.decoder_start_token_id);
-        let shifted = Tensor::cat(&[start, input_ids.narrow(1, 0, seq_len - 1)], 1);
-        // HF replaces label padding (-100) by the pad token; inputs have none, but keep the rule.
-        shifted.masked_fill(&shifted.eq(-100), self.pad_token_id)
-    }
-
     /// The decoder's last hidden state, `[batch, seq, d]`.
     pub fn last_hidden_state(&self, input_ids: &Tensor, attention_mask: &Tensor, train: bool) -> Tensor {
         let tokens = self.shared.forward(input_ids) * self.embed_scale;
@@ -336,7 +354,8 @@ impl SequenceClassifier {
         for layer in &self.encoder.layers {
             memory = layer.forward_t(&memory, &memory_bias, None, train);
         }
-        let decoder_tokens = self.shared.forward(&self.decoder_input(input_ids)) * self.embed_scale;
+        let decoder_input = shift_right(input_ids, self.decoder_start_token_id, self.pad_token_id);
+        let decoder_tokens = self.shared.forward(&decoder_input) * self.embed_scale;
         let mut hidden = self.decoder.embed(&decoder_tokens, self.dropout, train);
         let causal = causal_bias(input_ids.size()[1], hidden.kind(), hidden.device());
         for layer in &self.decoder.layers {
@@ -351,20 +370,7 @@ impl SequenceClassifier {
     /// When a row has no end-of-sequence token (a tokenizer without BART's template).
     pub fn forward_t(&self, input_ids: &Tensor, attention_mask: &Tensor, train: bool) -> Tensor {
         let hidden = self.last_hidden_state(input_ids, attention_mask, train);
-        let eos = input_ids.eq(self.eos_token_id);
-        assert!(
-            bool::try_from(eos.any_dim(1, false).all()).unwrap_or(false),
-            "BART's classification head reads the end-of-sequence token {}, which a row lacks: use BART's tokenizer",
-            self.eos_token_id
-        );
-        let seq_len = input_ids.size()[1];
-        // The last EOS of each row: the largest position where the mask is set.
-        let positions =
-            Tensor::arange(seq_len, (Kind::Int64, input_ids.device())).unsqueeze(0) * eos.to_kind(Kind::Int64);
-        let last = positions.argmax(1, false);
-        let width = hidden.size()[2];
-        let index = last.view([-1, 1, 1]).expand([-1, 1, width], false);
-        let sentence = hidden.gather(1, &index, false).squeeze_dim(1);
+        let sentence = last_eos_state(&hidden, input_ids, self.eos_token_id);
         let hidden = self.dense.forward(&sentence.dropout(self.head_dropout, train)).tanh();
         self.out_proj.forward(&hidden.dropout(self.head_dropout, train))
     }

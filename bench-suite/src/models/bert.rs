@@ -114,7 +114,7 @@ pub fn classifier_layout(config: &Config, n_labels: i64) -> Vec<(String, Vec<i64
             push("classifier.out_proj.weight", vec![n_labels, hidden]);
             push("classifier.out_proj.bias", vec![n_labels]);
         }
-        ModelType::DistilBert | ModelType::Albert | ModelType::Bart => {
+        ModelType::DistilBert | ModelType::Albert | ModelType::Bart | ModelType::T5 => {
             unreachable!("{}'s layout is in its own file", config.model_type.name())
         }
     }
@@ -403,7 +403,7 @@ impl SequenceClassifier {
             ModelType::Roberta | ModelType::XlmRoberta => dense(HiddenAct::Tanh),
             // ElectraClassificationHead: `get_activation("gelu")`, whatever `hidden_act` says.
             ModelType::Electra => dense(HiddenAct::Gelu),
-            ModelType::DistilBert | ModelType::Albert | ModelType::Bart => {
+            ModelType::DistilBert | ModelType::Albert | ModelType::Bart | ModelType::T5 => {
                 panic!("{} is built by its own file's SequenceClassifier", model_type.name())
             }
         };
@@ -487,7 +487,7 @@ impl MaskedLm {
                 let head = &p / "lm_head";
                 (head.clone(), head, "layer_norm", HiddenAct::Gelu)
             }
-            ModelType::Electra | ModelType::DistilBert | ModelType::Albert | ModelType::Bart => {
+            ModelType::Electra | ModelType::DistilBert | ModelType::Albert | ModelType::Bart | ModelType::T5 => {
                 panic!("no masked-LM head for {} (pre-training settings refuse it)", config.model_type.name())
             }
         };

@@ -1,13 +1,15 @@
 //! HF `config.json` of every family, read into one [`Config`] under BERT's field names (HF
 //! `transformers` 5.24.0: `BertConfig`, `RobertaConfig`, `XLMRobertaConfig`, `ElectraConfig`,
-//! `DistilBertConfig`, `AlbertConfig`, `BartConfig`).
+//! `DistilBertConfig`, `AlbertConfig`, `BartConfig`, `T5Config`).
 //!
 //! DistilBERT names its fields otherwise (`dim`, `n_layers`, `hidden_dim`, ...); they are read
 //! under their BERT names with HF's `DistilBertConfig` defaults, so that the rest of the suite
 //! (shapes, tokenisation limits, result files) reads one set of names. ALBERT's defaults differ
 //! from BERT's (no dropout, `gelu_new`) and its head dropout is `classifier_dropout_prob`; those
 //! are read the same way. BART's encoder fields (`d_model`, `encoder_layers`, ...) are read as
-//! BERT's and its decoder's as `decoder_*` fields of their own.
+//! BERT's and its decoder's as `decoder_*` fields of their own; T5's likewise (`d_model`,
+//! `num_layers`, `d_ff`, `dropout_rate`, ...), with its head width `d_kv`, its relative position
+//! buckets and its gated feed-forward of its own.
 
 use std::collections::BTreeMap;
 
@@ -37,6 +39,13 @@ use super::{HiddenAct, ModelType};
 ///   its own `decoder_layers`, `decoder_attention_heads`, `decoder_ffn_dim`,
 ///   `activation_dropout`, `scale_embedding`, `eos_token_id` (the classification head reads the
 ///   last end-of-sequence token) and `decoder_start_token_id`;
+/// - T5's `d_model`, `num_layers`, `num_heads`, `d_ff`, `dropout_rate` (every dropout),
+///   `layer_norm_epsilon`, `num_decoder_layers` (default `num_layers`), `feed_forward_proj` (`relu`,
+///   `gated-gelu` as `gelu_new`, `gated-<act>`), `initializer_factor` (a fresh head's standard
+///   deviation is `factor / sqrt(d_model)`, as HF initialises `T5ClassificationHead`), and its own
+///   `d_kv`, `relative_attention_num_buckets` and `relative_attention_max_distance`; T5 has no
+///   position table, and the suite's longest sequence for it is `max_position_embeddings`, 512
+///   unless the config sets it;
 /// - refused unless they have their default: `position_embedding_type` (`absolute`),
 ///   `is_decoder` and `add_cross_attention` (`false`), `problem_type` (`null` or
 ///   `single_label_classification`), `pruned_heads` (empty), `embedding_size` outside ELECTRA and
@@ -110,6 +119,18 @@ pub struct Config {
     /// BART: the first token of the decoder's input (the input shifted right).
     #[serde(default)]
     pub decoder_start_token_id: Option<i64>,
+    /// T5: the width of each attention head (`d_kv`; `hidden_size / num_attention_heads` elsewhere).
+    #[serde(default)]
+    pub d_kv: Option<i64>,
+    /// T5: a gated feed-forward (`feed_forward_proj: gated-*`, T5 v1.1).
+    #[serde(default)]
+    pub gated_act: bool,
+    /// T5: relative position buckets of the attention bias.
+    #[serde(default)]
+    pub relative_attention_num_buckets: i64,
+    /// T5: the distance beyond which relative positions share a bucket.
+    #[serde(default)]
+    pub relative_attention_max_distance: i64,
     #[serde(default)]
     encoder_layerdrop: f64,
     #[serde(default)]
@@ -164,6 +185,71 @@ const BART_FIELDS: [(&str, &str, f64); 8] = [
     ("init_std", "initializer_range", 0.02),
     ("max_position_embeddings", "max_position_embeddings", 1024.0),
 ];
+
+/// T5's fields under BERT's names, with HF's `T5Config` defaults (transformers 5.24.0) where the
+/// config omits them.
+fn t5_as_bert(mut map: serde_json::Map<String, serde_json::Value>) -> Result<serde_json::Value, ConfigError> {
+    let take = |map: &mut serde_json::Map<String, serde_json::Value>, field: &str, default: serde_json::Value| {
+        map.remove(field).filter(|value| !value.is_null()).unwrap_or(default)
+    };
+    let d_model = take(&mut map, "d_model", serde_json::json!(512));
+    let num_layers = take(&mut map, "num_layers", serde_json::json!(6));
+    let num_heads = take(&mut map, "num_heads", serde_json::json!(8));
+    let d_ff = take(&mut map, "d_ff", serde_json::json!(2048));
+    let dropout = take(&mut map, "dropout_rate", serde_json::json!(0.1));
+    let decoder_layers = take(&mut map, "num_decoder_layers", num_layers.clone());
+    let eps = take(&mut map, "layer_norm_epsilon", serde_json::json!(1e-6));
+    let factor = take(&mut map, "initializer_factor", serde_json::json!(1.0)).as_f64().unwrap_or(1.0);
+    let projection = take(&mut map, "feed_forward_proj", serde_json::json!("relu"));
+    let projection = projection.as_str().unwrap_or("relu").to_owned();
+    // HF's T5Config: `<act>` or `gated-<act>`, and `gated-gelu` means gelu_new.
+    let (gated, activation) = match projection.split('-').collect::<Vec<_>>()[..] {
+        [act] => (false, act.to_owned()),
+        ["gated", "gelu"] => (true, "gelu_new".to_owned()),
+        ["gated", act] => (true, act.to_owned()),
+        _ => {
+            return Err(ConfigError::Unsupported {
+                field: "feed_forward_proj",
+                value: format!("`{projection}`"),
+                why: "T5's feed_forward_proj is `<activation>` or `gated-<activation>` (e.g. `relu`, `gated-gelu`)",
+            });
+        }
+    };
+    // Derived by HF from feed_forward_proj; a saved config repeats them.
+    map.remove("dense_act_fn");
+    map.remove("is_gated_act");
+    let d = d_model.as_f64().unwrap_or(512.0);
+    for (field, value) in [
+        ("hidden_size", d_model),
+        ("num_hidden_layers", num_layers),
+        ("num_attention_heads", num_heads.clone()),
+        ("intermediate_size", d_ff.clone()),
+        ("hidden_dropout_prob", dropout.clone()),
+        ("attention_probs_dropout_prob", dropout),
+        ("decoder_layers", decoder_layers),
+        ("decoder_attention_heads", num_heads),
+        ("decoder_ffn_dim", d_ff),
+        ("layer_norm_eps", eps),
+        ("hidden_act", serde_json::json!(activation)),
+        ("gated_act", serde_json::json!(gated)),
+        ("initializer_range", serde_json::json!(factor / d.sqrt())),
+        ("type_vocab_size", serde_json::json!(0)),
+    ] {
+        map.insert(field.to_owned(), value);
+    }
+    for (field, default) in [
+        ("d_kv", serde_json::json!(64)),
+        ("relative_attention_num_buckets", serde_json::json!(32)),
+        ("relative_attention_max_distance", serde_json::json!(128)),
+        ("classifier_dropout", serde_json::json!(0.0)),
+        ("pad_token_id", serde_json::json!(0)),
+        ("eos_token_id", serde_json::json!(1)),
+        ("max_position_embeddings", serde_json::json!(512)),
+    ] {
+        map.entry(field).or_insert(default);
+    }
+    Ok(serde_json::Value::Object(map))
+}
 
 /// BART's fields under BERT's names, with HF's defaults where the config omits them.
 fn bart_as_bert(mut map: serde_json::Map<String, serde_json::Value>) -> Result<serde_json::Value, ConfigError> {
@@ -300,12 +386,13 @@ impl Config {
                 Some("distilbert") => distilbert_as_bert(map)?,
                 Some("albert") => albert_as_bert(map)?,
                 Some("bart") => bart_as_bert(map)?,
+                Some("t5") => t5_as_bert(map)?,
                 _ => serde_json::Value::Object(map),
             },
             other => other,
         };
         let config: Config = serde_json::from_value(value)?;
-        if config.hidden_size % config.num_attention_heads != 0 {
+        if config.hidden_size % config.num_attention_heads != 0 && config.model_type != ModelType::T5 {
             return Err(ConfigError::Heads { hidden: config.hidden_size, heads: config.num_attention_heads });
         }
         let unsupported =
@@ -375,27 +462,31 @@ impl Config {
                 "LayerDrop (skipping layers at random in training) is not implemented; set both to 0",
             );
         }
-        if config.model_type == ModelType::Bart {
+        if matches!(config.model_type, ModelType::Bart | ModelType::T5) {
             if config.eos_token_id.is_none() || config.decoder_start_token_id.is_none() {
                 return unsupported(
                     "eos_token_id",
                     "null".into(),
-                    "BART's classification head reads the last end-of-sequence token and its decoder starts from \
-                     decoder_start_token_id: set both",
+                    "BART's and T5's classification heads read the last end-of-sequence token and their decoders \
+                     start from decoder_start_token_id: set both",
                 );
             }
             if config.decoder_layers < 1 || config.decoder_attention_heads < 1 || config.decoder_ffn_dim < 1 {
                 return unsupported(
                     "decoder_layers",
                     config.decoder_layers.to_string(),
-                    "BART needs decoder_layers, decoder_attention_heads and decoder_ffn_dim of at least 1",
+                    "an encoder-decoder needs decoder_layers, decoder_attention_heads and decoder_ffn_dim of at least 1",
                 );
             }
-            if config.hidden_size % config.decoder_attention_heads != 0 {
+            if config.hidden_size % config.decoder_attention_heads != 0 && config.model_type == ModelType::Bart {
                 return Err(ConfigError::Heads { hidden: config.hidden_size, heads: config.decoder_attention_heads });
             }
         } else if config.decoder_layers != 0 {
-            return unsupported("decoder_layers", config.decoder_layers.to_string(), "only BART has a decoder here");
+            return unsupported(
+                "decoder_layers",
+                config.decoder_layers.to_string(),
+                "only BART and T5 have a decoder here",
+            );
         }
         if config.sinusoidal_pos_embds {
             return unsupported(
@@ -432,6 +523,9 @@ impl Config {
     pub fn layer_group(&self, name: &str) -> subspace::LayerGroup {
         match self.model_type {
             ModelType::Bart => super::bart::layer_group(name, self.num_hidden_layers as usize),
+            ModelType::T5 => {
+                super::t5::layer_group(name, self.num_hidden_layers as usize, self.decoder_layers as usize)
+            }
             other => other.layer_group(name),
         }
     }

@@ -10,6 +10,8 @@
 //! - [`distilbert`]: DistilBERT and its classification head.
 //! - [`albert`]: ALBERT (factorised embeddings, layers shared across depth) and its head.
 //! - [`bart`]: BART (encoder-decoder) and its head on the last end-of-sequence token.
+//! - [`t5`]: T5 (encoder-decoder, relative position buckets) with HF's
+//!   `T5ForSequenceClassification` head, not text-to-text label words.
 //! - [`config`]: the HF `config.json` of every family, under BERT's field names.
 //! - [`activation`]: HF's activation names as an enum.
 //!
@@ -21,6 +23,7 @@ pub mod bart;
 pub mod bert;
 pub mod config;
 pub mod distilbert;
+pub mod t5;
 
 use serde::Deserialize;
 use subspace::LayerGroup;
@@ -78,6 +81,9 @@ pub enum ModelType {
     /// BART: an encoder-decoder, classified from the decoder's last end-of-sequence state.
     #[serde(rename = "bart")]
     Bart,
+    /// T5: an encoder-decoder, classified by HF's `T5ForSequenceClassification` head.
+    #[serde(rename = "t5")]
+    T5,
 }
 
 impl ModelType {
@@ -90,6 +96,7 @@ impl ModelType {
             ModelType::DistilBert => "distilbert",
             ModelType::Albert => "albert",
             ModelType::Bart => "model",
+            ModelType::T5 => "transformer",
         }
     }
 
@@ -103,6 +110,7 @@ impl ModelType {
             ModelType::DistilBert => "distilbert",
             ModelType::Albert => "albert",
             ModelType::Bart => "bart",
+            ModelType::T5 => "t5",
         }
     }
 
@@ -117,7 +125,7 @@ impl ModelType {
     pub fn head_prefixes(self) -> &'static [&'static str] {
         match self {
             ModelType::DistilBert => &["pre_classifier", "classifier"],
-            ModelType::Bart => &["classification_head"],
+            ModelType::Bart | ModelType::T5 => &["classification_head"],
             _ => &["classifier"],
         }
     }
@@ -126,8 +134,8 @@ impl ModelType {
     /// model is built (a spec's scale count `m`); a built model answers the same.
     ///
     /// # Panics
-    /// For BART, whose decoder layers are numbered after the encoder's, which a name does not
-    /// say: ask [`Config::layer_group`] or the built model.
+    /// For BART and T5, whose decoder layers are numbered after the encoder's, which a name does
+    /// not say: ask [`Config::layer_group`] or the built model.
     pub fn layer_group(self, name: &str) -> LayerGroup {
         match self {
             ModelType::Bert | ModelType::Roberta | ModelType::XlmRoberta | ModelType::Electra => {
@@ -135,7 +143,9 @@ impl ModelType {
             }
             ModelType::DistilBert => distilbert::layer_group(name),
             ModelType::Albert => albert::layer_group(name),
-            ModelType::Bart => panic!("BART's layer groups need its encoder depth: use Config::layer_group"),
+            ModelType::Bart | ModelType::T5 => {
+                panic!("{}'s layer groups need its encoder depth: use Config::layer_group", self.name())
+            }
         }
     }
 
@@ -153,6 +163,7 @@ pub fn classifier_layout(config: &Config, n_labels: i64) -> Vec<(String, Vec<i64
         ModelType::DistilBert => distilbert::classifier_layout(config, n_labels),
         ModelType::Albert => albert::classifier_layout(config, n_labels),
         ModelType::Bart => bart::classifier_layout(config, n_labels),
+        ModelType::T5 => t5::classifier_layout(config, n_labels),
         _ => bert::classifier_layout(config, n_labels),
     }
 }
@@ -165,6 +176,7 @@ pub enum SequenceClassifier {
     DistilBert(distilbert::SequenceClassifier),
     Albert(albert::SequenceClassifier),
     Bart(bart::SequenceClassifier),
+    T5(t5::SequenceClassifier),
 }
 
 impl SequenceClassifier {
@@ -178,6 +190,7 @@ impl SequenceClassifier {
             }
             ModelType::Albert => SequenceClassifier::Albert(albert::SequenceClassifier::new(p, config, n_labels)),
             ModelType::Bart => SequenceClassifier::Bart(bart::SequenceClassifier::new(p, config, n_labels)),
+            ModelType::T5 => SequenceClassifier::T5(t5::SequenceClassifier::new(p, config, n_labels)),
             _ => SequenceClassifier::Bert(bert::SequenceClassifier::new(p, config, n_labels)),
         }
     }
@@ -195,6 +208,7 @@ impl SequenceClassifier {
             SequenceClassifier::DistilBert(model) => model.forward_t(input_ids, attention_mask, train),
             SequenceClassifier::Albert(model) => model.forward_t(input_ids, attention_mask, token_type_ids, train),
             SequenceClassifier::Bart(model) => model.forward_t(input_ids, attention_mask, train),
+            SequenceClassifier::T5(model) => model.forward_t(input_ids, attention_mask, train),
         }
     }
 
@@ -216,6 +230,7 @@ impl SequenceClassifier {
             }
             // The decoder's, which BART's head reads.
             SequenceClassifier::Bart(model) => model.last_hidden_state(input_ids, attention_mask, train),
+            SequenceClassifier::T5(model) => model.last_hidden_state(input_ids, attention_mask, train),
         }
     }
 
@@ -223,7 +238,7 @@ impl SequenceClassifier {
     pub fn encoder(&self) -> Option<&Encoder> {
         match self {
             SequenceClassifier::Bert(model) => Some(model.encoder()),
-            SequenceClassifier::DistilBert(_) | SequenceClassifier::Albert(_) | SequenceClassifier::Bart(_) => None,
+            _ => None,
         }
     }
 }
@@ -239,6 +254,7 @@ impl Classifier for SequenceClassifier {
             SequenceClassifier::DistilBert(model) => model.model_type(),
             SequenceClassifier::Albert(model) => model.model_type(),
             SequenceClassifier::Bart(model) => model.model_type(),
+            SequenceClassifier::T5(model) => model.model_type(),
         }
     }
 
@@ -248,6 +264,7 @@ impl Classifier for SequenceClassifier {
             SequenceClassifier::DistilBert(model) => model.layer_group(name),
             SequenceClassifier::Albert(model) => model.layer_group(name),
             SequenceClassifier::Bart(model) => model.layer_group(name),
+            SequenceClassifier::T5(model) => model.layer_group(name),
         }
     }
 
@@ -257,6 +274,7 @@ impl Classifier for SequenceClassifier {
             SequenceClassifier::DistilBert(model) => model.parameter_count(),
             SequenceClassifier::Albert(model) => model.parameter_count(),
             SequenceClassifier::Bart(model) => model.parameter_count(),
+            SequenceClassifier::T5(model) => model.parameter_count(),
         }
     }
 }
@@ -352,6 +370,19 @@ mod tests {
             assert_eq!(bart::layer_group(name, 12), group, "BART {name}");
             assert_eq!(ModelType::Bart.no_decay(name), exempt, "BART {name}");
         }
+        for (name, group, exempt) in [
+            ("transformer.shared.weight", Embeddings, false),
+            ("transformer.encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight", Layer(0), false),
+            ("transformer.encoder.block.1.layer.1.DenseReluDense.wi_0.weight", Layer(1), false),
+            ("transformer.encoder.final_layer_norm.weight", Layer(5), true),
+            ("transformer.decoder.block.0.layer.1.EncDecAttention.q.weight", Layer(6), false),
+            ("transformer.decoder.block.5.layer.2.layer_norm.weight", Layer(11), true),
+            ("transformer.decoder.final_layer_norm.weight", Layer(11), true),
+            ("classification_head.out_proj.bias", Head, true),
+        ] {
+            assert_eq!(t5::layer_group(name, 6, 6), group, "T5 {name}");
+            assert_eq!(ModelType::T5.no_decay(name), exempt, "T5 {name}");
+        }
         for (model_type, names) in cases {
             for &(name, group, exempt) in names {
                 assert_eq!(model_type.layer_group(name), group, "{model_type:?} {name}");
@@ -370,6 +401,7 @@ mod tests {
             ("distilbert", ModelType::DistilBert),
             ("albert", ModelType::Albert),
             ("bart", ModelType::Bart),
+            ("t5", ModelType::T5),
         ] {
             let read: ModelType = serde_json::from_str(&format!("\"{spelt}\"")).unwrap();
             assert_eq!((read, read.name()), (model_type, spelt));

@@ -13,7 +13,7 @@ Usage (from the repository root):
     /tmp/hfenv/bin/python bench-suite/tests/golden/make_family_golden.py
 
 Writes, next to this script, for each family `<kind>` (`electra`, `distilbert`, `xlm-roberta`, `albert`,
-`bart`):
+`bart`, `t5`):
 `tiny_<kind>.json` (the HF config) and `tiny_<kind>.safetensors` (`weights.*`, `input_ids`,
 `attention_mask`, `token_type_ids`, `logits`, `last_hidden_state`), as `make_encoder_golden.py` does for BERT
 and RoBERTa.
@@ -26,6 +26,10 @@ and RoBERTa.
 - BART: `BartForSequenceClassification` (2 encoder and 2 decoder layers; the decoder reads the input shifted
   right; the head reads the decoder's state at the last `</s>`), with `scale_embedding` on. Each row is
   `<s> tokens </s>` then padding, as BART's tokenizer writes a sentence.
+- T5: `T5ForSequenceClassification` (HF's encoder-decoder head on the decoder's last `</s>` state, as BART's),
+  `gated-gelu` feed-forward (T5 v1.1), `d_kv` 8 with 4 heads, 2 encoder and 3 decoder layers, 8 relative
+  position buckets up to distance 16 (the test sequences reach both the exact and the logarithmic buckets).
+  Each row is `tokens </s>` then padding, as T5's tokenizer writes a sentence.
 """
 
 from pathlib import Path
@@ -68,6 +72,13 @@ def build(kind: str):
             decoder_start_token_id=2, forced_eos_token_id=2, scale_embedding=True, dropout=0.1, attention_dropout=0.1,
             activation_dropout=0.1, classifier_dropout=0.1, **SIZES)
         return config, transformers.BartForSequenceClassification(config)
+    if kind == "t5":
+        config = transformers.T5Config(
+            d_model=32, d_kv=8, num_heads=4, d_ff=64, num_layers=2, num_decoder_layers=3,
+            relative_attention_num_buckets=8, relative_attention_max_distance=16, feed_forward_proj="gated-gelu",
+            dropout_rate=0.1, classifier_dropout=0.1, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0,
+            vocab_size=120, num_labels=3, attn_implementation="eager")
+        return config, transformers.T5ForSequenceClassification(config)
     raise ValueError(kind)
 
 
@@ -89,21 +100,33 @@ def tiny(kind: str) -> None:
         attention_mask[row, length:] = 0
         if kind == "bart":
             input_ids[row, 0] = config.bos_token_id
+        if kind in ("bart", "t5"):
             input_ids[row, length - 1] = config.eos_token_id
     token_type_ids = torch.zeros(3, 12, dtype=torch.long)
     if kind in ("electra", "albert"):
         token_type_ids[:, 6:] = 1
     inputs = dict(input_ids=input_ids, attention_mask=attention_mask)
-    if kind not in ("distilbert", "bart"):
+    if kind not in ("distilbert", "bart", "t5"):
         inputs["token_type_ids"] = token_type_ids
     with torch.no_grad():
         out = model(**inputs, output_hidden_states=True)
     tensors = {f"weights.{name}": value.contiguous() for name, value in model.state_dict().items()}
     # BART: the decoder's last hidden state (what its head reads); the tied embeddings once.
-    hidden = out.decoder_hidden_states[-1] if kind == "bart" else out.hidden_states[-1]
-    if kind == "bart":
-        for tied in ("weights.model.encoder.embed_tokens.weight", "weights.model.decoder.embed_tokens.weight"):
+    # T5: HF's decoder_hidden_states[-1] is taken before the final norm; the head reads after it.
+    if kind in ("bart", "t5"):
+        hidden = out.decoder_hidden_states[-1] if kind == "bart" else None
+        prefix = "model" if kind == "bart" else "transformer"
+        for tied in (f"weights.{prefix}.encoder.embed_tokens.weight", f"weights.{prefix}.decoder.embed_tokens.weight"):
             tensors.pop(tied, None)
+    else:
+        hidden = out.hidden_states[-1]
+    if kind == "t5":
+        captured = {}
+        hook = model.transformer.decoder.register_forward_hook(lambda m, a, kw_out: captured.update(h=kw_out[0]))
+        with torch.no_grad():
+            model(**inputs)
+        hook.remove()
+        hidden = captured["h"]
     tensors.update(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
                    logits=out.logits.contiguous(), last_hidden_state=hidden.contiguous())
     metadata = {"transformers": transformers.__version__, "torch": torch.__version__}
@@ -112,6 +135,6 @@ def tiny(kind: str) -> None:
 
 
 if __name__ == "__main__":
-    for kind in ["electra", "distilbert", "xlm-roberta", "albert", "bart"]:
+    for kind in ["electra", "distilbert", "xlm-roberta", "albert", "bart", "t5"]:
         tiny(kind)
     print("transformers", transformers.__version__, "torch", torch.__version__)
