@@ -65,8 +65,8 @@ const LEGACY_SUFFIXES: [(&str, &str); 2] =
 
 /// The pre-training heads of HF's families: BERT's `cls`, RoBERTa's and XLM-R's `lm_head`,
 /// ELECTRA's discriminator and generator heads, DistilBERT's MLM head, ALBERT's MLM and
-/// sentence-order heads, BART's generation bias.
-const PRETRAINING_HEADS: [&str; 11] = [
+/// sentence-order heads, BART's generation bias, XLNet's LM head.
+const PRETRAINING_HEADS: [&str; 12] = [
     "cls.",
     "lm_head.",
     "discriminator_predictions.",
@@ -78,6 +78,7 @@ const PRETRAINING_HEADS: [&str; 11] = [
     "predictions.",
     "sop_classifier.",
     "final_logits_bias",
+    "lm_loss.",
 ];
 
 /// Whether the checkpoint tensor `name` (encoder prefix removed) is one a model without it does

@@ -37,15 +37,15 @@ pub fn layer_group(prefix: &str, name: &str) -> LayerGroup {
     }
 }
 
-/// Biases and LayerNorm weights are not decayed (HF `Trainer`: every parameter of an
-/// `nn.LayerNorm`, and every bias). BERT names its norms `LayerNorm`, RoBERTa's LM head
-/// `layer_norm`, DistilBERT `sa_layer_norm` and `output_layer_norm`, BART `*_layer_norm` and
-/// `layernorm_embedding`.
+/// Whether a parameter is exempt from weight decay, by HF `Trainer`'s rule (transformers 5.24.0
+/// `get_decay_parameter_names`): its lower-cased dotted name contains `bias`, `layernorm` or
+/// `rmsnorm`, or has a `norm` or `*_norm` component (every family here names its norms so:
+/// `LayerNorm`, `layer_norm`, `sa_layer_norm`, `layernorm_embedding`, T5's RMS `layer_norm`).
+/// So T5's `relative_attention_bias` and XLNet's `r_w_bias` are not decayed either, as in HF.
 pub fn no_decay(name: &str) -> bool {
-    name.ends_with(".bias")
-        || name.ends_with("LayerNorm.weight")
-        || name.ends_with("layer_norm.weight")
-        || name.ends_with("layernorm_embedding.weight")
+    let name = name.to_ascii_lowercase();
+    let component_norm = name.split('.').any(|part| part == "norm" || part.ends_with("_norm"));
+    name.contains("bias") || name.contains("layernorm") || name.contains("rmsnorm") || component_norm
 }
 
 /// Initialises every variable of a BERT or RoBERTa model built from `config` as HF's
@@ -114,7 +114,7 @@ pub fn classifier_layout(config: &Config, n_labels: i64) -> Vec<(String, Vec<i64
             push("classifier.out_proj.weight", vec![n_labels, hidden]);
             push("classifier.out_proj.bias", vec![n_labels]);
         }
-        ModelType::DistilBert | ModelType::Albert | ModelType::Bart | ModelType::T5 => {
+        ModelType::DistilBert | ModelType::Albert | ModelType::Bart | ModelType::T5 | ModelType::Xlnet => {
             unreachable!("{}'s layout is in its own file", config.model_type.name())
         }
     }
@@ -403,7 +403,7 @@ impl SequenceClassifier {
             ModelType::Roberta | ModelType::XlmRoberta => dense(HiddenAct::Tanh),
             // ElectraClassificationHead: `get_activation("gelu")`, whatever `hidden_act` says.
             ModelType::Electra => dense(HiddenAct::Gelu),
-            ModelType::DistilBert | ModelType::Albert | ModelType::Bart | ModelType::T5 => {
+            ModelType::DistilBert | ModelType::Albert | ModelType::Bart | ModelType::T5 | ModelType::Xlnet => {
                 panic!("{} is built by its own file's SequenceClassifier", model_type.name())
             }
         };
@@ -487,7 +487,12 @@ impl MaskedLm {
                 let head = &p / "lm_head";
                 (head.clone(), head, "layer_norm", HiddenAct::Gelu)
             }
-            ModelType::Electra | ModelType::DistilBert | ModelType::Albert | ModelType::Bart | ModelType::T5 => {
+            ModelType::Electra
+            | ModelType::DistilBert
+            | ModelType::Albert
+            | ModelType::Bart
+            | ModelType::T5
+            | ModelType::Xlnet => {
                 panic!("no masked-LM head for {} (pre-training settings refuse it)", config.model_type.name())
             }
         };

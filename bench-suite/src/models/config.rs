@@ -1,6 +1,6 @@
 //! HF `config.json` of every family, read into one [`Config`] under BERT's field names (HF
 //! `transformers` 5.24.0: `BertConfig`, `RobertaConfig`, `XLMRobertaConfig`, `ElectraConfig`,
-//! `DistilBertConfig`, `AlbertConfig`, `BartConfig`, `T5Config`).
+//! `DistilBertConfig`, `AlbertConfig`, `BartConfig`, `T5Config`, `XLNetConfig`).
 //!
 //! DistilBERT names its fields otherwise (`dim`, `n_layers`, `hidden_dim`, ...); they are read
 //! under their BERT names with HF's `DistilBertConfig` defaults, so that the rest of the suite
@@ -9,7 +9,8 @@
 //! are read the same way. BART's encoder fields (`d_model`, `encoder_layers`, ...) are read as
 //! BERT's and its decoder's as `decoder_*` fields of their own; T5's likewise (`d_model`,
 //! `num_layers`, `d_ff`, `dropout_rate`, ...), with its head width `d_kv`, its relative position
-//! buckets and its gated feed-forward of its own.
+//! buckets and its gated feed-forward of its own; XLNet's (`d_model`, `n_layer`, `n_head`,
+//! `d_inner`, `d_head`, `ff_activation`, `summary_last_dropout`) likewise.
 
 use std::collections::BTreeMap;
 
@@ -46,11 +47,18 @@ use super::{HiddenAct, ModelType};
 ///   `d_kv`, `relative_attention_num_buckets` and `relative_attention_max_distance`; T5 has no
 ///   position table, and the suite's longest sequence for it is `max_position_embeddings`, 512
 ///   unless the config sets it;
+/// - XLNet's `d_model`, `n_layer`, `n_head`, `d_inner`, `d_head` (as `d_kv`), `ff_activation`,
+///   `dropout` (every dropout), `summary_last_dropout` (the head's), `summary_first_dropout` and
+///   `clamp_len`; `mem_len`, `reuse_len`, `same_length` and `use_mems_*` change nothing without
+///   memory, which fine-tuning does not use; the suite's longest sequence for XLNet is
+///   `max_position_embeddings`, 512 unless set;
 /// - refused unless they have their default: `position_embedding_type` (`absolute`),
 ///   `is_decoder` and `add_cross_attention` (`false`), `problem_type` (`null` or
 ///   `single_label_classification`), `pruned_heads` (empty), `embedding_size` outside ELECTRA and
 ///   ALBERT (absent or equal to `hidden_size`), DistilBERT's `sinusoidal_pos_embds` (`false`),
-///   BART's `encoder_layerdrop` and `decoder_layerdrop` (0);
+///   BART's `encoder_layerdrop` and `decoder_layerdrop` (0), XLNet's `attn_type` (`bi`), `bi_data`
+///   (`false`), `summary_type` (`last`), `summary_use_proj` (`true`), `summary_activation`
+///   (`tanh`) and `summary_proj_to_labels` (`false`);
 /// - read elsewhere or deliberately not applied: `torch_dtype`/`dtype` (checkpoints are converted
 ///   to f32 on load; the compute precision is the suite's `--precision`), `id2label`/`label2id`
 ///   and `num_labels` (the task defines the labels), `use_cache`, `chunk_size_feed_forward`,
@@ -131,6 +139,12 @@ pub struct Config {
     /// T5: the distance beyond which relative positions share a bucket.
     #[serde(default)]
     pub relative_attention_max_distance: i64,
+    /// XLNet: relative positions beyond this are clamped (`clamp_len`; none when not positive).
+    #[serde(default)]
+    pub clamp_len: i64,
+    /// XLNet: dropout before the summary projection.
+    #[serde(default)]
+    pub summary_first_dropout: f64,
     #[serde(default)]
     encoder_layerdrop: f64,
     #[serde(default)]
@@ -244,6 +258,62 @@ fn t5_as_bert(mut map: serde_json::Map<String, serde_json::Value>) -> Result<ser
         ("classifier_dropout", serde_json::json!(0.0)),
         ("pad_token_id", serde_json::json!(0)),
         ("eos_token_id", serde_json::json!(1)),
+        ("max_position_embeddings", serde_json::json!(512)),
+    ] {
+        map.entry(field).or_insert(default);
+    }
+    Ok(serde_json::Value::Object(map))
+}
+
+/// XLNet's fields under BERT's names, with HF's `XLNetConfig` defaults (transformers 5.24.0)
+/// where the config omits them; the settings that would change what the suite computes, and that
+/// it does not implement, refused by name.
+fn xlnet_as_bert(mut map: serde_json::Map<String, serde_json::Value>) -> Result<serde_json::Value, ConfigError> {
+    let refuse = |field: &'static str, value: &serde_json::Value, why: &'static str| {
+        Err(ConfigError::Unsupported { field, value: value.to_string(), why })
+    };
+    for (field, default, why) in [
+        ("attn_type", serde_json::json!("bi"), "fine-tuning XLNet uses bidirectional attention (`bi`)"),
+        ("bi_data", serde_json::json!(false), "bidirectional data pipelines are a pre-training setting"),
+        ("summary_type", serde_json::json!("last"), "the suite implements XLNet's own summary, the last token"),
+        ("summary_use_proj", serde_json::json!(true), "the suite implements XLNet's summary with its projection"),
+        ("summary_activation", serde_json::json!("tanh"), "the suite implements XLNet's tanh summary"),
+        ("summary_proj_to_labels", serde_json::json!(false), "a summary projected to the labels is not implemented"),
+    ] {
+        if let Some(value) = map.get(field).filter(|value| !value.is_null())
+            && *value != default
+        {
+            return refuse(field, value, why);
+        }
+    }
+    let take = |map: &mut serde_json::Map<String, serde_json::Value>, field: &str, default: serde_json::Value| {
+        map.remove(field).filter(|value| !value.is_null()).unwrap_or(default)
+    };
+    let d_model = take(&mut map, "d_model", serde_json::json!(1024));
+    let n_head = take(&mut map, "n_head", serde_json::json!(16));
+    let d_head = take(
+        &mut map,
+        "d_head",
+        serde_json::json!(d_model.as_i64().unwrap_or(1024) / n_head.as_i64().unwrap_or(16).max(1)),
+    );
+    let dropout = take(&mut map, "dropout", serde_json::json!(0.1));
+    for (field, value) in [
+        ("hidden_size", d_model),
+        ("num_hidden_layers", take(&mut map, "n_layer", serde_json::json!(24))),
+        ("num_attention_heads", n_head),
+        ("intermediate_size", take(&mut map, "d_inner", serde_json::json!(4096))),
+        ("d_kv", d_head),
+        ("hidden_act", take(&mut map, "ff_activation", serde_json::json!("gelu"))),
+        ("hidden_dropout_prob", dropout.clone()),
+        ("attention_probs_dropout_prob", dropout),
+        ("classifier_dropout", take(&mut map, "summary_last_dropout", serde_json::json!(0.1))),
+        ("type_vocab_size", serde_json::json!(0)),
+    ] {
+        map.insert(field.to_owned(), value);
+    }
+    for (field, default) in [
+        ("pad_token_id", serde_json::json!(5)),
+        ("clamp_len", serde_json::json!(-1)),
         ("max_position_embeddings", serde_json::json!(512)),
     ] {
         map.entry(field).or_insert(default);
@@ -387,6 +457,7 @@ impl Config {
                 Some("albert") => albert_as_bert(map)?,
                 Some("bart") => bart_as_bert(map)?,
                 Some("t5") => t5_as_bert(map)?,
+                Some("xlnet") => xlnet_as_bert(map)?,
                 _ => serde_json::Value::Object(map),
             },
             other => other,
@@ -501,6 +572,7 @@ impl Config {
             ("attention_probs_dropout_prob", config.attention_probs_dropout_prob),
             ("classifier_dropout", config.classifier_dropout.unwrap_or(0.0)),
             ("activation_dropout", config.activation_dropout),
+            ("summary_first_dropout", config.summary_first_dropout),
         ] {
             if !(0.0..1.0).contains(&value) {
                 return unsupported(field, value.to_string(), "a dropout probability lies in [0, 1)");

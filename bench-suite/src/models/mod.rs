@@ -12,6 +12,7 @@
 //! - [`bart`]: BART (encoder-decoder) and its head on the last end-of-sequence token.
 //! - [`t5`]: T5 (encoder-decoder, relative position buckets) with HF's
 //!   `T5ForSequenceClassification` head, not text-to-text label words.
+//! - [`xlnet`]: XLNet (relative attention, content stream) and its summary head.
 //! - [`config`]: the HF `config.json` of every family, under BERT's field names.
 //! - [`activation`]: HF's activation names as an enum.
 //!
@@ -24,6 +25,7 @@ pub mod bert;
 pub mod config;
 pub mod distilbert;
 pub mod t5;
+pub mod xlnet;
 
 use serde::Deserialize;
 use subspace::LayerGroup;
@@ -84,6 +86,8 @@ pub enum ModelType {
     /// T5: an encoder-decoder, classified by HF's `T5ForSequenceClassification` head.
     #[serde(rename = "t5")]
     T5,
+    #[serde(rename = "xlnet")]
+    Xlnet,
 }
 
 impl ModelType {
@@ -96,7 +100,7 @@ impl ModelType {
             ModelType::DistilBert => "distilbert",
             ModelType::Albert => "albert",
             ModelType::Bart => "model",
-            ModelType::T5 => "transformer",
+            ModelType::T5 | ModelType::Xlnet => "transformer",
         }
     }
 
@@ -111,6 +115,7 @@ impl ModelType {
             ModelType::Albert => "albert",
             ModelType::Bart => "bart",
             ModelType::T5 => "t5",
+            ModelType::Xlnet => "xlnet",
         }
     }
 
@@ -126,6 +131,7 @@ impl ModelType {
         match self {
             ModelType::DistilBert => &["pre_classifier", "classifier"],
             ModelType::Bart | ModelType::T5 => &["classification_head"],
+            ModelType::Xlnet => &["sequence_summary", "logits_proj"],
             _ => &["classifier"],
         }
     }
@@ -143,6 +149,7 @@ impl ModelType {
             }
             ModelType::DistilBert => distilbert::layer_group(name),
             ModelType::Albert => albert::layer_group(name),
+            ModelType::Xlnet => xlnet::layer_group(name),
             ModelType::Bart | ModelType::T5 => {
                 panic!("{}'s layer groups need its encoder depth: use Config::layer_group", self.name())
             }
@@ -164,6 +171,7 @@ pub fn classifier_layout(config: &Config, n_labels: i64) -> Vec<(String, Vec<i64
         ModelType::Albert => albert::classifier_layout(config, n_labels),
         ModelType::Bart => bart::classifier_layout(config, n_labels),
         ModelType::T5 => t5::classifier_layout(config, n_labels),
+        ModelType::Xlnet => xlnet::classifier_layout(config, n_labels),
         _ => bert::classifier_layout(config, n_labels),
     }
 }
@@ -177,6 +185,7 @@ pub enum SequenceClassifier {
     Albert(albert::SequenceClassifier),
     Bart(bart::SequenceClassifier),
     T5(t5::SequenceClassifier),
+    Xlnet(xlnet::SequenceClassifier),
 }
 
 impl SequenceClassifier {
@@ -191,6 +200,7 @@ impl SequenceClassifier {
             ModelType::Albert => SequenceClassifier::Albert(albert::SequenceClassifier::new(p, config, n_labels)),
             ModelType::Bart => SequenceClassifier::Bart(bart::SequenceClassifier::new(p, config, n_labels)),
             ModelType::T5 => SequenceClassifier::T5(t5::SequenceClassifier::new(p, config, n_labels)),
+            ModelType::Xlnet => SequenceClassifier::Xlnet(xlnet::SequenceClassifier::new(p, config, n_labels)),
             _ => SequenceClassifier::Bert(bert::SequenceClassifier::new(p, config, n_labels)),
         }
     }
@@ -209,6 +219,7 @@ impl SequenceClassifier {
             SequenceClassifier::Albert(model) => model.forward_t(input_ids, attention_mask, token_type_ids, train),
             SequenceClassifier::Bart(model) => model.forward_t(input_ids, attention_mask, train),
             SequenceClassifier::T5(model) => model.forward_t(input_ids, attention_mask, train),
+            SequenceClassifier::Xlnet(model) => model.forward_t(input_ids, attention_mask, token_type_ids, train),
         }
     }
 
@@ -231,6 +242,9 @@ impl SequenceClassifier {
             // The decoder's, which BART's head reads.
             SequenceClassifier::Bart(model) => model.last_hidden_state(input_ids, attention_mask, train),
             SequenceClassifier::T5(model) => model.last_hidden_state(input_ids, attention_mask, train),
+            SequenceClassifier::Xlnet(model) => {
+                model.last_hidden_state(input_ids, attention_mask, token_type_ids, train)
+            }
         }
     }
 
@@ -255,6 +269,7 @@ impl Classifier for SequenceClassifier {
             SequenceClassifier::Albert(model) => model.model_type(),
             SequenceClassifier::Bart(model) => model.model_type(),
             SequenceClassifier::T5(model) => model.model_type(),
+            SequenceClassifier::Xlnet(model) => model.model_type(),
         }
     }
 
@@ -265,6 +280,7 @@ impl Classifier for SequenceClassifier {
             SequenceClassifier::Albert(model) => model.layer_group(name),
             SequenceClassifier::Bart(model) => model.layer_group(name),
             SequenceClassifier::T5(model) => model.layer_group(name),
+            SequenceClassifier::Xlnet(model) => model.layer_group(name),
         }
     }
 
@@ -275,6 +291,7 @@ impl Classifier for SequenceClassifier {
             SequenceClassifier::Albert(model) => model.parameter_count(),
             SequenceClassifier::Bart(model) => model.parameter_count(),
             SequenceClassifier::T5(model) => model.parameter_count(),
+            SequenceClassifier::Xlnet(model) => model.parameter_count(),
         }
     }
 }
@@ -288,7 +305,7 @@ mod tests {
     /// modules (transformers 5.24.0) rather than derived from the rules under test.
     #[test]
     fn layer_groups_and_no_decay_per_family_on_hf_names() {
-        let cases: [(ModelType, &[(&str, LayerGroup, bool)]); 6] = [
+        let cases: [(ModelType, &[(&str, LayerGroup, bool)]); 7] = [
             (
                 ModelType::Bert,
                 &[
@@ -356,6 +373,19 @@ mod tests {
                     ("classifier.weight", Head, false),
                 ],
             ),
+            (
+                ModelType::Xlnet,
+                &[
+                    ("transformer.word_embedding.weight", Embeddings, false),
+                    ("transformer.mask_emb", Embeddings, false),
+                    ("transformer.layer.0.rel_attn.q", Layer(0), false),
+                    ("transformer.layer.0.rel_attn.r_w_bias", Layer(0), true),
+                    ("transformer.layer.11.rel_attn.seg_embed", Layer(11), false),
+                    ("transformer.layer.3.ff.layer_norm.weight", Layer(3), true),
+                    ("sequence_summary.summary.weight", Head, false),
+                    ("logits_proj.bias", Head, true),
+                ],
+            ),
         ];
         for (name, group, exempt) in [
             ("model.shared.weight", Embeddings, false),
@@ -372,7 +402,7 @@ mod tests {
         }
         for (name, group, exempt) in [
             ("transformer.shared.weight", Embeddings, false),
-            ("transformer.encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight", Layer(0), false),
+            ("transformer.encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight", Layer(0), true),
             ("transformer.encoder.block.1.layer.1.DenseReluDense.wi_0.weight", Layer(1), false),
             ("transformer.encoder.final_layer_norm.weight", Layer(5), true),
             ("transformer.decoder.block.0.layer.1.EncDecAttention.q.weight", Layer(6), false),
@@ -402,6 +432,7 @@ mod tests {
             ("albert", ModelType::Albert),
             ("bart", ModelType::Bart),
             ("t5", ModelType::T5),
+            ("xlnet", ModelType::Xlnet),
         ] {
             let read: ModelType = serde_json::from_str(&format!("\"{spelt}\"")).unwrap();
             assert_eq!((read, read.name()), (model_type, spelt));

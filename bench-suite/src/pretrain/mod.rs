@@ -797,7 +797,12 @@ pub fn write_hf_folder(
         ModelType::Bert => "BertForMaskedLM",
         ModelType::Roberta => "RobertaForMaskedLM",
         ModelType::XlmRoberta => "XLMRobertaForMaskedLM",
-        ModelType::Electra | ModelType::DistilBert | ModelType::Albert | ModelType::Bart | ModelType::T5 => {
+        ModelType::Electra
+        | ModelType::DistilBert
+        | ModelType::Albert
+        | ModelType::Bart
+        | ModelType::T5
+        | ModelType::Xlnet => {
             unreachable!("pre-training settings refuse {} (resolve)", model_type.name())
         }
     };

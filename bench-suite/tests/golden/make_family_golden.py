@@ -13,7 +13,7 @@ Usage (from the repository root):
     /tmp/hfenv/bin/python bench-suite/tests/golden/make_family_golden.py
 
 Writes, next to this script, for each family `<kind>` (`electra`, `distilbert`, `xlm-roberta`, `albert`,
-`bart`, `t5`):
+`bart`, `t5`, `xlnet`):
 `tiny_<kind>.json` (the HF config) and `tiny_<kind>.safetensors` (`weights.*`, `input_ids`,
 `attention_mask`, `token_type_ids`, `logits`, `last_hidden_state`), as `make_encoder_golden.py` does for BERT
 and RoBERTa.
@@ -30,6 +30,11 @@ and RoBERTa.
   `gated-gelu` feed-forward (T5 v1.1), `d_kv` 8 with 4 heads, 2 encoder and 3 decoder layers, 8 relative
   position buckets up to distance 16 (the test sequences reach both the exact and the logarithmic buckets).
   Each row is `tokens </s>` then padding, as T5's tokenizer writes a sentence.
+- XLNet: `XLNetForSequenceClassification` (relative attention, segment encoding, the summary of the last token).
+  HF runs it on LEFT-padded rows, as XLNet's tokenizer pads (`A <sep> B <sep> <cls>`, types 0, 1 and 2, padding
+  type 3); the file stores the same rows RIGHT-padded (padding type 0), which is what the suite feeds, and HF's
+  hidden states moved to those positions (zero at padding). XLNet's attention is relative, so a real token's
+  state does not depend on which side the padding is; the test compares attended positions only.
 """
 
 from pathlib import Path
@@ -79,6 +84,11 @@ def build(kind: str):
             dropout_rate=0.1, classifier_dropout=0.1, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0,
             vocab_size=120, num_labels=3, attn_implementation="eager")
         return config, transformers.T5ForSequenceClassification(config)
+    if kind == "xlnet":
+        config = transformers.XLNetConfig(
+            d_model=32, n_layer=2, n_head=4, d_inner=64, vocab_size=120, pad_token_id=5, dropout=0.1,
+            summary_last_dropout=0.1, num_labels=3)
+        return config, transformers.XLNetForSequenceClassification(config)
     raise ValueError(kind)
 
 
@@ -105,6 +115,8 @@ def tiny(kind: str) -> None:
     token_type_ids = torch.zeros(3, 12, dtype=torch.long)
     if kind in ("electra", "albert"):
         token_type_ids[:, 6:] = 1
+    if kind == "xlnet":
+        return xlnet_inputs(config, model)
     inputs = dict(input_ids=input_ids, attention_mask=attention_mask)
     if kind not in ("distilbert", "bart", "t5"):
         inputs["token_type_ids"] = token_type_ids
@@ -134,7 +146,40 @@ def tiny(kind: str) -> None:
     (HERE / f"tiny_{kind}.json").write_text(config.to_json_string())
 
 
+def xlnet_inputs(config, model) -> None:
+    lengths = [12, 7, 4]
+    width = max(lengths)
+    left_ids = torch.full((3, width), config.pad_token_id)
+    left_types = torch.full((3, width), 3)
+    left_mask = torch.zeros(3, width, dtype=torch.long)
+    right_ids = torch.full((3, width), config.pad_token_id)
+    right_types = torch.zeros(3, width, dtype=torch.long)
+    right_mask = torch.zeros(3, width, dtype=torch.long)
+    for row, length in enumerate(lengths):
+        ids = torch.randint(6, 120, (length,))
+        ids[-1] = 3  # <cls>
+        types = torch.zeros(length, dtype=torch.long)
+        types[length // 2 : -1] = 1
+        types[-1] = 2
+        left_ids[row, width - length :], left_types[row, width - length :] = ids, types
+        left_mask[row, width - length :] = 1
+        right_ids[row, :length], right_types[row, :length] = ids, types
+        right_mask[row, :length] = 1
+    with torch.no_grad():
+        out = model(input_ids=left_ids, attention_mask=left_mask, token_type_ids=left_types, output_hidden_states=True)
+    left_hidden = out.hidden_states[-1]
+    right_hidden = torch.zeros_like(left_hidden)
+    for row, length in enumerate(lengths):
+        right_hidden[row, :length] = left_hidden[row, width - length :]
+    tensors = {f"weights.{name}": value.contiguous() for name, value in model.state_dict().items()}
+    tensors.update(input_ids=right_ids, attention_mask=right_mask, token_type_ids=right_types,
+                   logits=out.logits.contiguous(), last_hidden_state=right_hidden.contiguous())
+    metadata = {"transformers": transformers.__version__, "torch": torch.__version__}
+    save_file(tensors, HERE / "tiny_xlnet.safetensors", metadata=metadata)
+    (HERE / "tiny_xlnet.json").write_text(config.to_json_string())
+
+
 if __name__ == "__main__":
-    for kind in ["electra", "distilbert", "xlm-roberta", "albert", "bart", "t5"]:
+    for kind in ["electra", "distilbert", "xlm-roberta", "albert", "bart", "t5", "xlnet"]:
         tiny(kind)
     print("transformers", transformers.__version__, "torch", torch.__version__)
