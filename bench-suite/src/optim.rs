@@ -56,7 +56,10 @@ impl AdamW {
         self.tensors.iter().map(Tensor::numel).sum()
     }
 
-    /// One AdamW step with gradients `grads` (one per tensor); `step` counts from 1.
+    /// One AdamW step with gradients `grads` (one per tensor); `step` counts from 1. A tensor whose
+    /// gradient is undefined (the loss does not reach it, as XLNet's query-stream `mask_emb` in
+    /// classification) is left as it is, moments and decay included, as `torch.optim.AdamW` skips a
+    /// parameter whose `grad` is None.
     pub fn step(&mut self, grads: &[Tensor], lr: f64, weight_decay: f64, step: usize) {
         let _guard = tch::no_grad_guard();
         let AdamConfig { beta1, beta2, eps } = self.config;
@@ -66,6 +69,9 @@ impl AdamW {
         for ((((tensor, grad), &decay), (first, second)), &factor) in
             self.tensors.iter_mut().zip(grads).zip(&self.decay).zip(moments).zip(&self.lr_factors)
         {
+            if !grad.defined() {
+                continue;
+            }
             let lr = lr * factor;
             if decay && weight_decay > 0.0 {
                 let _ = tensor.g_mul_scalar_(1.0 - lr * weight_decay);
@@ -82,12 +88,18 @@ impl AdamW {
 }
 
 /// Scales `grads` in place so that their global norm is at most `max_norm` (no clipping when
-/// `max_norm` is 0); returns the norm before clipping.
+/// `max_norm` is 0); returns the norm before clipping. Undefined gradients (tensors the loss does
+/// not reach) are left out, as `torch.nn.utils.clip_grad_norm_` leaves out a None `grad`.
 pub fn clip_grad_norm(grads: &mut [Tensor], max_norm: f64) -> f64 {
-    let total: f64 = grads.iter().map(|grad| grad.square().sum(Kind::Double).double_value(&[])).sum::<f64>().sqrt();
+    let total: f64 = grads
+        .iter()
+        .filter(|grad| grad.defined())
+        .map(|grad| grad.square().sum(Kind::Double).double_value(&[]))
+        .sum::<f64>()
+        .sqrt();
     if max_norm > 0.0 && total > max_norm {
         let scale = max_norm / (total + 1e-6);
-        for grad in grads.iter_mut() {
+        for grad in grads.iter_mut().filter(|grad| grad.defined()) {
             *grad = &*grad * scale;
         }
     }

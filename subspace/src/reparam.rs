@@ -243,16 +243,22 @@ impl Subspace {
     }
 
     /// `(grad theta, grad lambda)` from the gradients that a backward pass left on the model's
-    /// tensors. `grad lambda` is empty for DID.
+    /// tensors. `grad lambda` is empty for DID. A tensor without a gradient, where others have
+    /// one, is one the loss does not reach (XLNet's query-stream `mask_emb` in classification):
+    /// its derivative is exactly zero, and it is read as such.
+    ///
+    /// # Errors
+    /// `MissingGradient` when no tensor has a gradient (no backward pass has run), naming the first.
     pub fn gradients(&self) -> Result<(Tensor, Tensor), SubspaceError> {
         let _guard = tch::no_grad_guard();
+        if self.params.iter().all(|param| !param.grad().defined()) {
+            let name = self.names.first().cloned().unwrap_or_default();
+            return Err(SubspaceError::MissingGradient { name });
+        }
         let mut grads = Vec::with_capacity(self.params.len());
-        for (name, param) in self.names.iter().zip(&self.params) {
+        for param in &self.params {
             let grad = param.grad();
-            if !grad.defined() {
-                return Err(SubspaceError::MissingGradient { name: name.clone() });
-            }
-            grads.push(grad.reshape([-1]));
+            grads.push(if grad.defined() { grad.reshape([-1]) } else { param.zeros_like().reshape([-1]) });
         }
         // The weight of each tensor's gradient in `grad theta`: its scale (SAID) and, in the
         // compatibility mode, the authors' Hadamard backward (1 / sqrt(L_t), twice; L_t is a
