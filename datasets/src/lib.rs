@@ -12,6 +12,7 @@
 pub mod corpus;
 pub mod local;
 pub mod manifest;
+pub mod pin;
 pub mod store;
 pub mod tasks;
 pub mod unpack;

@@ -35,6 +35,7 @@ the two commands of a fresh machine:
 
 more:
   fetch            bring datasets and checkpoints into the verified cache (default: all but on-demand corpora)
+  pin              print manifest entries for hub checkpoints pinned to a commit (needs the hub)
   finetune         fine-tune once (full, DID or SAID) and print the result as JSON
   pretrain         MLM pre-training from scratch from a YAML file (resumable; HF checkpoints)
   report           regenerate a preset's report from its results (--check: fail on drift)
@@ -45,7 +46,7 @@ more:
   setup            install libtorch (torch {torch} wheel) and NVRTC into the cache, or check your own
   env              print the environment that xtask gives to cargo (for running cargo by hand)
 
-reproduce, fetch, finetune, pretrain, report and bench fastfood|train-step forward their arguments to the
+reproduce, fetch, pin, finetune, pretrain, report and bench fastfood|train-step forward their arguments to the
 suite's binaries (bench-suite, datasets, reports), whose --help documents the flags.
 
 environment:
@@ -84,7 +85,8 @@ fn main() -> Result<()> {
             test::run()
         }
         "bench" => bench::run(&args, &invoked_from),
-        "fetch" => fetch::run(&args, &invoked_from),
+        "fetch" => fetch::run("fetch", &args, &invoked_from),
+        "pin" => fetch::run("pin", &args, &invoked_from),
         "finetune" => finetune::run(&args, &invoked_from),
         "pretrain" => pretrain::run(&args, &invoked_from),
         "reproduce" => reproduce::run(&args, &invoked_from),

@@ -1,5 +1,5 @@
-//! The datasets command line: `fetch` (run through `cargo xtask fetch`, which forwards its
-//! arguments).
+//! The datasets command line: `fetch` and `pin` (run through `cargo xtask fetch` and
+//! `cargo xtask pin`, which forward their arguments).
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -24,6 +24,20 @@ enum Command {
     /// Bring assets into the verified cache (from mirrors first, then the network) and parse
     /// each task's data once.
     Fetch(FetchArgs),
+    /// Print manifest entries for hub checkpoints, pinned to the commit each revision names now,
+    /// with the size and sha256 (of LFS files) the hub reports. Needs the hub (HF_ENDPOINT).
+    Pin(PinArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct PinArgs {
+    /// Hub repositories, `org/name` or `org/name@<revision>` (a branch, tag or commit; default
+    /// `main`).
+    #[arg(value_name = "REPO", required = true)]
+    repos: Vec<String>,
+    /// The description of every entry [default: the repository's name].
+    #[arg(long)]
+    description: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -50,7 +64,40 @@ fn main() -> Result<()> {
         .init();
     match Cli::parse().command {
         Command::Fetch(args) => fetch(args),
+        Command::Pin(args) => pin(args),
     }
+}
+
+fn pin(args: PinArgs) -> Result<()> {
+    let config = StoreConfig::from_env()?;
+    if config.offline {
+        bail!("pin asks the hub which commit each revision names: it cannot run offline (INTRINSIC_BENCH_OFFLINE)");
+    }
+    let client = reqwest::blocking::Client::builder()
+        .connect_timeout(std::time::Duration::from_secs(30))
+        .timeout(std::time::Duration::from_secs(60))
+        .user_agent(concat!("intrinsic-bench/", env!("CARGO_PKG_VERSION")))
+        .build()?;
+    let mut entries = String::new();
+    for spec in &args.repos {
+        let (repo, revision) = spec.split_once('@').unwrap_or((spec, "main"));
+        if !matches!(repo.split('/').collect::<Vec<_>>()[..], [org, name] if !org.is_empty() && !name.is_empty()) {
+            bail!("`{spec}`: a hub repository is `org/name` (optionally `@<revision>`)");
+        }
+        let url = datasets::pin::api_url(&config.hf_endpoint, repo, revision);
+        let response = client.get(&url).send().map_err(|err| anyhow::anyhow!("{url}: {err}"))?;
+        let status = response.status();
+        if !status.is_success() {
+            bail!("{url}: the hub answered {status} (a private or missing repository, or an unknown revision)");
+        }
+        let text = response.text().map_err(|err| anyhow::anyhow!("{url}: {err}"))?;
+        let pinned = datasets::pin::pin_from_info(repo, revision, &text)?;
+        tracing::info!("{repo}@{revision} is commit {}", pinned.commit);
+        entries.push_str(&datasets::pin::manifest_entry(&pinned, args.description.as_deref().unwrap_or(repo)));
+        entries.push('\n');
+    }
+    print!("{entries}");
+    Ok(())
 }
 
 fn fetch(args: FetchArgs) -> Result<()> {

@@ -1,0 +1,119 @@
+//! `datasets pin`: manifest entries for hub checkpoints, pinned to the commit a revision names,
+//! from the hub's model API as a loopback server answers it; and its refusals.
+
+#[allow(dead_code)]
+mod support;
+
+use datasets::manifest::Manifest;
+use datasets::pin::{PinnedFile, manifest_entry, pin_from_info};
+use support::{Reply, Server};
+
+const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
+const WEIGHTS_SHA: &str = "68d45e234eb4a928074dfd868cead0219ab85354cc53d20e772753c6bb9169d3";
+
+/// The shape of the hub's answer to `/api/models/<repo>/revision/<rev>?blobs=true`.
+fn info(files: &[(&str, u64, Option<&str>)]) -> String {
+    let siblings: Vec<serde_json::Value> = files
+        .iter()
+        .map(|(name, size, lfs)| {
+            let mut sibling = serde_json::json!({"rfilename": name, "size": size, "blobId": "abc"});
+            if let Some(sha) = lfs {
+                sibling["lfs"] = serde_json::json!({"sha256": sha, "size": size, "pointerSize": 134});
+            }
+            sibling
+        })
+        .collect();
+    serde_json::json!({"id": "org/model", "sha": COMMIT, "private": false, "siblings": siblings}).to_string()
+}
+
+#[test]
+fn pins_the_commit_and_the_lfs_hashes_and_prefers_safetensors() {
+    let answer = info(&[
+        (".gitattributes", 1500, None),
+        ("config.json", 570, None),
+        ("pytorch_model.bin", 440473133, Some(&"1".repeat(64))),
+        ("model.safetensors", 440449768, Some(WEIGHTS_SHA)),
+        ("tokenizer.json", 466062, None),
+        ("vocab.txt", 231508, None),
+    ]);
+    let pin = pin_from_info("org/model", "main", &answer).unwrap();
+    assert_eq!(pin.commit, COMMIT);
+    assert_eq!(
+        pin.files,
+        [
+            PinnedFile { name: "model.safetensors".into(), size: Some(440449768), sha256: Some(WEIGHTS_SHA.into()) },
+            PinnedFile { name: "config.json".into(), size: Some(570), sha256: None },
+            PinnedFile { name: "tokenizer.json".into(), size: Some(466062), sha256: None },
+        ]
+    );
+    // The entry is one the manifest reads, pinned as the store fetches it.
+    let manifest = Manifest::parse(
+        &format!("assets:\n{}", manifest_entry(&pin, "a model: with a colon # and a hash")),
+        std::path::Path::new("entry.yaml"),
+    )
+    .unwrap();
+    let asset = manifest.asset("org/model").unwrap();
+    assert_eq!(asset.description, "a model: with a colon # and a hash");
+    assert_eq!(asset.hf.as_ref().unwrap().revision, COMMIT);
+    assert_eq!(asset.files[0].sha256.as_deref(), Some(WEIGHTS_SHA));
+}
+
+#[test]
+fn takes_pytorch_model_bin_when_there_is_no_safetensors() {
+    let answer =
+        info(&[("config.json", 500, None), ("pytorch_model.bin", 9, Some(WEIGHTS_SHA)), ("tokenizer.json", 9, None)]);
+    let pin = pin_from_info("google/multiberts-seed_0-step_0k", "main", &answer).unwrap();
+    assert_eq!(pin.files[0].name, "pytorch_model.bin");
+}
+
+#[test]
+fn refuses_what_the_suite_could_not_load_naming_what_is_there() {
+    let no_tokenizer =
+        info(&[("config.json", 500, None), ("pytorch_model.bin", 9, Some(WEIGHTS_SHA)), ("vocab.txt", 9, None)]);
+    let err = pin_from_info("google/bert_uncased_L-2_H-128_A-2", "main", &no_tokenizer).unwrap_err().to_string();
+    assert!(err.contains("no tokenizer.json (it has vocab.txt)") && err.contains("L-2_H-128"), "{err}");
+    let sharded = info(&[
+        ("config.json", 500, None),
+        ("model.safetensors.index.json", 9, None),
+        ("model-00001-of-00002.safetensors", 9, Some(WEIGHTS_SHA)),
+        ("tokenizer.json", 9, None),
+    ]);
+    let err = pin_from_info("org/big", "main", &sharded).unwrap_err().to_string();
+    assert!(err.contains("sharded"), "{err}");
+    let bad_commit = info(&[]).replace(COMMIT, "main");
+    let err = pin_from_info("org/model", "main", &bad_commit).unwrap_err().to_string();
+    assert!(err.contains("not 40 hex digits"), "{err}");
+    let err = pin_from_info("org/model", "main", "<html>rate limited</html>").unwrap_err().to_string();
+    assert!(err.contains("not the hub's model API answer"), "{err}");
+}
+
+/// The command end to end against a loopback hub: the API path it asks, and entries on stdout.
+#[test]
+fn the_command_prints_entries_from_the_hubs_answers() {
+    let answer =
+        info(&[("config.json", 500, None), ("model.safetensors", 9, Some(WEIGHTS_SHA)), ("tokenizer.json", 9, None)]);
+    let server = Server::start(move |_, request| {
+        if request.path == "api/models/org/model/revision/v1.0?blobs=true" {
+            Reply::Ok(answer.clone().into_bytes())
+        } else {
+            Reply::Status(404)
+        }
+    });
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_datasets"))
+        .args(["pin", "org/model@v1.0", "--description", "a test model"])
+        .env("HF_ENDPOINT", &server.base_url)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains(&format!("hf: {{repo: org/model, revision: {COMMIT}}}")), "{stdout}");
+    assert!(stdout.contains(&format!("{{name: model.safetensors, size: 9, sha256: {WEIGHTS_SHA}}}")), "{stdout}");
+
+    let missing = std::process::Command::new(env!("CARGO_BIN_EXE_datasets"))
+        .args(["pin", "org/absent"])
+        .env("HF_ENDPOINT", &server.base_url)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert!(!missing.status.success() && stderr.contains("404"), "{stderr}");
+}
