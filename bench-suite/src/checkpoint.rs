@@ -54,7 +54,8 @@ pub struct LoadReport {
     /// Checkpoint tensors the model does not use (pre-training heads, a pooler it lacks, buffers).
     pub unused: Vec<String>,
     /// Checkpoint tensors loaded under another name: `(checkpoint name, variable)`, legacy names
-    /// only (prefixes added or removed are not listed).
+    /// and tied embeddings saved under a tied name only (prefixes added or removed are not
+    /// listed).
     pub renamed: Vec<(String, String)>,
 }
 
@@ -85,9 +86,14 @@ const PRETRAINING_HEADS: [&str; 12] = [
 /// not use: pre-training heads, a pooler the model does not have, buffers.
 fn unused_by_design(bare: &str, model_has_pooler: bool) -> bool {
     PRETRAINING_HEADS.iter().any(|head| bare.starts_with(head))
-        // BART's token embeddings, saved under the names HF ties to `model.shared`.
+        // BART's and T5's token embeddings, saved under the names HF ties to `shared`.
         || bare == "encoder.embed_tokens.weight"
         || bare == "decoder.embed_tokens.weight"
+        // fairseq's version buffers in converted BART checkpoints; the cross-attention position
+        // bias of the original T5 checkpoints, which T5 never reads (HF ignores both).
+        || bare == "encoder.version"
+        || bare == "decoder.version"
+        || bare == "decoder.block.0.layer.1.EncDecAttention.relative_attention_bias.weight"
         || (bare.starts_with("pooler.") && !model_has_pooler)
         || bare.ends_with("position_ids")
         || bare == "embeddings.token_type_ids"
@@ -179,6 +185,26 @@ fn place(
             });
         }
         loaded.insert(target, name.clone());
+    }
+    // Tied token embeddings saved once under a tied name (safetensors written with the duplicates
+    // removed keep `decoder.embed_tokens` or `encoder.embed_tokens` and drop `shared`): HF ties
+    // them, so the kept tensor gives `shared`.
+    let tied_targets: Vec<String> = variables
+        .keys()
+        .filter(|name| name.ends_with("shared.weight") && !loaded.contains_key(*name) && !in_head(name))
+        .cloned()
+        .collect();
+    for target in tied_targets {
+        let source = unused.iter().position(|name| {
+            let bare = name.strip_prefix(&encoder_dot).unwrap_or(name);
+            (bare == "encoder.embed_tokens.weight" || bare == "decoder.embed_tokens.weight")
+                && tensors[name] == variables[&target]
+        });
+        if let Some(index) = source {
+            let name = unused.remove(index);
+            renamed.push((name.clone(), target.clone()));
+            loaded.insert(target, name);
+        }
     }
     unused.sort();
     unexpected.sort();

@@ -12,7 +12,7 @@ use serde::Serialize;
 use tch::nn;
 
 use crate::checkpoint::{self, CheckpointError, LoadReport};
-use crate::models::{Config, ConfigError, SequenceClassifier};
+use crate::models::{Config, ConfigError, ModelType, SequenceClassifier};
 use crate::reference::{Checkpoint, ModelRef, Subject, TaskRef, TextTask, is_task_file, load_task_file};
 use crate::shapes;
 use crate::synthetic;
@@ -302,6 +302,26 @@ impl Workload {
                 .collect::<Result<_, FinetuneError>>()?;
             Ok((train, dev, splits.n_labels as i64, splits.with_f1))
         })??;
+        // BART's and T5's heads read each example's last end-of-sequence token: a tokenizer
+        // whose template adds none is refused here, before any training.
+        if let (ModelType::Bart | ModelType::T5, Some(eos)) = (config.model_type, config.eos_token_id) {
+            let lacking = train
+                .iter()
+                .chain(dev.iter().flat_map(|(_, examples)| examples))
+                .find(|example| !example.encoded.ids.contains(&(eos as u32)));
+            if lacking.is_some() {
+                return Err(FinetuneError::Value {
+                    setting: "--model",
+                    value: model.name(),
+                    message: format!(
+                        "its tokenizer ({}) writes examples without the end-of-sequence token {eos} that the \
+                         {} classification head reads; use the model's own tokenizer.json",
+                        files.tokenizer.display(),
+                        config.model_type.name()
+                    ),
+                });
+            }
+        }
         Ok(Workload {
             model: model.name().to_owned(),
             task: task.name().to_owned(),

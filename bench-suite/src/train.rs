@@ -189,6 +189,7 @@ pub fn train(
     let mut status = Status::Completed;
     let mut last_loss = f64::NAN;
 
+    let mut unreached_reported = false;
     'epochs: for (epoch, batches) in epochs_batches.iter().enumerate().skip(state.step / steps_per_epoch) {
         for (batch_idx, indices) in batches.iter().enumerate().skip(state.step % steps_per_epoch) {
             if config.max_steps_this_process.is_some_and(|max| state.step - steps_before >= max) {
@@ -214,6 +215,20 @@ pub fn train(
                 break 'epochs;
             }
             loss.backward();
+            if !unreached_reported {
+                // Tensors the loss does not reach (XLNet's query-stream mask_emb) get no gradient:
+                // zero in the subspace, not updated by AdamW (as torch). Said once, by name, so that a
+                // tensor cut off by mistake is seen.
+                unreached_reported = true;
+                let unreached: Vec<&str> = named
+                    .iter()
+                    .filter(|(_, tensor)| !tensor.grad().defined())
+                    .map(|(name, _)| name.as_str())
+                    .collect();
+                if !unreached.is_empty() {
+                    tracing::info!("the loss does not reach {} (no gradient; not trained)", unreached.join(", "));
+                }
+            }
             let mut grads = match &subspace {
                 None => named.iter().map(|(_, tensor)| tensor.grad()).collect::<Vec<_>>(),
                 Some(subspace) => {

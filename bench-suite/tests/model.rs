@@ -331,3 +331,50 @@ fn model_parameter_count(model: &SequenceClassifier) -> usize {
     use bench_suite::models::Classifier;
     model.parameter_count()
 }
+
+/// Real hub checkpoints of the encoder-decoders carry tensors HF ignores or ties: BART's token
+/// embeddings saved once under `model.decoder.embed_tokens.weight` (safetensors with the tied
+/// duplicates removed), fairseq's `version` buffers, and the original T5's cross-attention
+/// position bias. They load as HF loads them, with HF's logits.
+#[test]
+fn encoder_decoder_checkpoints_load_as_hf_ties_and_ignores_their_extra_tensors() {
+    for (kind, rename, extra) in [
+        (
+            "bart",
+            Some(("weights.model.shared.weight", "weights.model.decoder.embed_tokens.weight")),
+            vec![("weights.model.encoder.version", vec![1]), ("weights.model.decoder.version", vec![1])],
+        ),
+        (
+            "t5",
+            Some(("weights.transformer.shared.weight", "weights.transformer.encoder.embed_tokens.weight")),
+            vec![(
+                "weights.transformer.decoder.block.0.layer.1.EncDecAttention.relative_attention_bias.weight",
+                vec![8, 4],
+            )],
+        ),
+    ] {
+        let config =
+            Config::from_json(&std::fs::read_to_string(golden(&format!("tiny_{kind}.json"))).unwrap()).unwrap();
+        let mut tensors = read(&golden(&format!("tiny_{kind}.safetensors")));
+        if let Some((from, to)) = rename {
+            let shared = tensors.remove(from).unwrap();
+            tensors.insert(to.to_owned(), shared);
+        }
+        for (name, shape) in extra {
+            tensors.insert(name.to_owned(), Tensor::zeros(shape.as_slice(), (Kind::Float, Device::Cpu)));
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = checkpoint_from_golden(&tensors, dir.path());
+        let vs = nn::VarStore::new(Device::Cpu);
+        let model = SequenceClassifier::new(vs.root(), &config, 3);
+        let head = checkpoint::Head::IfPresent(config.model_type.head_prefixes());
+        let report = checkpoint::load(&vs, &path, config.model_type.prefix(), head, 0, 0.02).unwrap();
+        assert!(report.initialised.is_empty(), "{kind}: {report:?}");
+        assert_eq!(report.renamed.len(), 1, "{kind}: the tied embeddings: {report:?}");
+        let _guard = tch::no_grad_guard();
+        let logits =
+            model.forward_t(&tensors["input_ids"], &tensors["attention_mask"], &tensors["token_type_ids"], false);
+        let error = max_abs_diff(&logits, &tensors["logits"]);
+        assert!(error < 1e-4, "{kind}: {error}");
+    }
+}

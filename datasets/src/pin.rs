@@ -113,7 +113,10 @@ pub fn pin_from_info(repo: &str, revision: &str, json: &str) -> Result<HubPin, P
         let sha256 = match &sibling.lfs {
             Some(lfs) if is_sha256_hex(&lfs.sha256) => Some(lfs.sha256.clone()),
             Some(lfs) => {
-                return Err(error(format!("`{}`: LFS sha256 `{}` is not 64 hex digits", sibling.rfilename, lfs.sha256)));
+                return Err(error(format!(
+                    "`{}`: LFS sha256 `{}` is not 64 hex digits",
+                    sibling.rfilename, lfs.sha256
+                )));
             }
             None => None,
         };

@@ -187,34 +187,85 @@ fn default_one() -> i64 {
 /// `ElectraConfig`, `AlbertConfig`).
 const FACTORISED_DEFAULT_EMBEDDING_SIZE: i64 = 128;
 
-/// BART's field names with the BERT name each is read as, and HF's `BartConfig` default
-/// (transformers 5.24.0); the decoder's fields keep their names, with HF's defaults.
-const BART_FIELDS: [(&str, &str, f64); 8] = [
-    ("d_model", "hidden_size", 1024.0),
-    ("encoder_layers", "num_hidden_layers", 12.0),
-    ("encoder_attention_heads", "num_attention_heads", 16.0),
-    ("encoder_ffn_dim", "intermediate_size", 4096.0),
-    ("dropout", "hidden_dropout_prob", 0.1),
-    ("attention_dropout", "attention_probs_dropout_prob", 0.0),
-    ("init_std", "initializer_range", 0.02),
-    ("max_position_embeddings", "max_position_embeddings", 1024.0),
-];
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config: {0}")]
+    Parse(#[from] serde_json::Error),
+    #[error("config: hidden_size {hidden} is not a multiple of num_attention_heads {heads}")]
+    Heads { hidden: i64, heads: i64 },
+    #[error("config: `{field}` = {value} is not supported: {why}")]
+    Unsupported { field: &'static str, value: String, why: &'static str },
+}
+
+type JsonMap = serde_json::Map<String, serde_json::Value>;
+
+/// Reads a family's own field `own` as BERT's `bert` (HF's `attribute_map`: a config may also
+/// carry the BERT name as an alias, as transformers 4.x wrote `num_hidden_layers` into BART's
+/// configs): the family's value, else the alias's, else HF's `default`. Both present with
+/// different values is refused, naming both.
+fn aliased(
+    map: &mut JsonMap,
+    own: &'static str,
+    bert: &'static str,
+    default: serde_json::Value,
+) -> Result<(), ConfigError> {
+    let mine = map.remove(own).filter(|value| !value.is_null());
+    let alias = if own == bert { None } else { map.remove(bert).filter(|value| !value.is_null()) };
+    let same = |a: &serde_json::Value, b: &serde_json::Value| match (a.as_f64(), b.as_f64()) {
+        (Some(a), Some(b)) => a == b,
+        _ => a == b,
+    };
+    let value = match (mine, alias) {
+        (Some(mine), Some(alias)) if !same(&mine, &alias) => {
+            return Err(ConfigError::Unsupported {
+                field: bert,
+                value: format!("{alias} (and `{own}` = {mine})"),
+                why: "the config gives this size twice, under the family's name and BERT's, with different values: fix \
+                      the file",
+            });
+        }
+        (Some(mine), _) => mine,
+        (None, Some(alias)) => alias,
+        (None, None) => default,
+    };
+    map.insert(bert.to_owned(), value);
+    Ok(())
+}
+
+fn unsupported_early(field: &'static str, value: i64) -> Result<Config, ConfigError> {
+    Err(ConfigError::Unsupported { field, value: value.to_string(), why: "a size is at least 1" })
+}
+
+/// Sets `field` to `default` where the config omits it or gives null.
+fn default_of(map: &mut JsonMap, field: &str, default: serde_json::Value) {
+    if map.get(field).is_none_or(serde_json::Value::is_null) {
+        map.insert(field.to_owned(), default);
+    }
+}
 
 /// T5's fields under BERT's names, with HF's `T5Config` defaults (transformers 5.24.0) where the
 /// config omits them.
-fn t5_as_bert(mut map: serde_json::Map<String, serde_json::Value>) -> Result<serde_json::Value, ConfigError> {
-    let take = |map: &mut serde_json::Map<String, serde_json::Value>, field: &str, default: serde_json::Value| {
-        map.remove(field).filter(|value| !value.is_null()).unwrap_or(default)
-    };
-    let d_model = take(&mut map, "d_model", serde_json::json!(512));
-    let num_layers = take(&mut map, "num_layers", serde_json::json!(6));
-    let num_heads = take(&mut map, "num_heads", serde_json::json!(8));
-    let d_ff = take(&mut map, "d_ff", serde_json::json!(2048));
-    let dropout = take(&mut map, "dropout_rate", serde_json::json!(0.1));
-    let decoder_layers = take(&mut map, "num_decoder_layers", num_layers.clone());
-    let eps = take(&mut map, "layer_norm_epsilon", serde_json::json!(1e-6));
-    let factor = take(&mut map, "initializer_factor", serde_json::json!(1.0)).as_f64().unwrap_or(1.0);
-    let projection = take(&mut map, "feed_forward_proj", serde_json::json!("relu"));
+fn t5_as_bert(mut map: JsonMap) -> Result<serde_json::Value, ConfigError> {
+    use serde_json::json;
+    aliased(&mut map, "d_model", "hidden_size", json!(512))?;
+    aliased(&mut map, "num_layers", "num_hidden_layers", json!(6))?;
+    aliased(&mut map, "num_heads", "num_attention_heads", json!(8))?;
+    aliased(&mut map, "d_ff", "intermediate_size", json!(2048))?;
+    aliased(&mut map, "d_kv", "d_kv", json!(64))?;
+    aliased(&mut map, "dropout_rate", "hidden_dropout_prob", json!(0.1))?;
+    aliased(&mut map, "layer_norm_epsilon", "layer_norm_eps", json!(1e-6))?;
+    let layers = map["num_hidden_layers"].clone();
+    aliased(&mut map, "num_decoder_layers", "decoder_layers", layers)?;
+    let (heads, ff, dropout) =
+        (map["num_attention_heads"].clone(), map["intermediate_size"].clone(), map["hidden_dropout_prob"].clone());
+    map.insert("decoder_attention_heads".to_owned(), heads);
+    map.insert("decoder_ffn_dim".to_owned(), ff);
+    map.insert("attention_probs_dropout_prob".to_owned(), dropout);
+    let factor = map.remove("initializer_factor").and_then(|value| value.as_f64()).unwrap_or(1.0);
+    let d = map["hidden_size"].as_f64().unwrap_or(512.0);
+    // HF initialises T5ClassificationHead's weights with std factor / sqrt(d_model).
+    map.insert("initializer_range".to_owned(), json!(factor / d.sqrt()));
+    let projection = map.remove("feed_forward_proj").filter(|value| !value.is_null()).unwrap_or(json!("relu"));
     let projection = projection.as_str().unwrap_or("relu").to_owned();
     // HF's T5Config: `<act>` or `gated-<act>`, and `gated-gelu` means gelu_new.
     let (gated, activation) = match projection.split('-').collect::<Vec<_>>()[..] {
@@ -232,35 +283,18 @@ fn t5_as_bert(mut map: serde_json::Map<String, serde_json::Value>) -> Result<ser
     // Derived by HF from feed_forward_proj; a saved config repeats them.
     map.remove("dense_act_fn");
     map.remove("is_gated_act");
-    let d = d_model.as_f64().unwrap_or(512.0);
-    for (field, value) in [
-        ("hidden_size", d_model),
-        ("num_hidden_layers", num_layers),
-        ("num_attention_heads", num_heads.clone()),
-        ("intermediate_size", d_ff.clone()),
-        ("hidden_dropout_prob", dropout.clone()),
-        ("attention_probs_dropout_prob", dropout),
-        ("decoder_layers", decoder_layers),
-        ("decoder_attention_heads", num_heads),
-        ("decoder_ffn_dim", d_ff),
-        ("layer_norm_eps", eps),
-        ("hidden_act", serde_json::json!(activation)),
-        ("gated_act", serde_json::json!(gated)),
-        ("initializer_range", serde_json::json!(factor / d.sqrt())),
-        ("type_vocab_size", serde_json::json!(0)),
-    ] {
-        map.insert(field.to_owned(), value);
-    }
+    map.insert("hidden_act".to_owned(), json!(activation));
+    map.insert("gated_act".to_owned(), json!(gated));
+    map.insert("type_vocab_size".to_owned(), json!(0));
     for (field, default) in [
-        ("d_kv", serde_json::json!(64)),
-        ("relative_attention_num_buckets", serde_json::json!(32)),
-        ("relative_attention_max_distance", serde_json::json!(128)),
-        ("classifier_dropout", serde_json::json!(0.0)),
-        ("pad_token_id", serde_json::json!(0)),
-        ("eos_token_id", serde_json::json!(1)),
-        ("max_position_embeddings", serde_json::json!(512)),
+        ("relative_attention_num_buckets", json!(32)),
+        ("relative_attention_max_distance", json!(128)),
+        ("classifier_dropout", json!(0.0)),
+        ("pad_token_id", json!(0)),
+        ("eos_token_id", json!(1)),
+        ("max_position_embeddings", json!(512)),
     ] {
-        map.entry(field).or_insert(default);
+        default_of(&mut map, field, default);
     }
     Ok(serde_json::Value::Object(map))
 }
@@ -268,111 +302,89 @@ fn t5_as_bert(mut map: serde_json::Map<String, serde_json::Value>) -> Result<ser
 /// XLNet's fields under BERT's names, with HF's `XLNetConfig` defaults (transformers 5.24.0)
 /// where the config omits them; the settings that would change what the suite computes, and that
 /// it does not implement, refused by name.
-fn xlnet_as_bert(mut map: serde_json::Map<String, serde_json::Value>) -> Result<serde_json::Value, ConfigError> {
-    let refuse = |field: &'static str, value: &serde_json::Value, why: &'static str| {
-        Err(ConfigError::Unsupported { field, value: value.to_string(), why })
-    };
+fn xlnet_as_bert(mut map: JsonMap) -> Result<serde_json::Value, ConfigError> {
+    use serde_json::json;
     for (field, default, why) in [
-        ("attn_type", serde_json::json!("bi"), "fine-tuning XLNet uses bidirectional attention (`bi`)"),
-        ("bi_data", serde_json::json!(false), "bidirectional data pipelines are a pre-training setting"),
-        ("summary_type", serde_json::json!("last"), "the suite implements XLNet's own summary, the last token"),
-        ("summary_use_proj", serde_json::json!(true), "the suite implements XLNet's summary with its projection"),
-        ("summary_activation", serde_json::json!("tanh"), "the suite implements XLNet's tanh summary"),
-        ("summary_proj_to_labels", serde_json::json!(false), "a summary projected to the labels is not implemented"),
+        ("attn_type", json!("bi"), "fine-tuning XLNet uses bidirectional attention (`bi`)"),
+        ("bi_data", json!(false), "bidirectional data pipelines are a pre-training setting"),
+        ("summary_type", json!("last"), "the suite implements XLNet's own summary, the last token"),
+        ("summary_use_proj", json!(true), "the suite implements XLNet's summary with its projection"),
+        ("summary_activation", json!("tanh"), "the suite implements XLNet's tanh summary"),
+        ("summary_proj_to_labels", json!(false), "a summary projected to the labels is not implemented"),
     ] {
         if let Some(value) = map.get(field).filter(|value| !value.is_null())
             && *value != default
         {
-            return refuse(field, value, why);
+            return Err(ConfigError::Unsupported { field, value: value.to_string(), why });
         }
     }
-    let take = |map: &mut serde_json::Map<String, serde_json::Value>, field: &str, default: serde_json::Value| {
-        map.remove(field).filter(|value| !value.is_null()).unwrap_or(default)
-    };
-    let d_model = take(&mut map, "d_model", serde_json::json!(1024));
-    let n_head = take(&mut map, "n_head", serde_json::json!(16));
-    let d_head = take(
-        &mut map,
-        "d_head",
-        serde_json::json!(d_model.as_i64().unwrap_or(1024) / n_head.as_i64().unwrap_or(16).max(1)),
-    );
-    let dropout = take(&mut map, "dropout", serde_json::json!(0.1));
-    for (field, value) in [
-        ("hidden_size", d_model),
-        ("num_hidden_layers", take(&mut map, "n_layer", serde_json::json!(24))),
-        ("num_attention_heads", n_head),
-        ("intermediate_size", take(&mut map, "d_inner", serde_json::json!(4096))),
-        ("d_kv", d_head),
-        ("hidden_act", take(&mut map, "ff_activation", serde_json::json!("gelu"))),
-        ("hidden_dropout_prob", dropout.clone()),
-        ("attention_probs_dropout_prob", dropout),
-        ("classifier_dropout", take(&mut map, "summary_last_dropout", serde_json::json!(0.1))),
-        ("type_vocab_size", serde_json::json!(0)),
-    ] {
-        map.insert(field.to_owned(), value);
-    }
-    for (field, default) in [
-        ("pad_token_id", serde_json::json!(5)),
-        ("clamp_len", serde_json::json!(-1)),
-        ("max_position_embeddings", serde_json::json!(512)),
-    ] {
-        map.entry(field).or_insert(default);
+    aliased(&mut map, "n_token", "vocab_size", json!(32000))?;
+    aliased(&mut map, "d_model", "hidden_size", json!(1024))?;
+    aliased(&mut map, "n_layer", "num_hidden_layers", json!(24))?;
+    aliased(&mut map, "n_head", "num_attention_heads", json!(16))?;
+    aliased(&mut map, "d_inner", "intermediate_size", json!(4096))?;
+    let heads = map["num_attention_heads"].as_i64().unwrap_or(16).max(1);
+    let d_head = json!(map["hidden_size"].as_i64().unwrap_or(1024) / heads);
+    aliased(&mut map, "d_head", "d_kv", d_head)?;
+    aliased(&mut map, "ff_activation", "hidden_act", json!("gelu"))?;
+    aliased(&mut map, "dropout", "hidden_dropout_prob", json!(0.1))?;
+    let dropout = map["hidden_dropout_prob"].clone();
+    map.insert("attention_probs_dropout_prob".to_owned(), dropout);
+    aliased(&mut map, "summary_last_dropout", "classifier_dropout", json!(0.1))?;
+    map.insert("type_vocab_size".to_owned(), json!(0));
+    for (field, default) in
+        [("pad_token_id", json!(5)), ("clamp_len", json!(-1)), ("max_position_embeddings", json!(512))]
+    {
+        default_of(&mut map, field, default);
     }
     Ok(serde_json::Value::Object(map))
 }
 
-/// BART's fields under BERT's names, with HF's defaults where the config omits them.
-fn bart_as_bert(mut map: serde_json::Map<String, serde_json::Value>) -> Result<serde_json::Value, ConfigError> {
-    let number =
-        |value: f64| if value.fract() == 0.0 { serde_json::json!(value as i64) } else { serde_json::json!(value) };
-    for (own, bert, default) in BART_FIELDS {
-        let value = map.remove(own).unwrap_or_else(|| number(default));
-        if own != bert && map.contains_key(bert) && !(bert == "hidden_size" && map[bert] == value) {
-            return Err(ConfigError::Unsupported {
-                field: "model_type",
-                value: "`bart`".into(),
-                why: "a BART config names its sizes `d_model`, `encoder_layers`, `encoder_ffn_dim`, ...; this one also \
-                      has BERT's names with other values: fix the file",
-            });
-        }
-        map.insert(bert.to_owned(), value);
-    }
-    let activation = map.remove("activation_function").unwrap_or_else(|| serde_json::json!("gelu"));
-    map.insert("hidden_act".to_owned(), activation);
+/// BART's fields under BERT's names, with HF's `BartConfig` defaults (transformers 5.24.0) where
+/// the config omits them; the decoder's fields keep their names.
+fn bart_as_bert(mut map: JsonMap) -> Result<serde_json::Value, ConfigError> {
+    use serde_json::json;
+    aliased(&mut map, "d_model", "hidden_size", json!(1024))?;
+    aliased(&mut map, "encoder_layers", "num_hidden_layers", json!(12))?;
+    aliased(&mut map, "encoder_attention_heads", "num_attention_heads", json!(16))?;
+    aliased(&mut map, "encoder_ffn_dim", "intermediate_size", json!(4096))?;
+    aliased(&mut map, "dropout", "hidden_dropout_prob", json!(0.1))?;
+    aliased(&mut map, "attention_dropout", "attention_probs_dropout_prob", json!(0.0))?;
+    aliased(&mut map, "init_std", "initializer_range", json!(0.02))?;
+    aliased(&mut map, "activation_function", "hidden_act", json!("gelu"))?;
     for (field, default) in [
-        ("decoder_layers", 12.0),
-        ("decoder_attention_heads", 16.0),
-        ("decoder_ffn_dim", 4096.0),
-        ("activation_dropout", 0.0),
-        ("classifier_dropout", 0.0),
-        ("pad_token_id", 1.0),
-        ("eos_token_id", 2.0),
-        ("decoder_start_token_id", 2.0),
+        ("max_position_embeddings", json!(1024)),
+        ("decoder_layers", json!(12)),
+        ("decoder_attention_heads", json!(16)),
+        ("decoder_ffn_dim", json!(4096)),
+        ("activation_dropout", json!(0.0)),
+        ("classifier_dropout", json!(0.0)),
+        ("pad_token_id", json!(1)),
+        ("eos_token_id", json!(2)),
+        ("decoder_start_token_id", json!(2)),
+        ("scale_embedding", json!(false)),
     ] {
-        map.entry(field).or_insert(number(default));
-    }
-    map.entry("scale_embedding").or_insert(serde_json::json!(false));
-    if map.get("classifier_dropout").is_some_and(serde_json::Value::is_null) {
-        map.insert("classifier_dropout".to_owned(), serde_json::json!(0.0));
+        default_of(&mut map, field, default);
     }
     // nn.LayerNorm's default epsilon; no token type embeddings.
-    map.insert("layer_norm_eps".to_owned(), serde_json::json!(1e-5));
-    map.insert("type_vocab_size".to_owned(), serde_json::json!(0));
+    map.insert("layer_norm_eps".to_owned(), json!(1e-5));
+    map.insert("type_vocab_size".to_owned(), json!(0));
     Ok(serde_json::Value::Object(map))
 }
 
 /// ALBERT's defaults where they differ from the fields' defaults here (transformers 5.24.0
 /// `AlbertConfig`); `classifier_dropout_prob` is read as `classifier_dropout`.
-fn albert_as_bert(mut map: serde_json::Map<String, serde_json::Value>) -> Result<serde_json::Value, ConfigError> {
+fn albert_as_bert(mut map: JsonMap) -> Result<serde_json::Value, ConfigError> {
+    use serde_json::json;
     for (field, default) in [
-        ("hidden_act", serde_json::json!("gelu_new")),
-        ("hidden_dropout_prob", serde_json::json!(0.0)),
-        ("attention_probs_dropout_prob", serde_json::json!(0.0)),
-        ("embedding_size", serde_json::json!(FACTORISED_DEFAULT_EMBEDDING_SIZE)),
+        ("hidden_act", json!("gelu_new")),
+        ("hidden_dropout_prob", json!(0.0)),
+        ("attention_probs_dropout_prob", json!(0.0)),
+        ("embedding_size", json!(FACTORISED_DEFAULT_EMBEDDING_SIZE)),
     ] {
-        map.entry(field).or_insert(default);
+        default_of(&mut map, field, default);
     }
-    if map.contains_key("classifier_dropout") {
+    if map.get("classifier_dropout").is_some_and(|value| !value.is_null()) {
         return Err(ConfigError::Unsupported {
             field: "classifier_dropout",
             value: map["classifier_dropout"].to_string(),
@@ -380,56 +392,27 @@ fn albert_as_bert(mut map: serde_json::Map<String, serde_json::Value>) -> Result
                   remove it",
         });
     }
-    let head_dropout = map.remove("classifier_dropout_prob").unwrap_or_else(|| serde_json::json!(0.1));
-    map.insert("classifier_dropout".to_owned(), head_dropout);
+    map.remove("classifier_dropout");
+    aliased(&mut map, "classifier_dropout_prob", "classifier_dropout", json!(0.1))?;
     Ok(serde_json::Value::Object(map))
 }
 
-/// DistilBERT's field names with the BERT name each is read as, and HF's `DistilBertConfig`
-/// default (transformers 5.24.0).
-const DISTILBERT_FIELDS: [(&str, &str, f64); 8] = [
-    ("dim", "hidden_size", 768.0),
-    ("n_layers", "num_hidden_layers", 6.0),
-    ("n_heads", "num_attention_heads", 12.0),
-    ("hidden_dim", "intermediate_size", 3072.0),
-    ("dropout", "hidden_dropout_prob", 0.1),
-    ("attention_dropout", "attention_probs_dropout_prob", 0.1),
-    ("seq_classif_dropout", "classifier_dropout", 0.2),
-    // `activation` is a string: handled beside the numbers.
-    ("max_position_embeddings", "max_position_embeddings", 512.0),
-];
-
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("config: {0}")]
-    Parse(#[from] serde_json::Error),
-    #[error("config: hidden_size {hidden} is not a multiple of num_attention_heads {heads}")]
-    Heads { hidden: i64, heads: i64 },
-    #[error("config: `{field}` = {value} is not supported: {why}")]
-    Unsupported { field: &'static str, value: String, why: &'static str },
-}
-
-/// DistilBERT's fields under BERT's names, with HF's defaults where the config omits them.
-fn distilbert_as_bert(mut map: serde_json::Map<String, serde_json::Value>) -> Result<serde_json::Value, ConfigError> {
-    for (own, bert, default) in DISTILBERT_FIELDS {
-        let value = map.remove(own).unwrap_or_else(|| {
-            if default.fract() == 0.0 { serde_json::json!(default as i64) } else { serde_json::json!(default) }
-        });
-        if own != bert && map.contains_key(bert) {
-            return Err(ConfigError::Unsupported {
-                field: "model_type",
-                value: "`distilbert`".into(),
-                why: "a DistilBERT config names its sizes `dim`, `n_layers`, `n_heads`, `hidden_dim`, ...; this one also \
-                      has BERT's names: fix the file",
-            });
-        }
-        map.insert(bert.to_owned(), value);
-    }
-    let activation = map.remove("activation").unwrap_or_else(|| serde_json::json!("gelu"));
-    map.insert("hidden_act".to_owned(), activation);
+/// DistilBERT's fields under BERT's names, with HF's `DistilBertConfig` defaults (transformers
+/// 5.24.0) where the config omits them.
+fn distilbert_as_bert(mut map: JsonMap) -> Result<serde_json::Value, ConfigError> {
+    use serde_json::json;
+    aliased(&mut map, "dim", "hidden_size", json!(768))?;
+    aliased(&mut map, "n_layers", "num_hidden_layers", json!(6))?;
+    aliased(&mut map, "n_heads", "num_attention_heads", json!(12))?;
+    aliased(&mut map, "hidden_dim", "intermediate_size", json!(3072))?;
+    aliased(&mut map, "dropout", "hidden_dropout_prob", json!(0.1))?;
+    aliased(&mut map, "attention_dropout", "attention_probs_dropout_prob", json!(0.1))?;
+    aliased(&mut map, "seq_classif_dropout", "classifier_dropout", json!(0.2))?;
+    aliased(&mut map, "activation", "hidden_act", json!("gelu"))?;
+    default_of(&mut map, "max_position_embeddings", json!(512));
     // Hard-coded in HF's DistilBERT modules; it has no token type embeddings.
-    map.insert("layer_norm_eps".to_owned(), serde_json::json!(1e-12));
-    map.insert("type_vocab_size".to_owned(), serde_json::json!(0));
+    map.insert("layer_norm_eps".to_owned(), json!(1e-12));
+    map.insert("type_vocab_size".to_owned(), json!(0));
     Ok(serde_json::Value::Object(map))
 }
 
@@ -452,8 +435,13 @@ impl Config {
     pub fn from_json(text: &str) -> Result<Config, ConfigError> {
         let value: serde_json::Value = serde_json::from_str(text)?;
         let value = match value {
-            serde_json::Value::Object(map) => match map.get("model_type").and_then(|v| v.as_str()) {
+            serde_json::Value::Object(mut map) => match map.get("model_type").and_then(|v| v.as_str()) {
                 Some("distilbert") => distilbert_as_bert(map)?,
+                // HF's RobertaConfig and XLMRobertaConfig: padding is token 1 (BERT's default is 0).
+                Some("roberta" | "xlm-roberta") => {
+                    default_of(&mut map, "pad_token_id", serde_json::json!(1));
+                    serde_json::Value::Object(map)
+                }
                 Some("albert") => albert_as_bert(map)?,
                 Some("bart") => bart_as_bert(map)?,
                 Some("t5") => t5_as_bert(map)?,
@@ -463,6 +451,16 @@ impl Config {
             other => other,
         };
         let config: Config = serde_json::from_value(value)?;
+        for (field, value) in [
+            ("num_attention_heads", config.num_attention_heads),
+            ("hidden_size", config.hidden_size),
+            ("intermediate_size", config.intermediate_size),
+            ("vocab_size", config.vocab_size),
+        ] {
+            if value < 1 {
+                return unsupported_early(field, value);
+            }
+        }
         if config.hidden_size % config.num_attention_heads != 0 && config.model_type != ModelType::T5 {
             return Err(ConfigError::Heads { hidden: config.hidden_size, heads: config.num_attention_heads });
         }
@@ -542,11 +540,16 @@ impl Config {
                      start from decoder_start_token_id: set both",
                 );
             }
-            if config.decoder_layers < 1 || config.decoder_attention_heads < 1 || config.decoder_ffn_dim < 1 {
+            if config.num_hidden_layers < 1
+                || config.decoder_layers < 1
+                || config.decoder_attention_heads < 1
+                || config.decoder_ffn_dim < 1
+            {
                 return unsupported(
                     "decoder_layers",
                     config.decoder_layers.to_string(),
-                    "an encoder-decoder needs decoder_layers, decoder_attention_heads and decoder_ffn_dim of at least 1",
+                    "an encoder-decoder needs at least one encoder and one decoder layer, and decoder_attention_heads \
+                     and decoder_ffn_dim of at least 1",
                 );
             }
             if config.hidden_size % config.decoder_attention_heads != 0 && config.model_type == ModelType::Bart {
@@ -642,11 +645,38 @@ mod tests {
         let relu =
             Config::from_json(r#"{"model_type": "distilbert", "vocab_size": 10, "activation": "relu"}"#).unwrap();
         assert_eq!(relu.hidden_act, HiddenAct::Relu);
-        let both = Config::from_json(r#"{"model_type": "distilbert", "vocab_size": 10, "dim": 64, "hidden_size": 64}"#);
-        assert!(both.unwrap_err().to_string().contains("also has BERT's names"));
+        // HF's attribute_map: BERT's name is an alias; equal is fine, different is refused.
+        let both = Config::from_json(
+            r#"{"model_type": "distilbert", "vocab_size": 10, "dim": 64, "hidden_size": 64, "n_heads": 4}"#,
+        );
+        assert_eq!(both.unwrap().hidden_size, 64);
+        let alias =
+            Config::from_json(r#"{"model_type": "distilbert", "vocab_size": 10, "hidden_size": 64, "n_heads": 4}"#);
+        assert_eq!(alias.unwrap().hidden_size, 64);
+        let both = Config::from_json(
+            r#"{"model_type": "distilbert", "vocab_size": 10, "dim": 64, "hidden_size": 32, "n_heads": 4}"#,
+        );
+        assert!(both.unwrap_err().to_string().contains("gives this size twice"));
         let sinusoidal =
             Config::from_json(r#"{"model_type": "distilbert", "vocab_size": 10, "sinusoidal_pos_embds": true}"#);
         assert!(sinusoidal.unwrap_err().to_string().contains("sinusoidal_pos_embds"));
+    }
+
+    /// transformers 4.x wrote BART's `num_hidden_layers` (an alias of `encoder_layers`) into its
+    /// configs, as facebook/bart-base's has.
+    #[test]
+    fn bart_configs_with_berts_aliases_are_read() {
+        let text = r#"{"model_type": "bart", "vocab_size": 50265, "d_model": 768, "encoder_layers": 6,
+            "decoder_layers": 6, "encoder_attention_heads": 12, "decoder_attention_heads": 12, "encoder_ffn_dim": 3072,
+            "decoder_ffn_dim": 3072, "num_hidden_layers": 6, "max_position_embeddings": 1024, "classifier_dropout": null,
+            "eos_token_id": 2, "pad_token_id": 1, "decoder_start_token_id": 2}"#;
+        let config = Config::from_json(text).unwrap();
+        assert_eq!((config.num_hidden_layers, config.hidden_size, config.head_dropout()), (6, 768, 0.0));
+        let conflicting = text.replace(r#""num_hidden_layers": 6"#, r#""num_hidden_layers": 12"#);
+        assert!(Config::from_json(&conflicting).unwrap_err().to_string().contains("`encoder_layers` = 6"));
+        let t5 = r#"{"model_type": "t5", "vocab_size": 100, "d_model": 64, "num_heads": 4, "decoder_start_token_id": 0,
+            "classifier_dropout": null}"#;
+        assert_eq!(Config::from_json(t5).unwrap().head_dropout(), 0.0, "T5's null head dropout is HF's 0.0");
     }
 
     #[test]
@@ -674,6 +704,11 @@ mod tests {
         assert_eq!(albert.unwrap().head_dropout(), 0.3);
         let shared = Config::from_json(&format!(r#"{{"model_type": "bert", "num_hidden_groups": 2, {sizes}}}"#));
         assert!(shared.unwrap_err().to_string().contains("ALBERT's"));
+        let roberta = Config::from_json(&format!(r#"{{"model_type": "roberta", {sizes}}}"#)).unwrap();
+        assert_eq!(roberta.pad_token_id, 1, "HF's RobertaConfig default");
+        let no_heads =
+            format!(r#"{{"model_type": "t5", "num_heads": 0, "vocab_size": 10, "decoder_start_token_id": 0}}"#);
+        assert!(Config::from_json(&no_heads).unwrap_err().to_string().contains("num_attention_heads"));
         let unknown = Config::from_json(&format!(r#"{{"model_type": "gpt2", {sizes}}}"#)).unwrap_err().to_string();
         assert!(unknown.contains("gpt2") && unknown.contains("distilbert"), "{unknown}");
     }
