@@ -147,20 +147,22 @@ fn check_and_compare_fail_on_planted_differences_only() {
     std::fs::remove_dir_all(&other).unwrap();
 }
 
-/// The committed report of the `quick` preset is what its committed results give (the same
-/// check as `cargo xtask report --preset quick --check`); skipped until results are committed.
+/// The committed reports of the `quick` and `miniature` presets are what their committed results
+/// give (the same check as `cargo xtask report --preset <name> --check`).
 #[test]
-fn committed_quick_report_is_up_to_date() {
+fn committed_preset_reports_are_up_to_date() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let runs = root.join("runs/quick");
-    if !root.join("reports/quick/README.md").exists() {
-        eprintln!("skipped: no committed reports/quick report");
-        return;
+    for preset in ["quick", "miniature"] {
+        let runs = format!("runs/{preset}");
+        let records = records::load(&root.join(&runs)).unwrap();
+        let report = build(preset, &runs, &records, &Paper::embedded()).unwrap();
+        let differences = report.check(&root.join("reports").join(preset));
+        assert!(
+            differences.is_empty(),
+            "regenerate with `cargo xtask report --preset {preset}`:\n{}",
+            differences.join("\n")
+        );
     }
-    let records = records::load(&runs).unwrap();
-    let report = build("quick", "runs/quick", &records, &Paper::embedded()).unwrap();
-    let differences = report.check(&root.join("reports/quick"));
-    assert!(differences.is_empty(), "regenerate with `cargo xtask report --preset quick`:\n{}", differences.join("\n"));
 }
 
 /// Ties, unable cells and bounds stay out of the d90 orderings: a RoBERTa-Large SAID search with

@@ -66,7 +66,7 @@ fn test_knobs_are_not_part_of_the_key_and_everything_else_is() {
 fn committed_runs_are_stored_under_their_keys() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let mut checked = 0;
-    for dir in ["runs/quick", "runs/quick-seeds-3-5", "runs/quick-constant-lr"] {
+    for dir in ["runs/quick", "runs/quick-seeds-3-5", "runs/quick-constant-lr", "runs/miniature"] {
         let runs = ResultsDir::new(root.join(dir)).unwrap().runs().unwrap();
         assert!(!runs.is_empty(), "{dir}: no runs");
         for run in runs {
@@ -83,7 +83,22 @@ fn committed_runs_are_stored_under_their_keys() {
 fn committed_results_round_trip_through_the_schema() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let mut checked = 0;
-    for dir in ["runs/quick", "runs/quick-seeds-3-5", "runs/quick-constant-lr", "reports/tests/fixtures/results"] {
+    for dir in
+        ["runs/quick", "runs/quick-seeds-3-5", "runs/quick-constant-lr", "runs/miniature", "reports/tests/fixtures/results"]
+    {
+        // The pre-trainings' records, where the results have them.
+        let pretraining = root.join(dir).join("pretraining");
+        for entry in std::fs::read_dir(&pretraining).into_iter().flatten() {
+            let path = entry.unwrap().path().join("record.json");
+            let text = std::fs::read_to_string(&path).unwrap();
+            let file: serde_json::Value = serde_json::from_str(&text).unwrap();
+            let written =
+                serde_json::to_value(serde_json::from_str::<results::PretrainingRecord>(&text).unwrap()).unwrap();
+            let mut differences = Vec::new();
+            differ("", &file, &written, &mut differences);
+            assert!(differences.is_empty(), "{}: file vs schema: {}", path.display(), differences.join("; "));
+            checked += 1;
+        }
         for sub in ["runs", "searches"] {
             for entry in std::fs::read_dir(root.join(dir).join(sub)).unwrap() {
                 let path = entry.unwrap().path();
