@@ -83,9 +83,13 @@ fn committed_runs_are_stored_under_their_keys() {
 fn committed_results_round_trip_through_the_schema() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let mut checked = 0;
-    for dir in
-        ["runs/quick", "runs/quick-seeds-3-5", "runs/quick-constant-lr", "runs/miniature", "reports/tests/fixtures/results"]
-    {
+    for dir in [
+        "runs/quick",
+        "runs/quick-seeds-3-5",
+        "runs/quick-constant-lr",
+        "runs/miniature",
+        "reports/tests/fixtures/results",
+    ] {
         // The pre-trainings' records, where the results have them.
         let pretraining = root.join(dir).join("pretraining");
         for entry in std::fs::read_dir(&pretraining).into_iter().flatten() {
