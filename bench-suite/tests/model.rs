@@ -70,8 +70,8 @@ fn check_tiny(kind: &str) {
     if kind == "xlnet" {
         // HF ran the left-padded rows; the file holds its states at the right-padded positions.
         let attended = mask.unsqueeze(-1).to_kind(hidden.kind());
-        hidden = hidden * &attended;
-        expected_hidden = expected_hidden * attended;
+        hidden *= &attended;
+        expected_hidden *= attended;
     }
     let logits = model.forward_t(ids, mask, types, false);
     let hidden_error = max_abs_diff(&hidden, &expected_hidden);

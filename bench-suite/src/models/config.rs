@@ -706,9 +706,8 @@ mod tests {
         assert!(shared.unwrap_err().to_string().contains("ALBERT's"));
         let roberta = Config::from_json(&format!(r#"{{"model_type": "roberta", {sizes}}}"#)).unwrap();
         assert_eq!(roberta.pad_token_id, 1, "HF's RobertaConfig default");
-        let no_heads =
-            format!(r#"{{"model_type": "t5", "num_heads": 0, "vocab_size": 10, "decoder_start_token_id": 0}}"#);
-        assert!(Config::from_json(&no_heads).unwrap_err().to_string().contains("num_attention_heads"));
+        let no_heads = r#"{"model_type": "t5", "num_heads": 0, "vocab_size": 10, "decoder_start_token_id": 0}"#;
+        assert!(Config::from_json(no_heads).unwrap_err().to_string().contains("num_attention_heads"));
         let unknown = Config::from_json(&format!(r#"{{"model_type": "gpt2", {sizes}}}"#)).unwrap_err().to_string();
         assert!(unknown.contains("gpt2") && unknown.contains("distilbert"), "{unknown}");
     }

@@ -305,7 +305,8 @@ mod tests {
     /// modules (transformers 5.24.0) rather than derived from the rules under test.
     #[test]
     fn layer_groups_and_no_decay_per_family_on_hf_names() {
-        let cases: [(ModelType, &[(&str, LayerGroup, bool)]); 7] = [
+        type Expected<'a> = &'a [(&'a str, LayerGroup, bool)];
+        let cases: [(ModelType, Expected); 7] = [
             (
                 ModelType::Bert,
                 &[
