@@ -301,7 +301,7 @@ impl Block {
             let normed = norm.forward(&hidden);
             let zero = Tensor::zeros([1], (normed.kind(), normed.device()));
             let attended = cross.forward_t(&normed, memory, &zero, memory_mask, train);
-            hidden += attended.dropout(self.dropout, train);
+            hidden = &hidden + attended.dropout(self.dropout, train);
         }
         let forwarded = self.feed_forward.forward_t(&self.ff_norm.forward(&hidden), train);
         hidden + forwarded.dropout(self.dropout, train)
