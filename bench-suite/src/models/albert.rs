@@ -19,7 +19,7 @@ use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
 
 use super::bert::layer_norm_of_width;
-use super::{Classifier, Config, HiddenAct, ModelType, parameter_count};
+use super::{Classifier, Config, HiddenAct, ModelType, padding_bias, parameter_count};
 
 /// The layer group of a parameter by its HF name: `albert.embeddings.*` and the embedding
 /// mapping `albert.encoder.embedding_hidden_mapping_in.*` as the embeddings; the shared layers of
@@ -227,9 +227,7 @@ impl SequenceClassifier {
     ) -> Tensor {
         let embedded = self.embeddings.forward_t(input_ids, token_type_ids, train);
         let mut hidden = self.embedding_hidden_mapping_in.forward(&embedded);
-        let kind = hidden.kind();
-        let min_value = if kind == Kind::Double { f64::MIN } else { f64::from(f32::MIN) };
-        let mask_bias = ((attention_mask.to_kind(kind).neg() + 1.0) * min_value).unsqueeze(1).unsqueeze(1);
+        let mask_bias = padding_bias(attention_mask, hidden.kind());
         for &group in &self.schedule {
             for layer in &self.groups[group] {
                 hidden = layer.forward_t(&hidden, &mask_bias, train);

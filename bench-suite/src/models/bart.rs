@@ -18,7 +18,7 @@ use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
 
 use super::bert::layer_norm_of_width;
-use super::{Classifier, Config, HiddenAct, ModelType, parameter_count};
+use super::{Classifier, Config, HiddenAct, ModelType, masked_value, padding_bias, parameter_count};
 
 /// nn.LayerNorm's default epsilon, which every BART norm uses.
 const LAYER_NORM_EPS: f64 = 1e-5;
@@ -108,8 +108,7 @@ fn linear(p: nn::Path, in_dim: i64, out_dim: i64) -> nn::Linear {
 
 /// `[1, 1, seq, seq]`: 0 on and below the diagonal, the dtype's minimum above (HF's causal mask).
 pub(super) fn causal_bias(seq_len: i64, kind: Kind, device: tch::Device) -> Tensor {
-    let min_value = if kind == Kind::Double { f64::MIN } else { f64::from(f32::MIN) };
-    Tensor::ones([seq_len, seq_len], (kind, device)).triu(1).g_mul_scalar(min_value).unsqueeze(0).unsqueeze(0)
+    Tensor::ones([seq_len, seq_len], (kind, device)).triu(1).g_mul_scalar(masked_value(kind)).unsqueeze(0).unsqueeze(0)
 }
 
 /// The input shifted one token right, `start` first, label padding (-100) as `pad` (HF's
@@ -138,12 +137,6 @@ pub(super) fn last_eos_state(hidden: &Tensor, input_ids: &Tensor, eos: i64) -> T
     let width = hidden.size()[2];
     let index = positions.argmax(1, false).view([-1, 1, 1]).expand([-1, 1, width], false);
     hidden.gather(1, &index, false).squeeze_dim(1)
-}
-
-/// `[batch, 1, 1, seq]` from an attention mask (1 = token): 0 where attended, the minimum where not.
-pub(super) fn padding_bias(attention_mask: &Tensor, kind: Kind) -> Tensor {
-    let min_value = if kind == Kind::Double { f64::MIN } else { f64::from(f32::MIN) };
-    ((attention_mask.to_kind(kind).neg() + 1.0) * min_value).unsqueeze(1).unsqueeze(1)
 }
 
 // transformers 5.24.0: BartAttention

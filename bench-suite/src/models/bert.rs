@@ -18,7 +18,7 @@ use subspace::LayerGroup;
 use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
 
-use super::{Classifier, Config, HiddenAct, ModelType, parameter_count};
+use super::{Classifier, Config, HiddenAct, ModelType, padding_bias, parameter_count};
 
 /// The layer group of a parameter by its HF name under the encoder prefix `prefix` (`bert`,
 /// `roberta`, `electra`): `<prefix>.embeddings.*` and ELECTRA's `<prefix>.embeddings_project.*`
@@ -343,10 +343,7 @@ impl Encoder {
         if let Some(project) = &self.embeddings_project {
             hidden = project.forward(&hidden);
         }
-        let kind = hidden.kind();
-        let min_value = if kind == Kind::Double { f64::MIN } else { f64::from(f32::MIN) };
-        let mask_bias = (attention_mask.to_kind(kind).neg() + 1.0) * min_value;
-        let mask_bias = mask_bias.unsqueeze(1).unsqueeze(1);
+        let mask_bias = padding_bias(attention_mask, hidden.kind());
         for layer in &self.layers {
             hidden = layer.forward_t(&hidden, &mask_bias, train);
         }

@@ -15,7 +15,7 @@ use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
 
 use super::bert::layer_norm_of_width;
-use super::{Classifier, Config, HiddenAct, ModelType, parameter_count};
+use super::{Classifier, Config, HiddenAct, ModelType, padding_bias, parameter_count};
 
 /// HF's fixed LayerNorm epsilon in every DistilBERT module.
 const LAYER_NORM_EPS: f64 = 1e-12;
@@ -191,9 +191,7 @@ impl SequenceClassifier {
     /// The encoder's last hidden state, `[batch, seq, dim]` (DistilBERT has no token types).
     pub fn last_hidden_state(&self, input_ids: &Tensor, attention_mask: &Tensor, train: bool) -> Tensor {
         let mut hidden = self.embeddings.forward_t(input_ids, train);
-        let kind = hidden.kind();
-        let min_value = if kind == Kind::Double { f64::MIN } else { f64::from(f32::MIN) };
-        let mask_bias = ((attention_mask.to_kind(kind).neg() + 1.0) * min_value).unsqueeze(1).unsqueeze(1);
+        let mask_bias = padding_bias(attention_mask, hidden.kind());
         for block in &self.blocks {
             hidden = block.forward_t(&hidden, &mask_bias, train);
         }

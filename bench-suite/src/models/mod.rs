@@ -29,7 +29,7 @@ pub mod xlnet;
 
 use serde::Deserialize;
 use subspace::LayerGroup;
-use tch::{Tensor, nn};
+use tch::{Kind, Tensor, nn};
 
 pub use activation::HiddenAct;
 pub use bert::{Encoder, EncoderOutput, MaskedLm};
@@ -56,6 +56,18 @@ pub trait Classifier {
 
     /// The number of parameters (every trainable tensor, head included).
     fn parameter_count(&self) -> usize;
+}
+
+/// The value an additive attention mask gives a masked position: the dtype's minimum (HF's
+/// `torch.finfo(dtype).min`; f32's for the half-precision kinds autocast computes in).
+pub(crate) fn masked_value(kind: Kind) -> f64 {
+    if kind == Kind::Double { f64::MIN } else { f64::from(f32::MIN) }
+}
+
+/// `[batch, 1, 1, seq]` from an attention mask (`[batch, seq]`, 1 = token): 0 where attended,
+/// [`masked_value`] where not; added to attention scores by every family's layers.
+pub(crate) fn padding_bias(attention_mask: &Tensor, kind: Kind) -> Tensor {
+    ((attention_mask.to_kind(kind).neg() + 1.0) * masked_value(kind)).unsqueeze(1).unsqueeze(1)
 }
 
 /// The number of parameters of a layout (`(name, shape)` of every tensor).
@@ -205,6 +217,18 @@ impl SequenceClassifier {
         }
     }
 
+    /// The family's classifier, for the trait's dispatch.
+    fn inner(&self) -> &dyn Classifier {
+        match self {
+            SequenceClassifier::Bert(model) => model,
+            SequenceClassifier::DistilBert(model) => model,
+            SequenceClassifier::Albert(model) => model,
+            SequenceClassifier::Bart(model) => model,
+            SequenceClassifier::T5(model) => model,
+            SequenceClassifier::Xlnet(model) => model,
+        }
+    }
+
     /// Logits `[batch, n_labels]` (see [`Classifier::forward_t`]).
     pub fn forward_t(
         &self,
@@ -213,14 +237,7 @@ impl SequenceClassifier {
         token_type_ids: &Tensor,
         train: bool,
     ) -> Tensor {
-        match self {
-            SequenceClassifier::Bert(model) => model.forward_t(input_ids, attention_mask, token_type_ids, train),
-            SequenceClassifier::DistilBert(model) => model.forward_t(input_ids, attention_mask, train),
-            SequenceClassifier::Albert(model) => model.forward_t(input_ids, attention_mask, token_type_ids, train),
-            SequenceClassifier::Bart(model) => model.forward_t(input_ids, attention_mask, train),
-            SequenceClassifier::T5(model) => model.forward_t(input_ids, attention_mask, train),
-            SequenceClassifier::Xlnet(model) => model.forward_t(input_ids, attention_mask, token_type_ids, train),
-        }
+        self.inner().forward_t(input_ids, attention_mask, token_type_ids, train)
     }
 
     /// The encoder's last hidden state, `[batch, seq, hidden]`.
@@ -259,40 +276,19 @@ impl SequenceClassifier {
 
 impl Classifier for SequenceClassifier {
     fn forward_t(&self, input_ids: &Tensor, attention_mask: &Tensor, token_type_ids: &Tensor, train: bool) -> Tensor {
-        SequenceClassifier::forward_t(self, input_ids, attention_mask, token_type_ids, train)
+        self.inner().forward_t(input_ids, attention_mask, token_type_ids, train)
     }
 
     fn model_type(&self) -> ModelType {
-        match self {
-            SequenceClassifier::Bert(model) => model.model_type(),
-            SequenceClassifier::DistilBert(model) => model.model_type(),
-            SequenceClassifier::Albert(model) => model.model_type(),
-            SequenceClassifier::Bart(model) => model.model_type(),
-            SequenceClassifier::T5(model) => model.model_type(),
-            SequenceClassifier::Xlnet(model) => model.model_type(),
-        }
+        self.inner().model_type()
     }
 
     fn layer_group(&self, name: &str) -> LayerGroup {
-        match self {
-            SequenceClassifier::Bert(model) => model.layer_group(name),
-            SequenceClassifier::DistilBert(model) => model.layer_group(name),
-            SequenceClassifier::Albert(model) => model.layer_group(name),
-            SequenceClassifier::Bart(model) => model.layer_group(name),
-            SequenceClassifier::T5(model) => model.layer_group(name),
-            SequenceClassifier::Xlnet(model) => model.layer_group(name),
-        }
+        self.inner().layer_group(name)
     }
 
     fn parameter_count(&self) -> usize {
-        match self {
-            SequenceClassifier::Bert(model) => model.parameter_count(),
-            SequenceClassifier::DistilBert(model) => model.parameter_count(),
-            SequenceClassifier::Albert(model) => model.parameter_count(),
-            SequenceClassifier::Bart(model) => model.parameter_count(),
-            SequenceClassifier::T5(model) => model.parameter_count(),
-            SequenceClassifier::Xlnet(model) => model.parameter_count(),
-        }
+        self.inner().parameter_count()
     }
 }
 

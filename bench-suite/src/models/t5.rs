@@ -18,8 +18,8 @@ use subspace::LayerGroup;
 use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
 
-use super::bart::{causal_bias, last_eos_state, padding_bias, shift_right};
-use super::{Classifier, Config, HiddenAct, ModelType, parameter_count};
+use super::bart::{causal_bias, last_eos_state, shift_right};
+use super::{Classifier, Config, HiddenAct, ModelType, padding_bias, parameter_count};
 
 /// The layer group of a parameter by its HF name, for `encoder_layers` and `decoder_layers`
 /// blocks: the shared token embeddings as the embeddings; `transformer.encoder.block.<i>` as
