@@ -37,13 +37,22 @@ pub fn weights_file(folder: &Path) -> Option<PathBuf> {
     ["model.safetensors", "pytorch_model.bin"].into_iter().map(|name| folder.join(name)).find(|path| path.is_file())
 }
 
-/// A local HF-format folder (what `save_pretrained` writes, with the tokenizer's `tokenizer.json`).
+/// The tokenizer file of the HF-format folder `folder`: `tokenizer.json`, else BERT's `vocab.txt`
+/// (from which [`crate::tokenize::wordpiece`] builds the tokenizer HF would); `None` when it has
+/// neither.
+pub fn tokenizer_file(folder: &Path) -> Option<PathBuf> {
+    ["tokenizer.json", "vocab.txt"].into_iter().map(|name| folder.join(name)).find(|path| path.is_file())
+}
+
+/// A local HF-format folder (what `save_pretrained` writes, with the tokenizer's `tokenizer.json`
+/// or BERT's `vocab.txt`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalModel {
     /// The name results give it: the folder's own name.
     pub name: String,
     pub files: ModelFiles,
-    /// sha256 of each file, by file name.
+    /// sha256 of each file the model is read from, by file name (with `tokenizer_config.json`
+    /// when the tokenizer is built from `vocab.txt` and the folder has one).
     pub hashes: BTreeMap<String, String>,
     /// The first 12 hex digits of the sha256 of the three files' hashes: the model's identity in
     /// run keys and signatures (a changed file is another model; a moved folder is the same one).
@@ -57,14 +66,14 @@ impl LocalModel {
     /// # Errors
     /// A file that changed or went away since the folder was opened, named.
     pub fn verify(&self) -> Result<(), String> {
-        for path in [&self.files.config, &self.files.weights, &self.files.tokenizer] {
-            let name = path.file_name().expect("a file").to_string_lossy().into_owned();
-            let now = sha256_file(path).map_err(|err| err.to_string())?;
-            if self.hashes.get(&name) != Some(&now) {
+        let folder = self.files.config.parent().expect("a file in the folder");
+        for (name, was) in &self.hashes {
+            let path = folder.join(name);
+            let now = sha256_file(&path).map_err(|err| err.to_string())?;
+            if &now != was {
                 return Err(format!(
-                    "{}: changed since the spec was read (sha256 {now}, was {}); rerun the command to measure the new files",
-                    path.display(),
-                    self.hashes.get(&name).map_or("unknown", String::as_str)
+                    "{}: changed since the spec was read (sha256 {now}, was {was}); rerun the command to measure the new files",
+                    path.display()
                 ));
             }
         }
@@ -72,13 +81,15 @@ impl LocalModel {
     }
 
     /// Opens the folder `path` and hashes its files. The weights are `model.safetensors`, or
-    /// `pytorch_model.bin` (a `torch.save` file) when the folder has no safetensors, as HF prefers.
+    /// `pytorch_model.bin` (a `torch.save` file) when the folder has no safetensors, as HF prefers;
+    /// the tokenizer is `tokenizer.json`, or BERT's `vocab.txt` (with the `tokenizer_config.json`
+    /// beside it, if any) when there is no `tokenizer.json`.
     ///
     /// # Errors
     /// The folder or one of its files is missing, or cannot be read.
     pub fn open(path: &Path) -> Result<LocalModel, String> {
         const WHAT: &str = "a local model is a folder with config.json, model.safetensors (or pytorch_model.bin) \
-                            and tokenizer.json";
+                            and tokenizer.json (or BERT's vocab.txt)";
         if !path.is_dir() {
             return Err(format!("{}: no such folder ({WHAT})", path.display()));
         }
@@ -93,10 +104,14 @@ impl LocalModel {
             config: file("config.json")?,
             weights: weights_file(path)
                 .ok_or_else(|| format!("{}: no model.safetensors and no pytorch_model.bin ({WHAT})", path.display()))?,
-            tokenizer: file("tokenizer.json")?,
+            tokenizer: tokenizer_file(path)
+                .ok_or_else(|| format!("{}: no tokenizer.json and no vocab.txt ({WHAT})", path.display()))?,
         };
+        let tokenizer_config = path.join("tokenizer_config.json");
+        let wordpiece_config =
+            (files.tokenizer.ends_with("vocab.txt") && tokenizer_config.is_file()).then_some(&tokenizer_config);
         let mut hashes = BTreeMap::new();
-        for path in [&files.config, &files.weights, &files.tokenizer] {
+        for path in [&files.config, &files.weights, &files.tokenizer].into_iter().chain(wordpiece_config) {
             let name = path.file_name().expect("a file").to_string_lossy().into_owned();
             hashes.insert(name, sha256_file(path).map_err(|err| err.to_string())?);
         }
@@ -223,7 +238,8 @@ impl Checkpoint {
             config: paths.file("config.json"),
             // An asset lists the weights it publishes: safetensors, or only a torch.save file.
             weights: weights_file(&paths.root.join("files")).unwrap_or_else(|| paths.file("model.safetensors")),
-            tokenizer: paths.file("tokenizer.json"),
+            // And `tokenizer.json`, or only BERT's `vocab.txt` (with its `tokenizer_config.json`).
+            tokenizer: tokenizer_file(&paths.root.join("files")).unwrap_or_else(|| paths.file("tokenizer.json")),
         })
     }
 
@@ -535,8 +551,8 @@ impl Subject {
     }
 }
 
-/// The `tokenizer.json` a pre-training's `tokenizer` setting names: a file (`*.json`, relative to
-/// `base`) or a model (a manifest id, `org/name@<commit>`, a local folder) whose tokenizer it is.
+/// The tokenizer file a pre-training's `tokenizer` setting names: a file (`*.json`, or BERT's
+/// `vocab.txt`; relative to `base`) or a model (a manifest id, `org/name@<commit>`, a local folder) whose tokenizer it is.
 /// Errors are `PretrainError::Settings` on the `tokenizer` field.
 pub fn pretraining_tokenizer(
     name: &str,
@@ -544,7 +560,7 @@ pub fn pretraining_tokenizer(
     store: &Store,
 ) -> Result<PathBuf, crate::pretrain::PretrainError> {
     let error = |message: String| crate::pretrain::PretrainError::Settings { field: "tokenizer".to_owned(), message };
-    if name.ends_with(".json") {
+    if name.ends_with(".json") || name.ends_with("vocab.txt") {
         let path = base.join(name);
         if !path.is_file() {
             return Err(error(format!("{} is not a file", path.display())));

@@ -1,6 +1,7 @@
-//! Tokenisation with the `tokenizers` crate from a checkpoint's `tokenizer.json`: sentence pairs,
-//! longest-first truncation to a maximum length, dynamic padding per batch, and a cache of
-//! tokenised splits.
+//! Tokenisation with the `tokenizers` crate from a checkpoint's `tokenizer.json` (or, for a
+//! checkpoint that publishes only BERT's `vocab.txt`, the tokenizer HF builds from it:
+//! [`wordpiece`]): sentence pairs, longest-first truncation to a maximum length, dynamic padding
+//! per batch, and a cache of tokenised splits.
 //!
 //! Padding and truncation baked into a `tokenizer.json` (MiniLM's pads everything to 128) are
 //! cleared: truncation is ours (`max_len`, longest first, as HF's `truncation=True`), padding is
@@ -9,6 +10,8 @@
 //! The cache stores token ids and type ids of a whole split under
 //! `<cache>/<sha256(tokenizer.json, max_len, texts)>.tok`, so a tokenizer, a data or a length
 //! change can never be served stale ids.
+
+pub mod wordpiece;
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -57,18 +60,51 @@ pub struct Batch {
     pub token_type_ids: Tensor,
 }
 
+/// A tokenizer as a checkpoint publishes it, with the `tokenizer.json` that describes it.
+pub struct LoadedTokenizer {
+    pub tokenizer: Tokenizer,
+    /// The `tokenizer.json`: the file's own bytes, or the serialised tokenizer built from a
+    /// `vocab.txt` (what a checkpoint written from it holds).
+    pub json: Vec<u8>,
+    /// sha256 of `json`, hex.
+    pub sha256: String,
+}
+
+/// Reads the tokenizer at `path`: a `tokenizer.json` (any `*.json`), or a `vocab.txt` from which
+/// BERT's WordPiece tokenizer is built as HF builds it ([`wordpiece::from_vocab_file`], with the
+/// `tokenizer_config.json` beside it).
+///
+/// # Errors
+/// A file that cannot be read or parsed, or one that is neither kind (named).
+pub fn read_tokenizer(path: &Path) -> Result<LoadedTokenizer, TokenizeError> {
+    let load_error = |message: String| TokenizeError::Load { path: path.to_path_buf(), message };
+    let (tokenizer, json) = if path.extension().is_some_and(|extension| extension == "json") {
+        let bytes = std::fs::read(path).map_err(|err| load_error(err.to_string()))?;
+        (Tokenizer::from_bytes(&bytes).map_err(|err| load_error(err.to_string()))?, bytes)
+    } else if path.file_name().is_some_and(|name| name == "vocab.txt") {
+        let tokenizer = wordpiece::from_vocab_file(path)?;
+        let json = tokenizer.to_string(false).map_err(|err| load_error(err.to_string()))?.into_bytes();
+        (tokenizer, json)
+    } else {
+        return Err(load_error("neither a tokenizer.json (`*.json`) nor BERT's vocab.txt".to_owned()));
+    };
+    let sha256 = format!("{:x}", Sha256::digest(&json));
+    Ok(LoadedTokenizer { tokenizer, json, sha256 })
+}
+
 pub struct TextEncoder {
     tokenizer: Tokenizer,
     max_len: usize,
-    /// sha256 of the tokenizer file, part of every cache key.
+    /// sha256 of the `tokenizer.json`, part of every cache key.
     tokenizer_hash: String,
 }
 
 impl TextEncoder {
+    /// The encoder of the tokenizer at `path` ([`read_tokenizer`]: a `tokenizer.json` or BERT's
+    /// `vocab.txt`).
     pub fn from_file(path: &Path, max_len: usize) -> Result<TextEncoder, TokenizeError> {
         let load_error = |message: String| TokenizeError::Load { path: path.to_path_buf(), message };
-        let bytes = std::fs::read(path).map_err(|err| load_error(err.to_string()))?;
-        let mut tokenizer = Tokenizer::from_bytes(&bytes).map_err(|err| load_error(err.to_string()))?;
+        let LoadedTokenizer { mut tokenizer, sha256, .. } = read_tokenizer(path)?;
         tokenizer.with_padding(None);
         // The tokenizers crate subtracts the special tokens from `max_length` (and overflows
         // below them): a `max_len` without room for a text sets no truncation, and `encode`
@@ -81,7 +117,7 @@ impl TextEncoder {
             direction: TruncationDirection::Right,
         });
         tokenizer.with_truncation(truncation).map_err(|err| load_error(err.to_string()))?;
-        Ok(TextEncoder { tokenizer, max_len, tokenizer_hash: format!("{:x}", Sha256::digest(&bytes)) })
+        Ok(TextEncoder { tokenizer, max_len, tokenizer_hash: sha256 })
     }
 
     pub fn max_len(&self) -> usize {

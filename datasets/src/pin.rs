@@ -3,12 +3,15 @@
 //! reads, from the hub's model API (`GET <endpoint>/api/models/<repo>/revision/<revision>?blobs=true`,
 //! the call `huggingface_hub.model_info(..., files_metadata=True)` makes).
 //!
-//! The suite reads `config.json`, `tokenizer.json` and one weights file: `model.safetensors`, else
-//! `pytorch_model.bin` (HF's order). The hub gives the sha256 of files stored with Git LFS (the
-//! weights); a small file kept in git gets none, and is trusted on first download and locked in
-//! `hashes.lock`, as every manifest file without a pinned hash. A repository without
-//! `tokenizer.json` (many older ones publish only `vocab.txt`), or with sharded weights, is
-//! refused with what it has, since the suite could not load it.
+//! The suite reads `config.json`, one weights file (`model.safetensors`, else `pytorch_model.bin`:
+//! HF's order) and the tokenizer: `tokenizer.json`, else BERT's `vocab.txt` with the
+//! `tokenizer_config.json` beside it when there is one (many older repositories, the MultiBERTs
+//! and the BERT miniatures among them, publish only those; bench-suite builds the tokenizer HF
+//! builds from them). The hub gives the sha256 of files stored with Git LFS (the weights); a small
+//! file kept in git gets none, and is trusted on first download and locked in `hashes.lock`, as
+//! every manifest file without a pinned hash. A repository with neither tokenizer file (a
+//! SentencePiece model alone), or with sharded weights, is refused with what it has, since the
+//! suite could not load it.
 
 use serde::Deserialize;
 
@@ -29,7 +32,8 @@ pub struct HubPin {
     pub repo: String,
     /// The 40-hex commit the revision named when it was asked.
     pub commit: String,
-    /// The weights, `config.json`, `tokenizer.json`, in the manifest's order.
+    /// The weights, `config.json`, then `tokenizer.json` or `vocab.txt` (and its
+    /// `tokenizer_config.json`, if published), in the manifest's order.
     pub files: Vec<PinnedFile>,
 }
 
@@ -71,8 +75,8 @@ pub fn api_url(endpoint: &str, repo: &str, revision: &str) -> String {
 ///
 /// # Errors
 /// An answer that is not the API's JSON, a `sha` that is not a commit, a repository without
-/// `config.json` or `tokenizer.json` (named with the tokenizer files it has), with sharded
-/// weights, or with neither `model.safetensors` nor `pytorch_model.bin`.
+/// `config.json`, with neither `tokenizer.json` nor `vocab.txt` (named with the tokenizer files it
+/// has), with sharded weights, or with neither `model.safetensors` nor `pytorch_model.bin`.
 pub fn pin_from_info(repo: &str, revision: &str, json: &str) -> Result<HubPin, PinError> {
     let error = |message: String| PinError::Hub { repo: repo.to_owned(), revision: revision.to_owned(), message };
     let info: ModelInfo =
@@ -97,18 +101,25 @@ pub fn pin_from_info(repo: &str, revision: &str, json: &str) -> Result<HubPin, P
         }
     };
     let config = find("config.json").ok_or_else(|| error("no config.json".to_owned()))?;
-    let tokenizer = find("tokenizer.json").ok_or_else(|| {
-        let others: Vec<&str> = names
-            .iter()
-            .copied()
-            .filter(|name| ["vocab.txt", "spiece.model", "sentencepiece.bpe.model", "vocab.json", "merges.txt"].contains(name))
-            .collect();
-        error(format!(
-            "no tokenizer.json (it has {}); the suite reads tokenizer.json: convert the tokenizer with \
-             `transformers` (`AutoTokenizer.from_pretrained(repo).save_pretrained(folder)` writes it) and use the folder",
-            if others.is_empty() { "no tokenizer files".to_owned() } else { others.join(", ") }
-        ))
-    })?;
+    // `tokenizer.json`, else BERT's `vocab.txt` and, when published, the `tokenizer_config.json`
+    // that sets its casing (bench-suite reads it beside the vocabulary, as HF does).
+    let tokenizer: Vec<&Sibling> = match (find("tokenizer.json"), find("vocab.txt")) {
+        (Some(json), _) => vec![json],
+        (None, Some(vocab)) => std::iter::once(vocab).chain(find("tokenizer_config.json")).collect(),
+        (None, None) => {
+            let others: Vec<&str> = names
+                .iter()
+                .copied()
+                .filter(|name| ["spiece.model", "sentencepiece.bpe.model", "vocab.json", "merges.txt"].contains(name))
+                .collect();
+            return Err(error(format!(
+                "no tokenizer.json and no vocab.txt (it has {}); the suite reads tokenizer.json: convert the tokenizer \
+                 with `transformers` (`AutoTokenizer.from_pretrained(repo).save_pretrained(folder)` writes it) and use \
+                 the folder",
+                if others.is_empty() { "no tokenizer files".to_owned() } else { others.join(", ") }
+            )));
+        }
+    };
     let file = |sibling: &Sibling| -> Result<PinnedFile, PinError> {
         let sha256 = match &sibling.lfs {
             Some(lfs) if is_sha256_hex(&lfs.sha256) => Some(lfs.sha256.clone()),
@@ -126,7 +137,7 @@ pub fn pin_from_info(repo: &str, revision: &str, json: &str) -> Result<HubPin, P
     Ok(HubPin {
         repo: repo.to_owned(),
         commit: info.sha.to_ascii_lowercase(),
-        files: vec![file(weights)?, file(config)?, file(tokenizer)?],
+        files: [weights, config].into_iter().chain(tokenizer).map(file).collect::<Result<_, _>>()?,
     })
 }
 

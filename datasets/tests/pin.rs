@@ -66,12 +66,46 @@ fn takes_pytorch_model_bin_when_there_is_no_safetensors() {
     assert_eq!(pin.files[0].name, "pytorch_model.bin");
 }
 
+/// The BERT miniatures and the MultiBERTs publish BERT's vocab.txt and no tokenizer.json: the pin
+/// takes the vocabulary and, when published, the tokenizer_config.json that sets its casing.
+#[test]
+fn takes_berts_vocab_txt_when_there_is_no_tokenizer_json() {
+    let miniature =
+        info(&[("config.json", 500, None), ("pytorch_model.bin", 9, Some(WEIGHTS_SHA)), ("vocab.txt", 9, None)]);
+    let pin = pin_from_info("google/bert_uncased_L-2_H-128_A-2", "main", &miniature).unwrap();
+    let names: Vec<&str> = pin.files.iter().map(|file| file.name.as_str()).collect();
+    assert_eq!(names, ["pytorch_model.bin", "config.json", "vocab.txt"]);
+    let cased = info(&[
+        ("config.json", 500, None),
+        ("model.safetensors", 9, Some(WEIGHTS_SHA)),
+        ("tokenizer_config.json", 9, None),
+        ("vocab.txt", 9, None),
+    ]);
+    let pin = pin_from_info("org/cased", "main", &cased).unwrap();
+    let names: Vec<&str> = pin.files.iter().map(|file| file.name.as_str()).collect();
+    assert_eq!(names, ["model.safetensors", "config.json", "vocab.txt", "tokenizer_config.json"]);
+    // With both, tokenizer.json wins and nothing else is pinned.
+    let both = info(&[
+        ("config.json", 500, None),
+        ("model.safetensors", 9, Some(WEIGHTS_SHA)),
+        ("tokenizer.json", 9, None),
+        ("tokenizer_config.json", 9, None),
+        ("vocab.txt", 9, None),
+    ]);
+    let pin = pin_from_info("org/both", "main", &both).unwrap();
+    assert_eq!(pin.files.last().unwrap().name, "tokenizer.json");
+    assert_eq!(pin.files.len(), 3);
+}
+
 #[test]
 fn refuses_what_the_suite_could_not_load_naming_what_is_there() {
-    let no_tokenizer =
-        info(&[("config.json", 500, None), ("pytorch_model.bin", 9, Some(WEIGHTS_SHA)), ("vocab.txt", 9, None)]);
-    let err = pin_from_info("google/bert_uncased_L-2_H-128_A-2", "main", &no_tokenizer).unwrap_err().to_string();
-    assert!(err.contains("no tokenizer.json (it has vocab.txt)") && err.contains("L-2_H-128"), "{err}");
+    let sentencepiece =
+        info(&[("config.json", 500, None), ("pytorch_model.bin", 9, Some(WEIGHTS_SHA)), ("spiece.model", 9, None)]);
+    let err = pin_from_info("google/t5-v1_1-small", "main", &sentencepiece).unwrap_err().to_string();
+    assert!(
+        err.contains("no tokenizer.json and no vocab.txt (it has spiece.model)") && err.contains("t5-v1_1"),
+        "{err}"
+    );
     let sharded = info(&[
         ("config.json", 500, None),
         ("model.safetensors.index.json", 9, None),

@@ -49,7 +49,10 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> DataError + '_ {
 pub struct PretrainTokenizer {
     tokenizer: Tokenizer,
     pub path: PathBuf,
+    /// sha256 of `json`.
     pub sha256: String,
+    /// The `tokenizer.json` checkpoints get (the file's bytes, or the one built from `vocab.txt`).
+    pub json: Vec<u8>,
     pub start_id: u32,
     pub end_id: u32,
     pub pad_id: u32,
@@ -59,12 +62,13 @@ pub struct PretrainTokenizer {
 }
 
 impl PretrainTokenizer {
-    /// Reads `tokenizer.json`; its start, end, padding and mask tokens are BERT's (`[CLS]`,
-    /// `[SEP]`, `[PAD]`, `[MASK]`) or RoBERTa's (`<s>`, `</s>`, `<pad>`, `<mask>`).
+    /// Reads `tokenizer.json` (or BERT's `vocab.txt`: [`crate::tokenize::read_tokenizer`]); its
+    /// start, end, padding and mask tokens are BERT's (`[CLS]`, `[SEP]`, `[PAD]`, `[MASK]`) or
+    /// RoBERTa's (`<s>`, `</s>`, `<pad>`, `<mask>`).
     pub fn from_file(path: &Path) -> Result<PretrainTokenizer, DataError> {
         let error = |message: String| DataError::Tokenizer { path: path.to_path_buf(), message };
-        let bytes = std::fs::read(path).map_err(|err| error(err.to_string()))?;
-        let mut tokenizer = Tokenizer::from_bytes(&bytes).map_err(|err| error(err.to_string()))?;
+        let crate::tokenize::LoadedTokenizer { mut tokenizer, json, sha256 } =
+            crate::tokenize::read_tokenizer(path).map_err(|err| error(err.to_string()))?;
         tokenizer.with_padding(None);
         tokenizer.with_truncation(None).map_err(|err| error(err.to_string()))?;
         let find = |names: [&str; 2]| {
@@ -93,7 +97,8 @@ impl PretrainTokenizer {
         Ok(PretrainTokenizer {
             tokenizer,
             path: path.to_path_buf(),
-            sha256: format!("{:x}", Sha256::digest(&bytes)),
+            sha256,
+            json,
             start_id,
             end_id,
             pad_id,

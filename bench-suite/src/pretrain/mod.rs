@@ -53,8 +53,8 @@ pub struct PretrainSettings {
     /// path of a `config.json`. `vocab_size`, `pad_token_id` and `max_position_embeddings` are
     /// taken from the tokenizer and `max_len` when absent.
     pub model: ModelSource,
-    /// The `tokenizer.json` to use: a path to one, or a model (manifest id, `org/name@<commit>`,
-    /// local folder) whose tokenizer it is.
+    /// The tokenizer to use: a path to a `tokenizer.json` (or to BERT's `vocab.txt`), or a model
+    /// (manifest id, `org/name@<commit>`, local folder) whose tokenizer it is.
     pub tokenizer: String,
     /// A corpus of `datasets::corpus` (`task-text`, `c4-en`, `c4-en:<shards>`), or a local `.txt`
     /// (documents separated by blank lines), `.jsonl` or `.json.gz` (a `text` field per line) file.
@@ -188,7 +188,8 @@ pub struct Resolved {
 /// and keys the pre-training: its key is known before the corpus is packed. Nothing is written
 /// under `out`.
 ///
-/// `tokenizer` is the `tokenizer.json` that `settings.tokenizer` names, found by the caller
+/// `tokenizer` is the tokenizer file (`tokenizer.json` or `vocab.txt`) that `settings.tokenizer`
+/// names, found by the caller
 /// (`reference::pretraining_tokenizer`: a model's tokenizer or a file), so that this module does
 /// not depend on model references, which name its checkpoints.
 pub fn resolve(
@@ -771,7 +772,7 @@ fn write_checkpoint(
     let _ = std::fs::remove_dir_all(&staging);
     std::fs::create_dir_all(&staging).map_err(io_error(&staging))?;
     let hash =
-        write_hf_folder(&staging, &prepared.spec.model, prepared.config.model_type, named, &prepared.tokenizer.path)?;
+        write_hf_folder(&staging, &prepared.spec.model, prepared.config.model_type, named, &prepared.tokenizer.json)?;
     let target = root.join(&hash);
     if target.exists() {
         let _ = std::fs::remove_dir_all(&staging);
@@ -782,7 +783,8 @@ fn write_checkpoint(
 }
 
 /// Writes `config.json` (the spec's config with HF's `architectures`), `model.safetensors` (the
-/// model's tensors under their HF names, on the CPU, f32) and `tokenizer.json` into `dir`;
+/// model's tensors under their HF names, on the CPU, f32) and `tokenizer.json` (`tokenizer_json`,
+/// the pre-training tokenizer's) into `dir`;
 /// returns the checkpoint's name: the first 16 hex digits of the sha256 of the three files'
 /// sha256.
 pub fn write_hf_folder(
@@ -790,7 +792,7 @@ pub fn write_hf_folder(
     config: &serde_json::Value,
     model_type: ModelType,
     named: &[(String, Tensor)],
-    tokenizer: &Path,
+    tokenizer_json: &[u8],
 ) -> Result<String, PretrainError> {
     let mut config = config.clone();
     let architecture = match model_type {
@@ -818,7 +820,7 @@ pub fn write_hf_folder(
     Tensor::write_safetensors(&tensors, &weights_path)
         .map_err(|err| PretrainError::Io { path: weights_path.clone(), source: std::io::Error::other(err) })?;
     let tokenizer_path = dir.join("tokenizer.json");
-    std::fs::copy(tokenizer, &tokenizer_path).map_err(io_error(&tokenizer_path))?;
+    std::fs::write(&tokenizer_path, tokenizer_json).map_err(io_error(&tokenizer_path))?;
     let mut digest = Sha256::new();
     for path in [&config_path, &weights_path, &tokenizer_path] {
         let bytes = std::fs::read(path).map_err(io_error(path))?;

@@ -1,0 +1,213 @@
+//! BERT's WordPiece tokenizer built from a `vocab.txt`, for checkpoints published without a
+//! `tokenizer.json`: the MultiBERTs, the BERT miniatures of Turc et al. and many other uploads
+//! from before HF's fast tokenizers.
+//!
+//! It builds what HF `transformers` builds when `AutoTokenizer` loads such a folder
+//! (`BertTokenizerFast` from the slow tokenizer's files, `convert_slow_tokenizer.BertConverter`,
+//! transformers 5.24.0):
+//! - model: WordPiece over the vocabulary (token = line without its `\n`, id = line number, a
+//!   repeated token keeps its last line, as `load_vocab`), `##` continuation, 100 characters per
+//!   word at most, the unknown token of the config;
+//! - normalizer: `BertNormalizer` (clean text; `do_lower_case`, `tokenize_chinese_chars` and
+//!   `strip_accents` from `tokenizer_config.json`, `BertTokenizer`'s defaults `true`, `true`,
+//!   unset otherwise);
+//! - pre-tokenizer `BertPreTokenizer`; template `[CLS] $A [SEP]` and `[CLS] $A [SEP] $B [SEP]`
+//!   (type ids 0 and 1); decoder WordPiece `##`; the five special tokens as special added tokens.
+//!
+//! The test compares the result with the `tokenizer.json` that all-MiniLM-L6-v2 publishes beside
+//! its `vocab.txt` and `tokenizer_config.json` (the mirror's): the same pipeline and vocabulary,
+//! and the same ids on every SST-2 and MRPC dev text.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use tokenizers::decoders::wordpiece::WordPiece as WordPieceDecoder;
+use tokenizers::models::wordpiece::WordPiece;
+use tokenizers::normalizers::BertNormalizer;
+use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
+use tokenizers::processors::template::TemplateProcessing;
+use tokenizers::{AddedToken, Tokenizer};
+
+use super::TokenizeError;
+
+/// The `tokenizer_class` values whose slow tokenizer is BERT's WordPiece (HF maps each to
+/// `BertConverter`).
+const WORDPIECE_CLASSES: &[&str] = &[
+    "BertTokenizer",
+    "BertTokenizerFast",
+    "DistilBertTokenizer",
+    "DistilBertTokenizerFast",
+    "ElectraTokenizer",
+    "ElectraTokenizerFast",
+];
+
+/// The settings `tokenizer_config.json` gives `BertTokenizer`; [`Default`] is what it uses when
+/// the folder has no such file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WordPieceConfig {
+    pub do_lower_case: bool,
+    pub tokenize_chinese_chars: bool,
+    /// `None`: strip accents exactly when lowercasing (BERT's rule).
+    pub strip_accents: Option<bool>,
+    pub unk_token: String,
+    pub sep_token: String,
+    pub pad_token: String,
+    pub cls_token: String,
+    pub mask_token: String,
+}
+
+impl Default for WordPieceConfig {
+    fn default() -> WordPieceConfig {
+        WordPieceConfig {
+            do_lower_case: true,
+            tokenize_chinese_chars: true,
+            strip_accents: None,
+            unk_token: "[UNK]".to_owned(),
+            sep_token: "[SEP]".to_owned(),
+            pad_token: "[PAD]".to_owned(),
+            cls_token: "[CLS]".to_owned(),
+            mask_token: "[MASK]".to_owned(),
+        }
+    }
+}
+
+impl WordPieceConfig {
+    /// Reads a `tokenizer_config.json`; keys it does not set keep `BertTokenizer`'s defaults,
+    /// `null` included (as HF treats a `null` keyword argument for these).
+    ///
+    /// # Errors
+    /// An unreadable file, a value of the wrong type (named), or a `tokenizer_class` that is not
+    /// a WordPiece tokenizer (this converter would build another tokenizer than HF's).
+    pub fn read(path: &Path) -> Result<WordPieceConfig, TokenizeError> {
+        let error = |message: String| TokenizeError::Load { path: path.to_path_buf(), message };
+        let text = std::fs::read_to_string(path).map_err(|err| error(err.to_string()))?;
+        let value: serde_json::Value = serde_json::from_str(&text).map_err(|err| error(err.to_string()))?;
+        let object = value.as_object().ok_or_else(|| error("not a JSON object".to_owned()))?;
+        let present = |key: &str| object.get(key).filter(|value| !value.is_null());
+        if let Some(class) = present("tokenizer_class") {
+            let class = class.as_str().unwrap_or_default();
+            if !WORDPIECE_CLASSES.contains(&class) {
+                return Err(error(format!(
+                    "tokenizer_class `{class}` is not BERT's WordPiece ({}); only those are built from vocab.txt: \
+                     save the tokenizer with `transformers` (`save_pretrained` writes tokenizer.json) and use that",
+                    WORDPIECE_CLASSES.join(", ")
+                )));
+            }
+        }
+        let mut config = WordPieceConfig::default();
+        let flag = |key: &str| -> Result<Option<bool>, TokenizeError> {
+            present(key)
+                .map(|value| value.as_bool().ok_or_else(|| error(format!("`{key}` is {value}, not true or false"))))
+                .transpose()
+        };
+        if let Some(value) = flag("do_lower_case")? {
+            config.do_lower_case = value;
+        }
+        if let Some(value) = flag("tokenize_chinese_chars")? {
+            config.tokenize_chinese_chars = value;
+        }
+        config.strip_accents = flag("strip_accents")?;
+        for (key, slot) in [
+            ("unk_token", &mut config.unk_token),
+            ("sep_token", &mut config.sep_token),
+            ("pad_token", &mut config.pad_token),
+            ("cls_token", &mut config.cls_token),
+            ("mask_token", &mut config.mask_token),
+        ] {
+            // A string, or an AddedToken saved as an object with its `content`.
+            if let Some(value) = present(key) {
+                let token = value.as_str().or_else(|| value.get("content").and_then(|content| content.as_str()));
+                *slot = token
+                    .ok_or_else(|| {
+                        error(format!("`{key}` is {value}, not a token (a string or {{\"content\": ...}})"))
+                    })?
+                    .to_owned();
+            }
+        }
+        Ok(config)
+    }
+}
+
+/// A `vocab.txt` as HF's `load_vocab` reads it: one token per line (without its line end), the
+/// line number as id, a token listed twice keeping its last id.
+///
+/// # Errors
+/// An unreadable or non-UTF-8 file, or an empty one.
+pub fn read_vocab(path: &Path) -> Result<HashMap<String, u32>, TokenizeError> {
+    let error = |message: String| TokenizeError::Load { path: path.to_path_buf(), message };
+    let text = std::fs::read_to_string(path).map_err(|err| error(err.to_string()))?;
+    // Python's text mode reads `\r\n` as `\n`; `readlines` keeps each line's `\n`, which
+    // `rstrip("\n")` removes (other trailing whitespace stays part of the token).
+    let text = text.replace("\r\n", "\n");
+    let mut vocab = HashMap::new();
+    for (index, line) in text.split_inclusive('\n').enumerate() {
+        let token = line.trim_end_matches('\n');
+        let id = u32::try_from(index).map_err(|_| error("more than 2^32 lines".to_owned()))?;
+        vocab.insert(token.to_owned(), id);
+    }
+    if vocab.is_empty() {
+        return Err(error("an empty vocabulary".to_owned()));
+    }
+    Ok(vocab)
+}
+
+/// BERT's tokenizer from `vocab` (a `vocab.txt`) and `config`.
+///
+/// # Errors
+/// The vocabulary cannot be read, or lacks one of the config's special tokens (named).
+pub fn bert_tokenizer(vocab_path: &Path, config: &WordPieceConfig) -> Result<Tokenizer, TokenizeError> {
+    let error = |message: String| TokenizeError::Load { path: vocab_path.to_path_buf(), message };
+    let vocab = read_vocab(vocab_path)?;
+    let id = |token: &str| {
+        vocab.get(token).copied().ok_or_else(|| {
+            error(format!("the special token `{token}` is not in the vocabulary; name the model's own vocab.txt"))
+        })
+    };
+    let specials = [&config.pad_token, &config.unk_token, &config.cls_token, &config.sep_token, &config.mask_token];
+    for token in specials {
+        id(token)?;
+    }
+    let (cls, sep) = (&config.cls_token, &config.sep_token);
+    let template = TemplateProcessing::builder()
+        .try_single(format!("{cls}:0 $A:0 {sep}:0"))
+        .and_then(|builder| builder.try_pair(format!("{cls}:0 $A:0 {sep}:0 $B:1 {sep}:1")))
+        .map_err(|err| error(format!("template: {err}")))?
+        .special_tokens(vec![(cls.clone(), id(cls)?), (sep.clone(), id(sep)?)])
+        .build()
+        .map_err(|err| error(format!("template: {err}")))?;
+    let model = WordPiece::builder()
+        .vocab(vocab.into_iter().collect::<ahash::AHashMap<_, _>>())
+        .unk_token(config.unk_token.clone())
+        .continuing_subword_prefix("##".to_owned())
+        .max_input_chars_per_word(100)
+        .build()
+        .map_err(|err| error(err.to_string()))?;
+    let mut tokenizer = Tokenizer::new(model);
+    tokenizer
+        .with_normalizer(Some(BertNormalizer::new(
+            true,
+            config.tokenize_chinese_chars,
+            config.strip_accents,
+            config.do_lower_case,
+        )))
+        .map_err(|err| error(err.to_string()))?;
+    tokenizer.with_pre_tokenizer(Some(BertPreTokenizer));
+    tokenizer.with_post_processor(Some(template));
+    tokenizer.with_decoder(Some(WordPieceDecoder::new("##".to_owned(), true)));
+    // Special tokens are matched before normalisation (HF writes them `normalized: false`).
+    tokenizer
+        .add_special_tokens(specials.map(|token| AddedToken::from(token.clone(), true)))
+        .map_err(|err| error(err.to_string()))?;
+    Ok(tokenizer)
+}
+
+/// The tokenizer HF builds for a folder with `vocab_path` (`vocab.txt`), configured by the
+/// `tokenizer_config.json` beside it when there is one.
+///
+/// # Errors
+/// As [`WordPieceConfig::read`] and [`bert_tokenizer`].
+pub fn from_vocab_file(vocab_path: &Path) -> Result<Tokenizer, TokenizeError> {
+    let config_path = vocab_path.with_file_name("tokenizer_config.json");
+    let config = if config_path.is_file() { WordPieceConfig::read(&config_path)? } else { WordPieceConfig::default() };
+    bert_tokenizer(vocab_path, &config)
+}
