@@ -18,7 +18,7 @@ use subspace::LayerGroup;
 use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
 
-use super::bert::layer_norm_of_width;
+use super::layers::{MultiHead, layer_norm_of_width, linear};
 use super::{Classifier, Config, HiddenAct, ModelType, padding_bias, parameter_count};
 
 /// The layer group of a parameter by its HF name: `albert.embeddings.*` and the embedding
@@ -81,10 +81,6 @@ pub fn classifier_layout(config: &Config, n_labels: i64) -> Vec<(String, Vec<i64
     shapes
 }
 
-fn linear(p: nn::Path, in_dim: i64, out_dim: i64) -> nn::Linear {
-    nn::linear(p, in_dim, out_dim, Default::default())
-}
-
 // transformers 5.24.0: AlbertEmbeddings
 #[derive(Debug)]
 struct Embeddings {
@@ -121,18 +117,13 @@ impl Embeddings {
 // transformers 5.24.0: AlbertAttention + AlbertLayer
 #[derive(Debug)]
 struct Layer {
-    query: nn::Linear,
-    key: nn::Linear,
-    value: nn::Linear,
+    heads: MultiHead,
     dense: nn::Linear,
     attention_layer_norm: nn::LayerNorm,
     ffn: nn::Linear,
     ffn_output: nn::Linear,
     full_layer_layer_norm: nn::LayerNorm,
     activation: HiddenAct,
-    n_heads: i64,
-    head_dim: i64,
-    attention_dropout: f64,
     output_dropout: f64,
 }
 
@@ -140,33 +131,27 @@ impl Layer {
     fn new(p: nn::Path, config: &Config) -> Layer {
         let (hidden, eps) = (config.hidden_size, config.layer_norm_eps);
         let attention = &p / "attention";
+        let projections = (
+            linear(&attention / "query", hidden, hidden),
+            linear(&attention / "key", hidden, hidden),
+            linear(&attention / "value", hidden, hidden),
+        );
+        let n_heads = config.num_attention_heads;
         Layer {
-            query: linear(&attention / "query", hidden, hidden),
-            key: linear(&attention / "key", hidden, hidden),
-            value: linear(&attention / "value", hidden, hidden),
+            heads: MultiHead::new(projections, n_heads, hidden / n_heads, config.attention_probs_dropout_prob),
             dense: linear(&attention / "dense", hidden, hidden),
             attention_layer_norm: layer_norm_of_width(&attention / "LayerNorm", hidden, eps),
             ffn: linear(&p / "ffn", hidden, config.intermediate_size),
             ffn_output: linear(&p / "ffn_output", config.intermediate_size, hidden),
             full_layer_layer_norm: layer_norm_of_width(&p / "full_layer_layer_norm", hidden, eps),
             activation: config.hidden_act,
-            n_heads: config.num_attention_heads,
-            head_dim: hidden / config.num_attention_heads,
-            attention_dropout: config.attention_probs_dropout_prob,
             output_dropout: config.hidden_dropout_prob,
         }
     }
 
     /// `mask_bias`: `[batch, 1, 1, seq]`, 0 where attended and the dtype's minimum where masked.
     fn forward_t(&self, hidden: &Tensor, mask_bias: &Tensor, train: bool) -> Tensor {
-        let (batch, seq_len, width) = hidden.size3().expect("[batch, seq, hidden]");
-        let heads = |x: Tensor| x.view([batch, seq_len, self.n_heads, self.head_dim]).transpose(1, 2);
-        let query = heads(self.query.forward(hidden));
-        let key = heads(self.key.forward(hidden));
-        let value = heads(self.value.forward(hidden));
-        let scores = query.matmul(&key.transpose(-1, -2)) / (self.head_dim as f64).sqrt() + mask_bias;
-        let probs = scores.softmax(-1, scores.kind()).dropout(self.attention_dropout, train);
-        let context = probs.matmul(&value).transpose(1, 2).contiguous().view([batch, seq_len, width]);
+        let context = self.heads.forward_t(hidden, hidden, mask_bias, train);
         let projected = self.dense.forward(&context).dropout(self.output_dropout, train);
         let attended = self.attention_layer_norm.forward(&(hidden + projected));
         // HF's AlbertLayer: no dropout after ffn_output.

@@ -17,7 +17,7 @@ use subspace::LayerGroup;
 use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
 
-use super::bert::layer_norm_of_width;
+use super::layers::{EosHead, MultiHead, layer_norm_of_width, linear};
 use super::{Classifier, Config, HiddenAct, ModelType, masked_value, padding_bias, parameter_count};
 
 /// nn.LayerNorm's default epsilon, which every BART norm uses.
@@ -102,10 +102,6 @@ pub fn classifier_layout(config: &Config, n_labels: i64) -> Vec<(String, Vec<i64
     shapes
 }
 
-fn linear(p: nn::Path, in_dim: i64, out_dim: i64) -> nn::Linear {
-    nn::linear(p, in_dim, out_dim, Default::default())
-}
-
 /// `[1, 1, seq, seq]`: 0 on and below the diagonal, the dtype's minimum above (HF's causal mask).
 pub(super) fn causal_bias(seq_len: i64, kind: Kind, device: tch::Device) -> Tensor {
     Tensor::ones([seq_len, seq_len], (kind, device)).triu(1).g_mul_scalar(masked_value(kind)).unsqueeze(0).unsqueeze(0)
@@ -120,63 +116,28 @@ pub(super) fn shift_right(input_ids: &Tensor, start: i64, pad: i64) -> Tensor {
     shifted.masked_fill(&shifted.eq(-100), pad)
 }
 
-/// `[batch, width]`: each row's state at its last `eos` token (HF's encoder-decoder
-/// classification heads, BART's and T5's).
-///
-/// # Panics
-/// When a row has no `eos` token (a tokenizer without the model's template).
-pub(super) fn last_eos_state(hidden: &Tensor, input_ids: &Tensor, eos: i64) -> Tensor {
-    let mask = input_ids.eq(eos);
-    assert!(
-        bool::try_from(mask.any_dim(1, false).all()).unwrap_or(false),
-        "the classification head reads the end-of-sequence token {eos}, which a row lacks: use the model's tokenizer"
-    );
-    let seq_len = input_ids.size()[1];
-    // The last EOS of each row: the largest position where the mask is set.
-    let positions = Tensor::arange(seq_len, (Kind::Int64, input_ids.device())).unsqueeze(0) * mask.to_kind(Kind::Int64);
-    let width = hidden.size()[2];
-    let index = positions.argmax(1, false).view([-1, 1, 1]).expand([-1, 1, width], false);
-    hidden.gather(1, &index, false).squeeze_dim(1)
-}
-
 // transformers 5.24.0: BartAttention
 #[derive(Debug)]
 struct Attention {
-    k_proj: nn::Linear,
-    v_proj: nn::Linear,
-    q_proj: nn::Linear,
+    heads: MultiHead,
     out_proj: nn::Linear,
-    n_heads: i64,
-    head_dim: i64,
-    dropout: f64,
 }
 
 impl Attention {
     fn new(p: nn::Path, d: i64, n_heads: i64, dropout: f64) -> Attention {
+        // HF's registration order: k, v, q.
+        let (key, value) = (linear(&p / "k_proj", d, d), linear(&p / "v_proj", d, d));
+        let query = linear(&p / "q_proj", d, d);
         Attention {
-            k_proj: linear(&p / "k_proj", d, d),
-            v_proj: linear(&p / "v_proj", d, d),
-            q_proj: linear(&p / "q_proj", d, d),
+            heads: MultiHead::new((query, key, value), n_heads, d / n_heads, dropout),
             out_proj: linear(&p / "out_proj", d, d),
-            n_heads,
-            head_dim: d / n_heads,
-            dropout,
         }
     }
 
     /// Queries from `hidden` `[batch, q, d]`, keys and values from `memory` `[batch, k, d]`;
     /// `bias` broadcasts to `[batch, heads, q, k]`.
     fn forward_t(&self, hidden: &Tensor, memory: &Tensor, bias: &Tensor, train: bool) -> Tensor {
-        let (batch, q_len, width) = hidden.size3().expect("[batch, seq, d]");
-        let k_len = memory.size()[1];
-        let heads = |x: Tensor, len: i64| x.view([batch, len, self.n_heads, self.head_dim]).transpose(1, 2);
-        let query = heads(self.q_proj.forward(hidden), q_len);
-        let key = heads(self.k_proj.forward(memory), k_len);
-        let value = heads(self.v_proj.forward(memory), k_len);
-        let scores = query.matmul(&key.transpose(-1, -2)) * (self.head_dim as f64).powf(-0.5) + bias;
-        let probs = scores.softmax(-1, scores.kind()).dropout(self.dropout, train);
-        let context = probs.matmul(&value).transpose(1, 2).contiguous().view([batch, q_len, width]);
-        self.out_proj.forward(&context)
+        self.out_proj.forward(&self.heads.forward_t(hidden, memory, bias, train))
     }
 }
 
@@ -297,12 +258,9 @@ pub struct SequenceClassifier {
     embed_scale: f64,
     encoder: Stack,
     decoder: Stack,
-    dense: nn::Linear,
-    out_proj: nn::Linear,
+    head: EosHead,
     dropout: f64,
-    head_dropout: f64,
     pad_token_id: i64,
-    eos_token_id: i64,
     decoder_start_token_id: i64,
     encoder_layers: usize,
     parameters: usize,
@@ -318,18 +276,20 @@ impl SequenceClassifier {
     pub fn new(p: nn::Path, config: &Config, n_labels: i64) -> SequenceClassifier {
         let model = &p / "model";
         let d = config.hidden_size;
-        let head = &p / "classification_head";
         SequenceClassifier {
             shared: nn::embedding(&model / "shared", config.vocab_size, d, Default::default()),
             embed_scale: if config.scale_embedding { (d as f64).sqrt() } else { 1.0 },
             encoder: Stack::new(&model / "encoder", config, false),
             decoder: Stack::new(&model / "decoder", config, true),
-            dense: linear(&head / "dense", d, d),
-            out_proj: linear(&head / "out_proj", d, n_labels),
+            head: EosHead::new(
+                &p / "classification_head",
+                d,
+                n_labels,
+                config.head_dropout(),
+                config.eos_token_id.expect("Config::from_json requires eos_token_id for BART"),
+            ),
             dropout: config.hidden_dropout_prob,
-            head_dropout: config.head_dropout(),
             pad_token_id: config.pad_token_id,
-            eos_token_id: config.eos_token_id.expect("Config::from_json requires eos_token_id for BART"),
             decoder_start_token_id: config
                 .decoder_start_token_id
                 .expect("Config::from_json requires decoder_start_token_id for BART"),
@@ -362,10 +322,7 @@ impl SequenceClassifier {
     /// # Panics
     /// When a row has no end-of-sequence token (a tokenizer without BART's template).
     pub fn forward_t(&self, input_ids: &Tensor, attention_mask: &Tensor, train: bool) -> Tensor {
-        let hidden = self.last_hidden_state(input_ids, attention_mask, train);
-        let sentence = last_eos_state(&hidden, input_ids, self.eos_token_id);
-        let hidden = self.dense.forward(&sentence.dropout(self.head_dropout, train)).tanh();
-        self.out_proj.forward(&hidden.dropout(self.head_dropout, train))
+        self.head.forward_t(&self.last_hidden_state(input_ids, attention_mask, train), input_ids, train)
     }
 }
 

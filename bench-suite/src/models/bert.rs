@@ -18,6 +18,7 @@ use subspace::LayerGroup;
 use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
 
+use super::layers::{MultiHead, layer_norm_of_width, linear};
 use super::{Classifier, Config, HiddenAct, ModelType, padding_bias, parameter_count};
 
 /// The layer group of a parameter by its HF name under the encoder prefix `prefix` (`bert`,
@@ -170,14 +171,6 @@ fn layer_norm(p: nn::Path, config: &Config) -> nn::LayerNorm {
     layer_norm_of_width(p, config.hidden_size, config.layer_norm_eps)
 }
 
-pub(super) fn layer_norm_of_width(p: nn::Path, width: i64, eps: f64) -> nn::LayerNorm {
-    nn::layer_norm(p, vec![width], nn::LayerNormConfig { eps, ..Default::default() })
-}
-
-fn linear(p: nn::Path, in_dim: i64, out_dim: i64) -> nn::Linear {
-    nn::linear(p, in_dim, out_dim, Default::default())
-}
-
 // transformers 5.24.0: BertEmbeddings / RobertaEmbeddings / XLMRobertaEmbeddings / ElectraEmbeddings
 #[derive(Debug)]
 struct Embeddings {
@@ -224,14 +217,9 @@ impl Embeddings {
 // transformers 5.24.0: BertSelfAttention + BertSelfOutput
 #[derive(Debug)]
 struct Attention {
-    query: nn::Linear,
-    key: nn::Linear,
-    value: nn::Linear,
+    heads: MultiHead,
     output: nn::Linear,
     layer_norm: nn::LayerNorm,
-    n_heads: i64,
-    head_dim: i64,
-    attention_dropout: f64,
     hidden_dropout: f64,
 }
 
@@ -239,29 +227,23 @@ impl Attention {
     fn new(p: nn::Path, config: &Config) -> Attention {
         let hidden = config.hidden_size;
         let attention = &p / "self";
+        let projections = (
+            linear(&attention / "query", hidden, hidden),
+            linear(&attention / "key", hidden, hidden),
+            linear(&attention / "value", hidden, hidden),
+        );
+        let n_heads = config.num_attention_heads;
         Attention {
-            query: linear(&attention / "query", hidden, hidden),
-            key: linear(&attention / "key", hidden, hidden),
-            value: linear(&attention / "value", hidden, hidden),
+            heads: MultiHead::new(projections, n_heads, hidden / n_heads, config.attention_probs_dropout_prob),
             output: linear(&p / "output" / "dense", hidden, hidden),
             layer_norm: layer_norm(&p / "output" / "LayerNorm", config),
-            n_heads: config.num_attention_heads,
-            head_dim: hidden / config.num_attention_heads,
-            attention_dropout: config.attention_probs_dropout_prob,
             hidden_dropout: config.hidden_dropout_prob,
         }
     }
 
     /// `mask_bias`: `[batch, 1, 1, seq]`, 0 where attended and the dtype's minimum where masked.
     fn forward_t(&self, hidden: &Tensor, mask_bias: &Tensor, train: bool) -> Tensor {
-        let (batch, seq_len, width) = hidden.size3().expect("[batch, seq, hidden]");
-        let heads = |x: Tensor| x.view([batch, seq_len, self.n_heads, self.head_dim]).transpose(1, 2);
-        let query = heads(self.query.forward(hidden));
-        let key = heads(self.key.forward(hidden));
-        let value = heads(self.value.forward(hidden));
-        let scores = query.matmul(&key.transpose(-1, -2)) / (self.head_dim as f64).sqrt() + mask_bias;
-        let probs = scores.softmax(-1, scores.kind()).dropout(self.attention_dropout, train);
-        let context = probs.matmul(&value).transpose(1, 2).contiguous().view([batch, seq_len, width]);
+        let context = self.heads.forward_t(hidden, hidden, mask_bias, train);
         let projected = self.output.forward(&context).dropout(self.hidden_dropout, train);
         self.layer_norm.forward(&(projected + hidden))
     }

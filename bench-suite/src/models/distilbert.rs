@@ -14,7 +14,7 @@ use subspace::LayerGroup;
 use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
 
-use super::bert::layer_norm_of_width;
+use super::layers::{MultiHead, layer_norm_of_width, linear};
 use super::{Classifier, Config, HiddenAct, ModelType, padding_bias, parameter_count};
 
 /// HF's fixed LayerNorm epsilon in every DistilBERT module.
@@ -68,10 +68,6 @@ pub fn classifier_layout(config: &Config, n_labels: i64) -> Vec<(String, Vec<i64
     shapes
 }
 
-fn linear(p: nn::Path, in_dim: i64, out_dim: i64) -> nn::Linear {
-    nn::linear(p, in_dim, out_dim, Default::default())
-}
-
 // transformers 5.24.0: distilbert Embeddings
 #[derive(Debug)]
 struct Embeddings {
@@ -104,18 +100,13 @@ impl Embeddings {
 // transformers 5.24.0: DistilBertSelfAttention, FFN, TransformerBlock
 #[derive(Debug)]
 struct Block {
-    q_lin: nn::Linear,
-    k_lin: nn::Linear,
-    v_lin: nn::Linear,
+    heads: MultiHead,
     out_lin: nn::Linear,
     sa_layer_norm: nn::LayerNorm,
     lin1: nn::Linear,
     lin2: nn::Linear,
     output_layer_norm: nn::LayerNorm,
     activation: HiddenAct,
-    n_heads: i64,
-    head_dim: i64,
-    attention_dropout: f64,
     dropout: f64,
 }
 
@@ -123,33 +114,27 @@ impl Block {
     fn new(p: nn::Path, config: &Config) -> Block {
         let (dim, hidden_dim) = (config.hidden_size, config.intermediate_size);
         let attention = &p / "attention";
+        let projections = (
+            linear(&attention / "q_lin", dim, dim),
+            linear(&attention / "k_lin", dim, dim),
+            linear(&attention / "v_lin", dim, dim),
+        );
+        let n_heads = config.num_attention_heads;
         Block {
-            q_lin: linear(&attention / "q_lin", dim, dim),
-            k_lin: linear(&attention / "k_lin", dim, dim),
-            v_lin: linear(&attention / "v_lin", dim, dim),
+            heads: MultiHead::new(projections, n_heads, dim / n_heads, config.attention_probs_dropout_prob),
             out_lin: linear(&attention / "out_lin", dim, dim),
             sa_layer_norm: layer_norm_of_width(&p / "sa_layer_norm", dim, LAYER_NORM_EPS),
             lin1: linear(&p / "ffn" / "lin1", dim, hidden_dim),
             lin2: linear(&p / "ffn" / "lin2", hidden_dim, dim),
             output_layer_norm: layer_norm_of_width(&p / "output_layer_norm", dim, LAYER_NORM_EPS),
             activation: config.hidden_act,
-            n_heads: config.num_attention_heads,
-            head_dim: dim / config.num_attention_heads,
-            attention_dropout: config.attention_probs_dropout_prob,
             dropout: config.hidden_dropout_prob,
         }
     }
 
     /// `mask_bias`: `[batch, 1, 1, seq]`, 0 where attended and the dtype's minimum where masked.
     fn forward_t(&self, hidden: &Tensor, mask_bias: &Tensor, train: bool) -> Tensor {
-        let (batch, seq_len, width) = hidden.size3().expect("[batch, seq, dim]");
-        let heads = |x: Tensor| x.view([batch, seq_len, self.n_heads, self.head_dim]).transpose(1, 2);
-        let query = heads(self.q_lin.forward(hidden));
-        let key = heads(self.k_lin.forward(hidden));
-        let value = heads(self.v_lin.forward(hidden));
-        let scores = query.matmul(&key.transpose(-1, -2)) / (self.head_dim as f64).sqrt() + mask_bias;
-        let probs = scores.softmax(-1, scores.kind()).dropout(self.attention_dropout, train);
-        let context = probs.matmul(&value).transpose(1, 2).contiguous().view([batch, seq_len, width]);
+        let context = self.heads.forward_t(hidden, hidden, mask_bias, train);
         // No dropout on the attention output (HF's DistilBertSelfAttention ends at out_lin).
         let attended = self.sa_layer_norm.forward(&(self.out_lin.forward(&context) + hidden));
         let intermediate = self.activation.forward(&self.lin1.forward(&attended));

@@ -13,6 +13,8 @@
 //! - [`t5`]: T5 (encoder-decoder, relative position buckets) with HF's
 //!   `T5ForSequenceClassification` head, not text-to-text label words.
 //! - [`xlnet`]: XLNet (relative attention, content stream) and its summary head.
+//! - `layers`: what several families share, written once: linear and LayerNorm layers, the
+//!   multi-head attention product, BART's and T5's head on the last end-of-sequence state.
 //! - [`config`]: the HF `config.json` of every family, under BERT's field names.
 //! - [`activation`]: HF's activation names as an enum.
 //!
@@ -24,6 +26,7 @@ pub mod bart;
 pub mod bert;
 pub mod config;
 pub mod distilbert;
+mod layers;
 pub mod t5;
 pub mod xlnet;
 

@@ -18,7 +18,8 @@ use subspace::LayerGroup;
 use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
 
-use super::bart::{causal_bias, last_eos_state, shift_right};
+use super::bart::{causal_bias, shift_right};
+use super::layers::{EosHead, MultiHead, linear_no_bias};
 use super::{Classifier, Config, HiddenAct, ModelType, padding_bias, parameter_count};
 
 /// The layer group of a parameter by its HF name, for `encoder_layers` and `decoder_layers`
@@ -102,10 +103,6 @@ pub fn classifier_layout(config: &Config, n_labels: i64) -> Vec<(String, Vec<i64
     shapes
 }
 
-fn no_bias(p: nn::Path, in_dim: i64, out_dim: i64) -> nn::Linear {
-    nn::linear(p, in_dim, out_dim, nn::LinearConfig { bias: false, ..Default::default() })
-}
-
 /// `T5LayerNorm`: `x / sqrt(mean(x^2) + eps) * weight`, the statistic in f32.
 #[derive(Debug)]
 struct RmsNorm {
@@ -151,25 +148,25 @@ fn relative_position_bucket(relative: &Tensor, bidirectional: bool, num_buckets:
 // transformers 5.24.0: T5Attention
 #[derive(Debug)]
 struct Attention {
-    q: nn::Linear,
-    k: nn::Linear,
-    v: nn::Linear,
+    heads: MultiHead,
     o: nn::Linear,
     /// `[buckets, heads]`, in each stack's first self-attention.
     relative_attention_bias: Option<nn::Embedding>,
-    n_heads: i64,
-    head_dim: i64,
-    dropout: f64,
 }
 
 impl Attention {
     fn new(p: nn::Path, config: &Config, relative: bool) -> Attention {
         let (d, inner) = (config.hidden_size, inner_dim(config));
+        let projections = (
+            linear_no_bias(&p / "q", d, inner),
+            linear_no_bias(&p / "k", d, inner),
+            linear_no_bias(&p / "v", d, inner),
+        );
+        let n_heads = config.num_attention_heads;
         Attention {
-            q: no_bias(&p / "q", d, inner),
-            k: no_bias(&p / "k", d, inner),
-            v: no_bias(&p / "v", d, inner),
-            o: no_bias(&p / "o", inner, d),
+            heads: MultiHead::new(projections, n_heads, inner / n_heads, config.attention_probs_dropout_prob)
+                .unscaled(),
+            o: linear_no_bias(&p / "o", inner, d),
             relative_attention_bias: relative.then(|| {
                 nn::embedding(
                     &p / "relative_attention_bias",
@@ -178,9 +175,6 @@ impl Attention {
                     Default::default(),
                 )
             }),
-            n_heads: config.num_attention_heads,
-            head_dim: inner / config.num_attention_heads,
-            dropout: config.attention_probs_dropout_prob,
         }
     }
 
@@ -209,16 +203,8 @@ impl Attention {
         mask: &Tensor,
         train: bool,
     ) -> Tensor {
-        let (batch, q_len, _) = hidden.size3().expect("[batch, seq, d]");
-        let k_len = memory.size()[1];
-        let heads = |x: Tensor, len: i64| x.view([batch, len, self.n_heads, self.head_dim]).transpose(1, 2);
-        let query = heads(self.q.forward(hidden), q_len);
-        let key = heads(self.k.forward(memory), k_len);
-        let value = heads(self.v.forward(memory), k_len);
-        let scores = query.matmul(&key.transpose(-1, -2)) + position_bias + mask;
-        let probs = scores.softmax(-1, scores.kind()).dropout(self.dropout, train);
-        let context = probs.matmul(&value).transpose(1, 2).contiguous().view([batch, q_len, -1]);
-        self.o.forward(&context)
+        // HF adds the position bias and the mask first (`position_bias_masked`).
+        self.o.forward(&self.heads.forward_t(hidden, memory, &(position_bias + mask), train))
     }
 }
 
@@ -236,8 +222,8 @@ impl FeedForward {
         let (d, ff) = (config.hidden_size, config.intermediate_size);
         let inputs: &[&str] = if config.gated_act { &["wi_0", "wi_1"] } else { &["wi"] };
         FeedForward {
-            wi: inputs.iter().map(|name| no_bias(&p / *name, d, ff)).collect(),
-            wo: no_bias(&p / "wo", ff, d),
+            wi: inputs.iter().map(|name| linear_no_bias(&p / *name, d, ff)).collect(),
+            wo: linear_no_bias(&p / "wo", ff, d),
             activation: config.hidden_act,
             dropout: config.hidden_dropout_prob,
         }
@@ -331,13 +317,10 @@ pub struct SequenceClassifier {
     shared: nn::Embedding,
     encoder: Stack,
     decoder: Stack,
-    dense: nn::Linear,
-    out_proj: nn::Linear,
+    head: EosHead,
     dropout: f64,
-    head_dropout: f64,
     buckets: (i64, i64),
     pad_token_id: i64,
-    eos_token_id: i64,
     decoder_start_token_id: i64,
     layers: (usize, usize),
     parameters: usize,
@@ -352,19 +335,21 @@ impl SequenceClassifier {
     /// [`Config::from_json`] refuses for T5.
     pub fn new(p: nn::Path, config: &Config, n_labels: i64) -> SequenceClassifier {
         let transformer = &p / "transformer";
-        let head = &p / "classification_head";
         let d = config.hidden_size;
         SequenceClassifier {
             shared: nn::embedding(&transformer / "shared", config.vocab_size, d, Default::default()),
             encoder: Stack::new(&transformer / "encoder", config, false),
             decoder: Stack::new(&transformer / "decoder", config, true),
-            dense: nn::linear(&head / "dense", d, d, Default::default()),
-            out_proj: nn::linear(&head / "out_proj", d, n_labels, Default::default()),
+            head: EosHead::new(
+                &p / "classification_head",
+                d,
+                n_labels,
+                config.head_dropout(),
+                config.eos_token_id.expect("Config::from_json requires eos_token_id for T5"),
+            ),
             dropout: config.hidden_dropout_prob,
-            head_dropout: config.head_dropout(),
             buckets: (config.relative_attention_num_buckets, config.relative_attention_max_distance),
             pad_token_id: config.pad_token_id,
-            eos_token_id: config.eos_token_id.expect("Config::from_json requires eos_token_id for T5"),
             decoder_start_token_id: config
                 .decoder_start_token_id
                 .expect("Config::from_json requires decoder_start_token_id for T5"),
@@ -400,10 +385,7 @@ impl SequenceClassifier {
     /// # Panics
     /// When a row has no end-of-sequence token (a tokenizer without T5's template).
     pub fn forward_t(&self, input_ids: &Tensor, attention_mask: &Tensor, train: bool) -> Tensor {
-        let hidden = self.last_hidden_state(input_ids, attention_mask, train);
-        let sentence = last_eos_state(&hidden, input_ids, self.eos_token_id);
-        let hidden = self.dense.forward(&sentence.dropout(self.head_dropout, train)).tanh();
-        self.out_proj.forward(&hidden.dropout(self.head_dropout, train))
+        self.head.forward_t(&self.last_hidden_state(input_ids, attention_mask, train), input_ids, train)
     }
 }
 

@@ -19,7 +19,7 @@ use subspace::LayerGroup;
 use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
 
-use super::bert::layer_norm_of_width;
+use super::layers::{layer_norm_of_width, linear};
 use super::{Classifier, Config, HiddenAct, ModelType, parameter_count};
 
 /// The layer group of a parameter by its HF name: `transformer.word_embedding` and
@@ -119,8 +119,8 @@ impl Layer {
             r_w_bias: param("r_w_bias", &[n, dh]),
             seg_embed: param("seg_embed", &[2, n, dh]),
             attention_norm: layer_norm_of_width(&attention / "layer_norm", d, config.layer_norm_eps),
-            layer_1: nn::linear(&ff / "layer_1", d, config.intermediate_size, Default::default()),
-            layer_2: nn::linear(&ff / "layer_2", config.intermediate_size, d, Default::default()),
+            layer_1: linear(&ff / "layer_1", d, config.intermediate_size),
+            layer_2: linear(&ff / "layer_2", config.intermediate_size, d),
             ff_norm: layer_norm_of_width(&ff / "layer_norm", d, config.layer_norm_eps),
             activation: config.hidden_act,
             scale: 1.0 / (dh as f64).sqrt(),
@@ -188,8 +188,8 @@ impl SequenceClassifier {
             layers: (0..config.num_hidden_layers)
                 .map(|index| Layer::new(&transformer / "layer" / index, config))
                 .collect(),
-            summary: nn::linear(&p / "sequence_summary" / "summary", d, d, Default::default()),
-            logits_proj: nn::linear(&p / "logits_proj", d, n_labels, Default::default()),
+            summary: linear(&p / "sequence_summary" / "summary", d, d),
+            logits_proj: linear(&p / "logits_proj", d, n_labels),
             d_model: d,
             clamp_len: config.clamp_len,
             dropout: config.hidden_dropout_prob,
