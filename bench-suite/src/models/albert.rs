@@ -16,8 +16,9 @@
 
 use subspace::LayerGroup;
 use tch::nn::{self, Module};
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
+use super::bert::Embeddings;
 use super::layers::{MultiHead, layer_norm_of_width, linear};
 use super::{Classifier, Config, HiddenAct, ModelType, padding_bias, parameter_count};
 
@@ -79,39 +80,6 @@ pub fn classifier_layout(config: &Config, n_labels: i64) -> Vec<(String, Vec<i64
     shapes.push(("classifier.weight".to_owned(), vec![n_labels, hidden]));
     shapes.push(("classifier.bias".to_owned(), vec![n_labels]));
     shapes
-}
-
-// transformers 5.24.0: AlbertEmbeddings
-#[derive(Debug)]
-struct Embeddings {
-    word_embeddings: nn::Embedding,
-    position_embeddings: nn::Embedding,
-    token_type_embeddings: nn::Embedding,
-    layer_norm: nn::LayerNorm,
-    dropout: f64,
-}
-
-impl Embeddings {
-    fn new(p: nn::Path, config: &Config) -> Embeddings {
-        let width = config.embedding_size();
-        let embedding = |name: &str, count: i64| nn::embedding(&p / name, count, width, Default::default());
-        Embeddings {
-            word_embeddings: embedding("word_embeddings", config.vocab_size),
-            position_embeddings: embedding("position_embeddings", config.max_position_embeddings),
-            token_type_embeddings: embedding("token_type_embeddings", config.type_vocab_size),
-            layer_norm: layer_norm_of_width(&p / "LayerNorm", width, config.layer_norm_eps),
-            dropout: config.hidden_dropout_prob,
-        }
-    }
-
-    fn forward_t(&self, input_ids: &Tensor, token_type_ids: &Tensor, train: bool) -> Tensor {
-        let seq_len = input_ids.size()[1];
-        let position_ids = Tensor::arange(seq_len, (Kind::Int64, input_ids.device())).unsqueeze(0);
-        let embeddings = self.word_embeddings.forward(input_ids)
-            + self.token_type_embeddings.forward(token_type_ids)
-            + self.position_embeddings.forward(&position_ids);
-        self.layer_norm.forward(&embeddings).dropout(self.dropout, train)
-    }
 }
 
 // transformers 5.24.0: AlbertAttention + AlbertLayer

@@ -171,9 +171,10 @@ fn layer_norm(p: nn::Path, config: &Config) -> nn::LayerNorm {
     layer_norm_of_width(p, config.hidden_size, config.layer_norm_eps)
 }
 
-// transformers 5.24.0: BertEmbeddings / RobertaEmbeddings / XLMRobertaEmbeddings / ElectraEmbeddings
+// transformers 5.24.0: BertEmbeddings / RobertaEmbeddings / XLMRobertaEmbeddings /
+// ElectraEmbeddings / AlbertEmbeddings (each `embedding_size` wide)
 #[derive(Debug)]
-struct Embeddings {
+pub(super) struct Embeddings {
     word_embeddings: nn::Embedding,
     position_embeddings: nn::Embedding,
     token_type_embeddings: nn::Embedding,
@@ -185,7 +186,7 @@ struct Embeddings {
 }
 
 impl Embeddings {
-    fn new(p: nn::Path, config: &Config) -> Embeddings {
+    pub(super) fn new(p: nn::Path, config: &Config) -> Embeddings {
         let width = config.embedding_size();
         let embedding = |name: &str, count: i64| nn::embedding(&p / name, count, width, Default::default());
         Embeddings {
@@ -199,7 +200,8 @@ impl Embeddings {
         }
     }
 
-    fn forward_t(&self, input_ids: &Tensor, token_type_ids: &Tensor, train: bool) -> Tensor {
+    /// `[batch, seq, embedding_size]` from `input_ids` and `token_type_ids` `[batch, seq]`.
+    pub(super) fn forward_t(&self, input_ids: &Tensor, token_type_ids: &Tensor, train: bool) -> Tensor {
         let position_ids = if self.positions_after_padding {
             let mask = input_ids.ne(self.pad_token_id).to_kind(Kind::Int64);
             mask.cumsum(1, Kind::Int64) * &mask + self.pad_token_id
@@ -207,9 +209,10 @@ impl Embeddings {
             let seq_len = input_ids.size()[1];
             Tensor::arange(seq_len, (Kind::Int64, input_ids.device())).unsqueeze(0)
         };
+        // HF's order of the sums: words, token types, then positions.
         let embeddings = self.word_embeddings.forward(input_ids)
-            + self.position_embeddings.forward(&position_ids)
-            + self.token_type_embeddings.forward(token_type_ids);
+            + self.token_type_embeddings.forward(token_type_ids)
+            + self.position_embeddings.forward(&position_ids);
         self.layer_norm.forward(&embeddings).dropout(self.dropout, train)
     }
 }
