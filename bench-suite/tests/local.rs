@@ -208,6 +208,32 @@ fn finetune_takes_a_folder_and_a_task_file() {
     assert_eq!(result["model"], "tiny-model");
     assert_eq!(result["task"], "reviews");
     assert_eq!(result["train_examples"], 48);
+
+    // The same model published with BERT's vocab.txt instead of tokenizer.json (as the
+    // MultiBERTs and the BERT miniatures are): the tokenizer built from it gives the same ids,
+    // so the same run.
+    let vocab_model = dir.join("vocab-model");
+    std::fs::create_dir_all(&vocab_model).unwrap();
+    for file in ["config.json", "model.safetensors"] {
+        std::fs::copy(dir.join("tiny-model").join(file), vocab_model.join(file)).unwrap();
+    }
+    let tokens: Vec<String> = SPECIAL
+        .iter()
+        .chain(WORDS.iter())
+        .map(|token| (*token).to_owned())
+        .chain((SPECIAL.len() + WORDS.len()..39).map(|id| format!("[unused{id}]")))
+        .chain(["[MASK]".to_owned()])
+        .collect();
+    std::fs::write(vocab_model.join("vocab.txt"), tokens.join("\n") + "\n").unwrap();
+    let output = run(binary(&dir.join("home"))
+        .current_dir(&dir)
+        .args(["finetune", "--model", "./vocab-model", "--task", "reviews.yaml", "--mode", "said", "--d", "100"])
+        .args(["--epochs", "1", "--batch-size", "8", "--max-len", "16", "--lr", "0.5"]));
+    let from_vocab: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(from_vocab["model"], "vocab-model");
+    for field in ["steps", "evaluations", "best", "padding_fraction"] {
+        assert_eq!(from_vocab[field], result[field], "{field}");
+    }
 }
 
 #[test]

@@ -60,6 +60,8 @@ pub enum Error {
     TaskFile { file: PathBuf, line: Option<usize>, field: String, message: String },
     #[error("{field}: {message}")]
     TaskDeclaration { field: String, message: String },
+    #[error(transparent)]
+    Pin(#[from] pin::PinError),
 }
 
 /// A file that is not what the manifest says, already moved out of the way.

@@ -139,9 +139,11 @@ impl Manifest {
 
 impl Asset {
     /// A checkpoint of the Hugging Face hub that the manifest does not list, pinned by `repo`
-    /// (`org/name`) and a 40-hex commit `revision`: its `config.json`, `model.safetensors` and
-    /// `tokenizer.json`, trusted on first use and locked like the manifest's (asset id
-    /// `org/name@revision`).
+    /// (`org/name`) and a 40-hex commit `revision` (asset id `org/name@revision`). It lists no
+    /// files: the store asks the hub which ones the commit has (the weights, `config.json`, the
+    /// tokenizer: what [`crate::pin`] pins, with the LFS sha256 of the weights) when it first
+    /// fetches them, and reads the names from its lock file afterwards
+    /// ([`crate::store::Store::ensure_asset`]).
     ///
     /// # Errors
     /// A repo that is not `org/name`, or a revision that is not a commit (a branch such as `main`
@@ -163,20 +165,12 @@ impl Asset {
                  a branch or tag can move, and results on it could not be reproduced"
             ));
         }
-        let file = |name: &str| AssetFile {
-            name: name.to_owned(),
-            urls: Vec::new(),
-            size: None,
-            sha256: None,
-            archive: None,
-            members: Vec::new(),
-        };
         Ok(Asset {
             id: format!("{repo}@{revision}"),
             description: format!("{repo} at {revision} (a hub checkpoint named by a spec or --model)"),
             hf: Some(HfSource { repo: repo.to_owned(), revision: revision.to_owned() }),
             on_demand: false,
-            files: vec![file("config.json"), file("model.safetensors"), file("tokenizer.json")],
+            files: Vec::new(),
         })
     }
 

@@ -234,7 +234,22 @@ impl Store {
 
     /// [`Store::ensure`] for an asset that need not be in the manifest (a hub checkpoint named by
     /// a spec, [`Asset::hub_checkpoint`]): the same cache, mirrors, verification and lock file.
+    ///
+    /// A hub asset without files ([`Asset::hub_checkpoint`]) gets its files first: the names its
+    /// lock entries record (a checkpoint fetched before, also offline), else what the hub's model
+    /// API lists at the commit ([`Store::pin`]), else, offline, the three files HF looks for
+    /// first (`config.json`, `model.safetensors`, `tokenizer.json`), which a missing-file error
+    /// then names.
     pub fn ensure_asset(&self, asset: &Asset) -> Result<AssetPaths, Error> {
+        let listed;
+        let asset = match &asset.hf {
+            Some(hf) if asset.files.is_empty() => {
+                listed =
+                    Asset { files: self.hub_checkpoint_files(&asset.id, &hf.repo, &hf.revision)?, ..asset.clone() };
+                &listed
+            }
+            _ => asset,
+        };
         let id = asset.id.as_str();
         let mut paths = AssetPaths { id: id.to_owned(), root: self.asset_root(id), origins: Vec::new() };
         let mut missing = Vec::new();
@@ -249,6 +264,76 @@ impl Store {
             return Err(Error::Missing(missing));
         }
         Ok(paths)
+    }
+
+    /// The files of the hub checkpoint `id` (`repo` at commit `revision`); see
+    /// [`Store::ensure_asset`].
+    fn hub_checkpoint_files(&self, id: &str, repo: &str, revision: &str) -> Result<Vec<AssetFile>, Error> {
+        let file = |name: &str, size: Option<u64>, sha256: Option<String>| AssetFile {
+            name: name.to_owned(),
+            urls: Vec::new(),
+            size,
+            sha256,
+            archive: None,
+            members: Vec::new(),
+        };
+        let prefix = format!("{id}/");
+        let locked: Vec<String> = self
+            .lock
+            .lock()
+            .unwrap()
+            .files
+            .keys()
+            .filter_map(|key| key.strip_prefix(&prefix).map(str::to_owned))
+            .collect();
+        let has = |names: &[&str]| names.iter().any(|name| locked.iter().any(|locked| locked == name));
+        if has(&["config.json"])
+            && has(&["model.safetensors", "pytorch_model.bin"])
+            && has(&["tokenizer.json", "vocab.txt"])
+        {
+            // Sizes and hashes come from the lock when each file is wanted.
+            return Ok(locked.iter().map(|name| file(name, None, None)).collect());
+        }
+        if self.config.offline {
+            return Ok(["config.json", "model.safetensors", "tokenizer.json"]
+                .into_iter()
+                .map(|name| file(name, None, None))
+                .collect());
+        }
+        let pinned = self.pin(repo, revision)?;
+        if pinned.commit != revision {
+            return Err(Error::Pin(crate::pin::PinError::Hub {
+                repo: repo.to_owned(),
+                revision: revision.to_owned(),
+                message: format!("the hub answered for commit {}, not the one asked for", pinned.commit),
+            }));
+        }
+        Ok(pinned.files.into_iter().map(|pinned| file(&pinned.name, pinned.size, pinned.sha256)).collect())
+    }
+
+    /// Asks the hub's model API which commit `revision` of `repo` names now and which files the
+    /// suite reads there ([`crate::pin`]).
+    ///
+    /// # Errors
+    /// Offline; the API cannot be reached or answers an error (a private or missing repository,
+    /// an unknown revision); an answer [`crate::pin::pin_from_info`] refuses.
+    pub fn pin(&self, repo: &str, revision: &str) -> Result<crate::pin::HubPin, Error> {
+        let url = crate::pin::api_url(&self.config.hf_endpoint, repo, revision);
+        let error = |message: String| {
+            Error::Pin(crate::pin::PinError::Hub { repo: repo.to_owned(), revision: revision.to_owned(), message })
+        };
+        if self.config.offline {
+            return Err(error(format!("offline: the hub's model API ({url}) says which files the commit has")));
+        }
+        let response = self.client.get(&url).send().map_err(|err| error(format!("{url}: {err}")))?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(error(format!(
+                "{url}: the hub answered {status} (a private or missing repository, or an unknown revision)"
+            )));
+        }
+        let text = response.text().map_err(|err| error(format!("{url}: {err}")))?;
+        Ok(crate::pin::pin_from_info(repo, revision, &text)?)
     }
 
     fn ensure_file(&self, asset: &Asset, file: &AssetFile, paths: &AssetPaths) -> Result<Vec<(String, Origin)>, Error> {
@@ -471,6 +556,9 @@ impl Store {
             Some(expected) if *expected != actual => {
                 return Err(self.reject(wanted, path, origin, "sha256", expected.clone(), actual));
             }
+            // A hub checkpoint outside the manifest whose weights the hub's LFS sha256 pinned:
+            // locked too, since its lock entries also name its files when offline.
+            Some(_) if self.manifest.asset(wanted.asset).is_err() => self.lock_file(wanted, size, &actual)?,
             Some(_) => {}
             None => {
                 self.warn(format!(
@@ -480,13 +568,16 @@ impl Store {
                     wanted.asset,
                     self.config.lock_path.display()
                 ));
-                let mut lock = self.lock.lock().unwrap();
-                lock.files
-                    .insert(format!("{}/{}", wanted.asset, wanted.label), LockedHash { size, sha256: actual.clone() });
-                lock.save(&self.config.lock_path)?;
+                self.lock_file(wanted, size, &actual)?;
             }
         }
         write_sidecar(path, &actual, size)
+    }
+
+    fn lock_file(&self, wanted: &Wanted, size: u64, sha256: &str) -> Result<(), Error> {
+        let mut lock = self.lock.lock().unwrap();
+        lock.files.insert(format!("{}/{}", wanted.asset, wanted.label), LockedHash { size, sha256: sha256.to_owned() });
+        lock.save(&self.config.lock_path)
     }
 
     /// Moves a file that is not what the manifest says to quarantine, and says so.

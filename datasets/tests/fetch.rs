@@ -484,15 +484,30 @@ fn a_hub_checkpoint_outside_the_manifest_is_fetched_trusted_once_and_locked() {
         ("model.safetensors", payload(5_000, 2)),
         ("tokenizer.json", payload(300, 3)),
     ];
-    let serve = |files: Vec<(&'static str, Vec<u8>)>| {
+    // The hub: its model API lists the commit's files `listed` (LFS sha256 for the weights
+    // only, as the hub gives it), `resolve/` serves `served`.
+    let hub = |listed: &[(&'static str, Vec<u8>)], served: Vec<(&'static str, Vec<u8>)>| {
+        let siblings: Vec<serde_json::Value> = listed
+            .iter()
+            .map(|(name, body)| match name.ends_with(".safetensors") || name.ends_with(".bin") {
+                true => serde_json::json!({"rfilename": name, "size": body.len(), "lfs": {"sha256": sha256(body), "size": body.len()}}),
+                false => serde_json::json!({"rfilename": name, "size": body.len()}),
+            })
+            .chain([serde_json::json!({"rfilename": "README.md", "size": 10})])
+            .collect();
+        let info = serde_json::json!({"sha": revision, "siblings": siblings}).to_string();
         Server::start(move |_, request| {
+            if request.path == format!("api/models/org/tiny/revision/{revision}?blobs=true") {
+                return Reply::Ok(info.clone().into_bytes());
+            }
             let prefix = format!("org/tiny/resolve/{revision}/");
-            match request.path.strip_prefix(&prefix).and_then(|name| files.iter().find(|(file, _)| *file == name)) {
+            match request.path.strip_prefix(&prefix).and_then(|name| served.iter().find(|(file, _)| *file == name)) {
                 Some((_, body)) => Reply::Ok(body.clone()),
                 None => Reply::Status(404),
             }
         })
     };
+    let serve = |files: Vec<(&'static str, Vec<u8>)>| hub(&files, files.clone());
     let hub_store = |home: &Path, endpoint: &str, offline: bool| {
         let config = StoreConfig {
             home: home.to_path_buf(),
@@ -518,19 +533,92 @@ fn a_hub_checkpoint_outside_the_manifest_is_fetched_trusted_once_and_locked() {
     for (name, body) in &files {
         assert_eq!(lock.files[&format!("org/tiny@{revision}/{name}")].sha256, sha256(body), "{name} locked");
     }
-    // From the cache, offline.
+    // From the cache, offline: the lock names the files.
     let again = hub_store(home.path(), "http://127.0.0.1:9", true).ensure_asset(&asset).unwrap();
     assert!(again.origins.iter().all(|(_, origin)| *origin == Origin::Cache));
+    assert_eq!(again.origins.len(), 3);
     // The same commit with other weights (a rewritten hub, a wrong mirror): refused by the lock.
     std::fs::remove_dir_all(home.path().join("assets")).unwrap();
     let mut changed = files.to_vec();
     changed[1].1 = payload(5_000, 9);
-    let server = serve(changed);
+    let server = serve(changed.clone());
     let err = hub_store(home.path(), &server.base_url, false).ensure_asset(&asset).unwrap_err();
     assert!(matches!(err, Error::Mismatch(_)), "{err}");
+    // On first use the weights are checked against the hub's own LFS sha256: a server that
+    // lists one file and serves another is refused, not trusted.
+    let fresh = tempfile::tempdir().unwrap();
+    let lying = hub(&files, changed);
+    let err = hub_store(fresh.path(), &lying.base_url, false).ensure_asset(&asset).unwrap_err();
+    assert!(matches!(&err, Error::Mismatch(mismatch) if mismatch.file == "model.safetensors"), "{err}");
     // Not a commit, not a repository.
     let err = Asset::hub_checkpoint("org/tiny", "main").unwrap_err();
     assert!(err.contains("pin a commit"), "{err}");
     assert!(Asset::hub_checkpoint("tiny", revision).unwrap_err().contains("org/name"));
     assert!(Asset::hub_checkpoint("org/../x", revision).is_err());
+}
+
+/// A hub checkpoint named by commit that publishes `pytorch_model.bin` and BERT's `vocab.txt`
+/// (the MultiBERTs, the BERT miniatures): the store fetches what the hub's model API lists, and
+/// offline afterwards reads the names from the lock. Offline and never fetched, the missing-file
+/// error names the files HF looks for first.
+#[test]
+fn a_hub_checkpoint_by_commit_takes_the_files_the_hub_lists() {
+    use datasets::manifest::Asset;
+    let revision = "89abcdef0123456789abcdef0123456789abcdef";
+    let files = [
+        ("config.json", payload(200, 4)),
+        ("pytorch_model.bin", payload(4_000, 5)),
+        ("vocab.txt", payload(300, 6)),
+        ("tokenizer_config.json", payload(50, 7)),
+    ];
+    let info = serde_json::json!({
+        "sha": revision,
+        "siblings": [
+            {"rfilename": "config.json", "size": 200},
+            {"rfilename": "pytorch_model.bin", "size": 4_000, "lfs": {"sha256": sha256(&files[1].1), "size": 4_000}},
+            {"rfilename": "tf_model.h5", "size": 9, "lfs": {"sha256": sha256(b"h5"), "size": 9}},
+            {"rfilename": "vocab.txt", "size": 300},
+            {"rfilename": "tokenizer_config.json", "size": 50},
+        ],
+    })
+    .to_string();
+    let server = Server::start(move |_, request| {
+        if request.path == format!("api/models/google/bert_uncased_L-2_H-128_A-2/revision/{revision}?blobs=true") {
+            return Reply::Ok(info.clone().into_bytes());
+        }
+        let prefix = format!("google/bert_uncased_L-2_H-128_A-2/resolve/{revision}/");
+        match request.path.strip_prefix(&prefix).and_then(|name| files.iter().find(|(file, _)| *file == name)) {
+            Some((_, body)) => Reply::Ok(body.clone()),
+            None => Reply::Status(404),
+        }
+    });
+    let hub_store = |home: &Path, endpoint: &str, offline: bool| {
+        let config = StoreConfig {
+            home: home.to_path_buf(),
+            mirrors: Vec::new(),
+            offline,
+            hf_endpoint: endpoint.to_owned(),
+            lock_path: home.join("hashes.lock"),
+            attempts: 2,
+            backoff: Duration::from_millis(10),
+            read_timeout: Duration::from_millis(400),
+        };
+        Store::new(config, Manifest::embedded()).unwrap()
+    };
+    let asset = Asset::hub_checkpoint("google/bert_uncased_L-2_H-128_A-2", revision).unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let err = hub_store(home.path(), "http://127.0.0.1:9", true).ensure_asset(&asset).unwrap_err().to_string();
+    assert!(err.contains(&format!("resolve/{revision}/model.safetensors")), "{err}");
+    let paths = hub_store(home.path(), &server.base_url, false).ensure_asset(&asset).unwrap();
+    let mut fetched: Vec<&str> = paths.origins.iter().map(|(name, _)| name.as_str()).collect();
+    fetched.sort_unstable();
+    assert_eq!(fetched, ["config.json", "pytorch_model.bin", "tokenizer_config.json", "vocab.txt"]);
+    assert!(!paths.file("tf_model.h5").exists(), "only what the suite reads");
+    let again = hub_store(home.path(), "http://127.0.0.1:9", true).ensure_asset(&asset).unwrap();
+    assert_eq!(again.origins.len(), 4);
+    assert!(again.origins.iter().all(|(_, origin)| *origin == Origin::Cache));
+    // A commit the hub does not know.
+    let other = Asset::hub_checkpoint("google/bert_uncased_L-2_H-128_A-2", &"f".repeat(40)).unwrap();
+    let err = hub_store(tempfile::tempdir().unwrap().path(), &server.base_url, false).ensure_asset(&other).unwrap_err();
+    assert!(err.to_string().contains("the hub answered 404"), "{err}");
 }

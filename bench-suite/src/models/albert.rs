@@ -15,8 +15,8 @@
 //! (`albert.encoder.albert_layer_groups.0.albert_layers.0.attention.query.weight`); no IO here.
 
 use subspace::LayerGroup;
-use tch::nn::{self, Module};
 use tch::Tensor;
+use tch::nn::{self, Module};
 
 use super::bert::Embeddings;
 use super::layers::{MultiHead, layer_norm_of_width, linear};

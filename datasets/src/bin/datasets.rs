@@ -73,25 +73,14 @@ fn pin(args: PinArgs) -> Result<()> {
     if config.offline {
         bail!("pin asks the hub which commit each revision names: it cannot run offline (INTRINSIC_BENCH_OFFLINE)");
     }
-    let client = reqwest::blocking::Client::builder()
-        .connect_timeout(std::time::Duration::from_secs(30))
-        .timeout(std::time::Duration::from_secs(60))
-        .user_agent(concat!("intrinsic-bench/", env!("CARGO_PKG_VERSION")))
-        .build()?;
+    let store = Store::new(config, Manifest::embedded())?;
     let mut entries = String::new();
     for spec in &args.repos {
         let (repo, revision) = spec.split_once('@').unwrap_or((spec, "main"));
         if !matches!(repo.split('/').collect::<Vec<_>>()[..], [org, name] if !org.is_empty() && !name.is_empty()) {
             bail!("`{spec}`: a hub repository is `org/name` (optionally `@<revision>`)");
         }
-        let url = datasets::pin::api_url(&config.hf_endpoint, repo, revision);
-        let response = client.get(&url).send().map_err(|err| anyhow::anyhow!("{url}: {err}"))?;
-        let status = response.status();
-        if !status.is_success() {
-            bail!("{url}: the hub answered {status} (a private or missing repository, or an unknown revision)");
-        }
-        let text = response.text().map_err(|err| anyhow::anyhow!("{url}: {err}"))?;
-        let pinned = datasets::pin::pin_from_info(repo, revision, &text)?;
+        let pinned = store.pin(repo, revision)?;
         tracing::info!("{repo}@{revision} is commit {}", pinned.commit);
         entries.push_str(&datasets::pin::manifest_entry(&pinned, args.description.as_deref().unwrap_or(repo)));
         entries.push('\n');
