@@ -30,8 +30,8 @@ fn binary(home: &Path) -> Command {
 }
 
 /// Writes a tiny BERT checkpoint folder: the synthetic tiny config (vocab 40), random weights
-/// from the keyed RNG under HF's names (no task head), and a WordPiece tokenizer.json whose
-/// vocabulary is the special tokens, [`WORDS`] and unused fillers.
+/// from the keyed RNG under HF's names (no task head), and a WordPiece tokenizer.json over
+/// [`vocabulary`].
 fn tiny_model(dir: &Path) {
     std::fs::create_dir_all(dir).unwrap();
     let config = r#"{"model_type": "bert", "vocab_size": 40, "hidden_size": 32, "num_hidden_layers": 2,
@@ -44,28 +44,22 @@ fn tiny_model(dir: &Path) {
     let tensors: Vec<(String, Tensor)> =
         vs.variables().into_iter().filter(|(name, _)| !name.starts_with("classifier.")).collect();
     Tensor::write_safetensors(&tensors, dir.join("model.safetensors")).unwrap();
-    let mut vocab = serde_json::Map::new();
-    for (id, token) in SPECIAL.iter().chain(WORDS.iter()).enumerate() {
-        vocab.insert((*token).to_owned(), id.into());
-    }
-    for id in vocab.len()..40 {
-        vocab.insert(format!("[unused{id}]"), id.into());
-    }
-    let special = |token: &str, id: u32| serde_json::json!({"id": token, "ids": [id], "tokens": [token]});
-    let tokenizer = serde_json::json!({
-        "version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
-        "normalizer": {"type": "BertNormalizer", "clean_text": true, "handle_chinese_chars": true, "strip_accents": null, "lowercase": true},
-        "pre_tokenizer": {"type": "BertPreTokenizer"},
-        "post_processor": {
-            "type": "TemplateProcessing",
-            "single": [{"SpecialToken": {"id": "[CLS]", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}, {"SpecialToken": {"id": "[SEP]", "type_id": 0}}],
-            "pair": [{"SpecialToken": {"id": "[CLS]", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}, {"SpecialToken": {"id": "[SEP]", "type_id": 0}}, {"Sequence": {"id": "B", "type_id": 1}}, {"SpecialToken": {"id": "[SEP]", "type_id": 1}}],
-            "special_tokens": {"[CLS]": special("[CLS]", 2), "[SEP]": special("[SEP]", 3)}
-        },
-        "decoder": {"type": "WordPiece", "prefix": "##", "cleanup": true},
-        "model": {"type": "WordPiece", "unk_token": "[UNK]", "continuing_subword_prefix": "##", "max_input_chars_per_word": 100, "vocab": vocab}
-    });
-    std::fs::write(dir.join("tokenizer.json"), tokenizer.to_string()).unwrap();
+    // The tokenizer.json HF builds from that vocab.txt, which stays beside it (a folder with
+    // both reads tokenizer.json).
+    std::fs::write(dir.join("vocab.txt"), vocabulary().join("\n") + "\n").unwrap();
+    let json = bench_suite::tokenize::read_tokenizer(&dir.join("vocab.txt")).unwrap().json;
+    std::fs::write(dir.join("tokenizer.json"), json).unwrap();
+}
+
+/// The tiny model's vocabulary: the special tokens, [`WORDS`], unused fillers and `[MASK]` (40).
+fn vocabulary() -> Vec<String> {
+    SPECIAL
+        .iter()
+        .chain(WORDS.iter())
+        .map(|token| (*token).to_owned())
+        .chain((SPECIAL.len() + WORDS.len()..39).map(|id| format!("[unused{id}]")))
+        .chain(["[MASK]".to_owned()])
+        .collect()
 }
 
 /// A learnable review task: "good" reviews are positive.
@@ -217,14 +211,7 @@ fn finetune_takes_a_folder_and_a_task_file() {
     for file in ["config.json", "model.safetensors"] {
         std::fs::copy(dir.join("tiny-model").join(file), vocab_model.join(file)).unwrap();
     }
-    let tokens: Vec<String> = SPECIAL
-        .iter()
-        .chain(WORDS.iter())
-        .map(|token| (*token).to_owned())
-        .chain((SPECIAL.len() + WORDS.len()..39).map(|id| format!("[unused{id}]")))
-        .chain(["[MASK]".to_owned()])
-        .collect();
-    std::fs::write(vocab_model.join("vocab.txt"), tokens.join("\n") + "\n").unwrap();
+    std::fs::copy(dir.join("tiny-model/vocab.txt"), vocab_model.join("vocab.txt")).unwrap();
     let output = run(binary(&dir.join("home"))
         .current_dir(&dir)
         .args(["finetune", "--model", "./vocab-model", "--task", "reviews.yaml", "--mode", "said", "--d", "100"])

@@ -26,35 +26,13 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
-/// A WordPiece `tokenizer.json` over [`SPECIAL`] (added, special) and [`WORDS`].
+/// A WordPiece `tokenizer.json` over [`SPECIAL`] and [`WORDS`]: the one HF builds from that
+/// `vocab.txt` (written beside it).
 fn write_tokenizer(path: &Path) {
-    let mut vocab = serde_json::Map::new();
-    for (id, token) in SPECIAL.iter().chain(WORDS.iter()).enumerate() {
-        vocab.insert((*token).to_owned(), id.into());
-    }
-    let added: Vec<serde_json::Value> = SPECIAL
-        .iter()
-        .enumerate()
-        .map(|(id, token)| {
-            serde_json::json!({"id": id, "content": token, "single_word": false, "lstrip": false, "rstrip": false,
-                "normalized": false, "special": true})
-        })
-        .collect();
-    let special = |token: &str, id: u32| serde_json::json!({"id": token, "ids": [id], "tokens": [token]});
-    let tokenizer = serde_json::json!({
-        "version": "1.0", "truncation": null, "padding": null, "added_tokens": added,
-        "normalizer": {"type": "BertNormalizer", "clean_text": true, "handle_chinese_chars": true, "strip_accents": null, "lowercase": true},
-        "pre_tokenizer": {"type": "BertPreTokenizer"},
-        "post_processor": {
-            "type": "TemplateProcessing",
-            "single": [{"SpecialToken": {"id": "[CLS]", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}, {"SpecialToken": {"id": "[SEP]", "type_id": 0}}],
-            "pair": [{"SpecialToken": {"id": "[CLS]", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}, {"SpecialToken": {"id": "[SEP]", "type_id": 0}}, {"Sequence": {"id": "B", "type_id": 1}}, {"SpecialToken": {"id": "[SEP]", "type_id": 1}}],
-            "special_tokens": {"[CLS]": special("[CLS]", 2), "[SEP]": special("[SEP]", 3)}
-        },
-        "decoder": {"type": "WordPiece", "prefix": "##", "cleanup": true},
-        "model": {"type": "WordPiece", "unk_token": "[UNK]", "continuing_subword_prefix": "##", "max_input_chars_per_word": 100, "vocab": vocab}
-    });
-    std::fs::write(path, tokenizer.to_string()).unwrap();
+    let vocab = path.with_file_name("vocab.txt");
+    std::fs::write(&vocab, SPECIAL.iter().chain(WORDS.iter()).map(|token| format!("{token}\n")).collect::<String>())
+        .unwrap();
+    std::fs::write(path, bench_suite::tokenize::read_tokenizer(&vocab).unwrap().json).unwrap();
 }
 
 /// 400 short documents with learnable regularities ("the film was very good and the music is
@@ -427,10 +405,37 @@ experiments:
         assert!(stderr.contains(line), "{line}: {stderr}");
     }
     assert!(!out.exists(), "--check-only wrote {}", out.display());
+    let key_of = |name: &str| {
+        let start = stderr.find(&format!("pre-training {name} (")).unwrap() + format!("pre-training {name} (").len();
+        stderr[start..].split(')').next().unwrap().to_owned()
+    };
+    let (tiny_key, wide_key) = (key_of("tiny"), key_of("tiny-wide"));
 
-    let output = reproduce(&[]);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stderr}");
+    // Another process (a shard) holds tiny's pre-training: this one pre-trains tiny-wide and runs
+    // its searches instead of waiting, and waits for tiny only when nothing else is left.
+    let held = results::ResultsDir::new(&out).unwrap().lock(&format!("pretraining-{tiny_key}")).unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_bench-suite"));
+    command.env("INTRINSIC_BENCH_HOME", &home).env("RUST_BACKTRACE", "0");
+    command.args(["reproduce", "--spec", spec_path.to_str().unwrap(), "--out", out.to_str().unwrap(), "--offline"]);
+    let mut child = command.stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stderr.take().unwrap()));
+    let mut stderr = String::new();
+    let mut held = Some(held);
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        stderr.push_str(&line);
+        stderr.push('\n');
+        if line.contains(&format!("pre-training tiny ({tiny_key}) is running in another process: waiting for it")) {
+            assert!(stderr.contains("its searches come after other work"), "{stderr}");
+            assert!(out.join("pretraining").join(&wide_key).join("record.json").is_file(), "{stderr}");
+            let done = results::ResultsDir::new(&out).unwrap().searches().unwrap();
+            assert_eq!(done.len(), 2, "tiny-wide's two searches ran first: {done:#?}");
+            drop(held.take());
+        }
+    }
+    assert!(held.is_none(), "it never waited for tiny: {stderr}");
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{stderr}");
     assert!(stderr.contains("pre-training tiny (") && stderr.contains("pre-training tiny-wide ("), "{stderr}");
     let searches = results::ResultsDir::new(&out).unwrap().searches().unwrap();
     assert_eq!(searches.len(), 3 + 4, "{searches:#?}");

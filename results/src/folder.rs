@@ -98,6 +98,17 @@ impl ResultsDir {
         Ok(KeyLock { _file: file })
     }
 
+    /// [`ResultsDir::lock`] without waiting: `None` when another process holds the lock.
+    pub fn try_lock(&self, key: &str) -> Result<Option<KeyLock>, ResultsError> {
+        let path = self.root.join("locks").join(format!("{key}.lock"));
+        let file = File::options().create(true).truncate(false).write(true).open(&path).map_err(io(&path))?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(KeyLock { _file: file })),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(err)) => Err(io(&path)(err)),
+        }
+    }
+
     pub fn load_run(&self, key: &str) -> Result<Option<RunRecord>, ResultsError> {
         read_json(&self.run_path(key))
     }

@@ -203,6 +203,13 @@ pub enum Event<'a> {
         updates: usize,
     },
     PretrainingUpdate(crate::pretrain::UpdateReport),
+    /// Another process holds the pre-training's lock (it is running it): this one goes on with
+    /// other work (`waiting: false`) or, with nothing else left, waits for it.
+    PretrainingHeld {
+        name: &'a str,
+        key: &'a str,
+        waiting: bool,
+    },
     PretrainingFinished {
         name: &'a str,
         record: &'a results::PretrainingRecord,
@@ -400,7 +407,13 @@ impl Runner {
         Ok(prepared)
     }
 
-    /// Runs the searches in order; returns their records.
+    /// Runs the searches; returns their records in the order of `searches`.
+    ///
+    /// Searches that fine-tune no checkpoint of a pre-training run first, in order. Then each
+    /// pre-training these searches need (in name order) runs, or is reused once finished, and its
+    /// searches follow it. A pre-training that another process (a shard, a second job on the same
+    /// results folder) is running is left for later, so that this process takes the next one or
+    /// its own searches instead of waiting; it waits only when nothing else is left.
     pub fn run(
         &mut self,
         searches: &[PreparedSearch],
@@ -409,69 +422,109 @@ impl Runner {
         let device = parse_device(&self.device)?;
         self.results.create()?;
         on_event(Event::Planned { searches });
-        // The pre-trainings these searches fine-tune checkpoints of, first, in name order.
-        let needed: std::collections::BTreeSet<&str> = searches
-            .iter()
-            .filter_map(|search| match &search.subject {
-                Subject::Text { model: Checkpoint::Produced(produced), .. } => Some(produced.pretraining.as_str()),
-                _ => None,
-            })
-            .collect();
-        for name in needed {
-            self.pretrain(name, device, on_event)?;
-        }
-        let mut records = Vec::new();
-        for (index, search) in searches.iter().enumerate() {
-            on_event(Event::SearchStarted { index, search });
-            if let Some(record) = self.load_search(search)? {
-                on_event(Event::SearchFinished { index, record: &record, reused: true });
-                records.push(record);
-                continue;
+        let pretraining_of = |search: &PreparedSearch| match &search.subject {
+            Subject::Text { model: Checkpoint::Produced(produced), .. } => Some(produced.pretraining.clone()),
+            _ => None,
+        };
+        let mut records: Vec<Option<SearchRecord>> = vec![None; searches.len()];
+        let independent: Vec<usize> =
+            (0..searches.len()).filter(|&index| pretraining_of(&searches[index]).is_none()).collect();
+        self.run_searches(searches, &independent, &mut records, on_event)?;
+        let mut pending: Vec<String> =
+            searches.iter().filter_map(pretraining_of).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+        // First every pre-training no other process holds, then (waiting) those that were held.
+        for wait in [false, true] {
+            let mut held = Vec::new();
+            for name in pending {
+                if !self.pretrain(&name, device, wait, on_event)? {
+                    held.push(name);
+                    continue;
+                }
+                let dependent: Vec<usize> = (0..searches.len())
+                    .filter(|&index| pretraining_of(&searches[index]).as_deref() == Some(name.as_str()))
+                    .collect();
+                self.run_searches(searches, &dependent, &mut records, on_event)?;
             }
-            let _lock = self.results.lock(&search.key)?;
-            // Another process may have finished it while this one waited for the lock.
+            pending = held;
+        }
+        Ok(records.into_iter().map(|record| record.expect("every search ran")).collect())
+    }
+
+    /// Runs (or reuses) `searches[index]` for each of `indices`, into `records[index]`.
+    fn run_searches(
+        &mut self,
+        searches: &[PreparedSearch],
+        indices: &[usize],
+        records: &mut [Option<SearchRecord>],
+        on_event: &mut dyn FnMut(Event),
+    ) -> Result<(), RunnerError> {
+        for &index in indices {
+            let search = &searches[index];
+            on_event(Event::SearchStarted { index, search });
             let (record, reused) = match self.load_search(search)? {
                 Some(record) => (record, true),
                 None => {
-                    let record = self.run_search(search, on_event)?;
-                    self.results.save_search(&record)?;
-                    (record, false)
+                    let _lock = self.results.lock(&search.key)?;
+                    // Another process may have finished it while this one waited for the lock.
+                    match self.load_search(search)? {
+                        Some(record) => (record, true),
+                        None => {
+                            let record = self.run_search(search, on_event)?;
+                            self.results.save_search(&record)?;
+                            (record, false)
+                        }
+                    }
                 }
             };
             on_event(Event::SearchFinished { index, record: &record, reused });
-            records.push(record);
+            records[index] = Some(record);
         }
-        Ok(records)
+        Ok(())
     }
 
-    /// Runs (or resumes, or reuses) the pre-training `name`, holding its key's lock.
+    /// Runs (or resumes, or reuses) the pre-training `name`, holding its key's lock; `true` once
+    /// it is finished. Without `wait`, a pre-training whose lock another process holds is left
+    /// alone (`false`); with it, this process waits for the lock (and then, as a rule, reuses
+    /// what the other one finished).
     fn pretrain(
         &mut self,
         name: &str,
         device: tch::Device,
+        wait: bool,
         on_event: &mut dyn FnMut(Event),
-    ) -> Result<(), RunnerError> {
+    ) -> Result<bool, RunnerError> {
         let error = |source: crate::pretrain::PretrainError| RunnerError::Pretraining {
             name: name.to_owned(),
             source: Box::new(source),
         };
-        let resolved = self.pretrainings.remove(name).expect("keyed by prepare");
-        let key = resolved.spec.key();
-        let record_path = resolved.dir.join("record.json");
+        let key = self.pretrainings[name].spec.key();
+        let record_path = self.pretrainings[name].dir.join("record.json");
         // A finished pre-training is reused without its corpus (which may not be packed here).
         let finished = |path: &std::path::Path| -> Option<results::PretrainingRecord> {
             serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
         };
         if let Some(record) = finished(&record_path) {
             on_event(Event::PretrainingFinished { name, record: &record, reused: true });
-            return Ok(());
+            return Ok(true);
         }
-        let _lock = self.results.lock(&format!("pretraining-{key}"))?;
+        let lock_key = format!("pretraining-{key}");
+        let _lock = match self.results.try_lock(&lock_key)? {
+            Some(lock) => lock,
+            None if !wait => {
+                on_event(Event::PretrainingHeld { name, key: &key, waiting: false });
+                return Ok(false);
+            }
+            None => {
+                on_event(Event::PretrainingHeld { name, key: &key, waiting: true });
+                self.results.lock(&lock_key)?
+            }
+        };
         // Another process (a shard) may have finished it while this one waited for the lock.
         if let Some(record) = finished(&record_path) {
             on_event(Event::PretrainingFinished { name, record: &record, reused: true });
-            return Ok(());
+            return Ok(true);
         }
+        let resolved = self.pretrainings.remove(name).expect("keyed by prepare");
         on_event(Event::PretrainingStarted { name, key: &key, updates: resolved.spec.updates });
         let prepared = resolved.pack(&self.store, &mut |_| {}).map_err(error)?;
         let finished = crate::pretrain::pretrain(&prepared, device, Default::default(), &mut |report| {
@@ -480,7 +533,7 @@ impl Runner {
         .map_err(error)?;
         let crate::pretrain::Finished::Completed(record) = finished else { unreachable!("no update limit was given") };
         on_event(Event::PretrainingFinished { name, record: &record, reused: false });
-        Ok(())
+        Ok(true)
     }
 
     /// The finished search's record, if there is one. A record written before records named the
