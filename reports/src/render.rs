@@ -380,8 +380,54 @@ pub fn report(
 const COLORS: [RGBColor; 4] =
     [RGBColor(31, 119, 180), RGBColor(214, 39, 40), RGBColor(44, 160, 44), RGBColor(148, 103, 189)];
 
-fn svg_error(file: &str) -> impl Fn(String) -> ReportError + '_ {
-    move |message| ReportError::Svg { file: file.to_owned(), message }
+type DrawError = Box<dyn std::error::Error>;
+
+/// A 640 x 400 SVG figure on white: `draw` draws on the canvas; a drawing error names `file`.
+fn svg_figure(
+    file: &str,
+    draw: impl FnOnce(&DrawingArea<SVGBackend<'_>, plotters::coord::Shift>) -> Result<(), DrawError>,
+) -> Result<Vec<u8>, ReportError> {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (640, 400)).into_drawing_area();
+        let drawn = root.fill(&WHITE).map_err(DrawError::from).and_then(|()| draw(&root));
+        drawn
+            .and_then(|()| Ok(root.present()?))
+            .map_err(|e| ReportError::Svg { file: file.to_owned(), message: e.to_string() })?;
+    }
+    Ok(svg.into_bytes())
+}
+
+/// A series drawn as a line through its points, with a dot at each and a line in the legend.
+fn line_with_points<X, Y>(
+    chart: &mut ChartContext<'_, SVGBackend<'_>, Cartesian2d<X, Y>>,
+    points: &[(f64, f64)],
+    color: RGBColor,
+    label: String,
+) -> Result<(), DrawError>
+where
+    X: Ranged<ValueType = f64>,
+    Y: Ranged<ValueType = f64>,
+{
+    chart
+        .draw_series(LineSeries::new(points.to_vec(), color.stroke_width(2)))?
+        .label(label)
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2)));
+    chart.draw_series(points.iter().map(|&point| Circle::new(point, 4, color.filled())))?;
+    Ok(())
+}
+
+/// The legend box (black border, white background), at `position` or plotters' default place.
+fn legend<'a, X: Ranged, Y: Ranged>(
+    chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<X, Y>>,
+    position: Option<SeriesLabelPosition>,
+) -> Result<(), DrawError> {
+    let mut labels = chart.configure_series_labels();
+    labels.border_style(BLACK).background_style(WHITE);
+    if let Some(position) = position {
+        labels.position(position);
+    }
+    Ok(labels.draw()?)
 }
 
 fn number(table: &Table, row: usize, column: &str) -> Option<f64> {
@@ -390,63 +436,40 @@ fn number(table: &Table, row: usize, column: &str) -> Option<f64> {
 
 /// Score against d on a log axis, one series per method, dashed target line.
 fn figure1_svg(table: &Table, rows: &[usize], title: &str) -> Result<Vec<u8>, ReportError> {
-    let mut svg = String::new();
-    let err = svg_error("figure1");
-    {
-        let root = SVGBackend::with_string(&mut svg, (640, 400)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
+    svg_figure("figure1", |root| {
         let ds: Vec<f64> = rows.iter().filter_map(|&r| number(table, r, "d")).collect();
         let (lo, hi) = (ds.iter().copied().fold(f64::MAX, f64::min), ds.iter().copied().fold(0.0, f64::max));
         let (lo, hi) = (lo / 1.5, hi * 1.5);
-        let mut chart = ChartBuilder::on(&root)
+        let mut chart = ChartBuilder::on(root)
             .caption(title, ("sans-serif", 18))
             .margin(12)
             .x_label_area_size(36)
             .y_label_area_size(48)
-            .build_cartesian_2d((lo..hi).log_scale(), 0.0..1.0)
-            .map_err(|e| err(e.to_string()))?;
+            .build_cartesian_2d((lo..hi).log_scale(), 0.0..1.0)?;
         chart
             .configure_mesh()
             .x_desc("d (log scale)")
             .y_desc("dev accuracy")
             .x_label_formatter(&|d| format!("{d:.0}"))
-            .draw()
-            .map_err(|e| err(e.to_string()))?;
+            .draw()?;
         let mut methods: Vec<&str> = rows.iter().filter_map(|&r| table.cell(r, "method")).collect();
         methods.dedup();
         for (idx, method) in methods.iter().enumerate() {
-            let color = COLORS[idx % COLORS.len()];
             let points: Vec<(f64, f64)> = rows
                 .iter()
                 .filter(|&&r| table.cell(r, "method") == Some(method))
                 .filter_map(|&r| Some((number(table, r, "d")?, number(table, r, "probe_score")?)))
                 .collect();
-            chart
-                .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
-                .map_err(|e| err(e.to_string()))?
-                .label(*method)
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2)));
-            chart
-                .draw_series(points.iter().map(|&point| Circle::new(point, 4, color.filled())))
-                .map_err(|e| err(e.to_string()))?;
+            line_with_points(&mut chart, &points, COLORS[idx % COLORS.len()], (*method).to_owned())?;
         }
         if let Some(target) = rows.iter().find_map(|&r| number(table, r, "target")) {
             chart
-                .draw_series(DashedLineSeries::new(vec![(lo, target), (hi, target)], 6, 4, BLACK.stroke_width(1)))
-                .map_err(|e| err(e.to_string()))?
+                .draw_series(DashedLineSeries::new(vec![(lo, target), (hi, target)], 6, 4, BLACK.stroke_width(1)))?
                 .label(format!("target {target:.4}"))
                 .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], BLACK.stroke_width(1)));
         }
-        chart
-            .configure_series_labels()
-            .border_style(BLACK)
-            .background_style(WHITE)
-            .position(SeriesLabelPosition::LowerRight)
-            .draw()
-            .map_err(|e| err(e.to_string()))?;
-        root.present().map_err(|e| err(e.to_string()))?;
-    }
-    Ok(svg.into_bytes())
+        legend(&mut chart, Some(SeriesLabelPosition::LowerRight))
+    })
 }
 
 /// Mark positions and series of a log-y chart whose x is an update or a parameter count.
@@ -459,29 +482,23 @@ fn log_range(values: &[f64]) -> (f64, f64) {
 /// d90 against update (log y), one series per task; checkpoints without a d90 are crosses on the
 /// update axis.
 fn trajectory_svg(table: &Table, rows: &[usize], title: &str) -> Result<Vec<u8>, ReportError> {
-    let mut svg = String::new();
-    let err = svg_error("trajectory");
-    {
-        let root = SVGBackend::with_string(&mut svg, (640, 400)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
+    svg_figure("trajectory", |root| {
         let updates: Vec<f64> = rows.iter().filter_map(|&r| number(table, r, "update")).collect();
         let x_hi = updates.iter().copied().fold(1.0, f64::max) * 1.05;
         let d90s: Vec<f64> = rows.iter().filter_map(|&r| number(table, r, "d90")).collect();
         let (lo, hi) = log_range(&d90s);
-        let mut chart = ChartBuilder::on(&root)
+        let mut chart = ChartBuilder::on(root)
             .caption(title, ("sans-serif", 16))
             .margin(12)
             .x_label_area_size(36)
             .y_label_area_size(56)
-            .build_cartesian_2d(-x_hi * 0.05..x_hi, (lo..hi).log_scale())
-            .map_err(|e| err(e.to_string()))?;
+            .build_cartesian_2d(-x_hi * 0.05..x_hi, (lo..hi).log_scale())?;
         chart
             .configure_mesh()
             .x_desc("pre-training update")
             .y_desc("d90 (log scale)")
             .y_label_formatter(&|d| format!("{d:.0}"))
-            .draw()
-            .map_err(|e| err(e.to_string()))?;
+            .draw()?;
         let mut tasks: Vec<&str> = rows.iter().filter_map(|&r| table.cell(r, "task")).collect();
         tasks.sort_unstable();
         tasks.dedup();
@@ -492,60 +509,38 @@ fn trajectory_svg(table: &Table, rows: &[usize], title: &str) -> Result<Vec<u8>,
                 .iter()
                 .filter_map(|&r| Some((number(table, r, "update")?, number(table, r, "d90")?)))
                 .collect();
-            chart
-                .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
-                .map_err(|e| err(e.to_string()))?
-                .label(*task)
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2)));
-            chart
-                .draw_series(points.iter().map(|&point| Circle::new(point, 4, color.filled())))
-                .map_err(|e| err(e.to_string()))?;
+            line_with_points(&mut chart, &points, color, (*task).to_owned())?;
             let missing: Vec<f64> = task_rows
                 .iter()
                 .filter(|&&r| table.cell(r, "d90").is_none())
                 .filter_map(|&r| number(table, r, "update"))
                 .collect();
             chart
-                .draw_series(missing.iter().map(|&update| Cross::new((update, lo * 1.15), 6, color.stroke_width(2))))
-                .map_err(|e| err(e.to_string()))?;
+                .draw_series(missing.iter().map(|&update| Cross::new((update, lo * 1.15), 6, color.stroke_width(2))))?;
         }
-        chart
-            .configure_series_labels()
-            .border_style(BLACK)
-            .background_style(WHITE)
-            .position(SeriesLabelPosition::UpperRight)
-            .draw()
-            .map_err(|e| err(e.to_string()))?;
-        root.present().map_err(|e| err(e.to_string()))?;
-    }
-    Ok(svg.into_bytes())
+        legend(&mut chart, Some(SeriesLabelPosition::UpperRight))
+    })
 }
 
 /// d90 against parameters, log-log, one series per task and method.
 fn model_size_svg(table: &Table) -> Result<Vec<u8>, ReportError> {
-    let mut svg = String::new();
-    let err = svg_error("model_size");
-    {
-        let root = SVGBackend::with_string(&mut svg, (640, 400)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
+    svg_figure("model_size", |root| {
         let rows: Vec<usize> = (0..table.rows.len()).collect();
         let (x_lo, x_hi) = log_range(&rows.iter().filter_map(|&r| number(table, r, "parameters")).collect::<Vec<_>>());
         let (y_lo, y_hi) = log_range(&rows.iter().filter_map(|&r| number(table, r, "d90")).collect::<Vec<_>>());
-        let mut chart = ChartBuilder::on(&root)
+        let mut chart = ChartBuilder::on(root)
             .caption("d90 against parameter count", ("sans-serif", 16))
             .margin(12)
             .x_label_area_size(36)
             .y_label_area_size(56)
-            .build_cartesian_2d((x_lo..x_hi).log_scale(), (y_lo..y_hi).log_scale())
-            .map_err(|e| err(e.to_string()))?;
+            .build_cartesian_2d((x_lo..x_hi).log_scale(), (y_lo..y_hi).log_scale())?;
         chart
             .configure_mesh()
             .x_desc("parameters (log scale)")
             .y_desc("d90 (log scale)")
             .x_label_formatter(&|d| format!("{d:.1e}"))
             .y_label_formatter(&|d| format!("{d:.0}"))
-            .draw()
-            .map_err(|e| err(e.to_string()))?;
+            .draw()?;
         let mut series: Vec<(String, String)> = rows
             .iter()
             .map(|&r| {
@@ -554,46 +549,23 @@ fn model_size_svg(table: &Table) -> Result<Vec<u8>, ReportError> {
             .collect();
         series.dedup();
         for (idx, (task, method)) in series.iter().enumerate() {
-            let color = COLORS[idx % COLORS.len()];
+            let in_series = |r: usize| table.cell(r, "task") == Some(task) && table.cell(r, "method") == Some(method);
             let points: Vec<(f64, f64)> = rows
                 .iter()
-                .filter(|&&r| table.cell(r, "task") == Some(task) && table.cell(r, "method") == Some(method))
+                .filter(|&&r| in_series(r))
                 .filter_map(|&r| Some((number(table, r, "parameters")?, number(table, r, "d90")?)))
                 .collect();
-            let slope = rows
-                .iter()
-                .find(|&&r| table.cell(r, "task") == Some(task) && table.cell(r, "method") == Some(method))
-                .and_then(|&r| table.cell(r, "slope"))
-                .unwrap_or("?")
-                .to_owned();
-            chart
-                .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
-                .map_err(|e| err(e.to_string()))?
-                .label(format!("{task} {method} (slope {slope})"))
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2)));
-            chart
-                .draw_series(points.iter().map(|&point| Circle::new(point, 4, color.filled())))
-                .map_err(|e| err(e.to_string()))?;
+            let slope = rows.iter().find(|&&r| in_series(r)).and_then(|&r| table.cell(r, "slope")).unwrap_or("?");
+            let label = format!("{task} {method} (slope {slope})");
+            line_with_points(&mut chart, &points, COLORS[idx % COLORS.len()], label)?;
         }
-        chart
-            .configure_series_labels()
-            .border_style(BLACK)
-            .background_style(WHITE)
-            .position(SeriesLabelPosition::UpperRight)
-            .draw()
-            .map_err(|e| err(e.to_string()))?;
-        root.present().map_err(|e| err(e.to_string()))?;
-    }
-    Ok(svg.into_bytes())
+        legend(&mut chart, Some(SeriesLabelPosition::UpperRight))
+    })
 }
 
 /// Relative generalization gap and the bound term against d90.
 fn generalization_svg(table: &Table) -> Result<Vec<u8>, ReportError> {
-    let mut svg = String::new();
-    let err = svg_error("generalization");
-    {
-        let root = SVGBackend::with_string(&mut svg, (640, 400)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
+    svg_figure("generalization", |root| {
         let rows: Vec<usize> = (0..table.rows.len()).collect();
         let ds: Vec<f64> = rows.iter().filter_map(|&r| number(table, r, "d90")).collect();
         let (lo, hi) =
@@ -605,19 +577,13 @@ fn generalization_svg(table: &Table) -> Result<Vec<u8>, ReportError> {
             .collect();
         let top = values.iter().copied().fold(0.05, f64::max) * 1.2;
         let bottom = values.iter().copied().fold(0.0, f64::min) * 1.2;
-        let mut chart = ChartBuilder::on(&root)
+        let mut chart = ChartBuilder::on(root)
             .caption("relative generalization gap and sqrt(d90 / n) against d90", ("sans-serif", 16))
             .margin(12)
             .x_label_area_size(36)
             .y_label_area_size(48)
-            .build_cartesian_2d((lo..hi).log_scale(), bottom..top)
-            .map_err(|e| err(e.to_string()))?;
-        chart
-            .configure_mesh()
-            .x_desc("d90 (log scale)")
-            .x_label_formatter(&|d| format!("{d:.0}"))
-            .draw()
-            .map_err(|e| err(e.to_string()))?;
+            .build_cartesian_2d((lo..hi).log_scale(), bottom..top)?;
+        chart.configure_mesh().x_desc("d90 (log scale)").x_label_formatter(&|d| format!("{d:.0}")).draw()?;
         for (idx, (column, label)) in
             [("relative_gap", "relative gap"), ("bound_term", "sqrt(d90 / n_train)")].into_iter().enumerate()
         {
@@ -625,18 +591,10 @@ fn generalization_svg(table: &Table) -> Result<Vec<u8>, ReportError> {
             let points: Vec<(f64, f64)> =
                 rows.iter().filter_map(|&r| Some((number(table, r, "d90")?, number(table, r, column)?))).collect();
             chart
-                .draw_series(points.iter().map(|&point| Circle::new(point, 5, color.filled())))
-                .map_err(|e| err(e.to_string()))?
+                .draw_series(points.iter().map(|&point| Circle::new(point, 5, color.filled())))?
                 .label(label)
                 .legend(move |(x, y)| Circle::new((x + 8, y), 4, color.filled()));
         }
-        chart
-            .configure_series_labels()
-            .border_style(BLACK)
-            .background_style(WHITE)
-            .draw()
-            .map_err(|e| err(e.to_string()))?;
-        root.present().map_err(|e| err(e.to_string()))?;
-    }
-    Ok(svg.into_bytes())
+        legend(&mut chart, None)
+    })
 }
