@@ -18,8 +18,8 @@ use subspace::LayerGroup;
 use tch::Tensor;
 use tch::nn::{self, Module};
 
-use super::bert::Embeddings;
-use super::layers::{MultiHead, layer_norm_of_width, linear};
+use super::bert::{Embeddings, embeddings_layout};
+use super::layers::{Layout, MultiHead, layer_norm_of_width, linear};
 use super::{Classifier, Config, HiddenAct, ModelType, padding_bias, parameter_count};
 
 /// The layer group of a parameter by its HF name: `albert.embeddings.*` and the embedding
@@ -49,37 +49,31 @@ pub fn group_of_pass(pass: i64, config: &Config) -> usize {
 /// without building it.
 pub fn classifier_layout(config: &Config, n_labels: i64) -> Vec<(String, Vec<i64>)> {
     let (hidden, embedding, intermediate) = (config.hidden_size, config.embedding_size(), config.intermediate_size);
-    let mut shapes: Vec<(String, Vec<i64>)> = vec![
-        ("albert.embeddings.word_embeddings.weight".to_owned(), vec![config.vocab_size, embedding]),
-        ("albert.embeddings.position_embeddings.weight".to_owned(), vec![config.max_position_embeddings, embedding]),
-        ("albert.embeddings.token_type_embeddings.weight".to_owned(), vec![config.type_vocab_size, embedding]),
-        ("albert.embeddings.LayerNorm.weight".to_owned(), vec![embedding]),
-        ("albert.embeddings.LayerNorm.bias".to_owned(), vec![embedding]),
-        ("albert.encoder.embedding_hidden_mapping_in.weight".to_owned(), vec![hidden, embedding]),
-        ("albert.encoder.embedding_hidden_mapping_in.bias".to_owned(), vec![hidden]),
-    ];
+    let mut layout = Layout::default();
+    embeddings_layout(
+        &mut layout,
+        "albert",
+        config.vocab_size,
+        config.max_position_embeddings,
+        config.type_vocab_size,
+        embedding,
+    );
+    layout.linear("albert.encoder.embedding_hidden_mapping_in", embedding, hidden);
     for group in 0..config.num_hidden_groups {
         for inner in 0..config.inner_group_num {
             let layer = format!("albert.encoder.albert_layer_groups.{group}.albert_layers.{inner}");
-            shapes.push((format!("{layer}.full_layer_layer_norm.weight"), vec![hidden]));
-            shapes.push((format!("{layer}.full_layer_layer_norm.bias"), vec![hidden]));
+            layout.layer_norm(&format!("{layer}.full_layer_layer_norm"), hidden);
             for module in ["query", "key", "value", "dense"] {
-                shapes.push((format!("{layer}.attention.{module}.weight"), vec![hidden, hidden]));
-                shapes.push((format!("{layer}.attention.{module}.bias"), vec![hidden]));
+                layout.linear(&format!("{layer}.attention.{module}"), hidden, hidden);
             }
-            shapes.push((format!("{layer}.attention.LayerNorm.weight"), vec![hidden]));
-            shapes.push((format!("{layer}.attention.LayerNorm.bias"), vec![hidden]));
-            shapes.push((format!("{layer}.ffn.weight"), vec![intermediate, hidden]));
-            shapes.push((format!("{layer}.ffn.bias"), vec![intermediate]));
-            shapes.push((format!("{layer}.ffn_output.weight"), vec![hidden, intermediate]));
-            shapes.push((format!("{layer}.ffn_output.bias"), vec![hidden]));
+            layout
+                .layer_norm(&format!("{layer}.attention.LayerNorm"), hidden)
+                .linear(&format!("{layer}.ffn"), hidden, intermediate)
+                .linear(&format!("{layer}.ffn_output"), intermediate, hidden);
         }
     }
-    shapes.push(("albert.pooler.weight".to_owned(), vec![hidden, hidden]));
-    shapes.push(("albert.pooler.bias".to_owned(), vec![hidden]));
-    shapes.push(("classifier.weight".to_owned(), vec![n_labels, hidden]));
-    shapes.push(("classifier.bias".to_owned(), vec![n_labels]));
-    shapes
+    layout.linear("albert.pooler", hidden, hidden).linear("classifier", hidden, n_labels);
+    layout.finish()
 }
 
 // transformers 5.24.0: AlbertAttention + AlbertLayer

@@ -17,7 +17,7 @@ use subspace::LayerGroup;
 use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
 
-use super::layers::{EosHead, MultiHead, layer_norm_of_width, linear};
+use super::layers::{EosHead, Layout, MultiHead, layer_norm_of_width, linear};
 use super::{Classifier, Config, HiddenAct, ModelType, masked_value, padding_bias, parameter_count};
 
 /// nn.LayerNorm's default epsilon, which every BART norm uses.
@@ -57,49 +57,40 @@ pub fn layer_group(name: &str, encoder_layers: usize) -> LayerGroup {
 /// (the tied `embed_tokens` once, as `model.shared`), without building it.
 pub fn classifier_layout(config: &Config, n_labels: i64) -> Vec<(String, Vec<i64>)> {
     let d = config.hidden_size;
-    let mut shapes: Vec<(String, Vec<i64>)> = vec![("model.shared.weight".to_owned(), vec![config.vocab_size, d])];
     let positions = config.max_position_embeddings + POSITION_OFFSET;
-    let attention = |shapes: &mut Vec<(String, Vec<i64>)>, prefix: &str| {
+    let mut layout = Layout::default();
+    let attention = |layout: &mut Layout, prefix: &str| {
         for projection in ["k_proj", "v_proj", "q_proj", "out_proj"] {
-            shapes.push((format!("{prefix}.{projection}.weight"), vec![d, d]));
-            shapes.push((format!("{prefix}.{projection}.bias"), vec![d]));
+            layout.linear(&format!("{prefix}.{projection}"), d, d);
         }
     };
-    let norm = |shapes: &mut Vec<(String, Vec<i64>)>, prefix: &str| {
-        shapes.push((format!("{prefix}.weight"), vec![d]));
-        shapes.push((format!("{prefix}.bias"), vec![d]));
+    let feed_forward = |layout: &mut Layout, layer: &str, ffn: i64| {
+        layout.linear(&format!("{layer}.fc1"), d, ffn).linear(&format!("{layer}.fc2"), ffn, d);
     };
-    let feed_forward = |shapes: &mut Vec<(String, Vec<i64>)>, layer: &str, ffn: i64| {
-        shapes.push((format!("{layer}.fc1.weight"), vec![ffn, d]));
-        shapes.push((format!("{layer}.fc1.bias"), vec![ffn]));
-        shapes.push((format!("{layer}.fc2.weight"), vec![d, ffn]));
-        shapes.push((format!("{layer}.fc2.bias"), vec![d]));
-    };
-    shapes.push(("model.encoder.embed_positions.weight".to_owned(), vec![positions, d]));
+    layout.embedding("model.shared", config.vocab_size, d).embedding("model.encoder.embed_positions", positions, d);
     for index in 0..config.num_hidden_layers {
         let layer = format!("model.encoder.layers.{index}");
-        attention(&mut shapes, &format!("{layer}.self_attn"));
-        norm(&mut shapes, &format!("{layer}.self_attn_layer_norm"));
-        feed_forward(&mut shapes, &layer, config.intermediate_size);
-        norm(&mut shapes, &format!("{layer}.final_layer_norm"));
+        attention(&mut layout, &format!("{layer}.self_attn"));
+        layout.layer_norm(&format!("{layer}.self_attn_layer_norm"), d);
+        feed_forward(&mut layout, &layer, config.intermediate_size);
+        layout.layer_norm(&format!("{layer}.final_layer_norm"), d);
     }
-    norm(&mut shapes, "model.encoder.layernorm_embedding");
-    shapes.push(("model.decoder.embed_positions.weight".to_owned(), vec![positions, d]));
+    layout.layer_norm("model.encoder.layernorm_embedding", d).embedding("model.decoder.embed_positions", positions, d);
     for index in 0..config.decoder_layers {
         let layer = format!("model.decoder.layers.{index}");
-        attention(&mut shapes, &format!("{layer}.self_attn"));
-        norm(&mut shapes, &format!("{layer}.self_attn_layer_norm"));
-        attention(&mut shapes, &format!("{layer}.encoder_attn"));
-        norm(&mut shapes, &format!("{layer}.encoder_attn_layer_norm"));
-        feed_forward(&mut shapes, &layer, config.decoder_ffn_dim);
-        norm(&mut shapes, &format!("{layer}.final_layer_norm"));
+        attention(&mut layout, &format!("{layer}.self_attn"));
+        layout.layer_norm(&format!("{layer}.self_attn_layer_norm"), d);
+        attention(&mut layout, &format!("{layer}.encoder_attn"));
+        layout.layer_norm(&format!("{layer}.encoder_attn_layer_norm"), d);
+        feed_forward(&mut layout, &layer, config.decoder_ffn_dim);
+        layout.layer_norm(&format!("{layer}.final_layer_norm"), d);
     }
-    norm(&mut shapes, "model.decoder.layernorm_embedding");
-    shapes.push(("classification_head.dense.weight".to_owned(), vec![d, d]));
-    shapes.push(("classification_head.dense.bias".to_owned(), vec![d]));
-    shapes.push(("classification_head.out_proj.weight".to_owned(), vec![n_labels, d]));
-    shapes.push(("classification_head.out_proj.bias".to_owned(), vec![n_labels]));
-    shapes
+    layout.layer_norm("model.decoder.layernorm_embedding", d).linear("classification_head.dense", d, d).linear(
+        "classification_head.out_proj",
+        d,
+        n_labels,
+    );
+    layout.finish()
 }
 
 /// `[1, 1, seq, seq]`: 0 on and below the diagonal, the dtype's minimum above (HF's causal mask).

@@ -18,7 +18,7 @@ use subspace::LayerGroup;
 use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
 
-use super::layers::{MultiHead, layer_norm_of_width, linear};
+use super::layers::{Layout, MultiHead, layer_norm_of_width, linear};
 use super::{Classifier, Config, HiddenAct, ModelType, padding_bias, parameter_count};
 
 /// The layer group of a parameter by its HF name under the encoder prefix `prefix` (`bert`,
@@ -87,55 +87,60 @@ pub fn initialise_from_scratch(vs: &nn::VarStore, config: &Config, seed: u64) {
 pub fn classifier_layout(config: &Config, n_labels: i64) -> Vec<(String, Vec<i64>)> {
     let prefix = config.model_type.prefix();
     let (hidden, embedding) = (config.hidden_size, config.embedding_size());
-    let mut shapes: Vec<(String, Vec<i64>)> = vec![
-        (format!("{prefix}.embeddings.word_embeddings.weight"), vec![config.vocab_size, embedding]),
-        (format!("{prefix}.embeddings.position_embeddings.weight"), vec![config.max_position_embeddings, embedding]),
-        (format!("{prefix}.embeddings.token_type_embeddings.weight"), vec![config.type_vocab_size, embedding]),
-        (format!("{prefix}.embeddings.LayerNorm.weight"), vec![embedding]),
-        (format!("{prefix}.embeddings.LayerNorm.bias"), vec![embedding]),
-    ];
+    let mut layout = Layout::default();
+    embeddings_layout(
+        &mut layout,
+        prefix,
+        config.vocab_size,
+        config.max_position_embeddings,
+        config.type_vocab_size,
+        embedding,
+    );
     if embedding != hidden {
-        shapes.push((format!("{prefix}.embeddings_project.weight"), vec![hidden, embedding]));
-        shapes.push((format!("{prefix}.embeddings_project.bias"), vec![hidden]));
+        layout.linear(&format!("{prefix}.embeddings_project"), embedding, hidden);
     }
     for layer_idx in 0..config.num_hidden_layers as usize {
-        layer_layout(&mut shapes, &format!("{prefix}.encoder.layer.{layer_idx}"), hidden, config.intermediate_size);
+        layer_layout(&mut layout, &format!("{prefix}.encoder.layer.{layer_idx}"), hidden, config.intermediate_size);
     }
-    let mut push = |name: &str, shape: Vec<i64>| shapes.push((name.to_owned(), shape));
     match config.model_type {
-        ModelType::Bert => {
-            push("bert.pooler.dense.weight", vec![hidden, hidden]);
-            push("bert.pooler.dense.bias", vec![hidden]);
-            push("classifier.weight", vec![n_labels, hidden]);
-            push("classifier.bias", vec![n_labels]);
-        }
+        ModelType::Bert => layout.linear("bert.pooler.dense", hidden, hidden).linear("classifier", hidden, n_labels),
         ModelType::Roberta | ModelType::XlmRoberta | ModelType::Electra => {
-            push("classifier.dense.weight", vec![hidden, hidden]);
-            push("classifier.dense.bias", vec![hidden]);
-            push("classifier.out_proj.weight", vec![n_labels, hidden]);
-            push("classifier.out_proj.bias", vec![n_labels]);
+            layout.linear("classifier.dense", hidden, hidden).linear("classifier.out_proj", hidden, n_labels)
         }
         ModelType::DistilBert | ModelType::Albert | ModelType::Bart | ModelType::T5 | ModelType::Xlnet => {
             unreachable!("{}'s layout is in its own file", config.model_type.name())
         }
-    }
-    shapes
+    };
+    layout.finish()
 }
 
 /// The 16 tensors of one BERT layer under `layer` (`bert.encoder.layer.3`).
-fn layer_layout(shapes: &mut Vec<(String, Vec<i64>)>, layer: &str, hidden: i64, intermediate: i64) {
+fn layer_layout(layout: &mut Layout, layer: &str, hidden: i64, intermediate: i64) {
     for module in ["attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense"] {
-        shapes.push((format!("{layer}.{module}.weight"), vec![hidden, hidden]));
-        shapes.push((format!("{layer}.{module}.bias"), vec![hidden]));
+        layout.linear(&format!("{layer}.{module}"), hidden, hidden);
     }
-    shapes.push((format!("{layer}.attention.output.LayerNorm.weight"), vec![hidden]));
-    shapes.push((format!("{layer}.attention.output.LayerNorm.bias"), vec![hidden]));
-    shapes.push((format!("{layer}.intermediate.dense.weight"), vec![intermediate, hidden]));
-    shapes.push((format!("{layer}.intermediate.dense.bias"), vec![intermediate]));
-    shapes.push((format!("{layer}.output.dense.weight"), vec![hidden, intermediate]));
-    shapes.push((format!("{layer}.output.dense.bias"), vec![hidden]));
-    shapes.push((format!("{layer}.output.LayerNorm.weight"), vec![hidden]));
-    shapes.push((format!("{layer}.output.LayerNorm.bias"), vec![hidden]));
+    layout
+        .layer_norm(&format!("{layer}.attention.output.LayerNorm"), hidden)
+        .linear(&format!("{layer}.intermediate.dense"), hidden, intermediate)
+        .linear(&format!("{layer}.output.dense"), intermediate, hidden)
+        .layer_norm(&format!("{layer}.output.LayerNorm"), hidden);
+}
+
+/// The word, position and token-type embeddings and their LayerNorm under `{prefix}.embeddings`
+/// (BERT's, RoBERTa's, XLM-R's, ELECTRA's and ALBERT's), `width` wide.
+pub(super) fn embeddings_layout(
+    layout: &mut Layout,
+    prefix: &str,
+    vocab_size: i64,
+    max_positions: i64,
+    type_vocab_size: i64,
+    width: i64,
+) {
+    layout
+        .embedding(&format!("{prefix}.embeddings.word_embeddings"), vocab_size, width)
+        .embedding(&format!("{prefix}.embeddings.position_embeddings"), max_positions, width)
+        .embedding(&format!("{prefix}.embeddings.token_type_embeddings"), type_vocab_size, width)
+        .layer_norm(&format!("{prefix}.embeddings.LayerNorm"), width);
 }
 
 /// A BERT/RoBERTa-style encoder with a RoBERTa classification head (dense, out_proj).
@@ -150,21 +155,13 @@ pub fn encoder_classifier_layout(
     n_layers: usize,
     n_labels: i64,
 ) -> Vec<(String, Vec<i64>)> {
-    let mut shapes: Vec<(String, Vec<i64>)> = vec![
-        (format!("{prefix}.embeddings.word_embeddings.weight"), vec![vocab_size, hidden]),
-        (format!("{prefix}.embeddings.position_embeddings.weight"), vec![max_positions, hidden]),
-        (format!("{prefix}.embeddings.token_type_embeddings.weight"), vec![type_vocab_size, hidden]),
-        (format!("{prefix}.embeddings.LayerNorm.weight"), vec![hidden]),
-        (format!("{prefix}.embeddings.LayerNorm.bias"), vec![hidden]),
-    ];
+    let mut layout = Layout::default();
+    embeddings_layout(&mut layout, prefix, vocab_size, max_positions, type_vocab_size, hidden);
     for layer_idx in 0..n_layers {
-        layer_layout(&mut shapes, &format!("{prefix}.encoder.layer.{layer_idx}"), hidden, intermediate);
+        layer_layout(&mut layout, &format!("{prefix}.encoder.layer.{layer_idx}"), hidden, intermediate);
     }
-    shapes.push(("classifier.dense.weight".to_owned(), vec![hidden, hidden]));
-    shapes.push(("classifier.dense.bias".to_owned(), vec![hidden]));
-    shapes.push(("classifier.out_proj.weight".to_owned(), vec![n_labels, hidden]));
-    shapes.push(("classifier.out_proj.bias".to_owned(), vec![n_labels]));
-    shapes
+    layout.linear("classifier.dense", hidden, hidden).linear("classifier.out_proj", hidden, n_labels);
+    layout.finish()
 }
 
 fn layer_norm(p: nn::Path, config: &Config) -> nn::LayerNorm {

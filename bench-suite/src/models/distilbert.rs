@@ -14,7 +14,7 @@ use subspace::LayerGroup;
 use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
 
-use super::layers::{MultiHead, layer_norm_of_width, linear};
+use super::layers::{Layout, MultiHead, layer_norm_of_width, linear};
 use super::{Classifier, Config, HiddenAct, ModelType, padding_bias, parameter_count};
 
 /// HF's fixed LayerNorm epsilon in every DistilBERT module.
@@ -40,32 +40,24 @@ pub fn layer_group(name: &str) -> LayerGroup {
 /// without building it.
 pub fn classifier_layout(config: &Config, n_labels: i64) -> Vec<(String, Vec<i64>)> {
     let (dim, hidden_dim) = (config.hidden_size, config.intermediate_size);
-    let mut shapes: Vec<(String, Vec<i64>)> = vec![
-        ("distilbert.embeddings.word_embeddings.weight".to_owned(), vec![config.vocab_size, dim]),
-        ("distilbert.embeddings.position_embeddings.weight".to_owned(), vec![config.max_position_embeddings, dim]),
-        ("distilbert.embeddings.LayerNorm.weight".to_owned(), vec![dim]),
-        ("distilbert.embeddings.LayerNorm.bias".to_owned(), vec![dim]),
-    ];
+    let mut layout = Layout::default();
+    layout
+        .embedding("distilbert.embeddings.word_embeddings", config.vocab_size, dim)
+        .embedding("distilbert.embeddings.position_embeddings", config.max_position_embeddings, dim)
+        .layer_norm("distilbert.embeddings.LayerNorm", dim);
     for layer_idx in 0..config.num_hidden_layers {
         let layer = format!("distilbert.transformer.layer.{layer_idx}");
         for module in ["q_lin", "k_lin", "v_lin", "out_lin"] {
-            shapes.push((format!("{layer}.attention.{module}.weight"), vec![dim, dim]));
-            shapes.push((format!("{layer}.attention.{module}.bias"), vec![dim]));
+            layout.linear(&format!("{layer}.attention.{module}"), dim, dim);
         }
-        shapes.push((format!("{layer}.sa_layer_norm.weight"), vec![dim]));
-        shapes.push((format!("{layer}.sa_layer_norm.bias"), vec![dim]));
-        shapes.push((format!("{layer}.ffn.lin1.weight"), vec![hidden_dim, dim]));
-        shapes.push((format!("{layer}.ffn.lin1.bias"), vec![hidden_dim]));
-        shapes.push((format!("{layer}.ffn.lin2.weight"), vec![dim, hidden_dim]));
-        shapes.push((format!("{layer}.ffn.lin2.bias"), vec![dim]));
-        shapes.push((format!("{layer}.output_layer_norm.weight"), vec![dim]));
-        shapes.push((format!("{layer}.output_layer_norm.bias"), vec![dim]));
+        layout
+            .layer_norm(&format!("{layer}.sa_layer_norm"), dim)
+            .linear(&format!("{layer}.ffn.lin1"), dim, hidden_dim)
+            .linear(&format!("{layer}.ffn.lin2"), hidden_dim, dim)
+            .layer_norm(&format!("{layer}.output_layer_norm"), dim);
     }
-    shapes.push(("pre_classifier.weight".to_owned(), vec![dim, dim]));
-    shapes.push(("pre_classifier.bias".to_owned(), vec![dim]));
-    shapes.push(("classifier.weight".to_owned(), vec![n_labels, dim]));
-    shapes.push(("classifier.bias".to_owned(), vec![n_labels]));
-    shapes
+    layout.linear("pre_classifier", dim, dim).linear("classifier", dim, n_labels);
+    layout.finish()
 }
 
 // transformers 5.24.0: distilbert Embeddings

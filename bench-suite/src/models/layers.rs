@@ -126,3 +126,40 @@ pub(super) fn last_eos_state(hidden: &Tensor, input_ids: &Tensor, eos: i64) -> T
     let index = positions.argmax(1, false).view([-1, 1, 1]).expand([-1, 1, width], false);
     hidden.gather(1, &index, false).squeeze_dim(1)
 }
+
+/// `(name, shape)` of a model's tensors in HF's parameter order, written module by module as
+/// HF's modules register them (`nn.Linear`: `weight` `[out, in]`, then `bias`).
+#[derive(Debug, Default)]
+pub(super) struct Layout(Vec<(String, Vec<i64>)>);
+
+impl Layout {
+    /// One tensor.
+    pub(super) fn tensor(&mut self, name: impl Into<String>, shape: impl Into<Vec<i64>>) -> &mut Layout {
+        self.0.push((name.into(), shape.into()));
+        self
+    }
+
+    /// `nn.Linear(in_dim, out_dim)` at `prefix`.
+    pub(super) fn linear(&mut self, prefix: &str, in_dim: i64, out_dim: i64) -> &mut Layout {
+        self.tensor(format!("{prefix}.weight"), [out_dim, in_dim]).tensor(format!("{prefix}.bias"), [out_dim])
+    }
+
+    /// `nn.Linear(in_dim, out_dim, bias=False)` at `prefix`.
+    pub(super) fn linear_no_bias(&mut self, prefix: &str, in_dim: i64, out_dim: i64) -> &mut Layout {
+        self.tensor(format!("{prefix}.weight"), [out_dim, in_dim])
+    }
+
+    /// `nn.LayerNorm(width)` at `prefix`.
+    pub(super) fn layer_norm(&mut self, prefix: &str, width: i64) -> &mut Layout {
+        self.tensor(format!("{prefix}.weight"), [width]).tensor(format!("{prefix}.bias"), [width])
+    }
+
+    /// `nn.Embedding(count, width)` at `prefix`.
+    pub(super) fn embedding(&mut self, prefix: &str, count: i64, width: i64) -> &mut Layout {
+        self.tensor(format!("{prefix}.weight"), [count, width])
+    }
+
+    pub(super) fn finish(&mut self) -> Vec<(String, Vec<i64>)> {
+        std::mem::take(&mut self.0)
+    }
+}

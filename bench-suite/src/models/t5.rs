@@ -19,7 +19,7 @@ use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
 
 use super::bart::{causal_bias, shift_right};
-use super::layers::{EosHead, MultiHead, linear_no_bias};
+use super::layers::{EosHead, Layout, MultiHead, linear_no_bias};
 use super::{Classifier, Config, HiddenAct, ModelType, padding_bias, parameter_count};
 
 /// The layer group of a parameter by its HF name, for `encoder_layers` and `decoder_layers`
@@ -59,48 +59,50 @@ fn inner_dim(config: &Config) -> i64 {
 /// (the tied `embed_tokens` once, as `transformer.shared`), without building it.
 pub fn classifier_layout(config: &Config, n_labels: i64) -> Vec<(String, Vec<i64>)> {
     let (d, inner, ff) = (config.hidden_size, inner_dim(config), config.intermediate_size);
-    let mut shapes: Vec<(String, Vec<i64>)> =
-        vec![("transformer.shared.weight".to_owned(), vec![config.vocab_size, d])];
-    let attention = |shapes: &mut Vec<(String, Vec<i64>)>, prefix: &str, relative: bool| {
+    let mut layout = Layout::default();
+    layout.embedding("transformer.shared", config.vocab_size, d);
+    let attention = |layout: &mut Layout, prefix: &str, relative: bool| {
         for projection in ["q", "k", "v"] {
-            shapes.push((format!("{prefix}.{projection}.weight"), vec![inner, d]));
+            layout.linear_no_bias(&format!("{prefix}.{projection}"), d, inner);
         }
-        shapes.push((format!("{prefix}.o.weight"), vec![d, inner]));
+        layout.linear_no_bias(&format!("{prefix}.o"), inner, d);
         if relative {
-            shapes.push((
-                format!("{prefix}.relative_attention_bias.weight"),
-                vec![config.relative_attention_num_buckets, config.num_attention_heads],
-            ));
+            layout.embedding(
+                &format!("{prefix}.relative_attention_bias"),
+                config.relative_attention_num_buckets,
+                config.num_attention_heads,
+            );
         }
     };
-    let feed_forward = |shapes: &mut Vec<(String, Vec<i64>)>, prefix: &str| {
+    // T5LayerNorm: a weight, no bias.
+    let norm = |layout: &mut Layout, prefix: &str| {
+        layout.tensor(format!("{prefix}.weight"), [d]);
+    };
+    let feed_forward = |layout: &mut Layout, prefix: &str| {
         let inputs: &[&str] = if config.gated_act { &["wi_0", "wi_1"] } else { &["wi"] };
         for input in inputs {
-            shapes.push((format!("{prefix}.DenseReluDense.{input}.weight"), vec![ff, d]));
+            layout.linear_no_bias(&format!("{prefix}.DenseReluDense.{input}"), d, ff);
         }
-        shapes.push((format!("{prefix}.DenseReluDense.wo.weight"), vec![d, ff]));
-        shapes.push((format!("{prefix}.layer_norm.weight"), vec![d]));
+        layout.linear_no_bias(&format!("{prefix}.DenseReluDense.wo"), ff, d);
+        norm(layout, &format!("{prefix}.layer_norm"));
     };
     for (side, count) in [("encoder", config.num_hidden_layers), ("decoder", config.decoder_layers)] {
         for index in 0..count {
             let block = format!("transformer.{side}.block.{index}");
-            attention(&mut shapes, &format!("{block}.layer.0.SelfAttention"), index == 0);
-            shapes.push((format!("{block}.layer.0.layer_norm.weight"), vec![d]));
+            attention(&mut layout, &format!("{block}.layer.0.SelfAttention"), index == 0);
+            norm(&mut layout, &format!("{block}.layer.0.layer_norm"));
             if side == "decoder" {
-                attention(&mut shapes, &format!("{block}.layer.1.EncDecAttention"), false);
-                shapes.push((format!("{block}.layer.1.layer_norm.weight"), vec![d]));
-                feed_forward(&mut shapes, &format!("{block}.layer.2"));
+                attention(&mut layout, &format!("{block}.layer.1.EncDecAttention"), false);
+                norm(&mut layout, &format!("{block}.layer.1.layer_norm"));
+                feed_forward(&mut layout, &format!("{block}.layer.2"));
             } else {
-                feed_forward(&mut shapes, &format!("{block}.layer.1"));
+                feed_forward(&mut layout, &format!("{block}.layer.1"));
             }
         }
-        shapes.push((format!("transformer.{side}.final_layer_norm.weight"), vec![d]));
+        norm(&mut layout, &format!("transformer.{side}.final_layer_norm"));
     }
-    shapes.push(("classification_head.dense.weight".to_owned(), vec![d, d]));
-    shapes.push(("classification_head.dense.bias".to_owned(), vec![d]));
-    shapes.push(("classification_head.out_proj.weight".to_owned(), vec![n_labels, d]));
-    shapes.push(("classification_head.out_proj.bias".to_owned(), vec![n_labels]));
-    shapes
+    layout.linear("classification_head.dense", d, d).linear("classification_head.out_proj", d, n_labels);
+    layout.finish()
 }
 
 /// `T5LayerNorm`: `x / sqrt(mean(x^2) + eps) * weight`, the statistic in f32.

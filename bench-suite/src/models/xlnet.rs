@@ -19,7 +19,7 @@ use subspace::LayerGroup;
 use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
 
-use super::layers::{layer_norm_of_width, linear};
+use super::layers::{Layout, layer_norm_of_width, linear};
 use super::{Classifier, Config, HiddenAct, ModelType, parameter_count};
 
 /// The layer group of a parameter by its HF name: `transformer.word_embedding` and
@@ -47,34 +47,26 @@ fn head_width(config: &Config) -> i64 {
 pub fn classifier_layout(config: &Config, n_labels: i64) -> Vec<(String, Vec<i64>)> {
     let (d, n, dh, inner) =
         (config.hidden_size, config.num_attention_heads, head_width(config), config.intermediate_size);
-    let mut shapes: Vec<(String, Vec<i64>)> = vec![
-        ("transformer.mask_emb".to_owned(), vec![1, 1, d]),
-        ("transformer.word_embedding.weight".to_owned(), vec![config.vocab_size, d]),
-    ];
+    let mut layout = Layout::default();
+    layout.tensor("transformer.mask_emb", [1, 1, d]).embedding("transformer.word_embedding", config.vocab_size, d);
     for index in 0..config.num_hidden_layers {
         let attention = format!("transformer.layer.{index}.rel_attn");
         for projection in ["q", "k", "v", "o", "r"] {
-            shapes.push((format!("{attention}.{projection}"), vec![d, n, dh]));
+            layout.tensor(format!("{attention}.{projection}"), [d, n, dh]);
         }
         for bias in ["r_r_bias", "r_s_bias", "r_w_bias"] {
-            shapes.push((format!("{attention}.{bias}"), vec![n, dh]));
+            layout.tensor(format!("{attention}.{bias}"), [n, dh]);
         }
-        shapes.push((format!("{attention}.seg_embed"), vec![2, n, dh]));
-        shapes.push((format!("{attention}.layer_norm.weight"), vec![d]));
-        shapes.push((format!("{attention}.layer_norm.bias"), vec![d]));
+        layout.tensor(format!("{attention}.seg_embed"), [2, n, dh]).layer_norm(&format!("{attention}.layer_norm"), d);
         let ff = format!("transformer.layer.{index}.ff");
-        shapes.push((format!("{ff}.layer_norm.weight"), vec![d]));
-        shapes.push((format!("{ff}.layer_norm.bias"), vec![d]));
-        shapes.push((format!("{ff}.layer_1.weight"), vec![inner, d]));
-        shapes.push((format!("{ff}.layer_1.bias"), vec![inner]));
-        shapes.push((format!("{ff}.layer_2.weight"), vec![d, inner]));
-        shapes.push((format!("{ff}.layer_2.bias"), vec![d]));
+        layout.layer_norm(&format!("{ff}.layer_norm"), d).linear(&format!("{ff}.layer_1"), d, inner).linear(
+            &format!("{ff}.layer_2"),
+            inner,
+            d,
+        );
     }
-    shapes.push(("sequence_summary.summary.weight".to_owned(), vec![d, d]));
-    shapes.push(("sequence_summary.summary.bias".to_owned(), vec![d]));
-    shapes.push(("logits_proj.weight".to_owned(), vec![n_labels, d]));
-    shapes.push(("logits_proj.bias".to_owned(), vec![n_labels]));
-    shapes
+    layout.linear("sequence_summary.summary", d, d).linear("logits_proj", d, n_labels);
+    layout.finish()
 }
 
 fn einsum(equation: &str, tensors: &[&Tensor]) -> Tensor {
