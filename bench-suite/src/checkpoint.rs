@@ -260,13 +260,12 @@ pub fn safetensors_shapes(path: &Path) -> Result<BTreeMap<String, Vec<i64>>, Che
 }
 
 /// The tensor names and shapes of the weights file at `path`, whichever its format: from the
-/// header of a safetensors file, or by reading a `torch.save` file (which has no header).
+/// header of a safetensors file, or from the pickled index of a `torch.save` file (its tensor
+/// data is not read).
 pub fn tensor_shapes(path: &Path) -> Result<BTreeMap<String, Vec<i64>>, CheckpointError> {
     match pytorch_bin::format_of(path)? {
         WeightsFormat::Safetensors => safetensors_shapes(path),
-        WeightsFormat::TorchSave => {
-            Ok(pytorch_bin::read(path)?.into_iter().map(|(name, tensor)| (name, tensor.size())).collect())
-        }
+        WeightsFormat::TorchSave => Ok(pytorch_bin::shapes(path)?.into_iter().collect()),
     }
 }
 
@@ -282,7 +281,7 @@ pub fn read_tensors(path: &Path) -> Result<BTreeMap<String, Tensor>, CheckpointE
 
 /// Checks, before any training, that the checkpoint at `path` fits a model whose variables are
 /// `layout` (names and shapes, e.g. `shapes::sequence_classifier`): the same matching and checks
-/// as [`load`], from the header of a safetensors file (a `torch.save` file, which has none, is read).
+/// as [`load`], from the header of a safetensors file or the pickled index of a `torch.save` file.
 pub fn check(
     path: &Path,
     layout: &[(String, Vec<i64>)],

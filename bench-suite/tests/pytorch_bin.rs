@@ -35,6 +35,10 @@ fn reads_an_ordered_dict_a_plain_dict_and_the_legacy_format_with_every_dtype_sha
         assert_eq!(read["head.row"].size(), [4]);
         // The tied pair reads as two equal tensors.
         assert!(read["lm_head.decoder.weight"].equal(&read["embeddings.word_embeddings.weight"]));
+        // The shapes alone (what a check before training reads) without the data.
+        let shapes: Vec<(String, Vec<i64>)> = pytorch_bin::shapes(&fixture(file)).unwrap();
+        let read_shapes: Vec<(String, Vec<i64>)> = read.iter().map(|(name, t)| (name.clone(), t.size())).collect();
+        assert_eq!(shapes, read_shapes, "{file}");
     }
 }
 
@@ -56,6 +60,11 @@ fn refusal(file: &str) -> String {
     };
     assert!(message.contains(file), "{file}: the message names the file: {message}");
     assert!(!message.contains("Exception raised from"), "{file}: no C++ backtrace: {message}");
+    // The check before training (shapes only) refuses it with the same message.
+    match pytorch_bin::shapes(&fixture(file)) {
+        Ok(shapes) => panic!("{file}: shapes of {} tensors, expected a refusal", shapes.len()),
+        Err(err) => assert_eq!(err.to_string(), message, "{file}"),
+    }
     message
 }
 

@@ -57,6 +57,23 @@ pub fn format_of(path: &Path) -> Result<WeightsFormat, CheckpointError> {
 /// one of its values is not a tensor (a training checkpoint's step, an object of a pickled
 /// class). Each names the file and what was found.
 pub fn read(path: &Path) -> Result<Vec<(String, Tensor)>, CheckpointError> {
+    let tensors = read_state_dict(path, true)?;
+    Ok(tensors.into_iter().map(|(name, _, value)| (name, value.expect("read with data"))).collect())
+}
+
+/// The names and shapes of the tensors of the `torch.save` file at `path`, sorted by name,
+/// without reading their data; checked as [`read`] checks the file (its data excepted).
+///
+/// # Errors
+/// As [`read`].
+pub fn shapes(path: &Path) -> Result<Vec<(String, Vec<i64>)>, CheckpointError> {
+    Ok(read_state_dict(path, false)?.into_iter().map(|(name, shape, _)| (name, shape)).collect())
+}
+
+/// The tensors of a state dict: name, shape and, with `read_data`, the values.
+type StateDictEntry = (String, Vec<i64>, Option<Tensor>);
+
+fn read_state_dict(path: &Path, read_data: bool) -> Result<Vec<StateDictEntry>, CheckpointError> {
     let shown = path.display().to_string();
     let error = |message: String| CheckpointError::Read { path: shown.clone(), message };
     let not_torch_save = |err: pytorch_reader::PytorchError| {
@@ -92,10 +109,15 @@ pub fn read(path: &Path) -> Result<Vec<(String, Tensor)>, CheckpointError> {
     for (name, tensor) in reader.into_tensors() {
         let kind = kind_of(tensor.dtype())
             .ok_or_else(|| error(format!("tensor `{name}` is {:?}, which the suite does not load", tensor.dtype())))?;
-        let bytes = tensor.read().map_err(|err| error(err.to_string()))?;
         let shape: Vec<i64> = tensor.shape().iter().map(|&extent| extent as i64).collect();
-        let value = Tensor::f_from_data_size(&bytes, &shape, kind).map_err(|err| error(format!("`{name}`: {err}")))?;
-        tensors.push((name, value));
+        let value = match read_data {
+            true => {
+                let bytes = tensor.read().map_err(|err| error(err.to_string()))?;
+                Some(Tensor::f_from_data_size(&bytes, &shape, kind).map_err(|err| error(format!("`{name}`: {err}")))?)
+            }
+            false => None,
+        };
+        tensors.push((name, shape, value));
     }
     if tensors.is_empty() {
         return Err(error("holds no tensors".to_owned()));
