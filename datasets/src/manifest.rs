@@ -213,13 +213,56 @@ impl HashLock {
         }
     }
 
-    pub fn save(&self, path: &Path) -> Result<(), Error> {
+    /// Records `entry` under `key` in the lock file at `path` and returns the file's whole lock.
+    /// Several processes (shards on one cache) may record at once: each holds an exclusive lock
+    /// on `<path>.guard` while it reads the file again, adds its entry and replaces the file
+    /// through a partial file of its own, so no entry another process recorded is lost.
+    ///
+    /// # Errors
+    /// The file cannot be read, written or guarded, or it already holds `key` with another
+    /// sha256 (another process verified a different file under the same name: the message names
+    /// both).
+    pub fn record(path: &Path, key: &str, entry: LockedHash) -> Result<HashLock, Error> {
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| Error::Io { path, source }
+        };
+        let guard_path = path.with_extension("lock.guard");
+        let guard = std::fs::File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&guard_path)
+            .map_err(io(&guard_path))?;
+        guard.lock().map_err(io(&guard_path))?;
+        let mut lock = HashLock::load(path)?;
+        match lock.files.get(key) {
+            Some(existing) if existing.sha256 != entry.sha256 => {
+                return Err(Error::Manifest {
+                    file: path.to_path_buf(),
+                    message: format!(
+                        "`{key}` is locked with sha256 {} ({} bytes), and this process verified {} ({} bytes): two \
+                         different files under one name; remove the wrong one from the cache and the entry from {}",
+                        existing.sha256,
+                        existing.size,
+                        entry.sha256,
+                        entry.size,
+                        path.display()
+                    ),
+                });
+            }
+            _ => {
+                lock.files.insert(key.to_owned(), entry);
+            }
+        }
         let text = format!(
-            "# Hashes of assets whose sha256 the manifest does not pin, recorded on first verified use.\n{}",
-            serde_norway::to_string(self).expect("serialisable")
+            "# Hashes of files the manifest does not pin (small files of a checkpoint, a corpus), trusted on first\n\
+             # verified use, and of the files of hub checkpoints named by commit (which this lock also names).\n{}",
+            serde_norway::to_string(&lock).expect("serialisable")
         );
-        let partial = path.with_extension("lock.partial");
-        std::fs::write(&partial, text).map_err(|source| Error::Io { path: partial.clone(), source })?;
-        std::fs::rename(&partial, path).map_err(|source| Error::Io { path: path.to_path_buf(), source })
+        let partial = path.with_extension(format!("lock.partial.{}", std::process::id()));
+        std::fs::write(&partial, text).map_err(io(&partial))?;
+        std::fs::rename(&partial, path).map_err(io(path))?;
+        Ok(lock)
     }
 }

@@ -295,12 +295,18 @@ impl Store {
             return Ok(locked.iter().map(|name| file(name, None, None)).collect());
         }
         if self.config.offline {
+            // Never fetched: the missing-file error names the files HF looks for first (which
+            // the hub's model API would replace by what the commit has, online).
+            self.warn(format!(
+                "`{id}` was never fetched: offline, its files are assumed to be config.json, model.safetensors and \
+                 tokenizer.json; run once online (the hub's model API lists what the commit has) to fetch and lock them"
+            ));
             return Ok(["config.json", "model.safetensors", "tokenizer.json"]
                 .into_iter()
                 .map(|name| file(name, None, None))
                 .collect());
         }
-        let pinned = self.pin(repo, revision)?;
+        let mut pinned = self.pin(repo, revision)?;
         if pinned.commit != revision {
             return Err(Error::Pin(crate::pin::PinError::Hub {
                 repo: repo.to_owned(),
@@ -308,6 +314,10 @@ impl Store {
                 message: format!("the hub answered for commit {}, not the one asked for", pinned.commit),
             }));
         }
+        // The tokenizer file that makes the lock's list complete (above) is fetched last: a fetch
+        // that stops early (a failed download, a kill) leaves the list incomplete, so the next
+        // run asks the hub again rather than going on without `tokenizer_config.json`.
+        pinned.files.sort_by_key(|pinned| ["tokenizer.json", "vocab.txt"].contains(&pinned.name.as_str()));
         Ok(pinned.files.into_iter().map(|pinned| file(&pinned.name, pinned.size, pinned.sha256)).collect())
     }
 
@@ -325,15 +335,37 @@ impl Store {
         if self.config.offline {
             return Err(error(format!("offline: the hub's model API ({url}) says which files the commit has")));
         }
-        let response = self.client.get(&url).send().map_err(|err| error(format!("{url}: {err}")))?;
-        let status = response.status();
-        if !status.is_success() {
-            return Err(error(format!(
-                "{url}: the hub answered {status} (a private or missing repository, or an unknown revision)"
-            )));
+        // Connection errors and 5xx are retried with backoff, as downloads are; a 4xx is an answer.
+        let mut backoff = self.config.backoff;
+        let mut last_failure = String::new();
+        for attempt in 1..=self.config.attempts.max(1) {
+            if attempt > 1 {
+                std::thread::sleep(backoff);
+                backoff *= 2;
+            }
+            let response = match self.client.get(&url).send() {
+                Ok(response) => response,
+                Err(err) => {
+                    last_failure = err.to_string();
+                    continue;
+                }
+            };
+            let status = response.status();
+            if status.is_server_error() {
+                last_failure = format!("the hub answered {status}");
+                continue;
+            }
+            if !status.is_success() {
+                return Err(error(format!(
+                    "{url}: the hub answered {status} (a private or missing repository, or an unknown revision)"
+                )));
+            }
+            match response.text() {
+                Ok(text) => return Ok(crate::pin::pin_from_info(repo, revision, &text)?),
+                Err(err) => last_failure = err.to_string(),
+            }
         }
-        let text = response.text().map_err(|err| error(format!("{url}: {err}")))?;
-        Ok(crate::pin::pin_from_info(repo, revision, &text)?)
+        Err(error(format!("{url}: {} attempts failed, last: {last_failure}", self.config.attempts.max(1))))
     }
 
     fn ensure_file(&self, asset: &Asset, file: &AssetFile, paths: &AssetPaths) -> Result<Vec<(String, Origin)>, Error> {
@@ -576,8 +608,10 @@ impl Store {
 
     fn lock_file(&self, wanted: &Wanted, size: u64, sha256: &str) -> Result<(), Error> {
         let mut lock = self.lock.lock().unwrap();
-        lock.files.insert(format!("{}/{}", wanted.asset, wanted.label), LockedHash { size, sha256: sha256.to_owned() });
-        lock.save(&self.config.lock_path)
+        let key = format!("{}/{}", wanted.asset, wanted.label);
+        // The file's lock, with what other processes recorded meanwhile.
+        *lock = HashLock::record(&self.config.lock_path, &key, LockedHash { size, sha256: sha256.to_owned() })?;
+        Ok(())
     }
 
     /// Moves a file that is not what the manifest says to quarantine, and says so.

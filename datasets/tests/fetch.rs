@@ -582,14 +582,22 @@ fn a_hub_checkpoint_by_commit_takes_the_files_the_hub_lists() {
         ],
     })
     .to_string();
-    let server = Server::start(move |_, request| {
-        if request.path == format!("api/models/google/bert_uncased_L-2_H-128_A-2/revision/{revision}?blobs=true") {
-            return Reply::Ok(info.clone().into_bytes());
-        }
-        let prefix = format!("google/bert_uncased_L-2_H-128_A-2/resolve/{revision}/");
-        match request.path.strip_prefix(&prefix).and_then(|name| files.iter().find(|(file, _)| *file == name)) {
-            Some((_, body)) => Reply::Ok(body.clone()),
-            None => Reply::Status(404),
+    // While `broken` is set, tokenizer_config.json cannot be downloaded.
+    let broken = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let server = Server::start({
+        let broken = broken.clone();
+        move |_, request| {
+            if request.path == format!("api/models/google/bert_uncased_L-2_H-128_A-2/revision/{revision}?blobs=true") {
+                return Reply::Ok(info.clone().into_bytes());
+            }
+            if request.path.ends_with("/tokenizer_config.json") && broken.load(std::sync::atomic::Ordering::SeqCst) {
+                return Reply::Status(404);
+            }
+            let prefix = format!("google/bert_uncased_L-2_H-128_A-2/resolve/{revision}/");
+            match request.path.strip_prefix(&prefix).and_then(|name| files.iter().find(|(file, _)| *file == name)) {
+                Some((_, body)) => Reply::Ok(body.clone()),
+                None => Reply::Status(404),
+            }
         }
     });
     let hub_store = |home: &Path, endpoint: &str, offline: bool| {
@@ -609,6 +617,15 @@ fn a_hub_checkpoint_by_commit_takes_the_files_the_hub_lists() {
     let home = tempfile::tempdir().unwrap();
     let err = hub_store(home.path(), "http://127.0.0.1:9", true).ensure_asset(&asset).unwrap_err().to_string();
     assert!(err.contains(&format!("resolve/{revision}/model.safetensors")), "{err}");
+    // A first fetch that stops at tokenizer_config.json leaves the lock's list incomplete (the
+    // tokenizer file comes last): offline it is not taken as the checkpoint's files, and the
+    // next run online asks the hub again and fetches what is missing.
+    broken.store(true, std::sync::atomic::Ordering::SeqCst);
+    let err = hub_store(home.path(), &server.base_url, false).ensure_asset(&asset).unwrap_err().to_string();
+    assert!(err.contains("tokenizer_config.json"), "{err}");
+    let err = hub_store(home.path(), "http://127.0.0.1:9", true).ensure_asset(&asset).unwrap_err().to_string();
+    assert!(err.contains("missing") && err.contains("model.safetensors"), "{err}");
+    broken.store(false, std::sync::atomic::Ordering::SeqCst);
     let paths = hub_store(home.path(), &server.base_url, false).ensure_asset(&asset).unwrap();
     let mut fetched: Vec<&str> = paths.origins.iter().map(|(name, _)| name.as_str()).collect();
     fetched.sort_unstable();
@@ -621,4 +638,34 @@ fn a_hub_checkpoint_by_commit_takes_the_files_the_hub_lists() {
     let other = Asset::hub_checkpoint("google/bert_uncased_L-2_H-128_A-2", &"f".repeat(40)).unwrap();
     let err = hub_store(tempfile::tempdir().unwrap().path(), &server.base_url, false).ensure_asset(&other).unwrap_err();
     assert!(err.to_string().contains("the hub answered 404"), "{err}");
+}
+
+/// Processes that record in one lock file at once (shards on one cache) lose nothing: each
+/// reads the file again under a guard before it writes; a second, different hash for a name is
+/// refused, naming both.
+#[test]
+fn concurrent_records_in_the_lock_file_are_all_kept() {
+    use datasets::manifest::{HashLock, LockedHash};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hashes.lock");
+    let threads: Vec<_> = (0..8)
+        .map(|thread| {
+            let path = path.clone();
+            std::thread::spawn(move || {
+                for file in 0..10 {
+                    let entry = LockedHash { size: file, sha256: format!("{thread:032x}{file:032x}") };
+                    HashLock::record(&path, &format!("asset{thread}/file{file}"), entry).unwrap();
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    assert_eq!(HashLock::load(&path).unwrap().files.len(), 80);
+    let same = LockedHash { size: 3, sha256: format!("{:032x}{:032x}", 1, 3) };
+    assert_eq!(HashLock::record(&path, "asset1/file3", same).unwrap().files.len(), 80);
+    let other = LockedHash { size: 3, sha256: "f".repeat(64) };
+    let err = HashLock::record(&path, "asset1/file3", other).unwrap_err().to_string();
+    assert!(err.contains("two different files under one name") && err.contains(&"f".repeat(64)), "{err}");
 }

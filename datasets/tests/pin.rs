@@ -143,11 +143,18 @@ fn the_command_prints_entries_from_the_hubs_answers() {
     assert!(stdout.contains(&format!("hf: {{repo: org/model, revision: {COMMIT}}}")), "{stdout}");
     assert!(stdout.contains(&format!("{{name: model.safetensors, size: 9, sha256: {WEIGHTS_SHA}}}")), "{stdout}");
 
+    // A list with repositories the hub does not have: the others' entries are printed, every
+    // refusal is named, and the command fails.
     let missing = std::process::Command::new(env!("CARGO_BIN_EXE_datasets"))
-        .args(["pin", "org/absent"])
+        .args(["pin", "org/absent", "org/model@v1.0", "org/gone"])
         .env("HF_ENDPOINT", &server.base_url)
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&missing.stderr);
-    assert!(!missing.status.success() && stderr.contains("404"), "{stderr}");
+    assert!(!missing.status.success() && stderr.contains("2 of 3 not pinned"), "{stderr}");
+    assert!(
+        stderr.contains("org/absent@main") && stderr.contains("org/gone@main") && stderr.contains("404"),
+        "{stderr}"
+    );
+    assert!(String::from_utf8_lossy(&missing.stdout).contains("hf: {repo: org/model"), "{stderr}");
 }

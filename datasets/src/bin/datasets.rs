@@ -73,19 +73,32 @@ fn pin(args: PinArgs) -> Result<()> {
     if config.offline {
         bail!("pin asks the hub which commit each revision names: it cannot run offline (INTRINSIC_BENCH_OFFLINE)");
     }
-    let store = Store::new(config, Manifest::embedded())?;
-    let mut entries = String::new();
+    // Every name is checked before the hub is asked anything.
+    let mut repos = Vec::with_capacity(args.repos.len());
     for spec in &args.repos {
         let (repo, revision) = spec.split_once('@').unwrap_or((spec, "main"));
         if !matches!(repo.split('/').collect::<Vec<_>>()[..], [org, name] if !org.is_empty() && !name.is_empty()) {
             bail!("`{spec}`: a hub repository is `org/name` (optionally `@<revision>`)");
         }
-        let pinned = store.pin(repo, revision)?;
-        tracing::info!("{repo}@{revision} is commit {}", pinned.commit);
-        entries.push_str(&datasets::pin::manifest_entry(&pinned, args.description.as_deref().unwrap_or(repo)));
-        entries.push('\n');
+        repos.push((repo, revision));
     }
-    print!("{entries}");
+    let store = Store::new(config, Manifest::embedded())?;
+    // The entries of the repositories the suite can load go to stdout; the others are refused
+    // by name, all of them, after the rest is printed.
+    let mut refused = Vec::new();
+    for (repo, revision) in repos {
+        match store.pin(repo, revision) {
+            Ok(pinned) => {
+                tracing::info!("{repo}@{revision} is commit {}", pinned.commit);
+                let description = args.description.as_deref().unwrap_or(repo);
+                println!("{}", datasets::pin::manifest_entry(&pinned, description));
+            }
+            Err(err) => refused.push(err.to_string()),
+        }
+    }
+    if !refused.is_empty() {
+        bail!("{} of {} not pinned:\n  {}", refused.len(), args.repos.len(), refused.join("\n  "));
+    }
     Ok(())
 }
 
