@@ -315,7 +315,7 @@ impl Workload {
                     value: model.name(),
                     message: format!(
                         "its tokenizer ({}) writes examples without the end-of-sequence token {eos} that the \
-                         {} classification head reads; use the model's own tokenizer.json",
+                         {} classification head reads; use the model's own tokenizer",
                         files.tokenizer.display(),
                         config.model_type.name()
                     ),

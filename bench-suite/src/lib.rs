@@ -9,7 +9,7 @@
 //! - [`precision`]: f32 or bf16 autocast for the encoder's forward/backward.
 //! - [`shapes`]: parameter shapes of reference models (RoBERTa-base) for benchmarks.
 //! - [`synthetic`]: a tiny random encoder and a synthetic task (the `smoke` preset, tests).
-//! - [`tokenize`]: `tokenizer.json` tokenisation, longest-first truncation, per-batch padding, cache.
+//! - [`tokenize`]: `tokenizer.json` (or BERT's `vocab.txt`) tokenisation, longest-first truncation, per-batch padding, cache.
 //! - [`train`]: one trainer for full, DID and SAID fine-tuning, with evaluation, divergence and resume.
 //! - [`finetune`]: one fine-tuning run from store to result (the command line and the runner share it).
 //! - [`experiment`]: experiment specs, the d90 search and the runner (the result files they write

@@ -54,7 +54,7 @@ pub struct LocalModel {
     /// sha256 of each file the model is read from, by file name (with `tokenizer_config.json`
     /// when the tokenizer is built from `vocab.txt` and the folder has one).
     pub hashes: BTreeMap<String, String>,
-    /// The first 12 hex digits of the sha256 of the three files' hashes: the model's identity in
+    /// The first 12 hex digits of the sha256 of the files' hashes (`hashes`): the model's identity in
     /// run keys and signatures (a changed file is another model; a moved folder is the same one).
     pub revision: String,
 }
@@ -560,7 +560,7 @@ pub fn pretraining_tokenizer(
     store: &Store,
 ) -> Result<PathBuf, crate::pretrain::PretrainError> {
     let error = |message: String| crate::pretrain::PretrainError::Settings { field: "tokenizer".to_owned(), message };
-    if name.ends_with(".json") || name.ends_with("vocab.txt") {
+    if name.ends_with(".json") || Path::new(name).file_name().is_some_and(|file| file == "vocab.txt") {
         let path = base.join(name);
         if !path.is_file() {
             return Err(error(format!("{} is not a file", path.display())));

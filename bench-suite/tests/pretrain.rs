@@ -378,6 +378,10 @@ experiments:
     models: [pretrained:tiny, pretrained:tiny-wide]
     tasks: [reviews, noise]
     methods: [said]
+  - name: plain
+    models: [synthetic/tiny-bert]
+    tasks: [synthetic]
+    methods: [said]
 ",
         pretraining(32, 20),
         pretraining(48, 40)
@@ -412,12 +416,27 @@ experiments:
     let (tiny_key, wide_key) = (key_of("tiny"), key_of("tiny-wide"));
 
     // Another process (a shard) holds tiny's pre-training: this one pre-trains tiny-wide and runs
-    // its searches instead of waiting, and waits for tiny only when nothing else is left.
+    // its searches, then the search that needs no pre-training, and waits for tiny only when
+    // nothing else is left.
     let held = results::ResultsDir::new(&out).unwrap().lock(&format!("pretraining-{tiny_key}")).unwrap();
     let mut command = Command::new(env!("CARGO_BIN_EXE_bench-suite"));
     command.env("INTRINSIC_BENCH_HOME", &home).env("RUST_BACKTRACE", "0");
     command.args(["reproduce", "--spec", spec_path.to_str().unwrap(), "--out", out.to_str().unwrap(), "--offline"]);
     let mut child = command.stderr(std::process::Stdio::piped()).spawn().unwrap();
+    // A watchdog: if the child never announces its wait it would wait on the held lock forever;
+    // killed, its stderr ends and the assertions below fail instead of hanging.
+    let pid = child.id();
+    let reaped = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    std::thread::spawn({
+        let reaped = reaped.clone();
+        move || {
+            std::thread::sleep(std::time::Duration::from_secs(1200));
+            // Not once the child is reaped: its pid may belong to another process by then.
+            if !reaped.load(std::sync::atomic::Ordering::SeqCst) {
+                let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            }
+        }
+    });
     let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stderr.take().unwrap()));
     let mut stderr = String::new();
     let mut held = Some(held);
@@ -425,20 +444,23 @@ experiments:
         let line = line.unwrap();
         stderr.push_str(&line);
         stderr.push('\n');
-        if line.contains(&format!("pre-training tiny ({tiny_key}) is running in another process: waiting for it")) {
+        if line.contains("pre-training tiny is running in another process: waiting for it") {
             assert!(stderr.contains("its searches come after other work"), "{stderr}");
             assert!(out.join("pretraining").join(&wide_key).join("record.json").is_file(), "{stderr}");
             let done = results::ResultsDir::new(&out).unwrap().searches().unwrap();
-            assert_eq!(done.len(), 2, "tiny-wide's two searches ran first: {done:#?}");
+            let mut models: Vec<&str> = done.iter().map(|search| search.plan.model.as_str()).collect();
+            models.sort_unstable();
+            assert_eq!(models, ["pretrained:tiny-wide@40", "pretrained:tiny-wide@40", "synthetic/tiny-bert"]);
             drop(held.take());
         }
     }
     assert!(held.is_none(), "it never waited for tiny: {stderr}");
     let status = child.wait().unwrap();
+    reaped.store(true, std::sync::atomic::Ordering::SeqCst);
     assert!(status.success(), "{stderr}");
     assert!(stderr.contains("pre-training tiny (") && stderr.contains("pre-training tiny-wide ("), "{stderr}");
     let searches = results::ResultsDir::new(&out).unwrap().searches().unwrap();
-    assert_eq!(searches.len(), 3 + 4, "{searches:#?}");
+    assert_eq!(searches.len(), 3 + 4 + 1, "{searches:#?}");
     let along: Vec<(usize, &results::SearchRecord)> = searches
         .iter()
         .filter(|search| search.plan.experiment == "along")
@@ -473,5 +495,5 @@ experiments:
     let stderr = String::from_utf8_lossy(&again.stderr);
     assert!(again.status.success(), "{stderr}");
     assert!(stderr.contains("(reused)") && !stderr.contains(" s)\n    =>"), "{stderr}");
-    assert_eq!(results::ResultsDir::new(&out).unwrap().searches().unwrap().len(), 7);
+    assert_eq!(results::ResultsDir::new(&out).unwrap().searches().unwrap().len(), 8);
 }

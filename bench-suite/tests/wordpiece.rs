@@ -67,6 +67,25 @@ fn minilm_vocab_txt_builds_the_tokenizer_hf_saved() {
     }
 }
 
+/// A folder with MiniLM's vocab.txt and nothing else (as the BERT miniatures publish): BERT's
+/// defaults (lowercase, accents stripped with it, CJK characters split), as transformers 5.24.0
+/// applies them. The ids are what `AutoTokenizer.from_pretrained` gave on such a folder
+/// (`config.json` with `model_type: bert` and the vocab.txt; transformers 5.24.0, tokenizers of
+/// its pins), printed by hand.
+#[test]
+fn a_vocab_txt_alone_gets_berts_defaults_as_transformers_applies_them() {
+    let Some(mirror) = mirror() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(mirror.join(MINILM).join("vocab.txt"), dir.path().join("vocab.txt")).unwrap();
+    let tokenizer = from_vocab_file(&dir.path().join("vocab.txt")).unwrap();
+    let ids = |text: &str| tokenizer.encode(text, true).unwrap().get_ids().to_vec();
+    assert_eq!(
+        ids("The Café costs 5€ and naïve 東京"),
+        [101, 1996, 7668, 5366, 1019, 30102, 1998, 15743, 1879, 1755, 102]
+    );
+    assert_eq!(ids("Hello\rworld"), [101, 7592, 2088, 102]);
+}
+
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, text).unwrap();
@@ -78,12 +97,12 @@ const SPECIALS: &str = "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\n";
 #[test]
 fn vocab_lines_are_read_as_hfs_load_vocab_reads_them() {
     let dir = tempfile::tempdir().unwrap();
-    // CRLF line ends are one line end; other trailing whitespace belongs to the token; a token
-    // listed twice keeps its last line; a last line without `\n` counts.
-    let path = write(dir.path(), "vocab.txt", "[PAD]\r\nthe\ncat \nthe\nsat");
+    // CRLF and a lone CR are one line end each; other trailing whitespace belongs to the token; a
+    // token listed twice keeps its last line; a last line without `\n` counts.
+    let path = write(dir.path(), "vocab.txt", "[PAD]\r\nthe\ncat \nthe\rdog\nsat");
     let vocab = read_vocab(&path).unwrap();
-    assert_eq!(vocab.len(), 4);
-    assert_eq!((vocab["[PAD]"], vocab["the"], vocab["cat "], vocab["sat"]), (0, 3, 2, 4));
+    assert_eq!(vocab.len(), 5);
+    assert_eq!((vocab["[PAD]"], vocab["the"], vocab["cat "], vocab["dog"], vocab["sat"]), (0, 3, 2, 4, 5));
     let empty = write(dir.path(), "empty.txt", "");
     assert!(read_vocab(&empty).unwrap_err().to_string().contains("an empty vocabulary"));
 }
@@ -136,6 +155,18 @@ fn what_cannot_be_built_from_vocab_txt_is_refused_by_name() {
     write(dir.path(), "tokenizer_config.json", r#"{"do_lower_case": "yes"}"#);
     let err = read_tokenizer(&vocab).err().unwrap().to_string();
     assert!(err.contains("`do_lower_case` is \"yes\"") && err.contains("tokenizer_config.json"), "{err}");
+    write(dir.path(), "tokenizer_config.json", r#"{"added_tokens_decoder": {"5": {"content": "<ent>"}}}"#);
+    let err = read_tokenizer(&vocab).err().unwrap().to_string();
+    assert!(err.contains("adds tokens beyond BERT's five special ones (<ent>)"), "{err}");
+    write(dir.path(), "tokenizer_config.json", "{}");
+    write(dir.path(), "special_tokens_map.json", r#"{"cls_token": "<s>"}"#);
+    let err = read_tokenizer(&vocab).err().unwrap().to_string();
+    assert!(err.contains("special_tokens_map.json") && err.contains("`cls_token` is `<s>`"), "{err}");
+    write(dir.path(), "special_tokens_map.json", r#"{"cls_token": {"content": "[CLS]"}}"#);
+    read_tokenizer(&vocab).unwrap();
+    write(dir.path(), "added_tokens.json", r#"{"<ent>": 5}"#);
+    let err = read_tokenizer(&vocab).err().unwrap().to_string();
+    assert!(err.contains("added_tokens.json") && err.contains("added tokens"), "{err}");
     let other = write(dir.path(), "spiece.model", "");
     let err = read_tokenizer(&other).err().unwrap().to_string();
     assert!(err.contains("neither a tokenizer.json") && err.contains("spiece.model"), "{err}");

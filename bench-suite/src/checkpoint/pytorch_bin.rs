@@ -62,10 +62,11 @@ pub fn read(path: &Path) -> Result<Vec<(String, Tensor)>, CheckpointError> {
 }
 
 /// The names and shapes of the tensors of the `torch.save` file at `path`, sorted by name,
-/// without reading their data; checked as [`read`] checks the file (its data excepted).
+/// without reading their data: the file's container, root and dtypes are checked as [`read`]
+/// checks them, but a storage shorter than its tensors shows only when [`read`] reads it.
 ///
 /// # Errors
-/// As [`read`].
+/// As [`read`], but for the storages' lengths.
 pub fn shapes(path: &Path) -> Result<Vec<(String, Vec<i64>)>, CheckpointError> {
     Ok(read_state_dict(path, false)?.into_iter().map(|(name, shape, _)| (name, shape)).collect())
 }

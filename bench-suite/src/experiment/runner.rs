@@ -45,15 +45,22 @@ pub enum RunnerError {
     Device(#[from] subspace::device::DeviceError),
     #[error("pre-training `{name}`: {source}")]
     Pretraining { name: String, source: Box<crate::pretrain::PretrainError> },
+    #[error(
+        "terminated (SIGTERM) while waiting for pre-training {names}, which another process runs; nothing of it \
+         started here, and the same command resumes"
+    )]
+    TerminatedWaiting { names: String },
 }
 
 impl RunnerError {
-    /// A run that SIGTERM ended at a checkpoint (`TrainError::Terminated`).
+    /// A run that SIGTERM ended at a checkpoint (`TrainError::Terminated`), or a wait for another
+    /// process's pre-training that it ended.
     pub fn is_terminated(&self) -> bool {
         matches!(self, RunnerError::Finetune { source, .. }
             if matches!(**source, FinetuneError::Train(crate::train::TrainError::Terminated { .. })))
             || matches!(self, RunnerError::Pretraining { source, .. }
                 if matches!(**source, crate::pretrain::PretrainError::Terminated { .. }))
+            || matches!(self, RunnerError::TerminatedWaiting { .. })
     }
 }
 
@@ -207,7 +214,6 @@ pub enum Event<'a> {
     /// other work (`waiting: false`) or, with nothing else left, waits for it.
     PretrainingHeld {
         name: &'a str,
-        key: &'a str,
         waiting: bool,
     },
     PretrainingFinished {
@@ -409,11 +415,12 @@ impl Runner {
 
     /// Runs the searches; returns their records in the order of `searches`.
     ///
-    /// Searches that fine-tune no checkpoint of a pre-training run first, in order. Then each
-    /// pre-training these searches need (in name order) runs, or is reused once finished, and its
-    /// searches follow it. A pre-training that another process (a shard, a second job on the same
-    /// results folder) is running is left for later, so that this process takes the next one or
-    /// its own searches instead of waiting; it waits only when nothing else is left.
+    /// Each pre-training these searches need (in name order) runs first, or is reused once
+    /// finished, with its searches after it, so that a pre-training's bad settings or missing
+    /// corpus show at once; then the searches that fine-tune no pre-trained checkpoint. A
+    /// pre-training that another process (a shard, a second job on the same results folder) is
+    /// running is left to it: this process goes on with the rest and only then waits, polling
+    /// every few seconds (SIGTERM ends the wait), for whichever of those finishes first.
     pub fn run(
         &mut self,
         searches: &[PreparedSearch],
@@ -426,26 +433,46 @@ impl Runner {
             Subject::Text { model: Checkpoint::Produced(produced), .. } => Some(produced.pretraining.clone()),
             _ => None,
         };
+        let dependent = |name: &str| -> Vec<usize> {
+            (0..searches.len()).filter(|&index| pretraining_of(&searches[index]).as_deref() == Some(name)).collect()
+        };
         let mut records: Vec<Option<SearchRecord>> = vec![None; searches.len()];
+        let needed: std::collections::BTreeSet<String> = searches.iter().filter_map(pretraining_of).collect();
+        let mut held = Vec::new();
+        for name in needed {
+            if self.pretrain(&name, device, on_event)? {
+                self.run_searches(searches, &dependent(&name), &mut records, on_event)?;
+            } else {
+                on_event(Event::PretrainingHeld { name: &name, waiting: false });
+                held.push(name);
+            }
+        }
         let independent: Vec<usize> =
             (0..searches.len()).filter(|&index| pretraining_of(&searches[index]).is_none()).collect();
         self.run_searches(searches, &independent, &mut records, on_event)?;
-        let mut pending: Vec<String> =
-            searches.iter().filter_map(pretraining_of).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
-        // First every pre-training no other process holds, then (waiting) those that were held.
-        for wait in [false, true] {
-            let mut held = Vec::new();
-            for name in pending {
-                if !self.pretrain(&name, device, wait, on_event)? {
-                    held.push(name);
-                    continue;
-                }
-                let dependent: Vec<usize> = (0..searches.len())
-                    .filter(|&index| pretraining_of(&searches[index]).as_deref() == Some(name.as_str()))
-                    .collect();
-                self.run_searches(searches, &dependent, &mut records, on_event)?;
+        let mut announced = false;
+        while !held.is_empty() {
+            if crate::train::TERMINATE.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(RunnerError::TerminatedWaiting { names: held.join(", ") });
             }
-            pending = held;
+            let mut still_held = Vec::new();
+            for name in held {
+                if self.pretrain(&name, device, on_event)? {
+                    self.run_searches(searches, &dependent(&name), &mut records, on_event)?;
+                } else {
+                    still_held.push(name);
+                }
+            }
+            held = still_held;
+            if !held.is_empty() {
+                if !announced {
+                    for name in &held {
+                        on_event(Event::PretrainingHeld { name, waiting: true });
+                    }
+                    announced = true;
+                }
+                std::thread::sleep(std::time::Duration::from_secs(2));
+            }
         }
         Ok(records.into_iter().map(|record| record.expect("every search ran")).collect())
     }
@@ -483,14 +510,11 @@ impl Runner {
     }
 
     /// Runs (or resumes, or reuses) the pre-training `name`, holding its key's lock; `true` once
-    /// it is finished. Without `wait`, a pre-training whose lock another process holds is left
-    /// alone (`false`); with it, this process waits for the lock (and then, as a rule, reuses
-    /// what the other one finished).
+    /// it is finished, `false` (nothing done) when another process holds the lock.
     fn pretrain(
         &mut self,
         name: &str,
         device: tch::Device,
-        wait: bool,
         on_event: &mut dyn FnMut(Event),
     ) -> Result<bool, RunnerError> {
         let error = |source: crate::pretrain::PretrainError| RunnerError::Pretraining {
@@ -507,18 +531,7 @@ impl Runner {
             on_event(Event::PretrainingFinished { name, record: &record, reused: true });
             return Ok(true);
         }
-        let lock_key = format!("pretraining-{key}");
-        let _lock = match self.results.try_lock(&lock_key)? {
-            Some(lock) => lock,
-            None if !wait => {
-                on_event(Event::PretrainingHeld { name, key: &key, waiting: false });
-                return Ok(false);
-            }
-            None => {
-                on_event(Event::PretrainingHeld { name, key: &key, waiting: true });
-                self.results.lock(&lock_key)?
-            }
-        };
+        let Some(_lock) = self.results.try_lock(&format!("pretraining-{key}"))? else { return Ok(false) };
         // Another process (a shard) may have finished it while this one waited for the lock.
         if let Some(record) = finished(&record_path) {
             on_event(Event::PretrainingFinished { name, record: &record, reused: true });

@@ -17,8 +17,8 @@ use subspace::LayerGroup;
 use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
 
-use super::layers::{EosHead, Layout, MultiHead, layer_norm_of_width, linear};
-use super::{Classifier, Config, HiddenAct, ModelType, masked_value, padding_bias, parameter_count};
+use super::layers::{EosHead, Layout, MultiHead, causal_bias, layer_norm_of_width, linear, shift_right};
+use super::{Classifier, Config, HiddenAct, ModelType, padding_bias, parameter_count};
 
 /// nn.LayerNorm's default epsilon, which every BART norm uses.
 const LAYER_NORM_EPS: f64 = 1e-5;
@@ -91,20 +91,6 @@ pub fn classifier_layout(config: &Config, n_labels: i64) -> Vec<(String, Vec<i64
         n_labels,
     );
     layout.finish()
-}
-
-/// `[1, 1, seq, seq]`: 0 on and below the diagonal, the dtype's minimum above (HF's causal mask).
-pub(super) fn causal_bias(seq_len: i64, kind: Kind, device: tch::Device) -> Tensor {
-    Tensor::ones([seq_len, seq_len], (kind, device)).triu(1).g_mul_scalar(masked_value(kind)).unsqueeze(0).unsqueeze(0)
-}
-
-/// The input shifted one token right, `start` first, label padding (-100) as `pad` (HF's
-/// `shift_tokens_right`, and T5's `_shift_right`).
-pub(super) fn shift_right(input_ids: &Tensor, start: i64, pad: i64) -> Tensor {
-    let seq_len = input_ids.size()[1];
-    let first = input_ids.narrow(1, 0, 1).full_like(start);
-    let shifted = Tensor::cat(&[first, input_ids.narrow(1, 0, seq_len - 1)], 1);
-    shifted.masked_fill(&shifted.eq(-100), pad)
 }
 
 // transformers 5.24.0: BartAttention

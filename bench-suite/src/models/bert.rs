@@ -376,9 +376,7 @@ impl SequenceClassifier {
             out_proj: linear(&classifier / "out_proj", config.hidden_size, n_labels),
         };
         let head = match model_type {
-            ModelType::Bert => {
-                Head::Bert { classifier: nn::linear(&classifier, config.hidden_size, n_labels, Default::default()) }
-            }
+            ModelType::Bert => Head::Bert { classifier: linear(classifier.clone(), config.hidden_size, n_labels) },
             ModelType::Roberta | ModelType::XlmRoberta => dense(HiddenAct::Tanh),
             // ElectraClassificationHead: `get_activation("gelu")`, whatever `hidden_act` says.
             ModelType::Electra => dense(HiddenAct::Gelu),

@@ -1,12 +1,15 @@
 //! Building blocks several families share, each written once: linear and LayerNorm layers as
 //! HF's modules register them, the multi-head attention product of HF's
-//! `eager_attention_forward` (BERT, RoBERTa, XLM-R, ELECTRA, DistilBERT, ALBERT, BART, T5), and
-//! the classification head of the encoder-decoders (BART, T5) on the last end-of-sequence
-//! state. Each family keeps what differs: the projections' HF names, the output projection,
+//! `eager_attention_forward` (BERT, RoBERTa, XLM-R, ELECTRA, DistilBERT, ALBERT, BART, T5), the
+//! encoder-decoders' (BART's, T5's) decoder input shifted right under a causal mask, their
+//! classification head on the last end-of-sequence state, and the tensor layouts of all
+//! families. Each family keeps what differs: the projections' HF names, the output projection,
 //! dropout and residual order, position biases. XLNet's two-stream relative attention is its own.
 
 use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
+
+use super::masked_value;
 
 /// `nn.Linear(in_dim, out_dim)` with a bias, registered at `p` (`weight` `[out, in]`, `bias`).
 pub(super) fn linear(p: nn::Path, in_dim: i64, out_dim: i64) -> nn::Linear {
@@ -109,11 +112,25 @@ impl EosHead {
     }
 }
 
+/// `[1, 1, seq, seq]`: 0 on and below the diagonal, the dtype's minimum above (HF's causal mask).
+pub(super) fn causal_bias(seq_len: i64, kind: Kind, device: tch::Device) -> Tensor {
+    Tensor::ones([seq_len, seq_len], (kind, device)).triu(1).g_mul_scalar(masked_value(kind)).unsqueeze(0).unsqueeze(0)
+}
+
+/// The input shifted one token right, `start` first, label padding (-100) as `pad` (HF's
+/// `shift_tokens_right`, and T5's `_shift_right`).
+pub(super) fn shift_right(input_ids: &Tensor, start: i64, pad: i64) -> Tensor {
+    let seq_len = input_ids.size()[1];
+    let first = input_ids.narrow(1, 0, 1).full_like(start);
+    let shifted = Tensor::cat(&[first, input_ids.narrow(1, 0, seq_len - 1)], 1);
+    shifted.masked_fill(&shifted.eq(-100), pad)
+}
+
 /// `[batch, width]`: each row's state at its last `eos` token.
 ///
 /// # Panics
 /// When a row has no `eos` token.
-pub(super) fn last_eos_state(hidden: &Tensor, input_ids: &Tensor, eos: i64) -> Tensor {
+fn last_eos_state(hidden: &Tensor, input_ids: &Tensor, eos: i64) -> Tensor {
     let mask = input_ids.eq(eos);
     assert!(
         bool::try_from(mask.any_dim(1, false).all()).unwrap_or(false),

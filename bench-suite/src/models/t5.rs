@@ -18,8 +18,7 @@ use subspace::LayerGroup;
 use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
 
-use super::bart::{causal_bias, shift_right};
-use super::layers::{EosHead, Layout, MultiHead, linear_no_bias};
+use super::layers::{EosHead, Layout, MultiHead, causal_bias, linear_no_bias, shift_right};
 use super::{Classifier, Config, HiddenAct, ModelType, padding_bias, parameter_count};
 
 /// The layer group of a parameter by its HF name, for `encoder_layers` and `decoder_layers`

@@ -2,9 +2,9 @@
 //! `tokenizer.json`: the MultiBERTs, the BERT miniatures of Turc et al. and many other uploads
 //! from before HF's fast tokenizers.
 //!
-//! It builds what HF `transformers` builds when `AutoTokenizer` loads such a folder
-//! (`BertTokenizerFast` from the slow tokenizer's files, `convert_slow_tokenizer.BertConverter`,
-//! transformers 5.24.0):
+//! It builds what HF `transformers` 5.24.0 builds when `AutoTokenizer` loads such a folder (its
+//! `BertTokenizer`, backed by the tokenizers library, builds the pipeline from the vocabulary as
+//! 4.x's `convert_slow_tokenizer.BertConverter` did):
 //! - model: WordPiece over the vocabulary (token = line without its `\n`, id = line number, a
 //!   repeated token keeps its last line, as `load_vocab`), `##` continuation, 100 characters per
 //!   word at most, the unknown token of the config;
@@ -84,9 +84,9 @@ impl WordPieceConfig {
         let value: serde_json::Value = serde_json::from_str(&text).map_err(|err| error(err.to_string()))?;
         let object = value.as_object().ok_or_else(|| error("not a JSON object".to_owned()))?;
         let present = |key: &str| object.get(key).filter(|value| !value.is_null());
-        if let Some(class) = present("tokenizer_class") {
-            let class = class.as_str().unwrap_or_default();
-            if !WORDPIECE_CLASSES.contains(&class) {
+        if let Some(value) = present("tokenizer_class") {
+            let class = value.as_str().map_or_else(|| value.to_string(), str::to_owned);
+            if !WORDPIECE_CLASSES.contains(&class.as_str()) {
                 return Err(error(format!(
                     "tokenizer_class `{class}` is not BERT's WordPiece ({}); only those are built from vocab.txt: \
                      save the tokenizer with `transformers` (`save_pretrained` writes tokenizer.json) and use that",
@@ -124,6 +124,28 @@ impl WordPieceConfig {
                     .to_owned();
             }
         }
+        // Tokens added beyond the five special ones change the ids; this converter does not
+        // build them, so it refuses rather than give other ids than HF.
+        let specials = [&config.pad_token, &config.unk_token, &config.cls_token, &config.sep_token, &config.mask_token];
+        let content = |value: &serde_json::Value| {
+            value.as_str().or_else(|| value.get("content").and_then(|content| content.as_str())).map(str::to_owned)
+        };
+        let mut added: Vec<String> = Vec::new();
+        if let Some(decoder) = present("added_tokens_decoder").and_then(|value| value.as_object()) {
+            added.extend(decoder.values().filter_map(content).filter(|token| !specials.contains(&token)));
+        }
+        if let Some(extra) = present("additional_special_tokens").and_then(|value| value.as_array()) {
+            added.extend(extra.iter().filter_map(content).filter(|token| !specials.contains(&token)));
+        }
+        if !added.is_empty() {
+            added.sort();
+            added.dedup();
+            return Err(error(format!(
+                "it adds tokens beyond BERT's five special ones ({}), which this converter does not build: save the \
+                 tokenizer with `transformers` (`save_pretrained` writes tokenizer.json) and use that",
+                added.join(", ")
+            )));
+        }
         Ok(config)
     }
 }
@@ -136,9 +158,9 @@ impl WordPieceConfig {
 pub fn read_vocab(path: &Path) -> Result<HashMap<String, u32>, TokenizeError> {
     let error = |message: String| TokenizeError::Load { path: path.to_path_buf(), message };
     let text = std::fs::read_to_string(path).map_err(|err| error(err.to_string()))?;
-    // Python's text mode reads `\r\n` as `\n`; `readlines` keeps each line's `\n`, which
+    // Python's text mode reads `\r\n` and a lone `\r` as `\n`; `readlines` keeps each line's `\n`, which
     // `rstrip("\n")` removes (other trailing whitespace stays part of the token).
-    let text = text.replace("\r\n", "\n");
+    let text = text.replace("\r\n", "\n").replace('\r', "\n");
     let mut vocab = HashMap::new();
     for (index, line) in text.split_inclusive('\n').enumerate() {
         let token = line.trim_end_matches('\n');
@@ -206,8 +228,45 @@ pub fn bert_tokenizer(vocab_path: &Path, config: &WordPieceConfig) -> Result<Tok
 ///
 /// # Errors
 /// As [`WordPieceConfig::read`] and [`bert_tokenizer`].
+///
+/// A folder whose `added_tokens.json` or `special_tokens_map.json` would change the tokenizer
+/// (added tokens, other special tokens than the config's) is refused by name.
 pub fn from_vocab_file(vocab_path: &Path) -> Result<Tokenizer, TokenizeError> {
     let config_path = vocab_path.with_file_name("tokenizer_config.json");
     let config = if config_path.is_file() { WordPieceConfig::read(&config_path)? } else { WordPieceConfig::default() };
+    let refuse = |path: std::path::PathBuf, message: String| Err(TokenizeError::Load { path, message });
+    let added = vocab_path.with_file_name("added_tokens.json");
+    if added.is_file() {
+        return refuse(
+            added,
+            "added tokens, which this converter does not build: save the tokenizer with `transformers` \
+             (`save_pretrained` writes tokenizer.json) and use that"
+                .to_owned(),
+        );
+    }
+    let map_path = vocab_path.with_file_name("special_tokens_map.json");
+    if map_path.is_file() {
+        let text = std::fs::read_to_string(&map_path)
+            .map_err(|err| TokenizeError::Load { path: map_path.clone(), message: err.to_string() })?;
+        let map: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|err| TokenizeError::Load { path: map_path.clone(), message: err.to_string() })?;
+        for (key, wanted) in [
+            ("unk_token", &config.unk_token),
+            ("sep_token", &config.sep_token),
+            ("pad_token", &config.pad_token),
+            ("cls_token", &config.cls_token),
+            ("mask_token", &config.mask_token),
+        ] {
+            let given = map
+                .get(key)
+                .and_then(|value| value.as_str().or_else(|| value.get("content").and_then(|content| content.as_str())));
+            if let Some(given) = given.filter(|given| given != wanted) {
+                return refuse(
+                    map_path,
+                    format!("`{key}` is `{given}` here and `{wanted}` by tokenizer_config.json (or BERT's default)"),
+                );
+            }
+        }
+    }
     bert_tokenizer(vocab_path, &config)
 }

@@ -12,7 +12,8 @@ use results::{Compat, LambdaGrouping, Mode, Precision, Scope};
 pub struct Args {
     /// A checkpoint of the manifest by its asset id (e.g. FacebookAI/roberta-base), a hub
     /// checkpoint pinned by commit (org/name@<40 hex>), a local HF-format folder (config.json,
-    /// model.safetensors, tokenizer.json) by a path starting with ./, ../ or /, or a synthetic
+    /// model.safetensors or pytorch_model.bin, tokenizer.json or BERT's vocab.txt) by a path
+    /// starting with ./, ../ or /, or a synthetic
     /// model (synthetic/tiny-bert, with --task synthetic).
     #[arg(long, value_name = "ASSET|FOLDER")]
     model: String,

@@ -179,10 +179,10 @@ pub fn run(cli: Args) -> Result<()> {
                 ));
             }
         }
-        Event::PretrainingHeld { name, key, waiting } => say(if waiting {
-            format!("pre-training {name} ({key}) is running in another process: waiting for it")
+        Event::PretrainingHeld { name, waiting } => say(if waiting {
+            format!("pre-training {name} is running in another process: waiting for it")
         } else {
-            format!("pre-training {name} ({key}) is running in another process: its searches come after other work")
+            format!("pre-training {name} is running in another process: its searches come after other work")
         }),
         Event::PretrainingFinished { name, record, reused } => {
             let how = if reused { "reused".to_owned() } else { format!("{:.0} s", record.wall_time_s) };
