@@ -149,12 +149,16 @@ pub fn run(cli: Args) -> Result<()> {
         }
     };
     let mut current = String::new();
+    // Searches are counted as they start (a pre-training's searches come before the plan's
+    // earlier searches that need none), with the plan's number beside.
+    let mut started = 0usize;
     let records = runner.run(&prepared, &mut |event| match event {
         Event::Planned { .. } => {}
         Event::SearchStarted { index, search } => {
             current = format!("{} {} {}", search.plan.model, search.plan.task, search.plan.method.name);
             searches_bar.set_message(current.clone());
-            say(format!("[{}/{}] {current}", index + 1, prepared.len()));
+            started += 1;
+            say(format!("[{started}/{}] {current} (search {} of the plan)", prepared.len(), index + 1));
         }
         Event::RunStarted { signature } => {
             run_bar.reset();
