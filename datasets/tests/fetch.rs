@@ -472,6 +472,21 @@ fn an_archive_in_a_mirror_is_unpacked_offline() {
     assert_eq!(paths.origins, [("data.zip:SET/a.tsv".to_owned(), expected)]);
 }
 
+/// A store on the cache `home` with the hub at `endpoint`, two quick attempts per file.
+fn hub_store(home: &Path, endpoint: &str, offline: bool) -> Store {
+    let config = StoreConfig {
+        home: home.to_path_buf(),
+        mirrors: Vec::new(),
+        offline,
+        hf_endpoint: endpoint.to_owned(),
+        lock_path: home.join("hashes.lock"),
+        attempts: 2,
+        backoff: Duration::from_millis(10),
+        read_timeout: Duration::from_millis(400),
+    };
+    Store::new(config, Manifest::embedded()).unwrap()
+}
+
 /// A hub checkpoint the manifest does not list: fetched from the hub's URL at its commit, trusted
 /// on first use and locked like a manifest asset, then served from the cache; the same commit
 /// with other bytes later is refused; a branch instead of a commit is refused before anything.
@@ -508,19 +523,6 @@ fn a_hub_checkpoint_outside_the_manifest_is_fetched_trusted_once_and_locked() {
         })
     };
     let serve = |files: Vec<(&'static str, Vec<u8>)>| hub(&files, files.clone());
-    let hub_store = |home: &Path, endpoint: &str, offline: bool| {
-        let config = StoreConfig {
-            home: home.to_path_buf(),
-            mirrors: Vec::new(),
-            offline,
-            hf_endpoint: endpoint.to_owned(),
-            lock_path: home.join("hashes.lock"),
-            attempts: 2,
-            backoff: Duration::from_millis(10),
-            read_timeout: Duration::from_millis(400),
-        };
-        Store::new(config, Manifest::embedded()).unwrap()
-    };
     let asset = Asset::hub_checkpoint("org/tiny", revision).unwrap();
     assert_eq!(asset.id, format!("org/tiny@{revision}"));
     let home = tempfile::tempdir().unwrap();
@@ -600,19 +602,6 @@ fn a_hub_checkpoint_by_commit_takes_the_files_the_hub_lists() {
             }
         }
     });
-    let hub_store = |home: &Path, endpoint: &str, offline: bool| {
-        let config = StoreConfig {
-            home: home.to_path_buf(),
-            mirrors: Vec::new(),
-            offline,
-            hf_endpoint: endpoint.to_owned(),
-            lock_path: home.join("hashes.lock"),
-            attempts: 2,
-            backoff: Duration::from_millis(10),
-            read_timeout: Duration::from_millis(400),
-        };
-        Store::new(config, Manifest::embedded()).unwrap()
-    };
     let asset = Asset::hub_checkpoint("google/bert_uncased_L-2_H-128_A-2", revision).unwrap();
     let home = tempfile::tempdir().unwrap();
     let err = hub_store(home.path(), "http://127.0.0.1:9", true).ensure_asset(&asset).unwrap_err().to_string();
