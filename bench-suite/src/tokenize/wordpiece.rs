@@ -71,7 +71,40 @@ impl Default for WordPieceConfig {
     }
 }
 
+/// The keys of BERT's five special tokens in `tokenizer_config.json` and
+/// `special_tokens_map.json`, in the order of [`WordPieceConfig::special_tokens`].
+const SPECIAL_KEYS: [&str; 5] = ["pad_token", "unk_token", "cls_token", "sep_token", "mask_token"];
+
+/// A token as HF saves it: a string, or an `AddedToken` object with its `content`.
+fn token_text(value: &serde_json::Value) -> Option<&str> {
+    value.as_str().or_else(|| value.get("content").and_then(|content| content.as_str()))
+}
+
+/// The JSON file at `path`, errors naming it.
+fn read_json(path: &Path) -> Result<serde_json::Value, TokenizeError> {
+    let error = |message: String| TokenizeError::Load { path: path.to_path_buf(), message };
+    let text = std::fs::read_to_string(path).map_err(|err| error(err.to_string()))?;
+    serde_json::from_str(&text).map_err(|err| error(err.to_string()))
+}
+
 impl WordPieceConfig {
+    /// `(key, token)` of the five special tokens, in [`SPECIAL_KEYS`]' order.
+    pub fn special_tokens(&self) -> [(&'static str, &String); 5] {
+        let tokens = [&self.pad_token, &self.unk_token, &self.cls_token, &self.sep_token, &self.mask_token];
+        std::array::from_fn(|index| (SPECIAL_KEYS[index], tokens[index]))
+    }
+
+    fn special_token_mut(&mut self, key: &str) -> &mut String {
+        match key {
+            "pad_token" => &mut self.pad_token,
+            "unk_token" => &mut self.unk_token,
+            "cls_token" => &mut self.cls_token,
+            "sep_token" => &mut self.sep_token,
+            "mask_token" => &mut self.mask_token,
+            other => unreachable!("`{other}` is not one of SPECIAL_KEYS"),
+        }
+    }
+
     /// Reads a `tokenizer_config.json`; keys it does not set keep `BertTokenizer`'s defaults,
     /// `null` included (as HF treats a `null` keyword argument for these).
     ///
@@ -80,8 +113,7 @@ impl WordPieceConfig {
     /// a WordPiece tokenizer (this converter would build another tokenizer than HF's).
     pub fn read(path: &Path) -> Result<WordPieceConfig, TokenizeError> {
         let error = |message: String| TokenizeError::Load { path: path.to_path_buf(), message };
-        let text = std::fs::read_to_string(path).map_err(|err| error(err.to_string()))?;
-        let value: serde_json::Value = serde_json::from_str(&text).map_err(|err| error(err.to_string()))?;
+        let value = read_json(path)?;
         let object = value.as_object().ok_or_else(|| error("not a JSON object".to_owned()))?;
         let present = |key: &str| object.get(key).filter(|value| !value.is_null());
         if let Some(value) = present("tokenizer_class") {
@@ -107,35 +139,23 @@ impl WordPieceConfig {
             config.tokenize_chinese_chars = value;
         }
         config.strip_accents = flag("strip_accents")?;
-        for (key, slot) in [
-            ("unk_token", &mut config.unk_token),
-            ("sep_token", &mut config.sep_token),
-            ("pad_token", &mut config.pad_token),
-            ("cls_token", &mut config.cls_token),
-            ("mask_token", &mut config.mask_token),
-        ] {
-            // A string, or an AddedToken saved as an object with its `content`.
+        for key in SPECIAL_KEYS {
             if let Some(value) = present(key) {
-                let token = value.as_str().or_else(|| value.get("content").and_then(|content| content.as_str()));
-                *slot = token
-                    .ok_or_else(|| {
-                        error(format!("`{key}` is {value}, not a token (a string or {{\"content\": ...}})"))
-                    })?
-                    .to_owned();
+                let token = token_text(value).ok_or_else(|| {
+                    error(format!("`{key}` is {value}, not a token (a string or {{\"content\": ...}})"))
+                })?;
+                *config.special_token_mut(key) = token.to_owned();
             }
         }
         // Tokens added beyond the five special ones change the ids; this converter does not
         // build them, so it refuses rather than give other ids than HF.
-        let specials = [&config.pad_token, &config.unk_token, &config.cls_token, &config.sep_token, &config.mask_token];
-        let content = |value: &serde_json::Value| {
-            value.as_str().or_else(|| value.get("content").and_then(|content| content.as_str())).map(str::to_owned)
-        };
+        let special = |token: &&str| config.special_tokens().iter().any(|(_, special)| special.as_str() == *token);
         let mut added: Vec<String> = Vec::new();
         if let Some(decoder) = present("added_tokens_decoder").and_then(|value| value.as_object()) {
-            added.extend(decoder.values().filter_map(content).filter(|token| !specials.contains(&token)));
+            added.extend(decoder.values().filter_map(token_text).filter(|token| !special(token)).map(str::to_owned));
         }
         if let Some(extra) = present("additional_special_tokens").and_then(|value| value.as_array()) {
-            added.extend(extra.iter().filter_map(content).filter(|token| !specials.contains(&token)));
+            added.extend(extra.iter().filter_map(token_text).filter(|token| !special(token)).map(str::to_owned));
         }
         if !added.is_empty() {
             added.sort();
@@ -185,8 +205,7 @@ pub fn bert_tokenizer(vocab_path: &Path, config: &WordPieceConfig) -> Result<Tok
             error(format!("the special token `{token}` is not in the vocabulary; name the model's own vocab.txt"))
         })
     };
-    let specials = [&config.pad_token, &config.unk_token, &config.cls_token, &config.sep_token, &config.mask_token];
-    for token in specials {
+    for (_, token) in config.special_tokens() {
         id(token)?;
     }
     let (cls, sep) = (&config.cls_token, &config.sep_token);
@@ -218,7 +237,7 @@ pub fn bert_tokenizer(vocab_path: &Path, config: &WordPieceConfig) -> Result<Tok
     tokenizer.with_decoder(Some(WordPieceDecoder::new("##".to_owned(), true)));
     // Special tokens are matched before normalisation (HF writes them `normalized: false`).
     tokenizer
-        .add_special_tokens(specials.map(|token| AddedToken::from(token.clone(), true)))
+        .add_special_tokens(config.special_tokens().map(|(_, token)| AddedToken::from(token.clone(), true)))
         .map_err(|err| error(err.to_string()))?;
     Ok(tokenizer)
 }
@@ -246,21 +265,9 @@ pub fn from_vocab_file(vocab_path: &Path) -> Result<Tokenizer, TokenizeError> {
     }
     let map_path = vocab_path.with_file_name("special_tokens_map.json");
     if map_path.is_file() {
-        let text = std::fs::read_to_string(&map_path)
-            .map_err(|err| TokenizeError::Load { path: map_path.clone(), message: err.to_string() })?;
-        let map: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|err| TokenizeError::Load { path: map_path.clone(), message: err.to_string() })?;
-        for (key, wanted) in [
-            ("unk_token", &config.unk_token),
-            ("sep_token", &config.sep_token),
-            ("pad_token", &config.pad_token),
-            ("cls_token", &config.cls_token),
-            ("mask_token", &config.mask_token),
-        ] {
-            let given = map
-                .get(key)
-                .and_then(|value| value.as_str().or_else(|| value.get("content").and_then(|content| content.as_str())));
-            if let Some(given) = given.filter(|given| given != wanted) {
+        let map = read_json(&map_path)?;
+        for (key, wanted) in config.special_tokens() {
+            if let Some(given) = map.get(key).and_then(token_text).filter(|given| given != wanted) {
                 return refuse(
                     map_path,
                     format!("`{key}` is `{given}` here and `{wanted}` by tokenizer_config.json (or BERT's default)"),
