@@ -194,11 +194,14 @@ fn finetune_takes_a_folder_and_a_task_file() {
         "train: train.csv\ndev: dev.jsonl\ntext: [review]\nlabel: label\nlabels: [neg, pos]\n",
     )
     .unwrap();
-    let output = run(binary(&dir.join("home"))
-        .current_dir(&dir)
-        .args(["finetune", "--model", "./tiny-model", "--task", "reviews.yaml", "--mode", "said", "--d", "100"])
-        .args(["--epochs", "1", "--batch-size", "8", "--max-len", "16", "--lr", "0.5"]));
-    let result: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let finetune = |model: &str| -> serde_json::Value {
+        let output = run(binary(&dir.join("home"))
+            .current_dir(&dir)
+            .args(["finetune", "--model", model, "--task", "reviews.yaml", "--mode", "said", "--d", "100"])
+            .args(["--epochs", "1", "--batch-size", "8", "--max-len", "16", "--lr", "0.5"]));
+        serde_json::from_slice(&output.stdout).unwrap()
+    };
+    let result = finetune("./tiny-model");
     assert_eq!(result["model"], "tiny-model");
     assert_eq!(result["task"], "reviews");
     assert_eq!(result["train_examples"], 48);
@@ -212,11 +215,7 @@ fn finetune_takes_a_folder_and_a_task_file() {
         std::fs::copy(dir.join("tiny-model").join(file), vocab_model.join(file)).unwrap();
     }
     std::fs::copy(dir.join("tiny-model/vocab.txt"), vocab_model.join("vocab.txt")).unwrap();
-    let output = run(binary(&dir.join("home"))
-        .current_dir(&dir)
-        .args(["finetune", "--model", "./vocab-model", "--task", "reviews.yaml", "--mode", "said", "--d", "100"])
-        .args(["--epochs", "1", "--batch-size", "8", "--max-len", "16", "--lr", "0.5"]));
-    let from_vocab: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let from_vocab = finetune("./vocab-model");
     assert_eq!(from_vocab["model"], "vocab-model");
     for field in ["steps", "evaluations", "best", "padding_fraction"] {
         assert_eq!(from_vocab[field], result[field], "{field}");
