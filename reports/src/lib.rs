@@ -12,7 +12,7 @@ pub mod records;
 mod render;
 pub mod stats;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use polars::prelude::*;
@@ -175,7 +175,6 @@ fn reported_outcome(search: &SearchRecord) -> Outcome {
 /// by their identity in every table: `model@<revision>`, `task@<data>`. Everything in the report
 /// groups by these names, so namesakes are never paired, merged or counted as one model.
 fn distinguish_namesakes(searches: &[SearchRecord]) -> Vec<SearchRecord> {
-    use std::collections::BTreeSet;
     let identities = |name: fn(&SearchRecord) -> (&str, Option<&str>)| -> BTreeMap<String, BTreeSet<String>> {
         let mut seen: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for search in searches {
@@ -679,8 +678,7 @@ pub fn model_size(searches: &DataFrame) -> PolarsResult<DataFrame> {
     type SizeRow = (usize, usize, f64, Option<(f64, f64)>);
     let mut rows: Vec<SizeRow> = Vec::new();
     for members in groups.values() {
-        let distinct_models: std::collections::BTreeSet<&str> =
-            members.iter().map(|&row| models[row].as_str()).collect();
+        let distinct_models: BTreeSet<&str> = members.iter().map(|&row| models[row].as_str()).collect();
         if distinct_models.len() < 2 {
             continue;
         }
@@ -800,6 +798,12 @@ pub fn inventory(runs: &DataFrame) -> PolarsResult<DataFrame> {
     .collect()
 }
 
+/// The first search (in the given order) of each signature.
+fn one_per_signature(searches: &[SearchRecord]) -> Vec<SearchRecord> {
+    let mut seen = BTreeSet::new();
+    searches.iter().filter(|search| seen.insert(search.signature.as_str())).cloned().collect()
+}
+
 /// Distinct values of `column` in `frame`, sorted.
 fn distinct(frame: &DataFrame, column: &str) -> PolarsResult<Vec<String>> {
     let unique =
@@ -820,19 +824,24 @@ pub fn build(preset: &str, runs_label: &str, records: &records::Records, paper: 
     let mut pretrainings = records.pretrainings.clone();
     pretrainings.sort_by(|a, b| a.key.cmp(&b.key));
     let (searches, runs) = (searches.as_slice(), runs.as_slice());
+    // A search that two experiments share (a trajectory's last checkpoint in a size sweep: one
+    // signature, the same runs) is one measurement: one row of Table 1, one point of a
+    // correlation. The trajectory and size sections take each experiment's own searches.
+    let measurements = one_per_signature(searches);
     let search_frame = searches_frame(searches, runs)?;
-    let probe_frame = probes_frame(searches)?;
+    let measurement_frame = searches_frame(&measurements, runs)?;
+    let probe_frame = probes_frame(&measurements)?;
     let run_frame = runs_frame(runs)?;
-    let table1 = table1(&search_frame, paper)?;
-    let baselines = baselines(searches, runs, paper)?;
-    let (orderings, ties) = orderings(&search_frame, searches)?;
-    let figure1 = figure1(&search_frame, &probe_frame)?;
-    let generalization = generalization(&search_frame, &probe_frame, &run_frame)?;
+    let table1 = table1(&measurement_frame, paper)?;
+    let baselines = baselines(&measurements, runs, paper)?;
+    let (orderings, ties) = orderings(&measurement_frame, &measurements)?;
+    let figure1 = figure1(&measurement_frame, &probe_frame)?;
+    let generalization = generalization(&measurement_frame, &probe_frame, &run_frame)?;
     let correlations = correlations(&generalization)?;
     let model_size = model_size(&search_frame)?;
     let trajectory = trajectory(&search_frame)?;
     let pretraining = pretraining_frame(&pretrainings, searches)?;
-    let compression = compression(&search_frame)?;
+    let compression = compression(&measurement_frame)?;
     let inventory = inventory(&run_frame)?;
     let provenance = render::Provenance {
         codes: distinct(&run_frame, "code")?,

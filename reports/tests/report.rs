@@ -179,6 +179,7 @@ fn ties_unable_cells_and_bounds_stay_out_of_orderings() {
         .clone();
     large.key = "s0000000000000ff".to_owned();
     large.plan.model = "FacebookAI/roberta-large".to_owned();
+    large.signature = large.signature.replace("roberta-base", "roberta-large");
     large.architecture =
         Some(Architecture { model_type: "roberta".to_owned(), num_hidden_layers: 24, hidden_size: 1024 });
     searches.push(large);
@@ -232,6 +233,7 @@ fn namesakes_with_other_identities_stay_apart() {
     let mut edited = original.clone();
     edited.key = "s0000000000000ed".to_owned();
     edited.model_revision = Some("feedbeef0000".to_owned());
+    edited.signature = format!("{}@feedbeef0000", edited.signature);
     edited.outcome = results::Outcome::Found { d90: 1389, bracket: (Some(1200), 1389) };
     searches.iter_mut().find(|s| s.key == "s000000000000003").unwrap().model_revision = Some("abc1234".to_owned());
     searches.push(edited);
@@ -243,7 +245,9 @@ fn namesakes_with_other_identities_stay_apart() {
 }
 
 /// The size figure takes one point per model from `d90` and `size` searches, never a trajectory's
-/// checkpoints; the trajectory table takes only trajectory searches.
+/// checkpoints; the trajectory table takes only trajectory searches. A search a second experiment
+/// repeats (one signature, the same runs) is one measurement: one row of Table 1, of the
+/// compression table and of the generalization table.
 #[test]
 fn size_and_trajectory_sections_take_their_own_searches() {
     let mut records = records::load(&fixtures()).unwrap();
@@ -258,4 +262,9 @@ fn size_and_trajectory_sections_take_their_own_searches() {
     assert!(!sizes.contains("pretrained:mini"), "{sizes}");
     let trajectory = text(&report, "trajectory.csv");
     assert_eq!(trajectory.lines().count(), 4, "{trajectory}");
+    let before = self::report();
+    for table in ["table1.csv", "compression.csv", "generalization.csv", "figure1.csv", "orderings.csv"] {
+        assert_eq!(text(&report, table), text(&before, table), "{table}");
+    }
+    assert!(text(&report, "table1.csv").contains("FacebookAI/roberta-base,mrpc,said"));
 }
