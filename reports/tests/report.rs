@@ -147,12 +147,21 @@ fn check_and_compare_fail_on_planted_differences_only() {
     std::fs::remove_dir_all(&other).unwrap();
 }
 
-/// The committed reports of the `quick` and `miniature` presets are what their committed results
-/// give (the same check as `cargo xtask report --preset <name> --check`).
+/// Every committed results folder (`runs/<name>`: the presets' and the specs') has its committed
+/// report (`reports/<name>`), and the report is what the results give (the same check as `cargo
+/// xtask report --preset <name> --check`).
 #[test]
 fn committed_preset_reports_are_up_to_date() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    for preset in ["quick", "miniature"] {
+    let mut presets: Vec<String> = std::fs::read_dir(root.join("runs"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    presets.sort();
+    for preset in ["quick", "miniature", "quick-seeds-3-5", "quick-constant-lr"] {
+        assert!(presets.iter().any(|name| name == preset), "runs/{preset} is missing: {presets:?}");
+    }
+    for preset in &presets {
         let runs = format!("runs/{preset}");
         let records = records::load(&root.join(&runs)).unwrap();
         let report = build(preset, &runs, &records, &Paper::embedded()).unwrap();
