@@ -93,14 +93,8 @@ impl Layer {
     fn new(p: nn::Path, config: &Config) -> Layer {
         let (hidden, eps) = (config.hidden_size, config.layer_norm_eps);
         let attention = &p / "attention";
-        let projections = (
-            linear(&attention / "query", hidden, hidden),
-            linear(&attention / "key", hidden, hidden),
-            linear(&attention / "value", hidden, hidden),
-        );
-        let n_heads = config.num_attention_heads;
         Layer {
-            heads: MultiHead::new(projections, n_heads, hidden / n_heads, config.attention_probs_dropout_prob),
+            heads: MultiHead::bert(&attention, config),
             dense: linear(&attention / "dense", hidden, hidden),
             attention_layer_norm: layer_norm_of_width(&attention / "LayerNorm", hidden, eps),
             ffn: linear(&p / "ffn", hidden, config.intermediate_size),

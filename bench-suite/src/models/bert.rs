@@ -226,15 +226,8 @@ struct Attention {
 impl Attention {
     fn new(p: nn::Path, config: &Config) -> Attention {
         let hidden = config.hidden_size;
-        let attention = &p / "self";
-        let projections = (
-            linear(&attention / "query", hidden, hidden),
-            linear(&attention / "key", hidden, hidden),
-            linear(&attention / "value", hidden, hidden),
-        );
-        let n_heads = config.num_attention_heads;
         Attention {
-            heads: MultiHead::new(projections, n_heads, hidden / n_heads, config.attention_probs_dropout_prob),
+            heads: MultiHead::bert(&(&p / "self"), config),
             output: linear(&p / "output" / "dense", hidden, hidden),
             layer_norm: layer_norm(&p / "output" / "LayerNorm", config),
             hidden_dropout: config.hidden_dropout_prob,
