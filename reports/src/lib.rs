@@ -2,7 +2,8 @@
 //! values beside ours. The only crate that links polars.
 //!
 //! [`records::load`] reads a results folder; [`build`] turns the records into polars frames (one
-//! row per search, per probe, per run) and derives every table with polars expressions (joins with
+//! row per search, per probe, per run; a search that two experiments share is one measurement in
+//! every table but the trajectory and size sections, which take each experiment's own) and derives every table with polars expressions (joins with
 //! the paper's values, ratios, the orderings the paper reports, Spearman correlations, log-log
 //! slopes); [`Report::write`], [`Report::check`] and [`compare`] put it on disk, diff it against
 //! what is there, or against another report. Output is deterministic: rows are sorted, numbers
@@ -798,10 +799,29 @@ pub fn inventory(runs: &DataFrame) -> PolarsResult<DataFrame> {
     .collect()
 }
 
-/// The first search (in the given order) of each signature.
-fn one_per_signature(searches: &[SearchRecord]) -> Vec<SearchRecord> {
+/// What a search measured: its record without what names the experiment that asked for it (key,
+/// signature, experiment, kind) and without its provenance. Two searches with the same
+/// measurement ran the same runs (baseline, probes, generalization run) under the same plan and
+/// read them the same way; a signature alone does not say so (it leaves out training knobs that
+/// an experiment may override).
+fn measurement(search: &SearchRecord) -> String {
+    let mut value = serde_json::to_value(search).expect("a search record serialises");
+    if let Some(record) = value.as_object_mut() {
+        for field in ["key", "signature", "provenance"] {
+            record.remove(field);
+        }
+        if let Some(plan) = record.get_mut("plan").and_then(|plan| plan.as_object_mut()) {
+            plan.remove("experiment");
+            plan.remove("kind");
+        }
+    }
+    value.to_string()
+}
+
+/// The first search (in the given order) of each measurement ([`measurement`]).
+fn one_per_measurement(searches: &[SearchRecord]) -> Vec<SearchRecord> {
     let mut seen = BTreeSet::new();
-    searches.iter().filter(|search| seen.insert(search.signature.as_str())).cloned().collect()
+    searches.iter().filter(|search| seen.insert(measurement(search))).cloned().collect()
 }
 
 /// Distinct values of `column` in `frame`, sorted.
@@ -824,10 +844,10 @@ pub fn build(preset: &str, runs_label: &str, records: &records::Records, paper: 
     let mut pretrainings = records.pretrainings.clone();
     pretrainings.sort_by(|a, b| a.key.cmp(&b.key));
     let (searches, runs) = (searches.as_slice(), runs.as_slice());
-    // A search that two experiments share (a trajectory's last checkpoint in a size sweep: one
-    // signature, the same runs) is one measurement: one row of Table 1, one point of a
+    // A search that two experiments share (a trajectory's last checkpoint in a size sweep: the
+    // same runs read the same way) is one measurement: one row of Table 1, one point of a
     // correlation. The trajectory and size sections take each experiment's own searches.
-    let measurements = one_per_signature(searches);
+    let measurements = one_per_measurement(searches);
     let search_frame = searches_frame(searches, runs)?;
     let measurement_frame = searches_frame(&measurements, runs)?;
     let probe_frame = probes_frame(&measurements)?;
@@ -851,6 +871,7 @@ pub fn build(preset: &str, runs_label: &str, records: &records::Records, paper: 
         data: distinct(&run_frame, "data")?,
         hosts: distinct(&run_frame, "host")?,
         searches: searches.len(),
+        measurements: measurements.len(),
         runs: runs.len(),
         total_hours: run_frame.column("wall_time_s")?.f64()?.sum().unwrap_or(0.0) / 3600.0,
     };

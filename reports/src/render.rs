@@ -104,6 +104,8 @@ pub struct Provenance {
     pub data: Vec<String>,
     pub hosts: Vec<String>,
     pub searches: usize,
+    /// Distinct measurements among the searches (a search two experiments share counts once).
+    pub measurements: usize,
     pub runs: usize,
     pub total_hours: f64,
 }
@@ -355,8 +357,15 @@ pub fn report(
     writeln!(md, "\n## Inventory\n").unwrap();
     writeln!(
         md,
-        "{} searches, {} runs, {:.2} hours of training in total. Every run, by signature (`inventory.csv` has them all):\n",
-        provenance.searches, provenance.runs, provenance.total_hours
+        "{} searches{}, {} runs, {:.2} hours of training in total. Every run, by signature (`inventory.csv` has them all):\n",
+        provenance.searches,
+        if provenance.measurements < provenance.searches {
+            format!(" ({} distinct measurements: a search that two experiments share counts once in the tables)", provenance.measurements)
+        } else {
+            String::new()
+        },
+        provenance.runs,
+        provenance.total_hours
     )
     .unwrap();
     md.push_str(&inventory.markdown());

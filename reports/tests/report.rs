@@ -147,17 +147,13 @@ fn check_and_compare_fail_on_planted_differences_only() {
     std::fs::remove_dir_all(&other).unwrap();
 }
 
-/// Every committed results folder (`runs/<name>`: the presets' and the specs') has its committed
-/// report (`reports/<name>`), and the report is what the results give (the same check as `cargo
-/// xtask report --preset <name> --check`).
+/// Every committed results folder (`runs/<name>` as git tracks it: the presets' and the specs')
+/// has its committed report (`reports/<name>`), and the report is what the results give (the same
+/// check as `cargo xtask report --preset <name> --check`).
 #[test]
 fn committed_preset_reports_are_up_to_date() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let mut presets: Vec<String> = std::fs::read_dir(root.join("runs"))
-        .unwrap()
-        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    presets.sort();
+    let presets = results::committed_results(root).unwrap();
     for preset in ["quick", "miniature", "quick-seeds-3-5", "quick-constant-lr"] {
         assert!(presets.iter().any(|name| name == preset), "runs/{preset} is missing: {presets:?}");
     }
@@ -254,9 +250,7 @@ fn namesakes_with_other_identities_stay_apart() {
 }
 
 /// The size figure takes one point per model from `d90` and `size` searches, never a trajectory's
-/// checkpoints; the trajectory table takes only trajectory searches. A search a second experiment
-/// repeats (one signature, the same runs) is one measurement: one row of Table 1, of the
-/// compression table and of the generalization table.
+/// checkpoints; the trajectory table takes only trajectory searches.
 #[test]
 fn size_and_trajectory_sections_take_their_own_searches() {
     let mut records = records::load(&fixtures()).unwrap();
@@ -271,9 +265,47 @@ fn size_and_trajectory_sections_take_their_own_searches() {
     assert!(!sizes.contains("pretrained:mini"), "{sizes}");
     let trajectory = text(&report, "trajectory.csv");
     assert_eq!(trajectory.lines().count(), 4, "{trajectory}");
-    let before = self::report();
-    for table in ["table1.csv", "compression.csv", "generalization.csv", "figure1.csv", "orderings.csv"] {
+}
+
+/// A search that a second experiment repeats (the same runs read the same way: a trajectory's
+/// last checkpoint in a size sweep) is one measurement: one row of Table 1, figure 1, the
+/// generalization, orderings and compression tables, whichever experiment's copy sorts first;
+/// the trajectory keeps its own. The same signature over other runs (an experiment that
+/// overrides a training knob the signature leaves out) is another measurement and keeps its rows.
+#[test]
+fn a_search_two_experiments_share_is_one_measurement() {
+    let shared_tables = ["table1.csv", "compression.csv", "generalization.csv", "figure1.csv", "orderings.csv"];
+    let before = report();
+    let mut records = records::load(&fixtures()).unwrap();
+    // The size experiment's copy sorts before the trajectory's own (`...t9`).
+    let mut again = records.searches.iter().find(|s| s.key == "s0000000000000t9").unwrap().clone();
+    again.key = "s0000000000000a9".to_owned();
+    again.plan.experiment = "size".to_owned();
+    again.plan.kind = results::ExperimentKind::Size;
+    records.searches.push(again);
+    let report = build("fixture", "tests/fixtures/results", &records, &Paper::embedded()).unwrap();
+    for table in shared_tables {
         assert_eq!(text(&report, table), text(&before, table), "{table}");
     }
-    assert!(text(&report, "table1.csv").contains("FacebookAI/roberta-base,mrpc,said"));
+    assert_eq!(text(&report, "trajectory.csv"), text(&before, "trajectory.csv"));
+    assert!(
+        text(&report, "trajectory.csv").contains("mini,sst2,said,1000,found,896"),
+        "{}",
+        text(&report, "trajectory.csv")
+    );
+    assert!(text(&report, "README.md").contains("(9 distinct measurements"), "{}", text(&report, "README.md"));
+
+    let mut records = records::load(&fixtures()).unwrap();
+    let mut other_runs = records.searches.iter().find(|s| s.key == "s000000000000001").unwrap().clone();
+    other_runs.key = "s0000000000000b1".to_owned();
+    other_runs.plan.experiment = "max-len-64".to_owned();
+    other_runs.probes[0].runs[0] = "r00000000000ffff".to_owned();
+    records.searches.push(other_runs);
+    let report = build("fixture", "tests/fixtures/results", &records, &Paper::embedded()).unwrap();
+    let table = text(&report, "table1.csv");
+    assert_eq!(
+        table.lines().filter(|line| line.starts_with("FacebookAI/roberta-base,mrpc,said,")).count(),
+        2,
+        "{table}"
+    );
 }

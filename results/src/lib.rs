@@ -58,6 +58,34 @@ pub fn spec_name(path: &Path) -> String {
     path.file_stem().map_or("spec".to_owned(), |stem| stem.to_string_lossy().into_owned())
 }
 
+/// The names of the results folders that git tracks under `root/runs` (the committed results of
+/// presets and specs, `runs/<name>/`), sorted; folders a run is still writing, ignored ones
+/// (`runs/smoke`) and SLURM scripts are not among them. The schema and report tests check each.
+///
+/// # Errors
+/// When `git ls-files` cannot run in `root` (no git, or not a checkout), with its message.
+pub fn committed_results(root: &Path) -> Result<Vec<String>, String> {
+    let output = std::process::Command::new("git")
+        .args(["ls-files", "-z", "--", "runs"])
+        .current_dir(root)
+        .output()
+        .map_err(|err| format!("git ls-files in {}: {err}", root.display()))?;
+    if !output.status.success() {
+        return Err(format!("git ls-files in {}: {}", root.display(), String::from_utf8_lossy(&output.stderr).trim()));
+    }
+    let mut names: Vec<String> = String::from_utf8_lossy(&output.stdout)
+        .split('\0')
+        .filter_map(|path| {
+            let mut parts = path.strip_prefix("runs/")?.splitn(2, '/');
+            let (name, rest) = (parts.next()?, parts.next()?);
+            (!rest.is_empty()).then(|| name.to_owned())
+        })
+        .collect();
+    names.sort();
+    names.dedup();
+    Ok(names)
+}
+
 /// The name of a set of results, which titles its report and names its default folders: the spec
 /// file's name when the results came from one, else the preset, else [`DEFAULT_PRESET`].
 pub fn results_name(preset: Option<&str>, spec: Option<&Path>) -> String {

@@ -61,14 +61,12 @@ fn test_knobs_are_not_part_of_the_key_and_everything_else_is() {
     }
 }
 
-/// Every committed results folder, `runs/<name>` (the presets' and the specs'), relative to `root`;
-/// the four committed before `mrpc-cpu` must be among them (a folder deleted by mistake fails here).
+/// Every committed results folder, `runs/<name>` (the presets' and the specs', as git tracks
+/// them), relative to `root`; the four committed before must be among them (a folder deleted by
+/// mistake fails here).
 fn committed_results(root: &Path) -> Vec<String> {
-    let mut dirs: Vec<String> = std::fs::read_dir(root.join("runs"))
-        .unwrap()
-        .map(|entry| format!("runs/{}", entry.unwrap().file_name().to_string_lossy()))
-        .collect();
-    dirs.sort();
+    let dirs: Vec<String> =
+        results::committed_results(root).unwrap().into_iter().map(|name| format!("runs/{name}")).collect();
     for dir in ["runs/quick", "runs/quick-seeds-3-5", "runs/quick-constant-lr", "runs/miniature"] {
         assert!(dirs.iter().any(|found| found == dir), "{dir} is missing: {dirs:?}");
     }
@@ -81,7 +79,7 @@ fn committed_runs_are_stored_under_their_keys() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let mut checked = 0;
     for dir in committed_results(root) {
-        let runs = ResultsDir::new(root.join(&dir)).unwrap().runs().unwrap();
+        let runs = ResultsDir::at(root.join(&dir)).runs().unwrap();
         assert!(!runs.is_empty(), "{dir}: no runs");
         for run in runs {
             assert_eq!(run.spec.key(), run.key, "{dir}: {}", run.signature);

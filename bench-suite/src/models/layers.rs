@@ -3,7 +3,8 @@
 //! `eager_attention_forward` (BERT, RoBERTa, XLM-R, ELECTRA, DistilBERT, ALBERT, BART, T5), the
 //! encoder-decoders' (BART's, T5's) decoder input shifted right under a causal mask, their
 //! classification head on the last end-of-sequence state, and the tensor layouts of all
-//! families. Each family keeps what differs: the projections' HF names, the output projection,
+//! families, and BERT's query/key/value projections (BERT, RoBERTa, XLM-R, ELECTRA, ALBERT).
+//! Each family keeps what differs: the other families' projection names, the output projection,
 //! dropout and residual order, position biases. XLNet's two-stream relative attention is its own.
 
 use tch::nn::{self, Module};
