@@ -18,7 +18,7 @@ use subspace::LayerGroup;
 use tch::Tensor;
 use tch::nn::{self, Module};
 
-use super::bert::{Embeddings, embeddings_layout};
+use super::bert::{Embeddings, embeddings_layout, self_attention_heads};
 use super::layers::{Layout, MultiHead, layer_norm_of_width, linear};
 use super::{Classifier, Config, HiddenAct, ModelType, padding_bias, parameter_count};
 
@@ -94,7 +94,7 @@ impl Layer {
         let (hidden, eps) = (config.hidden_size, config.layer_norm_eps);
         let attention = &p / "attention";
         Layer {
-            heads: MultiHead::bert(&attention, config),
+            heads: self_attention_heads(&attention, config),
             dense: linear(&attention / "dense", hidden, hidden),
             attention_layer_norm: layer_norm_of_width(&attention / "LayerNorm", hidden, eps),
             ffn: linear(&p / "ffn", hidden, config.intermediate_size),

@@ -223,11 +223,22 @@ struct Attention {
     hidden_dropout: f64,
 }
 
+/// BERT's self-attention heads (HF `BertSelfAttention`, transformers 5.24.0): `query`, `key` and
+/// `value` under `p`, each `[hidden] -> [hidden]`, with the config's heads and attention dropout.
+/// ALBERT's `AlbertAttention` registers the same names under its `attention`.
+pub(super) fn self_attention_heads(p: &nn::Path, config: &Config) -> MultiHead {
+    let hidden = config.hidden_size;
+    let projections =
+        (linear(p / "query", hidden, hidden), linear(p / "key", hidden, hidden), linear(p / "value", hidden, hidden));
+    let n_heads = config.num_attention_heads;
+    MultiHead::new(projections, n_heads, hidden / n_heads, config.attention_probs_dropout_prob)
+}
+
 impl Attention {
     fn new(p: nn::Path, config: &Config) -> Attention {
         let hidden = config.hidden_size;
         Attention {
-            heads: MultiHead::bert(&(&p / "self"), config),
+            heads: self_attention_heads(&(&p / "self"), config),
             output: linear(&p / "output" / "dense", hidden, hidden),
             layer_norm: layer_norm(&p / "output" / "LayerNorm", config),
             hidden_dropout: config.hidden_dropout_prob,

@@ -3,14 +3,12 @@
 //! `eager_attention_forward` (BERT, RoBERTa, XLM-R, ELECTRA, DistilBERT, ALBERT, BART, T5), the
 //! encoder-decoders' (BART's, T5's) decoder input shifted right under a causal mask, their
 //! classification head on the last end-of-sequence state, and the tensor layouts of all
-//! families, and BERT's query/key/value projections (BERT, RoBERTa, XLM-R, ELECTRA, ALBERT).
-//! Each family keeps what differs: the other families' projection names, the output projection,
+//! families. Each family keeps what differs: the projections' HF names, the output projection,
 //! dropout and residual order, position biases. XLNet's two-stream relative attention is its own.
 
 use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
 
-use super::config::Config;
 use super::masked_value;
 
 /// `nn.Linear(in_dim, out_dim)` with a bias, registered at `p` (`weight` `[out, in]`, `bias`).
@@ -56,20 +54,6 @@ impl MultiHead {
         dropout: f64,
     ) -> MultiHead {
         MultiHead { query, key, value, n_heads, head_dim, scaling: (head_dim as f64).powf(-0.5), dropout }
-    }
-
-    /// BERT's self-attention (HF `BertSelfAttention`, transformers 5.24.0): `query`, `key` and
-    /// `value` under `p`, each `[hidden] -> [hidden]`, with the config's heads and attention
-    /// dropout. ALBERT's `AlbertAttention` registers the same names under its `attention`.
-    pub(super) fn bert(p: &nn::Path, config: &Config) -> MultiHead {
-        let hidden = config.hidden_size;
-        let projections = (
-            linear(p / "query", hidden, hidden),
-            linear(p / "key", hidden, hidden),
-            linear(p / "value", hidden, hidden),
-        );
-        let n_heads = config.num_attention_heads;
-        MultiHead::new(projections, n_heads, hidden / n_heads, config.attention_probs_dropout_prob)
     }
 
     /// The same without score scaling (T5's).
