@@ -249,16 +249,22 @@ fn namesakes_with_other_identities_stay_apart() {
     assert!(table.contains("FacebookAI/roberta-base,mrpc,said"), "{table}");
 }
 
+/// Adds a copy of the search `key` as a `size` experiment's search under `new_key` (what the
+/// runner writes when a size sweep repeats another experiment's search).
+fn repeat_in_size_experiment(records: &mut records::Records, key: &str, new_key: &str) {
+    let mut again = records.searches.iter().find(|s| s.key == key).unwrap().clone();
+    again.key = new_key.to_owned();
+    again.plan.experiment = "size".to_owned();
+    again.plan.kind = results::ExperimentKind::Size;
+    records.searches.push(again);
+}
+
 /// The size figure takes one point per model from `d90` and `size` searches, never a trajectory's
 /// checkpoints; the trajectory table takes only trajectory searches.
 #[test]
 fn size_and_trajectory_sections_take_their_own_searches() {
     let mut records = records::load(&fixtures()).unwrap();
-    let mut again = records.searches.iter().find(|s| s.key == "s000000000000001").unwrap().clone();
-    again.key = "s0000000000000s1".to_owned();
-    again.plan.experiment = "size".to_owned();
-    again.plan.kind = results::ExperimentKind::Size;
-    records.searches.push(again);
+    repeat_in_size_experiment(&mut records, "s000000000000001", "s0000000000000s1");
     let report = build("fixture", "tests/fixtures/results", &records, &Paper::embedded()).unwrap();
     let sizes = text(&report, "model_size.csv");
     assert_eq!(sizes.lines().filter(|line| line.contains("roberta-base")).count(), 1, "{sizes}");
@@ -278,11 +284,7 @@ fn a_search_two_experiments_share_is_one_measurement() {
     let before = report();
     let mut records = records::load(&fixtures()).unwrap();
     // The size experiment's copy sorts before the trajectory's own (`...t9`).
-    let mut again = records.searches.iter().find(|s| s.key == "s0000000000000t9").unwrap().clone();
-    again.key = "s0000000000000a9".to_owned();
-    again.plan.experiment = "size".to_owned();
-    again.plan.kind = results::ExperimentKind::Size;
-    records.searches.push(again);
+    repeat_in_size_experiment(&mut records, "s0000000000000t9", "s0000000000000a9");
     let report = build("fixture", "tests/fixtures/results", &records, &Paper::embedded()).unwrap();
     for table in shared_tables {
         assert_eq!(text(&report, table), text(&before, table), "{table}");
