@@ -134,6 +134,9 @@ fn smoke_runs_reuses_and_survives_kill_9() {
     let _ = std::fs::remove_dir_all(&terminated);
     let child = binary()
         .args(["reproduce", "--preset", "smoke", "--out", terminated.to_str().unwrap()])
+        // A pause is reported in one line, without the backtrace a real error carries.
+        .env("RUST_BACKTRACE", "1")
+        .env("RUST_LIB_BACKTRACE", "1")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -153,6 +156,7 @@ fn smoke_runs_reuses_and_survives_kill_9() {
     let log = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(143), "{log}");
     assert!(log.contains("terminated (SIGTERM) after step") && log.contains("the same command resumes"), "{log}");
+    assert!(log.contains("Stopped: ") && !log.contains("backtrace"), "{log}");
     assert!(has_checkpoint(), "the interrupted run left its checkpoint");
     reproduce(&["--preset", "smoke", "--out", terminated.to_str().unwrap()]);
     check_clean(&terminated);

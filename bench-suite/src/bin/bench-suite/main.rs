@@ -66,13 +66,37 @@ struct BenchFastfoodArgs {
 fn main() -> std::process::ExitCode {
     match run() {
         Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("Error: {err:?}");
+        Err(err) if terminated(&err) => {
+            // A pause, not a fault: one line (the chain says where it stopped and how to go on),
+            // without the backtrace `RUST_BACKTRACE=1` would add to a real error.
+            eprintln!("Stopped: {}", one_line(&err));
             // 128 + SIGTERM, as a shell reports a process the signal ended: a scheduler sees
             // the task ended by its signal (and requeues it where it was asked to).
-            if terminated(&err) { std::process::ExitCode::from(143) } else { std::process::ExitCode::FAILURE }
+            std::process::ExitCode::from(143)
+        }
+        Err(err) => {
+            eprintln!("Error: {err:?}");
+            std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes in one line, each message once: a message that already ends with
+/// its cause's text (thiserror's `"{context}: {source}"`, as `RunnerError` writes) is not
+/// followed by that cause again, as anyhow's `{:#}` would.
+fn one_line(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if line.ends_with(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }
 
 /// Whether `err` is a run that SIGTERM ended at a checkpoint.
@@ -435,6 +459,27 @@ mod tests {
         for subcommand in ["reproduce", "finetune", "bench-fastfood", "bench-train-step", "gpu-check"] {
             assert!(help.contains(subcommand), "{help}");
         }
+    }
+
+    /// A pause's one line names each cause once, though `RunnerError` writes its source into its
+    /// own message, and is still recognised as a pause.
+    #[test]
+    fn a_pause_is_one_line_with_each_cause_once() {
+        use bench_suite::experiment::runner::RunnerError;
+        use bench_suite::pretrain::PretrainError;
+        let err = anyhow::Error::new(RunnerError::Pretraining {
+            name: "mini-128".into(),
+            source: Box::new(PretrainError::Terminated { update: 7 }),
+        })
+        .context("reproduce the preset `miniature`");
+        assert!(super::terminated(&err));
+        let line = super::one_line(&err);
+        assert_eq!(
+            line,
+            "reproduce the preset `miniature`: pre-training `mini-128`: terminated (SIGTERM) after update 7; its \
+             state is saved: the same command resumes from there"
+        );
+        assert_eq!(format!("{err:#}").matches("terminated (SIGTERM)").count(), 2, "anyhow's own form repeats it");
     }
 
     /// Value enums spell values as the specs and result files do (`per_tensor`, not `per-tensor`).
