@@ -5,9 +5,10 @@
 //! row per search, per probe, per run; a search that two experiments share is one measurement in
 //! every table but the trajectory and size sections, which take each experiment's own) and
 //! derives every table with polars expressions (joins with the paper's values, ratios, the
-//! orderings the paper reports, Spearman correlations, log-log slopes); [`Report::write`], [`Report::check`] and [`compare`] put it on disk, diff it against
-//! what is there, or against another report. Output is deterministic: rows are sorted, numbers
-//! have fixed formats, and nothing depends on the clock or the order of files on disk.
+//! orderings the paper reports, Spearman correlations, log-log slopes); [`Report::write`],
+//! [`Report::check`] and [`compare`] put it on disk, diff it against what is there, or against
+//! another report. Output is deterministic: rows are sorted, numbers have fixed formats, and
+//! nothing depends on the clock or the order of files on disk.
 
 pub mod records;
 mod render;
