@@ -296,6 +296,23 @@ pub fn train(
         trainable_parameters,
         wall_time_s: elapsed_before + start_time.elapsed().as_secs_f64(),
         padding_fraction,
+        dev_examples: dev_examples(data),
+    })
+}
+
+/// The first dev split's examples as every evaluation's `predicted` labels follow them. An
+/// example's id is its token ids (its text as the model's tokenizer reads it at `max_len`), so
+/// every run of a search and its baseline share the hash, and a changed split or order shows.
+fn dev_examples(data: &TrainData) -> Option<results::DevExamples> {
+    let (split, examples) = data.dev.first()?;
+    let ids: Vec<String> = examples
+        .iter()
+        .map(|example| example.encoded.ids.iter().map(u32::to_string).collect::<Vec<_>>().join(" "))
+        .collect();
+    Some(results::DevExamples {
+        split: split.clone(),
+        ids_sha256: results::labels::ids_sha256(ids.iter().map(String::as_str)),
+        labels: results::labels::encode(examples.iter().map(|example| example.label))?,
     })
 }
 
@@ -403,11 +420,12 @@ fn split_metrics(
     let mut correct = 0usize;
     let (mut true_positive, mut false_positive, mut false_negative) = (0usize, 0usize, 0usize);
     let mut counts: Vec<usize> = Vec::new();
+    let mut predicted = vec![0usize; examples.len()];
     // Metrics do not depend on the order: batches of similar lengths pad less.
-    let mut by_length: Vec<&LabelledExample> = examples.iter().collect();
-    by_length.sort_by_key(|example| example.encoded.ids.len());
+    let mut by_length: Vec<usize> = (0..examples.len()).collect();
+    by_length.sort_by_key(|&idx| examples[idx].encoded.ids.len());
     for chunk in by_length.chunks(64) {
-        let encoded: Vec<&Encoded> = chunk.iter().map(|example| &example.encoded).collect();
+        let encoded: Vec<&Encoded> = chunk.iter().map(|&idx| &examples[idx].encoded).collect();
         let batch = collate(&encoded, data.pad_id, device);
         let logits = precision
             .run(device, || model.forward_t(&batch.input_ids, &batch.attention_mask, &batch.token_type_ids, false));
@@ -417,8 +435,9 @@ fn split_metrics(
         let predictions =
             Vec::<i64>::try_from(logits.argmax(-1, false).to_device(Device::Cpu)).expect("i64 predictions");
         counts.resize(logits.size()[1] as usize, 0);
-        for (example, &prediction) in chunk.iter().zip(&predictions) {
-            let (label, prediction) = (example.label, prediction as usize);
+        for (&idx, &prediction) in chunk.iter().zip(&predictions) {
+            let (label, prediction) = (examples[idx].label, prediction as usize);
+            predicted[idx] = prediction;
             counts[prediction] += 1;
             correct += usize::from(label == prediction);
             true_positive += usize::from(label == 1 && prediction == 1);
@@ -431,7 +450,7 @@ fn split_metrics(
         let denominator = 2 * true_positive + false_positive + false_negative;
         if denominator == 0 { 0.0 } else { 2.0 * true_positive as f64 / denominator as f64 }
     });
-    Some(SplitMetrics { accuracy, f1, predictions: counts })
+    Some(SplitMetrics { accuracy, f1, predictions: counts, predicted: results::labels::encode(predicted) })
 }
 
 /// The checkpoint of `dir`, if it has one, into `trainable`; a checkpoint of another run is an

@@ -13,6 +13,7 @@
 pub mod records;
 mod render;
 pub mod stats;
+pub mod uncertainty;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -22,7 +23,11 @@ use serde::Deserialize;
 
 use records::{Outcome, Probe, RunRecord, SearchRecord};
 pub use render::Table;
-use results::Mode;
+use results::{ExperimentKind, Mode};
+use uncertainty::Measured;
+
+/// Every search's uncertainty, by search key.
+pub type MeasuredSearches = BTreeMap<String, Measured>;
 
 /// The paper's reference values (`reports/paper.yaml`, compiled in).
 #[derive(Debug, Clone, Deserialize)]
@@ -107,25 +112,6 @@ fn map_label(search: &SearchRecord) -> String {
     search.plan.method.map_label()
 }
 
-/// `[low, high]` of the seed-bootstrap interval: `<=d_min` low when resamples were bounds, `>top`
-/// high when open above. Results written before unreached searches stopped getting an interval
-/// hold `u64::MAX` as `low`: no interval.
-fn interval_label(search: &SearchRecord) -> Option<String> {
-    let interval = search.interval.as_ref().filter(|interval| interval.low != usize::MAX)?;
-    let (first, last) = (search.grid.first().copied().unwrap_or(0), search.grid.last().copied().unwrap_or(0));
-    let low = if interval.low == first { format!("<={first}") } else { interval.low.to_string() };
-    let high = interval.high.map_or_else(|| format!(">{last}"), |high| high.to_string());
-    Some(format!("[{low}, {high}]"))
-}
-
-/// Whether a `found` d90 is determined by its seeds: not when its bootstrap interval reaches past
-/// the largest d searched (some resamples of the seeds never reach the target there). Such a d90
-/// is shown, and kept out of orderings, correlations and compression like a bound.
-fn determined(search: &SearchRecord) -> bool {
-    matches!(search.outcome, Outcome::Found { .. })
-        && search.interval.as_ref().is_none_or(|interval| interval.high.is_some())
-}
-
 /// Where each probe's best run (highest dev score) lies in the probe's learning rates: the probes
 /// whose best is the lowest (`low`) or the highest (`high`) rate of the grid, e.g. `high 5/5`
 /// (the grid should extend that way); `None` when every best lies inside the grid.
@@ -157,7 +143,7 @@ fn best_lr_at_edge(search: &SearchRecord, runs: &BTreeMap<&str, &RunRecord>) -> 
 /// The outcome a search is reported with: its own, except that a d90 or bound whose target lies
 /// at or below the majority-class accuracy (recorded so by an older protocol) is `unable`, since a
 /// constant predictor reaches such a target.
-fn reported_outcome(search: &SearchRecord) -> Outcome {
+pub(crate) fn reported_outcome(search: &SearchRecord) -> Outcome {
     let vacuous = search.baseline.target.is_some_and(|target| target <= search.baseline.majority_accuracy);
     match &search.outcome {
         Outcome::Found { .. } | Outcome::Bound { .. } if vacuous => Outcome::Unable {
@@ -204,8 +190,13 @@ fn distinguish_namesakes(searches: &[SearchRecord]) -> Vec<SearchRecord> {
 }
 
 /// One row per search.
-pub fn searches_frame(searches: &[SearchRecord], runs: &[RunRecord]) -> PolarsResult<DataFrame> {
+pub fn searches_frame(
+    searches: &[SearchRecord],
+    runs: &[RunRecord],
+    measured: &MeasuredSearches,
+) -> PolarsResult<DataFrame> {
     let by_key: BTreeMap<&str, &RunRecord> = runs.iter().map(|run| (run.key.as_str(), run)).collect();
+    let of = |search: &SearchRecord| &measured[&search.key];
     let reported: Vec<SearchRecord> =
         searches.iter().map(|search| SearchRecord { outcome: reported_outcome(search), ..search.clone() }).collect();
     let searches = reported.as_slice();
@@ -250,7 +241,16 @@ pub fn searches_frame(searches: &[SearchRecord], runs: &[RunRecord]) -> PolarsRe
         }).collect::<Vec<_>>(),
         "d90" => d90,
         "at_most" => at_most,
-        "interval" => searches.iter().map(interval_label).collect::<Vec<_>>(),
+        "d90_curve" => searches.iter().map(|s| of(s).estimate.map(|c| c.label())).collect::<Vec<_>>(),
+        "d90_curve_value" => searches.iter().map(|s| of(s).d90()).collect::<Vec<_>>(),
+        "baseline_interval" => searches.iter().map(|s| {
+            let interval = of(s).baseline_interval();
+            interval.low.is_finite().then(|| format!("[{:.4}, {:.4}]", interval.low, interval.high))
+        }).collect::<Vec<_>>(),
+        "d90_curve_rounded" => searches.iter().map(|s| of(s).d90().map(|d| d.round() as i64)).collect::<Vec<_>>(),
+        "interval" => searches.iter().map(|s| of(s).interval_label()).collect::<Vec<_>>(),
+        "determination" => searches.iter().map(|s| of(s).estimate.map(|_| of(s).determination.label())).collect::<Vec<_>>(),
+        "reading" => searches.iter().map(|s| of(s).reading_label()).collect::<Vec<_>>(),
         "bracket_low" => bracket_low,
         "largest_tried" => largest,
         "grid_min" => searches.iter().map(|s| s.grid.first().map(|&d| d as i64)).collect::<Vec<_>>(),
@@ -260,11 +260,17 @@ pub fn searches_frame(searches: &[SearchRecord], runs: &[RunRecord]) -> PolarsRe
         "threshold" => searches.iter().map(|s| s.plan.search.threshold).collect::<Vec<_>>(),
         "probes" => searches.iter().map(|s| s.probes.len() as i64).collect::<Vec<_>>(),
         "monotone" => searches.iter().map(|s| s.monotone).collect::<Vec<_>>(),
-        "determined" => searches.iter().map(|s| matches!(s.outcome, Outcome::Found { .. }).then(|| determined(s))).collect::<Vec<_>>(),
+        "determined" => searches.iter().map(|s| of(s).determined()).collect::<Vec<_>>(),
         "best_lr_at_edge" => searches.iter().map(|s| best_lr_at_edge(s, &by_key)).collect::<Vec<_>>(),
         "parameters" => searches.iter().map(|s| s.total_parameters as i64).collect::<Vec<_>>(),
         "n_train" => n_train,
         "generalization_run" => searches.iter().map(|s| s.generalization_run.clone()).collect::<Vec<_>>(),
+        "chosen" => searches.iter().map(|s| s.generalization_run.as_ref().map(|_| match s.generalization_choice {
+            Some(results::GeneralizationChoice::MedianSeedOtherSeedsRate) => "median seed, other seeds' best rate",
+            None => "best run by its own dev score (winner's curse: gap biased low)",
+        }).or_else(|| matches!(s.outcome, Outcome::Found { .. })
+            .then_some("best run of the d90 probe by its own dev score (no generalization run recorded)")))
+        .collect::<Vec<_>>(),
         "pretraining" => searches.iter().map(|s| s.plan.pretraining.as_ref().map(|p| p.name.clone())).collect::<Vec<_>>(),
         "update" => searches.iter().map(|s| s.plan.pretraining.as_ref().map(|p| p.update as i64)).collect::<Vec<_>>(),
     )
@@ -355,10 +361,13 @@ pub fn table1(searches: &DataFrame, paper: &Paper) -> PolarsResult<DataFrame> {
         "seeds",
         "paper_d90",
         "d90",
+        "bracket_low",
+        "d90_curve",
         "interval",
         "determined",
+        "determination",
+        "reading",
         "ratio",
-        "bracket_low",
         "outcome",
         "at_most",
         "largest_tried",
@@ -436,107 +445,147 @@ pub fn baselines(searches: &[SearchRecord], runs: &[RunRecord], paper: &Paper) -
     )
 }
 
-/// The orderings the paper reports. SAID against DID (same model, task and scope) is judged on
-/// paired score differences at the `d`s both probed, seed by seed ([`stats::said_against_did`]):
-/// `held`, `not held` or `inconclusive`. The size and family orderings compare d90 values: only
-/// searches with a d90 (no unable cells, no bounds, nothing unreached) and no ties (listed apart).
-pub fn orderings(searches: &DataFrame, records: &[SearchRecord]) -> PolarsResult<(DataFrame, Vec<String>)> {
-    /// Cell, model, SAID and DID method names, their d90s, the comparison.
-    type Row = (String, String, String, String, Option<i64>, Option<i64>, stats::PairedComparison);
-    let mut said_did: Vec<Row> = Vec::new();
-    let measured = |search: &&SearchRecord| !matches!(reported_outcome(search), Outcome::Unable { .. });
-    for said in records.iter().filter(|s| s.plan.method.mode == Mode::Said).filter(measured) {
-        let same = |did: &&SearchRecord| {
+/// The orderings the paper reports, each a ratio of two d90s on the curve over the same
+/// resamples (paired where the two searches share seeds and dev split) with its 95% interval and
+/// P(left < right); the verdict on "left d90 <= right d90" is `held` when the interval lies below
+/// 1, `not held` above 1, `inconclusive` otherwise (an undetermined d90 enters only through its
+/// interval, which is open where the d90 is). SAID against DID (same model, task and map) and two
+/// maps of one model, task and mode (global against per-tensor, exact against `aghajanyan`) also
+/// show the paired score difference at each `d` both probed ([`stats::paired_difference`]),
+/// labelled as what it is; RoBERTa against BERT and Large against Base compare d90s of different
+/// models (same size or family, task, method and map).
+pub fn orderings(records: &[SearchRecord], measured: &MeasuredSearches) -> PolarsResult<DataFrame> {
+    struct Row {
+        ordering: &'static str,
+        claim: String,
+        cell: String,
+        left: String,
+        right: String,
+        left_d90: Option<String>,
+        right_d90: Option<String>,
+        ratio: d90::compare::Ratio,
+        paired: bool,
+        evidence: Option<String>,
+    }
+    let measured_record = |search: &&SearchRecord| !matches!(reported_outcome(search), Outcome::Unable { .. });
+    let usable: Vec<&SearchRecord> = records.iter().filter(measured_record).collect();
+    let mut rows: Vec<Row> = Vec::new();
+    let mut push = |ordering: &'static str, claim: String, cell: String, left: &SearchRecord, right: &SearchRecord| {
+        let (l, r) = (&measured[&left.key], &measured[&right.key]);
+        let evidence = stats::paired_difference(left, right).map(|difference| {
+            format!(
+                "score difference at shared d (left - right), paired by seed: mean {:+.4} over {} seeds ({} (d, seed) pairs)",
+                difference.mean_difference, difference.seeds, difference.pairs
+            )
+        });
+        rows.push(Row {
+            ordering,
+            claim,
+            cell,
+            left: format!("{} ({})", short(&left.plan.model), left.plan.method.name),
+            right: format!("{} ({})", short(&right.plan.model), right.plan.method.name),
+            left_d90: l.estimate.map(|c| c.label()),
+            right_d90: r.estimate.map(|c| c.label()),
+            ratio: uncertainty::ratio(l, r),
+            paired: uncertainty::paired(l, r),
+            evidence,
+        });
+    };
+    let same_cell = |a: &SearchRecord, b: &SearchRecord| a.plan.model == b.plan.model && a.plan.task == b.plan.task;
+    for said in usable.iter().filter(|s| s.plan.method.mode == Mode::Said) {
+        for did in usable.iter().filter(|did| {
             did.plan.method.mode == Mode::Did
-                && did.plan.model == said.plan.model
-                && did.plan.task == said.plan.task
+                && same_cell(said, did)
                 && did.plan.method.scope == said.plan.method.scope
                 && did.plan.method.compat == said.plan.method.compat
-        };
-        for did in records.iter().filter(same).filter(measured) {
-            if let Some(comparison) = stats::said_against_did(said, did) {
-                said_did.push((
-                    format!("{} / {} / {}", said.plan.task, short(&said.plan.model), map_label(did)),
-                    said.plan.model.clone(),
-                    said.plan.method.name.clone(),
-                    did.plan.method.name.clone(),
-                    said.d90().map(|d| d as i64),
-                    did.d90().map(|d| d as i64),
-                    comparison,
-                ));
+        }) {
+            push(
+                "said_le_did",
+                "SAID d90 <= DID d90 (the paper, section 5.1)".to_owned(),
+                format!("{} / {} / {}", said.plan.task, short(&said.plan.model), map_label(did)),
+                said,
+                did,
+            );
+        }
+    }
+    for (idx, left) in usable.iter().enumerate() {
+        for right in usable.iter().skip(idx + 1) {
+            if same_cell(left, right)
+                && left.plan.method.mode == right.plan.method.mode
+                && left.plan.method.mode != Mode::Full
+                && map_label(left) != map_label(right)
+            {
+                let (left, right) = if map_label(left) <= map_label(right) { (left, right) } else { (right, left) };
+                push(
+                    "map_vs_map",
+                    format!("{} d90 <= {} d90 (same model, task and mode)", map_label(left), map_label(right)),
+                    format!("{} / {} / {}", left.plan.task, short(&left.plan.model), left.plan.method.mode),
+                    left,
+                    right,
+                );
             }
         }
     }
-    let said_did = df!(
-        "ordering" => said_did.iter().map(|_| "said_le_did").collect::<Vec<_>>(),
-        "claim" => said_did.iter().map(|_| "SAID scores above DID at the same d, paired by seed (the paper: SAID d90 <= DID d90)").collect::<Vec<_>>(),
-        "cell" => said_did.iter().map(|row| row.0.clone()).collect::<Vec<_>>(),
-        "left_model" => said_did.iter().map(|row| format!("{} ({})", short(&row.1), row.2)).collect::<Vec<_>>(),
-        "left_d90" => said_did.iter().map(|row| row.4).collect::<Vec<_>>(),
-        "right_model" => said_did.iter().map(|row| format!("{} ({})", short(&row.1), row.3)).collect::<Vec<_>>(),
-        "right_d90" => said_did.iter().map(|row| row.5).collect::<Vec<_>>(),
-        "evidence" => said_did.iter().map(|row| format!(
-            "mean difference {:+.4} over {} seeds ({} (d, seed) pairs), p = {:.3}",
-            row.6.mean_difference, row.6.seeds, row.6.pairs, row.6.p_value
-        )).collect::<Vec<_>>(),
-        "held" => said_did.iter().map(|row| row.6.verdict).collect::<Vec<_>>(),
-    )?;
-    let found = searches.clone().lazy().filter(col("outcome").eq(lit("found")).and(col("determined")));
-    let pick = |filter: Expr, keys: &[&str], value: &str, label: &str| {
-        let mut columns = by(keys);
-        columns.push(col("d90").alias(value));
-        columns.push(col("model").alias(label));
-        found.clone().filter(filter).select(columns)
-    };
-    let compare = |left: LazyFrame, right: LazyFrame, keys: &[&str], cell: Expr, name: &str, description: &str| {
-        left.join(right, by(keys), by(keys), JoinArgs::new(JoinType::Inner)).select([
-            lit(name).alias("ordering"),
-            lit(description).alias("claim"),
-            cell.alias("cell"),
-            col("left_model"),
-            col("left_d90"),
-            col("right_model"),
-            col("right_d90"),
-            lit("d90 values").alias("evidence"),
-            when(col("left_d90").eq(col("right_d90")))
-                .then(lit("tie"))
-                .when(col("left_d90").lt(col("right_d90")))
-                .then(lit("held"))
-                .otherwise(lit("not held"))
-                .alias("held"),
-        ])
-    };
-    let roberta_bert = compare(
-        pick(col("family").eq(lit("RoBERTa")), &["size", "task", "mode", "map"], "left_d90", "left_model"),
-        pick(col("family").eq(lit("BERT")), &["size", "task", "mode", "map"], "right_d90", "right_model"),
-        &["size", "task", "mode", "map"],
-        col("size") + lit(" / ") + col("task") + lit(" / ") + col("mode") + lit(" / ") + col("map"),
-        "roberta_le_bert",
-        "RoBERTa d90 <= BERT d90 (same size, task, method, map)",
-    );
-    let large_base = compare(
-        pick(col("size").eq(lit("Large")), &["family", "task", "mode", "map"], "left_d90", "left_model"),
-        pick(col("size").eq(lit("Base")), &["family", "task", "mode", "map"], "right_d90", "right_model"),
-        &["family", "task", "mode", "map"],
-        col("family") + lit(" / ") + col("task") + lit(" / ") + col("mode") + lit(" / ") + col("map"),
-        "large_le_base",
-        "Large d90 <= Base d90 (same family, task, method, map; the paper: 7 of 8 cells)",
-    );
-    let by_d90 = concat([roberta_bert, large_base], UnionArgs::default())?.collect()?;
-    let ties = by_d90.clone().lazy().filter(col("held").eq(lit("tie"))).collect()?;
-    let tie_cells = ties.column("cell")?.str()?;
-    let tie_labels: Vec<String> = (0..tie_cells.len())
-        .filter_map(|idx| {
-            Some(format!("{} ({})", tie_cells.get(idx)?, ties.column("ordering").ok()?.str().ok()?.get(idx)?))
-        })
-        .collect();
-    let kept = by_d90.lazy().filter(col("held").neq(lit("tie")));
-    let frame = sorted(
-        concat([said_did.lazy(), kept], UnionArgs::default())?,
-        &["ordering", "cell", "left_model", "right_model"],
+    let shape = |search: &SearchRecord| -> (Option<String>, Option<String>) { (family(search), size(search)) };
+    for left in &usable {
+        for right in &usable {
+            let (left_shape, right_shape) = (shape(left), shape(right));
+            let same_method = left.plan.task == right.plan.task
+                && left.plan.method.mode == right.plan.method.mode
+                && left.plan.method.mode != Mode::Full
+                && map_label(left) == map_label(right);
+            if !same_method {
+                continue;
+            }
+            let cell =
+                |by: &str| format!("{by} / {} / {} / {}", left.plan.task, left.plan.method.mode, map_label(left));
+            if left_shape.0.as_deref() == Some("RoBERTa")
+                && right_shape.0.as_deref() == Some("BERT")
+                && left_shape.1.is_some()
+                && left_shape.1 == right_shape.1
+            {
+                let by = left_shape.1.clone().unwrap_or_default();
+                push(
+                    "roberta_le_bert",
+                    "RoBERTa d90 <= BERT d90 (same size, task, method, map)".to_owned(),
+                    cell(&by),
+                    left,
+                    right,
+                );
+            }
+            if left_shape.1.as_deref() == Some("Large")
+                && right_shape.1.as_deref() == Some("Base")
+                && left_shape.0.is_some()
+                && left_shape.0 == right_shape.0
+            {
+                let by = left_shape.0.clone().unwrap_or_default();
+                push(
+                    "large_le_base",
+                    "Large d90 <= Base d90 (same family, task, method, map; the paper: 7 of 8 cells)".to_owned(),
+                    cell(&by),
+                    left,
+                    right,
+                );
+            }
+        }
+    }
+    rows.sort_by(|a, b| (a.ordering, &a.cell, &a.left, &a.right).cmp(&(b.ordering, &b.cell, &b.left, &b.right)));
+    let end = |value: f64| if value.is_infinite() { "inf".to_owned() } else { format!("{value:.2}") };
+    df!(
+        "ordering" => rows.iter().map(|row| row.ordering).collect::<Vec<_>>(),
+        "claim" => rows.iter().map(|row| row.claim.clone()).collect::<Vec<_>>(),
+        "cell" => rows.iter().map(|row| row.cell.clone()).collect::<Vec<_>>(),
+        "left_model" => rows.iter().map(|row| row.left.clone()).collect::<Vec<_>>(),
+        "left_d90" => rows.iter().map(|row| row.left_d90.clone()).collect::<Vec<_>>(),
+        "right_model" => rows.iter().map(|row| row.right.clone()).collect::<Vec<_>>(),
+        "right_d90" => rows.iter().map(|row| row.right_d90.clone()).collect::<Vec<_>>(),
+        "ratio" => rows.iter().map(|row| row.ratio.point).collect::<Vec<_>>(),
+        "ratio_interval" => rows.iter().map(|row| format!("[{}, {}]", end(row.ratio.low), end(row.ratio.high))).collect::<Vec<_>>(),
+        "p_left_lower" => rows.iter().map(|row| row.ratio.p_first_lower).collect::<Vec<_>>(),
+        "paired" => rows.iter().map(|row| row.paired).collect::<Vec<_>>(),
+        "verdict" => rows.iter().map(|row| row.ratio.verdict.label()).collect::<Vec<_>>(),
+        "evidence" => rows.iter().map(|row| row.evidence.clone()).collect::<Vec<_>>(),
     )
-    .collect()?;
-    Ok((frame, tie_labels))
 }
 
 fn short(model: &str) -> &str {
@@ -556,9 +605,10 @@ pub fn figure1(searches: &DataFrame, probes: &DataFrame) -> PolarsResult<DataFra
     .collect()
 }
 
-/// Generalization at d90: the best run of the d90 probe (eval and training accuracy; the
-/// search's generalization run, the best run trained again with training accuracy, where it has
-/// one), the gap, and the bound term sqrt(d90 / n_train).
+/// Generalization at d90: the search's generalization run (a run of the grid d90's probe trained
+/// again with training accuracy; `chosen` says how it was picked) with its eval and training
+/// accuracy, the gap, and the bound term sqrt(d90 / n_train), for determined d90s (`d90`: on the
+/// curve). Older searches without a generalization run take the d90 probe's best run.
 pub fn generalization(searches: &DataFrame, probes: &DataFrame, runs: &DataFrame) -> PolarsResult<DataFrame> {
     let at_d90 = probes
         .clone()
@@ -573,8 +623,9 @@ pub fn generalization(searches: &DataFrame, probes: &DataFrame, runs: &DataFrame
             col("model").first(),
             col("task").first(),
             col("method").first(),
-            col("d90").first(),
+            col("d90_curve_rounded").first().alias("d90"),
             col("n_train").first(),
+            col("chosen").first(),
             col("best_score").first().alias("eval_accuracy"),
             col("train_accuracy").first(),
         ]);
@@ -587,11 +638,13 @@ pub fn generalization(searches: &DataFrame, probes: &DataFrame, runs: &DataFrame
         &["model", "task", "method"],
     )
     .select(by(&[
+        "key",
         "model",
         "task",
         "method",
         "d90",
         "n_train",
+        "chosen",
         "eval_accuracy",
         "train_accuracy",
         "gap",
@@ -606,19 +659,32 @@ pub fn generalization(searches: &DataFrame, probes: &DataFrame, runs: &DataFrame
 const PAPER_SIGNS: [(&str, &str, f64); 2] =
     [("eval_accuracy", "d90 vs eval accuracy", -1.0), ("relative_gap", "d90 vs relative generalization gap", 1.0)];
 
-/// Spearman correlations of d90 with eval accuracy and with the relative gap, each with n, a
-/// permutation p-value, the sign the paper reports and flags (`n < 5`, opposite sign).
-pub fn correlations(generalization: &DataFrame) -> PolarsResult<DataFrame> {
+/// Spearman correlations of d90 (on the curve, determined) with eval accuracy and with the
+/// relative gap: n, rho with its 95% interval over the d90s' resamples (the other variable held
+/// at its measured value), the verdict on the paper's sign, a permutation p-value, and flags
+/// (`n < 5`, opposite sign).
+pub fn correlations(generalization: &DataFrame, measured: &MeasuredSearches) -> PolarsResult<DataFrame> {
     let values = |name: &str| -> PolarsResult<Vec<Option<f64>>> {
         Ok(generalization.column(name)?.cast(&DataType::Float64)?.f64()?.iter().collect())
+    };
+    let keys: Vec<String> = {
+        let column = generalization.column("key")?.str()?;
+        (0..column.len()).map(|idx| column.get(idx).unwrap_or_default().to_owned()).collect()
     };
     let d90 = values("d90")?;
     let mut rows = Vec::new();
     for (column, pair, paper_sign) in PAPER_SIGNS {
         let other = values(column)?;
-        let (x, y): (Vec<f64>, Vec<f64>) =
-            d90.iter().zip(&other).filter_map(|(x, y)| Some(((*x)?, (*y)?))).filter(|(_, y)| y.is_finite()).unzip();
+        let points: Vec<(&Measured, f64, f64)> = keys
+            .iter()
+            .zip(d90.iter().zip(&other))
+            .filter_map(|(key, (x, y))| Some((&measured[key], (*x)?, (*y)?)))
+            .filter(|(_, _, y)| y.is_finite())
+            .collect();
+        let (x, y): (Vec<f64>, Vec<f64>) = points.iter().map(|(_, x, y)| (*x, *y)).unzip();
         let Some((rho, p_value)) = stats::spearman(&x, &y) else { continue };
+        let trend =
+            uncertainty::spearman_trend(&points.iter().map(|(m, _, y)| (*m, *y)).collect::<Vec<_>>(), paper_sign > 0.0);
         let mut flags = Vec::new();
         if x.len() < 5 {
             flags.push("n < 5");
@@ -626,97 +692,203 @@ pub fn correlations(generalization: &DataFrame) -> PolarsResult<DataFrame> {
         if rho * paper_sign < 0.0 {
             flags.push("opposite sign to the paper");
         }
-        if p_value >= stats::ALPHA {
-            flags.push("not significant");
-        }
         rows.push((
             pair,
             x.len() as i64,
             rho,
+            trend.map(|t| t.interval),
+            // Fewer than five points say nothing, whatever their interval.
+            trend.filter(|_| x.len() >= 5).map_or("inconclusive", |t| t.verdict.label()),
             p_value,
             if paper_sign < 0.0 { "negative" } else { "positive" },
             flags.join(", "),
         ));
     }
+    let end = |value: f64| format!("{value:.2}");
     df!(
         "pair" => rows.iter().map(|row| row.0).collect::<Vec<_>>(),
         "n" => rows.iter().map(|row| row.1).collect::<Vec<_>>(),
         "spearman" => rows.iter().map(|row| row.2).collect::<Vec<_>>(),
-        "p_value" => rows.iter().map(|row| row.3).collect::<Vec<_>>(),
-        "paper_sign" => rows.iter().map(|row| row.4).collect::<Vec<_>>(),
-        "flags" => rows.iter().map(|row| row.5.clone()).collect::<Vec<_>>(),
+        "interval" => rows.iter().map(|row| row.3.map(|i| format!("[{}, {}]", end(i.low), end(i.high)))).collect::<Vec<_>>(),
+        "paper_sign" => rows.iter().map(|row| row.6).collect::<Vec<_>>(),
+        "verdict" => rows.iter().map(|row| row.4).collect::<Vec<_>>(),
+        "p_value" => rows.iter().map(|row| row.5).collect::<Vec<_>>(),
+        "flags" => rows.iter().map(|row| row.7.clone()).collect::<Vec<_>>(),
     )
 }
 
-/// d90 against parameter count per task and method, with the log-log slope and its 95% interval
-/// (OLS of log10 d90 on log10 parameters, one point per model; an interval needs three models)
-/// where a task and method has at least two model sizes. Searches of `size` and `d90` experiments
-/// count, not a trajectory's (its checkpoints share one parameter count); a model searched by two
-/// experiments (the same runs, so the same d90) is one point.
-pub fn model_size(searches: &DataFrame) -> PolarsResult<DataFrame> {
-    let found = searches
-        .clone()
-        .lazy()
-        .filter(col("outcome").eq(lit("found")).and(col("determined")).and(col("kind").neq(lit("trajectory"))))
-        .select(by(&["task", "method", "mode", "model", "parameters", "d90"]));
-    let found = sorted(found, &["task", "method", "parameters", "model"])
-        .unique_stable_generic(Some(by(&["task", "method", "model"])), UniqueKeepStrategy::First);
-    let found = sorted(found, &["task", "method", "parameters", "model"]).collect()?;
-    let column = |name: &str| -> PolarsResult<Vec<String>> {
-        let values = found.column(name)?.str()?;
-        Ok((0..values.len()).map(|idx| values.get(idx).unwrap_or_default().to_owned()).collect())
-    };
-    let (tasks, methods, models) = (column("task")?, column("method")?, column("model")?);
-    let numbers = |name: &str| -> PolarsResult<Vec<f64>> {
-        let values = found.column(name)?.i64()?;
-        Ok((0..values.len()).map(|idx| values.get(idx).unwrap_or(0) as f64).collect())
-    };
-    let (parameters, d90) = (numbers("parameters")?, numbers("d90")?);
-    let mut groups: BTreeMap<(&str, &str), Vec<usize>> = BTreeMap::new();
-    for row in 0..found.height() {
-        groups.entry((&tasks[row], &methods[row])).or_default().push(row);
+/// The checkpoint at update 0 (the random initialisation) of the pre-training `search` is a
+/// checkpoint of, searched on the same task: the reference of the precondition.
+fn random_init<'a>(search: &SearchRecord, records: &'a [SearchRecord]) -> Option<&'a SearchRecord> {
+    let own = search.plan.pretraining.as_ref()?;
+    records.iter().find(|other| {
+        other.plan.task == search.plan.task
+            && other.plan.pretraining.as_ref().is_some_and(|p| p.name == own.name && p.update == 0)
+    })
+}
+
+/// The precondition of `points`: each against the random init of its own pre-training. Not met
+/// when any point's baseline is not above its random init's; else not measured when a point has
+/// no random init in the results (a hub checkpoint, a pre-training without its update 0).
+fn precondition_of(
+    points: &[&SearchRecord],
+    records: &[SearchRecord],
+    measured: &MeasuredSearches,
+) -> uncertainty::Precondition {
+    let (mut met, mut not_met, mut unmeasured) = (Vec::new(), Vec::new(), Vec::new());
+    for point in points {
+        let reference = random_init(point, records).map(|reference| &measured[&reference.key]);
+        match uncertainty::precondition(&[(point, &measured[&point.key])], reference) {
+            uncertainty::Precondition::Met(text) => met.push(text),
+            uncertainty::Precondition::NotMet(text) => not_met.push(text),
+            uncertainty::Precondition::NotMeasured(why) => unmeasured.push(why),
+        }
     }
-    // (row of `found`, models in its group, slope, interval)
-    type SizeRow = (usize, usize, f64, Option<(f64, f64)>);
-    let mut rows: Vec<SizeRow> = Vec::new();
-    for members in groups.values() {
-        let distinct_models: BTreeSet<&str> = members.iter().map(|&row| models[row].as_str()).collect();
-        if distinct_models.len() < 2 {
+    if !not_met.is_empty() {
+        uncertainty::Precondition::NotMet(not_met.join("; "))
+    } else if !unmeasured.is_empty() || met.is_empty() {
+        unmeasured.dedup();
+        uncertainty::Precondition::NotMeasured(if unmeasured.is_empty() {
+            "no point to check".to_owned()
+        } else {
+            unmeasured.join("; ")
+        })
+    } else {
+        uncertainty::Precondition::Met(met.join("; "))
+    }
+}
+
+/// One trend of a trajectory or a size sweep.
+#[derive(Debug, Clone)]
+pub struct TrendRow {
+    pub group: String,
+    pub task: String,
+    pub method: String,
+    /// Determined points of all points.
+    pub determined: usize,
+    pub points: usize,
+    pub trend: Option<d90::compare::Trend>,
+    pub precondition: uncertainty::Precondition,
+}
+
+impl TrendRow {
+    /// The claim's verdict: untestable where pre-training does not help, inconclusive with fewer
+    /// than two determined d90s, else the slope's.
+    pub fn verdict(&self) -> String {
+        match (&self.precondition, &self.trend) {
+            (uncertainty::Precondition::NotMet(_), _) => {
+                "untestable here: pre-training does not improve full fine-tuning".to_owned()
+            }
+            (_, None) => "inconclusive".to_owned(),
+            (_, Some(trend)) => trend.verdict.label().to_owned(),
+        }
+    }
+
+    fn slope_interval(&self) -> Option<String> {
+        let end = |value: f64| {
+            if value.is_infinite() {
+                format!("{}inf", if value < 0.0 { "-" } else { "" })
+            } else {
+                format!("{value:.2}")
+            }
+        };
+        self.trend.map(|t| format!("[{}, {}]", end(t.interval.low), end(t.interval.high)))
+    }
+}
+
+fn trends_frame(rows: &[TrendRow], group: &str) -> PolarsResult<DataFrame> {
+    df!(
+        group => rows.iter().map(|r| r.group.clone()).collect::<Vec<_>>(),
+        "task" => rows.iter().map(|r| r.task.clone()).collect::<Vec<_>>(),
+        "method" => rows.iter().map(|r| r.method.clone()).collect::<Vec<_>>(),
+        "determined" => rows.iter().map(|r| format!("{} of {}", r.determined, r.points)).collect::<Vec<_>>(),
+        "slope" => rows.iter().map(|r| r.trend.map(|t| t.point)).collect::<Vec<_>>(),
+        "slope_interval" => rows.iter().map(TrendRow::slope_interval).collect::<Vec<_>>(),
+        "precondition" => rows.iter().map(|r| r.precondition.label()).collect::<Vec<_>>(),
+        "verdict" => rows.iter().map(TrendRow::verdict).collect::<Vec<_>>(),
+    )
+}
+
+/// d90 against parameter count per task and method (searches of `size` and `d90` experiments,
+/// one point per model): each model's d90 on the curve and interval, and where two or more
+/// models have a determined d90, the slope of log10 d90 against log10 parameters over them with
+/// its 95% interval over resamples, the precondition and the verdict on a negative slope (the
+/// paper: larger models have lower d90).
+pub fn model_size(records: &[SearchRecord], measured: &MeasuredSearches) -> PolarsResult<(DataFrame, Vec<TrendRow>)> {
+    let mut groups: BTreeMap<(String, String), Vec<&SearchRecord>> = BTreeMap::new();
+    let mut seen = BTreeSet::new();
+    for record in records {
+        let usable = record.plan.kind != ExperimentKind::Trajectory
+            && record.plan.method.mode != Mode::Full
+            && !matches!(reported_outcome(record), Outcome::Unable { .. });
+        if usable && seen.insert((record.plan.task.clone(), record.plan.method.name.clone(), record.plan.model.clone()))
+        {
+            groups.entry((record.plan.task.clone(), record.plan.method.name.clone())).or_default().push(record);
+        }
+    }
+    let mut points: Vec<(&SearchRecord, usize)> = Vec::new();
+    let mut trends = Vec::new();
+    for ((task, method), members) in &groups {
+        if members.len() < 2 {
             continue;
         }
-        let xs: Vec<f64> = members.iter().map(|&row| parameters[row].log10()).collect();
-        let ys: Vec<f64> = members.iter().map(|&row| d90[row].log10()).collect();
-        let Some((slope, interval)) = stats::ols_slope(&xs, &ys) else { continue };
-        for &row in members {
-            rows.push((row, distinct_models.len(), slope, interval));
-        }
+        let mut members = members.clone();
+        members.sort_by(|a, b| a.total_parameters.cmp(&b.total_parameters).then(a.plan.model.cmp(&b.plan.model)));
+        let trend = uncertainty::slope_trend(
+            &members.iter().map(|m| (m.total_parameters as f64, &measured[&m.key])).collect::<Vec<_>>(),
+        );
+        let determined: Vec<&SearchRecord> =
+            members.iter().copied().filter(|m| measured[&m.key].determined()).collect();
+        trends.push(TrendRow {
+            group: "size".to_owned(),
+            task: task.clone(),
+            method: method.clone(),
+            determined: determined.len(),
+            points: members.len(),
+            trend,
+            precondition: precondition_of(
+                if determined.is_empty() { &members } else { &determined },
+                records,
+                measured,
+            ),
+        });
+        let index = trends.len() - 1;
+        points.extend(members.iter().map(|member| (*member, index)));
     }
-    df!(
-        "task" => rows.iter().map(|r| tasks[r.0].clone()).collect::<Vec<_>>(),
-        "method" => rows.iter().map(|r| methods[r.0].clone()).collect::<Vec<_>>(),
-        "model" => rows.iter().map(|r| models[r.0].clone()).collect::<Vec<_>>(),
-        "parameters" => rows.iter().map(|r| parameters[r.0] as i64).collect::<Vec<_>>(),
-        "d90" => rows.iter().map(|r| d90[r.0] as i64).collect::<Vec<_>>(),
-        "models" => rows.iter().map(|r| r.1 as i64).collect::<Vec<_>>(),
-        "slope" => rows.iter().map(|r| r.2).collect::<Vec<_>>(),
-        "slope_low" => rows.iter().map(|r| r.3.map(|(low, _)| low)).collect::<Vec<_>>(),
-        "slope_high" => rows.iter().map(|r| r.3.map(|(_, high)| high)).collect::<Vec<_>>(),
-    )
+    let of = |record: &SearchRecord| &measured[&record.key];
+    let frame = df!(
+        "task" => points.iter().map(|(r, _)| r.plan.task.clone()).collect::<Vec<_>>(),
+        "method" => points.iter().map(|(r, _)| r.plan.method.name.clone()).collect::<Vec<_>>(),
+        "model" => points.iter().map(|(r, _)| r.plan.model.clone()).collect::<Vec<_>>(),
+        "parameters" => points.iter().map(|(r, _)| r.total_parameters as i64).collect::<Vec<_>>(),
+        "d90" => points.iter().map(|(r, _)| of(r).d90().filter(|_| of(r).determined()).map(|d| d.round() as i64)).collect::<Vec<_>>(),
+        "interval" => points.iter().map(|(r, _)| of(r).interval_label()).collect::<Vec<_>>(),
+        "determined" => points.iter().map(|(r, _)| of(r).determined()).collect::<Vec<_>>(),
+        "slope" => points.iter().map(|(_, t)| trends[*t].trend.map(|trend| trend.point)).collect::<Vec<_>>(),
+    )?;
+    Ok((frame, trends))
 }
 
 /// d90 along pre-training (the paper's section 5.2): one row per search of a checkpoint of a
-/// pre-training the results ran, by pre-training, task, method and update, with its outcome (a
-/// d90 only where it is determined; bounds, unreached targets and unable points keep their own
-/// columns and reason).
-pub fn trajectory(searches: &DataFrame) -> PolarsResult<DataFrame> {
-    sorted(
+/// pre-training the results ran, by pre-training, task, method and update: the outcome, the d90
+/// on the curve where it is determined, its interval and determination, and the baseline with
+/// its interval; and per pre-training, task and method, the slope of log10 d90 against log10
+/// update over the determined checkpoints after update 0, its interval, the precondition
+/// (every such checkpoint's baseline above the update-0 baseline beyond the interval of their
+/// difference) and the verdict on a falling d90.
+pub fn trajectory(
+    searches: &DataFrame,
+    records: &[SearchRecord],
+    measured: &MeasuredSearches,
+) -> PolarsResult<(DataFrame, Vec<TrendRow>)> {
+    let frame = sorted(
         searches
             .clone()
             .lazy()
             .filter(col("kind").eq(lit("trajectory")))
             .with_column(
-                when(col("outcome").eq(lit("found")).and(col("determined")))
-                    .then(col("d90"))
+                when(col("determined"))
+                    .then(col("d90_curve_rounded"))
                     .otherwise(lit(NULL).cast(DataType::Int64))
                     .alias("d90"),
             )
@@ -726,17 +898,59 @@ pub fn trajectory(searches: &DataFrame) -> PolarsResult<DataFrame> {
                 "method",
                 "update",
                 "outcome",
+                "d90_curve",
                 "d90",
                 "interval",
+                "determination",
                 "at_most",
                 "largest_tried",
                 "baseline",
+                "baseline_interval",
                 "majority",
                 "reason",
             ])),
         &["pretraining", "task", "method", "update"],
     )
-    .collect()
+    .collect()?;
+    let mut groups: BTreeMap<(String, String, String), Vec<&SearchRecord>> = BTreeMap::new();
+    for record in records.iter().filter(|r| r.plan.kind == ExperimentKind::Trajectory) {
+        let Some(pretraining) = &record.plan.pretraining else { continue };
+        if record.plan.method.mode == Mode::Full || pretraining.update == 0 {
+            continue;
+        }
+        groups
+            .entry((pretraining.name.clone(), record.plan.task.clone(), record.plan.method.name.clone()))
+            .or_default()
+            .push(record);
+    }
+    let mut trends = Vec::new();
+    for ((name, task, method), mut members) in groups {
+        members.sort_by_key(|m| m.plan.pretraining.as_ref().map_or(0, |p| p.update));
+        let trend = uncertainty::slope_trend(
+            &members
+                .iter()
+                .map(|m| (m.plan.pretraining.as_ref().map_or(0, |p| p.update) as f64, &measured[&m.key]))
+                .collect::<Vec<_>>(),
+        );
+        let determined: Vec<&SearchRecord> =
+            members.iter().copied().filter(|m| measured[&m.key].determined()).collect();
+        let checked: Vec<&SearchRecord> = if determined.is_empty() { members.clone() } else { determined.clone() };
+        trends.push(TrendRow {
+            group: name,
+            task,
+            method,
+            determined: determined.len(),
+            points: members.len(),
+            trend,
+            precondition: precondition_of(&checked, records, measured),
+        });
+    }
+    Ok((frame, trends))
+}
+
+/// Trend rows of a trajectory or size sweep as a frame (`group` names the first column).
+pub fn trends(rows: &[TrendRow], group: &str) -> PolarsResult<DataFrame> {
+    trends_frame(rows, group)
 }
 
 /// The pre-trainings behind the results: one row per checkpoint (its update and held-out MLM
@@ -774,17 +988,17 @@ pub fn pretraining_frame(
     )
 }
 
-/// Bytes a task costs at d90 (f32 theta).
+/// Bytes a task costs at its d90 on the curve (f32 theta), determined d90s only.
 pub fn compression(searches: &DataFrame) -> PolarsResult<DataFrame> {
     sorted(
-        searches.clone().lazy().filter(col("outcome").eq(lit("found")).and(col("determined"))).select([
+        searches.clone().lazy().filter(col("determined")).select([
             col("model"),
             col("task"),
             col("method"),
-            col("d90"),
-            (col("d90") * lit(4i64)).alias("bytes"),
+            col("d90_curve_rounded").alias("d90"),
+            (col("d90_curve_rounded") * lit(4i64)).alias("bytes"),
             col("parameters"),
-            (col("parameters").cast(DataType::Float64) / col("d90").cast(DataType::Float64)).alias("compression"),
+            (col("parameters").cast(DataType::Float64) / col("d90_curve_value")).alias("compression"),
         ]),
         &["model", "task", "method"],
     )
@@ -834,6 +1048,150 @@ fn distinct(frame: &DataFrame, column: &str) -> PolarsResult<Vec<String>> {
     Ok((0..values.len()).filter_map(|idx| values.get(idx).map(str::to_owned)).collect())
 }
 
+/// The Claims table: the paper's five claims, each with its verdict (`held`, `not held`,
+/// `inconclusive`, `untestable here` with why, `not measured in these results`), the numbers
+/// that decide it with their intervals, and the section that shows them.
+pub fn claims(
+    measurements: &[SearchRecord],
+    measured: &MeasuredSearches,
+    orderings: &DataFrame,
+    trajectory_trends: &[TrendRow],
+    size_trends: &[TrendRow],
+    generalization: &DataFrame,
+    correlations: &DataFrame,
+) -> PolarsResult<DataFrame> {
+    let not_measured = "not measured in these results";
+    let pairs: Vec<(&SearchRecord, &Measured)> =
+        measurements.iter().map(|record| (record, &measured[&record.key])).collect();
+    let mut rows = vec![uncertainty::small_claim(&pairs)];
+
+    let orderings = Table::from_frame(orderings)?;
+    let said_did: Vec<usize> =
+        (0..orderings.rows.len()).filter(|&row| orderings.cell(row, "ordering") == Some("said_le_did")).collect();
+    let verdict_of = |label: Option<&str>| match label {
+        Some("held") => d90::compare::Verdict::Held,
+        Some("not held") => d90::compare::Verdict::NotHeld,
+        _ => d90::compare::Verdict::Inconclusive,
+    };
+    rows.push(uncertainty::Claim {
+        claim: "(b) SAID d90 <= DID d90 (same model, task and map)",
+        verdict: if said_did.is_empty() {
+            not_measured.to_owned()
+        } else {
+            uncertainty::combined(
+                &said_did.iter().map(|&row| verdict_of(orderings.cell(row, "verdict"))).collect::<Vec<_>>(),
+            )
+            .label()
+            .to_owned()
+        },
+        numbers: if said_did.is_empty() {
+            "no DID search beside a SAID search of the same model, task and map".to_owned()
+        } else {
+            said_did
+                .iter()
+                .map(|&row| {
+                    format!(
+                        "{}: SAID/DID {} {}, P(SAID < DID) {} ({})",
+                        orderings.cell(row, "cell").unwrap_or("?"),
+                        orderings.cell(row, "ratio").unwrap_or("—"),
+                        orderings.cell(row, "ratio_interval").unwrap_or("?"),
+                        orderings.cell(row, "p_left_lower").unwrap_or("?"),
+                        orderings.cell(row, "verdict").unwrap_or("?")
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("; ")
+        },
+        section: "Orderings the paper reports",
+    });
+
+    let trend_claim = |claim: &'static str, trends: &[TrendRow], section: &'static str, absent: &str| {
+        if trends.is_empty() {
+            return uncertainty::Claim { claim, verdict: not_measured.to_owned(), numbers: absent.to_owned(), section };
+        }
+        let untestable = trends.iter().any(|t| matches!(t.precondition, uncertainty::Precondition::NotMet(_)));
+        let verdict = if untestable {
+            "untestable here: pre-training does not improve full fine-tuning".to_owned()
+        } else if trends.iter().any(|t| t.trend.is_none()) {
+            "inconclusive".to_owned()
+        } else {
+            uncertainty::combined(&trends.iter().filter_map(|t| Some(t.trend?.verdict)).collect::<Vec<_>>())
+                .label()
+                .to_owned()
+        };
+        let numbers = trends
+            .iter()
+            .map(|t| {
+                format!(
+                    "{} {} {}: {} of {} determined, slope {} {}; precondition {}",
+                    t.group,
+                    t.task,
+                    t.method,
+                    t.determined,
+                    t.points,
+                    t.trend.map_or("—".to_owned(), |trend| format!("{:.2}", trend.point)),
+                    t.slope_interval().unwrap_or_else(|| "(needs two determined d90s)".to_owned()),
+                    t.precondition.label()
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        uncertainty::Claim { claim, verdict, numbers, section }
+    };
+    rows.push(trend_claim(
+        "(c) d90 falls along pre-training (slope of log d90 on log updates < 0)",
+        trajectory_trends,
+        "d90 along pre-training",
+        "no trajectory experiment",
+    ));
+    rows.push(trend_claim(
+        "(d) larger models have lower d90 (slope of log d90 on log parameters < 0)",
+        size_trends,
+        "d90 against model size",
+        "no task and method searched on two or more models",
+    ));
+
+    let correlations = Table::from_frame(correlations)?;
+    let gap = (0..correlations.rows.len())
+        .find(|&row| correlations.cell(row, "pair") == Some("d90 vs relative generalization gap"));
+    let subspace_searches = measurements.iter().filter(|r| r.plan.method.mode != Mode::Full).count();
+    rows.push(match gap {
+        Some(row) => uncertainty::Claim {
+            claim: "(e) d90 predicts the generalization gap (Spearman of d90 and the relative gap > 0)",
+            verdict: correlations.cell(row, "verdict").unwrap_or("inconclusive").to_owned(),
+            numbers: format!(
+                "Spearman {} {} over n = {}{}",
+                correlations.cell(row, "spearman").unwrap_or("?"),
+                correlations.cell(row, "interval").unwrap_or("(no interval)"),
+                correlations.cell(row, "n").unwrap_or("?"),
+                correlations.cell(row, "flags").filter(|f| !f.is_empty()).map_or(String::new(), |f| format!(" ({f})"))
+            ),
+            section: "Generalization",
+        },
+        None => uncertainty::Claim {
+            claim: "(e) d90 predicts the generalization gap (Spearman of d90 and the relative gap > 0)",
+            verdict: if subspace_searches == 0 { not_measured.to_owned() } else { "inconclusive".to_owned() },
+            numbers: format!(
+                "{} determined d90s with a generalization run; a correlation needs at least 3",
+                generalization.height()
+            ),
+            section: "Generalization",
+        },
+    });
+    df!(
+        "claim" => rows.iter().map(|r| r.claim).collect::<Vec<_>>(),
+        "verdict" => rows.iter().map(|r| r.verdict.clone()).collect::<Vec<_>>(),
+        "numbers" => rows.iter().map(|r| r.numbers.clone()).collect::<Vec<_>>(),
+        "section" => rows.iter().map(|r| r.section).collect::<Vec<_>>(),
+    )
+}
+
+/// Every search's uncertainty ([`Measured`]) from its record and the runs.
+pub fn measure(searches: &[SearchRecord], runs: &[RunRecord]) -> MeasuredSearches {
+    let by_key: BTreeMap<&str, &RunRecord> = runs.iter().map(|run| (run.key.as_str(), run)).collect();
+    searches.iter().map(|search| (search.key.clone(), Measured::of(search, &by_key))).collect()
+}
+
 /// Builds the whole report of `preset` from its records; `runs_label` names the results folder in
 /// the text (a relative path, so the report does not depend on where it was made).
 pub fn build(preset: &str, runs_label: &str, records: &records::Records, paper: &Paper) -> Result<Report, ReportError> {
@@ -845,25 +1203,29 @@ pub fn build(preset: &str, runs_label: &str, records: &records::Records, paper: 
     let mut pretrainings = records.pretrainings.clone();
     pretrainings.sort_by(|a, b| a.key.cmp(&b.key));
     let (searches, runs) = (searches.as_slice(), runs.as_slice());
+    let measured = measure(searches, runs);
     // A search that two experiments share (a trajectory's last checkpoint in a size sweep: the
     // same runs read the same way) is one measurement: one row of Table 1, one point of a
     // correlation. The trajectory and size sections take each experiment's own searches.
     let measurements = one_per_measurement(searches);
-    let search_frame = searches_frame(searches, runs)?;
-    let measurement_frame = searches_frame(&measurements, runs)?;
+    let search_frame = searches_frame(searches, runs, &measured)?;
+    let measurement_frame = searches_frame(&measurements, runs, &measured)?;
     let probe_frame = probes_frame(&measurements)?;
     let run_frame = runs_frame(runs)?;
     let table1 = table1(&measurement_frame, paper)?;
     let baselines = baselines(&measurements, runs, paper)?;
-    let (orderings, ties) = orderings(&measurement_frame, &measurements)?;
+    let orderings = orderings(&measurements, &measured)?;
     let figure1 = figure1(&measurement_frame, &probe_frame)?;
     let generalization = generalization(&measurement_frame, &probe_frame, &run_frame)?;
-    let correlations = correlations(&generalization)?;
-    let model_size = model_size(&search_frame)?;
-    let trajectory = trajectory(&search_frame)?;
+    let correlations = correlations(&generalization, &measured)?;
+    let (model_size, size_trends) = model_size(searches, &measured)?;
+    let (trajectory, trajectory_trends) = trajectory(&search_frame, searches, &measured)?;
+    let claims =
+        claims(&measurements, &measured, &orderings, &trajectory_trends, &size_trends, &generalization, &correlations)?;
     let pretraining = pretraining_frame(&pretrainings, searches)?;
     let compression = compression(&measurement_frame)?;
     let inventory = inventory(&run_frame)?;
+    let seed_only = measured.values().filter(|m| matches!(m.reading, d90::bootstrap::Reading::SeedOnly(_))).count();
     let provenance = render::Provenance {
         codes: distinct(&run_frame, "code")?,
         devices: distinct(&run_frame, "device")?,
@@ -875,21 +1237,25 @@ pub fn build(preset: &str, runs_label: &str, records: &records::Records, paper: 
         measurements: measurements.len(),
         runs: runs.len(),
         total_hours: run_frame.column("wall_time_s")?.f64()?.sum().unwrap_or(0.0) / 3600.0,
+        seed_only,
     };
+    let generalization = generalization.drop("key")?;
     render::report(
         preset,
         runs_label,
         paper,
         &render::Frames {
+            claims: &claims,
             table1: &table1,
             baselines: &baselines,
             orderings: &orderings,
-            ties: &ties,
             figure1: &figure1,
             generalization: &generalization,
             correlations: &correlations,
             model_size: &model_size,
+            size_trends: &trends(&size_trends, "experiment")?,
             trajectory: &trajectory,
+            trajectory_trends: &trends(&trajectory_trends, "pretraining")?,
             pretraining: &pretraining,
             compression: &compression,
             inventory: &inventory,

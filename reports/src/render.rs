@@ -19,7 +19,7 @@ pub struct Table {
 fn decimals(column: &str) -> usize {
     match column {
         "ratio" | "slope" | "slope_low" | "slope_high" | "compression" | "spearman" => 2,
-        "p_value" => 3,
+        "p_value" | "p_left_lower" => 3,
         "wall_time_s" => 1,
         _ => 4,
     }
@@ -74,23 +74,24 @@ impl Table {
         writer.into_inner().expect("in memory")
     }
 
-    fn cell(&self, row: usize, column: &str) -> Option<&str> {
+    pub(crate) fn cell(&self, row: usize, column: &str) -> Option<&str> {
         let idx = self.columns.iter().position(|name| name == column)?;
         self.rows[row][idx].as_deref()
     }
 }
 
 pub struct Frames<'a> {
+    pub claims: &'a DataFrame,
     pub table1: &'a DataFrame,
     pub baselines: &'a DataFrame,
     pub orderings: &'a DataFrame,
-    /// Cells of the d90 orderings whose two d90 values are equal (left out of the table).
-    pub ties: &'a [String],
     pub figure1: &'a DataFrame,
     pub generalization: &'a DataFrame,
     pub correlations: &'a DataFrame,
     pub model_size: &'a DataFrame,
+    pub size_trends: &'a DataFrame,
     pub trajectory: &'a DataFrame,
+    pub trajectory_trends: &'a DataFrame,
     pub pretraining: &'a DataFrame,
     pub compression: &'a DataFrame,
     pub inventory: &'a DataFrame,
@@ -108,6 +109,8 @@ pub struct Provenance {
     pub measurements: usize,
     pub runs: usize,
     pub total_hours: f64,
+    /// Searches whose intervals resample seeds only (no per-example outcomes).
+    pub seed_only: usize,
 }
 
 fn short_model(model: &str) -> &str {
@@ -146,6 +149,22 @@ pub fn report(
     )
     .unwrap();
 
+    // Claims.
+    let claims = table(frames.claims)?;
+    writeln!(md, "## Claims\n").unwrap();
+    writeln!(
+        md,
+        "The paper's five claims as these results decide them. A verdict is `held` or `not held` only when \
+         its 95% interval excludes \"no difference\" (or, for (a), the 1% line); `inconclusive` otherwise; \
+         `untestable here` when a precondition fails (the trajectory and size claims need pre-training to \
+         improve full fine-tuning); `not measured in these results` when no search bears on it. Each row \
+         names the section with the numbers.\n"
+    )
+    .unwrap();
+    md.push_str(&claims.markdown());
+    files.insert("claims.csv".to_owned(), claims.csv());
+    writeln!(md).unwrap();
+
     // Table 1.
     let table1 = table(frames.table1)?;
     let models: Vec<&str> = (0..table1.rows.len()).filter_map(|row| table1.cell(row, "model")).collect();
@@ -159,23 +178,54 @@ pub fn report(
         .unwrap();
     }
     writeln!(md, "## Table 1: d90\n").unwrap();
+    let [
+        (quick_name, quick_covered, quick_mutual, quick_seeds, quick_legacy),
+        (mrpc_name, mrpc_covered, mrpc_mutual, mrpc_seeds, mrpc_legacy),
+    ] = d90::simulate::MEASURED;
     writeln!(
         md,
         "A probe at d trains every learning rate and seed; a seed's score is its best dev accuracy over \
          learning rates among runs that neither diverged nor predicted one class, and the probe's score is \
-         the median over seeds. d90 is the smallest probed d from which every larger probed d reached the \
-         target (`threshold` x the full fine-tuning baseline's median best); `bracket_low` is the largest \
-         failed d below it; `interval` is the bootstrap 95% interval of d90 over the probes' and the baseline's seeds (one seed: none); `monotone` \
-         says whether the probes had no failure above a success. `map` is the subspace map: scope (`global`, \
-         Li et al.; `per_tensor`, the authors' code), SAID's scale grouping and any compatibility mode. \
-         `ratio` = ours / paper. Outcomes: `found`; `bound` (the smallest d searched already succeeds: d90 <= \
-         `at_most`, a bound, not a value); `not_reached` (the largest d, `largest_tried`, failed); `unable` \
-         (see `reason`: a baseline not above the majority class, a target at or below it, every run \
-         diverged). `determined` is no for a d90 whose interval reaches past the largest d searched (some \
-         resamples of the seeds and the baseline never reach the target: these seeds do not determine it). \
-         `best_lr_at_edge` counts the probes whose best run used the lowest (`low`) or the highest (`high`) \
-         learning rate of the grid (the grid should extend that way). Only `found` cells that are determined \
-         enter the d90 orderings, correlations, compression and the generalization table.\n"
+         the median over seeds. `d90` is the grid d90, as the search recorded it: the smallest probed d from \
+         which every larger probed d reached the target (`threshold` x the full fine-tuning baseline's median \
+         best), with `bracket_low` the largest failed d below it. `d90_curve` is where the score curve \
+         crosses the target: an isotonic (non-decreasing) fit of the probe scores against log d, the \
+         crossing interpolated in log d between the probes around it (`<=d`: already reached at the smallest \
+         probe; `>d`: not reached at the largest). `interval` is its bootstrap 95% percentile interval \
+         over {} resamples of what varies when the experiment is repeated: the probes' seeds and, \
+         independently, the baseline's, and where the runs kept each dev example's prediction \
+         (`reading: per-example`) the dev examples, one draw shared by every run of the search so the \
+         target and the curve move together; each resample recomputes the target, the curve and the \
+         crossing. `seed-only` searches (runs written before predictions were kept: {} of {} searches \
+         here) resample seeds only, and their intervals are too narrow. In a simulation with a known d90 \
+         (`d90/tests/coverage.rs`, {} repeats, 3 seeds), the interval covered the true d90 in {:.1}% of \
+         {quick_name} repeats and {:.1}% of {mrpc_name} repeats; two independent repeats' estimates fell \
+         inside each other's intervals in {:.1}% and {:.1}% of pairs. The seed-only interval covered \
+         {:.1}% and {:.1}%, and the interval searches recorded before (seeds only, the grid d90, the \
+         extremes of the resamples) {:.1}% and {:.1}%. `determined`: the interval is closed at both ends \
+         inside the searched range and high / low is at most the spec's `determined_factor` (default 4); \
+         `determination` gives the reason otherwise. Only determined d90s enter model-size and trajectory \
+         slopes, correlations, compression and the generalization table; comparisons read their own \
+         intervals. `monotone` says whether the probes had no failure above a success. `map` is the \
+         subspace map: scope (`global`, Li et al.; `per_tensor`, the authors' code), SAID's scale grouping \
+         and any compatibility mode. `ratio` = grid d90 / paper. Outcomes: `found`; `bound` (the smallest d \
+         searched already succeeds: d90 <= `at_most`, a bound, not a value); `not_reached` (the largest d, \
+         `largest_tried`, failed); `unable` (see `reason`: a baseline not above the majority class, a \
+         target at or below it, every run diverged). `best_lr_at_edge` counts the probes whose best run \
+         used the lowest (`low`) or the highest (`high`) learning rate of the grid (the grid should extend \
+         that way).\n",
+        d90::bootstrap::RESAMPLES,
+        provenance.seed_only,
+        provenance.searches,
+        d90::simulate::MEASURED_REPEATS,
+        quick_covered * 100.0,
+        mrpc_covered * 100.0,
+        quick_mutual * 100.0,
+        mrpc_mutual * 100.0,
+        quick_seeds * 100.0,
+        mrpc_seeds * 100.0,
+        quick_legacy * 100.0,
+        mrpc_legacy * 100.0,
     )
     .unwrap();
     md.push_str(&table1.markdown());
@@ -201,20 +251,19 @@ pub fn report(
     writeln!(md, "\n## Orderings the paper reports\n").unwrap();
     writeln!(
         md,
-        "SAID against DID is judged on score differences (SAID - DID) at the d both searches probed, averaged \
-         per seed, with a two-sided sign-flip permutation test over seeds: `held` (SAID better, p < 0.05), `not \
-         held` (DID better, p < 0.05) or `inconclusive`; with n seeds the smallest p is 2 / 2^n, so fewer than \
-         six seeds are always inconclusive. The family and size orderings compare d90 values of cells that \
-         have one (no unable cells, bounds or unreached targets); ties are left out.\n"
+        "Each ordering is the ratio of two d90s on the curve (left / right), computed on every bootstrap \
+         resample of both searches (the same draws where they share seeds and dev split: `paired`), with \
+         its 95% interval and the share of resamples in which the left d90 is lower (`p_left_lower`). The \
+         verdict on \"left <= right\": `held` when the interval lies below 1, `not held` when above, \
+         `inconclusive` when it contains 1 (an open d90 gives an open ratio). `evidence`, where the two \
+         searches share seeds, is the score difference at the d both probed (paired by seed): how the \
+         curves differ where both were measured, which is not a d90 comparison.\n"
     )
     .unwrap();
     if orderings.rows.is_empty() {
         writeln!(md, "No pair of searches to compare.").unwrap();
     } else {
         md.push_str(&orderings.markdown());
-    }
-    if !frames.ties.is_empty() {
-        writeln!(md, "\nTies left out: {}.", frames.ties.join("; ")).unwrap();
     }
     files.insert("orderings.csv".to_owned(), orderings.csv());
 
@@ -240,11 +289,14 @@ pub fn report(
     writeln!(md, "\n## Generalization\n").unwrap();
     writeln!(
         md,
-        "At d90 (cells with a determined d90 only), the best run of the d90 probe, trained again with training accuracy \
-         (probe runs skip that pass): dev (`eval_accuracy`) and training accuracy (on the whole training subset, \
-         eval mode; older results: its first 1,000 examples), the gap \
-         and the relative gap (gap / training accuracy), beside the bound term sqrt(d90 / n_train) of the \
-         paper's compression bound.\n"
+        "For each determined d90 (on the curve, `d90`), one run of the grid d90's probe trained again with \
+         training accuracy (probe runs skip that pass): `chosen` says how it was picked. Searches now take \
+         the median seed at the learning rate the other seeds score best with, so the run's own dev score \
+         never chose it; older searches took the probe's best run by dev score, whose dev accuracy carries \
+         a winner's curse (the gap is biased low). Dev (`eval_accuracy`) and training accuracy (on the \
+         whole training subset, eval mode; older results: its first 1,000 examples), the gap and the \
+         relative gap (gap / training accuracy), beside the bound term sqrt(d90 / n_train) of the paper's \
+         compression bound.\n"
     )
     .unwrap();
     if generalization.rows.is_empty() {
@@ -266,8 +318,10 @@ pub fn report(
     } else {
         writeln!(
             md,
-            "\nSpearman correlations with n, a permutation p-value and the sign the paper reports; `flags` \
-             marks n < 5 (too few to say anything), a sign opposite to the paper's and p >= 0.05.\n"
+            "\nSpearman correlations of d90 with n, the 95% interval of rho over the d90s' bootstrap \
+             resamples (the other variable held at its measured value), the verdict on the sign the paper \
+             reports, and a permutation p-value; `flags` marks n < 5 (too few to say anything) and a sign \
+             opposite to the paper's.\n"
         )
         .unwrap();
         md.push_str(&correlations.markdown());
@@ -276,24 +330,30 @@ pub fn report(
 
     // Model size and pre-training.
     let model_size = table(frames.model_size)?;
+    let size_trends = table(frames.size_trends)?;
     writeln!(md, "\n## d90 against model size\n").unwrap();
     if model_size.rows.is_empty() {
-        writeln!(md, "Needs at least two models with a d90 for the same task and method; these results have none.")
-            .unwrap();
+        writeln!(md, "Needs one task and method searched on two or more models; these results have none.").unwrap();
     } else {
         writeln!(
             md,
-            "`slope`: least-squares slope of log10 d90 against log10 parameters per task and method, with its \
-             95% interval (`slope_low`, `slope_high`; none with two models, which any line fits). The paper \
-             reports a negative slope: larger models have lower d90.\n"
+            "Each model's d90 on the curve (shown where determined) and interval, per task and method; the \
+             slope of log10 d90 against log10 parameters over the determined d90s, with its 95% interval over \
+             the bootstrap resamples; the precondition (pre-training improves full fine-tuning: each point's \
+             baseline above its random initialisation's, beyond the interval of the difference; `not \
+             measured` without a random-init baseline in the results); and the verdict on a negative slope \
+             (the paper: larger models have lower d90).\n"
         )
         .unwrap();
         md.push_str(&model_size.markdown());
+        writeln!(md).unwrap();
+        md.push_str(&size_trends.markdown());
         files.insert("model_size.csv".to_owned(), model_size.csv());
-    }
-    if !model_size.rows.is_empty() {
-        files.insert("model_size.svg".to_owned(), model_size_svg(&model_size)?);
-        writeln!(md, "\n![d90 against parameters](model_size.svg)").unwrap();
+        files.insert("size_trends.csv".to_owned(), size_trends.csv());
+        if (0..model_size.rows.len()).any(|row| model_size.cell(row, "d90").is_some()) {
+            files.insert("model_size.svg".to_owned(), model_size_svg(&model_size)?);
+            writeln!(md, "\n![d90 against parameters](model_size.svg)").unwrap();
+        }
     }
 
     writeln!(md, "\n## d90 along pre-training\n").unwrap();
@@ -304,8 +364,9 @@ pub fn report(
         writeln!(
             md,
             "SAID or DID d90 of each checkpoint of a pre-training the results ran (`pretraining`, its name in \
-             the spec; `update`, the checkpoint), against its own full fine-tuning baseline. `d90` is shown \
-             where it is determined; elsewhere the outcome says why not (`unable`: the checkpoint cannot be \
+             the spec; `update`, the checkpoint), against its own full fine-tuning baseline (with its 95% \
+             interval). `d90` (on the curve) is shown where it is determined; `determination` says why not \
+             elsewhere, and the outcome says why there is none (`unable`: the checkpoint cannot be \
              fine-tuned above the majority class, the paper's \"unable to compute\"; `not_reached`: no d \
              searched reached the target; `bound`: at most `at_most`). In the figures, unable and unreached \
              checkpoints are marks on the update axis.\n"
@@ -313,6 +374,19 @@ pub fn report(
         .unwrap();
         md.push_str(&trajectory.markdown());
         files.insert("trajectory.csv".to_owned(), trajectory.csv());
+        let trends = table(frames.trajectory_trends)?;
+        writeln!(
+            md,
+            "\nPer pre-training, task and method: the slope of log10 d90 against log10 update over the \
+             determined checkpoints after update 0, with its 95% interval over the bootstrap resamples; the \
+             precondition (each such checkpoint's baseline above the update-0, random-init, baseline beyond \
+             the interval of their difference); the verdict on a falling d90 (`untestable here` when \
+             pre-training does not improve full fine-tuning: then a falling d90 says nothing about what \
+             pre-training learns).\n"
+        )
+        .unwrap();
+        md.push_str(&trends.markdown());
+        files.insert("trajectory_trends.csv".to_owned(), trends.csv());
         let mut panels: BTreeMap<(String, String), Vec<usize>> = BTreeMap::new();
         for row in 0..trajectory.rows.len() {
             let key = (
@@ -344,7 +418,7 @@ pub fn report(
     // Compression.
     let compression = table(frames.compression)?;
     writeln!(md, "\n## Compression\n").unwrap();
-    writeln!(md, "Bytes a task costs at d90 (`theta` in f32: 4 x d90, the seed regenerates `P`); `compression` = parameters / d90.\n").unwrap();
+    writeln!(md, "Bytes a task costs at its determined d90 on the curve (`theta` in f32: 4 x d90, the seed regenerates `P`); `compression` = parameters / d90.\n").unwrap();
     if compression.rows.is_empty() {
         writeln!(md, "No search with a determined d90.").unwrap();
     } else {

@@ -1,40 +1,33 @@
-//! The statistics behind the report's judgements, in plain Rust with fixed seeds so reports stay
-//! a pure function of the result files: SAID against DID on paired score differences, and
-//! Spearman correlations with a permutation p-value.
+//! Descriptive statistics beside the report's judgements (which the `d90` crate's bootstrap
+//! makes), in plain Rust with fixed seeds so reports stay a pure function of the result files:
+//! the paired score difference of two searches at the `d` both probed, and Spearman correlations
+//! with a permutation p-value.
 
 use crate::records::SearchRecord;
 
-/// Significance level of the report's verdicts.
-pub const ALPHA: f64 = 0.05;
-
-/// SAID against DID on the same model, task and map, paired by seed: each seed's mean score
-/// difference (SAID - DID) over the `d`s both searches probed where both runs have a score, then a
-/// sign-flip permutation test over seeds (scores of one seed at several `d` are not independent, so
-/// the seed is the unit). With n seeds the smallest two-sided p is 2 / 2^n: three seeds can never
-/// reach p < 0.05 (their verdict is `inconclusive`), six can.
+/// Two searches of one model and task (SAID against DID, or two maps), paired by seed: each
+/// seed's mean score difference (first - second) over the `d`s both probed where both runs have a
+/// score. It says how the curves differ where both were measured, not how the d90s compare (the
+/// orderings' ratio does that).
 #[derive(Debug, Clone, PartialEq)]
-pub struct PairedComparison {
+pub struct PairedDifference {
     /// Seeds with at least one shared `d` scored on both sides.
     pub seeds: usize,
     /// Shared `(d, seed)` pairs behind the seed means.
     pub pairs: usize,
     /// Mean over seeds of the seed's mean difference.
     pub mean_difference: f64,
-    /// Two-sided sign-flip p-value over seeds (exact up to 16 seeds).
-    pub p_value: f64,
-    /// `held` (SAID better, p < 0.05), `not held` (DID better, p < 0.05) or `inconclusive`.
-    pub verdict: &'static str,
 }
 
-/// The paired comparison of a SAID and a DID search; `None` when their seed lists differ or they
-/// share no scored `(d, seed)`.
-pub fn said_against_did(said: &SearchRecord, did: &SearchRecord) -> Option<PairedComparison> {
-    if said.plan.seeds != did.plan.seeds {
+/// The paired difference of two searches; `None` when their seed lists differ or they share no
+/// scored `(d, seed)`.
+pub fn paired_difference(first: &SearchRecord, second: &SearchRecord) -> Option<PairedDifference> {
+    if first.plan.seeds != second.plan.seeds {
         return None;
     }
-    let mut per_seed: Vec<Vec<f64>> = vec![Vec::new(); said.plan.seeds.len()];
-    for probe in &said.probes {
-        let Some(other) = did.probes.iter().find(|other| other.d == probe.d) else { continue };
+    let mut per_seed: Vec<Vec<f64>> = vec![Vec::new(); first.plan.seeds.len()];
+    for probe in &first.probes {
+        let Some(other) = second.probes.iter().find(|other| other.d == probe.d) else { continue };
         for (seed, (mine, theirs)) in probe.seed_scores.iter().zip(&other.seed_scores).enumerate() {
             if let (Some(mine), Some(theirs), Some(slot)) = (mine, theirs, per_seed.get_mut(seed)) {
                 slot.push(mine - theirs);
@@ -51,13 +44,7 @@ pub fn said_against_did(said: &SearchRecord, did: &SearchRecord) -> Option<Paire
         return None;
     }
     let mean = seed_means.iter().sum::<f64>() / seed_means.len() as f64;
-    let p_value = sign_flip_p_value(&seed_means);
-    let verdict = match (p_value < ALPHA, mean) {
-        (true, mean) if mean > 0.0 => "held",
-        (true, mean) if mean < 0.0 => "not held",
-        _ => "inconclusive",
-    };
-    Some(PairedComparison { seeds: seed_means.len(), pairs, mean_difference: mean, p_value, verdict })
+    Some(PairedDifference { seeds: seed_means.len(), pairs, mean_difference: mean })
 }
 
 /// A small deterministic generator (SplitMix64) for permutation tests.
@@ -75,34 +62,6 @@ impl SplitMix {
 
 /// Draws of a permutation test when exact enumeration is too large.
 const DRAWS: usize = 20_000;
-
-/// Two-sided p-value of the mean of `differences` under random sign flips: the share of sign
-/// patterns whose |mean| reaches the observed one (the observed pattern included).
-pub fn sign_flip_p_value(differences: &[f64]) -> f64 {
-    let observed = differences.iter().sum::<f64>().abs();
-    let reaches = |sum: f64| sum.abs() >= observed - 1e-12;
-    let n = differences.len();
-    if n <= 16 {
-        let patterns = 1u64 << n;
-        let hits = (0..patterns)
-            .filter(|pattern| {
-                reaches(
-                    differences
-                        .iter()
-                        .enumerate()
-                        .map(|(idx, value)| if pattern >> idx & 1 == 1 { -value } else { *value })
-                        .sum(),
-                )
-            })
-            .count();
-        return hits as f64 / patterns as f64;
-    }
-    let mut rng = SplitMix(0x5eed);
-    let hits = (0..DRAWS)
-        .filter(|_| reaches(differences.iter().map(|value| if rng.next() & 1 == 1 { -value } else { *value }).sum()))
-        .count();
-    (hits + 1) as f64 / (DRAWS + 1) as f64
-}
 
 /// Ranks (1-based) with ties sharing their average rank.
 fn ranks(values: &[f64]) -> Vec<f64> {
@@ -183,52 +142,8 @@ fn next_permutation(items: &mut [usize]) -> bool {
     true
 }
 
-/// The least-squares slope of `y` on `x` with its 95% interval (slope +- t(0.975, n - 2) x its
-/// standard error); `None` below two distinct `x`, and no interval below three points (two points
-/// fit any line exactly).
-pub fn ols_slope(x: &[f64], y: &[f64]) -> Option<(f64, Option<(f64, f64)>)> {
-    let n = x.len();
-    if n < 2 || n != y.len() {
-        return None;
-    }
-    let mean = |values: &[f64]| values.iter().sum::<f64>() / values.len() as f64;
-    let (mean_x, mean_y) = (mean(x), mean(y));
-    let sxx: f64 = x.iter().map(|xi| (xi - mean_x).powi(2)).sum();
-    if sxx <= 0.0 {
-        return None;
-    }
-    let sxy: f64 = x.iter().zip(y).map(|(xi, yi)| (xi - mean_x) * (yi - mean_y)).sum();
-    let slope = sxy / sxx;
-    if n < 3 {
-        return Some((slope, None));
-    }
-    let intercept = mean_y - slope * mean_x;
-    let residuals: f64 = x.iter().zip(y).map(|(xi, yi)| (yi - intercept - slope * xi).powi(2)).sum();
-    let standard_error = (residuals / (n - 2) as f64 / sxx).sqrt();
-    // t(0.975, df) for df = 1..30, then the normal quantile.
-    const T: [f64; 30] = [
-        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
-        2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
-    ];
-    let t = T.get(n - 3).copied().unwrap_or(1.960);
-    Some((slope, Some((slope - t * standard_error, slope + t * standard_error))))
-}
-
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn ols_slope_and_its_interval_on_known_data() {
-        // y = 2x exactly: slope 2, zero-width interval.
-        let (slope, interval) = ols_slope(&[1.0, 2.0, 3.0, 4.0], &[2.0, 4.0, 6.0, 8.0]).unwrap();
-        assert!((slope - 2.0).abs() < 1e-12 && interval.is_some_and(|(low, high)| (high - low).abs() < 1e-9));
-        // Fit y = 0.3 + 0.8x, residuals (-0.3, 0.9, -0.9, 0.3): SE sqrt(1.8 / 2 / 5), t(2) = 4.303.
-        let (slope, interval) = ols_slope(&[0.0, 1.0, 2.0, 3.0], &[0.0, 2.0, 1.0, 3.0]).unwrap();
-        let (low, high) = interval.unwrap();
-        assert!((slope - 0.8).abs() < 1e-12, "{slope}");
-        assert!((high - low - 2.0 * 4.303 * (1.8f64 / 2.0 / 5.0).sqrt()).abs() < 1e-9, "{low} {high}");
-        assert_eq!(ols_slope(&[1.0, 2.0], &[3.0, 1.0]), Some((-2.0, None)));
-        assert_eq!(ols_slope(&[1.0, 1.0], &[3.0, 1.0]), None);
-    }
     use super::*;
 
     #[test]
@@ -251,7 +166,7 @@ mod tests {
     }
 
     #[test]
-    fn said_against_did_pairs_by_seed() {
+    fn paired_differences_pair_by_seed() {
         let record = |seeds: &[u64], probes: &[(usize, Vec<Option<f64>>)]| -> SearchRecord {
             use results::search::{Baseline, Method, Search, SearchMode, SearchPlan, Training};
             use results::{Compat, LambdaGrouping, Mode, Outcome, Precision, Probe, Provenance, Scope};
@@ -292,7 +207,14 @@ mod tests {
                     baseline: method(Mode::Full),
                     seeds: seeds.to_vec(),
                     training,
-                    search: Search { mode: SearchMode::Grid, d_min: 100, d_max: None, threshold: 0.9, every: None },
+                    search: Search {
+                        mode: SearchMode::Grid,
+                        d_min: 100,
+                        d_max: None,
+                        threshold: 0.9,
+                        every: None,
+                        determined_factor: None,
+                    },
                     pretraining: None,
                     kind: Default::default(),
                 },
@@ -319,6 +241,7 @@ mod tests {
                 monotone: None,
                 interval: None,
                 generalization_run: None,
+                generalization_choice: None,
                 provenance: Provenance {
                     code: "c".to_owned(),
                     host: "h".to_owned(),
@@ -327,8 +250,8 @@ mod tests {
                 },
             }
         };
-        // Three seeds, SAID better at both shared d for every seed: the best three seeds can do is
-        // p = 2/8, inconclusive. A missing score drops its pair, not its seed.
+        // Three seeds, SAID better at both shared d for every seed; a missing score drops its
+        // pair, not its seed.
         let said = record(
             &[0, 1, 2],
             &[(100, vec![Some(0.8), Some(0.7), Some(0.9)]), (200, vec![Some(0.9), None, Some(0.9)])],
@@ -341,28 +264,12 @@ mod tests {
                 (300, vec![Some(0.1); 3]),
             ],
         );
-        let comparison = said_against_did(&said, &did).unwrap();
-        assert_eq!((comparison.seeds, comparison.pairs, comparison.verdict), (3, 5, "inconclusive"));
-        assert!((comparison.p_value - 0.25).abs() < 1e-12);
+        let difference = paired_difference(&said, &did).unwrap();
+        assert_eq!((difference.seeds, difference.pairs), (3, 5));
         // Seed means 0.2, 0.1, 0.15: their mean.
-        assert!((comparison.mean_difference - 0.15).abs() < 1e-12, "{}", comparison.mean_difference);
-        // Six seeds, all better: held at p = 2/64.
+        assert!((difference.mean_difference - 0.15).abs() < 1e-12, "{}", difference.mean_difference);
         let six = |base: f64| record(&[0, 1, 2, 3, 4, 5], &[(100, vec![Some(base); 6])]);
-        let comparison = said_against_did(&six(0.8), &six(0.7)).unwrap();
-        assert_eq!(comparison.verdict, "held");
-        assert!((comparison.p_value - 2.0 / 64.0).abs() < 1e-12);
-        assert_eq!(said_against_did(&six(0.7), &six(0.8)).unwrap().verdict, "not held");
         // Different seed lists are not paired.
-        assert_eq!(said_against_did(&said, &six(0.7)), None);
-    }
-
-    #[test]
-    fn sign_flip_p_values_are_exact_for_small_samples() {
-        // Three positive differences: only the all-plus and all-minus patterns reach the mean.
-        assert!((sign_flip_p_value(&[0.1, 0.2, 0.3]) - 2.0 / 8.0).abs() < 1e-12);
-        // Five equal positive differences: 2 of 32.
-        assert!((sign_flip_p_value(&[0.05; 5]) - 2.0 / 32.0).abs() < 1e-12);
-        // Differences that cancel: p = 1.
-        assert!((sign_flip_p_value(&[0.1, -0.1]) - 1.0).abs() < 1e-12);
+        assert_eq!(paired_difference(&said, &six(0.7)), None);
     }
 }

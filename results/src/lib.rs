@@ -4,6 +4,7 @@
 //! - [`config`]: the vocabulary (modes, maps, precisions) and a run's training settings;
 //! - [`run`]: a run's spec (its key and signature), its result and its record;
 //! - [`search`]: a d90 search's plan, probes, outcome and record;
+//! - [`labels`]: per-example labels in one character each;
 //! - [`pretraining`]: an MLM pre-training's spec, checkpoints and record;
 //! - [`folder`]: the results folder, with atomic writes and per-key locks;
 //! - here: where a preset's results and report go by default, how a spec file names them, the
@@ -13,6 +14,7 @@
 
 pub mod config;
 pub mod folder;
+pub mod labels;
 pub mod pretraining;
 pub mod run;
 pub mod search;
@@ -24,12 +26,12 @@ pub use config::{
 pub use folder::{KeyLock, ResultsDir, ResultsError};
 pub use pretraining::{PretrainCheckpoint, PretrainSpec, PretrainingRecord};
 pub use run::{
-    DivergenceCause, Evaluation, ProjectorSummary, Provenance, RunRecord, RunResult, RunSpec, SplitMetrics, Status,
-    SubspaceDescription,
+    DevExamples, DivergenceCause, Evaluation, ProjectorSummary, Provenance, RunRecord, RunResult, RunSpec,
+    SplitMetrics, Status, SubspaceDescription,
 };
 pub use search::{
-    Architecture, Baseline, ExperimentKind, Interval, Outcome, PretrainingRef, Probe, Search, SearchMode,
-    SearchOutcome, SearchPlan, SearchRecord, Training,
+    Architecture, Baseline, ExperimentKind, GeneralizationChoice, Interval, Outcome, PretrainingRef, Probe, Search,
+    SearchMode, SearchOutcome, SearchPlan, SearchRecord, Training,
 };
 
 use std::fs::File;

@@ -97,6 +97,11 @@ pub struct SplitMetrics {
     /// How many examples were predicted as each class, in label order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub predictions: Vec<usize>,
+    /// Each example's predicted label, in the split's order, one character each
+    /// ([`crate::labels`]); `None` in records written before they were kept, and for tasks with
+    /// more labels than the encoding has characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub predicted: Option<String>,
 }
 
 impl SplitMetrics {
@@ -202,6 +207,21 @@ pub struct RunResult {
     /// Padding tokens over all tokens of the training batches (every epoch).
     #[serde(default)]
     pub padding_fraction: Option<f64>,
+    /// The first dev split's examples, which every evaluation's `predicted` labels follow: their
+    /// gold labels and the hash of their ordered ids; `None` in records written before they were kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dev_examples: Option<DevExamples>,
+}
+
+/// The examples of a dev split as per-example outcomes need them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DevExamples {
+    pub split: String,
+    /// The first 16 hex digits of the sha256 of the examples' ids in order, one per line: two runs
+    /// whose hashes differ did not evaluate the same examples in the same order.
+    pub ids_sha256: String,
+    /// Gold labels in the split's order, one character each ([`crate::labels`]).
+    pub labels: String,
 }
 
 /// Where and by what a result was made.

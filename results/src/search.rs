@@ -106,9 +106,21 @@ pub struct Search {
     /// Every this many grid values (`None`: every one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub every: Option<usize>,
+    /// A d90 is determined when its 95% interval is closed at both ends inside the searched range
+    /// and high / low is at most this factor (`None`: [`Search::DETERMINED_FACTOR`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub determined_factor: Option<f64>,
 }
 
 impl Search {
+    /// The default of [`Search::determined_factor`].
+    pub const DETERMINED_FACTOR: f64 = 4.0;
+
+    /// The widest high / low of a determined d90's interval.
+    pub fn determined_factor(&self) -> f64 {
+        self.determined_factor.unwrap_or(Search::DETERMINED_FACTOR)
+    }
+
     /// The grid values this search may probe, with `d_max` (or the grid's end) cut at `cap`
     /// (the model's D).
     pub fn grid(&self, cap: usize) -> Vec<usize> {
@@ -217,7 +229,10 @@ impl Outcome {
     }
 }
 
-/// A seed-bootstrap interval of d90: the 2.5% and 97.5% quantiles of the d90 of resampled seeds.
+/// The seed-bootstrap interval of the grid d90 that searches recorded before the `d90` crate's
+/// bootstrap replaced it: the 2.5% and 97.5% quantiles of the d90 of resampled seeds. With three
+/// seeds these are the extremes of 16 scenarios and cover the median about 75% of the time, not 95%;
+/// reports read it from old records but never show it as a 95% interval.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Interval {
     pub low: usize,
@@ -234,9 +249,6 @@ pub struct SearchOutcome {
     pub probes: Vec<Probe>,
     /// No probed failure above a probed success.
     pub monotone: Option<bool>,
-    /// The seed-bootstrap interval of d90 (searches with scores from two or more seeds).
-    #[serde(default)]
-    pub interval: Option<Interval>,
 }
 
 /// The baseline of a search: full fine-tuning over its learning rates.
@@ -298,14 +310,29 @@ pub struct SearchRecord {
     pub probes: Vec<Probe>,
     /// No probed failure above a probed success.
     pub monotone: Option<bool>,
-    /// The seed-bootstrap interval of d90 (two or more seeds).
+    /// The legacy seed-bootstrap interval ([`Interval`]) of records written before the `d90`
+    /// crate; `None` in newer records, whose intervals reports compute from the runs.
     #[serde(default)]
     pub interval: Option<Interval>,
-    /// The key of the d90 probe's best run trained again with training accuracy (the
-    /// generalization gap's run); `None` without a d90.
+    /// The key of the generalization gap's run: a run of the d90 probe trained again with
+    /// training accuracy; `None` without a d90. Which run is [`SearchRecord::generalization_choice`].
     #[serde(default)]
     pub generalization_run: Option<String>,
+    /// How the generalization run was chosen; `None` in records written before the choice stopped
+    /// looking at the run's own dev score ([`GeneralizationChoice`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generalization_choice: Option<GeneralizationChoice>,
     pub provenance: Provenance,
+}
+
+/// How a search chose the run whose generalization gap the report reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GeneralizationChoice {
+    /// The median seed of the d90 probe (by its seed score; the lower middle for an even count),
+    /// at the learning rate whose median score over the other seeds is best: the chosen run's own
+    /// dev score never picks its rate, so its dev accuracy carries no winner's curse.
+    MedianSeedOtherSeedsRate,
 }
 
 impl SearchRecord {

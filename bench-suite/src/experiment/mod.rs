@@ -2,12 +2,15 @@
 //! what they write is the `results` crate's schema.
 //!
 //! - [`spec`]: YAML specs into a checked [`spec::Plan`] (presets ship in `bench-suite/presets/`).
-//! - [`search`]: the d90 grid and the grid/bisect searches, independent of training.
+//! - [`search`]: the d90 grid and the grid/bisect searches, independent of training (the `d90`
+//!   crate).
 //! - [`runner`]: checks a plan against the assets, then runs it, reusing finished work.
 
 pub mod runner;
-pub mod search;
 pub mod spec;
+
+/// The d90 search over the grid (the `d90` crate's, where the statistics that read it live too).
+pub use d90::search;
 
 pub use ::results::{results_dir, results_name};
 

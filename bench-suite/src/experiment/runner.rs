@@ -22,7 +22,9 @@ use crate::reference::{Checkpoint, Subject};
 use crate::shapes;
 use crate::tokenize::TextEncoder;
 use crate::train::StepReport;
-use results::search::{Architecture, Baseline, Method, Outcome, SearchOutcome, SearchPlan, SearchRecord};
+use results::search::{
+    Architecture, Baseline, GeneralizationChoice, Method, Outcome, SearchOutcome, SearchPlan, SearchRecord,
+};
 use results::{Mode, Provenance, ResultsDir, ResultsError, RunRecord, RunSpec, Seeds, Status, TrainConfig, hash_key};
 use subspace::device::parse_device;
 use subspace::{self, Method as SubspaceMethod, TORCH_VERSION};
@@ -573,8 +575,7 @@ impl Runner {
         let plan = &search.plan;
         let (baseline_outcome, baseline_runs) = self.probe(search, &plan.baseline, 0, on_event)?;
         let majority_accuracy = baseline_runs.first().map_or(f64::NAN, |run| run.majority_accuracy);
-        // The target (`threshold` x the baseline's median seed score) with the baseline's seed
-        // scores, which the bootstrap interval resamples.
+        // The target: `threshold` x the baseline's median seed score.
         let target =
             Target::from_baseline(plan.search.threshold, baseline_outcome.seed_scores.clone(), majority_accuracy);
         let baseline = Baseline {
@@ -584,12 +585,8 @@ impl Runner {
             runs: baseline_outcome.runs,
         };
         let signature = search.signature(&self.device, code_revision());
-        let unable = |reason: String| SearchOutcome {
-            outcome: Outcome::Unable { reason },
-            probes: vec![],
-            monotone: None,
-            interval: None,
-        };
+        let unable =
+            |reason: String| SearchOutcome { outcome: Outcome::Unable { reason }, probes: vec![], monotone: None };
         let outcome = match (baseline.score, &target) {
             (Some(score), _) if score <= majority_accuracy => unable(format!(
                 "the baseline ({score:.4}) is not above the majority-class accuracy ({majority_accuracy:.4})"
@@ -605,6 +602,7 @@ impl Runner {
             _ => unable("every baseline run diverged or predicted one class".to_owned()),
         };
         let generalization_run = self.generalization_run(search, &outcome, on_event)?;
+        let generalization_choice = generalization_run.as_ref().map(|_| GeneralizationChoice::MedianSeedOtherSeedsRate);
         Ok(SearchRecord {
             key: search.key.clone(),
             signature,
@@ -619,17 +617,19 @@ impl Runner {
             outcome: outcome.outcome,
             probes: outcome.probes,
             monotone: outcome.monotone,
-            interval: outcome.interval,
+            interval: None,
             generalization_run,
+            generalization_choice,
             provenance: Provenance::now(code_revision(), search.subject.input_hashes()),
         })
     }
 
     /// Training accuracy only where it is needed: probe runs skip it (a forward pass over the
-    /// whole training subset, in eval mode, at the end of every epoch), and once a search has a d90 the best
-    /// run of the d90 probe (highest dev score among runs that neither diverged nor predicted one
-    /// class, the first in plan order on a tie) is trained again with the training subset
-    /// evaluated (`training.train_eval_examples`; default all). Training is deterministic on one
+    /// whole training subset, in eval mode, at the end of every epoch), and once a search has a d90
+    /// one run of the d90 probe is trained again with the training subset evaluated
+    /// (`training.train_eval_examples`; default all): the median seed's run at the learning rate
+    /// the other seeds score best with ([`d90::search::generalization_pick`]), so the run's own dev
+    /// score never chose it and its gap carries no winner's curse. Training is deterministic on one
     /// machine, so the rerun repeats the run's dev score; the report reads the generalization gap
     /// from it. `None` without a d90.
     fn generalization_run(
@@ -640,17 +640,33 @@ impl Runner {
     ) -> Result<Option<String>, RunnerError> {
         let Outcome::Found { d90, .. } = outcome.outcome else { return Ok(None) };
         let Some(probe) = outcome.probes.iter().find(|probe| probe.d == d90) else { return Ok(None) };
-        let mut best: Option<RunRecord> = None;
-        for key in &probe.runs {
-            let Some(record) = self.results.load_run(key)? else { continue };
-            let counts = !record.diverged && record.result.best.as_ref().is_some_and(|best| !best.predicts_one_class);
-            let better = best.as_ref().is_none_or(|best| record.best_score > best.best_score);
-            if counts && record.best_score.is_some() && better {
-                best = Some(record);
-            }
+        // The probe's runs are seed-major, learning-rate-minor (`probe`).
+        let n_seeds = search.plan.seeds.len();
+        let n_rates = search.plan.method.lrs.len();
+        if probe.runs.len() != n_seeds * n_rates {
+            return Ok(None);
         }
-        let Some(best) = best else { return Ok(None) };
-        let mut spec = best.spec;
+        let mut records = Vec::with_capacity(probe.runs.len());
+        for key in &probe.runs {
+            records.push(self.results.load_run(key)?);
+        }
+        let scores: Vec<Vec<Option<f64>>> = records
+            .chunks(n_rates)
+            .map(|seed_runs| {
+                seed_runs
+                    .iter()
+                    .map(|record| {
+                        let record = record.as_ref()?;
+                        let counts = !record.diverged
+                            && record.result.best.as_ref().is_some_and(|best| !best.predicts_one_class);
+                        record.best_score.filter(|_| counts)
+                    })
+                    .collect()
+            })
+            .collect();
+        let Some((seed, rate)) = d90::search::generalization_pick(&scores) else { return Ok(None) };
+        let Some(chosen) = records[seed * n_rates + rate].take() else { return Ok(None) };
+        let mut spec = chosen.spec;
         spec.train.train_eval_examples = search.plan.training.train_eval_examples;
         Ok(Some(self.run_one(&search.subject, spec, on_event)?.key))
     }

@@ -14,7 +14,8 @@
 //!            length_buckets: 16,       # optional: length-bucketed batches (chunks of 16 batches)
 //!            train_eval_examples: 1000} # optional: training accuracy on these (default: all)
 //! search: {mode: bisect, d_min: 100, d_max: 10000, threshold: 0.9,
-//!          every: 4}                   # optional: every 4th grid value
+//!          every: 4,                   # optional: every 4th grid value
+//!          determined_factor: 4}       # optional: widest high/low of a determined d90 (default 4)
 //! methods:
 //!   full: {method: full, lr: [2.0e-5, 5.0e-5, 1.0e-4], epochs: 3}   # a method may set its epochs
 //!   said: {method: said, lr: [0.1, 0.3, 1.0], lr_d0: 1000,          # rates for d = 1000, scaled
@@ -122,6 +123,9 @@ pub struct SearchSpec {
     /// Search every this many grid values (indices `i` with `i mod every = 0`): a coarser grid,
     /// for presets that cannot afford the full one (default 1).
     pub every: Option<usize>,
+    /// A d90 is determined when its 95% interval is closed inside the searched range and at most
+    /// this factor wide, high / low (default 4; reports read it from the search's plan).
+    pub determined_factor: Option<f64>,
 }
 
 impl SearchSpec {
@@ -132,6 +136,7 @@ impl SearchSpec {
             d_max: self.d_max.or(base.d_max),
             threshold: self.threshold.or(base.threshold),
             every: self.every.or(base.every),
+            determined_factor: self.determined_factor.or(base.determined_factor),
         }
     }
 }
@@ -669,6 +674,7 @@ fn check(spec: SpecFile, text: &str, file: &Path) -> Result<Plan, SpecError> {
                 "d_max" => own.d_max.is_some(),
                 "threshold" => own.threshold.is_some(),
                 "every" => own.every.is_some(),
+                "determined_factor" => own.determined_factor.is_some(),
                 _ => own.mode.is_some(),
             }) {
                 field(&format!("search.{name}"))
@@ -685,6 +691,11 @@ fn check(spec: SpecFile, text: &str, file: &Path) -> Result<Plan, SpecError> {
             && d_max < d_min
         {
             return Err(error(&search_field("d_max"), format!("{d_max} is below d_min = {d_min}")));
+        }
+        if let Some(factor) = search_spec.determined_factor
+            && !(factor.is_finite() && factor > 1.0)
+        {
+            return Err(error(&search_field("determined_factor"), format!("{factor} must be a number above 1")));
         }
         if search_spec.every == Some(0) {
             return Err(error(&search_field("every"), "must be at least 1".to_owned()));
@@ -706,6 +717,8 @@ fn check(spec: SpecFile, text: &str, file: &Path) -> Result<Plan, SpecError> {
             d_max: search_spec.d_max,
             threshold,
             every: search_spec.every.filter(|&every| every > 1),
+            // The default is left out of the plan, so searches keep their keys.
+            determined_factor: search_spec.determined_factor.filter(|&factor| factor != Search::DETERMINED_FACTOR),
         };
         let seeds = experiment.seeds.clone().or_else(|| spec.seeds.clone()).unwrap_or_else(|| vec![0]);
         if seeds.is_empty() {
@@ -898,7 +911,14 @@ experiments:
         assert_eq!(first.training.max_train_examples, Some(100));
         assert_eq!(
             first.search,
-            Search { mode: SearchMode::Grid, d_min: 200, d_max: Some(1000), threshold: 0.9, every: None }
+            Search {
+                mode: SearchMode::Grid,
+                d_min: 200,
+                d_max: Some(1000),
+                threshold: 0.9,
+                every: None,
+                determined_factor: None
+            }
         );
         assert_eq!(first.method.grouping, LambdaGrouping::PerLayer);
         assert_eq!(first.baseline.name, "full");

@@ -235,9 +235,9 @@ fn outcome_text(record: &SearchRecord) -> String {
     };
     match &record.outcome {
         Outcome::Found { d90, bracket: (below, _) } => format!(
-            "d90 = {d90} (bracket [{}, {d90}], interval {}, {} probes{monotone})",
+            "d90 = {d90} (bracket [{}, {d90}], on the curve {}, {} probes{monotone}; intervals: the report)",
             below.map_or("<".to_owned() + &record.grid[0].to_string(), |below| below.to_string()),
-            interval_text(record),
+            curve_text(record),
             record.probes.len()
         ),
         Outcome::Bound { at_most } => {
@@ -251,16 +251,11 @@ fn outcome_text(record: &SearchRecord) -> String {
     }
 }
 
-/// `[low, high]` of the seed-bootstrap interval, `-` with one seed.
-fn interval_text(record: &SearchRecord) -> String {
-    match &record.interval {
-        Some(interval) => format!(
-            "[{}, {}]",
-            interval.low,
-            interval.high.map_or(format!(">{}", record.grid.last().copied().unwrap_or(0)), |high| high.to_string())
-        ),
-        None => "-".to_owned(),
-    }
+/// Where the isotonic curve of the probes' median scores crosses the target (`d90::curve`);
+/// its interval needs the runs, so the report gives it.
+fn curve_text(record: &SearchRecord) -> String {
+    let (search, _) = d90::bootstrap::Search::from_record(record, |_| None);
+    search.estimate().map_or("-".to_owned(), |crossing| crossing.label())
 }
 
 /// The d90 table printed at the end (the reports crate renders the full report).
@@ -269,7 +264,7 @@ pub fn table(name: &str, records: &[SearchRecord]) -> String {
         format!("d90 ({name})"),
         format!(
             "{:<24} {:<6} {:<10} {:>8} {:>8} {:>8} {:>9} {:>16} {:>16} {:>6}",
-            "model", "task", "method", "baseline", "target", "majority", "d90", "bracket", "interval", "probes"
+            "model", "task", "method", "baseline", "target", "majority", "d90", "bracket", "curve d90", "probes"
         ),
     ];
     for record in records {
@@ -295,7 +290,7 @@ pub fn table(name: &str, records: &[SearchRecord]) -> String {
             format!("{:.4}", record.baseline.majority_accuracy),
             d90,
             bracket,
-            interval_text(record),
+            curve_text(record),
             record.probes.len()
         ));
         if let Outcome::Unable { reason } = &record.outcome {

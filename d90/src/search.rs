@@ -20,16 +20,13 @@
 //!
 //! Outcomes: `found` with its bracket `[largest failure below, d90]`; `bound` when the smallest
 //! grid value already succeeds (d90 <= d_min: a bound, not a value); `not_reached`; `unable` with
-//! its reason. Each d90 comes with a seed-bootstrap interval: the probes' seeds and, independently,
-//! the baseline's seeds are resampled with replacement (so the target moves with the baseline's
-//! seed noise, as it does when the whole search is rerun with other seeds), the rule above is
-//! applied to the resampled medians against the resampled target, and the 2.5% and 97.5%
-//! quantiles of the resulting d90s are reported (`None` above: beyond the largest probe).
+//! its reason. The search records what it probed; what the probes say with their uncertainty (the
+//! crossing of the score curve and its bootstrap interval) is [`crate::curve`] and
+//! [`crate::bootstrap`], computed from the records by whoever reads them.
 
 use serde::{Deserialize, Serialize};
 
-use results::{Interval, Outcome, Probe, SearchMode, SearchOutcome};
-use subspace::random;
+use results::{Outcome, Probe, SearchMode, SearchOutcome};
 
 /// What one probe (all learning rates and seeds at one `d`) gave.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -64,17 +61,15 @@ pub fn seed_median(seed_scores: &[Option<f64>]) -> Option<f64> {
     median(&seed_scores.iter().map(|score| score.unwrap_or(0.0)).collect::<Vec<_>>())
 }
 
-/// What a probe must reach: `threshold` x the baseline's median seed score, with the baseline's
-/// seed scores for the bootstrap interval.
+/// What a probe must reach: `threshold` x the baseline's median seed score.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Target {
     /// The target itself (`threshold` x the baseline's median).
     pub value: f64,
     pub threshold: f64,
-    /// The baseline's per-seed scores (best over learning rates); empty: the target is held fixed
-    /// in the bootstrap.
+    /// The baseline's per-seed scores (best over learning rates); empty for a fixed target.
     pub baseline_seed_scores: Vec<Option<f64>>,
-    /// The majority-class accuracy: a resampled target at or below it gives no d90.
+    /// The majority-class accuracy.
     pub majority: f64,
 }
 
@@ -134,7 +129,6 @@ pub fn search<E>(
             outcome: Outcome::Unable { reason: "the search bounds hold no grid value".to_owned() },
             probes,
             monotone: None,
-            interval: None,
         });
     }
     match mode {
@@ -181,7 +175,6 @@ pub fn search<E>(
             outcome: Outcome::Unable { reason: "every subspace run diverged".to_owned() },
             probes,
             monotone: None,
-            interval: None,
         });
     }
     let mut sorted: Vec<&Probe> = probes.iter().collect();
@@ -189,15 +182,11 @@ pub fn search<E>(
     let successes: Vec<bool> = sorted.iter().map(|probe| probe.success).collect();
     let monotone = successes.windows(2).all(|pair| !pair[0] || pair[1]);
     let outcome = outcome_of(grid, &sorted, &successes);
-    // An interval of a d90 or a bound; an unreached target has none.
-    let interval = matches!(outcome, Outcome::Found { .. } | Outcome::Bound { .. })
-        .then(|| bootstrap_interval(grid, &sorted, target))
-        .flatten();
-    Ok(SearchOutcome { outcome, probes, monotone: Some(monotone), interval })
+    Ok(SearchOutcome { outcome, probes, monotone: Some(monotone) })
 }
 
 /// The outcome of probes sorted by `d` with their successes (the module doc's rule).
-fn outcome_of(grid: &[usize], sorted: &[&Probe], successes: &[bool]) -> Outcome {
+pub fn outcome_of(grid: &[usize], sorted: &[&Probe], successes: &[bool]) -> Outcome {
     let largest = sorted.last().map_or(grid[grid.len() - 1], |probe| probe.d);
     match first_of_successful_tail(successes) {
         None => Outcome::NotReached { largest_tried: largest },
@@ -209,58 +198,35 @@ fn outcome_of(grid: &[usize], sorted: &[&Probe], successes: &[bool]) -> Outcome 
     }
 }
 
-/// Resamples of the seeds in a bootstrap interval.
-pub const BOOTSTRAP_RESAMPLES: usize = 2000;
-
-/// The seed-bootstrap interval of d90 over `sorted` probes, `None` with fewer than two seeds or
-/// when the lower quantile itself does not reach the target. A resample whose d90 is a bound counts
-/// as the smallest grid value (an interval starting there reads `<= d_min`). The baseline's seeds
-/// are resampled independently of the probes' (the target moves with them); a resampled target at
-/// or below the majority class, or a resample without a baseline score, gives no d90.
-fn bootstrap_interval(grid: &[usize], sorted: &[&Probe], target: &Target) -> Option<Interval> {
-    let n_seeds = sorted.iter().map(|probe| probe.seed_scores.len()).min()?;
-    if n_seeds < 2 {
-        return None;
-    }
-    let n_baseline = target.baseline_seed_scores.len();
-    let mut rng = random::keyed_rng("d90 bootstrap v2", 0, "seeds", (n_seeds * 1000 + n_baseline) as u64);
-    // `usize::MAX` stands for "not reached in the probed range".
-    let mut d90s: Vec<usize> = (0..BOOTSTRAP_RESAMPLES)
-        .map(|_| {
-            let picks: Vec<usize> = (0..n_seeds).map(|_| random::bounded(&mut rng, n_seeds as u64) as usize).collect();
-            let target = if n_baseline == 0 {
-                target.value
-            } else {
-                let resampled: Vec<Option<f64>> = (0..n_baseline)
-                    .map(|_| target.baseline_seed_scores[random::bounded(&mut rng, n_baseline as u64) as usize])
-                    .collect();
-                match seed_median(&resampled).map(|score| target.threshold * score) {
-                    Some(resampled_target) if resampled_target > target.majority => resampled_target,
-                    _ => return usize::MAX,
-                }
-            };
-            let successes: Vec<bool> = sorted
-                .iter()
-                .map(|probe| {
-                    let resampled: Vec<Option<f64>> = picks.iter().map(|&seed| probe.seed_scores[seed]).collect();
-                    seed_median(&resampled).is_some_and(|score| score >= target)
-                })
-                .collect();
-            match outcome_of(grid, sorted, &successes) {
-                Outcome::Found { d90, .. } => d90,
-                Outcome::Bound { at_most } => at_most,
-                _ => usize::MAX,
-            }
-        })
+/// The run of a probe whose generalization gap a report reads, chosen without looking at its own
+/// dev score: `scores[seed][rate]` are the probe's run scores (`None`: the run does not count,
+/// diverged or predicting one class). The seed is the median seed by its best score (the lower
+/// middle for an even count); the rate is the one whose median score over the *other* seeds is
+/// highest (a missing score counts as 0; the first on a tie), falling back to the next best rate
+/// where the median seed's own run does not count. With one seed there are no other seeds, and the
+/// seed's best rate is taken. `None` when no run counts.
+pub fn generalization_pick(scores: &[Vec<Option<f64>>]) -> Option<(usize, usize)> {
+    let mut seeds: Vec<(usize, f64)> = scores
+        .iter()
+        .enumerate()
+        .filter_map(|(seed, rates)| Some((seed, rates.iter().flatten().copied().max_by(f64::total_cmp)?)))
         .collect();
-    d90s.sort_unstable();
-    let quantile = |q: f64| d90s[((q * (d90s.len() - 1) as f64).round() as usize).min(d90s.len() - 1)];
-    let (low, high) = (quantile(0.025), quantile(0.975));
-    (low != usize::MAX).then_some(Interval {
-        low,
-        high: (high != usize::MAX).then_some(high),
-        resamples: BOOTSTRAP_RESAMPLES,
-    })
+    seeds.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+    let &(seed, _) = seeds.get(seeds.len().checked_sub(1)? / 2)?;
+    let n_rates = scores[seed].len();
+    let others: Vec<&Vec<Option<f64>>> =
+        scores.iter().enumerate().filter(|&(other, _)| other != seed).map(|(_, rates)| rates).collect();
+    let judge = |rate: usize| -> f64 {
+        if others.is_empty() {
+            return scores[seed][rate].unwrap_or(f64::NEG_INFINITY);
+        }
+        seed_median(&others.iter().map(|rates| rates.get(rate).copied().flatten()).collect::<Vec<_>>())
+            .unwrap_or(f64::NEG_INFINITY)
+    };
+    let mut rates: Vec<usize> = (0..n_rates).collect();
+    rates.sort_by(|&a, &b| judge(b).total_cmp(&judge(a)).then(a.cmp(&b)));
+    let rate = rates.into_iter().find(|&rate| scores[seed][rate].is_some())?;
+    Some((seed, rate))
 }
 
 /// The median of `values` (the mean of the middle two for an even count); `None` when empty.
@@ -385,77 +351,29 @@ mod tests {
         assert_eq!(outcome.outcome, Outcome::Found { d90: 577, bracket: (Some(499), 577) });
     }
 
-    /// Known per-seed scores: seed 0 crosses the target at 240, seed 1 at 372, seed 2 at 577. The
-    /// median crosses at 372; resampling the seeds gives d90s among {240, 372, 577}, and the 95%
-    /// interval spans the extremes (a resample of three copies of one seed has probability 1/27
-    /// each, more than 2.5%).
     #[test]
-    fn the_interval_comes_from_resampled_seeds() {
-        let grid = d_grid(200, 1000);
-        let crossings = [240, 372, 577];
-        let outcome = search::<()>(SearchMode::Grid, &grid, &Target::fixed(0.8), |d| {
-            Ok(ProbeOutcome::from_seed_scores(
-                crossings.iter().map(|&at| Some(if d >= at { 0.9 } else { 0.6 })).collect(),
-            ))
-        })
-        .unwrap();
-        assert_eq!(outcome.outcome, Outcome::Found { d90: 372, bracket: (Some(322), 372) });
-        let interval = outcome.interval.unwrap();
-        assert_eq!((interval.low, interval.high), (240, Some(577)));
-        // One seed: no interval. A seed that never crosses: the interval is open above.
-        let one = search::<()>(SearchMode::Grid, &grid, &Target::fixed(0.8), |d| {
-            Ok(ProbeOutcome::from_seed_scores(vec![Some(if d >= 372 { 0.9 } else { 0.6 })]))
-        })
-        .unwrap();
-        assert_eq!(one.interval, None);
-        let open = search::<()>(SearchMode::Grid, &grid, &Target::fixed(0.8), |d| {
-            Ok(ProbeOutcome::from_seed_scores(vec![Some(if d >= 240 { 0.9 } else { 0.6 }), Some(0.9), Some(0.6)]))
-        })
-        .unwrap();
-        assert_eq!(open.interval.unwrap().high, None);
-        // A target no seed reaches: not reached, and no interval.
-        let never = search::<()>(SearchMode::Grid, &grid, &Target::fixed(0.8), |_| {
-            Ok(ProbeOutcome::from_seed_scores(vec![Some(0.6), Some(0.7)]))
-        })
-        .unwrap();
-        assert_eq!((never.outcome, never.interval), (Outcome::NotReached { largest_tried: 896 }, None));
+    fn seed_medians_and_targets() {
         // Seeds without a score (diverged or constant) count as 0 in the median.
         assert_eq!(seed_median(&[Some(0.9), None, Some(0.8)]), Some(0.8));
         assert_eq!(seed_median(&[None, None]), None);
+        let target = Target::from_baseline(0.9, vec![Some(0.7), Some(0.8), Some(0.9)], 0.5).unwrap();
+        assert!((target.value - 0.72).abs() < 1e-12);
+        assert_eq!(Target::from_baseline(0.9, vec![None, None], 0.5), None);
     }
 
-    /// The baseline's seeds move the target: probes whose seeds agree (every seed crosses 0.8 at
-    /// 372 and 0.7 at 240) and a baseline whose seeds give targets 0.7 or 0.8 (medians 0.7/0.9 x
-    /// 1/0.9, ...): the interval spans both crossings, and a resampled target at or below the
-    /// majority class gives no d90 (the interval opens above).
     #[test]
-    fn the_interval_resamples_the_baselines_seeds_too() {
-        let grid = d_grid(200, 1000);
-        let probe = |d: usize| -> Result<ProbeOutcome, ()> {
-            let score = if d >= 372 {
-                0.85
-            } else if d >= 240 {
-                0.75
-            } else {
-                0.6
-            };
-            Ok(ProbeOutcome::from_seed_scores(vec![Some(score); 3]))
-        };
-        let fixed = search(SearchMode::Grid, &grid, &Target::fixed(0.8), probe).unwrap();
-        let fixed_interval = fixed.interval.unwrap();
-        assert_eq!((fixed_interval.low, fixed_interval.high), (372, Some(372)));
-        // Baseline seeds 0.7/0.9 x (1/0.9 ...): targets 0.7 (seed 0) or 0.8 (seeds 1, 2).
-        let target = Target::from_baseline(0.9, vec![Some(0.7 / 0.9), Some(0.8 / 0.9), Some(0.8 / 0.9)], 0.5).unwrap();
-        assert!((target.value - 0.8).abs() < 1e-12);
-        let moving = search(SearchMode::Grid, &grid, &target, probe).unwrap();
-        assert_eq!(moving.outcome, Outcome::Found { d90: 372, bracket: (Some(322), 372) });
-        let interval = moving.interval.unwrap();
-        assert_eq!((interval.low, interval.high), (240, Some(372)));
-        // Majority 0.75: a resample whose target (0.7) is at or below it gives no d90.
-        let above_majority = Target { majority: 0.75, ..target };
-        let open = search(SearchMode::Grid, &grid, &above_majority, probe).unwrap();
-        assert_eq!(open.interval.unwrap().high, None);
-        assert_eq!(Target::from_baseline(0.9, vec![None, None], 0.5), None);
+    fn the_generalization_run_is_not_chosen_by_its_own_score() {
+        // Seed scores 0.80, 0.70, 0.75: the median seed is 2. The other seeds (0, 1) score best
+        // at rate 0 (median 0.75 against 0.60), although seed 2's own best is rate 1.
+        let scores = vec![vec![Some(0.80), Some(0.50)], vec![Some(0.70), Some(0.70)], vec![Some(0.60), Some(0.75)]];
+        assert_eq!(generalization_pick(&scores), Some((2, 0)));
+        // The median seed's run at that rate does not count: the next rate.
+        let scores = vec![vec![Some(0.80), Some(0.50)], vec![Some(0.70), Some(0.70)], vec![None, Some(0.75)]];
+        assert_eq!(generalization_pick(&scores), Some((2, 1)));
+        // Even count: the lower middle; one seed: its best rate; nothing counts: none.
+        assert_eq!(generalization_pick(&[vec![Some(0.9)], vec![Some(0.7)]]), Some((1, 0)));
+        assert_eq!(generalization_pick(&[vec![Some(0.6), Some(0.7)]]), Some((0, 1)));
+        assert_eq!(generalization_pick(&[vec![None, None]]), None);
     }
 
     #[test]

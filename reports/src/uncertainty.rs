@@ -1,0 +1,309 @@
+//! What the numbers mean: every search's d90 on its score curve with a bootstrap 95% interval and
+//! a two-sided `determined` (the `d90` crate), the comparisons and trends read off the same
+//! resamples, the precondition of the trajectory and size claims, and the Claims table that sits
+//! at the top of every report.
+
+use std::collections::BTreeMap;
+
+use d90::bootstrap::{Determination, Interval, RESAMPLES, Reading, Search};
+use d90::compare::{self, Ratio, Verdict};
+use d90::curve::Crossing;
+use results::{Mode, RunRecord, SearchRecord};
+
+/// One search's uncertainty.
+#[derive(Debug, Clone)]
+pub struct Measured {
+    pub search: Search,
+    pub reading: Reading,
+    /// Where the curve of the recorded scores crosses the target.
+    pub estimate: Option<Crossing>,
+    /// The crossing of each resample (extended log10 axis).
+    pub crossings: Vec<f64>,
+    pub interval: Interval,
+    pub determination: Determination,
+    /// The smallest and largest `d` probed (what an open end of the interval is open past).
+    pub probed: (usize, usize),
+    /// The baseline's median on each resample.
+    pub baselines: Vec<Option<f64>>,
+}
+
+impl Measured {
+    pub fn of(record: &SearchRecord, runs: &BTreeMap<&str, &RunRecord>) -> Measured {
+        let (search, reading) = Search::from_record(record, |key| runs.get(key).copied());
+        let estimate = search.estimate();
+        let resampled = estimate.is_some() && search.resamples_anything();
+        let crossings = if resampled { search.crossings(RESAMPLES) } else { Vec::new() };
+        let interval = Interval::percentile(&crossings);
+        let factor = record.plan.search.determined_factor();
+        let determination = if estimate.is_some() && !resampled {
+            Determination::NothingToResample
+        } else {
+            Determination::of(estimate, &interval, factor)
+        };
+        let probed =
+            (search.probes.first().map_or(0, |probe| probe.d), search.probes.last().map_or(0, |probe| probe.d));
+        let baselines = (0..RESAMPLES).map(|b| search.resampled_baseline(b)).collect();
+        Measured { determination, search, reading, estimate, crossings, interval, probed, baselines }
+    }
+
+    pub fn determined(&self) -> bool {
+        self.determination.is_determined()
+    }
+
+    /// The d90 on the curve, when it crosses inside the range.
+    pub fn d90(&self) -> Option<f64> {
+        self.estimate.and_then(|crossing| crossing.d())
+    }
+
+    /// `[1037, >19306]`: the interval's ends as `d`, open ends as bounds past the probes.
+    pub fn interval_label(&self) -> Option<String> {
+        self.estimate?;
+        if self.crossings.is_empty() {
+            return None;
+        }
+        let end = |value: f64| {
+            if value == f64::NEG_INFINITY {
+                format!("<={}", self.probed.0)
+            } else if value == f64::INFINITY {
+                format!(">{}", self.probed.1)
+            } else {
+                format!("{:.0}", 10f64.powf(value))
+            }
+        };
+        Some(format!("[{}, {}]", end(self.interval.low), end(self.interval.high)))
+    }
+
+    pub fn reading_label(&self) -> String {
+        match &self.reading {
+            Reading::PerExample => "per-example".to_owned(),
+            Reading::SeedOnly(_) => "seed-only".to_owned(),
+        }
+    }
+
+    /// The baseline's 95% interval over the resamples.
+    pub fn baseline_interval(&self) -> Interval {
+        let values: Vec<f64> = self.baselines.iter().map(|value| value.unwrap_or(f64::NAN)).collect();
+        Interval::percentile(&values)
+    }
+}
+
+/// `first / second` of two searches' d90s over their resamples (paired when their seeds and dev
+/// split agree: the draws are the same).
+pub fn ratio(first: &Measured, second: &Measured) -> Ratio {
+    compare::ratio(
+        &first.crossings,
+        &second.crossings,
+        (
+            first.estimate.map(|c| c.log10()).filter(|v| v.is_finite()),
+            second.estimate.map(|c| c.log10()).filter(|v| v.is_finite()),
+        ),
+    )
+}
+
+/// Whether two searches are resampled together (the same seed count and dev split).
+pub fn paired(first: &Measured, second: &Measured) -> bool {
+    first.search.baseline.len() == second.search.baseline.len()
+        && first.search.probes.first().map(|p| p.seeds.len()) == second.search.probes.first().map(|p| p.seeds.len())
+        && first.search.examples == second.search.examples
+}
+
+/// The difference of two baselines over their resamples (`first - second`), with its interval.
+pub fn baseline_difference(first: &Measured, second: &Measured) -> (Option<f64>, Interval) {
+    let point = first.search.target().zip(second.search.target()).map(|(a, b)| (a - b) / first.search.threshold);
+    let values: Vec<f64> = first
+        .baselines
+        .iter()
+        .zip(&second.baselines)
+        .map(|(a, b)| match (a, b) {
+            (Some(a), Some(b)) => a - b,
+            _ => f64::NAN,
+        })
+        .collect();
+    (point, Interval::percentile(&values))
+}
+
+/// Whether pre-training helps full fine-tuning at each checkpoint of a trajectory or size point:
+/// its baseline above the update-0 (random-init) baseline beyond the interval of the difference.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Precondition {
+    /// Every checkpoint's baseline lies above the random init's.
+    Met(String),
+    /// Some do not: the numbers.
+    NotMet(String),
+    /// Not measured, and why (no random-init baseline of the same task in these results, or
+    /// baselines of one seed without per-example outcomes: no interval).
+    NotMeasured(String),
+}
+
+impl Precondition {
+    pub fn label(&self) -> String {
+        match self {
+            Precondition::Met(numbers) => format!("met: {numbers}"),
+            Precondition::NotMet(numbers) => {
+                format!("not met: pre-training does not improve full fine-tuning ({numbers})")
+            }
+            Precondition::NotMeasured(why) => format!("not measured: {why}"),
+        }
+    }
+}
+
+/// The precondition of `points` (their searches) against `random_init`.
+pub fn precondition(points: &[(&SearchRecord, &Measured)], random_init: Option<&Measured>) -> Precondition {
+    let Some(random_init) = random_init else {
+        return Precondition::NotMeasured("no update-0 (random-init) baseline in these results".to_owned());
+    };
+    let varies = |measured: &Measured| measured.search.per_example() || measured.search.baseline.len() >= 2;
+    if !varies(random_init) || points.iter().any(|(_, measured)| !varies(measured)) {
+        return Precondition::NotMeasured(
+            "baselines of one seed without per-example outcomes have no interval to compare".to_owned(),
+        );
+    }
+    let mut numbers = Vec::new();
+    let mut all = true;
+    for (record, measured) in points {
+        let (point, interval) = baseline_difference(measured, random_init);
+        let helps = interval.low > 0.0;
+        all &= helps;
+        let update =
+            record.plan.pretraining.as_ref().map_or(record.plan.model.clone(), |p| format!("update {}", p.update));
+        numbers.push(format!(
+            "{update}: baseline {} vs random init {}, difference {} [{:+.4}, {:+.4}]",
+            record.baseline.score.map_or("-".to_owned(), |s| format!("{s:.4}")),
+            random_init.search.target().map_or("-".to_owned(), |t| format!("{:.4}", t / random_init.search.threshold)),
+            point.map_or("-".to_owned(), |p| format!("{p:+.4}")),
+            interval.low,
+            interval.high
+        ));
+    }
+    if all { Precondition::Met(numbers.join("; ")) } else { Precondition::NotMet(numbers.join("; ")) }
+}
+
+/// A trend of log10 d90 against log10 `x` over determined points: the slope of the point
+/// estimates, its interval over resamples, and the verdict on a negative slope.
+pub fn slope_trend(points: &[(f64, &Measured)]) -> Option<compare::Trend> {
+    let points: Vec<&(f64, &Measured)> = points.iter().filter(|(_, measured)| measured.determined()).collect();
+    if points.len() < 2 {
+        return None;
+    }
+    let x: Vec<f64> = points.iter().map(|(x, _)| x.log10()).collect();
+    let y: Vec<f64> = points.iter().map(|(_, measured)| measured.estimate.map_or(f64::NAN, |c| c.log10())).collect();
+    let point = compare::slope(&x, &y);
+    let resampled: Vec<f64> = (0..RESAMPLES)
+        .map(|b| compare::slope(&x, &points.iter().map(|(_, measured)| measured.crossings[b]).collect::<Vec<_>>()))
+        .collect();
+    Some(compare::trend(point, &resampled, true))
+}
+
+/// Spearman's rho of d90 (determined searches) against `values`, over resamples of the d90s;
+/// the verdict on the claimed sign.
+pub fn spearman_trend(points: &[(&Measured, f64)], claim_positive: bool) -> Option<compare::Trend> {
+    if points.len() < 3 {
+        return None;
+    }
+    let values: Vec<f64> = points.iter().map(|(_, value)| *value).collect();
+    let point = compare::spearman(
+        &points.iter().map(|(measured, _)| measured.estimate.map_or(f64::NAN, |c| c.log10())).collect::<Vec<_>>(),
+        &values,
+    );
+    if point.is_nan() {
+        return None;
+    }
+    let resampled: Vec<f64> = (0..RESAMPLES)
+        .map(|b| {
+            compare::spearman(&points.iter().map(|(measured, _)| measured.crossings[b]).collect::<Vec<_>>(), &values)
+        })
+        .collect();
+    Some(compare::trend(point, &resampled, !claim_positive))
+}
+
+/// One row of the Claims table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Claim {
+    pub claim: &'static str,
+    pub verdict: String,
+    pub numbers: String,
+    pub section: &'static str,
+}
+
+/// A verdict over several cells: `held` or `not held` when every cell says so, else
+/// `inconclusive`.
+pub fn combined(verdicts: &[Verdict]) -> Verdict {
+    if !verdicts.is_empty() && verdicts.iter().all(|v| *v == Verdict::Held) {
+        Verdict::Held
+    } else if !verdicts.is_empty() && verdicts.iter().all(|v| *v == Verdict::NotHeld) {
+        Verdict::NotHeld
+    } else {
+        Verdict::Inconclusive
+    }
+}
+
+/// Claim (a): each determined d90's interval against 1% of its model's parameters (at least 100x
+/// fewer trained parameters than full fine-tuning).
+pub fn small_claim(searches: &[(&SearchRecord, &Measured)]) -> Claim {
+    let measured: Vec<&(&SearchRecord, &Measured)> = searches
+        .iter()
+        .filter(|(record, _)| record.plan.method.mode != Mode::Full)
+        .filter(|(record, _)| !matches!(crate::reported_outcome(record), results::Outcome::Unable { .. }))
+        .collect();
+    let claim = "(a) d90 is small: its 95% interval lies below 1% of the model's parameters D";
+    if measured.is_empty() {
+        return Claim {
+            claim,
+            verdict: "not measured in these results".to_owned(),
+            numbers: "no SAID or DID search".to_owned(),
+            section: "Table 1",
+        };
+    }
+    let determined: Vec<_> = measured.iter().filter(|(_, m)| m.determined()).collect();
+    let verdicts: Vec<Verdict> = determined
+        .iter()
+        .map(|(record, m)| {
+            let limit = (record.total_parameters as f64 / 100.0).log10();
+            Verdict::of(&m.interval, limit, true)
+        })
+        .collect();
+    let cells: Vec<String> = determined
+        .iter()
+        .zip(&verdicts)
+        .map(|((record, m), verdict)| {
+            format!(
+                "{} {} {}: d90 {} {} vs D/100 = {} ({})",
+                short(&record.plan.model),
+                record.plan.task,
+                record.plan.method.name,
+                m.estimate.map_or("-".to_owned(), |c| c.label()),
+                m.interval_label().unwrap_or_default(),
+                record.total_parameters / 100,
+                verdict.label()
+            )
+        })
+        .collect();
+    let undetermined = measured.len() - determined.len();
+    let verdict =
+        if determined.is_empty() { "inconclusive".to_owned() } else { combined(&verdicts).label().to_owned() };
+    let mut numbers = cells.join("; ");
+    if undetermined > 0 {
+        if !numbers.is_empty() {
+            numbers.push_str("; ");
+        }
+        numbers.push_str(&format!("{undetermined} of {} d90s undetermined (not counted)", measured.len()));
+    }
+    Claim { claim, verdict, numbers, section: "Table 1" }
+}
+
+pub fn short(model: &str) -> &str {
+    model.rsplit('/').next().unwrap_or(model)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn combined_verdicts() {
+        assert_eq!(combined(&[Verdict::Held, Verdict::Held]), Verdict::Held);
+        assert_eq!(combined(&[Verdict::NotHeld]), Verdict::NotHeld);
+        assert_eq!(combined(&[Verdict::Held, Verdict::Inconclusive]), Verdict::Inconclusive);
+        assert_eq!(combined(&[]), Verdict::Inconclusive);
+    }
+}
