@@ -84,6 +84,32 @@ fn learns_in_all_three_modes() {
     }
 }
 
+/// Every evaluation keeps each dev example's predicted label in the split's order, and the run its
+/// gold labels and the hash of its examples: they give back the recorded accuracy and counts.
+#[test]
+fn every_evaluation_keeps_each_dev_examples_prediction() {
+    let _serial = serial();
+    let result = run(Mode::Said, 300, 0.05, 2, None, None);
+    let dev = result.dev_examples.as_ref().expect("the run keeps its dev examples");
+    let gold = results::labels::decode(&dev.labels).unwrap();
+    let expected: Vec<usize> = synthetic(128, 2).iter().map(|example| example.label).collect();
+    assert_eq!((dev.split.as_str(), &gold), ("dev", &expected));
+    assert_eq!(dev.ids_sha256.len(), 16);
+    assert_eq!(result.evaluations.len(), 2);
+    for evaluation in &result.evaluations {
+        let metrics = &evaluation.splits["dev"];
+        let predicted = results::labels::decode(metrics.predicted.as_deref().unwrap()).unwrap();
+        assert_eq!(predicted.len(), 128);
+        let right = predicted.iter().zip(&gold).filter(|(p, g)| p == g).count();
+        assert_eq!(right as f64 / 128.0, metrics.accuracy);
+        let counts: Vec<usize> = (0..2).map(|label| predicted.iter().filter(|&&p| p == label).count()).collect();
+        assert_eq!(counts, metrics.predictions);
+    }
+    // Another run on the same examples has the same hash.
+    let other = run(Mode::Full, 0, 1e-3, 1, None, None);
+    assert_eq!(other.dev_examples.unwrap().ids_sha256, dev.ids_sha256);
+}
+
 /// bf16 autocast (CPU autocast here: the same PyTorch machinery as on CUDA) still learns: the
 /// forward runs its matrix products in bf16, the loss, the weights and the projection stay f32.
 #[test]

@@ -244,6 +244,7 @@ impl Search {
         let mut missing = false;
         let mut split: Option<(usize, String)> = None;
         let mut per_example = true;
+        let mut other_examples = false;
         // The counted runs of `keys` by seed position, and whether every seed has a run at all.
         let mut by_seed = |keys: &[String]| -> (Vec<Vec<&'a RunRecord>>, bool) {
             let mut grouped: Vec<Vec<&RunRecord>> = vec![Vec::new(); seeds.len()];
@@ -261,7 +262,8 @@ impl Search {
                 match (&run.result.dev_examples, &split) {
                     (Some(dev), None) => split = Some((dev.labels.len(), dev.ids_sha256.clone())),
                     (Some(dev), Some((_, ids))) if *ids == dev.ids_sha256 => {}
-                    _ => per_example = false,
+                    (Some(_), Some(_)) => other_examples = true,
+                    (None, _) => per_example = false,
                 }
                 grouped[position].push(run);
             }
@@ -288,10 +290,12 @@ impl Search {
         };
         let reading = if missing {
             Reading::SeedOnly("some of its runs are not in the results folder".to_owned())
-        } else if !every_baseline_seed {
-            Reading::SeedOnly("its baseline runs do not cover the plan's seeds".to_owned())
         } else if !per_example || split.is_none() {
             Reading::SeedOnly("its runs kept no per-example outcomes (written before they were kept)".to_owned())
+        } else if other_examples {
+            Reading::SeedOnly("its runs evaluated different dev examples (their ids hashes differ)".to_owned())
+        } else if !every_baseline_seed {
+            Reading::SeedOnly("its baseline runs do not cover the plan's seeds".to_owned())
         } else {
             Reading::PerExample
         };

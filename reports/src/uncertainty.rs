@@ -76,7 +76,7 @@ impl Measured {
     pub fn reading_label(&self) -> String {
         match &self.reading {
             Reading::PerExample => "per-example".to_owned(),
-            Reading::SeedOnly(_) => "seed-only".to_owned(),
+            Reading::SeedOnly(why) => format!("seed-only: {why}"),
         }
     }
 
