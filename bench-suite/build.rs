@@ -51,6 +51,7 @@ fn code_revision() {
         "bench-suite/presets",
         "bench-suite/build.rs",
         "subspace/src",
+        "encoders/src",
         "datasets/src",
         "datasets/manifest.yaml",
         "Cargo.lock",

@@ -11,16 +11,16 @@ use datasets::tasks::Example;
 use serde::Serialize;
 use tch::nn;
 
-use crate::checkpoint::{self, CheckpointError, LoadReport};
-use crate::models::{Config, ConfigError, ModelType, SequenceClassifier};
 use crate::reference::{Checkpoint, ModelRef, Subject, TaskRef, TextTask, is_task_file, load_task_file};
-use crate::shapes;
+use crate::settings::TrainingSpec;
 use crate::synthetic;
-use crate::tokenize::{DEFAULT_MAX_LEN, TextEncoder, TokenizeError};
+use crate::tokenize::{TextEncoder, TokenizeError};
 use crate::train::{LabelledExample, StepReport, TrainData, TrainError, train};
-use results::{
-    Compat, DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, LambdaGrouping, Mode, Precision, RunResult, Scope, Seeds, TrainConfig,
-};
+use encoders::checkpoint::{self, CheckpointError, LoadReport};
+use encoders::models::{Config, ConfigError, ModelType, SequenceClassifier};
+use encoders::shapes;
+use results::search::{Method, Training};
+use results::{Compat, LambdaGrouping, Mode, RunResult, Scope, TrainConfig};
 use subspace::device::{DeviceError, parse_device};
 use subspace::random;
 use subspace::{self, Method as SubspaceMethod};
@@ -30,6 +30,9 @@ use subspace::{self, Method as SubspaceMethod};
 pub const DEFAULT_FULL_LR: f64 = 2e-5;
 pub const DEFAULT_SUBSPACE_LR: f64 = 0.3;
 
+/// One fine-tuning run as `bench-suite finetune` asks for it: a model, a task, a method, and
+/// training settings that take the paper's defaults where absent ([`TrainingSpec`], the same
+/// definition a spec's `training:` uses).
 #[derive(Debug, Clone)]
 pub struct FinetuneRequest {
     /// A checkpoint of the manifest (asset id), a hub checkpoint pinned by commit
@@ -39,32 +42,37 @@ pub struct FinetuneRequest {
     /// A task of the manifest by name, or a task file (`.yaml`/`.yml`: a
     /// `datasets::local::LocalTaskSpec`, its paths relative to the file).
     pub task: String,
+    /// Full fine-tuning, DID or SAID.
     pub mode: Mode,
+    /// The subspace dimension (DID and SAID; 0 for full fine-tuning).
     pub d: usize,
+    /// The learning rate; `None`: [`DEFAULT_FULL_LR`] or [`DEFAULT_SUBSPACE_LR`].
     pub lr: Option<f64>,
-    pub epochs: usize,
-    pub batch_size: usize,
-    pub max_len: usize,
-    pub max_train_examples: Option<usize>,
-    pub device: String,
-    pub seed: u64,
+    /// The Fastfood map's scope; `None`: the compat mode's ([`Compat::default_scope`]).
+    pub scope: Option<Scope>,
+    /// The subspace's compatibility mode (DID/SAID): `Compat::Aghajanyan` is the authors' code.
+    pub compat: Compat,
+    /// SAID's scale grouping; `None`: the compat mode's ([`Compat::default_grouping`]).
+    pub grouping: Option<LambdaGrouping>,
+    /// Training settings; absent fields take the paper's ([`results::Training::PAPER`]).
+    pub training: TrainingSpec,
     /// Seed of the training subset (`max_train_examples`), kept apart from `seed` so that runs
     /// with different seeds train on the same examples.
     pub subset_seed: u64,
-    pub scope: Scope,
-    /// The subspace's compatibility mode (DID/SAID): `Compat::Aghajanyan` is the authors' code.
-    pub compat: Compat,
-    /// SAID's scale grouping; `None`: per layer, or per tensor in the `aghajanyan` mode.
-    pub grouping: Option<LambdaGrouping>,
-    pub precision: Precision,
-    /// Length-bucketed batches (`TrainConfig::length_buckets`).
-    pub length_buckets: Option<usize>,
+    /// Every seed of the run (data order, dropout, head, projection).
+    pub seed: u64,
+    /// `cpu`, `cuda` or `cuda:N`.
+    pub device: String,
+    /// Save the run's state here every `checkpoint_every` steps, and resume from what is here.
     pub run_dir: Option<PathBuf>,
+    /// Read-only folders to take assets from before the network.
     pub mirrors: Vec<PathBuf>,
+    /// Never touch the network.
     pub offline: bool,
 }
 
 impl FinetuneRequest {
+    /// A request with every setting at its default (the paper's setup, seed 0, CPU).
     pub fn new(model: &str, task: &str, mode: Mode, d: usize) -> FinetuneRequest {
         FinetuneRequest {
             model: model.to_owned(),
@@ -72,53 +80,58 @@ impl FinetuneRequest {
             mode,
             d,
             lr: None,
-            epochs: DEFAULT_EPOCHS,
-            batch_size: DEFAULT_BATCH_SIZE,
-            max_len: DEFAULT_MAX_LEN,
-            max_train_examples: None,
-            device: "cpu".to_owned(),
-            seed: 0,
-            subset_seed: 0,
-            scope: Scope::Global,
+            scope: None,
             compat: Compat::None,
             grouping: None,
-            precision: Precision::F32,
-            length_buckets: None,
+            training: TrainingSpec::default(),
+            subset_seed: 0,
+            seed: 0,
+            device: "cpu".to_owned(),
             run_dir: None,
             mirrors: Vec::new(),
             offline: false,
         }
     }
-}
 
-impl FinetuneRequest {
-    /// The settings that need no files: counts at least 1, a positive finite learning rate, a
-    /// subspace dimension for DID and SAID.
-    pub fn check(&self) -> Result<(), FinetuneError> {
-        let value = |setting: &'static str, value: String, message: &str| {
-            Err(FinetuneError::Value { setting, value, message: message.to_owned() })
-        };
+    /// The settings that need no files, checked and resolved: the training settings
+    /// ([`TrainingSpec::resolve`]), a positive finite learning rate, a subspace dimension for
+    /// DID and SAID.
+    pub fn check(&self) -> Result<Training, FinetuneError> {
         if self.mode != Mode::Full && self.d == 0 {
             return Err(FinetuneError::NoDimension(self.mode));
         }
-        if self.batch_size == 0 {
-            return value("--batch-size", "0".into(), "a batch holds at least 1 example; use 1 or more");
-        }
-        if self.epochs == 0 {
-            return value("--epochs", "0".into(), "training needs at least 1 epoch; use 1 or more");
-        }
-        if self.length_buckets == Some(0) {
-            return value("--length-buckets", "0".into(), "a chunk holds at least 1 batch; use 1 or more");
-        }
-        if self.max_train_examples == Some(0) {
-            return value("--max-train-examples", "0".into(), "training needs at least 1 example; use 1 or more");
-        }
+        let training = self.training.resolve(self.subset_seed).map_err(|err| FinetuneError::Value {
+            setting: err.field,
+            value: err.value,
+            message: err.message,
+        })?;
         if let Some(lr) = self.lr
             && !(lr.is_finite() && lr > 0.0)
         {
-            return value("--lr", lr.to_string(), "a learning rate is a positive finite number");
+            return Err(FinetuneError::Value {
+                setting: "lr",
+                value: lr.to_string(),
+                message: "a learning rate is a positive finite number".to_owned(),
+            });
         }
-        Ok(())
+        Ok(training)
+    }
+
+    /// The method the request names, with the compat mode's scope and grouping where it names
+    /// none (the rule a spec's methods follow).
+    pub fn method(&self) -> Method {
+        let default_lr = if self.mode == Mode::Full { DEFAULT_FULL_LR } else { DEFAULT_SUBSPACE_LR };
+        Method {
+            name: self.mode.to_string(),
+            mode: self.mode,
+            lrs: vec![self.lr.unwrap_or(default_lr)],
+            lr_d0: None,
+            lambda_lr: None,
+            epochs: None,
+            scope: self.scope.unwrap_or(self.compat.default_scope()),
+            grouping: self.grouping.unwrap_or(self.compat.default_grouping()),
+            compat: self.compat,
+        }
     }
 
     /// The model and task the request names, read and checked (a local folder hashed, a task
@@ -129,27 +142,27 @@ impl FinetuneRequest {
             move |message| FinetuneError::Value { setting, value, message }
         }
         let model = ModelRef::resolve(&self.model, Path::new("."), &Manifest::embedded(), &mut BTreeMap::new())
-            .map_err(value("--model", &self.model))?;
+            .map_err(value("model", &self.model))?;
         let task = if is_task_file(&self.task) {
             TaskRef::Text(TextTask::Local(Arc::new(
-                load_task_file(Path::new(&self.task)).map_err(value("--task", &self.task))?,
+                load_task_file(Path::new(&self.task)).map_err(value("task", &self.task))?,
             )))
         } else {
-            TaskRef::resolve(&self.task, &BTreeMap::new()).map_err(value("--task", &self.task))?
+            TaskRef::resolve(&self.task, &BTreeMap::new()).map_err(value("task", &self.task))?
         };
-        Subject::new(model, task).map_err(value("--model", &self.model))
+        Subject::new(model, task).map_err(value("model", &self.model))
     }
 
     /// `d` against the model with its task head: at most D parameters, and for SAID more than its
     /// m scales (one per group, which `d` includes).
     pub fn check_dimension(&self, config: &Config, n_labels: usize) -> Result<(), FinetuneError> {
-        let (method, grouping) = (SubspaceMethod::Said, LambdaGrouping::PerLayer);
-        let method = if self.mode == Mode::Said { method } else { SubspaceMethod::Did };
+        let Method { grouping, compat, .. } = self.method();
+        let method = self.mode.subspace_method().unwrap_or(SubspaceMethod::Did);
         let n_labels = n_labels as i64;
-        let (total, scales) = shapes::subspace_dimensions(config, n_labels, method, grouping, Compat::None);
+        let (total, scales) = shapes::subspace_dimensions(config, n_labels, method, grouping, compat);
         if self.d > total {
             return Err(FinetuneError::Value {
-                setting: "--d",
+                setting: "d",
                 value: self.d.to_string(),
                 message: format!(
                     "exceeds D = {total}, the parameters of {} with its head; use 1 to {total}",
@@ -157,12 +170,10 @@ impl FinetuneRequest {
                 ),
             });
         }
-        subspace::check_dimension(self.d, scales, method, grouping, Compat::None).map_err(|err| {
-            FinetuneError::Value {
-                setting: "--d",
-                value: self.d.to_string(),
-                message: format!("{err}; use {} to {total}", scales + 1),
-            }
+        subspace::check_dimension(self.d, scales, method, grouping, compat).map_err(|err| FinetuneError::Value {
+            setting: "d",
+            value: self.d.to_string(),
+            message: format!("{err}; use {} to {total}", scales + 1),
         })?;
         Ok(())
     }
@@ -202,7 +213,8 @@ pub enum FinetuneError {
     Changed(String),
     #[error("mode {0:?} needs a subspace dimension d > 0")]
     NoDimension(Mode),
-    /// A numeric setting outside what the model and task allow, found before any work.
+    /// A setting outside what the model and task allow, found before any work; `setting` is the
+    /// field's name (`batch_size`), which the command line spells as its flag.
     #[error("{setting} {value}: {message}")]
     Value { setting: &'static str, value: String, message: String },
 }
@@ -271,7 +283,7 @@ impl Workload {
         let config = read_config(&files.config)?;
         let encoder = TextEncoder::from_file(&files.tokenizer, max_len)?;
         if let Some(message) = max_len_problem(&config, &encoder, task.is_pair()) {
-            return Err(FinetuneError::Value { setting: "--max-len", value: max_len.to_string(), message });
+            return Err(FinetuneError::Value { setting: "max_len", value: max_len.to_string(), message });
         }
         let tokenize = |split: &str,
                         examples: &[Example],
@@ -311,7 +323,7 @@ impl Workload {
                 .find(|example| !example.encoded.ids.contains(&(eos as u32)));
             if lacking.is_some() {
                 return Err(FinetuneError::Value {
-                    setting: "--model",
+                    setting: "model",
                     value: model.name(),
                     message: format!(
                         "its tokenizer ({}) writes examples without the end-of-sequence token {eos} that the \
@@ -403,7 +415,7 @@ pub fn finetune(
     on_loaded: &mut dyn FnMut(&LoadReport),
     on_step: &mut dyn FnMut(StepReport),
 ) -> Result<FinetuneOutput, FinetuneError> {
-    request.check()?;
+    let training = request.check()?;
     let subject = request.subject()?;
     let device = parse_device(&request.device)?;
     let mut store_config = StoreConfig::from_env()?;
@@ -422,41 +434,31 @@ pub fn finetune(
                 &store,
                 model,
                 task,
-                request.max_len,
-                request.max_train_examples,
-                request.subset_seed,
+                training.max_len,
+                training.max_train_examples,
+                training.subset_seed,
             )?
         }
         Subject::Synthetic { model, config } => {
             if request.mode != Mode::Full {
                 request.check_dimension(config, 2)?;
             }
-            Workload::synthetic(model, config, request.max_train_examples)
+            Workload::synthetic(model, config, training.max_train_examples)
         }
     };
-    let default_lr = if request.mode == Mode::Full { DEFAULT_FULL_LR } else { DEFAULT_SUBSPACE_LR };
-    let mut train_config = TrainConfig::new(request.mode, request.d, request.lr.unwrap_or(default_lr));
-    train_config.scope = request.scope;
-    train_config.compat = request.compat;
-    train_config.grouping = match (request.grouping, request.compat) {
-        (Some(grouping), _) => grouping,
-        // The authors' code has one scale per tensor, the only grouping the mode accepts.
-        (None, Compat::Aghajanyan) => LambdaGrouping::PerTensor,
-        (None, Compat::None) => train_config.grouping,
-    };
-    train_config.precision = request.precision;
-    train_config.epochs = request.epochs;
-    train_config.batch_size = request.batch_size;
-    train_config.length_buckets = request.length_buckets;
-    train_config.seeds = Seeds::all(request.seed);
-    train_config.checkpoint_every = request.run_dir.as_ref().map(|_| 50);
+    let method = request.method();
+    let mut train_config = training.run_config(&method, request.d, method.lrs[0], request.seed);
+    // Without a run folder there is nowhere to save the run's state.
+    if request.run_dir.is_none() {
+        train_config.checkpoint_every = None;
+    }
     let result = workload.run(device, &train_config, request.run_dir.as_deref(), on_loaded, on_step)?;
     Ok(FinetuneOutput {
         model: workload.model.clone(),
         task: workload.task.clone(),
         train_examples: workload.train.len(),
         device: request.device.clone(),
-        max_len: request.max_len,
+        max_len: training.max_len,
         result,
         peak_resident_bytes: process_memory_bytes("VmHWM"),
     })

@@ -1,29 +1,34 @@
-//! intrinsic-bench's models, trainer and experiments: everything that links tch except the
-//! projection engine, which is the [`subspace`] crate (Fastfood, DID/SAID, devices).
+//! intrinsic-bench's trainer and experiments: everything that trains, on top of the model
+//! families of [`encoders`] and the projection engine of [`subspace`].
 //!
-//! - [`checkpoint`]: HF safetensors into a model, with the missing/unexpected check and seeded head init.
-//! - [`models`]: model families behind one trait (BERT and RoBERTa so far), with HF names.
-//! - [`reference`]: what a model or task name refers to (manifest, local files, synthetic), resolved once.
-//! - [`optim`]: AdamW, the linear schedule, clipping, and run-folder checkpoints (fine-tuning and pre-training).
-//! - [`pretrain`]: MLM pre-training from scratch (RoBERTa recipe): packed corpora, masking, HF checkpoints.
+//! - [`tokenize`]: `tokenizer.json` (or BERT's `vocab.txt`) tokenisation, longest-first
+//!   truncation, per-batch padding, cache.
+//! - [`optim`]: AdamW, the linear schedule, clipping, and the run state saved for resume
+//!   (fine-tuning and pre-training).
 //! - [`precision`]: f32 or bf16 autocast for the encoder's forward/backward.
-//! - [`shapes`]: parameter shapes of reference models (RoBERTa-base) for benchmarks.
+//! - [`settings`]: the training settings a spec and `finetune`'s command line share, with the
+//!   paper's defaults and their checks, declared once.
+//! - [`train`]: one trainer for full, DID and SAID fine-tuning, with evaluation, divergence and
+//!   resume.
+//! - [`pretrain`]: MLM pre-training from scratch (RoBERTa recipe): packed corpora, masking, HF
+//!   checkpoints.
 //! - [`synthetic`]: a tiny random encoder and a synthetic task (the `smoke` preset, tests).
-//! - [`tokenize`]: `tokenizer.json` (or BERT's `vocab.txt`) tokenisation, longest-first truncation, per-batch padding, cache.
-//! - [`train`]: one trainer for full, DID and SAID fine-tuning, with evaluation, divergence and resume.
-//! - [`finetune`]: one fine-tuning run from store to result (the command line and the runner share it).
-//! - [`experiment`]: experiment specs, the d90 search and the runner (the result files they write
-//!   are the `results` crate's).
+//! - [`reference`]: what a model or task name refers to (manifest, local files, synthetic),
+//!   resolved once.
+//! - [`finetune`]: one fine-tuning run from store to result (the command line and the runner
+//!   share it).
+//! - [`experiment`]: experiment specs, the d90 search and the runner (the result files they
+//!   write are the `results` crate's).
 
-pub mod checkpoint;
+#![warn(missing_docs)]
+
 pub mod experiment;
 pub mod finetune;
-pub mod models;
 pub mod optim;
 pub mod precision;
 pub mod pretrain;
 pub mod reference;
-pub mod shapes;
+pub mod settings;
 pub mod synthetic;
 pub mod tokenize;
 pub mod train;

@@ -116,16 +116,19 @@ pub fn linear_schedule(lr: f64, step: usize, total_steps: usize, warmup_steps: u
     lr * (total_steps.saturating_sub(step)) as f64 / (total_steps.saturating_sub(warmup_steps)).max(1) as f64
 }
 
-/// A checkpoint that could not be written or read.
+/// A run's resumable state (the trainer's tensors, moments and `state.json`) that could not be
+/// written or read.
 #[derive(Debug, thiserror::Error)]
-#[error("checkpoint {path}: {message}")]
-pub struct CheckpointError {
+#[error("run state {path}: {message}")]
+pub struct RunStateError {
+    /// The file or folder concerned.
     pub path: PathBuf,
+    /// What went wrong.
     pub message: String,
 }
 
-fn checkpoint_error(path: &Path, message: impl ToString) -> CheckpointError {
-    CheckpointError { path: path.to_path_buf(), message: message.to_string() }
+fn run_state_error(path: &Path, message: impl ToString) -> RunStateError {
+    RunStateError { path: path.to_path_buf(), message: message.to_string() }
 }
 
 /// Writes a checkpoint with one commit point: the optimiser's tensors and moments go to a file
@@ -134,14 +137,14 @@ fn checkpoint_error(path: &Path, message: impl ToString) -> CheckpointError {
 /// Tensor files that no committed state names are removed afterwards (and by the next save, if
 /// the process dies first). Both files are synced before the rename that commits them, so a power
 /// loss cannot leave a committed state naming a file whose data never reached the disk.
-pub fn save_checkpoint<S: Serialize>(
+pub fn save_run_state<S: Serialize>(
     dir: &Path,
     prefix: &str,
     optimizer: &AdamW,
     step: usize,
     state: impl FnOnce(String) -> S,
-) -> Result<(), CheckpointError> {
-    std::fs::create_dir_all(dir).map_err(|err| checkpoint_error(dir, err))?;
+) -> Result<(), RunStateError> {
+    std::fs::create_dir_all(dir).map_err(|err| run_state_error(dir, err))?;
     let mut named = Vec::new();
     for (idx, ((tensor, first), second)) in
         optimizer.tensors.iter().zip(&optimizer.first_moment).zip(&optimizer.second_moment).enumerate()
@@ -153,13 +156,13 @@ pub fn save_checkpoint<S: Serialize>(
     let tensors_file = format!("{prefix}-{step}.safetensors");
     let tensors_path = dir.join(&tensors_file);
     let partial = dir.join(format!("{tensors_file}.partial"));
-    Tensor::write_safetensors(&named, &partial).map_err(|err| checkpoint_error(&partial, err))?;
-    std::fs::File::open(&partial).and_then(|file| file.sync_all()).map_err(|err| checkpoint_error(&partial, err))?;
-    std::fs::rename(&partial, &tensors_path).map_err(|err| checkpoint_error(&tensors_path, err))?;
+    Tensor::write_safetensors(&named, &partial).map_err(|err| run_state_error(&partial, err))?;
+    std::fs::File::open(&partial).and_then(|file| file.sync_all()).map_err(|err| run_state_error(&partial, err))?;
+    std::fs::rename(&partial, &tensors_path).map_err(|err| run_state_error(&tensors_path, err))?;
     // The commit point: `state.json`, naming the tensors file, replaced whole (synced, renamed).
     results::write_atomically(&dir.join("state.json"), &state(tensors_file.clone()))
-        .map_err(|err| checkpoint_error(&err.path, err.source))?;
-    let entries = std::fs::read_dir(dir).map_err(|err| checkpoint_error(dir, err))?;
+        .map_err(|err| run_state_error(&err.path, err.source))?;
+    let entries = std::fs::read_dir(dir).map_err(|err| run_state_error(dir, err))?;
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         if is_tensors_file(prefix, &name) && name != tensors_file {
@@ -183,19 +186,19 @@ fn is_tensors_file(prefix: &str, name: &str) -> bool {
 /// Reads the checkpoint of `dir`, if it has one: its state (checked by `check`, which says why a
 /// state belongs to another run) and, into `optimizer`, the tensors and moments of the file the
 /// state names (`tensors_file`).
-pub fn load_checkpoint<S: DeserializeOwned>(
+pub fn load_run_state<S: DeserializeOwned>(
     dir: &Path,
     optimizer: &mut AdamW,
     tensors_file: impl FnOnce(&S) -> String,
     check: impl FnOnce(&S) -> Result<(), String>,
-) -> Result<Option<S>, CheckpointError> {
+) -> Result<Option<S>, RunStateError> {
     let state_path = dir.join("state.json");
     let Ok(text) = std::fs::read_to_string(&state_path) else { return Ok(None) };
-    let state: S = serde_json::from_str(&text).map_err(|err| checkpoint_error(&state_path, err))?;
-    check(&state).map_err(|message| checkpoint_error(&state_path, message))?;
+    let state: S = serde_json::from_str(&text).map_err(|err| run_state_error(&state_path, err))?;
+    check(&state).map_err(|message| run_state_error(&state_path, message))?;
     let tensors_path = dir.join(tensors_file(&state));
     let saved: BTreeMap<String, Tensor> = Tensor::read_safetensors(&tensors_path)
-        .map_err(|err| checkpoint_error(&tensors_path, err))?
+        .map_err(|err| run_state_error(&tensors_path, err))?
         .into_iter()
         .collect();
     let _guard = tch::no_grad_guard();
@@ -207,9 +210,9 @@ pub fn load_checkpoint<S: DeserializeOwned>(
         ] {
             let name = format!("{idx}.{suffix}");
             let tensor =
-                saved.get(&name).ok_or_else(|| checkpoint_error(&tensors_path, format!("no tensor `{name}`")))?;
+                saved.get(&name).ok_or_else(|| run_state_error(&tensors_path, format!("no tensor `{name}`")))?;
             if tensor.size() != target.size() {
-                return Err(checkpoint_error(
+                return Err(run_state_error(
                     &tensors_path,
                     format!("`{name}` has shape {:?}, expected {:?}", tensor.size(), target.size()),
                 ));

@@ -19,8 +19,8 @@ use datasets::manifest::{Asset, Manifest};
 use datasets::store::{Store, sha256_file};
 use datasets::tasks::{Example, Metric, Task};
 
-use crate::models::Config;
 use crate::synthetic;
+use encoders::models::Config;
 
 /// The three files of an HF-format checkpoint the suite reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -552,7 +552,8 @@ impl Subject {
 }
 
 /// The tokenizer file a pre-training's `tokenizer` setting names: a file (`*.json`, or BERT's
-/// `vocab.txt`; relative to `base`) or a model (a manifest id, `org/name@<commit>`, a local folder) whose tokenizer it is.
+/// `vocab.txt`; relative to `base`) or a model (a manifest id, `org/name@<commit>`, a local folder)
+/// whose tokenizer it is.
 /// Errors are `PretrainError::Settings` on the `tokenizer` field.
 pub fn pretraining_tokenizer(
     name: &str,

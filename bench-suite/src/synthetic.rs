@@ -8,9 +8,9 @@
 
 use tch::{Tensor, nn};
 
-use crate::models::Config;
 use crate::tokenize::Encoded;
 use crate::train::LabelledExample;
+use encoders::models::Config;
 use subspace::random;
 
 /// The vocabulary of the synthetic task: 0 padding, 2/3 the sentence markers, 8.. content.

@@ -20,9 +20,6 @@ use sha2::{Digest, Sha256};
 use tch::{Device, Kind, Tensor};
 use tokenizers::{PostProcessor, Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
-/// Tokens per example after truncation in the paper's setup (every default comes from here).
-pub const DEFAULT_MAX_LEN: usize = 128;
-
 #[derive(Debug, thiserror::Error)]
 pub enum TokenizeError {
     #[error("tokenizer {path}: {message}")]

@@ -9,7 +9,8 @@
 //!
 //! Determinism: the data order of epoch `e` is a permutation drawn from `(seeds.data, e)`, and the
 //! dropout RNG (torch's process-wide generator, so runs in one process take turns) is reseeded from
-//! `(seeds.dropout, step)` before every step, so a run is a function of its seeds (bit-identical on CPU with the same thread count) and a resumed run needs no RNG
+//! `(seeds.dropout, step)` before every step, so a run is a function of its seeds (bit-identical on
+//! CPU with the same thread count) and a resumed run needs no RNG
 //! state: a checkpoint holds the trainable tensors, the optimiser moments, the step and the
 //! evaluations so far. A run killed and restarted from its run folder ends with exactly the
 //! numbers of an uninterrupted run.
@@ -26,14 +27,14 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor, nn};
 
-use crate::models::Classifier;
 use crate::optim::{self, AdamConfig, AdamW, clip_grad_norm, linear_schedule};
 use crate::precision::Autocast;
 use crate::tokenize::{Encoded, collate};
+use encoders::models::Classifier;
 use results::{DivergenceCause, Evaluation, Mode, Precision, RunResult, SplitMetrics, Status, TrainConfig};
 use subspace::fastfood::FactorStorage;
 use subspace::random;
-use subspace::{Method, Subspace, SubspaceConfig};
+use subspace::{Subspace, SubspaceConfig};
 
 /// One labelled, tokenised example.
 #[derive(Debug, Clone)]
@@ -72,7 +73,7 @@ pub enum TrainError {
     #[error(transparent)]
     Subspace(#[from] subspace::SubspaceError),
     #[error(transparent)]
-    Checkpoint(#[from] crate::optim::CheckpointError),
+    RunState(#[from] crate::optim::RunStateError),
     #[error("no training examples")]
     NoData,
 }
@@ -108,17 +109,17 @@ pub fn train(
     let mut named: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
     named.sort_by(|a, b| a.0.cmp(&b.0));
 
-    let mut subspace = match config.mode {
-        Mode::Full => {
+    let mut subspace = match config.mode.subspace_method() {
+        None => {
             // A full run needs no projector: release the one kept for the next subspace run.
             subspace::release_shared_projector();
             None
         }
-        Mode::Did | Mode::Said => Some(Subspace::new(
+        Some(method) => Some(Subspace::new(
             &named,
             &named.iter().map(|(name, _)| model.layer_group(name)).collect::<Vec<_>>(),
             SubspaceConfig {
-                method: if config.mode == Mode::Did { Method::Did } else { Method::Said },
+                method,
                 d: config.d,
                 scope: config.scope,
                 grouping: config.grouping,
@@ -177,7 +178,7 @@ pub fn train(
         tensors_file: String::new(),
     };
     if let Some(dir) = run_dir
-        && let Some(saved) = load_checkpoint(dir, &mut trainable, config)?
+        && let Some(saved) = load_run_state(dir, &mut trainable, config)?
     {
         state = saved;
         if let Some(subspace) = &mut subspace {
@@ -266,7 +267,7 @@ pub fn train(
             {
                 let elapsed_s = elapsed_before + start_time.elapsed().as_secs_f64();
                 let state = RunState { elapsed_s, ..state.clone() };
-                optim::save_checkpoint(dir, "trainable", &trainable, state.step, |tensors_file| RunState {
+                optim::save_run_state(dir, "trainable", &trainable, state.step, |tensors_file| RunState {
                     tensors_file,
                     ..state
                 })?;
@@ -328,7 +329,7 @@ struct RunState {
     /// Seconds spent on the run up to this checkpoint, over every process.
     #[serde(default)]
     elapsed_s: f64,
-    /// The file in the run folder that holds this checkpoint's tensors (see `save_checkpoint`).
+    /// The file in the run folder that holds this checkpoint's tensors (see `optim::save_run_state`).
     #[serde(default = "legacy_tensors_file")]
     tensors_file: String,
 }
@@ -455,7 +456,7 @@ fn split_metrics(
 
 /// The checkpoint of `dir`, if it has one, into `trainable`; a checkpoint of another run is an
 /// error.
-fn load_checkpoint(dir: &Path, trainable: &mut AdamW, config: &TrainConfig) -> Result<Option<RunState>, TrainError> {
+fn load_run_state(dir: &Path, trainable: &mut AdamW, config: &TrainConfig) -> Result<Option<RunState>, TrainError> {
     // `max_steps_this_process` is about this process, not the run.
     let comparable = |config: &TrainConfig| TrainConfig { max_steps_this_process: None, ..config.clone() };
     let check = |state: &RunState| {
@@ -467,5 +468,5 @@ fn load_checkpoint(dir: &Path, trainable: &mut AdamW, config: &TrainConfig) -> R
             serde_json::to_string(&state.config).expect("serialisable")
         ))
     };
-    Ok(optim::load_checkpoint(dir, trainable, |state: &RunState| state.tensors_file.clone(), check)?)
+    Ok(optim::load_run_state(dir, trainable, |state: &RunState| state.tensors_file.clone(), check)?)
 }

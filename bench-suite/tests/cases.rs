@@ -7,35 +7,19 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use bench_suite::checkpoint::{self, CheckpointError, LoadReport};
 use bench_suite::experiment::spec;
-use bench_suite::models::{Config, HiddenAct, SequenceClassifier};
+use encoders::checkpoint::{self, CheckpointError, LoadReport};
+use encoders::models::{Config, HiddenAct, SequenceClassifier};
 use tch::{Device, Tensor, nn};
 
-/// Torch's generator is process-wide and model construction draws from it: the dropout test
-/// would see other tests' draws between its seed and its forward, so tests that build models take
-/// turns.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
+use crate::support::{draws, max_abs_diff, read, serial};
 
 fn case(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cases").join(name)
 }
 
-fn read(path: &Path) -> BTreeMap<String, Tensor> {
-    Tensor::read_safetensors(path).unwrap().into_iter().collect()
-}
-
 fn config(folder: &Path) -> Config {
     Config::from_json(&std::fs::read_to_string(folder.join("config.json")).unwrap()).unwrap()
-}
-
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
-    assert_eq!(a.size(), b.size());
-    (a - b).abs().max().double_value(&[])
 }
 
 /// Builds the case's 3-label classifier and loads its checkpoint (`model.safetensors`, or `weights`
@@ -75,7 +59,7 @@ fn write_checkpoint(tensors: &BTreeMap<String, Tensor>) -> (tempfile::TempDir, P
 
 #[test]
 fn legacy_layernorm_names_load_as_weight_and_bias() {
-    let _serial = serial();
+    let _draws = draws();
     let folder = case("legacy-layernorm-names");
     let (_vs, model, report) = load(&folder, None);
     let report = report.unwrap();
@@ -94,7 +78,7 @@ fn legacy_layernorm_names_load_as_weight_and_bias() {
 /// MiniLM checkpoint is stored), and the same variable under both names refused.
 #[test]
 fn legacy_names_without_prefix_and_conflicting_names() {
-    let _serial = serial();
+    let _draws = draws();
     let folder = case("unused-pooler-tensors");
     let mut tensors = read(&folder.join("model.safetensors"));
     let renamed: BTreeMap<String, Tensor> = std::mem::take(&mut tensors)
@@ -128,7 +112,7 @@ fn legacy_names_without_prefix_and_conflicting_names() {
 
 #[test]
 fn a_roberta_checkpoint_with_a_pooler_loads_and_reports_it_unused() {
-    let _serial = serial();
+    let _draws = draws();
     let folder = case("unused-pooler-tensors");
     let (_vs, model, report) = load(&folder, None);
     let report = report.unwrap();
@@ -142,7 +126,7 @@ fn a_roberta_checkpoint_with_a_pooler_loads_and_reports_it_unused() {
 /// known kind is an error too, not an unused one.
 #[test]
 fn tensors_the_model_needs_are_never_skipped() {
-    let _serial = serial();
+    let _draws = draws();
     let folder = case("legacy-layernorm-names");
     let mut tensors = read(&folder.join("model.safetensors"));
     tensors.retain(|name, _| !name.contains("pooler"));

@@ -279,10 +279,7 @@ experiments:
 /// `theta` at d = 100 (needs the shared mirror for the checkpoint's config).
 #[test]
 fn said_with_d_at_most_m_is_refused() {
-    let Some(mirror) = std::env::var_os("INTRINSIC_BENCH_TEST_MIRROR") else {
-        eprintln!(
-            "skipped: INTRINSIC_BENCH_TEST_MIRROR is not set (cargo xtask test sets it when ../shared/mirror exists)"
-        );
+    let Some(mirror) = crate::support::mirror("the d <= m refusal on MiniLM") else {
         return;
     };
     let text = "\

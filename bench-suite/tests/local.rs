@@ -7,8 +7,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use bench_suite::models::SequenceClassifier;
 use bench_suite::synthetic;
+use encoders::models::SequenceClassifier;
 use results::ResultsDir;
 use tch::{Device, Tensor, nn};
 
@@ -33,6 +33,7 @@ fn binary(home: &Path) -> Command {
 /// from the keyed RNG under HF's names (no task head), and a WordPiece tokenizer.json over
 /// [`vocabulary`].
 fn tiny_model(dir: &Path) {
+    let _draws = crate::support::draws();
     std::fs::create_dir_all(dir).unwrap();
     let config = r#"{"model_type": "bert", "vocab_size": 40, "hidden_size": 32, "num_hidden_layers": 2,
         "num_attention_heads": 4, "intermediate_size": 64, "max_position_embeddings": 32, "type_vocab_size": 2,
@@ -262,6 +263,19 @@ fn bad_local_inputs_are_refused_before_any_work() {
     assert!(err.contains("--task nope: `nope` is not a task (known: mrpc, qqp, sst2"), "{err}");
     let err = finetune("./tiny-model", "gone.yaml");
     assert!(err.contains("--task") && err.contains("gone.yaml"), "{err}");
+    // A training setting is named by its flag, as the spec names it by its field.
+    let err = fails(binary(&home).current_dir(&dir).args([
+        "finetune",
+        "--model",
+        "./tiny-model",
+        "--task",
+        "sst2",
+        "--mode",
+        "full",
+        "--batch-size",
+        "0",
+    ]));
+    assert!(err.contains("--batch-size 0: a batch holds at least 1 example; use 1 or more"), "{err}");
 }
 
 /// A hub checkpoint the manifest does not list is named `org/name@<commit>`: offline and not
@@ -341,4 +355,26 @@ fn a_folder_edited_after_it_was_read_is_refused() {
     std::fs::write(dir.join("tiny-model/tokenizer.json"), "{}").unwrap();
     let err = local.verify().unwrap_err();
     assert!(err.contains("tokenizer.json: changed since the spec was read"), "{err}");
+}
+
+/// A local folder with `pytorch_model.bin` and no `model.safetensors` opens with the .bin as its
+/// weights; with both, safetensors is read (HF's order); with neither, the error names both.
+#[test]
+fn a_local_folder_takes_pytorch_model_bin_when_it_has_no_safetensors() {
+    use bench_suite::reference::LocalModel;
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("tiny");
+    std::fs::create_dir(&folder).unwrap();
+    std::fs::write(folder.join("config.json"), "{}").unwrap();
+    std::fs::write(folder.join("tokenizer.json"), "{}").unwrap();
+    let err = LocalModel::open(&folder).unwrap_err();
+    assert!(err.contains("no model.safetensors and no pytorch_model.bin"), "{err}");
+    std::fs::copy(crate::support::golden("pytorch_bin/tiny_bert/pytorch_model.bin"), folder.join("pytorch_model.bin"))
+        .unwrap();
+    let model = LocalModel::open(&folder).unwrap();
+    assert_eq!(model.files.weights, folder.join("pytorch_model.bin"));
+    std::fs::copy(crate::support::golden("pytorch_bin/state_dict.safetensors"), folder.join("model.safetensors"))
+        .unwrap();
+    let model = LocalModel::open(&folder).unwrap();
+    assert_eq!(model.files.weights, folder.join("model.safetensors"));
 }

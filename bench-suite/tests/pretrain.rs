@@ -6,10 +6,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use bench_suite::checkpoint;
-use bench_suite::models::bert::initialise_from_scratch;
-use bench_suite::models::{Config, MaskedLm};
 use bench_suite::pretrain::data::{self, PretrainTokenizer};
+use encoders::checkpoint;
+use encoders::models::bert::initialise_from_scratch;
+use encoders::models::{Config, MaskedLm};
 use results::PretrainingRecord;
 use tch::{Device, Tensor, nn};
 
@@ -131,6 +131,7 @@ fn packing_keeps_every_token_once() {
 
 #[test]
 fn an_hf_checkpoint_read_back_gives_identical_logits() {
+    let _draws = crate::support::draws();
     let dir = scratch("roundtrip");
     write_tokenizer(&dir.join("tokenizer.json"));
     let value = serde_json::json!({"model_type": "roberta", "vocab_size": 21, "hidden_size": 32, "num_hidden_layers": 2,

@@ -2,23 +2,23 @@
 //! a 4000-example SST-2 subset for one epoch reaches a dev accuracy clearly above the majority
 //! class (50.9%), fully and through a SAID subspace of d = 1000.
 
-use std::path::PathBuf;
+use crate::support::mirror;
 
 use bench_suite::finetune::{FinetuneRequest, finetune};
 use results::{DivergenceCause, Mode, Status};
 
 #[test]
 fn minilm_learns_sst2_fully_and_in_a_said_subspace() {
-    let Some(mirror) = std::env::var_os("INTRINSIC_BENCH_TEST_MIRROR").map(PathBuf::from) else {
-        eprintln!("INTRINSIC_BENCH_TEST_MIRROR not set: skipping the real fine-tuning test");
+    let _draws = crate::support::draws();
+    let Some(mirror) = mirror("the real fine-tuning test") else {
         return;
     };
     for (mode, d, lr) in [(Mode::Full, 0, 5e-5), (Mode::Said, 1000, 0.3)] {
         let mut request = FinetuneRequest::new("sentence-transformers/all-MiniLM-L6-v2", "sst2", mode, d);
         request.lr = Some(lr);
-        request.epochs = 1;
-        request.max_len = 64;
-        request.max_train_examples = Some(4000);
+        request.training.epochs = Some(1);
+        request.training.max_len = Some(64);
+        request.training.max_train_examples = Some(4000);
         request.mirrors = vec![mirror.clone()];
         request.offline = true;
         let output = finetune(&request, &mut |_| {}, &mut |_| {}).unwrap();
@@ -33,19 +33,11 @@ fn minilm_learns_sst2_fully_and_in_a_said_subspace() {
     }
 }
 
-fn mirror_or_skip(what: &str) -> Option<PathBuf> {
-    let mirror = std::env::var_os("INTRINSIC_BENCH_TEST_MIRROR").map(PathBuf::from);
-    if mirror.is_none() {
-        eprintln!("INTRINSIC_BENCH_TEST_MIRROR not set: skipping {what}");
-    }
-    mirror
-}
-
 fn mrpc_request(mirror: &std::path::Path, mode: Mode, d: usize) -> FinetuneRequest {
     let mut request = FinetuneRequest::new("sentence-transformers/all-MiniLM-L6-v2", "mrpc", mode, d);
-    request.epochs = 1;
-    request.max_len = 64;
-    request.max_train_examples = Some(32);
+    request.training.epochs = Some(1);
+    request.training.max_len = Some(64);
+    request.training.max_train_examples = Some(32);
     request.mirrors = vec![mirror.to_path_buf()];
     request.offline = true;
     request
@@ -57,11 +49,12 @@ fn mrpc_request(mirror: &std::path::Path, mode: Mode, d: usize) -> FinetuneReque
 /// loss itself gives it away.
 #[test]
 fn a_run_whose_last_step_breaks_the_weights_is_diverged() {
-    let Some(mirror) = mirror_or_skip("the divergence case") else { return };
+    let _draws = crate::support::draws();
+    let Some(mirror) = mirror("the divergence case") else { return };
     for (examples, cause) in [(32, DivergenceCause::Logits), (64, DivergenceCause::Loss)] {
         let mut request = mrpc_request(&mirror, Mode::Said, 1000);
         request.lr = Some(1e39);
-        request.max_train_examples = Some(examples);
+        request.training.max_train_examples = Some(examples);
         let output = finetune(&request, &mut |_| {}, &mut |_| {}).unwrap();
         let status = &output.result.status;
         assert!(matches!(status, Status::Diverged { cause: found, .. } if *found == cause), "{examples}: {status:?}");
@@ -69,31 +62,32 @@ fn a_run_whose_last_step_breaks_the_weights_is_diverged() {
     }
 }
 
-/// Values that leave no room to work are refused before any work, naming the flag and the range
-/// that works for MiniLM (BERT's pair template: 3 special tokens; 512 positions) on MRPC.
+/// Values that leave no room to work are refused before any work, naming the setting (the
+/// binary spells it as its flag: `local.rs`) and the range that works for MiniLM (BERT's pair template: 3 special tokens; 512 positions) on MRPC.
 #[test]
 fn values_without_room_are_refused_before_any_work() {
-    let Some(mirror) = mirror_or_skip("the value checks") else { return };
+    let Some(mirror) = mirror("the value checks") else { return };
     let refused = |change: &dyn Fn(&mut FinetuneRequest), expected: &str| {
         let mut request = mrpc_request(&mirror, Mode::Said, 1000);
         change(&mut request);
         let err = finetune(&request, &mut |_| panic!("loaded a checkpoint"), &mut |_| panic!("trained")).unwrap_err();
         assert!(err.to_string().contains(expected), "{err}");
     };
-    refused(&|request| request.batch_size = 0, "--batch-size 0: a batch holds at least 1 example");
-    refused(&|request| request.epochs = 0, "--epochs 0");
-    refused(&|request| request.lr = Some(-1.0), "--lr -1");
-    refused(&|request| request.max_len = 0, "--max-len 0: leaves no room for a sentence pair");
-    refused(&|request| request.max_len = 4, "need at least 5; use 5 to 512");
-    refused(&|request| request.max_len = 513, "--max-len 513: exceeds the model's 512 positions");
-    refused(&|request| request.d = 30_000_000, "--d 30000000: exceeds D = 22713986");
+    refused(&|request| request.training.batch_size = Some(0), "batch_size 0: a batch holds at least 1 example");
+    refused(&|request| request.training.epochs = Some(0), "epochs 0");
+    refused(&|request| request.lr = Some(-1.0), "lr -1");
+    refused(&|request| request.training.max_len = Some(0), "max_len 0: an example keeps at least 1 token");
+    refused(&|request| request.training.max_len = Some(4), "max_len 4: leaves no room for a sentence pair");
+    refused(&|request| request.training.max_len = Some(4), "need at least 5; use 5 to 512");
+    refused(&|request| request.training.max_len = Some(513), "max_len 513: exceeds the model's 512 positions");
+    refused(&|request| request.d = 30_000_000, "d 30000000: exceeds D = 22713986");
     refused(&|request| request.d = 8, "use 9 to 22713986");
 }
 
 /// A spec whose `max_len` leaves no room for a sentence pair fails `--check-only`, at its line.
 #[test]
 fn check_only_refuses_a_max_len_without_room() {
-    let Some(mirror) = mirror_or_skip("the spec max_len check") else { return };
+    let Some(mirror) = mirror("the spec max_len check") else { return };
     let dir = tempfile::tempdir().unwrap();
     let spec = dir.path().join("short.yaml");
     let text = "\

@@ -135,12 +135,10 @@ fn max_len_without_room_for_the_text_is_refused() {
 /// holds HF's ids for three inputs; the truncation case was printed by HF's tokenizer).
 #[test]
 fn real_wordpiece_matches_hf_ids() {
-    let Some(mirror) = std::env::var_os("INTRINSIC_BENCH_TEST_MIRROR").map(PathBuf::from) else {
-        eprintln!("INTRINSIC_BENCH_TEST_MIRROR not set: skipping the real tokenizer test");
+    let Some(mirror) = crate::support::mirror("the real tokenizer test") else {
         return;
     };
-    let path = mirror
-        .join("hf/sentence-transformers/all-MiniLM-L6-v2/1110a243fdf4706b3f48f1d95db1a4f5529b4d41/tokenizer.json");
+    let path = crate::support::minilm(&mirror).join("tokenizer.json");
     let encoder = TextEncoder::from_file(&path, 128).unwrap();
     let pair = encoder.encode("The cat sat on the mat.", Some("A cat was sitting on a mat.")).unwrap();
     assert_eq!(
@@ -153,10 +151,7 @@ fn real_wordpiece_matches_hf_ids() {
     assert_eq!(truncated.ids, [101, 1037, 1037, 1037, 1037, 102, 1038, 1038, 1038, 1038, 1038, 102]);
 
     let golden: BTreeMap<String, Tensor> =
-        Tensor::read_safetensors(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/minilm.safetensors"))
-            .unwrap()
-            .into_iter()
-            .collect();
+        Tensor::read_safetensors(crate::support::golden("minilm.safetensors")).unwrap().into_iter().collect();
     let inputs = [
         ("The cat sat on the mat.", Some("A cat was sitting on a mat.")),
         ("Stocks fell sharply on Monday after the announcement.", Some("Markets rallied.")),

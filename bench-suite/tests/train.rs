@@ -2,19 +2,13 @@
 //! stopped and resumed from its checkpoint ends with exactly the numbers of an uninterrupted one,
 //! and a NaN loss ends the run as diverged.
 
-use bench_suite::models::SequenceClassifier;
 use bench_suite::synthetic;
 use bench_suite::train::{LabelledExample, TrainData, train};
+use encoders::models::SequenceClassifier;
 use results::{DivergenceCause, Mode, Precision, RunResult, Status, TrainConfig};
 use tch::{Device, nn};
 
-/// Torch's generator is process-wide: model construction in one test would shift the dropout
-/// stream of a run in another, so the tests of this file take turns.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
+use crate::support::serial;
 
 fn model() -> (nn::VarStore, SequenceClassifier) {
     let vs = nn::VarStore::new(Device::Cpu);
@@ -260,4 +254,84 @@ fn non_finite_logits_or_final_weights_are_divergence() {
     );
     assert_eq!(result.evaluations.len(), 1, "the evaluation is kept for the record");
     assert!(result.best.is_none(), "but the run has no score");
+}
+
+/// Every family fine-tunes through the suite's trainer with SAID (per-layer scales): its golden
+/// weights loaded, a fresh two-label head, the synthetic task (with the family's end-of-sequence
+/// token appended where its head reads one). The scale count the run uses is the one a spec is
+/// checked with before any model is built (`shapes::subspace_dimensions`), and the run completes
+/// with a finite loss.
+#[test]
+fn every_family_fine_tunes_with_said() {
+    let _draws = crate::support::draws();
+    use crate::support::{checkpoint_from_golden, golden, read};
+    use encoders::checkpoint;
+    use encoders::models::{Config, ModelType};
+    for kind in ["bert", "roberta", "xlm-roberta", "electra", "distilbert", "albert", "bart", "t5", "xlnet"] {
+        let config =
+            Config::from_json(&std::fs::read_to_string(golden(&format!("tiny_{kind}.json"))).unwrap()).unwrap();
+        let tensors = read(&golden(&format!("tiny_{kind}.safetensors")));
+        let dir = tempfile::tempdir().unwrap();
+        let path = checkpoint_from_golden(&tensors, dir.path());
+        let vs = nn::VarStore::new(Device::Cpu);
+        let model = SequenceClassifier::new(vs.root(), &config, 2);
+        let head = checkpoint::Head::Fresh(config.model_type.head_prefixes());
+        let report =
+            checkpoint::load(&vs, &path, config.model_type.prefix(), head, 3, config.initializer_range).unwrap();
+        assert!(!report.initialised.is_empty(), "{kind}: a fresh head: {report:?}");
+        let with_eos = |examples: Vec<LabelledExample>| -> Vec<LabelledExample> {
+            let eos = match config.model_type {
+                ModelType::Bart | ModelType::T5 => config.eos_token_id,
+                _ => None,
+            };
+            examples
+                .into_iter()
+                .map(|mut example| {
+                    if let Some(eos) = eos {
+                        example.encoded.ids.push(eos as u32);
+                        example.encoded.type_ids.push(0);
+                    }
+                    example
+                })
+                .collect()
+        };
+        let train_set = with_eos(synthetic::examples(64, 1, "train"));
+        let dev_set = with_eos(synthetic::examples(32, 2, "dev"));
+        let data = TrainData {
+            train: &train_set,
+            dev: vec![("dev".to_owned(), &dev_set)],
+            with_f1: false,
+            pad_id: config.pad_token_id as u32,
+        };
+        let mut train_config = TrainConfig::new(Mode::Said, 300, 0.05);
+        train_config.epochs = 1;
+        train_config.batch_size = 16;
+        let result = train(&vs, &model, &data, &train_config, None, &mut |_| {}).unwrap();
+        assert_eq!(result.status, Status::Completed, "{kind}");
+        let loss = result.evaluations.last().unwrap().train_loss;
+        assert!(loss.is_finite(), "{kind}: train loss {loss}");
+        let subspace = result.subspace.as_ref().unwrap();
+        let (total, m) = encoders::shapes::subspace_dimensions(
+            &config,
+            2,
+            subspace::Method::Said,
+            train_config.grouping,
+            train_config.compat,
+        );
+        assert_eq!(subspace.n_lambda, m, "{kind}: the scales a spec is checked with");
+        assert_eq!(model_parameter_count(&model), total, "{kind}: D");
+        eprintln!("{kind}: D = {total}, m = {m}, train loss {loss:.3}");
+        if kind == "xlnet" {
+            // Full fine-tuning leaves the unreached `mask_emb` as it is, as torch's AdamW does.
+            let before = vs.variables()["transformer.mask_emb"].copy();
+            let full = train(&vs, &model, &data, &TrainConfig::new(Mode::Full, 0, 1e-3), None, &mut |_| {}).unwrap();
+            assert_eq!(full.status, Status::Completed, "xlnet full");
+            assert!(vs.variables()["transformer.mask_emb"].equal(&before), "xlnet: mask_emb moved");
+        }
+    }
+}
+
+fn model_parameter_count(model: &SequenceClassifier) -> usize {
+    use encoders::models::Classifier;
+    model.parameter_count()
 }

@@ -12,11 +12,7 @@ use bench_suite::tokenize::{TextEncoder, read_tokenizer};
 const MINILM: &str = "hf/sentence-transformers/all-MiniLM-L6-v2/1110a243fdf4706b3f48f1d95db1a4f5529b4d41";
 
 fn mirror() -> Option<PathBuf> {
-    let mirror = std::env::var_os("INTRINSIC_BENCH_TEST_MIRROR").map(PathBuf::from);
-    if mirror.is_none() {
-        eprintln!("INTRINSIC_BENCH_TEST_MIRROR not set: skipping the real vocab.txt test");
-    }
-    mirror
+    crate::support::mirror("the real vocab.txt test")
 }
 
 /// The texts of SST-2 dev, of the MRPC pool (pairs) and of ANLI R3's dev set (pairs, with accents

@@ -15,6 +15,8 @@
 //! - [`simulate`]: a generator of per-seed, per-example outcomes from a known curve, and the
 //!   coverage of the intervals against its known d90.
 
+#![warn(missing_docs)]
+
 pub mod bootstrap;
 pub mod compare;
 pub mod curve;

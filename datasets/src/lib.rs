@@ -9,6 +9,8 @@
 //! - [`corpus`]: pre-training corpora (the mirror's task text, C4 `en` shards) streamed as documents.
 //! - [`local`]: a classification task the user declares over local CSV, TSV or JSONL files.
 
+#![warn(missing_docs)]
+
 pub mod corpus;
 pub mod local;
 pub mod manifest;

@@ -10,6 +10,8 @@
 //! another report. Output is deterministic: rows are sorted, numbers have fixed formats, and
 //! nothing depends on the clock or the order of files on disk.
 
+#![warn(missing_docs)]
+
 pub mod records;
 mod render;
 pub mod stats;

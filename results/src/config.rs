@@ -13,6 +13,9 @@ use serde::{Deserialize, Serialize};
 pub const DEFAULT_EPOCHS: usize = 3;
 /// Examples per batch of the paper's fine-tuning setup.
 pub const DEFAULT_BATCH_SIZE: usize = 32;
+/// Tokens per example after truncation (fine-tuning's and pre-training's default, as GLUE
+/// fine-tuning scripts use).
+pub const DEFAULT_MAX_LEN: usize = 128;
 
 /// Prints a unit enum by its serde name.
 macro_rules! serde_display {
@@ -42,8 +45,21 @@ pub enum Mode {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SubspaceMethod {
+    /// `theta_D = theta_0 + P(theta_d)`.
     Did,
+    /// `theta_i = theta_0,i + lambda_i P(theta_{d-m})_i`, with m scales `lambda`.
     Said,
+}
+
+impl Mode {
+    /// The subspace method of a DID or SAID run; `None` for full fine-tuning, which has no `d`.
+    pub fn subspace_method(self) -> Option<SubspaceMethod> {
+        match self {
+            Mode::Full => None,
+            Mode::Did => Some(SubspaceMethod::Did),
+            Mode::Said => Some(SubspaceMethod::Said),
+        }
+    }
 }
 
 /// How the Fastfood map's output space is cut into block groups.
@@ -75,6 +91,26 @@ pub enum Compat {
     None,
     /// The authors' code, defects included (cropping, an unused scale, a 1/L_t gradient).
     Aghajanyan,
+}
+
+impl Compat {
+    /// The map scope of a method that names none: per tensor in the authors' mode (the only
+    /// scope it accepts), else Li et al.'s global map.
+    pub fn default_scope(self) -> Scope {
+        match self {
+            Compat::None => Scope::Global,
+            Compat::Aghajanyan => Scope::PerTensor,
+        }
+    }
+
+    /// SAID's scale grouping of a method that names none: one scale per tensor in the authors'
+    /// mode (the only grouping it accepts), else one per layer group.
+    pub fn default_grouping(self) -> LambdaGrouping {
+        match self {
+            Compat::None => LambdaGrouping::PerLayer,
+            Compat::Aghajanyan => LambdaGrouping::PerTensor,
+        }
+    }
 }
 
 /// Numeric precision of the encoder's forward and backward (the autocast itself lives with tch,
@@ -160,20 +196,22 @@ pub struct TrainConfig {
 }
 
 impl TrainConfig {
-    /// Defaults of the paper's fine-tuning setup, to be overridden per experiment.
+    /// Defaults of the paper's fine-tuning setup ([`crate::Training::PAPER`]), to be overridden
+    /// per experiment.
     pub fn new(mode: Mode, d: usize, lr: f64) -> TrainConfig {
+        let paper = crate::Training::PAPER;
         TrainConfig {
             mode,
             d,
-            scope: Scope::Global,
-            grouping: LambdaGrouping::PerLayer,
+            scope: Compat::None.default_scope(),
+            grouping: Compat::None.default_grouping(),
             compat: Compat::None,
             lr,
-            epochs: DEFAULT_EPOCHS,
-            batch_size: DEFAULT_BATCH_SIZE,
-            warmup_ratio: 0.06,
-            weight_decay: 0.01,
-            max_grad_norm: 1.0,
+            epochs: paper.epochs,
+            batch_size: paper.batch_size,
+            warmup_ratio: paper.warmup_ratio,
+            weight_decay: paper.weight_decay,
+            max_grad_norm: paper.max_grad_norm,
             eval_every: None,
             checkpoint_every: None,
             divergence_loss: 1e4,

@@ -12,6 +12,8 @@
 //!
 //! It links serde and sha2 only, so both the tch side and the polars side depend on it.
 
+#![warn(missing_docs)]
+
 pub mod config;
 pub mod folder;
 pub mod labels;
@@ -20,8 +22,8 @@ pub mod run;
 pub mod search;
 
 pub use config::{
-    Compat, DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, LambdaGrouping, Mode, Precision, Scope, Seeds, SubspaceMethod,
-    TrainConfig,
+    Compat, DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, DEFAULT_MAX_LEN, LambdaGrouping, Mode, Precision, Scope, Seeds,
+    SubspaceMethod, TrainConfig,
 };
 pub use folder::{KeyLock, ResultsDir, ResultsError};
 pub use pretraining::{PretrainCheckpoint, PretrainSpec, PretrainingRecord};

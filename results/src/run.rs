@@ -39,8 +39,10 @@ impl RunSpec {
         hash_key(&identity)
     }
 
-    /// A sacreBLEU-style one-line description of the run, e.g.
-    /// `said|group:per_layer|scope:global|compat:none|task:mrpc|metric:acc|model:roberta-base@e2da8e2|data:60a9b090|d:896|lr:3e-2|seed:1|torch:2.11.0|device:cpu|code:1a2b3c4d5e6f`.
+    /// A sacreBLEU-style one-line description of the run, e.g. (one line, wrapped here)
+    /// `said|group:per_layer|scope:global|compat:none|task:mrpc|metric:acc|`
+    /// `model:roberta-base@e2da8e2|data:60a9b090|d:896|lr:3e-2|seed:1|torch:2.11.0|device:cpu|`
+    /// `code:1a2b3c4d5e6f`.
     pub fn signature(&self, code: &str) -> String {
         let train = &self.train;
         let model = self.model.rsplit('/').next().unwrap_or(&self.model);

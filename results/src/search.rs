@@ -4,7 +4,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Compat, LambdaGrouping, Mode, Precision, Scope};
+use crate::config::{
+    Compat, DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, DEFAULT_MAX_LEN, LambdaGrouping, Mode, Precision, Scope, Seeds,
+    TrainConfig,
+};
 use crate::run::Provenance;
 
 /// How the grid is searched: every value, or a ladder then bisection (`bench-suite`'s
@@ -51,6 +54,53 @@ pub struct Training {
     pub length_buckets: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub train_eval_examples: Option<usize>,
+}
+
+impl Training {
+    /// The paper's fine-tuning setup (its section 4, with RoBERTa's GLUE recipe for warmup, weight
+    /// decay and clipping): what every setting a spec or command line leaves out takes. The one
+    /// place these defaults are written.
+    pub const PAPER: Training = Training {
+        epochs: DEFAULT_EPOCHS,
+        batch_size: DEFAULT_BATCH_SIZE,
+        max_len: DEFAULT_MAX_LEN,
+        max_train_examples: None,
+        subset_seed: 0,
+        warmup_ratio: 0.06,
+        weight_decay: 0.01,
+        max_grad_norm: 1.0,
+        eval_every: None,
+        checkpoint_every: 50,
+        precision: Precision::F32,
+        length_buckets: None,
+        train_eval_examples: None,
+    };
+
+    /// One run's training settings: `method` at subspace dimension `d` with learning rate `lr`
+    /// and every seed `seed`, under these settings. The one conversion from the settings of a
+    /// search (or a command line) to a run's keyed [`TrainConfig`]; a full run keeps the default
+    /// scope, grouping and compat, which it does not use.
+    pub fn run_config(&self, method: &Method, d: usize, lr: f64, seed: u64) -> TrainConfig {
+        let mut train = TrainConfig::new(method.mode, d, lr);
+        if method.mode != Mode::Full {
+            train.scope = method.scope;
+            train.grouping = method.grouping;
+            train.compat = method.compat;
+        }
+        train.epochs = method.epochs.unwrap_or(self.epochs);
+        train.batch_size = self.batch_size;
+        train.warmup_ratio = self.warmup_ratio;
+        train.weight_decay = self.weight_decay;
+        train.max_grad_norm = self.max_grad_norm;
+        train.eval_every = self.eval_every;
+        train.checkpoint_every = Some(self.checkpoint_every);
+        train.precision = self.precision;
+        train.length_buckets = self.length_buckets;
+        train.train_eval_examples = self.train_eval_examples;
+        train.lambda_lr = method.lambda_lr;
+        train.seeds = Seeds::all(seed);
+        train
+    }
 }
 
 /// A method with everything resolved.

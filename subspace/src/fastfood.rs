@@ -31,7 +31,7 @@
 //! cropped: every coordinate of `x` reaches every group.
 //!
 //! The authors' code instead feeds only `x[..L]` to a tensor whose `L < d` (its `F.pad` with a
-//! negative pad crops silently). [`Projector::new`] with `crop_to_block = true` reproduces that
+//! negative pad crops silently). [`Projector::new`] with [`Crop::ToBlock`] reproduces that
 //! for the `aghajanyan` compatibility mode (see `subspace`).
 //!
 //! # The transpose
@@ -41,7 +41,8 @@
 //! # Randomness
 //! The factors of block `j` of group `name` are regenerated from `random::keyed_rng("fastfood
 //! v1", seed, name, j)` (stream 0: signs, stream 1: permutation by Fisher-Yates with Lemire's
-//! unbiased bounded integers, stream 2: Gaussians by Box-Muller with the pure-Rust `libm`), so the same seed gives bit-identical factors
+//! unbiased bounded integers, stream 2: Gaussians by Box-Muller with the pure-Rust `libm`), so the
+//! same seed gives bit-identical factors
 //! on any machine, in any order of calls, and nothing but the seed needs saving. By default the
 //! factors of every block are generated once and cached compactly (signs as i8, permutation as u32,
 //! Gaussians as f32: 9 bytes per padded element for the CPU engine; the tch-op engine also keeps
@@ -144,14 +145,39 @@ struct GroupFactors {
     scale_f32: Tensor,
 }
 
+/// Which part of `x` (length `d`) each block group reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Crop {
+    /// All of it: a group whose block is shorter than `d` gets one block per chunk of `x` (the
+    /// exact map).
+    None,
+    /// `x[..L]` for a group whose block length `L` is below `d`: the authors' cropping, for the
+    /// `aghajanyan` compatibility mode only.
+    ToBlock,
+}
+
+/// Everything a [`Projector`] is a function of besides its tensors' shapes: what
+/// [`Projector::new`] takes, what the projector keeps, and (with the shapes and the engine) the
+/// key under which the subspace shares one projector between runs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ProjectorSpec {
+    /// The input dimension `d`.
+    pub d: usize,
+    /// One block group over all tensors, or one per tensor.
+    pub scope: Scope,
+    /// The seed every factor is drawn from (with the group's name and block index).
+    pub seed: u64,
+    /// Which part of the input each group reads.
+    pub crop: Crop,
+    /// Keep the factors, or regenerate them at every call.
+    pub storage: FactorStorage,
+    /// Where the factors and the inputs live.
+    pub device: Device,
+}
+
 /// `P: R^d -> R^D` over a list of named tensors, with its transpose.
 pub struct Projector {
-    scope: Scope,
-    seed: u64,
-    d: usize,
-    crop_to_block: bool,
-    storage: FactorStorage,
-    device: Device,
+    spec: ProjectorSpec,
     engine: Engine,
     numels: Vec<usize>,
     groups: Vec<Group>,
@@ -202,17 +228,10 @@ pub const ENGINE_ENV: &str = "INTRINSIC_BENCH_FASTFOOD_ENGINE";
 
 impl Projector {
     /// Builds the projector for tensors given as `(name, numel)` in a fixed order. With
-    /// `crop_to_block`, a group whose block is shorter than `d` sees only `x[..L]` (the authors'
-    /// behaviour, for the compatibility mode only).
-    pub fn new(
-        tensors: &[(String, usize)],
-        d: usize,
-        scope: Scope,
-        seed: u64,
-        crop_to_block: bool,
-        storage: FactorStorage,
-        device: Device,
-    ) -> Result<Projector, FastfoodError> {
+    /// [`Crop::ToBlock`], a group whose block is shorter than `d` sees only `x[..L]` (the
+    /// authors' behaviour, for the compatibility mode only).
+    pub fn new(tensors: &[(String, usize)], spec: ProjectorSpec) -> Result<Projector, FastfoodError> {
+        let ProjectorSpec { d, scope, crop, device, .. } = spec;
         if d == 0 {
             return Err(FastfoodError::EmptyInput);
         }
@@ -228,7 +247,7 @@ impl Projector {
             if log2_block > MAX_LOG2_LEN {
                 return Err(FastfoodError::GroupTooLarge { name: name.to_owned(), len: out_len });
             }
-            let in_len = if crop_to_block { d.min(block_len) } else { d };
+            let in_len = if crop == Crop::ToBlock { d.min(block_len) } else { d };
             Ok(Group {
                 name: name.to_owned(),
                 out_len,
@@ -255,12 +274,7 @@ impl Projector {
                 .collect::<Result<_, _>>()?,
         };
         let mut projector = Projector {
-            scope,
-            seed,
-            d,
-            crop_to_block,
-            storage,
-            device,
+            spec,
             numels: tensors.iter().map(|(_, numel)| *numel).collect(),
             groups,
             engine: default_engine(device),
@@ -276,7 +290,7 @@ impl Projector {
     /// Computes with `engine` instead of the device's default (tests and benchmarks compare them;
     /// [`Engine::Cpu`] needs a CPU projector).
     pub fn with_engine(mut self, engine: Engine) -> Projector {
-        assert!(engine != Engine::Cpu || self.device == Device::Cpu, "the Cpu engine needs a CPU projector");
+        assert!(engine != Engine::Cpu || self.spec.device == Device::Cpu, "the Cpu engine needs a CPU projector");
         // The device engines share one set of cached factors.
         let same_factors = (self.engine == Engine::Cpu) == (engine == Engine::Cpu);
         self.engine = engine;
@@ -293,15 +307,15 @@ impl Projector {
     fn fill_cache(&mut self) {
         self.cached_host.clear();
         self.cached_device.clear();
-        if self.storage == FactorStorage::Regenerate {
+        if self.spec.storage == FactorStorage::Regenerate {
             return;
         }
         let host: Vec<HostFactors> =
-            self.groups.par_iter().map(|group| HostFactors::generate(self.seed, group)).collect();
+            self.groups.par_iter().map(|group| HostFactors::generate(self.spec.seed, group)).collect();
         match self.engine {
             Engine::Cpu => self.cached_host = host,
             Engine::TchOps | Engine::Fused | Engine::Anchor => {
-                self.cached_device = host.iter().map(|factors| factors.to_device(self.device)).collect()
+                self.cached_device = host.iter().map(|factors| factors.to_device(self.spec.device)).collect()
             }
         }
     }
@@ -319,16 +333,20 @@ impl Projector {
 
     pub fn summary(&self) -> ProjectorSummary {
         ProjectorSummary {
-            scope: self.scope,
-            seed: self.seed,
-            d: self.d,
+            scope: self.spec.scope,
+            seed: self.spec.seed,
+            d: self.spec.d,
             total_params: self.total_params(),
             n_tensors: self.numels.len(),
             n_groups: self.groups.len(),
             n_blocks: self.groups.iter().map(|group| group.n_chunks).sum(),
             total_padded_len: self.groups.iter().map(|group| group.n_chunks * group.block_len()).sum(),
-            n_groups_cropped_by_authors_code: self.groups.iter().filter(|group| group.block_len() < self.d).count(),
-            crop_to_block: self.crop_to_block,
+            n_groups_cropped_by_authors_code: self
+                .groups
+                .iter()
+                .filter(|group| group.block_len() < self.spec.d)
+                .count(),
+            crop_to_block: self.spec.crop == Crop::ToBlock,
         }
     }
 
@@ -478,7 +496,7 @@ impl Projector {
                 return Err(FastfoodError::MixedKinds { first: first.kind(), other: tensor.kind() });
             }
         }
-        let total = Tensor::zeros([self.d as i64], (first.kind(), first.device()));
+        let total = Tensor::zeros([self.spec.d as i64], (first.kind(), first.device()));
         let (mut scratch_f32, mut scratch_f64) = (lock(&self.scratch_f32), lock(&self.scratch_f64));
         for (group_idx, group) in self.groups.iter().enumerate() {
             let pieces: Vec<(Tensor, Option<f64>)> = group
@@ -523,11 +541,11 @@ impl Projector {
     #[doc(hidden)]
     pub fn dense_matrix(&self) -> Tensor {
         let options = (tch::Kind::Double, Device::Cpu);
-        let matrix = Tensor::zeros([self.total_params() as i64, self.d as i64], options);
+        let matrix = Tensor::zeros([self.total_params() as i64, self.spec.d as i64], options);
         for group in &self.groups {
             assert!(group.block_len() <= 4096, "dense_matrix is for small test sizes");
             let block_len = group.block_len() as i64;
-            let host = HostFactors::generate(self.seed, group);
+            let host = HostFactors::generate(self.spec.seed, group);
             let hadamard = fwht::hadamard_matrix(group.log2_block, tch::Kind::Double, Device::Cpu);
             // A group's outputs are contiguous in the concatenation, starting at its first tensor.
             let out_offset: usize = self.numels[..group.members[0].0].iter().sum();
@@ -552,32 +570,32 @@ impl Projector {
 
     fn check_input(&self, x: &Tensor) -> Result<(), FastfoodError> {
         let len = x.numel();
-        if x.dim() != 1 || len != self.d {
-            return Err(FastfoodError::WrongInputLength { expected: self.d, actual: len });
+        if x.dim() != 1 || len != self.spec.d {
+            return Err(FastfoodError::WrongInputLength { expected: self.spec.d, actual: len });
         }
         self.check_device(x.device())?;
         check_kind(x.kind())
     }
 
     fn check_device(&self, device: Device) -> Result<(), FastfoodError> {
-        if device != self.device {
-            return Err(FastfoodError::WrongDevice { expected: self.device, actual: device });
+        if device != self.spec.device {
+            return Err(FastfoodError::WrongDevice { expected: self.spec.device, actual: device });
         }
         Ok(())
     }
 
     fn with_host_factors<R>(&self, group_idx: usize, run: impl FnOnce(&HostFactors) -> R) -> R {
-        match self.storage {
+        match self.spec.storage {
             FactorStorage::Cached => run(&self.cached_host[group_idx]),
-            FactorStorage::Regenerate => run(&HostFactors::generate(self.seed, &self.groups[group_idx])),
+            FactorStorage::Regenerate => run(&HostFactors::generate(self.spec.seed, &self.groups[group_idx])),
         }
     }
 
     fn with_device_factors<R>(&self, group_idx: usize, run: impl FnOnce(&GroupFactors) -> R) -> R {
-        match self.storage {
+        match self.spec.storage {
             FactorStorage::Cached => run(&self.cached_device[group_idx]),
             FactorStorage::Regenerate => {
-                run(&HostFactors::generate(self.seed, &self.groups[group_idx]).to_device(self.device))
+                run(&HostFactors::generate(self.spec.seed, &self.groups[group_idx]).to_device(self.spec.device))
             }
         }
     }

@@ -17,6 +17,8 @@
 //! Module dependencies point one way: `reparam -> fastfood -> {fused, fwht, random}`,
 //! `fused -> {fwht (tests), cuda}`, `device -> cuda`.
 
+#![warn(missing_docs)]
+
 pub mod cuda;
 pub mod device;
 pub mod fastfood;

@@ -41,9 +41,9 @@ use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use tch::{Device, Kind, Tensor};
+use tch::{Kind, Tensor};
 
-use crate::fastfood::{self, Engine, FactorStorage, FastfoodError, Projector, Scope};
+use crate::fastfood::{self, Crop, Engine, FactorStorage, FastfoodError, Projector, ProjectorSpec, Scope};
 
 /// The vocabulary and the run-record description are part of the results schema (the `results`
 /// crate); inside this crate the subspace method is `Method`.
@@ -162,12 +162,14 @@ impl Subspace {
         let projector = shared_projector(ProjectorKey {
             engine: fastfood::default_engine(device),
             shapes,
-            d: theta_len,
-            scope: config.scope,
-            seed: config.seed,
-            crop_to_block: compat,
-            storage: config.factor_storage,
-            device,
+            spec: ProjectorSpec {
+                d: theta_len,
+                scope: config.scope,
+                seed: config.seed,
+                crop: if compat { Crop::ToBlock } else { Crop::None },
+                storage: config.factor_storage,
+                device,
+            },
         })?;
         let theta0 = named_params.iter().map(|(_, param)| param.detach().reshape([-1]).copy()).collect();
         let projected_buffer =
@@ -328,19 +330,14 @@ impl Subspace {
     }
 }
 
-/// Everything a [`Projector`] is a function of.
+/// Everything a [`Projector`] is a function of: its spec, the tensors' shapes, and the engine
+/// `Projector::new` picks for the device (it reads an environment variable that benchmarks
+/// change between runs).
 #[derive(Debug, Clone, PartialEq)]
 struct ProjectorKey {
-    /// The engine `Projector::new` picks for the device (it reads an environment variable that
-    /// benchmarks change between runs).
     engine: Engine,
     shapes: Vec<(String, usize)>,
-    d: usize,
-    scope: Scope,
-    seed: u64,
-    crop_to_block: bool,
-    storage: FactorStorage,
-    device: Device,
+    spec: ProjectorSpec,
 }
 
 thread_local! {
@@ -365,10 +362,8 @@ fn shared_projector(key: ProjectorKey) -> Result<Rc<Projector>, FastfoodError> {
             return Ok(Rc::clone(projector));
         }
         *last = None;
-        let ProjectorKey { engine, shapes, d, scope, seed, crop_to_block, storage, device } = &key;
         // The key's engine, whatever the environment says by now.
-        let projector =
-            Projector::new(shapes, *d, *scope, *seed, *crop_to_block, *storage, *device)?.with_engine(*engine);
+        let projector = Projector::new(&key.shapes, key.spec)?.with_engine(key.engine);
         let projector = Rc::new(projector);
         *last = Some((key, Rc::clone(&projector)));
         Ok(projector)

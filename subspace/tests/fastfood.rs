@@ -1,7 +1,7 @@
 //! Fastfood: against the dense matrix built from the same factors, the transpose identity,
 //! chunking instead of cropping, determinism, and the norm.
 
-use subspace::fastfood::{Engine, FactorStorage, FastfoodError, Projector, Scope};
+use subspace::fastfood::{Crop, Engine, FactorStorage, FastfoodError, Projector, ProjectorSpec, Scope};
 use tch::{Device, Kind, Tensor};
 
 fn shapes(list: &[(&str, usize)]) -> Vec<(String, usize)> {
@@ -9,7 +9,11 @@ fn shapes(list: &[(&str, usize)]) -> Vec<(String, usize)> {
 }
 
 fn projector(tensors: &[(String, usize)], d: usize, scope: Scope, seed: u64) -> Projector {
-    Projector::new(tensors, d, scope, seed, false, FactorStorage::Cached, Device::Cpu).unwrap()
+    Projector::new(
+        tensors,
+        ProjectorSpec { d, scope, seed, crop: Crop::None, storage: FactorStorage::Cached, device: Device::Cpu },
+    )
+    .unwrap()
 }
 
 fn random(len: usize, seed: i64) -> Tensor {
@@ -119,7 +123,18 @@ fn fused_engine_matches_the_dense_matrix_in_f32() {
 fn chunks_instead_of_cropping() {
     let tensors = shapes(&[("bias", 6), ("weight", 100)]);
     let d = 50;
-    let exact = Projector::new(&tensors, d, Scope::PerTensor, 3, false, FactorStorage::Cached, Device::Cpu).unwrap();
+    let exact = Projector::new(
+        &tensors,
+        ProjectorSpec {
+            d,
+            scope: Scope::PerTensor,
+            seed: 3,
+            crop: Crop::None,
+            storage: FactorStorage::Cached,
+            device: Device::Cpu,
+        },
+    )
+    .unwrap();
     let dense = exact.dense_matrix();
     let bias_rows = dense.narrow(0, 0, 6);
     let column_norms = Vec::<f64>::try_from(bias_rows.norm_scalaropt_dim(2.0, [0], false)).unwrap();
@@ -130,7 +145,18 @@ fn chunks_instead_of_cropping() {
         (7 + 1, 7 * 8 + 128, 1)
     );
 
-    let cropped = Projector::new(&tensors, d, Scope::PerTensor, 3, true, FactorStorage::Cached, Device::Cpu).unwrap();
+    let cropped = Projector::new(
+        &tensors,
+        ProjectorSpec {
+            d,
+            scope: Scope::PerTensor,
+            seed: 3,
+            crop: Crop::ToBlock,
+            storage: FactorStorage::Cached,
+            device: Device::Cpu,
+        },
+    )
+    .unwrap();
     let dense = cropped.dense_matrix();
     assert_eq!(max_abs(&dense.narrow(0, 0, 6).narrow(1, 8, d as i64 - 8)), 0.0, "columns past L_t = 8 must be cropped");
     assert!(max_abs(&dense.narrow(0, 0, 6).narrow(1, 0, 8)) > 0.0);
@@ -149,11 +175,20 @@ fn same_seed_gives_bit_identical_maps_in_any_call_order_and_storage() {
     let reordered = shapes(&[("c", 4096), ("a", 1000), ("b", 37)]);
     let second = projector(&reordered, 300, Scope::PerTensor, 42).forward(&x).unwrap();
     assert!(first[0].equal(&second[1]) && first[1].equal(&second[2]) && first[2].equal(&second[0]));
-    let regenerated =
-        Projector::new(&tensors, 300, Scope::PerTensor, 42, false, FactorStorage::Regenerate, Device::Cpu)
-            .unwrap()
-            .forward(&x)
-            .unwrap();
+    let regenerated = Projector::new(
+        &tensors,
+        ProjectorSpec {
+            d: 300,
+            scope: Scope::PerTensor,
+            seed: 42,
+            crop: Crop::None,
+            storage: FactorStorage::Regenerate,
+            device: Device::Cpu,
+        },
+    )
+    .unwrap()
+    .forward(&x)
+    .unwrap();
     for (cached, regenerated) in first.iter().zip(&regenerated) {
         assert!(cached.equal(regenerated));
     }
@@ -191,19 +226,60 @@ fn rejects_bad_requests() {
     let err = |result: Result<Projector, FastfoodError>| result.err().unwrap();
     let cpu = Device::Cpu;
     assert_eq!(
-        err(Projector::new(&shapes(&[("w", 4)]), 0, Scope::Global, 0, false, FactorStorage::Cached, cpu)),
+        err(Projector::new(
+            &shapes(&[("w", 4)]),
+            ProjectorSpec {
+                d: 0,
+                scope: Scope::Global,
+                seed: 0,
+                crop: Crop::None,
+                storage: FactorStorage::Cached,
+                device: cpu
+            }
+        )),
         FastfoodError::EmptyInput
     );
     assert_eq!(
-        err(Projector::new(&[], 3, Scope::Global, 0, false, FactorStorage::Cached, cpu)),
+        err(Projector::new(
+            &[],
+            ProjectorSpec {
+                d: 3,
+                scope: Scope::Global,
+                seed: 0,
+                crop: Crop::None,
+                storage: FactorStorage::Cached,
+                device: cpu
+            }
+        )),
         FastfoodError::NoTensors
     );
     assert_eq!(
-        err(Projector::new(&shapes(&[("w", 0)]), 3, Scope::Global, 0, false, FactorStorage::Cached, cpu)),
+        err(Projector::new(
+            &shapes(&[("w", 0)]),
+            ProjectorSpec {
+                d: 3,
+                scope: Scope::Global,
+                seed: 0,
+                crop: Crop::None,
+                storage: FactorStorage::Cached,
+                device: cpu
+            }
+        )),
         FastfoodError::EmptyTensor { name: "w".into() }
     );
     let huge = shapes(&[("a", 1 << 29), ("b", (1 << 29) + 1)]);
-    let message = err(Projector::new(&huge, 3, Scope::Global, 0, false, FactorStorage::Regenerate, cpu)).to_string();
+    let message = err(Projector::new(
+        &huge,
+        ProjectorSpec {
+            d: 3,
+            scope: Scope::Global,
+            seed: 0,
+            crop: Crop::None,
+            storage: FactorStorage::Regenerate,
+            device: cpu,
+        },
+    ))
+    .to_string();
     assert!(message.contains("per_tensor"), "{message}");
     let p = projector(&shapes(&[("w", 4)]), 3, Scope::Global, 0);
     assert_eq!(p.forward(&random(4, 0)).err(), Some(FastfoodError::WrongInputLength { expected: 3, actual: 4 }));

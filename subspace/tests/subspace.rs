@@ -1,7 +1,7 @@
 //! DID and SAID: finite-difference check of the whole chain (f64), the compatibility mode's
 //! defects reproduced exactly, and up-front errors.
 
-use subspace::fastfood::{FactorStorage, Scope};
+use subspace::fastfood::{Crop, FactorStorage, ProjectorSpec, Scope};
 use subspace::{Compat, LambdaGrouping, LayerGroup, Method, Subspace, SubspaceConfig, SubspaceError};
 use tch::{Device, Kind, Tensor, nn, nn::Module};
 
@@ -343,12 +343,14 @@ fn consecutive_subspaces_with_one_key_share_their_projector() {
     let shared = first.projector().forward(&theta).unwrap();
     let fresh = subspace::fastfood::Projector::new(
         &params.iter().map(|(name, param)| (name.clone(), param.numel())).collect::<Vec<_>>(),
-        16,
-        Scope::Global,
-        11,
-        false,
-        FactorStorage::Cached,
-        Device::Cpu,
+        ProjectorSpec {
+            d: 16,
+            scope: Scope::Global,
+            seed: 11,
+            crop: Crop::None,
+            storage: FactorStorage::Cached,
+            device: Device::Cpu,
+        },
     )
     .unwrap()
     .forward(&theta)

@@ -7,7 +7,8 @@
 //! before spending GPU time: the GPU machine's own PyTorch (`torch/lib`, refused when it has no
 //! `libtorch_cuda.so`) and NVRTC (`nvidia/*/lib/libnvrtc.so.13` beside the torch folder first,
 //! wherever torch was installed, then site-packages, `sys.path` and the loader's cache); it points
-//! the dynamic loader at them, records `nvidia-smi` when there is one, and runs `bench-suite gpu-check --device cuda`, which prints its table last and
+//! the dynamic loader at them, records `nvidia-smi` when there is one, and runs `bench-suite
+//! gpu-check --device cuda`, which prints its table last and
 //! writes `gpu-check.json` and a log into `$OUT` (or `gpu-check/out`).
 
 use std::fmt::Write as _;

@@ -17,6 +17,8 @@ mod slurm_test;
 mod test;
 
 #[cfg(test)]
+mod docs;
+#[cfg(test)]
 mod module_cycles;
 
 use std::path::{Path, PathBuf};

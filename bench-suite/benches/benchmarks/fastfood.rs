@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
-use bench_suite::models::bert;
-use bench_suite::shapes;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
-use subspace::fastfood::{Engine, FactorStorage, Projector, Scope};
+use encoders::models::bert;
+use encoders::shapes;
+use subspace::fastfood::{Crop, Engine, FactorStorage, Projector, ProjectorSpec, Scope};
 use tch::{Device, Kind, Tensor};
 
 fn projection(c: &mut Criterion) {
@@ -19,9 +19,19 @@ fn projection(c: &mut Criterion) {
     let x = Tensor::randn([d as i64], (Kind::Float, Device::Cpu));
     for scope in [Scope::PerTensor, Scope::Global] {
         for engine in [Engine::Cpu, Engine::TchOps] {
-            let projector = Projector::new(&tensors, d, scope, 0, false, FactorStorage::Cached, Device::Cpu)
-                .unwrap()
-                .with_engine(engine);
+            let projector = Projector::new(
+                &tensors,
+                ProjectorSpec {
+                    d,
+                    scope,
+                    seed: 0,
+                    crop: Crop::None,
+                    storage: FactorStorage::Cached,
+                    device: Device::Cpu,
+                },
+            )
+            .unwrap()
+            .with_engine(engine);
             let name = format!("{scope:?}_{engine:?}");
             let outputs = projector.forward(&x).unwrap();
             group.bench_function(BenchmarkId::new(format!("{name}_forward"), d), |b| {

@@ -15,17 +15,17 @@ use serde::Serialize;
 
 use super::search::{ProbeOutcome, Target, search as d90_search};
 use super::spec::{Plan, PlannedSearch, SpecError};
-use crate::checkpoint;
 use crate::code_revision;
 use crate::finetune::{FinetuneError, Workload, max_len_problem, process_memory_bytes, read_config};
 use crate::reference::{Checkpoint, Subject};
-use crate::shapes;
 use crate::tokenize::TextEncoder;
 use crate::train::StepReport;
+use encoders::checkpoint;
+use encoders::shapes;
 use results::search::{
     Architecture, Baseline, GeneralizationChoice, Method, Outcome, SearchOutcome, SearchPlan, SearchRecord,
 };
-use results::{Mode, Provenance, ResultsDir, ResultsError, RunRecord, RunSpec, Seeds, Status, TrainConfig, hash_key};
+use results::{Mode, Provenance, ResultsDir, ResultsError, RunRecord, RunSpec, Status, hash_key};
 use subspace::device::parse_device;
 use subspace::{self, Method as SubspaceMethod, TORCH_VERSION};
 
@@ -134,7 +134,9 @@ struct SearchIdentity<'a> {
 }
 
 impl PreparedSearch {
-    /// `d90|said|group:per_layer|scope:global|compat:none|task:mrpc|metric:acc|model:...|data:...|search:bisect[100,10000]@0.9|lr:3e-1|seeds:0|...`.
+    /// A sacreBLEU-style one-line description of the search, e.g. (one line, wrapped here)
+    /// `d90|said|group:per_layer|scope:global|compat:none|task:mrpc|metric:acc|model:...|`
+    /// `data:...|search:bisect[100,10000]@0.9|lr:3e-1|seeds:0|...`.
     pub fn signature(&self, device: &str, code: &str) -> String {
         let plan = &self.plan;
         let method = &plan.method;
@@ -362,7 +364,7 @@ impl Runner {
                 }
             };
             let method = &plan.method;
-            let subspace_method = if method.mode == Mode::Said { SubspaceMethod::Said } else { SubspaceMethod::Did };
+            let subspace_method = method.mode.subspace_method().unwrap_or(SubspaceMethod::Did);
             let (total_parameters, scales) =
                 shapes::subspace_dimensions(&config, n_labels, subspace_method, method.grouping, method.compat);
             let search = &plan.search;
@@ -711,25 +713,9 @@ impl Runner {
     fn run_spec(&self, search: &PreparedSearch, method: &Method, d: usize, lr: f64, seed: u64) -> RunSpec {
         let plan = &search.plan;
         let training = &plan.training;
-        let mut train = TrainConfig::new(method.mode, d, lr);
-        if method.mode != Mode::Full {
-            train.scope = method.scope;
-            train.grouping = method.grouping;
-            train.compat = method.compat;
-        }
-        train.epochs = method.epochs.unwrap_or(training.epochs);
-        train.batch_size = training.batch_size;
-        train.warmup_ratio = training.warmup_ratio;
-        train.weight_decay = training.weight_decay;
-        train.max_grad_norm = training.max_grad_norm;
-        train.eval_every = training.eval_every;
-        train.checkpoint_every = Some(training.checkpoint_every);
-        train.precision = training.precision;
-        train.length_buckets = training.length_buckets;
+        let mut train = training.run_config(method, d, lr, seed);
         // Probe runs skip training accuracy: see `generalization_run`.
         train.train_eval_examples = Some(0);
-        train.lambda_lr = method.lambda_lr;
-        train.seeds = Seeds::all(seed);
         RunSpec {
             model: plan.model.clone(),
             model_revision: search.model_revision.clone(),

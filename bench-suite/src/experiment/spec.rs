@@ -37,15 +37,15 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::pretrain::{PretrainSettings, checkpoint_updates_of};
 use crate::reference::{Checkpoint, ModelRef, Produced, Subject, TaskRef};
-use crate::tokenize::DEFAULT_MAX_LEN;
+use crate::settings::TrainingSpec;
 use datasets::local::LocalTaskSpec;
 pub use results::search::ExperimentKind;
-use results::search::{Method, PretrainingRef, Search, SearchMode, SearchPlan, Training, d_grid_every};
-use results::{Compat, DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, LambdaGrouping, Mode, Precision, Scope};
+use results::search::{Method, PretrainingRef, Search, SearchMode, SearchPlan, d_grid_every};
+use results::{Compat, LambdaGrouping, Mode, Scope};
 use std::sync::Arc;
 
 /// An error in a spec: where (file, line when known, field) and what.
@@ -67,51 +67,6 @@ impl fmt::Display for SpecError {
     }
 }
 
-/// Training settings; every field optional so that experiments override field by field.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TrainingSpec {
-    pub epochs: Option<usize>,
-    pub batch_size: Option<usize>,
-    pub max_len: Option<usize>,
-    /// A seeded random subset of the training split (the same for every run of the spec).
-    pub max_train_examples: Option<usize>,
-    pub warmup_ratio: Option<f64>,
-    pub weight_decay: Option<f64>,
-    pub max_grad_norm: Option<f64>,
-    /// Evaluate every N steps as well as at the end of every epoch.
-    pub eval_every: Option<usize>,
-    /// Save a checkpoint every N steps (a killed run resumes from it).
-    pub checkpoint_every: Option<usize>,
-    /// `f32` (default) or `bf16` (autocast for the encoder; meant for CUDA, runs on CPU too).
-    pub precision: Option<Precision>,
-    /// Length-bucketed batches: sort by length within chunks of this many batches (see
-    /// `TrainConfig::length_buckets`); absent: plain shuffled batches.
-    pub length_buckets: Option<usize>,
-    /// Training accuracy for the generalization gap on the first this many training examples
-    /// (absent: all of them; 0: none).
-    pub train_eval_examples: Option<usize>,
-}
-
-impl TrainingSpec {
-    fn or(&self, base: &TrainingSpec) -> TrainingSpec {
-        TrainingSpec {
-            epochs: self.epochs.or(base.epochs),
-            batch_size: self.batch_size.or(base.batch_size),
-            max_len: self.max_len.or(base.max_len),
-            max_train_examples: self.max_train_examples.or(base.max_train_examples),
-            warmup_ratio: self.warmup_ratio.or(base.warmup_ratio),
-            weight_decay: self.weight_decay.or(base.weight_decay),
-            max_grad_norm: self.max_grad_norm.or(base.max_grad_norm),
-            eval_every: self.eval_every.or(base.eval_every),
-            checkpoint_every: self.checkpoint_every.or(base.checkpoint_every),
-            precision: self.precision.or(base.precision),
-            length_buckets: self.length_buckets.or(base.length_buckets),
-            train_eval_examples: self.train_eval_examples.or(base.train_eval_examples),
-        }
-    }
-}
-
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SearchSpec {
@@ -129,6 +84,19 @@ pub struct SearchSpec {
 }
 
 impl SearchSpec {
+    /// Whether this layer sets the field named `field` (as the spec spells it).
+    fn is_set(&self, field: &str) -> bool {
+        match field {
+            "mode" => self.mode.is_some(),
+            "d_min" => self.d_min.is_some(),
+            "d_max" => self.d_max.is_some(),
+            "threshold" => self.threshold.is_some(),
+            "every" => self.every.is_some(),
+            "determined_factor" => self.determined_factor.is_some(),
+            _ => false,
+        }
+    }
+
     fn or(&self, base: &SearchSpec) -> SearchSpec {
         SearchSpec {
             mode: self.mode.or(base.mode),
@@ -450,12 +418,8 @@ fn check(spec: SpecFile, text: &str, file: &Path) -> Result<Plan, SpecError> {
             ));
         }
         let compat = method.compat.unwrap_or(Compat::None);
-        let scope = method.scope.unwrap_or(if compat == Compat::Aghajanyan { Scope::PerTensor } else { Scope::Global });
-        let grouping = method.grouping.unwrap_or(if compat == Compat::Aghajanyan {
-            LambdaGrouping::PerTensor
-        } else {
-            LambdaGrouping::PerLayer
-        });
+        let scope = method.scope.unwrap_or(compat.default_scope());
+        let grouping = method.grouping.unwrap_or(compat.default_grouping());
         if compat == Compat::Aghajanyan && (scope != Scope::PerTensor || grouping != LambdaGrouping::PerTensor) {
             return Err(error(
                 &format!("{field}.compat"),
@@ -622,61 +586,17 @@ fn check(spec: SpecFile, text: &str, file: &Path) -> Result<Plan, SpecError> {
         }
 
         let training_spec = experiment.training.as_ref().map_or(spec.training.clone(), |own| own.or(&spec.training));
-        let training_field = |name: &str| {
-            if experiment.training.as_ref().is_some_and(|own| locate_set(own, name)) {
-                field(&format!("training.{name}"))
-            } else {
-                format!("training.{name}")
-            }
-        };
-        let positive = |value: Option<usize>, name: &str, default: usize| -> Result<usize, SpecError> {
-            match value {
-                Some(0) => Err(error(&training_field(name), "must be at least 1".to_owned())),
-                Some(value) => Ok(value),
-                None => Ok(default),
-            }
-        };
-        let fraction = |value: Option<f64>, name: &str, default: f64, max: f64| -> Result<f64, SpecError> {
-            match value {
-                Some(value) if !(value.is_finite() && (0.0..=max).contains(&value)) => {
-                    Err(error(&training_field(name), format!("{value} is outside [0, {max}]")))
-                }
-                Some(value) => Ok(value),
-                None => Ok(default),
-            }
-        };
-        let training = Training {
-            epochs: positive(training_spec.epochs, "epochs", DEFAULT_EPOCHS)?,
-            batch_size: positive(training_spec.batch_size, "batch_size", DEFAULT_BATCH_SIZE)?,
-            max_len: positive(training_spec.max_len, "max_len", DEFAULT_MAX_LEN)?,
-            max_train_examples: training_spec
-                .max_train_examples
-                .map(|value| positive(Some(value), "max_train_examples", 0))
-                .transpose()?,
-            subset_seed: spec.subset_seed.unwrap_or(0),
-            warmup_ratio: fraction(training_spec.warmup_ratio, "warmup_ratio", 0.06, 1.0)?,
-            weight_decay: fraction(training_spec.weight_decay, "weight_decay", 0.01, 1.0)?,
-            max_grad_norm: fraction(training_spec.max_grad_norm, "max_grad_norm", 1.0, f64::MAX)?,
-            eval_every: training_spec.eval_every.map(|value| positive(Some(value), "eval_every", 0)).transpose()?,
-            checkpoint_every: positive(training_spec.checkpoint_every, "checkpoint_every", 50)?,
-            precision: training_spec.precision.unwrap_or_default(),
-            length_buckets: training_spec
-                .length_buckets
-                .map(|value| positive(Some(value), "length_buckets", 0))
-                .transpose()?,
-            train_eval_examples: training_spec.train_eval_examples,
-        };
+        let training = training_spec.resolve(spec.subset_seed.unwrap_or(0)).map_err(|err| {
+            // The experiment's own value if it sets the field, else the top level's.
+            let name = format!("training.{}", err.field);
+            let path =
+                if experiment.training.as_ref().is_some_and(|own| own.is_set(err.field)) { field(&name) } else { name };
+            error(&path, format!("{}: {}", err.value, err.message))
+        })?;
 
         let search_spec = experiment.search.as_ref().map_or(spec.search.clone(), |own| own.or(&spec.search));
         let search_field = |name: &str| {
-            if experiment.search.as_ref().is_some_and(|own| match name {
-                "d_min" => own.d_min.is_some(),
-                "d_max" => own.d_max.is_some(),
-                "threshold" => own.threshold.is_some(),
-                "every" => own.every.is_some(),
-                "determined_factor" => own.determined_factor.is_some(),
-                _ => own.mode.is_some(),
-            }) {
+            if experiment.search.as_ref().is_some_and(|own| own.is_set(name)) {
                 field(&format!("search.{name}"))
             } else {
                 format!("search.{name}")
@@ -766,10 +686,6 @@ fn check(spec: SpecFile, text: &str, file: &Path) -> Result<Plan, SpecError> {
     Ok(Plan { description: spec.description, device, searches })
 }
 
-fn locate_set(training: &TrainingSpec, name: &str) -> bool {
-    serde_json::to_value(training).ok().and_then(|value| value.get(name).cloned()).is_some_and(|value| !value.is_null())
-}
-
 /// The 1-based line of a field path (`experiments[1].search.d_min`, `methods.said.lr`) in a YAML
 /// text written in block style, by following keys and list items; a path into a flow value
 /// (`training: {epochs: 1}`, `tasks: [sst2, mrpc]`) ends on that value's line. `None` when the path
@@ -855,6 +771,7 @@ fn split_path(path: &str) -> Vec<Segment> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use results::Precision;
 
     const GOOD: &str = "\
 description: test

@@ -10,7 +10,7 @@
 //!   forward passes accumulated into one update, the loss being the mean cross-entropy over every
 //!   predicted token of the update; bf16 autocast on CUDA with `precision: bf16`.
 //! - Initialisation: HF's `_init_weights` from keyed streams
-//!   ([`crate::models::bert::initialise_from_scratch`]).
+//!   ([`encoders::models::bert::initialise_from_scratch`]).
 //!
 //! A pre-training lives in `<out>/pretraining/<key>/` (the key hashes its resolved
 //! [`PretrainSpec`]): `checkpoints/<hash>/` (HF folders: `config.json`, `model.safetensors` with HF
@@ -38,11 +38,11 @@ use datasets::corpus::Corpus;
 use datasets::store::Store;
 use results::{Precision, PretrainCheckpoint, PretrainSpec, PretrainingRecord, Provenance};
 
-use crate::models::bert::initialise_from_scratch;
-use crate::models::{Config, MaskedLm, ModelType};
 use crate::optim::{self, AdamConfig, AdamW};
 use crate::precision::Autocast;
 use data::{Packed, PretrainTokenizer, Sequences};
+use encoders::models::bert::initialise_from_scratch;
+use encoders::models::{Config, MaskedLm, ModelType};
 
 /// A pre-training as a user writes it (a YAML file, or a block of a spec): everything but
 /// `model`, `tokenizer`, `corpus` and `updates` has RoBERTa's value or a default for small runs.
@@ -96,7 +96,7 @@ pub struct PretrainSettings {
 }
 
 fn default_max_len() -> usize {
-    crate::tokenize::DEFAULT_MAX_LEN
+    results::DEFAULT_MAX_LEN
 }
 fn default_batch_size() -> usize {
     64
@@ -140,7 +140,7 @@ pub enum PretrainError {
     #[error(transparent)]
     Store(#[from] datasets::Error),
     #[error(transparent)]
-    Checkpoint(#[from] optim::CheckpointError),
+    RunState(#[from] optim::RunStateError),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -524,7 +524,7 @@ pub fn pretrain(
         if &state.spec == spec { Ok(()) } else { Err("this folder holds another pre-training; remove it".to_owned()) }
     };
     let mut state =
-        optim::load_checkpoint(&work, &mut optimizer, |state: &PretrainState| state.tensors_file.clone(), check)?
+        optim::load_run_state(&work, &mut optimizer, |state: &PretrainState| state.tensors_file.clone(), check)?
             .unwrap_or(PretrainState {
                 spec: spec.clone(),
                 update: 0,
@@ -540,7 +540,7 @@ pub fn pretrain(
     let updates_before = state.update;
     let save = |state: &PretrainState, optimizer: &AdamW| -> Result<(), PretrainError> {
         let elapsed_s = elapsed_before + start_time.elapsed().as_secs_f64();
-        optim::save_checkpoint(&work, "weights", optimizer, state.update, |tensors_file| PretrainState {
+        optim::save_run_state(&work, "weights", optimizer, state.update, |tensors_file| PretrainState {
             elapsed_s,
             tensors_file,
             ..state.clone()

@@ -3,62 +3,54 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use bench_suite::finetune::{FinetuneRequest, finetune};
+use bench_suite::finetune::{FinetuneError, FinetuneRequest, finetune};
+use bench_suite::settings::TrainingSpec;
 use bench_suite::train::StepReport;
-use results::{Compat, LambdaGrouping, Mode, Precision, Scope};
+use results::{Compat, LambdaGrouping, Mode, Scope};
 
-/// One fine-tuning run (the defaults are the paper's setup, as `TrainConfig::new`).
+/// One fine-tuning run (the defaults are the paper's setup, `results::Training::PAPER`).
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// A checkpoint of the manifest by its asset id (e.g. FacebookAI/roberta-base), a hub
     /// checkpoint pinned by commit (org/name@<40 hex>), a local HF-format folder (config.json,
     /// model.safetensors or pytorch_model.bin, tokenizer.json or BERT's vocab.txt) by a path
-    /// starting with ./, ../ or /, or a synthetic
-    /// model (synthetic/tiny-bert, with --task synthetic).
+    /// starting with ./, ../ or /, or a synthetic model (synthetic/tiny-bert, with --task
+    /// synthetic).
     #[arg(long, value_name = "ASSET|FOLDER")]
     model: String,
     /// A task of the manifest (mrpc, qqp, sst2, mnli, anli, yelp_polarity), or a task file
     /// (.yaml: train/dev files, text and label columns; see the README).
     #[arg(long, value_name = "NAME|FILE")]
     task: String,
+    /// Full fine-tuning, DID (theta_0 + P theta_d) or SAID (per-group scaled).
     #[arg(long, value_enum)]
     mode: Mode,
     /// The subspace dimension (DID and SAID).
-    #[arg(long, default_value_t = defaults().d)]
+    #[arg(long, default_value_t = 0)]
     d: usize,
-    /// The learning rate [default: the mode's, see `finetune`].
+    /// The learning rate [default: 2e-5 for full, 0.3 for DID and SAID].
     #[arg(long, value_name = "X")]
     lr: Option<f64>,
-    #[arg(long, default_value_t = defaults().epochs)]
-    epochs: usize,
-    #[arg(long, default_value_t = defaults().batch_size)]
-    batch_size: usize,
-    /// Tokens per example after truncation.
-    #[arg(long, default_value_t = defaults().max_len)]
-    max_len: usize,
-    /// Train on a seeded subset of this many examples.
-    #[arg(long, value_name = "N")]
-    max_train_examples: Option<usize>,
-    /// Length-bucketed batches: chunks of this many batches sorted by length.
-    #[arg(long, value_name = "N")]
-    length_buckets: Option<usize>,
-    /// cpu, cuda or cuda:N.
-    #[arg(long, default_value_t = defaults().device)]
-    device: String,
-    #[arg(long, default_value_t = defaults().seed)]
-    seed: u64,
-    /// The Fastfood map's scope (DID and SAID).
-    #[arg(long, value_enum, default_value_t = defaults().scope)]
-    scope: Scope,
+    /// The Fastfood map's scope (DID and SAID) [default: global; per_tensor with --compat
+    /// aghajanyan].
+    #[arg(long, value_enum)]
+    scope: Option<Scope>,
     /// `aghajanyan`: the authors' code, defects included.
-    #[arg(long, value_enum, default_value_t = defaults().compat)]
+    #[arg(long, value_enum, default_value_t = Compat::None)]
     compat: Compat,
     /// SAID's scale grouping [default: per_layer; per_tensor with --compat aghajanyan].
     #[arg(long, value_enum)]
     grouping: Option<LambdaGrouping>,
-    #[arg(long, value_enum, default_value_t = defaults().precision)]
-    precision: Precision,
-    /// Checkpoint here, and resume from what is here.
+    /// The training settings a spec's `training:` also takes.
+    #[command(flatten)]
+    training: TrainingSpec,
+    /// Every seed of the run: data order, dropout, the fresh head, the projection.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Save the run's state here, and resume from what is here.
     #[arg(long, value_name = "DIR")]
     run_dir: Option<PathBuf>,
     /// A read-only folder to take assets from before the network (repeatable).
@@ -69,31 +61,30 @@ pub struct Args {
     offline: bool,
 }
 
-/// The request's own defaults (the paper's setup), which `--help` shows: written once, in
-/// [`FinetuneRequest::new`].
-fn defaults() -> FinetuneRequest {
-    FinetuneRequest::new("", "sst2", Mode::Full, 0)
-}
-
 impl Args {
     fn request(self) -> FinetuneRequest {
         let mut request = FinetuneRequest::new(&self.model, &self.task, self.mode, self.d);
         request.lr = self.lr;
-        request.epochs = self.epochs;
-        request.batch_size = self.batch_size;
-        request.max_len = self.max_len;
-        request.max_train_examples = self.max_train_examples;
-        request.length_buckets = self.length_buckets;
-        request.device = self.device;
-        request.seed = self.seed;
         request.scope = self.scope;
         request.compat = self.compat;
         request.grouping = self.grouping;
-        request.precision = self.precision;
+        request.training = self.training;
+        request.seed = self.seed;
+        request.device = self.device;
         request.run_dir = self.run_dir;
         request.mirrors = self.mirror;
         request.offline = self.offline;
         request
+    }
+}
+
+/// The library names a setting by its field (`batch_size`); on the command line it is a flag.
+fn flag_error(err: FinetuneError) -> anyhow::Error {
+    match err {
+        FinetuneError::Value { setting, value, message } => {
+            anyhow::anyhow!("--{} {value}: {message}", setting.replace('_', "-"))
+        }
+        other => other.into(),
     }
 }
 
@@ -123,6 +114,7 @@ pub fn run(args: Args) -> Result<()> {
             progress.set_message(format!("loss {:.4} lr {:.2e}", step.loss, step.lr));
         },
     )
+    .map_err(flag_error)
     .with_context(|| format!("fine-tune {} on {}", request.model, request.task))?;
     progress.finish_and_clear();
     println!("{}", serde_json::to_string_pretty(&output)?);

@@ -22,11 +22,12 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use bench_suite::{shapes, synthetic};
+use bench_suite::synthetic;
+use encoders::shapes;
 use results::Precision;
 use serde::Serialize;
 use subspace::device::parse_device;
-use subspace::fastfood::{Engine, FactorStorage, Projector, Scope};
+use subspace::fastfood::{Crop, Engine, FactorStorage, Projector, ProjectorSpec, Scope};
 use subspace::fused::{self, DEFAULT_TILE_LOG2, Transform};
 use subspace::fwht;
 use tch::{Device, Kind, Tensor};
@@ -288,7 +289,13 @@ fn check_projection(device: Device, quick: bool, checks: &mut Vec<Check>) {
     let total: usize = tensors.iter().map(|(_, numel)| numel).sum();
     for scope in [Scope::Global, Scope::PerTensor] {
         for d in [100, 1000, 5000] {
-            let build = |device| Projector::new(&tensors, d, scope, 5, false, FactorStorage::Cached, device).unwrap();
+            let build = |device| {
+                Projector::new(
+                    &tensors,
+                    ProjectorSpec { d, scope, seed: 5, crop: Crop::None, storage: FactorStorage::Cached, device },
+                )
+                .unwrap()
+            };
             // One set of factors on the device, used by both device engines in turn.
             let on_device = build(device).with_engine(Engine::Fused);
             let cpu_p = build(Device::Cpu);
@@ -366,7 +373,10 @@ fn time_projection(device: Device, quick: bool, kernel_ok: bool, timings: &mut V
         let mut transpose_ms = Vec::new();
         // The factors are generated once per scope (seconds at RoBERTa-base size); the device
         // engines share them.
-        let mut projector = Projector::new(&tensors, d, scope, 0, false, FactorStorage::Cached, device)?;
+        let mut projector = Projector::new(
+            &tensors,
+            ProjectorSpec { d, scope, seed: 0, crop: Crop::None, storage: FactorStorage::Cached, device },
+        )?;
         for engine in [Engine::Fused, Engine::TchOps, Engine::Anchor] {
             if engine == Engine::Fused && !kernel_ok {
                 forward_ms.push(f64::NAN);

@@ -14,10 +14,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use bench_suite::finetune::process_memory_bytes;
-use bench_suite::shapes;
 use clap::{Parser, Subcommand};
+use encoders::shapes;
 use serde::Serialize;
-use subspace::fastfood::{FactorStorage, Projector, Scope};
+use subspace::fastfood::{Crop, FactorStorage, Projector, ProjectorSpec, Scope};
 use subspace::fwht;
 use tch::{Device, Kind, Tensor};
 
@@ -302,7 +302,10 @@ fn bench_projection(quick: bool) -> Result<Vec<ProjectionRow>> {
     for (scope, storage) in cases {
         let rss_before = reset_peak_rss();
         let start = Instant::now();
-        let projector = Projector::new(&tensors, d, scope, 0, false, storage, Device::Cpu)?;
+        let projector = Projector::new(
+            &tensors,
+            ProjectorSpec { d, scope, seed: 0, crop: Crop::None, storage, device: Device::Cpu },
+        )?;
         let setup = start.elapsed();
         let x = Tensor::randn([d as i64], (Kind::Float, Device::Cpu));
         let mut outputs = Vec::new();

@@ -13,7 +13,8 @@ use datasets::store::{Store, StoreConfig};
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The pre-training file (YAML): model (an HF config map or a config.json path), tokenizer,
-    /// corpus (task-text, c4-en, c4-en:<shards>, or a .txt/.jsonl/.json.gz file), updates, checkpoint_every, and optionally
+    /// corpus (task-text, c4-en, c4-en:<shards>, or a .txt/.jsonl/.json.gz file), updates,
+    /// checkpoint_every, and optionally
     /// max_len, batch_size, micro_batch_size, lr, warmup_updates, weight_decay, adam_beta2,
     /// adam_eps, max_grad_norm, mask_probability, seed, heldout_fraction, heldout_sequences,
     /// precision.

@@ -7,13 +7,13 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use bench_suite::checkpoint;
-use bench_suite::models::{Config, SequenceClassifier};
 use bench_suite::tokenize::Encoded;
 use bench_suite::train::{LabelledExample, TrainData, train};
 use clap::ValueEnum;
 use datasets::manifest::Manifest;
 use datasets::store::{Store, StoreConfig};
+use encoders::checkpoint;
+use encoders::models::{Config, SequenceClassifier};
 use results::{Mode, Precision, TrainConfig};
 use serde::Serialize;
 use subspace::device::parse_device;

@@ -47,9 +47,12 @@ pub trait Classifier {
     /// The family (HF `model_type`).
     fn model_type(&self) -> ModelType;
 
-    /// The layer group of the parameter named `name` (its HF name).
+    /// The layer group of the parameter named `name` (its HF name), as [`Config::layer_group`]
+    /// answers for this model's config.
     fn layer_group(&self, name: &str) -> LayerGroup {
-        self.model_type().layer_group(name)
+        self.model_type()
+            .layer_group_from_name(name)
+            .expect("BART's and T5's classifiers answer layer_group themselves: their groups need the depth")
     }
 
     /// Whether the parameter named `name` is exempt from weight decay.
@@ -151,23 +154,19 @@ impl ModelType {
         }
     }
 
-    /// The layer group of a parameter of this family by its HF name, for checks made before a
-    /// model is built (a spec's scale count `m`); a built model answers the same.
-    ///
-    /// # Panics
-    /// For BART and T5, whose decoder layers are numbered after the encoder's, which a name does
-    /// not say: ask [`Config::layer_group`] or the built model.
-    pub fn layer_group(self, name: &str) -> LayerGroup {
+    /// The layer group of a parameter of this family from its HF name alone; `None` for BART and
+    /// T5, whose decoder layers are numbered after the encoder's, which a name does not say. The
+    /// public lookup is [`Config::layer_group`] (before a model is built) or the built model's
+    /// [`Classifier::layer_group`], which answer for every family.
+    pub(crate) fn layer_group_from_name(self, name: &str) -> Option<LayerGroup> {
         match self {
             ModelType::Bert | ModelType::Roberta | ModelType::XlmRoberta | ModelType::Electra => {
-                bert::layer_group(self.prefix(), name)
+                Some(bert::layer_group(self.prefix(), name))
             }
-            ModelType::DistilBert => distilbert::layer_group(name),
-            ModelType::Albert => albert::layer_group(name),
-            ModelType::Xlnet => xlnet::layer_group(name),
-            ModelType::Bart | ModelType::T5 => {
-                panic!("{}'s layer groups need its encoder depth: use Config::layer_group", self.name())
-            }
+            ModelType::DistilBert => Some(distilbert::layer_group(name)),
+            ModelType::Albert => Some(albert::layer_group(name)),
+            ModelType::Xlnet => Some(xlnet::layer_group(name)),
+            ModelType::Bart | ModelType::T5 => None,
         }
     }
 
@@ -415,7 +414,7 @@ mod tests {
         }
         for (model_type, names) in cases {
             for &(name, group, exempt) in names {
-                assert_eq!(model_type.layer_group(name), group, "{model_type:?} {name}");
+                assert_eq!(model_type.layer_group_from_name(name), Some(group), "{model_type:?} {name}");
                 assert_eq!(model_type.no_decay(name), exempt, "{model_type:?} {name}");
             }
         }

@@ -1,4 +1,4 @@
-"""Golden outputs of HF `transformers` encoders, for bench-suite/tests/model.rs.
+"""Golden outputs of HF `transformers` encoders, for encoders/tests/model.rs.
 
 Why: our BERT/RoBERTa encoders in tch must be numerically faithful to HF `transformers`. This
 script runs the reference implementation and stores inputs and outputs; the Rust tests load the
@@ -9,7 +9,7 @@ safetensors; eager attention (`attn_implementation="eager"`), eval mode, float32
 
 Usage (from the repository root):
     python3 -m venv /tmp/hfenv && /tmp/hfenv/bin/pip install torch==2.11.0 transformers safetensors
-    /tmp/hfenv/bin/python bench-suite/tests/golden/make_encoder_golden.py ../shared/mirror
+    /tmp/hfenv/bin/python encoders/tests/golden/make_encoder_golden.py ../shared/mirror
 
 Writes, next to this script:
 - `minilm.safetensors`: token ids of a few sentence pairs (tokenised by HF from the checkpoint's

@@ -10,7 +10,7 @@ the same on every run of this script with the same torch.
 
 Usage (from the repository root):
     python3 -m venv /tmp/hfenv && /tmp/hfenv/bin/pip install torch==2.11.0
-    /tmp/hfenv/bin/python bench-suite/tests/golden/make_pytorch_bin_fixtures.py
+    /tmp/hfenv/bin/python encoders/tests/golden/make_pytorch_bin_fixtures.py
 
 Writes, into `pytorch_bin/` next to this script:
 - `state_dict.bin`: an `OrderedDict` state dict (what `model.state_dict()` returns and HF's

@@ -594,14 +594,14 @@ impl Config {
     /// The layer group of the parameter named `name` of this config's classifier (SAID's
     /// per-layer scales): BART numbers its decoder's layers after its encoder's
     /// (`Layer(encoder_layers + i)`), which its name alone does not say; every other family
-    /// answers from the name ([`ModelType::layer_group`]).
+    /// answers from the name. The one public lookup before a model is built, for every family.
     pub fn layer_group(&self, name: &str) -> subspace::LayerGroup {
         match self.model_type {
             ModelType::Bart => super::bart::layer_group(name, self.num_hidden_layers as usize),
             ModelType::T5 => {
                 super::t5::layer_group(name, self.num_hidden_layers as usize, self.decoder_layers as usize)
             }
-            other => other.layer_group(name),
+            other => other.layer_group_from_name(name).expect("every other family answers from the name"),
         }
     }
 

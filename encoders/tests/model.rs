@@ -4,37 +4,12 @@
 //! initialisation.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 
-use bench_suite::checkpoint::{self, CheckpointError};
-use bench_suite::models::{Config, MaskedLm, ModelType, SequenceClassifier};
+use encoders::checkpoint::{self, CheckpointError};
+use encoders::models::{Config, MaskedLm, ModelType, SequenceClassifier};
 use tch::{Device, Kind, Tensor, nn};
 
-fn golden(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name)
-}
-
-fn read(path: &Path) -> BTreeMap<String, Tensor> {
-    Tensor::read_safetensors(path).unwrap().into_iter().collect()
-}
-
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
-    assert_eq!(a.size(), b.size());
-    (a - b).abs().max().double_value(&[])
-}
-
-/// Writes the `weights.*` tensors of a golden file as a checkpoint of its own.
-fn checkpoint_from_golden(tensors: &BTreeMap<String, Tensor>, dir: &Path) -> PathBuf {
-    let weights: Vec<(String, Tensor)> = tensors
-        .iter()
-        .filter_map(|(name, tensor)| {
-            name.strip_prefix("weights.").map(|name| (name.to_owned(), tensor.shallow_clone()))
-        })
-        .collect();
-    let path = dir.join("model.safetensors");
-    Tensor::write_safetensors(&weights, &path).unwrap();
-    path
-}
+use crate::support::{checkpoint_from_golden, golden, max_abs_diff, minilm, mirror, read};
 
 fn check_tiny(kind: &str) {
     let config = Config::from_json(&std::fs::read_to_string(golden(&format!("tiny_{kind}.json"))).unwrap()).unwrap();
@@ -57,7 +32,7 @@ fn check_tiny(kind: &str) {
     assert!(report.initialised.is_empty(), "{kind}: the golden checkpoint has the head: {report:?}");
     assert_eq!(report.loaded, vs.variables().len(), "{kind}: {report:?}");
     assert_eq!(
-        bench_suite::models::parameter_count(&bench_suite::shapes::sequence_classifier(&config, 3)),
+        encoders::models::parameter_count(&encoders::shapes::sequence_classifier(&config, 3)),
         vs.variables().values().map(Tensor::numel).sum::<usize>(),
         "{kind}: the layout is the built model"
     );
@@ -138,11 +113,10 @@ fn tiny_albert_classifier_matches_transformers() {
 /// is there (`cargo xtask test` sets `INTRINSIC_BENCH_TEST_MIRROR`).
 #[test]
 fn minilm_matches_transformers() {
-    let Some(mirror) = std::env::var_os("INTRINSIC_BENCH_TEST_MIRROR").map(PathBuf::from) else {
-        eprintln!("INTRINSIC_BENCH_TEST_MIRROR not set: skipping the MiniLM parity test");
+    let Some(mirror) = mirror("the MiniLM parity test") else {
         return;
     };
-    let folder = mirror.join("hf/sentence-transformers/all-MiniLM-L6-v2/1110a243fdf4706b3f48f1d95db1a4f5529b4d41");
+    let folder = minilm(&mirror);
     let config = Config::from_json(&std::fs::read_to_string(folder.join("config.json")).unwrap()).unwrap();
     assert_eq!(config.model_type, ModelType::Bert);
     let vs = nn::VarStore::new(Device::Cpu);
@@ -252,84 +226,6 @@ fn tiny_masked_lms_match_transformers() {
         eprintln!("tiny {kind} MLM: max abs error logits {error:.2e}");
         assert!(error < 1e-4, "{kind}: {error}");
     }
-}
-
-/// Every family fine-tunes through the suite's trainer with SAID (per-layer scales): its golden
-/// weights loaded, a fresh two-label head, the synthetic task (with the family's end-of-sequence
-/// token appended where its head reads one). The scale count the run uses is the one a spec is
-/// checked with before any model is built (`shapes::subspace_dimensions`), and the run completes
-/// with a finite loss.
-#[test]
-fn every_family_fine_tunes_with_said() {
-    use bench_suite::train::{LabelledExample, TrainData, train};
-    use results::{Mode, Status, TrainConfig};
-    for kind in ["bert", "roberta", "xlm-roberta", "electra", "distilbert", "albert", "bart", "t5", "xlnet"] {
-        let config =
-            Config::from_json(&std::fs::read_to_string(golden(&format!("tiny_{kind}.json"))).unwrap()).unwrap();
-        let tensors = read(&golden(&format!("tiny_{kind}.safetensors")));
-        let dir = tempfile::tempdir().unwrap();
-        let path = checkpoint_from_golden(&tensors, dir.path());
-        let vs = nn::VarStore::new(Device::Cpu);
-        let model = SequenceClassifier::new(vs.root(), &config, 2);
-        let head = checkpoint::Head::Fresh(config.model_type.head_prefixes());
-        let report =
-            checkpoint::load(&vs, &path, config.model_type.prefix(), head, 3, config.initializer_range).unwrap();
-        assert!(!report.initialised.is_empty(), "{kind}: a fresh head: {report:?}");
-        let with_eos = |examples: Vec<LabelledExample>| -> Vec<LabelledExample> {
-            let eos = match config.model_type {
-                ModelType::Bart | ModelType::T5 => config.eos_token_id,
-                _ => None,
-            };
-            examples
-                .into_iter()
-                .map(|mut example| {
-                    if let Some(eos) = eos {
-                        example.encoded.ids.push(eos as u32);
-                        example.encoded.type_ids.push(0);
-                    }
-                    example
-                })
-                .collect()
-        };
-        let train_set = with_eos(bench_suite::synthetic::examples(64, 1, "train"));
-        let dev_set = with_eos(bench_suite::synthetic::examples(32, 2, "dev"));
-        let data = TrainData {
-            train: &train_set,
-            dev: vec![("dev".to_owned(), &dev_set)],
-            with_f1: false,
-            pad_id: config.pad_token_id as u32,
-        };
-        let mut train_config = TrainConfig::new(Mode::Said, 300, 0.05);
-        train_config.epochs = 1;
-        train_config.batch_size = 16;
-        let result = train(&vs, &model, &data, &train_config, None, &mut |_| {}).unwrap();
-        assert_eq!(result.status, Status::Completed, "{kind}");
-        let loss = result.evaluations.last().unwrap().train_loss;
-        assert!(loss.is_finite(), "{kind}: train loss {loss}");
-        let subspace = result.subspace.as_ref().unwrap();
-        let (total, m) = bench_suite::shapes::subspace_dimensions(
-            &config,
-            2,
-            subspace::Method::Said,
-            train_config.grouping,
-            train_config.compat,
-        );
-        assert_eq!(subspace.n_lambda, m, "{kind}: the scales a spec is checked with");
-        assert_eq!(model_parameter_count(&model), total, "{kind}: D");
-        eprintln!("{kind}: D = {total}, m = {m}, train loss {loss:.3}");
-        if kind == "xlnet" {
-            // Full fine-tuning leaves the unreached `mask_emb` as it is, as torch's AdamW does.
-            let before = vs.variables()["transformer.mask_emb"].copy();
-            let full = train(&vs, &model, &data, &TrainConfig::new(Mode::Full, 0, 1e-3), None, &mut |_| {}).unwrap();
-            assert_eq!(full.status, Status::Completed, "xlnet full");
-            assert!(vs.variables()["transformer.mask_emb"].equal(&before), "xlnet: mask_emb moved");
-        }
-    }
-}
-
-fn model_parameter_count(model: &SequenceClassifier) -> usize {
-    use bench_suite::models::Classifier;
-    model.parameter_count()
 }
 
 /// Real hub checkpoints of the encoder-decoders carry tensors HF ignores or ties: BART's token

@@ -577,7 +577,7 @@ mod tests {
                     None if name.contains("embeddings") => LayerGroup::Embeddings,
                     None => LayerGroup::Head,
                 };
-                assert_eq!(config.model_type.layer_group(&name), earlier, "{name}");
+                assert_eq!(config.layer_group(&name), earlier, "{name}");
                 assert_eq!(no_decay(&name), name.ends_with("bias") || name.contains("LayerNorm"), "{name}");
             }
         }

@@ -1,4 +1,4 @@
-"""Golden outputs of the HF `transformers` families beyond BERT and RoBERTa, for bench-suite/tests/model.rs.
+"""Golden outputs of the HF `transformers` families beyond BERT and RoBERTa, for encoders/tests/model.rs.
 
 Why: each family the suite implements must compute what HF's does. This script builds a small randomly
 initialised sequence classifier of each family (seeded), perturbs its LayerNorm parameters so that a swapped
@@ -10,7 +10,7 @@ eager attention (`attn_implementation="eager"`), eval mode, float32.
 
 Usage (from the repository root):
     python3 -m venv /tmp/hfenv && /tmp/hfenv/bin/pip install torch==2.11.0 transformers==5.24.0 safetensors
-    /tmp/hfenv/bin/python bench-suite/tests/golden/make_family_golden.py
+    /tmp/hfenv/bin/python encoders/tests/golden/make_family_golden.py
 
 Writes, next to this script, for each family `<kind>` (`electra`, `distilbert`, `xlm-roberta`, `albert`,
 `bart`, `t5`, `xlnet`):

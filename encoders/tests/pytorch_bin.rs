@@ -1,18 +1,20 @@
 //! The reader of `pytorch_model.bin` on files written by `torch.save` (the zip format and the
-//! legacy one; `tests/golden/make_pytorch_bin_fixtures.py`), and its refusals.
+//! legacy one; `encoders/tests/golden/make_pytorch_bin_fixtures.py`), and its refusals.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use bench_suite::checkpoint::{self, pytorch_bin};
+use encoders::checkpoint::{self, pytorch_bin};
 use tch::{Kind, Tensor};
 
+use crate::support::{golden, read};
+
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/pytorch_bin").join(name)
+    golden("pytorch_bin").join(name)
 }
 
 fn expected() -> BTreeMap<String, Tensor> {
-    Tensor::read_safetensors(fixture("state_dict.safetensors")).unwrap().into_iter().collect()
+    read(&fixture("state_dict.safetensors"))
 }
 
 #[test]
@@ -101,14 +103,12 @@ fn refuses_other_files() {
 /// transformers 4 saved `pytorch_model.bin`, loads and gives HF's logits.
 #[test]
 fn a_classifier_saved_as_pytorch_model_bin_gives_hfs_logits() {
-    use bench_suite::models::{Config, SequenceClassifier};
-    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
-    let config = Config::from_json(&std::fs::read_to_string(golden.join("tiny_bert.json")).unwrap()).unwrap();
-    let expected: BTreeMap<String, Tensor> =
-        Tensor::read_safetensors(golden.join("tiny_bert.safetensors")).unwrap().into_iter().collect();
+    use encoders::models::{Config, SequenceClassifier};
+    let config = Config::from_json(&std::fs::read_to_string(golden("tiny_bert.json")).unwrap()).unwrap();
+    let expected = read(&golden("tiny_bert.safetensors"));
     let weights = fixture("tiny_bert/pytorch_model.bin");
 
-    let layout = bench_suite::shapes::sequence_classifier(&config, 3);
+    let layout = encoders::shapes::sequence_classifier(&config, 3);
     checkpoint::check(&weights, &layout, "bert", checkpoint::Head::IfPresent(&["classifier"])).unwrap();
     let vs = tch::nn::VarStore::new(tch::Device::Cpu);
     let model = SequenceClassifier::new(vs.root(), &config, 3);
@@ -120,24 +120,4 @@ fn a_classifier_saved_as_pytorch_model_bin_gives_hfs_logits() {
         model.forward_t(&expected["input_ids"], &expected["attention_mask"], &expected["token_type_ids"], false);
     let error = (logits - &expected["logits"]).abs().max().double_value(&[]);
     assert!(error < 1e-4, "max abs error {error}");
-}
-
-/// A local folder with `pytorch_model.bin` and no `model.safetensors` opens with the .bin as its
-/// weights; with both, safetensors is read (HF's order); with neither, the error names both.
-#[test]
-fn a_local_folder_takes_pytorch_model_bin_when_it_has_no_safetensors() {
-    use bench_suite::reference::LocalModel;
-    let dir = tempfile::tempdir().unwrap();
-    let folder = dir.path().join("tiny");
-    std::fs::create_dir(&folder).unwrap();
-    std::fs::write(folder.join("config.json"), "{}").unwrap();
-    std::fs::write(folder.join("tokenizer.json"), "{}").unwrap();
-    let err = LocalModel::open(&folder).unwrap_err();
-    assert!(err.contains("no model.safetensors and no pytorch_model.bin"), "{err}");
-    std::fs::copy(fixture("tiny_bert/pytorch_model.bin"), folder.join("pytorch_model.bin")).unwrap();
-    let model = LocalModel::open(&folder).unwrap();
-    assert_eq!(model.files.weights, folder.join("pytorch_model.bin"));
-    std::fs::copy(fixture("state_dict.safetensors"), folder.join("model.safetensors")).unwrap();
-    let model = LocalModel::open(&folder).unwrap();
-    assert_eq!(model.files.weights, folder.join("model.safetensors"));
 }

@@ -73,10 +73,21 @@ mod tests {
     /// The facts about the authors' per-tensor scheme on RoBERTa-base that our docs quote.
     #[test]
     fn per_tensor_padding_and_cropping_on_roberta_base() {
-        use subspace::fastfood::{FactorStorage, Projector, Scope};
+        use subspace::fastfood::{Crop, FactorStorage, Projector, ProjectorSpec, Scope};
         let shapes = numels(&roberta_base_classifier());
         let projector = |d| {
-            Projector::new(&shapes, d, Scope::PerTensor, 0, true, FactorStorage::Regenerate, tch::Device::Cpu).unwrap()
+            Projector::new(
+                &shapes,
+                ProjectorSpec {
+                    d,
+                    scope: Scope::PerTensor,
+                    seed: 0,
+                    crop: Crop::ToBlock,
+                    storage: FactorStorage::Regenerate,
+                    device: tch::Device::Cpu,
+                },
+            )
+            .unwrap()
         };
         // Each tensor padded to its own power of two: 1.76 x the parameters.
         let summary = projector(1).summary();

@@ -1,0 +1,14 @@
+//! The crate's one integration-test binary (libtorch is linked once): a module per area, helpers
+//! in `support` (the file encoders' binary uses, so each helper is written once).
+
+mod cases;
+mod experiment;
+mod gpu_check;
+mod local;
+mod pretrain;
+mod real_finetune;
+#[path = "../../encoders/tests/support.rs"]
+mod support;
+mod tokenize;
+mod train;
+mod wordpiece;
