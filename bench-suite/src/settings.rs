@@ -48,6 +48,15 @@ macro_rules! training_spec {
                 TrainingSpec { $($field: self.$field.or(base.$field)),* }
             }
 
+            /// The paper's value of the field named `field` as `--help` shows it; `None` where
+            /// absence has a meaning of its own, which the field's doc gives.
+            pub fn paper_default(field: &str) -> Option<String> {
+                match field {
+                    $(stringify!($field) => Training::PAPER.$field.shown(),)*
+                    _ => None,
+                }
+            }
+
             /// Whether this layer sets the field named `field`.
             pub fn is_set(&self, field: &str) -> bool {
                 match field {
@@ -60,27 +69,26 @@ macro_rules! training_spec {
 }
 
 training_spec! {
-    /// Epochs over the training split [default: 3, the paper's].
+    /// Epochs over the training split.
     epochs: usize,
-    /// Examples per batch [default: 32, the paper's].
+    /// Examples per batch.
     batch_size: usize,
-    /// Tokens per example after truncation [default: 128].
+    /// Tokens per example after truncation.
     max_len: usize,
     /// Train on a seeded random subset of this many examples, the same for every run
     /// [default: the whole split].
     max_train_examples: usize,
-    /// The fraction of the steps over which the learning rate warms up linearly [default: 0.06].
+    /// The fraction of the steps over which the learning rate warms up linearly.
     warmup_ratio: f64,
-    /// AdamW's decoupled weight decay, not applied to biases and norms [default: 0.01].
+    /// AdamW's decoupled weight decay, not applied to biases and norms.
     weight_decay: f64,
-    /// Clip the gradient's global norm to this [default: 1.0].
+    /// Clip the gradient's global norm to this.
     max_grad_norm: f64,
     /// Evaluate every this many steps as well as at the end of every epoch [default: epochs only].
     eval_every: usize,
-    /// Save the run's state every this many steps, so a killed run resumes from it [default: 50].
+    /// Save the run's state every this many steps, so a killed run resumes from it.
     checkpoint_every: usize,
-    /// `f32`, or `bf16` autocast for the encoder (weights, optimiser and projection stay f32)
-    /// [default: f32].
+    /// `f32`, or `bf16` autocast for the encoder (weights, optimiser and projection stay f32).
     #[arg(value_enum)]
     precision: Precision,
     /// Length-bucketed batches: sort by length within chunks of this many batches, then shuffle
@@ -89,6 +97,35 @@ training_spec! {
     /// Training accuracy for the generalization gap on the first this many training examples, 0
     /// for none [default: all of them].
     train_eval_examples: usize,
+}
+
+/// How `--help` shows a default of [`Training::PAPER`].
+trait Shown {
+    fn shown(&self) -> Option<String>;
+}
+
+impl Shown for usize {
+    fn shown(&self) -> Option<String> {
+        Some(self.to_string())
+    }
+}
+
+impl Shown for f64 {
+    fn shown(&self) -> Option<String> {
+        Some(self.to_string())
+    }
+}
+
+impl Shown for Precision {
+    fn shown(&self) -> Option<String> {
+        Some(self.to_string())
+    }
+}
+
+impl<T> Shown for Option<T> {
+    fn shown(&self) -> Option<String> {
+        None
+    }
 }
 
 impl TrainingSpec {
@@ -162,6 +199,14 @@ mod tests {
         for field in TrainingSpec::FIELDS {
             assert!(!TrainingSpec::default().is_set(field), "{field}");
         }
+    }
+
+    #[test]
+    fn help_shows_the_papers_values() {
+        assert_eq!(TrainingSpec::paper_default("batch_size").as_deref(), Some("32"));
+        assert_eq!(TrainingSpec::paper_default("warmup_ratio").as_deref(), Some("0.06"));
+        assert_eq!(TrainingSpec::paper_default("precision").as_deref(), Some("f32"));
+        assert_eq!(TrainingSpec::paper_default("max_train_examples"), None);
     }
 
     #[test]

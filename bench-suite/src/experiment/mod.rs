@@ -5,9 +5,11 @@
 //! - [`search`]: the d90 grid and the grid/bisect searches, independent of training (the `d90`
 //!   crate).
 //! - [`runner`]: checks a plan against the assets, then runs it, reusing finished work.
+//! - [`yaml_location`]: the line of a field in a YAML text, for errors.
 
 pub mod runner;
 pub mod spec;
+pub mod yaml_location;
 
 /// The d90 search over the grid (the `d90` crate's, where the statistics that read it live too).
 pub use d90::search;

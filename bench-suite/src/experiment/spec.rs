@@ -39,22 +39,26 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use super::yaml_location::{locate, second_key_line};
 use crate::pretrain::{PretrainSettings, checkpoint_updates_of};
 use crate::reference::{Checkpoint, ModelRef, Produced, Subject, TaskRef};
 use crate::settings::TrainingSpec;
 use datasets::local::LocalTaskSpec;
 pub use results::search::ExperimentKind;
-use results::search::{Method, PretrainingRef, Search, SearchMode, SearchPlan, d_grid_every};
+use results::search::{Method, PretrainingRef, Search, SearchMode, SearchPlan, Training, d_grid_every};
 use results::{Compat, LambdaGrouping, Mode, Scope};
 use std::sync::Arc;
 
 /// An error in a spec: where (file, line when known, field) and what.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct SpecError {
+    /// The spec file (a preset's is `bench-suite/presets/<name>.yaml`).
     pub file: PathBuf,
+    /// The 1-based line of the field, when the spec writes it (not for a default).
     pub line: Option<usize>,
     /// The field's path, e.g. `experiments[1].methods[0]`.
     pub field: String,
+    /// What is wrong and, where one exists, what to write instead.
     pub message: String,
 }
 
@@ -67,11 +71,16 @@ impl fmt::Display for SpecError {
     }
 }
 
+/// A spec's `search:` settings (top level and per experiment); absent fields take the
+/// experiment's, then the spec's, then the protocol's defaults.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SearchSpec {
+    /// `bisect` (ladder, confirm, bisect; the default) or `grid` (every grid value).
     pub mode: Option<SearchMode>,
+    /// The smallest d searched (default 100, the paper's grid start).
     pub d_min: Option<usize>,
+    /// The largest d searched (default: the grid's end, 10^6, capped by the model's D).
     pub d_max: Option<usize>,
     /// The fraction of the baseline's best dev metric to reach (the paper: 0.9).
     pub threshold: Option<f64>,
@@ -109,10 +118,13 @@ impl SearchSpec {
     }
 }
 
+/// A method under a spec's `methods:`, by the name experiments give it.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MethodSpec {
+    /// `full` (a baseline), `did` or `said`.
     pub method: Mode,
+    /// The learning-rate grid: every probe trains each rate with each seed.
     pub lr: Vec<f64>,
     /// The learning rates are for this `d`; at another `d` each is scaled by `sqrt(lr_d0 / d)`
     /// (with Adam the subspace step grows like `lr sqrt(d)`). Absent: the same rates at every `d`.
@@ -122,17 +134,23 @@ pub struct MethodSpec {
     /// Epochs of this method's runs (absent: the experiment's `training.epochs`), e.g. a longer
     /// baseline so that it converges.
     pub epochs: Option<usize>,
+    /// The Fastfood map's scope (default: the compat mode's, `Compat::default_scope`).
     pub scope: Option<Scope>,
+    /// SAID's scale grouping (default: the compat mode's, `Compat::default_grouping`).
     pub grouping: Option<LambdaGrouping>,
+    /// `none` (the exact method, default) or `aghajanyan` (the authors' code, defects included).
     pub compat: Option<Compat>,
 }
 
+/// One experiment of a spec: the models (or a pre-training's checkpoints), tasks and methods
+/// whose every combination is a d90 search.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExperimentSpec {
     /// `d90` (the default), `trajectory` or `size`.
     #[serde(default)]
     pub kind: ExperimentKind,
+    /// The experiment's name, unique in the spec (part of each search's key).
     pub name: String,
     /// The models (`d90`, `size`); a `trajectory` has `pretraining` instead.
     #[serde(default)]
@@ -141,26 +159,39 @@ pub struct ExperimentSpec {
     pub pretraining: Option<String>,
     /// A `trajectory`'s checkpoints by update (default: every checkpoint of the pre-training).
     pub updates: Option<Vec<usize>>,
+    /// Tasks of the manifest or of the spec's `tasks:`.
     pub tasks: Vec<String>,
+    /// The DID or SAID methods searched, by their names under `methods:`.
     pub methods: Vec<String>,
+    /// The full fine-tuning method d90 is measured against (default: the method named `full`).
     pub baseline: Option<String>,
+    /// The seeds of every probe and of the baseline (default: the spec's, else `[0]`).
     pub seeds: Option<Vec<u64>>,
+    /// Training settings over the spec's, field by field.
     pub training: Option<TrainingSpec>,
+    /// Search settings over the spec's, field by field.
     pub search: Option<SearchSpec>,
 }
 
+/// A spec file as written (YAML, unknown keys refused): [`parse`] checks it into a [`Plan`].
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SpecFile {
+    /// What the spec is for, shown by `reproduce` and in reports.
     pub description: String,
+    /// `cpu` (default), `cuda` or `cuda:N`.
     pub device: Option<String>,
+    /// The seeds of every experiment that names none (default `[0]`).
     pub seeds: Option<Vec<u64>>,
     /// Seed of the training subset (`max_train_examples`), the same for every run.
     pub subset_seed: Option<u64>,
+    /// Training settings of every experiment (each may override them field by field).
     #[serde(default)]
     pub training: TrainingSpec,
+    /// Search settings of every experiment (each may override them field by field).
     #[serde(default)]
     pub search: SearchSpec,
+    /// The methods experiments refer to, by name.
     pub methods: BTreeMap<String, MethodSpec>,
     /// Tasks over local files, by the name experiments give them (paths relative to the spec's
     /// folder); the manifest's tasks need no declaration.
@@ -171,6 +202,7 @@ pub struct SpecFile {
     /// to the spec's folder.
     #[serde(default)]
     pub pretraining: BTreeMap<String, PretrainSettings>,
+    /// The experiments, run in file order.
     pub experiments: Vec<ExperimentSpec>,
 }
 
@@ -179,18 +211,24 @@ pub struct SpecFile {
 /// against the model's shapes or the assets, point there).
 #[derive(Debug, Clone)]
 pub struct PlannedSearch {
+    /// The resolved search, keyed with the model's and data's identities by the runner.
     pub plan: SearchPlan,
+    /// The model and task it fine-tunes.
     pub subject: Subject,
+    /// Where in the spec it came from.
     pub origin: Origin,
 }
 
 /// The spec location of a search, for errors the runner finds (model shapes, assets).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Origin {
+    /// The spec file.
     pub file: PathBuf,
+    /// The experiment's position in `experiments`.
     pub experiment_index: usize,
     /// Positions of the search's model and task in the experiment's lists.
     pub model_index: usize,
+    /// See `model_index`.
     pub task_index: usize,
     text: String,
 }
@@ -212,8 +250,11 @@ impl Origin {
 /// methods), which `--shard` partitions.
 #[derive(Debug, Clone)]
 pub struct Plan {
+    /// The spec's description.
     pub description: String,
+    /// Where every run trains: `cpu`, `cuda` or `cuda:N`.
     pub device: String,
+    /// The searches, in the order above.
     pub searches: Vec<PlannedSearch>,
 }
 
@@ -260,128 +301,63 @@ fn refuse_duplicate_keys(text: &str, file: &Path) -> Result<(), SpecError> {
     })
 }
 
-/// The 1-based line of the second `key:` of the mapping whose first key is at (`line`, `column`),
-/// both 1-based: a block mapping's keys at that column, or a flow mapping's (`{a: 1, a: 2}`).
-fn second_key_line(text: &str, line: usize, column: usize, key: &str) -> Option<usize> {
-    let lines: Vec<&str> = text.lines().collect();
-    let starts_with_key = |rest: &str| {
-        let rest = rest.trim_start();
-        [key.to_owned(), format!("\"{key}\""), format!("'{key}'")]
-            .iter()
-            .any(|spelled| rest.strip_prefix(spelled.as_str()).is_some_and(|after| after.trim_start().starts_with(':')))
-    };
-    let first = lines.get(line - 1)?;
-    let column_byte = first.char_indices().nth(column - 1).map_or(first.len(), |(idx, _)| idx);
-    let brace = if first[column_byte..].starts_with('{') {
-        Some(column_byte)
-    } else {
-        first[..column_byte].trim_end().ends_with('{').then(|| first[..column_byte].rfind('{')).flatten()
-    };
-    if let Some(brace) = brace {
-        // A flow mapping: keys follow `{` or `,` at nesting depth 1.
-        let (mut depth, mut seen) = (0usize, 0usize);
-        let offset: usize = text.split_inclusive('\n').take(line - 1).map(str::len).sum::<usize>() + brace;
-        for (idx, ch) in text[offset..].char_indices() {
-            match ch {
-                '{' | '[' => depth += 1,
-                '}' | ']' => depth = depth.checked_sub(1)?,
-                _ => {}
-            }
-            if depth == 1 && matches!(ch, '{' | ',') && starts_with_key(&text[offset + idx + 1..]) {
-                seen += 1;
-                if seen == 2 {
-                    // The key's own line, which may follow the comma's.
-                    let after = &text[offset + idx + 1..];
-                    let key_at = offset + idx + 1 + (after.len() - after.trim_start().len());
-                    return Some(text[..key_at].matches('\n').count() + 1);
-                }
-            }
-            if depth == 0 {
-                return None;
-            }
-        }
-        return None;
+/// Checks a parsed spec and expands it into searches, in steps (ripgrep's "low args to high
+/// args"): the device, the local tasks, the pre-trainings, the methods, then each experiment by
+/// its kind. Nothing is read but the spec's own local files; the runner checks shapes and assets.
+fn check(spec: SpecFile, text: &str, file: &Path) -> Result<Plan, SpecError> {
+    let at = Locator { file, text, base: file.parent().unwrap_or(Path::new(".")) };
+    let device = at.device(&spec)?;
+    let local_tasks = at.local_tasks(&spec)?;
+    let pretrainings = at.pretrainings(&spec)?;
+    let methods = at.methods(&spec)?;
+    if spec.experiments.is_empty() {
+        return Err(at.error("experiments", "the spec has no experiments".to_owned()));
     }
-    let indent = column - 1;
-    let mut seen = usize::from(starts_with_key(&first[column_byte..]));
-    for (idx, text) in lines.iter().enumerate().skip(line) {
-        let content = text.trim_start();
-        if content.is_empty() || content.starts_with('#') {
-            continue;
-        }
-        let own_indent = text.len() - content.len();
-        if own_indent < indent {
-            return None;
-        }
-        if own_indent == indent && starts_with_key(content) {
-            seen += 1;
-            if seen == 2 {
-                return Some(idx + 1);
-            }
-        }
+    let mut searches = Vec::new();
+    let mut names = std::collections::BTreeSet::new();
+    let mut opened = BTreeMap::new();
+    for (index, experiment) in spec.experiments.iter().enumerate() {
+        let inputs = Inputs { spec: &spec, local_tasks: &local_tasks, pretrainings: &pretrainings, methods: &methods };
+        let experiment_at = ExperimentAt { at: &at, index, experiment };
+        searches.extend(experiment_at.expand(&inputs, &mut names, &mut opened)?);
     }
-    None
+    Ok(Plan { description: spec.description, device, searches })
 }
 
-fn check(spec: SpecFile, text: &str, file: &Path) -> Result<Plan, SpecError> {
-    let error = |field: &str, message: String| SpecError {
-        file: file.to_path_buf(),
-        line: locate(text, field),
-        field: field.to_owned(),
-        message,
-    };
-    let device = spec.device.clone().unwrap_or_else(|| "cpu".to_owned());
-    if !(device == "cpu" || device == "cuda" || device.strip_prefix("cuda:").is_some_and(|n| n.parse::<u32>().is_ok()))
-    {
-        return Err(error("device", format!("`{device}` is not cpu, cuda or cuda:N")));
-    }
-    // Paths in the spec (local models and task files) are relative to its folder.
-    let base = file.parent().unwrap_or(Path::new("."));
-    let mut local_tasks = BTreeMap::new();
-    for (name, task) in &spec.tasks {
-        let field = format!("tasks.{name}");
-        if let Err(message) = crate::reference::check_task_name(name) {
-            return Err(error(&field, message));
-        }
-        let loaded = task.load(name, base).map_err(|err| match err {
-            datasets::Error::TaskDeclaration { field: inner, message } => error(&format!("{field}.{inner}"), message),
-            err => error(&field, err.to_string()),
-        })?;
-        local_tasks.insert(name.clone(), Arc::new(loaded));
-    }
-    let mut pretrainings: BTreeMap<String, Arc<PretrainSettings>> = BTreeMap::new();
-    for (name, settings) in &spec.pretraining {
-        let field = format!("pretraining.{name}");
-        if name.is_empty() || name.contains([',', '/', ' ', '@', ':']) {
-            return Err(error(&field, format!("`{name}` must be non-empty, without , / @ : or spaces")));
-        }
-        crate::pretrain::check_numbers(settings).map_err(|err| match err {
-            crate::pretrain::PretrainError::Settings { field: inner, message } => {
-                error(&format!("{field}.{inner}"), message)
-            }
-            err => error(&field, err.to_string()),
-        })?;
-        pretrainings.insert(name.clone(), Arc::new(settings.clone()));
-    }
-    // `pretrained:<name>[@<update>]`: a checkpoint of one of the spec's pre-trainings (the last
-    // one without an update).
-    let produced: BTreeMap<(String, usize), Arc<Produced>> = pretrainings
-        .iter()
-        .flat_map(|(name, settings)| {
-            checkpoint_updates_of(settings.updates, settings.checkpoint_every).into_iter().map(move |update| {
-                ((name.clone(), update), Arc::new(Produced::new(name, update, settings.clone(), base)))
-            })
-        })
-        .collect();
-    let resolve_produced = |reference: &str| -> Result<Arc<Produced>, String> {
+/// What a spec's errors need: its file, its text (for the line of a field) and its folder (what
+/// its relative paths are relative to).
+struct Locator<'a> {
+    file: &'a Path,
+    text: &'a str,
+    base: &'a Path,
+}
+
+/// The spec-wide declarations every experiment draws on, checked.
+struct Inputs<'a> {
+    spec: &'a SpecFile,
+    local_tasks: &'a BTreeMap<String, Arc<datasets::local::LocalTask>>,
+    pretrainings: &'a Pretrainings,
+    methods: &'a BTreeMap<String, Method>,
+}
+
+/// The spec's pre-trainings and the checkpoints each writes (`pretrained:<name>@<update>`).
+struct Pretrainings {
+    settings: BTreeMap<String, Arc<PretrainSettings>>,
+    produced: BTreeMap<(String, usize), Arc<Produced>>,
+}
+
+impl Pretrainings {
+    /// `<name>[@<update>]`: a checkpoint of one of the spec's pre-trainings (the last one without
+    /// an update), or why there is none.
+    fn resolve(&self, reference: &str) -> Result<Arc<Produced>, String> {
         let (name, update) = match reference.split_once('@') {
             Some((name, update)) => {
                 (name, Some(update.parse::<usize>().map_err(|_| format!("`{update}` is not an update number"))?))
             }
             None => (reference, None),
         };
-        let Some(settings) = pretrainings.get(name) else {
-            let known: Vec<&str> = pretrainings.keys().map(String::as_str).collect();
+        let Some(settings) = self.settings.get(name) else {
+            let known: Vec<&str> = self.settings.keys().map(String::as_str).collect();
             return Err(format!(
                 "no pre-training `{name}` under `pretraining:` (defined: {})",
                 if known.is_empty() { "none".to_owned() } else { known.join(", ") }
@@ -389,272 +365,215 @@ fn check(spec: SpecFile, text: &str, file: &Path) -> Result<Plan, SpecError> {
         };
         let updates = checkpoint_updates_of(settings.updates, settings.checkpoint_every);
         let update = update.unwrap_or(settings.updates);
-        produced.get(&(name.to_owned(), update)).cloned().ok_or_else(|| {
+        self.produced.get(&(name.to_owned(), update)).cloned().ok_or_else(|| {
             format!(
                 "pre-training `{name}` writes checkpoints at updates {}; {update} is not one",
                 updates.iter().map(usize::to_string).collect::<Vec<_>>().join(", ")
             )
         })
-    };
-    let mut opened = BTreeMap::new();
-    let mut methods = BTreeMap::new();
-    for (name, method) in &spec.methods {
-        let field = format!("methods.{name}");
-        if method.lr.is_empty() {
-            return Err(error(&format!("{field}.lr"), "needs at least one learning rate".to_owned()));
-        }
-        if let Some(lr) = method.lr.iter().find(|lr| !(lr.is_finite() && **lr > 0.0)) {
-            return Err(error(&format!("{field}.lr"), format!("{lr} is not a positive learning rate")));
-        }
-        if method.method == Mode::Full
-            && (method.scope.is_some() || method.grouping.is_some() || method.compat.is_some())
-        {
-            return Err(error(&field, "scope, grouping and compat are for did and said, not full".to_owned()));
-        }
-        if method.method == Mode::Did && method.grouping.is_some() {
-            return Err(error(
-                &format!("{field}.grouping"),
-                "DID has no scales to group (grouping is for said)".into(),
-            ));
-        }
-        let compat = method.compat.unwrap_or(Compat::None);
-        let scope = method.scope.unwrap_or(compat.default_scope());
-        let grouping = method.grouping.unwrap_or(compat.default_grouping());
-        if compat == Compat::Aghajanyan && (scope != Scope::PerTensor || grouping != LambdaGrouping::PerTensor) {
-            return Err(error(
-                &format!("{field}.compat"),
-                "the aghajanyan compatibility mode is per-tensor: scope and grouping must be per_tensor".to_owned(),
-            ));
-        }
-        if method.method != Mode::Said && method.lambda_lr.is_some() {
-            return Err(error(&format!("{field}.lambda_lr"), "only SAID has scales to give a learning rate".into()));
-        }
-        if let Some(lambda_lr) = method.lambda_lr
-            && !(lambda_lr.is_finite() && lambda_lr > 0.0)
-        {
-            return Err(error(&format!("{field}.lambda_lr"), format!("{lambda_lr} is not a positive learning rate")));
-        }
-        match (method.method, method.lr_d0) {
-            (Mode::Full, Some(_)) => {
-                return Err(error(&format!("{field}.lr_d0"), "full fine-tuning has no d to scale by".into()));
-            }
-            (_, Some(0)) => return Err(error(&format!("{field}.lr_d0"), "must be at least 1".into())),
-            _ => {}
-        }
-        if method.epochs == Some(0) {
-            return Err(error(&format!("{field}.epochs"), "must be at least 1".into()));
-        }
-        let resolved = Method {
-            name: name.clone(),
-            mode: method.method,
-            lrs: method.lr.clone(),
-            lr_d0: method.lr_d0,
-            lambda_lr: method.lambda_lr,
-            epochs: method.epochs,
-            scope,
-            grouping,
-            compat,
-        };
-        methods.insert(name.clone(), resolved);
     }
-    if spec.experiments.is_empty() {
-        return Err(error("experiments", "the spec has no experiments".to_owned()));
+}
+
+impl Locator<'_> {
+    /// An error about the field at `path` (`methods.said.lr`), at its line when it is written.
+    fn error(&self, path: &str, message: String) -> SpecError {
+        SpecError { file: self.file.to_path_buf(), line: locate(self.text, path), field: path.to_owned(), message }
     }
 
-    let mut searches = Vec::new();
-    let mut names = std::collections::BTreeSet::new();
-    for (idx, experiment) in spec.experiments.iter().enumerate() {
-        let field = |name: &str| format!("experiments[{idx}].{name}");
-        // What each kind expands into: the models its searches fine-tune.
-        let model_names: Vec<String> = match experiment.kind {
-            ExperimentKind::D90 | ExperimentKind::Size => {
-                for (value, what) in
-                    [(experiment.pretraining.is_some(), "pretraining"), (experiment.updates.is_some(), "updates")]
-                {
-                    if value {
-                        return Err(error(
-                            &field(what),
-                            "is for `kind: trajectory`; this experiment lists `models`".to_owned(),
-                        ));
-                    }
-                }
-                if experiment.kind == ExperimentKind::Size && experiment.models.len() < 2 {
-                    return Err(error(
-                        &field("models"),
-                        "a size experiment compares models: list at least two".to_owned(),
-                    ));
-                }
-                experiment.models.clone()
+    fn device(&self, spec: &SpecFile) -> Result<String, SpecError> {
+        let device = spec.device.clone().unwrap_or_else(|| "cpu".to_owned());
+        let cuda_n = device.strip_prefix("cuda:").is_some_and(|n| n.parse::<u32>().is_ok());
+        if !(device == "cpu" || device == "cuda" || cuda_n) {
+            return Err(self.error("device", format!("`{device}` is not cpu, cuda or cuda:N")));
+        }
+        Ok(device)
+    }
+
+    /// The tasks over local files, read and checked (paths relative to the spec's folder).
+    fn local_tasks(&self, spec: &SpecFile) -> Result<BTreeMap<String, Arc<datasets::local::LocalTask>>, SpecError> {
+        let mut local_tasks = BTreeMap::new();
+        for (name, task) in &spec.tasks {
+            let field = format!("tasks.{name}");
+            if let Err(message) = crate::reference::check_task_name(name) {
+                return Err(self.error(&field, message));
             }
-            ExperimentKind::Trajectory => {
-                if !experiment.models.is_empty() {
-                    return Err(error(
-                        &field("models"),
-                        "a trajectory fine-tunes the checkpoints of its `pretraining`, not `models`".to_owned(),
-                    ));
+            let loaded = task.load(name, self.base).map_err(|err| match err {
+                datasets::Error::TaskDeclaration { field: inner, message } => {
+                    self.error(&format!("{field}.{inner}"), message)
                 }
-                let Some(name) = &experiment.pretraining else {
-                    return Err(error(&field("pretraining"), "a trajectory needs `pretraining: <name>`".to_owned()));
-                };
-                let settings = pretrainings
-                    .get(name)
-                    .ok_or_else(|| error(&field("pretraining"), resolve_produced(name).err().unwrap_or_default()))?;
-                let all = checkpoint_updates_of(settings.updates, settings.checkpoint_every);
-                let updates = experiment.updates.clone().unwrap_or_else(|| all.clone());
-                if updates.is_empty() {
-                    return Err(error(&field("updates"), "is empty".to_owned()));
-                }
-                for (index, update) in updates.iter().enumerate() {
-                    resolve_produced(&format!("{name}@{update}"))
-                        .map_err(|message| error(&format!("{}[{index}]", field("updates")), message))?;
-                }
-                updates.iter().map(|update| format!("pretrained:{name}@{update}")).collect()
+                err => self.error(&field, err.to_string()),
+            })?;
+            local_tasks.insert(name.clone(), Arc::new(loaded));
+        }
+        Ok(local_tasks)
+    }
+
+    fn pretrainings(&self, spec: &SpecFile) -> Result<Pretrainings, SpecError> {
+        let mut settings_by_name: BTreeMap<String, Arc<PretrainSettings>> = BTreeMap::new();
+        for (name, settings) in &spec.pretraining {
+            let field = format!("pretraining.{name}");
+            if name.is_empty() || name.contains([',', '/', ' ', '@', ':']) {
+                return Err(self.error(&field, format!("`{name}` must be non-empty, without , / @ : or spaces")));
             }
+            crate::pretrain::check_numbers(settings).map_err(|err| match err {
+                crate::pretrain::PretrainError::Settings { field: inner, message } => {
+                    self.error(&format!("{field}.{inner}"), message)
+                }
+                err => self.error(&field, err.to_string()),
+            })?;
+            settings_by_name.insert(name.clone(), Arc::new(settings.clone()));
+        }
+        let produced = settings_by_name
+            .iter()
+            .flat_map(|(name, settings)| {
+                checkpoint_updates_of(settings.updates, settings.checkpoint_every).into_iter().map(move |update| {
+                    ((name.clone(), update), Arc::new(Produced::new(name, update, settings.clone(), self.base)))
+                })
+            })
+            .collect();
+        Ok(Pretrainings { settings: settings_by_name, produced })
+    }
+
+    /// Every method of `methods:`, checked, with the compat mode's scope and grouping where it
+    /// names none.
+    fn methods(&self, spec: &SpecFile) -> Result<BTreeMap<String, Method>, SpecError> {
+        let mut methods = BTreeMap::new();
+        for (name, method) in &spec.methods {
+            let field = format!("methods.{name}");
+            let error = |inner: &str, message: String| self.error(&format!("{field}.{inner}"), message);
+            if method.lr.is_empty() {
+                return Err(error("lr", "needs at least one learning rate".to_owned()));
+            }
+            if let Some(lr) = method.lr.iter().find(|lr| !(lr.is_finite() && **lr > 0.0)) {
+                return Err(error("lr", format!("{lr} is not a positive learning rate")));
+            }
+            let subspace_only = method.scope.is_some() || method.grouping.is_some() || method.compat.is_some();
+            if method.method == Mode::Full && subspace_only {
+                return Err(self.error(&field, "scope, grouping and compat are for did and said, not full".to_owned()));
+            }
+            if method.method == Mode::Did && method.grouping.is_some() {
+                return Err(error("grouping", "DID has no scales to group (grouping is for said)".into()));
+            }
+            let compat = method.compat.unwrap_or(Compat::None);
+            let scope = method.scope.unwrap_or(compat.default_scope());
+            let grouping = method.grouping.unwrap_or(compat.default_grouping());
+            let per_tensor = scope == Scope::PerTensor && grouping == LambdaGrouping::PerTensor;
+            if compat == Compat::Aghajanyan && !per_tensor {
+                return Err(error(
+                    "compat",
+                    "the aghajanyan compatibility mode is per-tensor: scope and grouping must be per_tensor".to_owned(),
+                ));
+            }
+            if method.method != Mode::Said && method.lambda_lr.is_some() {
+                return Err(error("lambda_lr", "only SAID has scales to give a learning rate".into()));
+            }
+            if let Some(lambda_lr) = method.lambda_lr
+                && !(lambda_lr.is_finite() && lambda_lr > 0.0)
+            {
+                return Err(error("lambda_lr", format!("{lambda_lr} is not a positive learning rate")));
+            }
+            match (method.method, method.lr_d0) {
+                (Mode::Full, Some(_)) => return Err(error("lr_d0", "full fine-tuning has no d to scale by".into())),
+                (_, Some(0)) => return Err(error("lr_d0", "must be at least 1".into())),
+                _ => {}
+            }
+            if method.epochs == Some(0) {
+                return Err(error("epochs", "must be at least 1".into()));
+            }
+            let resolved = Method {
+                name: name.clone(),
+                mode: method.method,
+                lrs: method.lr.clone(),
+                lr_d0: method.lr_d0,
+                lambda_lr: method.lambda_lr,
+                epochs: method.epochs,
+                scope,
+                grouping,
+                compat,
+            };
+            methods.insert(name.clone(), resolved);
+        }
+        Ok(methods)
+    }
+}
+
+/// One experiment of the spec, with the way its fields are addressed in errors.
+struct ExperimentAt<'a> {
+    at: &'a Locator<'a>,
+    index: usize,
+    experiment: &'a ExperimentSpec,
+}
+
+impl<'a> ExperimentAt<'a> {
+    /// The path of the experiment's own field `name` (`experiments[1].models`).
+    fn own(&self, name: &str) -> String {
+        format!("experiments[{}].{name}", self.index)
+    }
+
+    /// The one way a layered field is addressed: the experiment's own value when it sets it,
+    /// else the top level's (`search.d_min`).
+    fn layered(&self, set_here: bool, name: &str) -> String {
+        if set_here { self.own(name) } else { name.to_owned() }
+    }
+
+    fn error(&self, path: &str, message: String) -> SpecError {
+        self.at.error(path, message)
+    }
+
+    /// The experiment's searches: every model and task with every chosen method.
+    fn expand(
+        &self,
+        inputs: &Inputs,
+        names: &mut std::collections::BTreeSet<&'a str>,
+        opened: &mut BTreeMap<PathBuf, Arc<crate::reference::LocalModel>>,
+    ) -> Result<Vec<PlannedSearch>, SpecError> {
+        let experiment = self.experiment;
+        let model_names = match experiment.kind {
+            ExperimentKind::D90 | ExperimentKind::Size => self.listed_models()?,
+            ExperimentKind::Trajectory => self.trajectory_models(inputs.pretrainings)?,
         };
         if !names.insert(experiment.name.as_str()) {
-            return Err(error(&field("name"), format!("`{}` names two experiments", experiment.name)));
+            return Err(self.error(&self.own("name"), format!("`{}` names two experiments", experiment.name)));
         }
         if experiment.name.is_empty() || experiment.name.contains([',', '/', ' ']) {
-            return Err(error(
-                &field("name"),
-                format!("`{}` must be non-empty, without , / or spaces", experiment.name),
-            ));
+            let message = format!("`{}` must be non-empty, without , / or spaces", experiment.name);
+            return Err(self.error(&self.own("name"), message));
         }
         for (list, what) in [(&model_names, "models"), (&experiment.tasks, "tasks"), (&experiment.methods, "methods")] {
             if list.is_empty() {
-                return Err(error(&field(what), "is empty".to_owned()));
+                return Err(self.error(&self.own(what), "is empty".to_owned()));
             }
         }
-        let manifest = datasets::manifest::Manifest::embedded();
-        let model_field = |index: usize| format!("{}[{index}]", field("models"));
-        let models = model_names
-            .iter()
-            .enumerate()
-            .map(|(index, model)| match model.strip_prefix("pretrained:") {
-                Some(reference) => resolve_produced(reference)
-                    .map(|produced| ModelRef::Checkpoint(Checkpoint::Produced(produced)))
-                    .map_err(|message| error(&model_field(index), message)),
-                None => ModelRef::resolve(model, base, &manifest, &mut opened)
-                    .map_err(|message| error(&model_field(index), message)),
-            })
-            .collect::<Result<Vec<ModelRef>, SpecError>>()?;
+        let models = self.models(&model_names, inputs.pretrainings, opened)?;
         let tasks = experiment
             .tasks
             .iter()
             .enumerate()
             .map(|(index, task)| {
-                TaskRef::resolve(task, &local_tasks)
-                    .map_err(|message| error(&format!("{}[{index}]", field("tasks")), message))
+                TaskRef::resolve(task, inputs.local_tasks)
+                    .map_err(|message| self.error(&format!("{}[{index}]", self.own("tasks")), message))
             })
             .collect::<Result<Vec<TaskRef>, SpecError>>()?;
-        let baseline_name = experiment.baseline.clone().unwrap_or_else(|| "full".to_owned());
-        let baseline_field = if experiment.baseline.is_some() { field("baseline") } else { field("name") };
-        let baseline = match methods.get(&baseline_name) {
-            Some(method) if method.mode == Mode::Full => method.clone(),
-            Some(_) => {
-                return Err(error(
-                    &baseline_field,
-                    format!("baseline `{baseline_name}` is not a `method: full` method"),
-                ));
-            }
-            None => {
-                return Err(error(
-                    &baseline_field,
-                    format!("the baseline method `{baseline_name}` is not defined under `methods`"),
-                ));
-            }
-        };
-        let mut chosen = Vec::new();
-        for (method_idx, name) in experiment.methods.iter().enumerate() {
-            let method_field = format!("{}[{method_idx}]", field("methods"));
-            match methods.get(name) {
-                None => {
-                    let known: Vec<&str> = methods.keys().map(String::as_str).collect();
-                    return Err(error(
-                        &method_field,
-                        format!("`{name}` is not defined under `methods` (defined: {})", known.join(", ")),
-                    ));
-                }
-                Some(method) if method.mode == Mode::Full => {
-                    return Err(error(
-                        &method_field,
-                        format!("`{name}` is full fine-tuning, the baseline; searches are for did or said methods"),
-                    ));
-                }
-                Some(method) => chosen.push(method.clone()),
-            }
-        }
-
-        let training_spec = experiment.training.as_ref().map_or(spec.training.clone(), |own| own.or(&spec.training));
-        let training = training_spec.resolve(spec.subset_seed.unwrap_or(0)).map_err(|err| {
-            // The experiment's own value if it sets the field, else the top level's.
-            let name = format!("training.{}", err.field);
-            let path =
-                if experiment.training.as_ref().is_some_and(|own| own.is_set(err.field)) { field(&name) } else { name };
-            error(&path, format!("{}: {}", err.value, err.message))
-        })?;
-
-        let search_spec = experiment.search.as_ref().map_or(spec.search.clone(), |own| own.or(&spec.search));
-        let search_field = |name: &str| {
-            if experiment.search.as_ref().is_some_and(|own| own.is_set(name)) {
-                field(&format!("search.{name}"))
-            } else {
-                format!("search.{name}")
-            }
-        };
-        let threshold = search_spec.threshold.unwrap_or(0.9);
-        if !(threshold > 0.0 && threshold <= 1.0) {
-            return Err(error(&search_field("threshold"), format!("{threshold} is outside (0, 1]")));
-        }
-        let d_min = search_spec.d_min.unwrap_or(100);
-        if let Some(d_max) = search_spec.d_max
-            && d_max < d_min
-        {
-            return Err(error(&search_field("d_max"), format!("{d_max} is below d_min = {d_min}")));
-        }
-        if let Some(factor) = search_spec.determined_factor
-            && !(factor.is_finite() && factor > 1.0)
-        {
-            return Err(error(&search_field("determined_factor"), format!("{factor} must be a number above 1")));
-        }
-        if search_spec.every == Some(0) {
-            return Err(error(&search_field("every"), "must be at least 1".to_owned()));
-        }
-        let every = search_spec.every.unwrap_or(1);
-        if d_grid_every(d_min, search_spec.d_max.unwrap_or(usize::MAX), every).is_empty() {
-            return Err(error(
-                &search_field("d_min"),
-                format!(
-                    "no grid value int(10^(2 + 4i/63)){} lies in [{d_min}, {}]",
-                    if every > 1 { format!(" with i a multiple of {every}") } else { String::new() },
-                    search_spec.d_max.map_or("10^6".to_owned(), |d| d.to_string())
-                ),
-            ));
-        }
-        let search = Search {
-            mode: search_spec.mode.unwrap_or(SearchMode::Bisect),
-            d_min,
-            d_max: search_spec.d_max,
-            threshold,
-            every: search_spec.every.filter(|&every| every > 1),
-            // The default is left out of the plan, so searches keep their keys.
-            determined_factor: search_spec.determined_factor.filter(|&factor| factor != Search::DETERMINED_FACTOR),
-        };
-        let seeds = experiment.seeds.clone().or_else(|| spec.seeds.clone()).unwrap_or_else(|| vec![0]);
+        let baseline = self.baseline(inputs.methods)?;
+        let chosen = self.chosen_methods(inputs.methods)?;
+        let training = self.training(inputs.spec)?;
+        let search = self.search(inputs.spec)?;
+        let seeds = experiment.seeds.clone().or_else(|| inputs.spec.seeds.clone()).unwrap_or_else(|| vec![0]);
         if seeds.is_empty() {
-            let seeds_field = if experiment.seeds.is_some() { field("seeds") } else { "seeds".to_owned() };
-            return Err(error(&seeds_field, "needs at least one seed".to_owned()));
+            let path = self.layered(experiment.seeds.is_some(), "seeds");
+            return Err(self.error(&path, "needs at least one seed".to_owned()));
         }
+        let mut searches = Vec::new();
         for (model_index, model) in models.iter().enumerate() {
             for (task_index, task) in tasks.iter().enumerate() {
                 let subject = Subject::new(model.clone(), task.clone())
-                    .map_err(|message| error(&model_field(model_index), message))?;
+                    .map_err(|message| self.error(&format!("{}[{model_index}]", self.own("models")), message))?;
                 let origin = Origin {
-                    file: file.to_path_buf(),
-                    experiment_index: idx,
+                    file: self.at.file.to_path_buf(),
+                    experiment_index: self.index,
                     model_index,
                     task_index,
-                    text: text.to_owned(),
+                    text: self.at.text.to_owned(),
                 };
                 for method in &chosen {
                     let plan = SearchPlan {
@@ -682,90 +601,167 @@ fn check(spec: SpecFile, text: &str, file: &Path) -> Result<Plan, SpecError> {
                 }
             }
         }
+        Ok(searches)
     }
-    Ok(Plan { description: spec.description, device, searches })
-}
 
-/// The 1-based line of a field path (`experiments[1].search.d_min`, `methods.said.lr`) in a YAML
-/// text written in block style, by following keys and list items; a path into a flow value
-/// (`training: {epochs: 1}`, `tasks: [sst2, mrpc]`) ends on that value's line. `None` when the path
-/// is not spelled out (a default).
-pub fn locate(text: &str, path: &str) -> Option<usize> {
-    let lines: Vec<&str> = text.lines().collect();
-    let indent = |idx: usize| lines[idx].len() - lines[idx].trim_start().len();
-    let meaningful = |idx: usize| !lines[idx].trim().is_empty() && !lines[idx].trim_start().starts_with('#');
-    let is_item = |idx: usize| lines[idx].trim_start().starts_with("- ");
-    // The children of the current node: lines (start, end) and, for a list item, its own line.
-    let (mut start, mut end) = (0usize, lines.len());
-    let mut item_line: Option<usize> = None;
-    let mut found: Option<usize> = None;
-    let mut in_flow = false;
-    for segment in split_path(path) {
-        if in_flow {
-            // Inside a flow value: a key must appear on that line; indices stay there.
-            if let Segment::Key(key) = &segment
-                && !lines[found?].contains(&format!("{key}:"))
-            {
-                return None;
+    /// A `d90` or `size` experiment's `models` (a size experiment compares two or more).
+    fn listed_models(&self) -> Result<Vec<String>, SpecError> {
+        let experiment = self.experiment;
+        for (set, what) in
+            [(experiment.pretraining.is_some(), "pretraining"), (experiment.updates.is_some(), "updates")]
+        {
+            if set {
+                let message = "is for `kind: trajectory`; this experiment lists `models`".to_owned();
+                return Err(self.error(&self.own(what), message));
             }
-            continue;
         }
-        let children: Vec<usize> = (start..end).filter(|&idx| meaningful(idx)).collect();
-        let child_indent = children.first().map(|&idx| indent(idx));
-        let line = match &segment {
-            Segment::Key(key) => {
-                let is_key =
-                    |idx: usize| lines[idx].trim_start().trim_start_matches("- ").starts_with(&format!("{key}:"));
-                item_line.filter(|&idx| is_key(idx)).or_else(|| {
-                    children
-                        .iter()
-                        .copied()
-                        .find(|&idx| Some(indent(idx)) == child_indent && !is_item(idx) && is_key(idx))
-                })?
-            }
-            Segment::Index(index) => {
-                let items: Vec<usize> =
-                    children.iter().copied().filter(|&idx| Some(indent(idx)) == child_indent && is_item(idx)).collect();
-                *items.get(*index)?
-            }
+        if experiment.kind == ExperimentKind::Size && experiment.models.len() < 2 {
+            let message = "a size experiment compares models: list at least two".to_owned();
+            return Err(self.error(&self.own("models"), message));
+        }
+        Ok(experiment.models.clone())
+    }
+
+    /// A `trajectory` experiment's models: the checkpoints of its pre-training at its updates
+    /// (default: every checkpoint), as `pretrained:<name>@<update>`.
+    fn trajectory_models(&self, pretrainings: &Pretrainings) -> Result<Vec<String>, SpecError> {
+        let experiment = self.experiment;
+        if !experiment.models.is_empty() {
+            let message = "a trajectory fine-tunes the checkpoints of its `pretraining`, not `models`".to_owned();
+            return Err(self.error(&self.own("models"), message));
+        }
+        let Some(name) = &experiment.pretraining else {
+            return Err(self.error(&self.own("pretraining"), "a trajectory needs `pretraining: <name>`".to_owned()));
         };
-        found = Some(line);
-        let value = lines[line].trim_start().trim_start_matches("- ").split_once(':').map_or("", |(_, v)| v.trim());
-        in_flow = matches!(segment, Segment::Key(_)) && (value.starts_with('{') || value.starts_with('['));
-        let own_indent = indent(line);
-        end = (line + 1..lines.len()).find(|&idx| meaningful(idx) && indent(idx) <= own_indent).unwrap_or(lines.len());
-        start = line + 1;
-        item_line = matches!(segment, Segment::Index(_)).then_some(line);
-        if matches!(segment, Segment::Key(_)) && is_item(line) {
-            // `- key: value` inside an item: its children sit deeper than the item's content.
-            let content_indent = own_indent + 2;
-            end = (line + 1..lines.len())
-                .find(|&idx| meaningful(idx) && indent(idx) <= content_indent)
-                .unwrap_or(lines.len());
+        let settings = pretrainings.settings.get(name).ok_or_else(|| {
+            self.error(&self.own("pretraining"), pretrainings.resolve(name).err().unwrap_or_default())
+        })?;
+        let all = checkpoint_updates_of(settings.updates, settings.checkpoint_every);
+        let updates = experiment.updates.clone().unwrap_or_else(|| all.clone());
+        if updates.is_empty() {
+            return Err(self.error(&self.own("updates"), "is empty".to_owned()));
+        }
+        for (index, update) in updates.iter().enumerate() {
+            pretrainings
+                .resolve(&format!("{name}@{update}"))
+                .map_err(|message| self.error(&format!("{}[{index}]", self.own("updates")), message))?;
+        }
+        Ok(updates.iter().map(|update| format!("pretrained:{name}@{update}")).collect())
+    }
+
+    /// Each model name resolved: a checkpoint of the spec's pre-training, or a model reference.
+    fn models(
+        &self,
+        names: &[String],
+        pretrainings: &Pretrainings,
+        opened: &mut BTreeMap<PathBuf, Arc<crate::reference::LocalModel>>,
+    ) -> Result<Vec<ModelRef>, SpecError> {
+        let manifest = datasets::manifest::Manifest::embedded();
+        let mut models = Vec::new();
+        for (index, model) in names.iter().enumerate() {
+            let resolved = match model.strip_prefix("pretrained:") {
+                Some(reference) => {
+                    pretrainings.resolve(reference).map(|produced| ModelRef::Checkpoint(Checkpoint::Produced(produced)))
+                }
+                None => ModelRef::resolve(model, self.at.base, &manifest, opened),
+            };
+            models.push(resolved.map_err(|message| self.error(&format!("{}[{index}]", self.own("models")), message))?);
+        }
+        Ok(models)
+    }
+
+    /// The baseline method (`full` unless the experiment names one), which must be full
+    /// fine-tuning.
+    fn baseline(&self, methods: &BTreeMap<String, Method>) -> Result<Method, SpecError> {
+        let experiment = self.experiment;
+        let name = experiment.baseline.clone().unwrap_or_else(|| "full".to_owned());
+        let path = if experiment.baseline.is_some() { self.own("baseline") } else { self.own("name") };
+        match methods.get(&name) {
+            Some(method) if method.mode == Mode::Full => Ok(method.clone()),
+            Some(_) => Err(self.error(&path, format!("baseline `{name}` is not a `method: full` method"))),
+            None => Err(self.error(&path, format!("the baseline method `{name}` is not defined under `methods`"))),
         }
     }
-    found.map(|line| line + 1)
-}
 
-enum Segment {
-    Key(String),
-    Index(usize),
-}
-
-fn split_path(path: &str) -> Vec<Segment> {
-    let mut segments = Vec::new();
-    for part in path.split('.') {
-        let (key, rest) = part.split_once('[').map_or((part, ""), |(key, rest)| (key, rest));
-        if !key.is_empty() {
-            segments.push(Segment::Key(key.to_owned()));
-        }
-        for index in rest.split('[') {
-            if let Ok(index) = index.trim_end_matches(']').parse() {
-                segments.push(Segment::Index(index));
+    /// The methods the experiment searches: defined, and DID or SAID.
+    fn chosen_methods(&self, methods: &BTreeMap<String, Method>) -> Result<Vec<Method>, SpecError> {
+        let mut chosen = Vec::new();
+        for (index, name) in self.experiment.methods.iter().enumerate() {
+            let path = format!("{}[{index}]", self.own("methods"));
+            match methods.get(name) {
+                None => {
+                    let known: Vec<&str> = methods.keys().map(String::as_str).collect();
+                    let message = format!("`{name}` is not defined under `methods` (defined: {})", known.join(", "));
+                    return Err(self.error(&path, message));
+                }
+                Some(method) if method.mode == Mode::Full => {
+                    let message =
+                        format!("`{name}` is full fine-tuning, the baseline; searches are for did or said methods");
+                    return Err(self.error(&path, message));
+                }
+                Some(method) => chosen.push(method.clone()),
             }
         }
+        Ok(chosen)
     }
-    segments
+
+    /// The experiment's training settings over the spec's, resolved ([`TrainingSpec::resolve`]).
+    fn training(&self, spec: &SpecFile) -> Result<Training, SpecError> {
+        let own = self.experiment.training.as_ref();
+        let layered = own.map_or(spec.training.clone(), |own| own.or(&spec.training));
+        layered.resolve(spec.subset_seed.unwrap_or(0)).map_err(|err| {
+            let path = self.layered(own.is_some_and(|own| own.is_set(err.field)), &format!("training.{}", err.field));
+            self.error(&path, format!("{}: {}", err.value, err.message))
+        })
+    }
+
+    /// The experiment's search settings over the spec's, with the protocol's defaults.
+    fn search(&self, spec: &SpecFile) -> Result<Search, SpecError> {
+        let own = self.experiment.search.as_ref();
+        let layered = own.map_or(spec.search.clone(), |own| own.or(&spec.search));
+        let error = |name: &str, message: String| {
+            let path = self.layered(own.is_some_and(|own| own.is_set(name)), &format!("search.{name}"));
+            self.error(&path, message)
+        };
+        let threshold = layered.threshold.unwrap_or(0.9);
+        if !(threshold > 0.0 && threshold <= 1.0) {
+            return Err(error("threshold", format!("{threshold} is outside (0, 1]")));
+        }
+        let d_min = layered.d_min.unwrap_or(100);
+        if let Some(d_max) = layered.d_max
+            && d_max < d_min
+        {
+            return Err(error("d_max", format!("{d_max} is below d_min = {d_min}")));
+        }
+        if let Some(factor) = layered.determined_factor
+            && !(factor.is_finite() && factor > 1.0)
+        {
+            return Err(error("determined_factor", format!("{factor} must be a number above 1")));
+        }
+        if layered.every == Some(0) {
+            return Err(error("every", "must be at least 1".to_owned()));
+        }
+        let every = layered.every.unwrap_or(1);
+        if d_grid_every(d_min, layered.d_max.unwrap_or(usize::MAX), every).is_empty() {
+            return Err(error(
+                "d_min",
+                format!(
+                    "no grid value int(10^(2 + 4i/63)){} lies in [{d_min}, {}]",
+                    if every > 1 { format!(" with i a multiple of {every}") } else { String::new() },
+                    layered.d_max.map_or("10^6".to_owned(), |d| d.to_string())
+                ),
+            ));
+        }
+        Ok(Search {
+            mode: layered.mode.unwrap_or(SearchMode::Bisect),
+            d_min,
+            d_max: layered.d_max,
+            threshold,
+            every: layered.every.filter(|&every| every > 1),
+            // The default is left out of the plan, so searches keep their keys.
+            determined_factor: layered.determined_factor.filter(|&factor| factor != Search::DETERMINED_FACTOR),
+        })
+    }
 }
 
 #[cfg(test)]

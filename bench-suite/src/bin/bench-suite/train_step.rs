@@ -20,7 +20,7 @@ use subspace::device::parse_device;
 use subspace::random;
 use tch::{Device, nn};
 
-use crate::{median, peak_rss};
+use crate::measure::{median, peak_rss};
 
 /// The models the benchmark knows: the real MiniLM-L6 checkpoint, a randomly initialised
 /// RoBERTa-base, a tiny random encoder.
