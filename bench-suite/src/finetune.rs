@@ -11,6 +11,7 @@ use datasets::tasks::Example;
 use serde::Serialize;
 use tch::nn;
 
+use crate::interrupt::Interrupter;
 use crate::reference::{Checkpoint, ModelRef, Subject, TaskRef, TextTask, is_task_file, load_task_file};
 use crate::settings::TrainingSpec;
 use crate::synthetic;
@@ -366,12 +367,13 @@ impl Workload {
     }
 
     /// Builds the model on `device` (weights from the checkpoint, the head from `head_seed`) and
-    /// trains it with `config`; `run_dir` holds its checkpoints.
+    /// trains it with `config`; `run_dir` holds its saved state, and `interrupter` stops it.
     pub fn run(
         &self,
         device: tch::Device,
         config: &TrainConfig,
         run_dir: Option<&std::path::Path>,
+        interrupter: &Interrupter,
         on_loaded: &mut dyn FnMut(&LoadReport),
         on_step: &mut dyn FnMut(StepReport),
     ) -> Result<RunResult, FinetuneError> {
@@ -397,7 +399,7 @@ impl Workload {
             with_f1: self.with_f1,
             pad_id: self.config.pad_token_id as u32,
         };
-        Ok(train(&vs, &model, &data, config, run_dir, on_step)?)
+        Ok(train(&vs, &model, &data, config, run_dir, interrupter, on_step)?)
     }
 }
 
@@ -412,6 +414,7 @@ fn majority_accuracy(examples: &[LabelledExample], n_labels: i64) -> f64 {
 /// Runs one fine-tuning; `on_step` sees every step, `on_loaded` the checkpoint report.
 pub fn finetune(
     request: &FinetuneRequest,
+    interrupter: &Interrupter,
     on_loaded: &mut dyn FnMut(&LoadReport),
     on_step: &mut dyn FnMut(StepReport),
 ) -> Result<FinetuneOutput, FinetuneError> {
@@ -452,7 +455,7 @@ pub fn finetune(
     if request.run_dir.is_none() {
         train_config.checkpoint_every = None;
     }
-    let result = workload.run(device, &train_config, request.run_dir.as_deref(), on_loaded, on_step)?;
+    let result = workload.run(device, &train_config, request.run_dir.as_deref(), interrupter, on_loaded, on_step)?;
     Ok(FinetuneOutput {
         model: workload.model.clone(),
         task: workload.task.clone(),

@@ -8,6 +8,8 @@
 //! - [`precision`]: f32 or bf16 autocast for the encoder's forward/backward.
 //! - [`settings`]: the training settings a spec and `finetune`'s command line share, with the
 //!   paper's defaults and their checks, declared once.
+//! - [`interrupt`]: stopping a run from outside (SIGTERM) through a handle, and the one error
+//!   that says so.
 //! - [`train`]: one trainer for full, DID and SAID fine-tuning, with evaluation, divergence and
 //!   resume.
 //! - [`pretrain`]: MLM pre-training from scratch (RoBERTa recipe): packed corpora, masking, HF
@@ -24,6 +26,7 @@
 
 pub mod experiment;
 pub mod finetune;
+pub mod interrupt;
 pub mod optim;
 pub mod precision;
 pub mod pretrain;

@@ -27,6 +27,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor, nn};
 
+use crate::interrupt::{Interrupter, Terminated};
 use crate::optim::{self, AdamConfig, AdamW, clip_grad_norm, linear_schedule};
 use crate::precision::Autocast;
 use crate::tokenize::{Encoded, collate};
@@ -57,19 +58,11 @@ pub struct TrainData<'a> {
 /// torch's process-wide generator, reseeded every step.
 pub(crate) static ONE_RUN_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-/// Set when the process is asked to end (SIGTERM from a scheduler's preemption, `scancel` or a
-/// time limit, registered by the binary): the run in progress ends after its current step,
-/// writing a checkpoint first where it has a run folder, with [`TrainError::Terminated`].
-pub static TERMINATE: std::sync::LazyLock<std::sync::Arc<std::sync::atomic::AtomicBool>> =
-    std::sync::LazyLock::new(Default::default);
-
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
-    #[error(
-        "terminated (SIGTERM) after step {step}{}",
-        if *.saved { "; a checkpoint holds it: the same command resumes from there" } else { "" }
-    )]
-    Terminated { step: usize, saved: bool },
+    /// The interrupter asked the run to stop ([`Terminated::Run`]).
+    #[error("{0}")]
+    Terminated(#[source] Terminated),
     #[error(transparent)]
     Subspace(#[from] subspace::SubspaceError),
     #[error(transparent)]
@@ -96,6 +89,7 @@ pub fn train(
     data: &TrainData,
     config: &TrainConfig,
     run_dir: Option<&Path>,
+    interrupter: &Interrupter,
     on_step: &mut dyn FnMut(StepReport),
 ) -> Result<RunResult, TrainError> {
     if data.train.is_empty() {
@@ -261,7 +255,7 @@ pub fn train(
                     }
                 }
             }
-            let terminating = TERMINATE.load(std::sync::atomic::Ordering::SeqCst);
+            let terminating = interrupter.is_requested();
             if let (Some(dir), Some(every)) = (run_dir, config.checkpoint_every)
                 && (state.step.is_multiple_of(every) || state.step == total_steps || terminating)
             {
@@ -273,7 +267,7 @@ pub fn train(
                 })?;
             }
             if terminating {
-                return Err(TrainError::Terminated { step: state.step, saved: run_dir.is_some() });
+                return Err(TrainError::Terminated(Terminated::Run { step: state.step, saved: run_dir.is_some() }));
             }
         }
     }

@@ -5,6 +5,7 @@
 use crate::support::mirror;
 
 use bench_suite::finetune::{FinetuneRequest, finetune};
+use bench_suite::interrupt::Interrupter;
 use results::{DivergenceCause, Mode, Status};
 
 #[test]
@@ -21,7 +22,7 @@ fn minilm_learns_sst2_fully_and_in_a_said_subspace() {
         request.training.max_train_examples = Some(4000);
         request.mirrors = vec![mirror.clone()];
         request.offline = true;
-        let output = finetune(&request, &mut |_| {}, &mut |_| {}).unwrap();
+        let output = finetune(&request, &Interrupter::default(), &mut |_| {}, &mut |_| {}).unwrap();
         let accuracy = output.result.best.as_ref().unwrap().score;
         eprintln!(
             "MiniLM SST-2 {mode:?} d={d} lr={lr}: dev accuracy {accuracy:.4} in {:.0} s, {} trainable parameters",
@@ -55,7 +56,7 @@ fn a_run_whose_last_step_breaks_the_weights_is_diverged() {
         let mut request = mrpc_request(&mirror, Mode::Said, 1000);
         request.lr = Some(1e39);
         request.training.max_train_examples = Some(examples);
-        let output = finetune(&request, &mut |_| {}, &mut |_| {}).unwrap();
+        let output = finetune(&request, &Interrupter::default(), &mut |_| {}, &mut |_| {}).unwrap();
         let status = &output.result.status;
         assert!(matches!(status, Status::Diverged { cause: found, .. } if *found == cause), "{examples}: {status:?}");
         assert!(output.result.best.is_none(), "{examples}: a diverged run has no score");
@@ -70,7 +71,10 @@ fn values_without_room_are_refused_before_any_work() {
     let refused = |change: &dyn Fn(&mut FinetuneRequest), expected: &str| {
         let mut request = mrpc_request(&mirror, Mode::Said, 1000);
         change(&mut request);
-        let err = finetune(&request, &mut |_| panic!("loaded a checkpoint"), &mut |_| panic!("trained")).unwrap_err();
+        let err = finetune(&request, &Interrupter::default(), &mut |_| panic!("loaded a checkpoint"), &mut |_| {
+            panic!("trained")
+        })
+        .unwrap_err();
         assert!(err.to_string().contains(expected), "{err}");
     };
     refused(&|request| request.training.batch_size = Some(0), "batch_size 0: a batch holds at least 1 example");

@@ -2,6 +2,7 @@
 //! stopped and resumed from its checkpoint ends with exactly the numbers of an uninterrupted one,
 //! and a NaN loss ends the run as diverged.
 
+use bench_suite::interrupt::Interrupter;
 use bench_suite::synthetic;
 use bench_suite::train::{LabelledExample, TrainData, train};
 use encoders::models::SequenceClassifier;
@@ -51,7 +52,7 @@ fn run_with(
     config.checkpoint_every = run_dir.map(|_| 6);
     config.max_steps_this_process = stop_after;
     change(&mut config);
-    train(&vs, &model, &data, &config, run_dir, &mut |_| {}).unwrap()
+    train(&vs, &model, &data, &config, run_dir, &Interrupter::default(), &mut |_| {}).unwrap()
 }
 
 #[test]
@@ -171,7 +172,7 @@ fn a_resumed_run_ends_with_the_numbers_of_an_uninterrupted_one() {
     other.epochs = 1;
     other.batch_size = 16;
     other.checkpoint_every = Some(6);
-    let err = train(&vs, &model, &data, &other, Some(&dir), &mut |_| {}).unwrap_err();
+    let err = train(&vs, &model, &data, &other, Some(&dir), &Interrupter::default(), &mut |_| {}).unwrap_err();
     std::fs::remove_dir_all(&dir).unwrap();
     assert!(err.to_string().contains("another run"), "{err}");
 }
@@ -211,7 +212,9 @@ fn same_seeds_give_identical_runs_and_a_nan_ends_as_diverged() {
     let _ = tch::no_grad(|| vs.variables()["classifier.weight"].shallow_clone().fill_(f64::NAN));
     let train_set = synthetic(64, 1);
     let data = TrainData { train: &train_set, dev: vec![("dev".to_owned(), &train_set)], with_f1: false, pad_id: 0 };
-    let result = train(&vs, &model, &data, &TrainConfig::new(Mode::Full, 0, 1e-3), None, &mut |_| {}).unwrap();
+    let result =
+        train(&vs, &model, &data, &TrainConfig::new(Mode::Full, 0, 1e-3), None, &Interrupter::default(), &mut |_| {})
+            .unwrap();
     assert!(
         matches!(result.status, Status::Diverged { step: 0, loss, cause: DivergenceCause::Loss } if loss.is_nan()),
         "{:?}",
@@ -233,7 +236,7 @@ fn non_finite_logits_or_final_weights_are_divergence() {
     let mut config = TrainConfig::new(Mode::Said, 120, 1e39);
     config.epochs = 1;
     config.batch_size = 64;
-    let result = train(&vs, &said_model, &data, &config, None, &mut |_| {}).unwrap();
+    let result = train(&vs, &said_model, &data, &config, None, &Interrupter::default(), &mut |_| {}).unwrap();
     assert!(
         matches!(result.status, Status::Diverged { step: 1, loss, cause: DivergenceCause::Logits } if loss.is_finite()),
         "{:?}",
@@ -246,7 +249,7 @@ fn non_finite_logits_or_final_weights_are_divergence() {
     let mut config = TrainConfig::new(Mode::Full, 0, 1e-3);
     config.epochs = 1;
     config.batch_size = 16;
-    let result = train(&vs, &model, &data, &config, None, &mut |_| {}).unwrap();
+    let result = train(&vs, &model, &data, &config, None, &Interrupter::default(), &mut |_| {}).unwrap();
     assert!(
         matches!(result.status, Status::Diverged { step: 4, cause: DivergenceCause::Weights, .. }),
         "{:?}",
@@ -306,7 +309,7 @@ fn every_family_fine_tunes_with_said() {
         let mut train_config = TrainConfig::new(Mode::Said, 300, 0.05);
         train_config.epochs = 1;
         train_config.batch_size = 16;
-        let result = train(&vs, &model, &data, &train_config, None, &mut |_| {}).unwrap();
+        let result = train(&vs, &model, &data, &train_config, None, &Interrupter::default(), &mut |_| {}).unwrap();
         assert_eq!(result.status, Status::Completed, "{kind}");
         let loss = result.evaluations.last().unwrap().train_loss;
         assert!(loss.is_finite(), "{kind}: train loss {loss}");
@@ -324,7 +327,16 @@ fn every_family_fine_tunes_with_said() {
         if kind == "xlnet" {
             // Full fine-tuning leaves the unreached `mask_emb` as it is, as torch's AdamW does.
             let before = vs.variables()["transformer.mask_emb"].copy();
-            let full = train(&vs, &model, &data, &TrainConfig::new(Mode::Full, 0, 1e-3), None, &mut |_| {}).unwrap();
+            let full = train(
+                &vs,
+                &model,
+                &data,
+                &TrainConfig::new(Mode::Full, 0, 1e-3),
+                None,
+                &Interrupter::default(),
+                &mut |_| {},
+            )
+            .unwrap();
             assert_eq!(full.status, Status::Completed, "xlnet full");
             assert!(vs.variables()["transformer.mask_emb"].equal(&before), "xlnet: mask_emb moved");
         }

@@ -17,6 +17,8 @@ use super::search::{ProbeOutcome, Target, search as d90_search};
 use super::spec::{Plan, PlannedSearch, SpecError};
 use crate::code_revision;
 use crate::finetune::{FinetuneError, Workload, max_len_problem, process_memory_bytes, read_config};
+use crate::interrupt::{Interrupter, Terminated};
+use crate::pretrain::RunLimits;
 use crate::reference::{Checkpoint, Subject};
 use crate::tokenize::TextEncoder;
 use crate::train::StepReport;
@@ -47,22 +49,15 @@ pub enum RunnerError {
     Device(#[from] subspace::device::DeviceError),
     #[error("pre-training `{name}`: {source}")]
     Pretraining { name: String, source: Box<crate::pretrain::PretrainError> },
-    #[error(
-        "terminated (SIGTERM) while waiting for pre-training {names}, which another process runs; nothing of it \
-         started here, and the same command resumes"
-    )]
-    TerminatedWaiting { names: String },
+    /// The interrupter ended a wait for another process's pre-training ([`Terminated::Waiting`]).
+    #[error("{0}")]
+    Terminated(#[source] Terminated),
 }
 
 impl RunnerError {
-    /// A run that SIGTERM ended at a checkpoint (`TrainError::Terminated`), or a wait for another
-    /// process's pre-training that it ended.
+    /// A run, pre-training or wait that the interrupter ended ([`crate::interrupt::is_terminated`]).
     pub fn is_terminated(&self) -> bool {
-        matches!(self, RunnerError::Finetune { source, .. }
-            if matches!(**source, FinetuneError::Train(crate::train::TrainError::Terminated { .. })))
-            || matches!(self, RunnerError::Pretraining { source, .. }
-                if matches!(**source, crate::pretrain::PretrainError::Terminated { .. }))
-            || matches!(self, RunnerError::TerminatedWaiting { .. })
+        crate::interrupt::is_terminated(self)
     }
 }
 
@@ -246,6 +241,8 @@ pub struct Runner {
     pretrainings: std::collections::BTreeMap<String, crate::pretrain::Resolved>,
     /// The last workload loaded (consecutive searches share model and task).
     workload: Option<(WorkloadKey, Workload)>,
+    /// Stops the run or wait in progress when asked (SIGTERM).
+    interrupter: Interrupter,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -261,7 +258,7 @@ struct WorkloadKey {
 }
 
 impl Runner {
-    pub fn new(plan: &Plan, options: &RunnerOptions) -> Result<Runner, RunnerError> {
+    pub fn new(plan: &Plan, options: &RunnerOptions, interrupter: Interrupter) -> Result<Runner, RunnerError> {
         let mut store_config = StoreConfig::from_env()?;
         store_config.mirrors.extend(options.mirrors.iter().cloned());
         store_config.offline |= options.offline;
@@ -273,6 +270,7 @@ impl Runner {
             device,
             pretrainings: std::collections::BTreeMap::new(),
             workload: None,
+            interrupter,
         })
     }
 
@@ -456,8 +454,8 @@ impl Runner {
         self.run_searches(searches, &independent, &mut records, on_event)?;
         let mut announced = false;
         while !held.is_empty() {
-            if crate::train::TERMINATE.load(std::sync::atomic::Ordering::SeqCst) {
-                return Err(RunnerError::TerminatedWaiting { names: held.join(", ") });
+            if self.interrupter.is_requested() {
+                return Err(RunnerError::Terminated(Terminated::Waiting { names: held.join(", ") }));
             }
             let mut still_held = Vec::new();
             for name in held {
@@ -544,9 +542,12 @@ impl Runner {
         let resolved = self.pretrainings.remove(name).expect("keyed by prepare");
         on_event(Event::PretrainingStarted { name, key: &key, updates: resolved.spec.updates });
         let prepared = resolved.pack(&self.store, &mut |_| {}).map_err(error)?;
-        let finished = crate::pretrain::pretrain(&prepared, device, Default::default(), &mut |report| {
-            on_event(Event::PretrainingUpdate(report))
-        })
+        let finished = crate::pretrain::pretrain(
+            &prepared,
+            device,
+            RunLimits { interrupter: self.interrupter.clone(), ..Default::default() },
+            &mut |report| on_event(Event::PretrainingUpdate(report)),
+        )
         .map_err(error)?;
         let crate::pretrain::Finished::Completed(record) = finished else { unreachable!("no update limit was given") };
         on_event(Event::PretrainingFinished { name, record: &record, reused: false });
@@ -780,7 +781,9 @@ impl Runner {
         let device = parse_device(&spec.device)?;
         let work_dir = self.results.work_dir(&key);
         let result = workload
-            .run(device, &spec.train, Some(&work_dir), &mut |_| {}, &mut |step| on_event(Event::Step(step)))
+            .run(device, &spec.train, Some(&work_dir), &self.interrupter, &mut |_| {}, &mut |step| {
+                on_event(Event::Step(step))
+            })
             .map_err(|source| RunnerError::Finetune { context: context(), source: Box::new(source) })?;
         let record = RunRecord {
             key: key.clone(),

@@ -38,6 +38,7 @@ use datasets::corpus::Corpus;
 use datasets::store::Store;
 use results::{Precision, PretrainCheckpoint, PretrainSpec, PretrainingRecord, Provenance};
 
+use crate::interrupt::{Interrupter, Terminated};
 use crate::optim::{self, AdamConfig, AdamW};
 use crate::precision::Autocast;
 use data::{Packed, PretrainTokenizer, Sequences};
@@ -149,8 +150,9 @@ pub enum PretrainError {
     },
     #[error("pre-training diverged at update {update}: loss {loss}")]
     Diverged { update: usize, loss: f64 },
-    #[error("terminated (SIGTERM) after update {update}; its state is saved: the same command resumes from there")]
-    Terminated { update: usize },
+    /// The interrupter asked the pre-training to stop ([`Terminated::Pretraining`]).
+    #[error("{0}")]
+    Terminated(#[source] Terminated),
 }
 
 fn settings_error(field: &str, message: impl Into<String>) -> PretrainError {
@@ -474,11 +476,13 @@ struct PretrainState {
     tensors_file: String,
 }
 
-/// Test knobs that are not part of a pre-training's identity.
-#[derive(Debug, Clone, Copy, Default)]
+/// What stops a pre-training from outside, not part of its identity.
+#[derive(Debug, Clone, Default)]
 pub struct RunLimits {
-    /// Stop (with the state saved) after this many updates in this process.
+    /// Stop (with the state saved) after this many updates in this process (a test knob).
     pub max_updates_this_process: Option<usize>,
+    /// Stop after the current update with the state saved when asked (SIGTERM).
+    pub interrupter: Interrupter,
 }
 
 /// What [`pretrain`] ended with.
@@ -630,12 +634,12 @@ pub fn pretrain(
             state.loss_count = 0;
         }
         on_update(UpdateReport { update: state.update, updates: spec.updates, loss, lr, tokens_per_s, heldout_loss });
-        let terminating = crate::train::TERMINATE.load(std::sync::atomic::Ordering::SeqCst);
+        let terminating = limits.interrupter.is_requested();
         if at_checkpoint || terminating {
             save(&state, &optimizer)?;
         }
         if terminating {
-            return Err(PretrainError::Terminated { update: state.update });
+            return Err(PretrainError::Terminated(Terminated::Pretraining { update: state.update }));
         }
     }
 

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use bench_suite::finetune::{FinetuneError, FinetuneRequest, finetune};
+use bench_suite::interrupt::Interrupter;
 use bench_suite::settings::TrainingSpec;
 use bench_suite::train::StepReport;
 use results::{Compat, LambdaGrouping, Mode, Scope};
@@ -88,7 +89,7 @@ fn flag_error(err: FinetuneError) -> anyhow::Error {
     }
 }
 
-pub fn run(args: Args) -> Result<()> {
+pub fn run(args: Args, interrupter: &Interrupter) -> Result<()> {
     let request = args.request();
     let bars = indicatif::MultiProgress::new();
     crate::logging::draw_above(&bars);
@@ -99,6 +100,7 @@ pub fn run(args: Args) -> Result<()> {
     );
     let output = finetune(
         &request,
+        interrupter,
         &mut |report| {
             eprintln!(
                 "loaded {} tensors; initialised {} (seed {}); unused: {}",

@@ -92,22 +92,10 @@ fn one_line(err: &anyhow::Error) -> String {
     line
 }
 
-/// Whether `err` is a run that SIGTERM ended at a checkpoint.
+/// Whether an interruption (SIGTERM) ended what `err` reports: one downcast, whatever layer
+/// carries it.
 fn terminated(err: &anyhow::Error) -> bool {
-    use bench_suite::finetune::FinetuneError;
-    use bench_suite::train::TrainError;
-    err.chain().any(|cause| {
-        cause.downcast_ref::<bench_suite::experiment::runner::RunnerError>().is_some_and(|err| err.is_terminated())
-            || matches!(cause.downcast_ref::<TrainError>(), Some(TrainError::Terminated { .. }))
-            || matches!(
-                cause.downcast_ref::<bench_suite::pretrain::PretrainError>(),
-                Some(bench_suite::pretrain::PretrainError::Terminated { .. })
-            )
-            || matches!(
-                cause.downcast_ref::<FinetuneError>(),
-                Some(FinetuneError::Train(TrainError::Terminated { .. }))
-            )
-    })
+    err.chain().any(|cause| cause.downcast_ref::<bench_suite::interrupt::Terminated>().is_some())
 }
 
 /// Keeps freed memory in the process for reuse (glibc's malloc): libtorch's CPU kernels allocate
@@ -127,7 +115,8 @@ fn run() -> Result<()> {
     keep_freed_memory();
     // SIGTERM (preemption, `scancel`, a time limit) ends the run in progress after its current
     // step, at a checkpoint, instead of losing the steps since the last one.
-    signal_hook::flag::register(signal_hook::consts::SIGTERM, std::sync::Arc::clone(&bench_suite::train::TERMINATE))
+    let interrupter = bench_suite::interrupt::Interrupter::default();
+    signal_hook::flag::register(signal_hook::consts::SIGTERM, interrupter.flag())
         .context("install the SIGTERM handler")?;
     let cli = Cli::from_arg_matches(&command().get_matches()).unwrap_or_else(|err| err.exit());
     let shard_log = match &cli.command {
@@ -137,9 +126,9 @@ fn run() -> Result<()> {
     logging::init(shard_log.as_deref())?;
     match cli.command {
         Command::BenchFastfood(args) => bench_fastfood::run(&args),
-        Command::Finetune(args) => finetune::run(args),
-        Command::Reproduce(args) => reproduce::run(args),
-        Command::Pretrain(args) => pretrain::run(args),
+        Command::Finetune(args) => finetune::run(args, &interrupter),
+        Command::Reproduce(args) => reproduce::run(args, interrupter),
+        Command::Pretrain(args) => pretrain::run(args, interrupter),
         Command::BenchTrainStep(args) => train_step::run(&args),
         Command::GpuCheck(args) => gpu_check::run(&args),
     }
@@ -147,8 +136,6 @@ fn run() -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use clap::Parser;
-
     use super::{Cli, command};
 
     #[test]
@@ -223,10 +210,11 @@ mod tests {
     #[test]
     fn a_pause_is_one_line_with_each_cause_once() {
         use bench_suite::experiment::runner::RunnerError;
+        use bench_suite::interrupt::Terminated;
         use bench_suite::pretrain::PretrainError;
         let err = anyhow::Error::new(RunnerError::Pretraining {
             name: "mini-128".into(),
-            source: Box::new(PretrainError::Terminated { update: 7 }),
+            source: Box::new(PretrainError::Terminated(Terminated::Pretraining { update: 7 })),
         })
         .context("reproduce the preset `miniature`");
         assert!(super::terminated(&err));
@@ -236,7 +224,11 @@ mod tests {
             "reproduce the preset `miniature`: pre-training `mini-128`: terminated (SIGTERM) after update 7; its \
              state is saved: the same command resumes from there"
         );
-        assert_eq!(format!("{err:#}").matches("terminated (SIGTERM)").count(), 2, "anyhow's own form repeats it");
+        assert_eq!(
+            format!("{err:#}").matches("terminated (SIGTERM)").count(),
+            3,
+            "anyhow's own form repeats it per layer"
+        );
     }
 
     /// Value enums spell values as the specs and result files do (`per_tensor`, not `per-tensor`).

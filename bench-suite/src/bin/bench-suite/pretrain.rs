@@ -1,6 +1,7 @@
 //! `bench-suite pretrain`: a pre-training file into checked settings, a progress bar with tokens
 //! per second and ETA, held-out losses logged at every checkpoint, the record as JSON.
 
+use bench_suite::interrupt::Interrupter;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
@@ -38,7 +39,7 @@ pub struct Args {
     max_updates_this_process: Option<usize>,
 }
 
-pub fn run(args: Args) -> Result<()> {
+pub fn run(args: Args, interrupter: Interrupter) -> Result<()> {
     let text = std::fs::read_to_string(&args.spec).with_context(|| format!("read {}", args.spec.display()))?;
     let settings: PretrainSettings =
         serde_norway::from_str(&text).with_context(|| format!("pre-training file {}", args.spec.display()))?;
@@ -81,7 +82,7 @@ pub fn run(args: Args) -> Result<()> {
     let locks = args.out.join("locks");
     std::fs::create_dir_all(&locks).with_context(|| format!("create {}", locks.display()))?;
     let _lock = results::ResultsDir::at(&args.out).lock(&format!("pretraining-{}", prepared.spec.key()))?;
-    let limits = RunLimits { max_updates_this_process: args.max_updates_this_process };
+    let limits = RunLimits { max_updates_this_process: args.max_updates_this_process, interrupter };
     let finished = pretrain::pretrain(&prepared, device, limits, &mut |report: UpdateReport| {
         progress.set_position(report.update as u64);
         progress

@@ -1,6 +1,7 @@
 //! `bench-suite reproduce`: a preset (or a spec file) through the runner, with progress bars over
 //! searches and steps, then the d90 table.
 
+use bench_suite::interrupt::Interrupter;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
@@ -83,11 +84,11 @@ fn resolve(args: &Args) -> Result<Resolved> {
     Ok(Resolved { spec_file, spec_text, name, options })
 }
 
-pub fn run(cli: Args) -> Result<()> {
+pub fn run(cli: Args, interrupter: Interrupter) -> Result<()> {
     let args = resolve(&cli)?;
     let plan = spec::parse(&args.spec_text, &args.spec_file)?;
     let selected = select(&plan, &cli.only, cli.shard)?;
-    let mut runner = Runner::new(&plan, &args.options)?;
+    let mut runner = Runner::new(&plan, &args.options, interrupter)?;
     let prepared = runner.prepare(&selected)?;
     eprintln!(
         "{}: {} searches{} on {}, results in {}",

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use bench_suite::interrupt::Interrupter;
 use bench_suite::tokenize::Encoded;
 use bench_suite::train::{LabelledExample, TrainData, train};
 use clap::ValueEnum;
@@ -216,7 +217,7 @@ pub fn measure(args: &Args) -> Result<Option<Report>> {
         let before = cuda.map(subspace::cuda::memory_in_use).transpose().map_err(anyhow::Error::msg)?;
         let mut peak = before.unwrap_or(0);
         let (vs, model) = setup.model(device)?;
-        train(&vs, &model, &data, &train_config(mode, mode_d, lr, 3), None, &mut |_| {
+        train(&vs, &model, &data, &train_config(mode, mode_d, lr, 3), None, &Interrupter::default(), &mut |_| {
             if let Some(ordinal) = cuda {
                 tch::Cuda::synchronize(ordinal as i64);
                 peak = peak.max(subspace::cuda::memory_in_use(ordinal).unwrap_or(0));
@@ -235,9 +236,15 @@ pub fn measure(args: &Args) -> Result<Option<Report>> {
     let time_steps = |mode, mode_d, lr| -> Result<(f64, usize)> {
         let (vs, model) = setup.model(device)?;
         let mut stamps = vec![Instant::now()];
-        train(&vs, &model, &data, &train_config(mode, mode_d, lr, steps + 2), None, &mut |_| {
-            stamps.push(Instant::now())
-        })?;
+        train(
+            &vs,
+            &model,
+            &data,
+            &train_config(mode, mode_d, lr, steps + 2),
+            None,
+            &Interrupter::default(),
+            &mut |_| stamps.push(Instant::now()),
+        )?;
         let step_times: Vec<Duration> = stamps.windows(2).skip(2).map(|pair| pair[1] - pair[0]).collect();
         Ok((median(&step_times).as_secs_f64(), vs.variables().values().map(|tensor| tensor.numel()).sum()))
     };
