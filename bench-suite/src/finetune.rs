@@ -29,6 +29,8 @@ use subspace::{self, Method as SubspaceMethod};
 /// Learning rates when none is given. Subspace: on MiniLM / SST-2 (4000 examples, one epoch,
 /// SAID d = 1000) 0.02 and 1.0 stayed at the majority class and 0.3 reached 76% dev accuracy.
 pub const DEFAULT_FULL_LR: f64 = 2e-5;
+/// The learning rate of DID and SAID runs when none is given (chosen as [`DEFAULT_FULL_LR`]'s note
+/// says).
 pub const DEFAULT_SUBSPACE_LR: f64 = 0.3;
 
 /// One fine-tuning run as `bench-suite finetune` asks for it: a model, a task, a method, and
@@ -183,41 +185,77 @@ impl FinetuneRequest {
 /// The result of a fine-tuning run, as printed and recorded.
 #[derive(Debug, Clone, Serialize)]
 pub struct FinetuneOutput {
+    /// The model's name: its manifest id, hub repository, local folder name or synthetic name.
     pub model: String,
+    /// The task's name.
     pub task: String,
+    /// Training examples the run used (after `max_train_examples`).
     pub train_examples: usize,
+    /// The device as asked for (`cpu`, `cuda` or `cuda:N`).
     pub device: String,
+    /// The length in tokens, special tokens included, that texts were truncated to.
     pub max_len: usize,
+    /// The run's result, its fields flattened into this object's JSON.
     #[serde(flatten)]
     pub result: RunResult,
     /// Peak resident memory of the process (`VmHWM`), where the kernel reports it.
     pub peak_resident_bytes: Option<u64>,
 }
 
+/// Why a fine-tuning run could not be set up or did not finish.
 #[derive(Debug, thiserror::Error)]
 pub enum FinetuneError {
+    /// The store: its settings from the environment, or a checkpoint or task that could not be
+    /// fetched, verified or read.
     #[error(transparent)]
     Data(#[from] datasets::Error),
+    /// The device is not `cpu`, `cuda` or `cuda:N`, or is not available.
     #[error(transparent)]
     Device(#[from] DeviceError),
+    /// A checkpoint's `config.json` that is not a configuration the encoders support.
     #[error("{path}: {source}")]
-    Config { path: PathBuf, source: ConfigError },
+    Config {
+        /// The `config.json`.
+        path: PathBuf,
+        /// Why it was refused.
+        source: ConfigError,
+    },
+    /// A checkpoint's `config.json` that could not be read.
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        /// The `config.json`.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The tokenizer could not be loaded, or the task's texts could not be tokenised or cached.
     #[error(transparent)]
     Tokenize(#[from] TokenizeError),
+    /// The checkpoint's weights do not fit the sequence classifier of its config, or could not be
+    /// loaded into it.
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
+    /// Training stopped without a result: interrupted, no training data, or a subspace or run-state
+    /// failure.
     #[error(transparent)]
     Train(#[from] TrainError),
+    /// A local model folder whose files changed since it was opened (the message names the file).
     #[error("{0}")]
     Changed(String),
+    /// DID or SAID asked for with `d` = 0.
     #[error("mode {0:?} needs a subspace dimension d > 0")]
     NoDimension(Mode),
     /// A setting outside what the model and task allow, found before any work; `setting` is the
     /// field's name (`batch_size`), which the command line spells as its flag.
     #[error("{setting} {value}: {message}")]
-    Value { setting: &'static str, value: String, message: String },
+    Value {
+        /// The setting's field name (`batch_size`, `d`, `max_len`, `model`).
+        setting: &'static str,
+        /// The value given, as text.
+        value: String,
+        /// Why it is refused, with the range that works where there is one.
+        message: String,
+    },
 }
 
 /// Why `max_len` does not fit the model and task, with the range that works: at least the
@@ -250,14 +288,22 @@ pub fn read_config(path: &std::path::Path) -> Result<Config, FinetuneError> {
 /// A model and a task, loaded once for many runs: the checkpoint's config and weights file (or a
 /// synthetic model), the tokenised training subset and dev splits.
 pub struct Workload {
+    /// The model's name (as [`FinetuneOutput::model`]).
     pub model: String,
+    /// The task's name.
     pub task: String,
+    /// The checkpoint's `config.json` (or the synthetic model's configuration).
     pub config: Config,
     /// `None`: a synthetic model, initialised from the keyed RNG.
     weights: Option<PathBuf>,
+    /// The task's number of classes, the classification head's outputs.
     pub n_labels: i64,
+    /// The tokenised training examples: the split, or the random subset `max_train_examples` drew,
+    /// in the split's order.
     pub train: Vec<LabelledExample>,
+    /// The tokenised dev splits, whole, by name (MNLI has two); the first is the one scored.
     pub dev: Vec<(String, Vec<LabelledExample>)>,
+    /// Report F1 of label 1 as well as accuracy (MRPC, QQP).
     pub with_f1: bool,
     /// Accuracy of always predicting the most frequent label of the first dev split.
     pub majority_accuracy: f64,

@@ -19,8 +19,11 @@ use tch::{Device, Kind, Tensor};
 /// AdamW's constants.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AdamConfig {
+    /// Decay rate of the first moment (the gradient's running mean).
     pub beta1: f64,
+    /// Decay rate of the second moment (the squared gradient's running mean).
     pub beta2: f64,
+    /// Added to the second moment's square root in the denominator, for stability.
     pub eps: f64,
 }
 
@@ -35,6 +38,8 @@ impl AdamConfig {
 /// The tensors an optimiser updates, with their decay flags, learning-rate factors and Adam
 /// moments.
 pub struct AdamW {
+    /// The tensors updated in place: shallow clones of a model's variables, or copies of a
+    /// subspace's `theta` and `lambda` (which the trainer writes back after every step).
     pub tensors: Vec<Tensor>,
     decay: Vec<bool>,
     /// Multiplies the step's learning rate for each tensor (SAID's scales may have their own).

@@ -25,8 +25,13 @@ use encoders::models::Config;
 /// The three files of an HF-format checkpoint the suite reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelFiles {
+    /// The model's `config.json`.
     pub config: PathBuf,
+    /// The weights: `model.safetensors`, or a `torch.save` `pytorch_model.bin` where the checkpoint
+    /// publishes only that ([`weights_file`]).
     pub weights: PathBuf,
+    /// The tokenizer: `tokenizer.json`, or BERT's `vocab.txt` where the checkpoint publishes only
+    /// that ([`tokenizer_file`]).
     pub tokenizer: PathBuf,
 }
 
@@ -50,6 +55,7 @@ pub fn tokenizer_file(folder: &Path) -> Option<PathBuf> {
 pub struct LocalModel {
     /// The name results give it: the folder's own name.
     pub name: String,
+    /// Its config, weights and tokenizer files.
     pub files: ModelFiles,
     /// sha256 of each file the model is read from, by file name (with `tokenizer_config.json`
     /// when the tokenizer is built from `vocab.txt` and the folder has one).
@@ -148,7 +154,9 @@ pub enum Checkpoint {
 pub struct Produced {
     /// The pre-training's name in the spec.
     pub pretraining: String,
+    /// The update whose checkpoint this is.
     pub update: usize,
+    /// The pre-training's settings, as the spec declares them.
     pub settings: Arc<crate::pretrain::PretrainSettings>,
     /// The folder the spec's relative paths start from.
     pub base: PathBuf,
@@ -157,6 +165,8 @@ pub struct Produced {
 }
 
 impl Produced {
+    /// The checkpoint at `update` of the spec's pre-training `pretraining` (`base`: the spec's
+    /// folder), not located yet ([`Produced::locate`]).
     pub fn new(
         pretraining: &str,
         update: usize,
@@ -278,10 +288,14 @@ impl Checkpoint {
 /// A model a search fine-tunes.
 #[derive(Debug, Clone)]
 pub enum ModelRef {
+    /// A checkpoint with HF-format files: the manifest's, the hub's, a local folder or a
+    /// pre-training's.
     Checkpoint(Checkpoint),
     /// A tiny random-weight model of [`synthetic::MODELS`], built from the keyed RNG.
     Synthetic {
+        /// Its name, one of [`synthetic::MODELS`].
         name: String,
+        /// Its encoder configuration.
         config: Box<Config>,
     },
 }
@@ -344,16 +358,22 @@ pub fn is_path(name: &str) -> bool {
 /// A task with text: one of the manifest's, or one declared over local files.
 #[derive(Debug, Clone)]
 pub enum TextTask {
+    /// A task of the manifest, its data fetched and verified by the store.
     Manifest(Task),
+    /// A task declared over local files ([`datasets::local`]), read and checked when it was
+    /// resolved.
     Local(Arc<LocalTask>),
 }
 
 /// A task's splits, labels and metric, whichever kind it is.
 pub struct TaskSplits<'a> {
+    /// The training split.
     pub train: &'a [Example],
     /// In the task's order: the first is the one a run is judged by.
     pub dev: Vec<(String, &'a [Example])>,
+    /// The number of classes.
     pub n_labels: usize,
+    /// Report F1 of label 1 as well as accuracy (the task's metrics include F1: MRPC, QQP).
     pub with_f1: bool,
 }
 
@@ -366,6 +386,7 @@ impl TextTask {
         }
     }
 
+    /// Whether its examples are sentence pairs (MRPC, MNLI) rather than single texts.
     pub fn is_pair(&self) -> bool {
         match self {
             TextTask::Manifest(task) => task.is_pair(),
@@ -373,6 +394,7 @@ impl TextTask {
         }
     }
 
+    /// The number of classes, the classification head's outputs.
     pub fn n_labels(&self) -> usize {
         match self {
             TextTask::Manifest(task) => task.labels().len(),
@@ -460,6 +482,7 @@ pub fn check_task_name(name: &str) -> Result<(), String> {
 /// A task a search fine-tunes on.
 #[derive(Debug, Clone)]
 pub enum TaskRef {
+    /// A task with text: the manifest's or one over local files.
     Text(TextTask),
     /// The synthetic bag-of-words task of [`synthetic`].
     Synthetic,
@@ -516,9 +539,19 @@ pub fn load_task_file(path: &Path) -> Result<LocalTask, String> {
 #[derive(Debug, Clone)]
 pub enum Subject {
     /// A checkpoint on a task with text.
-    Text { model: Checkpoint, task: TextTask },
+    Text {
+        /// The checkpoint fine-tuned.
+        model: Checkpoint,
+        /// The task it is fine-tuned on.
+        task: TextTask,
+    },
     /// A synthetic model on the synthetic task.
-    Synthetic { model: String, config: Box<Config> },
+    Synthetic {
+        /// The synthetic model's name (one of [`synthetic::MODELS`]).
+        model: String,
+        /// Its encoder configuration.
+        config: Box<Config>,
+    },
 }
 
 impl Subject {

@@ -20,20 +20,44 @@ use sha2::{Digest, Sha256};
 use tch::{Device, Kind, Tensor};
 use tokenizers::{PostProcessor, Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
+/// Why a tokenizer could not be loaded or texts could not be tokenised.
 #[derive(Debug, thiserror::Error)]
 pub enum TokenizeError {
+    /// A tokenizer file (`tokenizer.json`, `vocab.txt` or the `tokenizer_config.json` beside it)
+    /// that could not be read, parsed or built.
     #[error("tokenizer {path}: {message}")]
-    Load { path: PathBuf, message: String },
+    Load {
+        /// The file concerned.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// The tokenizers crate failed on a text (its message).
     #[error("tokenizing: {0}")]
     Encode(String),
+    /// `max_len` cannot hold the template's special tokens and one token per text
+    /// ([`TextEncoder::check_max_len`]).
     #[error(
         "max_len {max_len} leaves no room for {}: {special} special tokens and one token per text need at least {min}",
         if *.paired { "a sentence pair" } else { "a single text" }
     )]
-    MaxLenTooSmall { max_len: usize, min: usize, special: usize, paired: bool },
+    MaxLenTooSmall {
+        /// The maximum length asked for.
+        max_len: usize,
+        /// The smallest `max_len` that fits ([`TextEncoder::min_max_len`]).
+        min: usize,
+        /// The special tokens the template adds.
+        special: usize,
+        /// Whether the texts are sentence pairs.
+        paired: bool,
+    },
+    /// The token cache of a split could not be written (a cache that cannot be read is recomputed,
+    /// never an error).
     #[error("token cache {path}: {source}")]
     Cache {
+        /// The cache file.
         path: PathBuf,
+        /// The I/O error.
         #[source]
         source: std::io::Error,
     },
@@ -42,7 +66,10 @@ pub enum TokenizeError {
 /// One tokenised example: ids and token type ids, without padding.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Encoded {
+    /// Token ids, the template's special tokens included, at most `max_len` of them.
     pub ids: Vec<u32>,
+    /// Token type (segment) ids, one per id, as the tokenizer's template assigns them (BERT's: 0
+    /// for the first text, 1 for the second of a pair).
     pub type_ids: Vec<u32>,
 }
 
@@ -59,6 +86,8 @@ pub struct Batch {
 
 /// A tokenizer as a checkpoint publishes it, with the `tokenizer.json` that describes it.
 pub struct LoadedTokenizer {
+    /// The tokenizer as the file describes it, its own padding and truncation included
+    /// ([`TextEncoder`] clears those).
     pub tokenizer: Tokenizer,
     /// The `tokenizer.json`: the file's own bytes, or the serialised tokenizer built from a
     /// `vocab.txt` (what a checkpoint written from it holds).
@@ -89,6 +118,8 @@ pub fn read_tokenizer(path: &Path) -> Result<LoadedTokenizer, TokenizeError> {
     Ok(LoadedTokenizer { tokenizer, json, sha256 })
 }
 
+/// A checkpoint's tokenizer set up for training: no padding (that is [`collate`]'s), longest-first
+/// truncation to `max_len`, and the cache of tokenised splits.
 pub struct TextEncoder {
     tokenizer: Tokenizer,
     max_len: usize,
@@ -117,6 +148,7 @@ impl TextEncoder {
         Ok(TextEncoder { tokenizer, max_len, tokenizer_hash: sha256 })
     }
 
+    /// The length, special tokens included, that texts are truncated to.
     pub fn max_len(&self) -> usize {
         self.max_len
     }

@@ -40,17 +40,21 @@ use subspace::{Subspace, SubspaceConfig};
 /// One labelled, tokenised example.
 #[derive(Debug, Clone)]
 pub struct LabelledExample {
+    /// The text (or sentence pair) as the model's tokenizer reads it.
     pub encoded: Encoded,
+    /// The gold class, from 0 (below the classifier's label count).
     pub label: usize,
 }
 
 /// What a run trains and evaluates on.
 pub struct TrainData<'a> {
+    /// The training split, in its stored order (each epoch draws its own permutation).
     pub train: &'a [LabelledExample],
     /// Named dev splits (MNLI has two).
     pub dev: Vec<(String, &'a [LabelledExample])>,
     /// Report F1 of label 1 as well as accuracy (MRPC, QQP).
     pub with_f1: bool,
+    /// The tokenizer's padding token id, which [`collate`] pads batches with.
     pub pad_id: u32,
 }
 
@@ -58,15 +62,19 @@ pub struct TrainData<'a> {
 /// torch's process-wide generator, reseeded every step.
 pub(crate) static ONE_RUN_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+/// Why a run stopped without a result (a diverged run is not an error: its result says so).
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
     /// The interrupter asked the run to stop ([`Terminated::Run`]).
     #[error("{0}")]
     Terminated(#[source] Terminated),
+    /// The subspace (DID or SAID) failed: building it, projecting gradients or writing the weights.
     #[error(transparent)]
     Subspace(#[from] subspace::SubspaceError),
+    /// The run folder's checkpoint could not be read or written.
     #[error(transparent)]
     RunState(#[from] crate::optim::RunStateError),
+    /// The training split is empty.
     #[error("no training examples")]
     NoData,
 }
@@ -74,9 +82,14 @@ pub enum TrainError {
 /// What the trainer reports after each step (for progress bars).
 #[derive(Debug, Clone, Copy)]
 pub struct StepReport {
+    /// Steps done so far, this one included (from 1, over every process of a resumed run).
     pub step: usize,
+    /// Steps of the whole run: steps per epoch times epochs.
     pub total_steps: usize,
+    /// This step's mean cross-entropy over its batch.
     pub loss: f64,
+    /// The learning rate this step used, from the linear schedule (before SAID's `lambda_lr` factor
+    /// on the scales).
     pub lr: f64,
 }
 
@@ -103,65 +116,10 @@ pub fn train(
     let mut named: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
     named.sort_by(|a, b| a.0.cmp(&b.0));
 
-    let mut subspace = match config.mode.subspace_method() {
-        None => {
-            // A full run needs no projector: release the one kept for the next subspace run.
-            subspace::release_shared_projector();
-            None
-        }
-        Some(method) => Some(Subspace::new(
-            &named,
-            &named.iter().map(|(name, _)| model.layer_group(name)).collect::<Vec<_>>(),
-            SubspaceConfig {
-                method,
-                d: config.d,
-                scope: config.scope,
-                grouping: config.grouping,
-                compat: config.compat,
-                seed: config.seeds.projection,
-                factor_storage: FactorStorage::Cached,
-            },
-        )?),
-    };
-    let mut trainable = match &subspace {
-        None => AdamW::new(
-            named.iter().map(|(_, tensor)| tensor.shallow_clone()).collect(),
-            named.iter().map(|(name, _)| !model.no_decay(name)).collect(),
-            vec![1.0; named.len()],
-            AdamConfig::TORCH,
-        ),
-        Some(subspace) => {
-            let lambda_factor =
-                config.lambda_lr.filter(|_| config.mode == Mode::Said).map_or(1.0, |rate| rate / config.lr);
-            AdamW::new(
-                vec![subspace.theta().copy(), subspace.lambda().copy()],
-                vec![false, false],
-                vec![1.0, lambda_factor],
-                AdamConfig::TORCH,
-            )
-        }
-    };
-    let trainable_parameters = trainable.tensors.iter().map(Tensor::numel).sum();
-
-    let steps_per_epoch = data.train.len().div_ceil(config.batch_size);
-    let lengths: Vec<usize> = data.train.iter().map(|example| example.encoded.ids.len()).collect();
-    // Every epoch's batches, drawn once: the training loop takes them and the padding fraction
-    // is counted over them.
-    let epochs_batches: Vec<Vec<Vec<usize>>> =
-        (0..config.epochs).map(|epoch| epoch_batches(config, epoch, &lengths)).collect();
-    let padding_fraction = {
-        let (mut padded, mut tokens) = (0usize, 0usize);
-        for batches in &epochs_batches {
-            for batch in batches {
-                let longest = batch.iter().map(|&idx| lengths[idx]).max().unwrap_or(0);
-                padded += longest * batch.len();
-                tokens += batch.iter().map(|&idx| lengths[idx]).sum::<usize>();
-            }
-        }
-        (padded > 0).then(|| (padded - tokens) as f64 / padded as f64)
-    };
-    let total_steps = steps_per_epoch * config.epochs;
-    let warmup_steps = (config.warmup_ratio * total_steps as f64).round() as usize;
+    let mut trainable = Trainable::new(&named, model, config)?;
+    let mut optimiser = trainable.optimiser(&named, model, config);
+    let trainable_parameters = optimiser.tensors.iter().map(Tensor::numel).sum();
+    let plan = EpochPlan::new(config, data.train);
     let mut state = RunState {
         config: config.clone(),
         step: 0,
@@ -172,12 +130,10 @@ pub fn train(
         tensors_file: String::new(),
     };
     if let Some(dir) = run_dir
-        && let Some(saved) = load_run_state(dir, &mut trainable, config)?
+        && let Some(saved) = load_run_state(dir, &mut optimiser, config)?
     {
         state = saved;
-        if let Some(subspace) = &mut subspace {
-            subspace.set(&trainable.tensors[0], &trainable.tensors[1])?;
-        }
+        trainable.write(&optimiser)?;
     }
     let steps_before = state.step;
     let elapsed_before = state.elapsed_s;
@@ -185,64 +141,34 @@ pub fn train(
     let mut last_loss = f64::NAN;
 
     let mut unreached_reported = false;
-    'epochs: for (epoch, batches) in epochs_batches.iter().enumerate().skip(state.step / steps_per_epoch) {
+    let steps_per_epoch = plan.steps_per_epoch;
+    'epochs: for (epoch, batches) in plan.batches.iter().enumerate().skip(state.step / steps_per_epoch) {
         for (batch_idx, indices) in batches.iter().enumerate().skip(state.step % steps_per_epoch) {
             if config.max_steps_this_process.is_some_and(|max| state.step - steps_before >= max) {
                 status = Status::Stopped;
                 break 'epochs;
             }
-            let examples: Vec<&Encoded> = indices.iter().map(|&idx| &data.train[idx].encoded).collect();
-            let labels: Vec<i64> = indices.iter().map(|&idx| data.train[idx].label as i64).collect();
-            let batch = collate(&examples, data.pad_id, device);
-            let labels = Tensor::from_slice(&labels).to_device(device);
-
-            tch::manual_seed(derived_seed(config.seeds.dropout, "dropout", state.step as u64));
-            zero_grads(&named);
-            let logits = config
-                .precision
-                .run(device, || model.forward_t(&batch.input_ids, &batch.attention_mask, &batch.token_type_ids, true));
-            // The loss in f32 whatever the forward's precision.
-            let logits = logits.to_kind(Kind::Float);
-            let loss = logits.log_softmax(-1, Kind::Float).nll_loss(&labels);
-            let loss_value = loss.double_value(&[]);
-            if !loss_value.is_finite() || loss_value > config.divergence_loss {
-                status = Status::Diverged { step: state.step, loss: loss_value, cause: DivergenceCause::Loss };
-                break 'epochs;
-            }
-            loss.backward();
-            if !unreached_reported {
-                // Tensors the loss does not reach (XLNet's query-stream mask_emb) get no gradient:
-                // zero in the subspace, not updated by AdamW (as torch). Said once, by name, so that a
-                // tensor cut off by mistake is seen.
-                unreached_reported = true;
-                let unreached: Vec<&str> = named
-                    .iter()
-                    .filter(|(_, tensor)| !tensor.grad().defined())
-                    .map(|(name, _)| name.as_str())
-                    .collect();
-                if !unreached.is_empty() {
-                    tracing::info!("the loss does not reach {} (no gradient; not trained)", unreached.join(", "));
-                }
-            }
-            let mut grads = match &subspace {
-                None => named.iter().map(|(_, tensor)| tensor.grad()).collect::<Vec<_>>(),
-                Some(subspace) => {
-                    let (grad_theta, grad_lambda) = subspace.gradients()?;
-                    vec![grad_theta, grad_lambda]
+            let loss_value = match forward_backward(model, data, indices, config, device, state.step, &named) {
+                StepOutcome::Loss(loss) => loss,
+                StepOutcome::Diverged(loss) => {
+                    status = Status::Diverged { step: state.step, loss, cause: DivergenceCause::Loss };
+                    break 'epochs;
                 }
             };
+            if !unreached_reported {
+                unreached_reported = true;
+                report_unreached(&named);
+            }
+            let mut grads = trainable.gradients(&named)?;
             clip_grad_norm(&mut grads, config.max_grad_norm);
             state.step += 1;
-            let lr = linear_schedule(config.lr, state.step - 1, total_steps, warmup_steps);
-            let decay = if subspace.is_some() { 0.0 } else { config.weight_decay };
-            trainable.step(&grads, lr, decay, state.step);
-            if let Some(subspace) = &mut subspace {
-                subspace.set(&trainable.tensors[0], &trainable.tensors[1])?;
-            }
+            let lr = linear_schedule(config.lr, state.step - 1, plan.total_steps, plan.warmup_steps);
+            optimiser.step(&grads, lr, trainable.weight_decay(config), state.step);
+            trainable.write(&optimiser)?;
             state.loss_sum += loss_value;
             state.loss_count += 1;
             last_loss = loss_value;
-            on_step(StepReport { step: state.step, total_steps, loss: loss_value, lr });
+            on_step(StepReport { step: state.step, total_steps: plan.total_steps, loss: loss_value, lr });
 
             let end_of_epoch = batch_idx + 1 == steps_per_epoch;
             if end_of_epoch || config.eval_every.is_some_and(|every| state.step.is_multiple_of(every)) {
@@ -257,14 +183,10 @@ pub fn train(
             }
             let terminating = interrupter.is_requested();
             if let (Some(dir), Some(every)) = (run_dir, config.checkpoint_every)
-                && (state.step.is_multiple_of(every) || state.step == total_steps || terminating)
+                && (state.step.is_multiple_of(every) || state.step == plan.total_steps || terminating)
             {
                 let elapsed_s = elapsed_before + start_time.elapsed().as_secs_f64();
-                let state = RunState { elapsed_s, ..state.clone() };
-                optim::save_run_state(dir, "trainable", &trainable, state.step, |tensors_file| RunState {
-                    tensors_file,
-                    ..state
-                })?;
+                save_run_state(dir, &optimiser, &RunState { elapsed_s, ..state.clone() })?;
             }
             if terminating {
                 return Err(TrainError::Terminated(Terminated::Run { step: state.step, saved: run_dir.is_some() }));
@@ -287,10 +209,10 @@ pub fn train(
         steps_this_process: state.step - steps_before,
         best,
         evaluations: state.evaluations,
-        subspace: subspace.as_ref().map(Subspace::description),
+        subspace: trainable.description(),
         trainable_parameters,
         wall_time_s: elapsed_before + start_time.elapsed().as_secs_f64(),
-        padding_fraction,
+        padding_fraction: plan.padding_fraction,
         dev_examples: dev_examples(data),
     })
 }
@@ -309,6 +231,179 @@ fn dev_examples(data: &TrainData) -> Option<results::DevExamples> {
         ids_sha256: results::labels::ids_sha256(ids.iter().map(String::as_str)),
         labels: results::labels::encode(examples.iter().map(|example| example.label))?,
     })
+}
+
+/// What the optimiser trains: every tensor of the model (full fine-tuning), or the subspace's
+/// `theta` and `lambda`, whose weights the subspace writes into the model after every step.
+enum Trainable {
+    Full,
+    Subspace(Subspace),
+}
+
+impl Trainable {
+    /// The trainable of `config`'s mode over the model's sorted `named` tensors.
+    fn new(named: &[(String, Tensor)], model: &dyn Classifier, config: &TrainConfig) -> Result<Trainable, TrainError> {
+        let Some(method) = config.mode.subspace_method() else {
+            // A full run needs no projector: release the one kept for the next subspace run.
+            subspace::release_shared_projector();
+            return Ok(Trainable::Full);
+        };
+        let layers: Vec<_> = named.iter().map(|(name, _)| model.layer_group(name)).collect();
+        let subspace_config = SubspaceConfig {
+            method,
+            d: config.d,
+            scope: config.scope,
+            grouping: config.grouping,
+            compat: config.compat,
+            seed: config.seeds.projection,
+            factor_storage: FactorStorage::Cached,
+        };
+        Ok(Trainable::Subspace(Subspace::new(named, &layers, subspace_config)?))
+    }
+
+    /// AdamW over what is trained: the model's tensors with weight decay where the family allows
+    /// it, or `theta` and `lambda` (SAID's `lambda_lr` as a factor on the scales' rate).
+    fn optimiser(&self, named: &[(String, Tensor)], model: &dyn Classifier, config: &TrainConfig) -> AdamW {
+        match self {
+            Trainable::Full => AdamW::new(
+                named.iter().map(|(_, tensor)| tensor.shallow_clone()).collect(),
+                named.iter().map(|(name, _)| !model.no_decay(name)).collect(),
+                vec![1.0; named.len()],
+                AdamConfig::TORCH,
+            ),
+            Trainable::Subspace(subspace) => {
+                let lambda_factor =
+                    config.lambda_lr.filter(|_| config.mode == Mode::Said).map_or(1.0, |rate| rate / config.lr);
+                AdamW::new(
+                    vec![subspace.theta().copy(), subspace.lambda().copy()],
+                    vec![false, false],
+                    vec![1.0, lambda_factor],
+                    AdamConfig::TORCH,
+                )
+            }
+        }
+    }
+
+    /// The gradients of what is trained, after an ordinary backward through the model: the
+    /// model's own, or their projection onto `theta` and `lambda` (`P^T`).
+    fn gradients(&self, named: &[(String, Tensor)]) -> Result<Vec<Tensor>, TrainError> {
+        match self {
+            Trainable::Full => Ok(named.iter().map(|(_, tensor)| tensor.grad()).collect()),
+            Trainable::Subspace(subspace) => {
+                let (grad_theta, grad_lambda) = subspace.gradients()?;
+                Ok(vec![grad_theta, grad_lambda])
+            }
+        }
+    }
+
+    /// Weight decay applies to a full run's weights, never to subspace parameters.
+    fn weight_decay(&self, config: &TrainConfig) -> f64 {
+        match self {
+            Trainable::Full => config.weight_decay,
+            Trainable::Subspace(_) => 0.0,
+        }
+    }
+
+    /// After an optimiser step (or a resume): the subspace writes `theta_0 + P(theta)` into the
+    /// model; a full run's optimiser already updated the model's tensors in place.
+    fn write(&mut self, optimiser: &AdamW) -> Result<(), TrainError> {
+        if let Trainable::Subspace(subspace) = self {
+            subspace.set(&optimiser.tensors[0], &optimiser.tensors[1])?;
+        }
+        Ok(())
+    }
+
+    /// The subspace's description for the run's record.
+    fn description(&self) -> Option<results::SubspaceDescription> {
+        match self {
+            Trainable::Full => None,
+            Trainable::Subspace(subspace) => Some(subspace.description()),
+        }
+    }
+}
+
+/// Every epoch's batches, drawn once from the data seed, with the step counts and the padding
+/// fraction counted over them.
+struct EpochPlan {
+    batches: Vec<Vec<Vec<usize>>>,
+    steps_per_epoch: usize,
+    total_steps: usize,
+    warmup_steps: usize,
+    padding_fraction: Option<f64>,
+}
+
+impl EpochPlan {
+    fn new(config: &TrainConfig, train: &[LabelledExample]) -> EpochPlan {
+        let steps_per_epoch = train.len().div_ceil(config.batch_size);
+        let lengths: Vec<usize> = train.iter().map(|example| example.encoded.ids.len()).collect();
+        let batches: Vec<Vec<Vec<usize>>> =
+            (0..config.epochs).map(|epoch| epoch_batches(config, epoch, &lengths)).collect();
+        let (mut padded, mut tokens) = (0usize, 0usize);
+        for batch in batches.iter().flatten() {
+            let longest = batch.iter().map(|&idx| lengths[idx]).max().unwrap_or(0);
+            padded += longest * batch.len();
+            tokens += batch.iter().map(|&idx| lengths[idx]).sum::<usize>();
+        }
+        let padding_fraction = (padded > 0).then(|| (padded - tokens) as f64 / padded as f64);
+        let total_steps = steps_per_epoch * config.epochs;
+        let warmup_steps = (config.warmup_ratio * total_steps as f64).round() as usize;
+        EpochPlan { batches, steps_per_epoch, total_steps, warmup_steps, padding_fraction }
+    }
+}
+
+/// What one forward and backward gave.
+enum StepOutcome {
+    /// The batch's mean loss (f32 whatever the forward's precision); gradients are in place.
+    Loss(f64),
+    /// A loss that is not finite or above `divergence_loss`; no backward was run.
+    Diverged(f64),
+}
+
+/// One batch forward (dropout reseeded from the step, in the configured precision), its loss,
+/// and the backward through the model.
+fn forward_backward(
+    model: &dyn Classifier,
+    data: &TrainData,
+    indices: &[usize],
+    config: &TrainConfig,
+    device: Device,
+    step: usize,
+    named: &[(String, Tensor)],
+) -> StepOutcome {
+    let examples: Vec<&Encoded> = indices.iter().map(|&idx| &data.train[idx].encoded).collect();
+    let labels: Vec<i64> = indices.iter().map(|&idx| data.train[idx].label as i64).collect();
+    let batch = collate(&examples, data.pad_id, device);
+    let labels = Tensor::from_slice(&labels).to_device(device);
+    tch::manual_seed(derived_seed(config.seeds.dropout, "dropout", step as u64));
+    zero_grads(named);
+    let logits = config
+        .precision
+        .run(device, || model.forward_t(&batch.input_ids, &batch.attention_mask, &batch.token_type_ids, true));
+    let loss = logits.to_kind(Kind::Float).log_softmax(-1, Kind::Float).nll_loss(&labels);
+    let loss_value = loss.double_value(&[]);
+    if !loss_value.is_finite() || loss_value > config.divergence_loss {
+        return StepOutcome::Diverged(loss_value);
+    }
+    loss.backward();
+    StepOutcome::Loss(loss_value)
+}
+
+/// Tensors the loss does not reach (XLNet's query-stream `mask_emb`) get no gradient: zero in the
+/// subspace, not updated by AdamW (as torch). Said once per run, by name, so that a tensor cut
+/// off by mistake is seen.
+fn report_unreached(named: &[(String, Tensor)]) {
+    let unreached: Vec<&str> =
+        named.iter().filter(|(_, tensor)| !tensor.grad().defined()).map(|(name, _)| name.as_str()).collect();
+    if !unreached.is_empty() {
+        tracing::info!("the loss does not reach {} (no gradient; not trained)", unreached.join(", "));
+    }
+}
+
+/// Saves the run's state (`state`, with the optimiser's tensors and moments) in `dir`.
+fn save_run_state(dir: &Path, optimiser: &AdamW, state: &RunState) -> Result<(), TrainError> {
+    let state = state.clone();
+    optim::save_run_state(dir, "trainable", optimiser, state.step, |tensors_file| RunState { tensors_file, ..state })?;
+    Ok(())
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -64,7 +64,8 @@ fn a_run_whose_last_step_breaks_the_weights_is_diverged() {
 }
 
 /// Values that leave no room to work are refused before any work, naming the setting (the
-/// binary spells it as its flag: `local.rs`) and the range that works for MiniLM (BERT's pair template: 3 special tokens; 512 positions) on MRPC.
+/// binary spells it as its flag: `local.rs`) and the range that works for MiniLM on MRPC
+/// (BERT's pair template: 3 special tokens; 512 positions).
 #[test]
 fn values_without_room_are_refused_before_any_work() {
     let Some(mirror) = mirror("the value checks") else { return };

@@ -59,6 +59,7 @@ impl Outcomes {
         self.n
     }
 
+    /// Whether there are no examples.
     pub fn is_empty(&self) -> bool {
         self.n == 0
     }
@@ -96,7 +97,9 @@ pub struct Seed {
 /// Every seed of a probe at `d`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Probe {
+    /// The subspace dimension probed.
     pub d: usize,
+    /// Its seeds, in the plan's seed order.
     pub seeds: Vec<Seed>,
 }
 
@@ -105,7 +108,10 @@ pub struct Probe {
 pub struct Search {
     /// Sorted by `d`.
     pub probes: Vec<Probe>,
+    /// The full fine-tuning baseline's seeds (one seed at its recorded median when its runs do
+    /// not cover the plan's seeds).
     pub baseline: Vec<Seed>,
+    /// The fraction of the baseline's median a probe must reach (0.9 for d90).
     pub threshold: f64,
     /// Majority-class accuracy: a (resampled) target at or below it measures nothing.
     pub majority: f64,
@@ -117,7 +123,9 @@ pub struct Search {
 /// A 95% percentile interval on the extended log10 axis (`-inf`: open below, `+inf`: open above).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Interval {
+    /// The lower end (`-inf`: open below).
     pub low: f64,
+    /// The upper end (`+inf`: open above).
     pub high: f64,
 }
 
@@ -149,6 +157,8 @@ impl Interval {
 /// and at most `factor` wide (high / low).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Determination {
+    /// A crossing inside the range, and an interval closed at both ends and at most `factor`
+    /// wide.
     Determined,
     /// No crossing inside the range: the point estimate itself is a bound.
     NoEstimate,
@@ -160,12 +170,17 @@ pub enum Determination {
     OpenAbove,
     /// Closed, but high / low exceeds the factor.
     Wider {
+        /// The interval's high / low, as `d` values (`10^(high - low)` on the log10 axis).
         ratio: f64,
+        /// The widest ratio allowed.
         factor: f64,
     },
 }
 
 impl Determination {
+    /// The determination of a d90 from its point estimate and its interval (log10 d), checked in
+    /// this order: no crossing inside the range, an open end, a ratio above `factor`. Never
+    /// [`Determination::NothingToResample`], which is the caller's to decide.
     pub fn of(estimate: Option<Crossing>, interval: &Interval, factor: f64) -> Determination {
         if !matches!(estimate, Some(Crossing::At(_))) {
             return Determination::NoEstimate;
@@ -180,6 +195,7 @@ impl Determination {
         if ratio > factor { Determination::Wider { ratio, factor } } else { Determination::Determined }
     }
 
+    /// Whether this is [`Determination::Determined`].
     pub fn is_determined(&self) -> bool {
         *self == Determination::Determined
     }
@@ -221,6 +237,8 @@ fn example_weights(b: usize, n: usize, ids: &str) -> Vec<u32> {
 /// with why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reading {
+    /// Every counted run kept per-example outcomes over one dev split: seeds and dev examples
+    /// are resampled.
     PerExample,
     /// Only seeds are resampled, for this reason (records written before runs kept per-example
     /// outcomes, a run missing from the folder, runs that evaluated different examples).

@@ -9,8 +9,11 @@ use crate::bootstrap::Interval;
 /// A claim's verdict from an interval.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
+    /// The interval lies wholly on the claimed side of the null value.
     Held,
+    /// The interval lies wholly on the other side of the null value.
     NotHeld,
+    /// The interval contains the null value.
     Inconclusive,
 }
 
@@ -25,6 +28,7 @@ impl Verdict {
         }
     }
 
+    /// `held`, `not held` or `inconclusive`, as tables print it.
     pub fn label(&self) -> &'static str {
         match self {
             Verdict::Held => "held",
@@ -41,6 +45,7 @@ pub struct Ratio {
     pub point: Option<f64>,
     /// Its 95% interval, as ratios (`0` or `inf` where open).
     pub low: f64,
+    /// The interval's upper end, as a ratio (`inf` where open above).
     pub high: f64,
     /// The share of resamples in which the first d90 is below the second (ties and resamples
     /// that cannot say count half); NaN without resamples.
@@ -121,8 +126,11 @@ pub fn spearman(x: &[f64], y: &[f64]) -> f64 {
 /// A statistic's point value, 95% interval over resamples and verdict on its claimed sign.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Trend {
+    /// The statistic on the recorded scores.
     pub point: f64,
+    /// Its 95% percentile interval over the resamples (a NaN resample widens it).
     pub interval: Interval,
+    /// On the claimed sign: held when the interval lies wholly on that side of 0.
     pub verdict: Verdict,
 }
 

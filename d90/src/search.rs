@@ -66,6 +66,7 @@ pub fn seed_median(seed_scores: &[Option<f64>]) -> Option<f64> {
 pub struct Target {
     /// The target itself (`threshold` x the baseline's median).
     pub value: f64,
+    /// The fraction of the baseline's median to reach (0.9 for d90; 1.0 for a fixed target).
     pub threshold: f64,
     /// The baseline's per-seed scores (best over learning rates); empty for a fixed target.
     pub baseline_seed_scores: Vec<Option<f64>>,

@@ -29,23 +29,32 @@ use crate::search::{ProbeOutcome, Target, outcome_of, search, seed_median};
 /// A score curve and the noise around it, shaped like a measured search.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Scenario {
+    /// A label for reports (the run it is shaped like, its task and dev size).
     pub name: &'static str,
     /// The grid searched, and how.
     pub grid: Vec<usize>,
+    /// `grid` or `bisect`, as [`crate::search`] runs them.
     pub mode: SearchMode,
     /// The population accuracy is `at_reference + slope * (log10 d - reference_log10)`, linear in
     /// log10 d (clamped to [0.01, 0.99]).
     pub reference_log10: f64,
+    /// The median population accuracy at `d = 10^reference_log10`.
     pub at_reference: f64,
+    /// The rise in population accuracy per tenfold increase of `d`.
     pub slope_per_decade: f64,
+    /// The baseline's median population accuracy.
     pub baseline: f64,
+    /// The fraction of the baseline a probe must reach (0.9 for d90).
     pub threshold: f64,
+    /// Majority-class accuracy: a target at or below it gives no d90.
     pub majority: f64,
     /// Standard deviation over seeds of a run's population accuracy.
     pub seed_sd: f64,
+    /// Standard deviation over seeds of a baseline run's population accuracy.
     pub baseline_sd: f64,
     /// Correlation of one seed's effects at two `d`.
     pub seed_correlation: f64,
+    /// The size of each experiment's dev split, drawn afresh from the task's population.
     pub dev_examples: usize,
     /// How much examples differ in difficulty (`tau`).
     pub heterogeneity: f64,
@@ -113,6 +122,7 @@ impl Scenario {
 pub struct Experiment {
     /// The crossing's point estimate (extended log10).
     pub estimate: f64,
+    /// The 95% interval of the bootstrap over seeds and dev examples (log10 d).
     pub interval: Interval,
     /// The same interval from the seeds alone (as for records without per-example outcomes).
     pub seed_only_interval: Interval,
@@ -269,8 +279,11 @@ pub const MEASURED_REPEATS: usize = 400;
 /// How the intervals of many simulated experiments did against the truth.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Coverage {
+    /// The scenario's [`Scenario::name`].
     pub scenario: &'static str,
+    /// Seeds per experiment, for the probes and for the baseline alike.
     pub seeds: usize,
+    /// Simulated experiments.
     pub repeats: usize,
     /// Share of 95% intervals that cover the true d90.
     pub covered: f64,

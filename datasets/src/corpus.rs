@@ -33,16 +33,21 @@ pub enum Corpus {
     /// The mirror's task text (see the module documentation).
     TaskText,
     /// The first `shards` shards of C4 `en`.
-    C4En { shards: usize },
+    C4En {
+        /// The number of shards read, 1 to [`C4_SHARDS`].
+        shards: usize,
+    },
 }
 
 /// One unlabelled document.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Document {
+    /// The document's text, as one string.
     pub text: String,
 }
 
 impl Corpus {
+    /// The corpus names [`Corpus::from_name`] reads, for messages.
     pub const NAMES: &'static str = "task-text, c4-en, c4-en:<shards>";
 
     /// `task-text`, `c4-en` (all the manifest's shards) or `c4-en:<n>` (the first `n`).

@@ -24,44 +24,136 @@ use std::path::PathBuf;
 /// Everything that can go wrong, with what a user needs to act on it.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// The manifest or the lock file cannot be parsed or fails its checks (an asset listed twice,
+    /// a file without a URL, a malformed sha256), or the lock file holds another sha256 for a key.
     #[error("manifest {file}: {message}")]
-    Manifest { file: PathBuf, message: String },
+    Manifest {
+        /// The manifest or lock file at fault.
+        file: PathBuf,
+        /// What is wrong, with the line where known.
+        message: String,
+    },
+    /// An asset id the manifest does not list.
     #[error("unknown asset `{id}`; known assets: {known}")]
-    UnknownAsset { id: String, known: String },
+    UnknownAsset {
+        /// The id asked for.
+        id: String,
+        /// The manifest's asset ids, comma-separated.
+        known: String,
+    },
+    /// A corpus name that is neither a known corpus nor a local corpus file, or a C4 shard count
+    /// outside 1 to [`corpus::C4_SHARDS`].
     #[error("unknown corpus `{name}`; known corpora: {known}")]
-    UnknownCorpus { name: String, known: String },
+    UnknownCorpus {
+        /// The name asked for.
+        name: String,
+        /// The names that would be accepted, for the message.
+        known: String,
+    },
+    /// A task name that is not one of the six tasks ([`tasks::Task::from_name`]).
     #[error("unknown task `{name}`; known tasks: {known}")]
-    UnknownTask { name: String, known: String },
+    UnknownTask {
+        /// The name asked for.
+        name: String,
+        /// The known task names, comma-separated.
+        known: String,
+    },
+    /// A file or folder cannot be read, written, created or moved (also: no cache folder can be
+    /// found, or the HTTP client cannot be built).
     #[error("{path}: {source}")]
     Io {
+        /// The path operated on (a placeholder such as `$HOME` or `<http client>` where there is
+        /// none).
         path: PathBuf,
+        /// The underlying I/O error.
         #[source]
         source: std::io::Error,
     },
+    /// A file whose size or sha256 is not what the manifest (or the lock file) says; it has been
+    /// moved to quarantine.
     #[error(
         "{} mismatch for `{}` file `{}` from {}: expected {}, got {}; the file was moved aside to {}",
         .0.what, .0.asset, .0.file, .0.origin, .0.expected, .0.actual, .0.quarantined.display()
     )]
     Mismatch(Box<Mismatch>),
+    /// Every URL of a file failed, each after its retries.
     #[error("could not download `{asset}` file `{file}`: {attempts}")]
-    Download { asset: String, file: String, attempts: String },
+    Download {
+        /// The id of the asset the file belongs to.
+        asset: String,
+        /// The file's name in the manifest.
+        file: String,
+        /// The failure of each URL tried, `<url>: <why>`, joined by `; `.
+        attempts: String,
+    },
+    /// Offline, the files that are neither in the cache nor in a mirror, with their URLs.
     #[error("missing (offline, and not in the cache or a mirror):\n{}", .0.iter().map(|m| format!("  {m}")).collect::<Vec<_>>().join("\n"))]
     Missing(Vec<store::MissingFile>),
+    /// An archive has an entry with an absolute path, a `..` component or a link: nothing of it
+    /// is unpacked.
     #[error(
         "archive {archive} has an unsafe entry `{entry}` (absolute, `..`, or a link): refusing to unpack it; \
          the archive is not what the manifest describes"
     )]
-    UnsafeArchiveEntry { archive: PathBuf, entry: String },
+    UnsafeArchiveEntry {
+        /// The archive file.
+        archive: PathBuf,
+        /// The unsafe entry's path, as the archive names it.
+        entry: String,
+    },
+    /// An archive lacks a member the manifest lists.
     #[error("archive {archive} has no member `{member}`")]
-    MissingMember { archive: PathBuf, member: String },
+    MissingMember {
+        /// The archive file.
+        archive: PathBuf,
+        /// The absent member's path inside the archive.
+        member: String,
+    },
+    /// A task's split has another number of examples than its canonical (or given) size.
     #[error("{file}: split `{split}` should have {expected} examples, found {actual}")]
-    SplitSize { file: PathBuf, split: String, expected: usize, actual: usize },
+    SplitSize {
+        /// The file the split was parsed from.
+        file: PathBuf,
+        /// The split's name (e.g. `train`, `dev_matched`, `r1_dev`).
+        split: String,
+        /// The number of examples the split should have.
+        expected: usize,
+        /// The number of examples parsed.
+        actual: usize,
+    },
+    /// A line of a task or corpus file that cannot be parsed.
     #[error("{file}:{line}: {message}")]
-    Parse { file: PathBuf, line: usize, message: String },
+    Parse {
+        /// The file being parsed.
+        file: PathBuf,
+        /// The 1-based line number.
+        line: usize,
+        /// What is wrong with the line.
+        message: String,
+    },
+    /// Something wrong in a local task's files ([`local`]): an unknown format, a missing column, a
+    /// label outside the declared list, an empty split, a repeated id or a malformed row.
     #[error("{}{}: {field}: {message}", file.display(), line.map(|line| format!(":{line}")).unwrap_or_default())]
-    TaskFile { file: PathBuf, line: Option<usize>, field: String, message: String },
+    TaskFile {
+        /// The file at fault.
+        file: PathBuf,
+        /// The 1-based line; `None` when the problem is the whole file or split.
+        line: Option<usize>,
+        /// The declaration field or column at fault (e.g. the label column, `dev_fraction`).
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A local task declaration that cannot work (e.g. three text columns, a `dev_fraction`
+    /// outside (0, 1)), or a corpus given the wrong number of assets.
     #[error("{field}: {message}")]
-    TaskDeclaration { field: String, message: String },
+    TaskDeclaration {
+        /// The declaration field at fault (`corpus` for a corpus).
+        field: String,
+        /// What is wrong, and what would work.
+        message: String,
+    },
+    /// A hub checkpoint cannot be pinned ([`pin`]).
     #[error(transparent)]
     Pin(#[from] pin::PinError),
 }
@@ -71,11 +163,17 @@ pub enum Error {
 pub struct Mismatch {
     /// `sha256` or `size`.
     pub what: &'static str,
+    /// The id of the asset the file belongs to.
     pub asset: String,
+    /// The file's name, or `<archive>:<member>` for an archive member.
     pub file: String,
+    /// Where the file came from: its URL, `mirror <path>`, or `archive from <origin>`.
     pub origin: String,
+    /// The expected sha256, or size as `<n> bytes`, from the manifest or the lock file.
     pub expected: String,
+    /// The file's actual sha256, or size as `<n> bytes`.
     pub actual: String,
+    /// Where the file was moved to, under `<home>/assets/quarantine/`.
     pub quarantined: PathBuf,
 }
 

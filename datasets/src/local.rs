@@ -51,10 +51,16 @@ pub struct LocalTaskSpec {
 /// A checked local task: its splits (`train`, `dev`), labels and identity.
 #[derive(Debug, Clone)]
 pub struct LocalTask {
+    /// The task's name, as the spec declares it.
     pub name: String,
+    /// The declaration the task was read from.
     pub spec: LocalTaskSpec,
+    /// The label names in class order (an example's label is an index into them): the declared
+    /// ones, else the sorted distinct labels of the training split.
     pub labels: Vec<String>,
+    /// The training examples (without a dev file: the training rows not held out as dev).
     pub train: Vec<Example>,
+    /// The dev examples: the dev file's rows, or the rows held out of the training file.
     pub dev: Vec<Example>,
     /// The sha256 of each file, by split (`train`, and `dev` when it has its own file).
     pub hashes: BTreeMap<String, String>,
@@ -68,6 +74,7 @@ pub fn short_sha256(data: &[u8], bytes: usize) -> String {
 }
 
 impl LocalTask {
+    /// Whether examples are sentence pairs (two text columns, so `text_b` is set).
     pub fn is_pair(&self) -> bool {
         self.spec.text.len() == 2
     }

@@ -16,16 +16,22 @@ pub fn default_lock_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("hashes.lock")
 }
 
+/// The manifest of pinned assets, as `manifest.yaml` lays it out.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
+    /// Every asset, each id listed once.
     pub assets: Vec<Asset>,
 }
 
+/// One asset (a dataset, a checkpoint, a corpus): its files and where they come from.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Asset {
+    /// The unique id (e.g. `glue-sst2`, or `org/name@revision` for a hub checkpoint), also the
+    /// name of its cache folder, `<home>/assets/<id>/`.
     pub id: String,
+    /// A human-readable description of the asset.
     pub description: String,
     /// Files fetched from the Hugging Face hub at a pinned revision.
     #[serde(default)]
@@ -34,48 +40,67 @@ pub struct Asset {
     /// plain `datasets fetch`.
     #[serde(default)]
     pub on_demand: bool,
+    /// The files to fetch; empty only for a hub checkpoint whose files the store asks the hub
+    /// for ([`Asset::hub_checkpoint`]).
     pub files: Vec<AssetFile>,
 }
 
+/// A Hugging Face hub repository at a pinned revision.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HfSource {
+    /// The hub repository, `org/name`.
     pub repo: String,
+    /// The pinned commit (40 hex digits): files come from `<endpoint>/<repo>/resolve/<revision>/`.
     pub revision: String,
 }
 
+/// One file of an asset as published upstream and, for an archive, the members the suite reads.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AssetFile {
+    /// The file's name: its name in the cache (`files/<name>`) and, for `hf` assets, its path in
+    /// the hub repository.
     pub name: String,
     /// Upstream URLs, tried in order (empty for `hf` assets, whose URL is derived).
     #[serde(default)]
     pub urls: Vec<String>,
+    /// Size in bytes; `None`: not yet known (learned on first use, recorded in the lock file).
     #[serde(default)]
     pub size: Option<u64>,
     /// `None`: not yet known (trust on first use, recorded in the lock file).
     #[serde(default)]
     pub sha256: Option<String>,
+    /// The archive format; `None`: the file is used as published, not unpacked.
     #[serde(default)]
     pub archive: Option<ArchiveKind>,
+    /// The archive members the suite reads (empty for a file that is no archive).
     #[serde(default)]
     pub members: Vec<Member>,
 }
 
+/// An archive format the store can unpack.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 pub enum ArchiveKind {
+    /// A zip archive (`zip` in the manifest).
     #[serde(rename = "zip")]
     Zip,
+    /// A gzip-compressed tar archive (`tar.gz` in the manifest).
     #[serde(rename = "tar.gz")]
     TarGz,
 }
 
+/// A member of an archive that the suite reads, unpacked and verified on its own.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Member {
+    /// The member's path inside the archive, also its path under the cache's `unpacked/` folder.
     pub path: String,
+    /// Size in bytes; `None`: not yet known (learned on first use, recorded in the lock file).
     #[serde(default)]
     pub size: Option<u64>,
+    /// Lowercase hex sha256; `None`: not yet known (trust on first use, recorded in the lock
+    /// file).
     #[serde(default)]
     pub sha256: Option<String>,
 }
@@ -129,6 +154,10 @@ impl Manifest {
         Ok(())
     }
 
+    /// The asset with id `id`.
+    ///
+    /// # Errors
+    /// [`Error::UnknownAsset`], listing the known ids, when the manifest has no such asset.
     pub fn asset(&self, id: &str) -> Result<&Asset, Error> {
         self.assets.iter().find(|asset| asset.id == id).ok_or_else(|| Error::UnknownAsset {
             id: id.to_owned(),
@@ -185,6 +214,7 @@ impl Asset {
     }
 }
 
+/// Whether `text` is a sha256 in lowercase hex (64 digits `0-9a-f`).
 pub fn is_sha256_hex(text: &str) -> bool {
     text.len() == 64 && text.bytes().all(|byte| byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte))
 }
@@ -193,17 +223,27 @@ pub fn is_sha256_hex(text: &str) -> bool {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HashLock {
+    /// The locked hashes by key: `<asset id>/<file name>`, or `<asset id>/<archive>:<member path>`
+    /// for an archive member.
     pub files: BTreeMap<String, LockedHash>,
 }
 
+/// The size and sha256 of one file, as verified on first use.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LockedHash {
+    /// Size in bytes.
     pub size: u64,
+    /// Lowercase hex sha256.
     pub sha256: String,
 }
 
 impl HashLock {
+    /// Reads the lock file at `path`; a file that does not exist is an empty lock.
+    ///
+    /// # Errors
+    /// [`Error::Manifest`] for a file that is not a lock file, [`Error::Io`] for one that cannot
+    /// be read.
     pub fn load(path: &Path) -> Result<HashLock, Error> {
         match std::fs::read_to_string(path) {
             Ok(text) => serde_norway::from_str(&text)

@@ -20,7 +20,10 @@ use crate::manifest::is_sha256_hex;
 /// A file of a pinned checkpoint, as the manifest lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PinnedFile {
+    /// The file's path in the repository (the hub's `rfilename`).
     pub name: String,
+    /// Size in bytes, from the LFS metadata, else the hub's listing; `None` when the hub gives
+    /// none.
     pub size: Option<u64>,
     /// From the hub's LFS metadata; `None` for files kept in git.
     pub sha256: Option<String>,
@@ -29,6 +32,7 @@ pub struct PinnedFile {
 /// A hub checkpoint pinned to a commit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HubPin {
+    /// The hub repository, `org/name`.
     pub repo: String,
     /// The 40-hex commit the revision named when it was asked.
     pub commit: String,
@@ -37,10 +41,20 @@ pub struct HubPin {
     pub files: Vec<PinnedFile>,
 }
 
+/// Why a hub checkpoint cannot be pinned.
 #[derive(Debug, thiserror::Error)]
 pub enum PinError {
+    /// The hub's model API cannot be asked (offline, unreachable, an error answer), its answer is
+    /// not usable, or the repository lacks what the suite reads.
     #[error("{repo}@{revision}: {message}")]
-    Hub { repo: String, revision: String, message: String },
+    Hub {
+        /// The hub repository asked for, `org/name`.
+        repo: String,
+        /// The revision asked for (a branch, a tag or a commit).
+        revision: String,
+        /// What is wrong, and what to do where something can be done.
+        message: String,
+    },
 }
 
 #[derive(Debug, Deserialize)]

@@ -35,10 +35,16 @@ use crate::{Error, Mismatch, io_error, unpack};
 /// How a [`Store`] behaves; [`StoreConfig::from_env`] reads the usual environment.
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
+    /// The cache folder (`INTRINSIC_BENCH_HOME`); assets live under `<home>/assets/`.
     pub home: PathBuf,
+    /// Read-only folders searched for files by size and sha256 (`INTRINSIC_BENCH_MIRROR`).
     pub mirrors: Vec<PathBuf>,
+    /// Never use the network: a file in neither the cache nor a mirror is an [`Error::Missing`].
     pub offline: bool,
+    /// The HF hub endpoint for `hf` assets and the model API (`HF_ENDPOINT`, default
+    /// `https://huggingface.co`).
     pub hf_endpoint: String,
+    /// The lock file of hashes learned on first use (default: `hashes.lock` beside the manifest).
     pub lock_path: PathBuf,
     /// Attempts per URL (connection errors, 5xx, truncated bodies).
     pub attempts: u32,
@@ -86,8 +92,11 @@ impl StoreConfig {
 /// Where a verified file came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Origin {
+    /// Already verified in the cache.
     Cache,
+    /// Copied from this mirror file.
     Mirror(PathBuf),
+    /// Downloaded from this URL.
     Network(String),
     /// Unpacked from an archive that came from the given origin.
     Archive(Box<Origin>),
@@ -107,8 +116,11 @@ impl fmt::Display for Origin {
 /// A file that is not available offline, with where to get it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MissingFile {
+    /// The id of the asset the file belongs to.
     pub asset: String,
+    /// The file's name in the manifest (an archive's, when members of it are needed).
     pub file: String,
+    /// The URLs to download it from.
     pub urls: Vec<String>,
 }
 
@@ -127,7 +139,9 @@ impl fmt::Display for MissingFile {
 /// The verified files of one asset.
 #[derive(Debug, Clone)]
 pub struct AssetPaths {
+    /// The asset id.
     pub id: String,
+    /// The asset's cache folder, `<home>/assets/<asset id>/`.
     pub root: PathBuf,
     /// One line per file or member: what it is and where it came from.
     pub origins: Vec<(String, Origin)>,
@@ -145,6 +159,8 @@ impl AssetPaths {
     }
 }
 
+/// The verified asset cache: brings an asset's files from the cache, a mirror or the network
+/// and checks them against the manifest and the lock file (see the module documentation).
 pub struct Store {
     config: StoreConfig,
     manifest: Manifest,
@@ -167,6 +183,10 @@ struct Wanted<'a> {
 }
 
 impl Store {
+    /// A store of `manifest`'s assets with `config`'s cache, mirrors and lock file (read now).
+    ///
+    /// # Errors
+    /// The lock file cannot be read or parsed, or the HTTP client cannot be built.
     pub fn new(config: StoreConfig, manifest: Manifest) -> Result<Store, Error> {
         let lock = HashLock::load(&config.lock_path)?;
         let client = reqwest::blocking::Client::builder()
@@ -186,6 +206,7 @@ impl Store {
         })
     }
 
+    /// The manifest the store serves.
     pub fn manifest(&self) -> &Manifest {
         &self.manifest
     }
@@ -222,6 +243,7 @@ impl Store {
         Ok(sha256.chars().take(8).collect())
     }
 
+    /// The cache folder of asset `id`, `<home>/assets/<id>/` (whether or not it exists yet).
     pub fn asset_root(&self, id: &str) -> PathBuf {
         self.config.home.join("assets").join(id)
     }

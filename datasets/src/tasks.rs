@@ -12,36 +12,54 @@ use serde::{Deserialize, Serialize};
 use crate::store::AssetPaths;
 use crate::{Error, io_error};
 
+/// One of the paper's six tasks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Task {
+    /// GLUE MRPC (Microsoft Research Paraphrase Corpus): sentence pairs, paraphrase or not.
     Mrpc,
+    /// GLUE QQP (Quora Question Pairs): question pairs, duplicate or not.
     Qqp,
+    /// GLUE SST-2 (Stanford Sentiment Treebank): sentences, negative or positive.
     Sst2,
+    /// GLUE MNLI (Multi-Genre NLI): premise and hypothesis, entailment, neutral or contradiction.
     Mnli,
+    /// ANLI v1.0 (Adversarial NLI), rounds R1 to R3 together: premise and hypothesis, three
+    /// classes.
     Anli,
+    /// Yelp review polarity: reviews, negative or positive.
     YelpPolarity,
 }
 
+/// A metric reported on a task's dev split.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Metric {
+    /// The fraction of examples whose predicted label is right.
     Accuracy,
+    /// F1 of label 1 (the positive class, e.g. `equivalent`), as GLUE reports for MRPC and QQP.
     F1,
 }
 
 /// One labelled example.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Example {
+    /// The first (or only) text: the sentence, question, premise or review.
     pub text_a: String,
+    /// The second text of a sentence pair; `None` for single-text tasks.
     pub text_b: Option<String>,
+    /// The label id: an index into the task's label names ([`Task::labels`], or a local task's
+    /// `labels`).
     pub label: usize,
 }
 
 /// A task's parsed splits.
 #[derive(Debug, Clone)]
 pub struct TaskData {
+    /// The task the splits belong to.
     pub task: Task,
+    /// The examples by split name (e.g. `train`, `dev`, `dev_matched`; ANLI's rounds merged
+    /// into `train`, `dev` and `test`).
     pub splits: BTreeMap<String, Vec<Example>>,
 }
 
@@ -49,8 +67,10 @@ pub struct TaskData {
 pub type SplitSizes = BTreeMap<&'static str, usize>;
 
 impl Task {
+    /// The six tasks, in a fixed order.
     pub const ALL: [Task; 6] = [Task::Mrpc, Task::Qqp, Task::Sst2, Task::Mnli, Task::Anli, Task::YelpPolarity];
 
+    /// The task's short name (e.g. `sst2`, `yelp_polarity`), which [`Task::from_name`] reads.
     pub fn name(self) -> &'static str {
         match self {
             Task::Mrpc => "mrpc",
@@ -62,6 +82,10 @@ impl Task {
         }
     }
 
+    /// The task whose [`Task::name`] is `name`.
+    ///
+    /// # Errors
+    /// [`Error::UnknownTask`], listing the known names.
     pub fn from_name(name: &str) -> Result<Task, Error> {
         Task::ALL
             .into_iter()
@@ -104,6 +128,7 @@ impl Task {
         matches!(self, Task::Mrpc | Task::Qqp | Task::Mnli | Task::Anli)
     }
 
+    /// The metrics reported on the task: accuracy, and F1 as well for MRPC and QQP.
     pub fn metrics(self) -> &'static [Metric] {
         match self {
             Task::Mrpc | Task::Qqp => &[Metric::Accuracy, Metric::F1],
@@ -242,6 +267,7 @@ impl Task {
 }
 
 impl TaskData {
+    /// The examples of split `name`; `None` if the task has no such split.
     pub fn split(&self, name: &str) -> Option<&[Example]> {
         self.splits.get(name).map(Vec::as_slice)
     }

@@ -29,25 +29,64 @@ pub mod pytorch_bin;
 
 pub use pytorch_bin::WeightsFormat;
 
+/// Why a checkpoint could not be read, checked or loaded into a model.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
+    /// The weights file could not be opened or read, is neither a safetensors file nor a state
+    /// dict that `torch.save` wrote, or holds no tensors or a dtype the suite does not load.
     #[error("read {path}: {message}")]
-    Read { path: String, message: String },
+    Read {
+        /// The weights file, as displayed.
+        path: String,
+        /// What went wrong (the I/O or parse error).
+        message: String,
+    },
+    /// The checkpoint's tensor names do not fit the model's variables: variables it lacks, or
+    /// tensors that are neither variables nor unused by design (pre-training heads, buffers).
     #[error(
         "checkpoint {path} does not fit the model:\n  missing: {}\n  unexpected: {}",
         if .missing.is_empty() { "none".to_owned() } else { .missing.join(", ") },
         if .unexpected.is_empty() { "none".to_owned() } else { .unexpected.join(", ") }
     )]
-    Mismatch { path: String, missing: Vec<String>, unexpected: Vec<String> },
+    Mismatch {
+        /// The weights file, as displayed.
+        path: String,
+        /// Model variables (outside the head) that no checkpoint tensor gives, sorted.
+        missing: Vec<String>,
+        /// Checkpoint tensors that match no variable and are not unused by design, sorted.
+        unexpected: Vec<String>,
+    },
+    /// Two checkpoint tensors give the same variable (a legacy and a current name, or a name with
+    /// and without the encoder prefix).
     #[error("checkpoint {path}: `{first}` and `{second}` both give the variable `{variable}`; remove one")]
-    Conflict { path: String, variable: String, first: String, second: String },
+    Conflict {
+        /// The weights file, as displayed.
+        path: String,
+        /// The model variable both tensors map to.
+        variable: String,
+        /// The checkpoint name matched to the variable first.
+        first: String,
+        /// The checkpoint name that also matched it.
+        second: String,
+    },
+    /// A checkpoint tensor's shape differs from that of the variable it gives.
     #[error("checkpoint {path}: tensor `{name}` has shape {actual:?}, the model expects {expected:?}")]
-    Shape { path: String, name: String, expected: Vec<i64>, actual: Vec<i64> },
+    Shape {
+        /// The weights file, as displayed.
+        path: String,
+        /// The model variable (its name in the model, not the checkpoint's).
+        name: String,
+        /// The variable's shape.
+        expected: Vec<i64>,
+        /// The checkpoint tensor's shape.
+        actual: Vec<i64>,
+    },
 }
 
 /// What a load did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoadReport {
+    /// How many variables were copied from checkpoint tensors.
     pub loaded: usize,
     /// Variables the checkpoint does not have, initialised from the seed (the task head).
     pub initialised: Vec<String>,

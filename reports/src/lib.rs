@@ -35,7 +35,9 @@ pub type MeasuredSearches = BTreeMap<String, Measured>;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Paper {
+    /// The citation the d90 values come from (paper, arXiv id, table).
     pub source: String,
+    /// The d90 values of the paper's Table 1.
     pub d90: Vec<PaperD90>,
     /// Public full fine-tuning dev accuracies to show beside each baseline (not the paper's).
     #[serde(default)]
@@ -46,40 +48,66 @@ pub struct Paper {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Reference {
+    /// The model, by the manifest's asset id (`FacebookAI/roberta-base`), as plans name it.
     pub model: String,
+    /// The task, as plans name it (`mrpc`, `sst2`).
     pub task: String,
+    /// The dev accuracy, as a fraction (0.902, not 90.2).
     pub accuracy: f64,
+    /// Where it is published.
     pub source: String,
 }
 
+/// One d90 of the paper's Table 1.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PaperD90 {
+    /// The model, by the manifest's asset id (`google-bert/bert-base-uncased`).
     pub model: String,
+    /// The task, as plans name it (`mrpc`, `qqp`).
     pub task: String,
+    /// `said` or `did`, joined against a search's mode.
     pub method: String,
+    /// The published d90 (a subspace dimension).
     pub d90: u64,
 }
 
 impl Paper {
+    /// The values of `reports/paper.yaml`, compiled in (panics only if that file is invalid).
     pub fn embedded() -> Paper {
         serde_norway::from_str(include_str!("../paper.yaml")).expect("reports/paper.yaml is valid")
     }
 }
 
+/// Why a report could not be built, written or compared.
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
+    /// A polars operation on the frames failed.
     #[error(transparent)]
     Polars(#[from] PolarsError),
+    /// A figure could not be drawn.
     #[error("svg {file}: {message}")]
-    Svg { file: String, message: String },
+    Svg {
+        /// Which figure (`figure1`, `trajectory`, `model_size`, `generalization`).
+        file: String,
+        /// The plotting backend's error.
+        message: String,
+    },
+    /// A file or folder could not be read or written, or a `table1.csv` read back is not valid
+    /// CSV.
     #[error("{path}: {source}")]
-    Io { path: std::path::PathBuf, source: std::io::Error },
+    Io {
+        /// The file or folder.
+        path: std::path::PathBuf,
+        /// The I/O error (a CSV error wrapped as one).
+        source: std::io::Error,
+    },
 }
 
 /// A rendered report: relative file name -> bytes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Report {
+    /// Each file's contents by its name relative to the report folder (`table1.csv`).
     pub files: BTreeMap<String, Vec<u8>>,
 }
 
@@ -763,13 +791,20 @@ fn precondition_of(
 /// One trend of a trajectory or a size sweep.
 #[derive(Debug, Clone)]
 pub struct TrendRow {
+    /// The pre-training's name (a trajectory), or `size` (a size sweep).
     pub group: String,
+    /// The task.
     pub task: String,
+    /// The method's name in the plan.
     pub method: String,
     /// Determined points of all points.
     pub determined: usize,
+    /// Searches in the trend (checkpoints after update 0, or models).
     pub points: usize,
+    /// The slope of log10 d90 against log10 update or parameters over the determined points;
+    /// `None` with fewer than two.
     pub trend: Option<d90::compare::Trend>,
+    /// Whether pre-training improves full fine-tuning at these points.
     pub precondition: uncertainty::Precondition,
 }
 

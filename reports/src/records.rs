@@ -10,18 +10,26 @@ pub use results::{Outcome, PretrainingRecord, Probe, RunRecord, SearchRecord};
 /// What a report is made from.
 #[derive(Debug, Clone, Default)]
 pub struct Records {
+    /// Search records (`searches/<key>.json`), sorted by key.
     pub searches: Vec<SearchRecord>,
+    /// Run records (`runs/<key>.json`), sorted by key.
     pub runs: Vec<RunRecord>,
     /// Finished MLM pre-trainings (`pretraining/<key>/record.json`).
     pub pretrainings: Vec<PretrainingRecord>,
 }
 
+/// Why a results folder could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
+    /// A result file could not be read or is not a valid record (the error names it).
     #[error(transparent)]
     Results(#[from] results::ResultsError),
+    /// The folder holds no search records.
     #[error("{dir}: no search results (run `cargo xtask reproduce` first, or pass --runs DIR)")]
-    Empty { dir: PathBuf },
+    Empty {
+        /// The results folder read.
+        dir: PathBuf,
+    },
 }
 
 /// Every search, run and pre-training record under `dir` (`searches/*.json`, `runs/*.json`,

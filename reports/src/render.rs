@@ -11,7 +11,9 @@ use crate::{Paper, Report, ReportError};
 /// A table ready to print: header and formatted cells (`None`: no value).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Table {
+    /// Column names, in the frame's order.
     pub columns: Vec<String>,
+    /// Cells row by row, one per column.
     pub rows: Vec<Vec<Option<String>>>,
 }
 
@@ -26,6 +28,8 @@ fn decimals(column: &str) -> usize {
 }
 
 impl Table {
+    /// Formats every cell of `frame`: floats with fixed decimals by column (4 unless listed),
+    /// booleans as `yes`/`no`, nulls and NaN as `None`.
     pub fn from_frame(frame: &DataFrame) -> PolarsResult<Table> {
         let columns: Vec<String> = frame.get_column_names().iter().map(|name| name.to_string()).collect();
         let mut rows = vec![Vec::with_capacity(columns.len()); frame.height()];
@@ -53,6 +57,7 @@ impl Table {
         Ok(Table { columns, rows })
     }
 
+    /// A markdown table: `—` for an empty cell, `|` inside a cell escaped.
     pub fn markdown(&self) -> String {
         let mut text = format!("| {} |\n", self.columns.join(" | "));
         writeln!(text, "|{}|", self.columns.iter().map(|_| "---").collect::<Vec<_>>().join("|")).unwrap();
@@ -65,6 +70,7 @@ impl Table {
         text
     }
 
+    /// CSV bytes with a header row; an empty cell is an empty field.
     pub fn csv(&self) -> Vec<u8> {
         let mut writer = csv::Writer::from_writer(Vec::new());
         writer.write_record(&self.columns).expect("in memory");

@@ -13,13 +13,18 @@ use results::{Mode, RunRecord, SearchRecord};
 /// One search's uncertainty.
 #[derive(Debug, Clone)]
 pub struct Measured {
+    /// The search as the bootstrap reads it from its record and runs.
     pub search: Search,
+    /// Per-example, or seed-only and why.
     pub reading: Reading,
     /// Where the curve of the recorded scores crosses the target.
     pub estimate: Option<Crossing>,
     /// The crossing of each resample (extended log10 axis).
     pub crossings: Vec<f64>,
+    /// The 95% percentile interval of `crossings` (log10 d; open at both ends without
+    /// resamples).
     pub interval: Interval,
+    /// Whether the d90 is a measurement, or why not.
     pub determination: Determination,
     /// The smallest and largest `d` probed (what an open end of the interval is open past).
     pub probed: (usize, usize),
@@ -28,6 +33,8 @@ pub struct Measured {
 }
 
 impl Measured {
+    /// Reads `record` with its runs (by key), resamples it [`RESAMPLES`] times when it has a
+    /// crossing and anything varies, and determines it with the plan's factor.
     pub fn of(record: &SearchRecord, runs: &BTreeMap<&str, &RunRecord>) -> Measured {
         let (search, reading) = Search::from_record(record, |key| runs.get(key).copied());
         let estimate = search.estimate();
@@ -46,6 +53,7 @@ impl Measured {
         Measured { determination, search, reading, estimate, crossings, interval, probed, baselines }
     }
 
+    /// Whether the d90 is determined ([`Determination::Determined`]).
     pub fn determined(&self) -> bool {
         self.determination.is_determined()
     }
@@ -73,6 +81,7 @@ impl Measured {
         Some(format!("[{}, {}]", end(self.interval.low), end(self.interval.high)))
     }
 
+    /// `per-example`, or `seed-only: <why>`.
     pub fn reading_label(&self) -> String {
         match &self.reading {
             Reading::PerExample => "per-example".to_owned(),
@@ -136,6 +145,7 @@ pub enum Precondition {
 }
 
 impl Precondition {
+    /// `met: <numbers>`, `not met: ... (<numbers>)` or `not measured: <why>`.
     pub fn label(&self) -> String {
         match self {
             Precondition::Met(numbers) => format!("met: {numbers}"),
@@ -219,9 +229,13 @@ pub fn spearman_trend(points: &[(&Measured, f64)], claim_positive: bool) -> Opti
 /// One row of the Claims table.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Claim {
+    /// The claim, lettered as the table lists it.
     pub claim: &'static str,
+    /// `held`, `not held` or `inconclusive`, or why it is not tested.
     pub verdict: String,
+    /// The numbers behind the verdict, cell by cell.
     pub numbers: String,
+    /// The report section that shows them.
     pub section: &'static str,
 }
 
@@ -291,6 +305,7 @@ pub fn small_claim(searches: &[(&SearchRecord, &Measured)]) -> Claim {
     Claim { claim, verdict, numbers, section: "Table 1" }
 }
 
+/// A model id without its owner (`FacebookAI/roberta-base` -> `roberta-base`).
 pub fn short(model: &str) -> &str {
     model.rsplit('/').next().unwrap_or(model)
 }

@@ -78,7 +78,10 @@ pub enum Scope {
 #[serde(rename_all = "snake_case")]
 #[cfg_attr(feature = "clap", derive(clap::ValueEnum), value(rename_all = "snake_case"))]
 pub enum LambdaGrouping {
+    /// One scale per parameter tensor (the authors' code; `aghajanyan` adds one no tensor uses).
     PerTensor,
+    /// One scale per layer group: the embeddings, each transformer layer, and everything else as
+    /// the task head (`m = n_layers + 2`).
     PerLayer,
 }
 
@@ -128,6 +131,8 @@ pub enum Precision {
 }
 
 impl Precision {
+    /// Whether this is f32, the default, which serde leaves out of configs and plans so that f32
+    /// keys stay as they were before precisions existed.
     pub fn is_f32(&self) -> bool {
         *self == Precision::F32
     }
@@ -138,13 +143,19 @@ serde_display!(Mode, SubspaceMethod, Scope, LambdaGrouping, Compat, Precision);
 /// Independent seeds, so that one can vary while the others stay.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Seeds {
+    /// The order of the training examples and batches of every epoch (not the training subset:
+    /// that is `subset_seed`).
     pub data: u64,
+    /// The initialisation of the fresh task head (of every weight for a synthetic model).
     pub head: u64,
+    /// The dropout RNG, reseeded from this seed and the step before every step.
     pub dropout: u64,
+    /// The Fastfood projection's random factors (DID and SAID; unused in full fine-tuning).
     pub projection: u64,
 }
 
 impl Seeds {
+    /// Every seed set to `seed`, as a search's runs have them (a signature then shows one `seed:`).
     pub fn all(seed: u64) -> Seeds {
         Seeds { data: seed, head: seed, dropout: seed, projection: seed }
     }
@@ -153,17 +164,29 @@ impl Seeds {
 /// Every training setting of one run (its model and data are in [`crate::RunSpec`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainConfig {
+    /// Full fine-tuning, DID or SAID.
     pub mode: Mode,
     /// Subspace dimension (ignored for `full`).
     pub d: usize,
+    /// The Fastfood map's scope (ignored for `full`).
     pub scope: Scope,
+    /// SAID's grouping of the scales `lambda` (ignored unless the mode is `said`).
     pub grouping: LambdaGrouping,
+    /// The exact method or the authors' code (ignored for `full`).
     pub compat: Compat,
+    /// Peak learning rate (of every weight in `full`, of `theta` in DID and SAID), reached after
+    /// the linear warmup and then decayed linearly to 0.
     pub lr: f64,
+    /// Epochs over the training examples.
     pub epochs: usize,
+    /// Examples per batch.
     pub batch_size: usize,
+    /// The fraction of all steps over which the learning rate warms up linearly from 0.
     pub warmup_ratio: f64,
+    /// AdamW's decoupled weight decay, not applied to biases, LayerNorm weights or the subspace's
+    /// `theta` and `lambda`.
     pub weight_decay: f64,
+    /// The gradient's global norm is clipped to this.
     pub max_grad_norm: f64,
     /// Evaluate every this many steps, and at the end of every epoch.
     pub eval_every: Option<usize>,
@@ -185,6 +208,7 @@ pub struct TrainConfig {
     /// SAID: the learning rate of the scales `lambda` (`None`: `lr`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lambda_lr: Option<f64>,
+    /// The seeds of data order, head initialisation, dropout and projection.
     pub seeds: Seeds,
     /// f32, or bf16 autocast for the encoder (weights, optimiser and projection stay f32). Left
     /// out of the serialised config when f32, so f32 runs keep the keys they always had.

@@ -24,14 +24,28 @@ use crate::run::RunRecord;
 use crate::search::SearchRecord;
 use crate::write_atomically;
 
+/// An error reading, writing or locking something in a results folder.
 #[derive(Debug, thiserror::Error)]
 pub enum ResultsError {
+    /// A file or folder could not be created, read, written, renamed or locked.
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        /// The file or folder that failed.
+        path: PathBuf,
+        /// The system's reason.
+        source: std::io::Error,
+    },
+    /// A result file exists but does not parse as its record (a file this suite's atomic writer
+    /// did not write, or one edited by hand).
     #[error(
         "{path}: not a valid result file ({message}); it was not written by this suite's atomic writer: remove it to rerun"
     )]
-    Corrupt { path: PathBuf, message: String },
+    Corrupt {
+        /// The result file.
+        path: PathBuf,
+        /// serde_json's message (with the line and column of the fault).
+        message: String,
+    },
 }
 
 impl From<crate::WriteError> for ResultsError {
@@ -47,6 +61,7 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ResultsError + '_ {
 /// A results folder.
 #[derive(Debug, Clone)]
 pub struct ResultsDir {
+    /// The folder itself (`runs/<preset>` by default), laid out as the module doc says.
     pub root: PathBuf,
 }
 
@@ -78,14 +93,17 @@ impl ResultsDir {
         Ok(())
     }
 
+    /// `runs/<key>.json`: where the record of the run keyed `key` is, or will be, written.
     pub fn run_path(&self, key: &str) -> PathBuf {
         self.root.join("runs").join(format!("{key}.json"))
     }
 
+    /// `searches/<key>.json`: where the record of the search keyed `key` is, or will be, written.
     pub fn search_path(&self, key: &str) -> PathBuf {
         self.root.join("searches").join(format!("{key}.json"))
     }
 
+    /// `work/<key>/`: the checkpoints of the run keyed `key` while it is in progress.
     pub fn work_dir(&self, key: &str) -> PathBuf {
         self.root.join("work").join(key)
     }
@@ -109,18 +127,25 @@ impl ResultsDir {
         }
     }
 
+    /// The record of the run keyed `key`; `None` when it has none yet (not run, or not finished).
+    /// A file that does not parse is [`ResultsError::Corrupt`].
     pub fn load_run(&self, key: &str) -> Result<Option<RunRecord>, ResultsError> {
         read_json(&self.run_path(key))
     }
 
+    /// The record of the search keyed `key`; `None` when it has none yet. A file that does not
+    /// parse is [`ResultsError::Corrupt`].
     pub fn load_search(&self, key: &str) -> Result<Option<SearchRecord>, ResultsError> {
         read_json(&self.search_path(key))
     }
 
+    /// Writes `record` atomically to `runs/<key>.json` (its own key), replacing any older file.
     pub fn save_run(&self, record: &RunRecord) -> Result<(), ResultsError> {
         Ok(write_atomically(&self.run_path(&record.key), record)?)
     }
 
+    /// Writes `record` atomically to `searches/<key>.json` (its own key), replacing any older
+    /// file.
     pub fn save_search(&self, record: &SearchRecord) -> Result<(), ResultsError> {
         Ok(write_atomically(&self.search_path(&record.key), record)?)
     }

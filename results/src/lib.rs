@@ -118,7 +118,10 @@ pub fn serde_name<T: Serialize>(value: &T) -> String {
 #[derive(Debug, thiserror::Error)]
 #[error("{path}: {source}")]
 pub struct WriteError {
+    /// The file that could not be written: the temporary beside the destination, or the
+    /// destination when the rename failed.
     pub path: PathBuf,
+    /// The system's reason.
     pub source: std::io::Error,
 }
 

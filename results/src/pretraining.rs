@@ -57,6 +57,8 @@ pub struct PretrainSpec {
     pub checkpoint_every: usize,
     /// Held-out sequences the MLM loss is measured on at every checkpoint.
     pub heldout_sequences: usize,
+    /// f32, or bf16 autocast for the encoder's forward and backward (weights and optimiser stay
+    /// f32).
     pub precision: Precision,
     /// `cpu` or `cuda`.
     pub device: String,
@@ -73,6 +75,7 @@ impl PretrainSpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PretrainCheckpoint {
+    /// The optimiser updates done when it was written (0: the initial weights).
     pub update: usize,
     /// The folder's name under `checkpoints/`: sha256 (16 hex digits) of its files.
     pub hash: String,
@@ -87,16 +90,22 @@ pub struct PretrainCheckpoint {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PretrainingRecord {
+    /// [`PretrainSpec::key`]: the pre-training's folder name under `pretraining/`.
     pub key: String,
+    /// The settings it ran with.
     pub spec: PretrainSpec,
     /// The encoder's parameters (the MLM head's own included, tied decoder counted once).
     pub parameters: usize,
+    /// Every checkpoint it wrote, by increasing update.
     pub checkpoints: Vec<PretrainCheckpoint>,
     /// Tokens in the training and held-out parts of the packed corpus.
     pub train_tokens: u64,
+    /// Tokens in the held-out part of the packed corpus.
     pub heldout_tokens: u64,
     /// Seconds of training over every process, and sequence tokens (padding excluded) per second.
     pub wall_time_s: f64,
+    /// Training throughput: sequence tokens (padding excluded) per second of `wall_time_s`.
     pub tokens_per_s: f64,
+    /// The code revision, host and time that made the record.
     pub provenance: Provenance,
 }

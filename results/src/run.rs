@@ -17,15 +17,22 @@ pub struct RunSpec {
     /// Checkpoint identity: the pinned HF commit (7 hex digits), a local folder's content hash
     /// (12 hex digits of the sha256 of its files' hashes), or `synthetic`.
     pub model_revision: String,
+    /// The task's name: a manifest task (`sst2`, `mrpc`, ...) or a spec's local task.
     pub task: String,
     /// Data identity: the first 8 hex digits of the data file's sha256, a local task's hash (12
     /// hex digits over its declaration and files), or `synthetic`.
     pub data: String,
+    /// Tokens per example after truncation.
     pub max_len: usize,
+    /// Train on a seeded random subset of this many training examples; `None`: the whole split.
     pub max_train_examples: Option<usize>,
+    /// The seed of that subset, the same for every run of a search.
     pub subset_seed: u64,
+    /// Where the run trained: `cpu`, `cuda` or `cuda:N`.
     pub device: String,
+    /// The libtorch version the suite ran with (`2.11.0`).
     pub torch: String,
+    /// Every training setting: mode, `d`, learning rate, seeds, ...
     pub train: TrainConfig,
 }
 
@@ -93,7 +100,9 @@ impl RunSpec {
 /// Accuracy (and F1 of label 1 where the task reports it) of one dev split.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SplitMetrics {
+    /// The fraction of the split's examples predicted right, in [0, 1].
     pub accuracy: f64,
+    /// F1 of label 1, for tasks whose metrics include F1 (MRPC, QQP); `None` for the others.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub f1: Option<f64>,
     /// How many examples were predicted as each class, in label order.
@@ -116,10 +125,13 @@ impl SplitMetrics {
 /// One evaluation of a run (every `eval_every` steps and at the end of every epoch).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Evaluation {
+    /// Optimiser steps done when the evaluation was made.
     pub step: usize,
     /// 0-based.
     pub epoch: usize,
+    /// Mean training loss over the steps since the previous evaluation.
     pub train_loss: f64,
+    /// The metrics of every dev split, by split name.
     pub splits: BTreeMap<String, SplitMetrics>,
     /// The metric the run is judged by: accuracy of the first dev split.
     pub score: f64,
@@ -135,8 +147,11 @@ pub struct Evaluation {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "status")]
 pub enum Status {
+    /// Every step of every epoch ran.
     Completed,
+    /// The run diverged and ended there, with no score (`best` is `None`).
     Diverged {
+        /// Optimiser steps completed when the divergence was found.
         step: usize,
         /// The training loss of the step (the last finite one when the weights or logits failed).
         loss: f64,
@@ -164,42 +179,64 @@ pub enum DivergenceCause {
 /// Summary facts of a Fastfood projector (`subspace::fastfood::Projector`), for run records.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProjectorSummary {
+    /// One block group over all tensors (global), or one per tensor.
     pub scope: Scope,
+    /// The seed every random factor is drawn from (the run's projection seed).
     pub seed: u64,
+    /// The projector's input dimension: the length of `theta`
+    /// ([`SubspaceDescription::theta_len`]; the run's `d` for DID).
     pub d: usize,
+    /// The output dimension D: the elements of every projected tensor.
     pub total_params: usize,
+    /// Parameter tensors projected onto.
     pub n_tensors: usize,
+    /// Block groups (1 for the global scope, one per tensor for the per-tensor scope).
     pub n_groups: usize,
+    /// Fastfood blocks over all groups: a group has one per length-`L` chunk of the input it reads.
     pub n_blocks: usize,
     /// Sum over blocks of their length `L`: the elements each FWHT pass touches.
     pub total_padded_len: usize,
     /// Groups whose block is shorter than `d`: the authors' code would crop the input there.
     pub n_groups_cropped_by_authors_code: usize,
+    /// Whether a group whose block is shorter than `d` reads only `x[..L]` (the authors' cropping,
+    /// used in the `aghajanyan` compatibility mode only).
     pub crop_to_block: bool,
 }
 
 /// The small serialisable record of a subspace (`subspace::Subspace`), kept with every run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SubspaceDescription {
+    /// DID or SAID.
     pub method: SubspaceMethod,
+    /// SAID's grouping of the scales `lambda`; `None` for DID.
     pub grouping: Option<LambdaGrouping>,
+    /// The exact method or the authors' code.
     pub compat: Compat,
     /// Scales `m` (including the unused one of the compatibility mode).
     pub n_lambda: usize,
     /// Coordinates of `theta` (`d - m` for SAID, `d - m - 1` in the compatibility mode).
     pub theta_len: usize,
+    /// The Fastfood projector that maps `theta` onto the weights.
     pub projector: ProjectorSummary,
 }
 
 /// What a run gave.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunResult {
+    /// The training settings the run used.
     pub config: TrainConfig,
+    /// How the run ended.
     pub status: Status,
+    /// Optimiser steps done in all, those before a resumed checkpoint included.
     pub steps: usize,
+    /// Every evaluation, in order.
     pub evaluations: Vec<Evaluation>,
+    /// The evaluation with the highest score; `None` when the run diverged or never evaluated.
     pub best: Option<Evaluation>,
+    /// The subspace of a DID or SAID run; `None` for full fine-tuning.
     pub subspace: Option<SubspaceDescription>,
+    /// Scalars the optimiser trains: every weight in full fine-tuning, `d` (`theta` and
+    /// `lambda`) in DID and SAID.
     pub trainable_parameters: usize,
     /// Seconds spent on the run: this process's, plus the time of earlier processes up to the
     /// checkpoint it resumed from (work lost after a checkpoint is not counted).
@@ -218,6 +255,7 @@ pub struct RunResult {
 /// The examples of a dev split as per-example outcomes need them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DevExamples {
+    /// The name of the dev split (the task's first).
     pub split: String,
     /// The first 16 hex digits of the sha256 of the examples' ids in order, one per line: two runs
     /// whose hashes differ did not evaluate the same examples in the same order.
@@ -231,6 +269,7 @@ pub struct DevExamples {
 pub struct Provenance {
     /// The code revision of the binary that made it (captured when that binary was built).
     pub code: String,
+    /// The host name of the machine that made it (`unknown` when it could not be read).
     pub host: String,
     /// Seconds since the Unix epoch when the result was written.
     pub finished_at: u64,
@@ -266,17 +305,24 @@ fn host_name() -> String {
 /// One finished run (`runs/<key>.json`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunRecord {
+    /// [`RunSpec::key`] of `spec`: the file's name under `runs/`.
     pub key: String,
+    /// [`RunSpec::signature`] of `spec` with the code revision that made the run.
     pub signature: String,
+    /// Everything that determined the run's numbers.
     pub spec: RunSpec,
+    /// Training examples the run trained on (after `max_train_examples`).
     pub train_examples: usize,
     /// Accuracy of always predicting the most frequent label of the first dev split.
     pub majority_accuracy: f64,
     /// The run's best dev metric (accuracy of the first dev split), if it evaluated at all.
     pub best_score: Option<f64>,
+    /// The run ended as [`Status::Diverged`].
     pub diverged: bool,
+    /// What the run gave.
     pub result: RunResult,
     /// Peak resident memory of the process that finished the run (`VmHWM`).
     pub peak_resident_bytes: Option<u64>,
+    /// The code revision, host and time that made the record, and the hashes of its local inputs.
     pub provenance: Provenance,
 }

@@ -15,7 +15,10 @@ use crate::run::Provenance;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SearchMode {
+    /// Probe every grid value within the bounds.
     Grid,
+    /// Climb a ladder from the bottom to the first success, confirm it, then bisect the gap below
+    /// the successful tail (about `2 log2(n)` probes when success is monotone).
     Bisect,
 }
 
@@ -37,21 +40,35 @@ pub fn d_grid_every(d_min: usize, d_max: usize, every: usize) -> Vec<usize> {
 /// Fully resolved training settings of one experiment.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Training {
+    /// Epochs over the training examples (a method may set its own: [`Method::epochs`]).
     pub epochs: usize,
+    /// Examples per batch.
     pub batch_size: usize,
+    /// Tokens per example after truncation.
     pub max_len: usize,
+    /// Train on a seeded random subset of this many training examples; `None`: the whole split.
     pub max_train_examples: Option<usize>,
+    /// The seed of that subset, the same for every run.
     pub subset_seed: u64,
+    /// The fraction of all steps over which the learning rate warms up linearly from 0.
     pub warmup_ratio: f64,
+    /// AdamW's decoupled weight decay, not applied to biases and norms.
     pub weight_decay: f64,
+    /// The gradient's global norm is clipped to this.
     pub max_grad_norm: f64,
+    /// Evaluate every this many steps as well as at the end of every epoch; `None`: epochs only.
     pub eval_every: Option<usize>,
+    /// Every run saves its state every this many steps, so a killed run resumes from it.
     pub checkpoint_every: usize,
     /// Left out of the serialised plan when f32, so f32 searches keep their keys.
     #[serde(default, skip_serializing_if = "Precision::is_f32")]
     pub precision: Precision,
+    /// Length-bucketed batches in chunks of this many batches ([`TrainConfig::length_buckets`]);
+    /// `None`: plain shuffled batches.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub length_buckets: Option<usize>,
+    /// Training accuracy of the generalization run on the first this many training examples
+    /// (`None`: all of them); probe runs never measure it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub train_eval_examples: Option<usize>,
 }
@@ -108,16 +125,25 @@ impl Training {
 pub struct Method {
     /// The spec's name for it (`said`, `did_per_tensor`, `full`, ...).
     pub name: String,
+    /// `full` (a baseline), `did` or `said`.
     pub mode: Mode,
+    /// The learning-rate grid: every probe trains each rate with each seed.
     pub lrs: Vec<f64>,
+    /// The `d` the rates of `lrs` are for; at another `d` each is scaled by `sqrt(lr_d0 / d)`
+    /// (`None`: the same rates at every `d`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lr_d0: Option<usize>,
+    /// SAID: the learning rate of the scales `lambda` (`None`: the rate of `theta`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lambda_lr: Option<f64>,
+    /// Epochs of this method's runs (`None`: the plan's `training.epochs`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub epochs: Option<usize>,
+    /// The Fastfood map's scope (unused by `full`).
     pub scope: Scope,
+    /// SAID's grouping of the scales `lambda` (unused unless the mode is `said`).
     pub grouping: LambdaGrouping,
+    /// The exact method or the authors' code (unused by `full`).
     pub compat: Compat,
 }
 
@@ -148,10 +174,13 @@ impl Method {
 /// The search settings of one experiment.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Search {
+    /// Probe every grid value, or ladder then bisection.
     pub mode: SearchMode,
+    /// The smallest `d` searched: grid values below it are never probed.
     pub d_min: usize,
     /// `None`: up to the grid's end (10^6), cut at the model's D by the runner.
     pub d_max: Option<usize>,
+    /// The fraction of the baseline's median score a probe must reach (the paper's 0.9 for d90).
     pub threshold: f64,
     /// Every this many grid values (`None`: every one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -181,13 +210,21 @@ impl Search {
 /// One d90 search: a model, a task, a subspace method against a baseline.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SearchPlan {
+    /// The name of the spec's experiment the search belongs to.
     pub experiment: String,
+    /// The model's name, as [`RunSpec::model`](crate::RunSpec::model) spells it.
     pub model: String,
+    /// The task's name: a manifest task or a spec's local task.
     pub task: String,
+    /// The DID or SAID method whose d90 is searched.
     pub method: Method,
+    /// The full fine-tuning method whose score sets the target.
     pub baseline: Method,
+    /// The seeds of every probe and of the baseline.
     pub seeds: Vec<u64>,
+    /// The training settings of every run of the search.
     pub training: Training,
+    /// The grid, the search mode and the threshold.
     pub search: Search,
     /// The model is a checkpoint of one of the spec's pre-trainings (trajectory and size
     /// experiments); absent for every other model, so the keys of such searches are unchanged.
@@ -219,6 +256,7 @@ pub enum ExperimentKind {
 }
 
 impl ExperimentKind {
+    /// Whether this is `d90`, the default, which serde leaves out of a plan (keeping old keys).
     pub fn is_d90(&self) -> bool {
         *self == ExperimentKind::D90
     }
@@ -229,17 +267,22 @@ impl ExperimentKind {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PretrainingRef {
+    /// The pre-training's name in the spec's `pretraining:` map.
     pub name: String,
+    /// The checkpoint's update (0: the initial weights).
     pub update: usize,
 }
 
 /// One probe: every learning rate and seed of the method at one `d`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Probe {
+    /// The subspace dimension probed (a grid value).
     pub d: usize,
     /// The median over seeds of the seed scores; `None` when every run diverged.
     pub score: Option<f64>,
+    /// The score reached the target ([`Baseline::target`]).
     pub success: bool,
+    /// Every run of the probe diverged.
     pub all_diverged: bool,
     /// Per seed, in the plan's order: the best score over learning rates of the runs that
     /// neither diverged nor predicted one class (`None`: no such run).
@@ -258,13 +301,27 @@ pub struct Probe {
 pub enum Outcome {
     /// d90: the smallest probed value from which every larger probe succeeded, with the largest
     /// failure below it.
-    Found { d90: usize, bracket: (Option<usize>, usize) },
+    Found {
+        /// The d90: the first probed `d` of the successful tail.
+        d90: usize,
+        /// The largest failed probe below d90 (`None`: no probe below it) and d90 itself.
+        bracket: (Option<usize>, usize),
+    },
     /// The smallest grid value already succeeds: d90 is at most that, a bound and not a value.
-    Bound { at_most: usize },
+    Bound {
+        /// The smallest grid value searched, which succeeded.
+        at_most: usize,
+    },
     /// The largest value searched did not reach the target.
-    NotReached { largest_tried: usize },
+    NotReached {
+        /// The largest `d` probed.
+        largest_tried: usize,
+    },
     /// d90 cannot be computed (the paper's Figure 2 caption, and this suite's rules): the reason.
-    Unable { reason: String },
+    Unable {
+        /// Why, in words (e.g. the baseline is not above the majority-class accuracy).
+        reason: String,
+    },
 }
 
 impl Outcome {
@@ -285,15 +342,18 @@ impl Outcome {
 /// reports read it from old records but never show it as a 95% interval.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Interval {
+    /// The 2.5% quantile of the resampled d90s.
     pub low: usize,
     /// `None`: beyond the largest probe (the resampled target was not reached there).
     pub high: Option<usize>,
+    /// How many seed resamples the quantiles were taken over.
     pub resamples: usize,
 }
 
 /// What a search over a grid gave, before it is recorded.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SearchOutcome {
+    /// What the search concluded.
     pub outcome: Outcome,
     /// In probing order.
     pub probes: Vec<Probe>,
@@ -306,8 +366,11 @@ pub struct SearchOutcome {
 pub struct Baseline {
     /// Median over seeds of the best dev metric over learning rates.
     pub score: Option<f64>,
+    /// What a probe must reach: `threshold` x `score`; `None` when no baseline seed has a score.
     pub target: Option<f64>,
+    /// Accuracy of always predicting the most frequent label of the first dev split.
     pub majority_accuracy: f64,
+    /// The keys of the baseline's runs.
     pub runs: Vec<String>,
 }
 
@@ -317,7 +380,9 @@ pub struct Baseline {
 pub struct Architecture {
     /// HF's `model_type` (`bert`, `roberta`, ...): the family.
     pub model_type: String,
+    /// HF's `num_hidden_layers`: the transformer layers.
     pub num_hidden_layers: usize,
+    /// HF's `hidden_size`: the width of the hidden states.
     pub hidden_size: usize,
 }
 
@@ -336,8 +401,13 @@ impl Architecture {
 /// One finished search.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SearchRecord {
+    /// The hash of the plan with the model's and data's identities, the device and the torch
+    /// version: the file's name under `searches/`.
     pub key: String,
+    /// A sacreBLEU-style one-line description of the search (method, map, task, model, data,
+    /// grid, learning rates, seeds, torch, device, code revision).
     pub signature: String,
+    /// The resolved plan the search ran.
     pub plan: SearchPlan,
     /// The model's family and shape; `None` in records written before it was recorded (the
     /// runner fills it in when it meets such a record).
@@ -348,15 +418,21 @@ pub struct SearchRecord {
     /// `None` in records written before they were recorded (filled in like `architecture`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model_revision: Option<String>,
+    /// The data's identity ([`RunSpec::data`](crate::RunSpec::data)); `None` in records written
+    /// before it was recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data: Option<String>,
     /// The model's parameter count D (with its task head) and, for SAID, the number of scales m.
     pub total_parameters: usize,
+    /// SAID's number of scales m (0 for DID).
     pub scales: usize,
     /// The grid searched (after cutting at D).
     pub grid: Vec<usize>,
+    /// The full fine-tuning baseline and the target it sets.
     pub baseline: Baseline,
+    /// What the search concluded.
     pub outcome: Outcome,
+    /// Every probe, in probing order.
     pub probes: Vec<Probe>,
     /// No probed failure above a probed success.
     pub monotone: Option<bool>,
@@ -372,6 +448,7 @@ pub struct SearchRecord {
     /// looking at the run's own dev score ([`GeneralizationChoice`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub generalization_choice: Option<GeneralizationChoice>,
+    /// The code revision, host and time that made the record, and the hashes of its local inputs.
     pub provenance: Provenance,
 }
 

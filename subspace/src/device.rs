@@ -4,16 +4,26 @@ use tch::Device;
 
 use crate::cuda;
 
+/// Why [`parse_device`] cannot give a device for a name.
 #[derive(Debug, thiserror::Error, Clone)]
 pub enum DeviceError {
+    /// A name other than `cpu`, `cuda` or `cuda:N` (`N` a non-negative integer); holds the name.
     #[error("unknown device `{0}`: expected cpu, cuda or cuda:N")]
     Unknown(String),
+    /// CUDA was asked for but `libtorch_cuda.so` could not be loaded ([`cuda::load_backend`]).
     #[error(transparent)]
     NoCudaLibrary(#[from] cuda::BackendError),
+    /// The CUDA backend is loaded but PyTorch counts no CUDA device (no driver or no GPU).
     #[error("libtorch_cuda.so is loaded but PyTorch sees no CUDA device (driver missing or no GPU)")]
     NoCudaDevice,
+    /// `cuda:N` (or `cuda`, meaning 0) with `N` not below the number of CUDA devices.
     #[error("CUDA device {index} asked for, but only {count} are present")]
-    NoSuchCudaDevice { index: usize, count: usize },
+    NoSuchCudaDevice {
+        /// The 0-based device index asked for.
+        index: usize,
+        /// The number of CUDA devices PyTorch sees.
+        count: usize,
+    },
 }
 
 /// Parses a device name and, for CUDA, makes sure the CUDA backend is loaded

@@ -77,31 +77,82 @@ pub enum FactorStorage {
     Regenerate,
 }
 
+/// Why a [`Projector`] cannot be built, or cannot apply `P` or `P^T` to the tensors given.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum FastfoodError {
+    /// [`Projector::new`] with `d = 0`.
     #[error("the Fastfood projection needs d >= 1")]
     EmptyInput,
+    /// [`Projector::new`] with an empty list of tensors.
     #[error("no parameter tensors to project onto")]
     NoTensors,
+    /// [`Projector::new`] with a tensor of no elements.
     #[error("parameter tensor `{name}` has no elements")]
-    EmptyTensor { name: String },
+    EmptyTensor {
+        /// The tensor's name.
+        name: String,
+    },
+    /// A block group of `n` outputs whose block `L = 2^ceil(log2 n)` would exceed `2^30` elements
+    /// (with [`Scope::Global`] the group is every tensor: [`Scope::PerTensor`] splits it).
     #[error(
         "block group `{name}` has {len} outputs, above the 2^30 a block supports{hint}",
         hint = if .name == GLOBAL_GROUP { ": use the per_tensor scope" } else { "" }
     )]
-    GroupTooLarge { name: String, len: usize },
+    GroupTooLarge {
+        /// The group's name: [`GLOBAL_GROUP`] for the global scope, else its tensor's name.
+        name: String,
+        /// The group's number of outputs `n`.
+        len: usize,
+    },
+    /// The transpose given a number of output-space tensors (or of weights) other than the
+    /// projector's number of tensors.
     #[error("expected {expected} tensors of output gradients, got {actual}")]
-    WrongTensorCount { expected: usize, actual: usize },
+    WrongTensorCount {
+        /// The projector's number of tensors.
+        expected: usize,
+        /// The number of tensors (or weights) given.
+        actual: usize,
+    },
+    /// An input on another device than the projector's.
     #[error("a tensor on {actual:?} given to a projector built on {expected:?}")]
-    WrongDevice { expected: Device, actual: Device },
+    WrongDevice {
+        /// The projector's device.
+        expected: Device,
+        /// The input's device.
+        actual: Device,
+    },
+    /// Tensors given to the transpose in more than one dtype.
     #[error("the tensors given to the transpose mix {first:?} and {other:?}: give them all in one kind")]
-    MixedKinds { first: Kind, other: Kind },
+    MixedKinds {
+        /// The first tensor's dtype.
+        first: Kind,
+        /// The first dtype that differs from it.
+        other: Kind,
+    },
+    /// An output buffer for [`Projector::forward_into`] that is not a contiguous 1-D tensor of `D`
+    /// elements in the dtype and on the device of `x`, apart from the memory of `x`.
     #[error("output buffer {actual}: expected {expected}")]
-    WrongOutput { expected: String, actual: String },
+    WrongOutput {
+        /// What the buffer must be, in words.
+        expected: String,
+        /// What it is, in words: shape, dtype, device, and any overlap with the input.
+        actual: String,
+    },
+    /// An input `x` that is not a 1-D tensor of `d` elements.
     #[error("input of length {actual} given to a projector built for d = {expected}")]
-    WrongInputLength { expected: usize, actual: usize },
+    WrongInputLength {
+        /// The projector's input dimension `d`.
+        expected: usize,
+        /// The input's number of elements.
+        actual: usize,
+    },
+    /// An input in a dtype other than f32 or f64.
     #[error("the Fastfood projection works in f32 or f64, got {kind:?}")]
-    UnsupportedKind { kind: Kind },
+    UnsupportedKind {
+        /// The dtype given.
+        kind: Kind,
+    },
+    /// The fused engine failed: its kernel did not load or launch, or it rejected an operand.
     #[error("{0} (set {ENGINE_ENV}=tch_ops to use tch operations instead)")]
     Fused(#[from] fused::FusedError),
 }
@@ -211,6 +262,8 @@ pub enum Engine {
 }
 
 impl Engine {
+    /// The engine named as [`ENGINE_ENV`] spells it (`cpu`, `tch_ops`, `fused`, `anchor`); `None`
+    /// for any other name.
     pub fn parse(name: &str) -> Option<Engine> {
         match name {
             "cpu" => Some(Engine::Cpu),
@@ -300,6 +353,8 @@ impl Projector {
         self
     }
 
+    /// The engine this projector computes with: the device's default unless
+    /// [`Projector::with_engine`] set another.
     pub fn engine(&self) -> Engine {
         self.engine
     }
@@ -331,6 +386,8 @@ impl Projector {
         group.expect("every tensor belongs to a group").block_len()
     }
 
+    /// The projector's facts for run records: scope, seed, `d`, `D`, the numbers of tensors,
+    /// groups and blocks, the total padded length, and how the authors' cropping bears on it.
     pub fn summary(&self) -> ProjectorSummary {
         ProjectorSummary {
             scope: self.spec.scope,

@@ -39,20 +39,36 @@ const TILE_ROW_BITS: u32 = 11;
 /// Below this many elements, threads cost more than they save.
 const PARALLEL_MIN_LEN: usize = 1 << 15;
 
+/// Why a length or a tensor cannot be transformed.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum FwhtError {
+    /// A transform length (the last dimension) that is 0 or not a power of two.
     #[error("FWHT length {len} is not a power of two: pad the input to {next}", next = .len.next_power_of_two())]
-    NotPowerOfTwo { len: usize },
+    NotPowerOfTwo {
+        /// The length given.
+        len: usize,
+    },
+    /// A transform length above `2^30` ([`MAX_LOG2_LEN`]).
     #[error("FWHT length {len} exceeds the supported maximum 2^30")]
-    TooLong { len: usize },
+    TooLong {
+        /// The length given.
+        len: usize,
+    },
+    /// A tensor in a dtype other than f32 or f64.
     #[error("FWHT needs an f32 or f64 tensor, got {kind:?}")]
-    UnsupportedKind { kind: Kind },
+    UnsupportedKind {
+        /// The dtype given.
+        kind: Kind,
+    },
 }
 
 /// The element types the CPU kernel handles.
 pub trait Real: Copy + Send + Sync + Add<Output = Self> + Sub<Output = Self> + Mul<Output = Self> + 'static {
+    /// The additive identity, `0.0`.
     const ZERO: Self;
+    /// Converts an f64, rounding to the nearest value for f32.
     fn from_f64(value: f64) -> Self;
+    /// Converts an f32 (exactly: unchanged, or widened to f64).
     fn from_f32(value: f32) -> Self;
 }
 impl Real for f32 {

@@ -65,34 +65,82 @@ pub enum LayerGroup {
 /// What a subspace run asks for.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SubspaceConfig {
+    /// DID or SAID.
     pub method: Method,
+    /// The intrinsic dimension: every trainable coordinate, `theta`'s `d - m` plus SAID's `m`
+    /// scales (`m = 0` for DID). At most the number of parameters `D`; above `m` for SAID.
     pub d: usize,
+    /// The Fastfood map's block groups: one over all tensors, or one per tensor.
     pub scope: Scope,
     /// Ignored for DID.
     pub grouping: LambdaGrouping,
+    /// The exact method, or the authors' code with its defects (needs the per-tensor scope and,
+    /// for SAID, the per-tensor grouping).
     pub compat: Compat,
+    /// The seed every Fastfood factor is drawn from.
     pub seed: u64,
+    /// Keep the Fastfood factors between calls, or regenerate them at every call.
     pub factor_storage: FactorStorage,
 }
 
+/// Why a [`Subspace`] cannot be built, or cannot write weights or compute gradients.
 #[derive(Debug, thiserror::Error)]
 pub enum SubspaceError {
+    /// SAID with `d <= m`: no coordinate left for `theta`.
     #[error("SAID needs d > m: d = {d}, but the {grouping:?} grouping has m = {m} scales{extra}")]
-    DimensionTooSmall { d: usize, m: usize, grouping: LambdaGrouping, extra: &'static str },
+    DimensionTooSmall {
+        /// The dimension asked for.
+        d: usize,
+        /// The number of scales (with the unused one of the compatibility mode).
+        m: usize,
+        /// The grouping the scales come from.
+        grouping: LambdaGrouping,
+        /// Appended to the message: the compatibility mode's extra scale explained, or empty.
+        extra: &'static str,
+    },
+    /// The `aghajanyan` compatibility mode with a scope other than [`Scope::PerTensor`].
     #[error(
         "the aghajanyan compatibility mode is per-tensor only (its code has no global scope): use scope per_tensor"
     )]
     CompatNeedsPerTensor,
+    /// SAID in the `aghajanyan` compatibility mode with a grouping other than
+    /// [`LambdaGrouping::PerTensor`].
     #[error("the aghajanyan compatibility mode has one scale per tensor: use grouping per_tensor")]
     CompatNeedsPerTensorGrouping,
+    /// `d` above the number of parameters `D`.
     #[error("d = {d} exceeds the {total} parameters it would reparameterise")]
-    DimensionTooLarge { d: usize, total: usize },
+    DimensionTooLarge {
+        /// The dimension asked for.
+        d: usize,
+        /// The number of parameters `D`: the elements of all tensors.
+        total: usize,
+    },
+    /// A parameter whose dtype differs from the first parameter's.
     #[error("parameter `{name}` is {kind:?}; the subspace needs all parameters in one float kind ({expected:?})")]
-    MixedKinds { name: String, kind: Kind, expected: Kind },
+    MixedKinds {
+        /// The parameter's name.
+        name: String,
+        /// Its dtype.
+        kind: Kind,
+        /// The first parameter's dtype.
+        expected: Kind,
+    },
+    /// No parameter has a gradient: no backward pass has run.
     #[error("parameter `{name}` has no gradient: run a backward pass before asking for subspace gradients")]
-    MissingGradient { name: String },
+    MissingGradient {
+        /// The first parameter's name.
+        name: String,
+    },
+    /// [`Subspace::new`] given a number of layer groups other than its number of parameters.
     #[error("{groups} layer groups given for {params} parameter tensors: one per tensor, in the same order")]
-    LayerGroups { groups: usize, params: usize },
+    LayerGroups {
+        /// The number of layer groups given.
+        groups: usize,
+        /// The number of parameter tensors given.
+        params: usize,
+    },
+    /// An error of the Fastfood projector (among them [`FastfoodError::NoTensors`] for an empty
+    /// parameter list).
     #[error(transparent)]
     Fastfood(#[from] FastfoodError),
 }
@@ -189,10 +237,14 @@ impl Subspace {
         })
     }
 
+    /// The Fastfood map `P: R^(d - m) -> R^D` (possibly shared with earlier subspaces of the same
+    /// key on this thread).
     pub fn projector(&self) -> &Projector {
         &self.projector
     }
 
+    /// The subspace coordinates `theta`: 1-D, `d - m` elements (`d` for DID), in the parameters'
+    /// dtype and on their device.
     pub fn theta(&self) -> &Tensor {
         &self.theta
     }
@@ -202,6 +254,8 @@ impl Subspace {
         &self.lambda
     }
 
+    /// The subspace's record for run results: method, grouping (SAID only), compatibility mode,
+    /// `m`, the length of `theta` and the projector's summary.
     pub fn description(&self) -> SubspaceDescription {
         SubspaceDescription {
             method: self.config.method,

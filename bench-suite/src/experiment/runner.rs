@@ -31,24 +31,50 @@ use results::{Mode, Provenance, ResultsDir, ResultsError, RunRecord, RunSpec, St
 use subspace::device::parse_device;
 use subspace::{self, Method as SubspaceMethod, TORCH_VERSION};
 
+/// Why a reproduction could not be prepared or run.
 #[derive(Debug, thiserror::Error)]
 pub enum RunnerError {
+    /// A search that does not fit its model, task or assets, or a pre-training's bad settings: the
+    /// error names the spec's field.
     #[error(transparent)]
     Spec(#[from] SpecError),
+    /// The results folder could not be created, locked, read or written.
     #[error(transparent)]
     Results(#[from] ResultsError),
+    /// The store could not be set up from the environment, or a model's or task's identity could
+    /// not be read from it.
     #[error(transparent)]
     Data(#[from] datasets::Error),
+    /// A run failed: its model and task could not be loaded, or training stopped without a result.
     #[error("{context}: {source}")]
-    Finetune { context: String, source: Box<FinetuneError> },
+    Finetune {
+        /// `run <signature>`: the run that failed.
+        context: String,
+        /// Why it failed.
+        source: Box<FinetuneError>,
+    },
+    /// `--only` names an experiment the spec does not have.
     #[error("--only: no experiment named `{name}` (the spec has: {known})")]
-    UnknownExperiment { name: String, known: String },
+    UnknownExperiment {
+        /// The name given.
+        name: String,
+        /// The spec's experiment names, comma-separated.
+        known: String,
+    },
+    /// A `--shard` value (given here) that is not `i/n` with 0 <= i < n.
     #[error("--shard {0}: expected i/n with 0 <= i < n, e.g. 0/4")]
     Shard(String),
+    /// The device is not `cpu`, `cuda` or `cuda:N`, or is not available.
     #[error(transparent)]
     Device(#[from] subspace::device::DeviceError),
+    /// A pre-training the searches need failed: packing its corpus, or training.
     #[error("pre-training `{name}`: {source}")]
-    Pretraining { name: String, source: Box<crate::pretrain::PretrainError> },
+    Pretraining {
+        /// The pre-training's name in the spec.
+        name: String,
+        /// Why it failed.
+        source: Box<crate::pretrain::PretrainError>,
+    },
     /// The interrupter ended a wait for another process's pre-training ([`Terminated::Waiting`]).
     #[error("{0}")]
     Terminated(#[source] Terminated),
@@ -64,11 +90,17 @@ impl RunnerError {
 /// `--shard i/n`: search `k` of the plan belongs to shard `k mod n`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Shard {
+    /// This shard, `i`, from 0.
     pub index: usize,
+    /// The number of shards, `n`.
     pub count: usize,
 }
 
 impl Shard {
+    /// Parses `--shard`'s `i/n`.
+    ///
+    /// # Errors
+    /// [`RunnerError::Shard`] for anything but two integers with `i < n`.
     pub fn parse(text: &str) -> Result<Shard, RunnerError> {
         let parsed = text.split_once('/').and_then(|(i, n)| Some((i.parse().ok()?, n.parse().ok()?)));
         match parsed {
@@ -77,6 +109,8 @@ impl Shard {
         }
     }
 
+    /// Whether the search at `position` (among the searches `--only` selects, in plan order) is
+    /// this shard's.
     pub fn takes(&self, position: usize) -> bool {
         position % self.count == self.index
     }
@@ -104,10 +138,16 @@ pub fn select(plan: &Plan, only: &[String], shard: Option<Shard>) -> Result<Vec<
 /// A search checked against its model and data: what the key and the grid need.
 #[derive(Debug, Clone)]
 pub struct PreparedSearch {
+    /// The search as the spec planned it: model, task, method, baseline, seeds, training and search
+    /// settings.
     pub plan: SearchPlan,
     /// The model and task the plan names.
     pub subject: Subject,
+    /// The model's identity in keys and signatures ([`Checkpoint::revision`]; `synthetic` for a
+    /// synthetic model).
     pub model_revision: String,
+    /// The task data's identity in keys and signatures ([`crate::reference::TextTask::data_id`];
+    /// `synthetic` for the synthetic task).
     pub data: String,
     /// The model's family and shape, from its config.
     pub architecture: Architecture,
@@ -115,7 +155,10 @@ pub struct PreparedSearch {
     pub total_parameters: usize,
     /// m: SAID's scales (0 for DID).
     pub scales: usize,
+    /// The subspace dimensions the search may probe, ascending: the plan's grid, cut at D.
     pub grid: Vec<usize>,
+    /// The search's key in the results folder: a hash of the plan, the model's and data's
+    /// identities, the device and the torch version.
     pub key: String,
 }
 
@@ -180,10 +223,13 @@ impl PreparedSearch {
 /// Options of a reproduction that are not in the spec.
 #[derive(Debug, Clone, Default)]
 pub struct RunnerOptions {
+    /// The results folder (pre-trainings live in its `pretraining/`).
     pub out: PathBuf,
     /// Overrides the spec's device.
     pub device: Option<String>,
+    /// Read-only folders to take assets from before the network.
     pub mirrors: Vec<PathBuf>,
+    /// Never touch the network.
     pub offline: bool,
 }
 
@@ -191,46 +237,72 @@ pub struct RunnerOptions {
 pub enum Event<'a> {
     /// Every selected search is checked and keyed; work starts.
     Planned {
+        /// The searches to run, in the order the `index` of later events counts.
         searches: &'a [PreparedSearch],
     },
+    /// A search is about to run (or to be taken from the results folder).
     SearchStarted {
+        /// Its position in [`Event::Planned`]'s searches.
         index: usize,
+        /// The search.
         search: &'a PreparedSearch,
     },
     /// A run is about to train (or resume).
     RunStarted {
+        /// The run's one-line signature ([`RunSpec::signature`]).
         signature: &'a str,
     },
+    /// A training step of the run in progress.
     Step(StepReport),
     /// A pre-training the searches need is about to run (or resume).
     PretrainingStarted {
+        /// The pre-training's name in the spec.
         name: &'a str,
+        /// Its key, which names its folder under `pretraining/`.
         key: &'a str,
+        /// The updates it trains for in all.
         updates: usize,
     },
+    /// An update of the pre-training in progress (update 0: its initial checkpoint).
     PretrainingUpdate(crate::pretrain::UpdateReport),
     /// Another process holds the pre-training's lock (it is running it): this one goes on with
     /// other work (`waiting: false`) or, with nothing else left, waits for it.
     PretrainingHeld {
+        /// The pre-training's name in the spec.
         name: &'a str,
+        /// `true` when nothing else is left and this process waits for it.
         waiting: bool,
     },
+    /// A pre-training the searches need is finished.
     PretrainingFinished {
+        /// The pre-training's name in the spec.
         name: &'a str,
+        /// Its record (`record.json`).
         record: &'a results::PretrainingRecord,
+        /// Whether it had finished before (an earlier command or another process) rather than being
+        /// trained now.
         reused: bool,
     },
+    /// A run is finished.
     RunFinished {
+        /// Its record.
         record: &'a RunRecord,
+        /// Whether its record was found in the results folder rather than trained now.
         reused: bool,
     },
+    /// A search is finished.
     SearchFinished {
+        /// Its position in [`Event::Planned`]'s searches.
         index: usize,
+        /// Its record.
         record: &'a SearchRecord,
+        /// Whether its record was found in the results folder rather than searched now.
         reused: bool,
     },
 }
 
+/// Runs a plan's searches, and the pre-trainings they fine-tune checkpoints of, into a results
+/// folder on one device, with the store that supplies the assets.
 pub struct Runner {
     store: Store,
     results: ResultsDir,
@@ -258,6 +330,12 @@ struct WorkloadKey {
 }
 
 impl Runner {
+    /// A runner for `plan`: the store from the environment with `options`' mirrors and offline
+    /// mode, the results folder `options.out`, the device `options.device` or else the spec's;
+    /// `interrupter` stops the run or wait in progress.
+    ///
+    /// # Errors
+    /// The store's settings or manifest ([`RunnerError::Data`]).
     pub fn new(plan: &Plan, options: &RunnerOptions, interrupter: Interrupter) -> Result<Runner, RunnerError> {
         let mut store_config = StoreConfig::from_env()?;
         store_config.mirrors.extend(options.mirrors.iter().cloned());
@@ -274,10 +352,12 @@ impl Runner {
         })
     }
 
+    /// The results folder it writes.
     pub fn results(&self) -> &ResultsDir {
         &self.results
     }
 
+    /// The device it trains on, as written (`cpu`, `cuda`, `cuda:N`).
     pub fn device(&self) -> &str {
         &self.device
     }

@@ -24,20 +24,40 @@ use tokenizers::Tokenizer;
 
 use super::masking::MaskVocabulary;
 
+/// Why a corpus could not be packed or a packed corpus could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
+    /// The pre-training tokenizer could not be read, lacks BERT's or RoBERTa's special tokens, or
+    /// failed on a text.
     #[error("tokenizer {path}: {message}")]
-    Tokenizer { path: PathBuf, message: String },
+    Tokenizer {
+        /// The tokenizer file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// The corpus's documents could not be fetched or read.
     #[error(transparent)]
     Corpus(#[from] datasets::Error),
+    /// A file of the packed corpus (or of its staging folder) could not be created, written or
+    /// read.
     #[error("{path}: {source}")]
     Io {
+        /// The file or folder concerned.
         path: PathBuf,
+        /// The I/O error.
         #[source]
         source: std::io::Error,
     },
+    /// A packed corpus whose `packed.json` does not parse, or whose part file does not have the
+    /// size it describes.
     #[error("packed corpus {path}: {message}")]
-    Packed { path: PathBuf, message: String },
+    Packed {
+        /// The `packed.json` or part file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> DataError + '_ {
@@ -48,14 +68,21 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> DataError + '_ {
 /// the special tokens packing and masking need.
 pub struct PretrainTokenizer {
     tokenizer: Tokenizer,
+    /// The tokenizer file read (`tokenizer.json` or `vocab.txt`).
     pub path: PathBuf,
     /// sha256 of `json`.
     pub sha256: String,
     /// The `tokenizer.json` checkpoints get (the file's bytes, or the one built from `vocab.txt`).
     pub json: Vec<u8>,
+    /// Id of the token that starts every sequence (`[CLS]` or `<s>`).
     pub start_id: u32,
+    /// Id of the token that ends every sequence and separates consecutive documents (`[SEP]` or
+    /// `</s>`).
     pub end_id: u32,
+    /// Id of the padding token (`[PAD]` or `<pad>`), which fills out a part's last sequence on
+    /// disk.
     pub pad_id: u32,
+    /// The mask token, special ids and replacement ids that masking draws on.
     pub vocabulary: MaskVocabulary,
     /// Ids run from 0 to `vocab_size - 1` (added tokens included).
     pub vocab_size: usize,
@@ -120,9 +147,11 @@ impl PretrainTokenizer {
 /// Counts of one part (training or held-out) of a packed corpus.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartCounts {
+    /// Documents in the part (a document with no tokens is not counted).
     pub documents: u64,
     /// Document tokens (separators and frames not counted).
     pub tokens: u64,
+    /// Sequences in the part, all of `max_len` tokens but the last.
     pub sequences: u64,
     /// Tokens of the last sequence (frame included); the others have `max_len`.
     pub last_len: usize,
@@ -131,12 +160,19 @@ pub struct PartCounts {
 /// `packed.json`: what a packed corpus holds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PackedDescription {
+    /// Version of the packed layout, part of the key.
     pub format: u32,
+    /// The corpus's recorded name ([`Packing::corpus`]).
     pub corpus: String,
+    /// sha256 of the tokenizer's `tokenizer.json`, hex.
     pub tokenizer_sha256: String,
+    /// Tokens per sequence, start and end tokens included.
     pub max_len: usize,
+    /// The fraction of documents held out, by the hash of their text ([`is_heldout`]).
     pub heldout_fraction: f64,
+    /// Counts of the training part (`train.u32`).
     pub train: PartCounts,
+    /// Counts of the held-out part (`heldout.u32`).
     pub heldout: PartCounts,
 }
 
@@ -145,14 +181,17 @@ pub struct Sequences {
     file: std::fs::File,
     path: PathBuf,
     max_len: usize,
+    /// The part's counts, from `packed.json`.
     pub counts: PartCounts,
 }
 
 impl Sequences {
+    /// The number of sequences in the part.
     pub fn len(&self) -> usize {
         self.counts.sequences as usize
     }
 
+    /// Whether the part holds no sequence.
     pub fn is_empty(&self) -> bool {
         self.counts.sequences == 0
     }
@@ -171,9 +210,13 @@ impl Sequences {
 
 /// A packed corpus: its description and its two parts.
 pub struct Packed {
+    /// The key the data is stored under (`<cache>/<key>/`, [`packed_key`]).
     pub key: String,
+    /// Its `packed.json`.
     pub description: PackedDescription,
+    /// The training part.
     pub train: Sequences,
+    /// The held-out part, for the held-out MLM loss.
     pub heldout: Sequences,
 }
 
@@ -191,7 +234,9 @@ pub struct Packing<'a> {
     pub corpus: &'a str,
     /// The corpus and its files' hashes.
     pub corpus_identity: &'a str,
+    /// Tokens per packed sequence, start and end tokens included.
     pub max_len: usize,
+    /// The fraction of documents held out, by the hash of their text ([`is_heldout`]).
     pub heldout_fraction: f64,
 }
 

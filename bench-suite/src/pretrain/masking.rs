@@ -15,6 +15,8 @@ use subspace::random;
 /// What masking needs to know about the vocabulary.
 #[derive(Debug, Clone)]
 pub struct MaskVocabulary {
+    /// The id of the tokenizer's mask token (`<mask>`, `[MASK]`), which 80% of the chosen positions
+    /// become.
     pub mask_id: u32,
     /// Sorted ids that are never masked (the tokenizer's special tokens).
     pub special: Vec<u32>,
@@ -26,6 +28,8 @@ pub struct MaskVocabulary {
 /// A masked sequence: the model's input and, at every predicted position, the original token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Masked {
+    /// The sequence the model reads: `ids` with the chosen positions replaced (mask token, random
+    /// token, or kept), as long as `ids`.
     pub input: Vec<u32>,
     /// `(position, original id)`, by position.
     pub targets: Vec<(usize, u32)>,

@@ -60,38 +60,55 @@ pub struct PretrainSettings {
     /// A corpus of `datasets::corpus` (`task-text`, `c4-en`, `c4-en:<shards>`), or a local `.txt`
     /// (documents separated by blank lines), `.jsonl` or `.json.gz` (a `text` field per line) file.
     pub corpus: String,
+    /// Optimiser updates to train for, each over `batch_size` sequences.
     pub updates: usize,
+    /// Tokens per packed sequence, start and end tokens included; default
+    /// [`results::DEFAULT_MAX_LEN`].
     #[serde(default = "default_max_len")]
     pub max_len: usize,
+    /// Sequences per update; default 64.
     #[serde(default = "default_batch_size")]
     pub batch_size: usize,
     /// Defaults to `batch_size` (no accumulation).
     #[serde(default)]
     pub micro_batch_size: Option<usize>,
+    /// Peak learning rate, reached at the end of warmup; default 6e-4 (RoBERTa-Base's).
     #[serde(default = "default_lr")]
     pub lr: f64,
     /// Defaults to 6% of `updates` (RoBERTa-Base warmed up for 24k of its 500k updates, 4.8%; 6% is
     /// RoBERTa's fine-tuning warmup and keeps short runs stable).
     #[serde(default)]
     pub warmup_updates: Option<usize>,
+    /// AdamW's decoupled weight decay (none on biases and LayerNorm weights), in [0, 1); default
+    /// 0.01 (RoBERTa's).
     #[serde(default = "default_weight_decay")]
     pub weight_decay: f64,
+    /// AdamW's beta2; default 0.98 (RoBERTa's).
     #[serde(default = "default_beta2")]
     pub adam_beta2: f64,
+    /// AdamW's epsilon; default 1e-6 (RoBERTa's).
     #[serde(default = "default_eps")]
     pub adam_eps: f64,
+    /// Global gradient-norm clipping threshold; 0, the default, clips nothing (as RoBERTa).
     #[serde(default)]
     pub max_grad_norm: f64,
+    /// Fraction of the maskable tokens chosen for prediction; default 0.15 (BERT's).
     #[serde(default = "default_mask_probability")]
     pub mask_probability: f64,
+    /// Seed of the initialisation, data order, masks and dropout; default 0.
     #[serde(default)]
     pub seed: u64,
+    /// Updates between HF checkpoints (written at update 0, every this many and at the last), when
+    /// the resumable state is also committed.
     pub checkpoint_every: usize,
     /// The fraction of documents held out (by content) for the held-out loss.
     #[serde(default = "default_heldout_fraction")]
     pub heldout_fraction: f64,
+    /// How many held-out sequences (the first ones) the held-out loss is measured on at each
+    /// checkpoint; default 256.
     #[serde(default = "default_heldout_sequences")]
     pub heldout_sequences: usize,
+    /// Precision of the encoder's forward and backward: f32 (the default) or bf16 autocast.
     #[serde(default)]
     pub precision: Precision,
 }
@@ -128,28 +145,51 @@ fn default_heldout_sequences() -> usize {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(untagged)]
 pub enum ModelSource {
+    /// The path of a `config.json`, relative to the settings' base folder.
     File(PathBuf),
+    /// The config's fields, written in place.
     Inline(serde_json::Map<String, serde_json::Value>),
 }
 
+/// Why a pre-training could not be set up or did not finish.
 #[derive(Debug, thiserror::Error)]
 pub enum PretrainError {
+    /// A setting out of range, or one that does not fit the tokenizer, the corpus or the model.
     #[error("{field}: {message}")]
-    Settings { field: String, message: String },
+    Settings {
+        /// The setting's name (`batch_size`, `model.vocab_size`, `corpus`, ...).
+        field: String,
+        /// Why it is refused.
+        message: String,
+    },
+    /// The tokenizer could not be read, or the corpus could not be fetched, packed or read back.
     #[error(transparent)]
     Data(#[from] data::DataError),
+    /// The corpus's identity (its assets' content ids in the manifest and store) could not be read.
     #[error(transparent)]
     Store(#[from] datasets::Error),
+    /// The resumable state in `work/` could not be read or written, or belongs to another
+    /// pre-training.
     #[error(transparent)]
     RunState(#[from] optim::RunStateError),
+    /// A file of the pre-training's folder (a checkpoint, `record.json`) could not be written or
+    /// read.
     #[error("{path}: {source}")]
     Io {
+        /// The file concerned.
         path: PathBuf,
+        /// The I/O error (or, for a record, the parse error).
         #[source]
         source: std::io::Error,
     },
+    /// An update's loss was not finite (NaN or infinite); the state of the last checkpoint stays.
     #[error("pre-training diverged at update {update}: loss {loss}")]
-    Diverged { update: usize, loss: f64 },
+    Diverged {
+        /// Updates completed before the one that diverged.
+        update: usize,
+        /// That update's mean MLM loss.
+        loss: f64,
+    },
     /// The interrupter asked the pre-training to stop ([`Terminated::Pretraining`]).
     #[error("{0}")]
     Terminated(#[source] Terminated),
@@ -165,9 +205,14 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> PretrainError + '_ {
 
 /// A checked pre-training, its data packed and ready to train.
 pub struct Prepared {
+    /// The resolved pre-training, which keys its folder.
     pub spec: PretrainSpec,
+    /// The encoder's config, with the vocabulary size, padding id and positions filled in from the
+    /// tokenizer and `max_len` where the settings left them out.
     pub config: Config,
+    /// The tokenizer, with the special tokens packing and masking use.
     pub tokenizer: PretrainTokenizer,
+    /// The packed corpus: its training and held-out parts.
     pub packed: Packed,
     /// `<out>/pretraining/<key>`.
     pub dir: PathBuf,
@@ -175,8 +220,12 @@ pub struct Prepared {
 
 /// A checked and keyed pre-training whose corpus is not packed yet (what `--check-only` needs).
 pub struct Resolved {
+    /// The resolved pre-training, which keys its folder.
     pub spec: PretrainSpec,
+    /// The encoder's config, with the vocabulary size, padding id and positions filled in from the
+    /// tokenizer and `max_len` where the settings left them out.
     pub config: Config,
+    /// The tokenizer, with the special tokens packing and masking use.
     pub tokenizer: PretrainTokenizer,
     corpus: CorpusSource,
     /// The corpus and its files' identities (part of the packed data's key).
@@ -452,10 +501,13 @@ fn model_config(
 /// What the trainer reports after each update (for progress bars and logs).
 #[derive(Debug, Clone, Copy)]
 pub struct UpdateReport {
+    /// Updates done so far (0 in the report of the initial checkpoint).
     pub update: usize,
+    /// Updates of the whole pre-training.
     pub updates: usize,
     /// Mean MLM loss of the update's predicted tokens.
     pub loss: f64,
+    /// The learning rate this update used, from the linear schedule (0 at update 0).
     pub lr: f64,
     /// Tokens (sequence tokens, padding excluded) per second in this process so far.
     pub tokens_per_s: f64,
@@ -487,9 +539,11 @@ pub struct RunLimits {
 
 /// What [`pretrain`] ended with.
 pub enum Finished {
+    /// Finished, now or by an earlier run whose `record.json` was found: its record.
     Completed(Box<PretrainingRecord>),
     /// Stopped by [`RunLimits`] at this update, with its state saved.
     Stopped {
+        /// Updates done, all of them in the saved state.
         update: usize,
     },
 }

@@ -45,14 +45,22 @@ const WORDPIECE_CLASSES: &[&str] = &[
 /// the folder has no such file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WordPieceConfig {
+    /// Lowercase the text in the normaliser (and strip accents with it unless `strip_accents` says
+    /// otherwise).
     pub do_lower_case: bool,
+    /// Surround every CJK ideograph with spaces, so each is a word of its own.
     pub tokenize_chinese_chars: bool,
     /// `None`: strip accents exactly when lowercasing (BERT's rule).
     pub strip_accents: Option<bool>,
+    /// The token of a word the vocabulary cannot spell (`[UNK]`).
     pub unk_token: String,
+    /// The token that ends each text of the template (`[SEP]`).
     pub sep_token: String,
+    /// The padding token (`[PAD]`).
     pub pad_token: String,
+    /// The token that starts the template, whose output classifies (`[CLS]`).
     pub cls_token: String,
+    /// The masked-language-modelling mask token (`[MASK]`).
     pub mask_token: String,
 }
 

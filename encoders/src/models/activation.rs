@@ -17,11 +17,15 @@ pub enum HiddenAct {
     GeluTanh,
     /// `x sigmoid(1.702 x)` (`quick_gelu`).
     QuickGelu,
+    /// `max(0, x)` (`relu`).
     Relu,
+    /// `min(max(0, x), 6)` (`relu6`).
     Relu6,
     /// `x sigmoid(x)` (`silu`, `swish`).
     Silu,
+    /// `tanh(x)` (`tanh`).
     Tanh,
+    /// `1 / (1 + exp(-x))` (`sigmoid`).
     Sigmoid,
     /// `x tanh(softplus(x))`.
     Mish,
@@ -48,6 +52,7 @@ impl HiddenAct {
         ("linear", HiddenAct::Linear),
     ];
 
+    /// The activation applied elementwise to `x`; a new tensor of the same shape.
     pub fn forward(self, x: &Tensor) -> Tensor {
         match self {
             HiddenAct::Gelu => x.gelu("none"),

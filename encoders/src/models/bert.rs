@@ -392,6 +392,7 @@ impl SequenceClassifier {
         SequenceClassifier { encoder, head, dropout: config.head_dropout(), model_type, parameters }
     }
 
+    /// The encoder under the head (registered under `bert`, `roberta` or `electra`).
     pub fn encoder(&self) -> &Encoder {
         &self.encoder
     }

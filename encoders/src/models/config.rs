@@ -66,28 +66,52 @@ use super::{HiddenAct, ModelType};
 ///   effect), ELECTRA's `summary_*` and DistilBERT's `qa_dropout` (heads the suite does not build).
 #[derive(Debug, Clone, Deserialize)]
 pub struct Config {
+    /// The family (HF `model_type`); one the suite does not implement is refused.
     pub model_type: ModelType,
+    /// Rows of the token embedding table (XLNet's `n_token`).
     pub vocab_size: i64,
+    /// The model width (DistilBERT's `dim`; BART's, T5's and XLNet's `d_model`).
     pub hidden_size: i64,
+    /// Encoder layers (DistilBERT's `n_layers`, BART's `encoder_layers`, T5's `num_layers`,
+    /// XLNet's `n_layer`); ALBERT's passes through its shared layers.
     pub num_hidden_layers: i64,
+    /// Attention heads of each encoder layer (DistilBERT's `n_heads`, BART's
+    /// `encoder_attention_heads`, T5's `num_heads`, XLNet's `n_head`).
     pub num_attention_heads: i64,
+    /// The feed-forward width (DistilBERT's `hidden_dim`, BART's `encoder_ffn_dim`, T5's `d_ff`,
+    /// XLNet's `d_inner`).
     pub intermediate_size: i64,
+    /// The feed-forward activation (default `gelu`; ALBERT's `gelu_new`; DistilBERT's
+    /// `activation`, BART's `activation_function`, XLNet's `ff_activation`, T5's from
+    /// `feed_forward_proj`).
     #[serde(default)]
     pub hidden_act: HiddenAct,
+    /// Dropout of embeddings and layer outputs (default 0.1, ALBERT's 0; DistilBERT's, BART's and
+    /// XLNet's `dropout`, T5's `dropout_rate`).
     #[serde(default = "default_dropout")]
     pub hidden_dropout_prob: f64,
+    /// Dropout of attention probabilities (default 0.1; ALBERT's and BART's 0; T5's and XLNet's
+    /// are `hidden_dropout_prob`).
     #[serde(default = "default_dropout")]
     pub attention_probs_dropout_prob: f64,
     /// Dropout of the classification head; `None` falls back to `hidden_dropout_prob`.
     #[serde(default)]
     pub classifier_dropout: Option<f64>,
+    /// Rows of the learned position table (BART's has 2 more, HF's offset); for T5 and XLNet,
+    /// which have none, the longest sequence the suite feeds them (512 unless set).
     pub max_position_embeddings: i64,
+    /// Rows of the token type table (default 2; 0 for DistilBERT, BART, T5 and XLNet, which
+    /// have none).
     #[serde(default = "default_type_vocab_size")]
     pub type_vocab_size: i64,
+    /// LayerNorm epsilon (default 1e-12; BART's 1e-5; T5's `layer_norm_epsilon`, default 1e-6).
     #[serde(default = "default_layer_norm_eps")]
     pub layer_norm_eps: f64,
+    /// The padding token (default 0; RoBERTa's, XLM-R's and BART's 1, XLNet's 5): RoBERTa's and
+    /// XLM-R's position ids start after it; BART and T5 pad their shifted decoder input with it.
     #[serde(default)]
     pub pad_token_id: i64,
+    /// HF's `position_embedding_type`; anything but `absolute` (the default) is refused.
     #[serde(default = "default_position_embedding_type")]
     pub position_embedding_type: String,
     /// Standard deviation of freshly initialised weights (task heads).
@@ -187,14 +211,32 @@ fn default_one() -> i64 {
 /// `ElectraConfig`, `AlbertConfig`).
 const FACTORISED_DEFAULT_EMBEDDING_SIZE: i64 = 128;
 
+/// Why a `config.json` was refused by [`Config::from_json`].
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// Invalid JSON, a required field missing or of the wrong type, an unknown `model_type`, or
+    /// an unsupported `hidden_act`.
     #[error("config: {0}")]
     Parse(#[from] serde_json::Error),
+    /// The width does not split evenly into attention heads (the encoder's, or BART's decoder's;
+    /// T5, with its own `d_kv`, is exempt).
     #[error("config: hidden_size {hidden} is not a multiple of num_attention_heads {heads}")]
-    Heads { hidden: i64, heads: i64 },
+    Heads {
+        /// `hidden_size`.
+        hidden: i64,
+        /// The number of heads that does not divide it.
+        heads: i64,
+    },
+    /// A field with a value the suite does not implement or that is out of range.
     #[error("config: `{field}` = {value} is not supported: {why}")]
-    Unsupported { field: &'static str, value: String, why: &'static str },
+    Unsupported {
+        /// The field, under BERT's name where the family's was read as BERT's.
+        field: &'static str,
+        /// The value given, as written in the message.
+        value: String,
+        /// Why it is refused, and what to do instead where there is a fix.
+        why: &'static str,
+    },
 }
 
 type JsonMap = serde_json::Map<String, serde_json::Value>;

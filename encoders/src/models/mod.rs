@@ -84,8 +84,10 @@ pub fn parameter_count(layout: &[(String, Vec<i64>)]) -> usize {
 /// The families the suite implements, as HF's `model_type` names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 pub enum ModelType {
+    /// BERT (HF's `BertModel`), its encoder under `bert`.
     #[serde(rename = "bert")]
     Bert,
+    /// RoBERTa (HF's `RobertaModel`): BERT's layers, position ids after the padding index.
     #[serde(rename = "roberta")]
     Roberta,
     /// XLM-R: RoBERTa's architecture (HF's `XLMRobertaModel`), its encoder also under `roberta`.
@@ -94,8 +96,10 @@ pub enum ModelType {
     /// ELECTRA's discriminator.
     #[serde(rename = "electra")]
     Electra,
+    /// DistilBERT (HF's `DistilBertModel`), its config read under BERT's field names.
     #[serde(rename = "distilbert")]
     DistilBert,
+    /// ALBERT (HF's `AlbertModel`): factorised embeddings and layers shared across depth.
     #[serde(rename = "albert")]
     Albert,
     /// BART: an encoder-decoder, classified from the decoder's last end-of-sequence state.
@@ -104,6 +108,7 @@ pub enum ModelType {
     /// T5: an encoder-decoder, classified by HF's `T5ForSequenceClassification` head.
     #[serde(rename = "t5")]
     T5,
+    /// XLNet (HF's `XLNetModel`): relative attention, content stream only, its summary head.
     #[serde(rename = "xlnet")]
     Xlnet,
 }
@@ -195,10 +200,15 @@ pub fn classifier_layout(config: &Config, n_labels: i64) -> Vec<(String, Vec<i64
 pub enum SequenceClassifier {
     /// BERT, RoBERTa, XLM-R or ELECTRA.
     Bert(bert::SequenceClassifier),
+    /// DistilBERT (`DistilBertForSequenceClassification`).
     DistilBert(distilbert::SequenceClassifier),
+    /// ALBERT (`AlbertForSequenceClassification`).
     Albert(albert::SequenceClassifier),
+    /// BART (`BartForSequenceClassification`).
     Bart(bart::SequenceClassifier),
+    /// T5 (`T5ForSequenceClassification`).
     T5(t5::SequenceClassifier),
+    /// XLNet (`XLNetForSequenceClassification`).
     Xlnet(xlnet::SequenceClassifier),
 }
 

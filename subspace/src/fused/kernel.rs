@@ -131,6 +131,8 @@ impl Kernel {
         self.max_tile_log2
     }
 
+    /// The device the kernel was loaded on, in words: name, architecture and the shared memory a
+    /// block may opt into (e.g. `NVIDIA H200, sm_90, 227 KiB shared/block`).
     pub fn description(&self) -> &str {
         &self.description
     }

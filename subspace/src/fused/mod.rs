@@ -41,12 +41,17 @@ pub const MAX_LOG2_LEN: u32 = 30;
 /// One launch: transform the index bits `[lo, lo + log_m)`, tiles of `2^log_m x 2^log_t`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Pass {
+    /// The lowest index bit the pass transforms.
     pub lo: u32,
+    /// How many index bits it transforms (`[lo, lo + log_m)`): a tile holds every value of them.
     pub log_m: u32,
+    /// Low index bits `[0, log_t)` a tile spans as contiguous runs of `2^log_t` elements (0 in the
+    /// first pass, whose `lo` is 0).
     pub log_t: u32,
 }
 
 impl Pass {
+    /// A tile's element count, log2: `log_m + log_t`.
     pub fn tile_log2(&self) -> u32 {
         self.log_m + self.log_t
     }
@@ -102,20 +107,57 @@ pub enum At {
     Source,
 }
 
+/// Why a fused transform was rejected or could not run.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum FusedError {
+    /// An operand in the wrong dtype.
     #[error("fused FWHT: `{what}` must be {expected:?}, got {actual:?}")]
-    WrongKind { what: &'static str, expected: Kind, actual: Kind },
+    WrongKind {
+        /// The operand's name (`src`, `gather`, `pre_vec`, ..., or `dst`).
+        what: &'static str,
+        /// The dtype it must have.
+        expected: Kind,
+        /// The dtype it has.
+        actual: Kind,
+    },
+    /// An operand with the wrong number of elements, or (`what = "period"`) a source period longer
+    /// than the row.
     #[error("fused FWHT: `{what}` must have {expected} elements, has {actual}")]
-    WrongLength { what: &'static str, expected: usize, actual: usize },
+    WrongLength {
+        /// The operand's name, or `period`.
+        what: &'static str,
+        /// The required count: for `src` the most it may have, for `period` the row length.
+        expected: usize,
+        /// The count it has (for `period`, `2^period_log2`).
+        actual: usize,
+    },
+    /// An operand on another device than the source.
     #[error("fused FWHT: `{what}` is on {actual:?}, the source on {expected:?}")]
-    WrongDevice { what: &'static str, expected: Device, actual: Device },
+    WrongDevice {
+        /// The operand's name.
+        what: &'static str,
+        /// The source's device.
+        expected: Device,
+        /// The operand's device.
+        actual: Device,
+    },
+    /// A non-contiguous operand.
     #[error("fused FWHT: `{what}` must be contiguous (call .contiguous() first)")]
-    NotContiguous { what: &'static str },
+    NotContiguous {
+        /// The operand's name.
+        what: &'static str,
+    },
+    /// Rows longer than `2^30` ([`MAX_LOG2_LEN`]).
     #[error("fused FWHT: rows of 2^{log_n} are above the supported 2^30")]
-    TooLong { log_n: u32 },
+    TooLong {
+        /// The row length's log2 asked for.
+        log_n: u32,
+    },
+    /// The CUDA kernel could not be compiled or loaded on the device (missing libraries, an NVRTC
+    /// or driver error); holds the reason. Cached: reported the same way on every later call.
     #[error("fused FWHT kernel unavailable: {0}")]
     Unavailable(String),
+    /// A launch failed, or would need more than `2^32 - 1` thread blocks; holds the reason.
     #[error("fused FWHT kernel launch failed: {0}")]
     Launch(String),
 }
@@ -129,11 +171,16 @@ pub enum FusedError {
 /// `pre_row[row]`, each if given, in that order. The last pass multiplies by `post_vec[g]`,
 /// `post_row[row]` and `post_sign[g]`, each if given, in that order, before it stores.
 pub struct Transform<'a> {
+    /// f32, contiguous, on the device that computes: at most `rows * p` elements (`p` if
+    /// `broadcast_src`), positions past its end read as 0.
     pub src: &'a Tensor,
+    /// Rows of the destination.
     pub rows: usize,
+    /// The row length's log2 (at most 30): the destination is `[rows, 2^log_n]`.
     pub log_n: u32,
     /// i32, `rows * n`: indices into the `[rows, n]` (or, broadcast, any-row) source space.
     pub gather: Option<&'a Tensor>,
+    /// The source is one row that every destination row reads (source row `r` is always 0).
     pub broadcast_src: bool,
     /// Source rows of `2^k` values, each read as repeated along the destination row; `None`: `n`.
     pub period_log2: Option<u32>,
@@ -170,10 +217,12 @@ impl<'a> Transform<'a> {
         }
     }
 
+    /// Elements of the destination: `rows * 2^log_n`.
     pub fn len(&self) -> usize {
         self.rows << self.log_n
     }
 
+    /// Whether the destination has no rows (and so no elements).
     pub fn is_empty(&self) -> bool {
         self.rows == 0
     }
