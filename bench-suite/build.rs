@@ -8,7 +8,8 @@
 //!   --short=12 HEAD`, `+dirty` when tracked files differ from it, `unknown` outside a git
 //!   checkout), which every result records. Captured here rather than when a run starts, so a
 //!   binary reports the code it runs, not whatever the work tree holds at that moment. The script
-//!   reruns when HEAD moves or a source of this crate, `subspace` or `datasets` changes.
+//!   reruns when HEAD moves or a source of this crate, `trainer`, `encoders`, `subspace` or
+//!   `datasets` changes.
 
 use std::path::Path;
 use std::process::Command;
@@ -52,6 +53,7 @@ fn code_revision() {
         "bench-suite/build.rs",
         "subspace/src",
         "encoders/src",
+        "trainer/src",
         "datasets/src",
         "datasets/manifest.yaml",
         "Cargo.lock",

@@ -11,12 +11,11 @@ use datasets::tasks::Example;
 use serde::Serialize;
 use tch::nn;
 
-use crate::interrupt::Interrupter;
-use crate::reference::{Checkpoint, ModelRef, Subject, TaskRef, TextTask, is_task_file, load_task_file};
+use crate::reference::{
+    Checkpoint, ModelRef, ReferenceError, Subject, TaskRef, TextTask, is_task_file, load_task_file,
+};
 use crate::settings::TrainingSpec;
 use crate::synthetic;
-use crate::tokenize::{TextEncoder, TokenizeError};
-use crate::train::{LabelledExample, StepReport, TrainData, TrainError, train};
 use encoders::checkpoint::{self, CheckpointError, LoadReport};
 use encoders::models::{Config, ConfigError, ModelType, SequenceClassifier};
 use encoders::shapes;
@@ -25,6 +24,9 @@ use results::{Compat, LambdaGrouping, Mode, RunResult, Scope, TrainConfig};
 use subspace::device::{DeviceError, parse_device};
 use subspace::random;
 use subspace::{self, Method as SubspaceMethod};
+use trainer::interrupt::Interrupter;
+use trainer::tokenize::{TextEncoder, TokenizeError};
+use trainer::train::{LabelledExample, StepReport, TrainData, TrainError, train};
 
 /// Learning rates when none is given. Subspace: on MiniLM / SST-2 (4000 examples, one epoch,
 /// SAID d = 1000) 0.02 and 1.0 stayed at the majority class and 0.3 reached 76% dev accuracy.
@@ -140,9 +142,9 @@ impl FinetuneRequest {
     /// The model and task the request names, read and checked (a local folder hashed, a task
     /// file parsed), before anything is fetched or trained.
     pub fn subject(&self) -> Result<Subject, FinetuneError> {
-        fn value(setting: &'static str, value: &str) -> impl FnOnce(String) -> FinetuneError {
+        fn value(setting: &'static str, value: &str) -> impl FnOnce(ReferenceError) -> FinetuneError {
             let value = value.to_owned();
-            move |message| FinetuneError::Value { setting, value, message }
+            move |err| FinetuneError::Value { setting, value, message: err.to_string() }
         }
         let model = ModelRef::resolve(&self.model, Path::new("."), &Manifest::embedded(), &mut BTreeMap::new())
             .map_err(value("model", &self.model))?;
@@ -239,9 +241,10 @@ pub enum FinetuneError {
     /// failure.
     #[error(transparent)]
     Train(#[from] TrainError),
-    /// A local model folder whose files changed since it was opened (the message names the file).
-    #[error("{0}")]
-    Changed(String),
+    /// A model or task that cannot be used: a local model folder whose files changed since it was
+    /// opened, a checkpoint of a pre-training that has not finished (the message names it).
+    #[error(transparent)]
+    Reference(#[from] ReferenceError),
     /// DID or SAID asked for with `d` = 0.
     #[error("mode {0:?} needs a subspace dimension d > 0")]
     NoDimension(Mode),
@@ -324,7 +327,7 @@ impl Workload {
     ) -> Result<Workload, FinetuneError> {
         let tokenized_cache = store.home().join("tokenized");
         if let Checkpoint::Local(local) = model {
-            local.verify().map_err(FinetuneError::Changed)?;
+            local.verify()?;
         }
         let files = model.files(store)?;
         let config = read_config(&files.config)?;

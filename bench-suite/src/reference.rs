@@ -22,6 +22,90 @@ use datasets::tasks::{Example, Metric, Task};
 use crate::synthetic;
 use encoders::models::Config;
 
+/// What a local model folder must hold, said by every error about one.
+const LOCAL_MODEL: &str = "a local model is a folder with config.json, model.safetensors (or pytorch_model.bin) \
+                           and tokenizer.json (or BERT's vocab.txt)";
+
+/// Why a name, a local folder or a task file refers to nothing that can run. Each message names
+/// the thing and says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum ReferenceError {
+    /// A local model folder, or a file it must hold, is missing.
+    #[error("{}: {missing} ({LOCAL_MODEL})", folder.display())]
+    LocalModel {
+        /// The folder.
+        folder: PathBuf,
+        /// What is missing (`no such folder`, `no config.json`, ...).
+        missing: String,
+    },
+    /// A local model's file changed since the folder was opened (a run trains what its key names).
+    #[error(
+        "{}: changed since the spec was read (sha256 {now}, was {was}); rerun the command to measure the new files",
+        path.display()
+    )]
+    Changed {
+        /// The file.
+        path: PathBuf,
+        /// Its sha256 now.
+        now: String,
+        /// Its sha256 when the folder was opened.
+        was: String,
+    },
+    /// A model name that is no synthetic model, local folder, hub checkpoint or manifest model.
+    #[error(
+        "`{name}` is not a model of the manifest (known: {}; a local folder is a path starting with ./, ../ or /, \
+         a hub checkpoint is org/name@<commit>)",
+        known.join(", ")
+    )]
+    UnknownModel {
+        /// The name given.
+        name: String,
+        /// The manifest's checkpoints and the synthetic models.
+        known: Vec<String>,
+    },
+    /// A task name that is no task of the suite or of the spec.
+    #[error("`{name}` is not a task (known: {})", known.join(", "))]
+    UnknownTask {
+        /// The name given.
+        name: String,
+        /// The suite's tasks, the declared ones and the synthetic task.
+        known: Vec<String>,
+    },
+    /// A hub checkpoint name that is not `org/name@<commit>`.
+    #[error("{0}")]
+    HubName(String),
+    /// A name a user's task cannot have.
+    #[error("`{name}` {rule}")]
+    TaskName {
+        /// The name.
+        name: String,
+        /// The rule it breaks.
+        rule: &'static str,
+    },
+    /// A task file that cannot be read, parsed or loaded.
+    #[error("{}: {message}", path.display())]
+    TaskFile {
+        /// The file.
+        path: PathBuf,
+        /// Why (with the field of the declaration when one is at fault).
+        message: String,
+    },
+    /// A model and a task that cannot run together.
+    #[error("{0}")]
+    Mismatch(String),
+    /// A checkpoint of a pre-training that is not there (yet).
+    #[error("pre-training `{pretraining}` {why}")]
+    Pretraining {
+        /// The pre-training's name in the spec.
+        pretraining: String,
+        /// What is missing and what to do.
+        why: String,
+    },
+    /// A file could not be read, hashed or fetched.
+    #[error(transparent)]
+    Store(#[from] datasets::Error),
+}
+
 /// The three files of an HF-format checkpoint the suite reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelFiles {
@@ -43,7 +127,7 @@ pub fn weights_file(folder: &Path) -> Option<PathBuf> {
 }
 
 /// The tokenizer file of the HF-format folder `folder`: `tokenizer.json`, else BERT's `vocab.txt`
-/// (from which [`crate::tokenize::wordpiece`] builds the tokenizer HF would); `None` when it has
+/// (from which [`trainer::tokenize::wordpiece`] builds the tokenizer HF would); `None` when it has
 /// neither.
 pub fn tokenizer_file(folder: &Path) -> Option<PathBuf> {
     ["tokenizer.json", "vocab.txt"].into_iter().map(|name| folder.join(name)).find(|path| path.is_file())
@@ -71,16 +155,13 @@ impl LocalModel {
     ///
     /// # Errors
     /// A file that changed or went away since the folder was opened, named.
-    pub fn verify(&self) -> Result<(), String> {
+    pub fn verify(&self) -> Result<(), ReferenceError> {
         let folder = self.files.config.parent().expect("a file in the folder");
         for (name, was) in &self.hashes {
             let path = folder.join(name);
-            let now = sha256_file(&path).map_err(|err| err.to_string())?;
+            let now = sha256_file(&path)?;
             if &now != was {
-                return Err(format!(
-                    "{}: changed since the spec was read (sha256 {now}, was {was}); rerun the command to measure the new files",
-                    path.display()
-                ));
+                return Err(ReferenceError::Changed { path, now, was: was.clone() });
             }
         }
         Ok(())
@@ -93,25 +174,20 @@ impl LocalModel {
     ///
     /// # Errors
     /// The folder or one of its files is missing, or cannot be read.
-    pub fn open(path: &Path) -> Result<LocalModel, String> {
-        const WHAT: &str = "a local model is a folder with config.json, model.safetensors (or pytorch_model.bin) \
-                            and tokenizer.json (or BERT's vocab.txt)";
+    pub fn open(path: &Path) -> Result<LocalModel, ReferenceError> {
+        let missing =
+            |missing: &str| ReferenceError::LocalModel { folder: path.to_path_buf(), missing: missing.to_owned() };
         if !path.is_dir() {
-            return Err(format!("{}: no such folder ({WHAT})", path.display()));
+            return Err(missing("no such folder"));
         }
-        let file = |name: &str| -> Result<PathBuf, String> {
-            let file = path.join(name);
-            if file.is_file() {
-                return Ok(file);
-            }
-            Err(format!("{}: no {name} ({WHAT})", path.display()))
-        };
+        let config = path.join("config.json");
+        if !config.is_file() {
+            return Err(missing("no config.json"));
+        }
         let files = ModelFiles {
-            config: file("config.json")?,
-            weights: weights_file(path)
-                .ok_or_else(|| format!("{}: no model.safetensors and no pytorch_model.bin ({WHAT})", path.display()))?,
-            tokenizer: tokenizer_file(path)
-                .ok_or_else(|| format!("{}: no tokenizer.json and no vocab.txt ({WHAT})", path.display()))?,
+            config,
+            weights: weights_file(path).ok_or_else(|| missing("no model.safetensors and no pytorch_model.bin"))?,
+            tokenizer: tokenizer_file(path).ok_or_else(|| missing("no tokenizer.json and no vocab.txt"))?,
         };
         let tokenizer_config = path.join("tokenizer_config.json");
         let wordpiece_config =
@@ -119,7 +195,7 @@ impl LocalModel {
         let mut hashes = BTreeMap::new();
         for path in [&files.config, &files.weights, &files.tokenizer].into_iter().chain(wordpiece_config) {
             let name = path.file_name().expect("a file").to_string_lossy().into_owned();
-            hashes.insert(name, sha256_file(path).map_err(|err| err.to_string())?);
+            hashes.insert(name, sha256_file(path)?);
         }
         let identity: String = hashes.iter().map(|(name, hash)| format!("{name} {hash}\n")).collect();
         let revision = datasets::local::short_sha256(identity.as_bytes(), 6);
@@ -157,7 +233,7 @@ pub struct Produced {
     /// The update whose checkpoint this is.
     pub update: usize,
     /// The pre-training's settings, as the spec declares them.
-    pub settings: Arc<crate::pretrain::PretrainSettings>,
+    pub settings: Arc<trainer::pretrain::PretrainSettings>,
     /// The folder the spec's relative paths start from.
     pub base: PathBuf,
     /// The pre-training's key and its folder (`<results>/pretraining/<key>`), set by the runner.
@@ -170,7 +246,7 @@ impl Produced {
     pub fn new(
         pretraining: &str,
         update: usize,
-        settings: Arc<crate::pretrain::PretrainSettings>,
+        settings: Arc<trainer::pretrain::PretrainSettings>,
         base: &Path,
     ) -> Produced {
         Produced {
@@ -194,24 +270,21 @@ impl Produced {
     }
 
     /// The checkpoint's folder, from the finished pre-training's record.
-    pub fn folder(&self) -> Result<PathBuf, String> {
+    pub fn folder(&self) -> Result<PathBuf, ReferenceError> {
+        let missing = |why: String| ReferenceError::Pretraining { pretraining: self.pretraining.clone(), why };
         let Some((_, dir)) = self.location.get() else {
-            return Err(format!("pre-training `{}` has not been keyed yet", self.pretraining));
+            return Err(missing("has not been keyed yet".to_owned()));
         };
         let record_path = dir.join("record.json");
-        let text = std::fs::read_to_string(&record_path).map_err(|_| {
-            format!(
-                "pre-training `{}` has not finished ({} is missing): run it first",
-                self.pretraining,
-                record_path.display()
-            )
-        })?;
-        let record: results::PretrainingRecord =
-            serde_json::from_str(&text).map_err(|err| format!("{}: {err}", record_path.display()))?;
-        let checkpoint =
-            record.checkpoints.iter().find(|checkpoint| checkpoint.update == self.update).ok_or_else(|| {
-                format!("pre-training `{}` wrote no checkpoint at update {}", self.pretraining, self.update)
-            })?;
+        let text = std::fs::read_to_string(&record_path)
+            .map_err(|_| missing(format!("has not finished ({} is missing): run it first", record_path.display())))?;
+        let record: results::PretrainingRecord = serde_json::from_str(&text)
+            .map_err(|err| missing(format!("has an unreadable record: {}: {err}", record_path.display())))?;
+        let checkpoint = record
+            .checkpoints
+            .iter()
+            .find(|checkpoint| checkpoint.update == self.update)
+            .ok_or_else(|| missing(format!("wrote no checkpoint at update {}", self.update)))?;
         Ok(dir.join("checkpoints").join(&checkpoint.hash))
     }
 }
@@ -228,15 +301,13 @@ impl Checkpoint {
     }
 
     /// Its files, fetched and verified first for a manifest checkpoint.
-    pub fn files(&self, store: &Store) -> Result<ModelFiles, datasets::Error> {
+    pub fn files(&self, store: &Store) -> Result<ModelFiles, ReferenceError> {
         let paths = match self {
             Checkpoint::Manifest(id) => store.ensure(id)?,
             Checkpoint::Hub(asset) => store.ensure_asset(asset)?,
             Checkpoint::Local(local) => return Ok(local.files.clone()),
             Checkpoint::Produced(produced) => {
-                let folder = produced
-                    .folder()
-                    .map_err(|message| datasets::Error::TaskDeclaration { field: produced.name(), message })?;
+                let folder = produced.folder()?;
                 return Ok(ModelFiles {
                     config: folder.join("config.json"),
                     weights: folder.join("model.safetensors"),
@@ -254,9 +325,9 @@ impl Checkpoint {
     }
 
     /// Its identity in run keys and signatures: the pinned revision, or the local files' hash.
-    pub fn revision(&self, store: &Store) -> Result<String, datasets::Error> {
+    pub fn revision(&self, store: &Store) -> Result<String, ReferenceError> {
         match self {
-            Checkpoint::Manifest(id) => store.content_id(id),
+            Checkpoint::Manifest(id) => Ok(store.content_id(id)?),
             // As the manifest's checkpoints: the commit's first 7 hex digits.
             Checkpoint::Hub(asset) => {
                 Ok(asset.hf.as_ref().map(|hf| hf.revision.chars().take(7).collect()).unwrap_or_default())
@@ -265,9 +336,9 @@ impl Checkpoint {
             // The pre-training's key (which fixes its weights) and the update.
             Checkpoint::Produced(produced) => match produced.location.get() {
                 Some((key, _)) => Ok(format!("{key}@{}", produced.update)),
-                None => Err(datasets::Error::TaskDeclaration {
-                    field: produced.name(),
-                    message: format!("pre-training `{}` has not been keyed yet", produced.pretraining),
+                None => Err(ReferenceError::Pretraining {
+                    pretraining: produced.pretraining.clone(),
+                    why: "has not been keyed yet".to_owned(),
                 }),
             },
         }
@@ -313,7 +384,7 @@ impl ModelRef {
         base: &Path,
         manifest: &Manifest,
         opened: &mut BTreeMap<PathBuf, Arc<LocalModel>>,
-    ) -> Result<ModelRef, String> {
+    ) -> Result<ModelRef, ReferenceError> {
         if let Some(config) = synthetic::model_config(name) {
             return Ok(ModelRef::Synthetic { name: name.to_owned(), config: Box::new(config) });
         }
@@ -329,24 +400,20 @@ impl ModelRef {
             return Ok(ModelRef::Checkpoint(Checkpoint::Local(local)));
         }
         if let Some((repo, revision)) = name.split_once('@') {
-            let asset = Asset::hub_checkpoint(repo, revision)?;
+            let asset = Asset::hub_checkpoint(repo, revision).map_err(ReferenceError::HubName)?;
             return Ok(ModelRef::Checkpoint(Checkpoint::Hub(Arc::new(asset))));
         }
         if manifest.asset(name).is_ok_and(|asset| asset.hf.is_some()) {
             return Ok(ModelRef::Checkpoint(Checkpoint::Manifest(name.to_owned())));
         }
-        let known: Vec<&str> = manifest
+        let known = manifest
             .assets
             .iter()
             .filter(|asset| asset.hf.is_some())
-            .map(|asset| asset.id.as_str())
-            .chain(synthetic::MODELS)
+            .map(|asset| asset.id.clone())
+            .chain(synthetic::MODELS.iter().map(|name| (*name).to_owned()))
             .collect();
-        Err(format!(
-            "`{name}` is not a model of the manifest (known: {}; a local folder is a path starting with ./, ../ or /, \
-             a hub checkpoint is org/name@<commit>)",
-            known.join(", ")
-        ))
+        Err(ReferenceError::UnknownModel { name: name.to_owned(), known })
     }
 }
 
@@ -469,12 +536,13 @@ fn missing_split(task: Task, split: &str) -> datasets::Error {
 ///
 /// # Errors
 /// The message says which rule the name breaks.
-pub fn check_task_name(name: &str) -> Result<(), String> {
+pub fn check_task_name(name: &str) -> Result<(), ReferenceError> {
+    let broken = |rule| Err(ReferenceError::TaskName { name: name.to_owned(), rule });
     if name == synthetic::TASK || Task::from_name(name).is_ok() {
-        return Err(format!("`{name}` is a task of the suite: give your task another name"));
+        return broken("is a task of the suite: give your task another name");
     }
     if name.is_empty() || name.contains([',', '/', ' ', '|', '@', '.', '[', ']', ':']) {
-        return Err(format!("`{name}` must be non-empty, without , / | @ . [ ] : or spaces"));
+        return broken("must be non-empty, without , / | @ . [ ] : or spaces");
     }
     Ok(())
 }
@@ -494,7 +562,7 @@ impl TaskRef {
     ///
     /// # Errors
     /// An unknown name: the message lists the known ones.
-    pub fn resolve(name: &str, local: &BTreeMap<String, Arc<LocalTask>>) -> Result<TaskRef, String> {
+    pub fn resolve(name: &str, local: &BTreeMap<String, Arc<LocalTask>>) -> Result<TaskRef, ReferenceError> {
         if name == synthetic::TASK {
             return Ok(TaskRef::Synthetic);
         }
@@ -502,13 +570,13 @@ impl TaskRef {
             return Ok(TaskRef::Text(TextTask::Local(task.clone())));
         }
         Task::from_name(name).map(|task| TaskRef::Text(TextTask::Manifest(task))).map_err(|_| {
-            let known: Vec<&str> = Task::ALL
+            let known = Task::ALL
                 .iter()
-                .map(|task| task.name())
-                .chain(local.keys().map(String::as_str))
-                .chain([synthetic::TASK])
+                .map(|task| task.name().to_owned())
+                .chain(local.keys().cloned())
+                .chain([synthetic::TASK.to_owned()])
                 .collect();
-            format!("`{name}` is not a task (known: {})", known.join(", "))
+            ReferenceError::UnknownTask { name: name.to_owned(), known }
         })
     }
 }
@@ -523,15 +591,15 @@ pub fn is_task_file(value: &str) -> bool {
 ///
 /// # Errors
 /// The file cannot be read or parsed, or its task fails its checks.
-pub fn load_task_file(path: &Path) -> Result<LocalTask, String> {
-    let shown = path.display();
-    let text = std::fs::read_to_string(path).map_err(|err| format!("{shown}: {err}"))?;
-    let spec: LocalTaskSpec = serde_norway::from_str(&text).map_err(|err| format!("{shown}: {err}"))?;
+pub fn load_task_file(path: &Path) -> Result<LocalTask, ReferenceError> {
+    let error = |message: String| ReferenceError::TaskFile { path: path.to_path_buf(), message };
+    let text = std::fs::read_to_string(path).map_err(|err| error(err.to_string()))?;
+    let spec: LocalTaskSpec = serde_norway::from_str(&text).map_err(|err| error(err.to_string()))?;
     let name = path.file_stem().map_or(String::new(), |stem| stem.to_string_lossy().into_owned());
-    check_task_name(&name).map_err(|message| format!("{shown}: the file's name names the task: {message}"))?;
+    check_task_name(&name).map_err(|err| error(format!("the file's name names the task: {err}")))?;
     spec.load(&name, path.parent().unwrap_or(Path::new("."))).map_err(|err| match err {
-        datasets::Error::TaskDeclaration { field, message } => format!("{shown}: {field}: {message}"),
-        err => err.to_string(),
+        datasets::Error::TaskDeclaration { field, message } => error(format!("{field}: {message}")),
+        err => ReferenceError::Store(err),
     })
 }
 
@@ -560,18 +628,19 @@ impl Subject {
     /// # Errors
     /// A synthetic model on a text task (it has no tokenizer) or a checkpoint on the synthetic
     /// task (it has no text): the message says which.
-    pub fn new(model: ModelRef, task: TaskRef) -> Result<Subject, String> {
+    pub fn new(model: ModelRef, task: TaskRef) -> Result<Subject, ReferenceError> {
         match (model, task) {
             (ModelRef::Checkpoint(model), TaskRef::Text(task)) => Ok(Subject::Text { model, task }),
             (ModelRef::Synthetic { name, config }, TaskRef::Synthetic) => {
                 Ok(Subject::Synthetic { model: name, config })
             }
             (ModelRef::Synthetic { name, .. }, TaskRef::Text(_)) => {
-                Err(format!("`{name}` has no tokenizer: it runs the synthetic task only"))
+                Err(ReferenceError::Mismatch(format!("`{name}` has no tokenizer: it runs the synthetic task only")))
             }
-            (ModelRef::Checkpoint(model), TaskRef::Synthetic) => {
-                Err(format!("the synthetic task needs a synthetic model, not `{}`", model.name()))
-            }
+            (ModelRef::Checkpoint(model), TaskRef::Synthetic) => Err(ReferenceError::Mismatch(format!(
+                "the synthetic task needs a synthetic model, not `{}`",
+                model.name()
+            ))),
         }
     }
 
@@ -592,8 +661,8 @@ pub fn pretraining_tokenizer(
     name: &str,
     base: &Path,
     store: &Store,
-) -> Result<PathBuf, crate::pretrain::PretrainError> {
-    let error = |message: String| crate::pretrain::PretrainError::Settings { field: "tokenizer".to_owned(), message };
+) -> Result<PathBuf, trainer::pretrain::PretrainError> {
+    let error = |message: String| trainer::pretrain::PretrainError::Settings { field: "tokenizer".to_owned(), message };
     if name.ends_with(".json") || Path::new(name).file_name().is_some_and(|file| file == "vocab.txt") {
         let path = base.join(name);
         if !path.is_file() {
@@ -601,20 +670,23 @@ pub fn pretraining_tokenizer(
         }
         return Ok(path);
     }
-    match ModelRef::resolve(name, base, store.manifest(), &mut BTreeMap::new()).map_err(error)? {
-        ModelRef::Checkpoint(checkpoint) => Ok(checkpoint.files(store)?.tokenizer),
+    let resolved = ModelRef::resolve(name, base, store.manifest(), &mut BTreeMap::new());
+    match resolved.map_err(|err| error(err.to_string()))? {
+        ModelRef::Checkpoint(checkpoint) => {
+            Ok(checkpoint.files(store).map_err(|err| error(err.to_string()))?.tokenizer)
+        }
         ModelRef::Synthetic { .. } => Err(error(format!("`{name}` is a synthetic model, which has no tokenizer"))),
     }
 }
 
-/// [`crate::pretrain::resolve`] with the tokenizer the settings name.
+/// [`trainer::pretrain::resolve`] with the tokenizer the settings name.
 pub fn resolve_pretraining(
-    settings: &crate::pretrain::PretrainSettings,
+    settings: &trainer::pretrain::PretrainSettings,
     base: &Path,
     store: &Store,
     out: &Path,
     device: tch::Device,
-) -> Result<crate::pretrain::Resolved, crate::pretrain::PretrainError> {
+) -> Result<trainer::pretrain::Resolved, trainer::pretrain::PretrainError> {
     let tokenizer = pretraining_tokenizer(&settings.tokenizer, base, store)?;
-    crate::pretrain::resolve(settings, &tokenizer, base, store, out, device)
+    trainer::pretrain::resolve(settings, &tokenizer, base, store, out, device)
 }

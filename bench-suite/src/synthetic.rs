@@ -8,10 +8,10 @@
 
 use tch::{Tensor, nn};
 
-use crate::tokenize::Encoded;
-use crate::train::LabelledExample;
 use encoders::models::Config;
 use subspace::random;
+use trainer::tokenize::Encoded;
+use trainer::train::LabelledExample;
 
 /// The vocabulary of the synthetic task: 0 padding, 2/3 the sentence markers, 8.. content.
 pub const VOCAB: u32 = 40;

@@ -48,7 +48,7 @@ fn tiny_model(dir: &Path) {
     // The tokenizer.json HF builds from that vocab.txt, which stays beside it (a folder with
     // both reads tokenizer.json).
     std::fs::write(dir.join("vocab.txt"), vocabulary().join("\n") + "\n").unwrap();
-    let json = bench_suite::tokenize::read_tokenizer(&dir.join("vocab.txt")).unwrap().json;
+    let json = trainer::tokenize::read_tokenizer(&dir.join("vocab.txt")).unwrap().json;
     std::fs::write(dir.join("tokenizer.json"), json).unwrap();
 }
 
@@ -353,7 +353,7 @@ fn a_folder_edited_after_it_was_read_is_refused() {
     assert_eq!(local.name, "tiny-model");
     local.verify().unwrap();
     std::fs::write(dir.join("tiny-model/tokenizer.json"), "{}").unwrap();
-    let err = local.verify().unwrap_err();
+    let err = local.verify().unwrap_err().to_string();
     assert!(err.contains("tokenizer.json: changed since the spec was read"), "{err}");
 }
 
@@ -367,7 +367,7 @@ fn a_local_folder_takes_pytorch_model_bin_when_it_has_no_safetensors() {
     std::fs::create_dir(&folder).unwrap();
     std::fs::write(folder.join("config.json"), "{}").unwrap();
     std::fs::write(folder.join("tokenizer.json"), "{}").unwrap();
-    let err = LocalModel::open(&folder).unwrap_err();
+    let err = LocalModel::open(&folder).unwrap_err().to_string();
     assert!(err.contains("no model.safetensors and no pytorch_model.bin"), "{err}");
     std::fs::copy(crate::support::golden("pytorch_bin/tiny_bert/pytorch_model.bin"), folder.join("pytorch_model.bin"))
         .unwrap();

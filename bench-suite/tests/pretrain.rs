@@ -6,12 +6,12 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use bench_suite::pretrain::data::{self, PretrainTokenizer};
 use encoders::checkpoint;
 use encoders::models::bert::initialise_from_scratch;
 use encoders::models::{Config, MaskedLm};
 use results::PretrainingRecord;
 use tch::{Device, Tensor, nn};
+use trainer::pretrain::data::{self, PretrainTokenizer};
 
 const SPECIAL: [&str; 5] = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"];
 const WORDS: [&str; 16] = [
@@ -32,7 +32,7 @@ fn write_tokenizer(path: &Path) {
     let vocab = path.with_file_name("vocab.txt");
     std::fs::write(&vocab, SPECIAL.iter().chain(WORDS.iter()).map(|token| format!("{token}\n")).collect::<String>())
         .unwrap();
-    std::fs::write(path, bench_suite::tokenize::read_tokenizer(&vocab).unwrap().json).unwrap();
+    std::fs::write(path, trainer::tokenize::read_tokenizer(&vocab).unwrap().json).unwrap();
 }
 
 /// 400 short documents with learnable regularities ("the film was very good and the music is
@@ -154,8 +154,7 @@ fn an_hf_checkpoint_read_back_gives_identical_logits() {
     let folder = dir.join("checkpoint");
     std::fs::create_dir_all(&folder).unwrap();
     let tokenizer_json = std::fs::read(dir.join("tokenizer.json")).unwrap();
-    let hash =
-        bench_suite::pretrain::write_hf_folder(&folder, &value, config.model_type, &named, &tokenizer_json).unwrap();
+    let hash = trainer::pretrain::write_hf_folder(&folder, &value, config.model_type, &named, &tokenizer_json).unwrap();
     assert_eq!(hash.len(), 16);
     let written: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(folder.join("config.json")).unwrap()).unwrap();

@@ -5,8 +5,8 @@
 use crate::support::mirror;
 
 use bench_suite::finetune::{FinetuneRequest, finetune};
-use bench_suite::interrupt::Interrupter;
 use results::{DivergenceCause, Mode, Status};
+use trainer::interrupt::Interrupter;
 
 #[test]
 fn minilm_learns_sst2_fully_and_in_a_said_subspace() {

@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use bench_suite::tokenize::{Encoded, TextEncoder, collate};
 use tch::{Device, Tensor};
+use trainer::tokenize::{Encoded, TextEncoder, collate};
 
 const SPECIAL: [(&str, u32); 4] = [("[PAD]", 0), ("[UNK]", 1), ("[CLS]", 2), ("[SEP]", 3)];
 const WORDS: [&str; 8] = ["the", "cat", "sat", "on", "mat", ".", "a", "##s"];

@@ -2,12 +2,12 @@
 //! stopped and resumed from its checkpoint ends with exactly the numbers of an uninterrupted one,
 //! and a NaN loss ends the run as diverged.
 
-use bench_suite::interrupt::Interrupter;
 use bench_suite::synthetic;
-use bench_suite::train::{LabelledExample, TrainData, train};
 use encoders::models::SequenceClassifier;
 use results::{DivergenceCause, Mode, Precision, RunResult, Status, TrainConfig};
 use tch::{Device, nn};
+use trainer::interrupt::Interrupter;
+use trainer::train::{LabelledExample, TrainData, train};
 
 use crate::support::serial;
 
@@ -131,17 +131,18 @@ fn a_resumed_run_ends_with_the_numbers_of_an_uninterrupted_one() {
         let uninterrupted = run(mode, d, lr, 2, None, None);
         let dir = std::env::temp_dir().join(format!("bench-suite-train-resume-{mode:?}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        // Stopped after 13 steps (its last checkpoint is at step 12), then a new process resumes.
+        // Stopped after 13 steps (the process limit saves the state at step 13, between the
+        // periodic saves at 12 and 18), then a new process resumes.
         let stopped = run(mode, d, lr, 2, Some(&dir), Some(13));
         assert_eq!(stopped.steps, 13);
         let resumed = run(mode, d, lr, 2, Some(&dir), None);
         std::fs::remove_dir_all(&dir).unwrap();
-        assert_eq!(resumed.steps_this_process, uninterrupted.steps - 12, "{mode:?}: resumed from step 12");
+        assert_eq!(resumed.steps_this_process, uninterrupted.steps - 13, "{mode:?}: resumed from step 13");
         assert_eq!(resumed.evaluations, uninterrupted.evaluations, "{mode:?}: resumed run differs");
     }
-    // A kill between writing a checkpoint's tensors and committing its state (the window in which
-    // CI once lost a run): the folder holds the state of step 12 beside the tensors of step 18.
-    // The resumed run must read step 12's tensors, not the newer file.
+    // A kill between writing a run state's tensors and committing its state (the window in which
+    // CI once lost a run): the folder holds the state of step 13 beside the tensors of step 19.
+    // The resumed run must read step 13's tensors, not the newer file.
     for (mode, d, lr) in [(Mode::Full, 0, 1e-3), (Mode::Said, 120, 0.05)] {
         let uninterrupted = run(mode, d, lr, 2, None, None);
         let base = std::env::temp_dir().join(format!("bench-suite-train-window-{mode:?}-{}", std::process::id()));
@@ -154,12 +155,12 @@ fn a_resumed_run_ends_with_the_numbers_of_an_uninterrupted_one() {
             .map(|entry| entry.unwrap().path())
             .filter(|path| path.extension().is_some_and(|ext| ext == "safetensors"))
             .collect();
-        assert_eq!(newer.len(), 1, "one tensor file per checkpoint: {newer:?}");
+        assert_eq!(newer.len(), 1, "one tensor file per saved state: {newer:?}");
         std::fs::copy(&newer[0], dir.join(newer[0].file_name().unwrap())).unwrap();
         let resumed = run(mode, d, lr, 2, Some(&dir), None);
         std::fs::remove_dir_all(&base).unwrap();
-        assert_eq!(resumed.steps_this_process, uninterrupted.steps - 12, "{mode:?}: resumed from step 12");
-        assert_eq!(resumed.evaluations, uninterrupted.evaluations, "{mode:?}: resumed from a torn checkpoint");
+        assert_eq!(resumed.steps_this_process, uninterrupted.steps - 13, "{mode:?}: resumed from step 13");
+        assert_eq!(resumed.evaluations, uninterrupted.evaluations, "{mode:?}: resumed from a torn save");
     }
     // A run folder resumes only the run it holds.
     let dir = std::env::temp_dir().join(format!("bench-suite-train-other-{}", std::process::id()));

@@ -6,8 +6,8 @@
 use std::path::{Path, PathBuf};
 
 use bench_suite::reference::LocalModel;
-use bench_suite::tokenize::wordpiece::{WordPieceConfig, bert_tokenizer, from_vocab_file, read_vocab};
-use bench_suite::tokenize::{TextEncoder, read_tokenizer};
+use trainer::tokenize::wordpiece::{WordPieceConfig, bert_tokenizer, from_vocab_file, read_vocab};
+use trainer::tokenize::{TextEncoder, read_tokenizer};
 
 const MINILM: &str = "hf/sentence-transformers/all-MiniLM-L6-v2/1110a243fdf4706b3f48f1d95db1a4f5529b4d41";
 
@@ -185,7 +185,7 @@ fn a_local_folder_with_only_vocab_txt_opens_and_hashes_its_tokenizer_config() {
     assert_ne!(plain.revision, cased.revision, "another casing is another model");
     cased.verify().unwrap();
     write(dir.path(), "tokenizer_config.json", r#"{"do_lower_case": true}"#);
-    let err = cased.verify().unwrap_err();
+    let err = cased.verify().unwrap_err().to_string();
     assert!(err.contains("tokenizer_config.json: changed since the spec was read"), "{err}");
     // With a tokenizer.json, that is the tokenizer, and the identity is the three files' as before.
     write(dir.path(), "tokenizer.json", "{}");

@@ -117,7 +117,7 @@ impl Compat {
 }
 
 /// Numeric precision of the encoder's forward and backward (the autocast itself lives with tch,
-/// in `bench-suite`'s `precision` module).
+/// in `trainer`'s `precision` module).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
@@ -236,15 +236,37 @@ impl TrainConfig {
             warmup_ratio: paper.warmup_ratio,
             weight_decay: paper.weight_decay,
             max_grad_norm: paper.max_grad_norm,
-            eval_every: None,
+            eval_every: paper.eval_every,
+            // A run saves its state only where a caller gives it a folder and an interval.
             checkpoint_every: None,
             divergence_loss: 1e4,
-            train_eval_examples: None,
-            length_buckets: None,
+            train_eval_examples: paper.train_eval_examples,
+            length_buckets: paper.length_buckets,
             lambda_lr: None,
             seeds: Seeds::all(0),
-            precision: Precision::F32,
+            precision: paper.precision,
             max_steps_this_process: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn precision_names() {
+        assert_eq!(serde_json::to_string(&Precision::Bf16).unwrap(), "\"bf16\"");
+        assert_eq!(serde_json::from_str::<Precision>("\"f32\"").unwrap(), Precision::F32);
+    }
+
+    #[cfg(feature = "clap")]
+    #[test]
+    fn precision_flags_accept_fp32() {
+        use clap::ValueEnum;
+        assert_eq!(Precision::from_str("bf16", false), Ok(Precision::Bf16));
+        assert_eq!(Precision::from_str("f32", false), Ok(Precision::F32));
+        assert_eq!(Precision::from_str("fp32", false), Ok(Precision::F32));
+        assert!(Precision::from_str("fp16", false).is_err());
     }
 }

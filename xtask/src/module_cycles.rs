@@ -152,7 +152,7 @@ mod tests {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
         let mut cycles = Vec::new();
         let members = workspace_members(root);
-        for expected in ["results", "d90", "subspace", "encoders", "bench-suite", "datasets", "reports"] {
+        for expected in ["results", "d90", "subspace", "encoders", "trainer", "bench-suite", "datasets", "reports"] {
             assert!(members.iter().any(|member| member == expected), "{expected} is not a member: {members:?}");
         }
         for krate in &members {

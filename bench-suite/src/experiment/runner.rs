@@ -17,11 +17,7 @@ use super::search::{ProbeOutcome, Target, search as d90_search};
 use super::spec::{Plan, PlannedSearch, SpecError};
 use crate::code_revision;
 use crate::finetune::{FinetuneError, Workload, max_len_problem, process_memory_bytes, read_config};
-use crate::interrupt::{Interrupter, Terminated};
-use crate::pretrain::RunLimits;
 use crate::reference::{Checkpoint, Subject};
-use crate::tokenize::TextEncoder;
-use crate::train::StepReport;
 use encoders::checkpoint;
 use encoders::shapes;
 use results::search::{
@@ -30,6 +26,10 @@ use results::search::{
 use results::{Mode, Provenance, ResultsDir, ResultsError, RunRecord, RunSpec, Status, hash_key};
 use subspace::device::parse_device;
 use subspace::{self, Method as SubspaceMethod, TORCH_VERSION};
+use trainer::interrupt::{Interrupter, Terminated};
+use trainer::pretrain::RunLimits;
+use trainer::tokenize::TextEncoder;
+use trainer::train::StepReport;
 
 /// Why a reproduction could not be prepared or run.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +45,10 @@ pub enum RunnerError {
     /// not be read from it.
     #[error(transparent)]
     Data(#[from] datasets::Error),
+    /// A checkpoint's identity could not be read (a pre-training not keyed yet, a file that cannot
+    /// be hashed).
+    #[error(transparent)]
+    Reference(#[from] crate::reference::ReferenceError),
     /// A run failed: its model and task could not be loaded, or training stopped without a result.
     #[error("{context}: {source}")]
     Finetune {
@@ -73,7 +77,7 @@ pub enum RunnerError {
         /// The pre-training's name in the spec.
         name: String,
         /// Why it failed.
-        source: Box<crate::pretrain::PretrainError>,
+        source: Box<trainer::pretrain::PretrainError>,
     },
     /// The interrupter ended a wait for another process's pre-training ([`Terminated::Waiting`]).
     #[error("{0}")]
@@ -81,9 +85,9 @@ pub enum RunnerError {
 }
 
 impl RunnerError {
-    /// A run, pre-training or wait that the interrupter ended ([`crate::interrupt::is_terminated`]).
+    /// A run, pre-training or wait that the interrupter ended ([`trainer::interrupt::is_terminated`]).
     pub fn is_terminated(&self) -> bool {
-        crate::interrupt::is_terminated(self)
+        trainer::interrupt::is_terminated(self)
     }
 }
 
@@ -264,7 +268,7 @@ pub enum Event<'a> {
         updates: usize,
     },
     /// An update of the pre-training in progress (update 0: its initial checkpoint).
-    PretrainingUpdate(crate::pretrain::UpdateReport),
+    PretrainingUpdate(trainer::pretrain::UpdateReport),
     /// Another process holds the pre-training's lock (it is running it): this one goes on with
     /// other work (`waiting: false`) or, with nothing else left, waits for it.
     PretrainingHeld {
@@ -310,7 +314,7 @@ pub struct Runner {
     out: PathBuf,
     device: String,
     /// The pre-trainings the prepared searches fine-tune checkpoints of, keyed, by spec name.
-    pretrainings: std::collections::BTreeMap<String, crate::pretrain::Resolved>,
+    pretrainings: std::collections::BTreeMap<String, trainer::pretrain::Resolved>,
     /// The last workload loaded (consecutive searches share model and task).
     workload: Option<(WorkloadKey, Workload)>,
     /// Stops the run or wait in progress when asked (SIGTERM).
@@ -364,7 +368,7 @@ impl Runner {
 
     /// The pre-trainings [`Runner::prepare`] keyed (those the prepared searches fine-tune
     /// checkpoints of), by name.
-    pub fn pretrainings(&self) -> impl Iterator<Item = (&str, &crate::pretrain::Resolved)> {
+    pub fn pretrainings(&self) -> impl Iterator<Item = (&str, &trainer::pretrain::Resolved)> {
         self.pretrainings.iter().map(|(name, resolved)| (name.as_str(), resolved))
     }
 
@@ -386,7 +390,7 @@ impl Runner {
                 )
                 .map_err(|err| match err {
                     // The pre-training's own settings: name the field under `pretraining:`.
-                    crate::pretrain::PretrainError::Settings { field, message } => {
+                    trainer::pretrain::PretrainError::Settings { field, message } => {
                         origin.error(&format!("pretraining.{}.{field}", produced.pretraining), message)
                     }
                     err => origin.error(&format!("pretraining.{}", produced.pretraining), err.to_string()),
@@ -599,7 +603,7 @@ impl Runner {
         device: tch::Device,
         on_event: &mut dyn FnMut(Event),
     ) -> Result<bool, RunnerError> {
-        let error = |source: crate::pretrain::PretrainError| RunnerError::Pretraining {
+        let error = |source: trainer::pretrain::PretrainError| RunnerError::Pretraining {
             name: name.to_owned(),
             source: Box::new(source),
         };
@@ -622,14 +626,17 @@ impl Runner {
         let resolved = self.pretrainings.remove(name).expect("keyed by prepare");
         on_event(Event::PretrainingStarted { name, key: &key, updates: resolved.spec.updates });
         let prepared = resolved.pack(&self.store, &mut |_| {}).map_err(error)?;
-        let finished = crate::pretrain::pretrain(
+        let finished = trainer::pretrain::pretrain(
             &prepared,
             device,
             RunLimits { interrupter: self.interrupter.clone(), ..Default::default() },
+            code_revision(),
             &mut |report| on_event(Event::PretrainingUpdate(report)),
         )
         .map_err(error)?;
-        let crate::pretrain::Finished::Completed(record) = finished else { unreachable!("no update limit was given") };
+        let trainer::pretrain::Finished::Completed(record) = finished else {
+            unreachable!("no update limit was given")
+        };
         on_event(Event::PretrainingFinished { name, record: &record, reused: false });
         Ok(true)
     }

@@ -40,7 +40,6 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::yaml_location::{locate, second_key_line};
-use crate::pretrain::{PretrainSettings, checkpoint_updates_of};
 use crate::reference::{Checkpoint, ModelRef, Produced, Subject, TaskRef};
 use crate::settings::TrainingSpec;
 use datasets::local::LocalTaskSpec;
@@ -48,6 +47,7 @@ pub use results::search::ExperimentKind;
 use results::search::{Method, PretrainingRef, Search, SearchMode, SearchPlan, Training, d_grid_every};
 use results::{Compat, LambdaGrouping, Mode, Scope};
 use std::sync::Arc;
+use trainer::pretrain::{PretrainSettings, checkpoint_updates_of};
 
 /// An error in a spec: where (file, line when known, field) and what.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -198,7 +198,7 @@ pub struct SpecFile {
     #[serde(default)]
     pub tasks: BTreeMap<String, LocalTaskSpec>,
     /// MLM pre-trainings from scratch, by the name experiments give them (`pretrained:<name>`,
-    /// `pretraining: <name>`); see `bench_suite::pretrain::PretrainSettings`. Paths are relative
+    /// `pretraining: <name>`); see `trainer::pretrain::PretrainSettings`. Paths are relative
     /// to the spec's folder.
     #[serde(default)]
     pub pretraining: BTreeMap<String, PretrainSettings>,
@@ -394,8 +394,8 @@ impl Locator<'_> {
         let mut local_tasks = BTreeMap::new();
         for (name, task) in &spec.tasks {
             let field = format!("tasks.{name}");
-            if let Err(message) = crate::reference::check_task_name(name) {
-                return Err(self.error(&field, message));
+            if let Err(err) = crate::reference::check_task_name(name) {
+                return Err(self.error(&field, err.to_string()));
             }
             let loaded = task.load(name, self.base).map_err(|err| match err {
                 datasets::Error::TaskDeclaration { field: inner, message } => {
@@ -415,8 +415,8 @@ impl Locator<'_> {
             if name.is_empty() || name.contains([',', '/', ' ', '@', ':']) {
                 return Err(self.error(&field, format!("`{name}` must be non-empty, without , / @ : or spaces")));
             }
-            crate::pretrain::check_numbers(settings).map_err(|err| match err {
-                crate::pretrain::PretrainError::Settings { field: inner, message } => {
+            trainer::pretrain::check_numbers(settings).map_err(|err| match err {
+                trainer::pretrain::PretrainError::Settings { field: inner, message } => {
                     self.error(&format!("{field}.{inner}"), message)
                 }
                 err => self.error(&field, err.to_string()),
@@ -551,7 +551,7 @@ impl<'a> ExperimentAt<'a> {
             .enumerate()
             .map(|(index, task)| {
                 TaskRef::resolve(task, inputs.local_tasks)
-                    .map_err(|message| self.error(&format!("{}[{index}]", self.own("tasks")), message))
+                    .map_err(|err| self.error(&format!("{}[{index}]", self.own("tasks")), err.to_string()))
             })
             .collect::<Result<Vec<TaskRef>, SpecError>>()?;
         let baseline = self.baseline(inputs.methods)?;
@@ -567,7 +567,7 @@ impl<'a> ExperimentAt<'a> {
         for (model_index, model) in models.iter().enumerate() {
             for (task_index, task) in tasks.iter().enumerate() {
                 let subject = Subject::new(model.clone(), task.clone())
-                    .map_err(|message| self.error(&format!("{}[{model_index}]", self.own("models")), message))?;
+                    .map_err(|err| self.error(&format!("{}[{model_index}]", self.own("models")), err.to_string()))?;
                 let origin = Origin {
                     file: self.at.file.to_path_buf(),
                     experiment_index: self.index,
@@ -663,7 +663,7 @@ impl<'a> ExperimentAt<'a> {
                 Some(reference) => {
                     pretrainings.resolve(reference).map(|produced| ModelRef::Checkpoint(Checkpoint::Produced(produced)))
                 }
-                None => ModelRef::resolve(model, self.at.base, &manifest, opened),
+                None => ModelRef::resolve(model, self.at.base, &manifest, opened).map_err(|err| err.to_string()),
             };
             models.push(resolved.map_err(|message| self.error(&format!("{}[{index}]", self.own("models")), message))?);
         }

@@ -4,10 +4,10 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use bench_suite::finetune::{FinetuneError, FinetuneRequest, finetune};
-use bench_suite::interrupt::Interrupter;
 use bench_suite::settings::TrainingSpec;
-use bench_suite::train::StepReport;
 use results::{Compat, LambdaGrouping, Mode, Scope};
+use trainer::interrupt::Interrupter;
+use trainer::train::StepReport;
 
 /// One fine-tuning run (the defaults are the paper's setup, `results::Training::PAPER`).
 #[derive(Debug, clap::Args)]

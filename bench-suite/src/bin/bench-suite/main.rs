@@ -95,7 +95,7 @@ fn one_line(err: &anyhow::Error) -> String {
 /// Whether an interruption (SIGTERM) ended what `err` reports: one downcast, whatever layer
 /// carries it.
 fn terminated(err: &anyhow::Error) -> bool {
-    err.chain().any(|cause| cause.downcast_ref::<bench_suite::interrupt::Terminated>().is_some())
+    err.chain().any(|cause| cause.downcast_ref::<trainer::interrupt::Terminated>().is_some())
 }
 
 /// Keeps freed memory in the process for reuse (glibc's malloc): libtorch's CPU kernels allocate
@@ -115,7 +115,7 @@ fn run() -> Result<()> {
     keep_freed_memory();
     // SIGTERM (preemption, `scancel`, a time limit) ends the run in progress after its current
     // step, at a checkpoint, instead of losing the steps since the last one.
-    let interrupter = bench_suite::interrupt::Interrupter::default();
+    let interrupter = trainer::interrupt::Interrupter::default();
     signal_hook::flag::register(signal_hook::consts::SIGTERM, interrupter.flag())
         .context("install the SIGTERM handler")?;
     let cli = Cli::from_arg_matches(&command().get_matches()).unwrap_or_else(|err| err.exit());
@@ -210,8 +210,8 @@ mod tests {
     #[test]
     fn a_pause_is_one_line_with_each_cause_once() {
         use bench_suite::experiment::runner::RunnerError;
-        use bench_suite::interrupt::Terminated;
-        use bench_suite::pretrain::PretrainError;
+        use trainer::interrupt::Terminated;
+        use trainer::pretrain::PretrainError;
         let err = anyhow::Error::new(RunnerError::Pretraining {
             name: "mini-128".into(),
             source: Box::new(PretrainError::Terminated(Terminated::Pretraining { update: 7 })),

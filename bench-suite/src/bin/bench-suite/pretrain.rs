@@ -1,13 +1,13 @@
 //! `bench-suite pretrain`: a pre-training file into checked settings, a progress bar with tokens
 //! per second and ETA, held-out losses logged at every checkpoint, the record as JSON.
 
-use bench_suite::interrupt::Interrupter;
 use std::path::PathBuf;
+use trainer::interrupt::Interrupter;
 
 use anyhow::{Context, Result};
-use bench_suite::pretrain::{self, Finished, PretrainSettings, RunLimits, UpdateReport};
 use datasets::manifest::Manifest;
 use datasets::store::{Store, StoreConfig};
+use trainer::pretrain::{self, Finished, PretrainSettings, RunLimits, UpdateReport};
 
 /// MLM pre-training from scratch (RoBERTa's recipe) from a YAML file; resumable: the same command
 /// continues an interrupted run, and reuses a finished one.
@@ -83,21 +83,24 @@ pub fn run(args: Args, interrupter: Interrupter) -> Result<()> {
     std::fs::create_dir_all(&locks).with_context(|| format!("create {}", locks.display()))?;
     let _lock = results::ResultsDir::at(&args.out).lock(&format!("pretraining-{}", prepared.spec.key()))?;
     let limits = RunLimits { max_updates_this_process: args.max_updates_this_process, interrupter };
-    let finished = pretrain::pretrain(&prepared, device, limits, &mut |report: UpdateReport| {
-        progress.set_position(report.update as u64);
-        progress
-            .set_message(format!("loss {:.4} lr {:.2e} {:.0} tokens/s", report.loss, report.lr, report.tokens_per_s));
-        if let Some(heldout) = report.heldout_loss {
-            tracing::info!(
-                "update {}/{}: held-out MLM loss {heldout:.4}, training loss {:.4}, {:.0} tokens/s",
-                report.update,
-                report.updates,
-                report.loss,
-                report.tokens_per_s
-            );
-        }
-    })
-    .with_context(|| format!("pre-training {}", prepared.spec.key()))?;
+    let finished =
+        pretrain::pretrain(&prepared, device, limits, bench_suite::code_revision(), &mut |report: UpdateReport| {
+            progress.set_position(report.update as u64);
+            progress.set_message(format!(
+                "loss {:.4} lr {:.2e} {:.0} tokens/s",
+                report.loss, report.lr, report.tokens_per_s
+            ));
+            if let Some(heldout) = report.heldout_loss {
+                tracing::info!(
+                    "update {}/{}: held-out MLM loss {heldout:.4}, training loss {:.4}, {:.0} tokens/s",
+                    report.update,
+                    report.updates,
+                    report.loss,
+                    report.tokens_per_s
+                );
+            }
+        })
+        .with_context(|| format!("pre-training {}", prepared.spec.key()))?;
     progress.finish_and_clear();
     match finished {
         Finished::Completed(record) => println!("{}", serde_json::to_string_pretty(&record)?),

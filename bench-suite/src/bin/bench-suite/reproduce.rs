@@ -1,8 +1,8 @@
 //! `bench-suite reproduce`: a preset (or a spec file) through the runner, with progress bars over
 //! searches and steps, then the d90 table.
 
-use bench_suite::interrupt::Interrupter;
 use std::path::PathBuf;
+use trainer::interrupt::Interrupter;
 
 use anyhow::{Context, Result};
 use bench_suite::experiment::runner::{Event, Runner, RunnerOptions, Shard, select};

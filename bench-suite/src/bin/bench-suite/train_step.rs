@@ -7,9 +7,6 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use bench_suite::interrupt::Interrupter;
-use bench_suite::tokenize::Encoded;
-use bench_suite::train::{LabelledExample, TrainData, train};
 use clap::ValueEnum;
 use datasets::manifest::Manifest;
 use datasets::store::{Store, StoreConfig};
@@ -20,6 +17,9 @@ use serde::Serialize;
 use subspace::device::parse_device;
 use subspace::random;
 use tch::{Device, nn};
+use trainer::interrupt::Interrupter;
+use trainer::tokenize::Encoded;
+use trainer::train::{LabelledExample, TrainData, train};
 
 use crate::measure::{median, peak_rss};
 

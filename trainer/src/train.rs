@@ -11,8 +11,8 @@
 //! dropout RNG (torch's process-wide generator, so runs in one process take turns) is reseeded from
 //! `(seeds.dropout, step)` before every step, so a run is a function of its seeds (bit-identical on
 //! CPU with the same thread count) and a resumed run needs no RNG
-//! state: a checkpoint holds the trainable tensors, the optimiser moments, the step and the
-//! evaluations so far. A run killed and restarted from its run folder ends with exactly the
+//! state: the saved run state holds the trainable tensors, the optimiser moments, the step and
+//! the evaluations so far ([`crate::session`]). A run killed and restarted from its run folder ends with exactly the
 //! numbers of an uninterrupted run.
 //!
 //! A run is `diverged` whenever its loss is not finite (or above `divergence_loss`), the logits it
@@ -22,14 +22,14 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor, nn};
 
 use crate::interrupt::{Interrupter, Terminated};
-use crate::optim::{self, AdamConfig, AdamW, clip_grad_norm, linear_schedule};
+use crate::optim::{AdamConfig, AdamW, clip_grad_norm, linear_schedule};
 use crate::precision::Autocast;
+use crate::session::{Next, SavedState, Session};
 use crate::tokenize::{Encoded, collate};
 use encoders::models::Classifier;
 use results::{DivergenceCause, Evaluation, Mode, Precision, RunResult, SplitMetrics, Status, TrainConfig};
@@ -58,10 +58,6 @@ pub struct TrainData<'a> {
     pub pad_id: u32,
 }
 
-/// Training runs (fine-tuning or pre-training) in one process take turns: dropout draws from
-/// torch's process-wide generator, reseeded every step.
-pub(crate) static ONE_RUN_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
 /// Why a run stopped without a result (a diverged run is not an error: its result says so).
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
@@ -71,7 +67,7 @@ pub enum TrainError {
     /// The subspace (DID or SAID) failed: building it, projecting gradients or writing the weights.
     #[error(transparent)]
     Subspace(#[from] subspace::SubspaceError),
-    /// The run folder's checkpoint could not be read or written.
+    /// The run folder's saved state could not be read or written.
     #[error(transparent)]
     RunState(#[from] crate::optim::RunStateError),
     /// The training split is empty.
@@ -94,7 +90,8 @@ pub struct StepReport {
 }
 
 /// Trains `model` (whose variables live in `vs`) and evaluates it on the dev splits. With a run
-/// folder, checkpoints are written there and a run found there is resumed. `on_step` sees every
+/// folder, the run state is saved there (every `checkpoint_every` steps, at a process limit and
+/// when interrupted) and a run found there is resumed. `on_step` sees every
 /// step.
 pub fn train(
     vs: &nn::VarStore,
@@ -108,10 +105,7 @@ pub fn train(
     if data.train.is_empty() {
         return Err(TrainError::NoData);
     }
-    // Dropout draws from torch's process-wide generator, reseeded every step: two runs at once in
-    // one process would draw from each other's streams, so they take turns.
-    let _turn = ONE_RUN_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    let start_time = Instant::now();
+    let mut session = Session::begin(run_dir, "trainable", config.max_steps_this_process, interrupter);
     let device = vs.device();
     let mut named: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
     named.sort_by(|a, b| a.0.cmp(&b.0));
@@ -120,7 +114,7 @@ pub fn train(
     let mut optimiser = trainable.optimiser(&named, model, config);
     let trainable_parameters = optimiser.tensors.iter().map(Tensor::numel).sum();
     let plan = EpochPlan::new(config, data.train);
-    let mut state = RunState {
+    let fresh = || RunState {
         config: config.clone(),
         step: 0,
         evaluations: Vec::new(),
@@ -129,14 +123,10 @@ pub fn train(
         elapsed_s: 0.0,
         tensors_file: String::new(),
     };
-    if let Some(dir) = run_dir
-        && let Some(saved) = load_run_state(dir, &mut optimiser, config)?
-    {
-        state = saved;
+    let (mut state, resumed) = session.resume(&mut optimiser, |saved: &RunState| same_run(saved, config), fresh)?;
+    if resumed {
         trainable.write(&optimiser)?;
     }
-    let steps_before = state.step;
-    let elapsed_before = state.elapsed_s;
     let mut status = Status::Completed;
     let mut last_loss = f64::NAN;
 
@@ -144,7 +134,8 @@ pub fn train(
     let steps_per_epoch = plan.steps_per_epoch;
     'epochs: for (epoch, batches) in plan.batches.iter().enumerate().skip(state.step / steps_per_epoch) {
         for (batch_idx, indices) in batches.iter().enumerate().skip(state.step % steps_per_epoch) {
-            if config.max_steps_this_process.is_some_and(|max| state.step - steps_before >= max) {
+            if session.limit_reached(state.step) {
+                session.save(&optimiser, &state)?;
                 status = Status::Stopped;
                 break 'epochs;
             }
@@ -181,15 +172,12 @@ pub fn train(
                     }
                 }
             }
-            let terminating = interrupter.is_requested();
-            if let (Some(dir), Some(every)) = (run_dir, config.checkpoint_every)
-                && (state.step.is_multiple_of(every) || state.step == plan.total_steps || terminating)
-            {
-                let elapsed_s = elapsed_before + start_time.elapsed().as_secs_f64();
-                save_run_state(dir, &optimiser, &RunState { elapsed_s, ..state.clone() })?;
-            }
-            if terminating {
-                return Err(TrainError::Terminated(Terminated::Run { step: state.step, saved: run_dir.is_some() }));
+            let due = config
+                .checkpoint_every
+                .is_some_and(|every| state.step.is_multiple_of(every) || state.step == plan.total_steps);
+            if session.end_step(&optimiser, &state, due)? == Next::Interrupted {
+                let saved = session.saves();
+                return Err(TrainError::Terminated(Terminated::Run { step: state.step, saved }));
             }
         }
     }
@@ -206,12 +194,12 @@ pub fn train(
         config: config.clone(),
         status,
         steps: state.step,
-        steps_this_process: state.step - steps_before,
+        steps_this_process: session.steps_this_process(state.step),
         best,
         evaluations: state.evaluations,
         subspace: trainable.description(),
         trainable_parameters,
-        wall_time_s: elapsed_before + start_time.elapsed().as_secs_f64(),
+        wall_time_s: session.elapsed_s(),
         padding_fraction: plan.padding_fraction,
         dev_examples: dev_examples(data),
     })
@@ -399,13 +387,6 @@ fn report_unreached(named: &[(String, Tensor)]) {
     }
 }
 
-/// Saves the run's state (`state`, with the optimiser's tensors and moments) in `dir`.
-fn save_run_state(dir: &Path, optimiser: &AdamW, state: &RunState) -> Result<(), TrainError> {
-    let state = state.clone();
-    optim::save_run_state(dir, "trainable", optimiser, state.step, |tensors_file| RunState { tensors_file, ..state })?;
-    Ok(())
-}
-
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct RunState {
     /// The configuration the run was started with: a run folder resumes only the same run.
@@ -415,15 +396,30 @@ struct RunState {
     /// Training loss since the last evaluation.
     loss_sum: f64,
     loss_count: usize,
-    /// Seconds spent on the run up to this checkpoint, over every process.
+    /// Seconds spent on the run up to this saved state, over every process.
     #[serde(default)]
     elapsed_s: f64,
-    /// The file in the run folder that holds this checkpoint's tensors (see `optim::save_run_state`).
+    /// The file in the run folder that holds this state's tensors (see `optim::save_run_state`).
     #[serde(default = "legacy_tensors_file")]
     tensors_file: String,
 }
 
-/// Checkpoints written before the tensor file was named by its step.
+impl SavedState for RunState {
+    fn step(&self) -> usize {
+        self.step
+    }
+    fn elapsed_s(&self) -> f64 {
+        self.elapsed_s
+    }
+    fn tensors_file(&self) -> &str {
+        &self.tensors_file
+    }
+    fn saved(&self, elapsed_s: f64, tensors_file: String) -> RunState {
+        RunState { elapsed_s, tensors_file, ..self.clone() }
+    }
+}
+
+/// Run states saved before the tensor file was named by its step.
 fn legacy_tensors_file() -> String {
     "trainable.safetensors".to_owned()
 }
@@ -543,19 +539,16 @@ fn split_metrics(
     Some(SplitMetrics { accuracy, f1, predictions: counts, predicted: results::labels::encode(predicted) })
 }
 
-/// The checkpoint of `dir`, if it has one, into `trainable`; a checkpoint of another run is an
-/// error.
-fn load_run_state(dir: &Path, trainable: &mut AdamW, config: &TrainConfig) -> Result<Option<RunState>, TrainError> {
+/// A saved state of another run (another configuration) is refused: a run folder resumes only
+/// the run it was started for.
+fn same_run(saved: &RunState, config: &TrainConfig) -> Result<(), String> {
     // `max_steps_this_process` is about this process, not the run.
     let comparable = |config: &TrainConfig| TrainConfig { max_steps_this_process: None, ..config.clone() };
-    let check = |state: &RunState| {
-        if comparable(&state.config) == comparable(config) {
-            return Ok(());
-        }
-        Err(format!(
-            "this run folder holds another run ({}); use another --run-dir or remove it",
-            serde_json::to_string(&state.config).expect("serialisable")
-        ))
-    };
-    Ok(optim::load_run_state(dir, trainable, |state: &RunState| state.tensors_file.clone(), check)?)
+    if comparable(&saved.config) == comparable(config) {
+        return Ok(());
+    }
+    Err(format!(
+        "this run folder holds another run ({}); use another --run-dir or remove it",
+        serde_json::to_string(&saved.config).expect("serialisable")
+    ))
 }

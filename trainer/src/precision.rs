@@ -117,14 +117,4 @@ mod tests {
             set_autocast_dtype(DEVICE_CUDA, old);
         }
     }
-
-    #[test]
-    fn names() {
-        use clap::ValueEnum;
-        assert_eq!(Precision::from_str("bf16", false), Ok(Precision::Bf16));
-        assert_eq!(Precision::from_str("f32", false), Ok(Precision::F32));
-        assert_eq!(Precision::from_str("fp32", false), Ok(Precision::F32));
-        assert!(Precision::from_str("fp16", false).is_err());
-        assert_eq!(serde_json::to_string(&Precision::Bf16).unwrap(), "\"bf16\"");
-    }
 }

@@ -35,7 +35,7 @@ pub enum Terminated {
     /// A fine-tuning run, after `step`; `saved` when its state is in its run folder.
     #[error(
         "terminated (SIGTERM) after step {step}{}",
-        if *.saved { "; a checkpoint holds it: the same command resumes from there" } else { "" }
+        if *.saved { "; its state is saved: the same command resumes from there" } else { "" }
     )]
     Run {
         /// The last step trained.

@@ -1,13 +1,13 @@
 //! What fine-tuning and pre-training share: AdamW, the linear schedule with warmup, global-norm
-//! clipping, and the run folder's checkpoint with one commit point.
+//! clipping, and the run folder's saved state with one commit point.
 //!
 //! AdamW is `torch.optim.AdamW` (decoupled weight decay `theta -= lr * wd * theta` before the
 //! Adam update, bias-corrected moments); fine-tuning uses its defaults (betas 0.9/0.999, eps 1e-8),
 //! RoBERTa's pre-training 0.9/0.98 and 1e-6 (Liu et al. 2019, section 3.1).
 //!
-//! A checkpoint is the optimiser's tensors and moments in a file named by the step, then a JSON
+//! A saved run state is the optimiser's tensors and moments in a file named by the step, then a JSON
 //! state naming that file, renamed into place: a process killed at any moment leaves the previous
-//! checkpoint or this one, never one step's tensors with another step's state.
+//! saved state or this one, never one step's tensors with another step's state.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -136,7 +136,7 @@ fn run_state_error(path: &Path, message: impl ToString) -> RunStateError {
     RunStateError { path: path.to_path_buf(), message: message.to_string() }
 }
 
-/// Writes a checkpoint with one commit point: the optimiser's tensors and moments go to a file
+/// Saves a run state with one commit point: the optimiser's tensors and moments go to a file
 /// named by the step (`<prefix>-<step>.safetensors`, written under a temporary name and
 /// renamed), then `state.json`, made by `state` from that file's name, is renamed into place.
 /// Tensor files that no committed state names are removed afterwards (and by the next save, if
@@ -177,8 +177,8 @@ pub fn save_run_state<S: Serialize>(
     Ok(())
 }
 
-/// A checkpoint tensor file of `prefix`: `<prefix>-<step>.safetensors`, its `.partial`, or the
-/// single `<prefix>.safetensors` of checkpoints written before files were named by step.
+/// A run-state tensor file of `prefix`: `<prefix>-<step>.safetensors`, its `.partial`, or the
+/// single `<prefix>.safetensors` of states saved before files were named by step.
 fn is_tensors_file(prefix: &str, name: &str) -> bool {
     let name = name.strip_suffix(".partial").unwrap_or(name);
     let Some(rest) = name.strip_prefix(prefix).and_then(|rest| rest.strip_suffix(".safetensors")) else {
@@ -188,7 +188,7 @@ fn is_tensors_file(prefix: &str, name: &str) -> bool {
         || rest.strip_prefix('-').is_some_and(|step| !step.is_empty() && step.bytes().all(|byte| byte.is_ascii_digit()))
 }
 
-/// Reads the checkpoint of `dir`, if it has one: its state (checked by `check`, which says why a
+/// Reads the saved run state of `dir`, if it has one: its state (checked by `check`, which says why a
 /// state belongs to another run) and, into `optimizer`, the tensors and moments of the file the
 /// state names (`tensors_file`).
 pub fn load_run_state<S: DeserializeOwned>(

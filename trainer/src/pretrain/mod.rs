@@ -28,7 +28,6 @@ pub mod masking;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -41,6 +40,7 @@ use results::{Precision, PretrainCheckpoint, PretrainSpec, PretrainingRecord, Pr
 use crate::interrupt::{Interrupter, Terminated};
 use crate::optim::{self, AdamConfig, AdamW};
 use crate::precision::Autocast;
+use crate::session::{Next, SavedState, Session};
 use data::{Packed, PretrainTokenizer, Sequences};
 use encoders::models::bert::initialise_from_scratch;
 use encoders::models::{Config, MaskedLm, ModelType};
@@ -528,6 +528,21 @@ struct PretrainState {
     tensors_file: String,
 }
 
+impl SavedState for PretrainState {
+    fn step(&self) -> usize {
+        self.update
+    }
+    fn elapsed_s(&self) -> f64 {
+        self.elapsed_s
+    }
+    fn tensors_file(&self) -> &str {
+        &self.tensors_file
+    }
+    fn saved(&self, elapsed_s: f64, tensors_file: String) -> PretrainState {
+        PretrainState { elapsed_s, tensors_file, ..self.clone() }
+    }
+}
+
 /// What stops a pre-training from outside, not part of its identity.
 #[derive(Debug, Clone, Default)]
 pub struct RunLimits {
@@ -548,11 +563,13 @@ pub enum Finished {
     },
 }
 
-/// Runs (or resumes, or reuses) the pre-training `prepared` describes on `device`.
+/// Runs (or resumes, or reuses) the pre-training `prepared` describes on `device`; its record's
+/// provenance names `code_revision` (the binary's).
 pub fn pretrain(
     prepared: &Prepared,
     device: Device,
     limits: RunLimits,
+    code_revision: &str,
     on_update: &mut dyn FnMut(UpdateReport),
 ) -> Result<Finished, PretrainError> {
     let spec = &prepared.spec;
@@ -562,8 +579,8 @@ pub fn pretrain(
             .map_err(|err| PretrainError::Io { path: record_path.clone(), source: std::io::Error::other(err) })?;
         return Ok(Finished::Completed(Box::new(record)));
     }
-    let _turn = crate::train::ONE_RUN_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    let start_time = Instant::now();
+    let work = prepared.dir.join("work");
+    let mut session = Session::begin(Some(&work), "weights", limits.max_updates_this_process, &limits.interrupter);
     let vs = nn::VarStore::new(device);
     let model = MaskedLm::new(vs.root(), &prepared.config);
     initialise_from_scratch(&vs, &prepared.config, spec.seed);
@@ -577,34 +594,21 @@ pub fn pretrain(
         AdamConfig { beta1: 0.9, beta2: spec.adam_beta2, eps: spec.adam_eps },
     );
     let parameters = optimizer.numel();
-    let work = prepared.dir.join("work");
     let check = |state: &PretrainState| {
         if &state.spec == spec { Ok(()) } else { Err("this folder holds another pre-training; remove it".to_owned()) }
     };
-    let mut state =
-        optim::load_run_state(&work, &mut optimizer, |state: &PretrainState| state.tensors_file.clone(), check)?
-            .unwrap_or(PretrainState {
-                spec: spec.clone(),
-                update: 0,
-                checkpoints: Vec::new(),
-                loss_sum: 0.0,
-                loss_count: 0,
-                tokens: 0,
-                elapsed_s: 0.0,
-                tensors_file: String::new(),
-            });
-    let elapsed_before = state.elapsed_s;
-    let tokens_before = state.tokens;
-    let updates_before = state.update;
-    let save = |state: &PretrainState, optimizer: &AdamW| -> Result<(), PretrainError> {
-        let elapsed_s = elapsed_before + start_time.elapsed().as_secs_f64();
-        optim::save_run_state(&work, "weights", optimizer, state.update, |tensors_file| PretrainState {
-            elapsed_s,
-            tensors_file,
-            ..state.clone()
-        })?;
-        Ok(())
+    let fresh = || PretrainState {
+        spec: spec.clone(),
+        update: 0,
+        checkpoints: Vec::new(),
+        loss_sum: 0.0,
+        loss_count: 0,
+        tokens: 0,
+        elapsed_s: 0.0,
+        tensors_file: String::new(),
     };
+    let (mut state, _) = session.resume(&mut optimizer, check, fresh)?;
+    let tokens_before = state.tokens;
     if state.checkpoints.is_empty() {
         let checkpoint = write_checkpoint(prepared, &model, &named, device, 0, None)?;
         on_update(UpdateReport {
@@ -616,15 +620,15 @@ pub fn pretrain(
             heldout_loss: Some(checkpoint.heldout_loss),
         });
         state.checkpoints.push(checkpoint);
-        save(&state, &optimizer)?;
+        session.save(&optimizer, &state)?;
     }
 
     let train = &prepared.packed.train;
     let micro_batches = spec.batch_size / spec.micro_batch_size;
     let mut order: Option<(u64, Vec<u32>)> = None;
     while state.update < spec.updates {
-        if limits.max_updates_this_process.is_some_and(|max| state.update - updates_before >= max) {
-            save(&state, &optimizer)?;
+        if session.limit_reached(state.update) {
+            session.save(&optimizer, &state)?;
             return Ok(Finished::Stopped { update: state.update });
         }
         // The update's sequences: positions `update * batch_size ..` of the epochs' orders.
@@ -676,7 +680,7 @@ pub fn pretrain(
         state.loss_sum += loss;
         state.loss_count += 1;
         state.tokens += tokens as u64;
-        let tokens_per_s = (state.tokens - tokens_before) as f64 / start_time.elapsed().as_secs_f64().max(1e-9);
+        let tokens_per_s = (state.tokens - tokens_before) as f64 / session.elapsed_this_process_s().max(1e-9);
         let at_checkpoint = state.update.is_multiple_of(spec.checkpoint_every) || state.update == spec.updates;
         let mut heldout_loss = None;
         if at_checkpoint {
@@ -688,16 +692,12 @@ pub fn pretrain(
             state.loss_count = 0;
         }
         on_update(UpdateReport { update: state.update, updates: spec.updates, loss, lr, tokens_per_s, heldout_loss });
-        let terminating = limits.interrupter.is_requested();
-        if at_checkpoint || terminating {
-            save(&state, &optimizer)?;
-        }
-        if terminating {
+        if session.end_step(&optimizer, &state, at_checkpoint)? == Next::Interrupted {
             return Err(PretrainError::Terminated(Terminated::Pretraining { update: state.update }));
         }
     }
 
-    let wall_time_s = elapsed_before + start_time.elapsed().as_secs_f64();
+    let wall_time_s = session.elapsed_s();
     let record = PretrainingRecord {
         key: spec.key(),
         spec: spec.clone(),
@@ -707,7 +707,7 @@ pub fn pretrain(
         heldout_tokens: prepared.packed.heldout.counts.tokens,
         wall_time_s,
         tokens_per_s: state.tokens as f64 / wall_time_s.max(1e-9),
-        provenance: Provenance::now(crate::code_revision(), BTreeMap::new()),
+        provenance: Provenance::now(code_revision, BTreeMap::new()),
     };
     results::write_atomically(&record_path, &record)
         .map_err(|err| PretrainError::Io { path: err.path, source: err.source })?;
