@@ -24,7 +24,7 @@ use results::{Compat, LambdaGrouping, Mode, RunResult, Scope, TrainConfig};
 use subspace::device::{DeviceError, parse_device};
 use subspace::random;
 use subspace::{self, Method as SubspaceMethod};
-use trainer::interrupt::Interrupter;
+use trainer::interrupt::{Interrupter, Terminated};
 use trainer::tokenize::{TextEncoder, TokenizeError};
 use trainer::train::{LabelledExample, StepReport, TrainData, TrainError, train};
 
@@ -259,6 +259,16 @@ pub enum FinetuneError {
         /// Why it is refused, with the range that works where there is one.
         message: String,
     },
+}
+
+impl FinetuneError {
+    /// The interruption that ended the run, if one did.
+    pub fn terminated(&self) -> Option<&Terminated> {
+        match self {
+            FinetuneError::Train(train) => train.terminated(),
+            _ => None,
+        }
+    }
 }
 
 /// Why `max_len` does not fit the model and task, with the range that works: at least the

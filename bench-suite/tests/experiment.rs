@@ -128,7 +128,7 @@ fn smoke_runs_reuses_and_survives_kill_9() {
     assert_eq!(outcomes(&killed_searches), outcomes(&searches));
 
     // SIGTERM (a scheduler's preemption, `scancel`, a time limit): the run in progress ends after
-    // its step with a checkpoint, the process exits 143, and the same command finishes the job
+    // its step with its state saved, the process exits 143, and the same command finishes the job
     // with the same numbers.
     let terminated = scratch("terminated");
     let _ = std::fs::remove_dir_all(&terminated);

@@ -75,6 +75,16 @@ pub enum TrainError {
     NoData,
 }
 
+impl TrainError {
+    /// The interruption that ended the run, if one did.
+    pub fn terminated(&self) -> Option<&Terminated> {
+        match self {
+            TrainError::Terminated(terminated) => Some(terminated),
+            _ => None,
+        }
+    }
+}
+
 /// What the trainer reports after each step (for progress bars).
 #[derive(Debug, Clone, Copy)]
 pub struct StepReport {

@@ -85,9 +85,15 @@ pub enum RunnerError {
 }
 
 impl RunnerError {
-    /// A run, pre-training or wait that the interrupter ended ([`trainer::interrupt::is_terminated`]).
-    pub fn is_terminated(&self) -> bool {
-        trainer::interrupt::is_terminated(self)
+    /// The interruption that ended a run, a pre-training or a wait, if one did (a match on the
+    /// layers' variants, no downcast).
+    pub fn terminated(&self) -> Option<&Terminated> {
+        match self {
+            RunnerError::Finetune { source, .. } => source.terminated(),
+            RunnerError::Pretraining { source, .. } => source.terminated(),
+            RunnerError::Terminated(terminated) => Some(terminated),
+            _ => None,
+        }
     }
 }
 

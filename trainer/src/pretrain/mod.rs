@@ -195,6 +195,16 @@ pub enum PretrainError {
     Terminated(#[source] Terminated),
 }
 
+impl PretrainError {
+    /// The interruption that ended the pre-training, if one did.
+    pub fn terminated(&self) -> Option<&Terminated> {
+        match self {
+            PretrainError::Terminated(terminated) => Some(terminated),
+            _ => None,
+        }
+    }
+}
+
 fn settings_error(field: &str, message: impl Into<String>) -> PretrainError {
     PretrainError::Settings { field: field.to_owned(), message: message.into() }
 }

@@ -57,9 +57,13 @@ fn command() -> clap::Command {
 }
 
 fn main() -> std::process::ExitCode {
-    match run() {
+    // SIGTERM (preemption, `scancel`, a time limit) ends the run in progress after its current
+    // step, with its state saved, instead of losing the steps since the last save.
+    let interrupter = trainer::interrupt::Interrupter::default();
+    match run(&interrupter) {
         Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(err) if terminated(&err) => {
+        // The stop was asked for here: whatever layer ended on it says so in the message.
+        Err(err) if interrupter.is_requested() => {
             // A pause, not a fault: one line (the chain says where it stopped and how to go on),
             // without the backtrace `RUST_BACKTRACE=1` would add to a real error.
             eprintln!("Stopped: {}", one_line(&err));
@@ -92,12 +96,6 @@ fn one_line(err: &anyhow::Error) -> String {
     line
 }
 
-/// Whether an interruption (SIGTERM) ended what `err` reports: one downcast, whatever layer
-/// carries it.
-fn terminated(err: &anyhow::Error) -> bool {
-    err.chain().any(|cause| cause.downcast_ref::<trainer::interrupt::Terminated>().is_some())
-}
-
 /// Keeps freed memory in the process for reuse (glibc's malloc): libtorch's CPU kernels allocate
 /// and free the same large buffers every step (an MLM step's logits over a 30k vocabulary are
 /// tens of MB per forward), and above glibc's mmap threshold (at most 32 MB by default) each one
@@ -111,11 +109,8 @@ fn keep_freed_memory() {
     }
 }
 
-fn run() -> Result<()> {
+fn run(interrupter: &trainer::interrupt::Interrupter) -> Result<()> {
     keep_freed_memory();
-    // SIGTERM (preemption, `scancel`, a time limit) ends the run in progress after its current
-    // step, at a checkpoint, instead of losing the steps since the last one.
-    let interrupter = trainer::interrupt::Interrupter::default();
     signal_hook::flag::register(signal_hook::consts::SIGTERM, interrupter.flag())
         .context("install the SIGTERM handler")?;
     let cli = Cli::from_arg_matches(&command().get_matches()).unwrap_or_else(|err| err.exit());
@@ -126,9 +121,9 @@ fn run() -> Result<()> {
     logging::init(shard_log.as_deref())?;
     match cli.command {
         Command::BenchFastfood(args) => bench_fastfood::run(&args),
-        Command::Finetune(args) => finetune::run(args, &interrupter),
-        Command::Reproduce(args) => reproduce::run(args, interrupter),
-        Command::Pretrain(args) => pretrain::run(args, interrupter),
+        Command::Finetune(args) => finetune::run(args, interrupter),
+        Command::Reproduce(args) => reproduce::run(args, interrupter.clone()),
+        Command::Pretrain(args) => pretrain::run(args, interrupter.clone()),
         Command::BenchTrainStep(args) => train_step::run(&args),
         Command::GpuCheck(args) => gpu_check::run(&args),
     }
@@ -212,12 +207,12 @@ mod tests {
         use bench_suite::experiment::runner::RunnerError;
         use trainer::interrupt::Terminated;
         use trainer::pretrain::PretrainError;
-        let err = anyhow::Error::new(RunnerError::Pretraining {
+        let runner_error = RunnerError::Pretraining {
             name: "mini-128".into(),
             source: Box::new(PretrainError::Terminated(Terminated::Pretraining { update: 7 })),
-        })
-        .context("reproduce the preset `miniature`");
-        assert!(super::terminated(&err));
+        };
+        assert_eq!(runner_error.terminated(), Some(&Terminated::Pretraining { update: 7 }));
+        let err = anyhow::Error::new(runner_error).context("reproduce the preset `miniature`");
         let line = super::one_line(&err);
         assert_eq!(
             line,
