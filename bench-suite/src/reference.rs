@@ -94,8 +94,10 @@ pub enum ReferenceError {
     #[error("{0}")]
     Mismatch(String),
     /// A checkpoint of a pre-training that is not there (yet).
-    #[error("pre-training `{pretraining}` {why}")]
+    #[error("{checkpoint}: pre-training `{pretraining}` {why}")]
     Pretraining {
+        /// The checkpoint's name (`pretrained:<name>@<update>`).
+        checkpoint: String,
         /// The pre-training's name in the spec.
         pretraining: String,
         /// What is missing and what to do.
@@ -271,7 +273,11 @@ impl Produced {
 
     /// The checkpoint's folder, from the finished pre-training's record.
     pub fn folder(&self) -> Result<PathBuf, ReferenceError> {
-        let missing = |why: String| ReferenceError::Pretraining { pretraining: self.pretraining.clone(), why };
+        let missing = |why: String| ReferenceError::Pretraining {
+            checkpoint: self.name(),
+            pretraining: self.pretraining.clone(),
+            why,
+        };
         let Some((_, dir)) = self.location.get() else {
             return Err(missing("has not been keyed yet".to_owned()));
         };
@@ -337,6 +343,7 @@ impl Checkpoint {
             Checkpoint::Produced(produced) => match produced.location.get() {
                 Some((key, _)) => Ok(format!("{key}@{}", produced.update)),
                 None => Err(ReferenceError::Pretraining {
+                    checkpoint: produced.name(),
                     pretraining: produced.pretraining.clone(),
                     why: "has not been keyed yet".to_owned(),
                 }),
@@ -672,9 +679,11 @@ pub fn pretraining_tokenizer(
     }
     let resolved = ModelRef::resolve(name, base, store.manifest(), &mut BTreeMap::new());
     match resolved.map_err(|err| error(err.to_string()))? {
-        ModelRef::Checkpoint(checkpoint) => {
-            Ok(checkpoint.files(store).map_err(|err| error(err.to_string()))?.tokenizer)
-        }
+        ModelRef::Checkpoint(checkpoint) => match checkpoint.files(store) {
+            Ok(files) => Ok(files.tokenizer),
+            Err(ReferenceError::Store(err)) => Err(trainer::pretrain::PretrainError::Store(err)),
+            Err(err) => Err(error(err.to_string())),
+        },
         ModelRef::Synthetic { .. } => Err(error(format!("`{name}` is a synthetic model, which has no tokenizer"))),
     }
 }

@@ -146,7 +146,7 @@ fn a_resumed_run_ends_with_the_numbers_of_an_uninterrupted_one() {
     for (mode, d, lr) in [(Mode::Full, 0, 1e-3), (Mode::Said, 120, 0.05)] {
         let uninterrupted = run(mode, d, lr, 2, None, None);
         let base = std::env::temp_dir().join(format!("bench-suite-train-window-{mode:?}-{}", std::process::id()));
-        let (dir, later) = (base.join("at-12"), base.join("at-18"));
+        let (dir, later) = (base.join("at-13"), base.join("at-19"));
         let _ = std::fs::remove_dir_all(&base);
         run(mode, d, lr, 2, Some(&dir), Some(13));
         run(mode, d, lr, 2, Some(&later), Some(19));

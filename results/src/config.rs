@@ -214,8 +214,8 @@ pub struct TrainConfig {
     /// out of the serialised config when f32, so f32 runs keep the keys they always had.
     #[serde(default, skip_serializing_if = "Precision::is_f32")]
     pub precision: Precision,
-    /// End the process's run after this many steps without saving anything more, as a kill would
-    /// (for testing resumption). A test knob: not part of the run's key.
+    /// End the process's run after this many steps, its state saved when it has a run folder (for
+    /// testing resumption). A test knob: not part of the run's key.
     pub max_steps_this_process: Option<usize>,
 }
 

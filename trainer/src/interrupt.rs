@@ -4,8 +4,8 @@
 //! passes the handle to the runner, the trainer and pre-training, which check it after every
 //! step. What ends that way is one error, [`Terminated`], that every layer carries as a variant
 //! and hands back from a typed `terminated()` (`TrainError`, `PretrainError`, and bench-suite's
-//! `FinetuneError` and `RunnerError`); the binary, which owns the interrupter, knows a stop it
-//! asked for without looking into the error at all.
+//! `FinetuneError` and `RunnerError`); the binary exits 143 when it asked for a stop and a
+//! `Terminated` ended the work (an error after the request is still an error).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

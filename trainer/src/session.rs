@@ -18,7 +18,7 @@ use crate::interrupt::Interrupter;
 use crate::optim::{self, AdamW, RunStateError};
 
 /// Training runs (fine-tuning or pre-training) in one process take turns: dropout draws from
-/// torch's process-wide generator, reseeded every step, and one projector at a time is alive.
+/// torch's process-wide generator, reseeded every step.
 static ONE_RUN_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 /// A run's resumable state as its loop keeps it: the session reads its step and seconds, and

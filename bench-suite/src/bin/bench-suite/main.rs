@@ -62,8 +62,8 @@ fn main() -> std::process::ExitCode {
     let interrupter = trainer::interrupt::Interrupter::default();
     match run(&interrupter) {
         Ok(()) => std::process::ExitCode::SUCCESS,
-        // The stop was asked for here: whatever layer ended on it says so in the message.
-        Err(err) if interrupter.is_requested() => {
+        // A stop this process asked for, and that ended the work (not an error that came after).
+        Err(err) if interrupter.is_requested() && ended_by_stop(&err) => {
             // A pause, not a fault: one line (the chain says where it stopped and how to go on),
             // without the backtrace `RUST_BACKTRACE=1` would add to a real error.
             eprintln!("Stopped: {}", one_line(&err));
@@ -94,6 +94,13 @@ fn one_line(err: &anyhow::Error) -> String {
         line.push_str(&text);
     }
     line
+}
+
+/// Whether a [`Terminated`](trainer::interrupt::Terminated) ended what `err` reports: the layers
+/// below carry it as a typed variant (`terminated()`); the subcommands return `anyhow`, so here
+/// it is found by one downcast to that one type.
+fn ended_by_stop(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| cause.downcast_ref::<trainer::interrupt::Terminated>().is_some())
 }
 
 /// Keeps freed memory in the process for reuse (glibc's malloc): libtorch's CPU kernels allocate
@@ -213,6 +220,8 @@ mod tests {
         };
         assert_eq!(runner_error.terminated(), Some(&Terminated::Pretraining { update: 7 }));
         let err = anyhow::Error::new(runner_error).context("reproduce the preset `miniature`");
+        assert!(super::ended_by_stop(&err));
+        assert!(!super::ended_by_stop(&anyhow::anyhow!("disk full").context("save the run state")));
         let line = super::one_line(&err);
         assert_eq!(
             line,
