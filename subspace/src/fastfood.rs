@@ -44,9 +44,11 @@
 //! unbiased bounded integers, stream 2: Gaussians by Box-Muller with the pure-Rust `libm`), so the
 //! same seed gives bit-identical factors
 //! on any machine, in any order of calls, and nothing but the seed needs saving. By default the
-//! factors of every block are generated once and cached compactly (signs as i8, permutation as u32,
-//! Gaussians as f32: 9 bytes per padded element for the CPU engine; the tch-op engine also keeps
-//! the inverse permutation on the device, 13 bytes); [`FactorStorage::Regenerate`] keeps nothing and
+//! factors of every block are generated once and cached compactly: the CPU engine keeps what its
+//! loops read (the Gaussians as f32, the permutation's low 16 bits as u16 when the input is at
+//! most 2^16 long, else u32, the signs of the input's coordinates only: about 6 bytes per padded
+//! element); the tch-op engine keeps signs as i8, permutation and inverse permutation as i32 and
+//! Gaussians as f32 on the device (13 bytes); [`FactorStorage::Regenerate`] keeps nothing and
 //! regenerates them at every call instead (`cargo xtask bench fastfood` measures both).
 //!
 //! # Fast paths
@@ -61,7 +63,7 @@ use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
 use crate::fused;
-use crate::fwht::{self, MAX_LOG2_LEN};
+use crate::fwht::{self, MAX_LOG2_LEN, Real};
 use crate::random;
 
 /// The map's scope and summary are part of the results schema (the `results` crate).
@@ -152,6 +154,12 @@ pub enum FastfoodError {
         /// The dtype given.
         kind: Kind,
     },
+    /// An operation only the CPU engine has, asked of a projector with another engine.
+    #[error("this operation needs the CPU engine, the projector uses {engine:?}")]
+    WrongEngine {
+        /// The projector's engine.
+        engine: Engine,
+    },
     /// The fused engine failed: its kernel did not load or launch, or it rejected an operand.
     #[error("{0} (set {ENGINE_ENV}=tch_ops to use tch operations instead)")]
     Fused(#[from] fused::FusedError),
@@ -233,7 +241,7 @@ pub struct Projector {
     numels: Vec<usize>,
     groups: Vec<Group>,
     /// With [`FactorStorage::Cached`] and [`Engine::Cpu`].
-    cached_host: Vec<HostFactors>,
+    cached_host: Vec<CpuFactors>,
     /// With [`FactorStorage::Cached`] and [`Engine::TchOps`].
     cached_device: Vec<GroupFactors>,
     /// The CPU engine's working buffer (one block), kept between calls: fresh pages of a new
@@ -365,12 +373,17 @@ impl Projector {
         if self.spec.storage == FactorStorage::Regenerate {
             return;
         }
-        let host: Vec<HostFactors> =
-            self.groups.par_iter().map(|group| HostFactors::generate(self.spec.seed, group)).collect();
         match self.engine {
-            Engine::Cpu => self.cached_host = host,
+            Engine::Cpu => {
+                self.cached_host =
+                    self.groups.par_iter().map(|group| CpuFactors::generate(self.spec.seed, group)).collect()
+            }
             Engine::TchOps | Engine::Fused | Engine::Anchor => {
-                self.cached_device = host.iter().map(|factors| factors.to_device(self.spec.device)).collect()
+                self.cached_device = self
+                    .groups
+                    .iter()
+                    .map(|group| HostFactors::generate(self.spec.seed, group).to_device(self.spec.device))
+                    .collect()
             }
         }
     }
@@ -411,7 +424,7 @@ impl Projector {
     /// CPU engine's scratch buffer.
     pub fn cached_bytes(&self) -> usize {
         let scratch = 4 * lock(&self.scratch_f32).len() + 8 * lock(&self.scratch_f64).len();
-        let host: usize = self.cached_host.iter().map(HostFactors::bytes).sum::<usize>() + scratch;
+        let host: usize = self.cached_host.iter().map(CpuFactors::bytes).sum::<usize>() + scratch;
         let device: usize = self
             .cached_device
             .iter()
@@ -466,62 +479,75 @@ impl Projector {
     /// [`FastfoodError::WrongInputLength`] or [`FastfoodError::UnsupportedKind`] for `x`,
     /// [`FastfoodError::WrongOutput`] when `out` is not such a tensor.
     pub fn forward_into(&self, x: &Tensor, out: &Tensor) -> Result<Vec<Tensor>, FastfoodError> {
-        self.check_input(x)?;
-        let total = self.total_params();
-        let overlaps = {
-            let bytes = |tensor: &Tensor| tensor.numel() * tensor.kind().elt_size_in_bytes();
-            let (x_start, out_start) = (x.data_ptr() as usize, out.data_ptr() as usize);
-            x.device() == out.device() && x_start < out_start + bytes(out) && out_start < x_start + bytes(x)
-        };
-        if out.dim() != 1
-            || out.numel() != total
-            || out.kind() != x.kind()
-            || out.device() != x.device()
-            || !out.is_contiguous()
-            || overlaps
-        {
-            return Err(FastfoodError::WrongOutput {
-                expected: format!(
-                    "a contiguous 1-D {:?} tensor of {total} elements on {:?}, apart from the input",
-                    x.kind(),
-                    x.device()
-                ),
-                actual: format!(
-                    "{:?} {:?} on {:?}{}",
-                    out.size(),
-                    out.kind(),
-                    out.device(),
-                    if overlaps { ", sharing memory with the input" } else { "" }
-                ),
-            });
-        }
-        let x = x.contiguous();
-        let (mut scratch_f32, mut scratch_f64) = (lock(&self.scratch_f32), lock(&self.scratch_f64));
-        let mut group_start = 0usize;
-        for (group_idx, group) in self.groups.iter().enumerate() {
-            let region = out.narrow(0, group_start as i64, group.out_len as i64);
-            group_start += group.out_len;
-            match self.engine {
-                Engine::Cpu => self.with_host_factors(group_idx, |factors| match x.kind() {
-                    Kind::Float => cpu::forward_group::<f32>(group, factors, &x, &region, &mut scratch_f32),
-                    Kind::Double => cpu::forward_group::<f64>(group, factors, &x, &region, &mut scratch_f64),
-                    kind => panic!("checked kind {kind:?}"),
-                }),
-                Engine::TchOps | Engine::Anchor | Engine::Fused => {
+        self.check_forward_into(x, out)?;
+        match (self.engine, x.kind()) {
+            (Engine::Cpu, Kind::Float) => self.forward_cpu::<f32>(x, out, None),
+            (Engine::Cpu, Kind::Double) => self.forward_cpu::<f64>(x, out, None),
+            _ => {
+                let x = x.contiguous();
+                let mut group_start = 0usize;
+                for (group_idx, group) in self.groups.iter().enumerate() {
+                    let region = out.narrow(0, group_start as i64, group.out_len as i64);
+                    group_start += group.out_len;
                     region.shallow_clone().copy_(&self.forward_device_group(group_idx, group, &x)?);
                 }
             }
         }
+        Ok(self.views_of(out))
+    }
+
+    /// [`Projector::forward_into`] with the CPU engine, handing every run of the output to
+    /// `epilogue` as it is written (while it is in cache). `T` must be the kind of `x`.
+    ///
+    /// # Errors
+    /// As [`Projector::forward_into`]; [`FastfoodError::WrongEngine`] unless the engine is
+    /// [`Engine::Cpu`].
+    pub(crate) fn forward_into_with<T: CpuReal>(
+        &self,
+        x: &Tensor,
+        out: &Tensor,
+        epilogue: &Epilogue<'_, T>,
+    ) -> Result<Vec<Tensor>, FastfoodError> {
+        self.check_forward_into(x, out)?;
+        assert_eq!(x.kind(), T::KIND, "forward_into_with: T is the kind of x");
+        if self.engine != Engine::Cpu {
+            return Err(FastfoodError::WrongEngine { engine: self.engine });
+        }
+        self.forward_cpu(x, out, Some(epilogue));
+        Ok(self.views_of(out))
+    }
+
+    fn forward_cpu<T: CpuReal>(&self, x: &Tensor, out: &Tensor, epilogue: Option<&Epilogue<'_, T>>) {
+        let x = x.contiguous();
+        let mut scratch = T::scratch_of(self);
+        let mut group_start = 0usize;
+        for (group_idx, group) in self.groups.iter().enumerate() {
+            let region = out.narrow(0, group_start as i64, group.out_len as i64);
+            self.with_host_factors(group_idx, |factors| {
+                cpu::forward_group::<T>(
+                    group,
+                    factors,
+                    &x,
+                    &region,
+                    &mut scratch,
+                    epilogue.map(|epilogue| (epilogue, group_start)),
+                )
+            });
+            group_start += group.out_len;
+        }
+    }
+
+    /// One view of `out` per tensor.
+    fn views_of(&self, out: &Tensor) -> Vec<Tensor> {
         let mut offset = 0i64;
-        Ok(self
-            .numels
+        self.numels
             .iter()
             .map(|&numel| {
                 let view = out.narrow(0, offset, numel as i64);
                 offset += numel as i64;
                 view
             })
-            .collect())
+            .collect()
     }
 
     /// `P^T` applied to one output-space vector per tensor (each flattened to `numel` elements):
@@ -625,6 +651,39 @@ impl Projector {
         matrix
     }
 
+    fn check_forward_into(&self, x: &Tensor, out: &Tensor) -> Result<(), FastfoodError> {
+        self.check_input(x)?;
+        let total = self.total_params();
+        let overlaps = {
+            let bytes = |tensor: &Tensor| tensor.numel() * tensor.kind().elt_size_in_bytes();
+            let (x_start, out_start) = (x.data_ptr() as usize, out.data_ptr() as usize);
+            x.device() == out.device() && x_start < out_start + bytes(out) && out_start < x_start + bytes(x)
+        };
+        if out.dim() != 1
+            || out.numel() != total
+            || out.kind() != x.kind()
+            || out.device() != x.device()
+            || !out.is_contiguous()
+            || overlaps
+        {
+            return Err(FastfoodError::WrongOutput {
+                expected: format!(
+                    "a contiguous 1-D {:?} tensor of {total} elements on {:?}, apart from the input",
+                    x.kind(),
+                    x.device()
+                ),
+                actual: format!(
+                    "{:?} {:?} on {:?}{}",
+                    out.size(),
+                    out.kind(),
+                    out.device(),
+                    if overlaps { ", sharing memory with the input" } else { "" }
+                ),
+            });
+        }
+        Ok(())
+    }
+
     fn check_input(&self, x: &Tensor) -> Result<(), FastfoodError> {
         let len = x.numel();
         if x.dim() != 1 || len != self.spec.d {
@@ -641,10 +700,10 @@ impl Projector {
         Ok(())
     }
 
-    fn with_host_factors<R>(&self, group_idx: usize, run: impl FnOnce(&HostFactors) -> R) -> R {
+    fn with_host_factors<R>(&self, group_idx: usize, run: impl FnOnce(&CpuFactors) -> R) -> R {
         match self.spec.storage {
             FactorStorage::Cached => run(&self.cached_host[group_idx]),
-            FactorStorage::Regenerate => run(&HostFactors::generate(self.spec.seed, &self.groups[group_idx])),
+            FactorStorage::Regenerate => run(&CpuFactors::generate(self.spec.seed, &self.groups[group_idx])),
         }
     }
 
@@ -655,6 +714,22 @@ impl Projector {
                 run(&HostFactors::generate(self.spec.seed, &self.groups[group_idx]).to_device(self.spec.device))
             }
         }
+    }
+}
+
+/// The element types of the CPU engine, with the projector's scratch buffer of each.
+pub(crate) trait CpuReal: Real {
+    /// The projector's scratch buffer of this type.
+    fn scratch_of(projector: &Projector) -> std::sync::MutexGuard<'_, Vec<Self>>;
+}
+impl CpuReal for f32 {
+    fn scratch_of(projector: &Projector) -> std::sync::MutexGuard<'_, Vec<f32>> {
+        lock(&projector.scratch_f32)
+    }
+}
+impl CpuReal for f64 {
+    fn scratch_of(projector: &Projector) -> std::sync::MutexGuard<'_, Vec<f64>> {
+        lock(&projector.scratch_f64)
     }
 }
 
@@ -671,7 +746,8 @@ fn check_kind(kind: Kind) -> Result<(), FastfoodError> {
     }
 }
 
-/// A group's factors in host memory: what the CPU engine uses, and what goes to the device.
+/// A group's factors in full, as generated: what goes to the device, and what the dense reference
+/// matrix is built from.
 struct HostFactors {
     block_len: usize,
     /// `c L` signs, chunk after chunk.
@@ -713,10 +789,6 @@ impl HostFactors {
         self.scale.len()
     }
 
-    fn bytes(&self) -> usize {
-        self.signs.len() + 4 * self.perm.len() + 4 * self.gauss.len() + 8 * self.scale.len()
-    }
-
     fn to_device(&self, device: Device) -> GroupFactors {
         let block_len = self.block_len;
         let n_chunks = self.n_chunks();
@@ -737,6 +809,66 @@ impl HostFactors {
             scale_f32: Tensor::from_slice(&self.scale.iter().map(|&scale| scale as f32).collect::<Vec<f32>>())
                 .to_device(device),
         }
+    }
+}
+
+/// A group's factors as the CPU engine keeps them: only what its loops read (see the `cpu`
+/// module), 6 bytes per padded element for inputs of up to 2^16 (d <= 65,536) against the 9 of
+/// the full factors.
+struct CpuFactors {
+    /// Chunk `j`'s first `m_j` signs (`m_j` its input length) at `j L`: the rest multiply the zero
+    /// padding. All chunks but the last are `L` long, so chunk `j` still starts at `j L`.
+    signs: Vec<i8>,
+    /// `pi_j(i)`, chunk after chunk, cut to the bits the engine reads (`pi_j(i) mod s_j`).
+    perm: Perm,
+    /// `c L` Gaussians.
+    gauss: Vec<f32>,
+    /// `c` scales `1 / (||G_j|| sqrt(n))`.
+    scale: Vec<f64>,
+}
+
+/// The permutation's entries: the CPU engine reads `pi(i) mod s` with `s = 2^ceil(log2 m)` for a
+/// chunk of `m` inputs, so when every chunk's `s` is at most 2^16 the low 16 bits are all it needs.
+enum Perm {
+    Low16(Vec<u16>),
+    Full(Vec<u32>),
+}
+
+impl CpuFactors {
+    fn generate(seed: u64, group: &Group) -> CpuFactors {
+        let block_len = group.block_len();
+        let chunk_len = |chunk: usize| (group.in_len - chunk * block_len).min(block_len);
+        let low16 = (0..group.n_chunks).all(|chunk| chunk_len(chunk).next_power_of_two() <= 1 << 16);
+        let blocks: Vec<BlockFactors> = (0..group.n_chunks)
+            .into_par_iter()
+            .map(|chunk| BlockFactors::generate(seed, &group.name, chunk, block_len))
+            .collect();
+        let sqrt_out = (group.out_len as f64).sqrt();
+        let mut factors = CpuFactors {
+            signs: Vec::with_capacity(group.in_len),
+            perm: if low16 { Perm::Low16(Vec::new()) } else { Perm::Full(Vec::new()) },
+            gauss: Vec::with_capacity(group.n_chunks * block_len),
+            scale: Vec::with_capacity(group.n_chunks),
+        };
+        for (chunk, block) in blocks.into_iter().enumerate() {
+            factors.signs.extend_from_slice(&block.signs[..chunk_len(chunk)]);
+            match &mut factors.perm {
+                // Truncation keeps the low 16 bits, all that is read.
+                Perm::Low16(perm) => perm.extend(block.perm.iter().map(|&source| source as u16)),
+                Perm::Full(perm) => perm.extend_from_slice(&block.perm),
+            }
+            factors.gauss.extend_from_slice(&block.gauss);
+            factors.scale.push(1.0 / (block.gauss_norm * sqrt_out));
+        }
+        factors
+    }
+
+    fn bytes(&self) -> usize {
+        let perm = match &self.perm {
+            Perm::Low16(perm) => 2 * perm.len(),
+            Perm::Full(perm) => 4 * perm.len(),
+        };
+        self.signs.len() + perm + 4 * self.gauss.len() + 8 * self.scale.len()
     }
 }
 
@@ -887,16 +1019,29 @@ impl BlockFactors {
     }
 }
 
+/// What the CPU engine hands a caller of [`Projector::forward_into_with`] as it writes the
+/// output: `(offset, values)` for each run of final values of `P x`, `offset` counted in the
+/// concatenation of all tensors, while the run is still in cache. Runs are disjoint, cover the
+/// output once, and may come from several threads at once.
+pub(crate) type Epilogue<'a, T> = dyn Fn(usize, &[T]) + Sync + 'a;
+
 /// The CPU engine: loops over host memory that use the structure of the input.
 ///
 /// Forward, per chunk `x_j` of length `m <= L`, with `s = 2^ceil(log2 m)`: `B_j x_j` is zero past
 /// `s`, and `H_L = H_{L/s} (x) H_s`, so `H_L pad_L(B_j x_j)` is `w = H_s pad_s(B_j x_j)` repeated
 /// `L / s` times. The permutation then only needs `w[pi_j(i) mod s]`, read from a buffer that stays
-/// in cache: one streaming pass `z_i = G_i w[pi_j(i) mod s]`, one FWHT of length `L`, and the
-/// cropped, scaled `z` is added to the output. The transpose mirrors it: one FWHT of `pad_L(u)`
-/// (shared by all chunks), then `(H_L Pi^T G z)[..s] = H_s(a)` with `a[k] = sum_{pi(i) mod s = k} G_i z_i`,
-/// accumulated in one streaming pass, and a small FWHT. No random access to long vectors, no
-/// inverse permutation, and one long FWHT per direction instead of two.
+/// in cache. One FWHT of length `L` follows, with both ends fused into its passes over memory
+/// ([`fwht::fwht_fused`]): each leaf is filled with `z_i = G_i w[pi_j(i) mod s]` just before its
+/// first stage, and each run of the last pass is scaled, cropped and written to the output (and
+/// handed to the caller's [`Epilogue`]) instead of being written back. So `P` reads the
+/// permutation and the Gaussians once, writes the block once and reads it once, and writes the
+/// output once.
+///
+/// The transpose mirrors it: one FWHT of `pad_L(u)` (shared by all chunks), its leaves filled from
+/// the per-tensor vectors (weighted as they are read), then `(H_L Pi^T G z)[..s] = H_s(a)` with
+/// `a[k] = sum_{pi(i) mod s = k} G_i z_i`, accumulated from the runs of the FWHT's last pass (with
+/// one chunk; with several, from the transformed block in one streaming pass per chunk), and a
+/// small FWHT. No random access to long vectors and no inverse permutation.
 ///
 /// Parallel work is split at fixed points (never by rayon's adaptive splitting), and partial sums
 /// are combined in a fixed order, so results are bit-identical whatever the thread count.
@@ -904,14 +1049,14 @@ mod cpu {
     use rayon::prelude::*;
     use tch::{Device, Tensor};
 
-    use super::{Group, HostFactors};
-    use crate::fwht::{Real, fwht_slice};
+    use super::{CpuFactors, Epilogue, Group, Perm};
+    use crate::fwht::{Ends, Order, Real, fwht_fused, fwht_slice};
 
-    /// Elements per parallel work item of the streaming passes.
-    const PIECE_LEN: usize = 1 << 16;
     /// The scatter-add of the transpose is split into this many partial sums, a number fixed
     /// independently of the thread count.
     const N_PARTIALS: usize = 16;
+    /// Parts of the forward's last FWHT pass (no sums: only load balance).
+    const N_FORWARD_PARTS: usize = 64;
 
     /// # Safety
     /// `tensor` must be a contiguous CPU tensor of element type `T` that outlives the slice.
@@ -926,6 +1071,13 @@ mod cpu {
         unsafe { std::slice::from_raw_parts_mut(tensor.data_ptr() as *mut T, tensor.numel()) }
     }
 
+    /// An output pointer that the parts of one pass may share: they write disjoint runs.
+    #[derive(Clone, Copy)]
+    struct SharedOut<T>(*mut T);
+    // SAFETY: only ever used to write disjoint ranges from different threads (see the users).
+    unsafe impl<T: Send> Send for SharedOut<T> {}
+    unsafe impl<T: Send> Sync for SharedOut<T> {}
+
     fn sign<T: Real>(sign: i8) -> T {
         if sign > 0 { T::from_f64(1.0) } else { T::from_f64(-1.0) }
     }
@@ -938,110 +1090,282 @@ mod cpu {
         &mut scratch[..len]
     }
 
+    /// An entry of a stored permutation, as an index.
+    trait PermIndex: Copy + Send + Sync {
+        fn index(self) -> usize;
+    }
+    impl PermIndex for u16 {
+        fn index(self) -> usize {
+            usize::from(self)
+        }
+    }
+    impl PermIndex for u32 {
+        fn index(self) -> usize {
+            self as usize
+        }
+    }
+
+    /// `H_s pad_s(B_j x_j)`: the small first transform of chunk `j`.
+    fn first_transform<T: Real>(input: &[T], signs: &[i8]) -> Vec<T> {
+        let mut small = vec![T::ZERO; input.len().next_power_of_two()];
+        for ((value, &input), &sign_value) in small.iter_mut().zip(input).zip(signs) {
+            *value = sign::<T>(sign_value) * input;
+        }
+        fwht_slice(&mut small).expect("power of two");
+        small
+    }
+
+    /// One chunk of the forward: fills leaves with `G_i w[pi(i) mod s]`, stores the scaled,
+    /// cropped result into the output (adding to it after the first chunk).
+    struct Forward<'a, T> {
+        small: &'a [T],
+        mask: usize,
+        gauss: &'a [f32],
+        scale: T,
+        out: SharedOut<T>,
+        out_len: usize,
+        accumulate: bool,
+        /// With the global offset of the group's first output.
+        epilogue: Option<(&'a Epilogue<'a, T>, usize)>,
+    }
+
+    /// [`Forward`] with the chunk's permutation entries.
+    struct WithPerm<'a, E, P>(&'a E, &'a [P]);
+
+    impl<T: Real, P: PermIndex> Ends<T> for WithPerm<'_, Forward<'_, T>, P> {
+        type Acc = ();
+        fn new_acc(&self) {}
+        #[inline(always)]
+        fn load(&self, start: usize, leaf: &mut [T]) {
+            let (forward, end) = (self.0, start + leaf.len());
+            for ((value, &source), &gauss) in leaf.iter_mut().zip(&self.1[start..end]).zip(&forward.gauss[start..end]) {
+                *value = T::from_f32(gauss) * forward.small[source.index() & forward.mask];
+            }
+        }
+        #[inline(always)]
+        fn store(&self, _: &mut (), start: usize, values: &[T]) {
+            let forward = self.0;
+            if start >= forward.out_len {
+                return;
+            }
+            let len = values.len().min(forward.out_len - start);
+            // SAFETY: `out` holds `out_len` elements; the runs of one pass are disjoint, so no
+            // other thread touches `start..start + len` during this call.
+            let out = unsafe { std::slice::from_raw_parts_mut(forward.out.0.add(start), len) };
+            if forward.accumulate {
+                for (out, &value) in out.iter_mut().zip(values) {
+                    *out = *out + value * forward.scale;
+                }
+            } else {
+                for (out, &value) in out.iter_mut().zip(values) {
+                    *out = value * forward.scale;
+                }
+            }
+            if let Some((epilogue, group_offset)) = forward.epilogue {
+                epilogue(group_offset + start, out);
+            }
+        }
+    }
+
     pub(super) fn forward_group<T: Real>(
         group: &Group,
-        factors: &HostFactors,
+        factors: &CpuFactors,
         x: &Tensor,
         out: &Tensor,
         scratch: &mut Vec<T>,
+        epilogue: Option<(&Epilogue<'_, T>, usize)>,
     ) {
         let block_len = group.block_len();
-        // Every element of `out` is written by the first chunk, so no zeroing.
         // SAFETY: `x` is contiguous (made so by the caller) and of kind T; `out` is a contiguous
         // range of `out_len` elements of kind T (checked by the caller) that nothing else reads
         // or writes during this call.
         let (x, out_values) = unsafe { (&as_slice::<T>(x)[..group.in_len], as_mut_slice::<T>(out)) };
+        let out = SharedOut(out_values.as_mut_ptr());
         let z = scratch_of(scratch, block_len);
         for (chunk, input) in x.chunks(block_len).enumerate() {
             let block = chunk * block_len..(chunk + 1) * block_len;
-            let small_len = input.len().next_power_of_two();
-            let mask = small_len - 1;
-            let mut small = vec![T::ZERO; small_len];
-            for ((value, &input), &sign_value) in small.iter_mut().zip(input).zip(&factors.signs[block.clone()]) {
-                *value = sign::<T>(sign_value) * input;
-            }
-            fwht_slice(&mut small).expect("power of two");
-            let (perm, gauss) = (&factors.perm[block.clone()], &factors.gauss[block]);
-            z.par_chunks_mut(PIECE_LEN).zip(perm.par_chunks(PIECE_LEN)).zip(gauss.par_chunks(PIECE_LEN)).for_each(
-                |((z, perm), gauss)| {
-                    for ((z, &source), &gauss) in z.iter_mut().zip(perm).zip(gauss) {
-                        *z = T::from_f32(gauss) * small[source as usize & mask];
-                    }
-                },
-            );
-            fwht_slice(z).expect("power of two");
-            let scale = T::from_f64(factors.scale[chunk]);
-            out_values.par_chunks_mut(PIECE_LEN).zip(z.par_chunks(PIECE_LEN)).for_each(|(out, z)| {
-                if chunk == 0 {
-                    for (out, &z) in out.iter_mut().zip(z) {
-                        *out = z * scale;
-                    }
-                } else {
-                    for (out, &z) in out.iter_mut().zip(z) {
-                        *out = *out + z * scale;
-                    }
+            let small = first_transform(input, &factors.signs[chunk * block_len..]);
+            let last = chunk + 1 == group.n_chunks;
+            // Every element of `out` is written by the first chunk, so no zeroing.
+            let forward = Forward {
+                small: &small,
+                mask: small.len() - 1,
+                gauss: &factors.gauss[block.clone()],
+                scale: T::from_f64(factors.scale[chunk]),
+                out,
+                out_len: group.out_len,
+                accumulate: chunk > 0,
+                epilogue: if last { epilogue } else { None },
+            };
+            match &factors.perm {
+                Perm::Low16(perm) => {
+                    fwht_fused(z, &WithPerm(&forward, &perm[block]), N_FORWARD_PARTS, Order::LoadContiguous)
                 }
-            });
+                Perm::Full(perm) => {
+                    fwht_fused(z, &WithPerm(&forward, &perm[block]), N_FORWARD_PARTS, Order::LoadContiguous)
+                }
+            };
         }
+    }
+
+    /// The group's output-space vector, one weighted piece per member tensor, zero past them.
+    struct Pieces<'a, T> {
+        /// `(offset in the group's output, values, weight)`, in output order.
+        pieces: Vec<(usize, &'a [T], Option<T>)>,
+        out_len: usize,
+    }
+
+    impl<T: Real> Pieces<'_, T> {
+        #[inline(always)]
+        fn load(&self, start: usize, leaf: &mut [T]) {
+            let end = start + leaf.len();
+            let first = self.pieces.partition_point(|(offset, values, _)| offset + values.len() <= start);
+            for &(offset, values, weight) in &self.pieces[first..] {
+                if offset >= end {
+                    break;
+                }
+                let (from, to) = (start.max(offset), end.min(offset + values.len()));
+                let (target, source) = (&mut leaf[from - start..to - start], &values[from - offset..to - offset]);
+                match weight {
+                    Some(weight) => {
+                        for (target, &value) in target.iter_mut().zip(source) {
+                            *target = value * weight;
+                        }
+                    }
+                    None => target.copy_from_slice(source),
+                }
+            }
+            if end > self.out_len {
+                leaf[self.out_len.max(start) - start..].fill(T::ZERO);
+            }
+        }
+    }
+
+    /// The transpose with one chunk: leaves filled from the pieces, the fold
+    /// `a[pi(i) mod s] += G_i z_i` taken from the last pass into one partial sum per part.
+    struct Transpose<'a, T, P> {
+        pieces: &'a Pieces<'a, T>,
+        small_len: usize,
+        perm: &'a [P],
+        gauss: &'a [f32],
+    }
+
+    impl<T: Real, P: PermIndex> Ends<T> for Transpose<'_, T, P> {
+        type Acc = Vec<T>;
+        fn new_acc(&self) -> Vec<T> {
+            vec![T::ZERO; self.small_len]
+        }
+        #[inline(always)]
+        fn load(&self, start: usize, leaf: &mut [T]) {
+            self.pieces.load(start, leaf);
+        }
+        #[inline(always)]
+        fn store(&self, partial: &mut Vec<T>, start: usize, values: &[T]) {
+            let mask = self.small_len - 1;
+            let end = start + values.len();
+            let partial = &mut partial[..=mask];
+            for ((&value, &target), &gauss) in values.iter().zip(&self.perm[start..end]).zip(&self.gauss[start..end]) {
+                // SAFETY: `target & mask <= mask < partial.len()`.
+                let slot = unsafe { partial.get_unchecked_mut(target.index() & mask) };
+                *slot = *slot + T::from_f32(gauss) * value;
+            }
+        }
+    }
+
+    /// The shared transform of several chunks: filled from the pieces, the result left in the
+    /// working buffer ([`Order::StoreContiguous`] leaves it there).
+    struct TransformOnly<'a, T>(&'a Pieces<'a, T>);
+
+    impl<T: Real> Ends<T> for TransformOnly<'_, T> {
+        type Acc = ();
+        fn new_acc(&self) {}
+        #[inline(always)]
+        fn load(&self, start: usize, leaf: &mut [T]) {
+            self.0.load(start, leaf);
+        }
+        fn store(&self, _: &mut (), _: usize, _: &[T]) {}
+    }
+
+    /// `sum_{pi(i) mod s = k} G_i z_i` over a transformed block, in `N_PARTIALS` fixed pieces.
+    fn fold<T: Real, P: PermIndex>(z: &[T], perm: &[P], gauss: &[f32], small_len: usize) -> Vec<Vec<T>> {
+        let mask = small_len - 1;
+        let partial_len = z.len().div_ceil(N_PARTIALS);
+        z.par_chunks(partial_len)
+            .zip(perm.par_chunks(partial_len))
+            .zip(gauss.par_chunks(partial_len))
+            .map(|((z, perm), gauss)| {
+                let mut partial = vec![T::ZERO; small_len];
+                for ((&z, &target), &gauss) in z.iter().zip(perm).zip(gauss) {
+                    let slot = &mut partial[target.index() & mask];
+                    *slot = *slot + T::from_f32(gauss) * z;
+                }
+                partial
+            })
+            .collect()
     }
 
     pub(super) fn transpose_group<T: Real>(
         group: &Group,
-        factors: &HostFactors,
+        factors: &CpuFactors,
         pieces: &[(Tensor, Option<f64>)],
         scratch: &mut Vec<T>,
     ) -> Tensor {
         let block_len = group.block_len();
         let z = scratch_of(scratch, block_len);
-        z[group.out_len..].fill(T::ZERO);
+        let contiguous: Vec<Tensor> = pieces.iter().map(|(piece, _)| piece.contiguous()).collect();
         let mut offset = 0;
-        for (piece, weight) in pieces {
-            let piece = piece.contiguous();
-            // SAFETY: contiguous CPU tensor of kind T (checked by the caller).
-            let values = unsafe { as_slice::<T>(&piece) };
-            let target = &mut z[offset..offset + values.len()];
-            // In pieces, so that both cores copy (one `memmove` runs on one).
-            let pairs = target.par_chunks_mut(PIECE_LEN).zip(values.par_chunks(PIECE_LEN));
-            match weight {
-                Some(weight) => {
-                    let weight = T::from_f64(*weight);
-                    pairs.for_each(|(target, values)| {
-                        for (target, &value) in target.iter_mut().zip(values) {
-                            *target = value * weight;
-                        }
-                    });
-                }
-                None => pairs.for_each(|(target, values)| target.copy_from_slice(values)),
-            }
-            offset += values.len();
-        }
-        fwht_slice(z).expect("power of two");
-        let z = &*z;
+        let loaded = Pieces {
+            pieces: contiguous
+                .iter()
+                .zip(pieces)
+                .map(|(piece, (_, weight))| {
+                    // SAFETY: contiguous CPU tensor of kind T (checked by the caller), alive
+                    // until the end of this function.
+                    let values = unsafe { as_slice::<T>(piece) };
+                    offset += values.len();
+                    (offset - values.len(), values, weight.map(T::from_f64))
+                })
+                .collect(),
+            out_len: group.out_len,
+        };
 
         // Every element is written by its chunk, so no zeroing.
         let result = Tensor::empty([group.in_len as i64], (pieces[0].0.kind(), Device::Cpu));
         // SAFETY: fresh tensor of kind T.
         let result_values = unsafe { as_mut_slice::<T>(&result) };
-        let partial_len = block_len.div_ceil(N_PARTIALS);
-        for (chunk, output) in result_values.chunks_mut(block_len).enumerate() {
-            let block = chunk * block_len..(chunk + 1) * block_len;
-            let small_len = output.len().next_power_of_two();
-            let mask = small_len - 1;
-            let (perm, gauss) = (&factors.perm[block.clone()], &factors.gauss[block.clone()]);
-            let partials: Vec<Vec<T>> = z
-                .par_chunks(partial_len)
-                .zip(perm.par_chunks(partial_len))
-                .zip(gauss.par_chunks(partial_len))
-                .map(|((z, perm), gauss)| {
-                    let mut partial = vec![T::ZERO; small_len];
-                    for ((&z, &target), &gauss) in z.iter().zip(perm).zip(gauss) {
-                        let slot = &mut partial[target as usize & mask];
-                        *slot = *slot + T::from_f32(gauss) * z;
+        let small_len_of = |chunk: usize| (group.in_len - chunk * block_len).min(block_len).next_power_of_two();
+        let partials_of_chunk: Vec<Vec<Vec<T>>> = if group.n_chunks == 1 {
+            let (small_len, gauss) = (small_len_of(0), &factors.gauss[..]);
+            vec![match &factors.perm {
+                Perm::Low16(perm) => fwht_fused(
+                    z,
+                    &Transpose { pieces: &loaded, small_len, perm, gauss },
+                    N_PARTIALS,
+                    Order::StoreContiguous,
+                ),
+                Perm::Full(perm) => fwht_fused(
+                    z,
+                    &Transpose { pieces: &loaded, small_len, perm, gauss },
+                    N_PARTIALS,
+                    Order::StoreContiguous,
+                ),
+            }]
+        } else {
+            fwht_fused(z, &TransformOnly(&loaded), 1, Order::StoreContiguous);
+            let z = &*z;
+            (0..group.n_chunks)
+                .map(|chunk| {
+                    let block = chunk * block_len..(chunk + 1) * block_len;
+                    let gauss = &factors.gauss[block.clone()];
+                    match &factors.perm {
+                        Perm::Low16(perm) => fold(z, &perm[block], gauss, small_len_of(chunk)),
+                        Perm::Full(perm) => fold(z, &perm[block], gauss, small_len_of(chunk)),
                     }
-                    partial
                 })
-                .collect();
-            let mut small = vec![T::ZERO; small_len];
+                .collect()
+        };
+        for ((chunk, output), partials) in result_values.chunks_mut(block_len).enumerate().zip(partials_of_chunk) {
+            let mut small = vec![T::ZERO; output.len().next_power_of_two()];
             for partial in partials {
                 for (sum, value) in small.iter_mut().zip(partial) {
                     *sum = *sum + value;
@@ -1049,7 +1373,7 @@ mod cpu {
             }
             fwht_slice(&mut small).expect("power of two");
             let scale = T::from_f64(factors.scale[chunk]);
-            for ((out, &value), &sign_value) in output.iter_mut().zip(&small).zip(&factors.signs[block]) {
+            for ((out, &value), &sign_value) in output.iter_mut().zip(&small).zip(&factors.signs[chunk * block_len..]) {
                 *out = sign::<T>(sign_value) * value * scale;
             }
         }

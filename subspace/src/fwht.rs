@@ -66,6 +66,8 @@ pub enum FwhtError {
 pub trait Real: Copy + Send + Sync + Add<Output = Self> + Sub<Output = Self> + Mul<Output = Self> + 'static {
     /// The additive identity, `0.0`.
     const ZERO: Self;
+    /// The tch dtype of this type.
+    const KIND: Kind;
     /// Converts an f64, rounding to the nearest value for f32.
     fn from_f64(value: f64) -> Self;
     /// Converts an f32 (exactly: unchanged, or widened to f64).
@@ -73,6 +75,7 @@ pub trait Real: Copy + Send + Sync + Add<Output = Self> + Sub<Output = Self> + M
 }
 impl Real for f32 {
     const ZERO: f32 = 0.0;
+    const KIND: Kind = Kind::Float;
     fn from_f64(value: f64) -> f32 {
         value as f32
     }
@@ -82,6 +85,7 @@ impl Real for f32 {
 }
 impl Real for f64 {
     const ZERO: f64 = 0.0;
+    const KIND: Kind = Kind::Double;
     fn from_f64(value: f64) -> f64 {
         value
     }
@@ -143,6 +147,234 @@ pub fn fwht_slice_blocked<T: Real>(
         low_bit += pass_bits;
     }
     Ok(())
+}
+
+/// What [`fwht_fused`] does at the two ends of a transform, where the values are in cache anyway:
+/// it fills each run before the first stage, and takes each run of final values after the last.
+/// With [`Order::StoreContiguous`] the working buffer also holds the transform at the end; with
+/// [`Order::LoadContiguous`] the last pass writes nothing back. Fusing these saves the passes
+/// over memory that a separate fill and a separate read of the result would cost.
+pub(crate) trait Ends<T>: Sync {
+    /// The state of one part of the last pass (partial sums, or `()`).
+    type Acc: Send;
+    /// A fresh state for one part.
+    fn new_acc(&self) -> Self::Acc;
+    /// Writes the input values of elements `start..start + leaf.len()` into `leaf`.
+    fn load(&self, start: usize, leaf: &mut [T]);
+    /// Takes the transformed values of elements `start..start + values.len()`.
+    fn store(&self, acc: &mut Self::Acc, start: usize, values: &[T]);
+}
+
+/// Runs `work` compiled for AVX-512 (or AVX2 with FMA) when the CPU has it, else as is. For
+/// loops the compiler vectorises: what `work` calls must be `#[inline(always)]` (closures too) to
+/// be compiled with the wider instructions.
+#[inline(always)]
+pub(crate) fn simd<R>(work: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F, checked just above.
+            return unsafe { simd_avx512(work) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU has AVX2 and FMA, checked just above.
+            return unsafe { simd_avx2(work) };
+        }
+    }
+    work()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn simd_avx512<R>(work: impl FnOnce() -> R) -> R {
+    work()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn simd_avx2<R>(work: impl FnOnce() -> R) -> R {
+    work()
+}
+
+/// Which end of [`fwht_fused`] works on contiguous runs. The stages of a Hadamard transform
+/// commute, so either order gives the transform (the roundings differ, deterministically).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Order {
+    /// Leaves first: `load` fills whole contiguous leaves; `store` takes rows of the last column
+    /// pass's tiles (runs of a few hundred bytes, far apart).
+    LoadContiguous,
+    /// Column passes first: `load` fills tile rows; `store` takes whole contiguous leaves.
+    StoreContiguous,
+}
+
+/// The FWHT of the vector that `ends` loads, handed to `ends` run by run, with `data` (of the
+/// transform's length) as the working buffer. The pass that stores is split into at most `n_parts`
+/// fixed parts (the same whatever the thread count), each taking its runs in a fixed order with
+/// its own state; the states come back in part order, so a sum over them is reproducible.
+pub(crate) fn fwht_fused<T: Real, E: Ends<T>>(data: &mut [T], ends: &E, n_parts: usize, order: Order) -> Vec<E::Acc> {
+    let leaf_bits = (LEAF_BYTES / size_of::<T>()).trailing_zeros();
+    fwht_fused_blocked(data, ends, n_parts, order, leaf_bits, TILE_ROW_BITS, TILE_ROW_BYTES / size_of::<T>())
+}
+
+/// [`fwht_fused`] with explicit blocking, as [`fwht_slice_blocked`].
+pub(crate) fn fwht_fused_blocked<T: Real, E: Ends<T>>(
+    data: &mut [T],
+    ends: &E,
+    n_parts: usize,
+    order: Order,
+    leaf_bits: u32,
+    tile_row_bits: u32,
+    tile_width: usize,
+) -> Vec<E::Acc> {
+    let log2 = log2_len(data.len()).expect("a checked power-of-two length");
+    let leaf_bits = leaf_bits.min(log2);
+    let leaf_len = 1usize << leaf_bits;
+    let remaining_bits = log2 - leaf_bits;
+    if remaining_bits == 0 {
+        simd(
+            #[inline(always)]
+            || ends.load(0, data),
+        );
+        leaf(data);
+        let mut acc = ends.new_acc();
+        simd(
+            #[inline(always)]
+            || ends.store(&mut acc, 0, data),
+        );
+        return vec![acc];
+    }
+    let n_passes = remaining_bits.div_ceil(tile_row_bits);
+    let tile_width = tile_width.min(leaf_len);
+    // Spread the bits evenly over the passes, as `fwht_slice_blocked` does.
+    let mut passes = Vec::new();
+    let mut low_bit = leaf_bits;
+    for pass_idx in 0..n_passes {
+        let pass_bits = (remaining_bits - (low_bit - leaf_bits)).div_ceil(n_passes - pass_idx);
+        passes.push((low_bit, low_bit + pass_bits));
+        low_bit += pass_bits;
+    }
+    match order {
+        Order::LoadContiguous => {
+            data.par_chunks_mut(leaf_len).enumerate().for_each(|(leaf_idx, values)| {
+                simd(
+                    #[inline(always)]
+                    || ends.load(leaf_idx * leaf_len, values),
+                );
+                leaf(values);
+            });
+            let (&(low, high), earlier) = passes.split_last().expect("at least one pass");
+            for &(low, high) in earlier {
+                column_pass(data, low, high, tile_width, true);
+            }
+            last_column_pass(data, low, high, tile_width, ends, n_parts)
+        }
+        Order::StoreContiguous => {
+            let (&(low, high), later) = passes.split_first().expect("at least one pass");
+            first_column_pass(data, low, high, tile_width, ends);
+            for &(low, high) in later {
+                column_pass(data, low, high, tile_width, true);
+            }
+            let n_leaves = data.len() / leaf_len;
+            let n_parts = n_parts.clamp(1, n_leaves);
+            let base = SharedMut(data.as_mut_ptr());
+            (0..n_parts)
+                .into_par_iter()
+                .map(|part| {
+                    let mut acc = ends.new_acc();
+                    for leaf_idx in part * n_leaves / n_parts..(part + 1) * n_leaves / n_parts {
+                        // SAFETY: leaves are disjoint, and each part owns its leaves.
+                        let values =
+                            unsafe { std::slice::from_raw_parts_mut(base.get().add(leaf_idx * leaf_len), leaf_len) };
+                        leaf(values);
+                        simd(
+                            #[inline(always)]
+                            || ends.store(&mut acc, leaf_idx * leaf_len, values),
+                        );
+                    }
+                    acc
+                })
+                .collect()
+        }
+    }
+}
+
+/// [`column_pass`] for the last bits of [`Order::LoadContiguous`], handing each row of each tile
+/// to `ends` instead of writing it back.
+fn last_column_pass<T: Real, E: Ends<T>>(
+    data: &mut [T],
+    low_bit: u32,
+    high_bit: u32,
+    tile_width: usize,
+    ends: &E,
+    n_parts: usize,
+) -> Vec<E::Acc> {
+    let row_stride = 1usize << low_bit;
+    let n_rows = 1usize << (high_bit - low_bit);
+    let tiles_per_block = row_stride / tile_width;
+    let n_tiles = (data.len() >> high_bit) * tiles_per_block;
+    let n_parts = n_parts.clamp(1, n_tiles);
+    let base = SharedMut(data.as_mut_ptr());
+    (0..n_parts)
+        .into_par_iter()
+        .map_init(
+            || vec![T::ZERO; n_rows * tile_width],
+            |scratch, part| {
+                let mut acc = ends.new_acc();
+                for tile_idx in part * n_tiles / n_parts..(part + 1) * n_tiles / n_parts {
+                    let start = ((tile_idx / tiles_per_block) << high_bit) + (tile_idx % tiles_per_block) * tile_width;
+                    for (row_idx, row) in scratch.chunks_exact_mut(tile_width).enumerate() {
+                        // SAFETY: the tiles of one pass own disjoint elements of `data` (see
+                        // `column_pass`), and each part owns its tiles.
+                        let source = unsafe {
+                            std::slice::from_raw_parts(base.get().add(start + row_idx * row_stride), tile_width)
+                        };
+                        row.copy_from_slice(source);
+                    }
+                    butterflies(scratch, tile_width);
+                    simd(
+                        #[inline(always)]
+                        || {
+                            for (row_idx, values) in scratch.chunks_exact(tile_width).enumerate() {
+                                ends.store(&mut acc, start + row_idx * row_stride, values);
+                            }
+                        },
+                    );
+                }
+                acc
+            },
+        )
+        .collect()
+}
+
+/// [`column_pass`] for the first bits of [`Order::StoreContiguous`]: each tile row is loaded by
+/// `ends` instead of read from `data`.
+fn first_column_pass<T: Real, E: Ends<T>>(data: &mut [T], low_bit: u32, high_bit: u32, tile_width: usize, ends: &E) {
+    let row_stride = 1usize << low_bit;
+    let n_rows = 1usize << (high_bit - low_bit);
+    let tiles_per_block = row_stride / tile_width;
+    let n_tiles = (data.len() >> high_bit) * tiles_per_block;
+    let base = SharedMut(data.as_mut_ptr());
+    (0..n_tiles).into_par_iter().for_each_init(
+        || vec![T::ZERO; n_rows * tile_width],
+        |scratch, tile_idx| {
+            let start = ((tile_idx / tiles_per_block) << high_bit) + (tile_idx % tiles_per_block) * tile_width;
+            simd(
+                #[inline(always)]
+                || {
+                    for (row_idx, row) in scratch.chunks_exact_mut(tile_width).enumerate() {
+                        ends.load(start + row_idx * row_stride, row);
+                    }
+                },
+            );
+            butterflies(scratch, tile_width);
+            for (row_idx, values) in scratch.chunks_exact(tile_width).enumerate() {
+                // SAFETY: the tiles of one pass own disjoint elements of `data` (see `column_pass`).
+                let row =
+                    unsafe { std::slice::from_raw_parts_mut(base.get().add(start + row_idx * row_stride), tile_width) };
+                row.copy_from_slice(values);
+            }
+        },
+    );
 }
 
 /// A pointer that may cross threads: column tiles of one pass touch disjoint elements.
@@ -472,4 +704,58 @@ pub fn fwht_anchor(x: &Tensor) -> Result<Tensor, FwhtError> {
         y = Tensor::cat(&[&halves[0] + &halves[1], &halves[0] - &halves[1]], axis);
     }
     Ok(y.reshape(shape))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// Loads from `source`, stores into `result` (and counts the runs each part took).
+    struct Copying<'a> {
+        source: &'a [f64],
+        result: Mutex<Vec<f64>>,
+    }
+
+    impl Ends<f64> for Copying<'_> {
+        type Acc = usize;
+        fn new_acc(&self) -> usize {
+            0
+        }
+        fn load(&self, start: usize, leaf: &mut [f64]) {
+            leaf.copy_from_slice(&self.source[start..start + leaf.len()]);
+        }
+        fn store(&self, acc: &mut usize, start: usize, values: &[f64]) {
+            *acc += values.len();
+            self.result.lock().unwrap()[start..start + values.len()].copy_from_slice(values);
+        }
+    }
+
+    #[test]
+    fn fused_ends_see_the_plain_transform_at_every_blocking() {
+        for log2 in 0..=12u32 {
+            let len = 1usize << log2;
+            let source: Vec<f64> = (0..len).map(|idx| ((idx * 7919) % 97) as f64 - 48.0).collect();
+            let mut expected = source.clone();
+            fwht_slice_blocked(&mut expected, 3, 2, 2).unwrap();
+            for (leaf_bits, tile_row_bits, tile_width) in [(3, 2, 2), (4, 3, 4), (2, 1, 1), (15, 11, 128)] {
+                for order in [Order::LoadContiguous, Order::StoreContiguous] {
+                    let ends = Copying { source: &source, result: Mutex::new(vec![f64::NAN; len]) };
+                    let mut data = vec![0.0; len];
+                    let parts = fwht_fused_blocked(&mut data, &ends, 5, order, leaf_bits, tile_row_bits, tile_width);
+                    assert_eq!(
+                        *ends.result.lock().unwrap(),
+                        expected,
+                        "2^{log2}, blocking {leaf_bits}/{tile_row_bits}"
+                    );
+                    assert_eq!(parts.iter().sum::<usize>(), len);
+                    assert!(parts.len() <= 5);
+                    if order == Order::StoreContiguous {
+                        assert_eq!(data, expected, "the buffer holds the transform");
+                    }
+                }
+            }
+        }
+    }
 }

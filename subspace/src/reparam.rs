@@ -43,7 +43,8 @@ use std::rc::Rc;
 
 use tch::{Kind, Tensor};
 
-use crate::fastfood::{self, Crop, Engine, FactorStorage, FastfoodError, Projector, ProjectorSpec, Scope};
+use crate::fastfood::{self, CpuReal, Crop, Engine, FactorStorage, FastfoodError, Projector, ProjectorSpec, Scope};
+use crate::fwht::Real;
 
 /// The vocabulary and the run-record description are part of the results schema (the `results`
 /// crate); inside this crate the subspace method is `Method`.
@@ -220,8 +221,11 @@ impl Subspace {
             },
         })?;
         let theta0 = named_params.iter().map(|(_, param)| param.detach().reshape([-1]).copy()).collect();
+        // The CPU engine writes the weights through their memory: contiguous tensors only (a
+        // model's own parameters are; anything else takes the tensor-operation path).
+        let contiguous = named_params.iter().all(|(_, param)| param.is_contiguous());
         let projected_buffer =
-            (projector.engine() == Engine::Cpu).then(|| Tensor::empty([total as i64], (kind, device)));
+            (projector.engine() == Engine::Cpu && contiguous).then(|| Tensor::empty([total as i64], (kind, device)));
         Ok(Subspace {
             projected_buffer,
             params: named_params.iter().map(|(_, param)| param.shallow_clone()).collect(),
@@ -275,27 +279,64 @@ impl Subspace {
         self.write_weights()
     }
 
-    /// Writes `theta_0 + lambda P(theta)` into the model's tensors, outside autograd, with one
-    /// fused pass per tensor and no temporaries.
+    /// Writes `theta_0 + lambda P(theta)` into the model's tensors, outside autograd: on the CPU
+    /// as the projection writes each run of `P theta` (one pass over `theta_0` and the weights,
+    /// while the run is in cache), elsewhere with one fused pass per tensor and no temporaries.
     pub fn write_weights(&mut self) -> Result<(), SubspaceError> {
         let _guard = tch::no_grad_guard();
         let projected = match &self.projected_buffer {
-            Some(buffer) => self.projector.forward_into(&self.theta, buffer)?,
-            None => self.projector.forward(&self.theta)?,
+            Some(buffer) if self.theta.kind() == Kind::Float => self.write_weights_cpu::<f32>(buffer)?,
+            Some(buffer) if self.theta.kind() == Kind::Double => self.write_weights_cpu::<f64>(buffer)?,
+            _ => {
+                let projected = self.projector.forward(&self.theta)?;
+                for (tensor_idx, (param, offset)) in self.params.iter().zip(&projected).enumerate() {
+                    let target = param.view([-1]);
+                    let _ = match self.config.method {
+                        Method::Did => self.theta0[tensor_idx].add_out(&target, offset),
+                        Method::Said => self.theta0[tensor_idx].addcmul_out(
+                            &target,
+                            offset,
+                            &self.lambda.get(self.group_of[tensor_idx] as i64),
+                        ),
+                    };
+                }
+                projected
+            }
         };
-        for (tensor_idx, (param, offset)) in self.params.iter().zip(&projected).enumerate() {
-            let target = param.view([-1]);
-            let _ = match self.config.method {
-                Method::Did => self.theta0[tensor_idx].add_out(&target, offset),
-                Method::Said => self.theta0[tensor_idx].addcmul_out(
-                    &target,
-                    offset,
-                    &self.lambda.get(self.group_of[tensor_idx] as i64),
-                ),
-            };
-        }
         self.projected = (self.config.method == Method::Said).then_some(projected);
         Ok(())
+    }
+
+    /// [`Subspace::write_weights`] with the CPU engine: `P theta` goes to `buffer`, and each run of
+    /// it, as it is written, becomes `theta_0 + lambda P theta` in the weights it belongs to.
+    fn write_weights_cpu<T: CpuReal>(&self, buffer: &Tensor) -> Result<Vec<Tensor>, SubspaceError> {
+        let lambda: Vec<f64> = match self.config.method {
+            Method::Did => Vec::new(),
+            Method::Said => {
+                Vec::<f64>::try_from(&self.lambda.to_kind(Kind::Double)).expect("a 1-D CPU tensor converts")
+            }
+        };
+        let mut offset = 0;
+        let targets: Vec<WeightTarget<T>> = self
+            .params
+            .iter()
+            .zip(&self.theta0)
+            .enumerate()
+            .map(|(tensor_idx, (param, theta0))| {
+                let len = param.numel();
+                offset += len;
+                WeightTarget {
+                    start: offset - len,
+                    len,
+                    weights: param.data_ptr() as *mut T,
+                    theta0: theta0.data_ptr() as *const T,
+                    scale: (self.config.method == Method::Said).then(|| T::from_f64(lambda[self.group_of[tensor_idx]])),
+                }
+            })
+            .collect();
+        let targets = WeightTargets(targets);
+        let epilogue = |start: usize, values: &[T]| targets.write(start, values);
+        Ok(self.projector.forward_into_with(&self.theta, buffer, &epilogue)?)
     }
 
     /// `(grad theta, grad lambda)` from the gradients that a backward pass left on the model's
@@ -381,6 +422,67 @@ impl Subspace {
             }
         }
         Ok((grad_theta, grad_lambda))
+    }
+}
+
+/// Where one tensor's run of `P theta` goes: `weights[i] = theta_0[i] + scale * P(theta)[start + i]`
+/// (`scale` 1 for DID).
+struct WeightTarget<T> {
+    start: usize,
+    len: usize,
+    weights: *mut T,
+    theta0: *const T,
+    scale: Option<T>,
+}
+
+/// The weight targets of all tensors, in output order.
+struct WeightTargets<T>(Vec<WeightTarget<T>>);
+
+// SAFETY: the pointers are to the model's contiguous weight tensors and to `theta_0`, which live
+// as long as the `Subspace` that builds these targets for one call; the projection's runs are
+// disjoint, so threads write disjoint weights, and nothing else touches them during the call.
+unsafe impl<T: Send> Sync for WeightTargets<T> {}
+
+impl<T: Real> WeightTargets<T> {
+    /// Writes the weights of outputs `start..start + values.len()`.
+    fn write(&self, start: usize, values: &[T]) {
+        crate::fwht::simd(
+            #[inline(always)]
+            || self.write_runs(start, values),
+        )
+    }
+
+    #[inline(always)]
+    fn write_runs(&self, start: usize, values: &[T]) {
+        let end = start + values.len();
+        let first = self.0.partition_point(|target| target.start + target.len <= start);
+        for target in &self.0[first..] {
+            if target.start >= end {
+                break;
+            }
+            let (from, to) = (start.max(target.start), end.min(target.start + target.len));
+            let values = &values[from - start..to - start];
+            // SAFETY: see `WeightTargets`; `from - target.start .. to - target.start` lies inside
+            // the tensor's `len` elements.
+            let (weights, theta0) = unsafe {
+                (
+                    std::slice::from_raw_parts_mut(target.weights.add(from - target.start), to - from),
+                    std::slice::from_raw_parts(target.theta0.add(from - target.start), to - from),
+                )
+            };
+            match target.scale {
+                Some(scale) => {
+                    for ((weight, &theta0), &value) in weights.iter_mut().zip(theta0).zip(values) {
+                        *weight = theta0 + scale * value;
+                    }
+                }
+                None => {
+                    for ((weight, &theta0), &value) in weights.iter_mut().zip(theta0).zip(values) {
+                        *weight = theta0 + value;
+                    }
+                }
+            }
+        }
     }
 }
 

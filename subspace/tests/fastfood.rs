@@ -286,12 +286,15 @@ fn rejects_bad_requests() {
     assert_eq!(p.transpose(&[]).err(), Some(FastfoodError::WrongTensorCount { expected: 1, actual: 0 }));
 }
 
-/// The two engines agree on f32 at a realistic size, where the CPU engine's shortcuts (tiling and
-/// scatter-add) differ most from the plain algorithm.
+/// The two engines agree on f32 at a realistic size, where the CPU engine's shortcuts (tiling,
+/// fused ends and scatter-add) differ most from the plain algorithm; `d = 70,000` takes the CPU
+/// engine's full-width permutation entries (the others fit in 16 bits).
 #[test]
 fn engines_agree_on_f32_at_realistic_sizes() {
     let tensors = shapes(&[("embeddings", 300_000), ("bias", 768), ("weight", 70_000)]);
-    for (scope, d) in [(Scope::PerTensor, 1000), (Scope::Global, 1000), (Scope::PerTensor, 5000)] {
+    for (scope, d) in
+        [(Scope::PerTensor, 1000), (Scope::Global, 1000), (Scope::PerTensor, 5000), (Scope::Global, 70_000)]
+    {
         let cpu = projector(&tensors, d, scope, 9);
         let x = random(d, 4).to_kind(Kind::Float);
         let total: usize = tensors.iter().map(|(_, numel)| numel).sum();

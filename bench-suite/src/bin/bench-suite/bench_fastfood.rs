@@ -2,16 +2,24 @@
 //! - FWHT of 2^20, 2^24, 2^26 f32 values on CPU: our kernel, the tch-op (CUDA) path run on CPU,
 //!   and the authors' per-stage algorithm, each against a plain copy of the same buffer;
 //! - a full `P` and `P^T` over RoBERTa-base's 201 tensors at d = 1000, both scopes: time, cached
-//!   factor bytes and the peak resident memory added.
+//!   factor bytes and the peak resident memory added;
+//! - what a training step pays for the projection, at MiniLM-L6's and RoBERTa-base's sizes, both
+//!   scopes, SAID: `Subspace::write_weights` (`P theta`, then `theta_0 + lambda P theta` into the
+//!   weights) against its floor, a copy of `D` f32 values (one read of `theta_0`, one write of the
+//!   weights), and `Subspace::gradients` (`P^T` of the gradients, and `grad lambda`) against its
+//!   floor, a copy of the `D` gradient values. Each copy uses both cores and runs just before the
+//!   operation it is the floor of; the ratio is the median of the per-run ratios.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use encoders::models::bert;
 use encoders::shapes;
+use rayon::prelude::*;
 use serde::Serialize;
 use subspace::fastfood::{Crop, FactorStorage, Projector, ProjectorSpec, Scope};
-use subspace::fwht;
+use subspace::{Compat, LambdaGrouping, LayerGroup, Method, Subspace, SubspaceConfig, fwht};
 use tch::{Device, Kind, Tensor};
 
 use crate::measure::{cpu_model, median, median_time, ms, peak_rss, reset_peak_rss};
@@ -24,6 +32,20 @@ pub struct Args {
     /// Also write the report as JSON here.
     #[arg(long, value_name = "PATH")]
     json: Option<PathBuf>,
+    /// Run only these sections (default: all).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    only: Vec<Section>,
+}
+
+/// The parts of the report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Section {
+    /// The FWHT against a copy and the authors' algorithm.
+    Fwht,
+    /// `P` and `P^T` through the projector's API over RoBERTa-base.
+    Projection,
+    /// What a training step pays for the projection, against its floor.
+    Step,
 }
 
 #[derive(Serialize)]
@@ -63,16 +85,37 @@ struct Report {
     torch_threads: i32,
     fwht: Vec<FwhtRow>,
     projection: Vec<ProjectionRow>,
+    step_projection: Vec<StepRow>,
+}
+
+#[derive(Serialize)]
+struct StepRow {
+    model: &'static str,
+    scope: Scope,
+    method: Method,
+    d: usize,
+    total_params: usize,
+    total_padded_len: usize,
+    /// A copy of `D` f32 values with both cores (median of the copies run before each write).
+    write_floor_ms: f64,
+    write_weights_ms: f64,
+    write_over_floor: f64,
+    /// The same copy, run before each `gradients` call.
+    gradients_floor_ms: f64,
+    gradients_ms: f64,
+    gradients_over_floor: f64,
 }
 
 pub fn run(args: &Args) -> Result<()> {
     let quick = args.quick;
+    let wanted = |section: Section| args.only.is_empty() || args.only.contains(&section);
     let report = Report {
         machine: cpu_model(),
         rayon_threads: rayon::current_num_threads(),
         torch_threads: tch::get_num_threads(),
-        fwht: bench_fwht(if quick { &[20, 22] } else { &[20, 24, 26] }),
-        projection: bench_projection(quick)?,
+        fwht: if wanted(Section::Fwht) { bench_fwht(if quick { &[20, 22] } else { &[20, 24, 26] }) } else { vec![] },
+        projection: if wanted(Section::Projection) { bench_projection(quick)? } else { vec![] },
+        step_projection: if wanted(Section::Step) { bench_step_projection(quick)? } else { vec![] },
     };
     print_report(&report);
     if let Some(path) = &args.json {
@@ -181,6 +224,113 @@ fn bench_projection(quick: bool) -> Result<Vec<ProjectionRow>> {
     Ok(rows)
 }
 
+/// A model of the step-projection rows: its name, its family's tensor-name prefix, its layout.
+type StepModel = (&'static str, &'static str, Vec<(String, Vec<i64>)>);
+
+/// The models of the step-projection rows: MiniLM-L6 (`sentence-transformers/all-MiniLM-L6-v2`
+/// with a two-label head, D = 22,713,986) and RoBERTa-base (D = 124,647,170); the quick run uses
+/// a 2-layer, 256-wide BERT instead of both.
+fn step_models(quick: bool) -> Vec<StepModel> {
+    if quick {
+        return vec![("bert-2x256", "bert", bert::encoder_classifier_layout("bert", 30522, 512, 2, 256, 1024, 2, 2))];
+    }
+    vec![
+        ("minilm-l6", "bert", bert::encoder_classifier_layout("bert", 30522, 512, 2, 384, 1536, 6, 2)),
+        ("roberta-base", "roberta", shapes::roberta_base_classifier()),
+    ]
+}
+
+fn bench_step_projection(quick: bool) -> Result<Vec<StepRow>> {
+    let (d, runs) = (1861, if quick { 2 } else { 7 });
+    let mut rows = Vec::new();
+    for (model, prefix, layout) in step_models(quick) {
+        let params: Vec<(String, Tensor)> = layout
+            .iter()
+            .map(|(name, shape)| (name.clone(), (Tensor::randn(shape, (Kind::Float, Device::Cpu)) * 0.02)))
+            .collect();
+        // Gradients as a backward pass leaves them: one random tensor per parameter.
+        for (_, param) in &params {
+            let mut grad = param.grad();
+            if !grad.defined() {
+                let _ = param.set_requires_grad(true);
+                (param * Tensor::randn(param.size(), (Kind::Float, Device::Cpu))).sum(Kind::Float).backward();
+                grad = param.grad();
+            }
+            assert!(grad.defined());
+        }
+        let layers: Vec<LayerGroup> = params.iter().map(|(name, _)| bert::layer_group(prefix, name)).collect();
+        let total: usize = params.iter().map(|(_, param)| param.numel()).sum();
+        let source: Vec<f32> = (0..total).map(|idx| (idx % 1000) as f32).collect();
+        let mut target = vec![0.0f32; total];
+        let mut copy = || {
+            let start = Instant::now();
+            target.par_chunks_mut(1 << 16).zip(source.par_chunks(1 << 16)).for_each(|(target, source)| {
+                target.copy_from_slice(std::hint::black_box(source));
+            });
+            start.elapsed()
+        };
+        for scope in [Scope::Global, Scope::PerTensor] {
+            let config = SubspaceConfig {
+                method: Method::Said,
+                d,
+                scope,
+                grouping: LambdaGrouping::PerLayer,
+                compat: Compat::None,
+                seed: 0,
+                factor_storage: FactorStorage::Cached,
+            };
+            let mut subspace = Subspace::new(&params, &layers, config)?;
+            let theta = Tensor::randn([subspace.theta().numel() as i64], (Kind::Float, Device::Cpu)) * 0.1;
+            let lambda = subspace.lambda().ones_like() * 1.5;
+            subspace.set(&theta, &lambda)?;
+            let (mut write, mut write_floor, mut write_ratio) = (Vec::new(), Vec::new(), Vec::new());
+            let (mut grads, mut grads_floor, mut grads_ratio) = (Vec::new(), Vec::new(), Vec::new());
+            for run in 0..=runs {
+                let floor = copy();
+                let start = Instant::now();
+                subspace.write_weights()?;
+                let elapsed = start.elapsed();
+                if run > 0 {
+                    write_ratio.push(elapsed.as_secs_f64() / floor.as_secs_f64());
+                    write.push(elapsed);
+                    write_floor.push(floor);
+                }
+                let floor = copy();
+                let start = Instant::now();
+                drop(subspace.gradients()?);
+                let elapsed = start.elapsed();
+                if run > 0 {
+                    grads_ratio.push(elapsed.as_secs_f64() / floor.as_secs_f64());
+                    grads.push(elapsed);
+                    grads_floor.push(floor);
+                }
+            }
+            let median_ratio = |ratios: &mut Vec<f64>| {
+                ratios.sort_by(f64::total_cmp);
+                ratios[ratios.len() / 2]
+            };
+            let summary = subspace.projector().summary();
+            rows.push(StepRow {
+                model,
+                scope,
+                method: Method::Said,
+                d,
+                total_params: total,
+                total_padded_len: summary.total_padded_len,
+                write_floor_ms: ms(median(&write_floor)),
+                write_weights_ms: ms(median(&write)),
+                write_over_floor: median_ratio(&mut write_ratio),
+                gradients_floor_ms: ms(median(&grads_floor)),
+                gradients_ms: ms(median(&grads)),
+                gradients_over_floor: median_ratio(&mut grads_ratio),
+            });
+            drop(subspace);
+            subspace::release_shared_projector();
+        }
+    }
+    Ok(rows)
+}
+
 fn print_report(report: &Report) {
     println!(
         "machine: {} | rayon threads {} | torch threads {}",
@@ -227,6 +377,30 @@ fn print_report(report: &Report) {
             row.transpose_ms,
             mib(row.kept_bytes as f64),
             row.peak_rss_added_bytes.map_or("n/a".to_owned(), |bytes| format!("{:.1}", mib(bytes as f64))),
+        );
+    }
+    println!();
+    println!("What a training step pays for the projection (SAID, scales per layer, f32, CPU): write = P theta");
+    println!("and theta_0 + lambda P theta into the weights; gradients = P^T of the gradients and grad lambda.");
+    println!("Floor: a copy of D f32 values with both cores, run just before each; /floor: median per-run ratio");
+    println!(
+        "{:>13} {:>10} {:>6} {:>12} {:>12} {:>9} {:>9} {:>8} {:>9} {:>9} {:>8}",
+        "model", "scope", "d", "D", "padded", "floor ms", "write ms", "/floor", "floor ms", "grads ms", "/floor"
+    );
+    for row in &report.step_projection {
+        println!(
+            "{:>13} {:>10} {:>6} {:>12} {:>12} {:>9.1} {:>9.1} {:>8.2} {:>9.1} {:>9.1} {:>8.2}",
+            row.model,
+            format!("{:?}", row.scope),
+            row.d,
+            row.total_params,
+            row.total_padded_len,
+            row.write_floor_ms,
+            row.write_weights_ms,
+            row.write_over_floor,
+            row.gradients_floor_ms,
+            row.gradients_ms,
+            row.gradients_over_floor,
         );
     }
 }
