@@ -92,7 +92,7 @@ training_spec! {
     #[arg(value_enum)]
     precision: Precision,
     /// Length-bucketed batches: sort by length within chunks of this many batches, then shuffle
-    /// the batches [default: plain shuffled batches].
+    /// the batches; 0 for plain shuffled batches.
     length_buckets: usize,
     /// Training accuracy for the generalization gap on the first this many training examples, 0
     /// for none [default: all of them].
@@ -122,9 +122,9 @@ impl Shown for Precision {
     }
 }
 
-impl<T> Shown for Option<T> {
+impl<T: Shown> Shown for Option<T> {
     fn shown(&self) -> Option<String> {
-        None
+        self.as_ref().and_then(Shown::shown)
     }
 }
 
@@ -173,8 +173,12 @@ impl TrainingSpec {
             checkpoint_every: count("checkpoint_every", self.checkpoint_every, "saves are at least 1 step apart")?
                 .unwrap_or(paper.checkpoint_every),
             precision: self.precision.unwrap_or(paper.precision),
-            length_buckets: count("length_buckets", self.length_buckets, "a chunk holds at least 1 batch")?
-                .or(paper.length_buckets),
+            // 0 turns bucketing off.
+            length_buckets: match self.length_buckets {
+                Some(0) => None,
+                Some(buckets) => Some(buckets),
+                None => paper.length_buckets,
+            },
             train_eval_examples: self.train_eval_examples.or(paper.train_eval_examples),
         })
     }
@@ -187,6 +191,15 @@ mod tests {
     #[test]
     fn nothing_set_is_the_papers_setup() {
         assert_eq!(TrainingSpec::default().resolve(0).unwrap(), Training::PAPER);
+    }
+
+    #[test]
+    fn length_buckets_are_on_by_default_and_0_turns_them_off() {
+        assert_eq!(TrainingSpec::default().resolve(0).unwrap().length_buckets, Some(16));
+        let off = TrainingSpec { length_buckets: Some(0), ..Default::default() };
+        assert_eq!(off.resolve(0).unwrap().length_buckets, None);
+        let four = TrainingSpec { length_buckets: Some(4), ..Default::default() };
+        assert_eq!(four.resolve(0).unwrap().length_buckets, Some(4));
     }
 
     #[test]
@@ -218,7 +231,6 @@ mod tests {
         };
         refused(TrainingSpec { batch_size: Some(0), ..Default::default() }, "batch_size", "batch_size 0: a batch");
         refused(TrainingSpec { epochs: Some(0), ..Default::default() }, "epochs", "use 1 or more");
-        refused(TrainingSpec { length_buckets: Some(0), ..Default::default() }, "length_buckets", "at least 1 batch");
         refused(TrainingSpec { warmup_ratio: Some(1.5), ..Default::default() }, "warmup_ratio", "outside [0, 1]");
         refused(TrainingSpec { weight_decay: Some(f64::NAN), ..Default::default() }, "weight_decay", "outside");
         refused(TrainingSpec { max_grad_norm: Some(-1.0), ..Default::default() }, "max_grad_norm", "outside [0, inf)");

@@ -11,7 +11,7 @@
 //! device: cpu                 # cpu | cuda | cuda:N, overridable on the command line
 //! seeds: [0, 1, 2]            # every probe runs each seed; success uses the median
 //! training: {epochs: 1, batch_size: 32, max_len: 128, max_train_examples: 2000,
-//!            length_buckets: 16,       # optional: length-bucketed batches (chunks of 16 batches)
+//!            length_buckets: 16,       # optional: length-bucketed batches in chunks of 16 (the default; 0: off)
 //!            train_eval_examples: 1000} # optional: training accuracy on these (default: all)
 //! search: {mode: bisect, d_min: 100, d_max: 10000, threshold: 0.9,
 //!          every: 4,                   # optional: every 4th grid value
