@@ -5,7 +5,7 @@
 //!
 //! Three implementations, all giving the same numbers within floating-point rounding:
 //! - [`fwht_slice`]: the CPU kernel, hand-written over contiguous memory. It is cache-blocked: the
-//!   low index bits are transformed on contiguous leaves of `LEAF_BYTES` that stay in L2 (all those
+//!   low index bits are transformed on contiguous leaves (128 or 512 KiB, by the L2's size) that stay in L2 (all those
 //!   stages in one visit), then the remaining bits in passes of up to `TILE_ROW_BITS` bits, each on
 //!   tiles of `2^TILE_ROW_BITS` rows x `TILE_ROW_BYTES` copied into a contiguous scratch buffer. So
 //!   2^24 and 2^26 f32 values take two passes over memory, 2^30 three. Butterflies are done three
@@ -29,9 +29,29 @@ use tch::{Device, Kind, Tensor};
 pub const MAX_LOG2_LEN: u32 = 30;
 
 // Blocking, chosen by `cargo run --release -p subspace --example fwht_blocking` on the 2-core
-// AMD EPYC of our CI machines (1 MiB L2 per core); any values give the same results.
+// machines CI runs on; any values give the same results, bit for bit (every element goes through
+// the same stages in the same order).
 /// Bytes of one leaf: the contiguous run on which the low index bits are transformed in L2.
-const LEAF_BYTES: usize = 128 * 1024;
+/// 128 KiB on the 1 MiB-L2 AMD EPYC; 512 KiB where L2 holds 2 MiB or more (the Xeon: 2^25 f32
+/// values in 29-31 ms instead of 37-39 ms).
+fn leaf_bytes() -> usize {
+    static LEAF: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *LEAF.get_or_init(|| if l2_bytes().is_some_and(|bytes| bytes >= 2 << 20) { 512 << 10 } else { 128 << 10 })
+}
+
+/// The L2 cache of the first CPU (Linux sysfs), if it says.
+fn l2_bytes() -> Option<usize> {
+    let size = std::fs::read_to_string("/sys/devices/system/cpu/cpu0/cache/index2/size").ok()?;
+    let size = size.trim();
+    let (digits, unit) = size.split_at(size.find(|c: char| !c.is_ascii_digit()).unwrap_or(size.len()));
+    let multiplier = match unit {
+        "" => 1,
+        "K" => 1 << 10,
+        "M" => 1 << 20,
+        _ => return None,
+    };
+    Some(digits.parse::<usize>().ok()? * multiplier)
+}
 /// Bytes of one row of a column tile: a run of contiguous elements sharing the high index bits.
 const TILE_ROW_BYTES: usize = 512;
 /// At most this many index bits per column pass: a tile is `2^TILE_ROW_BITS x TILE_ROW_BYTES` (1 MiB).
@@ -108,7 +128,7 @@ pub fn log2_len(len: usize) -> Result<u32, FwhtError> {
 
 /// In-place unnormalised FWHT of a contiguous slice whose length is a power of two.
 pub fn fwht_slice<T: Real>(data: &mut [T]) -> Result<(), FwhtError> {
-    let leaf_bits = (LEAF_BYTES / size_of::<T>()).trailing_zeros();
+    let leaf_bits = (leaf_bytes() / size_of::<T>()).trailing_zeros();
     fwht_slice_blocked(data, leaf_bits, TILE_ROW_BITS, TILE_ROW_BYTES / size_of::<T>())
 }
 
@@ -212,7 +232,7 @@ pub(crate) enum Order {
 /// fixed parts (the same whatever the thread count), each taking its runs in a fixed order with
 /// its own state; the states come back in part order, so a sum over them is reproducible.
 pub(crate) fn fwht_fused<T: Real, E: Ends<T>>(data: &mut [T], ends: &E, n_parts: usize, order: Order) -> Vec<E::Acc> {
-    let leaf_bits = (LEAF_BYTES / size_of::<T>()).trailing_zeros();
+    let leaf_bits = (leaf_bytes() / size_of::<T>()).trailing_zeros();
     fwht_fused_blocked(data, ends, n_parts, order, leaf_bits, TILE_ROW_BITS, TILE_ROW_BYTES / size_of::<T>())
 }
 
