@@ -60,6 +60,15 @@ pub enum Terminated {
         /// The pre-trainings waited for, comma-separated.
         names: String,
     },
+    /// Runs training side by side in worker processes (`--jobs`), each stopped after its step.
+    #[error(
+        "terminated (SIGTERM) with {runs} run(s) training side by side, each stopped after its step with its state \
+         saved: the same command resumes from there"
+    )]
+    SideBySide {
+        /// The runs that were training.
+        runs: usize,
+    },
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 use datasets::manifest::Manifest;
 use datasets::store::{Store, StoreConfig};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::search::{ProbeOutcome, Target, search as d90_search};
 use super::spec::{Plan, PlannedSearch, SpecError};
@@ -79,9 +79,19 @@ pub enum RunnerError {
         /// Why it failed.
         source: Box<trainer::pretrain::PretrainError>,
     },
-    /// The interrupter ended a wait for another process's pre-training ([`Terminated::Waiting`]).
+    /// The interrupter ended a wait for another process's pre-training ([`Terminated::Waiting`]),
+    /// or runs training side by side ([`Terminated::SideBySide`]).
     #[error("{0}")]
     Terminated(#[source] Terminated),
+    /// A worker process training one run (`jobs > 1`) could not start, or failed: its own error
+    /// is above in the log (workers write to the same stderr).
+    #[error("run {signature}: its worker process {problem}")]
+    Worker {
+        /// The run's signature.
+        signature: String,
+        /// What went wrong (`exited with status 1`, `could not start: ...`).
+        problem: String,
+    },
 }
 
 impl RunnerError {
@@ -170,6 +180,8 @@ pub struct PreparedSearch {
     /// The search's key in the results folder: a hash of the plan, the model's and data's
     /// identities, the device and the torch version.
     pub key: String,
+    /// Its position among the searches given to [`Runner::prepare`] (what a worker is told).
+    pub index: usize,
 }
 
 #[derive(Serialize)]
@@ -241,6 +253,33 @@ pub struct RunnerOptions {
     pub mirrors: Vec<PathBuf>,
     /// Never touch the network.
     pub offline: bool,
+    /// Train up to this many runs of a probe at once, each in its own worker process with an
+    /// equal share of the CPU threads (0 or 1: one at a time, in this process). Needs `worker`.
+    pub jobs: usize,
+    /// How to start a worker: this program with these arguments, to which the runner appends
+    /// `--run-one FILE` ([`RunOne`] as JSON). `reproduce` passes its own command line.
+    pub worker: Option<WorkerCommand>,
+}
+
+/// The command that starts a worker process ([`RunnerOptions::worker`]).
+#[derive(Debug, Clone)]
+pub struct WorkerCommand {
+    /// The program (the running binary).
+    pub program: PathBuf,
+    /// Its arguments before `--run-one FILE`.
+    pub args: Vec<std::ffi::OsString>,
+}
+
+/// What a worker process trains: one run of the search at `search_index` of the same selection
+/// (the same spec, `--only` and `--shard`), which it prepares again and checks by its key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunOne {
+    /// The search's position among the selected searches.
+    pub search_index: usize,
+    /// The search's key, as the parent prepared it.
+    pub search_key: String,
+    /// The run.
+    pub spec: RunSpec,
 }
 
 /// What the runner reports as it goes.
@@ -325,6 +364,9 @@ pub struct Runner {
     workload: Option<(WorkloadKey, Workload)>,
     /// Stops the run or wait in progress when asked (SIGTERM).
     interrupter: Interrupter,
+    /// Runs of a probe trained at once ([`RunnerOptions::jobs`]) and how to start their workers.
+    jobs: usize,
+    worker: Option<WorkerCommand>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -359,6 +401,8 @@ impl Runner {
             pretrainings: std::collections::BTreeMap::new(),
             workload: None,
             interrupter,
+            jobs: options.jobs.max(1),
+            worker: options.worker.clone(),
         })
     }
 
@@ -407,7 +451,7 @@ impl Runner {
             produced.locate(&resolved.spec.key(), &resolved.dir);
         }
         let mut prepared = Vec::new();
-        for PlannedSearch { plan, subject, origin } in searches {
+        for (index, PlannedSearch { plan, subject, origin }) in searches.iter().enumerate() {
             let model_field = || format!("models[{}]", origin.model_index);
             let (config, model_revision, n_labels, data) = match subject {
                 Subject::Synthetic { config, .. } => {
@@ -500,6 +544,7 @@ impl Runner {
                 scales,
                 grid,
                 key,
+                index,
             });
         }
         Ok(prepared)
@@ -778,14 +823,28 @@ impl Runner {
         on_event: &mut dyn FnMut(Event),
     ) -> Result<(ProbeOutcome, Vec<RunRecord>), RunnerError> {
         let plan = &search.plan;
+        // Seed-major, learning-rate-minor (`generalization_run` reads them so).
+        let specs: Vec<RunSpec> = plan
+            .seeds
+            .iter()
+            .flat_map(|&seed| method.lrs_at(d).into_iter().map(move |lr| (seed, lr)))
+            .map(|(seed, lr)| self.run_spec(search, method, d, lr, seed))
+            .collect();
+        let by_workers = if self.jobs > 1 { self.train_side_by_side(search, &specs, on_event)? } else { Vec::new() };
+        let n_rates = specs.len() / plan.seeds.len().max(1);
         let mut seed_scores = Vec::new();
         let mut records = Vec::new();
         let mut constant_runs = 0;
-        for &seed in &plan.seeds {
+        for seed_specs in specs.chunks(n_rates.max(1)) {
             let mut best: Option<f64> = None;
-            for lr in method.lrs_at(d) {
-                let spec = self.run_spec(search, method, d, lr, seed);
-                let record = self.run_one(&search.subject, spec, on_event)?;
+            for spec in seed_specs {
+                let key = spec.key();
+                // A worker's run was reported as it finished.
+                let record = if by_workers.contains(&key) { self.results.load_run(&key)? } else { None };
+                let record = match record {
+                    Some(record) => record,
+                    None => self.run_one(&search.subject, spec.clone(), on_event)?,
+                };
                 let constant = record.result.best.as_ref().is_some_and(|best| best.predicts_one_class);
                 constant_runs += usize::from(constant);
                 if let Some(score) = record.best_score.filter(|_| !constant) {
@@ -802,6 +861,141 @@ impl Runner {
             ..ProbeOutcome::from_seed_scores(seed_scores)
         };
         Ok((outcome, records))
+    }
+
+    /// Trains the runs of `specs` that have no record yet, up to `jobs` at once, each in a worker
+    /// process (`--run-one`) with `1 / jobs` of the CPU threads; the caller then reads their
+    /// records as it would any finished run's. A worker takes the run's lock and writes its record
+    /// exactly as [`Runner::run_one`] does in this process, so keys, records, reuse and resumption
+    /// are the same as one at a time. On SIGTERM every worker is stopped the same way (each saves
+    /// its run's state after its step), and this returns [`Terminated::SideBySide`] once all have
+    /// exited. Returns the keys of the runs the workers trained (each reported as it finished).
+    fn train_side_by_side(
+        &mut self,
+        search: &PreparedSearch,
+        specs: &[RunSpec],
+        on_event: &mut dyn FnMut(Event),
+    ) -> Result<Vec<String>, RunnerError> {
+        let Some(worker) = self.worker.clone() else { return Ok(Vec::new()) };
+        let mut pending = Vec::new();
+        for spec in specs {
+            if self.results.load_run(&spec.key())?.is_none() {
+                pending.push(spec.clone());
+            }
+        }
+        if pending.len() < 2 {
+            return Ok(Vec::new());
+        }
+        let mut trained = Vec::new();
+        let cores = std::thread::available_parallelism().map_or(1, |cores| cores.get());
+        let threads = (cores / self.jobs).max(1).to_string();
+        let code = code_revision();
+        let orders = self.out.join("work");
+        std::fs::create_dir_all(&orders).map_err(|source| ResultsError::Io { path: orders.clone(), source })?;
+        let mut running: Vec<(std::process::Child, String, PathBuf, String)> = Vec::new();
+        let mut pending = pending.into_iter();
+        let mut failure: Option<RunnerError> = None;
+        let mut stopping = false;
+        let mut stopped_runs = 0;
+        loop {
+            if !stopping && (failure.is_some() || self.interrupter.is_requested()) {
+                stopping = true;
+                stopped_runs = running.len();
+                for (child, ..) in &running {
+                    // SAFETY: `kill` with a live child's pid and SIGTERM has no memory effects.
+                    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+                }
+            }
+            if !stopping {
+                while running.len() < self.jobs {
+                    let Some(spec) = pending.next() else { break };
+                    let (signature, run_key) = (spec.signature(code), spec.key());
+                    let order_path = orders.join(format!("{run_key}.run-one.json"));
+                    let order = RunOne { search_index: search.index, search_key: search.key.clone(), spec };
+                    let json = serde_json::to_string(&order).expect("a run order serialises");
+                    std::fs::write(&order_path, json)
+                        .map_err(|source| ResultsError::Io { path: order_path.clone(), source })?;
+                    on_event(Event::RunStarted { signature: &signature });
+                    let child = std::process::Command::new(&worker.program)
+                        .args(&worker.args)
+                        .arg("--run-one")
+                        .arg(&order_path)
+                        .env("RAYON_NUM_THREADS", &threads)
+                        .env("OMP_NUM_THREADS", &threads)
+                        .stdin(std::process::Stdio::null())
+                        .stdout(std::process::Stdio::null())
+                        .spawn();
+                    match child {
+                        Ok(child) => running.push((child, signature, order_path, run_key)),
+                        Err(err) => {
+                            let _ = std::fs::remove_file(&order_path);
+                            failure =
+                                Some(RunnerError::Worker { signature, problem: format!("could not start: {err}") });
+                            break;
+                        }
+                    }
+                }
+            }
+            if running.is_empty() {
+                break;
+            }
+            let mut still_running = Vec::new();
+            for (mut child, signature, order_path, run_key) in running {
+                match child.try_wait() {
+                    Ok(None) => still_running.push((child, signature, order_path, run_key)),
+                    Ok(Some(status)) => {
+                        let _ = std::fs::remove_file(&order_path);
+                        let stopped = status.code() == Some(143) && stopping;
+                        if status.success() {
+                            if let Some(record) = self.results.load_run(&run_key)? {
+                                on_event(Event::RunFinished { record: &record, reused: false });
+                                trained.push(record.key.clone());
+                            }
+                        } else if !stopped && failure.is_none() {
+                            failure = Some(RunnerError::Worker { signature, problem: format!("failed ({status})") });
+                        }
+                    }
+                    Err(err) => {
+                        if failure.is_none() {
+                            failure = Some(RunnerError::Worker {
+                                signature,
+                                problem: format!("cannot be waited for: {err}"),
+                            });
+                        }
+                    }
+                }
+            }
+            running = still_running;
+            if !running.is_empty() {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        }
+        if let Some(failure) = failure {
+            return Err(failure);
+        }
+        if stopping {
+            return Err(RunnerError::Terminated(Terminated::SideBySide { runs: stopped_runs }));
+        }
+        Ok(trained)
+    }
+
+    /// A worker's job ([`RunOne`]): trains its run of `search` (prepared again by the worker,
+    /// checked against the order's key) and writes its record, or reuses a finished one.
+    ///
+    /// # Errors
+    /// [`RunnerError::Worker`] when the order's search key differs from `search`'s (a spec or
+    /// input that changed under the parent), or as [`Runner::run_one`].
+    pub fn run_ordered(&mut self, search: &PreparedSearch, order: RunOne) -> Result<RunRecord, RunnerError> {
+        if search.key != order.search_key {
+            return Err(RunnerError::Worker {
+                signature: order.spec.signature(code_revision()),
+                problem: format!(
+                    "was given search {} but prepared {}: the spec or its inputs changed since the run started",
+                    order.search_key, search.key
+                ),
+            });
+        }
+        self.run_one(&search.subject, order.spec, &mut |_| {})
     }
 
     fn run_spec(&self, search: &PreparedSearch, method: &Method, d: usize, lr: f64, seed: u64) -> RunSpec {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use trainer::interrupt::Interrupter;
 
 use anyhow::{Context, Result};
-use bench_suite::experiment::runner::{Event, Runner, RunnerOptions, Shard, select};
+use bench_suite::experiment::runner::{Event, RunOne, Runner, RunnerOptions, Shard, WorkerCommand, select};
 use bench_suite::experiment::{PRESETS, preset, results_dir, results_name, spec};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use results::{Outcome, ResultsDir, SearchRecord};
@@ -40,6 +40,13 @@ pub struct Args {
     /// Check the plan against the assets, print it, and run nothing.
     #[arg(long)]
     check_only: bool,
+    /// Train up to N runs of a probe at once, each in its own process with 1/N of the CPU
+    /// threads (results, keys and resumption as one at a time).
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    jobs: u16,
+    /// Internal: train the one run this file orders (written by a `--jobs` parent) and exit.
+    #[arg(long, value_name = "FILE", hide = true)]
+    run_one: Option<PathBuf>,
 }
 
 fn preset_names() -> clap::builder::PossibleValuesParser {
@@ -75,11 +82,18 @@ fn resolve(args: &Args) -> Result<Resolved> {
             (file, text.to_owned())
         }
     };
+    let worker = std::env::current_exe().ok().map(|program| WorkerCommand {
+        program,
+        // This command line again: the worker selects and prepares what the parent did.
+        args: std::env::args_os().skip(1).collect(),
+    });
     let options = RunnerOptions {
         device: args.device.clone(),
         mirrors: args.mirror.clone(),
         offline: args.offline,
         out: args.out.clone().unwrap_or_else(|| results_dir(&name)),
+        jobs: usize::from(args.jobs),
+        worker,
     };
     Ok(Resolved { spec_file, spec_text, name, options })
 }
@@ -89,6 +103,18 @@ pub fn run(cli: Args, interrupter: Interrupter) -> Result<()> {
     let plan = spec::parse(&args.spec_text, &args.spec_file)?;
     let selected = select(&plan, &cli.only, cli.shard)?;
     let mut runner = Runner::new(&plan, &args.options, interrupter)?;
+    if let Some(order_path) = &cli.run_one {
+        let order: RunOne = serde_json::from_str(
+            &std::fs::read_to_string(order_path).with_context(|| format!("read {}", order_path.display()))?,
+        )
+        .with_context(|| format!("parse {}", order_path.display()))?;
+        let search = selected
+            .get(order.search_index)
+            .with_context(|| format!("{}: no search {} in this selection", order_path.display(), order.search_index))?;
+        let prepared = runner.prepare(std::slice::from_ref(search))?;
+        runner.run_ordered(&prepared[0], order)?;
+        return Ok(());
+    }
     let prepared = runner.prepare(&selected)?;
     eprintln!(
         "{}: {} searches{} on {}, results in {}",
