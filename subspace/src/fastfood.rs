@@ -73,7 +73,8 @@ pub use results::{ProjectorSummary, Scope};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FactorStorage {
-    /// Generated once, kept on the device (13 bytes per padded element).
+    /// Generated once and kept: about 6 bytes per padded element for the CPU engine, 13 on a
+    /// device (see the module doc).
     Cached,
     /// Regenerated from the seed at every call; nothing kept.
     Regenerate,

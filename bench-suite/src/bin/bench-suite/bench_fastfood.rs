@@ -8,7 +8,8 @@
 //!   weights) against its floor, a copy of `D` f32 values (one read of `theta_0`, one write of the
 //!   weights), and `Subspace::gradients` (`P^T` of the gradients, and `grad lambda`) against its
 //!   floor, a copy of the `D` gradient values. Each copy uses both cores and runs just before the
-//!   operation it is the floor of; the ratio is the median of the per-run ratios.
+//!   operation it is the floor of, after a pause that lets torch's threads stop spinning; the
+//!   ratio is the median of the per-run ratios.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -263,6 +264,9 @@ fn bench_step_projection(quick: bool) -> Result<Vec<StepRow>> {
         let source: Vec<f32> = (0..total).map(|idx| (idx % 1000) as f32).collect();
         let mut target = vec![0.0f32; total];
         let mut copy = || {
+            // torch's OpenMP threads spin for up to 200 ms after an operation (KMP_BLOCKTIME) and
+            // would slow whatever runs next: the floor and the operation start on a quiet machine.
+            std::thread::sleep(Duration::from_millis(250));
             let start = Instant::now();
             target.par_chunks_mut(1 << 16).zip(source.par_chunks(1 << 16)).for_each(|(target, source)| {
                 target.copy_from_slice(std::hint::black_box(source));
