@@ -45,9 +45,9 @@
 //! same seed gives bit-identical factors
 //! on any machine, in any order of calls, and nothing but the seed needs saving. By default the
 //! factors of every block are generated once and cached compactly: the CPU engine keeps what its
-//! loops read (the Gaussians as f32, the permutation's low 16 bits as u16 when the input is at
-//! most 2^16 long, else u32, the signs of the input's coordinates only: about 6 bytes per padded
-//! element); the tch-op engine keeps signs as i8, permutation and inverse permutation as i32 and
+//! loops read (the Gaussians as f32; the permutation's low 16 bits as u16 when every chunk's
+//! `s = 2^ceil(log2 m)` is at most 2^16, i.e. d <= 65,536 or blocks of at most 2^16, else u32; the
+//! signs of the input's coordinates only: about 6 bytes per padded element); the tch-op engine keeps signs as i8, permutation and inverse permutation as i32 and
 //! Gaussians as f32 on the device (13 bytes); [`FactorStorage::Regenerate`] keeps nothing and
 //! regenerates them at every call instead (`cargo xtask bench fastfood` measures both).
 //!
@@ -114,6 +114,19 @@ pub enum FastfoodError {
         /// The projector's number of tensors.
         expected: usize,
         /// The number of tensors (or weights) given.
+        actual: usize,
+    },
+    /// A tensor given to the transpose with another number of elements than the projector's tensor
+    /// in its position.
+    #[error("output gradient {index} has {actual} elements, the projector's tensor {name} has {expected}")]
+    WrongTensorLength {
+        /// Its position.
+        index: usize,
+        /// The projector's tensor there.
+        name: String,
+        /// That tensor's number of elements.
+        expected: usize,
+        /// The number given.
         actual: usize,
     },
     /// An input on another device than the projector's.
@@ -240,6 +253,8 @@ pub struct Projector {
     spec: ProjectorSpec,
     engine: Engine,
     numels: Vec<usize>,
+    /// The tensors' names, for errors.
+    names: Vec<String>,
     groups: Vec<Group>,
     /// With [`FactorStorage::Cached`] and [`Engine::Cpu`].
     cached_host: Vec<CpuFactors>,
@@ -338,6 +353,7 @@ impl Projector {
         let mut projector = Projector {
             spec,
             numels: tensors.iter().map(|(_, numel)| *numel).collect(),
+            names: tensors.iter().map(|(name, _)| name.clone()).collect(),
             groups,
             engine: default_engine(device),
             cached_host: Vec::new(),
@@ -562,7 +578,9 @@ impl Projector {
     ///
     /// # Errors
     /// [`FastfoodError::WrongTensorCount`] when `per_tensor` (or `weights`) does not have one entry
-    /// per tensor; [`FastfoodError::UnsupportedKind`] for a dtype other than f32 or f64.
+    /// per tensor, [`FastfoodError::WrongTensorLength`] when an entry has another number of
+    /// elements than its tensor; [`FastfoodError::UnsupportedKind`] for a dtype other than f32 or
+    /// f64.
     pub fn transpose_weighted(&self, per_tensor: &[Tensor], weights: Option<&[f64]>) -> Result<Tensor, FastfoodError> {
         if per_tensor.len() != self.numels.len() {
             return Err(FastfoodError::WrongTensorCount { expected: self.numels.len(), actual: per_tensor.len() });
@@ -571,6 +589,16 @@ impl Projector {
             && weights.len() != self.numels.len()
         {
             return Err(FastfoodError::WrongTensorCount { expected: self.numels.len(), actual: weights.len() });
+        }
+        if let Some((index, tensor)) =
+            per_tensor.iter().enumerate().find(|(index, tensor)| tensor.numel() != self.numels[*index])
+        {
+            return Err(FastfoodError::WrongTensorLength {
+                index,
+                name: self.names[index].clone(),
+                expected: self.numels[index],
+                actual: tensor.numel(),
+            });
         }
         let first = &per_tensor[0];
         check_kind(first.kind())?;
@@ -1056,7 +1084,8 @@ mod cpu {
     /// The scatter-add of the transpose is split into this many partial sums, a number fixed
     /// independently of the thread count.
     const N_PARTIALS: usize = 16;
-    /// Parts of the forward's last FWHT pass (no sums: only load balance).
+    /// Parts of a pass that sums nothing (the forward's last pass, a shared transform): load
+    /// balance only.
     const N_FORWARD_PARTS: usize = 64;
 
     /// # Safety
@@ -1352,7 +1381,7 @@ mod cpu {
                 ),
             }]
         } else {
-            fwht_fused(z, &TransformOnly(&loaded), 1, Order::StoreContiguous);
+            fwht_fused(z, &TransformOnly(&loaded), N_FORWARD_PARTS, Order::StoreContiguous);
             let z = &*z;
             (0..group.n_chunks)
                 .map(|chunk| {

@@ -29,8 +29,9 @@ use tch::{Device, Kind, Tensor};
 pub const MAX_LOG2_LEN: u32 = 30;
 
 // Blocking, chosen by `cargo run --release -p subspace --example fwht_blocking` on the 2-core
-// machines CI runs on; any values give the same results, bit for bit (every element goes through
-// the same stages in the same order).
+// machines CI runs on. For `fwht_slice` and `Order::LoadContiguous` any values give the same
+// results, bit for bit (every element goes through the same stages in the same order);
+// `Order::StoreContiguous` does the leaf stages last, so its leaf is fixed (`FIXED_LEAF_BYTES`).
 /// Bytes of one leaf: the contiguous run on which the low index bits are transformed in L2.
 /// 128 KiB on the 1 MiB-L2 AMD EPYC; 512 KiB where L2 holds 2 MiB or more (the Xeon: 2^25 f32
 /// values in 29-31 ms instead of 37-39 ms).
@@ -38,6 +39,12 @@ fn leaf_bytes() -> usize {
     static LEAF: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     *LEAF.get_or_init(|| if l2_bytes().is_some_and(|bytes| bytes >= 2 << 20) { 512 << 10 } else { 128 << 10 })
 }
+
+/// The leaf of [`Order::StoreContiguous`], the same on every machine: there the leaf stages come
+/// after the column stages, so the leaf size sets the order of the stages (and the number of
+/// partial sums), hence the roundings; a machine-dependent leaf would make `P^T` differ between
+/// machines.
+const FIXED_LEAF_BYTES: usize = 128 * 1024;
 
 /// The L2 cache of the first CPU (Linux sysfs), if it says.
 fn l2_bytes() -> Option<usize> {
@@ -232,7 +239,11 @@ pub(crate) enum Order {
 /// fixed parts (the same whatever the thread count), each taking its runs in a fixed order with
 /// its own state; the states come back in part order, so a sum over them is reproducible.
 pub(crate) fn fwht_fused<T: Real, E: Ends<T>>(data: &mut [T], ends: &E, n_parts: usize, order: Order) -> Vec<E::Acc> {
-    let leaf_bits = (leaf_bytes() / size_of::<T>()).trailing_zeros();
+    let leaf_bytes = match order {
+        Order::LoadContiguous => leaf_bytes(),
+        Order::StoreContiguous => FIXED_LEAF_BYTES,
+    };
+    let leaf_bits = (leaf_bytes / size_of::<T>()).trailing_zeros();
     fwht_fused_blocked(data, ends, n_parts, order, leaf_bits, TILE_ROW_BITS, TILE_ROW_BYTES / size_of::<T>())
 }
 
@@ -748,6 +759,52 @@ mod tests {
         }
         fn store(&self, acc: &mut usize, start: usize, values: &[f64]) {
             *acc += values.len();
+            self.result.lock().unwrap()[start..start + values.len()].copy_from_slice(values);
+        }
+    }
+
+    /// `Order::StoreContiguous` uses the fixed leaf whatever the machine's L2; `LoadContiguous`
+    /// gives the plain transform's bits at any leaf.
+    #[test]
+    fn fused_results_do_not_depend_on_the_machine() {
+        let len = 1usize << 18;
+        let source: Vec<f32> = (0..len).map(|idx| ((idx * 7919) % 1013) as f32 / 97.0 - 5.0).collect();
+        let run = |order: Order, leaf_bits: Option<u32>| {
+            let ends = CopyingF32 { source: &source, result: Mutex::new(vec![f32::NAN; len]) };
+            let mut data = vec![0.0f32; len];
+            match leaf_bits {
+                None => drop(fwht_fused(&mut data, &ends, 16, order)),
+                Some(bits) => drop(fwht_fused_blocked(&mut data, &ends, 16, order, bits, TILE_ROW_BITS, 128)),
+            }
+            ends.result.into_inner().unwrap().iter().map(|value| value.to_bits()).collect::<Vec<u32>>()
+        };
+        let fixed_bits = (FIXED_LEAF_BYTES / 4).trailing_zeros();
+        assert_eq!(run(Order::StoreContiguous, None), run(Order::StoreContiguous, Some(fixed_bits)));
+        assert_ne!(
+            run(Order::StoreContiguous, Some(fixed_bits)),
+            run(Order::StoreContiguous, Some(fixed_bits + 2)),
+            "the leaf size does set this order's roundings (what the fixed leaf is for)"
+        );
+        let mut plain = source.clone();
+        fwht_slice(&mut plain).unwrap();
+        let plain: Vec<u32> = plain.iter().map(|value| value.to_bits()).collect();
+        for bits in [15, 17] {
+            assert_eq!(run(Order::LoadContiguous, Some(bits)), plain, "leaf 2^{bits}");
+        }
+    }
+
+    struct CopyingF32<'a> {
+        source: &'a [f32],
+        result: Mutex<Vec<f32>>,
+    }
+
+    impl Ends<f32> for CopyingF32<'_> {
+        type Acc = ();
+        fn new_acc(&self) {}
+        fn load(&self, start: usize, leaf: &mut [f32]) {
+            leaf.copy_from_slice(&self.source[start..start + leaf.len()]);
+        }
+        fn store(&self, _: &mut (), start: usize, values: &[f32]) {
             self.result.lock().unwrap()[start..start + values.len()].copy_from_slice(values);
         }
     }

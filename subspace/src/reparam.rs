@@ -221,9 +221,10 @@ impl Subspace {
             },
         })?;
         let theta0 = named_params.iter().map(|(_, param)| param.detach().reshape([-1]).copy()).collect();
-        // The CPU engine writes the weights through their memory: contiguous tensors only (a
-        // model's own parameters are; anything else takes the tensor-operation path).
-        let contiguous = named_params.iter().all(|(_, param)| param.is_contiguous());
+        // The CPU engine writes the weights through their memory, from several threads: contiguous
+        // tensors that share no memory only (a model's own parameters are; tied or strided ones
+        // take the tensor-operation path).
+        let contiguous = named_params.iter().all(|(_, param)| param.is_contiguous()) && !shares_memory(named_params);
         let projected_buffer =
             (projector.engine() == Engine::Cpu && contiguous).then(|| Tensor::empty([total as i64], (kind, device)));
         Ok(Subspace {
@@ -423,6 +424,19 @@ impl Subspace {
         }
         Ok((grad_theta, grad_lambda))
     }
+}
+
+/// Whether any two of the tensors overlap in memory (tied weights).
+fn shares_memory(named_params: &[(String, Tensor)]) -> bool {
+    let mut ranges: Vec<(usize, usize)> = named_params
+        .iter()
+        .map(|(_, param)| {
+            let start = param.data_ptr() as usize;
+            (start, start + param.numel() * param.kind().elt_size_in_bytes())
+        })
+        .collect();
+    ranges.sort_unstable();
+    ranges.windows(2).any(|pair| pair[1].0 < pair[0].1)
 }
 
 /// Where one tensor's run of `P theta` goes: `weights[i] = theta_0[i] + scale * P(theta)[start + i]`

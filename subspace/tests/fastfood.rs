@@ -284,6 +284,10 @@ fn rejects_bad_requests() {
     let p = projector(&shapes(&[("w", 4)]), 3, Scope::Global, 0);
     assert_eq!(p.forward(&random(4, 0)).err(), Some(FastfoodError::WrongInputLength { expected: 3, actual: 4 }));
     assert_eq!(p.transpose(&[]).err(), Some(FastfoodError::WrongTensorCount { expected: 1, actual: 0 }));
+    assert_eq!(
+        p.transpose(&[random(5, 0)]).err(),
+        Some(FastfoodError::WrongTensorLength { index: 0, name: "w".to_owned(), expected: 4, actual: 5 })
+    );
 }
 
 /// The two engines agree on f32 at a realistic size, where the CPU engine's shortcuts (tiling,

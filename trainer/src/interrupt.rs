@@ -62,8 +62,8 @@ pub enum Terminated {
     },
     /// Runs training side by side in worker processes (`--jobs`), each stopped after its step.
     #[error(
-        "terminated (SIGTERM) with {runs} run(s) training side by side, each stopped after its step with its state \
-         saved: the same command resumes from there"
+        "terminated (SIGTERM) with {runs} run(s) training side by side (a run stops after its step with its state \
+         saved): the same command resumes from there"
     )]
     SideBySide {
         /// The runs that were training.
