@@ -187,7 +187,10 @@ fn length_buckets_pad_less_and_resume_exactly() {
         config.length_buckets = Some(4);
         config.lambda_lr = Some(0.01);
     };
-    let plain = run_with(Mode::Said, 120, 0.05, 2, None, None, &|config| config.lambda_lr = Some(0.01));
+    let plain = run_with(Mode::Said, 120, 0.05, 2, None, None, &|config| {
+        config.length_buckets = None;
+        config.lambda_lr = Some(0.01);
+    });
     let bucketed = run_with(Mode::Said, 120, 0.05, 2, None, None, &buckets);
     let (plain_padding, bucketed_padding) = (plain.padding_fraction.unwrap(), bucketed.padding_fraction.unwrap());
     eprintln!("padding: plain {plain_padding:.3}, bucketed {bucketed_padding:.3}");
