@@ -47,8 +47,9 @@
 //! factors of every block are generated once and cached compactly: the CPU engine keeps what its
 //! loops read (the Gaussians as f32; the permutation's low 16 bits as u16 when every chunk's
 //! `s = 2^ceil(log2 m)` is at most 2^16, i.e. d <= 65,536 or blocks of at most 2^16, else u32; the
-//! signs of the input's coordinates only: about 6 bytes per padded element); the tch-op engine keeps signs as i8, permutation and inverse permutation as i32 and
-//! Gaussians as f32 on the device (13 bytes); [`FactorStorage::Regenerate`] keeps nothing and
+//! signs of the input's coordinates only: about 6 bytes per padded element); the tch-op engine
+//! keeps signs as i8, permutation and inverse permutation as i32 and Gaussians as f32 on the
+//! device (13 bytes); [`FactorStorage::Regenerate`] keeps nothing and
 //! regenerates them at every call instead (`cargo xtask bench fastfood` measures both).
 //!
 //! # Fast paths
