@@ -876,6 +876,7 @@ impl Runner {
         specs: &[RunSpec],
         on_event: &mut dyn FnMut(Event),
     ) -> Result<Vec<String>, RunnerError> {
+        use std::os::unix::process::ExitStatusExt;
         let Some(worker) = self.worker.clone() else { return Ok(Vec::new()) };
         let mut pending = Vec::new();
         for spec in specs {
@@ -897,6 +898,7 @@ impl Runner {
         let mut failure: Option<RunnerError> = None;
         let mut stopping = false;
         let mut stopped_runs = 0;
+        let mut orders_written = 0usize;
         loop {
             if !stopping && (failure.is_some() || self.interrupter.is_requested()) {
                 stopping = true;
@@ -910,11 +912,20 @@ impl Runner {
                 while running.len() < self.jobs {
                     let Some(spec) = pending.next() else { break };
                     let (signature, run_key) = (spec.signature(code), spec.key());
-                    let order_path = orders.join(format!("{run_key}.run-one.json"));
+                    // Unique per process and order: shards sharing the folder may order the same
+                    // run (a shared baseline), and each worker must read its own parent's order.
+                    orders_written += 1;
+                    let order_path =
+                        orders.join(format!("{run_key}.run-one.{}.{orders_written}.json", std::process::id()));
                     let order = RunOne { search_index: search.index, search_key: search.key.clone(), spec };
                     let json = serde_json::to_string(&order).expect("a run order serialises");
-                    std::fs::write(&order_path, json)
-                        .map_err(|source| ResultsError::Io { path: order_path.clone(), source })?;
+                    if let Err(err) = std::fs::write(&order_path, json) {
+                        failure = Some(RunnerError::Worker {
+                            signature,
+                            problem: format!("could not be given its order {}: {err}", order_path.display()),
+                        });
+                        break;
+                    }
                     on_event(Event::RunStarted { signature: &signature });
                     let child = std::process::Command::new(&worker.program)
                         .args(&worker.args)
@@ -945,23 +956,35 @@ impl Runner {
                     Ok(None) => still_running.push((child, signature, order_path, run_key)),
                     Ok(Some(status)) => {
                         let _ = std::fs::remove_file(&order_path);
-                        let stopped = status.code() == Some(143) && stopping;
+                        // Stopped by our SIGTERM: after its step (143), or before its handler was
+                        // installed (killed by the signal itself, nothing trained yet).
+                        let stopped =
+                            stopping && (status.code() == Some(143) || status.signal() == Some(libc::SIGTERM));
                         if status.success() {
-                            if let Some(record) = self.results.load_run(&run_key)? {
-                                on_event(Event::RunFinished { record: &record, reused: false });
-                                trained.push(record.key.clone());
+                            match self.results.load_run(&run_key) {
+                                Ok(Some(record)) => {
+                                    on_event(Event::RunFinished { record: &record, reused: false });
+                                    trained.push(record.key.clone());
+                                }
+                                // Trained again in this process by the caller.
+                                Ok(None) => {}
+                                Err(err) => {
+                                    failure.get_or_insert(err.into());
+                                }
                             }
                         } else if !stopped && failure.is_none() {
                             failure = Some(RunnerError::Worker { signature, problem: format!("failed ({status})") });
                         }
                     }
                     Err(err) => {
-                        if failure.is_none() {
-                            failure = Some(RunnerError::Worker {
-                                signature,
-                                problem: format!("cannot be waited for: {err}"),
-                            });
-                        }
+                        // Not waitable: stop it, so that nothing trains on unwatched.
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        let _ = std::fs::remove_file(&order_path);
+                        failure.get_or_insert(RunnerError::Worker {
+                            signature,
+                            problem: format!("cannot be waited for: {err}"),
+                        });
                     }
                 }
             }
