@@ -54,6 +54,13 @@ fn comparable(dir: &Path) -> (Vec<RunRecord>, Vec<SearchRecord>) {
     (runs, searches)
 }
 
+/// Whether a run in `dir`'s `work/` has saved its state (a SIGTERM then stops it mid-run).
+fn has_run_state(dir: &Path) -> bool {
+    std::fs::read_dir(dir.join("work"))
+        .map(|dirs| dirs.filter_map(Result::ok).any(|dir| dir.path().join("state.json").exists()))
+        .unwrap_or(false)
+}
+
 /// Everything visible in the results folder is a whole, parseable record; no work or partial
 /// files are left once the command has finished.
 fn check_clean(dir: &Path) {
@@ -141,11 +148,7 @@ fn smoke_runs_reuses_and_survives_kill_9() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let has_checkpoint = || {
-        std::fs::read_dir(terminated.join("work"))
-            .map(|dirs| dirs.filter_map(Result::ok).any(|dir| dir.path().join("state.json").exists()))
-            .unwrap_or(false)
-    };
+    let has_checkpoint = || has_run_state(&terminated);
     let waited = std::time::Instant::now();
     while !has_checkpoint() && waited.elapsed() < Duration::from_secs(60) {
         std::thread::sleep(Duration::from_millis(20));
@@ -236,11 +239,7 @@ fn jobs_train_side_by_side_with_the_same_records() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let has_state = || {
-        std::fs::read_dir(stopped.join("work"))
-            .map(|dirs| dirs.filter_map(Result::ok).any(|dir| dir.path().join("state.json").exists()))
-            .unwrap_or(false)
-    };
+    let has_state = || has_run_state(&stopped);
     let waited = std::time::Instant::now();
     while !has_state() && waited.elapsed() < Duration::from_secs(60) {
         std::thread::sleep(Duration::from_millis(5));

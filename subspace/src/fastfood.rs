@@ -1292,14 +1292,19 @@ mod cpu {
         }
         #[inline(always)]
         fn store(&self, partial: &mut Vec<T>, start: usize, values: &[T]) {
-            let mask = self.small_len - 1;
             let end = start + values.len();
-            let partial = &mut partial[..=mask];
-            for ((&value, &target), &gauss) in values.iter().zip(&self.perm[start..end]).zip(&self.gauss[start..end]) {
-                // SAFETY: `target & mask <= mask < partial.len()`.
-                let slot = unsafe { partial.get_unchecked_mut(target.index() & mask) };
-                *slot = *slot + T::from_f32(gauss) * value;
-            }
+            scatter_add(partial, values, &self.perm[start..end], &self.gauss[start..end]);
+        }
+    }
+
+    /// `partial[pi(i) mod s] += G_i z_i` over a run (`partial` holds `s`, a power of two, values).
+    #[inline(always)]
+    fn scatter_add<T: Real, P: PermIndex>(partial: &mut [T], z: &[T], perm: &[P], gauss: &[f32]) {
+        let mask = partial.len() - 1;
+        for ((&value, &target), &gauss) in z.iter().zip(perm).zip(gauss) {
+            // SAFETY: `target & mask <= mask < partial.len()`.
+            let slot = unsafe { partial.get_unchecked_mut(target.index() & mask) };
+            *slot = *slot + T::from_f32(gauss) * value;
         }
     }
 
@@ -1319,17 +1324,13 @@ mod cpu {
 
     /// `sum_{pi(i) mod s = k} G_i z_i` over a transformed block, in `N_PARTIALS` fixed pieces.
     fn fold<T: Real, P: PermIndex>(z: &[T], perm: &[P], gauss: &[f32], small_len: usize) -> Vec<Vec<T>> {
-        let mask = small_len - 1;
         let partial_len = z.len().div_ceil(N_PARTIALS);
         z.par_chunks(partial_len)
             .zip(perm.par_chunks(partial_len))
             .zip(gauss.par_chunks(partial_len))
             .map(|((z, perm), gauss)| {
                 let mut partial = vec![T::ZERO; small_len];
-                for ((&z, &target), &gauss) in z.iter().zip(perm).zip(gauss) {
-                    let slot = &mut partial[target.index() & mask];
-                    *slot = *slot + T::from_f32(gauss) * z;
-                }
+                scatter_add(&mut partial, z, perm, gauss);
                 partial
             })
             .collect()
