@@ -34,6 +34,8 @@ pub const DEFAULT_FULL_LR: f64 = 2e-5;
 /// The learning rate of DID and SAID runs when none is given (chosen as [`DEFAULT_FULL_LR`]'s note
 /// says).
 pub const DEFAULT_SUBSPACE_LR: f64 = 0.3;
+/// The learning rate of head-only runs when none is given (the task head alone, with AdamW).
+pub const DEFAULT_HEAD_LR: f64 = 1e-3;
 
 /// One fine-tuning run as `bench-suite finetune` asks for it: a model, a task, a method, and
 /// training settings that take the paper's defaults where absent ([`TrainingSpec`], the same
@@ -47,11 +49,11 @@ pub struct FinetuneRequest {
     /// A task of the manifest by name, or a task file (`.yaml`/`.yml`: a
     /// `datasets::local::LocalTaskSpec`, its paths relative to the file).
     pub task: String,
-    /// Full fine-tuning, DID or SAID.
+    /// Full fine-tuning, DID, SAID or the head alone.
     pub mode: Mode,
-    /// The subspace dimension (DID and SAID; 0 for full fine-tuning).
+    /// The subspace dimension (DID and SAID; 0 for full and head-only fine-tuning).
     pub d: usize,
-    /// The learning rate; `None`: [`DEFAULT_FULL_LR`] or [`DEFAULT_SUBSPACE_LR`].
+    /// The learning rate; `None`: [`DEFAULT_FULL_LR`], [`DEFAULT_SUBSPACE_LR`] or [`DEFAULT_HEAD_LR`].
     pub lr: Option<f64>,
     /// The Fastfood map's scope; `None`: the compat mode's ([`Compat::default_scope`]).
     pub scope: Option<Scope>,
@@ -102,8 +104,15 @@ impl FinetuneRequest {
     /// ([`TrainingSpec::resolve`]), a positive finite learning rate, a subspace dimension for
     /// DID and SAID.
     pub fn check(&self) -> Result<Training, FinetuneError> {
-        if self.mode != Mode::Full && self.d == 0 {
+        if self.mode.subspace_method().is_some() && self.d == 0 {
             return Err(FinetuneError::NoDimension(self.mode));
+        }
+        if self.mode.subspace_method().is_none() && self.d != 0 {
+            return Err(FinetuneError::Value {
+                setting: "d",
+                value: self.d.to_string(),
+                message: format!("{} fine-tuning has no subspace: d is for did and said", self.mode),
+            });
         }
         let training = self.training.resolve(self.subset_seed).map_err(|err| FinetuneError::Value {
             setting: err.field,
@@ -125,7 +134,11 @@ impl FinetuneRequest {
     /// The method the request names, with the compat mode's scope and grouping where it names
     /// none (the rule a spec's methods follow).
     pub fn method(&self) -> Method {
-        let default_lr = if self.mode == Mode::Full { DEFAULT_FULL_LR } else { DEFAULT_SUBSPACE_LR };
+        let default_lr = match self.mode {
+            Mode::Full => DEFAULT_FULL_LR,
+            Mode::HeadOnly => DEFAULT_HEAD_LR,
+            Mode::Did | Mode::Said => DEFAULT_SUBSPACE_LR,
+        };
         Method {
             name: self.mode.to_string(),
             mode: self.mode,
@@ -489,7 +502,7 @@ pub fn finetune(
             let files = model.files(&store)?;
             let config = read_config(&files.config)?;
             checkpoint::check_for_finetuning(&files.weights, &config, task.n_labels() as i64)?;
-            if request.mode != Mode::Full {
+            if request.mode.subspace_method().is_some() {
                 request.check_dimension(&config, task.n_labels())?;
             }
             Workload::from_checkpoint(
@@ -502,7 +515,7 @@ pub fn finetune(
             )?
         }
         Subject::Synthetic { model, config } => {
-            if request.mode != Mode::Full {
+            if request.mode.subspace_method().is_some() {
                 request.check_dimension(config, 2)?;
             }
             Workload::synthetic(model, config, training.max_train_examples)

@@ -85,8 +85,19 @@ fn smoke_runs_reuses_and_survives_kill_9() {
     check_clean(&out);
     let (runs, searches) = comparable(&out);
     assert_eq!(searches.len(), 2);
-    // The baseline is shared by both searches: one full run.
+    // The baseline and the head-only control are shared by both searches: one run each.
     assert_eq!(runs.iter().filter(|run| run.spec.train.mode == results::Mode::Full).count(), 1);
+    let head: Vec<&RunRecord> = runs.iter().filter(|run| run.spec.train.mode == results::Mode::HeadOnly).collect();
+    assert_eq!(head.len(), 1);
+    // The tiny BERT's head: pooler 32 x 32 + 32 and classifier 32 x 2 + 2.
+    assert_eq!(head[0].result.trainable_parameters, 32 * 32 + 32 + 32 * 2 + 2);
+    for search in &searches {
+        let control = search.control.as_ref().expect("smoke names a control");
+        assert_eq!((control.runs.as_slice(), control.trainable_parameters), (&[head[0].key.clone()][..], head[0].result.trainable_parameters));
+        assert_eq!(control.score, head[0].best_score);
+        let reaches = control.score.zip(search.baseline.target).is_some_and(|(score, target)| score >= target);
+        assert_eq!(control.reaches_target, reaches);
+    }
     for search in &searches {
         assert!(search.baseline.score.is_some_and(|score| score > search.baseline.majority_accuracy));
         let keys: Vec<&String> = search.probes.iter().flat_map(|probe| &probe.runs).collect();

@@ -124,10 +124,51 @@ fn learns_with_bf16_autocast() {
     }
 }
 
+/// The head-only control moves the head's tensors (BERT's pooler and classifier) and nothing
+/// else: every encoder tensor ends bit for bit at theta_0, the run counts the head's parameters
+/// as trainable, and the head alone still lowers the training loss.
+#[test]
+fn head_only_trains_the_head_and_leaves_the_encoder_at_theta_0() {
+    let _serial = serial();
+    let (theta_0, _) = model();
+    let (vs, model) = model();
+    let train_set = synthetic(384, 1);
+    let dev_set = synthetic(128, 2);
+    let data = TrainData { train: &train_set, dev: vec![("dev".to_owned(), &dev_set)], with_f1: false, pad_id: 0 };
+    let mut config = TrainConfig::new(Mode::HeadOnly, 0, 1e-2);
+    config.epochs = 4;
+    config.batch_size = 16;
+    let result = train(&vs, &model, &data, &config, None, &Interrupter::default(), &mut |_| {}).unwrap();
+    assert_eq!(result.status, Status::Completed);
+    let before = theta_0.variables();
+    let (mut head, mut moved) = (0, Vec::new());
+    for (name, tensor) in vs.variables() {
+        let is_head = name.starts_with("bert.pooler.") || name.starts_with("classifier.");
+        let same = tensor.equal(&before[&name]);
+        if is_head {
+            head += tensor.numel();
+            assert!(!same, "head tensor {name} did not move");
+        } else {
+            // Frozen: the backward never reached it (the control costs a forward, not a backward).
+            assert!(!tensor.requires_grad() && !tensor.grad().defined(), "encoder tensor {name} has a gradient");
+            if !same {
+                moved.push(name);
+            }
+        }
+    }
+    assert!(moved.is_empty(), "encoder tensors moved in a head-only run: {moved:?}");
+    assert_eq!(result.trainable_parameters, head);
+    assert!(result.subspace.is_none());
+    let (first, last) = (&result.evaluations[0], result.evaluations.last().unwrap());
+    eprintln!("head only: train loss {:.3} -> {:.3}, {head} trainable", first.train_loss, last.train_loss);
+    assert!(last.train_loss < first.train_loss, "{} -> {}", first.train_loss, last.train_loss);
+}
+
 #[test]
 fn a_resumed_run_ends_with_the_numbers_of_an_uninterrupted_one() {
     let _serial = serial();
-    for (mode, d, lr) in [(Mode::Full, 0, 1e-3), (Mode::Said, 120, 0.05), (Mode::Did, 120, 0.2)] {
+    let modes = [(Mode::Full, 0, 1e-3), (Mode::Said, 120, 0.05), (Mode::Did, 120, 0.2), (Mode::HeadOnly, 0, 1e-2)];
+    for (mode, d, lr) in modes {
         let uninterrupted = run(mode, d, lr, 2, None, None);
         let dir = std::env::temp_dir().join(format!("bench-suite-train-resume-{mode:?}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);

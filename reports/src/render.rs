@@ -219,7 +219,11 @@ pub fn report(
          `largest_tried`, failed); `unable` (see `reason`: a baseline not above the majority class, a \
          target at or below it, every run diverged). `best_lr_at_edge` counts the probes whose best run \
          used the lowest (`low`) or the highest (`high`) learning rate of the grid (the grid should extend \
-         that way).\n",
+         that way). `head_only` is the control where the spec names one: the task head (for BERT its \
+         pooler and classifier) trained alone with the encoder frozen at theta_0, over its own learning \
+         rates and the same seeds, scored as a probe is; `head_reaches_target` flags a search whose target \
+         the head reaches on the frozen encoder's features (a point comparison, without an interval): such \
+         a d90 cannot be attributed to the encoder, and claim (a) does not count it.\n",
         d90::bootstrap::RESAMPLES,
         provenance.seed_only,
         provenance.searches,

@@ -205,6 +205,7 @@ mod tests {
                     task: "t".to_owned(),
                     method: method(Mode::Said),
                     baseline: method(Mode::Full),
+                    control: None,
                     seeds: seeds.to_vec(),
                     training,
                     search: Search {
@@ -225,6 +226,7 @@ mod tests {
                 scales: 0,
                 grid: vec![100],
                 baseline: Baseline { score: Some(0.9), target: Some(0.81), majority_accuracy: 0.5, runs: vec![] },
+                control: None,
                 outcome: Outcome::NotReached { largest_tried: 100 },
                 probes: probes
                     .iter()

@@ -268,7 +268,26 @@ pub fn small_claim(searches: &[(&SearchRecord, &Measured)]) -> Claim {
             section: "Table 1",
         };
     }
-    let determined: Vec<_> = measured.iter().filter(|(_, m)| m.determined()).collect();
+    // A d90 whose head alone reaches the target cannot be attributed to the encoder: the head on
+    // the frozen encoder's features already reaches it.
+    let head_reaches = |record: &SearchRecord| record.control.as_ref().is_some_and(|c| c.reaches_target);
+    let flagged: Vec<String> = measured
+        .iter()
+        .filter(|(record, _)| head_reaches(record))
+        .map(|(record, _)| {
+            let control = record.control.as_ref().expect("flagged searches have a control");
+            format!(
+                "{} {} {}: the head alone ({} parameters) scores {} against the target {}",
+                short(&record.plan.model),
+                record.plan.task,
+                record.plan.method.name,
+                control.trainable_parameters,
+                control.score.map_or("-".to_owned(), |score| format!("{score:.4}")),
+                record.baseline.target.map_or("-".to_owned(), |target| format!("{target:.4}")),
+            )
+        })
+        .collect();
+    let determined: Vec<_> = measured.iter().filter(|(record, m)| m.determined() && !head_reaches(record)).collect();
     let verdicts: Vec<Verdict> = determined
         .iter()
         .map(|(record, m)| {
@@ -280,8 +299,11 @@ pub fn small_claim(searches: &[(&SearchRecord, &Measured)]) -> Claim {
         .iter()
         .zip(&verdicts)
         .map(|((record, m), verdict)| {
+            let head = record.control.as_ref().and_then(|c| c.score).map_or(String::new(), |score| {
+                format!(", head alone {score:.4} < target {:.4}", record.baseline.target.unwrap_or(f64::NAN))
+            });
             format!(
-                "{} {} {}: d90 {} {} vs D/100 = {} ({})",
+                "{} {} {}: d90 {} {} vs D/100 = {} ({}{head})",
                 short(&record.plan.model),
                 record.plan.task,
                 record.plan.method.name,
@@ -292,15 +314,25 @@ pub fn small_claim(searches: &[(&SearchRecord, &Measured)]) -> Claim {
             )
         })
         .collect();
-    let undetermined = measured.len() - determined.len();
-    let verdict =
-        if determined.is_empty() { "inconclusive".to_owned() } else { combined(&verdicts).label().to_owned() };
+    let undetermined =
+        measured.iter().filter(|(record, m)| !m.determined() && !head_reaches(record)).count();
+    let verdict = match (determined.is_empty(), flagged.len() == measured.len()) {
+        (true, true) => "inconclusive: the head alone reaches every target".to_owned(),
+        (true, false) => "inconclusive".to_owned(),
+        (false, _) => combined(&verdicts).label().to_owned(),
+    };
     let mut numbers = cells.join("; ");
     if undetermined > 0 {
         if !numbers.is_empty() {
             numbers.push_str("; ");
         }
         numbers.push_str(&format!("{undetermined} of {} d90s undetermined (not counted)", measured.len()));
+    }
+    if !flagged.is_empty() {
+        if !numbers.is_empty() {
+            numbers.push_str("; ");
+        }
+        numbers.push_str(&format!("not counted, the head alone reaches the target: {}", flagged.join("; ")));
     }
     Claim { claim, verdict, numbers, section: "Table 1" }
 }

@@ -28,10 +28,11 @@ macro_rules! serde_display {
     )*};
 }
 
-/// What a run trains: every weight, or a subspace of dimension `d` (the paper's section 3).
+/// What a run trains: every weight, the task head alone (a control), or a subspace of dimension
+/// `d` (the paper's section 3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum), value(rename_all = "snake_case"))]
 pub enum Mode {
     /// Full fine-tuning (the baseline d90 is measured against).
     Full,
@@ -39,6 +40,10 @@ pub enum Mode {
     Did,
     /// Structure-aware intrinsic dimension: `theta_i = theta_0,i + lambda_i P(theta_{d-m})_i`.
     Said,
+    /// The control of a d90: only the task head trains (the model's `LayerGroup::Head` tensors:
+    /// BERT's pooler and classifier, RoBERTa's classification head, ...), the encoder stays at
+    /// `theta_0`. What the pre-trained features give without moving them.
+    HeadOnly,
 }
 
 /// A subspace method (the modes that have a `d`).
@@ -52,10 +57,11 @@ pub enum SubspaceMethod {
 }
 
 impl Mode {
-    /// The subspace method of a DID or SAID run; `None` for full fine-tuning, which has no `d`.
+    /// The subspace method of a DID or SAID run; `None` for full and head-only fine-tuning, which
+    /// have no `d`.
     pub fn subspace_method(self) -> Option<SubspaceMethod> {
         match self {
-            Mode::Full => None,
+            Mode::Full | Mode::HeadOnly => None,
             Mode::Did => Some(SubspaceMethod::Did),
             Mode::Said => Some(SubspaceMethod::Said),
         }

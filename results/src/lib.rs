@@ -32,7 +32,7 @@ pub use run::{
     SplitMetrics, Status, SubspaceDescription,
 };
 pub use search::{
-    Architecture, Baseline, ExperimentKind, GeneralizationChoice, Interval, Outcome, PretrainingRef, Probe, Search,
+    Architecture, Baseline, Control, ExperimentKind, GeneralizationChoice, Interval, Outcome, PretrainingRef, Probe, Search,
     SearchMode, SearchOutcome, SearchPlan, SearchRecord, Training,
 };
 

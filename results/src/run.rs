@@ -57,7 +57,7 @@ impl RunSpec {
         if train.mode == Mode::Said {
             parts.push(format!("group:{}", train.grouping));
         }
-        if train.mode != Mode::Full {
+        if train.mode.subspace_method().is_some() {
             parts.push(format!("scope:{}", train.scope));
             parts.push(format!("compat:{}", train.compat));
         }
@@ -68,7 +68,7 @@ impl RunSpec {
         if let Some(n) = self.max_train_examples {
             parts.push(format!("train:{n}@{}", self.subset_seed));
         }
-        if train.mode != Mode::Full {
+        if train.mode.subspace_method().is_some() {
             parts.push(format!("d:{}", train.d));
         }
         parts.push(format!("lr:{:e}", train.lr));
@@ -233,10 +233,10 @@ pub struct RunResult {
     pub evaluations: Vec<Evaluation>,
     /// The evaluation with the highest score; `None` when the run diverged or never evaluated.
     pub best: Option<Evaluation>,
-    /// The subspace of a DID or SAID run; `None` for full fine-tuning.
+    /// The subspace of a DID or SAID run; `None` for full and head-only fine-tuning.
     pub subspace: Option<SubspaceDescription>,
-    /// Scalars the optimiser trains: every weight in full fine-tuning, `d` (`theta` and
-    /// `lambda`) in DID and SAID.
+    /// Scalars the optimiser trains: every weight in full fine-tuning, the head's in head-only,
+    /// `d` (`theta` and `lambda`) in DID and SAID.
     pub trainable_parameters: usize,
     /// Seconds spent on the run: this process's, plus the time of earlier processes up to the
     /// checkpoint it resumed from (work lost after a checkpoint is not counted).

@@ -98,11 +98,11 @@ impl Training {
 
     /// One run's training settings: `method` at subspace dimension `d` with learning rate `lr`
     /// and every seed `seed`, under these settings. The one conversion from the settings of a
-    /// search (or a command line) to a run's keyed [`TrainConfig`]; a full run keeps the default
-    /// scope, grouping and compat, which it does not use.
+    /// search (or a command line) to a run's keyed [`TrainConfig`]; a full or head-only run keeps
+    /// the default scope, grouping and compat, which it does not use.
     pub fn run_config(&self, method: &Method, d: usize, lr: f64, seed: u64) -> TrainConfig {
         let mut train = TrainConfig::new(method.mode, d, lr);
-        if method.mode != Mode::Full {
+        if method.mode.subspace_method().is_some() {
             train.scope = method.scope;
             train.grouping = method.grouping;
             train.compat = method.compat;
@@ -223,6 +223,11 @@ pub struct SearchPlan {
     pub method: Method,
     /// The full fine-tuning method whose score sets the target.
     pub baseline: Method,
+    /// The head-only control trained beside the baseline (a `head_only` method): whether the head
+    /// on the frozen encoder reaches the target. Absent when the experiment names none, so the keys of
+    /// searches without one are unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control: Option<Method>,
     /// The seeds of every probe and of the baseline.
     pub seeds: Vec<u64>,
     /// The training settings of every run of the search.
@@ -377,6 +382,25 @@ pub struct Baseline {
     pub runs: Vec<String>,
 }
 
+/// The head-only control of a search: the task head trained alone over the control's learning
+/// rates and the plan's seeds, scored as a probe is (per seed the best over rates, then the median).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Control {
+    /// Median over seeds of the best dev metric over learning rates; `None` when no run counts
+    /// (every one diverged or predicted one class).
+    pub score: Option<f64>,
+    /// Per seed, in the plan's order: the best score over learning rates (`None`: no run counts).
+    pub seed_scores: Vec<Option<f64>>,
+    /// The parameters the control trains (the head's), against the model's D.
+    pub trainable_parameters: usize,
+    /// The control's score reached the baseline's target (a point comparison): the head on the
+    /// frozen encoder's features already gives what the d90 is measured against, so a small d90
+    /// cannot be attributed to the encoder.
+    pub reaches_target: bool,
+    /// The keys of the control's runs (seed-major, rate-minor).
+    pub runs: Vec<String>,
+}
+
 /// The model a search measured, as its checkpoint's `config.json` describes it (HF's names), so
 /// that reports group and order models by what they are, never by their names.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -433,6 +457,9 @@ pub struct SearchRecord {
     pub grid: Vec<usize>,
     /// The full fine-tuning baseline and the target it sets.
     pub baseline: Baseline,
+    /// The head-only control, when the plan has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control: Option<Control>,
     /// What the search concluded.
     pub outcome: Outcome,
     /// Every probe, in probing order.

@@ -9,8 +9,8 @@
 //!   that says so.
 //! - [`session`]: the resumable loop's skeleton that fine-tuning and pre-training share: the
 //!   process's turn, resume, per-process limits, saving when due or interrupted.
-//! - [`train`]: one trainer for full, DID and SAID fine-tuning, with evaluation, divergence and
-//!   resume.
+//! - [`train`]: one trainer for full, head-only, DID and SAID fine-tuning, with evaluation,
+//!   divergence and resume.
 //! - [`pretrain`]: MLM pre-training from scratch (RoBERTa recipe): packed corpora, masking, HF
 //!   checkpoints.
 

@@ -1,7 +1,8 @@
-//! One trainer for full, DID and SAID fine-tuning of a sequence classifier.
+//! One trainer for full, head-only, DID and SAID fine-tuning of a sequence classifier.
 //!
-//! The three modes differ only in what the optimiser sees: in `full`, every model tensor; in `did`
-//! and `said`, the subspace's `theta` (and `lambda`), whose gradients come from one ordinary
+//! The modes differ only in what the optimiser sees: in `full`, every model tensor; in
+//! `head_only` (the control of a d90), the task head's tensors, the rest frozen; in `did` and
+//! `said`, the subspace's `theta` (and `lambda`), whose gradients come from one ordinary
 //! backward through the model followed by the transpose of the projection (`subspace`). The same
 //! AdamW (decoupled weight decay as `torch.optim.AdamW`, none on biases and LayerNorm weights and
 //! on subspace parameters), linear warmup then linear decay (as HF's
@@ -35,7 +36,7 @@ use encoders::models::Classifier;
 use results::{DivergenceCause, Evaluation, Mode, Precision, RunResult, SplitMetrics, Status, TrainConfig};
 use subspace::fastfood::FactorStorage;
 use subspace::random;
-use subspace::{Subspace, SubspaceConfig};
+use subspace::{LayerGroup, Subspace, SubspaceConfig};
 
 /// One labelled, tokenised example.
 #[derive(Debug, Clone)]
@@ -73,6 +74,9 @@ pub enum TrainError {
     /// The training split is empty.
     #[error("no training examples")]
     NoData,
+    /// A head-only run on a model none of whose tensors is in the head group.
+    #[error("head-only training: the model has no task-head tensors (no parameter in its head layer group)")]
+    NoHead,
 }
 
 impl TrainError {
@@ -231,10 +235,14 @@ fn dev_examples(data: &TrainData) -> Option<results::DevExamples> {
     })
 }
 
-/// What the optimiser trains: every tensor of the model (full fine-tuning), or the subspace's
-/// `theta` and `lambda`, whose weights the subspace writes into the model after every step.
+/// What the optimiser trains: every tensor of the model (full fine-tuning), the head's tensors
+/// alone (the head-only control), or the subspace's `theta` and `lambda`, whose weights the
+/// subspace writes into the model after every step.
 enum Trainable {
     Full,
+    /// The positions in `named` of the head's tensors; every other tensor is frozen (no
+    /// gradient, so the backward stops at the head).
+    HeadOnly(Vec<usize>),
     Subspace(Subspace),
 }
 
@@ -242,9 +250,25 @@ impl Trainable {
     /// The trainable of `config`'s mode over the model's sorted `named` tensors.
     fn new(named: &[(String, Tensor)], model: &dyn Classifier, config: &TrainConfig) -> Result<Trainable, TrainError> {
         let Some(method) = config.mode.subspace_method() else {
-            // A full run needs no projector: release the one kept for the next subspace run.
+            // A full or head-only run needs no projector: release the one kept for the next
+            // subspace run.
             subspace::release_shared_projector();
-            return Ok(Trainable::Full);
+            if config.mode != Mode::HeadOnly {
+                return Ok(Trainable::Full);
+            }
+            let mut head = Vec::new();
+            for (index, (name, tensor)) in named.iter().enumerate() {
+                if model.layer_group(name) == LayerGroup::Head {
+                    head.push(index);
+                } else {
+                    // Frozen: the backward never reaches these (the model is built for this run).
+                    let _ = tensor.set_requires_grad(false);
+                }
+            }
+            if head.is_empty() {
+                return Err(TrainError::NoHead);
+            }
+            return Ok(Trainable::HeadOnly(head));
         };
         let layers: Vec<_> = named.iter().map(|(name, _)| model.layer_group(name)).collect();
         let subspace_config = SubspaceConfig {
@@ -269,6 +293,12 @@ impl Trainable {
                 vec![1.0; named.len()],
                 AdamConfig::TORCH,
             ),
+            Trainable::HeadOnly(head) => AdamW::new(
+                head.iter().map(|&index| named[index].1.shallow_clone()).collect(),
+                head.iter().map(|&index| !model.no_decay(&named[index].0)).collect(),
+                vec![1.0; head.len()],
+                AdamConfig::TORCH,
+            ),
             Trainable::Subspace(subspace) => {
                 let lambda_factor =
                     config.lambda_lr.filter(|_| config.mode == Mode::Said).map_or(1.0, |rate| rate / config.lr);
@@ -287,6 +317,7 @@ impl Trainable {
     fn gradients(&self, named: &[(String, Tensor)]) -> Result<Vec<Tensor>, TrainError> {
         match self {
             Trainable::Full => Ok(named.iter().map(|(_, tensor)| tensor.grad()).collect()),
+            Trainable::HeadOnly(head) => Ok(head.iter().map(|&index| named[index].1.grad()).collect()),
             Trainable::Subspace(subspace) => {
                 let (grad_theta, grad_lambda) = subspace.gradients()?;
                 Ok(vec![grad_theta, grad_lambda])
@@ -294,10 +325,10 @@ impl Trainable {
         }
     }
 
-    /// Weight decay applies to a full run's weights, never to subspace parameters.
+    /// Weight decay applies to a full or head-only run's weights, never to subspace parameters.
     fn weight_decay(&self, config: &TrainConfig) -> f64 {
         match self {
-            Trainable::Full => config.weight_decay,
+            Trainable::Full | Trainable::HeadOnly(_) => config.weight_decay,
             Trainable::Subspace(_) => 0.0,
         }
     }
@@ -314,7 +345,7 @@ impl Trainable {
     /// The subspace's description for the run's record.
     fn description(&self) -> Option<results::SubspaceDescription> {
         match self {
-            Trainable::Full => None,
+            Trainable::Full | Trainable::HeadOnly(_) => None,
             Trainable::Subspace(subspace) => Some(subspace.description()),
         }
     }
@@ -390,8 +421,11 @@ fn forward_backward(
 /// subspace, not updated by AdamW (as torch). Said once per run, by name, so that a tensor cut
 /// off by mistake is seen.
 fn report_unreached(named: &[(String, Tensor)]) {
-    let unreached: Vec<&str> =
-        named.iter().filter(|(_, tensor)| !tensor.grad().defined()).map(|(name, _)| name.as_str()).collect();
+    let unreached: Vec<&str> = named
+        .iter()
+        .filter(|(_, tensor)| tensor.requires_grad() && !tensor.grad().defined())
+        .map(|(name, _)| name.as_str())
+        .collect();
     if !unreached.is_empty() {
         tracing::info!("the loss does not reach {} (no gradient; not trained)", unreached.join(", "));
     }

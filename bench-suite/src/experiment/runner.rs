@@ -21,7 +21,7 @@ use crate::reference::{Checkpoint, Subject};
 use encoders::checkpoint;
 use encoders::shapes;
 use results::search::{
-    Architecture, Baseline, GeneralizationChoice, Method, Outcome, SearchOutcome, SearchPlan, SearchRecord,
+    Architecture, Baseline, Control, GeneralizationChoice, Method, Outcome, SearchOutcome, SearchPlan, SearchRecord,
 };
 use results::{Mode, Provenance, ResultsDir, ResultsError, RunRecord, RunSpec, Status, hash_key};
 use subspace::device::parse_device;
@@ -230,6 +230,12 @@ impl PreparedSearch {
             parts.push(format!("lambda-lr:{lambda_lr:e}"));
         }
         parts.push(format!("baseline-lr:{}", lrs(&plan.baseline)));
+        if let Some(control) = &plan.control {
+            parts.push(format!("control-lr:{}", lrs(control)));
+            if let Some(epochs) = control.epochs {
+                parts.push(format!("control-epochs:{epochs}"));
+            }
+        }
         parts.push(format!("seeds:{}", plan.seeds.iter().map(u64::to_string).collect::<Vec<_>>().join(",")));
         parts.push(format!("epochs:{}", method.epochs.unwrap_or(plan.training.epochs)));
         if let Some(epochs) = plan.baseline.epochs {
@@ -725,6 +731,22 @@ impl Runner {
             majority_accuracy,
             runs: baseline_outcome.runs,
         };
+        // The control is read against the target: none without a usable one.
+        let usable_target =
+            baseline.target.is_some_and(|target| target > majority_accuracy) && baseline.score.is_some();
+        let control = match &plan.control {
+            Some(method) if usable_target => {
+                let (outcome, runs) = self.probe(search, method, 0, on_event)?;
+                Some(Control {
+                    reaches_target: outcome.score.zip(baseline.target).is_some_and(|(score, target)| score >= target),
+                    score: outcome.score,
+                    seed_scores: outcome.seed_scores,
+                    trainable_parameters: runs.first().map_or(0, |run| run.result.trainable_parameters),
+                    runs: outcome.runs,
+                })
+            }
+            _ => None,
+        };
         let signature = search.signature(&self.device, code_revision());
         let unable =
             |reason: String| SearchOutcome { outcome: Outcome::Unable { reason }, probes: vec![], monotone: None };
@@ -755,6 +777,7 @@ impl Runner {
             scales: search.scales,
             grid: search.grid.clone(),
             baseline,
+            control,
             outcome: outcome.outcome,
             probes: outcome.probes,
             monotone: outcome.monotone,

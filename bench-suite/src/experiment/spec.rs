@@ -22,6 +22,7 @@
 //!          lambda_lr: 0.01,                                          # by sqrt(1000 / d); scales' rate
 //!          grouping: per_layer, scope: global}
 //!   did:  {method: did, lr: [0.1, 0.3, 1.0], scope: per_tensor}
+//!   head: {method: head_only, lr: [1.0e-3, 3.0e-3, 1.0e-2]}        # the task head alone
 //! tasks:                      # optional: tasks over local files (paths relative to this file)
 //!   reviews: {train: reviews.csv, dev_fraction: 0.2, split_seed: 0, text: [text], label: label}
 //! experiments:
@@ -30,6 +31,7 @@
 //!     models: [sentence-transformers/all-MiniLM-L6-v2]   # or ./a-local-folder, org/name@<commit>
 //!     tasks: [sst2, mrpc]
 //!     methods: [said, did]     # each against the baseline `full` (or `baseline: NAME`)
+//!     control: head            # optional: a `method: head_only` method trained beside the baseline
 //!     training: {epochs: 3}    # optional overrides, field by field
 //! ```
 
@@ -122,7 +124,7 @@ impl SearchSpec {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MethodSpec {
-    /// `full` (a baseline), `did` or `said`.
+    /// `full` (a baseline), `did` or `said` (searched), or `head_only` (a control).
     pub method: Mode,
     /// The learning-rate grid: every probe trains each rate with each seed.
     pub lr: Vec<f64>,
@@ -165,6 +167,9 @@ pub struct ExperimentSpec {
     pub methods: Vec<String>,
     /// The full fine-tuning method d90 is measured against (default: the method named `full`).
     pub baseline: Option<String>,
+    /// A `head_only` method trained beside the baseline as the control of every search: does the
+    /// head alone, on the frozen encoder, reach the target? (Default: none.)
+    pub control: Option<String>,
     /// The seeds of every probe and of the baseline (default: the spec's, else `[0]`).
     pub seeds: Option<Vec<u64>>,
     /// Training settings over the spec's, field by field.
@@ -448,8 +453,9 @@ impl Locator<'_> {
                 return Err(error("lr", format!("{lr} is not a positive learning rate")));
             }
             let subspace_only = method.scope.is_some() || method.grouping.is_some() || method.compat.is_some();
-            if method.method == Mode::Full && subspace_only {
-                return Err(self.error(&field, "scope, grouping and compat are for did and said, not full".to_owned()));
+            if method.method.subspace_method().is_none() && subspace_only {
+                let message = format!("scope, grouping and compat are for did and said, not {}", method.method);
+                return Err(self.error(&field, message));
             }
             if method.method == Mode::Did && method.grouping.is_some() {
                 return Err(error("grouping", "DID has no scales to group (grouping is for said)".into()));
@@ -473,7 +479,9 @@ impl Locator<'_> {
                 return Err(error("lambda_lr", format!("{lambda_lr} is not a positive learning rate")));
             }
             match (method.method, method.lr_d0) {
-                (Mode::Full, Some(_)) => return Err(error("lr_d0", "full fine-tuning has no d to scale by".into())),
+                (Mode::Full | Mode::HeadOnly, Some(_)) => {
+                    return Err(error("lr_d0", format!("{} fine-tuning has no d to scale by", method.method)));
+                }
                 (_, Some(0)) => return Err(error("lr_d0", "must be at least 1".into())),
                 _ => {}
             }
@@ -555,6 +563,7 @@ impl<'a> ExperimentAt<'a> {
             })
             .collect::<Result<Vec<TaskRef>, SpecError>>()?;
         let baseline = self.baseline(inputs.methods)?;
+        let control = self.control(inputs.methods)?;
         let chosen = self.chosen_methods(inputs.methods)?;
         let training = self.training(inputs.spec)?;
         let search = self.search(inputs.spec)?;
@@ -586,6 +595,7 @@ impl<'a> ExperimentAt<'a> {
                         task: experiment.tasks[task_index].clone(),
                         method: method.clone(),
                         baseline: baseline.clone(),
+                        control: control.clone(),
                         seeds: seeds.clone(),
                         training: training.clone(),
                         search: search.clone(),
@@ -683,6 +693,16 @@ impl<'a> ExperimentAt<'a> {
         }
     }
 
+    /// The head-only control the experiment names, if any: a `method: head_only` method.
+    fn control(&self, methods: &BTreeMap<String, Method>) -> Result<Option<Method>, SpecError> {
+        let Some(name) = &self.experiment.control else { return Ok(None) };
+        match methods.get(name) {
+            Some(method) if method.mode == Mode::HeadOnly => Ok(Some(method.clone())),
+            Some(_) => Err(self.error(&self.own("control"), format!("control `{name}` is not a `method: head_only` method"))),
+            None => Err(self.error(&self.own("control"), format!("the control method `{name}` is not defined under `methods`"))),
+        }
+    }
+
     /// The methods the experiment searches: defined, and DID or SAID.
     fn chosen_methods(&self, methods: &BTreeMap<String, Method>) -> Result<Vec<Method>, SpecError> {
         let mut chosen = Vec::new();
@@ -697,6 +717,12 @@ impl<'a> ExperimentAt<'a> {
                 Some(method) if method.mode == Mode::Full => {
                     let message =
                         format!("`{name}` is full fine-tuning, the baseline; searches are for did or said methods");
+                    return Err(self.error(&path, message));
+                }
+                Some(method) if method.mode == Mode::HeadOnly => {
+                    let message = format!(
+                        "`{name}` trains the head alone, a control with no d to search: name it as `control: {name}`"
+                    );
                     return Err(self.error(&path, message));
                 }
                 Some(method) => chosen.push(method.clone()),
@@ -842,6 +868,32 @@ experiments:
             parse(&GOOD.replacen("  epochs: 2\n", "  epochs: 2\n  precision: bf16\n", 1), Path::new("s.yaml")).unwrap();
         assert_eq!(bf16.searches[0].plan.training.precision, Precision::Bf16);
         assert!(!serde_json::to_string(&first.training).unwrap().contains("precision"));
+    }
+
+    /// A `head_only` method is a control named by `control:`, never a searched method; plans
+    /// without one serialise as before (their keys are unchanged).
+    #[test]
+    fn a_head_only_method_is_a_control() {
+        let with_head = GOOD.replacen("  did:\n", "  head: {method: head_only, lr: [1.0e-3, 1.0e-2]}\n  did:\n", 1);
+        let text = with_head.replacen("    methods: [said, did]\n", "    methods: [said, did]\n    control: head\n", 1);
+        let plan = parse(&text, Path::new("c.yaml")).unwrap();
+        let control = plan.searches[0].plan.control.as_ref().expect("the first experiment names a control");
+        assert_eq!((control.name.as_str(), control.mode, control.lrs.as_slice()), ("head", Mode::HeadOnly, &[1e-3, 1e-2][..]));
+        assert!(plan.searches[2].plan.control.is_none());
+        assert!(!serde_json::to_string(&plan.searches[2].plan).unwrap().contains("control"));
+        let errors = [
+            ("    control: head\n", "    control: said\n", "experiments[0].control", "is not a `method: head_only` method"),
+            ("    control: head\n", "    control: probe\n", "experiments[0].control", "`probe` is not defined under `methods`"),
+            ("methods: [said, did]\n", "methods: [said, head]\n", "experiments[0].methods[1]", "name it as `control: head`"),
+            ("lr: [1.0e-3, 1.0e-2]}", "lr: [1.0e-3], lr_d0: 100}", "methods.head.lr_d0", "head_only fine-tuning has no d"),
+            ("lr: [1.0e-3, 1.0e-2]}", "lr: [1.0e-3], scope: global}", "methods.head", "not head_only"),
+        ];
+        for (from, to, field, message) in errors {
+            assert!(text.contains(from), "{from}");
+            let err = parse(&text.replacen(from, to, 1), Path::new("c.yaml")).unwrap_err();
+            assert_eq!(err.field, field, "{err}");
+            assert!(err.message.contains(message), "{err}");
+        }
     }
 
     /// Replaces `from` by `to` in the good spec and checks the error's line, field and message.

@@ -23,13 +23,14 @@ pub struct Args {
     /// (.yaml: train/dev files, text and label columns; see the README).
     #[arg(long, value_name = "NAME|FILE")]
     task: String,
-    /// Full fine-tuning, DID (theta_0 + P theta_d) or SAID (per-group scaled).
+    /// Full fine-tuning, DID (theta_0 + P theta_d), SAID (per-group scaled), or the task head alone
+    /// (head_only: the encoder frozen at theta_0).
     #[arg(long, value_enum)]
     mode: Mode,
     /// The subspace dimension (DID and SAID).
     #[arg(long, default_value_t = 0)]
     d: usize,
-    /// The learning rate [default: 2e-5 for full, 0.3 for DID and SAID].
+    /// The learning rate [default: 2e-5 for full, 0.3 for DID and SAID, 1e-3 for head_only].
     #[arg(long, value_name = "X")]
     lr: Option<f64>,
     /// The Fastfood map's scope (DID and SAID) [default: global; per_tensor with --compat
