@@ -93,7 +93,10 @@ fn smoke_runs_reuses_and_survives_kill_9() {
     assert_eq!(head[0].result.trainable_parameters, 32 * 32 + 32 + 32 * 2 + 2);
     for search in &searches {
         let control = search.control.as_ref().expect("smoke names a control");
-        assert_eq!((control.runs.as_slice(), control.trainable_parameters), (&[head[0].key.clone()][..], head[0].result.trainable_parameters));
+        assert_eq!(
+            (control.runs.as_slice(), control.trainable_parameters),
+            (&[head[0].key.clone()][..], head[0].result.trainable_parameters)
+        );
         assert_eq!(control.score, head[0].best_score);
         let reaches = control.score.zip(search.baseline.target).is_some_and(|(score, target)| score >= target);
         assert_eq!(control.reaches_target, reaches);

@@ -6,7 +6,9 @@ fn main() {
         seeds = vec![3, 5, 10];
     }
     let repeats = std::env::var("D90_REPEATS").ok().and_then(|value| value.parse().ok()).unwrap_or(200);
-    for scenario in [d90::simulate::Scenario::quick(), d90::simulate::Scenario::quick_two_epochs(), d90::simulate::Scenario::mrpc()] {
+    for scenario in
+        [d90::simulate::Scenario::quick(), d90::simulate::Scenario::quick_two_epochs(), d90::simulate::Scenario::mrpc()]
+    {
         for &count in &seeds {
             let started = std::time::Instant::now();
             let coverage = d90::simulate::coverage(&scenario, count, repeats);

@@ -314,8 +314,7 @@ pub fn small_claim(searches: &[(&SearchRecord, &Measured)]) -> Claim {
             )
         })
         .collect();
-    let undetermined =
-        measured.iter().filter(|(record, m)| !m.determined() && !head_reaches(record)).count();
+    let undetermined = measured.iter().filter(|(record, m)| !m.determined() && !head_reaches(record)).count();
     let verdict = match (determined.is_empty(), flagged.len() == measured.len()) {
         (true, true) => "inconclusive: the head alone reaches every target".to_owned(),
         (true, false) => "inconclusive".to_owned(),

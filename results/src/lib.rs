@@ -32,8 +32,8 @@ pub use run::{
     SplitMetrics, Status, SubspaceDescription,
 };
 pub use search::{
-    Architecture, Baseline, Control, ExperimentKind, GeneralizationChoice, Interval, Outcome, PretrainingRef, Probe, Search,
-    SearchMode, SearchOutcome, SearchPlan, SearchRecord, Training,
+    Architecture, Baseline, Control, ExperimentKind, GeneralizationChoice, Interval, Outcome, PretrainingRef, Probe,
+    Search, SearchMode, SearchOutcome, SearchPlan, SearchRecord, Training,
 };
 
 use std::fs::File;

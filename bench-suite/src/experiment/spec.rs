@@ -698,8 +698,13 @@ impl<'a> ExperimentAt<'a> {
         let Some(name) = &self.experiment.control else { return Ok(None) };
         match methods.get(name) {
             Some(method) if method.mode == Mode::HeadOnly => Ok(Some(method.clone())),
-            Some(_) => Err(self.error(&self.own("control"), format!("control `{name}` is not a `method: head_only` method"))),
-            None => Err(self.error(&self.own("control"), format!("the control method `{name}` is not defined under `methods`"))),
+            Some(_) => {
+                Err(self.error(&self.own("control"), format!("control `{name}` is not a `method: head_only` method")))
+            }
+            None => {
+                Err(self
+                    .error(&self.own("control"), format!("the control method `{name}` is not defined under `methods`")))
+            }
         }
     }
 
@@ -878,14 +883,37 @@ experiments:
         let text = with_head.replacen("    methods: [said, did]\n", "    methods: [said, did]\n    control: head\n", 1);
         let plan = parse(&text, Path::new("c.yaml")).unwrap();
         let control = plan.searches[0].plan.control.as_ref().expect("the first experiment names a control");
-        assert_eq!((control.name.as_str(), control.mode, control.lrs.as_slice()), ("head", Mode::HeadOnly, &[1e-3, 1e-2][..]));
+        assert_eq!(
+            (control.name.as_str(), control.mode, control.lrs.as_slice()),
+            ("head", Mode::HeadOnly, &[1e-3, 1e-2][..])
+        );
         assert!(plan.searches[2].plan.control.is_none());
         assert!(!serde_json::to_string(&plan.searches[2].plan).unwrap().contains("control"));
         let errors = [
-            ("    control: head\n", "    control: said\n", "experiments[0].control", "is not a `method: head_only` method"),
-            ("    control: head\n", "    control: probe\n", "experiments[0].control", "`probe` is not defined under `methods`"),
-            ("methods: [said, did]\n", "methods: [said, head]\n", "experiments[0].methods[1]", "name it as `control: head`"),
-            ("lr: [1.0e-3, 1.0e-2]}", "lr: [1.0e-3], lr_d0: 100}", "methods.head.lr_d0", "head_only fine-tuning has no d"),
+            (
+                "    control: head\n",
+                "    control: said\n",
+                "experiments[0].control",
+                "is not a `method: head_only` method",
+            ),
+            (
+                "    control: head\n",
+                "    control: probe\n",
+                "experiments[0].control",
+                "`probe` is not defined under `methods`",
+            ),
+            (
+                "methods: [said, did]\n",
+                "methods: [said, head]\n",
+                "experiments[0].methods[1]",
+                "name it as `control: head`",
+            ),
+            (
+                "lr: [1.0e-3, 1.0e-2]}",
+                "lr: [1.0e-3], lr_d0: 100}",
+                "methods.head.lr_d0",
+                "head_only fine-tuning has no d",
+            ),
             ("lr: [1.0e-3, 1.0e-2]}", "lr: [1.0e-3], scope: global}", "methods.head", "not head_only"),
         ];
         for (from, to, field, message) in errors {
