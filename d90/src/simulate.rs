@@ -69,10 +69,10 @@ pub struct Scenario {
 
 impl Scenario {
     /// Shaped like `quick` as it was before issue 33 (MiniLM-L6, SST-2, global SAID, one-epoch
-    /// probes; `runs/quick` of 0beae2e and `runs/quick-seeds-3-5`): the median probe score rises about 0.04 a decade, from 0.70 at
-    /// d = 322 to 0.77 at 19,306, against a target of 0.740 (baseline 0.822); seed scores of one
-    /// probe spread by about 0.012, the baseline's by 0.005; 872 dev examples; every 4th grid value
-    /// from 322 to 20,000, bisected.
+    /// probes; `runs/quick` of 0beae2e and `runs/quick-seeds-3-5`): the median probe score rises
+    /// about 0.04 a decade, from 0.70 at d = 322 to 0.77 at 19,306, against a target of 0.740
+    /// (baseline 0.822); seed scores of one probe spread by about 0.012, the baseline's by 0.005;
+    /// 872 dev examples; every 4th grid value from 322 to 20,000, bisected.
     pub fn quick() -> Scenario {
         Scenario {
             name: "quick (SST-2, 872 dev examples)",
