@@ -11,22 +11,23 @@ use datasets::tasks::Example;
 use serde::Serialize;
 use tch::nn;
 
+use crate::Error;
 use crate::reference::{
     Checkpoint, ModelRef, ReferenceError, Subject, TaskRef, TextTask, is_task_file, load_task_file,
 };
 use crate::settings::TrainingSpec;
 use crate::synthetic;
-use encoders::checkpoint::{self, CheckpointError, LoadReport};
-use encoders::models::{Config, ConfigError, ModelType, SequenceClassifier};
+use encoders::checkpoint::{self, LoadReport};
+use encoders::models::{Config, ModelType, SequenceClassifier};
 use encoders::shapes;
 use results::search::{Method, Training};
 use results::{Compat, LambdaGrouping, Mode, RunResult, Scope, TrainConfig};
-use subspace::device::{DeviceError, parse_device};
+use subspace::device::parse_device;
 use subspace::random;
 use subspace::{self, Method as SubspaceMethod};
-use trainer::interrupt::{Interrupter, Terminated};
-use trainer::tokenize::{TextEncoder, TokenizeError};
-use trainer::train::{LabelledExample, StepReport, TrainData, TrainError, train};
+use trainer::interrupt::Interrupter;
+use trainer::tokenize::TextEncoder;
+use trainer::train::{LabelledExample, StepReport, TrainData, train};
 
 /// Learning rates when none is given. Subspace: on MiniLM / SST-2 (4000 examples, one epoch,
 /// SAID d = 1000) 0.02 and 1.0 stayed at the majority class and 0.3 reached 76% dev accuracy.
@@ -103,18 +104,18 @@ impl FinetuneRequest {
     /// The settings that need no files, checked and resolved: the training settings
     /// ([`TrainingSpec::resolve`]), a positive finite learning rate, a subspace dimension for
     /// DID and SAID.
-    pub fn check(&self) -> Result<Training, FinetuneError> {
+    pub fn check(&self) -> Result<Training, Error> {
         if self.mode.subspace_method().is_some() && self.d == 0 {
-            return Err(FinetuneError::NoDimension(self.mode));
+            return Err(Error::NoDimension(self.mode));
         }
         if self.mode.subspace_method().is_none() && self.d != 0 {
-            return Err(FinetuneError::Value {
+            return Err(Error::Value {
                 setting: "d",
                 value: self.d.to_string(),
                 message: format!("{} fine-tuning has no subspace: d is for did and said", self.mode),
             });
         }
-        let training = self.training.resolve(self.subset_seed).map_err(|err| FinetuneError::Value {
+        let training = self.training.resolve(self.subset_seed).map_err(|err| Error::Value {
             setting: err.field,
             value: err.value,
             message: err.message,
@@ -122,7 +123,7 @@ impl FinetuneRequest {
         if let Some(lr) = self.lr
             && !(lr.is_finite() && lr > 0.0)
         {
-            return Err(FinetuneError::Value {
+            return Err(Error::Value {
                 setting: "lr",
                 value: lr.to_string(),
                 message: "a learning rate is a positive finite number".to_owned(),
@@ -154,10 +155,10 @@ impl FinetuneRequest {
 
     /// The model and task the request names, read and checked (a local folder hashed, a task
     /// file parsed), before anything is fetched or trained.
-    pub fn subject(&self) -> Result<Subject, FinetuneError> {
-        fn value(setting: &'static str, value: &str) -> impl FnOnce(ReferenceError) -> FinetuneError {
+    pub fn subject(&self) -> Result<Subject, Error> {
+        fn value(setting: &'static str, value: &str) -> impl FnOnce(ReferenceError) -> Error {
             let value = value.to_owned();
-            move |err| FinetuneError::Value { setting, value, message: err.to_string() }
+            move |err| Error::Value { setting, value, message: err.to_string() }
         }
         let model = ModelRef::resolve(&self.model, Path::new("."), &Manifest::embedded(), &mut BTreeMap::new())
             .map_err(value("model", &self.model))?;
@@ -173,13 +174,13 @@ impl FinetuneRequest {
 
     /// `d` against the model with its task head: at most D parameters, and for SAID more than its
     /// m scales (one per group, which `d` includes).
-    pub fn check_dimension(&self, config: &Config, n_labels: usize) -> Result<(), FinetuneError> {
+    pub fn check_dimension(&self, config: &Config, n_labels: usize) -> Result<(), Error> {
         let Method { grouping, compat, .. } = self.method();
         let method = self.mode.subspace_method().unwrap_or(SubspaceMethod::Did);
         let n_labels = n_labels as i64;
         let (total, scales) = shapes::subspace_dimensions(config, n_labels, method, grouping, compat);
         if self.d > total {
-            return Err(FinetuneError::Value {
+            return Err(Error::Value {
                 setting: "d",
                 value: self.d.to_string(),
                 message: format!(
@@ -188,7 +189,7 @@ impl FinetuneRequest {
                 ),
             });
         }
-        subspace::check_dimension(self.d, scales, method, grouping, compat).map_err(|err| FinetuneError::Value {
+        subspace::check_dimension(self.d, scales, method, grouping, compat).map_err(|err| Error::Value {
             setting: "d",
             value: self.d.to_string(),
             message: format!("{err}; use {} to {total}", scales + 1),
@@ -217,73 +218,6 @@ pub struct FinetuneOutput {
     pub peak_resident_bytes: Option<u64>,
 }
 
-/// Why a fine-tuning run could not be set up or did not finish.
-#[derive(Debug, thiserror::Error)]
-pub enum FinetuneError {
-    /// The store: its settings from the environment, or a checkpoint or task that could not be
-    /// fetched, verified or read.
-    #[error(transparent)]
-    Data(#[from] datasets::Error),
-    /// The device is not `cpu`, `cuda` or `cuda:N`, or is not available.
-    #[error(transparent)]
-    Device(#[from] DeviceError),
-    /// A checkpoint's `config.json` that is not a configuration the encoders support.
-    #[error("{path}: {source}")]
-    Config {
-        /// The `config.json`.
-        path: PathBuf,
-        /// Why it was refused.
-        source: ConfigError,
-    },
-    /// A checkpoint's `config.json` that could not be read.
-    #[error("{path}: {source}")]
-    Io {
-        /// The `config.json`.
-        path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
-    },
-    /// The tokenizer could not be loaded, or the task's texts could not be tokenised or cached.
-    #[error(transparent)]
-    Tokenize(#[from] TokenizeError),
-    /// The checkpoint's weights do not fit the sequence classifier of its config, or could not be
-    /// loaded into it.
-    #[error(transparent)]
-    Checkpoint(#[from] CheckpointError),
-    /// Training stopped without a result: interrupted, no training data, or a subspace or run-state
-    /// failure.
-    #[error(transparent)]
-    Train(#[from] TrainError),
-    /// A model or task that cannot be used: a local model folder whose files changed since it was
-    /// opened, a checkpoint of a pre-training that has not finished (the message names it).
-    #[error(transparent)]
-    Reference(#[from] ReferenceError),
-    /// DID or SAID asked for with `d` = 0.
-    #[error("mode {0:?} needs a subspace dimension d > 0")]
-    NoDimension(Mode),
-    /// A setting outside what the model and task allow, found before any work; `setting` is the
-    /// field's name (`batch_size`), which the command line spells as its flag.
-    #[error("{setting} {value}: {message}")]
-    Value {
-        /// The setting's field name (`batch_size`, `d`, `max_len`, `model`).
-        setting: &'static str,
-        /// The value given, as text.
-        value: String,
-        /// Why it is refused, with the range that works where there is one.
-        message: String,
-    },
-}
-
-impl FinetuneError {
-    /// The interruption that ended the run, if one did.
-    pub fn terminated(&self) -> Option<&Terminated> {
-        match self {
-            FinetuneError::Train(train) => train.terminated(),
-            _ => None,
-        }
-    }
-}
-
 /// Why `max_len` does not fit the model and task, with the range that works: at least the
 /// template's special tokens plus one token per text (the tokenizer can then always truncate),
 /// at most the model's position table ([`Config::max_sequence_length`]). `None` when it fits.
@@ -305,10 +239,9 @@ pub fn max_len_problem(config: &Config, encoder: &TextEncoder, paired: bool) -> 
 }
 
 /// Reads and checks a checkpoint's `config.json`.
-pub fn read_config(path: &std::path::Path) -> Result<Config, FinetuneError> {
-    let text =
-        std::fs::read_to_string(path).map_err(|source| FinetuneError::Io { path: path.to_path_buf(), source })?;
-    Config::from_json(&text).map_err(|source| FinetuneError::Config { path: path.to_path_buf(), source })
+pub fn read_config(path: &std::path::Path) -> Result<Config, Error> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+    Config::from_json(&text).map_err(|source| Error::Config { path: path.to_path_buf(), source: Box::new(source) })
 }
 
 /// A model and a task, loaded once for many runs: the checkpoint's config and weights file (or a
@@ -347,7 +280,7 @@ impl Workload {
         max_len: usize,
         max_train_examples: Option<usize>,
         subset_seed: u64,
-    ) -> Result<Workload, FinetuneError> {
+    ) -> Result<Workload, Error> {
         let tokenized_cache = store.home().join("tokenized");
         if let Checkpoint::Local(local) = model {
             local.verify()?;
@@ -356,12 +289,12 @@ impl Workload {
         let config = read_config(&files.config)?;
         let encoder = TextEncoder::from_file(&files.tokenizer, max_len)?;
         if let Some(message) = max_len_problem(&config, &encoder, task.is_pair()) {
-            return Err(FinetuneError::Value { setting: "max_len", value: max_len.to_string(), message });
+            return Err(Error::Value { setting: "max_len", value: max_len.to_string(), message });
         }
         let tokenize = |split: &str,
                         examples: &[Example],
                         limit: Option<usize>|
-         -> Result<Vec<LabelledExample>, FinetuneError> {
+         -> Result<Vec<LabelledExample>, Error> {
             let mut chosen: Vec<usize> = (0..examples.len()).collect();
             if let Some(limit) = limit.filter(|&limit| limit < examples.len()) {
                 let mut rng = random::keyed_rng("finetune v1", subset_seed, split, 0);
@@ -378,13 +311,13 @@ impl Workload {
                 .map(|(encoded, &idx)| LabelledExample { encoded, label: examples[idx].label })
                 .collect())
         };
-        let (train, dev, n_labels, with_f1) = task.with_splits(store, |splits| -> Result<_, FinetuneError> {
+        let (train, dev, n_labels, with_f1) = task.with_splits(store, |splits| -> Result<_, Error> {
             let train = tokenize("train", splits.train, max_train_examples)?;
             let dev: Vec<(String, Vec<LabelledExample>)> = splits
                 .dev
                 .iter()
                 .map(|(split, examples)| Ok((split.clone(), tokenize(split, examples, None)?)))
-                .collect::<Result<_, FinetuneError>>()?;
+                .collect::<Result<_, Error>>()?;
             Ok((train, dev, splits.n_labels as i64, splits.with_f1))
         })??;
         // BART's and T5's heads read each example's last end-of-sequence token: a tokenizer
@@ -395,7 +328,7 @@ impl Workload {
                 .chain(dev.iter().flat_map(|(_, examples)| examples))
                 .find(|example| !example.encoded.ids.contains(&(eos as u32)));
             if lacking.is_some() {
-                return Err(FinetuneError::Value {
+                return Err(Error::Value {
                     setting: "model",
                     value: model.name(),
                     message: format!(
@@ -448,7 +381,7 @@ impl Workload {
         interrupter: &Interrupter,
         on_loaded: &mut dyn FnMut(&LoadReport),
         on_step: &mut dyn FnMut(StepReport),
-    ) -> Result<RunResult, FinetuneError> {
+    ) -> Result<RunResult, Error> {
         let vs = nn::VarStore::new(device);
         let model = SequenceClassifier::new(vs.root(), &self.config, self.n_labels);
         match &self.weights {
@@ -489,7 +422,7 @@ pub fn finetune(
     interrupter: &Interrupter,
     on_loaded: &mut dyn FnMut(&LoadReport),
     on_step: &mut dyn FnMut(StepReport),
-) -> Result<FinetuneOutput, FinetuneError> {
+) -> Result<FinetuneOutput, Error> {
     let training = request.check()?;
     let subject = request.subject()?;
     let device = parse_device(&request.device)?;

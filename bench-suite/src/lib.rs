@@ -9,16 +9,20 @@
 //!   resolved once.
 //! - [`finetune`]: one fine-tuning run from store to result (the command line and the runner
 //!   share it).
+//! - [`error`]: the one error type of a run and of a reproduction, [`Error`].
 //! - [`experiment`]: experiment specs, the d90 search and the runner (the result files they
 //!   write are the `results` crate's).
 
 #![warn(missing_docs)]
 
+pub mod error;
 pub mod experiment;
 pub mod finetune;
 pub mod reference;
 pub mod settings;
 pub mod synthetic;
+
+pub use error::Error;
 
 /// The code revision this binary was built from: `git rev-parse --short=12 HEAD` at build time,
 /// `+dirty` when tracked files differed from it, `unknown` when built outside a git checkout

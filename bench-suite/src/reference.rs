@@ -663,13 +663,9 @@ impl Subject {
 /// The tokenizer file a pre-training's `tokenizer` setting names: a file (`*.json`, or BERT's
 /// `vocab.txt`; relative to `base`) or a model (a manifest id, `org/name@<commit>`, a local folder)
 /// whose tokenizer it is.
-/// Errors are `PretrainError::Settings` on the `tokenizer` field.
-pub fn pretraining_tokenizer(
-    name: &str,
-    base: &Path,
-    store: &Store,
-) -> Result<PathBuf, trainer::pretrain::PretrainError> {
-    let error = |message: String| trainer::pretrain::PretrainError::Settings { field: "tokenizer".to_owned(), message };
+/// Errors are [`trainer::Error::Settings`] on the `tokenizer` field.
+pub fn pretraining_tokenizer(name: &str, base: &Path, store: &Store) -> Result<PathBuf, trainer::Error> {
+    let error = |message: String| trainer::Error::Settings { field: "tokenizer".to_owned(), message };
     if name.ends_with(".json") || Path::new(name).file_name().is_some_and(|file| file == "vocab.txt") {
         let path = base.join(name);
         if !path.is_file() {
@@ -681,7 +677,7 @@ pub fn pretraining_tokenizer(
     match resolved.map_err(|err| error(err.to_string()))? {
         ModelRef::Checkpoint(checkpoint) => match checkpoint.files(store) {
             Ok(files) => Ok(files.tokenizer),
-            Err(ReferenceError::Store(err)) => Err(trainer::pretrain::PretrainError::Store(err)),
+            Err(ReferenceError::Store(err)) => Err(trainer::Error::Datasets(err)),
             Err(err) => Err(error(err.to_string())),
         },
         ModelRef::Synthetic { .. } => Err(error(format!("`{name}` is a synthetic model, which has no tokenizer"))),
@@ -695,7 +691,7 @@ pub fn resolve_pretraining(
     store: &Store,
     out: &Path,
     device: tch::Device,
-) -> Result<trainer::pretrain::Resolved, trainer::pretrain::PretrainError> {
+) -> Result<trainer::pretrain::Resolved, trainer::Error> {
     let tokenizer = pretraining_tokenizer(&settings.tokenizer, base, store)?;
     trainer::pretrain::resolve(settings, &tokenizer, base, store, out, device)
 }

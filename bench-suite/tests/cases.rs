@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use bench_suite::experiment::spec;
-use encoders::checkpoint::{self, CheckpointError, LoadReport};
+use encoders::Error;
+use encoders::checkpoint::{self, LoadReport};
 use encoders::models::{Config, HiddenAct, SequenceClassifier};
 use tch::{Device, Tensor, nn};
 
@@ -24,10 +25,7 @@ fn config(folder: &Path) -> Config {
 
 /// Builds the case's 3-label classifier and loads its checkpoint (`model.safetensors`, or `weights`
 /// when given).
-fn load(
-    folder: &Path,
-    weights: Option<&Path>,
-) -> (nn::VarStore, SequenceClassifier, Result<LoadReport, CheckpointError>) {
+fn load(folder: &Path, weights: Option<&Path>) -> (nn::VarStore, SequenceClassifier, Result<LoadReport, Error>) {
     let config = config(folder);
     let vs = nn::VarStore::new(Device::Cpu);
     let model = SequenceClassifier::new(vs.root(), &config, 3);
@@ -104,7 +102,7 @@ fn legacy_names_without_prefix_and_conflicting_names() {
     let (_dir, path) = write_checkpoint(&both);
     let err = load(&folder, Some(&path)).2.unwrap_err();
     assert!(
-        matches!(&err, CheckpointError::Conflict { variable, .. } if variable == "roberta.embeddings.LayerNorm.weight"),
+        matches!(&err, Error::Conflict { variable, .. } if variable == "roberta.embeddings.LayerNorm.weight"),
         "{err}"
     );
     assert!(err.to_string().contains("embeddings.LayerNorm.gamma"), "{err}");
@@ -132,7 +130,7 @@ fn tensors_the_model_needs_are_never_skipped() {
     tensors.retain(|name, _| !name.contains("pooler"));
     let (_dir, path) = write_checkpoint(&tensors);
     match load(&folder, Some(&path)).2.unwrap_err() {
-        CheckpointError::Mismatch { missing, unexpected, .. } => {
+        Error::Mismatch { missing, unexpected, .. } => {
             assert_eq!(missing, ["bert.pooler.dense.bias", "bert.pooler.dense.weight"]);
             assert!(unexpected.is_empty());
         }
@@ -142,7 +140,7 @@ fn tensors_the_model_needs_are_never_skipped() {
     extra.insert("bert.encoder.layer.2.output.dense.weight".to_owned(), Tensor::zeros([32, 64], tch::kind::FLOAT_CPU));
     let (_dir, path) = write_checkpoint(&extra);
     match load(&folder, Some(&path)).2.unwrap_err() {
-        CheckpointError::Mismatch { missing, unexpected, .. } => {
+        Error::Mismatch { missing, unexpected, .. } => {
             assert!(missing.is_empty());
             assert_eq!(unexpected, ["bert.encoder.layer.2.output.dense.weight"]);
         }

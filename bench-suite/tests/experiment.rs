@@ -101,7 +101,7 @@ fn smoke_runs_reuses_and_survives_kill_9() {
         let constant = head[0].result.best.as_ref().is_some_and(|best| best.predicts_one_class);
         assert_eq!(control.score, head[0].best_score.filter(|_| !constant));
         let reaches = control.score.zip(search.baseline.target).is_some_and(|(score, target)| score >= target);
-        assert_eq!(control.reaches_target, reaches);
+        assert_eq!(search.head_reaches_target(), Some(reaches));
     }
     for search in &searches {
         assert!(search.baseline.score.is_some_and(|score| score > search.baseline.majority_accuracy));

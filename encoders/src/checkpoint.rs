@@ -25,63 +25,11 @@ use tch::{Kind, Tensor, nn};
 
 use subspace::random;
 
+use crate::Error;
+
 pub mod pytorch_bin;
 
 pub use pytorch_bin::WeightsFormat;
-
-/// Why a checkpoint could not be read, checked or loaded into a model.
-#[derive(Debug, thiserror::Error)]
-pub enum CheckpointError {
-    /// The weights file could not be opened or read, is neither a safetensors file nor a state
-    /// dict that `torch.save` wrote, or holds no tensors or a dtype the suite does not load.
-    #[error("read {path}: {message}")]
-    Read {
-        /// The weights file, as displayed.
-        path: String,
-        /// What went wrong (the I/O or parse error).
-        message: String,
-    },
-    /// The checkpoint's tensor names do not fit the model's variables: variables it lacks, or
-    /// tensors that are neither variables nor unused by design (pre-training heads, buffers).
-    #[error(
-        "checkpoint {path} does not fit the model:\n  missing: {}\n  unexpected: {}",
-        if .missing.is_empty() { "none".to_owned() } else { .missing.join(", ") },
-        if .unexpected.is_empty() { "none".to_owned() } else { .unexpected.join(", ") }
-    )]
-    Mismatch {
-        /// The weights file, as displayed.
-        path: String,
-        /// Model variables (outside the head) that no checkpoint tensor gives, sorted.
-        missing: Vec<String>,
-        /// Checkpoint tensors that match no variable and are not unused by design, sorted.
-        unexpected: Vec<String>,
-    },
-    /// Two checkpoint tensors give the same variable (a legacy and a current name, or a name with
-    /// and without the encoder prefix).
-    #[error("checkpoint {path}: `{first}` and `{second}` both give the variable `{variable}`; remove one")]
-    Conflict {
-        /// The weights file, as displayed.
-        path: String,
-        /// The model variable both tensors map to.
-        variable: String,
-        /// The checkpoint name matched to the variable first.
-        first: String,
-        /// The checkpoint name that also matched it.
-        second: String,
-    },
-    /// A checkpoint tensor's shape differs from that of the variable it gives.
-    #[error("checkpoint {path}: tensor `{name}` has shape {actual:?}, the model expects {expected:?}")]
-    Shape {
-        /// The weights file, as displayed.
-        path: String,
-        /// The model variable (its name in the model, not the checkpoint's).
-        name: String,
-        /// The variable's shape.
-        expected: Vec<i64>,
-        /// The checkpoint tensor's shape.
-        actual: Vec<i64>,
-    },
-}
 
 /// What a load did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -180,7 +128,7 @@ fn place(
     variables: &BTreeMap<String, Vec<i64>>,
     encoder_prefix: &str,
     head: Head,
-) -> Result<Placement, CheckpointError> {
+) -> Result<Placement, Error> {
     let model_has_pooler = variables.keys().any(|name| name.contains("pooler."));
     let encoder_dot = format!("{encoder_prefix}.");
     let head_prefixes = head.prefixes();
@@ -216,7 +164,7 @@ fn place(
             renamed.push((name.clone(), target.clone()));
         }
         if let Some(first) = loaded.get(&target) {
-            return Err(CheckpointError::Conflict {
+            return Err(Error::Conflict {
                 path: path.to_owned(),
                 variable: target.clone(),
                 first: first.clone(),
@@ -251,11 +199,11 @@ fn place(
     let missing: Vec<String> =
         variables.keys().filter(|name| !loaded.contains_key(*name) && !in_head(name)).cloned().collect();
     if !missing.is_empty() || !unexpected.is_empty() {
-        return Err(CheckpointError::Mismatch { path: path.to_owned(), missing, unexpected });
+        return Err(Error::Mismatch { path: path.to_owned(), missing, unexpected });
     }
     for (variable, name) in &loaded {
         if tensors[name] != variables[variable] {
-            return Err(CheckpointError::Shape {
+            return Err(Error::Shape {
                 path: path.to_owned(),
                 name: variable.clone(),
                 expected: variables[variable].clone(),
@@ -268,10 +216,10 @@ fn place(
 
 /// The tensor names and shapes of a `.safetensors` file, from its header alone (an 8-byte
 /// little-endian length, then that many bytes of JSON), without reading the data.
-pub fn safetensors_shapes(path: &Path) -> Result<BTreeMap<String, Vec<i64>>, CheckpointError> {
+pub fn safetensors_shapes(path: &Path) -> Result<BTreeMap<String, Vec<i64>>, Error> {
     use std::io::Read;
     let shown = path.display().to_string();
-    let error = |message: String| CheckpointError::Read { path: shown.clone(), message };
+    let error = |message: String| Error::Read { path: shown.clone(), message };
     let mut file = std::fs::File::open(path).map_err(|err| error(err.to_string()))?;
     let mut length = [0u8; 8];
     file.read_exact(&mut length).map_err(|err| error(format!("not a safetensors file: {err}")))?;
@@ -301,7 +249,7 @@ pub fn safetensors_shapes(path: &Path) -> Result<BTreeMap<String, Vec<i64>>, Che
 /// The tensor names and shapes of the weights file at `path`, whichever its format: from the
 /// header of a safetensors file, or from the pickled index of a `torch.save` file (its tensor
 /// data is not read).
-pub fn tensor_shapes(path: &Path) -> Result<BTreeMap<String, Vec<i64>>, CheckpointError> {
+pub fn tensor_shapes(path: &Path) -> Result<BTreeMap<String, Vec<i64>>, Error> {
     match pytorch_bin::format_of(path)? {
         WeightsFormat::Safetensors => safetensors_shapes(path),
         WeightsFormat::TorchSave => Ok(pytorch_bin::shapes(path)?.into_iter().collect()),
@@ -309,10 +257,10 @@ pub fn tensor_shapes(path: &Path) -> Result<BTreeMap<String, Vec<i64>>, Checkpoi
 }
 
 /// The tensors of the weights file at `path` (safetensors or a `torch.save` file), on the CPU.
-pub fn read_tensors(path: &Path) -> Result<BTreeMap<String, Tensor>, CheckpointError> {
+pub fn read_tensors(path: &Path) -> Result<BTreeMap<String, Tensor>, Error> {
     let tensors = match pytorch_bin::format_of(path)? {
         WeightsFormat::Safetensors => Tensor::read_safetensors(path)
-            .map_err(|err| CheckpointError::Read { path: path.display().to_string(), message: err.to_string() })?,
+            .map_err(|err| Error::Read { path: path.display().to_string(), message: err.to_string() })?,
         WeightsFormat::TorchSave => pytorch_bin::read(path)?,
     };
     Ok(tensors.into_iter().collect())
@@ -321,12 +269,7 @@ pub fn read_tensors(path: &Path) -> Result<BTreeMap<String, Tensor>, CheckpointE
 /// Checks, before any training, that the checkpoint at `path` fits a model whose variables are
 /// `layout` (names and shapes, e.g. `shapes::sequence_classifier`): the same matching and checks
 /// as [`load`], from the header of a safetensors file or the pickled index of a `torch.save` file.
-pub fn check(
-    path: &Path,
-    layout: &[(String, Vec<i64>)],
-    encoder_prefix: &str,
-    head: Head,
-) -> Result<(), CheckpointError> {
+pub fn check(path: &Path, layout: &[(String, Vec<i64>)], encoder_prefix: &str, head: Head) -> Result<(), Error> {
     let tensors = tensor_shapes(path)?;
     let variables: BTreeMap<String, Vec<i64>> = layout.iter().cloned().collect();
     place(&path.display().to_string(), &tensors, &variables, encoder_prefix, head).map(|_| ())
@@ -334,7 +277,7 @@ pub fn check(
 
 /// [`check`] for a fine-tuning run: the weights at `path` against the sequence classifier of
 /// `config` with `n_labels` labels, its head fresh from the run's seed.
-pub fn check_for_finetuning(path: &Path, config: &crate::models::Config, n_labels: i64) -> Result<(), CheckpointError> {
+pub fn check_for_finetuning(path: &Path, config: &crate::models::Config, n_labels: i64) -> Result<(), Error> {
     let layout = crate::shapes::sequence_classifier(config, n_labels);
     check(path, &layout, config.model_type.prefix(), Head::Fresh(config.model_type.head_prefixes()))
 }
@@ -349,7 +292,7 @@ pub fn load(
     head: Head,
     seed: u64,
     init_std: f64,
-) -> Result<LoadReport, CheckpointError> {
+) -> Result<LoadReport, Error> {
     let shown = path.display().to_string();
     let tensors = read_tensors(path)?;
     let variables: BTreeMap<String, Tensor> = vs.variables().into_iter().collect();

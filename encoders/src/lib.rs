@@ -8,11 +8,15 @@
 //!   `config.json` under BERT's field names.
 //! - [`checkpoint`]: `model.safetensors` or `pytorch_model.bin` into a model's variables, with
 //!   HF's missing/unexpected check and a seeded head init.
+//! - [`error`]: the crate's one error type, [`Error`].
 //! - [`shapes`]: parameter layouts of a config (D and SAID's m without building the model), and
 //!   the reference sizes benchmarks use.
 
 #![warn(missing_docs)]
 
 pub mod checkpoint;
+pub mod error;
 pub mod models;
 pub mod shapes;
+
+pub use error::Error;

@@ -5,7 +5,8 @@
 
 use std::collections::BTreeMap;
 
-use encoders::checkpoint::{self, CheckpointError};
+use encoders::Error;
+use encoders::checkpoint;
 use encoders::models::{Config, MaskedLm, ModelType, SequenceClassifier};
 use tch::{Device, Kind, Tensor, nn};
 
@@ -162,7 +163,7 @@ fn loading_names_missing_and_unexpected_tensors() {
     let err = checkpoint::load(&vs, &path, "bert", checkpoint::Head::IfPresent(&["classifier"]), 0, 0.02).unwrap_err();
     std::fs::remove_dir_all(&dir).unwrap();
     match &err {
-        CheckpointError::Mismatch { missing, unexpected, .. } => {
+        Error::Mismatch { missing, unexpected, .. } => {
             assert_eq!(missing, &["bert.encoder.layer.1.output.dense.weight"]);
             assert_eq!(unexpected, &["bert.encoder.layer.1.output.dense.kernel"]);
         }

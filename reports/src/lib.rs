@@ -288,7 +288,7 @@ pub fn searches_frame(
         "target" => searches.iter().map(|s| s.baseline.target).collect::<Vec<_>>(),
         "head_only" => searches.iter().map(|s| s.control.as_ref().and_then(|c| c.score)).collect::<Vec<_>>(),
         "head_only_parameters" => searches.iter().map(|s| s.control.as_ref().map(|c| c.trainable_parameters as i64)).collect::<Vec<_>>(),
-        "head_reaches_target" => searches.iter().map(|s| s.control.as_ref().map(|c| c.reaches_target)).collect::<Vec<_>>(),
+        "head_reaches_target" => searches.iter().map(|s| s.head_reaches_target()).collect::<Vec<_>>(),
         "majority" => searches.iter().map(|s| s.baseline.majority_accuracy).collect::<Vec<_>>(),
         "threshold" => searches.iter().map(|s| s.plan.search.threshold).collect::<Vec<_>>(),
         "probes" => searches.iter().map(|s| s.probes.len() as i64).collect::<Vec<_>>(),

@@ -270,7 +270,7 @@ pub fn small_claim(searches: &[(&SearchRecord, &Measured)]) -> Claim {
     }
     // A d90 whose head alone reaches the target cannot be attributed to the encoder: the head on
     // the frozen encoder's features already reaches it.
-    let head_reaches = |record: &SearchRecord| record.control.as_ref().is_some_and(|c| c.reaches_target);
+    let head_reaches = |record: &SearchRecord| record.head_reaches_target() == Some(true);
     let flagged: Vec<String> = measured
         .iter()
         .filter(|(record, _)| head_reaches(record))

@@ -393,10 +393,6 @@ pub struct Control {
     pub seed_scores: Vec<Option<f64>>,
     /// The parameters the control trains (the head's), against the model's D.
     pub trainable_parameters: usize,
-    /// The control's score reached the baseline's target (a point comparison): the head on the
-    /// frozen encoder's features already gives what the d90 is measured against, so a small d90
-    /// cannot be attributed to the encoder.
-    pub reaches_target: bool,
     /// The keys of the control's runs (seed-major, rate-minor).
     pub runs: Vec<String>,
 }
@@ -493,6 +489,14 @@ pub enum GeneralizationChoice {
 }
 
 impl SearchRecord {
+    /// Whether the head-only control's score reached the baseline's target (a point comparison):
+    /// the head on the frozen encoder's features already gives what the d90 is measured against,
+    /// so a small d90 cannot be attributed to the encoder. `None` without a control.
+    pub fn head_reaches_target(&self) -> Option<bool> {
+        let control = self.control.as_ref()?;
+        Some(control.score.zip(self.baseline.target).is_some_and(|(score, target)| score >= target))
+    }
+
     /// The d90 value when one was found (not a bound, not unreached, not unable).
     pub fn d90(&self) -> Option<usize> {
         match self.outcome {

@@ -3,8 +3,8 @@
 //! [`Interrupter`]'s flag for SIGTERM (a scheduler's preemption, `scancel`, a time limit) and
 //! passes the handle to the runner, the trainer and pre-training, which check it after every
 //! step. What ends that way is one error, [`Terminated`], that every layer carries as a variant
-//! and hands back from a typed `terminated()` (`TrainError`, `PretrainError`, and bench-suite's
-//! `FinetuneError` and `RunnerError`); the binary exits 143 when it asked for a stop and a
+//! and hands back from a typed `terminated()` (the trainer's [`Error`](crate::Error), and
+//! bench-suite's `Error`); the binary exits 143 when it asked for a stop and a
 //! `Terminated` ended the work (an error after the request is still an error).
 
 use std::sync::Arc;

@@ -1,6 +1,7 @@
 //! intrinsic-bench's trainer: everything that trains, on top of the model families of
 //! [`encoders`] and the projection engine of [`subspace`]. It knows no experiment, spec or runner.
 //!
+//! - [`error`]: the crate's one error type, [`Error`].
 //! - [`tokenize`]: `tokenizer.json` (or BERT's `vocab.txt`) tokenisation, longest-first
 //!   truncation, per-batch padding, cache.
 //! - [`optim`]: AdamW, the linear schedule, clipping, and the run state saved for resume.
@@ -15,6 +16,9 @@
 //!   checkpoints.
 
 #![warn(missing_docs)]
+
+pub mod error;
+pub use error::Error;
 
 pub mod interrupt;
 pub mod optim;

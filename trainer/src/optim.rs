@@ -10,11 +10,13 @@
 //! saved state or this one, never one step's tensors with another step's state.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tch::{Device, Kind, Tensor};
+
+use crate::Error;
 
 /// AdamW's constants.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -121,21 +123,6 @@ pub fn linear_schedule(lr: f64, step: usize, total_steps: usize, warmup_steps: u
     lr * (total_steps.saturating_sub(step)) as f64 / (total_steps.saturating_sub(warmup_steps)).max(1) as f64
 }
 
-/// A run's resumable state (the trainer's tensors, moments and `state.json`) that could not be
-/// written or read.
-#[derive(Debug, thiserror::Error)]
-#[error("run state {path}: {message}")]
-pub struct RunStateError {
-    /// The file or folder concerned.
-    pub path: PathBuf,
-    /// What went wrong.
-    pub message: String,
-}
-
-fn run_state_error(path: &Path, message: impl ToString) -> RunStateError {
-    RunStateError { path: path.to_path_buf(), message: message.to_string() }
-}
-
 /// Saves a run state with one commit point: the optimiser's tensors and moments go to a file
 /// named by the step (`<prefix>-<step>.safetensors`, written under a temporary name and
 /// renamed), then `state.json`, made by `state` from that file's name, is renamed into place.
@@ -148,8 +135,8 @@ pub fn save_run_state<S: Serialize>(
     optimizer: &AdamW,
     step: usize,
     state: impl FnOnce(String) -> S,
-) -> Result<(), RunStateError> {
-    std::fs::create_dir_all(dir).map_err(|err| run_state_error(dir, err))?;
+) -> Result<(), Error> {
+    std::fs::create_dir_all(dir).map_err(|err| Error::run_state(dir, err))?;
     let mut named = Vec::new();
     for (idx, ((tensor, first), second)) in
         optimizer.tensors.iter().zip(&optimizer.first_moment).zip(&optimizer.second_moment).enumerate()
@@ -161,13 +148,13 @@ pub fn save_run_state<S: Serialize>(
     let tensors_file = format!("{prefix}-{step}.safetensors");
     let tensors_path = dir.join(&tensors_file);
     let partial = dir.join(format!("{tensors_file}.partial"));
-    Tensor::write_safetensors(&named, &partial).map_err(|err| run_state_error(&partial, err))?;
-    std::fs::File::open(&partial).and_then(|file| file.sync_all()).map_err(|err| run_state_error(&partial, err))?;
-    std::fs::rename(&partial, &tensors_path).map_err(|err| run_state_error(&tensors_path, err))?;
+    Tensor::write_safetensors(&named, &partial).map_err(|err| Error::run_state(&partial, err))?;
+    std::fs::File::open(&partial).and_then(|file| file.sync_all()).map_err(|err| Error::run_state(&partial, err))?;
+    std::fs::rename(&partial, &tensors_path).map_err(|err| Error::run_state(&tensors_path, err))?;
     // The commit point: `state.json`, naming the tensors file, replaced whole (synced, renamed).
     results::write_atomically(&dir.join("state.json"), &state(tensors_file.clone()))
-        .map_err(|err| run_state_error(&err.path, err.source))?;
-    let entries = std::fs::read_dir(dir).map_err(|err| run_state_error(dir, err))?;
+        .map_err(|err| Error::run_state(&err.path, err.source))?;
+    let entries = std::fs::read_dir(dir).map_err(|err| Error::run_state(dir, err))?;
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         if is_tensors_file(prefix, &name) && name != tensors_file {
@@ -196,14 +183,14 @@ pub fn load_run_state<S: DeserializeOwned>(
     optimizer: &mut AdamW,
     tensors_file: impl FnOnce(&S) -> String,
     check: impl FnOnce(&S) -> Result<(), String>,
-) -> Result<Option<S>, RunStateError> {
+) -> Result<Option<S>, Error> {
     let state_path = dir.join("state.json");
     let Ok(text) = std::fs::read_to_string(&state_path) else { return Ok(None) };
-    let state: S = serde_json::from_str(&text).map_err(|err| run_state_error(&state_path, err))?;
-    check(&state).map_err(|message| run_state_error(&state_path, message))?;
+    let state: S = serde_json::from_str(&text).map_err(|err| Error::run_state(&state_path, err))?;
+    check(&state).map_err(|message| Error::run_state(&state_path, message))?;
     let tensors_path = dir.join(tensors_file(&state));
     let saved: BTreeMap<String, Tensor> = Tensor::read_safetensors(&tensors_path)
-        .map_err(|err| run_state_error(&tensors_path, err))?
+        .map_err(|err| Error::run_state(&tensors_path, err))?
         .into_iter()
         .collect();
     let _guard = tch::no_grad_guard();
@@ -215,9 +202,9 @@ pub fn load_run_state<S: DeserializeOwned>(
         ] {
             let name = format!("{idx}.{suffix}");
             let tensor =
-                saved.get(&name).ok_or_else(|| run_state_error(&tensors_path, format!("no tensor `{name}`")))?;
+                saved.get(&name).ok_or_else(|| Error::run_state(&tensors_path, format!("no tensor `{name}`")))?;
             if tensor.size() != target.size() {
-                return Err(run_state_error(
+                return Err(Error::run_state(
                     &tensors_path,
                     format!("`{name}` has shape {:?}, expected {:?}", tensor.size(), target.size()),
                 ));

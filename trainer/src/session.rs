@@ -14,8 +14,9 @@ use std::time::Instant;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::Error;
 use crate::interrupt::Interrupter;
-use crate::optim::{self, AdamW, RunStateError};
+use crate::optim::{self, AdamW};
 
 /// Training runs (fine-tuning or pre-training) in one process take turns: dropout draws from
 /// torch's process-wide generator, reseeded every step.
@@ -86,7 +87,7 @@ impl<'a> Session<'a> {
         optimiser: &mut AdamW,
         check: impl FnOnce(&S) -> Result<(), String>,
         fresh: impl FnOnce() -> S,
-    ) -> Result<(S, bool), RunStateError> {
+    ) -> Result<(S, bool), Error> {
         let saved = match self.dir {
             Some(dir) => optim::load_run_state(dir, optimiser, |state: &S| state.tensors_file().to_owned(), check)?,
             None => None,
@@ -120,7 +121,7 @@ impl<'a> Session<'a> {
     }
 
     /// Saves `state` with the optimiser's tensors and moments (nothing without a run folder).
-    pub fn save<S: SavedState>(&self, optimiser: &AdamW, state: &S) -> Result<(), RunStateError> {
+    pub fn save<S: SavedState>(&self, optimiser: &AdamW, state: &S) -> Result<(), Error> {
         let Some(dir) = self.dir else { return Ok(()) };
         let elapsed_s = self.elapsed_s();
         optim::save_run_state(dir, self.prefix, optimiser, state.step(), |tensors_file| {
@@ -130,7 +131,7 @@ impl<'a> Session<'a> {
 
     /// After a step: saves the state when `due` or when the interrupter asks to stop, and says
     /// whether to go on.
-    pub fn end_step<S: SavedState>(&self, optimiser: &AdamW, state: &S, due: bool) -> Result<Next, RunStateError> {
+    pub fn end_step<S: SavedState>(&self, optimiser: &AdamW, state: &S, due: bool) -> Result<Next, Error> {
         let interrupted = self.interrupter.is_requested();
         if due || interrupted {
             self.save(optimiser, state)?;

@@ -14,54 +14,13 @@
 pub mod wordpiece;
 
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use sha2::{Digest, Sha256};
 use tch::{Device, Kind, Tensor};
 use tokenizers::{PostProcessor, Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
-/// Why a tokenizer could not be loaded or texts could not be tokenised.
-#[derive(Debug, thiserror::Error)]
-pub enum TokenizeError {
-    /// A tokenizer file (`tokenizer.json`, `vocab.txt` or the `tokenizer_config.json` beside it)
-    /// that could not be read, parsed or built.
-    #[error("tokenizer {path}: {message}")]
-    Load {
-        /// The file concerned.
-        path: PathBuf,
-        /// What went wrong.
-        message: String,
-    },
-    /// The tokenizers crate failed on a text (its message).
-    #[error("tokenizing: {0}")]
-    Encode(String),
-    /// `max_len` cannot hold the template's special tokens and one token per text
-    /// ([`TextEncoder::check_max_len`]).
-    #[error(
-        "max_len {max_len} leaves no room for {}: {special} special tokens and one token per text need at least {min}",
-        if *.paired { "a sentence pair" } else { "a single text" }
-    )]
-    MaxLenTooSmall {
-        /// The maximum length asked for.
-        max_len: usize,
-        /// The smallest `max_len` that fits ([`TextEncoder::min_max_len`]).
-        min: usize,
-        /// The special tokens the template adds.
-        special: usize,
-        /// Whether the texts are sentence pairs.
-        paired: bool,
-    },
-    /// The token cache of a split could not be written (a cache that cannot be read is recomputed,
-    /// never an error).
-    #[error("token cache {path}: {source}")]
-    Cache {
-        /// The cache file.
-        path: PathBuf,
-        /// The I/O error.
-        #[source]
-        source: std::io::Error,
-    },
-}
+use crate::Error;
 
 /// One tokenised example: ids and token type ids, without padding.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,8 +61,8 @@ pub struct LoadedTokenizer {
 ///
 /// # Errors
 /// A file that cannot be read or parsed, or one that is neither kind (named).
-pub fn read_tokenizer(path: &Path) -> Result<LoadedTokenizer, TokenizeError> {
-    let load_error = |message: String| TokenizeError::Load { path: path.to_path_buf(), message };
+pub fn read_tokenizer(path: &Path) -> Result<LoadedTokenizer, Error> {
+    let load_error = |message: String| Error::Tokenizer { path: path.to_path_buf(), message };
     let (tokenizer, json) = if path.extension().is_some_and(|extension| extension == "json") {
         let bytes = std::fs::read(path).map_err(|err| load_error(err.to_string()))?;
         (Tokenizer::from_bytes(&bytes).map_err(|err| load_error(err.to_string()))?, bytes)
@@ -130,8 +89,8 @@ pub struct TextEncoder {
 impl TextEncoder {
     /// The encoder of the tokenizer at `path` ([`read_tokenizer`]: a `tokenizer.json` or BERT's
     /// `vocab.txt`).
-    pub fn from_file(path: &Path, max_len: usize) -> Result<TextEncoder, TokenizeError> {
-        let load_error = |message: String| TokenizeError::Load { path: path.to_path_buf(), message };
+    pub fn from_file(path: &Path, max_len: usize) -> Result<TextEncoder, Error> {
+        let load_error = |message: String| Error::Tokenizer { path: path.to_path_buf(), message };
         let LoadedTokenizer { mut tokenizer, sha256, .. } = read_tokenizer(path)?;
         tokenizer.with_padding(None);
         // The tokenizers crate subtracts the special tokens from `max_length` (and overflows
@@ -165,10 +124,10 @@ impl TextEncoder {
     }
 
     /// Refuses a `max_len` that [`TextEncoder::encode`] could not honour for single texts or pairs.
-    pub fn check_max_len(&self, paired: bool) -> Result<(), TokenizeError> {
+    pub fn check_max_len(&self, paired: bool) -> Result<(), Error> {
         let min = self.min_max_len(paired);
         if self.max_len < min {
-            return Err(TokenizeError::MaxLenTooSmall {
+            return Err(Error::MaxLenTooSmall {
                 max_len: self.max_len,
                 min,
                 special: self.special_tokens(paired),
@@ -181,22 +140,18 @@ impl TextEncoder {
     /// Tokenises a text or a sentence pair, with the model's special tokens, truncated to
     /// `max_len`; a `max_len` too small for the template is an error, never an impossible
     /// truncation.
-    pub fn encode(&self, text_a: &str, text_b: Option<&str>) -> Result<Encoded, TokenizeError> {
+    pub fn encode(&self, text_a: &str, text_b: Option<&str>) -> Result<Encoded, Error> {
         self.check_max_len(text_b.is_some())?;
         let encoding = match text_b {
             Some(text_b) => self.tokenizer.encode((text_a, text_b), true),
             None => self.tokenizer.encode(text_a, true),
         }
-        .map_err(|err| TokenizeError::Encode(err.to_string()))?;
+        .map_err(|err| Error::Encode(err.to_string()))?;
         Ok(Encoded { ids: encoding.get_ids().to_vec(), type_ids: encoding.get_type_ids().to_vec() })
     }
 
     /// Tokenises a whole split, reading and writing the cache in `cache_dir` when one is given.
-    pub fn encode_all(
-        &self,
-        texts: &[(&str, Option<&str>)],
-        cache_dir: Option<&Path>,
-    ) -> Result<Vec<Encoded>, TokenizeError> {
+    pub fn encode_all(&self, texts: &[(&str, Option<&str>)], cache_dir: Option<&Path>) -> Result<Vec<Encoded>, Error> {
         let cache_path = cache_dir.map(|dir| dir.join(format!("{}.tok", self.cache_key(texts))));
         if let Some(path) = &cache_path
             && let Ok(encoded) = read_cache(path, texts.len())
@@ -206,7 +161,7 @@ impl TextEncoder {
         let encoded =
             texts.iter().map(|(text_a, text_b)| self.encode(text_a, *text_b)).collect::<Result<Vec<_>, _>>()?;
         if let Some(path) = &cache_path {
-            write_cache(path, &encoded).map_err(|source| TokenizeError::Cache { path: path.clone(), source })?;
+            write_cache(path, &encoded).map_err(|source| Error::TokenCache { path: path.clone(), source })?;
         }
         Ok(encoded)
     }

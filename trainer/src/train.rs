@@ -27,6 +27,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor, nn};
 
+use crate::Error;
 use crate::interrupt::{Interrupter, Terminated};
 use crate::optim::{AdamConfig, AdamW, clip_grad_norm, linear_schedule};
 use crate::precision::Autocast;
@@ -59,36 +60,6 @@ pub struct TrainData<'a> {
     pub pad_id: u32,
 }
 
-/// Why a run stopped without a result (a diverged run is not an error: its result says so).
-#[derive(Debug, thiserror::Error)]
-pub enum TrainError {
-    /// The interrupter asked the run to stop ([`Terminated::Run`]).
-    #[error("{0}")]
-    Terminated(#[source] Terminated),
-    /// The subspace (DID or SAID) failed: building it, projecting gradients or writing the weights.
-    #[error(transparent)]
-    Subspace(#[from] subspace::SubspaceError),
-    /// The run folder's saved state could not be read or written.
-    #[error(transparent)]
-    RunState(#[from] crate::optim::RunStateError),
-    /// The training split is empty.
-    #[error("no training examples")]
-    NoData,
-    /// A head-only run on a model none of whose tensors is in the head group.
-    #[error("head-only training: the model has no task-head tensors (no parameter in its head layer group)")]
-    NoHead,
-}
-
-impl TrainError {
-    /// The interruption that ended the run, if one did.
-    pub fn terminated(&self) -> Option<&Terminated> {
-        match self {
-            TrainError::Terminated(terminated) => Some(terminated),
-            _ => None,
-        }
-    }
-}
-
 /// What the trainer reports after each step (for progress bars).
 #[derive(Debug, Clone, Copy)]
 pub struct StepReport {
@@ -115,9 +86,9 @@ pub fn train(
     run_dir: Option<&Path>,
     interrupter: &Interrupter,
     on_step: &mut dyn FnMut(StepReport),
-) -> Result<RunResult, TrainError> {
+) -> Result<RunResult, Error> {
     if data.train.is_empty() {
-        return Err(TrainError::NoData);
+        return Err(Error::NoData);
     }
     let mut session = Session::begin(run_dir, "trainable", config.max_steps_this_process, interrupter);
     let device = vs.device();
@@ -191,7 +162,7 @@ pub fn train(
                 .is_some_and(|every| state.step.is_multiple_of(every) || state.step == plan.total_steps);
             if session.end_step(&optimiser, &state, due)? == Next::Interrupted {
                 let saved = session.saves();
-                return Err(TrainError::Terminated(Terminated::Run { step: state.step, saved }));
+                return Err(Error::Terminated(Terminated::Run { step: state.step, saved }));
             }
         }
     }
@@ -248,7 +219,7 @@ enum Trainable {
 
 impl Trainable {
     /// The trainable of `config`'s mode over the model's sorted `named` tensors.
-    fn new(named: &[(String, Tensor)], model: &dyn Classifier, config: &TrainConfig) -> Result<Trainable, TrainError> {
+    fn new(named: &[(String, Tensor)], model: &dyn Classifier, config: &TrainConfig) -> Result<Trainable, Error> {
         let Some(method) = config.mode.subspace_method() else {
             // A full or head-only run needs no projector: release the one kept for the next
             // subspace run.
@@ -266,7 +237,7 @@ impl Trainable {
                 }
             }
             if head.is_empty() {
-                return Err(TrainError::NoHead);
+                return Err(Error::NoHead);
             }
             return Ok(Trainable::HeadOnly(head));
         };
@@ -314,7 +285,7 @@ impl Trainable {
 
     /// The gradients of what is trained, after an ordinary backward through the model: the
     /// model's own, or their projection onto `theta` and `lambda` (`P^T`).
-    fn gradients(&self, named: &[(String, Tensor)]) -> Result<Vec<Tensor>, TrainError> {
+    fn gradients(&self, named: &[(String, Tensor)]) -> Result<Vec<Tensor>, Error> {
         match self {
             Trainable::Full => Ok(named.iter().map(|(_, tensor)| tensor.grad()).collect()),
             Trainable::HeadOnly(head) => Ok(head.iter().map(|&index| named[index].1.grad()).collect()),
@@ -335,7 +306,7 @@ impl Trainable {
 
     /// After an optimiser step (or a resume): the subspace writes `theta_0 + P(theta)` into the
     /// model; a full run's optimiser already updated the model's tensors in place.
-    fn write(&mut self, optimiser: &AdamW) -> Result<(), TrainError> {
+    fn write(&mut self, optimiser: &AdamW) -> Result<(), Error> {
         if let Trainable::Subspace(subspace) = self {
             subspace.set(&optimiser.tensors[0], &optimiser.tensors[1])?;
         }

@@ -14,9 +14,10 @@ use datasets::store::{Store, StoreConfig};
 use serde::{Deserialize, Serialize};
 
 use super::search::{ProbeOutcome, Target, search as d90_search};
-use super::spec::{Plan, PlannedSearch, SpecError};
+use super::spec::{Plan, PlannedSearch};
+use crate::Error;
 use crate::code_revision;
-use crate::finetune::{FinetuneError, Workload, max_len_problem, process_memory_bytes, read_config};
+use crate::finetune::{Workload, max_len_problem, process_memory_bytes, read_config};
 use crate::reference::{Checkpoint, Subject};
 use encoders::checkpoint;
 use encoders::shapes;
@@ -31,82 +32,6 @@ use trainer::pretrain::RunLimits;
 use trainer::tokenize::TextEncoder;
 use trainer::train::StepReport;
 
-/// Why a reproduction could not be prepared or run.
-#[derive(Debug, thiserror::Error)]
-pub enum RunnerError {
-    /// A search that does not fit its model, task or assets, or a pre-training's bad settings: the
-    /// error names the spec's field.
-    #[error(transparent)]
-    Spec(#[from] SpecError),
-    /// The results folder could not be created, locked, read or written.
-    #[error(transparent)]
-    Results(#[from] ResultsError),
-    /// The store could not be set up from the environment, or a model's or task's identity could
-    /// not be read from it.
-    #[error(transparent)]
-    Data(#[from] datasets::Error),
-    /// A checkpoint's identity could not be read (a pre-training not keyed yet, a file that cannot
-    /// be hashed).
-    #[error(transparent)]
-    Reference(#[from] crate::reference::ReferenceError),
-    /// A run failed: its model and task could not be loaded, or training stopped without a result.
-    #[error("{context}: {source}")]
-    Finetune {
-        /// `run <signature>`: the run that failed.
-        context: String,
-        /// Why it failed.
-        source: Box<FinetuneError>,
-    },
-    /// `--only` names an experiment the spec does not have.
-    #[error("--only: no experiment named `{name}` (the spec has: {known})")]
-    UnknownExperiment {
-        /// The name given.
-        name: String,
-        /// The spec's experiment names, comma-separated.
-        known: String,
-    },
-    /// A `--shard` value (given here) that is not `i/n` with 0 <= i < n.
-    #[error("--shard {0}: expected i/n with 0 <= i < n, e.g. 0/4")]
-    Shard(String),
-    /// The device is not `cpu`, `cuda` or `cuda:N`, or is not available.
-    #[error(transparent)]
-    Device(#[from] subspace::device::DeviceError),
-    /// A pre-training the searches need failed: packing its corpus, or training.
-    #[error("pre-training `{name}`: {source}")]
-    Pretraining {
-        /// The pre-training's name in the spec.
-        name: String,
-        /// Why it failed.
-        source: Box<trainer::pretrain::PretrainError>,
-    },
-    /// The interrupter ended a wait for another process's pre-training ([`Terminated::Waiting`]),
-    /// or runs training side by side ([`Terminated::SideBySide`]).
-    #[error("{0}")]
-    Terminated(#[source] Terminated),
-    /// A worker process training one run (`jobs > 1`) could not start, or failed: its own error
-    /// is above in the log (workers write to the same stderr).
-    #[error("run {signature}: its worker process {problem}")]
-    Worker {
-        /// The run's signature.
-        signature: String,
-        /// What went wrong (`exited with status 1`, `could not start: ...`).
-        problem: String,
-    },
-}
-
-impl RunnerError {
-    /// The interruption that ended a run, a pre-training or a wait, if one did (a match on the
-    /// layers' variants, no downcast).
-    pub fn terminated(&self) -> Option<&Terminated> {
-        match self {
-            RunnerError::Finetune { source, .. } => source.terminated(),
-            RunnerError::Pretraining { source, .. } => source.terminated(),
-            RunnerError::Terminated(terminated) => Some(terminated),
-            _ => None,
-        }
-    }
-}
-
 /// `--shard i/n`: search `k` of the plan belongs to shard `k mod n`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Shard {
@@ -120,12 +45,12 @@ impl Shard {
     /// Parses `--shard`'s `i/n`.
     ///
     /// # Errors
-    /// [`RunnerError::Shard`] for anything but two integers with `i < n`.
-    pub fn parse(text: &str) -> Result<Shard, RunnerError> {
+    /// [`Error::Shard`] for anything but two integers with `i < n`.
+    pub fn parse(text: &str) -> Result<Shard, Error> {
         let parsed = text.split_once('/').and_then(|(i, n)| Some((i.parse().ok()?, n.parse().ok()?)));
         match parsed {
             Some((index, count)) if index < count => Ok(Shard { index, count }),
-            _ => Err(RunnerError::Shard(text.to_owned())),
+            _ => Err(Error::Shard(text.to_owned())),
         }
     }
 
@@ -137,12 +62,12 @@ impl Shard {
 }
 
 /// The searches of `plan` that `only` (experiment names) and `shard` select, in plan order.
-pub fn select(plan: &Plan, only: &[String], shard: Option<Shard>) -> Result<Vec<PlannedSearch>, RunnerError> {
+pub fn select(plan: &Plan, only: &[String], shard: Option<Shard>) -> Result<Vec<PlannedSearch>, Error> {
     for name in only {
         if !plan.searches.iter().any(|search| &search.plan.experiment == name) {
             let mut known: Vec<&str> = plan.searches.iter().map(|search| search.plan.experiment.as_str()).collect();
             known.dedup();
-            return Err(RunnerError::UnknownExperiment { name: name.clone(), known: known.join(", ") });
+            return Err(Error::UnknownExperiment { name: name.clone(), known: known.join(", ") });
         }
     }
     Ok(plan
@@ -393,8 +318,8 @@ impl Runner {
     /// `interrupter` stops the run or wait in progress.
     ///
     /// # Errors
-    /// The store's settings or manifest ([`RunnerError::Data`]).
-    pub fn new(plan: &Plan, options: &RunnerOptions, interrupter: Interrupter) -> Result<Runner, RunnerError> {
+    /// The store's settings or manifest ([`Error::Data`]).
+    pub fn new(plan: &Plan, options: &RunnerOptions, interrupter: Interrupter) -> Result<Runner, Error> {
         let mut store_config = StoreConfig::from_env()?;
         store_config.mirrors.extend(options.mirrors.iter().cloned());
         store_config.offline |= options.offline;
@@ -430,7 +355,7 @@ impl Runner {
 
     /// Checks every search against its model's shapes and makes every asset available (fetching
     /// what is missing, or failing offline), before any training.
-    pub fn prepare(&mut self, searches: &[PlannedSearch]) -> Result<Vec<PreparedSearch>, RunnerError> {
+    pub fn prepare(&mut self, searches: &[PlannedSearch]) -> Result<Vec<PreparedSearch>, Error> {
         let device = parse_device(&self.device)?;
         // Key the pre-trainings whose checkpoints the searches fine-tune (their checkpoints'
         // identities are the pre-trainings' keys; their files exist once they have run).
@@ -446,7 +371,7 @@ impl Runner {
                 )
                 .map_err(|err| match err {
                     // The pre-training's own settings: name the field under `pretraining:`.
-                    trainer::pretrain::PretrainError::Settings { field, message } => {
+                    trainer::Error::Settings { field, message } => {
                         origin.error(&format!("pretraining.{}.{field}", produced.pretraining), message)
                     }
                     err => origin.error(&format!("pretraining.{}", produced.pretraining), err.to_string()),
@@ -568,7 +493,7 @@ impl Runner {
         &mut self,
         searches: &[PreparedSearch],
         on_event: &mut dyn FnMut(Event),
-    ) -> Result<Vec<SearchRecord>, RunnerError> {
+    ) -> Result<Vec<SearchRecord>, Error> {
         let device = parse_device(&self.device)?;
         self.results.create()?;
         on_event(Event::Planned { searches });
@@ -596,7 +521,7 @@ impl Runner {
         let mut announced = false;
         while !held.is_empty() {
             if self.interrupter.is_requested() {
-                return Err(RunnerError::Terminated(Terminated::Waiting { names: held.join(", ") }));
+                return Err(Error::Terminated(Terminated::Waiting { names: held.join(", ") }));
             }
             let mut still_held = Vec::new();
             for name in held {
@@ -627,7 +552,7 @@ impl Runner {
         indices: &[usize],
         records: &mut [Option<SearchRecord>],
         on_event: &mut dyn FnMut(Event),
-    ) -> Result<(), RunnerError> {
+    ) -> Result<(), Error> {
         for &index in indices {
             let search = &searches[index];
             on_event(Event::SearchStarted { index, search });
@@ -654,16 +579,8 @@ impl Runner {
 
     /// Runs (or resumes, or reuses) the pre-training `name`, holding its key's lock; `true` once
     /// it is finished, `false` (nothing done) when another process holds the lock.
-    fn pretrain(
-        &mut self,
-        name: &str,
-        device: tch::Device,
-        on_event: &mut dyn FnMut(Event),
-    ) -> Result<bool, RunnerError> {
-        let error = |source: trainer::pretrain::PretrainError| RunnerError::Pretraining {
-            name: name.to_owned(),
-            source: Box::new(source),
-        };
+    fn pretrain(&mut self, name: &str, device: tch::Device, on_event: &mut dyn FnMut(Event)) -> Result<bool, Error> {
+        let error = |source: trainer::Error| Error::Pretraining { name: name.to_owned(), source: Box::new(source) };
         let key = self.pretrainings[name].spec.key();
         let record_path = self.pretrainings[name].dir.join("record.json");
         // A finished pre-training is reused without its corpus (which may not be packed here).
@@ -703,7 +620,7 @@ impl Runner {
     /// config and identities the search was keyed with), and is saved again: nothing else in it
     /// changes. (No lock: processes that upgrade the same record at once write the same bytes,
     /// each atomically.)
-    fn load_search(&self, search: &PreparedSearch) -> Result<Option<SearchRecord>, RunnerError> {
+    fn load_search(&self, search: &PreparedSearch) -> Result<Option<SearchRecord>, Error> {
         let Some(mut record) = self.results.load_search(&search.key)? else { return Ok(None) };
         if record.architecture.is_none() || record.model_revision.is_none() || record.data.is_none() {
             record.architecture = Some(search.architecture.clone());
@@ -714,11 +631,7 @@ impl Runner {
         Ok(Some(record))
     }
 
-    fn run_search(
-        &mut self,
-        search: &PreparedSearch,
-        on_event: &mut dyn FnMut(Event),
-    ) -> Result<SearchRecord, RunnerError> {
+    fn run_search(&mut self, search: &PreparedSearch, on_event: &mut dyn FnMut(Event)) -> Result<SearchRecord, Error> {
         let plan = &search.plan;
         let (baseline_outcome, baseline_runs) = self.probe(search, &plan.baseline, 0, on_event)?;
         let majority_accuracy = baseline_runs.first().map_or(f64::NAN, |run| run.majority_accuracy);
@@ -731,14 +644,24 @@ impl Runner {
             majority_accuracy,
             runs: baseline_outcome.runs,
         };
+        // The target a d90 is measured against, or why there is none.
+        let usable: Result<&Target, String> = match (baseline.score, &target) {
+            (Some(score), _) if score <= majority_accuracy => Err(format!(
+                "the baseline ({score:.4}) is not above the majority-class accuracy ({majority_accuracy:.4})"
+            )),
+            (Some(score), Some(target)) if target.value <= majority_accuracy => Err(format!(
+                "the target ({:.4} = {} x the baseline {score:.4}) is at or below the majority-class \
+                 accuracy ({majority_accuracy:.4}): a constant predictor would reach it",
+                target.value, plan.search.threshold
+            )),
+            (Some(_), Some(target)) => Ok(target),
+            _ => Err("every baseline run diverged or predicted one class".to_owned()),
+        };
         // The control is read against the target: none without a usable one.
-        let usable_target =
-            baseline.target.is_some_and(|target| target > majority_accuracy) && baseline.score.is_some();
         let control = match &plan.control {
-            Some(method) if usable_target => {
+            Some(method) if usable.is_ok() => {
                 let (outcome, runs) = self.probe(search, method, 0, on_event)?;
                 Some(Control {
-                    reaches_target: outcome.score.zip(baseline.target).is_some_and(|(score, target)| score >= target),
                     score: outcome.score,
                     seed_scores: outcome.seed_scores,
                     trainable_parameters: runs.first().map_or(0, |run| run.result.trainable_parameters),
@@ -748,21 +671,11 @@ impl Runner {
             _ => None,
         };
         let signature = search.signature(&self.device, code_revision());
-        let unable =
-            |reason: String| SearchOutcome { outcome: Outcome::Unable { reason }, probes: vec![], monotone: None };
-        let outcome = match (baseline.score, &target) {
-            (Some(score), _) if score <= majority_accuracy => unable(format!(
-                "the baseline ({score:.4}) is not above the majority-class accuracy ({majority_accuracy:.4})"
-            )),
-            (Some(score), Some(target)) if target.value <= majority_accuracy => unable(format!(
-                "the target ({:.4} = {} x the baseline {score:.4}) is at or below the majority-class \
-                 accuracy ({majority_accuracy:.4}): a constant predictor would reach it",
-                target.value, plan.search.threshold
-            )),
-            (Some(_), Some(target)) => d90_search(plan.search.mode, &search.grid, target, |d| {
+        let outcome = match usable {
+            Ok(target) => d90_search(plan.search.mode, &search.grid, target, |d| {
                 self.probe(search, &plan.method, d, on_event).map(|(outcome, _)| outcome)
             })?,
-            _ => unable("every baseline run diverged or predicted one class".to_owned()),
+            Err(reason) => SearchOutcome { outcome: Outcome::Unable { reason }, probes: vec![], monotone: None },
         };
         let generalization_run = self.generalization_run(search, &outcome, on_event)?;
         let generalization_choice = generalization_run.as_ref().map(|_| GeneralizationChoice::MedianSeedOtherSeedsRate);
@@ -801,7 +714,7 @@ impl Runner {
         search: &PreparedSearch,
         outcome: &SearchOutcome,
         on_event: &mut dyn FnMut(Event),
-    ) -> Result<Option<String>, RunnerError> {
+    ) -> Result<Option<String>, Error> {
         let Outcome::Found { d90, .. } = outcome.outcome else { return Ok(None) };
         let Some(probe) = outcome.probes.iter().find(|probe| probe.d == d90) else { return Ok(None) };
         // The probe's runs are seed-major, learning-rate-minor (`probe`).
@@ -844,7 +757,7 @@ impl Runner {
         method: &Method,
         d: usize,
         on_event: &mut dyn FnMut(Event),
-    ) -> Result<(ProbeOutcome, Vec<RunRecord>), RunnerError> {
+    ) -> Result<(ProbeOutcome, Vec<RunRecord>), Error> {
         let plan = &search.plan;
         // Seed-major, learning-rate-minor (`generalization_run` reads them so).
         let specs: Vec<RunSpec> = plan
@@ -898,7 +811,7 @@ impl Runner {
         search: &PreparedSearch,
         specs: &[RunSpec],
         on_event: &mut dyn FnMut(Event),
-    ) -> Result<Vec<String>, RunnerError> {
+    ) -> Result<Vec<String>, Error> {
         use std::os::unix::process::ExitStatusExt;
         let Some(worker) = self.worker.clone() else { return Ok(Vec::new()) };
         let mut pending = Vec::new();
@@ -918,7 +831,7 @@ impl Runner {
         std::fs::create_dir_all(&orders).map_err(|source| ResultsError::Io { path: orders.clone(), source })?;
         let mut running: Vec<(std::process::Child, String, PathBuf, String)> = Vec::new();
         let mut pending = pending.into_iter();
-        let mut failure: Option<RunnerError> = None;
+        let mut failure: Option<Error> = None;
         let mut stopping = false;
         let mut stopped_runs = 0;
         let mut orders_written = 0usize;
@@ -943,7 +856,7 @@ impl Runner {
                     let order = RunOne { search_index: search.index, search_key: search.key.clone(), spec };
                     let json = serde_json::to_string(&order).expect("a run order serialises");
                     if let Err(err) = std::fs::write(&order_path, json) {
-                        failure = Some(RunnerError::Worker {
+                        failure = Some(Error::Worker {
                             signature,
                             problem: format!("could not be given its order {}: {err}", order_path.display()),
                         });
@@ -963,8 +876,7 @@ impl Runner {
                         Ok(child) => running.push((child, signature, order_path, run_key)),
                         Err(err) => {
                             let _ = std::fs::remove_file(&order_path);
-                            failure =
-                                Some(RunnerError::Worker { signature, problem: format!("could not start: {err}") });
+                            failure = Some(Error::Worker { signature, problem: format!("could not start: {err}") });
                             break;
                         }
                     }
@@ -996,7 +908,7 @@ impl Runner {
                                 }
                             }
                         } else if !stopped && failure.is_none() {
-                            failure = Some(RunnerError::Worker { signature, problem: format!("failed ({status})") });
+                            failure = Some(Error::Worker { signature, problem: format!("failed ({status})") });
                         }
                     }
                     Err(err) => {
@@ -1004,7 +916,7 @@ impl Runner {
                         let _ = child.kill();
                         let _ = child.wait();
                         let _ = std::fs::remove_file(&order_path);
-                        failure.get_or_insert(RunnerError::Worker {
+                        failure.get_or_insert(Error::Worker {
                             signature,
                             problem: format!("cannot be waited for: {err}"),
                         });
@@ -1020,7 +932,7 @@ impl Runner {
             return Err(failure);
         }
         if stopping {
-            return Err(RunnerError::Terminated(Terminated::SideBySide { runs: stopped_runs }));
+            return Err(Error::Terminated(Terminated::SideBySide { runs: stopped_runs }));
         }
         Ok(trained)
     }
@@ -1029,11 +941,11 @@ impl Runner {
     /// checked against the order's key) and writes its record, or reuses a finished one.
     ///
     /// # Errors
-    /// [`RunnerError::Worker`] when the order's search key differs from `search`'s (a spec or
+    /// [`Error::Worker`] when the order's search key differs from `search`'s (a spec or
     /// input that changed under the parent), or as [`Runner::run_one`].
-    pub fn run_ordered(&mut self, search: &PreparedSearch, order: RunOne) -> Result<RunRecord, RunnerError> {
+    pub fn run_ordered(&mut self, search: &PreparedSearch, order: RunOne) -> Result<RunRecord, Error> {
         if search.key != order.search_key {
-            return Err(RunnerError::Worker {
+            return Err(Error::Worker {
                 signature: order.spec.signature(code_revision()),
                 problem: format!(
                     "was given search {} but prepared {}: the spec or its inputs changed since the run started",
@@ -1070,7 +982,7 @@ impl Runner {
         subject: &Subject,
         spec: RunSpec,
         on_event: &mut dyn FnMut(Event),
-    ) -> Result<RunRecord, RunnerError> {
+    ) -> Result<RunRecord, Error> {
         let key = spec.key();
         if let Some(record) = self.results.load_run(&key)? {
             on_event(Event::RunFinished { record: &record, reused: true });
@@ -1106,7 +1018,7 @@ impl Runner {
                     spec.subset_seed,
                 ),
             }
-            .map_err(|source| RunnerError::Finetune { context: context(), source: Box::new(source) })?;
+            .map_err(|source| Error::Run { context: context(), source: Box::new(source) })?;
             self.workload = Some((workload_key, workload));
         }
         let workload = &self.workload.as_ref().expect("just loaded").1;
@@ -1117,7 +1029,7 @@ impl Runner {
             .run(device, &spec.train, Some(&work_dir), &self.interrupter, &mut |_| {}, &mut |step| {
                 on_event(Event::Step(step))
             })
-            .map_err(|source| RunnerError::Finetune { context: context(), source: Box::new(source) })?;
+            .map_err(|source| Error::Run { context: context(), source: Box::new(source) })?;
         let record = RunRecord {
             key: key.clone(),
             signature,

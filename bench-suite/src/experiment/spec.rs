@@ -86,8 +86,8 @@ pub struct SearchSpec {
     pub d_max: Option<usize>,
     /// The fraction of the baseline's best dev metric to reach (the paper: 0.9).
     pub threshold: Option<f64>,
-    /// Search every this many grid values (indices `i` with `i mod every = 0`): a coarser grid,
-    /// for presets that cannot afford the full one (default 1).
+    /// Search every this many grid values, counted from the first at or above `d_min`: a coarser
+    /// grid, for presets that cannot afford the full one (default 1).
     pub every: Option<usize>,
     /// A d90 is determined when its 95% interval is closed inside the searched range and at most
     /// this factor wide, high / low (default 4; reports read it from the search's plan).
@@ -421,9 +421,7 @@ impl Locator<'_> {
                 return Err(self.error(&field, format!("`{name}` must be non-empty, without , / @ : or spaces")));
             }
             trainer::pretrain::check_numbers(settings).map_err(|err| match err {
-                trainer::pretrain::PretrainError::Settings { field: inner, message } => {
-                    self.error(&format!("{field}.{inner}"), message)
-                }
+                trainer::Error::Settings { field: inner, message } => self.error(&format!("{field}.{inner}"), message),
                 err => self.error(&field, err.to_string()),
             })?;
             settings_by_name.insert(name.clone(), Arc::new(settings.clone()));

@@ -19,7 +19,7 @@ use std::path::Path;
 use pytorch_reader::{DType, PickleValue, PytorchReader};
 use tch::{Kind, Tensor};
 
-use super::CheckpointError;
+use crate::Error;
 
 /// What a weights file is, from its first bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,8 +35,8 @@ pub enum WeightsFormat {
 ///
 /// # Errors
 /// A file that cannot be read, or one too short to be either.
-pub fn format_of(path: &Path) -> Result<WeightsFormat, CheckpointError> {
-    let error = |message: String| CheckpointError::Read { path: path.display().to_string(), message };
+pub fn format_of(path: &Path) -> Result<WeightsFormat, Error> {
+    let error = |message: String| Error::Read { path: path.display().to_string(), message };
     let mut head = Vec::with_capacity(9);
     std::fs::File::open(path)
         .and_then(|file| file.take(9).read_to_end(&mut head))
@@ -56,7 +56,7 @@ pub fn format_of(path: &Path) -> Result<WeightsFormat, CheckpointError> {
 /// shorter than its tensors), or one that is not a state dict: its root is not a dictionary, or
 /// one of its values is not a tensor (a training checkpoint's step, an object of a pickled
 /// class). Each names the file and what was found.
-pub fn read(path: &Path) -> Result<Vec<(String, Tensor)>, CheckpointError> {
+pub fn read(path: &Path) -> Result<Vec<(String, Tensor)>, Error> {
     let tensors = read_state_dict(path, true)?;
     Ok(tensors.into_iter().map(|(name, _, value)| (name, value.expect("read with data"))).collect())
 }
@@ -67,16 +67,16 @@ pub fn read(path: &Path) -> Result<Vec<(String, Tensor)>, CheckpointError> {
 ///
 /// # Errors
 /// As [`read`], but for the storages' lengths.
-pub fn shapes(path: &Path) -> Result<Vec<(String, Vec<i64>)>, CheckpointError> {
+pub fn shapes(path: &Path) -> Result<Vec<(String, Vec<i64>)>, Error> {
     Ok(read_state_dict(path, false)?.into_iter().map(|(name, shape, _)| (name, shape)).collect())
 }
 
 /// The tensors of a state dict: name, shape and, with `read_data`, the values.
 type StateDictEntry = (String, Vec<i64>, Option<Tensor>);
 
-fn read_state_dict(path: &Path, read_data: bool) -> Result<Vec<StateDictEntry>, CheckpointError> {
+fn read_state_dict(path: &Path, read_data: bool) -> Result<Vec<StateDictEntry>, Error> {
     let shown = path.display().to_string();
-    let error = |message: String| CheckpointError::Read { path: shown.clone(), message };
+    let error = |message: String| Error::Read { path: shown.clone(), message };
     let not_torch_save = |err: pytorch_reader::PytorchError| {
         error(format!("not a state dict that torch.save wrote, or a damaged one: {err}"))
     };

@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use super::{HiddenAct, ModelType};
+use crate::Error;
 
 /// HF `config.json` (transformers 5.24.0), with BERT's field names.
 ///
@@ -211,46 +212,13 @@ fn default_one() -> i64 {
 /// `ElectraConfig`, `AlbertConfig`).
 const FACTORISED_DEFAULT_EMBEDDING_SIZE: i64 = 128;
 
-/// Why a `config.json` was refused by [`Config::from_json`].
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// Invalid JSON, a required field missing or of the wrong type, an unknown `model_type`, or
-    /// an unsupported `hidden_act`.
-    #[error("config: {0}")]
-    Parse(#[from] serde_json::Error),
-    /// The width does not split evenly into attention heads (the encoder's, or BART's decoder's;
-    /// T5, with its own `d_kv`, is exempt).
-    #[error("config: hidden_size {hidden} is not a multiple of num_attention_heads {heads}")]
-    Heads {
-        /// `hidden_size`.
-        hidden: i64,
-        /// The number of heads that does not divide it.
-        heads: i64,
-    },
-    /// A field with a value the suite does not implement or that is out of range.
-    #[error("config: `{field}` = {value} is not supported: {why}")]
-    Unsupported {
-        /// The field, under BERT's name where the family's was read as BERT's.
-        field: &'static str,
-        /// The value given, as written in the message.
-        value: String,
-        /// Why it is refused, and what to do instead where there is a fix.
-        why: &'static str,
-    },
-}
-
 type JsonMap = serde_json::Map<String, serde_json::Value>;
 
 /// Reads a family's own field `own` as BERT's `bert` (HF's `attribute_map`: a config may also
 /// carry the BERT name as an alias, as transformers 4.x wrote `num_hidden_layers` into BART's
 /// configs): the family's value, else the alias's, else HF's `default`. Both present with
 /// different values is refused, naming both.
-fn aliased(
-    map: &mut JsonMap,
-    own: &'static str,
-    bert: &'static str,
-    default: serde_json::Value,
-) -> Result<(), ConfigError> {
+fn aliased(map: &mut JsonMap, own: &'static str, bert: &'static str, default: serde_json::Value) -> Result<(), Error> {
     let mine = map.remove(own).filter(|value| !value.is_null());
     let alias = if own == bert { None } else { map.remove(bert).filter(|value| !value.is_null()) };
     let same = |a: &serde_json::Value, b: &serde_json::Value| match (a.as_f64(), b.as_f64()) {
@@ -259,7 +227,7 @@ fn aliased(
     };
     let value = match (mine, alias) {
         (Some(mine), Some(alias)) if !same(&mine, &alias) => {
-            return Err(ConfigError::Unsupported {
+            return Err(Error::Unsupported {
                 field: bert,
                 value: format!("{alias} (and `{own}` = {mine})"),
                 why: "the config gives this size twice, under the family's name and BERT's, with different values: fix \
@@ -274,8 +242,8 @@ fn aliased(
     Ok(())
 }
 
-fn unsupported_early(field: &'static str, value: i64) -> Result<Config, ConfigError> {
-    Err(ConfigError::Unsupported { field, value: value.to_string(), why: "a size is at least 1" })
+fn unsupported_early(field: &'static str, value: i64) -> Result<Config, Error> {
+    Err(Error::Unsupported { field, value: value.to_string(), why: "a size is at least 1" })
 }
 
 /// Sets `field` to `default` where the config omits it or gives null.
@@ -287,7 +255,7 @@ fn default_of(map: &mut JsonMap, field: &str, default: serde_json::Value) {
 
 /// T5's fields under BERT's names, with HF's `T5Config` defaults (transformers 5.24.0) where the
 /// config omits them.
-fn t5_as_bert(mut map: JsonMap) -> Result<serde_json::Value, ConfigError> {
+fn t5_as_bert(mut map: JsonMap) -> Result<serde_json::Value, Error> {
     use serde_json::json;
     aliased(&mut map, "d_model", "hidden_size", json!(512))?;
     aliased(&mut map, "num_layers", "num_hidden_layers", json!(6))?;
@@ -315,7 +283,7 @@ fn t5_as_bert(mut map: JsonMap) -> Result<serde_json::Value, ConfigError> {
         ["gated", "gelu"] => (true, "gelu_new".to_owned()),
         ["gated", act] => (true, act.to_owned()),
         _ => {
-            return Err(ConfigError::Unsupported {
+            return Err(Error::Unsupported {
                 field: "feed_forward_proj",
                 value: format!("`{projection}`"),
                 why: "T5's feed_forward_proj is `<activation>` or `gated-<activation>` (e.g. `relu`, `gated-gelu`)",
@@ -344,7 +312,7 @@ fn t5_as_bert(mut map: JsonMap) -> Result<serde_json::Value, ConfigError> {
 /// XLNet's fields under BERT's names, with HF's `XLNetConfig` defaults (transformers 5.24.0)
 /// where the config omits them; the settings that would change what the suite computes, and that
 /// it does not implement, refused by name.
-fn xlnet_as_bert(mut map: JsonMap) -> Result<serde_json::Value, ConfigError> {
+fn xlnet_as_bert(mut map: JsonMap) -> Result<serde_json::Value, Error> {
     use serde_json::json;
     for (field, default, why) in [
         ("attn_type", json!("bi"), "fine-tuning XLNet uses bidirectional attention (`bi`)"),
@@ -357,7 +325,7 @@ fn xlnet_as_bert(mut map: JsonMap) -> Result<serde_json::Value, ConfigError> {
         if let Some(value) = map.get(field).filter(|value| !value.is_null())
             && *value != default
         {
-            return Err(ConfigError::Unsupported { field, value: value.to_string(), why });
+            return Err(Error::Unsupported { field, value: value.to_string(), why });
         }
     }
     aliased(&mut map, "n_token", "vocab_size", json!(32000))?;
@@ -384,7 +352,7 @@ fn xlnet_as_bert(mut map: JsonMap) -> Result<serde_json::Value, ConfigError> {
 
 /// BART's fields under BERT's names, with HF's `BartConfig` defaults (transformers 5.24.0) where
 /// the config omits them; the decoder's fields keep their names.
-fn bart_as_bert(mut map: JsonMap) -> Result<serde_json::Value, ConfigError> {
+fn bart_as_bert(mut map: JsonMap) -> Result<serde_json::Value, Error> {
     use serde_json::json;
     aliased(&mut map, "d_model", "hidden_size", json!(1024))?;
     aliased(&mut map, "encoder_layers", "num_hidden_layers", json!(12))?;
@@ -416,7 +384,7 @@ fn bart_as_bert(mut map: JsonMap) -> Result<serde_json::Value, ConfigError> {
 
 /// ALBERT's defaults where they differ from the fields' defaults here (transformers 5.24.0
 /// `AlbertConfig`); `classifier_dropout_prob` is read as `classifier_dropout`.
-fn albert_as_bert(mut map: JsonMap) -> Result<serde_json::Value, ConfigError> {
+fn albert_as_bert(mut map: JsonMap) -> Result<serde_json::Value, Error> {
     use serde_json::json;
     for (field, default) in [
         ("hidden_act", json!("gelu_new")),
@@ -427,7 +395,7 @@ fn albert_as_bert(mut map: JsonMap) -> Result<serde_json::Value, ConfigError> {
         default_of(&mut map, field, default);
     }
     if map.get("classifier_dropout").is_some_and(|value| !value.is_null()) {
-        return Err(ConfigError::Unsupported {
+        return Err(Error::Unsupported {
             field: "classifier_dropout",
             value: map["classifier_dropout"].to_string(),
             why: "ALBERT's head dropout is `classifier_dropout_prob`; HF ignores `classifier_dropout` for ALBERT: \
@@ -441,7 +409,7 @@ fn albert_as_bert(mut map: JsonMap) -> Result<serde_json::Value, ConfigError> {
 
 /// DistilBERT's fields under BERT's names, with HF's `DistilBertConfig` defaults (transformers
 /// 5.24.0) where the config omits them.
-fn distilbert_as_bert(mut map: JsonMap) -> Result<serde_json::Value, ConfigError> {
+fn distilbert_as_bert(mut map: JsonMap) -> Result<serde_json::Value, Error> {
     use serde_json::json;
     aliased(&mut map, "dim", "hidden_size", json!(768))?;
     aliased(&mut map, "n_layers", "num_hidden_layers", json!(6))?;
@@ -474,7 +442,7 @@ impl Config {
     /// # Errors
     /// Invalid JSON, an unknown `model_type` (the message lists the known ones), a field missing,
     /// or a field that would change the computation and is not implemented, named.
-    pub fn from_json(text: &str) -> Result<Config, ConfigError> {
+    pub fn from_json(text: &str) -> Result<Config, Error> {
         let value: serde_json::Value = serde_json::from_str(text)?;
         let value = match value {
             serde_json::Value::Object(mut map) => match map.get("model_type").and_then(|v| v.as_str()) {
@@ -504,10 +472,10 @@ impl Config {
             }
         }
         if config.hidden_size % config.num_attention_heads != 0 && config.model_type != ModelType::T5 {
-            return Err(ConfigError::Heads { hidden: config.hidden_size, heads: config.num_attention_heads });
+            return Err(Error::Heads { hidden: config.hidden_size, heads: config.num_attention_heads });
         }
         let unsupported =
-            |field: &'static str, value: String, why: &'static str| Err(ConfigError::Unsupported { field, value, why });
+            |field: &'static str, value: String, why: &'static str| Err(Error::Unsupported { field, value, why });
         if config.position_embedding_type != "absolute" {
             return unsupported(
                 "position_embedding_type",
@@ -595,7 +563,7 @@ impl Config {
                 );
             }
             if config.hidden_size % config.decoder_attention_heads != 0 && config.model_type == ModelType::Bart {
-                return Err(ConfigError::Heads { hidden: config.hidden_size, heads: config.decoder_attention_heads });
+                return Err(Error::Heads { hidden: config.hidden_size, heads: config.decoder_attention_heads });
             }
         } else if config.decoder_layers != 0 {
             return unsupported(

@@ -36,7 +36,7 @@ use tch::{Kind, Tensor, nn};
 
 pub use activation::HiddenAct;
 pub use bert::{Encoder, EncoderOutput, MaskedLm};
-pub use config::{Config, ConfigError};
+pub use config::Config;
 
 /// A sequence classifier of any family: what the trainer, the subspace and the runner need.
 pub trait Classifier {

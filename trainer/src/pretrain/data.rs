@@ -23,46 +23,7 @@ use sha2::{Digest, Sha256};
 use tokenizers::Tokenizer;
 
 use super::masking::MaskVocabulary;
-
-/// Why a corpus could not be packed or a packed corpus could not be read.
-#[derive(Debug, thiserror::Error)]
-pub enum DataError {
-    /// The pre-training tokenizer could not be read, lacks BERT's or RoBERTa's special tokens, or
-    /// failed on a text.
-    #[error("tokenizer {path}: {message}")]
-    Tokenizer {
-        /// The tokenizer file.
-        path: PathBuf,
-        /// What went wrong.
-        message: String,
-    },
-    /// The corpus's documents could not be fetched or read.
-    #[error(transparent)]
-    Corpus(#[from] datasets::Error),
-    /// A file of the packed corpus (or of its staging folder) could not be created, written or
-    /// read.
-    #[error("{path}: {source}")]
-    Io {
-        /// The file or folder concerned.
-        path: PathBuf,
-        /// The I/O error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// A packed corpus whose `packed.json` does not parse, or whose part file does not have the
-    /// size it describes.
-    #[error("packed corpus {path}: {message}")]
-    Packed {
-        /// The `packed.json` or part file.
-        path: PathBuf,
-        /// What is wrong.
-        message: String,
-    },
-}
-
-fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> DataError + '_ {
-    move |source| DataError::Io { path: path.to_path_buf(), source }
-}
+use crate::Error;
 
 /// A tokenizer for pre-training: plain token ids (no template, no truncation, no padding) and
 /// the special tokens packing and masking need.
@@ -92,8 +53,8 @@ impl PretrainTokenizer {
     /// Reads `tokenizer.json` (or BERT's `vocab.txt`: [`crate::tokenize::read_tokenizer`]); its
     /// start, end, padding and mask tokens are BERT's (`[CLS]`, `[SEP]`, `[PAD]`, `[MASK]`) or
     /// RoBERTa's (`<s>`, `</s>`, `<pad>`, `<mask>`).
-    pub fn from_file(path: &Path) -> Result<PretrainTokenizer, DataError> {
-        let error = |message: String| DataError::Tokenizer { path: path.to_path_buf(), message };
+    pub fn from_file(path: &Path) -> Result<PretrainTokenizer, Error> {
+        let error = |message: String| Error::Tokenizer { path: path.to_path_buf(), message };
         let crate::tokenize::LoadedTokenizer { mut tokenizer, json, sha256 } =
             crate::tokenize::read_tokenizer(path).map_err(|err| error(err.to_string()))?;
         tokenizer.with_padding(None);
@@ -135,11 +96,11 @@ impl PretrainTokenizer {
     }
 
     /// Token ids of each text, without special tokens.
-    pub fn encode_plain(&self, texts: Vec<String>) -> Result<Vec<Vec<u32>>, DataError> {
+    pub fn encode_plain(&self, texts: Vec<String>) -> Result<Vec<Vec<u32>>, Error> {
         let encodings = self
             .tokenizer
             .encode_batch(texts, false)
-            .map_err(|err| DataError::Tokenizer { path: self.path.clone(), message: err.to_string() })?;
+            .map_err(|err| Error::Tokenizer { path: self.path.clone(), message: err.to_string() })?;
         Ok(encodings.iter().map(|encoding| encoding.get_ids().to_vec()).collect())
     }
 }
@@ -197,9 +158,9 @@ impl Sequences {
     }
 
     /// Sequence `index`, without padding.
-    pub fn read(&self, index: usize) -> Result<Vec<u32>, DataError> {
+    pub fn read(&self, index: usize) -> Result<Vec<u32>, Error> {
         let mut bytes = vec![0u8; self.max_len * 4];
-        self.file.read_exact_at(&mut bytes, (index * self.max_len * 4) as u64).map_err(io_error(&self.path))?;
+        self.file.read_exact_at(&mut bytes, (index * self.max_len * 4) as u64).map_err(Error::io(&self.path))?;
         let len = if index + 1 == self.len() { self.counts.last_len } else { self.max_len };
         Ok(bytes[..len * 4]
             .chunks_exact(4)
@@ -244,24 +205,21 @@ pub struct Packing<'a> {
 pub fn pack_or_open(
     cache: &Path,
     packing: Packing,
-    documents: impl FnOnce() -> Result<
-        Box<dyn Iterator<Item = Result<datasets::corpus::Document, datasets::Error>>>,
-        DataError,
-    >,
+    documents: impl FnOnce() -> Result<Box<dyn Iterator<Item = Result<datasets::corpus::Document, datasets::Error>>>, Error>,
     tokenizer: &PretrainTokenizer,
     on_progress: &mut dyn FnMut(u64),
-) -> Result<Packed, DataError> {
+) -> Result<Packed, Error> {
     let Packing { corpus, corpus_identity, max_len, heldout_fraction } = packing;
     let key = packed_key(corpus_identity, &tokenizer.sha256, max_len, heldout_fraction);
     let dir = cache.join(&key);
     if !dir.join("packed.json").exists() {
         let staging = cache.join(format!("{key}.partial-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&staging);
-        std::fs::create_dir_all(&staging).map_err(io_error(&staging))?;
+        std::fs::create_dir_all(&staging).map_err(Error::io(&staging))?;
         let packed = documents().and_then(|documents| {
             let description = pack(&staging, corpus, documents, tokenizer, max_len, heldout_fraction, on_progress)?;
             results::write_atomically(&staging.join("packed.json"), &description)
-                .map_err(|err| DataError::Io { path: err.path, source: err.source })
+                .map_err(|err| Error::Io { path: err.path, source: err.source })
         });
         // Nothing half-packed stays behind.
         if let Err(err) = packed {
@@ -277,18 +235,18 @@ pub fn pack_or_open(
     open(&dir, key)
 }
 
-fn open(dir: &Path, key: String) -> Result<Packed, DataError> {
+fn open(dir: &Path, key: String) -> Result<Packed, Error> {
     let description_path = dir.join("packed.json");
-    let text = std::fs::read_to_string(&description_path).map_err(io_error(&description_path))?;
+    let text = std::fs::read_to_string(&description_path).map_err(Error::io(&description_path))?;
     let description: PackedDescription = serde_json::from_str(&text)
-        .map_err(|err| DataError::Packed { path: description_path.clone(), message: err.to_string() })?;
-    let part = |name: &str, counts: PartCounts| -> Result<Sequences, DataError> {
+        .map_err(|err| Error::Packed { path: description_path.clone(), message: err.to_string() })?;
+    let part = |name: &str, counts: PartCounts| -> Result<Sequences, Error> {
         let path = dir.join(name);
-        let file = std::fs::File::open(&path).map_err(io_error(&path))?;
+        let file = std::fs::File::open(&path).map_err(Error::io(&path))?;
         let expected = counts.sequences * description.max_len as u64 * 4;
-        let actual = file.metadata().map_err(io_error(&path))?.len();
+        let actual = file.metadata().map_err(Error::io(&path))?.len();
         if actual != expected {
-            return Err(DataError::Packed {
+            return Err(Error::Packed {
                 path,
                 message: format!("{actual} bytes, expected {expected}: remove the folder to pack again"),
             });
@@ -324,8 +282,8 @@ struct Packer {
 }
 
 impl Packer {
-    fn new(path: PathBuf, tokenizer: &PretrainTokenizer, max_len: usize) -> Result<Packer, DataError> {
-        let file = std::fs::File::create(&path).map_err(io_error(&path))?;
+    fn new(path: PathBuf, tokenizer: &PretrainTokenizer, max_len: usize) -> Result<Packer, Error> {
+        let file = std::fs::File::create(&path).map_err(Error::io(&path))?;
         Ok(Packer {
             writer: std::io::BufWriter::with_capacity(1 << 20, file),
             path,
@@ -338,7 +296,7 @@ impl Packer {
         })
     }
 
-    fn push_document(&mut self, ids: &[u32]) -> Result<(), DataError> {
+    fn push_document(&mut self, ids: &[u32]) -> Result<(), Error> {
         if ids.is_empty() {
             return Ok(());
         }
@@ -353,7 +311,7 @@ impl Packer {
         Ok(())
     }
 
-    fn push_token(&mut self, id: u32) -> Result<(), DataError> {
+    fn push_token(&mut self, id: u32) -> Result<(), Error> {
         self.body.push(id);
         if self.body.len() == self.max_len - 2 {
             self.flush_sequence()?;
@@ -361,28 +319,26 @@ impl Packer {
         Ok(())
     }
 
-    fn flush_sequence(&mut self) -> Result<(), DataError> {
+    fn flush_sequence(&mut self) -> Result<(), Error> {
         let len = self.body.len() + 2;
         let sequence = std::iter::once(self.start_id)
             .chain(self.body.drain(..))
             .chain(std::iter::once(self.end_id))
             .chain(std::iter::repeat_n(self.pad_id, self.max_len - len));
         let bytes: Vec<u8> = sequence.flat_map(u32::to_le_bytes).collect();
-        self.writer.write_all(&bytes).map_err(io_error(&self.path))?;
+        self.writer.write_all(&bytes).map_err(Error::io(&self.path))?;
         self.counts.sequences += 1;
         self.counts.last_len = len;
         Ok(())
     }
 
-    fn finish(mut self) -> Result<PartCounts, DataError> {
+    fn finish(mut self) -> Result<PartCounts, Error> {
         if !self.body.is_empty() {
             self.flush_sequence()?;
         }
-        let file = self
-            .writer
-            .into_inner()
-            .map_err(|err| DataError::Io { path: self.path.clone(), source: err.into_error() })?;
-        file.sync_all().map_err(io_error(&self.path))?;
+        let file =
+            self.writer.into_inner().map_err(|err| Error::Io { path: self.path.clone(), source: err.into_error() })?;
+        file.sync_all().map_err(Error::io(&self.path))?;
         Ok(self.counts)
     }
 }
@@ -395,7 +351,7 @@ fn pack(
     max_len: usize,
     heldout_fraction: f64,
     on_progress: &mut dyn FnMut(u64),
-) -> Result<PackedDescription, DataError> {
+) -> Result<PackedDescription, Error> {
     let mut train = Packer::new(dir.join("train.u32"), tokenizer, max_len)?;
     let mut heldout = Packer::new(dir.join("heldout.u32"), tokenizer, max_len)?;
     let mut batch: Vec<String> = Vec::new();

@@ -37,6 +37,7 @@ use datasets::corpus::Corpus;
 use datasets::store::Store;
 use results::{Precision, PretrainCheckpoint, PretrainSpec, PretrainingRecord, Provenance};
 
+use crate::Error;
 use crate::interrupt::{Interrupter, Terminated};
 use crate::optim::{self, AdamConfig, AdamW};
 use crate::precision::Autocast;
@@ -151,66 +152,8 @@ pub enum ModelSource {
     Inline(serde_json::Map<String, serde_json::Value>),
 }
 
-/// Why a pre-training could not be set up or did not finish.
-#[derive(Debug, thiserror::Error)]
-pub enum PretrainError {
-    /// A setting out of range, or one that does not fit the tokenizer, the corpus or the model.
-    #[error("{field}: {message}")]
-    Settings {
-        /// The setting's name (`batch_size`, `model.vocab_size`, `corpus`, ...).
-        field: String,
-        /// Why it is refused.
-        message: String,
-    },
-    /// The tokenizer could not be read, or the corpus could not be fetched, packed or read back.
-    #[error(transparent)]
-    Data(#[from] data::DataError),
-    /// The corpus's identity (its assets' content ids in the manifest and store) could not be read.
-    #[error(transparent)]
-    Store(#[from] datasets::Error),
-    /// The resumable state in `work/` could not be read or written, or belongs to another
-    /// pre-training.
-    #[error(transparent)]
-    RunState(#[from] optim::RunStateError),
-    /// A file of the pre-training's folder (a checkpoint, `record.json`) could not be written or
-    /// read.
-    #[error("{path}: {source}")]
-    Io {
-        /// The file concerned.
-        path: PathBuf,
-        /// The I/O error (or, for a record, the parse error).
-        #[source]
-        source: std::io::Error,
-    },
-    /// An update's loss was not finite (NaN or infinite); the state of the last checkpoint stays.
-    #[error("pre-training diverged at update {update}: loss {loss}")]
-    Diverged {
-        /// Updates completed before the one that diverged.
-        update: usize,
-        /// That update's mean MLM loss.
-        loss: f64,
-    },
-    /// The interrupter asked the pre-training to stop ([`Terminated::Pretraining`]).
-    #[error("{0}")]
-    Terminated(#[source] Terminated),
-}
-
-impl PretrainError {
-    /// The interruption that ended the pre-training, if one did.
-    pub fn terminated(&self) -> Option<&Terminated> {
-        match self {
-            PretrainError::Terminated(terminated) => Some(terminated),
-            _ => None,
-        }
-    }
-}
-
-fn settings_error(field: &str, message: impl Into<String>) -> PretrainError {
-    PretrainError::Settings { field: field.to_owned(), message: message.into() }
-}
-
-fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> PretrainError + '_ {
-    move |source| PretrainError::Io { path: path.to_path_buf(), source }
+fn settings_error(field: &str, message: impl Into<String>) -> Error {
+    Error::Settings { field: field.to_owned(), message: message.into() }
 }
 
 /// A checked pre-training, its data packed and ready to train.
@@ -260,7 +203,7 @@ pub fn resolve(
     store: &Store,
     out: &Path,
     device: Device,
-) -> Result<Resolved, PretrainError> {
+) -> Result<Resolved, Error> {
     check_numbers(settings)?;
     let corpus = CorpusSource::resolve(&settings.corpus, base)?;
     let tokenizer = PretrainTokenizer::from_file(tokenizer)?;
@@ -307,10 +250,10 @@ impl Resolved {
 
     /// Packs the corpus into the store's cache (once per corpus, tokenizer, length and held-out
     /// fraction; `on_packing` sees the documents read so far).
-    pub fn pack(self, store: &Store, on_packing: &mut dyn FnMut(u64)) -> Result<Prepared, PretrainError> {
+    pub fn pack(self, store: &Store, on_packing: &mut dyn FnMut(u64)) -> Result<Prepared, Error> {
         let Resolved { spec, config, tokenizer, corpus, corpus_identity, heldout_fraction, dir } = self;
         // Fetched (and verified) only when the corpus is not packed yet.
-        let documents = || -> Result<_, data::DataError> {
+        let documents = || -> Result<_, Error> {
             Ok(match &corpus {
                 CorpusSource::Named(named) => {
                     let assets = named.assets(store.manifest())?;
@@ -367,7 +310,7 @@ enum CorpusSource {
 }
 
 impl CorpusSource {
-    fn resolve(name: &str, base: &Path) -> Result<CorpusSource, PretrainError> {
+    fn resolve(name: &str, base: &Path) -> Result<CorpusSource, Error> {
         if !datasets::corpus::is_corpus_file(name) {
             return Corpus::from_name(name)
                 .map(CorpusSource::Named)
@@ -390,7 +333,7 @@ impl CorpusSource {
 }
 
 /// Checks the numbers of `settings` (what needs no file or asset).
-pub fn check_numbers(settings: &PretrainSettings) -> Result<(), PretrainError> {
+pub fn check_numbers(settings: &PretrainSettings) -> Result<(), Error> {
     let micro = settings.micro_batch_size.unwrap_or(settings.batch_size);
     let checks: [(&str, bool, String); 13] = [
         ("weight_decay", settings.weight_decay >= 0.0 && settings.weight_decay < 1.0, "must lie in [0, 1)".to_owned()),
@@ -443,7 +386,7 @@ fn model_config(
     base: &Path,
     tokenizer: &PretrainTokenizer,
     max_len: usize,
-) -> Result<(serde_json::Value, Config), PretrainError> {
+) -> Result<(serde_json::Value, Config), Error> {
     let mut map = match source {
         ModelSource::Inline(map) => map.clone(),
         ModelSource::File(path) => {
@@ -581,12 +524,12 @@ pub fn pretrain(
     limits: RunLimits,
     code_revision: &str,
     on_update: &mut dyn FnMut(UpdateReport),
-) -> Result<Finished, PretrainError> {
+) -> Result<Finished, Error> {
     let spec = &prepared.spec;
     let record_path = prepared.dir.join("record.json");
     if let Ok(text) = std::fs::read_to_string(&record_path) {
         let record: PretrainingRecord = serde_json::from_str(&text)
-            .map_err(|err| PretrainError::Io { path: record_path.clone(), source: std::io::Error::other(err) })?;
+            .map_err(|err| Error::Io { path: record_path.clone(), source: std::io::Error::other(err) })?;
         return Ok(Finished::Completed(Box::new(record)));
     }
     let work = prepared.dir.join("work");
@@ -680,7 +623,7 @@ pub fn pretrain(
         }
         let loss = loss_total / predicted.max(1) as f64;
         if !loss.is_finite() {
-            return Err(PretrainError::Diverged { update: state.update, loss });
+            return Err(Error::Diverged { update: state.update, loss });
         }
         let mut grads: Vec<Tensor> = named.iter().map(|(_, tensor)| tensor.grad()).collect();
         optim::clip_grad_norm(&mut grads, spec.max_grad_norm);
@@ -703,7 +646,7 @@ pub fn pretrain(
         }
         on_update(UpdateReport { update: state.update, updates: spec.updates, loss, lr, tokens_per_s, heldout_loss });
         if session.end_step(&optimizer, &state, at_checkpoint)? == Next::Interrupted {
-            return Err(PretrainError::Terminated(Terminated::Pretraining { update: state.update }));
+            return Err(Error::Terminated(Terminated::Pretraining { update: state.update }));
         }
     }
 
@@ -719,8 +662,7 @@ pub fn pretrain(
         tokens_per_s: state.tokens as f64 / wall_time_s.max(1e-9),
         provenance: Provenance::now(code_revision, BTreeMap::new()),
     };
-    results::write_atomically(&record_path, &record)
-        .map_err(|err| PretrainError::Io { path: err.path, source: err.source })?;
+    results::write_atomically(&record_path, &record).map_err(|err| Error::Io { path: err.path, source: err.source })?;
     let _ = std::fs::remove_dir_all(&work);
     Ok(Finished::Completed(Box::new(record)))
 }
@@ -798,7 +740,7 @@ pub fn heldout_loss(
     tokenizer: &PretrainTokenizer,
     spec: &PretrainSpec,
     device: Device,
-) -> Result<f64, PretrainError> {
+) -> Result<f64, Error> {
     let _guard = tch::no_grad_guard();
     let count = spec.heldout_sequences.min(heldout.len());
     let mut sequences = Vec::with_capacity(count);
@@ -833,19 +775,19 @@ fn write_checkpoint(
     device: Device,
     update: usize,
     train_loss: Option<f64>,
-) -> Result<PretrainCheckpoint, PretrainError> {
+) -> Result<PretrainCheckpoint, Error> {
     let heldout_loss = heldout_loss(model, &prepared.packed.heldout, &prepared.tokenizer, &prepared.spec, device)?;
     let root = prepared.dir.join("checkpoints");
     let staging = root.join(format!(".partial-{update}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&staging);
-    std::fs::create_dir_all(&staging).map_err(io_error(&staging))?;
+    std::fs::create_dir_all(&staging).map_err(Error::io(&staging))?;
     let hash =
         write_hf_folder(&staging, &prepared.spec.model, prepared.config.model_type, named, &prepared.tokenizer.json)?;
     let target = root.join(&hash);
     if target.exists() {
         let _ = std::fs::remove_dir_all(&staging);
     } else {
-        std::fs::rename(&staging, &target).map_err(io_error(&target))?;
+        std::fs::rename(&staging, &target).map_err(Error::io(&target))?;
     }
     Ok(PretrainCheckpoint { update, hash, heldout_loss, train_loss })
 }
@@ -861,7 +803,7 @@ pub fn write_hf_folder(
     model_type: ModelType,
     named: &[(String, Tensor)],
     tokenizer_json: &[u8],
-) -> Result<String, PretrainError> {
+) -> Result<String, Error> {
     let mut config = config.clone();
     let architecture = match model_type {
         ModelType::Bert => "BertForMaskedLM",
@@ -879,21 +821,21 @@ pub fn write_hf_folder(
     config["architectures"] = serde_json::json!([architecture]);
     let config_path = dir.join("config.json");
     let text = serde_json::to_string_pretty(&config).expect("serialisable") + "\n";
-    std::fs::write(&config_path, text).map_err(io_error(&config_path))?;
+    std::fs::write(&config_path, text).map_err(Error::io(&config_path))?;
     let weights_path = dir.join("model.safetensors");
     let tensors: Vec<(String, Tensor)> = named
         .iter()
         .map(|(name, tensor)| (name.clone(), tensor.detach().to_device(Device::Cpu).to_kind(Kind::Float)))
         .collect();
     Tensor::write_safetensors(&tensors, &weights_path)
-        .map_err(|err| PretrainError::Io { path: weights_path.clone(), source: std::io::Error::other(err) })?;
+        .map_err(|err| Error::Io { path: weights_path.clone(), source: std::io::Error::other(err) })?;
     let tokenizer_path = dir.join("tokenizer.json");
-    std::fs::write(&tokenizer_path, tokenizer_json).map_err(io_error(&tokenizer_path))?;
+    std::fs::write(&tokenizer_path, tokenizer_json).map_err(Error::io(&tokenizer_path))?;
     let mut digest = Sha256::new();
     for path in [&config_path, &weights_path, &tokenizer_path] {
-        let bytes = std::fs::read(path).map_err(io_error(path))?;
+        let bytes = std::fs::read(path).map_err(Error::io(path))?;
         digest.update(Sha256::digest(&bytes));
-        std::fs::File::open(path).and_then(|file| file.sync_all()).map_err(io_error(path))?;
+        std::fs::File::open(path).and_then(|file| file.sync_all()).map_err(Error::io(path))?;
     }
     Ok(digest.finalize().iter().take(8).map(|byte| format!("{byte:02x}")).collect())
 }

@@ -28,7 +28,7 @@ use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
 use tokenizers::processors::template::TemplateProcessing;
 use tokenizers::{AddedToken, Tokenizer};
 
-use super::TokenizeError;
+use crate::Error;
 
 /// The `tokenizer_class` values whose slow tokenizer is BERT's WordPiece (HF maps each to
 /// `BertConverter`).
@@ -89,8 +89,8 @@ fn token_text(value: &serde_json::Value) -> Option<&str> {
 }
 
 /// The JSON file at `path`, errors naming it.
-fn read_json(path: &Path) -> Result<serde_json::Value, TokenizeError> {
-    let error = |message: String| TokenizeError::Load { path: path.to_path_buf(), message };
+fn read_json(path: &Path) -> Result<serde_json::Value, Error> {
+    let error = |message: String| Error::Tokenizer { path: path.to_path_buf(), message };
     let text = std::fs::read_to_string(path).map_err(|err| error(err.to_string()))?;
     serde_json::from_str(&text).map_err(|err| error(err.to_string()))
 }
@@ -119,8 +119,8 @@ impl WordPieceConfig {
     /// # Errors
     /// An unreadable file, a value of the wrong type (named), or a `tokenizer_class` that is not
     /// a WordPiece tokenizer (this converter would build another tokenizer than HF's).
-    pub fn read(path: &Path) -> Result<WordPieceConfig, TokenizeError> {
-        let error = |message: String| TokenizeError::Load { path: path.to_path_buf(), message };
+    pub fn read(path: &Path) -> Result<WordPieceConfig, Error> {
+        let error = |message: String| Error::Tokenizer { path: path.to_path_buf(), message };
         let value = read_json(path)?;
         let object = value.as_object().ok_or_else(|| error("not a JSON object".to_owned()))?;
         let present = |key: &str| object.get(key).filter(|value| !value.is_null());
@@ -135,7 +135,7 @@ impl WordPieceConfig {
             }
         }
         let mut config = WordPieceConfig::default();
-        let flag = |key: &str| -> Result<Option<bool>, TokenizeError> {
+        let flag = |key: &str| -> Result<Option<bool>, Error> {
             present(key)
                 .map(|value| value.as_bool().ok_or_else(|| error(format!("`{key}` is {value}, not true or false"))))
                 .transpose()
@@ -183,8 +183,8 @@ impl WordPieceConfig {
 ///
 /// # Errors
 /// An unreadable or non-UTF-8 file, or an empty one.
-pub fn read_vocab(path: &Path) -> Result<HashMap<String, u32>, TokenizeError> {
-    let error = |message: String| TokenizeError::Load { path: path.to_path_buf(), message };
+pub fn read_vocab(path: &Path) -> Result<HashMap<String, u32>, Error> {
+    let error = |message: String| Error::Tokenizer { path: path.to_path_buf(), message };
     let text = std::fs::read_to_string(path).map_err(|err| error(err.to_string()))?;
     // Python's text mode reads `\r\n` and a lone `\r` as `\n`; `readlines` keeps each line's `\n`, which
     // `rstrip("\n")` removes (other trailing whitespace stays part of the token).
@@ -205,8 +205,8 @@ pub fn read_vocab(path: &Path) -> Result<HashMap<String, u32>, TokenizeError> {
 ///
 /// # Errors
 /// The vocabulary cannot be read, or lacks one of the config's special tokens (named).
-pub fn bert_tokenizer(vocab_path: &Path, config: &WordPieceConfig) -> Result<Tokenizer, TokenizeError> {
-    let error = |message: String| TokenizeError::Load { path: vocab_path.to_path_buf(), message };
+pub fn bert_tokenizer(vocab_path: &Path, config: &WordPieceConfig) -> Result<Tokenizer, Error> {
+    let error = |message: String| Error::Tokenizer { path: vocab_path.to_path_buf(), message };
     let vocab = read_vocab(vocab_path)?;
     let id = |token: &str| {
         vocab.get(token).copied().ok_or_else(|| {
@@ -258,10 +258,10 @@ pub fn bert_tokenizer(vocab_path: &Path, config: &WordPieceConfig) -> Result<Tok
 ///
 /// A folder whose `added_tokens.json` or `special_tokens_map.json` would change the tokenizer
 /// (added tokens, other special tokens than the config's) is refused by name.
-pub fn from_vocab_file(vocab_path: &Path) -> Result<Tokenizer, TokenizeError> {
+pub fn from_vocab_file(vocab_path: &Path) -> Result<Tokenizer, Error> {
     let config_path = vocab_path.with_file_name("tokenizer_config.json");
     let config = if config_path.is_file() { WordPieceConfig::read(&config_path)? } else { WordPieceConfig::default() };
-    let refuse = |path: std::path::PathBuf, message: String| Err(TokenizeError::Load { path, message });
+    let refuse = |path: std::path::PathBuf, message: String| Err(Error::Tokenizer { path, message });
     let added = vocab_path.with_file_name("added_tokens.json");
     if added.is_file() {
         return refuse(

@@ -3,7 +3,8 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use bench_suite::finetune::{FinetuneError, FinetuneRequest, finetune};
+use bench_suite::Error;
+use bench_suite::finetune::{FinetuneRequest, finetune};
 use bench_suite::settings::TrainingSpec;
 use results::{Compat, LambdaGrouping, Mode, Scope};
 use trainer::interrupt::Interrupter;
@@ -81,9 +82,9 @@ impl Args {
 }
 
 /// The library names a setting by its field (`batch_size`); on the command line it is a flag.
-fn flag_error(err: FinetuneError) -> anyhow::Error {
+fn flag_error(err: Error) -> anyhow::Error {
     match err {
-        FinetuneError::Value { setting, value, message } => {
+        Error::Value { setting, value, message } => {
             anyhow::anyhow!("--{} {value}: {message}", setting.replace('_', "-"))
         }
         other => other.into(),

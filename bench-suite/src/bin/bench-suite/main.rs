@@ -79,7 +79,7 @@ fn main() -> std::process::ExitCode {
 }
 
 /// The error and its causes in one line, each message once: a message that already ends with
-/// its cause's text (thiserror's `"{context}: {source}"`, as `RunnerError` writes) is not
+/// its cause's text (thiserror's `"{context}: {source}"`, as `bench_suite::Error` writes) is not
 /// followed by that cause again, as anyhow's `{:#}` would.
 fn one_line(err: &anyhow::Error) -> String {
     let mut line = String::new();
@@ -207,16 +207,14 @@ mod tests {
         }
     }
 
-    /// A pause's one line names each cause once, though `RunnerError` writes its source into its
+    /// A pause's one line names each cause once, though `bench_suite::Error` writes its source into its
     /// own message, and is still recognised as a pause.
     #[test]
     fn a_pause_is_one_line_with_each_cause_once() {
-        use bench_suite::experiment::runner::RunnerError;
         use trainer::interrupt::Terminated;
-        use trainer::pretrain::PretrainError;
-        let runner_error = RunnerError::Pretraining {
+        let runner_error = bench_suite::Error::Pretraining {
             name: "mini-128".into(),
-            source: Box::new(PretrainError::Terminated(Terminated::Pretraining { update: 7 })),
+            source: Box::new(trainer::Error::Terminated(Terminated::Pretraining { update: 7 })),
         };
         assert_eq!(runner_error.terminated(), Some(&Terminated::Pretraining { update: 7 }));
         let err = anyhow::Error::new(runner_error).context("reproduce the preset `miniature`");
