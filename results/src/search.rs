@@ -28,12 +28,14 @@ pub fn d_grid(d_min: usize, d_max: usize) -> Vec<usize> {
     d_grid_every(d_min, d_max, 1)
 }
 
-/// Every `every`-th grid value (grid indices `i` with `i mod every = 0`) within `[d_min, d_max]`.
+/// Every `every`-th grid value within `[d_min, d_max]`, counted from the first grid value at or
+/// above `d_min` (so `d_min: 577, every: 8` is 577, 1,861, 5,994, ...; from 100, 322 or 1,037 the
+/// values are those with grid index `i mod every = 0`).
 pub fn d_grid_every(d_min: usize, d_max: usize, every: usize) -> Vec<usize> {
     (0..64)
-        .filter(|i| i % every.max(1) == 0)
         .map(|i| 10f64.powf(2.0 + 4.0 * i as f64 / 63.0) as usize)
         .filter(|&d| d >= d_min && d <= d_max)
+        .step_by(every.max(1))
         .collect()
 }
 
@@ -185,7 +187,7 @@ pub struct Search {
     pub d_max: Option<usize>,
     /// The fraction of the baseline's median score a probe must reach (the paper's 0.9 for d90).
     pub threshold: f64,
-    /// Every this many grid values (`None`: every one).
+    /// Every this many grid values, counted from `d_min` (`None`: every one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub every: Option<usize>,
     /// A d90 is determined when its 95% interval is closed at both ends inside the searched range

@@ -157,3 +157,18 @@ fn differ(path: &str, file: &serde_json::Value, written: &serde_json::Value, out
         _ => {}
     }
 }
+
+/// A coarse grid counts from `d_min`: on the index lattice of every committed spec (100, 322 and
+/// 1,037 are indices 0, 8 and 16) it keeps the indices `i mod every = 0`, and from a value off
+/// that lattice it starts there.
+#[test]
+fn a_coarse_grid_counts_from_its_first_value() {
+    use results::search::{d_grid, d_grid_every};
+    assert_eq!(d_grid_every(322, 3340, 8), vec![322, 1037, 3340]);
+    assert_eq!(d_grid_every(100, 1037, 8), vec![100, 322, 1037]);
+    assert_eq!(d_grid_every(1037, 10_757, 8), vec![1037, 3340]);
+    assert_eq!(d_grid_every(577, 5994, 8), vec![577, 1861, 5994]);
+    assert_eq!(d_grid_every(500, 2000, 8), vec![577, 1861]);
+    assert_eq!(d_grid_every(100, 200, 1), d_grid(100, 200));
+    assert_eq!(d_grid(100, 200), vec![100, 115, 133, 155, 179]);
+}
