@@ -93,26 +93,54 @@ impl Scenario {
         }
     }
 
-    /// Shaped like `quick` since issue 33 (MiniLM-L6, SST-2, global SAID, two-epoch probes, bf16;
-    /// `runs/quick`): the median probe score is about 0.74 at d = 322, 0.755 at 1,037 and 0.77 at
-    /// 3,340, a curve that flattens (saturating towards 0.78, so the interpolation between the
-    /// coarse grid's probes is biased), against a target of 0.742 (baseline 0.8245) that it
-    /// crosses just above the grid's first value; seed scores of one probe spread by about 0.02,
-    /// the baseline's by 0.004; 872 dev examples; every 8th grid value from 322 to 3,340 (322,
+    /// Shaped like quick's SAID search since its third design (MiniLM-L6, SST-2, global SAID,
+    /// two-epoch probes, bf16; `runs/quick` of 882d0f4 and the pilots of issue 33): the median
+    /// probe score rises steeply below d = 322 (seed 0: 0.665 at 100, 0.687 at 179) and flattens
+    /// above it (0.742 at 322, 0.755 at 1,037, 0.776 at 3,340): a curve saturating towards 0.775
+    /// that rises 0.178 a decade at d = 100, against a target of 0.742 (baseline 0.8245), so the
+    /// true d90 lies at the knee, near 322; seed scores of one probe spread by about 0.02, the
+    /// baseline's by 0.004; 872 dev examples; every 8th grid value from 100 to 3,340 (100, 322,
     /// 1,037, 3,340), bisected.
-    pub fn quick_two_epochs() -> Scenario {
+    pub fn quick_said() -> Scenario {
         Scenario {
-            name: "quick, two-epoch probes (SST-2, 872 dev examples)",
-            grid: results::search::d_grid_every(322, 3340, 8),
+            name: "quick SAID (SST-2, 872 dev examples)",
+            grid: results::search::d_grid_every(100, 3340, 8),
             mode: SearchMode::Bisect,
-            reference_log10: 322f64.log10(),
-            at_reference: 0.74,
-            slope_per_decade: 0.035,
-            ceiling: Some(0.78),
+            reference_log10: 2.0,
+            at_reference: 0.685,
+            slope_per_decade: 0.178,
+            ceiling: Some(0.775),
             baseline: 0.8245,
             threshold: 0.9,
             majority: 0.509,
             seed_sd: 0.02,
+            baseline_sd: 0.004,
+            seed_correlation: 0.5,
+            dev_examples: 872,
+            heterogeneity: 4.0,
+        }
+    }
+
+    /// Shaped like quick's DID search since its third design (MiniLM-L6, SST-2, global DID,
+    /// two-epoch probes, bf16; `runs/quick` of 882d0f4 and the pilots of issue 33): the median
+    /// probe score 0.669 at d = 322, 0.7225 at 1,037, 0.757 at 3,340 (seed 0: 0.776 at 10,758), a
+    /// curve saturating towards 0.80 that rises 0.09 a decade at d = 1,037, against a target of
+    /// 0.742 (baseline 0.8245), crossed near 2,000 where it is three times steeper than SAID's at
+    /// its crossing; seed scores of one probe spread by about 0.015, the baseline's by 0.004; 872 dev
+    /// examples; every 12th grid value from 322 to 10,758 (322, 1,861, 10,758), bisected.
+    pub fn quick_did() -> Scenario {
+        Scenario {
+            name: "quick DID (SST-2, 872 dev examples)",
+            grid: results::search::d_grid_every(322, 10758, 12),
+            mode: SearchMode::Bisect,
+            reference_log10: 1037f64.log10(),
+            at_reference: 0.7225,
+            slope_per_decade: 0.09,
+            ceiling: Some(0.80),
+            baseline: 0.8245,
+            threshold: 0.9,
+            majority: 0.509,
+            seed_sd: 0.015,
             baseline_sd: 0.004,
             seed_correlation: 0.5,
             dev_examples: 872,
@@ -331,9 +359,13 @@ pub const MEASURED: [(&str, f64, f64, f64, f64); 2] = [
     ("MRPC-shaped (mrpc-cpu)", 0.985, 0.845, 0.845, 0.897),
 ];
 
-/// The same figures for [`Scenario::quick_two_epochs`] (quick since issue 33: a saturating curve
-/// and every 8th grid value), with the share of its intervals closed at both ends.
-pub const MEASURED_QUICK_TWO_EPOCHS: (f64, f64, f64, f64, f64) = (0.9275, 0.775, 0.835, 0.92, 0.0025);
+/// The same figures for quick's two searches since its third design ([`Scenario::quick_said`],
+/// [`Scenario::quick_did`]: saturating curves, three or four probes), with the share
+/// of their intervals closed at both ends and the share determined (closed, high / low at most 4).
+pub const MEASURED_QUICK: [(&str, f64, f64, f64, f64, f64, f64); 2] = [
+    ("quick SAID", 0.9275, 0.73, 0.825, 0.905, 0.4875, 0.1225),
+    ("quick DID", 0.96, 0.74, 0.825, 0.9175, 0.735, 0.295),
+];
 
 /// Repeats behind [`MEASURED`].
 pub const MEASURED_REPEATS: usize = 400;
@@ -357,6 +389,9 @@ pub struct Coverage {
     pub closed: f64,
     /// Median high / low of the closed intervals.
     pub median_width: Option<f64>,
+    /// Share of intervals a report calls determined: closed at both ends with high / low at most
+    /// [`results::Search::DETERMINED_FACTOR`].
+    pub determined: f64,
     /// Share of today's (legacy) intervals that cover the grid value the true d90 rounds up to.
     pub legacy_covered: f64,
     /// Mean probes per search.
@@ -368,7 +403,7 @@ impl std::fmt::Display for Coverage {
         write!(
             f,
             "{}, {} seeds, {} repeats: 95% interval covers the true d90 in {:.3}; repeats inside each other's \
-             intervals {:.3}; closed {:.3}, median high/low {}; seed-only interval covers {:.3}; legacy seed-bootstrap interval covers {:.3}; \
+             intervals {:.3}; closed {:.3}, median high/low {}, determined {:.3}; seed-only interval covers {:.3}; legacy seed-bootstrap interval covers {:.3}; \
              {:.1} probes a search",
             self.scenario,
             self.seeds,
@@ -377,6 +412,7 @@ impl std::fmt::Display for Coverage {
             self.mutual,
             self.closed,
             self.median_width.map_or("-".to_owned(), |width| format!("{width:.2}")),
+            self.determined,
             self.seed_only_covered,
             self.legacy_covered,
             self.probes,
@@ -436,6 +472,7 @@ pub fn coverage(scenario: &Scenario, seeds: usize, repeats: usize) -> Coverage {
         mutual: share(mutual, pairs.len()),
         closed: share(closed.len(), repeats),
         median_width: widths.get(widths.len() / 2).copied(),
+        determined: share(closed.iter().filter(|&&width| width <= results::Search::DETERMINED_FACTOR).count(), repeats),
         legacy_covered: share(legacy_covered, repeats),
         probes: experiments.iter().map(|experiment| experiment.probes as f64).sum::<f64>() / repeats.max(1) as f64,
     }
@@ -475,19 +512,20 @@ mod tests {
     /// reference, and stays below its ceiling.
     #[test]
     fn a_saturating_curve_crosses_the_target_at_its_true_d90() {
-        let scenario = Scenario::quick_two_epochs();
-        let target = scenario.threshold * scenario.baseline;
-        let truth = scenario.true_log10_d90();
-        let at = |log10: f64| {
-            let x = log10 - scenario.reference_log10;
-            let room = scenario.ceiling.unwrap() - scenario.at_reference;
-            scenario.ceiling.unwrap() - room * (-scenario.slope_per_decade * x / room).exp()
-        };
-        assert!((at(truth) - target).abs() < 1e-12, "{} vs {target}", at(truth));
-        let h = 1e-6;
-        let slope = (at(scenario.reference_log10 + h) - at(scenario.reference_log10 - h)) / (2.0 * h);
-        assert!((slope - scenario.slope_per_decade).abs() < 1e-6, "{slope}");
-        assert!(scenario.curve(1_000_000) < scenario.ceiling.unwrap());
-        assert!((scenario.curve(10f64.powf(truth).round() as usize) - target).abs() < 1e-3);
+        for scenario in [Scenario::quick_said(), Scenario::quick_did()] {
+            let target = scenario.threshold * scenario.baseline;
+            let truth = scenario.true_log10_d90();
+            let at = |log10: f64| {
+                let x = log10 - scenario.reference_log10;
+                let room = scenario.ceiling.unwrap() - scenario.at_reference;
+                scenario.ceiling.unwrap() - room * (-scenario.slope_per_decade * x / room).exp()
+            };
+            assert!((at(truth) - target).abs() < 1e-12, "{} vs {target}", at(truth));
+            let h = 1e-6;
+            let slope = (at(scenario.reference_log10 + h) - at(scenario.reference_log10 - h)) / (2.0 * h);
+            assert!((slope - scenario.slope_per_decade).abs() < 1e-6, "{slope}");
+            assert!(scenario.curve(1_000_000) < scenario.ceiling.unwrap());
+            assert!((scenario.curve(10f64.powf(truth).round() as usize) - target).abs() < 1e-3);
+        }
     }
 }
