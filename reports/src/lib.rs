@@ -409,6 +409,7 @@ pub fn table1(searches: &DataFrame, paper: &Paper) -> PolarsResult<DataFrame> {
         "baseline",
         "target",
         "head_only",
+        "head_only_parameters",
         "head_reaches_target",
         "majority",
         "probes",

@@ -81,6 +81,28 @@ impl Measured {
         Some(format!("[{}, {}]", end(self.interval.low), end(self.interval.high)))
     }
 
+    /// Whether the d90 lies below the fixed line `line` (log10 d), read on its interval with open
+    /// ends as the bounds they are: `<=d` (every resample crossing at or below the smallest probe) is
+    /// at most that probe, and `>d` at least the largest one. `held` when the upper end lies below
+    /// the line, `not held` when the lower end lies above it, `inconclusive` otherwise (and without
+    /// an interval).
+    pub fn below(&self, line: f64) -> Verdict {
+        let (smallest, largest) = ((self.probed.0 as f64).log10(), (self.probed.1 as f64).log10());
+        let (low, high) = (self.interval.low, self.interval.high);
+        if self.crossings.is_empty() || low.is_nan() || high.is_nan() {
+            return Verdict::Inconclusive;
+        }
+        let at_most = if high == f64::NEG_INFINITY { Some(smallest) } else { high.is_finite().then_some(high) };
+        let at_least = if low == f64::INFINITY { Some(largest) } else { low.is_finite().then_some(low) };
+        if at_most.is_some_and(|high| high < line) {
+            Verdict::Held
+        } else if at_least.is_some_and(|low| low > line) {
+            Verdict::NotHeld
+        } else {
+            Verdict::Inconclusive
+        }
+    }
+
     /// `per-example`, or `seed-only: <why>`.
     pub fn reading_label(&self) -> String {
         match &self.reading {
@@ -251,8 +273,11 @@ pub fn combined(verdicts: &[Verdict]) -> Verdict {
     }
 }
 
-/// Claim (a): each determined d90's interval against 1% of its model's parameters (at least 100x
-/// fewer trained parameters than full fine-tuning).
+/// Claim (a): each d90's interval against 1% of its model's parameters (at least 100x fewer trained
+/// parameters than full fine-tuning). The claim is one-sided, so it reads the interval as a
+/// comparison does: an interval open below (`<=d`) or wider than the determined factor still lies
+/// below D/100 when its upper end does; one open above (`>d`) decides nothing. A d90 whose head
+/// alone reaches the target is not counted.
 pub fn small_claim(searches: &[(&SearchRecord, &Measured)]) -> Claim {
     let measured: Vec<&(&SearchRecord, &Measured)> = searches
         .iter()
@@ -287,15 +312,15 @@ pub fn small_claim(searches: &[(&SearchRecord, &Measured)]) -> Claim {
             )
         })
         .collect();
-    let determined: Vec<_> = measured.iter().filter(|(record, m)| m.determined() && !head_reaches(record)).collect();
-    let verdicts: Vec<Verdict> = determined
+    let counted: Vec<_> = measured.iter().filter(|(record, _)| !head_reaches(record)).collect();
+    let verdicts: Vec<Verdict> = counted
         .iter()
         .map(|(record, m)| {
             let limit = (record.total_parameters as f64 / 100.0).log10();
-            Verdict::of(&m.interval, limit, true)
+            m.below(limit)
         })
         .collect();
-    let cells: Vec<String> = determined
+    let cells: Vec<String> = counted
         .iter()
         .zip(&verdicts)
         .map(|((record, m), verdict)| {
@@ -308,25 +333,18 @@ pub fn small_claim(searches: &[(&SearchRecord, &Measured)]) -> Claim {
                 record.plan.task,
                 record.plan.method.name,
                 m.estimate.map_or("-".to_owned(), |c| c.label()),
-                m.interval_label().unwrap_or_default(),
+                m.interval_label().unwrap_or_else(|| "(no interval)".to_owned()),
                 record.total_parameters / 100,
                 verdict.label()
             )
         })
         .collect();
-    let undetermined = measured.iter().filter(|(record, m)| !m.determined() && !head_reaches(record)).count();
-    let verdict = match (determined.is_empty(), flagged.len() == measured.len()) {
-        (true, true) => "inconclusive: the head alone reaches every target".to_owned(),
-        (true, false) => "inconclusive".to_owned(),
-        (false, _) => combined(&verdicts).label().to_owned(),
+    let verdict = if counted.is_empty() {
+        "inconclusive: the head alone reaches every target".to_owned()
+    } else {
+        combined(&verdicts).label().to_owned()
     };
     let mut numbers = cells.join("; ");
-    if undetermined > 0 {
-        if !numbers.is_empty() {
-            numbers.push_str("; ");
-        }
-        numbers.push_str(&format!("{undetermined} of {} d90s undetermined (not counted)", measured.len()));
-    }
     if !flagged.is_empty() {
         if !numbers.is_empty() {
             numbers.push_str("; ");
@@ -344,6 +362,34 @@ pub fn short(model: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A d90 against a fixed line reads an open end as the bound it is: `<=100` lies below a line
+    /// above 100, `>10000` above a line below 10,000, and neither says more.
+    #[test]
+    fn below_reads_open_ends_as_bounds() {
+        let measured = |low: f64, high: f64| Measured {
+            search: Search { probes: vec![], baseline: vec![], threshold: 0.9, majority: 0.5, examples: None },
+            reading: Reading::PerExample,
+            estimate: None,
+            crossings: vec![3.0],
+            interval: Interval { low, high },
+            determination: Determination::NoEstimate,
+            probed: (100, 10_000),
+            baselines: vec![],
+        };
+        let (open_below, open_above) = (f64::NEG_INFINITY, f64::INFINITY);
+        let line = 5.0;
+        assert_eq!(measured(open_below, 3.0).below(line), Verdict::Held);
+        assert_eq!(measured(open_below, open_below).below(line), Verdict::Held);
+        assert_eq!(measured(open_below, open_below).below(1.5), Verdict::Inconclusive);
+        assert_eq!(measured(3.0, open_above).below(line), Verdict::Inconclusive);
+        assert_eq!(measured(open_above, open_above).below(line), Verdict::Inconclusive);
+        assert_eq!(measured(open_above, open_above).below(3.5), Verdict::NotHeld);
+        assert_eq!(measured(5.5, 6.0).below(line), Verdict::NotHeld);
+        assert_eq!(measured(4.0, 5.5).below(line), Verdict::Inconclusive);
+        let without_resamples = Measured { crossings: vec![], ..measured(open_below, open_above) };
+        assert_eq!(without_resamples.below(line), Verdict::Inconclusive);
+    }
 
     #[test]
     fn combined_verdicts() {

@@ -327,3 +327,51 @@ fn a_search_two_experiments_share_is_one_measurement() {
         "{table}"
     );
 }
+
+/// Claim (a) reads each d90's interval against D/100, as a comparison reads its own: a cell is
+/// `held` when the interval's upper end lies below the line, whether or not the d90 is determined
+/// (ELECTRA's SAID with its probes below 896 removed is a bound, `<=896`, on every resample); a cell
+/// whose interval is open above (ELECTRA's DID without its successful probes) or that has no
+/// interval (one seed without per-example outcomes) decides nothing, and the claim is then
+/// `inconclusive`.
+#[test]
+fn claim_a_reads_every_interval_against_the_line() {
+    let claim_a = |records: &records::Records| -> String {
+        let report = build("fixture", "tests/fixtures/results", records, &Paper::embedded()).unwrap();
+        text(&report, "claims.csv").lines().find(|line| line.starts_with("(a)")).unwrap().to_owned()
+    };
+    let mut records = records::load(&fixtures()).unwrap();
+    let electra = |records: &mut records::Records, mode: results::Mode| -> usize {
+        records
+            .searches
+            .iter()
+            .position(|s| s.plan.model == "google/electra-base-discriminator" && s.plan.method.mode == mode)
+            .unwrap()
+    };
+    let said = electra(&mut records, results::Mode::Said);
+    records.searches[said].probes.retain(|probe| probe.d >= 896);
+    let did = electra(&mut records, results::Mode::Did);
+    records.searches[did].probes.retain(|probe| !probe.success);
+    let row = claim_a(&records);
+    assert!(
+        row.contains("electra-base-discriminator sst2 said: d90 <=896 [<=896, <=896] vs D/100 = 1088931 (held)"),
+        "{row}"
+    );
+    assert!(
+        row.contains("electra-base-discriminator sst2 did: d90 >896 [>896, >896] vs D/100 = 1088931 (inconclusive)"),
+        "{row}"
+    );
+    assert!(
+        row.contains("all-MiniLM-L6-v2 sst2 did: d90 <=100 (no interval) vs D/100 = 1094837 (inconclusive)"),
+        "{row}"
+    );
+    assert!(row.contains(",inconclusive,"), "{row}");
+    // With only the cells whose intervals decide, the claim holds.
+    let mut deciding = records::load(&fixtures()).unwrap();
+    deciding.searches.retain(|s| s.plan.model == "google/electra-base-discriminator");
+    let said = electra(&mut deciding, results::Mode::Said);
+    deciding.searches[said].probes.retain(|probe| probe.d >= 896);
+    let row = claim_a(&deciding);
+    assert!(row.contains(",held,"), "{row}");
+    assert!(row.contains("said: d90 <=896 [<=896, <=896]"), "{row}");
+}
