@@ -95,7 +95,7 @@ impl Scenario {
 
     /// Shaped like quick's SAID search since its third design (MiniLM-L6, SST-2, global SAID,
     /// two-epoch probes, bf16; `runs/quick` of 882d0f4 and the pilots of issue 33): the median
-    /// probe score rises steeply below d = 322 (seed 0: 0.665 at 100, 0.687 at 179) and flattens
+    /// probe score rises steeply below d = 322 (seed 0: 0.665 at 100, 0.719 at 179) and flattens
     /// above it (0.742 at 322, 0.755 at 1,037, 0.776 at 3,340): a curve saturating towards 0.775
     /// that rises 0.178 a decade at d = 100, against a target of 0.742 (baseline 0.8245), so the
     /// true d90 lies at the knee, near 322; seed scores of one probe spread by about 0.02, the
@@ -125,9 +125,9 @@ impl Scenario {
     /// two-epoch probes, bf16; `runs/quick` of 882d0f4 and the pilots of issue 33): the median
     /// probe score 0.669 at d = 322, 0.7225 at 1,037, 0.757 at 3,340 (seed 0: 0.776 at 10,758), a
     /// curve saturating towards 0.80 that rises 0.09 a decade at d = 1,037, against a target of
-    /// 0.742 (baseline 0.8245), crossed near 2,000 where it is three times steeper than SAID's at
-    /// its crossing; seed scores of one probe spread by about 0.015, the baseline's by 0.004; 872 dev
-    /// examples; every 12th grid value from 322 to 10,758 (322, 1,861, 10,758), bisected.
+    /// 0.742 (baseline 0.8245), crossed near 2,000; seed scores of one probe spread by about 0.015,
+    /// the baseline's by 0.004; 872 dev examples; every 12th grid value from 322 to 10,758 (322,
+    /// 1,861, 10,758), bisected.
     pub fn quick_did() -> Scenario {
         Scenario {
             name: "quick DID (SST-2, 872 dev examples)",

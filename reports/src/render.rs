@@ -163,7 +163,7 @@ pub fn report(
         "The paper's five claims as these results decide them. A verdict is `held` or `not held` only when \
          its 95% interval excludes \"no difference\" (or, for (a), the 1% line, which each d90's interval \
          is read against whether or not it is determined: an upper end below the line decides it, one open \
-         above does not); `inconclusive` otherwise; \
+         above does only when the largest probe already lies above the line); `inconclusive` otherwise; \
          `untestable here` when a precondition fails (the trajectory and size claims need pre-training to \
          improve full fine-tuning); `not measured in these results` when no search bears on it. Each row \
          names the section with the numbers.\n"

@@ -29,8 +29,9 @@ pub fn d_grid(d_min: usize, d_max: usize) -> Vec<usize> {
 }
 
 /// Every `every`-th grid value within `[d_min, d_max]`, counted from the first grid value at or
-/// above `d_min` (so `d_min: 577, every: 8` is 577, 1,861, 5,994, ...; from 100, 322 or 1,037 the
-/// values are those with grid index `i mod every = 0`).
+/// above `d_min` (so `d_min: 577, every: 8` is 577, 1,861, 5,994, ...; when `every` divides that
+/// value's grid index, as for 100, 322 or 1,037 with `every: 4` or `8`, these are the values with
+/// grid index `i mod every = 0`).
 pub fn d_grid_every(d_min: usize, d_max: usize, every: usize) -> Vec<usize> {
     (0..64)
         .map(|i| 10f64.powf(2.0 + 4.0 * i as f64 / 63.0) as usize)

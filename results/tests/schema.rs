@@ -158,9 +158,9 @@ fn differ(path: &str, file: &serde_json::Value, written: &serde_json::Value, out
     }
 }
 
-/// A coarse grid counts from `d_min`: on the index lattice of every committed spec (100, 322 and
-/// 1,037 are indices 0, 8 and 16) it keeps the indices `i mod every = 0`, and from a value off
-/// that lattice it starts there.
+/// A coarse grid counts from `d_min`: where `every` divides d_min's grid index (100, 322 and
+/// 1,037 are indices 0, 8 and 16, with `every: 4` or `8` as the specs before this change had) it
+/// keeps the indices `i mod every = 0`, and from any other value it starts there.
 #[test]
 fn a_coarse_grid_counts_from_its_first_value() {
     use results::search::{d_grid, d_grid_every};
