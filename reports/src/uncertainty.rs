@@ -277,8 +277,8 @@ pub fn combined(verdicts: &[Verdict]) -> Verdict {
 /// parameters than full fine-tuning). The claim is one-sided, so it reads the interval as a
 /// comparison does: an interval open below (`<=d`) or wider than the determined factor still lies
 /// below D/100 when its upper end does; one open above (`>d`) decides nothing unless the largest
-/// probe already lies above D/100 (then `not held`). A d90 whose head
-/// alone reaches the target is not counted.
+/// probe already lies above D/100 (then `not held`). A d90 whose head alone reaches the target is
+/// not counted.
 pub fn small_claim(searches: &[(&SearchRecord, &Measured)]) -> Claim {
     let measured: Vec<&(&SearchRecord, &Measured)> = searches
         .iter()
