@@ -14,7 +14,6 @@
 //!   about 156B tokens), about an eighth of RoBERTa's corpus.
 
 use std::collections::HashSet;
-use std::io::BufRead;
 use std::path::PathBuf;
 
 use serde::Deserialize;
@@ -201,21 +200,21 @@ pub fn local_documents(path: &std::path::Path) -> Result<Box<dyn Iterator<Item =
     }
     let file = std::fs::File::open(path).map_err(io_error(path))?;
     let reader = std::io::BufReader::new(file);
+    let mut lines = crate::text::stream_lines(path, reader);
     let path = path.to_path_buf();
     if name.ends_with(".jsonl") {
-        return Ok(Box::new(reader.lines().enumerate().filter_map(move |(idx, line)| {
-            let line = match line {
+        return Ok(Box::new(lines.filter_map(move |line| {
+            let (number, line) = match line {
                 Ok(line) => line,
-                Err(source) => return Some(Err(Error::Io { path: path.clone(), source })),
+                Err(err) => return Some(Err(err)),
             };
             (!line.trim().is_empty()).then(|| {
                 serde_json::from_str::<JsonDocument>(&line)
                     .map(|document| Document { text: document.text })
-                    .map_err(|err| Error::Parse { file: path.clone(), line: idx + 1, message: err.to_string() })
+                    .map_err(|err| Error::Parse { file: path.clone(), line: number, message: err.to_string() })
             })
         })));
     }
-    let mut lines = reader.lines();
     let mut failed = false;
     Ok(Box::new(std::iter::from_fn(move || {
         if failed {
@@ -224,15 +223,15 @@ pub fn local_documents(path: &std::path::Path) -> Result<Box<dyn Iterator<Item =
         let mut document: Vec<String> = Vec::new();
         loop {
             match lines.next() {
-                Some(Ok(line)) if line.trim().is_empty() => {
+                Some(Ok((_, line))) if line.trim().is_empty() => {
                     if !document.is_empty() {
                         return Some(Ok(Document { text: document.join(" ") }));
                     }
                 }
-                Some(Ok(line)) => document.push(line.trim().to_owned()),
-                Some(Err(source)) => {
+                Some(Ok((_, line))) => document.push(line.trim().to_owned()),
+                Some(Err(err)) => {
                     failed = true;
-                    return Some(Err(Error::Io { path: path.clone(), source }));
+                    return Some(Err(err));
                 }
                 None => return (!document.is_empty()).then(|| Ok(Document { text: document.join(" ") })),
             }
@@ -249,13 +248,15 @@ struct JsonDocument {
 pub fn json_lines_documents(file: PathBuf) -> Box<dyn Iterator<Item = Result<Document, Error>>> {
     let opened = std::fs::File::open(&file).map_err(io_error(&file));
     let reader = match opened {
-        Ok(handle) => std::io::BufReader::new(flate2::read::GzDecoder::new(handle)),
+        // Every member: `cat a.gz b.gz` and pigz write several, and a single-member decoder stops
+        // at the end of the first without a word.
+        Ok(handle) => std::io::BufReader::new(flate2::read::MultiGzDecoder::new(handle)),
         Err(err) => return Box::new(std::iter::once(Err(err))),
     };
-    Box::new(reader.lines().enumerate().filter_map(move |(idx, line)| {
-        let line = match line {
-            Ok(line) => line,
-            Err(source) => return Some(Err(Error::Io { path: file.clone(), source })),
+    Box::new(crate::text::stream_lines(&file.clone(), reader).filter_map(move |line| {
+        let (idx, line) = match line {
+            Ok((number, line)) => (number - 1, line),
+            Err(err) => return Some(Err(err)),
         };
         if line.trim().is_empty() {
             return None;

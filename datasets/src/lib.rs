@@ -17,6 +17,7 @@ pub mod manifest;
 pub mod pin;
 pub mod store;
 pub mod tasks;
+pub mod text;
 pub mod unpack;
 
 use std::path::PathBuf;
@@ -142,6 +143,17 @@ pub enum Error {
         /// The declaration field or column at fault (e.g. the label column, `dev_fraction`).
         field: String,
         /// What is wrong.
+        message: String,
+    },
+    /// A text file that is not UTF-8 (or UTF-16 with a byte-order mark), by the line of its first
+    /// bad byte, with the encoding it looks like and how to convert it ([`text`]).
+    #[error("{}{}: {message}", file.display(), line.map(|line| format!(":{line}")).unwrap_or_default())]
+    Encoding {
+        /// The file.
+        file: PathBuf,
+        /// The physical line (1-based) of the first bad byte; `None` for the whole file.
+        line: Option<usize>,
+        /// What was found and what to do.
         message: String,
     },
     /// A local task declaration that cannot work (e.g. three text columns, a `dev_fraction`

@@ -15,8 +15,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::Error;
 use crate::tasks::{Example, Metric};
-use crate::{Error, io_error};
+use crate::text::LineIndex;
 
 /// A task over local files, as a spec declares it (paths relative to the spec's folder).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -38,7 +39,8 @@ pub struct LocalTaskSpec {
     /// The label column (strings, or numbers read as their text).
     pub label: String,
     /// The labels in class order; absent: the sorted distinct labels of the training split.
-    #[serde(default)]
+    /// Numbers and booleans are labels too; every label is read as [`canonical_label`] reads it.
+    #[serde(default, deserialize_with = "label_list")]
     pub labels: Option<Vec<String>>,
     /// A column whose values must be unique within each file (e.g. an example id).
     #[serde(default)]
@@ -141,7 +143,7 @@ impl LocalTaskSpec {
             if labels.len() < 2 {
                 return Err(declaration("labels", "needs at least two labels".to_owned()));
             }
-            let distinct: BTreeSet<&String> = labels.iter().collect();
+            let distinct: BTreeSet<String> = labels.iter().map(|label| canonical_label(label)).collect();
             if distinct.len() != labels.len() {
                 return Err(declaration("labels", "lists a label twice".to_owned()));
             }
@@ -190,7 +192,54 @@ impl LocalTaskSpec {
                 });
             }
         }
-        let labels: Vec<String> = match &self.labels {
+        let declared: Option<Vec<String>> =
+            self.labels.as_ref().map(|labels| labels.iter().map(|label| canonical_label(label)).collect());
+        let mut train_rows = train_rows;
+        let mut dev_rows = dev_rows;
+        let mut spellings: BTreeMap<String, (String, PathBuf, usize)> = BTreeMap::new();
+        for (rows, file) in [(&mut train_rows, &train_path), (&mut dev_rows, &dev_file)] {
+            for row in rows.iter_mut() {
+                let raw = &row.values[&self.label];
+                let label = self.checked_label(raw, declared.as_deref(), file, row.line)?;
+                spellings.entry(label.clone()).or_insert_with(|| (raw.clone(), file.clone(), row.line));
+                row.values.insert(self.label.clone(), label);
+                for column in &self.text {
+                    if row.values[column].trim().is_empty() {
+                        return Err(Error::TaskFile {
+                            file: file.clone(),
+                            line: Some(row.line),
+                            field: column.clone(),
+                            message: "the text is empty: fill it in or remove the row".to_owned(),
+                        });
+                    }
+                }
+            }
+        }
+        // Two classes spelled alike but for case are one class typed two ways, or two classes:
+        // only the user knows which.
+        let mut by_folded: BTreeMap<String, &String> = BTreeMap::new();
+        for label in spellings.keys() {
+            if let Some(other) = by_folded.insert(label.to_lowercase(), label) {
+                let both_declared =
+                    declared.as_ref().is_some_and(|declared| declared.contains(label) && declared.contains(other));
+                if both_declared {
+                    continue;
+                }
+                let (first, first_file, first_line) = &spellings[other];
+                let (second, file, line) = &spellings[label];
+                return Err(Error::TaskFile {
+                    file: file.clone(),
+                    line: Some(*line),
+                    field: self.label.clone(),
+                    message: format!(
+                        "`{second}` and `{first}` ({}:{first_line}) differ only in case: write one spelling, \
+                         or list both in `labels` if they are two classes",
+                        first_file.display()
+                    ),
+                });
+            }
+        }
+        let labels: Vec<String> = match &declared {
             Some(labels) => labels.clone(),
             None => train_rows
                 .iter()
@@ -243,6 +292,26 @@ impl LocalTaskSpec {
         Ok(LocalTask { name: name.to_owned(), spec: self.clone(), labels, train, dev, hashes, data_id })
     }
 
+    /// The class a raw label value names ([`canonical_label`]), refusing a missing value (empty,
+    /// `NaN`, `NA`, `N/A`, `null`, `None`) unless the declaration lists it as a label.
+    fn checked_label(&self, raw: &str, declared: Option<&[String]>, file: &Path, line: usize) -> Result<String, Error> {
+        let label = canonical_label(raw);
+        let listed = declared.is_some_and(|declared| declared.contains(&label));
+        let missing = label.is_empty() || MISSING.iter().any(|missing| missing.eq_ignore_ascii_case(&label));
+        if missing && !listed {
+            let what = if label.is_empty() { "empty".to_owned() } else { format!("`{label}`, a missing value") };
+            return Err(Error::TaskFile {
+                file: file.to_path_buf(),
+                line: Some(line),
+                field: self.label.clone(),
+                message: format!(
+                    "the label is {what}: fill it in or remove the row (a class really named so: list it in `labels`)"
+                ),
+            });
+        }
+        Ok(label)
+    }
+
     /// Every value of the id column, if declared, appears once in `rows` (one file).
     fn check_ids(&self, rows: &[Row], file: &Path) -> Result<(), Error> {
         let Some(id) = &self.id else { return Ok(()) };
@@ -279,6 +348,53 @@ impl LocalTaskSpec {
     }
 }
 
+/// Label values that mean "no label" in the files people export (pandas writes `NaN`, R `NA`).
+const MISSING: [&str; 5] = ["nan", "na", "n/a", "null", "none"];
+
+/// A label value as the class it names: text trimmed of spaces; a number by its value, so that
+/// `1`, `1.0`, ` 1` and `1e0` are the class `1` (and `0.5` stays `0.5`); JSON's `true` and the
+/// text `true` alike. Labels people write two ways (pandas writes an integer column with a gap as
+/// floats) are then one class, not two.
+pub fn canonical_label(raw: &str) -> String {
+    let trimmed = raw.trim();
+    let numeric = trimmed.bytes().any(|byte| byte.is_ascii_digit())
+        && trimmed.bytes().all(|byte| byte.is_ascii_digit() || b"+-.eE".contains(&byte));
+    match trimmed.parse::<f64>() {
+        Ok(value) if numeric && value.is_finite() => {
+            if value.fract() == 0.0 && value.abs() < 1e15 {
+                format!("{}", value as i64)
+            } else {
+                format!("{value}")
+            }
+        }
+        _ => trimmed.to_owned(),
+    }
+}
+
+/// The declaration's `labels` as text: YAML numbers and booleans (`labels: [0, 1]`) are labels too.
+fn label_list<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Vec<String>>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Value {
+        Bool(bool),
+        Int(i64),
+        Float(f64),
+        Text(String),
+    }
+    let values: Option<Vec<Value>> = Option::deserialize(deserializer)?;
+    Ok(values.map(|values| {
+        values
+            .into_iter()
+            .map(|value| match value {
+                Value::Bool(flag) => flag.to_string(),
+                Value::Int(number) => number.to_string(),
+                Value::Float(number) => number.to_string(),
+                Value::Text(text) => text,
+            })
+            .collect()
+    }))
+}
+
 /// The rows of `path`, with the `columns` a task reads; any other column is ignored.
 fn read_rows(path: &Path, columns: &[&str], split: &str) -> Result<Vec<Row>, Error> {
     let format = Format::of(path).ok_or_else(|| Error::TaskFile {
@@ -287,12 +403,11 @@ fn read_rows(path: &Path, columns: &[&str], split: &str) -> Result<Vec<Row>, Err
         field: split.to_owned(),
         message: "the format is not known from the extension: use .csv, .tsv or .jsonl".to_owned(),
     })?;
-    let text = std::fs::read_to_string(path).map_err(io_error(path))?;
-    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    let text = crate::text::read(path)?;
     match format {
-        Format::Jsonl => read_jsonl(path, text, columns),
+        Format::Jsonl => read_jsonl(path, &text, columns),
         Format::Csv | Format::Tsv => {
-            read_delimited(path, text, columns, if format == Format::Csv { b',' } else { b'\t' })
+            read_delimited(path, &text, columns, if format == Format::Csv { b',' } else { b'\t' })
         }
     }
 }
@@ -318,6 +433,11 @@ fn read_delimited(path: &Path, text: &str, columns: &[&str], delimiter: u8) -> R
         field: field.to_owned(),
         message,
     };
+    // Lines from byte offsets: the reader's own counter skips CR-only endings.
+    let lines = LineIndex::new(text);
+    let line_at = |position: Option<&csv::Position>| {
+        position.map(|position| lines.line_of_content(text, position.byte() as usize))
+    };
     let header: Vec<String> =
         reader.headers().map_err(|err| error(Some(1), "header", err.to_string()))?.iter().map(str::to_owned).collect();
     let quoted = || header.iter().map(|name| format!("`{name}`")).collect::<Vec<_>>().join(", ");
@@ -333,10 +453,19 @@ fn read_delimited(path: &Path, text: &str, columns: &[&str], delimiter: u8) -> R
     let mut rows = Vec::new();
     for record in reader.records() {
         let record = record.map_err(|err| {
-            let line = err.position().map(|position| position.line() as usize);
-            error(line, "row", err.to_string())
+            // The reader's message counts lines its own way; the line is ours.
+            let message = err.to_string();
+            let message = message.rsplit_once("): ").map_or(message.as_str(), |(_, rest)| rest).to_owned();
+            error(line_at(err.position()), "row", message)
         })?;
-        let line = record.position().map_or(0, |position| position.line() as usize);
+        let line = line_at(record.position()).unwrap_or(0);
+        if record.iter().eq(header.iter().map(String::as_str)) {
+            return Err(error(
+                Some(line),
+                "row",
+                "repeats the header row (files joined with `cat`?): remove this line".to_owned(),
+            ));
+        }
         let values = columns
             .iter()
             .zip(&positions)
@@ -349,8 +478,7 @@ fn read_delimited(path: &Path, text: &str, columns: &[&str], delimiter: u8) -> R
 
 fn read_jsonl(path: &Path, text: &str, columns: &[&str]) -> Result<Vec<Row>, Error> {
     let mut rows = Vec::new();
-    for (index, line_text) in text.lines().enumerate() {
-        let line = index + 1;
+    for (line, line_text) in crate::text::lines(text) {
         if line_text.trim().is_empty() {
             continue;
         }

@@ -235,3 +235,117 @@ fn the_identity_follows_the_content_not_the_place() {
     assert!(f1.with_f1());
     assert_ne!(f1.data_id, id);
 }
+
+/// The third set of public fault reports (`../shared/cases3`, which `cargo xtask test` names in
+/// `INTRINSIC_BENCH_TEST_CASES`): `None` (saying so) when it is not set; set but missing fails.
+fn cases3(what: &str) -> Option<std::path::PathBuf> {
+    let Some(shared) = std::env::var_os("INTRINSIC_BENCH_TEST_CASES").map(std::path::PathBuf::from) else {
+        eprintln!("INTRINSIC_BENCH_TEST_CASES not set (cargo xtask test sets it): skipping {what}");
+        return None;
+    };
+    let cases = shared.join("cases3");
+    assert!(cases.join("README.md").is_file(), "INTRINSIC_BENCH_TEST_CASES={}: no cases3/README.md", shared.display());
+    Some(cases)
+}
+
+/// A case's task declaration, loaded as `finetune --task` loads it (paths beside the file).
+fn load_case(cases: &Path, case: &str, declaration: &str) -> Result<datasets::local::LocalTask, Error> {
+    let folder = cases.join(case);
+    let text = std::fs::read_to_string(folder.join(declaration)).unwrap();
+    let spec: LocalTaskSpec = serde_norway::from_str(&text).unwrap_or_else(|err| panic!("{case}/{declaration}: {err}"));
+    spec.load("case", &folder)
+}
+
+fn refused(result: Result<datasets::local::LocalTask, Error>) -> String {
+    match result {
+        Ok(task) => panic!("should be refused; read labels {:?}", task.labels),
+        Err(err) => err.to_string(),
+    }
+}
+
+#[test]
+fn task_files_people_have_are_read_or_refused_by_their_line() {
+    let Some(cases) = cases3("the task-file cases") else { return };
+    // 01: UTF-16 with a BOM is read (the BOM says the encoding).
+    let task = load_case(&cases, "01-task-utf16-bom", "task.yaml").unwrap();
+    assert_eq!(task.labels, ["neg", "pos"]);
+    assert_eq!((task.train.len(), task.dev.len()), (30, 10));
+    // 03: the bad label on physical line 10 is on line 10 whatever the line endings; CR-only
+    // JSON lines read like the others.
+    for ending in ["lf", "crlf", "cr"] {
+        let message = refused(load_case(&cases, "03-task-line-endings", &format!("task-{ending}-csv.yaml")));
+        assert!(message.contains(&format!("{ending}.csv:10: label: `neutral` is not one of the labels")), "{message}");
+    }
+    let cr = load_case(&cases, "03-task-line-endings", "task-cr-jsonl.yaml").unwrap();
+    let crlf = load_case(&cases, "03-task-line-endings", "task-crlf-jsonl.yaml").unwrap();
+    assert_eq!((cr.labels.clone(), cr.train.len() + cr.dev.len()), (crlf.labels, crlf.train.len() + crlf.dev.len()));
+    assert!(cr.train.len() + cr.dev.len() > 10);
+    // 04: quoted newlines and blank lines before a bad row do not shift its line.
+    let message = refused(load_case(&cases, "04-task-quoted-newlines-blank-lines", "task.yaml"));
+    assert!(message.contains("train.csv:13: label: `maybe`"), "{message}");
+    let message = refused(load_case(&cases, "04-task-quoted-newlines-blank-lines", "task-after-blank.yaml"));
+    assert!(message.contains("after-blank.csv:6: label: `maybe`"), "{message}");
+    let good = load_case(&cases, "04-task-quoted-newlines-blank-lines", "task-good.yaml").unwrap();
+    assert_eq!(good.labels, ["neg", "pos"]);
+    // 05: one value is one class, however it is spelled; declared numbers match float files.
+    for (declaration, labels) in [
+        ("task-mixed-int-float.yaml", ["0", "1"]),
+        ("task-leading-space.yaml", ["neg", "pos"]),
+        ("task-bool-and-string.yaml", ["false", "true"]),
+        ("task-declared-ints.yaml", ["0", "1"]),
+        ("task-declared-ints-float-file.yaml", ["0", "1"]),
+    ] {
+        let task = load_case(&cases, "05-task-label-spellings", declaration).unwrap_or_else(|err| panic!("{err}"));
+        assert_eq!(task.labels, labels, "{declaration}");
+    }
+    // 06: empty and NaN labels (and empty texts) are refused by line, as `null` is.
+    let message = refused(load_case(&cases, "06-task-nan-empty-labels", "task.yaml"));
+    assert!(message.contains("train.csv:9: label: the label is empty"), "{message}");
+    let message = refused(load_case(&cases, "06-task-nan-empty-labels", "task-jsonl.yaml"));
+    assert!(message.contains("train.jsonl:8: label: expected a string or a number, got null"), "{message}");
+    let message = refused(load_case(&cases, "06-task-nan-empty-labels", "task-empty-text.yaml"));
+    assert!(message.contains("empty-text.csv:6: sentence: the text is empty"), "{message}");
+    // 07: a header repeated mid-file (`cat part-*.csv`) is refused at its line, CSV and TSV.
+    let message = refused(load_case(&cases, "07-task-header-repeated", "task.yaml"));
+    assert!(message.contains("train.csv:32: row: repeats the header row"), "{message}");
+    let message = refused(load_case(&cases, "07-task-header-repeated", "task-tsv.yaml"));
+    assert!(message.contains("train.tsv:32: row: repeats the header row"), "{message}");
+}
+
+#[test]
+fn labels_are_classes_by_value_and_missing_values_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let load = |text: &str, labels: Option<&[&str]>| {
+        write(dir.path(), "t.csv", text);
+        let mut task = spec("t.csv", None, &["text"]);
+        task.dev_fraction = Some(0.5);
+        task.labels = labels.map(|labels| labels.iter().map(|label| (*label).to_owned()).collect());
+        task.load("t", dir.path())
+    };
+    let rows = |labels: &[&str]| {
+        let mut text = "text,label\n".to_owned();
+        for (index, label) in labels.iter().enumerate() {
+            text.push_str(&format!("row {index},{label}\n"));
+        }
+        text
+    };
+    let task = load(&rows(&["1", "1.0", " 0", "0e0", "1", "0"]), None).unwrap();
+    assert_eq!(task.labels, ["0", "1"]);
+    assert_eq!(datasets::local::canonical_label(" 0.50 "), "0.5");
+    assert_eq!(datasets::local::canonical_label("007"), "7");
+    assert_eq!(datasets::local::canonical_label("1-2"), "1-2");
+    // Spelled alike but for case: refused naming both, unless both are declared classes.
+    let message = refused(load(&rows(&["neg", "Neg", "pos", "pos"]), None));
+    assert!(message.contains("`neg` and `Neg` (") && message.contains("differ only in case"), "{message}");
+    assert!(load(&rows(&["neg", "Neg", "pos", "pos"]), Some(&["neg", "Neg", "pos"])).is_ok());
+    // Missing values, whatever their spelling; a declared class named `None` is a class.
+    for missing in ["NaN", "nan", "NA", "N/A", "null", "None", ""] {
+        let message = refused(load(&rows(&["neg", missing, "pos", "pos"]), None));
+        assert!(message.contains("t.csv:3: label: the label is"), "{missing}: {message}");
+    }
+    let task = load(&rows(&["neg", "None", "pos", "None"].repeat(3)), Some(&["neg", "None", "pos"])).unwrap();
+    assert_eq!(task.labels, ["neg", "None", "pos"]);
+    // A declaration that lists one value twice.
+    let message = load(&rows(&["0", "1", "0", "1"]), Some(&["1", "1.0"])).unwrap_err().to_string();
+    assert!(message.contains("lists a label twice"), "{message}");
+}

@@ -2,7 +2,8 @@
 //!
 //! setup, then `cargo fmt --check`, `cargo clippy -D warnings` and `cargo test` over the workspace,
 //! all with the libtorch environment. Real-data tests are switched on when their inputs exist:
-//! `../shared/mirror` (real GLUE files and a real checkpoint) sets `INTRINSIC_BENCH_TEST_MIRROR`.
+//! `../shared/mirror` (real GLUE files and a real checkpoint) sets `INTRINSIC_BENCH_TEST_MIRROR`,
+//! `../shared/cases3` (inputs shaped like public fault reports) `INTRINSIC_BENCH_TEST_CASES`.
 //! NVRTC is installed into the cache first (best effort), so the fused FWHT kernel's source is
 //! compiled by a test; without it that test says why it skipped. The GitHub workflows are
 //! audited by `zizmor --offline` (pinned actions, permissions, credentials) and validated against
@@ -36,6 +37,13 @@ pub fn run() -> Result<()> {
             test.env("INTRINSIC_BENCH_TEST_MIRROR", mirror);
         }
         _ => eprintln!("real-data tests off: no ../shared/mirror beside the project"),
+    }
+    match std::path::Path::new("../shared").canonicalize() {
+        Ok(shared) if shared.join("cases3/README.md").exists() => {
+            eprintln!("fault-report cases on: {}", shared.join("cases3").display());
+            test.env("INTRINSIC_BENCH_TEST_CASES", shared);
+        }
+        _ => eprintln!("fault-report cases off: no ../shared/cases3 beside the project"),
     }
     run_checked(&mut test)?;
     crate::slurm_test::run(&std::env::current_dir()?)?;
