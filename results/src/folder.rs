@@ -178,8 +178,11 @@ impl ResultsDir {
     }
 }
 
-/// The `<key>.json` files of `dir` (not the hidden temporaries of a write in progress), parsed,
-/// in the order of their names; a missing folder has none.
+/// The `<key>.json` files of `dir`, parsed, in the order of their names; a missing folder has
+/// none. Only a name that is a key (16 hex digits) is a record: not the hidden temporaries of a
+/// write in progress, and not the copies that sync tools and editors leave beside a file
+/// (`<key> (conflicted copy).json`, `<key>.sync-conflict-<date>.json`, `<key>.json~`), which
+/// would otherwise count one run twice.
 fn read_all<T: for<'de> Deserialize<'de>>(dir: &Path) -> Result<Vec<T>, ResultsError> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
@@ -190,7 +193,8 @@ fn read_all<T: for<'de> Deserialize<'de>>(dir: &Path) -> Result<Vec<T>, ResultsE
     for entry in entries {
         let path = entry.map_err(io(dir))?.path();
         let name = path.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
-        if name.ends_with(".json") && !name.starts_with('.') {
+        let stem = name.strip_suffix(".json").unwrap_or_default();
+        if stem.len() == 16 && stem.bytes().all(|byte| byte.is_ascii_hexdigit()) {
             paths.push(path);
         }
     }

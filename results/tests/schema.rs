@@ -172,3 +172,26 @@ fn a_coarse_grid_counts_from_its_first_value() {
     assert_eq!(d_grid_every(100, 200, 1), d_grid(100, 200));
     assert_eq!(d_grid(100, 200), vec![100, 115, 133, 155, 179]);
 }
+
+/// A sync tool's or an editor's copy of a record beside it (`<key> (conflicted copy).json`,
+/// Syncthing's `<key>.sync-conflict-<date>.json`) is not a second run: only `<key>.json` counts.
+#[test]
+fn copies_beside_a_record_are_not_records() {
+    let committed = Path::new(env!("CARGO_MANIFEST_DIR")).join("../runs/quick/runs");
+    let source = std::fs::read_dir(&committed).unwrap().next().unwrap().unwrap().path();
+    let stem = source.file_stem().unwrap().to_string_lossy().into_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let runs = dir.path().join("runs");
+    std::fs::create_dir_all(&runs).unwrap();
+    for name in [
+        format!("{stem}.json"),
+        format!("{stem} (conflicted copy 2026-12-07).json"),
+        format!("{stem}.sync-conflict-20261207-101010-ABCDEFG.json"),
+        format!("{stem}.json~"),
+        format!(".{stem}.json.tmp"),
+    ] {
+        std::fs::copy(&source, runs.join(name)).unwrap();
+    }
+    let records = ResultsDir::at(dir.path()).runs().unwrap();
+    assert_eq!(records.iter().map(|record| record.key.as_str()).collect::<Vec<_>>(), [stem.as_str()]);
+}
