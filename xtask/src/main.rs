@@ -60,7 +60,23 @@ environment:
   RUST_LOG               level of the binaries' warnings and notes (default info)
 ";
 
-fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => match err.downcast_ref::<ChildFailed>() {
+            Some(failed) => {
+                eprintln!("{failed}");
+                std::process::ExitCode::from(failed.code())
+            }
+            None => {
+                eprintln!("Error: {err:?}");
+                std::process::ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+fn run() -> Result<()> {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     if args.is_empty() || is_help(&args[0]) || args[0] == "help" {
         print!("{}", usage());
@@ -235,7 +251,10 @@ fn flag_value(args: &[String], flag: &str) -> Option<String> {
     value
 }
 
-/// Runs a command, echoing it first, and fails with its exit status.
+/// Runs a command, echoing it first, and fails with its exit status ([`ChildFailed`]). SIGTERM
+/// and SIGINT that reach xtask while it runs go to the command, and xtask waits for it: a
+/// scheduler's SIGTERM to `cargo xtask reproduce` stops the training after its step, as it
+/// would stop `bench-suite` itself (xtask used to die at once and leave its child training).
 fn run_checked(command: &mut Command) -> Result<()> {
     let shown = std::iter::once(command.get_program())
         .chain(command.get_args())
@@ -243,18 +262,118 @@ fn run_checked(command: &mut Command) -> Result<()> {
         .collect::<Vec<_>>()
         .join(" ");
     eprintln!("$ {shown}");
-    let status = command.status().with_context(|| format!("start `{shown}`"))?;
+    let signals = Forwarded::register().context("install the SIGTERM and SIGINT handlers")?;
+    let mut child = command.spawn().with_context(|| format!("start `{shown}`"))?;
+    let status = signals.wait(&mut child).with_context(|| format!("wait for `{shown}`"))?;
     if !status.success() {
-        bail!("`{shown}` failed ({status})");
+        return Err(ChildFailed { shown, status }.into());
     }
     Ok(())
 }
 
+/// A command xtask ran that did not succeed; xtask exits with its status (`128 + N` for a command
+/// signal N ended), without a backtrace: the command has said what went wrong.
+#[derive(Debug)]
+struct ChildFailed {
+    shown: String,
+    status: std::process::ExitStatus,
+}
+
+impl ChildFailed {
+    /// The exit code a shell would report for the command.
+    fn code(&self) -> u8 {
+        use std::os::unix::process::ExitStatusExt;
+        let code = self.status.code().or_else(|| self.status.signal().map(|signal| 128 + signal)).unwrap_or(1);
+        u8::try_from(code).unwrap_or(1)
+    }
+}
+
+impl std::fmt::Display for ChildFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "`{}` failed ({})", self.shown, self.status)
+    }
+}
+
+impl std::error::Error for ChildFailed {}
+
+/// SIGTERM and SIGINT caught while a command runs, to be passed on to it.
+struct Forwarded {
+    flags: Vec<(i32, std::sync::Arc<std::sync::atomic::AtomicBool>, signal_hook::SigId)>,
+}
+
+impl Forwarded {
+    /// Catches SIGTERM and SIGINT (xtask no longer dies of them) until dropped.
+    fn register() -> std::io::Result<Forwarded> {
+        let mut flags = Vec::new();
+        for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+            let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let id = signal_hook::flag::register(signal, std::sync::Arc::clone(&flag))?;
+            flags.push((signal, flag, id));
+        }
+        Ok(Forwarded { flags })
+    }
+
+    /// Waits for `child`, sending it every caught signal (a Ctrl-C reaches the child from the
+    /// terminal as well: a second SIGINT changes nothing for a process the first one ends).
+    fn wait(&self, child: &mut std::process::Child) -> std::io::Result<std::process::ExitStatus> {
+        loop {
+            for (signal, flag, _) in &self.flags {
+                if flag.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                    let pid = libc::pid_t::try_from(child.id()).expect("a pid fits pid_t");
+                    // SAFETY: kill(2) with a pid of our own child and a valid signal number.
+                    unsafe { libc::kill(pid, *signal) };
+                }
+            }
+            if let Some(status) = child.try_wait()? {
+                return Ok(status);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Forwarded {
+    fn drop(&mut self) {
+        for (_, _, id) in &self.flags {
+            signal_hook::low_level::unregister(*id);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use std::io::BufRead;
     use std::path::Path;
+    use std::process::{Command, Stdio};
 
-    use super::{flag_value, paths_from_caller};
+    use super::{ChildFailed, Forwarded, flag_value, paths_from_caller};
+
+    /// `../shared/cases3/32`: a SIGTERM to xtask (a real one, to this process) reaches the command
+    /// it runs, which stops in its own way; xtask waits and reports the command's own status.
+    #[test]
+    fn a_sigterm_to_xtask_reaches_its_command_and_xtask_waits_for_it() {
+        let signals = Forwarded::register().unwrap();
+        let script = "trap 'echo stopped after its step; exit 143' TERM; echo ready; while :; do sleep 0.05; done";
+        let mut child = Command::new("sh").args(["-c", script]).stdout(Stdio::piped()).spawn().unwrap();
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        assert_eq!(line, "ready\n");
+        // SAFETY: a signal to this test process, whose SIGTERM `signals` catches.
+        unsafe { libc::kill(libc::getpid(), libc::SIGTERM) };
+        let status = signals.wait(&mut child).unwrap();
+        line.clear();
+        out.read_line(&mut line).unwrap();
+        assert_eq!(line, "stopped after its step\n");
+        let failed = ChildFailed { shown: "sh".to_owned(), status };
+        assert_eq!(failed.code(), 143);
+        // A command that a signal ends (no handler) is reported as a shell would: 128 + N.
+        let mut child = Command::new("sleep").arg("30").spawn().unwrap();
+        // SAFETY: as above, SIGINT this time.
+        unsafe { libc::kill(libc::getpid(), libc::SIGINT) };
+        let status = signals.wait(&mut child).unwrap();
+        assert_eq!(ChildFailed { shown: "sleep".to_owned(), status }.code(), 130);
+    }
 
     fn args(text: &str) -> Vec<String> {
         text.split_whitespace().map(str::to_owned).collect()
