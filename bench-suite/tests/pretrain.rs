@@ -11,6 +11,7 @@ use encoders::models::bert::initialise_from_scratch;
 use encoders::models::{Config, MaskedLm};
 use results::PretrainingRecord;
 use tch::{Device, Tensor, nn};
+use trainer::interrupt::Interrupter;
 use trainer::pretrain::data::{self, PretrainTokenizer};
 
 const SPECIAL: [&str; 5] = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"];
@@ -100,6 +101,7 @@ fn packing_keeps_every_token_once() {
         packing,
         || Ok(datasets::corpus::local_documents(&corpus)?),
         &tokenizer,
+        &Interrupter::default(),
         &mut |_| {},
     )
     .unwrap();
@@ -125,8 +127,48 @@ fn packing_keeps_every_token_once() {
         assert_eq!(part.counts.tokens, expected.iter().map(Vec::len).sum::<usize>() as u64);
     }
     // Packed once: a second open reads the same folder.
-    let again = data::pack_or_open(&dir.join("cache"), packing, || unreachable!(), &tokenizer, &mut |_| {});
+    let again = data::pack_or_open(
+        &dir.join("cache"),
+        packing,
+        || unreachable!(),
+        &tokenizer,
+        &Interrupter::default(),
+        &mut |_| {},
+    );
     assert_eq!(again.unwrap().description, packed.description);
+
+    // `../shared/cases3/31`: a stop asked for mid-packing ends it at the next document with
+    // nothing half-packed kept, and a staging folder that a dead process left (a Ctrl-C) is
+    // removed by the next packing; a live process's is not.
+    let cache = dir.join("cache-interrupted");
+    let other = data::Packing { max_len: 16, ..packing };
+    let key = data::packed_key("test", &tokenizer.sha256, 16, 0.1);
+    std::fs::create_dir_all(cache.join(format!("{key}.partial-999999999"))).unwrap();
+    std::fs::create_dir_all(cache.join(format!("{key}.partial-1"))).unwrap();
+    let interrupter = Interrupter::default();
+    let mut seen = 0;
+    let stopped = data::pack_or_open(
+        &cache,
+        other,
+        || Ok(datasets::corpus::local_documents(&corpus)?),
+        &tokenizer,
+        &interrupter,
+        &mut |documents| {
+            seen = documents;
+            interrupter.request();
+        },
+    );
+    let Err(err) = stopped else { panic!("packing went on after the stop") };
+    assert!(err.terminated().is_some(), "{err}");
+    assert!(err.to_string().contains("while packing corpus corpus.txt; nothing half-packed is kept"), "{err}");
+    assert!(seen > 0, "the first batch was packed before the stop was seen");
+    let mut left: Vec<String> = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    // pid 1 (init) is alive: its folder stays; the dead pid's and this process's are gone.
+    assert_eq!(left, [format!("{key}.partial-1")]);
 }
 
 #[test]

@@ -60,6 +60,15 @@ pub enum Terminated {
         /// The pre-trainings waited for, comma-separated.
         names: String,
     },
+    /// Packing a pre-training corpus (nothing half-packed is kept).
+    #[error(
+        "terminated (SIGTERM) while packing corpus {corpus}; nothing half-packed is kept, and the same command packs \
+         it again"
+    )]
+    Packing {
+        /// The corpus being packed.
+        corpus: String,
+    },
     /// Runs training side by side in worker processes (`--jobs`), each stopped after its step.
     #[error(
         "terminated (SIGTERM) with {runs} run(s) training side by side (a run stops after its step with its state \

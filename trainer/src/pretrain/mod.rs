@@ -250,7 +250,12 @@ impl Resolved {
 
     /// Packs the corpus into the store's cache (once per corpus, tokenizer, length and held-out
     /// fraction; `on_packing` sees the documents read so far).
-    pub fn pack(self, store: &Store, on_packing: &mut dyn FnMut(u64)) -> Result<Prepared, Error> {
+    pub fn pack(
+        self,
+        store: &Store,
+        interrupter: &Interrupter,
+        on_packing: &mut dyn FnMut(u64),
+    ) -> Result<Prepared, Error> {
         let Resolved { spec, config, tokenizer, corpus, corpus_identity, heldout_fraction, dir } = self;
         // Fetched (and verified) only when the corpus is not packed yet.
         let documents = || -> Result<_, Error> {
@@ -270,8 +275,14 @@ impl Resolved {
             max_len: spec.max_len,
             heldout_fraction,
         };
-        let packed =
-            data::pack_or_open(&store.home().join("pretraining-data"), packing, documents, &tokenizer, on_packing)?;
+        let packed = data::pack_or_open(
+            &store.home().join("pretraining-data"),
+            packing,
+            documents,
+            &tokenizer,
+            interrupter,
+            on_packing,
+        )?;
         debug_assert_eq!(packed.key, spec.data);
         if packed.train.is_empty() {
             return Err(settings_error("corpus", format!("`{}` has no training text", corpus.name())));

@@ -57,7 +57,7 @@ pub fn run(args: Args, interrupter: Interrupter) -> Result<()> {
     );
     packing.set_message(settings.corpus.clone());
     let prepared = bench_suite::reference::resolve_pretraining(&settings, &base, &store, &args.out, device)
-        .and_then(|resolved| resolved.pack(&store, &mut |documents| packing.set_position(documents)))
+        .and_then(|resolved| resolved.pack(&store, &interrupter, &mut |documents| packing.set_position(documents)))
         .with_context(|| format!("pre-training file {}", args.spec.display()))?;
     packing.finish_and_clear();
     let data = &prepared.packed.description;
