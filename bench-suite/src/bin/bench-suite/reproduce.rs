@@ -5,8 +5,11 @@ use std::path::PathBuf;
 use trainer::interrupt::Interrupter;
 
 use anyhow::{Context, Result};
-use bench_suite::experiment::runner::{Event, RunOne, Runner, RunnerOptions, Shard, WorkerCommand, select};
+use bench_suite::experiment::runner::{
+    Event, PreparedSearch, RunOne, Runner, RunnerOptions, Shard, WorkerCommand, select,
+};
 use bench_suite::experiment::{PRESETS, preset, results_dir, results_name, spec};
+use bench_suite::settings;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use results::{Outcome, ResultsDir, SearchRecord};
 
@@ -98,9 +101,19 @@ fn resolve(args: &Args) -> Result<Resolved> {
     Ok(Resolved { spec_file, spec_text, name, options })
 }
 
+/// The precisions the searches train in, and why where it is bf16 by the device (`precision:
+/// auto` shows only in what it chose: `f32` on a CPU without bf16 units).
+fn precisions(prepared: &[PreparedSearch], device: &str) -> String {
+    let mut names: Vec<String> = prepared.iter().map(|search| search.plan.training.precision.to_string()).collect();
+    names.sort();
+    names.dedup();
+    let bf16_units = if settings::native_bf16(device) { "has" } else { "has no" };
+    format!("{} (this device {bf16_units} bf16 units)", names.join(" and "))
+}
+
 pub fn run(cli: Args, interrupter: Interrupter) -> Result<()> {
     let args = resolve(&cli)?;
-    let plan = spec::parse(&args.spec_text, &args.spec_file)?;
+    let plan = spec::parse_on(&args.spec_text, &args.spec_file, cli.device.as_deref())?;
     let selected = select(&plan, &cli.only, cli.shard)?;
     let mut runner = Runner::new(&plan, &args.options, interrupter)?;
     if let Some(order_path) = &cli.run_one {
@@ -117,11 +130,12 @@ pub fn run(cli: Args, interrupter: Interrupter) -> Result<()> {
     }
     let prepared = runner.prepare(&selected)?;
     eprintln!(
-        "{}: {} searches{} on {}, results in {}",
+        "{}: {} searches{} on {} in {}, results in {}",
         args.name,
         prepared.len(),
         cli.shard.map_or(String::new(), |shard| format!(" (shard {}/{})", shard.index, shard.count)),
         runner.device(),
+        precisions(&prepared, runner.device()),
         args.options.out.display()
     );
     if cli.check_only {
