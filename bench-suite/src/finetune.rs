@@ -115,7 +115,7 @@ impl FinetuneRequest {
                 message: format!("{} fine-tuning has no subspace: d is for did and said", self.mode),
             });
         }
-        let training = self.training.resolve(self.subset_seed).map_err(|err| Error::Value {
+        let training = self.training.resolve(self.subset_seed, &self.device).map_err(|err| Error::Value {
             setting: err.field,
             value: err.value,
             message: err.message,
@@ -238,6 +238,21 @@ pub fn max_len_problem(config: &Config, encoder: &TextEncoder, paired: bool) -> 
     None
 }
 
+/// Why the tokenizer can give ids the model has no embedding for (an added token beyond
+/// `vocab_size`, which would make the embedding lookup fail mid-training), with what to do.
+/// `None` when every id fits.
+pub fn vocabulary_problem(config: &Config, encoder: &TextEncoder) -> Option<String> {
+    let (token, id) = encoder.largest_token()?;
+    (i64::from(id) >= config.vocab_size).then(|| {
+        format!(
+            "the tokenizer's token `{token}` has id {id}, beyond the model's {} embeddings (config.json vocab_size): \
+             save the model after resizing its embeddings to the tokenizer (HF `model.resize_token_embeddings(len(\
+             tokenizer))`), or remove the added token",
+            config.vocab_size
+        )
+    })
+}
+
 /// Reads and checks a checkpoint's `config.json`.
 pub fn read_config(path: &std::path::Path) -> Result<Config, Error> {
     let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
@@ -290,6 +305,9 @@ impl Workload {
         let encoder = TextEncoder::from_file(&files.tokenizer, max_len)?;
         if let Some(message) = max_len_problem(&config, &encoder, task.is_pair()) {
             return Err(Error::Value { setting: "max_len", value: max_len.to_string(), message });
+        }
+        if let Some(message) = vocabulary_problem(&config, &encoder) {
+            return Err(Error::Value { setting: "model", value: model.name(), message });
         }
         let tokenize = |split: &str,
                         examples: &[Example],

@@ -13,7 +13,7 @@ use encoders::checkpoint::{self, LoadReport};
 use encoders::models::{Config, HiddenAct, SequenceClassifier};
 use tch::{Device, Tensor, nn};
 
-use crate::support::{draws, max_abs_diff, read, serial};
+use crate::support::{cases3, draws, max_abs_diff, read, serial};
 
 fn case(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cases").join(name)
@@ -260,4 +260,33 @@ fn a_spec_key_defined_twice_is_refused_at_its_second_line() {
     assert_eq!((err.line, err.field.as_str()), (Some(8), "methods.said"), "{err}");
     assert!(err.message.contains("`said` is defined twice"), "{err}");
     assert!(err.to_string().starts_with(&format!("{}:8: methods.said:", path.display())), "{err}");
+}
+
+/// `../shared/cases3/21`: YAML merge keys (`<<: *common`) work as YAML 1.1 defines them (the
+/// mapping's own keys win), `x-` keys hold anchors, and an error inside a merged document still
+/// names its line.
+#[test]
+fn yaml_merge_keys_and_anchor_holders_read_as_yaml_defines_them() {
+    let Some(cases) = cases3("the YAML merge-key case") else { return };
+    let folder = cases.join("21-spec-yaml-anchors-merge-keys");
+    let text = |name: &str| std::fs::read_to_string(folder.join(name)).unwrap();
+    let plan = |name: &str| spec::parse(&text(name), &folder.join(name)).unwrap_or_else(|err| panic!("{err}"));
+    for name in ["anchor-holder-key.yaml", "merge-training.yaml"] {
+        let training = &plan(name).searches[0].plan.training;
+        assert_eq!((training.epochs, training.batch_size, training.max_len), (2, 8, 32), "{name}");
+    }
+    let anchors = plan("anchors.yaml");
+    assert_eq!(anchors.searches[0].plan.seeds, [0, 1]);
+    assert_eq!(anchors.searches[0].plan.baseline.lrs, [1.0e-3, 2.0e-3]);
+    let merge = plan("merge.yaml");
+    let methods: Vec<(&str, &[f64], Option<usize>)> = merge
+        .searches
+        .iter()
+        .map(|search| (search.plan.method.name.as_str(), search.plan.method.lrs.as_slice(), search.plan.method.lr_d0))
+        .collect();
+    assert_eq!(methods, [("said", &[0.1, 0.3][..], Some(1000)), ("said_fast", &[1.0][..], Some(1000))]);
+    let bad = text("merge.yaml").replace("    lr: [1.0]", "    lr: [1.0]\n    bogus: 1");
+    let err = spec::parse(&bad, &folder.join("merge.yaml")).unwrap_err();
+    assert!(err.message.contains("unknown field `bogus`"), "{err}");
+    assert_eq!((err.field.as_str(), err.line), ("methods.said_fast", Some(10)), "{err}");
 }

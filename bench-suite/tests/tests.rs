@@ -2,6 +2,7 @@
 //! in `support` (the file encoders' binary uses, so each helper is written once).
 
 mod cases;
+mod cases3;
 mod experiment;
 mod gpu_check;
 mod local;

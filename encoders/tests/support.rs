@@ -22,6 +22,21 @@ pub fn mirror(what: &str) -> Option<PathBuf> {
     Some(mirror)
 }
 
+/// The third set of inputs shaped like public fault reports (`../shared/cases3`), when `cargo
+/// xtask test` found it and set `INTRINSIC_BENCH_TEST_CASES` (to `../shared`); `None` (saying
+/// which test skips) when it is not set; set but without the cases fails the test.
+pub fn cases3(what: &str) -> Option<PathBuf> {
+    let Some(shared) = std::env::var_os("INTRINSIC_BENCH_TEST_CASES").map(PathBuf::from) else {
+        eprintln!(
+            "INTRINSIC_BENCH_TEST_CASES not set (cargo xtask test sets it when ../shared/cases3 exists): skipping {what}"
+        );
+        return None;
+    };
+    let cases = shared.join("cases3");
+    assert!(cases.join("README.md").is_file(), "INTRINSIC_BENCH_TEST_CASES={}: no cases3/README.md", shared.display());
+    Some(cases)
+}
+
 /// The real MiniLM-L6 checkpoint folder inside the mirror (config, weights, tokenizer).
 pub fn minilm(mirror: &Path) -> PathBuf {
     mirror.join("hf/sentence-transformers/all-MiniLM-L6-v2/1110a243fdf4706b3f48f1d95db1a4f5529b4d41")

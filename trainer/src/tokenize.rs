@@ -107,6 +107,12 @@ impl TextEncoder {
         Ok(TextEncoder { tokenizer, max_len, tokenizer_hash: sha256 })
     }
 
+    /// The token with the largest id, added tokens included (its text and id), which the
+    /// model's embeddings must hold.
+    pub fn largest_token(&self) -> Option<(String, u32)> {
+        self.tokenizer.get_vocab(true).into_iter().max_by_key(|(token, id)| (*id, token.clone()))
+    }
+
     /// The length, special tokens included, that texts are truncated to.
     pub fn max_len(&self) -> usize {
         self.max_len

@@ -17,7 +17,7 @@ use super::search::{ProbeOutcome, Target, search as d90_search};
 use super::spec::{Plan, PlannedSearch};
 use crate::Error;
 use crate::code_revision;
-use crate::finetune::{Workload, max_len_problem, process_memory_bytes, read_config};
+use crate::finetune::{Workload, max_len_problem, process_memory_bytes, read_config, vocabulary_problem};
 use crate::reference::{Checkpoint, Subject};
 use encoders::checkpoint;
 use encoders::shapes;
@@ -413,6 +413,9 @@ impl Runner {
                         let message = format!("{} for {name} on {}: {message}", plan.training.max_len, plan.task);
                         return Err(origin.error("training.max_len", message).into());
                     }
+                    if let Some(message) = vocabulary_problem(&config, &encoder) {
+                        return Err(origin.error(&model_field(), format!("`{name}`: {message}")).into());
+                    }
                     let task_field = format!("tasks[{}]", origin.task_index);
                     task.ensure(&self.store)
                         .map_err(|err| origin.error(&task_field, format!("`{}`: {err}", plan.task)))?;
@@ -599,7 +602,7 @@ impl Runner {
         }
         let resolved = self.pretrainings.remove(name).expect("keyed by prepare");
         on_event(Event::PretrainingStarted { name, key: &key, updates: resolved.spec.updates });
-        let prepared = resolved.pack(&self.store, &mut |_| {}).map_err(error)?;
+        let prepared = resolved.pack(&self.store, &self.interrupter, &mut |_| {}).map_err(error)?;
         let finished = trainer::pretrain::pretrain(
             &prepared,
             device,

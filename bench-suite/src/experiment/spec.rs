@@ -265,9 +265,25 @@ pub struct Plan {
 
 /// Parses and checks a spec. `text` is the file's content and `file` its name (for errors).
 pub fn parse(text: &str, file: &Path) -> Result<Plan, SpecError> {
+    parse_on(text, file, None)
+}
+
+/// [`parse`] for `device` where given (`reproduce --device`) instead of the spec's, so that
+/// `precision: auto` resolves for the device the runs train on.
+pub fn parse_on(text: &str, file: &Path, device: Option<&str>) -> Result<Plan, SpecError> {
     refuse_duplicate_keys(text, file)?;
-    let spec: SpecFile = serde_norway::from_str(text).map_err(|err| {
-        let line = err.location().map(|location| location.line());
+    let parsed = match merged(text) {
+        // Merge keys or `x-` keys: the merged document, written out and read again so that
+        // errors name their field (a `Value`'s own errors name none); the field's line is then
+        // looked up in the text the user wrote.
+        Some(value) => value
+            .and_then(|value| serde_norway::to_string(&value))
+            .and_then(|merged| serde_norway::from_str(&merged))
+            .map_err(|err| (err, false)),
+        None => serde_norway::from_str(text).map_err(|err| (err, true)),
+    };
+    let mut spec: SpecFile = parsed.map_err(|(err, own_lines)| {
+        let line = err.location().filter(|_| own_lines).map(|location| location.line());
         // serde's message names the field (`experiments[0]: unknown field `x`, expected ...`).
         let message = err.to_string();
         let (field, message) = match message.split_once(": ") {
@@ -278,9 +294,55 @@ pub fn parse(text: &str, file: &Path) -> Result<Plan, SpecError> {
             Some(at) => message[..at].to_owned(),
             None => message,
         };
+        let line = line.or_else(|| locate(text, &field));
         SpecError { file: file.to_path_buf(), line, field, message }
     })?;
+    if let Some(device) = device {
+        spec.device = Some(device.to_owned());
+    }
     check(spec, text, file)
+}
+
+/// The document with YAML 1.1 merge keys applied (`<<: *common` copies the keys of the mapping
+/// `common` anchors that the mapping does not set itself, as PyYAML and Compose read them) and
+/// top-level keys starting with `x-` (Compose's convention for a place to hold anchors) removed;
+/// `None` when the text has neither, so that serde reads the text itself and its errors keep
+/// their lines.
+fn merged(text: &str) -> Option<Result<serde_norway::Value, serde_norway::Error>> {
+    let mut value: serde_norway::Value = serde_norway::from_str(text).ok()?;
+    fn has_merge_key(value: &serde_norway::Value) -> bool {
+        match value {
+            serde_norway::Value::Mapping(mapping) => mapping.contains_key("<<") || mapping.values().any(has_merge_key),
+            serde_norway::Value::Sequence(sequence) => sequence.iter().any(has_merge_key),
+            serde_norway::Value::Tagged(tagged) => has_merge_key(&tagged.value),
+            _ => false,
+        }
+    }
+    let holders: Vec<serde_norway::Value> = value
+        .as_mapping()?
+        .keys()
+        .filter(|key| key.as_str().is_some_and(|key| key.starts_with("x-")))
+        .cloned()
+        .collect();
+    if holders.is_empty() && !has_merge_key(&value) {
+        return None;
+    }
+    if let Some(mapping) = value.as_mapping_mut() {
+        for key in &holders {
+            mapping.remove(key);
+        }
+    }
+    // A merged mapping may bring a merge key of its own (`<<: *b` where `b` merges `a`): one
+    // pass per level of such chains.
+    for _ in 0..64 {
+        if !has_merge_key(&value) {
+            break;
+        }
+        if let Err(err) = value.apply_merge() {
+            return Some(Err(err));
+        }
+    }
+    Some(Ok(value))
 }
 
 /// A key defined twice in one mapping, anywhere in the document, is an error naming the line of
@@ -570,6 +632,11 @@ impl<'a> ExperimentAt<'a> {
             let path = self.layered(experiment.seeds.is_some(), "seeds");
             return Err(self.error(&path, "needs at least one seed".to_owned()));
         }
+        // A seed listed twice would count its runs twice in every median and move the d90.
+        if let Some(seed) = seeds.iter().enumerate().find_map(|(at, seed)| seeds[..at].contains(seed).then_some(seed)) {
+            let path = self.layered(experiment.seeds.is_some(), "seeds");
+            return Err(self.error(&path, format!("lists seed {seed} twice: each seed is one repeat; list it once")));
+        }
         let mut searches = Vec::new();
         for (model_index, model) in models.iter().enumerate() {
             for (task_index, task) in tasks.iter().enumerate() {
@@ -738,7 +805,8 @@ impl<'a> ExperimentAt<'a> {
     fn training(&self, spec: &SpecFile) -> Result<Training, SpecError> {
         let own = self.experiment.training.as_ref();
         let layered = own.map_or(spec.training.clone(), |own| own.or(&spec.training));
-        layered.resolve(spec.subset_seed.unwrap_or(0)).map_err(|err| {
+        let device = spec.device.as_deref().unwrap_or("cpu");
+        layered.resolve(spec.subset_seed.unwrap_or(0), device).map_err(|err| {
             let path = self.layered(own.is_some_and(|own| own.is_set(err.field)), &format!("training.{}", err.field));
             self.error(&path, format!("{}: {}", err.value, err.message))
         })
@@ -1017,6 +1085,7 @@ experiments:
         check("      epochs: 5", "      epochs: 0", Some(23), "experiments[1].training.epochs", "at least 1");
         check("  epochs: 2\n", "  epochs: 0\n", Some(4), "training.epochs", "at least 1");
         check("seeds: [0, 1]", "seeds: []", Some(2), "seeds", "at least one seed");
+        check("seeds: [0, 1]", "seeds: [0, 1, 0]", Some(2), "seeds", "lists seed 0 twice");
         check("description: test", "description: test\ndevice: tpu", Some(2), "device", "`tpu` is not cpu");
         check(
             "    method: did\n",

@@ -37,15 +37,35 @@ pub enum WeightsFormat {
 /// A file that cannot be read, or one too short to be either.
 pub fn format_of(path: &Path) -> Result<WeightsFormat, Error> {
     let error = |message: String| Error::Read { path: path.display().to_string(), message };
-    let mut head = Vec::with_capacity(9);
+    let mut head = Vec::with_capacity(512);
     std::fs::File::open(path)
-        .and_then(|file| file.take(9).read_to_end(&mut head))
+        .and_then(|file| file.take(512).read_to_end(&mut head))
         .map_err(|err| error(err.to_string()))?;
-    match head.len() {
-        9 if head[8] == b'{' => Ok(WeightsFormat::Safetensors),
-        9 => Ok(WeightsFormat::TorchSave),
-        n => Err(error(format!("{n} bytes: too short for safetensors or a torch.save file"))),
+    if let Some(pointer) = lfs_pointer(&head) {
+        return Err(error(pointer));
     }
+    match head.len() {
+        n if n < 9 => Err(error(format!("{n} bytes: too short for safetensors or a torch.save file"))),
+        _ if head[8] == b'{' => Ok(WeightsFormat::Safetensors),
+        _ => Ok(WeightsFormat::TorchSave),
+    }
+}
+
+/// What a Git LFS pointer file (what `git clone` leaves without `git lfs`: three text lines,
+/// `version https://git-lfs.github.com/spec/v1`, the object's sha256 and size) stands for, said
+/// as an error message; `None` for any other start of a file.
+fn lfs_pointer(head: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(head).ok()?;
+    if !text.starts_with("version https://git-lfs.github.com/spec/") {
+        return None;
+    }
+    let field = |key: &str| text.lines().find_map(|line| line.strip_prefix(key)).map(str::trim);
+    let size = field("size ").map_or_else(String::new, |size| format!(", {size} bytes"));
+    Some(format!(
+        "this is a Git LFS pointer ({}{size}), not the weights: run `git lfs pull` in the model's repository \
+         (or download the file itself, e.g. from the hub), then run again",
+        field("oid ").unwrap_or("an LFS object")
+    ))
 }
 
 /// The tensors of the state dict `torch.save` wrote to `path`, on the CPU, each contiguous and in

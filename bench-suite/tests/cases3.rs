@@ -1,0 +1,127 @@
+//! The third set of inputs shaped like public fault reports (`../shared/cases3`, named by
+//! `INTRINSIC_BENCH_TEST_CASES`, which `cargo xtask test` sets): task files, model folders and
+//! corpora through the command line as a user types them, with the right behaviour of each
+//! case's README row. (The task files' every case is also read line by line in `datasets`'
+//! tests; the YAML case is in `cases.rs`.)
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use crate::support::cases3;
+
+/// `bench-suite` with its own cache in `home`, run from `dir`.
+fn binary(home: &Path, dir: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_bench-suite"));
+    command.env("INTRINSIC_BENCH_HOME", home).env("RUST_BACKTRACE", "0").current_dir(dir);
+    command
+}
+
+/// The README's `FT` flags: one short SAID run on the shared tiny BERT.
+const FT: [&str; 14] = [
+    "--mode",
+    "said",
+    "--d",
+    "200",
+    "--lr",
+    "0.3",
+    "--epochs",
+    "1",
+    "--max-train-examples",
+    "32",
+    "--max-len",
+    "32",
+    "--batch-size",
+    "8",
+];
+
+fn finetune(cases: &Path, home: &Path, case: &str, model: &str, task: &str) -> Output {
+    binary(home, &cases.join(case)).args(["finetune", "--model", model, "--task", task]).args(FT).output().unwrap()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn task_files_and_model_folders_are_read_or_refused_before_any_work() {
+    let Some(cases) = cases3("the task-file and model-folder cases") else { return };
+    let home = tempfile::tempdir().unwrap();
+    let tiny = "../00-shared/tiny-bert";
+    // 01: a UTF-16 task file trains.
+    let output = finetune(&cases, home.path(), "01-task-utf16-bom", tiny, "task.yaml");
+    assert!(output.status.success(), "{}", stderr(&output));
+    let result: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(result["train_examples"], 30);
+    // 03, 05-07: refused at the physical line, naming the file; labels spelled two ways train
+    // as one class.
+    for (case, task, says) in [
+        ("03-task-line-endings", "task-cr-csv.yaml", "cr.csv:10: label: `neutral` is not one of the labels"),
+        ("04-task-quoted-newlines-blank-lines", "task.yaml", "train.csv:13: label: `maybe`"),
+        ("06-task-nan-empty-labels", "task.yaml", "train.csv:9: label: the label is empty"),
+        ("07-task-header-repeated", "task.yaml", "train.csv:32: row: repeats the header row"),
+    ] {
+        let output = finetune(&cases, home.path(), case, tiny, task);
+        assert!(!output.status.success() && stderr(&output).contains(says), "{case}: {}", stderr(&output));
+    }
+    let output = finetune(&cases, home.path(), "05-task-label-spellings", tiny, "task-mixed-int-float.yaml");
+    assert!(output.status.success(), "{}", stderr(&output));
+    // 14: a Git LFS pointer instead of the weights, either file name.
+    for folder in ["./tiny-bert-pointer", "./tiny-bert-pointer-bin"] {
+        let output = finetune(&cases, home.path(), "14-model-git-lfs-pointer", folder, "../00-shared/sst2-200.yaml");
+        let err = stderr(&output);
+        assert!(!output.status.success() && err.contains("this is a Git LFS pointer"), "{folder}: {err}");
+        assert!(err.contains("97728 bytes") && err.contains("git lfs pull"), "{err}");
+    }
+}
+
+/// 17: an added token beyond `vocab_size` is refused when the spec is checked, naming the token,
+/// its id and the vocabulary size (it used to pass the check and panic in training). The case's
+/// folder needs MiniLM's weights from the mirror.
+#[test]
+fn an_added_token_beyond_the_vocabulary_is_refused_at_the_check() {
+    let Some(cases) = cases3("the added-token case") else { return };
+    let Some(mirror) = crate::support::mirror("the added-token case") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let case = cases.join("17-model-added-tokens-beyond-vocab");
+    let model = dir.path().join("minilm-added-token");
+    std::fs::create_dir_all(&model).unwrap();
+    for file in ["config.json", "tokenizer.json"] {
+        std::fs::copy(case.join("minilm-added-token").join(file), model.join(file)).unwrap();
+    }
+    std::fs::copy(crate::support::minilm(&mirror).join("model.safetensors"), model.join("model.safetensors")).unwrap();
+    for file in ["spec.yaml", "task.yaml", "train.csv"] {
+        std::fs::copy(case.join(file), dir.path().join(file)).unwrap();
+    }
+    let output = binary(&dir.path().join("home"), dir.path())
+        .args(["reproduce", "--spec", "spec.yaml", "--check-only", "--out", "runs"])
+        .output()
+        .unwrap();
+    let err = stderr(&output);
+    assert!(!output.status.success(), "{err}");
+    assert!(err.contains("`<product>` has id 30522, beyond the model's 30522 embeddings"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+/// 35: a Latin-1 corpus is refused naming the file and the line, with what to do; the other
+/// corpora of the case are read.
+#[test]
+fn a_corpus_that_is_not_utf8_is_refused_by_its_line() {
+    let Some(cases) = cases3("the corpus cases") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let case = cases.join("35-pretrain-corpora");
+    let output = binary(&dir.path().join("home"), &case)
+        .args(["pretrain", "--spec", "pretrain-latin1.yaml", "--offline", "--out"])
+        .arg(dir.path().join("out"))
+        .output()
+        .unwrap();
+    let err = stderr(&output);
+    assert!(!output.status.success(), "{err}");
+    assert!(err.contains("latin1.txt:") && err.contains("not UTF-8: byte 0x"), "{err}");
+    assert!(err.contains("Latin-1") && err.contains("iconv"), "{err}");
+    let output = binary(&dir.path().join("home"), &case)
+        .args(["pretrain", "--spec", "pretrain-docs.yaml", "--offline", "--out"])
+        .arg(dir.path().join("out"))
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+}
