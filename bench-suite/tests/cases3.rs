@@ -72,6 +72,13 @@ fn task_files_and_model_folders_are_read_or_refused_before_any_work() {
         assert!(!output.status.success() && err.contains("this is a Git LFS pointer"), "{folder}: {err}");
         assert!(err.contains("97728 bytes") && err.contains("git lfs pull"), "{err}");
     }
+    // 15: what HF loads loads (tied tensors at one offset, a number in `__metadata__`, an unused
+    // U16 buffer): the check and the load read the header with one parser.
+    for folder in ["./tied-offsets", "./metadata-number", "./unused-u16-buffer"] {
+        let case = "15-model-safetensors-header-quirks";
+        let output = finetune(&cases, home.path(), case, folder, "../00-shared/sst2-200.yaml");
+        assert!(output.status.success(), "{folder}: {}", stderr(&output));
+    }
 }
 
 /// 17: an added token beyond `vocab_size` is refused when the spec is checked, naming the token,

@@ -28,6 +28,7 @@ use subspace::random;
 use crate::Error;
 
 pub mod pytorch_bin;
+pub mod safetensors;
 
 pub use pytorch_bin::WeightsFormat;
 
@@ -214,36 +215,10 @@ fn place(
     Ok(Placement { loaded, unused, renamed })
 }
 
-/// The tensor names and shapes of a `.safetensors` file, from its header alone (an 8-byte
-/// little-endian length, then that many bytes of JSON), without reading the data.
+/// The tensor names and shapes of a `.safetensors` file, from its header alone, checked as the
+/// load checks it ([`safetensors::header`]).
 pub fn safetensors_shapes(path: &Path) -> Result<BTreeMap<String, Vec<i64>>, Error> {
-    use std::io::Read;
-    let shown = path.display().to_string();
-    let error = |message: String| Error::Read { path: shown.clone(), message };
-    let mut file = std::fs::File::open(path).map_err(|err| error(err.to_string()))?;
-    let mut length = [0u8; 8];
-    file.read_exact(&mut length).map_err(|err| error(format!("not a safetensors file: {err}")))?;
-    let length = u64::from_le_bytes(length);
-    let size = file.metadata().map_err(|err| error(err.to_string()))?.len();
-    if length > size.saturating_sub(8) || length > 100 << 20 {
-        return Err(error(format!("not a safetensors file: a header of {length} bytes in a file of {size}")));
-    }
-    let mut header = vec![0u8; length as usize];
-    file.read_exact(&mut header).map_err(|err| error(err.to_string()))?;
-    #[derive(serde::Deserialize)]
-    struct Entry {
-        shape: Vec<i64>,
-    }
-    let mut entries: BTreeMap<String, serde_json::Value> =
-        serde_json::from_slice(&header).map_err(|err| error(format!("not a safetensors header: {err}")))?;
-    entries.remove("__metadata__");
-    entries
-        .into_iter()
-        .map(|(name, value)| {
-            let entry: Entry = serde_json::from_value(value).map_err(|err| error(format!("tensor `{name}`: {err}")))?;
-            Ok((name, entry.shape))
-        })
-        .collect()
+    Ok(safetensors::header(path)?.entries.into_iter().map(|(name, entry)| (name, entry.shape)).collect())
 }
 
 /// The tensor names and shapes of the weights file at `path`, whichever its format: from the
@@ -259,11 +234,10 @@ pub fn tensor_shapes(path: &Path) -> Result<BTreeMap<String, Vec<i64>>, Error> {
 /// The tensors of the weights file at `path` (safetensors or a `torch.save` file), on the CPU.
 pub fn read_tensors(path: &Path) -> Result<BTreeMap<String, Tensor>, Error> {
     let tensors = match pytorch_bin::format_of(path)? {
-        WeightsFormat::Safetensors => Tensor::read_safetensors(path)
-            .map_err(|err| Error::Read { path: path.display().to_string(), message: err.to_string() })?,
-        WeightsFormat::TorchSave => pytorch_bin::read(path)?,
+        WeightsFormat::Safetensors => safetensors::read(path)?,
+        WeightsFormat::TorchSave => pytorch_bin::read(path)?.into_iter().collect(),
     };
-    Ok(tensors.into_iter().collect())
+    Ok(tensors)
 }
 
 /// Checks, before any training, that the checkpoint at `path` fits a model whose variables are
