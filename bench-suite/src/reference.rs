@@ -282,10 +282,9 @@ impl Produced {
             return Err(missing("has not been keyed yet".to_owned()));
         };
         let record_path = dir.join("record.json");
-        let text = std::fs::read_to_string(&record_path)
-            .map_err(|_| missing(format!("has not finished ({} is missing): run it first", record_path.display())))?;
-        let record: results::PretrainingRecord = serde_json::from_str(&text)
-            .map_err(|err| missing(format!("has an unreadable record: {}: {err}", record_path.display())))?;
+        let record: results::PretrainingRecord = results::read_record(&record_path)
+            .map_err(|err| missing(format!("has a record that cannot be used: {err}")))?
+            .ok_or_else(|| missing(format!("has not finished ({} is missing): run it first", record_path.display())))?;
         let checkpoint = record
             .checkpoints
             .iter()

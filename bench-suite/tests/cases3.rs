@@ -132,3 +132,73 @@ fn a_corpus_that_is_not_utf8_is_refused_by_its_line() {
         .unwrap();
     assert!(output.status.success(), "{}", stderr(&output));
 }
+
+/// 27 and 28: a run whose record is deleted or truncated is trained again by the next
+/// `reproduce` (its search re-derived, the other runs reused); an edited record and a record of
+/// a newer schema (a run's or a pre-training's) are refused naming the file, the newer one with
+/// "upgrade the suite" and left as it is.
+#[test]
+fn run_records_missing_unreadable_edited_or_newer() {
+    let Some(cases) = cases3("the results-folder cases") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (home, out) = (dir.path().join("home"), dir.path().join("runs"));
+    let reproduce = |case: &str, spec: &str| {
+        binary(&home, &cases.join(case))
+            .args(["reproduce", "--spec", spec, "--out", out.to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    let output = reproduce("27-results-truncated-record", "spec.yaml");
+    assert!(output.status.success(), "{}", stderr(&output));
+    let folder = results::ResultsDir::at(&out);
+    let runs = folder.runs().unwrap();
+    assert!(runs.len() >= 3, "{} runs", runs.len());
+    let (deleted, truncated, edited) = (&runs[0], &runs[1], &runs[2]);
+    std::fs::remove_file(folder.run_path(&deleted.key)).unwrap();
+    let text = std::fs::read_to_string(folder.run_path(&truncated.key)).unwrap();
+    std::fs::write(folder.run_path(&truncated.key), &text[..text.len() / 3]).unwrap();
+    let output = reproduce("27-results-truncated-record", "spec.yaml");
+    let err = stderr(&output);
+    assert!(output.status.success(), "{err}");
+    assert!(err.contains("have no record") && err.contains("running the search again"), "{err}");
+    assert!(err.contains(&format!("{}.json.unreadable", truncated.key)), "{err}");
+    let again = folder.runs().unwrap();
+    assert_eq!(again.len(), runs.len());
+    for (before, after) in runs.iter().zip(&again) {
+        assert_eq!((&before.key, before.best_score), (&after.key, after.best_score));
+    }
+    // Edited by hand: refused, naming it.
+    let path = folder.run_path(&edited.key);
+    let original = std::fs::read_to_string(&path).unwrap();
+    let mut value: serde_json::Value = serde_json::from_str(&original).unwrap();
+    value["best_score"] = serde_json::json!(0.99);
+    std::fs::write(&path, serde_json::to_string_pretty(&value).unwrap()).unwrap();
+    let output = reproduce("27-results-truncated-record", "spec.yaml");
+    let err = stderr(&output);
+    assert!(
+        !output.status.success() && err.contains(&format!("{}: its content does not match", path.display())),
+        "{err}"
+    );
+    // Written by a newer version: refused with "upgrade the suite", never advice to delete.
+    let mut newer: serde_json::Value = serde_json::from_str(&original).unwrap();
+    newer["schema"] = serde_json::json!(7);
+    newer["field_of_schema_7"] = serde_json::json!(true);
+    let newer = serde_json::to_string_pretty(&newer).unwrap();
+    std::fs::write(&path, &newer).unwrap();
+    let output = reproduce("27-results-truncated-record", "spec.yaml");
+    let err = stderr(&output);
+    assert!(!output.status.success() && err.contains("(record schema 7") && err.contains("upgrade the suite"), "{err}");
+    assert!(!err.contains("remove it") && std::fs::read_to_string(&path).unwrap() == newer, "{err}");
+    // A pre-training's record of a newer version blocks nothing silently: the same refusal.
+    let output = reproduce("28-results-newer-schema", "spec-pretrain.yaml");
+    assert!(output.status.success(), "{}", stderr(&output));
+    let pretraining = std::fs::read_dir(out.join("pretraining")).unwrap().next().unwrap().unwrap().path();
+    let record = pretraining.join("record.json");
+    let mut value: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&record).unwrap()).unwrap();
+    value["schema"] = serde_json::json!(3);
+    value["tokens_seen_by_layer"] = serde_json::json!([1, 2]);
+    std::fs::write(&record, serde_json::to_string(&value).unwrap()).unwrap();
+    let output = reproduce("28-results-newer-schema", "spec-pretrain.yaml");
+    let err = stderr(&output);
+    assert!(!output.status.success() && err.contains("(record schema 3") && err.contains("upgrade the suite"), "{err}");
+}

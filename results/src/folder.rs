@@ -18,10 +18,12 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::run::RunRecord;
 use crate::search::SearchRecord;
+use sha2::{Digest, Sha256};
+
 use crate::write_atomically;
 
 /// An error reading, writing or locking something in a results folder.
@@ -35,16 +37,38 @@ pub enum ResultsError {
         /// The system's reason.
         source: std::io::Error,
     },
-    /// A result file exists but does not parse as its record (a file this suite's atomic writer
-    /// did not write, or one edited by hand).
+    /// A result file exists but cannot be read as its record (truncated by a crash or a full disk,
+    /// or not JSON). [`ResultsDir::load_run`] and [`ResultsDir::load_search`] set such a file
+    /// aside and count it as missing, so that `reproduce` makes it again.
     #[error(
-        "{path}: not a valid result file ({message}); it was not written by this suite's atomic writer: remove it to rerun"
+        "{path}: unreadable ({message}); the next `cargo xtask reproduce` sets it aside (`.unreadable`) and makes it again"
     )]
     Corrupt {
         /// The result file.
         path: PathBuf,
         /// serde_json's message (with the line and column of the fault).
         message: String,
+    },
+    /// A record written by a newer version of the suite, whose schema this one does not know.
+    #[error(
+        "{path}: written by a newer version of intrinsic-bench (record schema {schema}; this one reads up to {SCHEMA}): \
+         upgrade the suite (`git pull`, then the same command); the record is kept as it is"
+    )]
+    NewerSchema {
+        /// The result file.
+        path: PathBuf,
+        /// The schema it declares.
+        schema: u64,
+    },
+    /// A record whose content no longer matches the checksum written with it: edited by hand, or
+    /// damaged.
+    #[error(
+        "{path}: its content does not match the checksum written with it (edited by hand, or damaged): \
+         restore it (e.g. `git checkout` it), or delete it and `cargo xtask reproduce` trains it again"
+    )]
+    Edited {
+        /// The result file.
+        path: PathBuf,
     },
 }
 
@@ -127,37 +151,40 @@ impl ResultsDir {
         }
     }
 
-    /// The record of the run keyed `key`; `None` when it has none yet (not run, or not finished).
-    /// A file that does not parse is [`ResultsError::Corrupt`].
+    /// The record of the run keyed `key`; `None` when it has none yet (not run, or not finished)
+    /// or when its file is unreadable ([`ResultsError::Corrupt`]: it is moved aside, with a
+    /// warning, so that the run is trained again). Refused as [`read_record`] refuses.
     pub fn load_run(&self, key: &str) -> Result<Option<RunRecord>, ResultsError> {
-        read_json(&self.run_path(key))
+        read_or_set_aside(&self.run_path(key))
     }
 
-    /// The record of the search keyed `key`; `None` when it has none yet. A file that does not
-    /// parse is [`ResultsError::Corrupt`].
+    /// The record of the search keyed `key`; `None` when it has none yet or its file is
+    /// unreadable (moved aside, as [`ResultsDir::load_run`] does).
     pub fn load_search(&self, key: &str) -> Result<Option<SearchRecord>, ResultsError> {
-        read_json(&self.search_path(key))
+        read_or_set_aside(&self.search_path(key))
     }
 
     /// Writes `record` atomically to `runs/<key>.json` (its own key), replacing any older file.
     pub fn save_run(&self, record: &RunRecord) -> Result<(), ResultsError> {
-        Ok(write_atomically(&self.run_path(&record.key), record)?)
+        Ok(write_record(&self.run_path(&record.key), record)?)
     }
 
     /// Writes `record` atomically to `searches/<key>.json` (its own key), replacing any older
     /// file.
     pub fn save_search(&self, record: &SearchRecord) -> Result<(), ResultsError> {
-        Ok(write_atomically(&self.search_path(&record.key), record)?)
+        Ok(write_record(&self.search_path(&record.key), record)?)
     }
 
     /// Every search record in the folder, ordered by key (none when `searches/` is missing).
     pub fn searches(&self) -> Result<Vec<SearchRecord>, ResultsError> {
-        read_all(&self.root.join("searches"))
+        read_all(&self.root.join("searches"), false)
     }
 
-    /// Every run record in the folder, ordered by key (none when `runs/` is missing).
+    /// Every readable run record in the folder, ordered by key (none when `runs/` is missing).
+    /// An unreadable one ([`ResultsError::Corrupt`]) is left out, as if missing: a report names
+    /// the runs its searches expect and do not have. Edited and newer records are refused.
     pub fn runs(&self) -> Result<Vec<RunRecord>, ResultsError> {
-        read_all(&self.root.join("runs"))
+        read_all(&self.root.join("runs"), true)
     }
 
     /// Every finished pre-training in the folder (`pretraining/<key>/record.json`), ordered by
@@ -170,7 +197,7 @@ impl ResultsDir {
         folders.sort();
         let mut records = Vec::new();
         for folder in folders {
-            if let Some(record) = read_json(&folder.join("record.json"))? {
+            if let Some(record) = read_record(&folder.join("record.json"))? {
                 records.push(record);
             }
         }
@@ -179,11 +206,12 @@ impl ResultsDir {
 }
 
 /// The `<key>.json` files of `dir`, parsed, in the order of their names; a missing folder has
-/// none. Only a name that is a key (16 hex digits) is a record: not the hidden temporaries of a
-/// write in progress, and not the copies that sync tools and editors leave beside a file
-/// (`<key> (conflicted copy).json`, `<key>.sync-conflict-<date>.json`, `<key>.json~`), which
-/// would otherwise count one run twice.
-fn read_all<T: for<'de> Deserialize<'de>>(dir: &Path) -> Result<Vec<T>, ResultsError> {
+/// none. Only a name that could be a key (letters, digits, `-`, `_`) is a record: not the
+/// hidden temporaries of a write in progress, and not the copies that sync tools and editors
+/// leave beside a file (`<key> (conflicted copy).json`, `<key>.sync-conflict-<date>.json`,
+/// `<key>.json~`), which would otherwise count one run twice. With `skip_unreadable`,
+/// unreadable files are left out instead of failing the read.
+fn read_all<T: for<'de> Deserialize<'de>>(dir: &Path, skip_unreadable: bool) -> Result<Vec<T>, ResultsError> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -194,7 +222,7 @@ fn read_all<T: for<'de> Deserialize<'de>>(dir: &Path) -> Result<Vec<T>, ResultsE
         let path = entry.map_err(io(dir))?.path();
         let name = path.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
         let stem = name.strip_suffix(".json").unwrap_or_default();
-        if stem.len() == 16 && stem.bytes().all(|byte| byte.is_ascii_hexdigit()) {
+        if !stem.is_empty() && stem.bytes().all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_') {
             paths.push(path);
         }
     }
@@ -202,19 +230,100 @@ fn read_all<T: for<'de> Deserialize<'de>>(dir: &Path) -> Result<Vec<T>, ResultsE
     let mut records = Vec::new();
     for path in paths {
         // A file listed a moment ago and gone now was removed by its owner: skip it.
-        if let Some(record) = read_json(&path)? {
-            records.push(record);
+        match read_record(&path) {
+            Ok(Some(record)) => records.push(record),
+            Ok(None) => {}
+            Err(ResultsError::Corrupt { .. }) if skip_unreadable => {}
+            Err(err) => return Err(err),
         }
     }
     Ok(records)
 }
 
-fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, ResultsError> {
-    match std::fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|err| ResultsError::Corrupt { path: path.to_path_buf(), message: err.to_string() }),
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(err) => Err(ResultsError::Io { path: path.to_path_buf(), source: err }),
+/// [`read_record`], but an unreadable file ([`ResultsError::Corrupt`]) is moved aside to
+/// `<name>.unreadable` with a warning and counts as missing, so that what it recorded is made
+/// again.
+pub fn read_or_set_aside<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, ResultsError> {
+    match read_record(path) {
+        Err(err @ ResultsError::Corrupt { .. }) => {
+            set_aside(path, &err)?;
+            Ok(None)
+        }
+        other => other,
     }
+}
+
+/// The schema of the records this version writes. A record states it (`"schema"`) beside a
+/// checksum of its content (`"checksum"`); records written before schemas are schema 1 and
+/// carry neither. Raise it whenever a record's fields change meaning or a field is added that an
+/// older version must not silently drop.
+pub const SCHEMA: u64 = 2;
+
+/// The checksum of a record's JSON `value` (its `checksum` field left out): `sha256:` and the
+/// hex digest of its compact JSON, keys sorted (serde_json's map).
+fn checksum(value: &serde_json::Map<String, serde_json::Value>) -> String {
+    let mut content = value.clone();
+    content.remove("checksum");
+    let digest = Sha256::digest(serde_json::to_vec(&content).expect("serialisable"));
+    let hex: String = digest.iter().map(|byte| format!("{byte:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
+/// Writes `record` atomically ([`write_atomically`]) to `path` with the [`SCHEMA`] it is written
+/// in and a checksum of its content, which [`read_record`] checks.
+///
+/// # Errors
+/// As [`write_atomically`].
+pub fn write_record<T: Serialize>(path: &Path, record: &T) -> Result<(), crate::WriteError> {
+    let serde_json::Value::Object(mut value) = serde_json::to_value(record).expect("serialisable") else {
+        panic!("a record is a JSON object")
+    };
+    value.insert("schema".to_owned(), SCHEMA.into());
+    let sum = checksum(&value);
+    value.insert("checksum".to_owned(), sum.into());
+    write_atomically(path, &value)
+}
+
+/// The record at `path`; `None` when there is no file. A record of a newer schema is refused
+/// ([`ResultsError::NewerSchema`]) before its fields are read, one whose checksum does not match
+/// its content is [`ResultsError::Edited`], and a file that is not a record is
+/// [`ResultsError::Corrupt`]. Records of schema 1 (no schema, no checksum) are read as they are.
+pub fn read_record<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, ResultsError> {
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(err) => return Err(ResultsError::Io { path: path.to_path_buf(), source: err }),
+    };
+    let corrupt = |message: String| ResultsError::Corrupt { path: path.to_path_buf(), message };
+    let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|err| corrupt(err.to_string()))?;
+    let serde_json::Value::Object(mut value) = value else {
+        return Err(corrupt("not a JSON object".to_owned()));
+    };
+    let schema = match value.get("schema") {
+        None => 1,
+        Some(schema) => schema.as_u64().ok_or_else(|| corrupt(format!("`schema` is {schema}, not a number")))?,
+    };
+    if schema > SCHEMA {
+        return Err(ResultsError::NewerSchema { path: path.to_path_buf(), schema });
+    }
+    match value.get("checksum") {
+        Some(written) if written.as_str() != Some(checksum(&value).as_str()) => {
+            return Err(ResultsError::Edited { path: path.to_path_buf() });
+        }
+        None if schema >= 2 => return Err(ResultsError::Edited { path: path.to_path_buf() }),
+        _ => {}
+    }
+    value.remove("schema");
+    value.remove("checksum");
+    serde_json::from_value(serde_json::Value::Object(value)).map(Some).map_err(|err| corrupt(err.to_string()))
+}
+
+/// Moves the unreadable record at `path` aside to `<name>.unreadable` (not a record name, so
+/// nothing reads it again; kept for a look), so that what it recorded is made again.
+fn set_aside(path: &Path, err: &ResultsError) -> Result<(), ResultsError> {
+    let mut aside = path.as_os_str().to_owned();
+    aside.push(".unreadable");
+    std::fs::rename(path, &aside).map_err(io(path))?;
+    tracing::warn!("{err}: moved to {}", Path::new(&aside).display());
+    Ok(())
 }

@@ -10,7 +10,7 @@
 //! - here: where a preset's results and report go by default, how a spec file names them, the
 //!   writer that never leaves half a file, and the hash that keys everything.
 //!
-//! It links serde and sha2 only, so both the tch side and the polars side depend on it.
+//! It links serde, sha2 and tracing only, so both the tch side and the polars side depend on it.
 
 #![warn(missing_docs)]
 
@@ -25,7 +25,7 @@ pub use config::{
     Compat, DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, DEFAULT_MAX_LEN, LambdaGrouping, Mode, Precision, Scope, Seeds,
     SubspaceMethod, TrainConfig,
 };
-pub use folder::{KeyLock, ResultsDir, ResultsError};
+pub use folder::{KeyLock, ResultsDir, ResultsError, SCHEMA, read_or_set_aside, read_record, write_record};
 pub use pretraining::{PretrainCheckpoint, PretrainSpec, PretrainingRecord};
 pub use run::{
     DevExamples, DivergenceCause, Evaluation, ProjectorSummary, Provenance, RunRecord, RunResult, RunSpec,

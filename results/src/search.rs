@@ -492,6 +492,20 @@ pub enum GeneralizationChoice {
 }
 
 impl SearchRecord {
+    /// The keys of every run the search's numbers rest on: the baseline's, the control's, each
+    /// probe's and the generalization run, in that order, each once.
+    pub fn run_keys(&self) -> Vec<&str> {
+        let mut keys: Vec<&str> = Vec::new();
+        let control = self.control.iter().flat_map(|control| &control.runs);
+        let probes = self.probes.iter().flat_map(|probe| &probe.runs);
+        for key in self.baseline.runs.iter().chain(control).chain(probes).chain(&self.generalization_run) {
+            if !keys.contains(&key.as_str()) {
+                keys.push(key);
+            }
+        }
+        keys
+    }
+
     /// Whether the head-only control's score reached the baseline's target (a point comparison):
     /// the head on the frozen encoder's features already gives what the d90 is measured against,
     /// so a small d90 cannot be attributed to the encoder. `None` without a control.

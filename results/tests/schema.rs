@@ -102,9 +102,10 @@ fn committed_results_round_trip_through_the_schema() {
         for entry in std::fs::read_dir(&pretraining).into_iter().flatten() {
             let path = entry.unwrap().path().join("record.json");
             let text = std::fs::read_to_string(&path).unwrap();
-            let file: serde_json::Value = serde_json::from_str(&text).unwrap();
+            let file = content(&text);
             let written =
-                serde_json::to_value(serde_json::from_str::<results::PretrainingRecord>(&text).unwrap()).unwrap();
+                serde_json::to_value(results::read_record::<results::PretrainingRecord>(&path).unwrap().unwrap())
+                    .unwrap();
             let mut differences = Vec::new();
             differ("", &file, &written, &mut differences);
             assert!(differences.is_empty(), "{}: file vs schema: {}", path.display(), differences.join("; "));
@@ -114,11 +115,12 @@ fn committed_results_round_trip_through_the_schema() {
             for entry in std::fs::read_dir(root.join(dir).join(sub)).unwrap() {
                 let path = entry.unwrap().path();
                 let text = std::fs::read_to_string(&path).unwrap();
-                let file: serde_json::Value = serde_json::from_str(&text).unwrap();
+                let file = content(&text);
                 let written = if sub == "runs" {
-                    serde_json::to_value(serde_json::from_str::<results::RunRecord>(&text).unwrap()).unwrap()
+                    serde_json::to_value(results::read_record::<results::RunRecord>(&path).unwrap().unwrap()).unwrap()
                 } else {
-                    serde_json::to_value(serde_json::from_str::<results::SearchRecord>(&text).unwrap()).unwrap()
+                    serde_json::to_value(results::read_record::<results::SearchRecord>(&path).unwrap().unwrap())
+                        .unwrap()
                 };
                 let mut differences = Vec::new();
                 differ("", &file, &written, &mut differences);
@@ -128,6 +130,15 @@ fn committed_results_round_trip_through_the_schema() {
         }
     }
     assert!(checked > 150, "{checked} files");
+}
+
+/// A record file's JSON without the schema and checksum that the writer adds around the record.
+fn content(text: &str) -> serde_json::Value {
+    let mut file: serde_json::Value = serde_json::from_str(text).unwrap();
+    let object = file.as_object_mut().unwrap();
+    object.remove("schema");
+    object.remove("checksum");
+    file
 }
 
 /// The JSON paths where `file` and `written` differ, with both values.
@@ -194,4 +205,47 @@ fn copies_beside_a_record_are_not_records() {
     }
     let records = ResultsDir::at(dir.path()).runs().unwrap();
     assert_eq!(records.iter().map(|record| record.key.as_str()).collect::<Vec<_>>(), [stem.as_str()]);
+}
+
+/// Records carry their schema and a checksum of their content: a record of a newer schema is
+/// refused with "upgrade the suite" (and left as it is), an edited one is refused naming it, a
+/// truncated one is set aside and counts as missing, and records of schema 1 (none of either)
+/// are read as they are.
+#[test]
+fn records_are_versioned_checked_and_set_aside_when_unreadable() {
+    let committed = Path::new(env!("CARGO_MANIFEST_DIR")).join("../runs/quick/runs");
+    let source = std::fs::read_dir(&committed).unwrap().next().unwrap().unwrap().path();
+    let legacy: results::RunRecord = results::read_record(&source).unwrap().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let folder = ResultsDir::new(dir.path()).unwrap();
+    folder.save_run(&legacy).unwrap();
+    let path = folder.run_path(&legacy.key);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut value: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(value["schema"], results::SCHEMA);
+    assert!(value["checksum"].as_str().unwrap().starts_with("sha256:"));
+    assert_eq!(folder.load_run(&legacy.key).unwrap().unwrap(), legacy);
+    // Edited: the learning rate and the score changed by hand.
+    let mut edited = value.clone();
+    edited["spec"]["config"]["lr"] = serde_json::json!(0.5);
+    edited["best_score"] = serde_json::json!(0.99);
+    std::fs::write(&path, serde_json::to_string_pretty(&edited).unwrap()).unwrap();
+    let message = folder.load_run(&legacy.key).unwrap_err().to_string();
+    assert!(message.contains(&format!("{}: its content does not match the checksum", path.display())), "{message}");
+    assert!(folder.runs().is_err(), "a report refuses it too");
+    // Newer: refused before its fields are read, never with advice to delete; nothing rewrites it.
+    value["schema"] = serde_json::json!(99);
+    value["a_field_of_the_future"] = serde_json::json!([1, 2]);
+    let newer = serde_json::to_string_pretty(&value).unwrap();
+    std::fs::write(&path, &newer).unwrap();
+    let message = folder.load_run(&legacy.key).unwrap_err().to_string();
+    assert!(message.contains("written by a newer version of intrinsic-bench (record schema 99"), "{message}");
+    assert!(message.contains("upgrade the suite") && !message.contains("delete"), "{message}");
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), newer);
+    // Truncated: set aside (not a record name), counted as missing.
+    std::fs::write(&path, &text[..text.len() / 2]).unwrap();
+    assert!(folder.runs().unwrap().is_empty());
+    assert_eq!(folder.load_run(&legacy.key).unwrap(), None);
+    assert!(!path.exists());
+    assert!(dir.path().join("runs").join(format!("{}.json.unreadable", legacy.key)).exists());
 }

@@ -56,6 +56,9 @@ pub enum Error {
     /// ids in the manifest and store) could not be read.
     #[error(transparent)]
     Datasets(#[from] datasets::Error),
+    /// A pre-training's `record.json` is refused (written by a newer version, or edited).
+    #[error(transparent)]
+    Record(#[from] results::ResultsError),
     /// A file (of a packed corpus or its staging folder, a pre-training checkpoint, a
     /// `record.json`) could not be created, written or read.
     #[error("{path}: {source}")]

@@ -559,12 +559,12 @@ impl Runner {
         for &index in indices {
             let search = &searches[index];
             on_event(Event::SearchStarted { index, search });
-            let (record, reused) = match self.load_search(search)? {
+            let (record, reused) = match self.load_complete_search(search, true)? {
                 Some(record) => (record, true),
                 None => {
                     let _lock = self.results.lock(&search.key)?;
                     // Another process may have finished it while this one waited for the lock.
-                    match self.load_search(search)? {
+                    match self.load_complete_search(search, false)? {
                         Some(record) => (record, true),
                         None => {
                             let record = self.run_search(search, on_event)?;
@@ -587,16 +587,14 @@ impl Runner {
         let key = self.pretrainings[name].spec.key();
         let record_path = self.pretrainings[name].dir.join("record.json");
         // A finished pre-training is reused without its corpus (which may not be packed here).
-        let finished = |path: &std::path::Path| -> Option<results::PretrainingRecord> {
-            serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
-        };
-        if let Some(record) = finished(&record_path) {
+        let finished = |path: &std::path::Path| results::read_or_set_aside::<results::PretrainingRecord>(path);
+        if let Some(record) = finished(&record_path)? {
             on_event(Event::PretrainingFinished { name, record: &record, reused: true });
             return Ok(true);
         }
         let Some(_lock) = self.results.try_lock(&format!("pretraining-{key}"))? else { return Ok(false) };
         // Another process (a shard) may have finished it while this one waited for the lock.
-        if let Some(record) = finished(&record_path) {
+        if let Some(record) = finished(&record_path)? {
             on_event(Event::PretrainingFinished { name, record: &record, reused: true });
             return Ok(true);
         }
@@ -632,6 +630,39 @@ impl Runner {
             self.results.save_search(&record)?;
         }
         Ok(Some(record))
+    }
+
+    /// [`Runner::load_search`], `None` also when a run the record rests on has no readable
+    /// record (deleted, or set aside as unreadable): the search is then run again, which reuses
+    /// every run that has a record and trains the missing ones (said in a warning when `warn`).
+    fn load_complete_search(&self, search: &PreparedSearch, warn: bool) -> Result<Option<SearchRecord>, Error> {
+        let Some(record) = self.load_search(search)? else { return Ok(None) };
+        let keys = record.run_keys();
+        let mut missing = Vec::new();
+        for key in &keys {
+            if self.results.load_run(key)?.is_none() {
+                missing.push(*key);
+            }
+        }
+        if missing.is_empty() {
+            return Ok(Some(record));
+        }
+        if !warn {
+            return Ok(None);
+        }
+        tracing::warn!(
+            "search {} ({} {} on {} with {}): {} of its {} runs have no record ({}): running the search again, \
+             which trains them",
+            search.key,
+            search.plan.experiment,
+            search.plan.method.name,
+            search.plan.task,
+            search.plan.model,
+            missing.len(),
+            keys.len(),
+            missing.join(", ")
+        );
+        Ok(None)
     }
 
     fn run_search(&mut self, search: &PreparedSearch, on_event: &mut dyn FnMut(Event)) -> Result<SearchRecord, Error> {

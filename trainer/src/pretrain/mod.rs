@@ -538,9 +538,7 @@ pub fn pretrain(
 ) -> Result<Finished, Error> {
     let spec = &prepared.spec;
     let record_path = prepared.dir.join("record.json");
-    if let Ok(text) = std::fs::read_to_string(&record_path) {
-        let record: PretrainingRecord = serde_json::from_str(&text)
-            .map_err(|err| Error::Io { path: record_path.clone(), source: std::io::Error::other(err) })?;
+    if let Some(record) = results::read_or_set_aside::<PretrainingRecord>(&record_path)? {
         return Ok(Finished::Completed(Box::new(record)));
     }
     let work = prepared.dir.join("work");
@@ -673,7 +671,7 @@ pub fn pretrain(
         tokens_per_s: state.tokens as f64 / wall_time_s.max(1e-9),
         provenance: Provenance::now(code_revision, BTreeMap::new()),
     };
-    results::write_atomically(&record_path, &record).map_err(|err| Error::Io { path: err.path, source: err.source })?;
+    results::write_record(&record_path, &record).map_err(|err| Error::Io { path: err.path, source: err.source })?;
     let _ = std::fs::remove_dir_all(&work);
     Ok(Finished::Completed(Box::new(record)))
 }
