@@ -291,6 +291,9 @@ pub fn searches_frame(
         "head_reaches_target" => searches.iter().map(|s| s.head_reaches_target()).collect::<Vec<_>>(),
         "majority" => searches.iter().map(|s| s.baseline.majority_accuracy).collect::<Vec<_>>(),
         "threshold" => searches.iter().map(|s| s.plan.search.threshold).collect::<Vec<_>>(),
+        "device" => strings(&|s| search_device(s, &by_key)),
+        "precision" => strings(&|s| results::serde_name(&s.plan.training.precision)),
+        "code" => strings(&|s| s.provenance.code.clone()),
         "probes" => searches.iter().map(|s| s.probes.len() as i64).collect::<Vec<_>>(),
         "monotone" => searches.iter().map(|s| s.monotone).collect::<Vec<_>>(),
         "determined" => searches.iter().map(|s| of(s).determined()).collect::<Vec<_>>(),
@@ -307,6 +310,16 @@ pub fn searches_frame(
         "pretraining" => searches.iter().map(|s| s.plan.pretraining.as_ref().map(|p| p.name.clone())).collect::<Vec<_>>(),
         "update" => searches.iter().map(|s| s.plan.pretraining.as_ref().map(|p| p.update as i64)).collect::<Vec<_>>(),
     )
+}
+
+/// The device a search's runs trained on: its first baseline run's, or else the `device:` its
+/// signature names.
+fn search_device(search: &SearchRecord, runs: &BTreeMap<&str, &RunRecord>) -> String {
+    let from_runs =
+        search.baseline.runs.first().and_then(|key| runs.get(key.as_str())).map(|run| run.spec.device.clone());
+    from_runs
+        .or_else(|| search.signature.split('|').find_map(|part| part.strip_prefix("device:")).map(str::to_owned))
+        .unwrap_or_else(|| "?".to_owned())
 }
 
 /// One row per (search, probe, run); the d90 probe also lists the search's generalization run
@@ -380,17 +393,22 @@ pub fn table1(searches: &DataFrame, paper: &Paper) -> PolarsResult<DataFrame> {
         by(&["model", "task", "paper_method"]),
         JoinArgs::new(JoinType::Left),
     );
-    sorted(
-        joined.with_column(
-            (col("d90").cast(DataType::Float64) / col("paper_d90").cast(DataType::Float64)).alias("ratio"),
-        ),
-        &["model", "task", "method"],
-    )
-    .select(by(&[
-        "model",
-        "task",
-        "method",
-        "map",
+    // Settings that make two rows of one cell different measurements get columns of their own
+    // where they differ (or, for the threshold, where it is not the paper's 90%): never two
+    // rows that look the same.
+    let mut settings = Vec::new();
+    for column in ["threshold", "device", "precision", "code"] {
+        let values = searches.column(column)?.as_materialized_series().n_unique()?;
+        let not_paper = column == "threshold" && searches.column(column)?.f64()?.iter().any(|t| t != Some(0.9));
+        if values > 1 || not_paper {
+            settings.push(column);
+        }
+    }
+    let mut order = vec!["model", "task", "method"];
+    order.extend(&settings);
+    let mut columns = vec!["model", "task", "method", "map"];
+    columns.extend(settings);
+    columns.extend([
         "seeds",
         "paper_d90",
         "d90",
@@ -414,7 +432,14 @@ pub fn table1(searches: &DataFrame, paper: &Paper) -> PolarsResult<DataFrame> {
         "majority",
         "probes",
         "reason",
-    ]))
+    ]);
+    sorted(
+        joined.with_column(
+            (col("d90").cast(DataType::Float64) / col("paper_d90").cast(DataType::Float64)).alias("ratio"),
+        ),
+        &order,
+    )
+    .select(by(&columns))
     .collect()
 }
 
@@ -1268,6 +1293,13 @@ pub fn build(preset: &str, runs_label: &str, records: &records::Records, paper: 
     let pretraining = pretraining_frame(&pretrainings, searches)?;
     let compression = compression(&measurement_frame)?;
     let inventory = inventory(&run_frame)?;
+    // Every run a search rests on, with the searches (key and experiment) that rest on it.
+    let mut expected: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for search in searches {
+        for key in search.run_keys() {
+            expected.entry(key).or_default().push(format!("{} of `{}`", search.key, search.plan.experiment));
+        }
+    }
     let seed_only = measured.values().filter(|m| matches!(m.reading, d90::bootstrap::Reading::SeedOnly(_))).count();
     let provenance = render::Provenance {
         codes: distinct(&run_frame, "code")?,
@@ -1281,6 +1313,12 @@ pub fn build(preset: &str, runs_label: &str, records: &records::Records, paper: 
         runs: runs.len(),
         total_hours: run_frame.column("wall_time_s")?.f64()?.sum().unwrap_or(0.0) / 3600.0,
         seed_only,
+        expected_runs: expected.len(),
+        missing_runs: expected
+            .into_iter()
+            .filter(|(key, _)| runs.binary_search_by(|run| run.key.as_str().cmp(key)).is_err())
+            .map(|(key, searches)| (key.to_owned(), searches.join(", ")))
+            .collect(),
     };
     let generalization = generalization.drop("key")?;
     render::report(

@@ -117,6 +117,30 @@ pub struct Provenance {
     pub total_hours: f64,
     /// Searches whose intervals resample seeds only (no per-example outcomes).
     pub seed_only: usize,
+    /// The runs the searches rest on ([`results::SearchRecord::run_keys`]), counted once each.
+    pub expected_runs: usize,
+    /// Those of them with no readable record: `(run key, the searches that expect it)`.
+    pub missing_runs: Vec<(String, String)>,
+}
+
+/// The warning a report gives when runs its searches rest on have no record; empty when none.
+fn missing_runs(provenance: &Provenance) -> String {
+    if provenance.missing_runs.is_empty() {
+        return String::new();
+    }
+    let mut text = format!(
+        "**Incomplete results: {} of the {} runs the searches rest on have no readable record** (deleted, or \
+         unreadable); the numbers below read the searches' records as they were written, not the runs. \
+         `cargo xtask reproduce` with the same spec and results folder trains the missing runs again and \
+         re-derives their searches. Missing:\n\n",
+        provenance.missing_runs.len(),
+        provenance.expected_runs
+    );
+    for (key, searches) in &provenance.missing_runs {
+        writeln!(text, "- `runs/{key}.json` (search {searches})").unwrap();
+    }
+    text.push('\n');
+    text
 }
 
 fn short_model(model: &str) -> &str {
@@ -154,6 +178,8 @@ pub fn report(
         paper.source
     )
     .unwrap();
+
+    md.push_str(&missing_runs(provenance));
 
     // Claims.
     let claims = table(frames.claims)?;
@@ -455,7 +481,7 @@ pub fn report(
     writeln!(md, "\n## Inventory\n").unwrap();
     writeln!(
         md,
-        "{} searches{}, {} runs, {:.2} hours of training in total. Every run, by signature (`inventory.csv` has them all):\n",
+        "{} searches{}, {} runs{}, {:.2} hours of training in total. Every run, by signature (`inventory.csv` has them all):\n",
         provenance.searches,
         if provenance.measurements < provenance.searches {
             format!(" ({} distinct measurements: a search that two experiments share counts once in the tables)", provenance.measurements)
@@ -463,6 +489,15 @@ pub fn report(
             String::new()
         },
         provenance.runs,
+        if provenance.missing_runs.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " ({} of the {} the searches rest on: the missing ones are listed at the top)",
+                provenance.expected_runs - provenance.missing_runs.len(),
+                provenance.expected_runs
+            )
+        },
         provenance.total_hours
     )
     .unwrap();

@@ -128,7 +128,7 @@ fn check_and_compare_fail_on_planted_differences_only() {
     // A planted difference in line 3 of table1.csv.
     let path = dir.join("table1.csv");
     let original = std::fs::read_to_string(&path).unwrap();
-    let planted = original.replacen("per_layer,6,896,896,", "per_layer,6,896,897,", 1);
+    let planted = original.replacen("per_layer,cuda,6,896,896,", "per_layer,cuda,6,896,897,", 1);
     assert_ne!(original, planted);
     std::fs::write(&path, &planted).unwrap();
     let differences = report.check(&dir);
@@ -374,4 +374,29 @@ fn claim_a_reads_every_interval_against_the_line() {
     let row = claim_a(&deciding);
     assert!(row.contains(",held,"), "{row}");
     assert!(row.contains("said: d90 <=896 [<=896, <=896]"), "{row}");
+}
+
+/// A run its search rests on whose record is gone (deleted, as an old report advised for a
+/// truncated one, or set aside as unreadable) is named at the top of the report, with how many
+/// of the runs the searches expect are there; and rows of one cell that differ in device say so
+/// in a column of their own (the fixture has CPU and GPU searches).
+#[test]
+fn missing_runs_are_named_and_devices_have_a_column() {
+    let mut records = records::load(&fixtures()).unwrap();
+    let expected: std::collections::BTreeSet<String> =
+        records.searches.iter().flat_map(|search| search.run_keys()).map(str::to_owned).collect();
+    let complete = build("fixture", "tests/fixtures/results", &records, &Paper::embedded()).unwrap();
+    assert!(!text(&complete, "README.md").contains("Incomplete results"));
+    let gone = records.searches[0].probes[0].runs[0].clone();
+    records.runs.retain(|run| run.key != gone);
+    let report = build("fixture", "tests/fixtures/results", &records, &Paper::embedded()).unwrap();
+    let readme = text(&report, "README.md");
+    let count = format!(
+        "**Incomplete results: 1 of the {} runs the searches rest on have no readable record**",
+        expected.len()
+    );
+    assert!(readme.contains(&count), "{readme}");
+    assert!(readme.contains(&format!("- `runs/{gone}.json` (search {} of `", records.searches[0].key)), "{readme}");
+    let header = text(&report, "table1.csv").lines().next().unwrap().to_owned();
+    assert!(header.starts_with("model,task,method,map,device,seeds,"), "{header}");
 }
