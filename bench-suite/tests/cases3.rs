@@ -167,6 +167,27 @@ fn run_records_missing_unreadable_edited_or_newer() {
     for (before, after) in runs.iter().zip(&again) {
         assert_eq!((&before.key, before.best_score), (&after.key, after.best_score));
     }
+    // A wait on a lock another process holds (one stopped with Ctrl-Z, say) says what it waits
+    // for and ends within a second of SIGTERM, exit 143.
+    std::fs::remove_file(folder.run_path(&deleted.key)).unwrap();
+    let search = folder.searches().unwrap().remove(0);
+    let held = folder.lock(&search.key).unwrap();
+    let mut child = binary(&home, &cases.join("27-results-truncated-record"))
+        .args(["reproduce", "--spec", "spec.yaml", "--out", out.to_str().unwrap()])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stderr.take().unwrap()));
+    let waiting = lines.by_ref().map(Result::unwrap).find(|line| line.contains("waiting 0 s for search")).unwrap();
+    assert!(waiting.contains(&format!("which process {} is working on", std::process::id())), "{waiting}");
+    let signalled = std::time::Instant::now();
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    let rest: Vec<String> = lines.map(Result::unwrap).collect();
+    let status = child.wait().unwrap();
+    assert!(signalled.elapsed() < std::time::Duration::from_secs(2), "{:?}", signalled.elapsed());
+    assert_eq!(status.code(), Some(143), "{rest:?}");
+    assert!(rest.iter().any(|line| line.contains("terminated (SIGTERM) while waiting for search")), "{rest:?}");
+    drop(held);
     // Edited by hand: refused, naming it.
     let path = folder.run_path(&edited.key);
     let original = std::fs::read_to_string(&path).unwrap();

@@ -94,6 +94,15 @@ pub struct KeyLock {
     _file: File,
 }
 
+impl KeyLock {
+    /// The lock held on `file`, into which the holder's pid is written for those who wait.
+    fn held(mut file: File) -> KeyLock {
+        use std::io::{Seek, Write};
+        let _ = file.set_len(0).and_then(|_| file.rewind()).and_then(|_| write!(file, "{}", std::process::id()));
+        KeyLock { _file: file }
+    }
+}
+
 impl ResultsDir {
     /// Opens the folder `root`, creating it and its subfolders.
     pub fn new(root: impl Into<PathBuf>) -> Result<ResultsDir, ResultsError> {
@@ -137,7 +146,44 @@ impl ResultsDir {
         let path = self.root.join("locks").join(format!("{key}.lock"));
         let file = File::options().create(true).truncate(false).write(true).open(&path).map_err(io(&path))?;
         file.lock().map_err(io(&path))?;
-        Ok(KeyLock { _file: file })
+        Ok(KeyLock::held(file))
+    }
+
+    /// [`ResultsDir::lock`] for a wait that says what it waits for and can be stopped: while
+    /// another process holds the lock, a warning names `what`, the lock file and the process that
+    /// holds it (its pid, which a holder writes into the file), at once and every `every`; `stop`
+    /// is asked every 200 ms, and `None` comes back, holding nothing, once it says so.
+    pub fn lock_or_stop(
+        &self,
+        key: &str,
+        what: &str,
+        every: std::time::Duration,
+        stop: &dyn Fn() -> bool,
+    ) -> Result<Option<KeyLock>, ResultsError> {
+        let started = std::time::Instant::now();
+        let mut next_message = std::time::Duration::ZERO;
+        loop {
+            if let Some(lock) = self.try_lock(key)? {
+                return Ok(Some(lock));
+            }
+            if stop() {
+                return Ok(None);
+            }
+            let waited = started.elapsed();
+            if waited >= next_message {
+                let path = self.root.join("locks").join(format!("{key}.lock"));
+                let holder = std::fs::read_to_string(&path).ok().and_then(|text| text.trim().parse::<u32>().ok());
+                let holder = holder.map_or_else(|| "another process".to_owned(), |pid| format!("process {pid}"));
+                tracing::warn!(
+                    "waiting {:.0} s for {what}, which {holder} is working on (lock {}); a process that is \
+                     stopped (Ctrl-Z) holds it until it goes on or ends; SIGTERM or Ctrl-C ends this wait",
+                    waited.as_secs_f64(),
+                    path.display()
+                );
+                next_message = waited + every;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
     }
 
     /// [`ResultsDir::lock`] without waiting: `None` when another process holds the lock.
@@ -145,7 +191,7 @@ impl ResultsDir {
         let path = self.root.join("locks").join(format!("{key}.lock"));
         let file = File::options().create(true).truncate(false).write(true).open(&path).map_err(io(&path))?;
         match file.try_lock() {
-            Ok(()) => Ok(Some(KeyLock { _file: file })),
+            Ok(()) => Ok(Some(KeyLock::held(file))),
             Err(std::fs::TryLockError::WouldBlock) => Ok(None),
             Err(std::fs::TryLockError::Error(err)) => Err(io(&path)(err)),
         }

@@ -249,3 +249,24 @@ fn records_are_versioned_checked_and_set_aside_when_unreadable() {
     assert!(!path.exists());
     assert!(dir.path().join("runs").join(format!("{}.json.unreadable", legacy.key)).exists());
 }
+
+/// A wait on a held lock can be stopped, and the holder's pid is in the lock file for the
+/// waiter's message.
+#[test]
+fn a_lock_wait_ends_when_asked_and_names_the_holder() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = ResultsDir::new(dir.path()).unwrap();
+    let held = folder.lock("k").unwrap();
+    let pid = std::fs::read_to_string(dir.path().join("locks/k.lock")).unwrap();
+    assert_eq!(pid, std::process::id().to_string());
+    let asked = std::cell::Cell::new(0);
+    let stop = || {
+        asked.set(asked.get() + 1);
+        asked.get() > 2
+    };
+    let every = std::time::Duration::from_secs(30);
+    assert!(folder.lock_or_stop("k", "run x", every, &stop).unwrap().is_none());
+    assert_eq!(asked.get(), 3);
+    drop(held);
+    assert!(folder.lock_or_stop("k", "run x", every, &|| true).unwrap().is_some());
+}

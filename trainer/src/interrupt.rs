@@ -60,6 +60,15 @@ pub enum Terminated {
         /// The pre-trainings waited for, comma-separated.
         names: String,
     },
+    /// A wait for the lock of a run or search that another process works on.
+    #[error(
+        "terminated (SIGTERM) while waiting for {what}, which another process works on; nothing of it started \
+         here, and the same command resumes"
+    )]
+    Lock {
+        /// What was waited for (`run <signature>`, `search <key>`).
+        what: String,
+    },
     /// Packing a pre-training corpus (nothing half-packed is kept).
     #[error(
         "terminated (SIGTERM) while packing corpus {corpus}; nothing half-packed is kept, and the same command packs \

@@ -562,7 +562,7 @@ impl Runner {
             let (record, reused) = match self.load_complete_search(search, true)? {
                 Some(record) => (record, true),
                 None => {
-                    let _lock = self.results.lock(&search.key)?;
+                    let _lock = self.wait_for_lock(&search.key, &format!("search {}", search.key))?;
                     // Another process may have finished it while this one waited for the lock.
                     match self.load_complete_search(search, false)? {
                         Some(record) => (record, true),
@@ -630,6 +630,15 @@ impl Runner {
             self.results.save_search(&record)?;
         }
         Ok(Some(record))
+    }
+
+    /// The lock of `key`, waiting while another process holds it: the wait is said every 30 s
+    /// and ends within a second of SIGTERM or Ctrl-C ([`Terminated::Lock`]).
+    fn wait_for_lock(&self, key: &str, what: &str) -> Result<results::KeyLock, Error> {
+        let stop = || self.interrupter.is_requested();
+        self.results
+            .lock_or_stop(key, what, std::time::Duration::from_secs(30), &stop)?
+            .ok_or_else(|| Error::Terminated(Terminated::Lock { what: what.to_owned() }))
     }
 
     /// [`Runner::load_search`], `None` also when a run the record rests on has no readable
@@ -1022,7 +1031,7 @@ impl Runner {
             on_event(Event::RunFinished { record: &record, reused: true });
             return Ok(record);
         }
-        let _lock = self.results.lock(&key)?;
+        let _lock = self.wait_for_lock(&key, &format!("run {}", spec.signature(code_revision())))?;
         if let Some(record) = self.results.load_run(&key)? {
             on_event(Event::RunFinished { record: &record, reused: true });
             return Ok(record);

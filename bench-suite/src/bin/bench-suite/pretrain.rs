@@ -81,7 +81,18 @@ pub fn run(args: Args, interrupter: Interrupter) -> Result<()> {
     // drops if the holder dies), then finds the work done or resumes it.
     let locks = args.out.join("locks");
     std::fs::create_dir_all(&locks).with_context(|| format!("create {}", locks.display()))?;
-    let _lock = results::ResultsDir::at(&args.out).lock(&format!("pretraining-{}", prepared.spec.key()))?;
+    let what = format!("pre-training {}", prepared.spec.key());
+    let stop = || interrupter.is_requested();
+    let every = std::time::Duration::from_secs(30);
+    let Some(_lock) = results::ResultsDir::at(&args.out).lock_or_stop(
+        &format!("pretraining-{}", prepared.spec.key()),
+        &what,
+        every,
+        &stop,
+    )?
+    else {
+        return Err(trainer::interrupt::Terminated::Lock { what }.into());
+    };
     let limits = RunLimits { max_updates_this_process: args.max_updates_this_process, interrupter };
     let finished =
         pretrain::pretrain(&prepared, device, limits, bench_suite::code_revision(), &mut |report: UpdateReport| {
