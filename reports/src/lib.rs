@@ -1313,6 +1313,7 @@ pub fn build(preset: &str, runs_label: &str, records: &records::Records, paper: 
         runs: runs.len(),
         total_hours: run_frame.column("wall_time_s")?.f64()?.sum().unwrap_or(0.0) / 3600.0,
         seed_only,
+        left_out: records.left_out,
         expected_runs: expected.len(),
         missing_runs: expected
             .into_iter()

@@ -47,7 +47,7 @@ fn main() -> Result<ExitCode> {
     let runs = args.runs.unwrap_or_else(|| results::results_dir(&preset));
     let out = args.out.unwrap_or_else(|| results::report_dir(&preset));
     let (check, other, tolerance) = (args.check, args.compare, args.tolerance);
-    let records = records::load(&runs)?;
+    let records = records::load_planned(&runs, &preset)?;
     let report = build(&preset, &runs.display().to_string(), &records, &Paper::embedded())
         .with_context(|| format!("build the report of {}", runs.display()))?;
     if check {

@@ -16,6 +16,9 @@ pub struct Records {
     pub runs: Vec<RunRecord>,
     /// Finished MLM pre-trainings (`pretraining/<key>/record.json`).
     pub pretrainings: Vec<PretrainingRecord>,
+    /// Searches in the folder that the spec reported on did not plan ([`load_planned`]), left
+    /// out with their runs.
+    pub left_out: usize,
 }
 
 /// Why a results folder could not be read.
@@ -44,5 +47,29 @@ pub fn load(dir: &Path) -> Result<Records, LoadError> {
     if searches.is_empty() {
         return Err(LoadError::Empty { dir: dir.to_path_buf() });
     }
-    Ok(Records { searches, runs: folder.runs()?, pretrainings: folder.pretrainings()? })
+    Ok(Records { searches, runs: folder.runs()?, pretrainings: folder.pretrainings()?, left_out: 0 })
+}
+
+/// [`load`], keeping only the searches that `reproduce` of the spec `name` planned in this folder
+/// (`plans/<name>*.json`) and the runs they rest on: another spec's searches that share the
+/// folder stay out of its report, counted in [`Records::left_out`]. A folder without a plan of
+/// `name` (written before plans were recorded) is read whole.
+///
+/// # Errors
+/// As [`load`]; and [`LoadError::Empty`] when none of the planned searches has a record yet.
+pub fn load_planned(dir: &Path, name: &str) -> Result<Records, LoadError> {
+    let mut records = load(dir)?;
+    let Some(planned) = results::ResultsDir::at(dir).planned(name)? else { return Ok(records) };
+    let before = records.searches.len();
+    records.searches.retain(|search| planned.contains(&search.key));
+    records.left_out = before - records.searches.len();
+    if records.searches.is_empty() {
+        return Err(LoadError::Empty { dir: dir.to_path_buf() });
+    }
+    if records.left_out > 0 {
+        let kept: std::collections::BTreeSet<&str> =
+            records.searches.iter().flat_map(|search| search.run_keys()).collect();
+        records.runs.retain(|run| kept.contains(run.key.as_str()));
+    }
+    Ok(records)
 }

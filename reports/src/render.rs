@@ -121,6 +121,8 @@ pub struct Provenance {
     pub expected_runs: usize,
     /// Those of them with no readable record: `(run key, the searches that expect it)`.
     pub missing_runs: Vec<(String, String)>,
+    /// Searches of other specs in the results folder, left out ([`crate::records::load_planned`]).
+    pub left_out: usize,
 }
 
 /// The warning a report gives when runs its searches rest on have no record; empty when none.
@@ -179,6 +181,16 @@ pub fn report(
     )
     .unwrap();
 
+    if provenance.left_out > 0 {
+        writeln!(
+            md,
+            "This report covers the {} searches that `reproduce` of `{preset}` planned in this folder \
+             (`plans/{preset}*.json`); {} other search(es) in the folder, of other specs, are left out with \
+             their runs.\n",
+            provenance.searches, provenance.left_out
+        )
+        .unwrap();
+    }
     md.push_str(&missing_runs(provenance));
 
     // Claims.

@@ -400,3 +400,54 @@ fn missing_runs_are_named_and_devices_have_a_column() {
     let header = text(&report, "table1.csv").lines().next().unwrap().to_owned();
     assert!(header.starts_with("model,task,method,map,device,seeds,"), "{header}");
 }
+
+/// A report covers the searches its spec planned in the folder (`plans/<name>*.json`, which
+/// `reproduce` writes), not another spec's searches that share the folder; and two searches of
+/// one cell made in other precisions or by other code revisions get columns of their own
+/// instead of two rows alike.
+#[test]
+fn a_report_covers_its_specs_searches_and_tells_revisions_apart() {
+    let dir = scratch("planned");
+    for sub in ["searches", "runs"] {
+        std::fs::create_dir_all(dir.join(sub)).unwrap();
+        for entry in std::fs::read_dir(fixtures().join(sub)).unwrap() {
+            let path = entry.unwrap().path();
+            std::fs::copy(&path, dir.join(sub).join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    let all = records::load(&dir).unwrap();
+    let keys: Vec<String> = all.searches.iter().take(3).map(|search| search.key.clone()).collect();
+    let folder = results::ResultsDir::at(&dir);
+    folder.save_plan("mine", Some("shard-0-of-2"), &keys[..2]).unwrap();
+    folder.save_plan("mine", Some("shard-1-of-2"), &keys[2..]).unwrap();
+    folder.save_plan("other", None, &[all.searches[4].key.clone()]).unwrap();
+    let mine = records::load_planned(&dir, "mine").unwrap();
+    assert_eq!(mine.searches.iter().map(|search| search.key.clone()).collect::<Vec<_>>(), keys);
+    assert_eq!(mine.left_out, all.searches.len() - 3);
+    let expected: std::collections::BTreeSet<&str> = mine.searches.iter().flat_map(|s| s.run_keys()).collect();
+    assert!(mine.runs.iter().all(|run| expected.contains(run.key.as_str())));
+    let report = build("mine", "planned", &mine, &Paper::embedded()).unwrap();
+    let readme = text(&report, "README.md");
+    assert!(
+        readme.contains(&format!("{} other search(es) in the folder, of other specs, are left out", mine.left_out))
+    );
+    // A whole run of the plan replaces its shards' files.
+    folder.save_plan("mine", None, &keys[..1]).unwrap();
+    assert_eq!(folder.planned("mine").unwrap().unwrap().len(), 1);
+    assert_eq!(folder.planned("other").unwrap().unwrap().len(), 1);
+    assert_eq!(folder.planned("none").unwrap(), None);
+    // The same cell searched again in bf16 by a later code revision: columns of their own tell
+    // the rows apart.
+    let mut records = records::load(&fixtures()).unwrap();
+    let mut again = records.searches[0].clone();
+    again.key = "s0000000000000ff".to_owned();
+    again.plan.training.precision = results::Precision::Bf16;
+    again.provenance.code = "fedcba987654".to_owned();
+    records.searches.push(again);
+    let report = build("fixture", "tests/fixtures/results", &records, &Paper::embedded()).unwrap();
+    let table1 = text(&report, "table1.csv");
+    let header = table1.lines().next().unwrap();
+    assert!(header.starts_with("model,task,method,map,device,precision,code,seeds,"), "{table1}");
+    assert!(table1.contains(",bf16,fedcba987654,"), "{table1}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -11,6 +11,8 @@
 //! - `locks/<key>.lock`: held (`flock`) by the process working on a run or search; the kernel
 //!   releases it when the process dies, so a killed process never leaves a stale lock.
 //! - `logs/shard-<i>-of-<n>.log`: the warnings of shard `i` of a sharded (SLURM) reproduction.
+//! - `plans/<spec>[.<part>].json`: the keys of the searches `reproduce` of a spec planned
+//!   ([`ResultsDir::save_plan`]), so that its report covers those and not another spec's.
 //!
 //! A result is written with [`write_atomically`]: a reader sees no file or a whole one, never a
 //! truncated one, and a run whose result exists is never run again.
@@ -219,6 +221,69 @@ impl ResultsDir {
     /// file.
     pub fn save_search(&self, record: &SearchRecord) -> Result<(), ResultsError> {
         Ok(write_record(&self.search_path(&record.key), record)?)
+    }
+
+    /// Records that `reproduce` of the spec `name` planned the searches `keys` (their order kept)
+    /// in `plans/<name>[.<part>].json`: `part` names a shard or an `--only` selection, and a run
+    /// of the whole plan (`part` = `None`) removes the parts' files, which it covers. Reports
+    /// read [`ResultsDir::planned`] to cover what the spec asked for and nothing else that shares
+    /// the folder.
+    pub fn save_plan(&self, name: &str, part: Option<&str>, keys: &[String]) -> Result<(), ResultsError> {
+        let dir = self.root.join("plans");
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        if part.is_none() {
+            for path in self.plan_files(name)? {
+                std::fs::remove_file(&path).map_err(io(&path))?;
+            }
+        }
+        let file = match part {
+            Some(part) => format!("{name}.{part}.json"),
+            None => format!("{name}.json"),
+        };
+        Ok(write_atomically(&dir.join(file), &serde_json::json!({ "spec": name, "searches": keys }))?)
+    }
+
+    /// The keys of the searches `reproduce` of the spec `name` last planned here (every part's
+    /// file, [`ResultsDir::save_plan`]); `None` when it recorded none (folders written before
+    /// plans were recorded).
+    pub fn planned(&self, name: &str) -> Result<Option<std::collections::BTreeSet<String>>, ResultsError> {
+        let files = self.plan_files(name)?;
+        if files.is_empty() {
+            return Ok(None);
+        }
+        #[derive(Deserialize)]
+        struct PlanFile {
+            searches: Vec<String>,
+        }
+        let mut keys = std::collections::BTreeSet::new();
+        for path in files {
+            let text = std::fs::read_to_string(&path).map_err(io(&path))?;
+            let plan: PlanFile = serde_json::from_str(&text)
+                .map_err(|err| ResultsError::Corrupt { path: path.clone(), message: err.to_string() })?;
+            keys.extend(plan.searches);
+        }
+        Ok(Some(keys))
+    }
+
+    /// `plans/<name>.json` and `plans/<name>.<part>.json`, where they exist.
+    fn plan_files(&self, name: &str) -> Result<Vec<PathBuf>, ResultsError> {
+        let dir = self.root.join("plans");
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => return Err(ResultsError::Io { path: dir, source }),
+        };
+        let mut files = Vec::new();
+        for entry in entries {
+            let path = entry.map_err(io(&dir))?.path();
+            let file = path.file_name().map(|file| file.to_string_lossy().into_owned()).unwrap_or_default();
+            let Some(stem) = file.strip_suffix(".json") else { continue };
+            if stem == name || stem.strip_prefix(name).is_some_and(|rest| rest.starts_with('.')) {
+                files.push(path);
+            }
+        }
+        files.sort();
+        Ok(files)
     }
 
     /// Every search record in the folder, ordered by key (none when `searches/` is missing).

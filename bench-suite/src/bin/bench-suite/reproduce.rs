@@ -138,6 +138,16 @@ pub fn run(cli: Args, interrupter: Interrupter) -> Result<()> {
         precisions(&prepared, runner.device()),
         args.options.out.display()
     );
+    if !cli.check_only {
+        // What this spec asked for, for its report (not another spec's searches in the folder).
+        let part = match (cli.shard, cli.only.is_empty()) {
+            (Some(shard), _) => Some(format!("shard-{}-of-{}", shard.index, shard.count)),
+            (None, false) => Some(format!("only-{}", cli.only.join("-"))),
+            (None, true) => None,
+        };
+        let keys: Vec<String> = prepared.iter().map(|search| search.key.clone()).collect();
+        results::ResultsDir::new(&args.options.out)?.save_plan(&args.name, part.as_deref(), &keys)?;
+    }
     if cli.check_only {
         for (name, pretraining) in runner.pretrainings() {
             let spec = &pretraining.spec;
