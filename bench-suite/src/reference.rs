@@ -121,11 +121,14 @@ pub struct ModelFiles {
     pub tokenizer: PathBuf,
 }
 
-/// The weights file of the HF-format folder `folder`: `model.safetensors`, else
-/// `pytorch_model.bin` (the order in which HF's `from_pretrained` looks for them); `None` when it
-/// has neither.
+/// The weights file of the HF-format folder `folder`: `model.safetensors`, else the index of a
+/// sharded one (`model.safetensors.index.json`), else `pytorch_model.bin`, else its index (the
+/// order in which HF's `from_pretrained` looks for them); `None` when it has none.
 pub fn weights_file(folder: &Path) -> Option<PathBuf> {
-    ["model.safetensors", "pytorch_model.bin"].into_iter().map(|name| folder.join(name)).find(|path| path.is_file())
+    ["model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json"]
+        .into_iter()
+        .map(|name| folder.join(name))
+        .find(|path| path.is_file())
 }
 
 /// The tokenizer file of the HF-format folder `folder`: `tokenizer.json`, else BERT's `vocab.txt`
@@ -188,14 +191,22 @@ impl LocalModel {
         }
         let files = ModelFiles {
             config,
-            weights: weights_file(path).ok_or_else(|| missing("no model.safetensors and no pytorch_model.bin"))?,
+            weights: weights_file(path).ok_or_else(|| {
+                missing("no model.safetensors and no pytorch_model.bin (nor the index of a sharded one)")
+            })?,
             tokenizer: tokenizer_file(path).ok_or_else(|| missing("no tokenizer.json and no vocab.txt"))?,
         };
         let tokenizer_config = path.join("tokenizer_config.json");
         let wordpiece_config =
             (files.tokenizer.ends_with("vocab.txt") && tokenizer_config.is_file()).then_some(&tokenizer_config);
+        // A sharded checkpoint's shards are part of its identity, as its index names them.
+        let shards = encoders::checkpoint::index_shards(&files.weights)
+            .map_err(|err| ReferenceError::LocalModel { folder: path.to_path_buf(), missing: err.to_string() })?
+            .map(|shards| shards.into_keys().collect::<Vec<_>>())
+            .unwrap_or_default();
         let mut hashes = BTreeMap::new();
-        for path in [&files.config, &files.weights, &files.tokenizer].into_iter().chain(wordpiece_config) {
+        for path in [&files.config, &files.weights, &files.tokenizer].into_iter().chain(wordpiece_config).chain(&shards)
+        {
             let name = path.file_name().expect("a file").to_string_lossy().into_owned();
             hashes.insert(name, sha256_file(path)?);
         }

@@ -223,3 +223,57 @@ fn run_records_missing_unreadable_edited_or_newer() {
     let err = stderr(&output);
     assert!(!output.status.success() && err.contains("(record schema 3") && err.contains("upgrade the suite"), "{err}");
 }
+
+/// A sharded checkpoint (`model.safetensors.index.json` and its shards, as `save_pretrained`
+/// writes above its shard size) trains as the single file does; a missing shard is refused
+/// before any work, named.
+#[test]
+fn a_sharded_checkpoint_trains_as_one_file_does() {
+    let Some(cases) = cases3("the sharded-checkpoint kind") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let tiny = cases.join("00-shared/tiny-bert");
+    let sharded = dir.path().join("tiny-bert-sharded");
+    std::fs::create_dir_all(&sharded).unwrap();
+    for entry in std::fs::read_dir(&tiny).unwrap() {
+        let path = entry.unwrap().path();
+        if path.file_name().unwrap() != "model.safetensors" {
+            std::fs::copy(&path, sharded.join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    let tensors = encoders::checkpoint::read_tensors(&tiny.join("model.safetensors")).unwrap();
+    let names: Vec<&String> = tensors.keys().collect();
+    let (first, second) = names.split_at(names.len() / 2);
+    let mut weight_map = serde_json::Map::new();
+    for (file, part) in [("model-00001-of-00002.safetensors", first), ("model-00002-of-00002.safetensors", second)] {
+        let shard: Vec<(&str, &tch::Tensor)> = part.iter().map(|name| (name.as_str(), &tensors[*name])).collect();
+        tch::Tensor::write_safetensors(&shard, sharded.join(file)).unwrap();
+        for name in part {
+            weight_map.insert((*name).clone(), file.into());
+        }
+    }
+    let index = serde_json::json!({"metadata": {"total_size": 0}, "weight_map": weight_map});
+    std::fs::write(sharded.join("model.safetensors.index.json"), index.to_string()).unwrap();
+    let home = dir.path().join("home");
+    let task = cases.join("00-shared/sst2-200.yaml");
+    let score = |model: &Path| {
+        let output = binary(&home, dir.path())
+            .args(["finetune", "--model", model.to_str().unwrap(), "--task", task.to_str().unwrap()])
+            .args(FT)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", stderr(&output));
+        let result: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        // Every evaluation (accuracy, predictions, training loss) is the unsharded folder's.
+        assert!(result["evaluations"].as_array().is_some_and(|evaluations| !evaluations.is_empty()), "{result}");
+        result["evaluations"].clone()
+    };
+    assert_eq!(score(&sharded), score(&tiny));
+    std::fs::remove_file(sharded.join("model-00002-of-00002.safetensors")).unwrap();
+    let output = binary(&home, dir.path())
+        .args(["finetune", "--model", sharded.to_str().unwrap(), "--task", task.to_str().unwrap()])
+        .args(FT)
+        .output()
+        .unwrap();
+    let err = stderr(&output);
+    assert!(!output.status.success() && err.contains("model-00002-of-00002.safetensors, which is missing"), "{err}");
+}

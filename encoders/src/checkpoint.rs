@@ -221,10 +221,71 @@ pub fn safetensors_shapes(path: &Path) -> Result<BTreeMap<String, Vec<i64>>, Err
     Ok(safetensors::header(path)?.entries.into_iter().map(|(name, entry)| (name, entry.shape)).collect())
 }
 
+/// For the index of a sharded checkpoint (`model.safetensors.index.json` or
+/// `pytorch_model.bin.index.json`, as `save_pretrained` writes above its shard size): each
+/// shard file beside it with the tensor names the index's `weight_map` puts there; `None` for
+/// any other file.
+pub fn index_shards(path: &Path) -> Result<Option<BTreeMap<std::path::PathBuf, Vec<String>>>, Error> {
+    let is_index = path.file_name().is_some_and(|name| name.to_string_lossy().ends_with(".index.json"));
+    if !is_index {
+        return Ok(None);
+    }
+    let error = |message: String| Error::Read { path: path.display().to_string(), message };
+    #[derive(serde::Deserialize)]
+    struct Index {
+        weight_map: BTreeMap<String, String>,
+    }
+    let text = std::fs::read_to_string(path).map_err(|err| error(err.to_string()))?;
+    let index: Index = serde_json::from_str(&text).map_err(|err| error(format!("not a shard index: {err}")))?;
+    let folder = path.parent().unwrap_or(Path::new("."));
+    let mut shards: BTreeMap<std::path::PathBuf, Vec<String>> = BTreeMap::new();
+    for (name, file) in index.weight_map {
+        if file.contains('/') || file.contains('\\') || file.starts_with('.') {
+            return Err(error(format!("`{name}` is in `{file}`, which is not a file name beside the index")));
+        }
+        shards.entry(folder.join(&file)).or_default().push(name);
+    }
+    for shard in shards.keys() {
+        if !shard.is_file() {
+            return Err(error(format!(
+                "the index names the shard {}, which is missing: download every shard of the checkpoint",
+                shard.display()
+            )));
+        }
+    }
+    Ok(Some(shards))
+}
+
+/// The tensors of `shard` the index puts there (`names`); one the shard lacks is an error.
+fn of_shard<T>(
+    index: &Path,
+    shard: &Path,
+    mut found: BTreeMap<String, T>,
+    names: &[String],
+) -> Result<Vec<(String, T)>, Error> {
+    names
+        .iter()
+        .map(|name| {
+            found.remove(name).map(|tensor| (name.clone(), tensor)).ok_or_else(|| Error::Read {
+                path: index.display().to_string(),
+                message: format!("the index puts `{name}` in {}, which does not hold it", shard.display()),
+            })
+        })
+        .collect()
+}
+
 /// The tensor names and shapes of the weights file at `path`, whichever its format: from the
 /// header of a safetensors file, or from the pickled index of a `torch.save` file (its tensor
 /// data is not read).
 pub fn tensor_shapes(path: &Path) -> Result<BTreeMap<String, Vec<i64>>, Error> {
+    if let Some(shards) = index_shards(path)? {
+        let mut shapes = BTreeMap::new();
+        for (shard, names) in shards {
+            let found = tensor_shapes(&shard)?;
+            shapes.extend(of_shard(path, &shard, found, &names)?);
+        }
+        return Ok(shapes);
+    }
     match pytorch_bin::format_of(path)? {
         WeightsFormat::Safetensors => safetensors_shapes(path),
         WeightsFormat::TorchSave => Ok(pytorch_bin::shapes(path)?.into_iter().collect()),
@@ -233,6 +294,14 @@ pub fn tensor_shapes(path: &Path) -> Result<BTreeMap<String, Vec<i64>>, Error> {
 
 /// The tensors of the weights file at `path` (safetensors or a `torch.save` file), on the CPU.
 pub fn read_tensors(path: &Path) -> Result<BTreeMap<String, Tensor>, Error> {
+    if let Some(shards) = index_shards(path)? {
+        let mut tensors = BTreeMap::new();
+        for (shard, names) in shards {
+            let found = read_tensors(&shard)?;
+            tensors.extend(of_shard(path, &shard, found, &names)?);
+        }
+        return Ok(tensors);
+    }
     let tensors = match pytorch_bin::format_of(path)? {
         WeightsFormat::Safetensors => safetensors::read(path)?,
         WeightsFormat::TorchSave => pytorch_bin::read(path)?.into_iter().collect(),
