@@ -15,6 +15,7 @@ pub mod corpus;
 pub mod local;
 pub mod manifest;
 pub mod pin;
+pub mod stop;
 pub mod store;
 pub mod tasks;
 pub mod text;
@@ -25,6 +26,9 @@ use std::path::PathBuf;
 /// Everything that can go wrong, with what a user needs to act on it.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// A stop was asked for (SIGTERM) during a hash or a download ([`stop`]).
+    #[error("{0}")]
+    Stopped(#[source] stop::Stopped),
     /// The manifest or the lock file cannot be parsed or fails its checks (an asset listed twice,
     /// a file without a URL, a malformed sha256), or the lock file holds another sha256 for a key.
     #[error("manifest {file}: {message}")]

@@ -684,6 +684,10 @@ impl Store {
                     self.move_into_place(&partial, &wanted.path)?;
                     return Ok(Origin::Network(url.clone()));
                 }
+                Err(_) if crate::stop::requested() => {
+                    let what = format!("downloading {} (kept in {})", wanted.label, partial.display());
+                    return Err(Error::Stopped(crate::stop::Stopped { what }));
+                }
                 Err(message) => failures.push(format!("{url}: {message}")),
             }
         }
@@ -704,7 +708,14 @@ impl Store {
         let mut hashed: Option<(Sha256, u64)> = None;
         for attempt in 1..=self.config.attempts {
             if attempt > 1 {
-                std::thread::sleep(backoff);
+                // The wait between attempts ends early on a stop.
+                let until = std::time::Instant::now() + backoff;
+                while std::time::Instant::now() < until && !crate::stop::requested() {
+                    std::thread::sleep(std::time::Duration::from_millis(50).min(backoff));
+                }
+                if crate::stop::requested() {
+                    return Err("a stop was asked for".to_owned());
+                }
                 backoff *= 2;
             }
             match self.attempt(wanted, url, partial, &mut hashed) {
@@ -777,6 +788,12 @@ impl Store {
         let mut buffer = vec![0u8; 1 << 16];
         let mut written = offset;
         loop {
+            if crate::stop::requested() {
+                file.flush().map_err(|err| err.to_string())?;
+                progress.abandon();
+                *hashed = Some((hasher, written));
+                return Err("a stop was asked for".to_owned());
+            }
             match response.read(&mut buffer) {
                 Ok(0) => break,
                 Ok(count) => {
@@ -851,7 +868,13 @@ fn write_sidecar(path: &Path, sha256: &str, size: u64) -> Result<(), Error> {
 
 /// The lowercase hex sha256 of a file's content.
 pub fn sha256_file(path: &Path) -> Result<String, Error> {
-    Ok(format!("{:x}", hash_prefix(path).map_err(io_error(path))?.finalize()))
+    match hash_prefix(path) {
+        Ok(hasher) => Ok(format!("{:x}", hasher.finalize())),
+        Err(err) if err.kind() == std::io::ErrorKind::Interrupted && crate::stop::requested() => {
+            Err(Error::Stopped(crate::stop::Stopped { what: format!("hashing {}", path.display()) }))
+        }
+        Err(err) => Err(io_error(path)(err)),
+    }
 }
 
 /// A hasher fed with a file's content.
@@ -860,6 +883,9 @@ fn hash_prefix(path: &Path) -> std::io::Result<Sha256> {
     let mut hasher = Sha256::new();
     let mut buffer = vec![0u8; 1 << 20];
     loop {
+        if crate::stop::requested() {
+            return Err(std::io::Error::new(std::io::ErrorKind::Interrupted, "a stop was asked for"));
+        }
         let count = file.read(&mut buffer)?;
         if count == 0 {
             return Ok(hasher);

@@ -100,7 +100,10 @@ fn one_line(err: &anyhow::Error) -> String {
 /// below carry it as a typed variant (`terminated()`); the subcommands return `anyhow`, so here
 /// it is found by one downcast to that one type.
 fn ended_by_stop(err: &anyhow::Error) -> bool {
-    err.chain().any(|cause| cause.downcast_ref::<trainer::interrupt::Terminated>().is_some())
+    err.chain().any(|cause| {
+        cause.downcast_ref::<trainer::interrupt::Terminated>().is_some()
+            || cause.downcast_ref::<datasets::stop::Stopped>().is_some()
+    })
 }
 
 /// Keeps freed memory in the process for reuse (glibc's malloc): libtorch's CPU kernels allocate
@@ -119,6 +122,9 @@ fn keep_freed_memory() {
 fn run(interrupter: &trainer::interrupt::Interrupter) -> Result<()> {
     keep_freed_memory();
     signal_hook::flag::register(signal_hook::consts::SIGTERM, interrupter.flag())
+        .context("install the SIGTERM handler")?;
+    // Hashing and downloads stop too (`datasets::stop`).
+    signal_hook::flag::register(signal_hook::consts::SIGTERM, datasets::stop::flag())
         .context("install the SIGTERM handler")?;
     let cli = Cli::from_arg_matches(&command().get_matches()).unwrap_or_else(|err| err.exit());
     let shard_log = match &cli.command {
