@@ -2,6 +2,8 @@
 //! keeping the partial download for the next run. Its own test binary: the flag is the
 //! process's, and setting it would stop the other tests' downloads.
 
+// The loopback server the fetch tests share; this binary uses part of it.
+#[allow(dead_code)]
 mod support;
 
 use std::path::Path;
