@@ -105,6 +105,10 @@ pub enum Error {
     /// or runs training side by side ([`Terminated::SideBySide`]).
     #[error("{0}")]
     Terminated(#[source] Terminated),
+    /// SIGTERM ended a hash or a download while the spec's assets were checked
+    /// ([`datasets::stop`]).
+    #[error("{0}")]
+    Stopped(#[source] datasets::stop::Stopped),
     /// A worker process training one run (`jobs > 1`) could not start, or failed: its own error
     /// is above in the log (workers write to the same stderr).
     #[error("run {signature}: its worker process {problem}")]

@@ -83,7 +83,7 @@ fn binary(home: &Path, spec: &Path, out: &Path) -> Command {
 
 fn record(out: &Path) -> PretrainingRecord {
     let dir = std::fs::read_dir(out.join("pretraining")).unwrap().next().unwrap().unwrap().path();
-    serde_json::from_str(&std::fs::read_to_string(dir.join("record.json")).unwrap()).unwrap()
+    results::read_record(&dir.join("record.json")).unwrap().unwrap()
 }
 
 #[test]
@@ -143,8 +143,11 @@ fn packing_keeps_every_token_once() {
     let cache = dir.join("cache-interrupted");
     let other = data::Packing { max_len: 16, ..packing };
     let key = data::packed_key("test", &tokenizer.sha256, 16, 0.1);
-    std::fs::create_dir_all(cache.join(format!("{key}.partial-999999999"))).unwrap();
-    std::fs::create_dir_all(cache.join(format!("{key}.partial-1"))).unwrap();
+    let host = results::run::host_name();
+    std::fs::create_dir_all(cache.join(format!("{key}.partial-{host}-999999999"))).unwrap();
+    std::fs::create_dir_all(cache.join(format!("{key}.partial-{host}-1"))).unwrap();
+    // Another node's (sharing the cache), whatever its pid: left to it.
+    std::fs::create_dir_all(cache.join(format!("{key}.partial-other-node-999999999"))).unwrap();
     let interrupter = Interrupter::default();
     let mut seen = 0;
     let stopped = data::pack_or_open(
@@ -167,8 +170,11 @@ fn packing_keeps_every_token_once() {
         .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     left.sort();
-    // pid 1 (init) is alive: its folder stays; the dead pid's and this process's are gone.
-    assert_eq!(left, [format!("{key}.partial-1")]);
+    // pid 1 (init) is alive: its folder stays, as does the other node's; the dead pid's and
+    // this process's are gone.
+    let mut kept = [format!("{key}.partial-{host}-1"), format!("{key}.partial-other-node-999999999")];
+    kept.sort();
+    assert_eq!(left, kept);
 }
 
 #[test]

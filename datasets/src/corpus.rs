@@ -317,4 +317,22 @@ mod tests {
         let message = documents[2].as_ref().unwrap_err().to_string();
         assert!(message.contains("shard.json.gz:4") && message.contains("text"), "{message}");
     }
+
+    /// A gzip file of two members (`cat a.gz b.gz`, or a writer that restarts its stream) is
+    /// read to the end of the last member, not of the first.
+    #[test]
+    fn every_member_of_a_gzip_file_is_read() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("joined.json.gz");
+        let mut bytes = Vec::new();
+        for text in ["one", "two"] {
+            let mut encoder = flate2::write::GzEncoder::new(Vec::new(), Default::default());
+            writeln!(encoder, r#"{{"text": "{text}"}}"#).unwrap();
+            bytes.extend(encoder.finish().unwrap());
+        }
+        std::fs::write(&path, bytes).unwrap();
+        let texts: Vec<String> = local_documents(&path).unwrap().map(|document| document.unwrap().text).collect();
+        assert_eq!(texts, ["one", "two"]);
+    }
 }

@@ -240,7 +240,7 @@ pub fn index_shards(path: &Path) -> Result<Option<BTreeMap<std::path::PathBuf, V
     let folder = path.parent().unwrap_or(Path::new("."));
     let mut shards: BTreeMap<std::path::PathBuf, Vec<String>> = BTreeMap::new();
     for (name, file) in index.weight_map {
-        if file.contains('/') || file.contains('\\') || file.starts_with('.') {
+        if file.contains('/') || file.contains('\\') || file.starts_with('.') || file.ends_with(".index.json") {
             return Err(error(format!("`{name}` is in `{file}`, which is not a file name beside the index")));
         }
         shards.entry(folder.join(&file)).or_default().push(name);

@@ -185,8 +185,8 @@ pub fn report(
         writeln!(
             md,
             "This report covers the {} searches that `reproduce` of `{preset}` planned in this folder \
-             (`plans/{preset}*.json`); {} other search(es) in the folder, of other specs, are left out with \
-             their runs.\n",
+             (`plans/{preset}*.json`); {} other search(es) in the folder, not in that plan (another spec's, or an \
+             earlier version of this one), are left out with their runs.\n",
             provenance.searches, provenance.left_out
         )
         .unwrap();

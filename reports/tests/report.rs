@@ -428,9 +428,7 @@ fn a_report_covers_its_specs_searches_and_tells_revisions_apart() {
     assert!(mine.runs.iter().all(|run| expected.contains(run.key.as_str())));
     let report = build("mine", "planned", &mine, &Paper::embedded()).unwrap();
     let readme = text(&report, "README.md");
-    assert!(
-        readme.contains(&format!("{} other search(es) in the folder, of other specs, are left out", mine.left_out))
-    );
+    assert!(readme.contains(&format!("{} other search(es) in the folder, not in that plan", mine.left_out)));
     // A whole run of the plan replaces its shards' files.
     folder.save_plan("mine", None, &keys[..1]).unwrap();
     assert_eq!(folder.planned("mine").unwrap().unwrap().len(), 1);

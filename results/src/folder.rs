@@ -51,6 +51,29 @@ pub enum ResultsError {
         /// serde_json's message (with the line and column of the fault).
         message: String,
     },
+    /// A record that is JSON but not a record this version can read (a field it does not know or
+    /// misses), though its schema is not newer: written by another version, or edited. Refused
+    /// and left as it is: nothing sets it aside or makes it again.
+    #[error(
+        "{path}: not a record this version of intrinsic-bench can read ({message}); if a newer version wrote it, \
+         upgrade the suite (`git pull`); the record is kept as it is"
+    )]
+    Unknown {
+        /// The result file.
+        path: PathBuf,
+        /// serde_json's message.
+        message: String,
+    },
+    /// A `plans/<spec>.json` file that does not parse.
+    #[error(
+        "{path}: not a plan file ({message}): delete it; the next `cargo xtask reproduce` of the spec writes it again"
+    )]
+    Plan {
+        /// The plan file.
+        path: PathBuf,
+        /// serde_json's message.
+        message: String,
+    },
     /// A record written by a newer version of the suite, whose schema this one does not know.
     #[error(
         "{path}: written by a newer version of intrinsic-bench (record schema {schema}; this one reads up to {SCHEMA}): \
@@ -259,7 +282,7 @@ impl ResultsDir {
         for path in files {
             let text = std::fs::read_to_string(&path).map_err(io(&path))?;
             let plan: PlanFile = serde_json::from_str(&text)
-                .map_err(|err| ResultsError::Corrupt { path: path.clone(), message: err.to_string() })?;
+                .map_err(|err| ResultsError::Plan { path: path.clone(), message: err.to_string() })?;
             keys.extend(plan.searches);
         }
         Ok(Some(keys))
@@ -397,8 +420,10 @@ pub fn write_record<T: Serialize>(path: &Path, record: &T) -> Result<(), crate::
 
 /// The record at `path`; `None` when there is no file. A record of a newer schema is refused
 /// ([`ResultsError::NewerSchema`]) before its fields are read, one whose checksum does not match
-/// its content is [`ResultsError::Edited`], and a file that is not a record is
-/// [`ResultsError::Corrupt`]. Records of schema 1 (no schema, no checksum) are read as they are.
+/// its content is [`ResultsError::Edited`], a file that is not a JSON object is
+/// [`ResultsError::Corrupt`] (unreadable: set aside by [`read_or_set_aside`]), and one that is
+/// but does not read as the record is [`ResultsError::Unknown`] (refused, kept). Records of
+/// schema 1 (no schema, no checksum) are read as they are.
 pub fn read_record<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, ResultsError> {
     let bytes = match std::fs::read(path) {
         Ok(bytes) => bytes,
@@ -426,7 +451,9 @@ pub fn read_record<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T
     }
     value.remove("schema");
     value.remove("checksum");
-    serde_json::from_value(serde_json::Value::Object(value)).map(Some).map_err(|err| corrupt(err.to_string()))
+    serde_json::from_value(serde_json::Value::Object(value))
+        .map(Some)
+        .map_err(|err| ResultsError::Unknown { path: path.to_path_buf(), message: err.to_string() })
 }
 
 /// Moves the unreadable record at `path` aside to `<name>.unreadable` (not a record name, so
@@ -434,7 +461,11 @@ pub fn read_record<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T
 fn set_aside(path: &Path, err: &ResultsError) -> Result<(), ResultsError> {
     let mut aside = path.as_os_str().to_owned();
     aside.push(".unreadable");
-    std::fs::rename(path, &aside).map_err(io(path))?;
+    match std::fs::rename(path, &aside) {
+        // Another process set it aside first.
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        result => result.map_err(io(path))?,
+    }
     tracing::warn!("{err}: moved to {}", Path::new(&aside).display());
     Ok(())
 }

@@ -295,7 +295,9 @@ impl Provenance {
     }
 }
 
-fn host_name() -> String {
+/// This machine's host name (`/proc/sys/kernel/hostname`, else `/etc/hostname`; `unknown` when
+/// neither can be read).
+pub fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .or_else(|_| std::fs::read_to_string("/etc/hostname"))
         .map(|name| name.trim().to_owned())

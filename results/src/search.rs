@@ -426,6 +426,9 @@ impl Architecture {
 
 /// One finished search.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+// A field this version does not know is refused, not dropped: the runner rewrites old records
+// (filling in what they lack), and a rewrite must not lose what a newer version wrote.
+#[serde(deny_unknown_fields)]
 pub struct SearchRecord {
     /// The hash of the plan with the model's and data's identities, the device and the torch
     /// version: the file's name under `searches/`.

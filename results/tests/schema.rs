@@ -227,7 +227,7 @@ fn records_are_versioned_checked_and_set_aside_when_unreadable() {
     assert_eq!(folder.load_run(&legacy.key).unwrap().unwrap(), legacy);
     // Edited: the learning rate and the score changed by hand.
     let mut edited = value.clone();
-    edited["spec"]["config"]["lr"] = serde_json::json!(0.5);
+    edited["spec"]["train"]["lr"] = serde_json::json!(0.5);
     edited["best_score"] = serde_json::json!(0.99);
     std::fs::write(&path, serde_json::to_string_pretty(&edited).unwrap()).unwrap();
     let message = folder.load_run(&legacy.key).unwrap_err().to_string();

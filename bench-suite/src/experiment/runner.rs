@@ -356,6 +356,18 @@ impl Runner {
     /// Checks every search against its model's shapes and makes every asset available (fetching
     /// what is missing, or failing offline), before any training.
     pub fn prepare(&mut self, searches: &[PlannedSearch]) -> Result<Vec<PreparedSearch>, Error> {
+        // A stop (SIGTERM) while an asset is hashed or fetched ends the check as a stop, whatever
+        // error the interrupted step became on its way up (spec errors carry text).
+        self.prepare_checked(searches).map_err(|err| {
+            if datasets::stop::requested() {
+                Error::Stopped(datasets::stop::Stopped { what: "checking the spec's assets".to_owned() })
+            } else {
+                err
+            }
+        })
+    }
+
+    fn prepare_checked(&mut self, searches: &[PlannedSearch]) -> Result<Vec<PreparedSearch>, Error> {
         let device = parse_device(&self.device)?;
         // Key the pre-trainings whose checkpoints the searches fine-tune (their checkpoints'
         // identities are the pre-trainings' keys; their files exist once they have run).

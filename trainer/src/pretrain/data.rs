@@ -217,7 +217,8 @@ pub fn pack_or_open(
     let dir = cache.join(&key);
     if !dir.join("packed.json").exists() {
         remove_dead_staging(cache, &key);
-        let staging = cache.join(format!("{key}.partial-{}", std::process::id()));
+        // Named by host and pid: the cache may be shared by the nodes of a cluster.
+        let staging = cache.join(format!("{key}.partial-{}-{}", results::run::host_name(), std::process::id()));
         let _ = std::fs::remove_dir_all(&staging);
         std::fs::create_dir_all(&staging).map_err(Error::io(&staging))?;
         let packed = documents().and_then(|documents| {
@@ -239,11 +240,12 @@ pub fn pack_or_open(
     open(&dir, key)
 }
 
-/// Removes the staging folders (`<key>.partial-<pid>`) that processes no longer running left
-/// behind (a Ctrl-C or a kill mid-packing): a live process's folder is its own.
+/// Removes the staging folders (`<key>.partial-<host>-<pid>`) that processes of this host no
+/// longer running left behind (a Ctrl-C or a kill mid-packing): a live process's folder is its
+/// own, and another host's (a cluster node sharing the cache) is left to that host.
 fn remove_dead_staging(cache: &Path, key: &str) {
     let Ok(entries) = std::fs::read_dir(cache) else { return };
-    let prefix = format!("{key}.partial-");
+    let prefix = format!("{key}.partial-{}-", results::run::host_name());
     for entry in entries.flatten() {
         let name = entry.file_name();
         let Some(pid) = name.to_str().and_then(|name| name.strip_prefix(&prefix)) else { continue };
