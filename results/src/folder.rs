@@ -379,8 +379,8 @@ fn read_all<T: for<'de> Deserialize<'de>>(dir: &Path, skip_unreadable: bool) -> 
 /// again.
 pub fn read_or_set_aside<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, ResultsError> {
     match read_record(path) {
-        Err(err @ ResultsError::Corrupt { .. }) => {
-            set_aside(path, &err)?;
+        Err(ResultsError::Corrupt { message, .. }) => {
+            set_aside(path, &message)?;
             Ok(None)
         }
         other => other,
@@ -458,7 +458,7 @@ pub fn read_record<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T
 
 /// Moves the unreadable record at `path` aside to `<name>.unreadable` (not a record name, so
 /// nothing reads it again; kept for a look), so that what it recorded is made again.
-fn set_aside(path: &Path, err: &ResultsError) -> Result<(), ResultsError> {
+fn set_aside(path: &Path, message: &str) -> Result<(), ResultsError> {
     let mut aside = path.as_os_str().to_owned();
     aside.push(".unreadable");
     match std::fs::rename(path, &aside) {
@@ -466,6 +466,10 @@ fn set_aside(path: &Path, err: &ResultsError) -> Result<(), ResultsError> {
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         result => result.map_err(io(path))?,
     }
-    tracing::warn!("{err}: moved to {}", Path::new(&aside).display());
+    tracing::warn!(
+        "{}: unreadable ({message}); moved to {}, and what it recorded is made again",
+        path.display(),
+        Path::new(&aside).display()
+    );
     Ok(())
 }
