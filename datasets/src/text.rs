@@ -139,28 +139,17 @@ pub fn stream_lines<R: std::io::BufRead>(
 }
 
 /// The physical lines of `text` with their 1-based numbers, split at `\r\n`, `\n` or a lone
-/// `\r` (the terminators are not part of the lines).
+/// `\r` as [`LineIndex`] splits them (the terminators are not part of the lines).
 pub fn lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
-    let bytes = text.as_bytes();
-    let mut start = 0;
-    let mut number = 0;
-    std::iter::from_fn(move || {
-        if start >= bytes.len() {
-            return None;
-        }
-        let end = bytes[start..].iter().position(|&byte| byte == b'\n' || byte == b'\r').map(|at| start + at);
-        number += 1;
-        let line_start = start;
-        match end {
-            Some(end) => {
-                start = end + if bytes[end] == b'\r' && bytes.get(end + 1) == Some(&b'\n') { 2 } else { 1 };
-                Some((number, &text[line_start..end]))
-            }
-            None => {
-                start = bytes.len();
-                Some((number, &text[line_start..]))
-            }
-        }
+    let starts = LineIndex::new(text).starts;
+    (0..starts.len()).map_while(move |index| {
+        let start = starts[index];
+        // A final terminator starts no line.
+        (start < text.len()).then(|| {
+            let end = starts.get(index + 1).copied().unwrap_or(text.len());
+            // One terminator ends each line but the last, and a line holds no other.
+            (index + 1, text[start..end].trim_end_matches(['\r', '\n']))
+        })
     })
 }
 

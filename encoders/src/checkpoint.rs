@@ -256,22 +256,25 @@ pub fn index_shards(path: &Path) -> Result<Option<BTreeMap<std::path::PathBuf, V
     Ok(Some(shards))
 }
 
-/// The tensors of `shard` the index puts there (`names`); one the shard lacks is an error.
-fn of_shard<T>(
+/// What `read` gives of each shard the index at `index` lists, merged: the tensors the index
+/// puts in each shard; one the shard lacks is an error.
+fn from_shards<T>(
     index: &Path,
-    shard: &Path,
-    mut found: BTreeMap<String, T>,
-    names: &[String],
-) -> Result<Vec<(String, T)>, Error> {
-    names
-        .iter()
-        .map(|name| {
-            found.remove(name).map(|tensor| (name.clone(), tensor)).ok_or_else(|| Error::Read {
+    shards: BTreeMap<std::path::PathBuf, Vec<String>>,
+    read: fn(&Path) -> Result<BTreeMap<String, T>, Error>,
+) -> Result<BTreeMap<String, T>, Error> {
+    let mut merged = BTreeMap::new();
+    for (shard, names) in shards {
+        let mut found = read(&shard)?;
+        for name in names {
+            let tensor = found.remove(&name).ok_or_else(|| Error::Read {
                 path: index.display().to_string(),
                 message: format!("the index puts `{name}` in {}, which does not hold it", shard.display()),
-            })
-        })
-        .collect()
+            })?;
+            merged.insert(name, tensor);
+        }
+    }
+    Ok(merged)
 }
 
 /// The tensor names and shapes of the weights file at `path`, whichever its format: from the
@@ -279,12 +282,7 @@ fn of_shard<T>(
 /// data is not read).
 pub fn tensor_shapes(path: &Path) -> Result<BTreeMap<String, Vec<i64>>, Error> {
     if let Some(shards) = index_shards(path)? {
-        let mut shapes = BTreeMap::new();
-        for (shard, names) in shards {
-            let found = tensor_shapes(&shard)?;
-            shapes.extend(of_shard(path, &shard, found, &names)?);
-        }
-        return Ok(shapes);
+        return from_shards(path, shards, tensor_shapes);
     }
     match pytorch_bin::format_of(path)? {
         WeightsFormat::Safetensors => safetensors_shapes(path),
@@ -295,12 +293,7 @@ pub fn tensor_shapes(path: &Path) -> Result<BTreeMap<String, Vec<i64>>, Error> {
 /// The tensors of the weights file at `path` (safetensors or a `torch.save` file), on the CPU.
 pub fn read_tensors(path: &Path) -> Result<BTreeMap<String, Tensor>, Error> {
     if let Some(shards) = index_shards(path)? {
-        let mut tensors = BTreeMap::new();
-        for (shard, names) in shards {
-            let found = read_tensors(&shard)?;
-            tensors.extend(of_shard(path, &shard, found, &names)?);
-        }
-        return Ok(tensors);
+        return from_shards(path, shards, read_tensors);
     }
     let tensors = match pytorch_bin::format_of(path)? {
         WeightsFormat::Safetensors => safetensors::read(path)?,

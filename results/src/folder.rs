@@ -290,23 +290,9 @@ impl ResultsDir {
 
     /// `plans/<name>.json` and `plans/<name>.<part>.json`, where they exist.
     fn plan_files(&self, name: &str) -> Result<Vec<PathBuf>, ResultsError> {
-        let dir = self.root.join("plans");
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(entries) => entries,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(source) => return Err(ResultsError::Io { path: dir, source }),
-        };
-        let mut files = Vec::new();
-        for entry in entries {
-            let path = entry.map_err(io(&dir))?.path();
-            let file = path.file_name().map(|file| file.to_string_lossy().into_owned()).unwrap_or_default();
-            let Some(stem) = file.strip_suffix(".json") else { continue };
-            if stem == name || stem.strip_prefix(name).is_some_and(|rest| rest.starts_with('.')) {
-                files.push(path);
-            }
-        }
-        files.sort();
-        Ok(files)
+        json_files(&self.root.join("plans"), |stem| {
+            stem == name || stem.strip_prefix(name).is_some_and(|rest| rest.starts_with('.'))
+        })
     }
 
     /// Every search record in the folder, ordered by key (none when `searches/` is missing).
@@ -346,21 +332,9 @@ impl ResultsDir {
 /// `<key>.json~`), which would otherwise count one run twice. With `skip_unreadable`,
 /// unreadable files are left out instead of failing the read.
 fn read_all<T: for<'de> Deserialize<'de>>(dir: &Path, skip_unreadable: bool) -> Result<Vec<T>, ResultsError> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => return Err(ResultsError::Io { path: dir.to_path_buf(), source }),
-    };
-    let mut paths = Vec::new();
-    for entry in entries {
-        let path = entry.map_err(io(dir))?.path();
-        let name = path.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
-        let stem = name.strip_suffix(".json").unwrap_or_default();
-        if !stem.is_empty() && stem.bytes().all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_') {
-            paths.push(path);
-        }
-    }
-    paths.sort();
+    let paths = json_files(dir, |stem| {
+        !stem.is_empty() && stem.bytes().all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_')
+    })?;
     let mut records = Vec::new();
     for path in paths {
         // A file listed a moment ago and gone now was removed by its owner: skip it.
@@ -372,6 +346,25 @@ fn read_all<T: for<'de> Deserialize<'de>>(dir: &Path, skip_unreadable: bool) -> 
         }
     }
     Ok(records)
+}
+
+/// The `<stem>.json` files of `dir` whose stem `keep` accepts, sorted; none when `dir` is missing.
+fn json_files(dir: &Path, keep: impl Fn(&str) -> bool) -> Result<Vec<PathBuf>, ResultsError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => return Err(ResultsError::Io { path: dir.to_path_buf(), source }),
+    };
+    let mut files = Vec::new();
+    for entry in entries {
+        let path = entry.map_err(io(dir))?.path();
+        let name = path.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
+        if name.strip_suffix(".json").is_some_and(&keep) {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
 }
 
 /// [`read_record`], but an unreadable file ([`ResultsError::Corrupt`]) is moved aside to
