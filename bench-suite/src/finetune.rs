@@ -253,10 +253,14 @@ pub fn vocabulary_problem(config: &Config, encoder: &TextEncoder) -> Option<Stri
     })
 }
 
-/// Reads and checks a checkpoint's `config.json`.
+/// Reads and checks a checkpoint's `config.json`; one without `model_type` (the BERT miniatures'
+/// 2020 commits) takes the family its folder's name names, as HF infers it from the repository's
+/// ([`Config::from_json_named`]; a hub checkpoint's folder is `<name>@<commit>`).
 pub fn read_config(path: &std::path::Path) -> Result<Config, Error> {
     let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
-    Config::from_json(&text).map_err(|source| Error::Config { path: path.to_path_buf(), source: Box::new(source) })
+    let folder = path.parent().and_then(|folder| folder.file_name()).map(|name| name.to_string_lossy().into_owned());
+    Config::from_json_named(&text, folder.as_deref().unwrap_or_default())
+        .map_err(|source| Error::Config { path: path.to_path_buf(), source: Box::new(source) })
 }
 
 /// A model and a task, loaded once for many runs: the checkpoint's config and weights file (or a

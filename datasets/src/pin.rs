@@ -80,6 +80,95 @@ struct Lfs {
     size: Option<u64>,
 }
 
+/// A hub commit from public sources that the suite's presets name (`datasets/hub-revisions.tsv`,
+/// compiled in): what it holds, as far as those sources show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    /// The hub repository, `org/name`.
+    pub repo: &'static str,
+    /// The 40-hex commit.
+    pub commit: &'static str,
+    /// The files the sources show at the commit; `None` where they do not show them all (`?`).
+    pub files: Option<Vec<&'static str>>,
+    /// How many independent public sources give the commit, and which kind.
+    pub sources: &'static str,
+}
+
+impl Published {
+    /// Whether the commit holds a tokenizer file the suite reads (`tokenizer.json`, or BERT's
+    /// `vocab.txt`); `None` when its files are not all known.
+    pub fn has_tokenizer(&self) -> Option<bool> {
+        let files = self.files.as_ref()?;
+        Some(files.iter().any(|file| ["tokenizer.json", "vocab.txt"].contains(file)))
+    }
+}
+
+/// Every commit of `datasets/hub-revisions.tsv`, in its order.
+pub fn published() -> Vec<Published> {
+    include_str!("../hub-revisions.tsv")
+        .lines()
+        .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
+        .map(|line| {
+            let fields: Vec<&str> = line.split('\t').collect();
+            let [repo, commit, files, sources] = fields[..] else {
+                panic!("datasets/hub-revisions.tsv: `{line}` does not have 4 tab-separated fields")
+            };
+            let files: Vec<&str> = files.split_whitespace().collect();
+            Published { repo, commit, files: (!files.contains(&"?")).then_some(files), sources }
+        })
+        .collect()
+}
+
+/// The listed commit of `repo` at `commit`, if [`published`] has it.
+pub fn published_commit(repo: &str, commit: &str) -> Option<Published> {
+    published().into_iter().find(|entry| entry.repo.eq_ignore_ascii_case(repo) && entry.commit == commit)
+}
+
+/// Why a commit whose files hold no `tokenizer.json` or `vocab.txt` cannot run (`others`: the
+/// tokenizer files it has), naming a listed commit of the same repository that has one, if any.
+fn no_tokenizer_message(repo: &str, revision: &str, others: &[&str]) -> String {
+    let has = if others.is_empty() { "no tokenizer files".to_owned() } else { others.join(", ") };
+    let listed = published().into_iter().find(|entry| {
+        entry.repo.eq_ignore_ascii_case(repo) && entry.commit != revision && entry.has_tokenizer() == Some(true)
+    });
+    match listed {
+        Some(entry) => format!(
+            "no tokenizer.json and no vocab.txt (it has {has}), and the suite does not read a SentencePiece model \
+             alone; commit {commit} of this repository has tokenizer.json (datasets/hub-revisions.tsv): name \
+             `{repo}@{commit}` instead",
+            commit = entry.commit,
+            repo = entry.repo
+        ),
+        None => format!(
+            "no tokenizer.json and no vocab.txt (it has {has}); the suite reads tokenizer.json: convert the tokenizer \
+             with `transformers` (`AutoTokenizer.from_pretrained(repo).save_pretrained(folder)` writes it) and use \
+             the folder"
+        ),
+    }
+}
+
+/// The files a listed commit is known to hold that the suite would read, and a refusal where it
+/// holds no tokenizer the suite reads: said before anything is fetched, also offline. `None`
+/// for a commit the list does not have, or whose files it does not show.
+pub fn published_files(repo: &str, commit: &str) -> Option<Result<Vec<&'static str>, PinError>> {
+    let entry = published_commit(repo, commit)?;
+    let files = entry.files.clone()?;
+    if entry.has_tokenizer() == Some(false) {
+        let others: Vec<&str> = files.iter().copied().filter(|file| TOKENIZER_KINDS.contains(file)).collect();
+        let message = no_tokenizer_message(repo, commit, &others);
+        return Some(Err(PinError::Hub { repo: repo.to_owned(), revision: commit.to_owned(), message }));
+    }
+    let weights = ["model.safetensors", "pytorch_model.bin"].into_iter().find(|name| files.contains(name))?;
+    let tokenizer: Vec<&str> = match files.contains(&"tokenizer.json") {
+        true => vec!["tokenizer.json"],
+        false => ["vocab.txt", "tokenizer_config.json"].into_iter().filter(|name| files.contains(name)).collect(),
+    };
+    Some(Ok([weights, "config.json"].into_iter().chain(tokenizer).collect()))
+}
+
+/// Tokenizer files other than the two the suite reads, named when a commit has only these.
+const TOKENIZER_KINDS: [&str; 4] = ["spiece.model", "sentencepiece.bpe.model", "vocab.json", "merges.txt"];
+
 /// The API URL of `repo` at `revision` under `endpoint` (e.g. `https://huggingface.co`).
 pub fn api_url(endpoint: &str, repo: &str, revision: &str) -> String {
     format!("{}/api/models/{repo}/revision/{revision}?blobs=true", endpoint.trim_end_matches('/'))
@@ -121,17 +210,8 @@ pub fn pin_from_info(repo: &str, revision: &str, json: &str) -> Result<HubPin, P
         (Some(json), _) => vec![json],
         (None, Some(vocab)) => std::iter::once(vocab).chain(find("tokenizer_config.json")).collect(),
         (None, None) => {
-            let others: Vec<&str> = names
-                .iter()
-                .copied()
-                .filter(|name| ["spiece.model", "sentencepiece.bpe.model", "vocab.json", "merges.txt"].contains(name))
-                .collect();
-            return Err(error(format!(
-                "no tokenizer.json and no vocab.txt (it has {}); the suite reads tokenizer.json: convert the tokenizer \
-                 with `transformers` (`AutoTokenizer.from_pretrained(repo).save_pretrained(folder)` writes it) and use \
-                 the folder",
-                if others.is_empty() { "no tokenizer files".to_owned() } else { others.join(", ") }
-            )));
+            let others: Vec<&str> = names.iter().copied().filter(|name| TOKENIZER_KINDS.contains(name)).collect();
+            return Err(error(no_tokenizer_message(repo, revision, &others)));
         }
     };
     let file = |sibling: &Sibling| -> Result<PinnedFile, PinError> {

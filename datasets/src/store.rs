@@ -260,8 +260,9 @@ impl Store {
     /// A hub asset without files ([`Asset::hub_checkpoint`]) gets its files first: the names its
     /// lock entries record (a checkpoint fetched before, also offline), else what the hub's model
     /// API lists at the commit ([`Store::pin`]), else, offline, the three files HF looks for
-    /// first (`config.json`, `model.safetensors`, `tokenizer.json`), which a missing-file error
-    /// then names.
+    /// first (`config.json`, `model.safetensors`, `tokenizer.json`), or those a commit of
+    /// `datasets/hub-revisions.tsv` holds ([`crate::pin::published_files`]), which a missing-file
+    /// error then names. A listed commit without a tokenizer the suite reads is refused first.
     pub fn ensure_asset(&self, asset: &Asset) -> Result<AssetPaths, Error> {
         let listed;
         let asset = match &asset.hf {
@@ -315,6 +316,14 @@ impl Store {
         {
             // Sizes and hashes come from the lock when each file is wanted.
             return Ok(locked.iter().map(|name| file(name, None, None)).collect());
+        }
+        // A commit of `datasets/hub-revisions.tsv`: refused before any fetch when it holds no
+        // tokenizer the suite reads; offline, its listed files are the ones to fetch.
+        let listed = crate::pin::published_files(repo, revision).transpose()?;
+        if self.config.offline
+            && let Some(names) = listed
+        {
+            return Ok(names.into_iter().map(|name| file(name, None, None)).collect());
         }
         if self.config.offline {
             // Never fetched: the missing-file error names the files HF looks for first (which

@@ -121,6 +121,40 @@ fn refuses_what_the_suite_could_not_load_naming_what_is_there() {
     assert!(err.contains("not the hub's model API answer"), "{err}");
 }
 
+/// The commits the presets name (datasets/hub-revisions.tsv): all readable, one per repository
+/// and commit, and the SentencePiece-only XLM-R commit refused before anything is fetched, online
+/// or offline, naming the listed commit that has tokenizer.json.
+#[test]
+fn listed_commits_are_read_and_a_sentencepiece_only_commit_names_the_one_to_use() {
+    let listed = datasets::pin::published();
+    assert_eq!(listed.len(), 34);
+    for (index, entry) in listed.iter().enumerate() {
+        assert!(datasets::manifest::Asset::hub_checkpoint(entry.repo, entry.commit).is_ok(), "{entry:?}");
+        assert!(!listed[..index].iter().any(|other| other.repo == entry.repo && other.commit == entry.commit));
+    }
+    let old = "e73636d4f797dec63c3081bb6ed5c7b0bb3f2089";
+    let refusal = datasets::pin::published_files("FacebookAI/xlm-roberta-base", old).unwrap().unwrap_err().to_string();
+    assert!(
+        refusal.contains("it has sentencepiece.bpe.model")
+            && refusal.contains("`FacebookAI/xlm-roberta-base@42f548f32366559214515ec137cdd16002968bf6`"),
+        "{refusal}"
+    );
+    // The same refusal when the hub's answer shows it (a commit named before the list knew it).
+    let answer =
+        info(&[("config.json", 500, None), ("pytorch_model.bin", 9, None), ("sentencepiece.bpe.model", 9, None)]);
+    let err = pin_from_info("FacebookAI/xlm-roberta-base", old, &answer).unwrap_err().to_string();
+    assert!(err.contains("@42f548f32366559214515ec137cdd16002968bf6"), "{err}");
+    // The files a MultiBERTs commit holds: what an offline check says must be fetched.
+    let multiberts =
+        datasets::pin::published_files("google/multiberts-seed_0-step_0k", "93e2ee33230f548b15bebc8c936f0cb5ef17b37a");
+    assert_eq!(
+        multiberts.unwrap().unwrap(),
+        ["pytorch_model.bin", "config.json", "vocab.txt", "tokenizer_config.json"]
+    );
+    // A commit whose files no source shows is asked of the hub.
+    assert!(datasets::pin::published_files("google-t5/t5-large", "150ebc2c4b72291e770f58e6057481c8d2ed331a").is_none());
+}
+
 /// The command end to end against a loopback hub: the API path it asks, and entries on stdout.
 #[test]
 fn the_command_prints_entries_from_the_hubs_answers() {

@@ -10,6 +10,16 @@ pub enum Error {
     /// an unsupported `hidden_act`.
     #[error("config: {0}")]
     ConfigParse(#[from] serde_json::Error),
+    /// A `config.json` without `model_type` whose checkpoint's name contains no family's.
+    #[error(
+        "config: no `model_type`, and `{name}` names no family the suite implements (bert, roberta, xlm-roberta, \
+         electra, distilbert, albert, bart, t5, xlnet), from which HF's AutoConfig would infer it: add \
+         `\"model_type\": \"<family>\"` to config.json"
+    )]
+    NoModelType {
+        /// The checkpoint's name (its repository or folder).
+        name: String,
+    },
     /// The width does not split evenly into attention heads (the encoder's, or BART's decoder's;
     /// T5, with its own `d_kv`, is exempt).
     #[error("config: hidden_size {hidden} is not a multiple of num_attention_heads {heads}")]

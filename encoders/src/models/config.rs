@@ -443,7 +443,37 @@ impl Config {
     /// Invalid JSON, an unknown `model_type` (the message lists the known ones), a field missing,
     /// or a field that would change the computation and is not implemented, named.
     pub fn from_json(text: &str) -> Result<Config, Error> {
-        let value: serde_json::Value = serde_json::from_str(text)?;
+        Config::from_value(serde_json::from_str(text)?)
+    }
+
+    /// [`Config::from_json`] for the `config.json` of the checkpoint called `name` (a hub
+    /// repository such as `google/bert_uncased_L-4_H-256_A-4`, or a folder's name). A config
+    /// without `model_type` (Google's original BERT configs, which the BERT miniatures' 2020
+    /// commits hold) takes the family whose `model_type` is the longest one `name` contains: the
+    /// fallback of HF's `AutoConfig.from_pretrained` (transformers
+    /// `models/auto/configuration_auto.py`), which matches longer names first so that
+    /// `xlm-roberta` wins over `roberta` and `roberta` over `bert`.
+    ///
+    /// # Errors
+    /// Those of [`Config::from_json`]; a config without `model_type` whose `name` contains no
+    /// family's.
+    pub fn from_json_named(text: &str, name: &str) -> Result<Config, Error> {
+        let mut value: serde_json::Value = serde_json::from_str(text)?;
+        if let serde_json::Value::Object(map) = &mut value
+            && !map.contains_key("model_type")
+        {
+            let family = ModelType::ALL
+                .iter()
+                .map(|family| family.name())
+                .filter(|family| name.contains(family))
+                .max_by_key(|family| family.len())
+                .ok_or_else(|| Error::NoModelType { name: name.to_owned() })?;
+            map.insert("model_type".to_owned(), serde_json::json!(family));
+        }
+        Config::from_value(value)
+    }
+
+    fn from_value(value: serde_json::Value) -> Result<Config, Error> {
         let value = match value {
             serde_json::Value::Object(mut map) => match map.get("model_type").and_then(|v| v.as_str()) {
                 Some("distilbert") => distilbert_as_bert(map)?,
@@ -720,5 +750,31 @@ mod tests {
         assert!(Config::from_json(no_heads).unwrap_err().to_string().contains("num_attention_heads"));
         let unknown = Config::from_json(&format!(r#"{{"model_type": "gpt2", {sizes}}}"#)).unwrap_err().to_string();
         assert!(unknown.contains("gpt2") && unknown.contains("distilbert"), "{unknown}");
+    }
+
+    #[test]
+    fn a_config_without_model_type_takes_the_family_its_name_names_as_hf_infers_it() {
+        // The BERT miniatures' 2020 config.json (Google's original bert_config.json, as published).
+        let original = r#"{"hidden_size": 256, "hidden_act": "gelu", "initializer_range": 0.02, "vocab_size": 30522,
+            "hidden_dropout_prob": 0.1, "num_attention_heads": 4, "type_vocab_size": 2,
+            "max_position_embeddings": 512, "num_hidden_layers": 4, "intermediate_size": 1024,
+            "attention_probs_dropout_prob": 0.1}"#;
+        let bert = Config::from_json_named(original, "bert_uncased_L-4_H-256_A-4@6c36e823").unwrap();
+        assert_eq!((bert.model_type, bert.layer_norm_eps, bert.pad_token_id), (ModelType::Bert, 1e-12, 0));
+        assert!(Config::from_json(original).unwrap_err().to_string().contains("model_type"));
+        // The longest family name wins, as in HF's fallback.
+        for (name, family) in [
+            ("xlm-roberta-base@e73636d4", ModelType::XlmRoberta),
+            ("roberta-base", ModelType::Roberta),
+            ("distilbert-base-uncased", ModelType::DistilBert),
+            ("albert-base-v2", ModelType::Albert),
+        ] {
+            assert_eq!(Config::from_json_named(original, name).unwrap().model_type, family, "{name}");
+        }
+        // A model_type given is never replaced by the name's.
+        let given = original.replacen('{', r#"{"model_type": "electra","#, 1);
+        assert_eq!(Config::from_json_named(&given, "bert-folder").unwrap().model_type, ModelType::Electra);
+        let unnamed = Config::from_json_named(original, "my-model").unwrap_err().to_string();
+        assert!(unnamed.contains("`my-model`") && unnamed.contains("\"model_type\""), "{unnamed}");
     }
 }

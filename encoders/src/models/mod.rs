@@ -114,6 +114,19 @@ pub enum ModelType {
 }
 
 impl ModelType {
+    /// Every family, in the order of the enum.
+    pub const ALL: [ModelType; 9] = [
+        ModelType::Bert,
+        ModelType::Roberta,
+        ModelType::XlmRoberta,
+        ModelType::Electra,
+        ModelType::DistilBert,
+        ModelType::Albert,
+        ModelType::Bart,
+        ModelType::T5,
+        ModelType::Xlnet,
+    ];
+
     /// The prefix of the encoder's tensors in HF's task models (`base_model_prefix`).
     pub fn prefix(self) -> &'static str {
         match self {
