@@ -27,12 +27,18 @@
 //!   reviews: {train: reviews.csv, dev_fraction: 0.2, split_seed: 0, text: [text], label: label}
 //! experiments:
 //!   - name: table1
-//!     kind: d90                # what it measures (the default, and so far the only kind)
+//!     kind: d90                # what it measures: d90 (the default), size or trajectory
 //!     models: [sentence-transformers/all-MiniLM-L6-v2]   # or ./a-local-folder, org/name@<commit>
 //!     tasks: [sst2, mrpc]
 //!     methods: [said, did]     # each against the baseline `full` (or `baseline: NAME`)
 //!     control: head            # optional: a `method: head_only` method trained beside the baseline
 //!     training: {epochs: 3}    # optional overrides, field by field
+//!   - name: multiberts
+//!     kind: trajectory         # d90 along a pre-training: the spec's own (`pretraining: <name>`),
+//!     checkpoints:             # or one published by others, its checkpoints by update
+//!       {0: google/multiberts-seed_0-step_0k@<commit>, 60000: google/multiberts-seed_0-step_60k@<commit>}
+//!     tasks: [mrpc]
+//!     methods: [said]
 //! ```
 
 use std::collections::BTreeMap;
@@ -161,6 +167,12 @@ pub struct ExperimentSpec {
     pub pretraining: Option<String>,
     /// A `trajectory`'s checkpoints by update (default: every checkpoint of the pre-training).
     pub updates: Option<Vec<usize>>,
+    /// A `trajectory` along a pre-training published by others, instead of `pretraining`: its
+    /// checkpoints by update, each a model name (`org/name@<commit>`, a manifest id, a local
+    /// folder), e.g. the MultiBERTs' `{0: google/multiberts-seed_0-step_0k@<commit>, ...}`. Its
+    /// searches carry the experiment's name and the update as their pre-training, so the report
+    /// orders them along it; update 0 (the initialisation) is the precondition's reference.
+    pub checkpoints: Option<BTreeMap<usize, String>>,
     /// Tasks of the manifest or of the spec's `tasks:`.
     pub tasks: Vec<String>,
     /// The DID or SAID methods searched, by their names under `methods:`.
@@ -574,6 +586,18 @@ struct ExperimentAt<'a> {
 
 impl<'a> ExperimentAt<'a> {
     /// The path of the experiment's own field `name` (`experiments[1].models`).
+    /// The field of the experiment's `index`-th model: `models[i]`, or a published trajectory's
+    /// `checkpoints.<update>`.
+    fn model_field(&self, index: usize) -> String {
+        match &self.experiment.checkpoints {
+            Some(checkpoints) => match checkpoints.keys().nth(index) {
+                Some(update) => format!("{}.{update}", self.own("checkpoints")),
+                None => self.own("checkpoints"),
+            },
+            None => format!("{}[{index}]", self.own("models")),
+        }
+    }
+
     fn own(&self, name: &str) -> String {
         format!("experiments[{}].{name}", self.index)
     }
@@ -600,6 +624,8 @@ impl<'a> ExperimentAt<'a> {
             ExperimentKind::D90 | ExperimentKind::Size => self.listed_models()?,
             ExperimentKind::Trajectory => self.trajectory_models(inputs.pretrainings)?,
         };
+        // A published trajectory's updates, in the order of its models.
+        let published: Option<Vec<usize>> = experiment.checkpoints.as_ref().map(|map| map.keys().copied().collect());
         if !names.insert(experiment.name.as_str()) {
             return Err(self.error(&self.own("name"), format!("`{}` names two experiments", experiment.name)));
         }
@@ -641,7 +667,7 @@ impl<'a> ExperimentAt<'a> {
         for (model_index, model) in models.iter().enumerate() {
             for (task_index, task) in tasks.iter().enumerate() {
                 let subject = Subject::new(model.clone(), task.clone())
-                    .map_err(|err| self.error(&format!("{}[{model_index}]", self.own("models")), err.to_string()))?;
+                    .map_err(|err| self.error(&self.model_field(model_index), err.to_string()))?;
                 let origin = Origin {
                     file: self.at.file.to_path_buf(),
                     experiment_index: self.index,
@@ -668,7 +694,10 @@ impl<'a> ExperimentAt<'a> {
                             Subject::Text { model: Checkpoint::Produced(produced), .. } => {
                                 Some(PretrainingRef { name: produced.pretraining.clone(), update: produced.update })
                             }
-                            _ => None,
+                            _ => published.as_ref().map(|updates| PretrainingRef {
+                                name: experiment.name.clone(),
+                                update: updates[model_index],
+                            }),
                         },
                         kind: experiment.kind,
                     };
@@ -682,9 +711,11 @@ impl<'a> ExperimentAt<'a> {
     /// A `d90` or `size` experiment's `models` (a size experiment compares two or more).
     fn listed_models(&self) -> Result<Vec<String>, SpecError> {
         let experiment = self.experiment;
-        for (set, what) in
-            [(experiment.pretraining.is_some(), "pretraining"), (experiment.updates.is_some(), "updates")]
-        {
+        for (set, what) in [
+            (experiment.pretraining.is_some(), "pretraining"),
+            (experiment.updates.is_some(), "updates"),
+            (experiment.checkpoints.is_some(), "checkpoints"),
+        ] {
             if set {
                 let message = "is for `kind: trajectory`; this experiment lists `models`".to_owned();
                 return Err(self.error(&self.own(what), message));
@@ -702,8 +733,30 @@ impl<'a> ExperimentAt<'a> {
     fn trajectory_models(&self, pretrainings: &Pretrainings) -> Result<Vec<String>, SpecError> {
         let experiment = self.experiment;
         if !experiment.models.is_empty() {
-            let message = "a trajectory fine-tunes the checkpoints of its `pretraining`, not `models`".to_owned();
+            let message = "a trajectory fine-tunes the checkpoints of its `pretraining` (or its published \
+                           `checkpoints`), not `models`"
+                .to_owned();
             return Err(self.error(&self.own("models"), message));
+        }
+        if let Some(checkpoints) = &experiment.checkpoints {
+            for (set, what) in
+                [(experiment.pretraining.is_some(), "pretraining"), (experiment.updates.is_some(), "updates")]
+            {
+                if set {
+                    let message =
+                        "a trajectory follows its own `pretraining` or published `checkpoints`, not both".to_owned();
+                    return Err(self.error(&self.own(what), message));
+                }
+            }
+            if checkpoints.len() < 2 {
+                let message = "a trajectory compares checkpoints along a pre-training: list at least two".to_owned();
+                return Err(self.error(&self.own("checkpoints"), message));
+            }
+            if let Some((update, _)) = checkpoints.iter().find(|(_, name)| name.starts_with("pretrained:")) {
+                let message = "is a checkpoint of the spec's own pre-training: follow it with `pretraining:` instead";
+                return Err(self.error(&format!("{}.{update}", self.own("checkpoints")), message.to_owned()));
+            }
+            return Ok(checkpoints.values().cloned().collect());
         }
         let Some(name) = &experiment.pretraining else {
             return Err(self.error(&self.own("pretraining"), "a trajectory needs `pretraining: <name>`".to_owned()));
@@ -740,7 +793,7 @@ impl<'a> ExperimentAt<'a> {
                 }
                 None => ModelRef::resolve(model, self.at.base, &manifest, opened).map_err(|err| err.to_string()),
             };
-            models.push(resolved.map_err(|message| self.error(&format!("{}[{index}]", self.own("models")), message))?);
+            models.push(resolved.map_err(|message| self.error(&self.model_field(index), message))?);
         }
         Ok(models)
     }
@@ -912,6 +965,29 @@ experiments:
                 "second synthetic/tiny-bert did 5"
             ]
         );
+        // A trajectory along a published pre-training: its checkpoints in update order, each
+        // search carrying the experiment's name and its update.
+        let published = GOOD.replace(
+            "    models: [synthetic/tiny-bert]\n",
+            "    kind: trajectory\n    checkpoints: {60000: synthetic/tiny-roberta, 0: synthetic/tiny-bert}\n",
+        );
+        let trajectory = parse(&published, Path::new("t.yaml")).unwrap();
+        let points: Vec<(String, Option<PretrainingRef>)> = trajectory.searches[..4]
+            .iter()
+            .map(|search| (search.plan.model.clone(), search.plan.pretraining.clone()))
+            .collect();
+        let at = |update| Some(PretrainingRef { name: "first".to_owned(), update });
+        assert_eq!(
+            points,
+            [
+                ("synthetic/tiny-bert".to_owned(), at(0)),
+                ("synthetic/tiny-bert".to_owned(), at(0)),
+                ("synthetic/tiny-roberta".to_owned(), at(60000)),
+                ("synthetic/tiny-roberta".to_owned(), at(60000)),
+            ]
+        );
+        assert_eq!(trajectory.searches[0].plan.kind, ExperimentKind::Trajectory);
+        assert!(trajectory.searches[4..].iter().all(|search| search.plan.pretraining.is_none()));
         // `kind: d90` is the default written out.
         let explicit =
             parse(&GOOD.replace("  - name: first\n", "  - name: first\n    kind: d90\n"), Path::new("k.yaml"));
@@ -1060,7 +1136,33 @@ experiments:
             "  - name: first\n    kind: trajectory\n",
             Some(16),
             "experiments[0].models",
-            "a trajectory fine-tunes the checkpoints of its `pretraining`, not `models`",
+            "a trajectory fine-tunes the checkpoints of its `pretraining` (or its published `checkpoints`), not `models`",
+        );
+        // A published trajectory lists two or more checkpoints, each a model, and not beside a
+        // pre-training.
+        let first = "    models: [synthetic/tiny-bert]\n";
+        let published = |checkpoints: &str| format!("    kind: trajectory\n    checkpoints: {checkpoints}\n");
+        check(first, &published("{0: synthetic/tiny-bert}"), Some(16), "experiments[0].checkpoints", "at least two");
+        check(
+            first,
+            &published("{0: synthetic/tiny-bert, 60000: synthetic/tiny-gpt}"),
+            Some(16),
+            "experiments[0].checkpoints.60000",
+            "`synthetic/tiny-gpt` is not a model",
+        );
+        check(
+            first,
+            &published("{0: synthetic/tiny-bert, 10: synthetic/tiny-bert}\n    updates: [0]"),
+            Some(17),
+            "experiments[0].updates",
+            "not both",
+        );
+        check(
+            "  - name: second\n",
+            "  - name: second\n    checkpoints: {0: synthetic/tiny-bert, 10: synthetic/tiny-bert}\n",
+            Some(19),
+            "experiments[1].checkpoints",
+            "is for `kind: trajectory`",
         );
         check(
             "  - name: first\n",
