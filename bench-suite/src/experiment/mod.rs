@@ -17,12 +17,13 @@ pub use d90::search;
 pub use ::results::{results_dir, results_name};
 
 /// The presets shipped with the suite: name and YAML text.
-pub const PRESETS: [(&str, &str); 5] = [
+pub const PRESETS: [(&str, &str); 6] = [
     ("smoke", include_str!("../../presets/smoke.yaml")),
     ("quick", include_str!("../../presets/quick.yaml")),
     ("miniature", include_str!("../../presets/miniature.yaml")),
     ("nightly", include_str!("../../presets/nightly.yaml")),
     ("paper", include_str!("../../presets/paper.yaml")),
+    ("miniatures", include_str!("../../presets/miniatures.yaml")),
 ];
 
 /// A shipped preset's text and the file name errors should point at.

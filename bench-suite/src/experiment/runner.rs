@@ -80,6 +80,15 @@ pub fn select(plan: &Plan, only: &[String], shard: Option<Shard>) -> Result<Vec<
         .collect())
 }
 
+/// A search as `--check-only` finds it ([`Runner::survey`]).
+#[derive(Debug, Clone)]
+pub enum Surveyed {
+    /// Every file it needs is here: checked as a run would be.
+    Ready(Box<PreparedSearch>),
+    /// The files it needs that are neither in the cache nor in a mirror.
+    Missing(Vec<datasets::store::MissingFile>),
+}
+
 /// A search checked against its model and data: what the key and the grid need.
 #[derive(Debug, Clone)]
 pub struct PreparedSearch {
@@ -367,6 +376,58 @@ impl Runner {
         })
     }
 
+    /// What `--check-only` says of each search: prepared ([`Runner::prepare`]: D, m, the grid)
+    /// where every file it needs is here, else the files still to fetch (offline, a missing file
+    /// is not an error here). Any other problem is an error, as in [`Runner::prepare`].
+    pub fn survey(&mut self, searches: &[PlannedSearch]) -> Result<Vec<Surveyed>, Error> {
+        let mut surveyed = Vec::new();
+        for search in searches {
+            let missing = self.missing_files(search)?;
+            surveyed.push(match missing.is_empty() {
+                true => Surveyed::Ready(Box::new(self.prepare(std::slice::from_ref(search))?.remove(0))),
+                false => Surveyed::Missing(missing),
+            });
+        }
+        Ok(surveyed)
+    }
+
+    /// The files of `search`'s model (or its pre-training's tokenizer) and task that are neither
+    /// in the cache nor in a mirror, when the store may not fetch them.
+    fn missing_files(&self, search: &PlannedSearch) -> Result<Vec<datasets::store::MissingFile>, Error> {
+        let Subject::Text { model, task } = &search.subject else { return Ok(Vec::new()) };
+        let origin = &search.origin;
+        let mut missing = Vec::new();
+        let model_check = match model {
+            Checkpoint::Produced(produced) => {
+                match crate::reference::pretraining_tokenizer(&produced.settings.tokenizer, &produced.base, &self.store)
+                {
+                    Ok(_) => Ok(()),
+                    Err(trainer::Error::Datasets(err)) => Err(err),
+                    Err(err) => {
+                        let field = format!("pretraining.{}.tokenizer", produced.pretraining);
+                        return Err(origin.error(&field, err.to_string()).into());
+                    }
+                }
+            }
+            _ => match model.files(&self.store) {
+                Ok(_) => Ok(()),
+                Err(crate::reference::ReferenceError::Store(err)) => Err(err),
+                Err(err) => return Err(origin.error(&origin.model_field, format!("`{}`: {err}", model.name())).into()),
+            },
+        };
+        for (check, field) in [
+            (model_check, origin.model_field.clone()),
+            (task.ensure(&self.store), format!("tasks[{}]", origin.task_index)),
+        ] {
+            match check {
+                Ok(()) => {}
+                Err(datasets::Error::Missing(files)) => missing.extend(files),
+                Err(err) => return Err(origin.error(&field, err.to_string()).into()),
+            }
+        }
+        Ok(missing)
+    }
+
     fn prepare_checked(&mut self, searches: &[PlannedSearch]) -> Result<Vec<PreparedSearch>, Error> {
         let device = parse_device(&self.device)?;
         // Key the pre-trainings whose checkpoints the searches fine-tune (their checkpoints'
@@ -395,7 +456,7 @@ impl Runner {
         }
         let mut prepared = Vec::new();
         for (index, PlannedSearch { plan, subject, origin }) in searches.iter().enumerate() {
-            let model_field = || format!("models[{}]", origin.model_index);
+            let model_field = || origin.model_field.clone();
             let (config, model_revision, n_labels, data) = match subject {
                 Subject::Synthetic { config, .. } => {
                     (config.as_ref().clone(), "synthetic".to_owned(), 2, "synthetic".to_owned())

@@ -247,19 +247,36 @@ pub struct Origin {
     pub model_index: usize,
     /// See `model_index`.
     pub task_index: usize,
+    /// The model's field, relative to the experiment: `models[i]`, or a published trajectory's
+    /// `checkpoints.<update>`.
+    pub model_field: String,
     text: String,
 }
 
 impl Origin {
     /// An error about `field` (relative to the experiment, e.g. `search.d_min`; the top-level
-    /// value when the experiment does not set it).
+    /// value when the experiment does not set it). The experiment's own lists (`models`,
+    /// `checkpoints`, `tasks`) are always named under it, at the line of the nearest part the
+    /// file writes (a list given by a YAML alias has no line of its own per item).
     pub fn error(&self, field: &str, message: String) -> SpecError {
         let experiment_field = format!("experiments[{}].{field}", self.experiment_index);
-        let (field, line) = match locate(&self.text, &experiment_field) {
-            Some(line) => (experiment_field, Some(line)),
-            None => (field.to_owned(), locate(&self.text, field)),
-        };
-        SpecError { file: self.file.clone(), line, field, message }
+        if let Some(line) = locate(&self.text, &experiment_field) {
+            return SpecError { file: self.file.clone(), line: Some(line), field: experiment_field, message };
+        }
+        if ["models", "checkpoints", "tasks"].iter().any(|list| field.starts_with(list)) {
+            let mut path = experiment_field.as_str();
+            let line = loop {
+                match path.rfind(['.', '[']) {
+                    Some(end) => path = &path[..end],
+                    None => break None,
+                }
+                if let Some(line) = locate(&self.text, path) {
+                    break Some(line);
+                }
+            };
+            return SpecError { file: self.file.clone(), line, field: experiment_field, message };
+        }
+        SpecError { file: self.file.clone(), line: locate(&self.text, field), field: field.to_owned(), message }
     }
 }
 
@@ -673,6 +690,10 @@ impl<'a> ExperimentAt<'a> {
                     experiment_index: self.index,
                     model_index,
                     task_index,
+                    model_field: self
+                        .model_field(model_index)
+                        .trim_start_matches(&format!("experiments[{}].", self.index))
+                        .to_owned(),
                     text: self.at.text.to_owned(),
                 };
                 for method in &chosen {

@@ -6,10 +6,12 @@ use trainer::interrupt::Interrupter;
 
 use anyhow::{Context, Result};
 use bench_suite::experiment::runner::{
-    Event, PreparedSearch, RunOne, Runner, RunnerOptions, Shard, WorkerCommand, select,
+    Event, PreparedSearch, RunOne, Runner, RunnerOptions, Shard, Surveyed, WorkerCommand, select,
 };
+use bench_suite::experiment::spec::PlannedSearch;
 use bench_suite::experiment::{PRESETS, preset, results_dir, results_name, spec};
 use bench_suite::settings;
+use datasets::manifest::Manifest;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use results::{Outcome, ResultsDir, SearchRecord};
 
@@ -128,6 +130,9 @@ pub fn run(cli: Args, interrupter: Interrupter) -> Result<()> {
         runner.run_ordered(&prepared[0], order)?;
         return Ok(());
     }
+    if cli.check_only {
+        return check_only(&args.name, &mut runner, &selected, cli.shard);
+    }
     let prepared = runner.prepare(&selected)?;
     eprintln!(
         "{}: {} searches{} on {} in {}, results in {}",
@@ -138,7 +143,7 @@ pub fn run(cli: Args, interrupter: Interrupter) -> Result<()> {
         precisions(&prepared, runner.device()),
         args.options.out.display()
     );
-    if !cli.check_only {
+    {
         // What this spec asked for, for its report (not another spec's searches in the folder).
         let part = match (cli.shard, cli.only.is_empty()) {
             (Some(shard), _) => Some(format!("shard-{}-of-{}", shard.index, shard.count)),
@@ -149,38 +154,6 @@ pub fn run(cli: Args, interrupter: Interrupter) -> Result<()> {
         };
         let keys: Vec<String> = prepared.iter().map(|search| search.key.clone()).collect();
         results::ResultsDir::new(&args.options.out)?.save_plan(&args.name, part.as_deref(), &keys)?;
-    }
-    if cli.check_only {
-        for (name, pretraining) in runner.pretrainings() {
-            let spec = &pretraining.spec;
-            eprintln!(
-                "  pre-training {name} ({}): {} {}x{} encoder on {}, {} updates of {} x {} tokens, checkpoints at {}",
-                spec.key(),
-                pretraining.config.model_type.name(),
-                pretraining.config.num_hidden_layers,
-                pretraining.config.hidden_size,
-                spec.corpus,
-                spec.updates,
-                spec.batch_size,
-                spec.max_len,
-                pretraining.checkpoint_updates().iter().map(usize::to_string).collect::<Vec<_>>().join(", ")
-            );
-        }
-        for search in &prepared {
-            eprintln!(
-                "  {} {} {} {}: D = {}, m = {}, {} grid values [{}, {}]",
-                search.plan.experiment,
-                search.plan.model,
-                search.plan.task,
-                search.plan.method.name,
-                search.total_parameters,
-                search.scales,
-                search.grid.len(),
-                search.grid.first().unwrap_or(&0),
-                search.grid.last().unwrap_or(&0)
-            );
-        }
-        return Ok(());
     }
 
     let multi = MultiProgress::new();
@@ -268,6 +241,104 @@ pub fn run(cli: Args, interrupter: Interrupter) -> Result<()> {
         println!("({} of the {all} searches in {} shown: this selection)", records.len(), args.options.out.display());
     }
     Ok(())
+}
+
+/// `--check-only`: every search with its model, commit, task and method, and D, m and the grid
+/// where the model's files are here; then what must still be fetched, with its size where the
+/// manifest gives it. Writes nothing; succeeds offline with nothing fetched.
+fn check_only(name: &str, runner: &mut Runner, selected: &[PlannedSearch], shard: Option<Shard>) -> Result<()> {
+    let surveyed = runner.survey(selected)?;
+    let ready: Vec<PreparedSearch> = surveyed
+        .iter()
+        .filter_map(|search| match search {
+            Surveyed::Ready(prepared) => Some(prepared.as_ref().clone()),
+            Surveyed::Missing(_) => None,
+        })
+        .collect();
+    eprintln!(
+        "{name}: {} searches{} on {}{}, {} with every file here",
+        surveyed.len(),
+        shard.map_or(String::new(), |shard| format!(" (shard {}/{})", shard.index, shard.count)),
+        runner.device(),
+        if ready.is_empty() { String::new() } else { format!(" in {}", precisions(&ready, runner.device())) },
+        ready.len()
+    );
+    for (name, pretraining) in runner.pretrainings() {
+        let spec = &pretraining.spec;
+        eprintln!(
+            "  pre-training {name} ({}): {} {}x{} encoder on {}, {} updates of {} x {} tokens, checkpoints at {}",
+            spec.key(),
+            pretraining.config.model_type.name(),
+            pretraining.config.num_hidden_layers,
+            pretraining.config.hidden_size,
+            spec.corpus,
+            spec.updates,
+            spec.batch_size,
+            spec.max_len,
+            pretraining.checkpoint_updates().iter().map(usize::to_string).collect::<Vec<_>>().join(", ")
+        );
+    }
+    let mut to_fetch: Vec<datasets::store::MissingFile> = Vec::new();
+    for (planned, search) in selected.iter().zip(&surveyed) {
+        let plan = &planned.plan;
+        let head = format!("  {} {} {} {}", plan.experiment, plan.model, plan.task, plan.method.name);
+        match search {
+            Surveyed::Ready(search) => eprintln!(
+                "{head} ({}): D = {}, m = {}, {} grid values [{}, {}]",
+                search.model_revision,
+                search.total_parameters,
+                search.scales,
+                search.grid.len(),
+                search.grid.first().unwrap_or(&0),
+                search.grid.last().unwrap_or(&0)
+            ),
+            Surveyed::Missing(files) => {
+                let assets: std::collections::BTreeSet<&str> = files.iter().map(|file| file.asset.as_str()).collect();
+                eprintln!("{head}: D and m once {} is fetched", assets.into_iter().collect::<Vec<_>>().join(" and "));
+                for file in files {
+                    if !to_fetch.contains(file) {
+                        to_fetch.push(file.clone());
+                    }
+                }
+            }
+        }
+    }
+    if to_fetch.is_empty() {
+        return Ok(());
+    }
+    let manifest = Manifest::embedded();
+    let size_of = |file: &datasets::store::MissingFile| {
+        manifest.asset(&file.asset).ok()?.files.iter().find(|listed| listed.name == file.file)?.size
+    };
+    let known: u64 = to_fetch.iter().filter_map(size_of).sum();
+    let unknown = to_fetch.iter().filter(|file| size_of(file).is_none()).count();
+    eprintln!(
+        "to fetch before these searches can run: {} files, {}{}",
+        to_fetch.len(),
+        human_bytes(known),
+        match unknown {
+            0 => String::new(),
+            n => format!(
+                " and {n} files of hub commits whose sizes the hub gives when first asked (run without --offline, \
+                 or put the files in a --mirror folder)"
+            ),
+        }
+    );
+    for file in &to_fetch {
+        let size = size_of(file).map_or("size from the hub".to_owned(), human_bytes);
+        eprintln!("  {} / {} ({size}): {}", file.asset, file.file, file.urls.join(" or "));
+    }
+    Ok(())
+}
+
+/// A byte count in the largest unit that keeps it at least 1 (decimal: kB, MB, GB).
+fn human_bytes(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1_000_000_000 => format!("{:.1} GB", b as f64 / 1e9),
+        b if b >= 1_000_000 => format!("{:.1} MB", b as f64 / 1e6),
+        b if b >= 1_000 => format!("{:.1} kB", b as f64 / 1e3),
+        b => format!("{b} B"),
+    }
 }
 
 /// The signature without the parts every run of a preset shares.
