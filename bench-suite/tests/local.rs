@@ -279,7 +279,8 @@ fn bad_local_inputs_are_refused_before_any_work() {
 }
 
 /// A hub checkpoint the manifest does not list is named `org/name@<commit>`: offline and not
-/// cached, the check says which files are missing and where they come from; a branch is refused.
+/// cached, `--check-only` lists it with the files still to fetch and succeeds, a run fails naming
+/// them and where they come from; a branch is refused.
 #[test]
 fn a_hub_checkpoint_is_pinned_by_commit_and_fetched_like_the_manifest() {
     let dir = scratch("hub");
@@ -288,14 +289,23 @@ fn a_hub_checkpoint_is_pinned_by_commit_and_fetched_like_the_manifest() {
     let commit = "0123456789abcdef0123456789abcdef01234567";
     let path = dir.join("hub.yaml");
     std::fs::write(&path, spec("train.csv").replace("./tiny-model", &format!("someone/their-bert@{commit}"))).unwrap();
+    let checked = run(binary(&home)
+        .arg("reproduce")
+        .arg("--spec")
+        .arg(&path)
+        .args(["--check-only", "--offline"])
+        .arg("--out")
+        .arg(dir.join("runs")));
+    let listed = String::from_utf8_lossy(&checked.stderr);
+    assert!(
+        listed
+            .contains(&format!("someone/their-bert reviews said: D and m once someone/their-bert@{commit} is fetched"))
+            && listed.contains("to fetch before these searches can run: 3 files")
+            && listed.contains(&format!("someone/their-bert@{commit} / model.safetensors (size from the hub)")),
+        "{listed}"
+    );
     let err = fails(
-        binary(&home)
-            .arg("reproduce")
-            .arg("--spec")
-            .arg(&path)
-            .args(["--check-only", "--offline"])
-            .arg("--out")
-            .arg(dir.join("runs")),
+        binary(&home).arg("reproduce").arg("--spec").arg(&path).arg("--offline").arg("--out").arg(dir.join("runs")),
     );
     assert!(err.contains("experiments[0].models[0]"), "{err}");
     assert!(
