@@ -253,13 +253,12 @@ pub fn vocabulary_problem(config: &Config, encoder: &TextEncoder) -> Option<Stri
     })
 }
 
-/// Reads and checks a checkpoint's `config.json`; one without `model_type` (the BERT miniatures'
-/// 2020 commits) takes the family its folder's name names, as HF infers it from the repository's
-/// ([`Config::from_json_named`]; a hub checkpoint's folder is `<name>@<commit>`).
-pub fn read_config(path: &std::path::Path) -> Result<Config, Error> {
+/// Reads and checks the `config.json` of the checkpoint `name` (a hub repository, a manifest id or
+/// a folder's name); one without `model_type` (the BERT miniatures' 2020 commits) takes the family
+/// `name` names, as HF infers it from the repository's name ([`Config::from_json_named`]).
+pub fn read_config(path: &std::path::Path, name: &str) -> Result<Config, Error> {
     let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
-    let folder = path.parent().and_then(|folder| folder.file_name()).map(|name| name.to_string_lossy().into_owned());
-    Config::from_json_named(&text, folder.as_deref().unwrap_or_default())
+    Config::from_json_named(&text, name)
         .map_err(|source| Error::Config { path: path.to_path_buf(), source: Box::new(source) })
 }
 
@@ -305,7 +304,7 @@ impl Workload {
             local.verify()?;
         }
         let files = model.files(store)?;
-        let config = read_config(&files.config)?;
+        let config = read_config(&files.config, &model.name())?;
         let encoder = TextEncoder::from_file(&files.tokenizer, max_len)?;
         if let Some(message) = max_len_problem(&config, &encoder, task.is_pair()) {
             return Err(Error::Value { setting: "max_len", value: max_len.to_string(), message });
@@ -455,7 +454,7 @@ pub fn finetune(
     let workload = match &subject {
         Subject::Text { model, task } => {
             let files = model.files(&store)?;
-            let config = read_config(&files.config)?;
+            let config = read_config(&files.config, &model.name())?;
             checkpoint::check_for_finetuning(&files.weights, &config, task.n_labels() as i64)?;
             if request.mode.subspace_method().is_some() {
                 request.check_dimension(&config, task.n_labels())?;

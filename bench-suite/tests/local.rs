@@ -298,9 +298,9 @@ fn a_hub_checkpoint_is_pinned_by_commit_and_fetched_like_the_manifest() {
         .arg(dir.join("runs")));
     let listed = String::from_utf8_lossy(&checked.stderr);
     assert!(
-        listed
-            .contains(&format!("someone/their-bert reviews said: D and m once someone/their-bert@{commit} is fetched"))
-            && listed.contains("to fetch before these searches can run: 3 files")
+        listed.contains(&format!(
+            "someone/their-bert@{commit} reviews said: D and m once someone/their-bert@{commit} is fetched"
+        )) && listed.contains("to fetch before these searches can run: 3 files")
             && listed.contains(&format!("someone/their-bert@{commit} / model.safetensors (size from the hub)")),
         "{listed}"
     );

@@ -5,6 +5,7 @@ mod cases;
 mod cases3;
 mod experiment;
 mod gpu_check;
+mod hub;
 mod local;
 mod pretrain;
 mod real_finetune;

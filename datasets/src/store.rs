@@ -44,7 +44,8 @@ pub struct StoreConfig {
     /// The HF hub endpoint for `hf` assets and the model API (`HF_ENDPOINT`, default
     /// `https://huggingface.co`).
     pub hf_endpoint: String,
-    /// The lock file of hashes learned on first use (default: `hashes.lock` beside the manifest).
+    /// The lock file of hashes learned on first use: `INTRINSIC_BENCH_HASHES_LOCK`, else
+    /// `hashes.lock` beside the manifest.
     pub lock_path: PathBuf,
     /// Attempts per URL (connection errors, 5xx, truncated bodies).
     pub attempts: u32,
@@ -81,7 +82,9 @@ impl StoreConfig {
             mirrors,
             offline: false,
             hf_endpoint: std::env::var("HF_ENDPOINT").unwrap_or_else(|_| "https://huggingface.co".to_owned()),
-            lock_path: crate::manifest::default_lock_path(),
+            lock_path: std::env::var_os("INTRINSIC_BENCH_HASHES_LOCK")
+                .filter(|value| !value.is_empty())
+                .map_or_else(crate::manifest::default_lock_path, PathBuf::from),
             attempts: 5,
             backoff: Duration::from_secs(1),
             read_timeout: Duration::from_secs(60),

@@ -55,6 +55,7 @@ environment:
   INTRINSIC_BENCH_HOME   cache folder (default ${XDG_CACHE_HOME:-$HOME/.cache}/intrinsic-bench)
   INTRINSIC_BENCH_MIRROR read-only mirror folders for `fetch`, separated by `:`
   HF_ENDPOINT            Hugging Face endpoint (default https://huggingface.co)
+  INTRINSIC_BENCH_HASHES_LOCK  the file first-use hashes are locked in (default datasets/hashes.lock)
   LIBTORCH               use this libtorch {torch} instead of installing one
   LIBTORCH_USE_PYTORCH=1 use the libtorch of the importable python3 torch (must be {torch})
   RUST_LOG               level of the binaries' warnings and notes (default info)

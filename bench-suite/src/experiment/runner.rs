@@ -10,7 +10,7 @@
 use std::path::PathBuf;
 
 use datasets::manifest::Manifest;
-use datasets::store::{Store, StoreConfig};
+use datasets::store::{MissingFile, Store, StoreConfig};
 use serde::{Deserialize, Serialize};
 
 use super::search::{ProbeOutcome, Target, search as d90_search};
@@ -85,8 +85,13 @@ pub fn select(plan: &Plan, only: &[String], shard: Option<Shard>) -> Result<Vec<
 pub enum Surveyed {
     /// Every file it needs is here: checked as a run would be.
     Ready(Box<PreparedSearch>),
-    /// The files it needs that are neither in the cache nor in a mirror.
-    Missing(Vec<datasets::store::MissingFile>),
+    /// Files it needs are neither in the cache nor in a mirror.
+    Missing {
+        /// Those files.
+        files: Vec<MissingFile>,
+        /// D and m, where the model's files are here (only the task's data is missing).
+        shapes: Option<(usize, usize)>,
+    },
 }
 
 /// A search checked against its model and data: what the key and the grid need.
@@ -378,25 +383,48 @@ impl Runner {
 
     /// What `--check-only` says of each search: prepared ([`Runner::prepare`]: D, m, the grid)
     /// where every file it needs is here, else the files still to fetch (offline, a missing file
-    /// is not an error here). Any other problem is an error, as in [`Runner::prepare`].
+    /// is not an error here), with D and m where the model's files are here. Any other problem is
+    /// an error, as in [`Runner::prepare`].
     pub fn survey(&mut self, searches: &[PlannedSearch]) -> Result<Vec<Surveyed>, Error> {
         let mut surveyed = Vec::new();
         for search in searches {
-            let missing = self.missing_files(search)?;
-            surveyed.push(match missing.is_empty() {
-                true => Surveyed::Ready(Box::new(self.prepare(std::slice::from_ref(search))?.remove(0))),
-                false => Surveyed::Missing(missing),
-            });
+            let (model_missing, task_missing) = self.missing_files(search)?;
+            if model_missing.is_empty() && task_missing.is_empty() {
+                surveyed.push(Surveyed::Ready(Box::new(self.prepare(std::slice::from_ref(search))?.remove(0))));
+                continue;
+            }
+            // The model is here and only the task's data is not: D and m from its config.
+            let shapes = match &search.subject {
+                Subject::Text { model, task }
+                    if model_missing.is_empty() && !matches!(model, Checkpoint::Produced(_)) =>
+                {
+                    let origin = &search.origin;
+                    let error = |message: String| origin.error(&origin.model_field, message);
+                    let files = model.files(&self.store).map_err(|err| error(err.to_string()))?;
+                    let config = read_config(&files.config, &model.name()).map_err(|err| error(err.to_string()))?;
+                    let method = &search.plan.method;
+                    let subspace_method = method.mode.subspace_method().unwrap_or(SubspaceMethod::Did);
+                    let n_labels = task.n_labels() as i64;
+                    Some(shapes::subspace_dimensions(
+                        &config,
+                        n_labels,
+                        subspace_method,
+                        method.grouping,
+                        method.compat,
+                    ))
+                }
+                _ => None,
+            };
+            surveyed.push(Surveyed::Missing { files: [model_missing, task_missing].concat(), shapes });
         }
         Ok(surveyed)
     }
 
-    /// The files of `search`'s model (or its pre-training's tokenizer) and task that are neither
-    /// in the cache nor in a mirror, when the store may not fetch them.
-    fn missing_files(&self, search: &PlannedSearch) -> Result<Vec<datasets::store::MissingFile>, Error> {
-        let Subject::Text { model, task } = &search.subject else { return Ok(Vec::new()) };
+    /// The files of `search`'s model (or its pre-training's tokenizer), then of its task, that are
+    /// neither in the cache nor in a mirror, when the store may not fetch them.
+    fn missing_files(&self, search: &PlannedSearch) -> Result<(Vec<MissingFile>, Vec<MissingFile>), Error> {
+        let Subject::Text { model, task } = &search.subject else { return Ok((Vec::new(), Vec::new())) };
         let origin = &search.origin;
-        let mut missing = Vec::new();
         let model_check = match model {
             Checkpoint::Produced(produced) => {
                 match crate::reference::pretraining_tokenizer(&produced.settings.tokenizer, &produced.base, &self.store)
@@ -415,17 +443,14 @@ impl Runner {
                 Err(err) => return Err(origin.error(&origin.model_field, format!("`{}`: {err}", model.name())).into()),
             },
         };
-        for (check, field) in [
-            (model_check, origin.model_field.clone()),
-            (task.ensure(&self.store), format!("tasks[{}]", origin.task_index)),
-        ] {
-            match check {
-                Ok(()) => {}
-                Err(datasets::Error::Missing(files)) => missing.extend(files),
-                Err(err) => return Err(origin.error(&field, err.to_string()).into()),
-            }
-        }
-        Ok(missing)
+        let missing = |check: Result<(), datasets::Error>, field: String| match check {
+            Ok(()) => Ok(Vec::new()),
+            Err(datasets::Error::Missing(files)) => Ok(files),
+            Err(err) => Err(Error::from(origin.error(&field, err.to_string()))),
+        };
+        let model_missing = missing(model_check, origin.model_field.clone())?;
+        let task_missing = missing(task.ensure(&self.store), format!("tasks[{}]", origin.task_index))?;
+        Ok((model_missing, task_missing))
     }
 
     fn prepare_checked(&mut self, searches: &[PlannedSearch]) -> Result<Vec<PreparedSearch>, Error> {
@@ -475,7 +500,7 @@ impl Runner {
                             let files = model
                                 .files(&self.store)
                                 .map_err(|err| origin.error(&model_field(), format!("`{name}`: {err}")))?;
-                            let config = read_config(&files.config)
+                            let config = read_config(&files.config, &name)
                                 .map_err(|err| origin.error(&model_field(), err.to_string()))?;
                             (config, files.tokenizer, Some(files.weights))
                         }

@@ -55,6 +55,16 @@ pub struct Server {
 impl Server {
     /// Starts a server answering request number `n` (from 0) to `request` with `script(n, request)`.
     pub fn start(script: impl Fn(usize, &Request) -> Reply + Send + Sync + 'static) -> Server {
+        Server::start_for(64, Duration::from_secs(60), script)
+    }
+
+    /// [`Server::start`] for at most `connections` connections within `lifetime` (a test that
+    /// fetches many files, with training between the fetches).
+    pub fn start_for(
+        connections: usize,
+        lifetime: Duration,
+        script: impl Fn(usize, &Request) -> Reply + Send + Sync + 'static,
+    ) -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
         listener.set_nonblocking(true).unwrap();
         let base_url = format!("http://{}", listener.local_addr().unwrap());
@@ -66,7 +76,7 @@ impl Server {
             std::thread::spawn(move || {
                 let started = Instant::now();
                 let mut served = 0;
-                while !stop.load(Ordering::Relaxed) && served < 64 && started.elapsed() < Duration::from_secs(60) {
+                while !stop.load(Ordering::Relaxed) && served < connections && started.elapsed() < lifetime {
                     match listener.accept() {
                         Ok((stream, _)) => {
                             // One thread per connection, so a stalled answer does not block the retry.

@@ -10,6 +10,7 @@ use bench_suite::experiment::runner::{
 };
 use bench_suite::experiment::spec::PlannedSearch;
 use bench_suite::experiment::{PRESETS, preset, results_dir, results_name, spec};
+use bench_suite::reference::{Checkpoint, Subject};
 use bench_suite::settings;
 use datasets::manifest::Manifest;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
@@ -252,7 +253,7 @@ fn check_only(name: &str, runner: &mut Runner, selected: &[PlannedSearch], shard
         .iter()
         .filter_map(|search| match search {
             Surveyed::Ready(prepared) => Some(prepared.as_ref().clone()),
-            Surveyed::Missing(_) => None,
+            Surveyed::Missing { .. } => None,
         })
         .collect();
     eprintln!(
@@ -281,7 +282,12 @@ fn check_only(name: &str, runner: &mut Runner, selected: &[PlannedSearch], shard
     let mut to_fetch: Vec<datasets::store::MissingFile> = Vec::new();
     for (planned, search) in selected.iter().zip(&surveyed) {
         let plan = &planned.plan;
-        let head = format!("  {} {} {} {}", plan.experiment, plan.model, plan.task, plan.method.name);
+        // A hub checkpoint with its commit.
+        let model = match &planned.subject {
+            Subject::Text { model: Checkpoint::Hub(asset), .. } => asset.id.clone(),
+            _ => plan.model.clone(),
+        };
+        let head = format!("  {} {model} {} {}", plan.experiment, plan.task, plan.method.name);
         match search {
             Surveyed::Ready(search) => eprintln!(
                 "{head} ({}): D = {}, m = {}, {} grid values [{}, {}]",
@@ -292,9 +298,13 @@ fn check_only(name: &str, runner: &mut Runner, selected: &[PlannedSearch], shard
                 search.grid.first().unwrap_or(&0),
                 search.grid.last().unwrap_or(&0)
             ),
-            Surveyed::Missing(files) => {
+            Surveyed::Missing { files, shapes } => {
                 let assets: std::collections::BTreeSet<&str> = files.iter().map(|file| file.asset.as_str()).collect();
-                eprintln!("{head}: D and m once {} is fetched", assets.into_iter().collect::<Vec<_>>().join(" and "));
+                let assets = assets.into_iter().collect::<Vec<_>>().join(" and ");
+                match shapes {
+                    Some((total, scales)) => eprintln!("{head}: D = {total}, m = {scales}; to fetch: {assets}"),
+                    None => eprintln!("{head}: D and m once {assets} is fetched"),
+                }
                 for file in files {
                     if !to_fetch.contains(file) {
                         to_fetch.push(file.clone());
