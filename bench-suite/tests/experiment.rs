@@ -278,8 +278,9 @@ fn shards_partition_the_searches() {
     let (file, text) = preset("paper").unwrap();
     let plan = spec::parse(text, &file).unwrap();
     // table1: 4 models x 2 tasks x 6 methods (SAID and DID, each with three maps); trajectory: 21
-    // checkpoints (every 10k of 200k updates, from 0) x 6 tasks; size: 4 models on MRPC.
-    let total = 48 + 21 * 6 + 4;
+    // checkpoints (every 10k of 200k updates, from 0) x 6 tasks; size: 21 models on MRPC;
+    // multiberts: 5 checkpoints x 2 tasks.
+    let total = 48 + 21 * 6 + 21 + 5 * 2;
     assert_eq!(plan.searches.len(), total);
     let all = select(&plan, &[], None).unwrap();
     for count in 1..=7 {

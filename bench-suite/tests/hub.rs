@@ -2,10 +2,10 @@
 //! as a user types them, against a loopback hub that serves, under every repository and commit the
 //! presets name (datasets/hub-revisions.tsv), a tiny checkpoint in the file kind that commit holds
 //! (`golden/make_hub_fixtures.py`: `.bin` in fp16 storage, `.bin` with an int64 `position_ids`
-//! buffer, the 2020 BERT config without `model_type`, `vocab.txt` alone, safetensors). The presets'
-//! models, commits, experiments and kinds are taken from the shipped YAML; only the training
-//! settings, the grid and the task are made tiny (a local sentence-pair task), so that every one of
-//! the 33 checkpoints trains in a test. Then `--check-only --offline` of both presets lists every
+//! buffer, the 2020 BERT config without `model_type`, `vocab.txt` alone, safetensors; bf16 `.bin`
+//! from a local folder). The presets' models, commits, experiments and kinds are taken from the
+//! shipped YAML; only the training settings, the grid and the task are made tiny (a local
+//! sentence-pair task), so that every one of the 33 checkpoints trains in a test. Then `--check-only --offline` of both presets lists every
 //! search with D and m from the cache, and a SentencePiece-only commit is refused before any work.
 
 use std::collections::BTreeMap;
@@ -189,6 +189,12 @@ fn paper_size_and_multiberts_and_the_miniatures_run_from_the_hub_in_every_file_k
     // paper: the size sweep (17 hub checkpoints of eight families) and the MultiBERTs trajectory.
     std::fs::write(dir.join("paper.yaml"), tiny_spec("paper", &["size", "multiberts"])).unwrap();
     run(dir, &home, &hub.base_url, &["reproduce", "--spec", "paper.yaml", "--out", "paper"]);
+    // The reports crate's fixture of a published trajectory and a size sweep
+    // (reports/tests/fixtures/hub) is this folder: `INTRINSIC_BENCH_KEEP_HUB_RESULTS=<folder>`
+    // copies it there.
+    if let Some(keep) = std::env::var_os("INTRINSIC_BENCH_KEEP_HUB_RESULTS") {
+        copy_results(&dir.join("paper"), Path::new(&keep));
+    }
     let searches = ResultsDir::new(dir.join("paper")).unwrap().searches().unwrap();
     let of = |experiment: &str| searches.iter().filter(|s| s.plan.experiment == experiment).collect::<Vec<_>>();
     assert_eq!(of("size").len(), 17);
@@ -269,6 +275,62 @@ fn paper_size_and_multiberts_and_the_miniatures_run_from_the_hub_in_every_file_k
         assert!(listed.contains("to fetch before these searches can run: "), "{name}: {listed}");
     }
     assert!(!dir.join("runs").exists(), "--check-only wrote results");
+}
+
+/// Copies the JSON files of a results folder (records and plans; not locks or logs).
+fn copy_results(from: &Path, to: &Path) {
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let (path, target) = (entry.path(), to.join(entry.file_name()));
+        if path.is_dir() {
+            copy_results(&path, &target);
+        } else if path.extension().is_some_and(|extension| extension == "json") {
+            std::fs::create_dir_all(to).unwrap();
+            std::fs::copy(&path, &target).unwrap();
+        }
+    }
+}
+
+/// Weights in bf16 storage (no listed commit has them; some fine-tuned checkpoints do) load as
+/// fp16 and fp32 ones do: converted to f32, here from a local folder.
+#[test]
+fn a_bf16_pytorch_model_bin_fine_tunes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (dir, home) = (dir.path(), dir.path().join("home"));
+    pair_task(dir);
+    let folder = dir.join("bert_bf16_bin");
+    std::fs::create_dir_all(&folder).unwrap();
+    for file in std::fs::read_dir(fixtures().join("bert_bf16_bin")).unwrap() {
+        let file = file.unwrap();
+        std::fs::copy(file.path(), folder.join(file.file_name())).unwrap();
+    }
+    let spec = "\
+description: bf16 weights
+device: cpu
+seeds: [0]
+training: {epochs: 3, batch_size: 8, max_len: 24, max_train_examples: 24}
+search: {mode: grid, d_min: 372, d_max: 372}
+methods:
+  full: {method: full, lr: [3.0e-3]}
+  said: {method: said, lr: [0.1]}
+tasks:
+  pairs: {train: pairs.csv, dev_fraction: 0.25, split_seed: 0, text: [a, b], label: label}
+experiments:
+  - name: bf16
+    models: [./bert_bf16_bin]
+    tasks: [pairs]
+    methods: [said]
+";
+    std::fs::write(dir.join("bf16.yaml"), spec).unwrap();
+    run(dir, &home, "http://127.0.0.1:9", &["reproduce", "--spec", "bf16.yaml", "--out", "bf16", "--offline"]);
+    let folder = ResultsDir::new(dir.join("bf16")).unwrap();
+    let searches = folder.searches().unwrap();
+    assert_eq!(searches.len(), 1);
+    assert!(searches[0].total_parameters > 372);
+    // The baseline loaded, trained and was evaluated (whether it learns 24 pairs is not the
+    // question).
+    let runs = folder.runs().unwrap();
+    assert!(!runs.is_empty() && runs.iter().all(|run| run.best_score.is_some() && !run.diverged));
 }
 
 /// A SentencePiece-only commit (XLM-R base at e73636d, which most public code pins) is refused

@@ -1263,6 +1263,56 @@ pub fn measure(searches: &[SearchRecord], runs: &[RunRecord]) -> MeasuredSearche
 /// Builds the whole report of `preset` from its records; `runs_label` names the results folder in
 /// the text (a relative path, so the report does not depend on where it was made).
 pub fn build(preset: &str, runs_label: &str, records: &records::Records, paper: &Paper) -> Result<Report, ReportError> {
+    build_from(&Source::Preset(preset), runs_label, records, paper)
+}
+
+/// What a report's results were produced from: a shipped preset, or a spec file (by its path as
+/// the report's reader would pass it to `cargo xtask report --spec`); the report names it and
+/// the command that regenerates it.
+#[derive(Debug, Clone, Copy)]
+pub enum Source<'a> {
+    /// A preset of `bench-suite/presets/`, by name.
+    Preset(&'a str),
+    /// A spec file, by its path; its stem names the results.
+    Spec(&'a str),
+}
+
+impl Source<'_> {
+    /// The name of the results (the preset, or the spec file's stem).
+    pub fn name(&self) -> String {
+        match self {
+            Source::Preset(name) => (*name).to_owned(),
+            Source::Spec(path) => results::results_name(None, Some(Path::new(path))),
+        }
+    }
+
+    /// The `cargo xtask report` argument that names it: `--preset <name>` or `--spec <path>`.
+    pub fn argument(&self) -> String {
+        match self {
+            Source::Preset(name) => format!("--preset {name}"),
+            Source::Spec(path) => format!("--spec {path}"),
+        }
+    }
+
+    /// The file that declares it.
+    pub fn file(&self) -> String {
+        match self {
+            Source::Preset(name) => format!("bench-suite/presets/{name}.yaml"),
+            Source::Spec(path) => (*path).to_owned(),
+        }
+    }
+}
+
+/// [`build`] for results produced from `source` (a preset or a spec file).
+///
+/// # Errors
+/// As [`build`].
+pub fn build_from(
+    source: &Source,
+    runs_label: &str,
+    records: &records::Records,
+    paper: &Paper,
+) -> Result<Report, ReportError> {
     // Input order never matters: records are taken in key order.
     let mut searches = distinguish_namesakes(&records.searches);
     searches.sort_by(|a, b| a.key.cmp(&b.key));
@@ -1323,7 +1373,7 @@ pub fn build(preset: &str, runs_label: &str, records: &records::Records, paper: 
     };
     let generalization = generalization.drop("key")?;
     render::report(
-        preset,
+        source,
         runs_label,
         paper,
         &render::Frames {

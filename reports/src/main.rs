@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use reports::{Paper, build, compare, records};
+use reports::{Paper, Source, build_from, compare, records};
 
 /// The report of a preset from its result files: tables, figures and checks against the paper.
 #[derive(Debug, Parser)]
@@ -48,7 +48,12 @@ fn main() -> Result<ExitCode> {
     let out = args.out.unwrap_or_else(|| results::report_dir(&preset));
     let (check, other, tolerance) = (args.check, args.compare, args.tolerance);
     let records = records::load_planned(&runs, &preset)?;
-    let report = build(&preset, &runs.display().to_string(), &records, &Paper::embedded())
+    let spec = args.spec.as_ref().map(|spec| spec.display().to_string());
+    let source = match &spec {
+        Some(spec) => Source::Spec(spec),
+        None => Source::Preset(&preset),
+    };
+    let report = build_from(&source, &runs.display().to_string(), &records, &Paper::embedded())
         .with_context(|| format!("build the report of {}", runs.display()))?;
     if check {
         let differences = report.check(&out);
@@ -59,7 +64,7 @@ fn main() -> Result<ExitCode> {
         for difference in &differences {
             eprintln!("{difference}");
         }
-        eprintln!("{} file(s) differ: regenerate with `cargo xtask report --preset {preset}`", differences.len());
+        eprintln!("{} file(s) differ: regenerate with `cargo xtask report {}`", differences.len(), source.argument());
         return Ok(ExitCode::FAILURE);
     }
     report.write(&out)?;

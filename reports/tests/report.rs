@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use expect_test::expect_file;
-use reports::{Paper, Report, build, compare, records};
+use reports::{Paper, Report, Source, build, build_from, compare, records};
 use results::Architecture;
 
 fn fixtures() -> PathBuf {
@@ -165,11 +165,12 @@ fn committed_preset_reports_are_up_to_date() {
     for preset in &presets {
         let runs = format!("runs/{preset}");
         let records = records::load(&root.join(&runs)).unwrap();
-        let report = build(preset, &runs, &records, &Paper::embedded()).unwrap();
-        let differences = report.check(&root.join("reports").join(preset));
         // A results folder of a spec (bench-suite/specs/) is regenerated with --spec, not --preset.
         let spec = format!("bench-suite/specs/{preset}.yaml");
-        let source = if root.join(&spec).exists() { format!("--spec {spec}") } else { format!("--preset {preset}") };
+        let source = if root.join(&spec).exists() { Source::Spec(&spec) } else { Source::Preset(preset) };
+        let report = build_from(&source, &runs, &records, &Paper::embedded()).unwrap();
+        let differences = report.check(&root.join("reports").join(preset));
+        let source = source.argument();
         assert!(differences.is_empty(), "regenerate with `cargo xtask report {source}`:\n{}", differences.join("\n"));
     }
 }
@@ -448,4 +449,36 @@ fn a_report_covers_its_specs_searches_and_tells_revisions_apart() {
     assert!(header.starts_with("model,task,method,map,device,precision,code,seeds,"), "{table1}");
     assert!(table1.contains(",bf16,fedcba987654,"), "{table1}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A published trajectory (the MultiBERTs, by update) and a size sweep over hub checkpoints, as
+/// bench-suite's loopback-hub test ran them (`bench-suite/tests/hub.rs` wrote
+/// `tests/fixtures/hub`, tiny checkpoints on a tiny task): the report orders the trajectory by
+/// update under the experiment's name with update 0 as the precondition's reference, and lists
+/// every model of the size sweep with its commit.
+#[test]
+fn a_published_trajectory_and_a_hub_size_sweep_are_reported() {
+    let folder = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hub");
+    let records = records::load_planned(&folder, "paper").unwrap();
+    assert_eq!(records.searches.len(), 22);
+    let report = build("paper", "tests/fixtures/hub", &records, &Paper::embedded()).unwrap();
+    let readme = String::from_utf8(report.files["README.md"].clone()).unwrap();
+    // The trajectory: the five MultiBERTs checkpoints in update order under the experiment's name,
+    // its verdict row, and its figure.
+    let rows: Vec<&str> =
+        readme.lines().filter(|line| line.starts_with("| multiberts | pairs | said_per_tensor | ")).collect();
+    let updates: Vec<&str> = rows[..5].iter().map(|row| row.split(" | ").nth(3).unwrap()).collect();
+    assert_eq!(updates, ["0", "60000", "80000", "100000", "120000"], "{readme}");
+    assert!(rows[5].contains("0 of 4"), "the trend is over the updates after 0: {}", rows[5]);
+    assert!(report.files.contains_key("trajectory__multiberts__said_per_tensor.svg"));
+    // The size sweep: each checkpoint named with its commit in the provenance.
+    for model in [
+        "facebook/bart-large@cb48c13",
+        "google/electra-small-discriminator@fa8239a",
+        "FacebookAI/xlm-roberta-base@42f548f",
+        "google-t5/t5-large@150ebc2",
+    ] {
+        assert!(readme.contains(&format!("`{model}`")), "{model}: {readme}");
+    }
+    assert!(readme.contains("| size | pairs | said_per_tensor | "), "{readme}");
 }

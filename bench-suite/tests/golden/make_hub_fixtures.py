@@ -19,6 +19,8 @@ Writes, into `hub/` next to this script, one folder per kind (the files the list
 - `bart_safetensors/`: BartModel, model.safetensors, tokenizer.json (facebook/bart-base);
 - `bart_fp16_bin/`: BartForConditionalGeneration in fp16 storage, pytorch_model.bin, tokenizer.json
   (facebook/bart-large);
+- `bert_bf16_bin/`: BertModel in bf16 storage, pytorch_model.bin, tokenizer.json (no listed commit holds bf16
+  weights; the test fine-tunes it as a local folder);
 - `electra_bin/`: ElectraForPreTraining (the discriminator), pytorch_model.bin, tokenizer.json, vocab.txt;
 - `albert_safetensors/`: AlbertForPreTraining (with the pooler the hub's ALBERT files carry), model.safetensors, tokenizer.json;
 - `xlnet_bin/`: XLNetLMHeadModel, pytorch_model.bin, tokenizer.json;
@@ -110,6 +112,8 @@ save(seeded(lambda: tf.BartForConditionalGeneration(tf.BartConfig(
     encoder_ffn_dim=32, decoder_ffn_dim=32, max_position_embeddings=40, pad_token_id=0, bos_token_id=2,
     eos_token_id=3, decoder_start_token_id=3, forced_eos_token_id=3))),
     "bart_fp16_bin", ["tokenizer.json"], safe=False, dtype=torch.float16)
+save(seeded(lambda: tf.BertModel(tf.BertConfig(**bert))), "bert_bf16_bin", ["tokenizer.json"], safe=False,
+     dtype=torch.bfloat16)
 save(seeded(lambda: tf.ElectraForPreTraining(tf.ElectraConfig(**bert, embedding_size=8))),
      "electra_bin", ["tokenizer.json", "vocab.txt"], safe=False)
 save(seeded(lambda: tf.AlbertForPreTraining(tf.AlbertConfig(**bert, embedding_size=8, pad_token_id=0))),
