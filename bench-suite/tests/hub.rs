@@ -5,8 +5,9 @@
 //! buffer, the 2020 BERT config without `model_type`, `vocab.txt` alone, safetensors; bf16 `.bin`
 //! from a local folder). The presets' models, commits, experiments and kinds are taken from the
 //! shipped YAML; only the training settings, the grid and the task are made tiny (a local
-//! sentence-pair task), so that every one of the 33 checkpoints trains in a test. Then `--check-only --offline` of both presets lists every
-//! search with D and m from the cache, and a SentencePiece-only commit is refused before any work.
+//! sentence-pair task), so that every one of the 33 checkpoints trains in a test. Then
+//! `--check-only --offline` of both presets lists every search with D and m from the cache, and a
+//! SentencePiece-only commit is refused before any work.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
