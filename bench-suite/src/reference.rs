@@ -418,6 +418,11 @@ impl ModelRef {
         }
         if let Some((repo, revision)) = name.split_once('@') {
             let asset = Asset::hub_checkpoint(repo, revision).map_err(ReferenceError::HubName)?;
+            // A listed commit that holds no tokenizer the suite reads is refused here, when the
+            // spec is read: before any search fetches anything.
+            if let Some(Err(err)) = datasets::pin::published_files(repo, revision) {
+                return Err(ReferenceError::HubName(err.to_string()));
+            }
             return Ok(ModelRef::Checkpoint(Checkpoint::Hub(Arc::new(asset))));
         }
         if manifest.asset(name).is_ok_and(|asset| asset.hf.is_some()) {

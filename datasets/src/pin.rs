@@ -128,13 +128,22 @@ pub fn published_commit(repo: &str, commit: &str) -> Option<Published> {
 /// tokenizer files it has), naming a listed commit of the same repository that has one, if any.
 fn no_tokenizer_message(repo: &str, revision: &str, others: &[&str]) -> String {
     let has = if others.is_empty() { "no tokenizer files".to_owned() } else { others.join(", ") };
-    let listed = published().into_iter().find(|entry| {
-        entry.repo.eq_ignore_ascii_case(repo) && entry.commit != revision && entry.has_tokenizer() == Some(true)
+    // A listed commit of the same repository with a tokenizer the suite reads (tokenizer.json
+    // first), and which of the two it has.
+    let listed = ["tokenizer.json", "vocab.txt"].into_iter().find_map(|wanted| {
+        published()
+            .into_iter()
+            .find(|entry| {
+                entry.repo.eq_ignore_ascii_case(repo)
+                    && entry.commit != revision
+                    && entry.files.as_ref().is_some_and(|files| files.contains(&wanted))
+            })
+            .map(|entry| (entry, wanted))
     });
     match listed {
-        Some(entry) => format!(
+        Some((entry, wanted)) => format!(
             "no tokenizer.json and no vocab.txt (it has {has}), and the suite does not read a SentencePiece model \
-             alone; commit {commit} of this repository has tokenizer.json (datasets/hub-revisions.tsv): name \
+             alone; commit {commit} of this repository has {wanted} (datasets/hub-revisions.tsv): name \
              `{repo}@{commit}` instead",
             commit = entry.commit,
             repo = entry.repo

@@ -425,21 +425,19 @@ impl Runner {
     fn missing_files(&self, search: &PlannedSearch) -> Result<(Vec<MissingFile>, Vec<MissingFile>), Error> {
         let Subject::Text { model, task } = &search.subject else { return Ok((Vec::new(), Vec::new())) };
         let origin = &search.origin;
-        let model_check = match model {
+        let (model_check, model_field) = match model {
             Checkpoint::Produced(produced) => {
+                let field = format!("pretraining.{}.tokenizer", produced.pretraining);
                 match crate::reference::pretraining_tokenizer(&produced.settings.tokenizer, &produced.base, &self.store)
                 {
-                    Ok(_) => Ok(()),
-                    Err(trainer::Error::Datasets(err)) => Err(err),
-                    Err(err) => {
-                        let field = format!("pretraining.{}.tokenizer", produced.pretraining);
-                        return Err(origin.error(&field, err.to_string()).into());
-                    }
+                    Ok(_) => (Ok(()), field),
+                    Err(trainer::Error::Datasets(err)) => (Err(err), field),
+                    Err(err) => return Err(origin.error(&field, err.to_string()).into()),
                 }
             }
             _ => match model.files(&self.store) {
-                Ok(_) => Ok(()),
-                Err(crate::reference::ReferenceError::Store(err)) => Err(err),
+                Ok(_) => (Ok(()), origin.model_field.clone()),
+                Err(crate::reference::ReferenceError::Store(err)) => (Err(err), origin.model_field.clone()),
                 Err(err) => return Err(origin.error(&origin.model_field, format!("`{}`: {err}", model.name())).into()),
             },
         };
@@ -448,7 +446,7 @@ impl Runner {
             Err(datasets::Error::Missing(files)) => Ok(files),
             Err(err) => Err(Error::from(origin.error(&field, err.to_string()))),
         };
-        let model_missing = missing(model_check, origin.model_field.clone())?;
+        let model_missing = missing(model_check, model_field)?;
         let task_missing = missing(task.ensure(&self.store), format!("tasks[{}]", origin.task_index))?;
         Ok((model_missing, task_missing))
     }

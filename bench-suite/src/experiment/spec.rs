@@ -602,7 +602,6 @@ struct ExperimentAt<'a> {
 }
 
 impl<'a> ExperimentAt<'a> {
-    /// The path of the experiment's own field `name` (`experiments[1].models`).
     /// The field of the experiment's `index`-th model: `models[i]`, or a published trajectory's
     /// `checkpoints.<update>`.
     fn model_field(&self, index: usize) -> String {
@@ -615,6 +614,7 @@ impl<'a> ExperimentAt<'a> {
         }
     }
 
+    /// The path of the experiment's own field `name` (`experiments[1].models`).
     fn own(&self, name: &str) -> String {
         format!("experiments[{}].{name}", self.index)
     }
@@ -772,6 +772,16 @@ impl<'a> ExperimentAt<'a> {
             if checkpoints.len() < 2 {
                 let message = "a trajectory compares checkpoints along a pre-training: list at least two".to_owned();
                 return Err(self.error(&self.own("checkpoints"), message));
+            }
+            // Its searches carry the experiment's name as their pre-training's: one name, one
+            // trajectory in the report.
+            if pretrainings.settings.contains_key(&experiment.name) {
+                let message = format!(
+                    "`{}` also names a pre-training under `pretraining:`; a published trajectory is reported under its \
+                     experiment's name: rename one",
+                    experiment.name
+                );
+                return Err(self.error(&self.own("name"), message));
             }
             if let Some((update, _)) = checkpoints.iter().find(|(_, name)| name.starts_with("pretrained:")) {
                 let message = "is a checkpoint of the spec's own pre-training: follow it with `pretraining:` instead";
@@ -1177,6 +1187,21 @@ experiments:
             Some(17),
             "experiments[0].updates",
             "not both",
+        );
+        // A published trajectory is reported under its experiment's name, which no pre-training
+        // of the spec may also have.
+        let tiny = "{model: {model_type: roberta, hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 2, \
+                    intermediate_size: 64}, tokenizer: tokenizer.json, corpus: corpus.txt, updates: 40, max_len: 24, \
+                    batch_size: 8, lr: 3.0e-3, checkpoint_every: 20}";
+        check(
+            "experiments:\n  - name: first\n    models: [synthetic/tiny-bert]\n",
+            &format!(
+                "pretraining:\n  first: {tiny}\nexperiments:\n  - name: first\n{}",
+                published("{0: synthetic/tiny-bert, 10: synthetic/tiny-bert}")
+            ),
+            Some(16),
+            "experiments[0].name",
+            "also names a pre-training",
         );
         check(
             "  - name: second\n",

@@ -452,7 +452,9 @@ impl Config {
     /// commits hold) takes the family whose `model_type` is the longest one `name` contains: the
     /// fallback of HF's `AutoConfig.from_pretrained` (transformers
     /// `models/auto/configuration_auto.py`), which matches longer names first so that
-    /// `xlm-roberta` wins over `roberta` and `roberta` over `bert`.
+    /// `xlm-roberta` wins over `roberta` and `roberta` over `bert`. Only the suite's families are
+    /// matched (HF matches all of its own): a name such as `mobilebert-...` reads as BERT here, and
+    /// the weights' check then refuses what does not fit.
     ///
     /// # Errors
     /// Those of [`Config::from_json`]; a config without `model_type` whose `name` contains no

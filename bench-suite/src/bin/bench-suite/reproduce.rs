@@ -279,12 +279,17 @@ fn check_only(name: &str, runner: &mut Runner, selected: &[PlannedSearch], shard
             pretraining.checkpoint_updates().iter().map(usize::to_string).collect::<Vec<_>>().join(", ")
         );
     }
+    let manifest = Manifest::embedded();
     let mut to_fetch: Vec<datasets::store::MissingFile> = Vec::new();
     for (planned, search) in selected.iter().zip(&surveyed) {
         let plan = &planned.plan;
-        // A hub checkpoint with its commit.
+        // A checkpoint with its commit.
         let model = match &planned.subject {
             Subject::Text { model: Checkpoint::Hub(asset), .. } => asset.id.clone(),
+            Subject::Text { model: Checkpoint::Manifest(id), .. } => match manifest.asset(id).map(|asset| &asset.hf) {
+                Ok(Some(hf)) => format!("{id}@{}", hf.revision),
+                _ => id.clone(),
+            },
             _ => plan.model.clone(),
         };
         let head = format!("  {} {model} {} {}", plan.experiment, plan.task, plan.method.name);
@@ -316,7 +321,6 @@ fn check_only(name: &str, runner: &mut Runner, selected: &[PlannedSearch], shard
     if to_fetch.is_empty() {
         return Ok(());
     }
-    let manifest = Manifest::embedded();
     let size_of = |file: &datasets::store::MissingFile| {
         manifest.asset(&file.asset).ok()?.files.iter().find(|listed| listed.name == file.file)?.size
     };
