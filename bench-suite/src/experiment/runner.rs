@@ -80,6 +80,14 @@ pub fn select(plan: &Plan, only: &[String], shard: Option<Shard>) -> Result<Vec<
         .collect())
 }
 
+/// D (the parameters with a head of `n_labels` classes) and SAID's m for `method` on a model of
+/// `config` ([`shapes::subspace_dimensions`]; the full and head-only baselines count as DID: no
+/// scales).
+fn dimensions(config: &encoders::models::Config, n_labels: i64, method: &Method) -> (usize, usize) {
+    let subspace_method = method.mode.subspace_method().unwrap_or(SubspaceMethod::Did);
+    shapes::subspace_dimensions(config, n_labels, subspace_method, method.grouping, method.compat)
+}
+
 /// A search as `--check-only` finds it ([`Runner::survey`]).
 #[derive(Debug, Clone)]
 pub enum Surveyed {
@@ -402,16 +410,7 @@ impl Runner {
                     let error = |message: String| origin.error(&origin.model_field, message);
                     let files = model.files(&self.store).map_err(|err| error(err.to_string()))?;
                     let config = read_config(&files.config, &model.name()).map_err(|err| error(err.to_string()))?;
-                    let method = &search.plan.method;
-                    let subspace_method = method.mode.subspace_method().unwrap_or(SubspaceMethod::Did);
-                    let n_labels = task.n_labels() as i64;
-                    Some(shapes::subspace_dimensions(
-                        &config,
-                        n_labels,
-                        subspace_method,
-                        method.grouping,
-                        method.compat,
-                    ))
+                    Some(dimensions(&config, task.n_labels() as i64, &search.plan.method))
                 }
                 _ => None,
             };
@@ -527,8 +526,7 @@ impl Runner {
             };
             let method = &plan.method;
             let subspace_method = method.mode.subspace_method().unwrap_or(SubspaceMethod::Did);
-            let (total_parameters, scales) =
-                shapes::subspace_dimensions(&config, n_labels, subspace_method, method.grouping, method.compat);
+            let (total_parameters, scales) = dimensions(&config, n_labels, method);
             let search = &plan.search;
             if let Some(d_max) = search.d_max
                 && d_max > total_parameters

@@ -243,13 +243,11 @@ pub struct Origin {
     pub file: PathBuf,
     /// The experiment's position in `experiments`.
     pub experiment_index: usize,
-    /// Positions of the search's model and task in the experiment's lists.
-    pub model_index: usize,
-    /// See `model_index`.
-    pub task_index: usize,
     /// The model's field, relative to the experiment: `models[i]`, or a published trajectory's
     /// `checkpoints.<update>`.
     pub model_field: String,
+    /// The position of the search's task in the experiment's `tasks`.
+    pub task_index: usize,
     text: String,
 }
 
@@ -602,15 +600,15 @@ struct ExperimentAt<'a> {
 }
 
 impl<'a> ExperimentAt<'a> {
-    /// The field of the experiment's `index`-th model: `models[i]`, or a published trajectory's
-    /// `checkpoints.<update>`.
+    /// The field of the experiment's `index`-th model, relative to the experiment: `models[i]`,
+    /// or a published trajectory's `checkpoints.<update>`.
     fn model_field(&self, index: usize) -> String {
         match &self.experiment.checkpoints {
             Some(checkpoints) => match checkpoints.keys().nth(index) {
-                Some(update) => format!("{}.{update}", self.own("checkpoints")),
-                None => self.own("checkpoints"),
+                Some(update) => format!("checkpoints.{update}"),
+                None => "checkpoints".to_owned(),
             },
-            None => format!("{}[{index}]", self.own("models")),
+            None => format!("models[{index}]"),
         }
     }
 
@@ -684,16 +682,12 @@ impl<'a> ExperimentAt<'a> {
         for (model_index, model) in models.iter().enumerate() {
             for (task_index, task) in tasks.iter().enumerate() {
                 let subject = Subject::new(model.clone(), task.clone())
-                    .map_err(|err| self.error(&self.model_field(model_index), err.to_string()))?;
+                    .map_err(|err| self.error(&self.own(&self.model_field(model_index)), err.to_string()))?;
                 let origin = Origin {
                     file: self.at.file.to_path_buf(),
                     experiment_index: self.index,
-                    model_index,
+                    model_field: self.model_field(model_index),
                     task_index,
-                    model_field: self
-                        .model_field(model_index)
-                        .trim_start_matches(&format!("experiments[{}].", self.index))
-                        .to_owned(),
                     text: self.at.text.to_owned(),
                 };
                 for method in &chosen {
@@ -824,7 +818,7 @@ impl<'a> ExperimentAt<'a> {
                 }
                 None => ModelRef::resolve(model, self.at.base, &manifest, opened).map_err(|err| err.to_string()),
             };
-            models.push(resolved.map_err(|message| self.error(&self.model_field(index), message))?);
+            models.push(resolved.map_err(|message| self.error(&self.own(&self.model_field(index)), message))?);
         }
         Ok(models)
     }

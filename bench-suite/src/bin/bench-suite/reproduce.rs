@@ -144,18 +144,16 @@ pub fn run(cli: Args, interrupter: Interrupter) -> Result<()> {
         precisions(&prepared, runner.device()),
         args.options.out.display()
     );
-    {
-        // What this spec asked for, for its report (not another spec's searches in the folder).
-        let part = match (cli.shard, cli.only.is_empty()) {
-            (Some(shard), _) => Some(format!("shard-{}-of-{}", shard.index, shard.count)),
-            // A long selection is named by a hash of its names (file names have 255 bytes).
-            (None, false) if cli.only.join("-").len() <= 100 => Some(format!("only-{}", cli.only.join("-"))),
-            (None, false) => Some(format!("only-{}", results::hash_key(&cli.only))),
-            (None, true) => None,
-        };
-        let keys: Vec<String> = prepared.iter().map(|search| search.key.clone()).collect();
-        results::ResultsDir::new(&args.options.out)?.save_plan(&args.name, part.as_deref(), &keys)?;
-    }
+    // What this spec asked for, for its report (not another spec's searches in the folder).
+    let part = match (cli.shard, cli.only.is_empty()) {
+        (Some(shard), _) => Some(format!("shard-{}-of-{}", shard.index, shard.count)),
+        // A long selection is named by a hash of its names (file names have 255 bytes).
+        (None, false) if cli.only.join("-").len() <= 100 => Some(format!("only-{}", cli.only.join("-"))),
+        (None, false) => Some(format!("only-{}", results::hash_key(&cli.only))),
+        (None, true) => None,
+    };
+    let keys: Vec<String> = prepared.iter().map(|search| search.key.clone()).collect();
+    results::ResultsDir::new(&args.options.out)?.save_plan(&args.name, part.as_deref(), &keys)?;
 
     let multi = MultiProgress::new();
     crate::logging::draw_above(&multi);
