@@ -308,8 +308,10 @@ impl Search {
         };
         let reading = if missing {
             Reading::SeedOnly("some of its runs are not in the results folder".to_owned())
-        } else if !per_example || split.is_none() {
+        } else if !per_example {
             Reading::SeedOnly("its runs kept no per-example outcomes (written before they were kept)".to_owned())
+        } else if split.is_none() {
+            Reading::SeedOnly("no run of it counts (each diverged or predicted one class)".to_owned())
         } else if other_examples {
             Reading::SeedOnly("its runs evaluated different dev examples (their ids hashes differ)".to_owned())
         } else if !every_baseline_seed {

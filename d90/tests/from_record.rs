@@ -1,6 +1,7 @@
 //! How a search's records are read for the bootstrap (`Search::from_record`), on the reports'
 //! fixture results (`reports/tests/fixtures`): per-example when every run that counts kept its
-//! predictions over one dev split, else seed-only with the reason (the old-record fallback).
+//! predictions over one dev split, else seed-only with the reason (the old-record fallback, or no
+//! run that counts).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -63,6 +64,17 @@ fn per_example_records_and_every_fallback() {
     let run = unlabelled.iter_mut().find(|run| run.key == said.baseline.runs[0]).unwrap();
     run.result.evaluations[0].splits.get_mut("validation").unwrap().predicted = None;
     assert!(seed_only(&read(said, &unlabelled).1).contains("lacks its predicted labels"));
+
+    // No run that counts (every one predicted one class, as a baseline below the majority class
+    // does): said so, not blamed on the records' age.
+    let mut one_class = runs.clone();
+    for run in one_class.iter_mut() {
+        if let Some(best) = run.result.best.as_mut() {
+            best.predicts_one_class = true;
+        }
+    }
+    let why = seed_only(&read(said, &one_class).1).to_owned();
+    assert!(why.contains("no run of it counts") && !why.contains("written before"), "{why}");
 
     // Baseline runs of other seeds than the plan's: the baseline is one seed at its median.
     let mut reseeded = runs.clone();

@@ -48,7 +48,13 @@ fn main() -> Result<ExitCode> {
     let out = args.out.unwrap_or_else(|| results::report_dir(&preset));
     let (check, other, tolerance) = (args.check, args.compare, args.tolerance);
     let records = records::load_planned(&runs, &preset)?;
-    let spec = args.spec.as_ref().map(|spec| spec.display().to_string());
+    // `cargo xtask` passes the spec's absolute path; the report names it as the user would type
+    // it from the project root (where `runs/<name>` is), so that reports do not depend on where
+    // the checkout lies.
+    let here = std::env::current_dir().ok();
+    let spec = args.spec.as_ref().map(|spec| {
+        here.as_deref().and_then(|here| spec.strip_prefix(here).ok()).unwrap_or(spec).display().to_string()
+    });
     let source = match &spec {
         Some(spec) => Source::Spec(spec),
         None => Source::Preset(&preset),

@@ -175,6 +175,28 @@ fn committed_preset_reports_are_up_to_date() {
     }
 }
 
+/// `cargo xtask report --spec FILE` hands the binary the spec's absolute path: the report names
+/// it relative to the project root, as the committed reports do, wherever the checkout lies.
+#[test]
+fn a_spec_given_by_its_absolute_path_is_named_from_the_project_root() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let out = scratch("absolute-spec");
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_reports"))
+        .current_dir(root)
+        .arg("--spec")
+        .arg(root.join("bench-suite/specs/mrpc-cpu.yaml"))
+        .arg("--out")
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let readme = std::fs::read_to_string(out.join("README.md")).unwrap();
+    assert!(readme.contains("- spec: `bench-suite/specs/mrpc-cpu.yaml`"), "{readme}");
+    assert!(readme.contains("`cargo xtask report --spec bench-suite/specs/mrpc-cpu.yaml`"));
+    assert!(!readme.contains(&root.display().to_string()));
+    std::fs::remove_dir_all(&out).unwrap();
+}
+
 /// Orderings compare d90s through their intervals: a RoBERTa-Large SAID search identical to
 /// RoBERTa-Base's (the same crossings on every resample) gives a ratio of 1 with an interval that
 /// contains it, so `large_le_base` is inconclusive, never a tie counted as held; the unable BERT-Base
