@@ -5,6 +5,7 @@
 //! that `setup` prepares.
 
 mod bench;
+mod bench_all;
 mod fetch;
 mod finetune;
 mod gpu_check;
@@ -41,7 +42,8 @@ more:
   finetune         fine-tune once (full, DID or SAID) and print the result as JSON
   pretrain         MLM pre-training from scratch from a YAML file (resumable; HF checkpoints)
   report           regenerate a preset's report from its results (--check: fail on drift)
-  bench            benchmarks: fastfood | train-step | criterion (release builds)
+  bench            benchmarks: all (default: one table against HF and the floors) | fastfood | train-step |
+                   criterion (release builds)
   slurm            write an sbatch array script whose tasks run a preset's shards
   slurm-test       run that script on a throwaway single-node SLURM cluster (part of `test`)
   gpu-check        build the release binary and a script into gpu-check/ for the prepared GPU check

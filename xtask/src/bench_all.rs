@@ -1,0 +1,531 @@
+//! `cargo xtask bench` (or `bench all`): every speed figure of the speed issue in one run and one
+//! table, each next to what it is measured against, measured in that same run: a training step
+//! and an epoch against HF transformers (when a Python with it is given), the projection against
+//! its memory floor, runs per hour with one and two runs side by side, and f32 against bf16.
+//! Each part is one of the suite's own commands (or `bench-suite/benches/hf_reference.py`), run
+//! one after another on the release binary; their raw outputs and the table go to `--out`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
+
+use crate::setup::Libtorch;
+
+pub const USAGE: &str = "cargo xtask bench [all] --mirror DIR [--python PATH] [--out DIR] [--skip PART]...
+  Runs, one after another on an otherwise idle machine, and prints one table:
+    step        full, SAID and DID training steps of MiniLM-L6 (batch 32 x 128, random full-length
+                sequences) and their peak memory; HF's full step on the same shape
+    epoch       one epoch of full fine-tuning on 2,000 SST-2 sentences at max_len 128 with length
+                buckets, against HF's default collator and its group_by_length sampler (same rows)
+    projection  P and P^T of the global and per-tensor maps against a copy of the same bytes
+    jobs        runs per hour of a small probe (1,000 sentences, one epoch) with --jobs 1 and 2
+    precision   a one-epoch SAID run in f32 and in bf16 (bf16 only where the CPU has bf16 units)
+  --mirror DIR   a folder with glue/SST-2/{train,dev}.tsv and the MiniLM-L6 checkpoint under
+                 hf/sentence-transformers/all-MiniLM-L6-v2/<commit>/ (../shared/mirror here)
+  --python PATH  a Python with torch==2.11.0 and transformers==4.57.1 for the HF columns
+                 (default: python3; the HF columns say why they are empty when it lacks them)
+  --out DIR      raw outputs and the table (default: target/bench-all)
+  --skip PART    leave a part out (repeatable)";
+
+const PARTS: [&str; 5] = ["step", "epoch", "projection", "jobs", "precision"];
+const MINILM: &str = "sentence-transformers/all-MiniLM-L6-v2";
+
+struct Options {
+    mirror: PathBuf,
+    python: String,
+    out: PathBuf,
+    skip: Vec<String>,
+}
+
+fn parse(args: &[String], invoked_from: &Path, root: &Path) -> Result<Options> {
+    let (mut mirror, mut python, mut out, mut skip) =
+        (None, "python3".to_owned(), root.join("target/bench-all"), vec![]);
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        let mut value = || args.next().with_context(|| format!("{arg} needs a value\nusage: {USAGE}"));
+        match arg.as_str() {
+            "--mirror" => mirror = Some(invoked_from.join(value()?)),
+            "--python" => python = value()?.clone(),
+            "--out" => out = invoked_from.join(value()?),
+            "--skip" => {
+                let part = value()?;
+                if !PARTS.contains(&part.as_str()) {
+                    bail!("--skip {part}: not a part (one of {})", PARTS.join(", "));
+                }
+                skip.push(part.clone());
+            }
+            other => bail!("unknown argument `{other}`\nusage: {USAGE}"),
+        }
+    }
+    let mirror = mirror.with_context(|| format!("--mirror DIR is required (../shared/mirror here)\nusage: {USAGE}"))?;
+    Ok(Options { mirror, python, out, skip })
+}
+
+/// The mirror's MiniLM-L6 folder (one commit), for HF's `from_pretrained`.
+fn minilm_folder(mirror: &Path) -> Result<PathBuf> {
+    let parent = mirror.join("hf").join(MINILM);
+    let mut commits: Vec<PathBuf> = std::fs::read_dir(&parent)
+        .with_context(|| format!("{}: no MiniLM-L6 checkpoint in the mirror", parent.display()))?
+        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+        .filter(|path| path.join("config.json").is_file())
+        .collect();
+    commits.sort();
+    commits.pop().with_context(|| format!("{}: no commit folder with a config.json", parent.display()))
+}
+
+/// SST-2's GLUE TSV rows (`sentence`, `label`; no quoting) as JSON lines; `keep` picks rows by index.
+fn tsv_to_jsonl(tsv: &Path, jsonl: &Path, keep: impl Fn(usize) -> bool, limit: usize) -> Result<usize> {
+    let text = std::fs::read_to_string(tsv).with_context(|| format!("read {}", tsv.display()))?;
+    let mut lines = String::new();
+    let mut count = 0;
+    for (index, line) in text.lines().skip(1).enumerate() {
+        if count == limit || !keep(index) {
+            continue;
+        }
+        let (sentence, label) =
+            line.rsplit_once('\t').with_context(|| format!("{}: row {} has no tab", tsv.display(), index + 2))?;
+        let label: u8 = label.trim().parse().with_context(|| format!("{}: row {}: label", tsv.display(), index + 2))?;
+        lines.push_str(&serde_json::json!({"sentence": sentence, "label": label}).to_string());
+        lines.push('\n');
+        count += 1;
+    }
+    std::fs::write(jsonl, lines).with_context(|| format!("write {}", jsonl.display()))?;
+    Ok(count)
+}
+
+/// A task folder of `train` SST-2 training sentences (every 33rd row, so the subset spans the file)
+/// and the whole dev split, in the suite's task-file format and as JSONL for HF.
+fn write_task(mirror: &Path, dir: &Path, train: usize) -> Result<PathBuf> {
+    std::fs::create_dir_all(dir)?;
+    let sst2 = mirror.join("glue/SST-2");
+    let got = tsv_to_jsonl(&sst2.join("train.tsv"), &dir.join("train.jsonl"), |index| index % 33 == 0, train)?;
+    if got < train {
+        bail!("{}: only {got} rows, {train} needed", sst2.join("train.tsv").display());
+    }
+    tsv_to_jsonl(&sst2.join("dev.tsv"), &dir.join("dev.jsonl"), |_| true, usize::MAX)?;
+    let task = dir.join("task.yaml");
+    std::fs::write(&task, "train: train.jsonl\ndev: dev.jsonl\ntext: [sentence]\nlabel: label\nlabels: [0, 1]\n")?;
+    Ok(task)
+}
+
+/// Runs `command` with stdout captured (stderr shown), and parses its stdout as one JSON value
+/// (the last line that is one, or the whole output).
+fn json_of(command: &mut Command) -> Result<Value> {
+    eprintln!("$ {}", shown(command));
+    let output = command.stderr(Stdio::inherit()).output().with_context(|| format!("start `{}`", shown(command)))?;
+    if !output.status.success() {
+        bail!("`{}` failed ({})", shown(command), output.status);
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    serde_json::from_str(&stdout)
+        .ok()
+        .or_else(|| stdout.lines().rev().find_map(|line| serde_json::from_str(line).ok()))
+        .with_context(|| format!("`{}` printed no JSON:\n{stdout}", shown(command)))
+}
+
+fn shown(command: &Command) -> String {
+    std::iter::once(command.get_program())
+        .chain(command.get_args())
+        .map(|part| part.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn number(value: &Value, path: &str) -> Option<f64> {
+    path.split('.').try_fold(value, |value, key| value.get(key))?.as_f64()
+}
+
+/// One row of the table: what, ours, the reference, ours / reference, the goal.
+struct Row([String; 5]);
+
+fn row(
+    what: impl Into<String>,
+    ours: impl Into<String>,
+    reference: impl Into<String>,
+    ratio: Option<f64>,
+    goal: &str,
+) -> Row {
+    Row([
+        what.into(),
+        ours.into(),
+        reference.into(),
+        ratio.map_or("n/a".to_owned(), |r| format!("{r:.2}")),
+        goal.into(),
+    ])
+}
+
+/// The table as Markdown.
+fn markdown(rows: &[Row]) -> String {
+    let mut text = String::from("| measure | ours | reference | ours / reference | goal |\n|---|---|---|---|---|\n");
+    for Row(cells) in rows {
+        text.push_str(&format!("| {} |\n", cells.join(" | ")));
+    }
+    text
+}
+
+/// Whether this CPU computes in bf16 (the flag `precision: auto` reads, via torch, on x86-64).
+fn cpu_has_bf16() -> bool {
+    std::fs::read_to_string("/proc/cpuinfo").is_ok_and(|info| info.split_whitespace().any(|flag| flag == "avx512_bf16"))
+}
+
+pub fn run(args: &[String], invoked_from: &Path, libtorch: &Libtorch) -> Result<()> {
+    let root = crate::project_root();
+    let options = parse(args, invoked_from, &root)?;
+    let wants = |part: &str| !options.skip.iter().any(|skip| skip == part);
+    let hf_model = minilm_folder(&options.mirror)?;
+    for file in ["train.tsv", "dev.tsv"] {
+        let path = options.mirror.join("glue/SST-2").join(file);
+        if !path.is_file() {
+            bail!("{}: missing (the mirror needs SST-2's GLUE files)", path.display());
+        }
+    }
+    // HF's side: a Python that imports both packages, else the reason its columns are empty.
+    let script = root.join("bench-suite/benches/hf_reference.py");
+    let hf_missing = match Command::new(&options.python)
+        .args(["-c", "import torch, transformers; print(torch.__version__, transformers.__version__)"])
+        .output()
+    {
+        Ok(output) if output.status.success() => {
+            eprintln!(
+                "HF reference: {} (torch, transformers {})",
+                options.python,
+                String::from_utf8_lossy(&output.stdout).trim()
+            );
+            None
+        }
+        Ok(_) => Some(format!("{} cannot import torch and transformers", options.python)),
+        Err(err) => Some(format!("{}: {err}", options.python)),
+    };
+    if let Some(why) = &hf_missing {
+        eprintln!("HF columns left empty: {why} (pass --python with torch==2.11.0 transformers==4.57.1)");
+    }
+    std::fs::create_dir_all(&options.out).with_context(|| format!("create {}", options.out.display()))?;
+    crate::build_bench_suite_release(libtorch)?;
+    let binary = crate::release_binary(&root);
+    let suite = |subcommand: &str| {
+        let mut command = Command::new(&binary);
+        command.envs(libtorch.cargo_env()).arg(subcommand);
+        command
+    };
+    let mirror = options.mirror.display().to_string();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).to_string();
+    let hf = |what: &str| {
+        let mut command = Command::new(&options.python);
+        command.arg(&script).args(["--threads", &threads, what, "--model"]).arg(&hf_model);
+        command
+    };
+    let out = &options.out;
+    let mut rows = Vec::new();
+    let mut raw = serde_json::Map::new();
+    let hf_empty = || format!("HF: {}", hf_missing.as_deref().unwrap_or(""));
+
+    if wants("step") {
+        let json = out.join("step.json");
+        crate::run_checked(
+            suite("bench-train-step")
+                .args([
+                    "--model", "minilm", "--batch", "32", "--seq", "128", "--steps", "6", "--mirror", &mirror, "--json",
+                ])
+                .arg(&json),
+        )?;
+        let ours: Value =
+            serde_json::from_str(&std::fs::read_to_string(&json).context("bench-train-step wrote no JSON")?)?;
+        let mode = |name: &str| {
+            ours["rows"]
+                .as_array()
+                .and_then(|rows| rows.iter().find(|row| row["mode"] == name && row["engine"] == "default"))
+                .cloned()
+                .unwrap_or_default()
+        };
+        let full_s = number(&mode("full"), "median_step_s");
+        let reference = match &hf_missing {
+            None => Some(json_of(hf("step").args(["--batch", "32", "--seq", "128", "--steps", "6"]))?),
+            Some(_) => None,
+        };
+        let hf_s = reference.as_ref().and_then(|value| number(value, "median_step_s"));
+        rows.push(row(
+            "full step, MiniLM-L6, 32 x 128 (s)",
+            fmt(full_s, 3),
+            hf_s.map_or_else(hf_empty, |s| format!("HF {s:.3}")),
+            full_s.zip(hf_s).map(|(a, b)| a / b),
+            "1.0 (parity)",
+        ));
+        for name in ["said", "did"] {
+            let this = mode(name);
+            rows.push(row(
+                format!("{} step at d = 1000 (s)", name.to_uppercase()),
+                fmt(number(&this, "median_step_s"), 3),
+                format!("full {}", fmt(full_s, 3)),
+                number(&this, "step_over_full"),
+                "<= 1.10",
+            ));
+        }
+        let mib = |row: &Value| number(row, "peak_rss_bytes").map(|bytes| bytes / f64::from(1 << 20));
+        rows.push(row(
+            "SAID peak memory (MiB)",
+            fmt(mib(&mode("said")), 0),
+            format!("full {}", fmt(mib(&mode("full")), 0)),
+            number(&mode("said"), "memory_over_full"),
+            "<= 1.0",
+        ));
+        raw.insert("step".into(), serde_json::json!({"ours": ours, "hf": reference}));
+    }
+
+    if wants("epoch") {
+        let task = write_task(&options.mirror, &out.join("sst2-2000"), 2000)?;
+        let ours = json_of(suite("finetune").args(["--model", MINILM, "--task"]).arg(&task).args([
+            "--mode",
+            "full",
+            "--lr",
+            "5e-5",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "32",
+            "--max-len",
+            "128",
+            "--length-buckets",
+            "16",
+            "--precision",
+            "f32",
+            "--mirror",
+            &mirror,
+            "--offline",
+        ]))?;
+        let (ours_s, ours_acc, ours_padding) =
+            (number(&ours, "wall_time_s"), number(&ours, "best.score"), number(&ours, "padding_fraction"));
+        let mut references = serde_json::Map::new();
+        for (sampler, goal) in [("random", "<= 0.5"), ("group_by_length", "<= 1.0")] {
+            let reference = match &hf_missing {
+                None => Some(json_of(
+                    hf("epoch")
+                        .args(["--max-len", "128", "--batch", "32", "--lr", "5e-5", "--sampler", sampler, "--train"])
+                        .arg(task.with_file_name("train.jsonl"))
+                        .arg("--dev")
+                        .arg(task.with_file_name("dev.jsonl")),
+                )?),
+                Some(_) => None,
+            };
+            let hf_s = reference.as_ref().and_then(|value| Some(number(value, "train_s")? + number(value, "eval_s")?));
+            let described = reference.as_ref().map_or_else(hf_empty, |value| {
+                format!(
+                    "HF, {sampler}: {} (padding {}, dev {})",
+                    fmt(hf_s, 1),
+                    percent(number(value, "padding_fraction")),
+                    fmt(number(value, "dev_accuracy"), 4)
+                )
+            });
+            rows.push(row(
+                "epoch, 2,000 SST-2 sentences, max_len 128, training + dev (s)",
+                format!("{} (padding {}, dev {})", fmt(ours_s, 1), percent(ours_padding), fmt(ours_acc, 4)),
+                described,
+                ours_s.zip(hf_s).map(|(a, b)| a / b),
+                goal,
+            ));
+            references.insert(sampler.into(), reference.unwrap_or_default());
+        }
+        raw.insert("epoch".into(), serde_json::json!({"ours": ours, "hf": references}));
+    }
+
+    if wants("projection") {
+        let json = out.join("projection.json");
+        crate::run_checked(suite("bench-fastfood").args(["--only", "step", "--json"]).arg(&json))?;
+        let report: Value = serde_json::from_str(&std::fs::read_to_string(&json)?)?;
+        for case in report["step_projection"].as_array().into_iter().flatten() {
+            let name = format!("{}, {}", case["model"].as_str().unwrap_or("?"), case["scope"].as_str().unwrap_or("?"));
+            rows.push(row(
+                format!("P and the weight write, {name} (ms)"),
+                fmt(number(case, "write_weights_ms"), 1),
+                format!("copy {}", fmt(number(case, "write_floor_ms"), 1)),
+                number(case, "write_over_floor"),
+                "<= 3",
+            ));
+            rows.push(row(
+                format!("P^T of the gradients, {name} (ms)"),
+                fmt(number(case, "gradients_ms"), 1),
+                format!("copy {}", fmt(number(case, "gradients_floor_ms"), 1)),
+                number(case, "gradients_over_floor"),
+                "<= 3",
+            ));
+        }
+        raw.insert("projection".into(), report);
+    }
+
+    if wants("jobs") {
+        let task = write_task(&options.mirror, &out.join("sst2-1000"), 1000)?;
+        let spec = out.join("jobs.yaml");
+        std::fs::write(&spec, jobs_spec(&task))?;
+        let mut per_hour = Vec::new();
+        for jobs in ["1", "2"] {
+            let folder = out.join(format!("jobs-{jobs}"));
+            if folder.exists() {
+                std::fs::remove_dir_all(&folder).with_context(|| format!("empty {}", folder.display()))?;
+            }
+            let start = Instant::now();
+            crate::run_checked(suite("reproduce").arg("--spec").arg(&spec).arg("--out").arg(&folder).args([
+                "--jobs",
+                jobs,
+                "--mirror",
+                &mirror,
+                "--offline",
+            ]))?;
+            let seconds = start.elapsed().as_secs_f64();
+            let runs =
+                std::fs::read_dir(folder.join("runs")).map_or(0, |dir| dir.filter(|entry| entry.is_ok()).count());
+            per_hour.push((jobs, runs, seconds, runs as f64 * 3600.0 / seconds));
+        }
+        let one = per_hour[0].3;
+        for &(jobs, runs, seconds, rate) in &per_hour {
+            rows.push(row(
+                format!("runs per hour, --jobs {jobs} ({runs} runs in {seconds:.0} s)"),
+                format!("{rate:.0}"),
+                format!("--jobs 1: {one:.0}"),
+                Some(rate / one),
+                "the default: the larger",
+            ));
+        }
+        raw.insert("jobs".into(), serde_json::json!(per_hour.iter().map(|(jobs, runs, seconds, rate)| serde_json::json!({"jobs": jobs, "runs": runs, "wall_s": seconds, "runs_per_hour": rate})).collect::<Vec<_>>()));
+    }
+
+    if wants("precision") {
+        let task = write_task(&options.mirror, &out.join("sst2-2000"), 2000)?;
+        let said = |precision: &str| {
+            json_of(suite("finetune").args(["--model", MINILM, "--task"]).arg(&task).args([
+                "--mode",
+                "said",
+                "--d",
+                "1861",
+                "--lr",
+                "0.22",
+                "--epochs",
+                "1",
+                "--batch-size",
+                "32",
+                "--max-len",
+                "64",
+                "--precision",
+                precision,
+                "--mirror",
+                &mirror,
+                "--offline",
+            ]))
+        };
+        let seconds = |value: &Value| number(value, "wall_time_s");
+        let accuracy = |value: &Value| number(value, "best.score");
+        let f32_run = said("f32")?;
+        let bf16_run = if cpu_has_bf16() { Some(said("bf16")?) } else { None };
+        let ours = format!(
+            "bf16 {}",
+            bf16_run.as_ref().map_or("not run".to_owned(), |run| format!(
+                "{} (dev {})",
+                fmt(seconds(run), 1),
+                fmt(accuracy(run), 4)
+            ))
+        );
+        let reference = format!("f32 {} (dev {})", fmt(seconds(&f32_run), 1), fmt(accuracy(&f32_run), 4));
+        let goal = if bf16_run.is_some() {
+            "< 1 at the same dev"
+        } else {
+            "no bf16 units here: `precision: auto` trains in f32"
+        };
+        rows.push(row(
+            "SAID run, d = 1861, one epoch, max_len 64 (s)",
+            ours,
+            reference,
+            bf16_run.as_ref().and_then(|run| Some(seconds(run)? / seconds(&f32_run)?)),
+            goal,
+        ));
+        raw.insert("precision".into(), serde_json::json!({"f32": f32_run, "bf16": bf16_run}));
+    }
+
+    let table = markdown(&rows);
+    println!("\n{table}");
+    std::fs::write(out.join("bench.md"), &table)?;
+    std::fs::write(out.join("bench.json"), serde_json::to_string_pretty(&Value::Object(raw))?)?;
+    eprintln!("table and raw outputs in {}", out.display());
+    Ok(())
+}
+
+fn fmt(value: Option<f64>, digits: usize) -> String {
+    value.map_or("n/a".to_owned(), |value| format!("{value:.digits$}"))
+}
+
+fn percent(value: Option<f64>) -> String {
+    value.map_or("n/a".to_owned(), |value| format!("{:.0}%", 100.0 * value))
+}
+
+/// The runs-per-hour spec: a one-epoch full baseline at one rate and a SAID probe at d = 1861 over
+/// two rates, two seeds each (6 runs), on `task`.
+fn jobs_spec(task: &Path) -> String {
+    format!(
+        "description: cargo xtask bench's runs-per-hour workload (MiniLM-L6, 1,000 SST-2 sentences, one epoch)\n\
+         device: cpu\n\
+         seeds: [0, 1]\n\
+         training: {{epochs: 1, batch_size: 32, max_len: 64, length_buckets: 16, precision: f32}}\n\
+         search: {{mode: grid, d_min: 1861, d_max: 1861, threshold: 0.9}}\n\
+         methods:\n  full: {{method: full, lr: [1.0e-4]}}\n  said: {{method: said, lr: [0.22, 0.66], scope: global}}\n\
+         tasks:\n  sst2_1000: {{train: {}, dev: {}, text: [sentence], label: label, labels: [0, 1]}}\n\
+         experiments:\n  - name: jobs\n    models: [{MINILM}]\n    tasks: [sst2_1000]\n    methods: [said]\n",
+        task.with_file_name("train.jsonl").display(),
+        task.with_file_name("dev.jsonl").display(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("xtask-bench-all-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// GLUE's TSV has no quoting: a `"` or a `\` in a sentence is text, and the JSON line keeps it.
+    #[test]
+    fn sst2_rows_become_json_lines_with_every_character_kept() {
+        let dir = scratch("tsv");
+        let tsv = dir.join("train.tsv");
+        std::fs::write(&tsv, "sentence\tlabel\na \"quoted\" word \\ \t1\nsecond\t0\nthird\t1\n").unwrap();
+        let jsonl = dir.join("train.jsonl");
+        assert_eq!(tsv_to_jsonl(&tsv, &jsonl, |index| index != 1, usize::MAX).unwrap(), 2);
+        let rows: Vec<Value> =
+            std::fs::read_to_string(&jsonl).unwrap().lines().map(|line| serde_json::from_str(line).unwrap()).collect();
+        assert_eq!(rows[0]["sentence"], "a \"quoted\" word \\ ");
+        assert_eq!(rows[0]["label"], 1);
+        assert_eq!(rows[1]["sentence"], "third");
+        assert_eq!(tsv_to_jsonl(&tsv, &jsonl, |_| true, 1).unwrap(), 1);
+        std::fs::write(&tsv, "sentence\tlabel\nno label here\n").unwrap();
+        let err = tsv_to_jsonl(&tsv, &jsonl, |_| true, usize::MAX).unwrap_err().to_string();
+        assert!(err.contains("row 2 has no tab"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_mirror_without_the_checkpoint_or_the_task_is_named() {
+        let dir = scratch("mirror");
+        let err = minilm_folder(&dir).unwrap_err().to_string();
+        assert!(err.contains("no MiniLM-L6 checkpoint in the mirror"), "{err}");
+        std::fs::create_dir_all(dir.join("glue/SST-2")).unwrap();
+        std::fs::write(dir.join("glue/SST-2/train.tsv"), "sentence\tlabel\nonly\t1\n").unwrap();
+        std::fs::write(dir.join("glue/SST-2/dev.tsv"), "sentence\tlabel\nx\t0\n").unwrap();
+        let err = write_task(&dir, &dir.join("task"), 2).unwrap_err().to_string();
+        assert!(err.contains("only 1 rows, 2 needed"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_table_has_one_row_per_measure_and_says_what_is_missing() {
+        let rows = [row("step", "1.0", "HF 2.0", Some(0.5), "1.0"), row("bf16", "not run", "f32 3.0", None, "-")];
+        let table = markdown(&rows);
+        assert_eq!(table.lines().count(), 4);
+        assert!(table.contains("| step | 1.0 | HF 2.0 | 0.50 | 1.0 |"), "{table}");
+        assert!(table.contains("| bf16 | not run | f32 3.0 | n/a | - |"), "{table}");
+        assert_eq!(number(&serde_json::json!({"best": {"score": 0.5}}), "best.score"), Some(0.5));
+        assert_eq!(number(&serde_json::json!({"best": null}), "best.score"), None);
+    }
+}
