@@ -311,7 +311,9 @@ impl Search {
         } else if !per_example {
             Reading::SeedOnly("its runs kept no per-example outcomes (written before they were kept)".to_owned())
         } else if split.is_none() {
-            Reading::SeedOnly("no run of it counts (each diverged or predicted one class)".to_owned())
+            Reading::SeedOnly(
+                "no run of the plan's seeds counts (each diverged, predicted one class or has no score)".to_owned(),
+            )
         } else if other_examples {
             Reading::SeedOnly("its runs evaluated different dev examples (their ids hashes differ)".to_owned())
         } else if !every_baseline_seed {

@@ -74,7 +74,7 @@ fn per_example_records_and_every_fallback() {
         }
     }
     let why = seed_only(&read(said, &one_class).1).to_owned();
-    assert!(why.contains("no run of it counts") && !why.contains("written before"), "{why}");
+    assert!(why.contains("no run of the plan's seeds counts") && !why.contains("written before"), "{why}");
 
     // Baseline runs of other seeds than the plan's: the baseline is one seed at its median.
     let mut reseeded = runs.clone();

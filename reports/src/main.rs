@@ -51,9 +51,11 @@ fn main() -> Result<ExitCode> {
     // `cargo xtask` passes the spec's absolute path; the report names it as the user would type
     // it from the project root (where `runs/<name>` is), so that reports do not depend on where
     // the checkout lies.
-    let here = std::env::current_dir().ok();
+    let here = std::env::current_dir().and_then(std::fs::canonicalize).ok();
     let spec = args.spec.as_ref().map(|spec| {
-        here.as_deref().and_then(|here| spec.strip_prefix(here).ok()).unwrap_or(spec).display().to_string()
+        let full = std::fs::canonicalize(spec).ok();
+        let relative = here.as_deref().zip(full.as_deref()).and_then(|(here, full)| full.strip_prefix(here).ok());
+        relative.unwrap_or(spec).display().to_string()
     });
     let source = match &spec {
         Some(spec) => Source::Spec(spec),

@@ -245,9 +245,9 @@ pub fn report(
          independently, the baseline's, and where the runs kept each dev example's prediction \
          (`reading: per-example`) the dev examples, one draw shared by every run of the search so the \
          target and the curve move together; each resample recomputes the target, the curve and the \
-         crossing. `seed-only` searches ({} of {} here; `reading` says why, most often runs written before \
-         predictions were kept) resample seeds only, and their intervals are too narrow. In a simulation with a known d90 \
-         (`d90/tests/coverage.rs`, {} repeats, 3 seeds), the interval covered the true d90 in {:.1}% of \
+         crossing. `seed-only` searches ({} of {} here; `reading` says why: runs written before \
+         predictions were kept, or no run that counts) resample seeds only, and their intervals are too \
+         narrow. In a simulation with a known d90 (`d90/tests/coverage.rs`, {} repeats, 3 seeds), the interval covered the true d90 in {:.1}% of \
          {quick_name} repeats and {:.1}% of {mrpc_name} repeats (and {:.1}% and {:.1}% for quick's SAID \
          and DID searches since its third design, saturating curves probed at three or four d, whose \
          intervals were closed at both ends in {:.1}% and {:.1}% of repeats and determined in {:.1}% and \
