@@ -16,7 +16,6 @@ suite's parity tests use); never a test dependency.
 
 import argparse
 import json
-import math
 import statistics
 import time
 
@@ -90,7 +89,7 @@ def epoch(args):
     train, dev = encode(read_jsonl(args.train)), encode(read_jsonl(args.dev))
     lengths = [len(example["input_ids"]) for example in train]
     if len(set(lengths)) == 1:
-        raise SystemExit(f"every training example has {lengths[0]} tokens: the tokenizer pads, so padding is not measured")
+        raise SystemExit(f"every training example has {lengths[0]} tokens: the tokenizer pads; padding is not measured")
     generator = torch.Generator().manual_seed(args.seed)
     if args.sampler == "group_by_length":
         sampler = LengthGroupedSampler(args.batch, lengths=lengths, generator=generator)
@@ -102,7 +101,8 @@ def epoch(args):
     model.train()
     opt = optimizer(model, args.lr, 0.01)
     steps = len(loader)
-    schedule = get_linear_schedule_with_warmup(opt, math.ceil(args.warmup_ratio * steps), steps)
+    # Warm-up steps rounded to the nearest, as the suite's trainer does (Trainer rounds up).
+    schedule = get_linear_schedule_with_warmup(opt, int(args.warmup_ratio * steps + 0.5), steps)
     real = padded = 0
     start = time.perf_counter()
     for batch in loader:

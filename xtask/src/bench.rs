@@ -30,13 +30,16 @@ pub fn run(args: &[String], invoked_from: &Path) -> Result<()> {
         println!("usage: {USAGE}");
         return Ok(());
     }
-    if which == "all" && rest.iter().any(|arg| crate::is_help(arg)) {
-        println!("usage: {}", crate::bench_all::USAGE);
-        return Ok(());
+    if which == "all" {
+        if rest.iter().any(|arg| crate::is_help(arg)) {
+            println!("usage: {}", crate::bench_all::USAGE);
+            return Ok(());
+        }
+        // It checks its flags and inputs before installing or building anything.
+        return crate::bench_all::run(rest, invoked_from);
     }
     let libtorch = setup::ensure()?;
     match which {
-        "all" => crate::bench_all::run(rest, invoked_from, &libtorch),
         "fastfood" => {
             run_checked(bench_suite_release(&libtorch, "bench-fastfood").args(paths_from_caller(rest, invoked_from)))
         }

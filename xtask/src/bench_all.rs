@@ -6,13 +6,11 @@
 //! one after another on the release binary; their raw outputs and the table go to `--out`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
-
-use crate::setup::Libtorch;
 
 pub const USAGE: &str = "cargo xtask bench [all] --mirror DIR [--python PATH] [--out DIR] [--skip PART]...
   Runs, one after another on an otherwise idle machine, and prints one table:
@@ -35,27 +33,41 @@ const MINILM: &str = "sentence-transformers/all-MiniLM-L6-v2";
 
 struct Options {
     mirror: PathBuf,
-    python: String,
+    /// The Python for the HF column, and whether the user named it (a named one that cannot run
+    /// the reference is an error; the default `python3` only leaves the column empty).
+    python: (String, bool),
     out: PathBuf,
     skip: Vec<String>,
 }
 
 fn parse(args: &[String], invoked_from: &Path, root: &Path) -> Result<Options> {
     let (mut mirror, mut python, mut out, mut skip) =
-        (None, "python3".to_owned(), root.join("target/bench-all"), vec![]);
+        (None, ("python3".to_owned(), false), root.join("target/bench-all"), vec![]);
     let mut args = args.iter();
     while let Some(arg) = args.next() {
-        let mut value = || args.next().with_context(|| format!("{arg} needs a value\nusage: {USAGE}"));
-        match arg.as_str() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((flag, value)) if flag.starts_with("--") => (flag, Some(value.to_owned())),
+            _ => (arg.as_str(), None),
+        };
+        let mut value = || match &inline {
+            Some(value) => Ok(value.clone()),
+            None => args.next().cloned().with_context(|| format!("{flag} needs a value\nusage: {USAGE}")),
+        };
+        match flag {
             "--mirror" => mirror = Some(invoked_from.join(value()?)),
-            "--python" => python = value()?.clone(),
+            // A path (it has a `/`) is the caller's; a bare name is looked up on PATH.
+            "--python" => {
+                let given = value()?;
+                let path = if given.contains('/') { invoked_from.join(&given).display().to_string() } else { given };
+                python = (path, true);
+            }
             "--out" => out = invoked_from.join(value()?),
             "--skip" => {
                 let part = value()?;
                 if !PARTS.contains(&part.as_str()) {
                     bail!("--skip {part}: not a part (one of {})", PARTS.join(", "));
                 }
-                skip.push(part.clone());
+                skip.push(part);
             }
             other => bail!("unknown argument `{other}`\nusage: {USAGE}"),
         }
@@ -67,13 +79,20 @@ fn parse(args: &[String], invoked_from: &Path, root: &Path) -> Result<Options> {
 /// The mirror's MiniLM-L6 folder (one commit), for HF's `from_pretrained`.
 fn minilm_folder(mirror: &Path) -> Result<PathBuf> {
     let parent = mirror.join("hf").join(MINILM);
-    let mut commits: Vec<PathBuf> = std::fs::read_dir(&parent)
+    let commits: Vec<PathBuf> = std::fs::read_dir(&parent)
         .with_context(|| format!("{}: no MiniLM-L6 checkpoint in the mirror", parent.display()))?
         .filter_map(|entry| entry.ok().map(|entry| entry.path()))
         .filter(|path| path.join("config.json").is_file())
         .collect();
-    commits.sort();
-    commits.pop().with_context(|| format!("{}: no commit folder with a config.json", parent.display()))
+    match commits.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => bail!("{}: no commit folder with a config.json", parent.display()),
+        several => bail!(
+            "{}: {} commit folders; HF must load the checkpoint the suite loads: keep only the manifest's commit",
+            parent.display(),
+            several.len()
+        ),
+    }
 }
 
 /// SST-2's GLUE TSV rows (`sentence`, `label`; no quoting) as JSON lines; `keep` picks rows by index.
@@ -111,27 +130,17 @@ fn write_task(mirror: &Path, dir: &Path, train: usize) -> Result<PathBuf> {
     Ok(task)
 }
 
-/// Runs `command` with stdout captured (stderr shown), and parses its stdout as one JSON value
-/// (the last line that is one, or the whole output).
-fn json_of(command: &mut Command) -> Result<Value> {
-    eprintln!("$ {}", shown(command));
-    let output = command.stderr(Stdio::inherit()).output().with_context(|| format!("start `{}`", shown(command)))?;
-    if !output.status.success() {
-        bail!("`{}` failed ({})", shown(command), output.status);
-    }
-    let stdout = String::from_utf8_lossy(&output.stdout);
+/// Runs `command` as [`crate::run_checked`] does (SIGTERM and SIGINT go to it) with its stdout
+/// kept in `saved` (the part's raw output, which stays in `--out`), and parses that as one JSON
+/// value (the whole output, or else its last line that is one).
+fn json_of(command: &mut Command, saved: &Path) -> Result<Value> {
+    let file = std::fs::File::create(saved).with_context(|| format!("create {}", saved.display()))?;
+    crate::run_checked(command.stdout(file))?;
+    let stdout = std::fs::read_to_string(saved).with_context(|| format!("read {}", saved.display()))?;
     serde_json::from_str(&stdout)
         .ok()
         .or_else(|| stdout.lines().rev().find_map(|line| serde_json::from_str(line).ok()))
-        .with_context(|| format!("`{}` printed no JSON:\n{stdout}", shown(command)))
-}
-
-fn shown(command: &Command) -> String {
-    std::iter::once(command.get_program())
-        .chain(command.get_args())
-        .map(|part| part.to_string_lossy().into_owned())
-        .collect::<Vec<_>>()
-        .join(" ")
+        .with_context(|| format!("{} holds no JSON:\n{stdout}", saved.display()))
 }
 
 fn number(value: &Value, path: &str) -> Option<f64> {
@@ -166,12 +175,13 @@ fn markdown(rows: &[Row]) -> String {
     text
 }
 
-/// Whether this CPU computes in bf16 (the flag `precision: auto` reads, via torch, on x86-64).
+/// Whether this CPU computes in bf16: its `avx512_bf16` flag, the feature `precision: auto` tests
+/// on x86-64 (`bench_suite::settings::native_bf16`, which xtask cannot link).
 fn cpu_has_bf16() -> bool {
     std::fs::read_to_string("/proc/cpuinfo").is_ok_and(|info| info.split_whitespace().any(|flag| flag == "avx512_bf16"))
 }
 
-pub fn run(args: &[String], invoked_from: &Path, libtorch: &Libtorch) -> Result<()> {
+pub fn run(args: &[String], invoked_from: &Path) -> Result<()> {
     let root = crate::project_root();
     let options = parse(args, invoked_from, &root)?;
     let wants = |part: &str| !options.skip.iter().any(|skip| skip == part);
@@ -182,28 +192,32 @@ pub fn run(args: &[String], invoked_from: &Path, libtorch: &Libtorch) -> Result<
             bail!("{}: missing (the mirror needs SST-2's GLUE files)", path.display());
         }
     }
-    // HF's side: a Python that imports both packages, else the reason its columns are empty.
+    // HF's side: the reference script's `--help` imports everything it uses. A Python the user
+    // named must run it; the default one only leaves the column empty, saying why.
     let script = root.join("bench-suite/benches/hf_reference.py");
-    let hf_missing = match Command::new(&options.python)
-        .args(["-c", "import torch, transformers; print(torch.__version__, transformers.__version__)"])
-        .output()
-    {
-        Ok(output) if output.status.success() => {
-            eprintln!(
-                "HF reference: {} (torch, transformers {})",
-                options.python,
-                String::from_utf8_lossy(&output.stdout).trim()
-            );
-            None
-        }
-        Ok(_) => Some(format!("{} cannot import torch and transformers", options.python)),
-        Err(err) => Some(format!("{}: {err}", options.python)),
+    let (python, named) = &options.python;
+    let hf_missing = match Command::new(python).arg(&script).arg("--help").output() {
+        Ok(output) if output.status.success() => None,
+        Ok(output) => Some(format!(
+            "{python} cannot run {}: {}",
+            script.display(),
+            String::from_utf8_lossy(&output.stderr).lines().last().unwrap_or("")
+        )),
+        Err(err) => Some(format!("{python}: {err}")),
     };
-    if let Some(why) = &hf_missing {
-        eprintln!("HF columns left empty: {why} (pass --python with torch==2.11.0 transformers==4.57.1)");
+    match &hf_missing {
+        Some(why) if *named => bail!("--python {why}\n(it needs pip install torch==2.11.0 transformers==4.57.1)"),
+        Some(why) => eprintln!("HF column left empty: {why} (pass --python with torch==2.11.0 transformers==4.57.1)"),
+        None => eprintln!("HF reference: {python} {}", script.display()),
     }
-    std::fs::create_dir_all(&options.out).with_context(|| format!("create {}", options.out.display()))?;
-    crate::build_bench_suite_release(libtorch)?;
+    let out = &options.out;
+    std::fs::create_dir_all(out).with_context(|| format!("create {}", out.display()))?;
+    // A table is only ever this run's: the last run's goes before any part starts.
+    for stale in ["bench.md", "bench.json"] {
+        let _ = std::fs::remove_file(out.join(stale));
+    }
+    let libtorch = crate::setup::ensure()?;
+    crate::build_bench_suite_release(&libtorch)?;
     let binary = crate::release_binary(&root);
     let suite = |subcommand: &str| {
         let mut command = Command::new(&binary);
@@ -211,26 +225,21 @@ pub fn run(args: &[String], invoked_from: &Path, libtorch: &Libtorch) -> Result<
         command
     };
     let mirror = options.mirror.display().to_string();
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).to_string();
+    // Both sides use libtorch's default thread count (the same library, the same machine).
     let hf = |what: &str| {
-        let mut command = Command::new(&options.python);
-        command.arg(&script).args(["--threads", &threads, what, "--model"]).arg(&hf_model);
+        let mut command = Command::new(python);
+        command.arg(&script).args([what, "--model"]).arg(&hf_model);
         command
     };
-    let out = &options.out;
     let mut rows = Vec::new();
     let mut raw = serde_json::Map::new();
     let hf_empty = || format!("HF: {}", hf_missing.as_deref().unwrap_or(""));
 
     if wants("step") {
         let json = out.join("step.json");
-        crate::run_checked(
-            suite("bench-train-step")
-                .args([
-                    "--model", "minilm", "--batch", "32", "--seq", "128", "--steps", "6", "--mirror", &mirror, "--json",
-                ])
-                .arg(&json),
-        )?;
+        let args =
+            ["--model", "minilm", "--batch", "32", "--seq", "128", "--steps", "6", "--mirror", &mirror, "--json"];
+        crate::run_checked(suite("bench-train-step").args(args).arg(&json))?;
         let ours: Value =
             serde_json::from_str(&std::fs::read_to_string(&json).context("bench-train-step wrote no JSON")?)?;
         let mode = |name: &str| {
@@ -242,7 +251,10 @@ pub fn run(args: &[String], invoked_from: &Path, libtorch: &Libtorch) -> Result<
         };
         let full_s = number(&mode("full"), "median_step_s");
         let reference = match &hf_missing {
-            None => Some(json_of(hf("step").args(["--batch", "32", "--seq", "128", "--steps", "6"]))?),
+            None => Some(json_of(
+                hf("step").args(["--batch", "32", "--seq", "128", "--steps", "6"]),
+                &out.join("step-hf.json"),
+            )?),
             Some(_) => None,
         };
         let hf_s = reference.as_ref().and_then(|value| number(value, "median_step_s"));
@@ -251,7 +263,7 @@ pub fn run(args: &[String], invoked_from: &Path, libtorch: &Libtorch) -> Result<
             fmt(full_s, 3),
             hf_s.map_or_else(hf_empty, |s| format!("HF {s:.3}")),
             full_s.zip(hf_s).map(|(a, b)| a / b),
-            "1.0 (parity)",
+            "parity",
         ));
         for name in ["said", "did"] {
             let this = mode(name);
@@ -260,7 +272,7 @@ pub fn run(args: &[String], invoked_from: &Path, libtorch: &Libtorch) -> Result<
                 fmt(number(&this, "median_step_s"), 3),
                 format!("full {}", fmt(full_s, 3)),
                 number(&this, "step_over_full"),
-                "<= 1.10",
+                "<= 1.10 (the models issue)",
             ));
         }
         let mib = |row: &Value| number(row, "peak_rss_bytes").map(|bytes| bytes / f64::from(1 << 20));
@@ -269,14 +281,15 @@ pub fn run(args: &[String], invoked_from: &Path, libtorch: &Libtorch) -> Result<
             fmt(mib(&mode("said")), 0),
             format!("full {}", fmt(mib(&mode("full")), 0)),
             number(&mode("said"), "memory_over_full"),
-            "<= 1.0",
+            "<= 1.0 (the speed issue)",
         ));
         raw.insert("step".into(), serde_json::json!({"ours": ours, "hf": reference}));
     }
 
     if wants("epoch") {
         let task = write_task(&options.mirror, &out.join("sst2-2000"), 2000)?;
-        let ours = json_of(suite("finetune").args(["--model", MINILM, "--task"]).arg(&task).args([
+        // Training and one dev pass on both sides (no training-accuracy pass, as the presets).
+        let args = [
             "--mode",
             "full",
             "--lr",
@@ -289,12 +302,17 @@ pub fn run(args: &[String], invoked_from: &Path, libtorch: &Libtorch) -> Result<
             "128",
             "--length-buckets",
             "16",
+            "--train-eval-examples",
+            "0",
             "--precision",
             "f32",
             "--mirror",
             &mirror,
             "--offline",
-        ]))?;
+        ];
+        let mut command = suite("finetune");
+        command.args(["--model", MINILM, "--task"]).arg(&task).args(args);
+        let ours = json_of(&mut command, &out.join("epoch.json"))?;
         let (ours_s, ours_acc, ours_padding) =
             (number(&ours, "wall_time_s"), number(&ours, "best.score"), number(&ours, "padding_fraction"));
         let mut references = serde_json::Map::new();
@@ -306,6 +324,7 @@ pub fn run(args: &[String], invoked_from: &Path, libtorch: &Libtorch) -> Result<
                         .arg(task.with_file_name("train.jsonl"))
                         .arg("--dev")
                         .arg(task.with_file_name("dev.jsonl")),
+                    &out.join(format!("epoch-hf-{sampler}.json")),
                 )?),
                 Some(_) => None,
             };
@@ -319,7 +338,7 @@ pub fn run(args: &[String], invoked_from: &Path, libtorch: &Libtorch) -> Result<
                 )
             });
             rows.push(row(
-                "epoch, 2,000 SST-2 sentences, max_len 128, training + dev (s)",
+                "epoch, 2,000 SST-2 sentences, max_len 128, training + one dev pass (s)",
                 format!("{} (padding {}, dev {})", fmt(ours_s, 1), percent(ours_padding), fmt(ours_acc, 4)),
                 described,
                 ours_s.zip(hf_s).map(|(a, b)| a / b),
@@ -365,13 +384,8 @@ pub fn run(args: &[String], invoked_from: &Path, libtorch: &Libtorch) -> Result<
                 std::fs::remove_dir_all(&folder).with_context(|| format!("empty {}", folder.display()))?;
             }
             let start = Instant::now();
-            crate::run_checked(suite("reproduce").arg("--spec").arg(&spec).arg("--out").arg(&folder).args([
-                "--jobs",
-                jobs,
-                "--mirror",
-                &mirror,
-                "--offline",
-            ]))?;
+            let args = ["--jobs", jobs, "--mirror", &mirror, "--offline"];
+            crate::run_checked(suite("reproduce").arg("--spec").arg(&spec).arg("--out").arg(&folder).args(args))?;
             let seconds = start.elapsed().as_secs_f64();
             let runs =
                 std::fs::read_dir(folder.join("runs")).map_or(0, |dir| dir.filter(|entry| entry.is_ok()).count());
@@ -387,13 +401,19 @@ pub fn run(args: &[String], invoked_from: &Path, libtorch: &Libtorch) -> Result<
                 "the default: the larger",
             ));
         }
-        raw.insert("jobs".into(), serde_json::json!(per_hour.iter().map(|(jobs, runs, seconds, rate)| serde_json::json!({"jobs": jobs, "runs": runs, "wall_s": seconds, "runs_per_hour": rate})).collect::<Vec<_>>()));
+        let measured: Vec<Value> = per_hour
+            .iter()
+            .map(|(jobs, runs, seconds, rate)| {
+                serde_json::json!({"jobs": jobs, "runs": runs, "wall_s": seconds, "runs_per_hour": rate})
+            })
+            .collect();
+        raw.insert("jobs".into(), Value::Array(measured));
     }
 
     if wants("precision") {
         let task = write_task(&options.mirror, &out.join("sst2-2000"), 2000)?;
         let said = |precision: &str| {
-            json_of(suite("finetune").args(["--model", MINILM, "--task"]).arg(&task).args([
+            let args = [
                 "--mode",
                 "said",
                 "--d",
@@ -406,12 +426,17 @@ pub fn run(args: &[String], invoked_from: &Path, libtorch: &Libtorch) -> Result<
                 "32",
                 "--max-len",
                 "64",
+                "--train-eval-examples",
+                "0",
                 "--precision",
                 precision,
                 "--mirror",
                 &mirror,
                 "--offline",
-            ]))
+            ];
+            let mut command = suite("finetune");
+            command.args(["--model", MINILM, "--task"]).arg(&task).args(args);
+            json_of(&mut command, &out.join(format!("precision-{precision}.json")))
         };
         let seconds = |value: &Value| number(value, "wall_time_s");
         let accuracy = |value: &Value| number(value, "best.score");
@@ -443,8 +468,11 @@ pub fn run(args: &[String], invoked_from: &Path, libtorch: &Libtorch) -> Result<
 
     let table = markdown(&rows);
     println!("\n{table}");
-    std::fs::write(out.join("bench.md"), &table)?;
-    std::fs::write(out.join("bench.json"), serde_json::to_string_pretty(&Value::Object(raw))?)?;
+    for (name, text) in [("bench.json", serde_json::to_string_pretty(&Value::Object(raw))?), ("bench.md", table)] {
+        let partial = out.join(format!("{name}.partial"));
+        std::fs::write(&partial, text).with_context(|| format!("write {}", partial.display()))?;
+        std::fs::rename(&partial, out.join(name)).with_context(|| format!("write {}", out.join(name).display()))?;
+    }
     eprintln!("table and raw outputs in {}", out.display());
     Ok(())
 }
@@ -464,7 +492,8 @@ fn jobs_spec(task: &Path) -> String {
         "description: cargo xtask bench's runs-per-hour workload (MiniLM-L6, 1,000 SST-2 sentences, one epoch)\n\
          device: cpu\n\
          seeds: [0, 1]\n\
-         training: {{epochs: 1, batch_size: 32, max_len: 64, length_buckets: 16, precision: f32}}\n\
+         training:\n  epochs: 1\n  batch_size: 32\n  max_len: 64\n  length_buckets: 16\n  train_eval_examples: 0\n\
+         \x20 precision: f32\n\
          search: {{mode: grid, d_min: 1861, d_max: 1861, threshold: 0.9}}\n\
          methods:\n  full: {{method: full, lr: [1.0e-4]}}\n  said: {{method: said, lr: [0.22, 0.66], scope: global}}\n\
          tasks:\n  sst2_1000: {{train: {}, dev: {}, text: [sentence], label: label, labels: [0, 1]}}\n\
@@ -515,6 +544,61 @@ mod tests {
         std::fs::write(dir.join("glue/SST-2/dev.tsv"), "sentence\tlabel\nx\t0\n").unwrap();
         let err = write_task(&dir, &dir.join("task"), 2).unwrap_err().to_string();
         assert!(err.contains("only 1 rows, 2 needed"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Flags take `--flag VALUE` or `--flag=VALUE`; paths are the caller's; a Python named by
+    /// path is the caller's too, a bare name is looked up on PATH.
+    #[test]
+    fn flags_are_read_from_the_callers_folder() {
+        let (here, root) = (Path::new("/home/me/work"), Path::new("/repo"));
+        let args: Vec<String> =
+            ["--mirror=../mirror", "--python", "venv/bin/python", "--skip", "jobs"].map(String::from).to_vec();
+        let options = parse(&args, here, root).unwrap();
+        assert_eq!(options.mirror, here.join("../mirror"));
+        assert_eq!(options.python, ("/home/me/work/venv/bin/python".to_owned(), true));
+        assert_eq!(options.out, root.join("target/bench-all"));
+        assert_eq!(options.skip, ["jobs"]);
+        let bare = parse(&["--mirror", "m", "--python=python3.12"].map(String::from), here, root).unwrap();
+        assert_eq!(bare.python, ("python3.12".to_owned(), true));
+        for (args, says) in [
+            (vec!["--python", "p"], "--mirror DIR is required"),
+            (vec!["--mirror", "m", "--skip", "gpu"], "--skip gpu: not a part"),
+            (vec!["--mirror"], "--mirror needs a value"),
+            (vec!["--mirror", "m", "--fast"], "unknown argument `--fast`"),
+        ] {
+            let args: Vec<String> = args.into_iter().map(String::from).collect();
+            let err = parse(&args, here, root).err().unwrap().to_string();
+            assert!(err.contains(says), "{err}");
+        }
+    }
+
+    /// A Python the user named that cannot run the HF reference stops the benchmark before
+    /// anything is installed or built; so do a mirror's missing files.
+    #[test]
+    fn a_named_python_that_cannot_run_the_reference_is_refused_before_any_work() {
+        let dir = scratch("python");
+        let commit = dir.join("hf").join(MINILM).join("1110a243");
+        std::fs::create_dir_all(&commit).unwrap();
+        std::fs::write(commit.join("config.json"), "{}").unwrap();
+        let mirror = dir.display().to_string();
+        let run_with = |python: &str| {
+            let args = ["--mirror", &mirror, "--python", python, "--out"].map(String::from);
+            let mut args = args.to_vec();
+            args.push(dir.join("out").display().to_string());
+            run(&args, &dir).err().unwrap().to_string()
+        };
+        assert!(run_with("/no/such/python").contains("glue/SST-2/train.tsv: missing"));
+        std::fs::create_dir_all(dir.join("glue/SST-2")).unwrap();
+        for split in ["train", "dev"] {
+            std::fs::write(dir.join(format!("glue/SST-2/{split}.tsv")), "sentence\tlabel\nok\t1\n").unwrap();
+        }
+        let err = run_with("/no/such/python");
+        assert!(err.starts_with("--python /no/such/python:"), "{err}");
+        assert!(!dir.join("out").exists(), "nothing written");
+        std::fs::create_dir_all(dir.join("hf").join(MINILM).join("other")).unwrap();
+        std::fs::write(dir.join("hf").join(MINILM).join("other/config.json"), "{}").unwrap();
+        assert!(run_with("python3").contains("2 commit folders"));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
