@@ -1364,6 +1364,7 @@ pub fn build_from(
         total_hours: run_frame.column("wall_time_s")?.f64()?.sum().unwrap_or(0.0) / 3600.0,
         seed_only,
         left_out: records.left_out,
+        unfinished: records.unfinished,
         expected_runs: expected.len(),
         missing_runs: expected
             .into_iter()

@@ -19,6 +19,9 @@ pub struct Records {
     /// Searches in the folder that the spec reported on did not plan ([`load_planned`]), left
     /// out with their runs.
     pub left_out: usize,
+    /// Searches the spec planned in the folder that have no record yet (a run stopped before
+    /// them, or still going).
+    pub unfinished: usize,
 }
 
 /// Why a results folder could not be read.
@@ -47,7 +50,7 @@ pub fn load(dir: &Path) -> Result<Records, LoadError> {
     if searches.is_empty() {
         return Err(LoadError::Empty { dir: dir.to_path_buf() });
     }
-    Ok(Records { searches, runs: folder.runs()?, pretrainings: folder.pretrainings()?, left_out: 0 })
+    Ok(Records { searches, runs: folder.runs()?, pretrainings: folder.pretrainings()?, left_out: 0, unfinished: 0 })
 }
 
 /// [`load`], keeping only the searches that `reproduce` of the spec `name` planned in this folder
@@ -63,6 +66,7 @@ pub fn load_planned(dir: &Path, name: &str) -> Result<Records, LoadError> {
     let before = records.searches.len();
     records.searches.retain(|search| planned.contains(&search.key));
     records.left_out = before - records.searches.len();
+    records.unfinished = planned.len() - records.searches.len();
     if records.searches.is_empty() {
         return Err(LoadError::Empty { dir: dir.to_path_buf() });
     }

@@ -123,6 +123,8 @@ pub struct Provenance {
     pub missing_runs: Vec<(String, String)>,
     /// Searches of other specs in the results folder, left out ([`crate::records::load_planned`]).
     pub left_out: usize,
+    /// Searches the spec planned in the folder without a record yet.
+    pub unfinished: usize,
 }
 
 /// The warning a report gives when runs its searches rest on have no record; empty when none.
@@ -190,6 +192,19 @@ pub fn report(
              (`plans/{preset}*.json`); {} other search(es) in the folder, not in that plan (another spec's, or an \
              earlier version of this one), are left out with their runs.\n",
             provenance.searches, provenance.left_out
+        )
+        .unwrap();
+    }
+    if provenance.unfinished > 0 {
+        writeln!(
+            md,
+            "**Unfinished: this report covers {} of the {} searches that `reproduce` of `{preset}` planned in \
+             this folder; the other {} have no record yet** (the reproduction stopped before finishing them; the \
+             same `reproduce` command goes on from these results). Claims that need them read \
+             \"not measured in these results\".\n",
+            provenance.searches,
+            provenance.searches + provenance.unfinished,
+            provenance.unfinished
         )
         .unwrap();
     }

@@ -175,6 +175,41 @@ fn committed_preset_reports_are_up_to_date() {
     }
 }
 
+/// A reproduction stopped part way (runs resume by key, over several sittings): the plan lists
+/// searches with no record yet, and the report says how many, at its top.
+#[test]
+fn a_report_of_an_unfinished_reproduction_says_so() {
+    let dir = scratch("unfinished");
+    for sub in ["searches", "runs"] {
+        std::fs::create_dir_all(dir.join(sub)).unwrap();
+        for entry in std::fs::read_dir(fixtures().join(sub)).unwrap() {
+            let path = entry.unwrap().path();
+            std::fs::copy(&path, dir.join(sub).join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    let all = records::load(&dir).unwrap();
+    let mut keys: Vec<String> = all.searches.iter().map(|search| search.key.clone()).collect();
+    keys.push("s00000000000dead".to_owned());
+    results::ResultsDir::at(&dir).save_plan("mine", None, &keys).unwrap();
+    let mine = records::load_planned(&dir, "mine").unwrap();
+    assert_eq!((mine.unfinished, mine.left_out), (1, 0));
+    let readme = text(&build("mine", "unfinished", &mine, &Paper::embedded()).unwrap(), "README.md");
+    let says = format!(
+        "**Unfinished: this report covers {} of the {} searches that `reproduce` of `mine` planned in this folder; \
+         the other 1 have no record yet**",
+        keys.len() - 1,
+        keys.len()
+    );
+    assert!(readme.contains(&says), "{readme}");
+    // A finished one says nothing of the kind.
+    keys.pop();
+    results::ResultsDir::at(&dir).save_plan("mine", None, &keys).unwrap();
+    let mine = records::load_planned(&dir, "mine").unwrap();
+    let readme = text(&build("mine", "unfinished", &mine, &Paper::embedded()).unwrap(), "README.md");
+    assert!(mine.unfinished == 0 && !readme.contains("Unfinished"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// `cargo xtask report --spec FILE` hands the binary the spec's absolute path: the report names
 /// it relative to the project root, as the committed reports do, wherever the checkout lies.
 #[test]
