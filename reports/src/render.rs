@@ -200,8 +200,8 @@ pub fn report(
             md,
             "**Unfinished: this report covers {} of the {} searches that `reproduce` of `{preset}` planned in \
              this folder; the other {} have no record yet** (the reproduction stopped before finishing them; the \
-             same `reproduce` command goes on from these results). Claims that need them read \
-             \"not measured in these results\".\n",
+             same `reproduce` command goes on from these results): every section and claim below reads the \
+             finished searches only.\n",
             provenance.searches,
             provenance.searches + provenance.unfinished,
             provenance.unfinished
