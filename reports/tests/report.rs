@@ -27,6 +27,19 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
+/// A scratch results folder holding a copy of the fixture's search and run records.
+fn fixture_copy(name: &str) -> PathBuf {
+    let dir = scratch(name);
+    for sub in ["searches", "runs"] {
+        std::fs::create_dir_all(dir.join(sub)).unwrap();
+        for entry in std::fs::read_dir(fixtures().join(sub)).unwrap() {
+            let path = entry.unwrap().path();
+            std::fs::copy(&path, dir.join(sub).join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    dir
+}
+
 #[test]
 fn rendered_report_matches_its_snapshots() {
     let report = report();
@@ -180,14 +193,7 @@ fn committed_preset_reports_are_up_to_date() {
 /// searches with no record yet, and the report says how many, at its top.
 #[test]
 fn a_report_of_an_unfinished_reproduction_says_so() {
-    let dir = scratch("unfinished");
-    for sub in ["searches", "runs"] {
-        std::fs::create_dir_all(dir.join(sub)).unwrap();
-        for entry in std::fs::read_dir(fixtures().join(sub)).unwrap() {
-            let path = entry.unwrap().path();
-            std::fs::copy(&path, dir.join(sub).join(path.file_name().unwrap())).unwrap();
-        }
-    }
+    let dir = fixture_copy("unfinished");
     let all = records::load(&dir).unwrap();
     let mut keys: Vec<String> = all.searches.iter().map(|search| search.key.clone()).collect();
     keys.push("s00000000000dead".to_owned());
@@ -466,14 +472,7 @@ fn missing_runs_are_named_and_devices_have_a_column() {
 /// instead of two rows alike.
 #[test]
 fn a_report_covers_its_specs_searches_and_tells_revisions_apart() {
-    let dir = scratch("planned");
-    for sub in ["searches", "runs"] {
-        std::fs::create_dir_all(dir.join(sub)).unwrap();
-        for entry in std::fs::read_dir(fixtures().join(sub)).unwrap() {
-            let path = entry.unwrap().path();
-            std::fs::copy(&path, dir.join(sub).join(path.file_name().unwrap())).unwrap();
-        }
-    }
+    let dir = fixture_copy("planned");
     let all = records::load(&dir).unwrap();
     let keys: Vec<String> = all.searches.iter().take(3).map(|search| search.key.clone()).collect();
     let folder = results::ResultsDir::at(&dir);
