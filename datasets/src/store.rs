@@ -292,6 +292,44 @@ impl Store {
         Ok(paths)
     }
 
+    /// The files of `asset` that [`Store::ensure_asset`] would have to download: neither verified
+    /// in the cache nor found in a mirror (an archive counts as available when each member it is
+    /// wanted for is). Nothing is copied, unpacked or downloaded, so a check can name tens of GB
+    /// still to fetch (C4's shards) without fetching them. `asset.files` as given: a hub
+    /// checkpoint's list is not looked up here.
+    ///
+    /// # Errors
+    /// A cached or mirrored file cannot be read.
+    pub fn unavailable(&self, asset: &Asset) -> Result<Vec<MissingFile>, Error> {
+        let paths = AssetPaths { id: asset.id.clone(), root: self.asset_root(&asset.id), origins: Vec::new() };
+        let mut missing = Vec::new();
+        for file in &asset.files {
+            let members_here = file.archive.is_some() && {
+                let mut all = true;
+                for member in &file.members {
+                    let wanted = self.member_wanted(asset, file, member, &paths);
+                    if !self.is_verified(&wanted)? && self.find_in_mirror(&wanted)?.is_none() {
+                        all = false;
+                        break;
+                    }
+                }
+                all
+            };
+            if members_here {
+                continue;
+            }
+            let wanted = self.wanted(asset, &file.name, file.size, file.sha256.clone(), paths.file(&file.name));
+            if !self.is_verified(&wanted)? && self.find_in_mirror(&wanted)?.is_none() {
+                missing.push(MissingFile {
+                    asset: asset.id.clone(),
+                    file: file.name.clone(),
+                    urls: asset.urls(file, &self.config.hf_endpoint),
+                });
+            }
+        }
+        Ok(missing)
+    }
+
     /// The files of the hub checkpoint `id` (`repo` at commit `revision`); see
     /// [`Store::ensure_asset`].
     fn hub_checkpoint_files(&self, id: &str, repo: &str, revision: &str) -> Result<Vec<AssetFile>, Error> {
@@ -522,6 +560,14 @@ impl Store {
     }
 
     fn copy_from_mirror(&self, wanted: &Wanted) -> Result<Option<Origin>, Error> {
+        let Some(path) = self.find_in_mirror(wanted)? else { return Ok(None) };
+        self.copy_verified(&path, wanted)?;
+        Ok(Some(Origin::Mirror(path)))
+    }
+
+    /// The mirror file with `wanted`'s hash (and size, where known), warning about a namesake
+    /// that does not match; a file whose hash is not known yet is never found in a mirror.
+    fn find_in_mirror(&self, wanted: &Wanted) -> Result<Option<PathBuf>, Error> {
         if self.config.mirrors.is_empty() {
             return Ok(None);
         }
@@ -536,8 +582,7 @@ impl Store {
             }
             let actual = self.mirror_hash(&path)?;
             if &actual == expected && size_fits {
-                self.copy_verified(&path, wanted)?;
-                return Ok(Some(Origin::Mirror(path)));
+                return Ok(Some(path));
             }
             // Warn only about a file that really stands for this one: same name, and the same size
             // or a path naming the asset (a corrupted or outdated copy), not a namesake of another.

@@ -472,6 +472,56 @@ fn an_archive_in_a_mirror_is_unpacked_offline() {
     assert_eq!(paths.origins, [("data.zip:SET/a.tsv".to_owned(), expected)]);
 }
 
+/// `Store::unavailable` names what `ensure` would download, online too, without copying,
+/// unpacking or downloading anything: a file in neither the cache nor a mirror is named with its
+/// URL; one in a mirror (by hash) or verified in the cache is not; an archive whose members are
+/// cached is not either.
+#[test]
+fn unavailable_names_what_ensure_would_download_and_fetches_nothing() {
+    let body = payload(5_000, 7);
+    let server = Server::start(|_, _| Reply::Status(404));
+    let yaml = one_file_manifest(&server.url("data.bin"), &body);
+    let home = tempfile::tempdir().unwrap();
+    let mirror = tempfile::tempdir().unwrap();
+    let online = store(home.path(), &yaml, vec![mirror.path().to_path_buf()], false);
+    let asset = online.manifest().asset(ASSET).unwrap().clone();
+    let missing = online.unavailable(&asset).unwrap();
+    assert_eq!(missing.len(), 1);
+    assert_eq!((missing[0].file.as_str(), missing[0].urls.clone()), ("data.bin", vec![server.url("data.bin")]));
+    assert!(server.requests().is_empty(), "unavailable went to the network");
+    assert!(!home.path().join("assets").exists(), "unavailable wrote into the cache");
+
+    // In a mirror under another name: available, and still not copied.
+    std::fs::write(mirror.path().join("elsewhere.dat"), &body).unwrap();
+    let online = store(home.path(), &yaml, vec![mirror.path().to_path_buf()], false);
+    assert!(online.unavailable(&asset).unwrap().is_empty());
+    assert!(!home.path().join("assets").exists(), "unavailable copied from the mirror");
+    // Verified in the cache, the mirror gone: available.
+    online.ensure(ASSET).unwrap();
+    std::fs::remove_file(mirror.path().join("elsewhere.dat")).unwrap();
+    let online = store(home.path(), &yaml, vec![mirror.path().to_path_buf()], false);
+    assert!(online.unavailable(&asset).unwrap().is_empty());
+    assert!(server.requests().is_empty());
+
+    // An archive: missing while neither it nor its members are here; not once its members are cached.
+    let member = b"sentence\tlabel\nfine\t1\n".to_vec();
+    let archive = zip_bytes(&[("SET/a.tsv", &member)]);
+    let yaml = archive_manifest(&server.url("data.zip"), &archive, "zip", &[("SET/a.tsv", Some(&member))]);
+    let home = tempfile::tempdir().unwrap();
+    let offline = store(home.path(), &yaml, vec![mirror.path().to_path_buf()], true);
+    let asset = offline.manifest().asset(ASSET).unwrap().clone();
+    let missing: Vec<String> = offline.unavailable(&asset).unwrap().into_iter().map(|file| file.file).collect();
+    assert_eq!(missing, ["data.zip"]);
+    std::fs::write(mirror.path().join("old.zip"), &archive).unwrap();
+    let offline = store(home.path(), &yaml, vec![mirror.path().to_path_buf()], true);
+    offline.ensure(ASSET).unwrap();
+    std::fs::remove_file(mirror.path().join("old.zip")).unwrap();
+    let _ = std::fs::remove_file(home.path().join("assets").join(ASSET).join("files").join("data.zip"));
+    let offline = store(home.path(), &yaml, vec![mirror.path().to_path_buf()], true);
+    assert!(offline.unavailable(&asset).unwrap().is_empty(), "cached members count");
+    assert!(server.requests().is_empty());
+}
+
 /// A store on the cache `home` with the hub at `endpoint`, two quick attempts per file.
 fn hub_store(home: &Path, endpoint: &str, offline: bool) -> Store {
     let config = StoreConfig {

@@ -26,16 +26,26 @@ pub enum DeviceError {
     },
 }
 
+/// The device a name stands for, without loading the CUDA backend or asking whether the device
+/// exists: for what is keyed by the device's kind alone (a check that trains nothing, on a machine
+/// without the device). Training takes [`parse_device`].
+pub fn device_named(name: &str) -> Result<Device, DeviceError> {
+    match name {
+        "cpu" => Ok(Device::Cpu),
+        "cuda" => Ok(Device::Cuda(0)),
+        _ => match name.strip_prefix("cuda:").and_then(|index| index.parse::<usize>().ok()) {
+            Some(index) => Ok(Device::Cuda(index)),
+            None => Err(DeviceError::Unknown(name.to_owned())),
+        },
+    }
+}
+
 /// Parses a device name and, for CUDA, makes sure the CUDA backend is loaded
 /// ([`cuda::load_backend`]) and the device exists.
 pub fn parse_device(name: &str) -> Result<Device, DeviceError> {
-    let index = match name {
-        "cpu" => return Ok(Device::Cpu),
-        "cuda" => 0,
-        _ => match name.strip_prefix("cuda:").and_then(|index| index.parse::<usize>().ok()) {
-            Some(index) => index,
-            None => return Err(DeviceError::Unknown(name.to_owned())),
-        },
+    let index = match device_named(name)? {
+        Device::Cuda(index) => index,
+        device => return Ok(device),
     };
     cuda::load_backend()?;
     let count = tch::Cuda::device_count() as usize;
@@ -58,6 +68,10 @@ mod tests {
         for bad in ["gpu", "cuda:", "cuda:x", "CPU", ""] {
             let err = parse_device(bad).unwrap_err();
             assert!(matches!(err, DeviceError::Unknown(_)), "{bad}: {err}");
+            assert!(matches!(device_named(bad).unwrap_err(), DeviceError::Unknown(_)), "{bad}");
         }
+        // Named without loading CUDA (this test runs on machines without it).
+        assert_eq!(device_named("cuda").unwrap(), Device::Cuda(0));
+        assert_eq!(device_named("cuda:3").unwrap(), Device::Cuda(3));
     }
 }

@@ -375,6 +375,30 @@ impl Runner {
         self.pretrainings.iter().map(|(name, resolved)| (name.as_str(), resolved))
     }
 
+    /// The corpus files each pre-training that `searches` fine-tune checkpoints of would still
+    /// download, by the pre-training's name: [`trainer::pretrain::Resolved::corpus_unavailable`]
+    /// for one [`Runner::prepare`] keyed, and every corpus file neither cached nor in a mirror for
+    /// one whose tokenizer is not here yet. Fetches nothing (C4's shards are tens of GB).
+    pub fn corpus_unavailable(
+        &self,
+        searches: &[PlannedSearch],
+    ) -> Result<std::collections::BTreeMap<String, Vec<MissingFile>>, Error> {
+        let mut corpora = std::collections::BTreeMap::new();
+        for PlannedSearch { subject, origin, .. } in searches {
+            let Subject::Text { model: Checkpoint::Produced(produced), .. } = subject else { continue };
+            if corpora.contains_key(&produced.pretraining) {
+                continue;
+            }
+            let missing = match self.pretrainings.get(&produced.pretraining) {
+                Some(resolved) => resolved.corpus_unavailable(&self.store),
+                None => trainer::pretrain::corpus_unavailable(&produced.settings, &produced.base, &self.store),
+            }
+            .map_err(|err| origin.error(&format!("pretraining.{}.corpus", produced.pretraining), err.to_string()))?;
+            corpora.insert(produced.pretraining.clone(), missing);
+        }
+        Ok(corpora)
+    }
+
     /// Checks every search against its model's shapes and makes every asset available (fetching
     /// what is missing, or failing offline), before any training.
     pub fn prepare(&mut self, searches: &[PlannedSearch]) -> Result<Vec<PreparedSearch>, Error> {
@@ -400,6 +424,11 @@ impl Runner {
             if model_missing.is_empty() && task_missing.is_empty() {
                 surveyed.push(Surveyed::Ready(Box::new(self.prepare(std::slice::from_ref(search))?.remove(0))));
                 continue;
+            }
+            // A pre-training whose tokenizer is here is keyed (what `--check-only` lists), though
+            // its searches' data is not here yet; its key needs the device's kind, not the device.
+            if model_missing.is_empty() {
+                self.key_pretraining(search, subspace::device::device_named(&self.device)?)?;
             }
             // The model is here and only the task's data is not: D and m from its config.
             let shapes = match &search.subject {
@@ -450,31 +479,39 @@ impl Runner {
         Ok((model_missing, task_missing))
     }
 
+    /// Keys the pre-training whose checkpoint `search` fine-tunes, once (its tokenizer must be
+    /// here), and locates the checkpoint; nothing for a search of any other model.
+    fn key_pretraining(&mut self, search: &PlannedSearch, device: tch::Device) -> Result<(), Error> {
+        let PlannedSearch { subject, origin, .. } = search;
+        let Subject::Text { model: Checkpoint::Produced(produced), .. } = subject else { return Ok(()) };
+        if !self.pretrainings.contains_key(&produced.pretraining) {
+            let resolved = crate::reference::resolve_pretraining(
+                &produced.settings,
+                &produced.base,
+                &self.store,
+                &self.out,
+                device,
+            )
+            .map_err(|err| match err {
+                // The pre-training's own settings: name the field under `pretraining:`.
+                trainer::Error::Settings { field, message } => {
+                    origin.error(&format!("pretraining.{}.{field}", produced.pretraining), message)
+                }
+                err => origin.error(&format!("pretraining.{}", produced.pretraining), err.to_string()),
+            })?;
+            self.pretrainings.insert(produced.pretraining.clone(), resolved);
+        }
+        let resolved = &self.pretrainings[&produced.pretraining];
+        produced.locate(&resolved.spec.key(), &resolved.dir);
+        Ok(())
+    }
+
     fn prepare_checked(&mut self, searches: &[PlannedSearch]) -> Result<Vec<PreparedSearch>, Error> {
         let device = parse_device(&self.device)?;
         // Key the pre-trainings whose checkpoints the searches fine-tune (their checkpoints'
         // identities are the pre-trainings' keys; their files exist once they have run).
-        for PlannedSearch { subject, origin, .. } in searches {
-            let Subject::Text { model: Checkpoint::Produced(produced), .. } = subject else { continue };
-            if !self.pretrainings.contains_key(&produced.pretraining) {
-                let resolved = crate::reference::resolve_pretraining(
-                    &produced.settings,
-                    &produced.base,
-                    &self.store,
-                    &self.out,
-                    device,
-                )
-                .map_err(|err| match err {
-                    // The pre-training's own settings: name the field under `pretraining:`.
-                    trainer::Error::Settings { field, message } => {
-                        origin.error(&format!("pretraining.{}.{field}", produced.pretraining), message)
-                    }
-                    err => origin.error(&format!("pretraining.{}", produced.pretraining), err.to_string()),
-                })?;
-                self.pretrainings.insert(produced.pretraining.clone(), resolved);
-            }
-            let resolved = &self.pretrainings[&produced.pretraining];
-            produced.locate(&resolved.spec.key(), &resolved.dir);
+        for search in searches {
+            self.key_pretraining(search, device)?;
         }
         let mut prepared = Vec::new();
         for (index, PlannedSearch { plan, subject, origin }) in searches.iter().enumerate() {

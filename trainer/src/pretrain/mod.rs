@@ -248,6 +248,21 @@ impl Resolved {
         checkpoint_updates(&self.spec)
     }
 
+    /// The corpus files [`Resolved::pack`] would have to download (see [`Store::unavailable`]):
+    /// none once the pre-training has finished (its `record.json` is in [`Resolved::dir`]) or its
+    /// corpus is packed in the store's cache, and none for a local corpus file.
+    ///
+    /// # Errors
+    /// The manifest lacks the corpus's asset, or a cached or mirrored file cannot be read.
+    pub fn corpus_unavailable(&self, store: &Store) -> Result<Vec<datasets::store::MissingFile>, Error> {
+        let CorpusSource::Named(named) = &self.corpus else { return Ok(Vec::new()) };
+        let packed = packed_cache(store).join(&self.spec.data).join("packed.json");
+        if self.dir.join("record.json").exists() || packed.exists() {
+            return Ok(Vec::new());
+        }
+        named_corpus_unavailable(*named, store)
+    }
+
     /// Packs the corpus into the store's cache (once per corpus, tokenizer, length and held-out
     /// fraction; `on_packing` sees the documents read so far).
     pub fn pack(
@@ -275,14 +290,7 @@ impl Resolved {
             max_len: spec.max_len,
             heldout_fraction,
         };
-        let packed = data::pack_or_open(
-            &store.home().join("pretraining-data"),
-            packing,
-            documents,
-            &tokenizer,
-            interrupter,
-            on_packing,
-        )?;
+        let packed = data::pack_or_open(&packed_cache(store), packing, documents, &tokenizer, interrupter, on_packing)?;
         debug_assert_eq!(packed.key, spec.data);
         if packed.train.is_empty() {
             return Err(settings_error("corpus", format!("`{}` has no training text", corpus.name())));
@@ -295,6 +303,37 @@ impl Resolved {
         }
         Ok(Prepared { spec, config, tokenizer, packed, dir })
     }
+}
+
+/// The files of the corpus `settings.corpus` (a name of [`Corpus`] or a local file relative to
+/// `base`) that are neither in the store's cache nor in a mirror: what a pre-training not keyed
+/// yet (its tokenizer not fetched) will download, whether or not its corpus is packed. Nothing is
+/// fetched.
+///
+/// # Errors
+/// The corpus is neither a known name nor a local file, or a cached file cannot be read.
+pub fn corpus_unavailable(
+    settings: &PretrainSettings,
+    base: &Path,
+    store: &Store,
+) -> Result<Vec<datasets::store::MissingFile>, Error> {
+    match CorpusSource::resolve(&settings.corpus, base)? {
+        CorpusSource::Named(named) => named_corpus_unavailable(named, store),
+        CorpusSource::File { .. } => Ok(Vec::new()),
+    }
+}
+
+fn named_corpus_unavailable(corpus: Corpus, store: &Store) -> Result<Vec<datasets::store::MissingFile>, Error> {
+    let mut missing = Vec::new();
+    for asset in corpus.assets(store.manifest())? {
+        missing.extend(store.unavailable(&asset)?);
+    }
+    Ok(missing)
+}
+
+/// The folder of packed corpora in the store's cache, one `<key>` folder each.
+fn packed_cache(store: &Store) -> PathBuf {
+    store.home().join("pretraining-data")
 }
 
 /// The updates at which a pre-training writes a checkpoint: 0, every `checkpoint_every`, and the

@@ -243,8 +243,9 @@ pub fn run(cli: Args, interrupter: Interrupter) -> Result<()> {
 }
 
 /// `--check-only`: every search with its model, commit, task and method, and D, m and the grid
-/// where the model's files are here; then what must still be fetched, with its size where the
-/// manifest gives it. Writes nothing; succeeds offline with nothing fetched.
+/// where the model's files are here; the pre-trainings with what of their corpora is not here;
+/// then what must still be fetched, with its size where the manifest gives it (corpus files
+/// included, which the check never fetches). Writes nothing; succeeds offline with nothing fetched.
 fn check_only(name: &str, runner: &mut Runner, selected: &[PlannedSearch], shard: Option<Shard>) -> Result<()> {
     let surveyed = runner.survey(selected)?;
     let ready: Vec<PreparedSearch> = surveyed
@@ -262,10 +263,17 @@ fn check_only(name: &str, runner: &mut Runner, selected: &[PlannedSearch], shard
         if ready.is_empty() { String::new() } else { format!(" in {}", precisions(&ready, runner.device())) },
         ready.len()
     );
+    // The corpora the pre-trainings read: not fetched by a check (C4's shards are tens of GB).
+    let corpora = runner.corpus_unavailable(selected)?;
+    let corpus_state = |name: &str| match corpora.get(name).map(Vec::len) {
+        Some(0) | None => "its corpus is here".to_owned(),
+        Some(1) => "1 corpus file to fetch".to_owned(),
+        Some(n) => format!("{n} corpus files to fetch"),
+    };
     for (name, pretraining) in runner.pretrainings() {
         let spec = &pretraining.spec;
         eprintln!(
-            "  pre-training {name} ({}): {} {}x{} encoder on {}, {} updates of {} x {} tokens, checkpoints at {}",
+            "  pre-training {name} ({}): {} {}x{} encoder on {}, {} updates of {} x {} tokens, checkpoints at {}; {}",
             spec.key(),
             pretraining.config.model_type.name(),
             pretraining.config.num_hidden_layers,
@@ -274,8 +282,12 @@ fn check_only(name: &str, runner: &mut Runner, selected: &[PlannedSearch], shard
             spec.updates,
             spec.batch_size,
             spec.max_len,
-            pretraining.checkpoint_updates().iter().map(usize::to_string).collect::<Vec<_>>().join(", ")
+            pretraining.checkpoint_updates().iter().map(usize::to_string).collect::<Vec<_>>().join(", "),
+            corpus_state(name)
         );
+    }
+    for name in corpora.keys().filter(|name| !runner.pretrainings().any(|(keyed, _)| keyed == name.as_str())) {
+        eprintln!("  pre-training {name}: keyed once its tokenizer is here; {}", corpus_state(name));
     }
     let manifest = Manifest::embedded();
     let mut to_fetch: Vec<datasets::store::MissingFile> = Vec::new();
@@ -316,6 +328,12 @@ fn check_only(name: &str, runner: &mut Runner, selected: &[PlannedSearch], shard
             }
         }
     }
+    let corpus_files: Vec<&datasets::store::MissingFile> = corpora.values().flatten().collect();
+    for file in &corpus_files {
+        if !to_fetch.contains(file) {
+            to_fetch.push((*file).clone());
+        }
+    }
     if to_fetch.is_empty() {
         return Ok(());
     }
@@ -323,21 +341,33 @@ fn check_only(name: &str, runner: &mut Runner, selected: &[PlannedSearch], shard
         manifest.asset(&file.asset).ok()?.files.iter().find(|listed| listed.name == file.file)?.size
     };
     let known: u64 = to_fetch.iter().filter_map(size_of).sum();
-    let unknown = to_fetch.iter().filter(|file| size_of(file).is_none()).count();
+    let (unknown_corpus, unknown_hub): (Vec<_>, Vec<_>) =
+        to_fetch.iter().filter(|file| size_of(file).is_none()).partition(|file| corpus_files.contains(file));
     eprintln!(
-        "to fetch before these searches can run: {} files, {}{}",
+        "to fetch before these searches can run: {} files, {}{}{}",
         to_fetch.len(),
         human_bytes(known),
-        match unknown {
+        match unknown_hub.len() {
             0 => String::new(),
             n => format!(
                 " and {n} files of hub commits whose sizes the hub gives when first asked (run without --offline, \
                  or put the files in a --mirror folder)"
             ),
+        },
+        match unknown_corpus.len() {
+            0 => String::new(),
+            n => format!(
+                " and {n} corpus files whose sizes are learned on their first download (fetched when their \
+                 pre-training starts, not by this check)"
+            ),
         }
     );
     for file in &to_fetch {
-        let size = size_of(file).map_or("size from the hub".to_owned(), human_bytes);
+        let size = match size_of(file) {
+            Some(size) => human_bytes(size),
+            None if corpus_files.contains(&file) => "size learned on download".to_owned(),
+            None => "size from the hub".to_owned(),
+        };
         eprintln!("  {} / {} ({size}): {}", file.asset, file.file, file.urls.join(" or "));
     }
     Ok(())
