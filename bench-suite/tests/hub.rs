@@ -287,7 +287,8 @@ fn paper_size_and_multiberts_and_the_miniatures_run_from_the_hub_in_every_file_k
         if name == "paper" {
             // Not keyed (its tokenizer, roberta-base at the manifest's commit, is not cached here),
             // with its 64 C4 shards to fetch.
-            let line = "\n  pre-training roberta-base-c4: keyed once its tokenizer is here; 64 corpus files to fetch\n";
+            let line = "\n  pre-training roberta-base-c4: keyed once its tokenizer is here; up to 64 corpus files to fetch \
+                        (none if its corpus is packed in the cache or it has finished)\n";
             assert!(listed.contains(line), "{listed}");
             let shard = "  c4-en / c4-train.00063-of-01024.json.gz (size learned on download): https://huggingface.co/";
             assert!(listed.contains(shard), "{listed}");

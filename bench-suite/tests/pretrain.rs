@@ -457,11 +457,11 @@ experiments:
         assert!(stderr.contains(line), "{line}: {stderr}");
     }
     assert!(!out.exists(), "--check-only wrote {}", out.display());
-    // Keyed, with what of its corpus is not here (a local file: nothing).
+    // Keyed, with what it needs of its corpus (a local file: nothing to fetch).
     let keyed = |name: &str| format!("  pre-training {name} (");
     for name in ["tiny", "tiny-wide"] {
         let line = stderr.lines().find(|line| line.starts_with(&keyed(name))).unwrap_or_else(|| panic!("{stderr}"));
-        assert!(line.ends_with("; its corpus is here"), "{line}");
+        assert!(line.ends_with("; its corpus is a local file"), "{line}");
     }
     let key_of = |name: &str| {
         let start = stderr.find(&format!("pre-training {name} (")).unwrap() + format!("pre-training {name} (").len();

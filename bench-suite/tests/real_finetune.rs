@@ -136,3 +136,86 @@ experiments:
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     assert!(!dir.path().join("out").exists(), "--check-only wrote into the results folder");
 }
+
+/// `--check-only` says what each pre-training needs of its corpus without fetching it: the task
+/// text (`task-text`: SST-2, MRPC, ANLI) is in the mirror, so nothing is to fetch; once the
+/// pre-training's record is in the results folder, no corpus is needed at all. Without the mirror
+/// the tokenizer is not here either: the pre-training is not keyed, and the corpus files are named
+/// as at most what it will fetch.
+#[test]
+fn check_only_says_what_a_pretraining_needs_of_its_corpus() {
+    let Some(mirror) = mirror("the pre-training corpus check") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("corpus.yaml");
+    std::fs::write(
+        &spec,
+        "\
+description: a pre-training on the task text
+training: {epochs: 1, max_len: 32, max_train_examples: 64}
+search: {d_min: 100, d_max: 1000}
+methods:
+  full: {method: full, lr: [1.0e-3]}
+  said: {method: said, lr: [0.3]}
+pretraining:
+  tiny:
+    model: {model_type: roberta, hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 2, intermediate_size: 64}
+    tokenizer: sentence-transformers/all-MiniLM-L6-v2
+    corpus: task-text
+    updates: 10
+    checkpoint_every: 10
+    max_len: 32
+    batch_size: 8
+    lr: 1.0e-3
+experiments:
+  - name: along
+    kind: trajectory
+    pretraining: tiny
+    tasks: [sst2]
+    methods: [said]
+",
+    )
+    .unwrap();
+    let check = |mirrors: &[&std::path::Path]| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_bench-suite"));
+        command.env("INTRINSIC_BENCH_HOME", dir.path().join("home")).args(["reproduce", "--check-only", "--offline"]);
+        for mirror in mirrors {
+            command.arg("--mirror").arg(mirror);
+        }
+        let output = command.arg("--spec").arg(&spec).arg("--out").arg(dir.path().join("out")).output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(output.status.success(), "{stderr}");
+        stderr
+    };
+    let pretraining_line = |stderr: &str| {
+        stderr
+            .lines()
+            .find(|line| line.starts_with("  pre-training tiny"))
+            .unwrap_or_else(|| panic!("{stderr}"))
+            .to_owned()
+    };
+
+    // Nothing cached and no mirror: not keyed; the task text's three assets at most.
+    let stderr = check(&[]);
+    let line = pretraining_line(&stderr);
+    assert!(line.starts_with("  pre-training tiny: keyed once its tokenizer is here; up to "), "{line}");
+    assert!(line.ends_with(" to fetch (none if its corpus is packed in the cache or it has finished)"), "{line}");
+    for asset in ["  glue-sst2 / ", "  glue-mrpc / ", "  anli-v1 / "] {
+        assert!(stderr.lines().any(|line| line.starts_with(asset)), "{asset}: {stderr}");
+    }
+
+    // With the mirror: keyed, and the corpus is there to read.
+    let stderr = check(&[&mirror]);
+    let line = pretraining_line(&stderr);
+    assert!(line.starts_with("  pre-training tiny ("), "{line}");
+    assert!(line.ends_with("; its corpus files are in the cache or a mirror"), "{line}");
+    assert!(!stderr.contains("to fetch before these searches can run"), "{stderr}");
+    assert!(!dir.path().join("out").exists(), "--check-only wrote into the results folder");
+
+    // Finished (its record is where the pre-training writes it): no corpus needed.
+    let key = line["  pre-training tiny (".len()..].split(')').next().unwrap();
+    let folder = dir.path().join("out").join("pretraining").join(key);
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(folder.join("record.json"), "{}").unwrap();
+    let line = pretraining_line(&check(&[&mirror]));
+    assert!(line.ends_with("; no corpus file needed (it has finished)"), "{line}");
+}

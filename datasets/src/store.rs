@@ -295,8 +295,9 @@ impl Store {
     /// The files of `asset` that [`Store::ensure_asset`] would have to download: neither verified
     /// in the cache nor found in a mirror (an archive counts as available when each member it is
     /// wanted for is). Nothing is copied, unpacked or downloaded, so a check can name tens of GB
-    /// still to fetch (C4's shards) without fetching them. `asset.files` as given: a hub
-    /// checkpoint's list is not looked up here.
+    /// still to fetch (C4's shards) without fetching them; as in [`Store::ensure_asset`], a cached
+    /// file without its sidecar is hashed once and the sidecar written. `asset.files` as given: a
+    /// hub checkpoint's list is not looked up here.
     ///
     /// # Errors
     /// A cached or mirrored file cannot be read.

@@ -181,7 +181,11 @@ pub fn run(args: &[String]) -> Result<()> {
     let preset = &options.preset;
     let device = if options.cuda { "cuda" } else { "cpu" };
     println!("wrote {}", path.display());
-    println!("assets: fetched and verified by the check above into {} (compute nodes must see it)", home.display());
+    println!(
+        "assets: fetched and verified by the check above into {} (compute nodes must see it); a pre-training's \
+         corpus files are not: the task that pre-trains fetches them",
+        home.display()
+    );
     println!("submit:                                     sbatch {}", path.display());
     println!(
         "watch:                                      squeue --me --name intrinsic-{preset}; tail -f {}/*.out",

@@ -88,6 +88,15 @@ fn dimensions(config: &encoders::models::Config, n_labels: i64, method: &Method)
     shapes::subspace_dimensions(config, n_labels, subspace_method, method.grouping, method.compat)
 }
 
+/// An error of the pre-training `name`, at its spec field: a settings error names the field under
+/// `pretraining.<name>`.
+fn pretraining_error(origin: &super::spec::Origin, name: &str, err: trainer::Error) -> super::spec::SpecError {
+    match err {
+        trainer::Error::Settings { field, message } => origin.error(&format!("pretraining.{name}.{field}"), message),
+        err => origin.error(&format!("pretraining.{name}"), err.to_string()),
+    }
+}
+
 /// A search as `--check-only` finds it ([`Runner::survey`]).
 #[derive(Debug, Clone)]
 pub enum Surveyed {
@@ -375,28 +384,29 @@ impl Runner {
         self.pretrainings.iter().map(|(name, resolved)| (name.as_str(), resolved))
     }
 
-    /// The corpus files each pre-training that `searches` fine-tune checkpoints of would still
-    /// download, by the pre-training's name: [`trainer::pretrain::Resolved::corpus_unavailable`]
-    /// for one [`Runner::prepare`] keyed, and every corpus file neither cached nor in a mirror for
-    /// one whose tokenizer is not here yet. Fetches nothing (C4's shards are tens of GB).
-    pub fn corpus_unavailable(
+    /// What each pre-training that `searches` fine-tune checkpoints of still needs of its corpus,
+    /// by the pre-training's name: [`trainer::pretrain::Resolved::corpus_need`] for one keyed
+    /// (by [`Runner::prepare`] or [`Runner::survey`]), and at most every corpus file neither
+    /// cached nor in a mirror for one not keyed yet ([`trainer::pretrain::corpus_need_unkeyed`]).
+    /// Fetches nothing (C4's shards are tens of GB).
+    pub fn corpus_needs(
         &self,
         searches: &[PlannedSearch],
-    ) -> Result<std::collections::BTreeMap<String, Vec<MissingFile>>, Error> {
-        let mut corpora = std::collections::BTreeMap::new();
+    ) -> Result<std::collections::BTreeMap<String, trainer::pretrain::CorpusNeed>, Error> {
+        let mut needs = std::collections::BTreeMap::new();
         for PlannedSearch { subject, origin, .. } in searches {
             let Subject::Text { model: Checkpoint::Produced(produced), .. } = subject else { continue };
-            if corpora.contains_key(&produced.pretraining) {
+            if needs.contains_key(&produced.pretraining) {
                 continue;
             }
-            let missing = match self.pretrainings.get(&produced.pretraining) {
-                Some(resolved) => resolved.corpus_unavailable(&self.store),
-                None => trainer::pretrain::corpus_unavailable(&produced.settings, &produced.base, &self.store),
+            let need = match self.pretrainings.get(&produced.pretraining) {
+                Some(resolved) => resolved.corpus_need(&self.store),
+                None => trainer::pretrain::corpus_need_unkeyed(&produced.settings, &self.store),
             }
-            .map_err(|err| origin.error(&format!("pretraining.{}.corpus", produced.pretraining), err.to_string()))?;
-            corpora.insert(produced.pretraining.clone(), missing);
+            .map_err(|err| pretraining_error(origin, &produced.pretraining, err))?;
+            needs.insert(produced.pretraining.clone(), need);
         }
-        Ok(corpora)
+        Ok(needs)
     }
 
     /// Checks every search against its model's shapes and makes every asset available (fetching
@@ -492,13 +502,7 @@ impl Runner {
                 &self.out,
                 device,
             )
-            .map_err(|err| match err {
-                // The pre-training's own settings: name the field under `pretraining:`.
-                trainer::Error::Settings { field, message } => {
-                    origin.error(&format!("pretraining.{}.{field}", produced.pretraining), message)
-                }
-                err => origin.error(&format!("pretraining.{}", produced.pretraining), err.to_string()),
-            })?;
+            .map_err(|err| pretraining_error(origin, &produced.pretraining, err))?;
             self.pretrainings.insert(produced.pretraining.clone(), resolved);
         }
         let resolved = &self.pretrainings[&produced.pretraining];

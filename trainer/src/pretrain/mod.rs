@@ -188,9 +188,9 @@ pub struct Resolved {
     pub dir: PathBuf,
 }
 
-/// Checks `settings` (paths relative to `base`), fetches the tokenizer and the corpus's assets,
-/// and keys the pre-training: its key is known before the corpus is packed. Nothing is written
-/// under `out`.
+/// Checks `settings` (paths relative to `base`) and keys the pre-training: its key is known
+/// before the corpus is packed, and nothing is fetched (the corpus's files are fetched by
+/// [`Resolved::pack`]). Nothing is written under `out`.
 ///
 /// `tokenizer` is the tokenizer file (`tokenizer.json` or `vocab.txt`) that `settings.tokenizer`
 /// names, found by the caller
@@ -248,19 +248,24 @@ impl Resolved {
         checkpoint_updates(&self.spec)
     }
 
-    /// The corpus files [`Resolved::pack`] would have to download (see [`Store::unavailable`]):
-    /// none once the pre-training has finished (its `record.json` is in [`Resolved::dir`]) or its
-    /// corpus is packed in the store's cache, and none for a local corpus file.
+    /// What the pre-training still needs of its corpus before it can run: nothing once it has
+    /// finished (its `record.json` is in [`Resolved::dir`]) or its corpus is packed in the store's
+    /// cache, else the corpus files neither the cache nor a mirror has ([`Store::unavailable`]:
+    /// nothing is downloaded).
     ///
     /// # Errors
     /// The manifest lacks the corpus's asset, or a cached or mirrored file cannot be read.
-    pub fn corpus_unavailable(&self, store: &Store) -> Result<Vec<datasets::store::MissingFile>, Error> {
-        let CorpusSource::Named(named) = &self.corpus else { return Ok(Vec::new()) };
-        let packed = packed_cache(store).join(&self.spec.data).join("packed.json");
-        if self.dir.join("record.json").exists() || packed.exists() {
-            return Ok(Vec::new());
+    pub fn corpus_need(&self, store: &Store) -> Result<CorpusNeed, Error> {
+        if self.dir.join("record.json").exists() {
+            return Ok(CorpusNeed::Finished);
         }
-        named_corpus_unavailable(*named, store)
+        if packed_cache(store).join(&self.spec.data).join("packed.json").exists() {
+            return Ok(CorpusNeed::Packed);
+        }
+        match &self.corpus {
+            CorpusSource::Named(named) => Ok(CorpusNeed::Files(named_corpus_unavailable(*named, store)?)),
+            CorpusSource::File { .. } => Ok(CorpusNeed::LocalFile),
+        }
     }
 
     /// Packs the corpus into the store's cache (once per corpus, tokenizer, length and held-out
@@ -305,22 +310,33 @@ impl Resolved {
     }
 }
 
-/// The files of the corpus `settings.corpus` (a name of [`Corpus`] or a local file relative to
-/// `base`) that are neither in the store's cache nor in a mirror: what a pre-training not keyed
-/// yet (its tokenizer not fetched) will download, whether or not its corpus is packed. Nothing is
-/// fetched.
+/// What a pre-training may still need of its corpus `settings.corpus` (a name of [`Corpus`] or
+/// a local file relative to `base`) before it is keyed (its tokenizer not here yet): the corpus
+/// files neither the cache nor a mirror has, at most, since the key (and so whether it has finished
+/// or its corpus is packed) needs the tokenizer. Nothing is downloaded; a local file is not read.
 ///
 /// # Errors
-/// The corpus is neither a known name nor a local file, or a cached file cannot be read.
-pub fn corpus_unavailable(
-    settings: &PretrainSettings,
-    base: &Path,
-    store: &Store,
-) -> Result<Vec<datasets::store::MissingFile>, Error> {
-    match CorpusSource::resolve(&settings.corpus, base)? {
-        CorpusSource::Named(named) => named_corpus_unavailable(named, store),
-        CorpusSource::File { .. } => Ok(Vec::new()),
+/// The corpus is neither a known name nor a local file's name, or a cached file cannot be read.
+pub fn corpus_need_unkeyed(settings: &PretrainSettings, store: &Store) -> Result<CorpusNeed, Error> {
+    if datasets::corpus::is_corpus_file(&settings.corpus) {
+        return Ok(CorpusNeed::LocalFile);
     }
+    let named = Corpus::from_name(&settings.corpus)
+        .map_err(|err| settings_error("corpus", format!("{err} (or a local .txt, .jsonl or .json.gz file)")))?;
+    Ok(CorpusNeed::Files(named_corpus_unavailable(named, store)?))
+}
+
+/// What a pre-training needs of its corpus before it can run ([`Resolved::corpus_need`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CorpusNeed {
+    /// Nothing: the pre-training has finished, and its checkpoints are read without the corpus.
+    Finished,
+    /// Nothing: the corpus is packed in the store's cache for this tokenizer and length.
+    Packed,
+    /// A local corpus file (checked when the spec is read; nothing to fetch).
+    LocalFile,
+    /// The named corpus's files that neither the cache nor a mirror has (empty: all are here).
+    Files(Vec<datasets::store::MissingFile>),
 }
 
 fn named_corpus_unavailable(corpus: Corpus, store: &Store) -> Result<Vec<datasets::store::MissingFile>, Error> {

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 use trainer::interrupt::Interrupter;
+use trainer::pretrain::CorpusNeed;
 
 use anyhow::{Context, Result};
 use bench_suite::experiment::runner::{
@@ -264,11 +265,20 @@ fn check_only(name: &str, runner: &mut Runner, selected: &[PlannedSearch], shard
         ready.len()
     );
     // The corpora the pre-trainings read: not fetched by a check (C4's shards are tens of GB).
-    let corpora = runner.corpus_unavailable(selected)?;
-    let corpus_state = |name: &str| match corpora.get(name).map(Vec::len) {
-        Some(0) | None => "its corpus is here".to_owned(),
-        Some(1) => "1 corpus file to fetch".to_owned(),
-        Some(n) => format!("{n} corpus files to fetch"),
+    let corpora = runner.corpus_needs(selected)?;
+    let files = |n: usize| if n == 1 { "1 corpus file".to_owned() } else { format!("{n} corpus files") };
+    let corpus_state = |name: &str, keyed: bool| match corpora.get(name) {
+        Some(CorpusNeed::Finished) => "no corpus file needed (it has finished)".to_owned(),
+        Some(CorpusNeed::Packed) => "no corpus file needed (its corpus is packed in the cache)".to_owned(),
+        Some(CorpusNeed::LocalFile) | None => "its corpus is a local file".to_owned(),
+        Some(CorpusNeed::Files(missing)) if missing.is_empty() => {
+            "its corpus files are in the cache or a mirror".to_owned()
+        }
+        Some(CorpusNeed::Files(missing)) if keyed => format!("{} to fetch", files(missing.len())),
+        Some(CorpusNeed::Files(missing)) => format!(
+            "up to {} to fetch (none if its corpus is packed in the cache or it has finished)",
+            files(missing.len())
+        ),
     };
     for (name, pretraining) in runner.pretrainings() {
         let spec = &pretraining.spec;
@@ -283,11 +293,11 @@ fn check_only(name: &str, runner: &mut Runner, selected: &[PlannedSearch], shard
             spec.batch_size,
             spec.max_len,
             pretraining.checkpoint_updates().iter().map(usize::to_string).collect::<Vec<_>>().join(", "),
-            corpus_state(name)
+            corpus_state(name, true)
         );
     }
     for name in corpora.keys().filter(|name| !runner.pretrainings().any(|(keyed, _)| keyed == name.as_str())) {
-        eprintln!("  pre-training {name}: keyed once its tokenizer is here; {}", corpus_state(name));
+        eprintln!("  pre-training {name}: keyed once its tokenizer is here; {}", corpus_state(name, false));
     }
     let manifest = Manifest::embedded();
     let mut to_fetch: Vec<datasets::store::MissingFile> = Vec::new();
@@ -328,7 +338,13 @@ fn check_only(name: &str, runner: &mut Runner, selected: &[PlannedSearch], shard
             }
         }
     }
-    let corpus_files: Vec<&datasets::store::MissingFile> = corpora.values().flatten().collect();
+    let corpus_files: Vec<&datasets::store::MissingFile> = corpora
+        .values()
+        .flat_map(|need| match need {
+            CorpusNeed::Files(missing) => missing.as_slice(),
+            _ => &[],
+        })
+        .collect();
     for file in &corpus_files {
         if !to_fetch.contains(file) {
             to_fetch.push((*file).clone());
