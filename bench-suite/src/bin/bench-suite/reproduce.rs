@@ -270,7 +270,8 @@ fn check_only(name: &str, runner: &mut Runner, selected: &[PlannedSearch], shard
     let corpus_state = |name: &str, keyed: bool| match corpora.get(name) {
         Some(CorpusNeed::Finished) => "no corpus file needed (it has finished)".to_owned(),
         Some(CorpusNeed::Packed) => "no corpus file needed (its corpus is packed in the cache)".to_owned(),
-        Some(CorpusNeed::LocalFile) | None => "its corpus is a local file".to_owned(),
+        Some(CorpusNeed::LocalFile) => "its corpus is a local file".to_owned(),
+        None => "its corpus was not checked".to_owned(),
         Some(CorpusNeed::Files(missing)) if missing.is_empty() => {
             "its corpus files are in the cache or a mirror".to_owned()
         }
