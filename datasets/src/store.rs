@@ -303,24 +303,23 @@ impl Store {
     /// A cached or mirrored file cannot be read.
     pub fn unavailable(&self, asset: &Asset) -> Result<Vec<MissingFile>, Error> {
         let paths = AssetPaths { id: asset.id.clone(), root: self.asset_root(&asset.id), origins: Vec::new() };
+        let here = |wanted: &Wanted| -> Result<bool, Error> {
+            Ok(self.is_verified(wanted)? || self.find_in_mirror(wanted)?.is_some())
+        };
         let mut missing = Vec::new();
         for file in &asset.files {
-            let members_here = file.archive.is_some() && {
-                let mut all = true;
-                for member in &file.members {
-                    let wanted = self.member_wanted(asset, file, member, &paths);
-                    if !self.is_verified(&wanted)? && self.find_in_mirror(&wanted)?.is_none() {
-                        all = false;
-                        break;
-                    }
+            let mut members_here = file.archive.is_some();
+            for member in &file.members {
+                if !members_here {
+                    break;
                 }
-                all
-            };
+                members_here = here(&self.member_wanted(asset, file, member, &paths))?;
+            }
             if members_here {
                 continue;
             }
             let wanted = self.wanted(asset, &file.name, file.size, file.sha256.clone(), paths.file(&file.name));
-            if !self.is_verified(&wanted)? && self.find_in_mirror(&wanted)?.is_none() {
+            if !here(&wanted)? {
                 missing.push(MissingFile {
                     asset: asset.id.clone(),
                     file: file.name.clone(),

@@ -318,12 +318,10 @@ impl Resolved {
 /// # Errors
 /// The corpus is neither a known name nor a local file's name, or a cached file cannot be read.
 pub fn corpus_need_unkeyed(settings: &PretrainSettings, store: &Store) -> Result<CorpusNeed, Error> {
-    if datasets::corpus::is_corpus_file(&settings.corpus) {
-        return Ok(CorpusNeed::LocalFile);
+    match CorpusSource::named(&settings.corpus)? {
+        Some(named) => Ok(CorpusNeed::Files(named_corpus_unavailable(named, store)?)),
+        None => Ok(CorpusNeed::LocalFile),
     }
-    let named = Corpus::from_name(&settings.corpus)
-        .map_err(|err| settings_error("corpus", format!("{err} (or a local .txt, .jsonl or .json.gz file)")))?;
-    Ok(CorpusNeed::Files(named_corpus_unavailable(named, store)?))
 }
 
 /// What a pre-training needs of its corpus before it can run ([`Resolved::corpus_need`]).
@@ -377,14 +375,23 @@ enum CorpusSource {
 
 impl CorpusSource {
     fn resolve(name: &str, base: &Path) -> Result<CorpusSource, Error> {
-        if !datasets::corpus::is_corpus_file(name) {
-            return Corpus::from_name(name)
-                .map(CorpusSource::Named)
-                .map_err(|err| settings_error("corpus", format!("{err} (or a local .txt, .jsonl or .json.gz file)")));
+        if let Some(corpus) = CorpusSource::named(name)? {
+            return Ok(CorpusSource::Named(corpus));
         }
         let path = base.join(name);
         let sha256 = datasets::store::sha256_file(&path).map_err(|err| settings_error("corpus", err.to_string()))?;
         Ok(CorpusSource::File { path, sha256 })
+    }
+
+    /// The named corpus `name` stands for; `None` for a local file's name (read by
+    /// [`CorpusSource::resolve`]).
+    fn named(name: &str) -> Result<Option<Corpus>, Error> {
+        if datasets::corpus::is_corpus_file(name) {
+            return Ok(None);
+        }
+        Corpus::from_name(name)
+            .map(Some)
+            .map_err(|err| settings_error("corpus", format!("{err} (or a local .txt, .jsonl or .json.gz file)")))
     }
 
     fn name(&self) -> String {
