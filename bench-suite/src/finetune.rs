@@ -145,6 +145,7 @@ impl FinetuneRequest {
             mode: self.mode,
             lrs: vec![self.lr.unwrap_or(default_lr)],
             lr_d0: None,
+            lr_extend: None,
             lambda_lr: None,
             epochs: None,
             scope: self.scope.unwrap_or(self.compat.default_scope()),

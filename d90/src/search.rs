@@ -230,6 +230,50 @@ pub fn generalization_pick(scores: &[Vec<Option<f64>>]) -> Option<(usize, usize)
     Some((seed, rate))
 }
 
+/// An end of a probe's learning-rate grid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GridEdge {
+    /// The lowest rate.
+    Low,
+    /// The highest rate.
+    High,
+}
+
+/// Whether a probe's learning rates bracket its best run: `runs` are `(rate, score)` for every
+/// run of the probe (`None`: the run does not count, diverged or predicting one class). The best
+/// run is the highest counting score over all seeds and rates; `Some(edge)` when it lies at the
+/// lowest or the highest rate of the probe (the grid should extend that way), `None` when a best
+/// run lies inside, when no run counts or when the probe has fewer than two rates. A best score
+/// shared by a run inside and one at an edge counts as inside.
+pub fn best_rate_at_edge(runs: &[(f64, Option<f64>)]) -> Option<GridEdge> {
+    let mut rates: Vec<f64> = runs.iter().map(|&(rate, _)| rate).collect();
+    rates.sort_by(f64::total_cmp);
+    rates.dedup();
+    let best = runs.iter().filter_map(|&(_, score)| score).max_by(f64::total_cmp)?;
+    if rates.len() < 2 {
+        return None;
+    }
+    let (low, high) = (rates[0], rates[rates.len() - 1]);
+    let best_rates: Vec<f64> = runs.iter().filter(|&&(_, score)| score == Some(best)).map(|&(rate, _)| rate).collect();
+    if best_rates.iter().any(|&rate| rate != low && rate != high) {
+        None
+    } else if best_rates.contains(&low) {
+        Some(GridEdge::Low)
+    } else {
+        Some(GridEdge::High)
+    }
+}
+
+/// The rate one step beyond `edge` of `rates` (increasing, at least two): the end rate times the
+/// ratio of the two rates at that end, so a log-spaced grid stays log-spaced.
+pub fn rate_beyond(rates: &[f64], edge: GridEdge) -> f64 {
+    let n = rates.len();
+    match edge {
+        GridEdge::Low => rates[0] * rates[0] / rates[1],
+        GridEdge::High => rates[n - 1] * rates[n - 1] / rates[n - 2],
+    }
+}
+
 /// The median of `values` (the mean of the middle two for an even count); `None` when empty.
 pub fn median(values: &[f64]) -> Option<f64> {
     let mut sorted = values.to_vec();
@@ -375,6 +419,32 @@ mod tests {
         assert_eq!(generalization_pick(&[vec![Some(0.9)], vec![Some(0.7)]]), Some((1, 0)));
         assert_eq!(generalization_pick(&[vec![Some(0.6), Some(0.7)]]), Some((0, 1)));
         assert_eq!(generalization_pick(&[vec![None, None]]), None);
+    }
+
+    #[test]
+    fn a_best_run_at_an_end_of_the_rates_asks_for_one_more_rate_beyond_it() {
+        // Three rates, two seeds: the best run (0.80) at the top rate.
+        let runs =
+            [(0.1, Some(0.70)), (0.3, Some(0.75)), (0.9, Some(0.80)), (0.1, Some(0.6)), (0.3, None), (0.9, None)];
+        assert_eq!(best_rate_at_edge(&runs), Some(GridEdge::High));
+        // At the bottom; inside; a tie between an end and inside counts as inside.
+        let runs = [(0.1, Some(0.80)), (0.3, Some(0.75)), (0.9, None)];
+        assert_eq!(best_rate_at_edge(&runs), Some(GridEdge::Low));
+        let runs = [(0.1, Some(0.70)), (0.3, Some(0.75)), (0.9, Some(0.72))];
+        assert_eq!(best_rate_at_edge(&runs), None);
+        let runs = [(0.1, Some(0.75)), (0.3, Some(0.75)), (0.9, Some(0.72))];
+        assert_eq!(best_rate_at_edge(&runs), None);
+        // A run that does not count is never the best, even with the highest rate.
+        let runs = [(0.1, Some(0.70)), (0.3, Some(0.75)), (0.9, None), (0.9, None)];
+        assert_eq!(best_rate_at_edge(&runs), None);
+        // Nothing counts, or one rate: no edge to extend.
+        assert_eq!(best_rate_at_edge(&[(0.1, None), (0.3, None)]), None);
+        assert_eq!(best_rate_at_edge(&[(0.1, Some(0.7)), (0.1, Some(0.8))]), None);
+        // One step beyond either end, with the ratio of the rates at that end.
+        let rates = [0.1, 0.3, 0.9];
+        assert!((rate_beyond(&rates, GridEdge::Low) - 0.1 / 3.0).abs() < 1e-15);
+        assert!((rate_beyond(&rates, GridEdge::High) - 2.7).abs() < 1e-12);
+        assert!((rate_beyond(&[0.01, 0.02, 0.08], GridEdge::High) - 0.32).abs() < 1e-15);
     }
 
     #[test]

@@ -142,25 +142,33 @@ fn map_label(search: &SearchRecord) -> String {
     search.plan.method.map_label()
 }
 
-/// Where each probe's best run (highest dev score) lies in the probe's learning rates: the probes
-/// whose best is the lowest (`low`) or the highest (`high`) rate of the grid, e.g. `high 5/5`
-/// (the grid should extend that way); `None` when every best lies inside the grid.
+/// Where each probe's best run (highest dev score among runs that neither diverged nor predicted
+/// one class) lies in the probe's learning rates ([`d90::search::best_rate_at_edge`]): the probes
+/// whose best is the lowest (`low`) or the highest (`high`) rate they trained, e.g. `high 5/5` (the
+/// grid should extend that way; a method's `lr_extend` does so); `None` when every best lies inside.
 fn best_lr_at_edge(search: &SearchRecord, runs: &BTreeMap<&str, &RunRecord>) -> Option<String> {
+    use d90::search::{GridEdge, best_rate_at_edge};
     let (mut low, mut high, mut probes) = (0, 0, 0);
     for probe in &search.probes {
-        let records: Vec<&RunRecord> = probe.runs.iter().filter_map(|key| runs.get(key.as_str()).copied()).collect();
-        let mut lrs: Vec<f64> = records.iter().map(|run| run.spec.train.lr).collect();
-        lrs.sort_by(f64::total_cmp);
-        lrs.dedup();
-        let best_lr = records
+        let scored: Vec<(f64, Option<f64>)> = probe
+            .runs
             .iter()
-            .filter_map(|run| Some((run.best_score?, run.spec.train.lr)))
-            .max_by(|a, b| a.0.total_cmp(&b.0))
-            .map(|(_, lr)| lr);
-        let (Some(best_lr), true) = (best_lr, lrs.len() >= 2) else { continue };
+            .filter_map(|key| runs.get(key.as_str()).copied())
+            .map(|run| {
+                let counts = !run.diverged && run.result.best.as_ref().is_some_and(|best| !best.predicts_one_class);
+                (run.spec.train.lr, run.best_score.filter(|_| counts))
+            })
+            .collect();
+        // A probe counts when some run counts and it trained two rates or more.
+        if scored.iter().all(|(_, score)| score.is_none()) || scored.iter().all(|&(rate, _)| rate == scored[0].0) {
+            continue;
+        }
         probes += 1;
-        low += usize::from(best_lr == lrs[0]);
-        high += usize::from(best_lr == lrs[lrs.len() - 1]);
+        match best_rate_at_edge(&scored) {
+            Some(GridEdge::Low) => low += 1,
+            Some(GridEdge::High) => high += 1,
+            None => {}
+        }
     }
     let parts: Vec<String> = [("low", low), ("high", high)]
         .iter()

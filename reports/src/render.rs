@@ -280,8 +280,9 @@ pub fn report(
          searched already succeeds: d90 <= `at_most`, a bound, not a value); `not_reached` (the largest d, \
          `largest_tried`, failed); `unable` (see `reason`: a baseline not above the majority class, a \
          target at or below it, every run diverged). `best_lr_at_edge` counts the probes whose best run \
-         used the lowest (`low`) or the highest (`high`) learning rate of the grid (the grid should extend \
-         that way). `head_only` is the control where the spec names one: the task head (for BERT its \
+         (among runs that neither diverged nor predicted one class) used the lowest (`low`) or the highest \
+         (`high`) learning rate the probe trained: the rates do not bracket the best there (the grid should \
+         extend that way; a method's `lr_extend` adds rates beyond an end where the best lies). `head_only` is the control where the spec names one: the task head (for BERT its \
          pooler and classifier) trained alone with the encoder frozen at theta_0, over its own learning \
          rates and the same seeds, scored as a probe is (`head_only_parameters`: the parameters it trains); \
          `head_reaches_target` flags a search whose target \

@@ -175,6 +175,7 @@ mod tests {
                 mode,
                 lrs: vec![0.1],
                 lr_d0: None,
+                lr_extend: None,
                 lambda_lr: None,
                 epochs: None,
                 scope: Scope::Global,

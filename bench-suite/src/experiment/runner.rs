@@ -7,6 +7,7 @@
 //! finished runs and resumes an unfinished one from its last checkpoint (its `work/` folder); two
 //! processes sharing a folder wait for each other on a run's lock instead of duplicating it.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use datasets::manifest::Manifest;
@@ -86,6 +87,13 @@ pub fn select(plan: &Plan, only: &[String], shard: Option<Shard>) -> Result<Vec<
 fn dimensions(config: &encoders::models::Config, n_labels: i64, method: &Method) -> (usize, usize) {
     let subspace_method = method.mode.subspace_method().unwrap_or(SubspaceMethod::Did);
     shapes::subspace_dimensions(config, n_labels, subspace_method, method.grouping, method.compat)
+}
+
+/// A run's best score if it counts towards a probe's learning-rate choices: it neither diverged nor
+/// predicted one class at its best evaluation.
+fn counting_score(record: &RunRecord) -> Option<f64> {
+    let counts = !record.diverged && record.result.best.as_ref().is_some_and(|best| !best.predicts_one_class);
+    record.best_score.filter(|_| counts)
 }
 
 /// An error of the pre-training `name`, at its spec field: a settings error names the field under
@@ -181,6 +189,9 @@ impl PreparedSearch {
         parts.push(format!("lr:{}", lrs(method)));
         if let Some(d0) = method.lr_d0 {
             parts.push(format!("lr-rule:sqrt-d@{d0}"));
+        }
+        if let Some(extend) = method.lr_extend {
+            parts.push(format!("lr-extend:{extend}"));
         }
         if let Some(lambda_lr) = method.lambda_lr {
             parts.push(format!("lambda-lr:{lambda_lr:e}"));
@@ -897,8 +908,9 @@ impl Runner {
         let Some(probe) = outcome.probes.iter().find(|probe| probe.d == d90) else { return Ok(None) };
         // The probe's runs are seed-major, learning-rate-minor (`probe`).
         let n_seeds = search.plan.seeds.len();
-        let n_rates = search.plan.method.lrs.len();
-        if probe.runs.len() != n_seeds * n_rates {
+        // The grid's rates, or more where the probe extended it (`lr_extend`).
+        let n_rates = probe.runs.len() / n_seeds.max(1);
+        if n_rates == 0 || probe.runs.len() != n_seeds * n_rates {
             return Ok(None);
         }
         let mut records = Vec::with_capacity(probe.runs.len());
@@ -907,17 +919,7 @@ impl Runner {
         }
         let scores: Vec<Vec<Option<f64>>> = records
             .chunks(n_rates)
-            .map(|seed_runs| {
-                seed_runs
-                    .iter()
-                    .map(|record| {
-                        let record = record.as_ref()?;
-                        let counts = !record.diverged
-                            && record.result.best.as_ref().is_some_and(|best| !best.predicts_one_class);
-                        record.best_score.filter(|_| counts)
-                    })
-                    .collect()
-            })
+            .map(|seed_runs| seed_runs.iter().map(|record| counting_score(record.as_ref()?)).collect())
             .collect();
         let Some((seed, rate)) = d90::search::generalization_pick(&scores) else { return Ok(None) };
         let Some(chosen) = records[seed * n_rates + rate].take() else { return Ok(None) };
@@ -928,7 +930,10 @@ impl Runner {
 
     /// Every learning rate and seed of `method` at `d`: per seed the best score over learning
     /// rates among runs that neither diverged nor predicted one class, and the median over seeds (a
-    /// seed without such a run counts as 0).
+    /// seed without such a run counts as 0). With `lr_extend`, while the probe's best run lies at
+    /// the lowest or the highest rate, every seed trains one more rate beyond that end
+    /// ([`d90::search::rate_beyond`]), at most `lr_extend` times; the runs already trained keep
+    /// their keys, so extending a finished search trains only the new rates.
     fn probe(
         &mut self,
         search: &PreparedSearch,
@@ -936,15 +941,49 @@ impl Runner {
         d: usize,
         on_event: &mut dyn FnMut(Event),
     ) -> Result<(ProbeOutcome, Vec<RunRecord>), Error> {
+        let mut rates = method.lrs_at(d);
+        let mut extensions_left = method.lr_extend.unwrap_or(0);
+        // The runs of this probe so far, by key: an extension trains (or reuses) only its new rate.
+        let mut known = BTreeMap::new();
+        loop {
+            let (outcome, records) = self.probe_rates(search, method, d, &rates, &mut known, on_event)?;
+            if extensions_left == 0 {
+                return Ok((outcome, records));
+            }
+            let runs: Vec<(f64, Option<f64>)> =
+                records.iter().map(|record| (record.spec.train.lr, counting_score(record))).collect();
+            let Some(edge) = d90::search::best_rate_at_edge(&runs) else { return Ok((outcome, records)) };
+            let beyond = d90::search::rate_beyond(&rates, edge);
+            match edge {
+                d90::search::GridEdge::Low => rates.insert(0, beyond),
+                d90::search::GridEdge::High => rates.push(beyond),
+            }
+            extensions_left -= 1;
+        }
+    }
+
+    /// [`Runner::probe`] over the learning rates `rates` (increasing); a run in `known` is taken
+    /// from it (neither trained nor reported again), and every run of the probe is added to it.
+    fn probe_rates(
+        &mut self,
+        search: &PreparedSearch,
+        method: &Method,
+        d: usize,
+        rates: &[f64],
+        known: &mut BTreeMap<String, RunRecord>,
+        on_event: &mut dyn FnMut(Event),
+    ) -> Result<(ProbeOutcome, Vec<RunRecord>), Error> {
         let plan = &search.plan;
         // Seed-major, learning-rate-minor (`generalization_run` reads them so).
         let specs: Vec<RunSpec> = plan
             .seeds
             .iter()
-            .flat_map(|&seed| method.lrs_at(d).into_iter().map(move |lr| (seed, lr)))
+            .flat_map(|&seed| rates.iter().map(move |&lr| (seed, lr)))
             .map(|(seed, lr)| self.run_spec(search, method, d, lr, seed))
             .collect();
-        let by_workers = if self.jobs > 1 { self.train_side_by_side(search, &specs, on_event)? } else { Vec::new() };
+        let new_specs: Vec<RunSpec> = specs.iter().filter(|spec| !known.contains_key(&spec.key())).cloned().collect();
+        let by_workers =
+            if self.jobs > 1 { self.train_side_by_side(search, &new_specs, on_event)? } else { Vec::new() };
         let n_rates = specs.len() / plan.seeds.len().max(1);
         let mut seed_scores = Vec::new();
         let mut records = Vec::new();
@@ -954,11 +993,16 @@ impl Runner {
             for spec in seed_specs {
                 let key = spec.key();
                 // A worker's run was reported as it finished.
-                let record = if by_workers.contains(&key) { self.results.load_run(&key)? } else { None };
+                let record = match known.get(&key) {
+                    Some(record) => Some(record.clone()),
+                    None if by_workers.contains(&key) => self.results.load_run(&key)?,
+                    None => None,
+                };
                 let record = match record {
                     Some(record) => record,
                     None => self.run_one(&search.subject, spec.clone(), on_event)?,
                 };
+                known.insert(key, record.clone());
                 let constant = record.result.best.as_ref().is_some_and(|best| best.predicts_one_class);
                 constant_runs += usize::from(constant);
                 if let Some(score) = record.best_score.filter(|_| !constant) {

@@ -20,7 +20,8 @@
 //!   full: {method: full, lr: [2.0e-5, 5.0e-5, 1.0e-4], epochs: 3}   # a method may set its epochs
 //!   said: {method: said, lr: [0.1, 0.3, 1.0], lr_d0: 1000,          # rates for d = 1000, scaled
 //!          lambda_lr: 0.01,                                          # by sqrt(1000 / d); scales' rate
-//!          grouping: per_layer, scope: global}
+//!          grouping: per_layer, scope: global,
+//!          lr_extend: 2}           # optional: up to 2 more rates where a probe's best is at an end
 //!   did:  {method: did, lr: [0.1, 0.3, 1.0], scope: per_tensor}
 //!   head: {method: head_only, lr: [1.0e-3, 3.0e-3, 1.0e-2]}        # the task head alone
 //! tasks:                      # optional: tasks over local files (paths relative to this file)
@@ -137,6 +138,10 @@ pub struct MethodSpec {
     /// The learning rates are for this `d`; at another `d` each is scaled by `sqrt(lr_d0 / d)`
     /// (with Adam the subspace step grows like `lr sqrt(d)`). Absent: the same rates at every `d`.
     pub lr_d0: Option<usize>,
+    /// d90 searches: a probe whose best run lies at the lowest or the highest rate trains one
+    /// more rate beyond that end (a step of the grid's ratio there), at most this many times, so
+    /// that its rates bracket its best. The grid must increase. Absent: the grid as given.
+    pub lr_extend: Option<usize>,
     /// SAID: the learning rate of the scales `lambda` (absent: the rate of `theta`).
     pub lambda_lr: Option<f64>,
     /// Epochs of this method's runs (absent: the experiment's `training.epochs`), e.g. a longer
@@ -575,11 +580,25 @@ impl Locator<'_> {
             if method.epochs == Some(0) {
                 return Err(error("epochs", "must be at least 1".into()));
             }
+            if let Some(extend) = method.lr_extend {
+                if method.method.subspace_method().is_none() {
+                    let message = format!("{} is not searched over d: only did and said probes extend", method.method);
+                    return Err(error("lr_extend", message));
+                }
+                if extend == 0 {
+                    return Err(error("lr_extend", "must be at least 1 (leave it out for the grid as given)".into()));
+                }
+                if method.lr.len() < 2 || !method.lr.windows(2).all(|pair| pair[0] < pair[1]) {
+                    let message = "needs a grid of at least two increasing rates (it steps by the ratio at an end)";
+                    return Err(error("lr_extend", message.into()));
+                }
+            }
             let resolved = Method {
                 name: name.clone(),
                 mode: method.method,
                 lrs: method.lr.clone(),
                 lr_d0: method.lr_d0,
+                lr_extend: method.lr_extend,
                 lambda_lr: method.lambda_lr,
                 epochs: method.epochs,
                 scope,
