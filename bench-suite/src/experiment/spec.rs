@@ -1269,6 +1269,21 @@ experiments:
             "methods.said.compat",
             "per-tensor",
         );
+        let said = "said: {method: said, lr: [0.05, 0.1]}";
+        let extend = |to: &str| format!("said: {{method: said, {to}}}");
+        check(said, &extend("lr: [0.05, 0.1], lr_extend: 0"), Some(9), "methods.said.lr_extend", "at least 1");
+        check(said, &extend("lr: [0.05], lr_extend: 2"), Some(9), "methods.said.lr_extend", "at least two increasing");
+        check(said, &extend("lr: [0.1, 0.05], lr_extend: 2"), Some(9), "methods.said.lr_extend", "increasing rates");
+        check(
+            "{method: full, lr: [1.0e-3]}",
+            "{method: full, lr: [1.0e-3, 1.0e-2], lr_extend: 1}",
+            Some(8),
+            "methods.full.lr_extend",
+            "only did and said probes extend",
+        );
+        let plan =
+            parse(&GOOD.replacen(said, &extend("lr: [0.05, 0.1], lr_extend: 2"), 1), Path::new("x.yaml")).unwrap();
+        assert_eq!(plan.searches[0].plan.method.lr_extend, Some(2));
     }
 
     #[test]
