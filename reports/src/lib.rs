@@ -143,37 +143,17 @@ fn map_label(search: &SearchRecord) -> String {
 }
 
 /// Where each probe's best run (highest dev score among runs that neither diverged nor predicted
-/// one class) lies in the probe's learning rates ([`d90::search::best_rate_at_edge`]): the probes
-/// whose best is the lowest (`low`) or the highest (`high`) rate they trained, e.g. `high 5/5` (the
-/// grid should extend that way; a method's `lr_extend` does so); `None` when every best lies inside.
+/// one class) lies in the probe's learning rates ([`uncertainty::probe_edges`]): the probes whose
+/// best is the lowest (`low`) or the highest (`high`) rate they trained, e.g. `high 5/5` (the grid
+/// should extend that way; a method's `lr_extend` does so); `None` when every best lies inside.
 fn best_lr_at_edge(search: &SearchRecord, runs: &BTreeMap<&str, &RunRecord>) -> Option<String> {
-    use d90::search::{GridEdge, best_rate_at_edge};
-    let (mut low, mut high, mut probes) = (0, 0, 0);
-    for probe in &search.probes {
-        let scored: Vec<(f64, Option<f64>)> = probe
-            .runs
-            .iter()
-            .filter_map(|key| runs.get(key.as_str()).copied())
-            .map(|run| {
-                let counts = !run.diverged && run.result.best.as_ref().is_some_and(|best| !best.predicts_one_class);
-                (run.spec.train.lr, run.best_score.filter(|_| counts))
-            })
-            .collect();
-        // A probe counts when some run counts and it trained two rates or more.
-        if scored.iter().all(|(_, score)| score.is_none()) || scored.iter().all(|&(rate, _)| rate == scored[0].0) {
-            continue;
-        }
-        probes += 1;
-        match best_rate_at_edge(&scored) {
-            Some(GridEdge::Low) => low += 1,
-            Some(GridEdge::High) => high += 1,
-            None => {}
-        }
-    }
-    let parts: Vec<String> = [("low", low), ("high", high)]
+    use d90::search::GridEdge;
+    let edges = uncertainty::probe_edges(search, runs);
+    let count = |edge: GridEdge| edges.iter().filter(|(_, at)| *at == Some(edge)).count();
+    let parts: Vec<String> = [("low", count(GridEdge::Low)), ("high", count(GridEdge::High))]
         .iter()
         .filter(|(_, count)| *count > 0)
-        .map(|(edge, count)| format!("{edge} {count}/{probes}"))
+        .map(|(edge, count)| format!("{edge} {count}/{}", edges.len()))
         .collect();
     (!parts.is_empty()).then(|| parts.join(", "))
 }
@@ -287,7 +267,7 @@ pub fn searches_frame(
         }).collect::<Vec<_>>(),
         "d90_curve_rounded" => searches.iter().map(|s| of(s).d90().map(|d| d.round() as i64)).collect::<Vec<_>>(),
         "interval" => searches.iter().map(|s| of(s).interval_label()).collect::<Vec<_>>(),
-        "determination" => searches.iter().map(|s| of(s).estimate.map(|_| of(s).determination.label())).collect::<Vec<_>>(),
+        "determination" => searches.iter().map(|s| of(s).estimate.map(|_| of(s).determination_label())).collect::<Vec<_>>(),
         "reading" => searches.iter().map(|s| of(s).reading_label()).collect::<Vec<_>>(),
         "bracket_low" => bracket_low,
         "largest_tried" => largest,
@@ -534,6 +514,7 @@ pub fn orderings(records: &[SearchRecord], measured: &MeasuredSearches) -> Polar
         right_d90: Option<String>,
         ratio: d90::compare::Ratio,
         paired: bool,
+        verdict: d90::compare::Verdict,
         evidence: Option<String>,
     }
     let measured_record = |search: &&SearchRecord| !matches!(reported_outcome(search), Outcome::Unable { .. });
@@ -541,12 +522,24 @@ pub fn orderings(records: &[SearchRecord], measured: &MeasuredSearches) -> Polar
     let mut rows: Vec<Row> = Vec::new();
     let mut push = |ordering: &'static str, claim: String, cell: String, left: &SearchRecord, right: &SearchRecord| {
         let (l, r) = (&measured[&left.key], &measured[&right.key]);
-        let evidence = stats::paired_difference(left, right).map(|difference| {
+        let mut evidence = stats::paired_difference(left, right).map(|difference| {
             format!(
                 "score difference at shared d (left - right), paired by seed: mean {:+.4} over {} seeds ({} (d, seed) pairs)",
                 difference.mean_difference, difference.seeds, difference.pairs
             )
         });
+        let ratio = uncertainty::ratio(l, r);
+        let (left_at, right_at) = (l.unbracketed_label(), r.unbracketed_label());
+        let verdict = uncertainty::verdict_with_bounds(ratio.verdict, left_at.is_some(), right_at.is_some());
+        for (side, at) in [("left", left_at), ("right", right_at)] {
+            let Some(at) = at else { continue };
+            let mut bounded =
+                format!("the {side} d90 is an upper bound: its rates do not bracket the best run at {at}");
+            if verdict != ratio.verdict {
+                bounded = format!("{bounded}, so the interval's `{}` is no verdict", ratio.verdict.label());
+            }
+            evidence = Some(evidence.map_or(bounded.clone(), |text| format!("{text}; {bounded}")));
+        }
         rows.push(Row {
             ordering,
             claim,
@@ -555,8 +548,9 @@ pub fn orderings(records: &[SearchRecord], measured: &MeasuredSearches) -> Polar
             right: format!("{} ({})", short(&right.plan.model), right.plan.method.name),
             left_d90: l.estimate.map(|c| c.label()),
             right_d90: r.estimate.map(|c| c.label()),
-            ratio: uncertainty::ratio(l, r),
+            ratio,
             paired: uncertainty::paired(l, r),
+            verdict,
             evidence,
         });
     };
@@ -652,7 +646,7 @@ pub fn orderings(records: &[SearchRecord], measured: &MeasuredSearches) -> Polar
         "ratio_interval" => rows.iter().map(|row| format!("[{}, {}]", end(row.ratio.low), end(row.ratio.high))).collect::<Vec<_>>(),
         "p_left_lower" => rows.iter().map(|row| row.ratio.p_first_lower).collect::<Vec<_>>(),
         "paired" => rows.iter().map(|row| row.paired).collect::<Vec<_>>(),
-        "verdict" => rows.iter().map(|row| row.ratio.verdict.label()).collect::<Vec<_>>(),
+        "verdict" => rows.iter().map(|row| row.verdict.label()).collect::<Vec<_>>(),
         "evidence" => rows.iter().map(|row| row.evidence.clone()).collect::<Vec<_>>(),
     )
 }

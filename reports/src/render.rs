@@ -220,8 +220,11 @@ pub fn report(
          is read against whether or not it is determined: an upper end below the line decides it, one open \
          above does only when the largest probe already lies above the line); `inconclusive` otherwise; \
          `untestable here` when a precondition fails (the trajectory and size claims need pre-training to \
-         improve full fine-tuning); `not measured in these results` when no search bears on it. Each row \
-         names the section with the numbers.\n"
+         improve full fine-tuning); `not measured in these results` when no search bears on it. A d90 with \
+         a probe whose learning rates do not bracket its best run (`best_lr_at_edge`) is an upper bound, \
+         since a better rate could only have raised that probe's score: it still decides a verdict it can \
+         only strengthen (below the 1% line; the lower side of an ordering that holds) and no other. Each \
+         row names the section with the numbers.\n"
     )
     .unwrap();
     md.push_str(&claims.markdown());
@@ -271,10 +274,10 @@ pub fn report(
          inside each other's intervals in {:.1}% and {:.1}% of pairs. The seed-only interval covered \
          {:.1}% and {:.1}%, and the interval searches recorded before (seeds only, the grid d90, the \
          extremes of the resamples) {:.1}% and {:.1}%. `determined`: the interval is closed at both ends \
-         inside the searched range and high / low is at most the spec's `determined_factor` (default 4); \
-         `determination` gives the reason otherwise. Only determined d90s enter model-size and trajectory \
-         slopes, correlations, compression and the generalization table; comparisons and claim (a) read \
-         their own intervals. `monotone` says whether the probes had no failure above a success. `map` is the \
+         inside the searched range, high / low is at most the spec's `determined_factor` (default 4) and \
+         every probe's learning rates bracket its best run; `determination` gives the reason otherwise. \
+         Only determined d90s enter model-size and trajectory slopes, correlations, compression and the \
+         generalization table; comparisons and claim (a) read their own intervals. `monotone` says whether the probes had no failure above a success. `map` is the \
          subspace map: scope (`global`, Li et al.; `per_tensor`, the authors' code), SAID's scale grouping \
          and any compatibility mode. `ratio` = grid d90 / paper. Outcomes: `found`; `bound` (the smallest d \
          searched already succeeds: d90 <= `at_most`, a bound, not a value); `not_reached` (the largest d, \
@@ -282,8 +285,8 @@ pub fn report(
          target at or below it, every run diverged). `best_lr_at_edge` counts the probes whose best run \
          (among runs that neither diverged nor predicted one class) used the lowest (`low`) or the highest \
          (`high`) learning rate the probe trained: the rates do not bracket the best there (the grid should \
-         extend that way; a method's `lr_extend` adds rates beyond an end where the best lies). `head_only` is the control where the spec names one: the task head (for BERT its \
-         pooler and classifier) trained alone with the encoder frozen at theta_0, over its own learning \
+         extend that way; a method's `lr_extend` adds rates beyond an end where the best lies). \
+         `head_only` is the control where the spec names one: the task head (for BERT its pooler and classifier) trained alone with the encoder frozen at theta_0, over its own learning \
          rates and the same seeds, scored as a probe is (`head_only_parameters`: the parameters it trains); \
          `head_reaches_target` flags a search whose target \
          the head reaches on the frozen encoder's features (a point comparison, without an interval): such \
@@ -335,7 +338,10 @@ pub fn report(
          resample of both searches (the same draws where they share seeds and dev split: `paired`), with \
          its 95% interval and the share of resamples in which the left d90 is lower (`p_left_lower`). The \
          verdict on \"left <= right\": `held` when the interval lies below 1, `not held` when above, \
-         `inconclusive` when it contains 1 (an open d90 gives an open ratio). `evidence`, where the two \
+         `inconclusive` when it contains 1 (an open d90 gives an open ratio), and `inconclusive` too when \
+         the verdict rests on the wrong side of an upper bound: a d90 with a probe whose rates do not \
+         bracket its best run could only fall with a better rate, so it may be the left of `held` or the \
+         right of `not held`, not the other way (`evidence` says so). `evidence`, where the two \
          searches share seeds, is the score difference at the d both probed (paired by seed): how the \
          curves differ where both were measured, which is not a d90 comparison.\n"
     )

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use d90::bootstrap::{Determination, Interval, RESAMPLES, Reading, Search};
 use d90::compare::{self, Ratio, Verdict};
 use d90::curve::Crossing;
+use d90::search::{GridEdge, best_rate_at_edge};
 use results::{Mode, RunRecord, SearchRecord};
 
 /// One search's uncertainty.
@@ -28,6 +29,9 @@ pub struct Measured {
     pub determination: Determination,
     /// The smallest and largest `d` probed (what an open end of the interval is open past).
     pub probed: (usize, usize),
+    /// The probes (by `d`) whose best run lies at the lowest or the highest rate they trained
+    /// ([`probe_edges`]): their rates do not bracket the best, so the d90 is no measurement.
+    pub unbracketed: Vec<usize>,
     /// The baseline's median on each resample.
     pub baselines: Vec<Option<f64>>,
 }
@@ -50,12 +54,31 @@ impl Measured {
         let probed =
             (search.probes.first().map_or(0, |probe| probe.d), search.probes.last().map_or(0, |probe| probe.d));
         let baselines = (0..RESAMPLES).map(|b| search.resampled_baseline(b)).collect();
-        Measured { determination, search, reading, estimate, crossings, interval, probed, baselines }
+        let unbracketed =
+            probe_edges(record, runs).into_iter().filter(|(_, edge)| edge.is_some()).map(|(d, _)| d).collect();
+        Measured { determination, search, reading, estimate, crossings, interval, probed, unbracketed, baselines }
     }
 
-    /// Whether the d90 is determined ([`Determination::Determined`]).
+    /// Whether the d90 is determined ([`Determination::Determined`]) and every probe's rates
+    /// bracket its best run (a d90 read off a probe that could have scored higher at another rate
+    /// is an artifact of the grid).
     pub fn determined(&self) -> bool {
-        self.determination.is_determined()
+        self.determination.is_determined() && self.unbracketed.is_empty()
+    }
+
+    /// `determined`, or `undetermined: <reason>`: the interval's reason
+    /// ([`Determination::label`]), else the probes whose rates do not bracket their best.
+    pub fn determination_label(&self) -> String {
+        match (self.determination.is_determined(), self.unbracketed_label()) {
+            (true, Some(at)) => format!("undetermined: the rates do not bracket the best run at {at}"),
+            _ => self.determination.label(),
+        }
+    }
+
+    /// `d = 322, 1861`: the probes whose rates do not bracket their best run; `None` when all do.
+    pub fn unbracketed_label(&self) -> Option<String> {
+        (!self.unbracketed.is_empty())
+            .then(|| format!("d = {}", self.unbracketed.iter().map(usize::to_string).collect::<Vec<_>>().join(", ")))
     }
 
     /// The d90 on the curve, when it crosses inside the range.
@@ -261,6 +284,41 @@ pub struct Claim {
     pub section: &'static str,
 }
 
+/// Each probe of `record` (by `d`) with the end of its rates where its best run lies
+/// ([`d90::search::best_rate_at_edge`]; `None` inside): the best among runs that neither diverged
+/// nor predicted one class. Only probes with such a run and two rates or more are listed.
+pub fn probe_edges(record: &SearchRecord, runs: &BTreeMap<&str, &RunRecord>) -> Vec<(usize, Option<GridEdge>)> {
+    let mut edges = Vec::new();
+    for probe in &record.probes {
+        let scored: Vec<(f64, Option<f64>)> = probe
+            .runs
+            .iter()
+            .filter_map(|key| runs.get(key.as_str()).copied())
+            .map(|run| {
+                let counts = !run.diverged && run.result.best.as_ref().is_some_and(|best| !best.predicts_one_class);
+                (run.spec.train.lr, run.best_score.filter(|_| counts))
+            })
+            .collect();
+        if scored.iter().all(|(_, score)| score.is_none()) || scored.iter().all(|&(rate, _)| rate == scored[0].0) {
+            continue;
+        }
+        edges.push((probe.d, best_rate_at_edge(&scored)));
+    }
+    edges
+}
+
+/// The verdict on "left <= right" where either side may be an upper bound (`left_bound`,
+/// `right_bound`): a d90 with a probe whose rates do not bracket its best run, which a better rate
+/// could only lower. A bound may be the lower side of `held` or the higher side of `not held`;
+/// where the verdict rests on the other side of a bound, it is `inconclusive`.
+pub fn verdict_with_bounds(verdict: Verdict, left_bound: bool, right_bound: bool) -> Verdict {
+    match verdict {
+        Verdict::Held if right_bound => Verdict::Inconclusive,
+        Verdict::NotHeld if left_bound => Verdict::Inconclusive,
+        verdict => verdict,
+    }
+}
+
 /// A verdict over several cells: `held` or `not held` when every cell says so, else
 /// `inconclusive`.
 pub fn combined(verdicts: &[Verdict]) -> Verdict {
@@ -278,7 +336,9 @@ pub fn combined(verdicts: &[Verdict]) -> Verdict {
 /// comparison does: an interval open below (`<=d`) or wider than the determined factor still lies
 /// below D/100 when its upper end does; one open above (`>d`) decides nothing unless the largest
 /// probe already lies above D/100 (then `not held`). A d90 whose head alone reaches the target is
-/// not counted.
+/// not counted. A d90 with a probe whose rates do not bracket its best run is an upper bound (a
+/// better rate could only have raised that probe's score): `held` stands, `not held` becomes
+/// `inconclusive`.
 pub fn small_claim(searches: &[(&SearchRecord, &Measured)]) -> Claim {
     let measured: Vec<&(&SearchRecord, &Measured)> = searches
         .iter()
@@ -314,11 +374,14 @@ pub fn small_claim(searches: &[(&SearchRecord, &Measured)]) -> Claim {
         })
         .collect();
     let counted: Vec<_> = measured.iter().filter(|(record, _)| !head_reaches(record)).collect();
+    // Rates that do not bracket a probe's best can only have cost it score, so such a d90 is an
+    // upper bound on what a bracketing grid would find: below the line it still is, above it
+    // decides nothing.
     let verdicts: Vec<Verdict> = counted
         .iter()
         .map(|(record, m)| {
             let limit = (record.total_parameters as f64 / 100.0).log10();
-            m.below(limit)
+            verdict_with_bounds(m.below(limit), !m.unbracketed.is_empty(), false)
         })
         .collect();
     let cells: Vec<String> = counted
@@ -328,8 +391,11 @@ pub fn small_claim(searches: &[(&SearchRecord, &Measured)]) -> Claim {
             let head = record.control.as_ref().and_then(|c| c.score).map_or(String::new(), |score| {
                 format!(", head alone {score:.4} < target {:.4}", record.baseline.target.unwrap_or(f64::NAN))
             });
+            let unbracketed = m
+                .unbracketed_label()
+                .map_or(String::new(), |at| format!(", an upper bound: the rates do not bracket the best run at {at}"));
             format!(
-                "{} {} {}: d90 {} {} vs D/100 = {} ({}{head})",
+                "{} {} {}: d90 {} {} vs D/100 = {} ({}{head}{unbracketed})",
                 short(&record.plan.model),
                 record.plan.task,
                 record.plan.method.name,
@@ -376,6 +442,7 @@ mod tests {
             interval: Interval { low, high },
             determination: Determination::NoEstimate,
             probed: (100, 10_000),
+            unbracketed: vec![],
             baselines: vec![],
         };
         let (open_below, open_above) = (f64::NEG_INFINITY, f64::INFINITY);
@@ -390,6 +457,49 @@ mod tests {
         assert_eq!(measured(4.0, 5.5).below(line), Verdict::Inconclusive);
         let without_resamples = Measured { crossings: vec![], ..measured(open_below, open_above) };
         assert_eq!(without_resamples.below(line), Verdict::Inconclusive);
+    }
+
+    /// A closed, narrow interval is no measurement while a probe's rates do not bracket its best.
+    #[test]
+    fn an_unbracketed_probe_leaves_a_d90_undetermined() {
+        let mut measured = Measured {
+            search: Search { probes: vec![], baseline: vec![], threshold: 0.9, majority: 0.5, examples: None },
+            reading: Reading::PerExample,
+            estimate: Some(Crossing::At(2.5)),
+            crossings: vec![2.4, 2.6],
+            interval: Interval { low: 2.4, high: 2.6 },
+            determination: Determination::Determined,
+            probed: (100, 10_000),
+            unbracketed: vec![],
+            baselines: vec![],
+        };
+        assert!(measured.determined());
+        assert_eq!((measured.determination_label().as_str(), measured.unbracketed_label()), ("determined", None));
+        measured.unbracketed = vec![322, 1861];
+        assert!(!measured.determined());
+        assert_eq!(
+            measured.determination_label(),
+            "undetermined: the rates do not bracket the best run at d = 322, 1861"
+        );
+        // An interval's own reason comes first.
+        measured.determination = Determination::OpenAbove;
+        assert_eq!(measured.determination_label(), "undetermined: interval open above");
+    }
+
+    /// An upper bound (rates that do not bracket a probe's best) may sit below a `held` and above a
+    /// `not held`, never the other way.
+    #[test]
+    fn an_upper_bound_decides_only_the_side_it_bounds() {
+        use Verdict::{Held, Inconclusive, NotHeld};
+        for verdict in [Held, NotHeld, Inconclusive] {
+            assert_eq!(verdict_with_bounds(verdict, false, false), verdict);
+        }
+        assert_eq!(verdict_with_bounds(Held, true, false), Held);
+        assert_eq!(verdict_with_bounds(Held, false, true), Inconclusive);
+        assert_eq!(verdict_with_bounds(Held, true, true), Inconclusive);
+        assert_eq!(verdict_with_bounds(NotHeld, false, true), NotHeld);
+        assert_eq!(verdict_with_bounds(NotHeld, true, false), Inconclusive);
+        assert_eq!(verdict_with_bounds(Inconclusive, true, true), Inconclusive);
     }
 
     #[test]
