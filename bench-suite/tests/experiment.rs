@@ -273,36 +273,47 @@ fn jobs_train_side_by_side_with_the_same_records() {
     }
 }
 
-/// `lr_extend`: SAID on the smoke task over two rates below the one that learns (0.05): a probe
-/// whose best run lies at an end of its rates trains one more rate beyond it, one step of the
-/// grid's ratio, until the best lies inside or three rates were added; the runs stay seed-major,
-/// rate-minor, and a rerun trains nothing.
+/// `lr_extend`: SAID on the smoke task over two rates below the one that learns (0.05). First
+/// without it, then with it in the same folder (two workers): a probe where some seed's best run
+/// lies at an end of its rates trains one more rate beyond that end, one step of the grid's ratio,
+/// until every seed's best lies inside or three rounds are done; only the new rates train, the
+/// runs stay seed-major, rate-minor, and a rerun trains nothing.
 #[test]
-fn a_probe_extends_its_rates_until_they_bracket_its_best() {
-    use bench_suite::experiment::search::{GridEdge, best_rate_at_edge};
-    let spec = write_spec(
+fn a_probe_extends_its_rates_until_they_bracket_each_seeds_best() {
+    use bench_suite::experiment::search::{GridEdge, best_rate_edges};
+    let smoke = preset("smoke")
+        .unwrap()
+        .1
+        .replace("methods: [said, did]", "methods: [said]")
+        .replace("seeds: [0]", "seeds: [0, 1]");
+    let grid = "said: {method: said, lr: [0.005, 0.0158]";
+    let plain = write_spec("extend-not.yaml", &smoke.replace("said: {method: said, lr: [0.05]", grid));
+    let extended = write_spec(
         "extend.yaml",
-        &preset("smoke")
-            .unwrap()
-            .1
-            .replace("said: {method: said, lr: [0.05]}", "said: {method: said, lr: [0.005, 0.0158], lr_extend: 3}")
-            .replace("methods: [said, did]", "methods: [said]")
-            .replace("seeds: [0]", "seeds: [0, 1]"),
+        &smoke.replace("said: {method: said, lr: [0.05]}", &format!("{grid}, lr_extend: 3}}")),
     );
     let out = scratch("extend");
     let _ = std::fs::remove_dir_all(&out);
-    let args = ["--spec", spec.to_str().unwrap(), "--out", out.to_str().unwrap()];
-    reproduce(&args);
+    reproduce(&["--spec", plain.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let args = ["--spec", extended.to_str().unwrap(), "--out", out.to_str().unwrap(), "--jobs", "2"];
+    let log = String::from_utf8_lossy(&reproduce(&args).stderr).into_owned();
     check_clean(&out);
+    // Only rates beyond the grid trained the second time.
+    let trained: Vec<&str> = log.lines().filter(|line| line.ends_with(" s)")).collect();
+    assert!(!trained.is_empty(), "nothing extended:\n{log}");
+    for line in &trained {
+        assert!(
+            line.starts_with("    said|") && !line.contains("|lr:5e-3|") && !line.contains("|lr:1.58e-2|"),
+            "{line}"
+        );
+    }
     let (runs, searches) = comparable(&out);
-    assert_eq!(searches.len(), 1);
-    let search = &searches[0];
-    assert!(search.signature.contains("lr-extend:3"), "{}", search.signature);
+    let search = searches.iter().find(|search| search.signature.contains("lr-extend:3")).expect("the extended search");
     let counting = |run: &RunRecord| {
         let counts = !run.diverged && run.result.best.as_ref().is_some_and(|best| !best.predicts_one_class);
         run.best_score.filter(|_| counts)
     };
-    let mut extended = 0;
+    let mut extended_probes = 0;
     for probe in &search.probes {
         let records: Vec<&RunRecord> =
             probe.runs.iter().map(|key| runs.iter().find(|run| &run.key == key).expect("on disk")).collect();
@@ -312,27 +323,30 @@ fn a_probe_extends_its_rates_until_they_bracket_its_best() {
         for (i, run) in records.iter().enumerate() {
             assert_eq!((run.spec.train.seeds.data, run.spec.train.lr), ([0, 1][i / n_rates], rates[i % n_rates]));
         }
-        // The grid's two rates, then steps of its ratio (3.16) either way; at most three more.
+        // The grid's two rates, then steps of its ratio (3.16) either way, at most one per end
+        // and round.
         let low_added = rates.iter().position(|&rate| rate == 0.005).expect("the grid's rates stay");
         assert_eq!(rates[low_added + 1], 0.0158);
         let high_added = n_rates - low_added - 2;
-        assert!(low_added + high_added <= 3, "d = {}: {rates:?}", probe.d);
+        let rounds = low_added.max(high_added);
+        assert!(rounds <= 3, "d = {}: {rates:?}", probe.d);
         assert!(rates.windows(2).all(|pair| (pair[1] / pair[0] - 3.16).abs() < 1e-9), "{rates:?}");
-        let scored: Vec<(f64, Option<f64>)> = records.iter().map(|run| (run.spec.train.lr, counting(run))).collect();
-        // It stops where the rates bracket the best, or after three more rates.
-        let edge = best_rate_at_edge(&scored);
-        assert!(edge.is_none() || low_added + high_added == 3, "d = {}: best at {edge:?} of {rates:?}", probe.d);
-        // A rate was added at one end only where the best lay at that end before it.
-        if low_added + high_added > 0 && (low_added == 0 || high_added == 0) {
-            extended += 1;
+        let scored: Vec<(u64, f64, Option<f64>)> =
+            records.iter().map(|run| (run.spec.train.seeds.data, run.spec.train.lr, counting(run))).collect();
+        // It stops where the rates bracket every seed's best, or after three rounds.
+        let edges = best_rate_edges(&scored);
+        assert!(edges.is_empty() || rounds == 3, "d = {}: seeds' bests at {edges:?} of {rates:?}", probe.d);
+        // A rate was added at one end only where some seed's best lay at that end before it.
+        if rounds > 0 && (low_added == 0 || high_added == 0) {
+            extended_probes += 1;
             let (before, towards) =
                 if high_added > 0 { (&rates[..n_rates - 1], GridEdge::High) } else { (&rates[1..], GridEdge::Low) };
-            let scored_before: Vec<(f64, Option<f64>)> =
-                scored.iter().filter(|(rate, _)| before.contains(rate)).copied().collect();
-            assert_eq!(best_rate_at_edge(&scored_before), Some(towards), "d = {}: {rates:?}", probe.d);
+            let scored_before: Vec<(u64, f64, Option<f64>)> =
+                scored.iter().filter(|(_, rate, _)| before.contains(rate)).copied().collect();
+            assert!(best_rate_edges(&scored_before).contains(&towards), "d = {}: {rates:?}", probe.d);
         }
     }
-    assert!(extended > 0, "no probe extended its rates: {:?}", search.probes);
+    assert!(extended_probes > 0, "no probe extended its rates: {:?}", search.probes);
     // The same command again trains nothing.
     let again = reproduce(&args);
     let log = String::from_utf8_lossy(&again.stderr);

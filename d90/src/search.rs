@@ -239,29 +239,44 @@ pub enum GridEdge {
     High,
 }
 
-/// Whether a probe's learning rates bracket its best run: `runs` are `(rate, score)` for every
-/// run of the probe (`None`: the run does not count, diverged or predicting one class). The best
-/// run is the highest counting score over all seeds and rates; `Some(edge)` when it lies at the
-/// lowest or the highest rate of the probe (the grid should extend that way), `None` when a best
-/// run lies inside, when no run counts or when the probe has fewer than two rates. A best score
-/// shared by a run inside and one at an edge counts as inside.
-pub fn best_rate_at_edge(runs: &[(f64, Option<f64>)]) -> Option<GridEdge> {
-    let mut rates: Vec<f64> = runs.iter().map(|&(rate, _)| rate).collect();
+/// The ends of a probe's learning rates where some seed's best run lies: `runs` are `(seed, rate,
+/// score)` for every run of the probe (`None`: the run does not count, diverged or predicting one
+/// class). A seed's best is its highest counting score; where it lies at the lowest or the highest
+/// rate of the probe, a rate beyond that end could raise the seed's score, and with it the probe's
+/// median, so the rates do not bracket the probe's best there. Empty when every seed's best lies
+/// inside (a best shared by a rate inside and an end counts as inside), for a seed without a
+/// counting run, and for a probe of fewer than two rates; otherwise `[Low]`, `[High]` or both.
+pub fn best_rate_edges(runs: &[(u64, f64, Option<f64>)]) -> Vec<GridEdge> {
+    let mut rates: Vec<f64> = runs.iter().map(|&(_, rate, _)| rate).collect();
     rates.sort_by(f64::total_cmp);
     rates.dedup();
-    let best = runs.iter().filter_map(|&(_, score)| score).max_by(f64::total_cmp)?;
     if rates.len() < 2 {
-        return None;
+        return Vec::new();
     }
     let (low, high) = (rates[0], rates[rates.len() - 1]);
-    let best_rates: Vec<f64> = runs.iter().filter(|&&(_, score)| score == Some(best)).map(|&(rate, _)| rate).collect();
-    if best_rates.iter().any(|&rate| rate != low && rate != high) {
-        None
-    } else if best_rates.contains(&low) {
-        Some(GridEdge::Low)
-    } else {
-        Some(GridEdge::High)
+    let mut seeds: Vec<u64> = runs.iter().map(|&(seed, _, _)| seed).collect();
+    seeds.sort_unstable();
+    seeds.dedup();
+    let (mut at_low, mut at_high) = (false, false);
+    for seed in seeds {
+        let own = || runs.iter().filter(move |&&(of, _, _)| of == seed);
+        let Some(best) = own().filter_map(|&(_, _, score)| score).max_by(f64::total_cmp) else { continue };
+        let best_rates: Vec<f64> =
+            own().filter(|&&(_, _, score)| score == Some(best)).map(|&(_, rate, _)| rate).collect();
+        if best_rates.iter().any(|&rate| rate != low && rate != high) {
+            continue;
+        }
+        if best_rates.contains(&low) {
+            at_low = true;
+        } else {
+            at_high = true;
+        }
     }
+    [(at_low, GridEdge::Low), (at_high, GridEdge::High)]
+        .into_iter()
+        .filter(|&(at, _)| at)
+        .map(|(_, edge)| edge)
+        .collect()
 }
 
 /// The rate one step beyond `edge` of `rates` (increasing, at least two): the end rate times the
@@ -422,24 +437,28 @@ mod tests {
     }
 
     #[test]
-    fn a_best_run_at_an_end_of_the_rates_asks_for_one_more_rate_beyond_it() {
-        // Three rates, two seeds: the best run (0.80) at the top rate.
-        let runs =
-            [(0.1, Some(0.70)), (0.3, Some(0.75)), (0.9, Some(0.80)), (0.1, Some(0.6)), (0.3, None), (0.9, None)];
-        assert_eq!(best_rate_at_edge(&runs), Some(GridEdge::High));
-        // At the bottom; inside; a tie between an end and inside counts as inside.
-        let runs = [(0.1, Some(0.80)), (0.3, Some(0.75)), (0.9, None)];
-        assert_eq!(best_rate_at_edge(&runs), Some(GridEdge::Low));
-        let runs = [(0.1, Some(0.70)), (0.3, Some(0.75)), (0.9, Some(0.72))];
-        assert_eq!(best_rate_at_edge(&runs), None);
-        let runs = [(0.1, Some(0.75)), (0.3, Some(0.75)), (0.9, Some(0.72))];
-        assert_eq!(best_rate_at_edge(&runs), None);
-        // A run that does not count is never the best, even with the highest rate.
-        let runs = [(0.1, Some(0.70)), (0.3, Some(0.75)), (0.9, None), (0.9, None)];
-        assert_eq!(best_rate_at_edge(&runs), None);
-        // Nothing counts, or one rate: no edge to extend.
-        assert_eq!(best_rate_at_edge(&[(0.1, None), (0.3, None)]), None);
-        assert_eq!(best_rate_at_edge(&[(0.1, Some(0.7)), (0.1, Some(0.8))]), None);
+    fn a_seed_best_at_an_end_of_the_rates_asks_for_one_more_rate_beyond_it() {
+        use GridEdge::{High, Low};
+        let probe = |scores: &[[Option<f64>; 3]]| -> Vec<(u64, f64, Option<f64>)> {
+            let rates = [0.1, 0.3, 0.9];
+            (0..scores.len()).flat_map(|seed| (0..3).map(move |r| (seed as u64, rates[r], scores[seed][r]))).collect()
+        };
+        let (s, none) = (Some, None);
+        // Every seed's best inside: bracketed.
+        assert_eq!(best_rate_edges(&probe(&[[s(0.7), s(0.8), s(0.6)], [s(0.7), s(0.75), s(0.7)]])), vec![]);
+        // One seed's best at the top, though the best run of all lies inside: that seed could score
+        // more at a higher rate, and so could the median.
+        assert_eq!(best_rate_edges(&probe(&[[s(0.7), s(0.9), s(0.6)], [s(0.6), s(0.7), s(0.72)]])), vec![High]);
+        // Seeds at both ends; at the bottom only.
+        assert_eq!(best_rate_edges(&probe(&[[s(0.8), s(0.7), none], [s(0.6), s(0.7), s(0.72)]])), vec![Low, High]);
+        assert_eq!(best_rate_edges(&probe(&[[s(0.8), s(0.7), none], [s(0.75), s(0.7), none]])), vec![Low]);
+        // A tie between an end and inside counts as inside; a run that does not count is never a
+        // seed's best, even at the highest rate.
+        assert_eq!(best_rate_edges(&probe(&[[s(0.75), s(0.75), s(0.7)]])), vec![]);
+        assert_eq!(best_rate_edges(&probe(&[[s(0.7), s(0.75), none]])), vec![]);
+        // A seed without a counting run, or a probe of one rate: nothing to extend.
+        assert_eq!(best_rate_edges(&probe(&[[none, none, none], [s(0.7), s(0.75), s(0.7)]])), vec![]);
+        assert_eq!(best_rate_edges(&[(0, 0.1, Some(0.7)), (1, 0.1, Some(0.8))]), vec![]);
         // One step beyond either end, with the ratio of the rates at that end.
         let rates = [0.1, 0.3, 0.9];
         assert!((rate_beyond(&rates, GridEdge::Low) - 0.1 / 3.0).abs() < 1e-15);

@@ -142,14 +142,15 @@ fn map_label(search: &SearchRecord) -> String {
     search.plan.method.map_label()
 }
 
-/// Where each probe's best run (highest dev score among runs that neither diverged nor predicted
-/// one class) lies in the probe's learning rates ([`uncertainty::probe_edges`]): the probes whose
-/// best is the lowest (`low`) or the highest (`high`) rate they trained, e.g. `high 5/5` (the grid
-/// should extend that way; a method's `lr_extend` does so); `None` when every best lies inside.
+/// Where the seeds' best runs (highest dev score among runs that neither diverged nor predicted
+/// one class) lie in each probe's learning rates ([`uncertainty::probe_edges`]): how many probes
+/// have some seed's best at the lowest (`low`) or the highest (`high`) rate they trained, out of
+/// the probes with a run that counts, e.g. `high 2/3` (the grid should extend that way; a
+/// method's `lr_extend` does so); `None` when every seed's best lies inside at every probe.
 fn best_lr_at_edge(search: &SearchRecord, runs: &BTreeMap<&str, &RunRecord>) -> Option<String> {
     use d90::search::GridEdge;
     let edges = uncertainty::probe_edges(search, runs);
-    let count = |edge: GridEdge| edges.iter().filter(|(_, at)| *at == Some(edge)).count();
+    let count = |edge: GridEdge| edges.iter().filter(|(_, at)| at.contains(&edge)).count();
     let parts: Vec<String> = [("low", count(GridEdge::Low)), ("high", count(GridEdge::High))]
         .iter()
         .filter(|(_, count)| *count > 0)
@@ -434,7 +435,9 @@ pub fn table1(searches: &DataFrame, paper: &Paper) -> PolarsResult<DataFrame> {
 /// Each search's baseline beside a public reference accuracy for its model and task, where one
 /// exists: a weak baseline shows. `best_epoch` is the epoch (1-based) of the best baseline run's
 /// best evaluation and `best_at_last_epoch` counts the baseline runs whose best evaluation was
-/// their last epoch (all of them: the baseline may still have been improving).
+/// their last epoch (all of them: the baseline may still have been improving); `best_lr_at_edge`
+/// names the ends of the baseline's rates where some seed's best run lies
+/// ([`d90::search::best_rate_edges`]): a baseline that could score higher sets its targets low.
 pub fn baselines(searches: &[SearchRecord], runs: &[RunRecord], paper: &Paper) -> PolarsResult<DataFrame> {
     struct Row<'a> {
         score: Option<f64>,
@@ -442,6 +445,7 @@ pub fn baselines(searches: &[SearchRecord], runs: &[RunRecord], paper: &Paper) -
         reference: Option<&'a Reference>,
         best_epoch: Option<i64>,
         at_last: Option<String>,
+        at_edge: Option<String>,
     }
     let by_key: BTreeMap<&str, &RunRecord> = runs.iter().map(|run| (run.key.as_str(), run)).collect();
     let mut rows: BTreeMap<(String, String, String), Row> = BTreeMap::new();
@@ -470,6 +474,21 @@ pub fn baselines(searches: &[SearchRecord], runs: &[RunRecord], paper: &Paper) -
             .collect();
         let at_last =
             (!last.is_empty()).then(|| format!("{}/{}", last.iter().filter(|&&at_last| at_last).count(), last.len()));
+        let scored: Vec<(u64, f64, Option<f64>)> = baseline_runs
+            .iter()
+            .map(|run| {
+                let counts = !run.diverged && run.result.best.as_ref().is_some_and(|best| !best.predicts_one_class);
+                (run.spec.train.seeds.data, run.spec.train.lr, run.best_score.filter(|_| counts))
+            })
+            .collect();
+        let edges = d90::search::best_rate_edges(&scored);
+        let at_edge = (!edges.is_empty()).then(|| {
+            let label = |edge: &d90::search::GridEdge| match edge {
+                d90::search::GridEdge::Low => "low",
+                d90::search::GridEdge::High => "high",
+            };
+            edges.iter().map(label).collect::<Vec<_>>().join(", ")
+        });
         rows.insert(
             (plan.model.clone(), plan.task.clone(), lrs),
             Row {
@@ -478,6 +497,7 @@ pub fn baselines(searches: &[SearchRecord], runs: &[RunRecord], paper: &Paper) -
                 reference,
                 best_epoch,
                 at_last,
+                at_edge,
             },
         );
     }
@@ -488,6 +508,7 @@ pub fn baselines(searches: &[SearchRecord], runs: &[RunRecord], paper: &Paper) -
         "baseline" => rows.values().map(|row| row.score).collect::<Vec<_>>(),
         "best_epoch" => rows.values().map(|row| row.best_epoch).collect::<Vec<_>>(),
         "best_at_last_epoch" => rows.values().map(|row| row.at_last.clone()).collect::<Vec<_>>(),
+        "best_lr_at_edge" => rows.values().map(|row| row.at_edge.clone()).collect::<Vec<_>>(),
         "majority" => rows.values().map(|row| row.majority).collect::<Vec<_>>(),
         "reference" => rows.values().map(|row| row.reference.map(|r| r.accuracy)).collect::<Vec<_>>(),
         "reference_source" => rows.values().map(|row| row.reference.map(|r| r.source.clone())).collect::<Vec<_>>(),

@@ -223,8 +223,8 @@ pub fn report(
          improve full fine-tuning); `not measured in these results` when no search bears on it. A d90 with \
          a probe whose learning rates do not bracket its best run (`best_lr_at_edge`) is an upper bound, \
          since a better rate could only have raised that probe's score: it still decides a verdict it can \
-         only strengthen (below the 1% line; the lower side of an ordering that holds) and no other. Each \
-         row names the section with the numbers.\n"
+         only strengthen (below the 1% line; the lower d90 of a comparison that holds or does not) and no \
+         other. Each row names the section with the numbers.\n"
     )
     .unwrap();
     md.push_str(&claims.markdown());
@@ -275,18 +275,21 @@ pub fn report(
          {:.1}% and {:.1}%, and the interval searches recorded before (seeds only, the grid d90, the \
          extremes of the resamples) {:.1}% and {:.1}%. `determined`: the interval is closed at both ends \
          inside the searched range, high / low is at most the spec's `determined_factor` (default 4) and \
-         every probe's learning rates bracket its best run; `determination` gives the reason otherwise. \
+         every probe's learning rates bracket each seed's best run; `determination` gives the reason otherwise. \
          Only determined d90s enter model-size and trajectory slopes, correlations, compression and the \
-         generalization table; comparisons and claim (a) read their own intervals. `monotone` says whether the probes had no failure above a success. `map` is the \
+         generalization table; comparisons and claim (a) read their own intervals. `monotone` says whether \
+         the probes had no failure above a success. `map` is the \
          subspace map: scope (`global`, Li et al.; `per_tensor`, the authors' code), SAID's scale grouping \
          and any compatibility mode. `ratio` = grid d90 / paper. Outcomes: `found`; `bound` (the smallest d \
          searched already succeeds: d90 <= `at_most`, a bound, not a value); `not_reached` (the largest d, \
          `largest_tried`, failed); `unable` (see `reason`: a baseline not above the majority class, a \
-         target at or below it, every run diverged). `best_lr_at_edge` counts the probes whose best run \
-         (among runs that neither diverged nor predicted one class) used the lowest (`low`) or the highest \
-         (`high`) learning rate the probe trained: the rates do not bracket the best there (the grid should \
+         target at or below it, every run diverged). `best_lr_at_edge` counts the probes where some seed's \
+         best run (among runs that neither diverged nor predicted one class) used the lowest (`low`) or the highest \
+         (`high`) learning rate the probe trained, out of the probes with a run that counts: the rates do \
+         not bracket the best there (the grid should \
          extend that way; a method's `lr_extend` adds rates beyond an end where the best lies). \
-         `head_only` is the control where the spec names one: the task head (for BERT its pooler and classifier) trained alone with the encoder frozen at theta_0, over its own learning \
+         `head_only` is the control where the spec names one: the task head (for BERT its pooler and \
+         classifier) trained alone with the encoder frozen at theta_0, over its own learning \
          rates and the same seeds, scored as a probe is (`head_only_parameters`: the parameters it trains); \
          `head_reaches_target` flags a search whose target \
          the head reaches on the frozen encoder's features (a point comparison, without an interval): such \
@@ -323,7 +326,9 @@ pub fn report(
          published dev accuracy of full fine-tuning for that model and task where one exists \
          (`reference`, with its source; \"—\": none published for this checkpoint), so a weak baseline shows. \
          `best_epoch`: the epoch (from 1) of the best baseline run's best evaluation; `best_at_last_epoch`: how \
-         many baseline runs peaked at their last epoch (all of them: the baseline may not have converged).\n"
+         many baseline runs peaked at their last epoch (all of them: the baseline may not have converged); \
+         `best_lr_at_edge`: the end of the baseline's learning rates where some seed's best run lies (its \
+         rates do not bracket the best, so the baseline and every target set from it may be low).\n"
     )
     .unwrap();
     md.push_str(&baselines.markdown());
@@ -340,8 +345,9 @@ pub fn report(
          verdict on \"left <= right\": `held` when the interval lies below 1, `not held` when above, \
          `inconclusive` when it contains 1 (an open d90 gives an open ratio), and `inconclusive` too when \
          the verdict rests on the wrong side of an upper bound: a d90 with a probe whose rates do not \
-         bracket its best run could only fall with a better rate, so it may be the left of `held` or the \
-         right of `not held`, not the other way (`evidence` says so). `evidence`, where the two \
+         bracket a seed's best run could only fall with a better rate, so it may be the lower d90 of a \
+         verdict (the left of `held`, the right of `not held`), never the higher (`evidence` says so). \
+         `evidence`, where the two \
          searches share seeds, is the score difference at the d both probed (paired by seed): how the \
          curves differ where both were measured, which is not a d90 comparison.\n"
     )

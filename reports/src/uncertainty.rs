@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use d90::bootstrap::{Determination, Interval, RESAMPLES, Reading, Search};
 use d90::compare::{self, Ratio, Verdict};
 use d90::curve::Crossing;
-use d90::search::{GridEdge, best_rate_at_edge};
+use d90::search::{GridEdge, best_rate_edges};
 use results::{Mode, RunRecord, SearchRecord};
 
 /// One search's uncertainty.
@@ -29,8 +29,9 @@ pub struct Measured {
     pub determination: Determination,
     /// The smallest and largest `d` probed (what an open end of the interval is open past).
     pub probed: (usize, usize),
-    /// The probes (by `d`) whose best run lies at the lowest or the highest rate they trained
-    /// ([`probe_edges`]): their rates do not bracket the best, so the d90 is no measurement.
+    /// The probes (by `d`, increasing) where some seed's best run lies at the lowest or the highest
+    /// rate they trained ([`probe_edges`]): their rates do not bracket the best, so the d90 is no
+    /// measurement.
     pub unbracketed: Vec<usize>,
     /// The baseline's median on each resample.
     pub baselines: Vec<Option<f64>>,
@@ -54,8 +55,9 @@ impl Measured {
         let probed =
             (search.probes.first().map_or(0, |probe| probe.d), search.probes.last().map_or(0, |probe| probe.d));
         let baselines = (0..RESAMPLES).map(|b| search.resampled_baseline(b)).collect();
-        let unbracketed =
-            probe_edges(record, runs).into_iter().filter(|(_, edge)| edge.is_some()).map(|(d, _)| d).collect();
+        let mut unbracketed: Vec<usize> =
+            probe_edges(record, runs).into_iter().filter(|(_, edges)| !edges.is_empty()).map(|(d, _)| d).collect();
+        unbracketed.sort_unstable();
         Measured { determination, search, reading, estimate, crossings, interval, probed, unbracketed, baselines }
     }
 
@@ -284,25 +286,27 @@ pub struct Claim {
     pub section: &'static str,
 }
 
-/// Each probe of `record` (by `d`) with the end of its rates where its best run lies
-/// ([`d90::search::best_rate_at_edge`]; `None` inside): the best among runs that neither diverged
-/// nor predicted one class. Only probes with such a run and two rates or more are listed.
-pub fn probe_edges(record: &SearchRecord, runs: &BTreeMap<&str, &RunRecord>) -> Vec<(usize, Option<GridEdge>)> {
+/// Each probe of `record` (by `d`) with the ends of its rates where some seed's best run lies
+/// ([`d90::search::best_rate_edges`]; empty when the rates bracket every seed's best), a seed's
+/// best taken among runs that neither diverged nor predicted one class. Only probes with such a
+/// run and two rates or more are listed.
+pub fn probe_edges(record: &SearchRecord, runs: &BTreeMap<&str, &RunRecord>) -> Vec<(usize, Vec<GridEdge>)> {
     let mut edges = Vec::new();
     for probe in &record.probes {
-        let scored: Vec<(f64, Option<f64>)> = probe
+        let scored: Vec<(u64, f64, Option<f64>)> = probe
             .runs
             .iter()
             .filter_map(|key| runs.get(key.as_str()).copied())
             .map(|run| {
                 let counts = !run.diverged && run.result.best.as_ref().is_some_and(|best| !best.predicts_one_class);
-                (run.spec.train.lr, run.best_score.filter(|_| counts))
+                (run.spec.train.seeds.data, run.spec.train.lr, run.best_score.filter(|_| counts))
             })
             .collect();
-        if scored.iter().all(|(_, score)| score.is_none()) || scored.iter().all(|&(rate, _)| rate == scored[0].0) {
+        if scored.iter().all(|(_, _, score)| score.is_none()) || scored.iter().all(|&(_, rate, _)| rate == scored[0].1)
+        {
             continue;
         }
-        edges.push((probe.d, best_rate_at_edge(&scored)));
+        edges.push((probe.d, best_rate_edges(&scored)));
     }
     edges
 }

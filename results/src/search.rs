@@ -139,9 +139,9 @@ pub struct Method {
     /// (`None`: the same rates at every `d`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lr_d0: Option<usize>,
-    /// At most this many rates a probe adds beyond the ends of its grid, one at a time, while
-    /// its best run lies at the lowest or the highest rate (each a step of the grid's ratio at
-    /// that end), so that the probe's rates bracket its best (`None`: the grid as given).
+    /// At most this many rounds in which a probe adds a rate beyond each end of its rates where
+    /// some seed's best run lies (a step of the grid's ratio at that end), so that the rates
+    /// bracket every seed's best (`None`: the grid as given).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lr_extend: Option<usize>,
     /// SAID: the learning rate of the scales `lambda` (`None`: the rate of `theta`).

@@ -930,10 +930,11 @@ impl Runner {
 
     /// Every learning rate and seed of `method` at `d`: per seed the best score over learning
     /// rates among runs that neither diverged nor predicted one class, and the median over seeds (a
-    /// seed without such a run counts as 0). With `lr_extend`, while the probe's best run lies at
-    /// the lowest or the highest rate, every seed trains one more rate beyond that end
-    /// ([`d90::search::rate_beyond`]), at most `lr_extend` times; the runs already trained keep
-    /// their keys, so extending a finished search trains only the new rates.
+    /// seed without such a run counts as 0). With `lr_extend`, while some seed's best run lies at
+    /// the lowest or the highest rate ([`d90::search::best_rate_edges`]), every seed trains one
+    /// more rate beyond each such end ([`d90::search::rate_beyond`]), in at most `lr_extend`
+    /// rounds; the runs already trained keep their keys, so extending a finished search trains
+    /// only the new rates.
     fn probe(
         &mut self,
         search: &PreparedSearch,
@@ -950,13 +951,23 @@ impl Runner {
             if extensions_left == 0 {
                 return Ok((outcome, records));
             }
-            let runs: Vec<(f64, Option<f64>)> =
-                records.iter().map(|record| (record.spec.train.lr, counting_score(record))).collect();
-            let Some(edge) = d90::search::best_rate_at_edge(&runs) else { return Ok((outcome, records)) };
-            let beyond = d90::search::rate_beyond(&rates, edge);
-            match edge {
-                d90::search::GridEdge::Low => rates.insert(0, beyond),
-                d90::search::GridEdge::High => rates.push(beyond),
+            let runs: Vec<(u64, f64, Option<f64>)> = records
+                .iter()
+                .map(|record| (record.spec.train.seeds.data, record.spec.train.lr, counting_score(record)))
+                .collect();
+            let edges = d90::search::best_rate_edges(&runs);
+            if edges.is_empty() {
+                return Ok((outcome, records));
+            }
+            let (below, above) = (
+                d90::search::rate_beyond(&rates, d90::search::GridEdge::Low),
+                d90::search::rate_beyond(&rates, d90::search::GridEdge::High),
+            );
+            for edge in edges {
+                match edge {
+                    d90::search::GridEdge::Low => rates.insert(0, below),
+                    d90::search::GridEdge::High => rates.push(above),
+                }
             }
             extensions_left -= 1;
         }

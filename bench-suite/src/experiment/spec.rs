@@ -21,7 +21,7 @@
 //!   said: {method: said, lr: [0.1, 0.3, 1.0], lr_d0: 1000,          # rates for d = 1000, scaled
 //!          lambda_lr: 0.01,                                          # by sqrt(1000 / d); scales' rate
 //!          grouping: per_layer, scope: global,
-//!          lr_extend: 2}           # optional: up to 2 more rates where a probe's best is at an end
+//!          lr_extend: 2}           # optional: up to 2 more rates where a seed's best is at an end
 //!   did:  {method: did, lr: [0.1, 0.3, 1.0], scope: per_tensor}
 //!   head: {method: head_only, lr: [1.0e-3, 3.0e-3, 1.0e-2]}        # the task head alone
 //! tasks:                      # optional: tasks over local files (paths relative to this file)
@@ -138,9 +138,10 @@ pub struct MethodSpec {
     /// The learning rates are for this `d`; at another `d` each is scaled by `sqrt(lr_d0 / d)`
     /// (with Adam the subspace step grows like `lr sqrt(d)`). Absent: the same rates at every `d`.
     pub lr_d0: Option<usize>,
-    /// d90 searches: a probe whose best run lies at the lowest or the highest rate trains one
-    /// more rate beyond that end (a step of the grid's ratio there), at most this many times, so
-    /// that its rates bracket its best. The grid must increase. Absent: the grid as given.
+    /// d90 searches: while some seed's best run lies at the lowest or the highest rate of a probe,
+    /// every seed trains one more rate beyond that end (a step of the grid's ratio there), in at
+    /// most this many rounds, so that the rates bracket each seed's best. The grid must increase.
+    /// Absent: the grid as given.
     pub lr_extend: Option<usize>,
     /// SAID: the learning rate of the scales `lambda` (absent: the rate of `theta`).
     pub lambda_lr: Option<f64>,
