@@ -295,17 +295,28 @@ fn a_probe_extends_its_rates_until_they_bracket_each_seeds_best() {
     let out = scratch("extend");
     let _ = std::fs::remove_dir_all(&out);
     reproduce(&["--spec", plain.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    // (d, rate, seed) of every SAID run the plain search trained: none trains again.
+    let field = |text: &str, name: &str| -> String {
+        let value = text.split('|').find_map(|part| part.strip_prefix(name)).unwrap_or_default();
+        value.split(':').next().unwrap().to_owned()
+    };
+    let trained_before: Vec<(String, String, String)> = comparable(&out)
+        .0
+        .iter()
+        .filter(|run| run.spec.train.mode == results::Mode::Said)
+        .map(|run| (field(&run.signature, "d:"), field(&run.signature, "lr:"), field(&run.signature, "seed:")))
+        .collect();
+    assert!(!trained_before.is_empty());
     let args = ["--spec", extended.to_str().unwrap(), "--out", out.to_str().unwrap(), "--jobs", "2"];
     let log = String::from_utf8_lossy(&reproduce(&args).stderr).into_owned();
     check_clean(&out);
-    // Only rates beyond the grid trained the second time.
-    let trained: Vec<&str> = log.lines().filter(|line| line.ends_with(" s)")).collect();
+    // A generalization run (`train-eval`) trains a probe's run again on purpose.
+    let trained: Vec<&str> =
+        log.lines().filter(|line| line.ends_with(" s)") && !line.contains("|train-eval:")).collect();
     assert!(!trained.is_empty(), "nothing extended:\n{log}");
     for line in &trained {
-        assert!(
-            line.starts_with("    said|") && !line.contains("|lr:5e-3|") && !line.contains("|lr:1.58e-2|"),
-            "{line}"
-        );
+        let run = (field(line, "d:"), field(line, "lr:"), field(line, "seed:"));
+        assert!(line.starts_with("    said|") && !trained_before.contains(&run), "trained again: {line}");
     }
     let (runs, searches) = comparable(&out);
     let search = searches.iter().find(|search| search.signature.contains("lr-extend:3")).expect("the extended search");
@@ -324,20 +335,21 @@ fn a_probe_extends_its_rates_until_they_bracket_each_seeds_best() {
             assert_eq!((run.spec.train.seeds.data, run.spec.train.lr), ([0, 1][i / n_rates], rates[i % n_rates]));
         }
         // The grid's two rates, then steps of its ratio (3.16) either way, at most one per end
-        // and round.
+        // and round, so at most three at an end.
         let low_added = rates.iter().position(|&rate| rate == 0.005).expect("the grid's rates stay");
         assert_eq!(rates[low_added + 1], 0.0158);
         let high_added = n_rates - low_added - 2;
-        let rounds = low_added.max(high_added);
-        assert!(rounds <= 3, "d = {}: {rates:?}", probe.d);
+        assert!(low_added <= 3 && high_added <= 3, "d = {}: {rates:?}", probe.d);
         assert!(rates.windows(2).all(|pair| (pair[1] / pair[0] - 3.16).abs() < 1e-9), "{rates:?}");
         let scored: Vec<(u64, f64, Option<f64>)> =
             records.iter().map(|run| (run.spec.train.seeds.data, run.spec.train.lr, counting(run))).collect();
-        // It stops where the rates bracket every seed's best, or after three rounds.
+        // It stops where the rates bracket every seed's best, or after three rounds (each adding
+        // a rate at one end or both).
         let edges = best_rate_edges(&scored);
-        assert!(edges.is_empty() || rounds == 3, "d = {}: seeds' bests at {edges:?} of {rates:?}", probe.d);
+        let added = low_added + high_added;
+        assert!(edges.is_empty() || added >= 3, "d = {}: seeds' bests at {edges:?} of {rates:?}", probe.d);
         // A rate was added at one end only where some seed's best lay at that end before it.
-        if rounds > 0 && (low_added == 0 || high_added == 0) {
+        if added > 0 && (low_added == 0 || high_added == 0) {
             extended_probes += 1;
             let (before, towards) =
                 if high_added > 0 { (&rates[..n_rates - 1], GridEdge::High) } else { (&rates[1..], GridEdge::Low) };

@@ -243,9 +243,10 @@ pub enum GridEdge {
 /// score)` for every run of the probe (`None`: the run does not count, diverged or predicting one
 /// class). A seed's best is its highest counting score; where it lies at the lowest or the highest
 /// rate of the probe, a rate beyond that end could raise the seed's score, and with it the probe's
-/// median, so the rates do not bracket the probe's best there. Empty when every seed's best lies
-/// inside (a best shared by a rate inside and an end counts as inside), for a seed without a
-/// counting run, and for a probe of fewer than two rates; otherwise `[Low]`, `[High]` or both.
+/// median, so the rates do not bracket the probe's best there. A best shared by a rate inside and
+/// an end counts as inside; one shared by both ends alone, as both. A seed without a counting run
+/// asks for nothing (so a probe where no run counts is never extended), nor does a probe of fewer
+/// than two rates. Returns `[]` (bracketed), `[Low]`, `[High]` or `[Low, High]`.
 pub fn best_rate_edges(runs: &[(u64, f64, Option<f64>)]) -> Vec<GridEdge> {
     let mut rates: Vec<f64> = runs.iter().map(|&(_, rate, _)| rate).collect();
     rates.sort_by(f64::total_cmp);
@@ -266,11 +267,8 @@ pub fn best_rate_edges(runs: &[(u64, f64, Option<f64>)]) -> Vec<GridEdge> {
         if best_rates.iter().any(|&rate| rate != low && rate != high) {
             continue;
         }
-        if best_rates.contains(&low) {
-            at_low = true;
-        } else {
-            at_high = true;
-        }
+        at_low |= best_rates.contains(&low);
+        at_high |= best_rates.contains(&high);
     }
     [(at_low, GridEdge::Low), (at_high, GridEdge::High)]
         .into_iter()
@@ -459,6 +457,8 @@ mod tests {
         // A seed without a counting run, or a probe of one rate: nothing to extend.
         assert_eq!(best_rate_edges(&probe(&[[none, none, none], [s(0.7), s(0.75), s(0.7)]])), vec![]);
         assert_eq!(best_rate_edges(&[(0, 0.1, Some(0.7)), (1, 0.1, Some(0.8))]), vec![]);
+        // A best shared by the two ends alone: both.
+        assert_eq!(best_rate_edges(&[(0, 0.1, Some(0.7)), (0, 0.3, Some(0.7))]), vec![Low, High]);
         // One step beyond either end, with the ratio of the rates at that end.
         let rates = [0.1, 0.3, 0.9];
         assert!((rate_beyond(&rates, GridEdge::Low) - 0.1 / 3.0).abs() < 1e-15);
