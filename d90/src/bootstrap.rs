@@ -254,11 +254,7 @@ impl Search {
     /// (the same ids hash), else seed-only.
     pub fn from_record<'a>(record: &SearchRecord, runs: impl Fn(&str) -> Option<&'a RunRecord>) -> (Search, Reading) {
         let seeds = &record.plan.seeds;
-        let counts = |run: &RunRecord| {
-            !run.diverged
-                && run.best_score.is_some()
-                && run.result.best.as_ref().is_some_and(|best| !best.predicts_one_class)
-        };
+        let counts = |run: &RunRecord| run.counting_score().is_some();
         let mut missing = false;
         let mut split: Option<(usize, String)> = None;
         let mut per_example = true;

@@ -239,6 +239,16 @@ pub enum GridEdge {
     High,
 }
 
+impl GridEdge {
+    /// `low` or `high`, as reports name it.
+    pub fn label(self) -> &'static str {
+        match self {
+            GridEdge::Low => "low",
+            GridEdge::High => "high",
+        }
+    }
+}
+
 /// The ends of a probe's learning rates where some seed's best run lies: `runs` are `(seed, rate,
 /// score)` for every run of the probe (`None`: the run does not count, diverged or predicting one
 /// class). A seed's best is its highest counting score; where it lies at the lowest or the highest

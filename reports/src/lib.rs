@@ -151,10 +151,10 @@ fn best_lr_at_edge(search: &SearchRecord, runs: &BTreeMap<&str, &RunRecord>) -> 
     use d90::search::GridEdge;
     let edges = uncertainty::probe_edges(search, runs);
     let count = |edge: GridEdge| edges.iter().filter(|(_, at)| at.contains(&edge)).count();
-    let parts: Vec<String> = [("low", count(GridEdge::Low)), ("high", count(GridEdge::High))]
-        .iter()
-        .filter(|(_, count)| *count > 0)
-        .map(|(edge, count)| format!("{edge} {count}/{}", edges.len()))
+    let parts: Vec<String> = [GridEdge::Low, GridEdge::High]
+        .into_iter()
+        .filter(|&edge| count(edge) > 0)
+        .map(|edge| format!("{} {}/{}", edge.label(), count(edge), edges.len()))
         .collect();
     (!parts.is_empty()).then(|| parts.join(", "))
 }
@@ -476,19 +476,10 @@ pub fn baselines(searches: &[SearchRecord], runs: &[RunRecord], paper: &Paper) -
             (!last.is_empty()).then(|| format!("{}/{}", last.iter().filter(|&&at_last| at_last).count(), last.len()));
         let scored: Vec<(u64, f64, Option<f64>)> = baseline_runs
             .iter()
-            .map(|run| {
-                let counts = !run.diverged && run.result.best.as_ref().is_some_and(|best| !best.predicts_one_class);
-                (run.spec.train.seeds.data, run.spec.train.lr, run.best_score.filter(|_| counts))
-            })
+            .map(|run| (run.spec.train.seeds.data, run.spec.train.lr, run.counting_score()))
             .collect();
         let edges = d90::search::best_rate_edges(&scored);
-        let at_edge = (!edges.is_empty()).then(|| {
-            let label = |edge: &d90::search::GridEdge| match edge {
-                d90::search::GridEdge::Low => "low",
-                d90::search::GridEdge::High => "high",
-            };
-            edges.iter().map(label).collect::<Vec<_>>().join(", ")
-        });
+        let at_edge = (!edges.is_empty()).then(|| edges.iter().map(|edge| edge.label()).collect::<Vec<_>>().join(", "));
         rows.insert(
             (plan.model.clone(), plan.task.clone(), lrs),
             Row {

@@ -297,10 +297,7 @@ pub fn probe_edges(record: &SearchRecord, runs: &BTreeMap<&str, &RunRecord>) -> 
             .runs
             .iter()
             .filter_map(|key| runs.get(key.as_str()).copied())
-            .map(|run| {
-                let counts = !run.diverged && run.result.best.as_ref().is_some_and(|best| !best.predicts_one_class);
-                (run.spec.train.seeds.data, run.spec.train.lr, run.best_score.filter(|_| counts))
-            })
+            .map(|run| (run.spec.train.seeds.data, run.spec.train.lr, run.counting_score()))
             .collect();
         if scored.iter().all(|(_, _, score)| score.is_none()) || scored.iter().all(|&(_, rate, _)| rate == scored[0].1)
         {

@@ -328,3 +328,12 @@ pub struct RunRecord {
     /// The code revision, host and time that made the record, and the hashes of its local inputs.
     pub provenance: Provenance,
 }
+
+impl RunRecord {
+    /// The run's best score if it counts towards a probe (a seed's best over learning rates, the
+    /// rates' bracketing): it neither diverged nor predicted one class at its best evaluation.
+    pub fn counting_score(&self) -> Option<f64> {
+        let counts = !self.diverged && self.result.best.as_ref().is_some_and(|best| !best.predicts_one_class);
+        self.best_score.filter(|_| counts)
+    }
+}

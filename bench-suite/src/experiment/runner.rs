@@ -89,13 +89,6 @@ fn dimensions(config: &encoders::models::Config, n_labels: i64, method: &Method)
     shapes::subspace_dimensions(config, n_labels, subspace_method, method.grouping, method.compat)
 }
 
-/// A run's best score if it counts towards a probe's learning-rate choices: it neither diverged nor
-/// predicted one class at its best evaluation.
-fn counting_score(record: &RunRecord) -> Option<f64> {
-    let counts = !record.diverged && record.result.best.as_ref().is_some_and(|best| !best.predicts_one_class);
-    record.best_score.filter(|_| counts)
-}
-
 /// An error of the pre-training `name`, at its spec field: a settings error names the field under
 /// `pretraining.<name>`.
 fn pretraining_error(origin: &super::spec::Origin, name: &str, err: trainer::Error) -> super::spec::SpecError {
@@ -919,7 +912,7 @@ impl Runner {
         }
         let scores: Vec<Vec<Option<f64>>> = records
             .chunks(n_rates)
-            .map(|seed_runs| seed_runs.iter().map(|record| counting_score(record.as_ref()?)).collect())
+            .map(|seed_runs| seed_runs.iter().map(|record| record.as_ref()?.counting_score()).collect())
             .collect();
         let Some((seed, rate)) = d90::search::generalization_pick(&scores) else { return Ok(None) };
         let Some(chosen) = records[seed * n_rates + rate].take() else { return Ok(None) };
@@ -953,7 +946,7 @@ impl Runner {
             }
             let runs: Vec<(u64, f64, Option<f64>)> = records
                 .iter()
-                .map(|record| (record.spec.train.seeds.data, record.spec.train.lr, counting_score(record)))
+                .map(|record| (record.spec.train.seeds.data, record.spec.train.lr, record.counting_score()))
                 .collect();
             let edges = d90::search::best_rate_edges(&runs);
             if edges.is_empty() {
